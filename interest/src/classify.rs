@@ -1,0 +1,278 @@
+//! Turns a pattern into literal searches where that is exact.
+//!
+//! Most interests are a literal or a few alternatives, perhaps anchored at one
+//! end, perhaps padded with `.*` (`^user\.`, `@example\.com$`, `^(eu|us)-west$`,
+//! `.*evan.*`). Such a pattern matches exactly when one of its literals occurs
+//! at a position that satisfies its anchors, and one Aho-Corasick scan over a
+//! field's value finds every literal of every queue at once. Anything else
+//! (repetitions, big classes, word boundaries, multi-line mode) goes to a
+//! regex set.
+
+use regex_syntax::hir::{Class, Hir, HirKind, Look};
+
+/// A pattern's literal bytes may not expand past this many alternatives.
+const MAX_LITERALS: usize = 64;
+/// A class is expanded into its characters only when it is this small.
+const MAX_CLASS_CHARS: usize = 16;
+
+/// Where a literal's match may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StartRule {
+    /// Anywhere.
+    Any,
+    /// At the start of the value (`^lit`).
+    AtStart,
+    /// Before the value's first newline (`^.*lit`: `.` does not match `\n`).
+    FirstLine,
+}
+
+/// Where a literal's match may end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndRule {
+    Any,
+    /// At the end of the value (`lit$`).
+    AtEnd,
+    /// After the value's last newline (`lit.*$`).
+    LastLine,
+}
+
+/// A pattern that matches exactly when one of `literals` occurs where the rules
+/// allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LiteralForm {
+    pub literals: Vec<Vec<u8>>,
+    pub start: StartRule,
+    pub end: EndRule,
+}
+
+/// The literal form of a pattern, or `None` when only a regex engine can
+/// answer it exactly.
+pub(crate) fn literal_form(pattern: &str) -> Option<LiteralForm> {
+    let hir = regex_syntax::parse(pattern).ok()?;
+    let mut items: Vec<&Hir> = match strip_captures(&hir).kind() {
+        HirKind::Concat(items) => items.iter().collect(),
+        _ => vec![strip_captures(&hir)],
+    };
+    let anchored_start = matches!(
+        items.first().map(|h| h.kind()),
+        Some(HirKind::Look(Look::Start))
+    );
+    if anchored_start {
+        items.remove(0);
+    }
+    let anchored_end = matches!(
+        items.last().map(|h| h.kind()),
+        Some(HirKind::Look(Look::End))
+    );
+    if anchored_end {
+        items.pop();
+    }
+    let mut lead = Dots::None;
+    while let Some(d) = items.first().and_then(|h| dot_star(h)) {
+        lead = lead.join(d);
+        items.remove(0);
+    }
+    let mut trail = Dots::None;
+    while let Some(d) = items.last().and_then(|h| dot_star(h)) {
+        trail = trail.join(d);
+        items.pop();
+    }
+    let start = match (anchored_start, lead) {
+        (false, _) | (true, Dots::All) => StartRule::Any,
+        (true, Dots::None) => StartRule::AtStart,
+        (true, Dots::NoNewline) => StartRule::FirstLine,
+    };
+    let end = match (anchored_end, trail) {
+        (false, _) | (true, Dots::All) => EndRule::Any,
+        (true, Dots::None) => EndRule::AtEnd,
+        (true, Dots::NoNewline) => EndRule::LastLine,
+    };
+    let mut literals = vec![Vec::new()];
+    for item in items {
+        literals = concat(literals, &literal_set(item)?)?;
+    }
+    literals.sort();
+    literals.dedup();
+    Some(LiteralForm {
+        literals,
+        start,
+        end,
+    })
+}
+
+/// What a run of `.*` at one end of a pattern may cross.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dots {
+    None,
+    NoNewline,
+    All,
+}
+
+impl Dots {
+    fn join(self, other: Dots) -> Dots {
+        match (self, other) {
+            (Dots::All, _) | (_, Dots::All) => Dots::All,
+            _ => Dots::NoNewline,
+        }
+    }
+}
+
+fn strip_captures(mut hir: &Hir) -> &Hir {
+    while let HirKind::Capture(c) = hir.kind() {
+        hir = &c.sub;
+    }
+    hir
+}
+
+/// Whether `hir` is `.*` (any run of characters but newline) or `(?s).*`.
+fn dot_star(hir: &Hir) -> Option<Dots> {
+    let HirKind::Repetition(rep) = strip_captures(hir).kind() else {
+        return None;
+    };
+    if rep.min != 0 || rep.max.is_some() {
+        return None;
+    }
+    let HirKind::Class(Class::Unicode(class)) = strip_captures(&rep.sub).kind() else {
+        return None;
+    };
+    let ranges: Vec<(char, char)> = class
+        .ranges()
+        .iter()
+        .map(|r| (r.start(), r.end()))
+        .collect();
+    match ranges.as_slice() {
+        [('\0', '\u{10FFFF}')] => Some(Dots::All),
+        [('\0', '\t'), ('\u{b}', '\u{10FFFF}')] => Some(Dots::NoNewline),
+        _ => None,
+    }
+}
+
+/// The finite set of strings `hir` matches, when it is small.
+fn literal_set(hir: &Hir) -> Option<Vec<Vec<u8>>> {
+    match hir.kind() {
+        HirKind::Empty => Some(vec![Vec::new()]),
+        HirKind::Literal(lit) => Some(vec![lit.0.to_vec()]),
+        HirKind::Class(Class::Unicode(class)) => {
+            let count: u32 = class
+                .ranges()
+                .iter()
+                .map(|r| r.end() as u32 - r.start() as u32 + 1)
+                .sum();
+            if count as usize > MAX_CLASS_CHARS {
+                return None;
+            }
+            let mut out = Vec::new();
+            for r in class.ranges() {
+                for c in r.start()..=r.end() {
+                    out.push(c.to_string().into_bytes());
+                }
+            }
+            Some(out)
+        }
+        HirKind::Capture(c) => literal_set(&c.sub),
+        HirKind::Concat(items) => {
+            let mut acc = vec![Vec::new()];
+            for item in items {
+                acc = concat(acc, &literal_set(item)?)?;
+            }
+            Some(acc)
+        }
+        HirKind::Alternation(alts) => {
+            let mut out = Vec::new();
+            for alt in alts {
+                out.extend(literal_set(alt)?);
+                if out.len() > MAX_LITERALS {
+                    return None;
+                }
+            }
+            Some(out)
+        }
+        // Byte classes, repetitions and assertions inside a pattern are left to
+        // the regex engine: their exact literal expansion is rarely small.
+        HirKind::Class(Class::Bytes(_)) | HirKind::Repetition(_) | HirKind::Look(_) => None,
+    }
+}
+
+fn concat(prefixes: Vec<Vec<u8>>, suffixes: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {
+    if prefixes.len() * suffixes.len() > MAX_LITERALS {
+        return None;
+    }
+    let mut out = Vec::with_capacity(prefixes.len() * suffixes.len());
+    for p in &prefixes {
+        for s in suffixes {
+            let mut joined = p.clone();
+            joined.extend_from_slice(s);
+            out.push(joined);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(p: &str) -> Option<(Vec<String>, StartRule, EndRule)> {
+        literal_form(p).map(|f| {
+            (
+                f.literals
+                    .into_iter()
+                    .map(|l| String::from_utf8(l).unwrap())
+                    .collect(),
+                f.start,
+                f.end,
+            )
+        })
+    }
+
+    fn lits(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn common_shapes_become_literals() {
+        use EndRule as E;
+        use StartRule as S;
+        assert_eq!(form("evan"), Some((lits(&["evan"]), S::Any, E::Any)));
+        assert_eq!(form(".*evan.*"), Some((lits(&["evan"]), S::Any, E::Any)));
+        assert_eq!(
+            form("^.*evan.*"),
+            Some((lits(&["evan"]), S::FirstLine, E::Any))
+        );
+        assert_eq!(
+            form(r"^user\."),
+            Some((lits(&["user."]), S::AtStart, E::Any))
+        );
+        assert_eq!(
+            form(r"@x\.com$"),
+            Some((lits(&["@x.com"]), S::Any, E::AtEnd))
+        );
+        assert_eq!(
+            form("^(eu|us)-west$"),
+            Some((lits(&["eu-west", "us-west"]), S::AtStart, E::AtEnd))
+        );
+        assert_eq!(form("(?s)^.*a"), Some((lits(&["a"]), S::Any, E::Any)));
+        assert_eq!(form("a.*$"), Some((lits(&["a"]), S::Any, E::LastLine)));
+        assert_eq!(form("^.*"), Some((lits(&[""]), S::FirstLine, E::Any)));
+        assert_eq!(form("^$"), Some((lits(&[""]), S::AtStart, E::AtEnd)));
+        assert_eq!(
+            form("^[ab]c"),
+            Some((lits(&["ac", "bc"]), S::AtStart, E::Any))
+        );
+    }
+
+    #[test]
+    fn other_shapes_are_left_to_the_regex_engine() {
+        for p in [
+            r"^\d+$",
+            "a+",
+            r"\bword\b",
+            "(?m)^a$",
+            "a.b",
+            "[a-z]{3}",
+            "(?-u:\\xFF)",
+        ] {
+            assert_eq!(form(p), None, "{p}");
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! One queue's interests: parsed, validated, each pattern compiled on its own.
+
+use regex::{Regex, RegexBuilder};
+use serde_json::{Map, Value};
+
+use crate::path::{FieldPath, PathError};
+
+/// Bounds on what one queue may register, so that one request cannot make the
+/// matcher slow or large for everybody.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Fields one queue may list.
+    pub max_fields: usize,
+    /// Bytes of one pattern's source text.
+    pub max_pattern_len: usize,
+    /// Bytes one compiled pattern may take (the `regex` crate's `size_limit`).
+    pub max_compiled_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_fields: 32,
+            max_pattern_len: 1024,
+            max_compiled_size: 1 << 20,
+        }
+    }
+}
+
+/// Why a queue's interests were refused. Each names the queue, and the field
+/// when one is at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InterestError {
+    #[error("queue name is empty")]
+    EmptyQueueName,
+    #[error("queue `{queue}`: interests must be \"*\" or an object mapping fields to regular expressions")]
+    NotAnObject { queue: String },
+    #[error("queue `{queue}`: interests list no field; use \"*\" to take every task")]
+    NoFields { queue: String },
+    #[error("queue `{queue}`: {count} fields is more than the limit of {max}")]
+    TooManyFields {
+        queue: String,
+        count: usize,
+        max: usize,
+    },
+    #[error("queue `{queue}`: field `{field}`: {source}")]
+    InvalidField {
+        queue: String,
+        field: String,
+        source: PathError,
+    },
+    #[error("queue `{queue}`: field `{field}`: the pattern must be a string")]
+    PatternNotString { queue: String, field: String },
+    #[error(
+        "queue `{queue}`: field `{field}`: the pattern is {len} bytes, over the limit of {max}"
+    )]
+    PatternTooLong {
+        queue: String,
+        field: String,
+        len: usize,
+        max: usize,
+    },
+    #[error(
+        "queue `{queue}`: field `{field}`: the compiled pattern is over the limit of {max} bytes"
+    )]
+    CompiledTooLarge {
+        queue: String,
+        field: String,
+        max: usize,
+    },
+    #[error("queue `{queue}`: field `{field}`: invalid regular expression: {message}")]
+    InvalidRegex {
+        queue: String,
+        field: String,
+        message: String,
+    },
+}
+
+impl InterestError {
+    /// The field at fault, when the error is about one field.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::EmptyQueueName
+            | Self::NotAnObject { .. }
+            | Self::NoFields { .. }
+            | Self::TooManyFields { .. } => None,
+            Self::InvalidField { field, .. }
+            | Self::PatternNotString { field, .. }
+            | Self::PatternTooLong { field, .. }
+            | Self::CompiledTooLarge { field, .. }
+            | Self::InvalidRegex { field, .. } => Some(field),
+        }
+    }
+}
+
+/// One field's interest: where to look, and the pattern that must match there.
+#[derive(Debug, Clone)]
+pub struct FieldInterest {
+    path: FieldPath,
+    pattern: Regex,
+}
+
+impl FieldInterest {
+    /// Where in `data` this interest looks.
+    pub fn path(&self) -> &FieldPath {
+        &self.path
+    }
+
+    /// The pattern's source text.
+    pub fn pattern(&self) -> &str {
+        self.pattern.as_str()
+    }
+
+    /// Whether the pattern matches any text of the value found at the path.
+    pub fn matches(&self, data: &Map<String, Value>) -> Option<String> {
+        let value = self.path.resolve(data)?;
+        let mut hit = None;
+        crate::path::for_each_text(value, |text| {
+            if hit.is_none() && self.pattern.is_match(text) {
+                hit = Some(text.to_owned());
+            }
+        });
+        hit
+    }
+}
+
+/// A queue's interests: every task, or the tasks where any listed field matches.
+#[derive(Debug, Clone)]
+pub enum Interests {
+    /// `"*"`: every task.
+    All,
+    /// Field paths to patterns, matched OR-wise, in the order of their paths.
+    Fields(Vec<FieldInterest>),
+}
+
+impl Interests {
+    /// Parses the JSON form: the string `"*"`, or an object of field path to
+    /// pattern text.
+    pub fn parse(queue: &str, value: &Value, limits: &Limits) -> Result<Self, InterestError> {
+        if queue.is_empty() {
+            return Err(InterestError::EmptyQueueName);
+        }
+        let object = match value {
+            Value::String(s) if s == "*" => return Ok(Self::All),
+            Value::Object(object) => object,
+            _ => {
+                return Err(InterestError::NotAnObject {
+                    queue: queue.to_owned(),
+                })
+            }
+        };
+        if object.is_empty() {
+            return Err(InterestError::NoFields {
+                queue: queue.to_owned(),
+            });
+        }
+        if object.len() > limits.max_fields {
+            return Err(InterestError::TooManyFields {
+                queue: queue.to_owned(),
+                count: object.len(),
+                max: limits.max_fields,
+            });
+        }
+        let mut fields = Vec::with_capacity(object.len());
+        for (field, pattern) in object {
+            fields.push(parse_field(queue, field, pattern, limits)?);
+        }
+        fields.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(Self::Fields(fields))
+    }
+
+    /// The JSON form, as `parse` accepts it.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Self::All => Value::String("*".to_owned()),
+            Self::Fields(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|f| (f.path.as_str().to_owned(), Value::from(f.pattern())))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Whether these interests take the task: the plain, uncompiled rule that
+    /// the `Matcher` must agree with.
+    pub fn matches(&self, data: &Map<String, Value>) -> bool {
+        match self {
+            Self::All => true,
+            Self::Fields(fields) => fields.iter().any(|f| f.matches(data).is_some()),
+        }
+    }
+}
+
+fn parse_field(
+    queue: &str,
+    field: &str,
+    pattern: &Value,
+    limits: &Limits,
+) -> Result<FieldInterest, InterestError> {
+    let path = FieldPath::parse(field).map_err(|source| InterestError::InvalidField {
+        queue: queue.to_owned(),
+        field: field.to_owned(),
+        source,
+    })?;
+    let Value::String(pattern) = pattern else {
+        return Err(InterestError::PatternNotString {
+            queue: queue.to_owned(),
+            field: field.to_owned(),
+        });
+    };
+    if pattern.len() > limits.max_pattern_len {
+        return Err(InterestError::PatternTooLong {
+            queue: queue.to_owned(),
+            field: field.to_owned(),
+            len: pattern.len(),
+            max: limits.max_pattern_len,
+        });
+    }
+    let compiled = compile(pattern, limits.max_compiled_size).map_err(|e| match e {
+        regex::Error::CompiledTooBig(_) => InterestError::CompiledTooLarge {
+            queue: queue.to_owned(),
+            field: field.to_owned(),
+            max: limits.max_compiled_size,
+        },
+        other => InterestError::InvalidRegex {
+            queue: queue.to_owned(),
+            field: field.to_owned(),
+            message: other.to_string(),
+        },
+    })?;
+    Ok(FieldInterest {
+        path,
+        pattern: compiled,
+    })
+}
+
+pub(crate) fn compile(pattern: &str, size_limit: usize) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern).size_limit(size_limit).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Result<Interests, InterestError> {
+        Interests::parse("q", &value, &Limits::default())
+    }
+
+    #[test]
+    fn star_takes_everything() {
+        assert!(matches!(parse(json!("*")).unwrap(), Interests::All));
+        assert!(parse(json!("*")).unwrap().matches(&Map::new()));
+    }
+
+    #[test]
+    fn fields_round_trip_through_json() {
+        let value = json!({"email": "^.*evan.*", "user.id": "^[0-9]+$"});
+        assert_eq!(parse(value.clone()).unwrap().to_json(), value);
+    }
+
+    #[test]
+    fn each_bad_input_has_its_error() {
+        let limits = Limits {
+            max_fields: 2,
+            max_pattern_len: 8,
+            max_compiled_size: 1 << 20,
+        };
+        let p = |v: Value| Interests::parse("q", &v, &limits);
+        assert_eq!(
+            Interests::parse("", &json!("*"), &limits).unwrap_err(),
+            InterestError::EmptyQueueName
+        );
+        assert!(matches!(
+            p(json!("all")),
+            Err(InterestError::NotAnObject { .. })
+        ));
+        assert!(matches!(
+            p(json!(["a"])),
+            Err(InterestError::NotAnObject { .. })
+        ));
+        assert!(matches!(p(json!({})), Err(InterestError::NoFields { .. })));
+        assert!(matches!(
+            p(json!({"a": "x", "b": "x", "c": "x"})),
+            Err(InterestError::TooManyFields {
+                count: 3,
+                max: 2,
+                ..
+            })
+        ));
+        let err = p(json!({"": "x"})).unwrap_err();
+        assert!(matches!(err, InterestError::InvalidField { .. }));
+        assert_eq!(err.field(), Some(""));
+        assert!(matches!(
+            p(json!({"a": 1})),
+            Err(InterestError::PatternNotString { .. })
+        ));
+        assert!(matches!(
+            p(json!({"a": "123456789"})),
+            Err(InterestError::PatternTooLong { len: 9, max: 8, .. })
+        ));
+        let err = p(json!({"email": "(unclos"})).unwrap_err();
+        assert_eq!(err.field(), Some("email"));
+        assert!(
+            err.to_string().contains("queue `q`: field `email`"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("unclosed"), "{err}");
+    }
+
+    #[test]
+    fn compiled_size_limit_is_enforced() {
+        let limits = Limits {
+            max_compiled_size: 1000,
+            ..Limits::default()
+        };
+        let err = Interests::parse("q", &json!({"a": r"\w{50}"}), &limits).unwrap_err();
+        assert!(
+            matches!(err, InterestError::CompiledTooLarge { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn field_names_are_exact_not_patterns() {
+        let interests = parse(json!({"email": ".*"})).unwrap();
+        assert!(!interests.matches(json!({"emailAddress": "x"}).as_object().unwrap()));
+        assert!(interests.matches(json!({"email": "x"}).as_object().unwrap()));
+    }
+}

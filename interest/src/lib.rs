@@ -1,0 +1,74 @@
+//! Interests: which queues want a task.
+//!
+//! A queue registers *interests*; every published task is routed to each queue
+//! whose interests match it, and copied once into each. This crate parses,
+//! validates and compiles interests and answers "which queues want this task,
+//! and why". It knows nothing of HTTP, storage, time or async runtimes.
+//!
+//! # Grammar
+//!
+//! A queue's interests are JSON, one of:
+//!
+//! - `"*"`: the queue takes every task.
+//! - an object mapping a *field path* to a *pattern*:
+//!   `{"email": "^.*evan.*", "user.id": "^[0-9]+$"}`.
+//!
+//! A **field path** names a field of the task's `data` object: a top-level key
+//! (`email`), or keys joined by `.` to reach into nested objects (`user.email`).
+//! A key that itself contains a dot writes it as `\.`, and a backslash as `\\`
+//! (so the JSON string `"a\\.b"` names the top-level key `a.b`). No other escape
+//! exists and no segment may be empty. Paths are exact names, never patterns:
+//! `email` does not reach `emailAddress`.
+//!
+//! A **pattern** is a regular expression in the syntax of the `regex` crate,
+//! which runs in linear time: no pattern can backtrack catastrophically.
+//!
+//! # Semantics
+//!
+//! - A queue matches a task when **any** of its fields matches (OR-wise); it then
+//!   receives the task once, however many of its fields matched.
+//! - Matching is unanchored: `van` matches `evan`. A pattern anchors itself with
+//!   `^` and `$`, which (without the `m` flag) mean the start and the end of the
+//!   whole value.
+//! - The value at the path is matched as text: a string as it is; a number or a
+//!   boolean as its JSON text (`42`, `4.5`, `true`); an array matches when any of
+//!   its string, number or boolean elements matches. `null`, objects, elements
+//!   nested in an array's elements, and missing fields never match.
+//! - Registering a queue's interests replaces all its previous interests.
+//! - A task that no queue matches goes nowhere; the service discards it.
+//!
+//! # Compiled form
+//!
+//! [`Matcher::build`] compiles every queue's interests into one immutable
+//! router. For each field path, the patterns of all queues are compiled
+//! together, so each field of a task is scanned once whatever the number of
+//! queues: patterns that amount to literals under anchors (`^user\.`,
+//! `@example\.com$`, `^(eu|us)-west$`, `.*evan.*`) become one Aho-Corasick
+//! automaton per field, and the rest one `RegexSet` per field.
+//! [`Matcher::route`] returns the matching queues in name order, without
+//! duplicates; [`Matcher::explain`] says which field and pattern matched each.
+//! A service rebuilds the matcher off its hot path when interests change and
+//! swaps it in whole.
+//!
+//! ```
+//! use interest::{Interests, Limits, Matcher};
+//! use serde_json::json;
+//!
+//! let limits = Limits::default();
+//! let emails = Interests::parse("emails", &json!({"email": "^.*evan.*"}), &limits)?;
+//! let points = Interests::parse("points", &json!({"action": "^userCreated$"}), &limits)?;
+//! let matcher = Matcher::build([("emails", emails), ("points", points)])?;
+//!
+//! let task = json!({"action": "userCreated", "email": "evan@example.com"});
+//! assert_eq!(matcher.route(task.as_object().unwrap()), ["emails", "points"]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod classify;
+mod interests;
+mod matcher;
+mod path;
+
+pub use interests::{FieldInterest, InterestError, Interests, Limits};
+pub use matcher::{BuildError, Explanation, FieldHit, Matcher};
+pub use path::{FieldPath, PathError};

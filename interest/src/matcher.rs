@@ -1,0 +1,486 @@
+//! The compiled, immutable router over every queue's interests.
+
+use std::collections::BTreeMap;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use regex::{RegexSet, RegexSetBuilder};
+use serde_json::{Map, Value};
+
+use crate::classify::{literal_form, EndRule, StartRule};
+use crate::interests::Interests;
+use crate::path::{for_each_text, FieldPath};
+
+/// The regex set of one field holds every pattern that has no literal form, so
+/// its size is bounded by the sum of already-bounded patterns; this only keeps
+/// the `regex` crate's own default from refusing a large but legitimate set.
+const SET_SIZE_LIMIT: usize = 1 << 30;
+/// The lazy DFA thrashes with the default 2 MiB cache once a set holds
+/// hundreds of patterns; memory here is cheap next to that.
+const SET_DFA_LIMIT: usize = 64 << 20;
+
+/// Why a `Matcher` could not be built from interests that were each valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: the patterns of all queues together cannot be compiled: {message}")]
+pub struct BuildError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Every queue's interests compiled together: each task field is scanned once,
+/// however many queues there are.
+#[derive(Debug)]
+pub struct Matcher {
+    /// Sorted by name: routes come out in this order.
+    queues: Vec<(String, Interests)>,
+    /// Queues whose interests are `"*"`.
+    takes_all: Vec<u32>,
+    fields: Vec<FieldIndex>,
+}
+
+/// All patterns that look at one field path.
+#[derive(Debug)]
+struct FieldIndex {
+    path: FieldPath,
+    /// One automaton over every non-empty literal of every queue's pattern.
+    literals: Option<AhoCorasick>,
+    /// For each automaton pattern: which queues it stands for, under which rules.
+    literal_hits: Vec<Vec<LiteralHit>>,
+    /// Patterns whose literal is the empty string (`.*`, `^$`).
+    empty_hits: Vec<LiteralHit>,
+    regexes: Option<RegexSet>,
+    regex_queues: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LiteralHit {
+    queue: u32,
+    start: StartRule,
+    end: EndRule,
+}
+
+/// Why a queue would take a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation<'a> {
+    pub queue: &'a str,
+    /// Empty when the queue takes every task (`"*"`).
+    pub fields: Vec<FieldHit<'a>>,
+}
+
+/// One field whose pattern matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldHit<'a> {
+    pub field: &'a str,
+    pub pattern: &'a str,
+    /// The text that matched (an array's matching element).
+    pub value: String,
+}
+
+impl Default for Matcher {
+    fn default() -> Self {
+        Self {
+            queues: Vec::new(),
+            takes_all: Vec::new(),
+            fields: Vec::new(),
+        }
+    }
+}
+
+impl Matcher {
+    /// Compiles the interests of every queue. A queue named twice keeps its
+    /// last interests, as registering replaces.
+    pub fn build<I, S>(queues: I) -> Result<Self, BuildError>
+    where
+        I: IntoIterator<Item = (S, Interests)>,
+        S: Into<String>,
+    {
+        let queues: Vec<(String, Interests)> = queues
+            .into_iter()
+            .map(|(name, interests)| (name.into(), interests))
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        let mut takes_all = Vec::new();
+        let mut by_field: BTreeMap<FieldPath, FieldBuilder> = BTreeMap::new();
+        for (index, (_, interests)) in queues.iter().enumerate() {
+            let queue = index as u32;
+            match interests {
+                Interests::All => takes_all.push(queue),
+                Interests::Fields(fields) => {
+                    for f in fields {
+                        by_field
+                            .entry(f.path().clone())
+                            .or_default()
+                            .add(queue, f.pattern());
+                    }
+                }
+            }
+        }
+        let fields = by_field
+            .into_iter()
+            .map(|(path, builder)| builder.build(path))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            queues,
+            takes_all,
+            fields,
+        })
+    }
+
+    /// The names of the queues that want this task, without duplicates, in
+    /// name order.
+    pub fn route(&self, data: &Map<String, Value>) -> Vec<&str> {
+        if self.queues.is_empty() {
+            return Vec::new();
+        }
+        let mut hit = vec![0u64; self.queues.len().div_ceil(64)];
+        for &q in &self.takes_all {
+            set(&mut hit, q);
+        }
+        for field in &self.fields {
+            if let Some(value) = field.path.resolve(data) {
+                for_each_text(value, |text| field.mark(text, &mut hit));
+            }
+        }
+        let mut out = Vec::new();
+        for (word_index, mut word) in hit.into_iter().enumerate() {
+            while word != 0 {
+                let bit = word.trailing_zeros() as usize;
+                out.push(self.queues[word_index * 64 + bit].0.as_str());
+                word &= word - 1;
+            }
+        }
+        out
+    }
+
+    /// For every queue that wants the task: which fields and patterns matched.
+    /// Slower than `route`: it asks each queue's patterns one by one.
+    pub fn explain(&self, data: &Map<String, Value>) -> Vec<Explanation<'_>> {
+        let mut out = Vec::new();
+        for (name, interests) in &self.queues {
+            match interests {
+                Interests::All => out.push(Explanation {
+                    queue: name,
+                    fields: Vec::new(),
+                }),
+                Interests::Fields(fields) => {
+                    let hits: Vec<FieldHit<'_>> = fields
+                        .iter()
+                        .filter_map(|f| {
+                            f.matches(data).map(|value| FieldHit {
+                                field: f.path().as_str(),
+                                pattern: f.pattern(),
+                                value,
+                            })
+                        })
+                        .collect();
+                    if !hits.is_empty() {
+                        out.push(Explanation {
+                            queue: name,
+                            fields: hits,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Every queue with its interests, in name order.
+    pub fn queues(&self) -> impl Iterator<Item = (&str, &Interests)> {
+        self.queues.iter().map(|(n, i)| (n.as_str(), i))
+    }
+
+    /// How many queues have interests.
+    pub fn len(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Whether no queue has interests (every task would be discarded).
+    pub fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+}
+
+fn set(bits: &mut [u64], queue: u32) {
+    bits[queue as usize / 64] |= 1 << (queue % 64);
+}
+
+fn is_set(bits: &[u64], queue: u32) -> bool {
+    bits[queue as usize / 64] & (1 << (queue % 64)) != 0
+}
+
+impl FieldIndex {
+    fn mark(&self, text: &str, hit: &mut [u64]) {
+        let lines = Lines::of(text);
+        if let Some(ac) = &self.literals {
+            for m in ac.find_overlapping_iter(text) {
+                for h in &self.literal_hits[m.pattern().as_usize()] {
+                    if !is_set(hit, h.queue) && lines.allows(h, m.start(), m.end()) {
+                        set(hit, h.queue);
+                    }
+                }
+            }
+        }
+        for h in &self.empty_hits {
+            if !is_set(hit, h.queue) && lines.allows_empty(h) {
+                set(hit, h.queue);
+            }
+        }
+        if let Some(set_) = &self.regexes {
+            for i in set_.matches(text).iter() {
+                set(hit, self.regex_queues[i]);
+            }
+        }
+    }
+}
+
+/// Where a value's first and last newlines are, which `^.*lit` and `lit.*$`
+/// must not cross.
+struct Lines {
+    len: usize,
+    first_newline: Option<usize>,
+    last_newline: Option<usize>,
+}
+
+impl Lines {
+    fn of(text: &str) -> Self {
+        let first_newline = text.find('\n');
+        Self {
+            len: text.len(),
+            first_newline,
+            last_newline: first_newline.and_then(|_| text.rfind('\n')),
+        }
+    }
+
+    fn start_range(&self, rule: StartRule) -> (usize, usize) {
+        match rule {
+            StartRule::Any => (0, self.len),
+            StartRule::AtStart => (0, 0),
+            StartRule::FirstLine => (0, self.first_newline.unwrap_or(self.len)),
+        }
+    }
+
+    fn end_range(&self, rule: EndRule) -> (usize, usize) {
+        match rule {
+            EndRule::Any => (0, self.len),
+            EndRule::AtEnd => (self.len, self.len),
+            EndRule::LastLine => (self.last_newline.map_or(0, |n| n + 1), self.len),
+        }
+    }
+
+    fn allows(&self, hit: &LiteralHit, start: usize, end: usize) -> bool {
+        let (s_lo, s_hi) = self.start_range(hit.start);
+        let (e_lo, e_hi) = self.end_range(hit.end);
+        (s_lo..=s_hi).contains(&start) && (e_lo..=e_hi).contains(&end)
+    }
+
+    /// An empty literal matches at one position that both rules allow.
+    fn allows_empty(&self, hit: &LiteralHit) -> bool {
+        let (s_lo, s_hi) = self.start_range(hit.start);
+        let (e_lo, e_hi) = self.end_range(hit.end);
+        s_lo.max(e_lo) <= s_hi.min(e_hi)
+    }
+}
+
+#[derive(Default)]
+struct FieldBuilder {
+    literals: BTreeMap<Vec<u8>, Vec<LiteralHit>>,
+    empty_hits: Vec<LiteralHit>,
+    regexes: Vec<String>,
+    regex_queues: Vec<u32>,
+}
+
+impl FieldBuilder {
+    fn add(&mut self, queue: u32, pattern: &str) {
+        match literal_form(pattern) {
+            Some(form) => {
+                for literal in form.literals {
+                    let hit = LiteralHit {
+                        queue,
+                        start: form.start,
+                        end: form.end,
+                    };
+                    if literal.is_empty() {
+                        self.empty_hits.push(hit);
+                    } else {
+                        self.literals.entry(literal).or_default().push(hit);
+                    }
+                }
+            }
+            None => {
+                self.regexes.push(pattern.to_owned());
+                self.regex_queues.push(queue);
+            }
+        }
+    }
+
+    fn build(self, path: FieldPath) -> Result<FieldIndex, BuildError> {
+        let error = |message: String| BuildError {
+            field: path.as_str().to_owned(),
+            message,
+        };
+        let (patterns, literal_hits): (Vec<Vec<u8>>, Vec<Vec<LiteralHit>>) =
+            self.literals.into_iter().unzip();
+        let literals = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .build(&patterns)
+                    .map_err(|e| error(e.to_string()))?,
+            )
+        };
+        let regexes = if self.regexes.is_empty() {
+            None
+        } else {
+            Some(
+                RegexSetBuilder::new(&self.regexes)
+                    .size_limit(SET_SIZE_LIMIT)
+                    .dfa_size_limit(SET_DFA_LIMIT)
+                    .build()
+                    .map_err(|e| error(e.to_string()))?,
+            )
+        };
+        Ok(FieldIndex {
+            path,
+            literals,
+            literal_hits,
+            empty_hits: self.empty_hits,
+            regexes,
+            regex_queues: self.regex_queues,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Limits;
+    use serde_json::json;
+
+    fn matcher(queues: Value) -> Matcher {
+        let queues = queues.as_object().unwrap().clone();
+        Matcher::build(queues.into_iter().map(|(name, value)| {
+            let interests = Interests::parse(&name, &value, &Limits::default()).unwrap();
+            (name, interests)
+        }))
+        .unwrap()
+    }
+
+    fn route(m: &Matcher, data: Value) -> Vec<&str> {
+        m.route(data.as_object().unwrap())
+    }
+
+    #[test]
+    fn seed_example_fans_out_to_every_interested_queue() {
+        let m = matcher(json!({
+            "sendNewUserWelcomeEmail": {"action": "^userCreated$"},
+            "giveNewUser20Points": {"action": "userCreated"},
+            "audit": "*",
+            "billing": {"action": "^invoice"},
+        }));
+        assert_eq!(
+            route(&m, json!({"action": "userCreated", "userId": 7})),
+            ["audit", "giveNewUser20Points", "sendNewUserWelcomeEmail"]
+        );
+        assert_eq!(route(&m, json!({"other": 1})), ["audit"]);
+    }
+
+    #[test]
+    fn fields_match_or_wise_and_a_queue_is_listed_once() {
+        let m = matcher(json!({"q": {"email": "^.*", "userId": "^.*"}}));
+        assert_eq!(route(&m, json!({"email": "a", "userId": "b"})), ["q"]);
+        assert_eq!(route(&m, json!({"userId": 3})), ["q"]);
+        assert!(route(&m, json!({"name": "a"})).is_empty());
+    }
+
+    #[test]
+    fn nested_paths_numbers_booleans_and_arrays() {
+        let m = matcher(json!({
+            "nested": {"user.email": "@x\\.com$"},
+            "number": {"n": "^4[0-9]$"},
+            "bool": {"flag": "^true$"},
+            "array": {"tags": "^red$"},
+            "dotted": {"a\\.b": "yes"},
+        }));
+        assert_eq!(route(&m, json!({"user": {"email": "e@x.com"}})), ["nested"]);
+        assert_eq!(route(&m, json!({"n": 42})), ["number"]);
+        assert!(route(&m, json!({"n": 4.5})).is_empty());
+        assert_eq!(route(&m, json!({"flag": true})), ["bool"]);
+        assert_eq!(route(&m, json!({"tags": ["blue", "red"]})), ["array"]);
+        assert_eq!(route(&m, json!({"a.b": "yes"})), ["dotted"]);
+        assert!(route(&m, json!({"a": {"b": "yes"}})).is_empty());
+    }
+
+    #[test]
+    fn null_objects_and_missing_fields_never_match() {
+        let m = matcher(json!({"q": {"f": ".*"}}));
+        assert!(route(&m, json!({"f": null})).is_empty());
+        assert!(route(&m, json!({"f": {"x": 1}})).is_empty());
+        assert!(route(&m, json!({"g": "x"})).is_empty());
+        assert_eq!(route(&m, json!({"f": ""})), ["q"]);
+    }
+
+    #[test]
+    fn matching_is_unanchored_unless_the_pattern_anchors() {
+        let m = matcher(json!({"loose": {"f": "van"}, "tight": {"f": "^van$"}}));
+        assert_eq!(route(&m, json!({"f": "evan"})), ["loose"]);
+        assert_eq!(route(&m, json!({"f": "van"})), ["loose", "tight"]);
+    }
+
+    #[test]
+    fn dot_star_does_not_cross_newlines() {
+        let m = matcher(json!({"first": {"f": "^.*evan"}, "last": {"f": "evan.*$"}}));
+        assert_eq!(route(&m, json!({"f": "a evan b"})), ["first", "last"]);
+        assert_eq!(route(&m, json!({"f": "a\nevan"})), ["last"]);
+        assert_eq!(route(&m, json!({"f": "evan\nb"})), ["first"]);
+    }
+
+    #[test]
+    fn patterns_without_a_literal_form_use_the_regex_set() {
+        let m = matcher(json!({"digits": {"id": r"^\d+$"}, "word": {"id": r"\bab\b"}}));
+        assert_eq!(route(&m, json!({"id": "123"})), ["digits"]);
+        assert_eq!(route(&m, json!({"id": "x ab y"})), ["word"]);
+    }
+
+    #[test]
+    fn registering_again_replaces_a_queues_interests() {
+        let first = Interests::parse("q", &json!({"a": "x"}), &Limits::default()).unwrap();
+        let second = Interests::parse("q", &json!({"b": "x"}), &Limits::default()).unwrap();
+        let m = Matcher::build([("q", first), ("q", second)]).unwrap();
+        assert!(route(&m, json!({"a": "x"})).is_empty());
+        assert_eq!(route(&m, json!({"b": "x"})), ["q"]);
+    }
+
+    #[test]
+    fn explain_names_queue_field_pattern_and_value() {
+        let m = matcher(json!({"all": "*", "mail": {"email": "evan", "id": "^9"}}));
+        let data = json!({"email": "evan@x", "id": 1});
+        let explained = m.explain(data.as_object().unwrap());
+        assert_eq!(
+            explained,
+            vec![
+                Explanation {
+                    queue: "all",
+                    fields: vec![]
+                },
+                Explanation {
+                    queue: "mail",
+                    fields: vec![FieldHit {
+                        field: "email",
+                        pattern: "evan",
+                        value: "evan@x".into()
+                    }]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_matcher_routes_nowhere() {
+        let m = Matcher::default();
+        assert!(route(&m, json!({"a": 1})).is_empty());
+        assert!(m.is_empty());
+    }
+}

@@ -1,0 +1,163 @@
+//! Expands `fixtures/interest-mix.json` into queues and tasks, deterministically
+//! from a seed, for the benchmarks and the property tests.
+
+#![allow(dead_code)]
+
+use interest::{Interests, Limits};
+use serde_json::{json, Map, Value};
+
+pub struct Vocabulary {
+    action: Vec<String>,
+    region: Vec<String>,
+    names: Vec<String>,
+    domains: Vec<String>,
+    plan: Vec<String>,
+    platforms: Vec<String>,
+}
+
+fn words(v: &Value, key: &str) -> Vec<String> {
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("fixture lacks `{key}`"))
+        .iter()
+        .map(|w| w.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn esc(s: &str) -> String {
+    regex::escape(s)
+}
+
+impl Vocabulary {
+    pub fn load() -> Self {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/interest-mix.json");
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        Self {
+            action: words(&v, "action"),
+            region: words(&v, "region"),
+            names: words(&v, "names"),
+            domains: words(&v, "domains"),
+            plan: words(&v, "plan"),
+            platforms: words(&v, "platforms"),
+        }
+    }
+
+    /// One task: 5 string fields, about 25 bytes each on average with keys.
+    pub fn task(&self, rng: &mut fastrand::Rng) -> Map<String, Value> {
+        let pick = |rng: &mut fastrand::Rng, v: &[String]| v[rng.usize(..v.len())].clone();
+        let email = format!(
+            "{}.{}{}@{}",
+            pick(rng, &self.names),
+            pick(rng, &self.names),
+            rng.u32(1..100),
+            pick(rng, &self.domains)
+        );
+        let source = format!("{}-{:04}", pick(rng, &self.platforms), rng.u32(0..10_000));
+        let action = format!("{}.v{}", pick(rng, &self.action), rng.u32(1..=3));
+        let region = format!(
+            "{}{}",
+            pick(rng, &self.region),
+            rng.choice(['a', 'b', 'c', 'd', 'e', 'f']).unwrap()
+        );
+        let plan = format!(
+            "{}-{}-{}",
+            pick(rng, &self.plan),
+            rng.choice(["monthly", "yearly"]).unwrap(),
+            rng.choice(["usd", "eur", "gbp", "jpy", "inr"]).unwrap()
+        );
+        let task = json!({
+            "action": action,
+            "region": region,
+            "email": email,
+            "plan": plan,
+            "source": source,
+        });
+        task.as_object().unwrap().clone()
+    }
+
+    pub fn tasks(&self, n: usize, seed: u64) -> Vec<Map<String, Value>> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        (0..n).map(|_| self.task(&mut rng)).collect()
+    }
+
+    /// One field's pattern, in one of the shapes users write.
+    fn pattern(&self, rng: &mut fastrand::Rng, field: &str) -> String {
+        let pick = |rng: &mut fastrand::Rng, v: &[String]| v[rng.usize(..v.len())].clone();
+        let version = |rng: &mut fastrand::Rng| rng.u32(1..=3);
+        match (field, rng.u8(0..10)) {
+            ("action", 0..=5) => format!("^{}\\.v{}$", esc(&pick(rng, &self.action)), version(rng)),
+            ("action", 6..=7) => {
+                let a = format!("{}.v{}", pick(rng, &self.action), version(rng));
+                let b = format!("{}.v{}", pick(rng, &self.action), version(rng));
+                format!("^({}|{})$", esc(&a), esc(&b))
+            }
+            ("action", 8) => format!("^{}\\.", esc(&pick(rng, &self.action))),
+            ("action", _) => format!(
+                "\\.{}\\.v{}$",
+                esc(pick(rng, &self.action).split('.').nth(1).unwrap()),
+                version(rng)
+            ),
+            ("region", 0..=7) => format!("^{}[a-f]$", esc(&pick(rng, &self.region)))
+                .replace("[a-f]", &rng.choice(["a", "b", "c"]).unwrap().to_string()),
+            ("region", _) => format!("^{}[ab]$", esc(&pick(rng, &self.region))),
+            ("email", 0..=3) => format!(
+                ".*{}\\.{}.*",
+                esc(&pick(rng, &self.names)),
+                esc(&pick(rng, &self.names))
+            ),
+            ("email", 4..=6) => format!("^{}\\.", esc(&pick(rng, &self.names))),
+            ("email", _) => format!(
+                "{}[0-9]@{}$",
+                esc(&pick(rng, &self.names)),
+                esc(&pick(rng, &self.domains))
+            ),
+            ("plan", 0..=6) => format!("^{}-monthly-usd$", esc(&pick(rng, &self.plan))),
+            ("plan", _) => format!("(?i)^{}-YEARLY-(usd|eur)$", esc(&pick(rng, &self.plan))),
+            (_, 0..=6) => format!(
+                "^{}-{:02}",
+                esc(&pick(rng, &self.platforms)),
+                rng.u32(0..100)
+            ),
+            (_, _) => format!(
+                "^{}-[0-9]{{2}}{:02}$",
+                esc(&pick(rng, &self.platforms)),
+                rng.u32(0..100)
+            ),
+        }
+    }
+
+    /// Queues `q00000`.. with 1-3 field interests each, and one `"*"` queue in
+    /// a thousand.
+    pub fn queue_json(&self, n: usize, seed: u64) -> Vec<(String, Value)> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let fields = ["action", "region", "email", "plan", "source"];
+        (0..n)
+            .map(|i| {
+                let name = format!("q{i:05}");
+                if i % 1000 == 999 {
+                    return (name, json!("*"));
+                }
+                let mut interests = Map::new();
+                for _ in 0..rng.usize(1..=3) {
+                    let field = fields[rng.usize(..fields.len())];
+                    interests.insert(
+                        field.to_owned(),
+                        Value::String(self.pattern(&mut rng, field)),
+                    );
+                }
+                (name, Value::Object(interests))
+            })
+            .collect()
+    }
+
+    pub fn queues(&self, n: usize, seed: u64) -> Vec<(String, Interests)> {
+        let limits = Limits::default();
+        self.queue_json(n, seed)
+            .into_iter()
+            .map(|(name, value)| {
+                let interests = Interests::parse(&name, &value, &limits).unwrap();
+                (name, interests)
+            })
+            .collect()
+    }
+}

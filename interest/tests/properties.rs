@@ -1,0 +1,132 @@
+//! The compiled matcher against the plain rule, on random interests and tasks.
+
+use interest::{Interests, Limits, Matcher};
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+
+mod common;
+
+/// Pieces that users write, and a few that stress anchors, newlines and
+/// classes, combined into patterns.
+fn pattern() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        "[ab]{1,3}",
+        Just("a|b".to_owned()),
+        Just("(ab|ba)".to_owned()),
+        Just(".*".to_owned()),
+        Just("(?s).*".to_owned()),
+        Just("[a-c]".to_owned()),
+        Just(r"\d+".to_owned()),
+        Just(r"\n".to_owned()),
+        Just(r"\b".to_owned()),
+        Just("(?i)A".to_owned()),
+        Just("".to_owned()),
+    ];
+    (
+        any::<bool>(),
+        prop::collection::vec(atom, 1..4),
+        any::<bool>(),
+    )
+        .prop_map(|(s, atoms, e)| {
+            format!(
+                "{}{}{}",
+                if s { "^" } else { "" },
+                atoms.concat(),
+                if e { "$" } else { "" }
+            )
+        })
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        "[ab\n1]{0,6}".prop_map(Value::from),
+        (0u32..30).prop_map(Value::from),
+        any::<bool>().prop_map(Value::from),
+        Just(Value::Null),
+        prop::collection::vec("[ab]{0,3}", 0..3)
+            .prop_map(|v| Value::Array(v.into_iter().map(Value::from).collect())),
+    ]
+}
+
+fn task() -> impl Strategy<Value = Map<String, Value>> {
+    prop::collection::btree_map(prop::sample::select(vec!["f", "g", "h"]), value(), 0..3)
+        .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+fn queues() -> impl Strategy<Value = Vec<(String, Interests)>> {
+    let interests = prop_oneof![
+        1 => Just(Value::from("*")),
+        9 => prop::collection::btree_map(prop::sample::select(vec!["f", "g", "h"]), pattern(), 1..3)
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), Value::from(v))).collect())),
+    ];
+    prop::collection::vec(interests, 0..8).prop_map(|all| {
+        all.into_iter()
+            .enumerate()
+            .filter_map(|(i, v)| {
+                let name = format!("q{i}");
+                Interests::parse(&name, &v, &Limits::default())
+                    .ok()
+                    .map(|x| (name, x))
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn compiled_routes_equal_the_plain_loop(queues in queues(), tasks in prop::collection::vec(task(), 1..8)) {
+        let matcher = Matcher::build(queues.clone()).unwrap();
+        for task in &tasks {
+            let expected: Vec<&str> = queues
+                .iter()
+                .filter(|(_, i)| i.matches(task))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            prop_assert_eq!(matcher.route(task), expected.clone());
+            let explained: Vec<&str> = matcher.explain(task).into_iter().map(|e| e.queue).collect();
+            prop_assert_eq!(explained, expected);
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic(pattern in prop::collection::vec(any::<u8>(), 0..40),
+                                field in prop::collection::vec(any::<u8>(), 0..10),
+                                task in prop::collection::vec(any::<u8>(), 0..80)) {
+        let pattern = String::from_utf8_lossy(&pattern).into_owned();
+        let field = String::from_utf8_lossy(&field).into_owned();
+        let mut object = Map::new();
+        object.insert(field, Value::from(pattern));
+        if let Ok(interests) = Interests::parse("q", &Value::Object(object), &Limits::default()) {
+            let matcher = Matcher::build([("q", interests)]).unwrap();
+            if let Ok(Value::Object(task)) = serde_json::from_slice::<Value>(&task) {
+                let _ = matcher.route(&task);
+                let _ = matcher.explain(&task);
+            }
+            let _ = matcher.route(&Map::new());
+        }
+    }
+}
+
+#[test]
+fn the_benchmark_mix_routes_like_the_plain_loop() {
+    let vocab = common::mix::Vocabulary::load();
+    let queues = vocab.queues(2_000, 3);
+    let matcher = Matcher::build(queues.clone()).unwrap();
+    let mut routed = 0;
+    for task in vocab.tasks(300, 5) {
+        let expected: Vec<&str> = queues
+            .iter()
+            .filter(|(_, i)| i.matches(&task))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let got = matcher.route(&task);
+        routed += got.len();
+        assert_eq!(got, expected);
+    }
+    assert!(
+        routed > 0,
+        "the mix must route some tasks for this test to mean anything"
+    );
+}
