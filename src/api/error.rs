@@ -1,0 +1,157 @@
+//! The one place where errors become HTTP responses:
+//! `{"error": {"code": "...", "message": "..."}}`, 4xx for the caller's
+//! mistakes (naming the field at fault), 5xx for ours.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::broker::BrokerError;
+use crate::store::StoreError;
+
+/// An error answer: a status, a stable snake_case code and a message for
+/// people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.status, self.code, self.message)
+    }
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A field has a value of the wrong type or out of range.
+    pub fn invalid(field: &str, why: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            format!("`{field}`: {why}"),
+        )
+    }
+
+    pub fn missing(field: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            format!("`{field}` is required"),
+        )
+    }
+
+    pub fn unknown_field(field: &str, allowed: &[&str]) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+            format!(
+                "`{field}` is not a parameter here; expected one of: {}",
+                allowed.join(", ")
+            ),
+        )
+    }
+
+    pub fn malformed_json(why: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {why}"),
+        )
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is over the limit of {limit} bytes"),
+        )
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        use StatusCode as S;
+        match e {
+            BrokerError::UnknownWorker(id) => Self::not_found(
+                "unknown_worker",
+                format!("`workerId`: worker {id} is not registered (register with PUT /worker)"),
+            ),
+            BrokerError::UnknownTask(id) => Self::not_found(
+                "unknown_task",
+                format!("`taskId`: task {id} does not exist"),
+            ),
+            BrokerError::UnknownQueue(q) => Self::not_found(
+                "unknown_queue",
+                format!("`queue`: queue `{q}` does not exist"),
+            ),
+            BrokerError::NotRunning { task, state } => Self::new(
+                S::CONFLICT,
+                "task_not_running",
+                format!("`taskId`: task {task} is {state}, not running"),
+            ),
+            BrokerError::NotLeaseHolder { task } => Self::new(
+                S::CONFLICT,
+                "not_lease_holder",
+                format!("`workerId`: task {task} is leased to another worker"),
+            ),
+            BrokerError::Interest(e) => Self::new(
+                S::BAD_REQUEST,
+                "invalid_interest",
+                match e.field() {
+                    Some(field) => format!("`interests.{field}`: {e}"),
+                    None => format!("`interests`: {e}"),
+                },
+            ),
+            BrokerError::Matcher(e) => Self::new(
+                S::BAD_REQUEST,
+                "invalid_interest",
+                format!("`interests.{}`: {e}", e.field),
+            ),
+            BrokerError::ShuttingDown => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the service is shutting down; retry on another node or later",
+            ),
+            BrokerError::Store(e) => {
+                let status = match &e {
+                    StoreError::Unavailable(_) => S::SERVICE_UNAVAILABLE,
+                    StoreError::Corrupt(_)
+                    | StoreError::UnknownTask(_)
+                    | StoreError::NotRunning { .. }
+                    | StoreError::NotLeaseHolder { .. } => S::INTERNAL_SERVER_ERROR,
+                };
+                tracing::error!(error = %e, "store error");
+                Self::new(
+                    status,
+                    "store_error",
+                    "the store could not complete the request",
+                )
+            }
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .json(json!({"error": {"code": self.code, "message": self.message}}))
+    }
+}

@@ -1,0 +1,114 @@
+//! `GET /status`: the state of the system, piece by piece.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use super::error::ApiError;
+use super::params::{self, Params};
+use super::AppState;
+use crate::model::QueueName;
+use crate::store::Page;
+
+const FIELDS: &[&str] = &[
+    "queue",
+    "queues",
+    "workerQueue",
+    "interests",
+    "workers",
+    "failedQueue",
+    "task",
+    "counters",
+    "offset",
+    "limit",
+];
+
+/// `GET /status`: each parameter adds its own top-level key; with none, a
+/// summary of queues, workers and counters.
+pub async fn show_status(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let p = params::read_single(&req, payload, state.settings.limits.max_body_bytes).await?;
+    p.only(FIELDS)?;
+    let broker = &state.broker;
+    let mut out = Map::new();
+    let asked = FIELDS[..8].iter().any(|f| p.flag(f));
+
+    if let Some(queue) = p.queue("queue")? {
+        let c = broker.queue_counts(&queue).await?;
+        out.insert(
+            "queue".into(),
+            json!({"name": queue, "ready": c.ready, "scheduled": c.scheduled, "running": c.running, "failed": c.failed}),
+        );
+    }
+    if p.flag("queues") || !asked {
+        let queues: Vec<Value> = broker
+            .queues()
+            .await?
+            .into_iter()
+            .map(|(q, c)| json!({"name": q, "ready": c.ready, "scheduled": c.scheduled, "running": c.running, "failed": c.failed}))
+            .collect();
+        out.insert("queues".into(), Value::Array(queues));
+    }
+    if p.flag("workerQueue") {
+        out.insert("workerQueue".into(), worker_queues(&p, &state).await?);
+    }
+    if p.flag("interests") {
+        out.insert("interests".into(), json!(broker.interests().await));
+    }
+    if p.flag("workers") || !asked {
+        let workers = broker.workers().await?;
+        out.insert(
+            "workers".into(),
+            if asked {
+                json!(workers)
+            } else {
+                json!(workers.len())
+            },
+        );
+    }
+    if p.flag("failedQueue") {
+        let queue = match p.string("failedQueue")?.as_deref() {
+            None | Some("" | "true" | "1") => None,
+            Some(name) => {
+                Some(QueueName::parse(name).map_err(|e| ApiError::invalid("failedQueue", e))?)
+            }
+        };
+        let page = Page {
+            offset: p.integer("offset", 0, u32::MAX as u64)?.unwrap_or(0) as usize,
+            limit: p.integer("limit", 1, 1000)?.unwrap_or(100) as usize,
+        };
+        out.insert(
+            "failedQueue".into(),
+            json!(broker.failed(queue.as_ref(), page).await?),
+        );
+    }
+    if let Some(id) = p.task_id("task")? {
+        out.insert("task".into(), broker.find_task(id).await?);
+    }
+    if p.flag("counters") || !asked {
+        out.insert("counters".into(), json!(broker.counters().await?));
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// `workerQueue=ID`: that worker's own queue length; `workerQueue` alone:
+/// every worker's.
+async fn worker_queues(p: &Params, state: &AppState) -> Result<Value, ApiError> {
+    let broker = &state.broker;
+    match p.string("workerQueue")?.as_deref() {
+        None | Some("" | "true" | "1") => {
+            let mut all = Map::new();
+            for w in broker.workers().await? {
+                let n = broker.worker_queue_len(w.worker_id).await?;
+                all.insert(w.worker_id.to_string(), json!(n));
+            }
+            Ok(Value::Object(all))
+        }
+        Some(_) => {
+            let id = p.required("workerQueue", p.worker_id("workerQueue")?)?;
+            Ok(json!({"workerId": id, "ready": broker.worker_queue_len(id).await?}))
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! `/worker`: register (PUT) and remove (DELETE) workers.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::params;
+use super::AppState;
+
+/// Most queues one worker may take from.
+const MAX_QUEUES: usize = 100;
+
+/// `PUT /worker`: registers a worker on queues in priority order.
+pub async fn register_worker(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let p = params::read_single(&req, payload, state.settings.limits.max_body_bytes).await?;
+    p.only(&["queues"])?;
+    let queues = p.required("queues", p.queues("queues")?)?;
+    if queues.is_empty() || queues.len() > MAX_QUEUES {
+        return Err(ApiError::invalid(
+            "queues",
+            format!("must name 1 to {MAX_QUEUES} queues"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = queues.iter().find(|q| !seen.insert(*q)) {
+        return Err(ApiError::invalid("queues", format!("names `{dup}` twice")));
+    }
+    let record = state.broker.register_worker(queues).await?;
+    Ok(HttpResponse::Ok().json(json!({"workerId": record.worker_id, "queues": record.queues})))
+}
+
+/// `DELETE /worker`: removes one worker, or every worker of a queue. Their
+/// running tasks go back to their queues.
+pub async fn delete_worker(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let p = params::read_single(&req, payload, state.settings.limits.max_body_bytes).await?;
+    p.only(&["workerId", "queue"])?;
+    let deleted = match (p.worker_id("workerId")?, p.queue("queue")?) {
+        (Some(w), None) => {
+            state.broker.delete_worker(w).await?;
+            vec![w]
+        }
+        (None, Some(q)) => state.broker.delete_workers_of(&q).await?,
+        _ => {
+            return Err(ApiError::invalid(
+                "workerId",
+                "give exactly one of `workerId` and `queue`",
+            ))
+        }
+    };
+    Ok(HttpResponse::Ok().json(json!({"deleted": deleted})))
+}

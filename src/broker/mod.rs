@@ -1,0 +1,724 @@
+//! The behaviour of interq: routing publishes through interests, fan-out,
+//! claiming with leases and long polls, completion, retries with backoff,
+//! scheduling, the singular rules, and the worker registry.
+//!
+//! The broker takes typed, already-valid input (the API layer parses) and
+//! never imports actix. It reads time only from its `Clock`, and keeps its
+//! durable state in a `Store`.
+
+pub mod clock;
+mod wakers;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use interest::{InterestError, Interests, Matcher};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::{Mutex, Notify};
+
+use self::clock::Clock;
+use self::wakers::Wakers;
+use crate::model::{
+    fingerprint, Counters, Lane, Millis, Priority, QueueCounts, QueueName, RetryPolicy, Scope,
+    Task, TaskId, TaskState, WorkerId, WorkerRecord, WorkerState,
+};
+use crate::store::{Enqueued, Outcome, Page, Store, StoreError, TaskSelector};
+
+/// Policies the broker applies; from the settings.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    pub default_ttr_secs: u32,
+    pub default_max_attempts: u32,
+    pub retry: RetryPolicy,
+    /// A worker not heard from for this long shows as STALE.
+    pub worker_stale_after_ms: u64,
+    /// A worker not heard from for this long, holding no task, is removed.
+    pub worker_idle_timeout_ms: u64,
+    pub interest_limits: interest::Limits,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self {
+            default_ttr_secs: 300,
+            default_max_attempts: 5,
+            retry: RetryPolicy {
+                base_ms: 2_000,
+                max_ms: 3_600_000,
+                jitter: 0.2,
+            },
+            worker_stale_after_ms: 60_000,
+            worker_idle_timeout_ms: 600_000,
+            interest_limits: interest::Limits::default(),
+        }
+    }
+}
+
+/// What went wrong in the broker; the API maps each to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("worker {0} is not registered")]
+    UnknownWorker(WorkerId),
+    #[error("task {0} does not exist")]
+    UnknownTask(TaskId),
+    #[error("queue `{0}` does not exist")]
+    UnknownQueue(QueueName),
+    #[error("task {task} is {state}, not running")]
+    NotRunning { task: TaskId, state: TaskState },
+    #[error("task {task} is leased to another worker")]
+    NotLeaseHolder { task: TaskId },
+    #[error(transparent)]
+    Interest(#[from] InterestError),
+    #[error(transparent)]
+    Matcher(#[from] interest::BuildError),
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    #[error("store: {0}")]
+    Store(StoreError),
+}
+
+impl From<StoreError> for BrokerError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownTask(id) => Self::UnknownTask(id),
+            StoreError::NotRunning { task, state } => Self::NotRunning { task, state },
+            StoreError::NotLeaseHolder { task } => Self::NotLeaseHolder { task },
+            other @ (StoreError::Unavailable(_) | StoreError::Corrupt(_)) => Self::Store(other),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, BrokerError>;
+
+/// A task to publish, as the API parsed it.
+#[derive(Debug, Clone, Default)]
+pub struct NewTask {
+    pub publisher: String,
+    pub data: Map<String, Value>,
+    pub run_at: Option<Millis>,
+    pub scope: Scope,
+    pub singularly_enqueue: bool,
+    pub singularly_run: bool,
+    pub priority: Priority,
+    pub max_attempts: Option<u32>,
+    pub ttr: Option<u32>,
+    pub expire_at: Option<Millis>,
+}
+
+/// The answer to one publish.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Published {
+    /// The publish's id; every copy carries it as `publishId`.
+    pub task_id: TaskId,
+    /// The queues that received a copy; empty when the task was discarded.
+    pub queues: Vec<QueueName>,
+    pub copies: Vec<CopyRef>,
+}
+
+/// Where one copy of a publish went.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CopyRef {
+    pub queue: QueueName,
+    pub task_id: TaskId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_queue: Option<WorkerId>,
+    /// `singularlyEnqueue` found this identical copy already waiting.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub existing: bool,
+}
+
+/// What a worker reports about its claim.
+#[derive(Debug, Clone)]
+pub enum Report {
+    Complete,
+    Fail { reason: Option<String> },
+}
+
+/// A worker as status shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerView {
+    pub worker_id: WorkerId,
+    pub queues: Vec<QueueName>,
+    pub state: WorkerState,
+    pub running: Vec<TaskId>,
+    pub registered_at: Millis,
+    pub last_seen: Millis,
+}
+
+#[derive(Debug)]
+struct LiveWorker {
+    record: WorkerRecord,
+    last_seen: AtomicU64,
+}
+
+/// The queue service's behaviour, shared by every request handler.
+#[derive(Debug)]
+pub struct Broker {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    settings: BrokerSettings,
+    /// Every queue's parsed interests; rebuilding the matcher reads it. The
+    /// async lock serializes interest changes, never publishes.
+    registry: Mutex<BTreeMap<QueueName, Interests>>,
+    matcher: ArcSwap<Matcher>,
+    workers: DashMap<WorkerId, LiveWorker>,
+    wakers: Wakers,
+    shutting_down: AtomicBool,
+    shutdown: Notify,
+}
+
+impl Broker {
+    /// Builds the broker over a store, loading interests and workers from it.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: BrokerSettings,
+    ) -> Result<Arc<Self>> {
+        let mut registry = BTreeMap::new();
+        for (queue, value) in store.interests().await? {
+            let parsed = Interests::parse(queue.as_str(), &value, &settings.interest_limits)?;
+            registry.insert(queue, parsed);
+        }
+        let matcher = build_matcher(&registry)?;
+        let now = clock.now();
+        let workers = DashMap::new();
+        for record in store.workers().await? {
+            // Nobody knows when a worker was last heard of before a restart;
+            // count from now, so that it has its full idle time to come back.
+            workers.insert(
+                record.worker_id,
+                LiveWorker {
+                    record,
+                    last_seen: AtomicU64::new(now.0),
+                },
+            );
+        }
+        Ok(Arc::new(Self {
+            store,
+            clock,
+            settings,
+            registry: Mutex::new(registry),
+            matcher: ArcSwap::from_pointee(matcher),
+            workers,
+            wakers: Wakers::default(),
+            shutting_down: AtomicBool::new(false),
+            shutdown: Notify::new(),
+        }))
+    }
+
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The matcher in force now.
+    pub fn matcher(&self) -> Arc<Matcher> {
+        self.matcher.load_full()
+    }
+
+    // ----- publishing -------------------------------------------------------
+
+    /// Routes and stores a batch of tasks in one durable step.
+    pub async fn publish(&self, tasks: Vec<NewTask>) -> Result<Vec<Published>> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(BrokerError::ShuttingDown);
+        }
+        let matcher = self.matcher.load();
+        let now = self.clock.now();
+        let mut copies: Vec<Task> = Vec::new();
+        // For each publish: its id, and the range of `copies` it made.
+        let mut spans = Vec::with_capacity(tasks.len());
+        let mut discarded = 0;
+        for new in tasks {
+            let publish_id = TaskId::new();
+            let start = copies.len();
+            let queues = matcher.route(&new.data);
+            let fp = fingerprint(&new.data);
+            let targets: Vec<(QueueName, Option<WorkerId>)> = match new.scope {
+                Scope::Any => queues
+                    .iter()
+                    .filter_map(|q| QueueName::parse(q).ok())
+                    .map(|q| (q, None))
+                    .collect(),
+                Scope::All => self.workers_on(&queues),
+            };
+            for (queue, worker_queue) in targets {
+                copies.push(self.make_copy(&new, publish_id, queue, worker_queue, &fp, now));
+            }
+            if copies.len() == start {
+                discarded += 1;
+            }
+            spans.push((publish_id, start..copies.len()));
+        }
+        let published = spans.len() as u64;
+        let ready_lanes: Vec<Lane> = copies
+            .iter()
+            .filter(|t| t.state == TaskState::Ready)
+            .map(Task::lane)
+            .collect();
+        let refs: Vec<(QueueName, Option<WorkerId>)> = copies
+            .iter()
+            .map(|t| (t.queue.clone(), t.worker_queue))
+            .collect();
+        let results = self.store.enqueue(copies).await?;
+        self.store
+            .add_counters(Counters {
+                published,
+                discarded,
+                ..Counters::default()
+            })
+            .await?;
+        for lane in dedup(ready_lanes) {
+            self.wakers.wake(&lane);
+        }
+        Ok(spans
+            .into_iter()
+            .map(|(publish_id, range)| {
+                let copies: Vec<CopyRef> = range
+                    .map(|i| CopyRef {
+                        queue: refs[i].0.clone(),
+                        worker_queue: refs[i].1,
+                        task_id: results[i].task_id(),
+                        existing: matches!(results[i], Enqueued::Existing(_)),
+                    })
+                    .collect();
+                let mut queues: Vec<QueueName> = copies.iter().map(|c| c.queue.clone()).collect();
+                queues.dedup();
+                Published {
+                    task_id: publish_id,
+                    queues,
+                    copies,
+                }
+            })
+            .collect())
+    }
+
+    fn make_copy(
+        &self,
+        new: &NewTask,
+        publish_id: TaskId,
+        queue: QueueName,
+        worker_queue: Option<WorkerId>,
+        fp: &str,
+        now: Millis,
+    ) -> Task {
+        let run_at = new.run_at.unwrap_or(now).max(now);
+        Task {
+            task_id: TaskId::new(),
+            publish_id,
+            queue,
+            worker_queue,
+            data: new.data.clone(),
+            publisher: new.publisher.clone(),
+            priority: new.priority,
+            scope: new.scope,
+            singularly_enqueue: new.singularly_enqueue,
+            singularly_run: new.singularly_run,
+            state: if run_at > now {
+                TaskState::Scheduled
+            } else {
+                TaskState::Ready
+            },
+            attempt: 0,
+            max_attempts: new
+                .max_attempts
+                .unwrap_or(self.settings.default_max_attempts),
+            ttr: new.ttr.unwrap_or(self.settings.default_ttr_secs),
+            created_at: now,
+            run_at,
+            expire_at: new.expire_at,
+            worker_id: None,
+            lease_until: None,
+            started_at: None,
+            finished_at: None,
+            fail_reason: None,
+            fingerprint: fp.to_owned(),
+        }
+    }
+
+    /// `scope: all`: every worker registered on an interested queue, once,
+    /// under the first of its queues (in its own order) that is interested.
+    fn workers_on(&self, queues: &[&str]) -> Vec<(QueueName, Option<WorkerId>)> {
+        let mut out: Vec<(QueueName, Option<WorkerId>)> = self
+            .workers
+            .iter()
+            .filter_map(|w| {
+                w.record
+                    .queues
+                    .iter()
+                    .find(|q| queues.contains(&q.as_str()))
+                    .map(|q| (q.clone(), Some(w.record.worker_id)))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    // ----- claiming and reporting --------------------------------------------
+
+    /// Claims up to `count` copies for a worker: its own queue first, then its
+    /// queues in order. With `wait`, holds the request until a copy becomes
+    /// ready or the wait ends.
+    pub async fn claim(&self, worker: WorkerId, count: usize, wait: Duration) -> Result<Vec<Task>> {
+        let lanes = self.lanes_of(worker)?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notifies = self.wakers.watch(&lanes);
+            let armed = wakers::arm(&notifies);
+            let stopping = self.shutdown.notified();
+            tokio::pin!(stopping);
+            stopping.as_mut().enable();
+            let claimed = self
+                .store
+                .claim(worker, &lanes, self.clock.now(), count)
+                .await?;
+            self.touch(worker);
+            if !claimed.is_empty() || wait.is_zero() || self.shutting_down.load(Ordering::SeqCst) {
+                return Ok(claimed);
+            }
+            tokio::select! {
+                _ = wakers::any(armed) => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
+                _ = &mut stopping => return Ok(Vec::new()),
+            }
+            // The worker may have been removed while it waited.
+            if !self.workers.contains_key(&worker) {
+                return Err(BrokerError::UnknownWorker(worker));
+            }
+        }
+    }
+
+    fn lanes_of(&self, worker: WorkerId) -> Result<Vec<Lane>> {
+        let w = self
+            .workers
+            .get(&worker)
+            .ok_or(BrokerError::UnknownWorker(worker))?;
+        let mut lanes = Vec::with_capacity(w.record.queues.len() + 1);
+        lanes.push(Lane::Worker(worker));
+        lanes.extend(w.record.queues.iter().cloned().map(Lane::Queue));
+        Ok(lanes)
+    }
+
+    fn touch(&self, worker: WorkerId) {
+        if let Some(w) = self.workers.get(&worker) {
+            w.last_seen.store(self.clock.now().0, Ordering::Relaxed);
+        }
+    }
+
+    /// A worker reports the end of its claim on a copy.
+    pub async fn report(
+        &self,
+        worker: WorkerId,
+        task: TaskId,
+        report: Report,
+        re_enqueue: bool,
+    ) -> Result<Task> {
+        if !self.workers.contains_key(&worker) {
+            return Err(BrokerError::UnknownWorker(worker));
+        }
+        self.touch(worker);
+        let outcome = match report {
+            Report::Complete => Outcome::Complete { re_enqueue },
+            Report::Fail { reason } => Outcome::Fail {
+                reason,
+                re_enqueue,
+                retry: self.settings.retry,
+            },
+        };
+        let t = self
+            .store
+            .finish(task, worker, self.clock.now(), outcome)
+            .await?;
+        if t.state == TaskState::Ready {
+            self.wakers.wake(&t.lane());
+        }
+        Ok(t)
+    }
+
+    /// Removes every copy of a queue, or a worker's own queue and the copies
+    /// it runs. Returns how many.
+    pub async fn delete_tasks(&self, selector: TaskSelector) -> Result<u64> {
+        Ok(self.store.delete_tasks(selector).await?)
+    }
+
+    // ----- workers --------------------------------------------------------------
+
+    pub async fn register_worker(&self, queues: Vec<QueueName>) -> Result<WorkerRecord> {
+        let record = WorkerRecord {
+            worker_id: WorkerId::new(),
+            queues,
+            registered_at: self.clock.now(),
+        };
+        self.store.put_worker(&record).await?;
+        self.workers.insert(
+            record.worker_id,
+            LiveWorker {
+                record: record.clone(),
+                last_seen: AtomicU64::new(record.registered_at.0),
+            },
+        );
+        Ok(record)
+    }
+
+    /// Removes a worker; the copies it was running go back to their queues.
+    pub async fn delete_worker(&self, worker: WorkerId) -> Result<()> {
+        if self.workers.remove(&worker).is_none() {
+            return Err(BrokerError::UnknownWorker(worker));
+        }
+        let tick = self.store.release_worker(worker, self.clock.now()).await?;
+        self.store.delete_worker(worker).await?;
+        for lane in &tick.woken {
+            self.wakers.wake(lane);
+        }
+        // Wake its own long poll, which then finds the worker gone.
+        self.wakers.wake(&Lane::Worker(worker));
+        self.wakers.forget(&Lane::Worker(worker));
+        Ok(())
+    }
+
+    /// Removes every worker registered on `queue`; returns their ids.
+    pub async fn delete_workers_of(&self, queue: &QueueName) -> Result<Vec<WorkerId>> {
+        let ids: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|w| w.record.queues.contains(queue))
+            .map(|w| w.record.worker_id)
+            .collect();
+        for &id in &ids {
+            match self.delete_worker(id).await {
+                Ok(()) | Err(BrokerError::UnknownWorker(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ids)
+    }
+
+    pub async fn workers(&self) -> Result<Vec<WorkerView>> {
+        let now = self.clock.now();
+        let mut out = Vec::with_capacity(self.workers.len());
+        let live: Vec<(WorkerRecord, Millis)> = self
+            .workers
+            .iter()
+            .map(|w| {
+                (
+                    w.record.clone(),
+                    Millis(w.last_seen.load(Ordering::Relaxed)),
+                )
+            })
+            .collect();
+        for (record, last_seen) in live {
+            let running = self.store.running_of(record.worker_id).await?;
+            let state = if now.since(last_seen) > self.settings.worker_stale_after_ms {
+                WorkerState::Stale
+            } else if running.is_empty() {
+                WorkerState::Idle
+            } else {
+                WorkerState::Processing
+            };
+            out.push(WorkerView {
+                worker_id: record.worker_id,
+                queues: record.queues,
+                state,
+                running,
+                registered_at: record.registered_at,
+                last_seen,
+            });
+        }
+        out.sort_by_key(|w| w.worker_id);
+        Ok(out)
+    }
+
+    // ----- interests and queues ---------------------------------------------
+
+    /// Replaces a queue's interests (creating the queue). Returns their
+    /// normalized JSON form. The new matcher is built off the publish path and
+    /// swapped in whole.
+    pub async fn set_interests(&self, queue: QueueName, value: &Value) -> Result<Value> {
+        let parsed = Interests::parse(queue.as_str(), value, &self.settings.interest_limits)?;
+        let normalized = parsed.to_json();
+        let mut registry = self.registry.lock().await;
+        let mut next = registry.clone();
+        next.insert(queue.clone(), parsed);
+        let matcher = rebuild(next.clone()).await?;
+        self.store.put_interests(&queue, &normalized).await?;
+        *registry = next;
+        self.matcher.store(Arc::new(matcher));
+        Ok(normalized)
+    }
+
+    /// Removes a queue's interests: it receives no new tasks.
+    pub async fn delete_interests(&self, queue: &QueueName) -> Result<()> {
+        let mut registry = self.registry.lock().await;
+        if !registry.contains_key(queue) {
+            return Err(BrokerError::UnknownQueue(queue.clone()));
+        }
+        let mut next = registry.clone();
+        next.remove(queue);
+        let matcher = rebuild(next.clone()).await?;
+        self.store.delete_interests(queue).await?;
+        *registry = next;
+        self.matcher.store(Arc::new(matcher));
+        Ok(())
+    }
+
+    /// Removes a queue: its interests and every copy in it. Returns how many
+    /// copies went.
+    pub async fn delete_queue(&self, queue: &QueueName) -> Result<u64> {
+        let had_interests = match self.delete_interests(queue).await {
+            Ok(()) => true,
+            Err(BrokerError::UnknownQueue(_)) => false,
+            Err(e) => return Err(e),
+        };
+        let removed = self
+            .store
+            .delete_tasks(TaskSelector::Queue(queue.clone()))
+            .await?;
+        if !had_interests && removed == 0 {
+            return Err(BrokerError::UnknownQueue(queue.clone()));
+        }
+        Ok(removed)
+    }
+
+    /// Every queue's interests, in name order.
+    pub async fn interests(&self) -> BTreeMap<QueueName, Value> {
+        self.registry
+            .lock()
+            .await
+            .iter()
+            .map(|(q, i)| (q.clone(), i.to_json()))
+            .collect()
+    }
+
+    // ----- status -------------------------------------------------------------
+
+    /// Counts of one queue (zeros for a queue with no copies).
+    pub async fn queue_counts(&self, queue: &QueueName) -> Result<QueueCounts> {
+        Ok(self
+            .store
+            .queue_counts()
+            .await?
+            .into_iter()
+            .find(|(q, _)| q == queue)
+            .map(|(_, c)| c)
+            .unwrap_or_default())
+    }
+
+    /// Every known queue (with interests or with copies) and its counts.
+    pub async fn queues(&self) -> Result<BTreeMap<QueueName, QueueCounts>> {
+        let mut out: BTreeMap<QueueName, QueueCounts> = self
+            .registry
+            .lock()
+            .await
+            .keys()
+            .map(|q| (q.clone(), QueueCounts::default()))
+            .collect();
+        for (q, c) in self.store.queue_counts().await? {
+            out.insert(q, c);
+        }
+        Ok(out)
+    }
+
+    /// Ready copies in one worker's own queue.
+    pub async fn worker_queue_len(&self, worker: WorkerId) -> Result<u64> {
+        Ok(self.store.lane_len(&Lane::Worker(worker)).await?)
+    }
+
+    pub async fn failed(&self, queue: Option<&QueueName>, page: Page) -> Result<Vec<Task>> {
+        Ok(self
+            .store
+            .list_tasks(queue, TaskState::Failed, page)
+            .await?)
+    }
+
+    /// A copy by its id, or every copy of a publish by the publish's id.
+    pub async fn find_task(&self, id: TaskId) -> Result<Value> {
+        if let Some(t) = self.store.task(id).await? {
+            return Ok(serde_json::to_value(t).unwrap_or(Value::Null));
+        }
+        let copies = self.store.tasks_of_publish(id).await?;
+        if copies.is_empty() {
+            return Err(BrokerError::UnknownTask(id));
+        }
+        Ok(serde_json::json!({"publishId": id, "copies": copies}))
+    }
+
+    pub async fn counters(&self) -> Result<Counters> {
+        Ok(self.store.counters().await?)
+    }
+
+    // ----- time -----------------------------------------------------------------
+
+    /// Applies the passing of time: scheduled copies that are due become ready,
+    /// expired leases go back, idle workers are removed. The server calls this
+    /// often; tests call it after moving a manual clock.
+    pub async fn tick(&self) -> Result<()> {
+        let now = self.clock.now();
+        let tick = self.store.tick(now).await?;
+        for lane in &tick.woken {
+            self.wakers.wake(lane);
+        }
+        let idle: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|w| {
+                now.since(Millis(w.last_seen.load(Ordering::Relaxed)))
+                    > self.settings.worker_idle_timeout_ms
+            })
+            .map(|w| w.record.worker_id)
+            .collect();
+        for worker in idle {
+            // A worker busy with a long task may be silent; its leases decide.
+            if self.store.running_of(worker).await?.is_empty() {
+                tracing::info!(%worker, "removing idle worker");
+                match self.delete_worker(worker).await {
+                    Ok(()) | Err(BrokerError::UnknownWorker(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops taking publishes and answers every long poll now (empty).
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.shutdown.notify_waiters();
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+fn build_matcher(registry: &BTreeMap<QueueName, Interests>) -> Result<Matcher> {
+    Ok(Matcher::build(
+        registry
+            .iter()
+            .map(|(q, i)| (q.as_str().to_owned(), i.clone())),
+    )?)
+}
+
+/// Builds a matcher on a blocking thread: with thousands of queues it takes
+/// tens of milliseconds, which must not stall the request threads.
+async fn rebuild(registry: BTreeMap<QueueName, Interests>) -> Result<Matcher> {
+    tokio::task::spawn_blocking(move || build_matcher(&registry))
+        .await
+        .map_err(|e| BrokerError::Store(StoreError::Unavailable(e.to_string())))?
+}
+
+fn dedup(mut lanes: Vec<Lane>) -> Vec<Lane> {
+    lanes.sort();
+    lanes.dedup();
+    lanes
+}

@@ -1,0 +1,276 @@
+//! Settings, layered: compiled-in defaults < `interq.toml` (or the file named
+//! by `--config`) < `INTERQ_*` environment variables (`__` between levels:
+//! `INTERQ_TASKS__TTR_SECS=60`) < command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use serde::{Deserialize, Serialize};
+
+use crate::broker::BrokerSettings;
+use crate::model::RetryPolicy;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// Where the embedded store keeps its file.
+    pub data_dir: PathBuf,
+    pub log: LogSettings,
+    pub limits: LimitSettings,
+    pub tasks: TaskSettings,
+    pub workers: WorkerSettings,
+    pub testing: TestingSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A `RUST_LOG`-style filter, used when `RUST_LOG` is not set.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most tasks in one batch publish.
+    pub max_batch: usize,
+    /// Most tasks one claim may ask for (`count`).
+    pub max_claim_count: usize,
+    /// Longest long poll (`wait`), in seconds.
+    pub max_wait_secs: u64,
+    /// Longest `publisher` and `failReason`, in bytes.
+    pub max_text_bytes: usize,
+    /// Fields one queue's interests may list.
+    pub max_interest_fields: usize,
+    /// Bytes of one interest pattern.
+    pub max_pattern_bytes: usize,
+    /// Bytes one compiled pattern may take.
+    pub max_compiled_pattern_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskSettings {
+    /// Seconds a claim may run before its lease runs out (`ttr`).
+    pub ttr_secs: u32,
+    pub max_ttr_secs: u32,
+    /// Attempts before a failing task goes to the failed set.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt; doubles for each further one.
+    pub retry_base_secs: f64,
+    pub retry_max_secs: f64,
+    /// Fraction of a backoff drawn at random either way.
+    pub retry_jitter: f64,
+    /// Completed copies kept for status.
+    pub history: usize,
+    /// How often scheduled tasks, leases and idle workers are checked, in ms.
+    pub tick_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Seconds without a poll before a worker shows as STALE.
+    pub stale_after_secs: u64,
+    /// Seconds without a poll before an idle worker is removed.
+    pub idle_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TestingSettings {
+    /// Runs on a clock that only `POST /_testing/clock` moves. For tests only.
+    pub manual_clock: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7700".into(),
+            data_dir: PathBuf::from("data"),
+            log: LogSettings::default(),
+            limits: LimitSettings::default(),
+            tasks: TaskSettings::default(),
+            workers: WorkerSettings::default(),
+            testing: TestingSettings::default(),
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 << 20,
+            max_batch: 1000,
+            max_claim_count: 1000,
+            max_wait_secs: 60,
+            max_text_bytes: 4096,
+            max_interest_fields: 32,
+            max_pattern_bytes: 1024,
+            max_compiled_pattern_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Default for TaskSettings {
+    fn default() -> Self {
+        Self {
+            ttr_secs: 300,
+            max_ttr_secs: 86_400,
+            max_attempts: 5,
+            retry_base_secs: 2.0,
+            retry_max_secs: 3600.0,
+            retry_jitter: 0.2,
+            history: 1000,
+            tick_ms: 100,
+        }
+    }
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            stale_after_secs: 60,
+            idle_timeout_secs: 600,
+        }
+    }
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("settings: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("settings: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads the layers. `file` is an explicit settings file (which must
+    /// exist); without it `interq.toml` in the working directory is read if
+    /// present. `overrides` are flag values as (key, value).
+    pub fn load(file: Option<&Path>, overrides: &[(&str, String)]) -> Result<Self, SettingsError> {
+        let mut builder = Config::builder().add_source(Config::try_from(&Settings::default())?);
+        builder = match file {
+            Some(path) => builder.add_source(File::from(path).format(FileFormat::Toml)),
+            None => builder.add_source(File::new("interq", FileFormat::Toml).required(false)),
+        };
+        builder = builder.add_source(
+            Environment::with_prefix("INTERQ")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true),
+        );
+        for (key, value) in overrides {
+            builder = builder.set_override(*key, value.as_str())?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let t = &self.tasks;
+        let check = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(SettingsError::Invalid(what.to_owned()))
+            }
+        };
+        check(
+            t.ttr_secs > 0 && t.ttr_secs <= t.max_ttr_secs,
+            "tasks.ttr_secs must be from 1 to tasks.max_ttr_secs",
+        )?;
+        check(t.max_attempts > 0, "tasks.max_attempts must be at least 1")?;
+        check(
+            t.retry_base_secs >= 0.0 && t.retry_max_secs >= t.retry_base_secs,
+            "tasks.retry_base_secs must be >= 0 and <= tasks.retry_max_secs",
+        )?;
+        check(
+            (0.0..=1.0).contains(&t.retry_jitter),
+            "tasks.retry_jitter must be from 0 to 1",
+        )?;
+        check(t.tick_ms > 0, "tasks.tick_ms must be at least 1")?;
+        check(
+            self.limits.max_batch > 0 && self.limits.max_claim_count > 0,
+            "limits.max_batch and limits.max_claim_count must be at least 1",
+        )?;
+        Ok(())
+    }
+
+    /// The broker's share of the settings.
+    pub fn broker(&self) -> BrokerSettings {
+        BrokerSettings {
+            default_ttr_secs: self.tasks.ttr_secs,
+            default_max_attempts: self.tasks.max_attempts,
+            retry: RetryPolicy {
+                base_ms: (self.tasks.retry_base_secs * 1000.0) as u64,
+                max_ms: (self.tasks.retry_max_secs * 1000.0) as u64,
+                jitter: self.tasks.retry_jitter,
+            },
+            worker_stale_after_ms: self.workers.stale_after_secs * 1000,
+            worker_idle_timeout_ms: self.workers.idle_timeout_secs * 1000,
+            interest_limits: interest::Limits {
+                max_fields: self.limits.max_interest_fields,
+                max_pattern_len: self.limits.max_pattern_bytes,
+                max_compiled_size: self.limits.max_compiled_pattern_bytes,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_are_valid() {
+        let s = Settings::load(Some(Path::new("/dev/null")), &[]).unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.listen, "127.0.0.1:7700");
+    }
+
+    #[test]
+    fn file_then_flags_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("interq.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:1\"\n[tasks]\nttr_secs = 30\n").unwrap();
+        let s = Settings::load(Some(&file), &[("listen", "127.0.0.1:9".into())]).unwrap();
+        assert_eq!(s.tasks.ttr_secs, 30);
+        assert_eq!(s.listen, "127.0.0.1:9");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("interq.toml");
+        std::fs::write(&file, "[tasks]\nttl_secs = 30\n").unwrap();
+        assert!(Settings::load(Some(&file), &[]).is_err());
+        std::fs::write(&file, "[tasks]\nmax_attempts = 0\n").unwrap();
+        let err = Settings::load(Some(&file), &[]).unwrap_err();
+        assert!(err.to_string().contains("max_attempts"), "{err}");
+    }
+}

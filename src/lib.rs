@@ -1,0 +1,19 @@
+//! interq: a pub/sub, interest-routing job queue service.
+//!
+//! Publishers `PUT /task`; the [`interest`] matcher routes each task to every
+//! queue whose interests match and the broker stores one copy per queue (or per
+//! worker, for `scope: all`). Workers register, claim copies under a lease,
+//! and complete or fail them; failures retry with backoff.
+//!
+//! Layers, each only calling down: `api` (HTTP, parsing, error mapping) ->
+//! `broker` (behaviour; no HTTP) -> `store` (durable state; no behaviour
+//! policy) -> `model` (plain types). `config`, `telemetry` and `startup` wire
+//! them together for `main`.
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod model;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

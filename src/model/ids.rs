@@ -1,0 +1,154 @@
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Longest queue name accepted, in bytes.
+pub const MAX_QUEUE_NAME_LEN: usize = 128;
+
+/// A task copy's id: a UUIDv7, so ids sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(Uuid);
+
+/// A registered worker's id: a UUIDv7.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkerId(Uuid);
+
+/// Why an id could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an id (a UUID such as 0190e0b4-6c1e-7cc0-a3f4-1d2e3f405162)")]
+pub struct IdError(pub String);
+
+macro_rules! uuid_id {
+    ($name:ident) => {
+        impl $name {
+            /// A new id, ordered after every id made before it on this node.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            /// The 16 bytes of the id, which sort in creation order.
+            pub fn as_bytes(&self) -> &[u8; 16] {
+                self.0.as_bytes()
+            }
+
+            pub fn from_bytes(bytes: [u8; 16]) -> Self {
+                Self(Uuid::from_bytes(bytes))
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Uuid::parse_str(s.trim())
+                    .map(Self)
+                    .map_err(|_| IdError(s.to_owned()))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+    };
+}
+
+uuid_id!(TaskId);
+uuid_id!(WorkerId);
+
+/// A queue's name: 1 to 128 bytes of ASCII letters, digits, `_`, `-`, `.`
+/// and `:`, so that it is safe in a URL, a log line and a storage key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct QueueName(String);
+
+/// Why a queue name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueNameError {
+    #[error("a queue name may not be empty")]
+    Empty,
+    #[error("a queue name may be at most {MAX_QUEUE_NAME_LEN} bytes; this one is {0}")]
+    TooLong(usize),
+    #[error(
+        "a queue name may hold only ASCII letters, digits, `_`, `-`, `.` and `:`; found {0:?}"
+    )]
+    BadChar(char),
+}
+
+impl QueueName {
+    pub fn parse(s: &str) -> Result<Self, QueueNameError> {
+        if s.is_empty() {
+            return Err(QueueNameError::Empty);
+        }
+        if s.len() > MAX_QUEUE_NAME_LEN {
+            return Err(QueueNameError::TooLong(s.len()));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
+        {
+            return Err(QueueNameError::BadChar(c));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for QueueName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        QueueName::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for QueueName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_are_checked() {
+        assert!(QueueName::parse("emails.v2:eu-west_1").is_ok());
+        assert_eq!(QueueName::parse(""), Err(QueueNameError::Empty));
+        assert_eq!(
+            QueueName::parse(&"a".repeat(129)),
+            Err(QueueNameError::TooLong(129))
+        );
+        assert_eq!(QueueName::parse("a b"), Err(QueueNameError::BadChar(' ')));
+        assert_eq!(QueueName::parse("é"), Err(QueueNameError::BadChar('é')));
+    }
+
+    #[test]
+    fn ids_round_trip_and_sort_by_creation() {
+        let a = TaskId::new();
+        let b = TaskId::new();
+        assert!(a < b);
+        assert_eq!(a.to_string().parse::<TaskId>().unwrap(), a);
+        assert_eq!(TaskId::from_bytes(*a.as_bytes()), a);
+        assert!("nope".parse::<TaskId>().is_err());
+    }
+}

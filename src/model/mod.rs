@@ -1,0 +1,17 @@
+//! The vocabulary that the broker and the stores share: tasks, their states,
+//! ids, queue names, workers, counters.
+//!
+//! Plain data with parsing at the edge ("parse, don't validate"): a
+//! `QueueName` or a `TaskId` is valid by construction. Nothing here knows of
+//! HTTP, storage engines or the clock.
+
+mod ids;
+mod task;
+mod time;
+
+pub use ids::{IdError, QueueName, QueueNameError, TaskId, WorkerId, MAX_QUEUE_NAME_LEN};
+pub use task::{
+    fingerprint, Counters, Lane, Priority, PriorityError, QueueCounts, RetryPolicy, Scope, Task,
+    TaskState, WorkerRecord, WorkerState,
+};
+pub use time::Millis;

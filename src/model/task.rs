@@ -1,0 +1,330 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{Millis, QueueName, TaskId, WorkerId};
+
+/// Where a task copy is in its life. `docs/state-machine.md` draws the moves.
+///
+/// - `scheduled`: waiting for its `runAt` (a future publish, or a retry's
+///   backoff); becomes `ready` when that time comes.
+/// - `ready`: waiting in its queue to be claimed.
+/// - `running`: claimed by a worker under a lease of `ttr` seconds. The worker
+///   completes or fails it; a lease that runs out puts it back to `ready`.
+/// - `completed`: done; kept in a bounded recent history.
+/// - `failed`: out of attempts (or failed by an expired lease on its last
+///   attempt); kept in the failed set until retried or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Scheduled,
+    Ready,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Ready => "ready",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Waiting to run: what `singularlyEnqueue` compares against.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, Self::Scheduled | Self::Ready)
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How many workers a publish reaches in each interested queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// One copy per interested queue, taken by any one of its workers.
+    #[default]
+    Any,
+    /// One copy per worker registered on an interested queue, in that
+    /// worker's own queue.
+    All,
+}
+
+/// A task's priority: higher runs first; FIFO within a priority.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Priority(pub i16);
+
+/// Why a priority was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a priority is an integer from -100 to 100 or one of urgent, high, normal, low, bulk")]
+pub struct PriorityError;
+
+impl Priority {
+    pub const MIN: i16 = -100;
+    pub const MAX: i16 = 100;
+    pub const NAMES: [(&'static str, i16); 5] = [
+        ("urgent", 20),
+        ("high", 10),
+        ("normal", 0),
+        ("low", -10),
+        ("bulk", -20),
+    ];
+
+    pub fn from_number(n: i64) -> Result<Self, PriorityError> {
+        if (Self::MIN as i64..=Self::MAX as i64).contains(&n) {
+            Ok(Self(n as i16))
+        } else {
+            Err(PriorityError)
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Self, PriorityError> {
+        if let Ok(n) = name.trim().parse::<i64>() {
+            return Self::from_number(n);
+        }
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.trim()))
+            .map(|&(_, p)| Self(p))
+            .ok_or(PriorityError)
+    }
+}
+
+/// A queue a task copy waits in to be claimed: a named queue, or one worker's
+/// own queue (`scope: all`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Lane {
+    Queue(QueueName),
+    Worker(WorkerId),
+}
+
+/// One copy of a published task, in one queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Task {
+    pub task_id: TaskId,
+    /// The publish that made this copy; every copy of one publish shares it.
+    pub publish_id: TaskId,
+    pub queue: QueueName,
+    /// For `scope: all`: the worker whose own queue holds this copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_queue: Option<WorkerId>,
+    pub data: Map<String, Value>,
+    pub publisher: String,
+    pub priority: Priority,
+    pub scope: Scope,
+    pub singularly_enqueue: bool,
+    pub singularly_run: bool,
+    pub state: TaskState,
+    /// How many times it was claimed.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    /// Seconds a claim may run before its lease runs out.
+    pub ttr: u32,
+    pub created_at: Millis,
+    /// When it may run: its publish's `runAt`, or the end of a retry's backoff.
+    pub run_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<WorkerId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_reason: Option<String>,
+    /// Identity for the singular rules: a hash of the canonical `data`.
+    pub fingerprint: String,
+}
+
+impl Task {
+    /// The queue this copy waits in while ready.
+    pub fn lane(&self) -> Lane {
+        match self.worker_queue {
+            Some(w) => Lane::Worker(w),
+            None => Lane::Queue(self.queue.clone()),
+        }
+    }
+}
+
+/// A hash of `data` that is the same for equal objects whatever their key
+/// order, stable across versions and nodes (it names locks in shared stores).
+pub fn fingerprint(data: &Map<String, Value>) -> String {
+    fn write(value: &Value, out: &mut Vec<u8>) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for k in keys {
+                    out.extend_from_slice(serde_json::to_string(k).unwrap_or_default().as_bytes());
+                    out.push(b':');
+                    write(&map[k], out);
+                    out.push(b',');
+                }
+                out.push(b'}');
+            }
+            Value::Array(items) => {
+                out.push(b'[');
+                for item in items {
+                    write(item, out);
+                    out.push(b',');
+                }
+                out.push(b']');
+            }
+            other => out.extend_from_slice(other.to_string().as_bytes()),
+        }
+    }
+    let mut canonical = Vec::new();
+    write(&Value::Object(data.clone()), &mut canonical);
+    let digest = Sha256::digest(&canonical);
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How many copies of one queue are in each state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueCounts {
+    pub ready: u64,
+    pub scheduled: u64,
+    pub running: u64,
+    pub failed: u64,
+}
+
+/// Totals since the store was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Counters {
+    /// Publishes accepted (a batch counts each of its tasks).
+    pub published: u64,
+    /// Copies made into queues.
+    pub routed: u64,
+    /// Publishes no queue wanted.
+    pub discarded: u64,
+    /// Copies that `singularlyEnqueue` folded into one already waiting.
+    pub deduplicated: u64,
+    pub completed: u64,
+    /// Copies that ran out of attempts into the failed set.
+    pub failed: u64,
+    /// Failures scheduled to run again after a backoff.
+    pub retried: u64,
+    /// Leases that ran out before the worker answered.
+    pub lease_expired: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, other: &Counters) {
+        self.published += other.published;
+        self.routed += other.routed;
+        self.discarded += other.discarded;
+        self.deduplicated += other.deduplicated;
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.retried += other.retried;
+        self.lease_expired += other.lease_expired;
+    }
+}
+
+/// When a failed attempt runs again: exponential backoff with jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub base_ms: u64,
+    pub max_ms: u64,
+    /// Fraction of the delay drawn at random either way (0.2: ±20%), so that
+    /// tasks failed together do not all come back together.
+    pub jitter: f64,
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `attempt + 1`, after `attempt` failures.
+    pub fn delay_ms(&self, attempt: u32) -> u64 {
+        let exp = attempt.saturating_sub(1).min(40);
+        let delay = self.base_ms.saturating_mul(1u64 << exp).min(self.max_ms);
+        let spread = (delay as f64 * self.jitter.clamp(0.0, 1.0)) as u64;
+        if spread == 0 {
+            return delay;
+        }
+        delay - spread + fastrand::u64(0..=2 * spread)
+    }
+}
+
+/// A registered worker, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerRecord {
+    pub worker_id: WorkerId,
+    /// Queues in the order the worker takes from them.
+    pub queues: Vec<QueueName>,
+    pub registered_at: Millis,
+}
+
+/// What a worker is doing, as status shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WorkerState {
+    /// Polling, holding no task.
+    Idle,
+    /// Holding at least one task.
+    Processing,
+    /// Not heard from for longer than the stale time.
+    Stale,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fingerprint_ignores_key_order_only() {
+        let a = json!({"a": 1, "b": {"x": [1, 2], "y": "z"}});
+        let b = json!({"b": {"y": "z", "x": [1, 2]}, "a": 1});
+        let c = json!({"a": 1, "b": {"x": [2, 1], "y": "z"}});
+        let f = |v: &Value| fingerprint(v.as_object().unwrap());
+        assert_eq!(f(&a), f(&b));
+        assert_ne!(f(&a), f(&c));
+        assert_eq!(f(&a).len(), 32);
+    }
+
+    #[test]
+    fn priorities_by_number_or_name() {
+        assert_eq!(Priority::from_name("urgent"), Ok(Priority(20)));
+        assert_eq!(Priority::from_name("BULK"), Ok(Priority(-20)));
+        assert_eq!(Priority::from_name("7"), Ok(Priority(7)));
+        assert!(Priority::from_name("101").is_err());
+        assert!(Priority::from_name("soon").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_caps() {
+        let p = RetryPolicy {
+            base_ms: 1000,
+            max_ms: 10_000,
+            jitter: 0.2,
+        };
+        for _ in 0..100 {
+            assert!((800..=1200).contains(&p.delay_ms(1)));
+            assert!((1600..=2400).contains(&p.delay_ms(2)));
+            assert!((8000..=12_000).contains(&p.delay_ms(10)));
+        }
+        let exact = RetryPolicy { jitter: 0.0, ..p };
+        assert_eq!(exact.delay_ms(3), 4000);
+    }
+}

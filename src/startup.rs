@@ -1,0 +1,169 @@
+//! Builds the application from settings and runs it until a shutdown signal.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use tracing_actix_web::TracingLogger;
+
+use crate::api::{self, AppState};
+use crate::broker::clock::{Clock, ManualClock, SystemClock};
+use crate::broker::Broker;
+use crate::config::Settings;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::Store;
+
+/// A built, bound, not yet running interq.
+pub struct Application {
+    port: u16,
+    server: Server,
+    broker: Arc<Broker>,
+    store: Arc<dyn Store>,
+    tick: Duration,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Opens the store, loads the broker and binds the listener (port 0 picks
+    /// a free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store: Arc<dyn Store> = Arc::new(
+            EmbeddedStore::open(&settings.data_dir, settings.tasks.history)
+                .context("opening the embedded store")?,
+        );
+        let manual_clock = settings
+            .testing
+            .manual_clock
+            .then(|| Arc::new(ManualClock::new()));
+        let clock: Arc<dyn Clock> = match &manual_clock {
+            Some(c) => Arc::clone(c) as Arc<dyn Clock>,
+            None => Arc::new(SystemClock),
+        };
+        let broker = Broker::start(Arc::clone(&store), clock, settings.broker())
+            .await
+            .context("loading interests and workers")?;
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let testing = manual_clock.is_some();
+        let tick = Duration::from_millis(settings.tasks.tick_ms);
+        let state = web::Data::new(AppState {
+            broker: Arc::clone(&broker),
+            settings,
+            manual_clock,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::default())
+                .app_data(state.clone())
+                .configure(|cfg| api::routes(cfg, testing))
+                .default_service(web::to(api::not_found))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(10)
+        .run();
+        Ok(Self {
+            port,
+            server,
+            broker,
+            store,
+            tick,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// A handle that stops the server (as a signal would).
+    pub fn handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            server: self.server.handle(),
+            broker: Arc::clone(&self.broker),
+        }
+    }
+
+    /// Serves until SIGINT, SIGTERM or a `ShutdownHandle` stops it; then lets
+    /// requests in flight finish, answers long polls, flushes the store.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.handle();
+        let signals = tokio::spawn({
+            let handle = handle.clone();
+            async move {
+                shutdown_signal().await;
+                tracing::info!("shutdown signal received");
+                handle.stop().await;
+            }
+        });
+        let ticker = tokio::spawn(tick_loop(Arc::clone(&self.broker), self.tick));
+        let served = self.server.await;
+        signals.abort();
+        ticker.abort();
+        self.store.flush().await.context("flushing the store")?;
+        tracing::info!("stopped");
+        served.context("serving HTTP")
+    }
+}
+
+/// Stops a running application gracefully.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    server: ServerHandle,
+    broker: Arc<Broker>,
+}
+
+impl ShutdownHandle {
+    pub async fn stop(&self) {
+        self.broker.begin_shutdown();
+        self.server.stop(true).await;
+    }
+}
+
+async fn tick_loop(broker: Arc<Broker>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if broker.is_shutting_down() {
+            return;
+        }
+        if let Err(e) = broker.tick().await {
+            tracing::error!(error = %e, "tick failed");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,232 @@
+//! Group commit: changes queue up in order; one thread writes everything that
+//! queued while the previous commit ran in one redb transaction, one fsync,
+//! and then tells every waiter at once.
+
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::watch;
+
+use crate::model::Counters;
+use crate::store::StoreError;
+
+pub(super) const TASKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tasks");
+pub(super) const INTERESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("interests");
+pub(super) const WORKERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("workers");
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(super) const COUNTERS_KEY: &str = "counters";
+
+/// One change to make durable.
+#[derive(Debug)]
+pub(super) enum Op {
+    PutTask([u8; 16], Vec<u8>),
+    DeleteTask([u8; 16]),
+    PutInterests(String, Vec<u8>),
+    DeleteInterests(String),
+    PutWorker([u8; 16], Vec<u8>),
+    DeleteWorker([u8; 16]),
+    /// Nothing but a commit, so that counters and earlier changes are written.
+    Sync,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    ops: Vec<Op>,
+    /// Sequence number of the last batch of ops pushed.
+    seq: u64,
+    closing: bool,
+}
+
+/// The queue of changes waiting for the commit thread.
+#[derive(Debug)]
+pub(super) struct Journal {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    committed: watch::Sender<u64>,
+}
+
+impl Journal {
+    /// Queues changes; they become durable in order. Returns the sequence
+    /// number to wait for. Callers push while holding the state lock, so the
+    /// journal's order is the order the state changed in.
+    pub(super) fn push(&self, ops: impl IntoIterator<Item = Op>) -> u64 {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let before = pending.ops.len();
+        pending.ops.extend(ops);
+        // With nothing new, wait for whatever is already queued: an empty
+        // batch would get a number the commit thread never reaches.
+        if pending.ops.len() > before {
+            pending.seq += 1;
+            self.wake.notify_one();
+        }
+        pending.seq
+    }
+
+    /// Waits until the batch `seq` (and all before it) is durable.
+    pub(super) async fn durable(&self, seq: u64) -> Result<(), StoreError> {
+        let mut rx = self.committed.subscribe();
+        rx.wait_for(|&c| c >= seq)
+            .await
+            .map(|_| ())
+            .map_err(|_| StoreError::Unavailable("the commit thread stopped".into()))
+    }
+
+    fn close(&self) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closing = true;
+        self.wake.notify_one();
+    }
+}
+
+/// The commit thread and the journal it drains.
+#[derive(Debug)]
+pub(super) struct Committer {
+    pub(super) journal: Arc<Journal>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Committer {
+    /// Starts the commit thread. `counters` is read at each commit, so totals
+    /// are written with every batch.
+    pub(super) fn start(db: Database, counters: impl Fn() -> Counters + Send + 'static) -> Self {
+        let (committed, _) = watch::channel(0);
+        let journal = Arc::new(Journal {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            committed,
+        });
+        let j = Arc::clone(&journal);
+        let thread = std::thread::Builder::new()
+            .name("interq-commit".into())
+            .spawn(move || run(db, &j, counters))
+            .expect("spawn the commit thread");
+        Self {
+            journal,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.journal.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(db: Database, journal: &Journal, counters: impl Fn() -> Counters) {
+    loop {
+        let (ops, seq) = {
+            let mut pending = journal.pending.lock().unwrap_or_else(|e| e.into_inner());
+            while pending.ops.is_empty() && !pending.closing {
+                pending = journal
+                    .wake
+                    .wait(pending)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            if pending.ops.is_empty() {
+                return;
+            }
+            (std::mem::take(&mut pending.ops), pending.seq)
+        };
+        let mut delay = Duration::from_millis(50);
+        // A failed commit (a full disk, say) is retried rather than skipped:
+        // the waiters have not been answered, and their changes must not be
+        // reordered behind later ones.
+        while let Err(e) = commit(&db, &ops, &counters()) {
+            tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "commit failed");
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        journal.committed.send_replace(seq);
+    }
+}
+
+fn commit(db: &Database, ops: &[Op], counters: &Counters) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut tasks = txn.open_table(TASKS)?;
+        let mut interests = txn.open_table(INTERESTS)?;
+        let mut workers = txn.open_table(WORKERS)?;
+        let mut meta = txn.open_table(META)?;
+        for op in ops {
+            match op {
+                Op::PutTask(k, v) => {
+                    tasks.insert(k.as_slice(), v.as_slice())?;
+                }
+                Op::DeleteTask(k) => {
+                    tasks.remove(k.as_slice())?;
+                }
+                Op::PutInterests(k, v) => {
+                    interests.insert(k.as_str(), v.as_slice())?;
+                }
+                Op::DeleteInterests(k) => {
+                    interests.remove(k.as_str())?;
+                }
+                Op::PutWorker(k, v) => {
+                    workers.insert(k.as_slice(), v.as_slice())?;
+                }
+                Op::DeleteWorker(k) => {
+                    workers.remove(k.as_slice())?;
+                }
+                Op::Sync => {}
+            }
+        }
+        let encoded = serde_json::to_vec(counters).unwrap_or_default();
+        meta.insert(COUNTERS_KEY, encoded.as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Everything stored, read back at start-up.
+#[derive(Debug, Default)]
+pub(super) struct Loaded {
+    pub tasks: Vec<Vec<u8>>,
+    pub interests: Vec<(String, Vec<u8>)>,
+    pub workers: Vec<Vec<u8>>,
+    pub counters: Option<Vec<u8>>,
+}
+
+/// Opens (or creates) the database file and reads all of it.
+pub(super) fn open(path: &Path) -> Result<(Database, Loaded), redb::Error> {
+    let db = Database::create(path)?;
+    {
+        // Create the tables, so that reading a new file finds them.
+        let txn = db.begin_write()?;
+        txn.open_table(TASKS)?;
+        txn.open_table(INTERESTS)?;
+        txn.open_table(WORKERS)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+    }
+    let mut loaded = Loaded::default();
+    let txn = db.begin_read()?;
+    for row in txn.open_table(TASKS)?.iter()? {
+        let (_, v) = row?;
+        loaded.tasks.push(v.value().to_vec());
+    }
+    for row in txn.open_table(INTERESTS)?.iter()? {
+        let (k, v) = row?;
+        loaded
+            .interests
+            .push((k.value().to_owned(), v.value().to_vec()));
+    }
+    for row in txn.open_table(WORKERS)?.iter()? {
+        let (_, v) = row?;
+        loaded.workers.push(v.value().to_vec());
+    }
+    loaded.counters = txn
+        .open_table(META)?
+        .get(COUNTERS_KEY)?
+        .map(|v| v.value().to_vec());
+    drop(txn);
+    Ok((db, loaded))
+}

@@ -1,0 +1,178 @@
+//! Durable state behind one trait: task copies and their indexes, interests,
+//! workers and counters.
+//!
+//! The broker decides *what* happens (routing, defaults, retry policy, which
+//! lanes a worker takes from); a store makes each step atomic and durable.
+//! Every operation is one step a backend can make atomic on its own: the
+//! embedded backend under one lock with group commit, a key-value store with
+//! CAS on one document at a time. The store never sees HTTP and never reads
+//! the clock: time comes in as `now`.
+//!
+//! Durability contract: `enqueue`, interest, worker and delete operations
+//! return only once durable. `claim` and `finish` may be made durable lazily,
+//! because losing one can only cause a redelivery, never a loss.
+
+pub mod conformance;
+pub mod embedded;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::model::{
+    Counters, Lane, Millis, QueueCounts, QueueName, RetryPolicy, Task, TaskId, TaskState, WorkerId,
+    WorkerRecord,
+};
+
+/// What went wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("task {0} does not exist")]
+    UnknownTask(TaskId),
+    #[error("task {task} is {state}, not running")]
+    NotRunning { task: TaskId, state: TaskState },
+    #[error("task {task} is leased to another worker")]
+    NotLeaseHolder { task: TaskId },
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The result of enqueueing one copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Created(TaskId),
+    /// `singularlyEnqueue` found this identical copy already waiting.
+    Existing(TaskId),
+}
+
+impl Enqueued {
+    pub fn task_id(self) -> TaskId {
+        match self {
+            Self::Created(id) | Self::Existing(id) => id,
+        }
+    }
+}
+
+/// How a worker ended its claim.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Complete {
+        re_enqueue: bool,
+    },
+    Fail {
+        reason: Option<String>,
+        re_enqueue: bool,
+        retry: RetryPolicy,
+    },
+}
+
+/// Which copies a bulk delete removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskSelector {
+    /// Every copy of a queue, in any state but completed.
+    Queue(QueueName),
+    /// A worker's own queue and the copies it is running.
+    Worker(WorkerId),
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// What a change of the clock did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tick {
+    /// Lanes that received ready copies: their waiting workers should wake.
+    pub woken: Vec<Lane>,
+}
+
+/// Durable queue state. See the module doc for the durability contract.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Stores new copies (`ready` or `scheduled`) in one durable step. A copy
+    /// with `singularly_enqueue` whose identical twin waits in the same lane
+    /// is not stored; the twin's id is returned instead.
+    async fn enqueue(&self, tasks: Vec<Task>) -> Result<Vec<Enqueued>, StoreError>;
+
+    /// Claims up to `count` ready copies for `worker`, from `lanes` in order
+    /// and by priority then age within a lane, skipping copies whose
+    /// `singularly_run` twin is running. Each claim counts an attempt and
+    /// leases the copy until `now + ttr`.
+    async fn claim(
+        &self,
+        worker: WorkerId,
+        lanes: &[Lane],
+        now: Millis,
+        count: usize,
+    ) -> Result<Vec<Task>, StoreError>;
+
+    /// Ends `worker`'s claim of a running copy.
+    async fn finish(
+        &self,
+        id: TaskId,
+        worker: WorkerId,
+        now: Millis,
+        outcome: Outcome,
+    ) -> Result<Task, StoreError>;
+
+    /// Moves scheduled copies whose time has come to ready, and copies whose
+    /// lease ran out back to ready (or to failed, on their last attempt).
+    async fn tick(&self, now: Millis) -> Result<Tick, StoreError>;
+
+    /// Puts the copies `worker` is running back to ready, attempt counted.
+    async fn release_worker(&self, worker: WorkerId, now: Millis) -> Result<Tick, StoreError>;
+
+    /// Removes the selected copies; returns how many.
+    async fn delete_tasks(&self, selector: TaskSelector) -> Result<u64, StoreError>;
+
+    /// One copy, in any state still kept.
+    async fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
+
+    /// Every copy one publish made, still kept.
+    async fn tasks_of_publish(&self, publish_id: TaskId) -> Result<Vec<Task>, StoreError>;
+
+    /// Copies in `state` (of `queue`, when given), oldest first.
+    async fn list_tasks(
+        &self,
+        queue: Option<&QueueName>,
+        state: TaskState,
+        page: Page,
+    ) -> Result<Vec<Task>, StoreError>;
+
+    /// The ids of the copies a worker is running.
+    async fn running_of(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError>;
+
+    /// Counts by state of every queue that holds a copy.
+    async fn queue_counts(&self) -> Result<Vec<(QueueName, QueueCounts)>, StoreError>;
+
+    /// Ready copies waiting in a lane.
+    async fn lane_len(&self, lane: &Lane) -> Result<u64, StoreError>;
+
+    /// Replaces a queue's interests (their JSON form, already validated).
+    async fn put_interests(&self, queue: &QueueName, interests: &Value) -> Result<(), StoreError>;
+
+    /// Removes a queue's interests; false when it had none.
+    async fn delete_interests(&self, queue: &QueueName) -> Result<bool, StoreError>;
+
+    /// Every queue's interests.
+    async fn interests(&self) -> Result<Vec<(QueueName, Value)>, StoreError>;
+
+    async fn put_worker(&self, worker: &WorkerRecord) -> Result<(), StoreError>;
+
+    /// Removes a worker's registration; false when it was unknown.
+    async fn delete_worker(&self, worker: WorkerId) -> Result<bool, StoreError>;
+
+    async fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError>;
+
+    /// Adds to the totals (for events only the broker sees, like discards).
+    async fn add_counters(&self, delta: Counters) -> Result<(), StoreError>;
+
+    async fn counters(&self) -> Result<Counters, StoreError>;
+
+    /// Makes everything done so far durable (called at shutdown).
+    async fn flush(&self) -> Result<(), StoreError>;
+}
