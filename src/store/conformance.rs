@@ -1,1 +1,561 @@
-//! placeholder
+//! The storage conformance suite: what every `Store` backend must do, written
+//! once. A backend's test file implements [`Harness`] and expands
+//! [`conformance_tests!`](crate::conformance_tests) to get one test per case.
+//!
+//! Each case opens a fresh, empty store through the harness; `reopen` must
+//! return the same store's data as a new process would see it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::{Enqueued, Outcome, Page, Store, StoreError, TaskSelector};
+use crate::model::{
+    fingerprint, Counters, Lane, Millis, Priority, QueueName, RetryPolicy, Scope, Task, TaskId,
+    TaskState, WorkerId, WorkerRecord,
+};
+
+/// How many completed copies a harness's stores keep.
+pub const HISTORY: usize = 3;
+
+/// Opens stores for the suite.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// A new, empty store keeping [`HISTORY`] completed copies.
+    async fn open(&mut self) -> Arc<dyn Store>;
+    /// The same store again, after `store` (its only handle) is dropped.
+    async fn reopen(&mut self, store: Arc<dyn Store>) -> Arc<dyn Store>;
+}
+
+const T0: Millis = Millis(1_800_000_000_000);
+
+fn q(name: &str) -> QueueName {
+    QueueName::parse(name).expect("a valid queue name")
+}
+
+/// A ready copy in `queue` made at `T0 + at_ms`.
+pub fn copy(queue: &str, priority: i16, at_ms: u64) -> Task {
+    let data = json!({"n": at_ms, "q": queue});
+    let data = data.as_object().expect("object").clone();
+    Task {
+        task_id: TaskId::new(),
+        publish_id: TaskId::new(),
+        queue: q(queue),
+        worker_queue: None,
+        fingerprint: fingerprint(&data),
+        data,
+        publisher: "conformance".into(),
+        priority: Priority(priority),
+        scope: Scope::Any,
+        singularly_enqueue: false,
+        singularly_run: false,
+        state: TaskState::Ready,
+        attempt: 0,
+        max_attempts: 3,
+        ttr: 30,
+        created_at: T0.plus_millis(at_ms),
+        run_at: T0.plus_millis(at_ms),
+        expire_at: None,
+        worker_id: None,
+        lease_until: None,
+        started_at: None,
+        finished_at: None,
+        fail_reason: None,
+    }
+}
+
+fn lanes(names: &[&str]) -> Vec<Lane> {
+    names.iter().map(|n| Lane::Queue(q(n))).collect()
+}
+
+const NO_JITTER: RetryPolicy = RetryPolicy {
+    base_ms: 1_000,
+    max_ms: 60_000,
+    jitter: 0.0,
+};
+
+fn fail() -> Outcome {
+    Outcome::Fail {
+        reason: Some("boom".into()),
+        re_enqueue: false,
+        retry: NO_JITTER,
+    }
+}
+
+fn complete() -> Outcome {
+    Outcome::Complete { re_enqueue: false }
+}
+
+type R = Result<(), StoreError>;
+
+pub async fn claims_by_priority_then_age(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let low_old = copy("a", 0, 1);
+    let high_new = copy("a", 10, 3);
+    let low_new = copy("a", 0, 2);
+    let ids = [high_new.task_id, low_old.task_id, low_new.task_id];
+    s.enqueue(vec![low_old, high_new, low_new]).await?;
+    let w = WorkerId::new();
+    let got = s.claim(w, &lanes(&["a"]), T0.plus_secs(1), 10).await?;
+    let got: Vec<TaskId> = got.iter().map(|t| t.task_id).collect();
+    assert_eq!(got, ids);
+    Ok(())
+}
+
+pub async fn claims_lanes_in_order_and_respects_count(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let w = WorkerId::new();
+    let mut own = copy("b", -50, 5);
+    own.worker_queue = Some(w);
+    let (a, b) = (copy("a", 0, 1), copy("b", 100, 0));
+    let (own_id, a_id, b_id) = (own.task_id, a.task_id, b.task_id);
+    s.enqueue(vec![a, b, own]).await?;
+    let mut order = vec![Lane::Worker(w)];
+    order.extend(lanes(&["a", "b"]));
+    let first = s.claim(w, &order, T0.plus_secs(1), 2).await?;
+    assert_eq!(
+        first.iter().map(|t| t.task_id).collect::<Vec<_>>(),
+        [own_id, a_id]
+    );
+    let rest = s.claim(w, &order, T0.plus_secs(1), 2).await?;
+    assert_eq!(rest.iter().map(|t| t.task_id).collect::<Vec<_>>(), [b_id]);
+    assert!(s.claim(w, &order, T0.plus_secs(1), 2).await?.is_empty());
+    // Another worker's own queue is not ours.
+    let mut theirs = copy("a", 0, 9);
+    theirs.worker_queue = Some(WorkerId::new());
+    s.enqueue(vec![theirs]).await?;
+    assert!(s.claim(w, &order, T0.plus_secs(1), 2).await?.is_empty());
+    Ok(())
+}
+
+pub async fn a_claim_is_a_lease_that_counts_an_attempt(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let t = copy("a", 0, 0);
+    let id = t.task_id;
+    s.enqueue(vec![t]).await?;
+    let w = WorkerId::new();
+    let now = T0.plus_secs(1);
+    let got = s.claim(w, &lanes(&["a"]), now, 1).await?.remove(0);
+    assert_eq!(got.state, TaskState::Running);
+    assert_eq!(got.attempt, 1);
+    assert_eq!(got.worker_id, Some(w));
+    assert_eq!(got.lease_until, Some(now.plus_secs(30)));
+    assert_eq!(s.running_of(w).await?, [id]);
+    assert_eq!(s.task(id).await?.map(|t| t.state), Some(TaskState::Running));
+    assert!(s
+        .claim(WorkerId::new(), &lanes(&["a"]), now, 1)
+        .await?
+        .is_empty());
+    Ok(())
+}
+
+pub async fn only_the_lease_holder_finishes_a_running_copy(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let t = copy("a", 0, 0);
+    let id = t.task_id;
+    s.enqueue(vec![t]).await?;
+    let now = T0.plus_secs(1);
+    let unknown = s
+        .finish(TaskId::new(), WorkerId::new(), now, complete())
+        .await;
+    assert!(matches!(unknown, Err(StoreError::UnknownTask(_))));
+    let not_running = s.finish(id, WorkerId::new(), now, complete()).await;
+    assert!(matches!(
+        not_running,
+        Err(StoreError::NotRunning {
+            state: TaskState::Ready,
+            ..
+        })
+    ));
+    let w = WorkerId::new();
+    s.claim(w, &lanes(&["a"]), now, 1).await?;
+    let stranger = s.finish(id, WorkerId::new(), now, complete()).await;
+    assert!(matches!(stranger, Err(StoreError::NotLeaseHolder { .. })));
+    let done = s.finish(id, w, now, complete()).await?;
+    assert_eq!(done.state, TaskState::Completed);
+    assert_eq!(done.finished_at, Some(now));
+    assert_eq!(s.counters().await?.completed, 1);
+    assert!(s.running_of(w).await?.is_empty());
+    Ok(())
+}
+
+pub async fn completed_history_is_bounded(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let copies: Vec<Task> = (0..HISTORY as u64 + 2).map(|i| copy("a", 0, i)).collect();
+    let ids: Vec<TaskId> = copies.iter().map(|t| t.task_id).collect();
+    s.enqueue(copies).await?;
+    let w = WorkerId::new();
+    for (i, id) in ids.iter().enumerate() {
+        s.claim(w, &lanes(&["a"]), T0.plus_secs(1), 1).await?;
+        s.finish(*id, w, T0.plus_secs(2 + i as u64), complete())
+            .await?;
+    }
+    assert!(s.task(ids[0]).await?.is_none());
+    assert!(s.task(ids[1]).await?.is_none());
+    assert_eq!(
+        s.task(ids[2]).await?.map(|t| t.state),
+        Some(TaskState::Completed)
+    );
+    assert_eq!(s.counters().await?.completed, ids.len() as u64);
+    Ok(())
+}
+
+pub async fn failures_back_off_then_land_in_the_failed_set(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let t = copy("a", 0, 0);
+    let id = t.task_id;
+    s.enqueue(vec![t]).await?;
+    let w = WorkerId::new();
+    let mut now = T0.plus_secs(1);
+    for attempt in 1..=3u32 {
+        let got = s.claim(w, &lanes(&["a"]), now, 1).await?;
+        assert_eq!(got.len(), 1, "attempt {attempt} is claimable");
+        let failed = s.finish(id, w, now, fail()).await?;
+        assert_eq!(failed.fail_reason.as_deref(), Some("boom"));
+        if attempt < 3 {
+            assert_eq!(failed.state, TaskState::Scheduled);
+            let delay = NO_JITTER.delay_ms(attempt);
+            assert_eq!(failed.run_at, now.plus_millis(delay));
+            // Not before its time...
+            s.tick(now.plus_millis(delay - 1)).await?;
+            assert!(s
+                .claim(w, &lanes(&["a"]), now.plus_millis(delay - 1), 1)
+                .await?
+                .is_empty());
+            // ...then ready again.
+            now = now.plus_millis(delay);
+            let tick = s.tick(now).await?;
+            assert_eq!(tick.woken, lanes(&["a"]));
+        } else {
+            assert_eq!(failed.state, TaskState::Failed);
+        }
+    }
+    let failed = s
+        .list_tasks(
+            Some(&q("a")),
+            TaskState::Failed,
+            Page {
+                offset: 0,
+                limit: 10,
+            },
+        )
+        .await?;
+    assert_eq!(failed.iter().map(|t| t.task_id).collect::<Vec<_>>(), [id]);
+    let c = s.counters().await?;
+    assert_eq!((c.retried, c.failed), (2, 1));
+    let counts = s.queue_counts().await?;
+    assert_eq!(counts[0].1.failed, 1);
+    Ok(())
+}
+
+pub async fn re_enqueue_puts_a_copy_straight_back(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let t = copy("a", 0, 0);
+    let id = t.task_id;
+    s.enqueue(vec![t]).await?;
+    let w = WorkerId::new();
+    let now = T0.plus_secs(1);
+    for outcome in [
+        Outcome::Complete { re_enqueue: true },
+        Outcome::Fail {
+            reason: None,
+            re_enqueue: true,
+            retry: NO_JITTER,
+        },
+    ] {
+        s.claim(w, &lanes(&["a"]), now, 1).await?;
+        let back = s.finish(id, w, now, outcome).await?;
+        assert_eq!(back.state, TaskState::Ready);
+    }
+    assert_eq!(s.lane_len(&Lane::Queue(q("a"))).await?, 1);
+    Ok(())
+}
+
+pub async fn scheduled_copies_become_ready_when_due(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let mut t = copy("a", 0, 0);
+    t.state = TaskState::Scheduled;
+    t.run_at = T0.plus_secs(60);
+    s.enqueue(vec![t]).await?;
+    let w = WorkerId::new();
+    assert_eq!(s.tick(T0.plus_secs(59)).await?.woken, []);
+    assert!(s
+        .claim(w, &lanes(&["a"]), T0.plus_secs(59), 1)
+        .await?
+        .is_empty());
+    assert_eq!(s.queue_counts().await?[0].1.scheduled, 1);
+    assert_eq!(s.tick(T0.plus_secs(60)).await?.woken, lanes(&["a"]));
+    assert_eq!(
+        s.claim(w, &lanes(&["a"]), T0.plus_secs(60), 1).await?.len(),
+        1
+    );
+    Ok(())
+}
+
+pub async fn expired_leases_go_back_until_the_last_attempt(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let mut t = copy("a", 0, 0);
+    t.max_attempts = 2;
+    let id = t.task_id;
+    s.enqueue(vec![t]).await?;
+    let w = WorkerId::new();
+    let now = T0.plus_secs(1);
+    s.claim(w, &lanes(&["a"]), now, 1).await?;
+    s.tick(now.plus_secs(29)).await?;
+    assert_eq!(s.task(id).await?.map(|t| t.state), Some(TaskState::Running));
+    assert_eq!(s.tick(now.plus_secs(30)).await?.woken, lanes(&["a"]));
+    let back = s.task(id).await?.expect("kept");
+    assert_eq!((back.state, back.attempt), (TaskState::Ready, 1));
+    // The late worker can no longer finish it.
+    assert!(s
+        .finish(id, w, now.plus_secs(31), complete())
+        .await
+        .is_err());
+    let later = now.plus_secs(40);
+    s.claim(w, &lanes(&["a"]), later, 1).await?;
+    s.tick(later.plus_secs(30)).await?;
+    let last = s.task(id).await?.expect("kept");
+    assert_eq!((last.state, last.attempt), (TaskState::Failed, 2));
+    let c = s.counters().await?;
+    assert_eq!((c.lease_expired, c.failed), (2, 1));
+    Ok(())
+}
+
+pub async fn singularly_enqueue_folds_waiting_twins(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let mut first = copy("a", 0, 0);
+    first.singularly_enqueue = true;
+    let mut twin = first.clone();
+    twin.task_id = TaskId::new();
+    let mut other_queue = first.clone();
+    other_queue.task_id = TaskId::new();
+    other_queue.queue = q("b");
+    let first_id = first.task_id;
+    let got = s.enqueue(vec![first, twin.clone(), other_queue]).await?;
+    assert_eq!(got[0], Enqueued::Created(first_id));
+    assert_eq!(got[1], Enqueued::Existing(first_id));
+    assert!(matches!(got[2], Enqueued::Created(_)));
+    assert_eq!(s.counters().await?.deduplicated, 1);
+    // Once the first runs, a twin may wait again.
+    s.claim(WorkerId::new(), &lanes(&["a"]), T0.plus_secs(1), 1)
+        .await?;
+    let again = s.enqueue(vec![twin.clone()]).await?;
+    assert_eq!(again, [Enqueued::Created(twin.task_id)]);
+    Ok(())
+}
+
+pub async fn singularly_run_holds_twins_while_one_runs(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let mut first = copy("a", 0, 0);
+    first.singularly_run = true;
+    let mut twin = first.clone();
+    twin.task_id = TaskId::new();
+    twin.created_at = first.created_at.plus_millis(1);
+    twin.run_at = twin.created_at;
+    let other = copy("a", 0, 5);
+    let (first_id, twin_id, other_id) = (first.task_id, twin.task_id, other.task_id);
+    s.enqueue(vec![first, twin, other]).await?;
+    let (w1, w2) = (WorkerId::new(), WorkerId::new());
+    let now = T0.plus_secs(1);
+    let got = s.claim(w1, &lanes(&["a"]), now, 10).await?;
+    assert_eq!(
+        got.iter().map(|t| t.task_id).collect::<Vec<_>>(),
+        [first_id, other_id]
+    );
+    assert!(s.claim(w2, &lanes(&["a"]), now, 10).await?.is_empty());
+    s.finish(first_id, w1, now, complete()).await?;
+    let got = s.claim(w2, &lanes(&["a"]), now, 10).await?;
+    assert_eq!(got.iter().map(|t| t.task_id).collect::<Vec<_>>(), [twin_id]);
+    Ok(())
+}
+
+pub async fn releasing_a_worker_returns_its_copies(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let t = copy("a", 0, 0);
+    let id = t.task_id;
+    s.enqueue(vec![t]).await?;
+    let w = WorkerId::new();
+    s.claim(w, &lanes(&["a"]), T0.plus_secs(1), 1).await?;
+    let tick = s.release_worker(w, T0.plus_secs(2)).await?;
+    assert_eq!(tick.woken, lanes(&["a"]));
+    let back = s.task(id).await?.expect("kept");
+    assert_eq!((back.state, back.attempt), (TaskState::Ready, 1));
+    assert!(s.running_of(w).await?.is_empty());
+    Ok(())
+}
+
+pub async fn deletes_by_queue_and_by_worker(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let w = WorkerId::new();
+    let mut own = copy("b", 0, 0);
+    own.worker_queue = Some(w);
+    let running = copy("c", 0, 0);
+    let keep = copy("c", 0, 1);
+    let keep_id = keep.task_id;
+    s.enqueue(vec![copy("a", 0, 0), copy("a", 0, 1), own, running, keep])
+        .await?;
+    s.claim(w, &lanes(&["c"]), T0.plus_secs(1), 1).await?;
+    assert_eq!(s.delete_tasks(TaskSelector::Queue(q("a"))).await?, 2);
+    assert_eq!(s.delete_tasks(TaskSelector::Worker(w)).await?, 2);
+    let left: Vec<(QueueName, u64)> = s
+        .queue_counts()
+        .await?
+        .into_iter()
+        .map(|(q, c)| (q, c.ready))
+        .collect();
+    assert_eq!(left, [(q("c"), 1)]);
+    assert!(s.task(keep_id).await?.is_some());
+    Ok(())
+}
+
+pub async fn lineage_and_counts(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let a = copy("a", 0, 0);
+    let mut b = copy("b", 0, 0);
+    b.publish_id = a.publish_id;
+    let publish = a.publish_id;
+    s.enqueue(vec![a, b, copy("b", 0, 1)]).await?;
+    let copies = s.tasks_of_publish(publish).await?;
+    assert_eq!(
+        copies.iter().map(|t| t.queue.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert_eq!(s.lane_len(&Lane::Queue(q("b"))).await?, 2);
+    assert!(s.tasks_of_publish(TaskId::new()).await?.is_empty());
+    Ok(())
+}
+
+pub async fn interests_workers_and_counters_are_kept(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    s.put_interests(&q("a"), &json!({"f": "x"})).await?;
+    s.put_interests(&q("a"), &json!("*")).await?;
+    s.put_interests(&q("b"), &json!({"g": "y"})).await?;
+    assert!(s.delete_interests(&q("b")).await?);
+    assert!(!s.delete_interests(&q("b")).await?);
+    let w = WorkerRecord {
+        worker_id: WorkerId::new(),
+        queues: vec![q("a"), q("b")],
+        registered_at: T0,
+    };
+    let gone = WorkerRecord {
+        worker_id: WorkerId::new(),
+        ..w.clone()
+    };
+    s.put_worker(&w).await?;
+    s.put_worker(&gone).await?;
+    assert!(s.delete_worker(gone.worker_id).await?);
+    assert!(!s.delete_worker(gone.worker_id).await?);
+    s.add_counters(Counters {
+        discarded: 2,
+        published: 5,
+        ..Counters::default()
+    })
+    .await?;
+    s.enqueue(vec![copy("a", 0, 0)]).await?;
+    let s = h.reopen(s).await;
+    assert_eq!(s.interests().await?, [(q("a"), json!("*"))]);
+    assert_eq!(s.workers().await?, [w]);
+    let c = s.counters().await?;
+    assert_eq!((c.discarded, c.published, c.routed), (2, 5, 1));
+    Ok(())
+}
+
+pub async fn every_state_survives_a_reopen(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let w = WorkerId::new();
+    let mut scheduled = copy("a", 0, 0);
+    scheduled.state = TaskState::Scheduled;
+    scheduled.run_at = T0.plus_secs(1_000_000);
+    let mut dedupe = copy("a", 0, 1);
+    dedupe.singularly_enqueue = true;
+    let mut running = copy("r", 0, 0);
+    running.ttr = 100_000;
+    let failing = copy("f", 0, 0);
+    let ids = [
+        scheduled.task_id,
+        dedupe.task_id,
+        running.task_id,
+        failing.task_id,
+    ];
+    s.enqueue(vec![scheduled, dedupe.clone(), running, failing])
+        .await?;
+    let now = T0.plus_secs(1);
+    s.claim(w, &lanes(&["r"]), now, 1).await?;
+    // Three failed attempts, each after the previous backoff.
+    for hour in 1..=3 {
+        let at = now.plus_secs(3600 * hour);
+        s.tick(at).await?;
+        assert_eq!(s.claim(w, &lanes(&["f"]), at, 1).await?.len(), 1);
+        s.finish(ids[3], w, at, fail()).await?;
+    }
+    s.flush().await?;
+    let before: Vec<Option<Task>> = {
+        let mut v = Vec::new();
+        for id in ids {
+            v.push(s.task(id).await?);
+        }
+        v
+    };
+    let s = h.reopen(s).await;
+    for (id, expected) in ids.iter().zip(&before) {
+        assert_eq!(&s.task(*id).await?, expected);
+    }
+    let states: Vec<TaskState> = before
+        .iter()
+        .map(|t| t.as_ref().expect("kept").state)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            TaskState::Scheduled,
+            TaskState::Ready,
+            TaskState::Running,
+            TaskState::Failed
+        ]
+    );
+    // Indexes are rebuilt, not just records: the lease still expires, the
+    // dedupe lock still holds, the schedule still fires.
+    assert_eq!(s.running_of(w).await?, [ids[2]]);
+    let mut twin = dedupe;
+    twin.task_id = TaskId::new();
+    assert_eq!(s.enqueue(vec![twin]).await?, [Enqueued::Existing(ids[1])]);
+    let tick = s.tick(T0.plus_secs(2_000_000)).await?;
+    assert_eq!(tick.woken, lanes(&["a", "r"]));
+    Ok(())
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, each with a fresh
+/// harness from `$harness` (an expression).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@cases $harness;
+            claims_by_priority_then_age,
+            claims_lanes_in_order_and_respects_count,
+            a_claim_is_a_lease_that_counts_an_attempt,
+            only_the_lease_holder_finishes_a_running_copy,
+            completed_history_is_bounded,
+            failures_back_off_then_land_in_the_failed_set,
+            re_enqueue_puts_a_copy_straight_back,
+            scheduled_copies_become_ready_when_due,
+            expired_leases_go_back_until_the_last_attempt,
+            singularly_enqueue_folds_waiting_twins,
+            singularly_run_holds_twins_while_one_runs,
+            releasing_a_worker_returns_its_copies,
+            deletes_by_queue_and_by_worker,
+            lineage_and_counts,
+            interests_workers_and_counters_are_kept,
+            every_state_survives_a_reopen,
+        );
+    };
+    (@cases $harness:expr; $($case:ident,)*) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let mut harness = $harness;
+                $crate::store::conformance::$case(&mut harness).await.expect("store error");
+            }
+        )*
+    };
+}

@@ -1,0 +1,309 @@
+//! Starts the real server and talks to it over real HTTP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::Duration;
+
+use interq::config::{LogSettings, Settings};
+use interq::startup::{Application, ShutdownHandle};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// Logs only when `TEST_LOG` is set, so test output stays quiet.
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            interq::telemetry::init(&LogSettings {
+                filter: "debug".into(),
+                ..LogSettings::default()
+            });
+        }
+    });
+}
+
+/// Settings for a test server: a random port, its own data directory, a
+/// manual clock.
+pub fn test_settings(data_dir: &Path) -> Settings {
+    let mut s = Settings::default();
+    s.listen = "127.0.0.1:0".into();
+    s.data_dir = data_dir.to_path_buf();
+    s.testing.manual_clock = true;
+    // Time moves only when a test moves it, and each move ticks.
+    s.tasks.tick_ms = 3_600_000;
+    // Tests move the clock by hours; workers should outlive that unless a
+    // test is about idle workers.
+    s.workers.stale_after_secs = 86_400;
+    s.workers.idle_timeout_secs = 7 * 86_400;
+    s
+}
+
+/// A running server in this process.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    shutdown: ShutdownHandle,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    init_logs();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut settings = test_settings(dir.path());
+    tweak(&mut settings);
+    let app = Application::build(settings).await.expect("the app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = app.handle();
+    let running = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        dir,
+        shutdown,
+        running,
+    }
+}
+
+/// An answer: status and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Answer {
+    /// Asserts a 200 and returns the body.
+    pub fn ok(self) -> Value {
+        assert_eq!(
+            self.status,
+            StatusCode::OK,
+            "unexpected answer: {}",
+            self.body
+        );
+        self.body
+    }
+
+    /// Asserts an error answer with `status` and `code`, whose message names
+    /// `field` (when given); returns the message.
+    pub fn error(self, status: u16, code: &str, field: Option<&str>) -> String {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected answer: {}",
+            self.body
+        );
+        assert_eq!(
+            self.body["error"]["code"], code,
+            "unexpected answer: {}",
+            self.body
+        );
+        let message = self.body["error"]["message"]
+            .as_str()
+            .expect("a message")
+            .to_owned();
+        if let Some(field) = field {
+            assert!(
+                message.contains(&format!("`{field}")),
+                "`{field}` not named in: {message}"
+            );
+        }
+        message
+    }
+}
+
+impl TestApp {
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("the server answers");
+        let status = resp.status();
+        let text = resp.text().await.expect("a body");
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        Answer { status, body }
+    }
+
+    pub async fn raw(&self, method: Method, path: &str, body: &'static str) -> Answer {
+        let resp = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("the server answers");
+        let status = resp.status();
+        let text = resp.text().await.expect("a body");
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        Answer { status, body }
+    }
+
+    pub async fn put_interest(&self, queue: &str, interests: Value) -> Answer {
+        self.send(
+            Method::PUT,
+            "/interest",
+            Some(json!({"queue": queue, "interests": interests})),
+        )
+        .await
+    }
+
+    pub async fn publish(&self, task: Value) -> Answer {
+        self.send(Method::PUT, "/task", Some(task)).await
+    }
+
+    /// Publishes `data` and returns the answer's body.
+    pub async fn publish_data(&self, data: Value) -> Value {
+        self.publish(json!({"publisher": "tests", "data": data}))
+            .await
+            .ok()
+    }
+
+    pub async fn register(&self, queues: &[&str]) -> String {
+        let body = self
+            .send(Method::PUT, "/worker", Some(json!({"queues": queues})))
+            .await
+            .ok();
+        body["workerId"].as_str().expect("a workerId").to_owned()
+    }
+
+    pub async fn claim(&self, worker: &str) -> Value {
+        self.send(Method::GET, &format!("/task?workerId={worker}"), None)
+            .await
+            .ok()
+    }
+
+    pub async fn claim_n(&self, worker: &str, count: u32) -> Vec<Value> {
+        let body = self
+            .send(
+                Method::GET,
+                &format!("/task?workerId={worker}&count={count}"),
+                None,
+            )
+            .await
+            .ok();
+        body.as_array().expect("an array").clone()
+    }
+
+    pub async fn update(&self, worker: &str, task: &Value, state: &str, extra: Value) -> Answer {
+        let mut body = json!({"workerId": worker, "taskId": task["taskId"], "state": state});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        self.send(Method::POST, "/task", Some(body)).await
+    }
+
+    pub async fn status(&self, query: &str) -> Value {
+        self.send(Method::GET, &format!("/status?{query}"), None)
+            .await
+            .ok()
+    }
+
+    pub async fn queue(&self, name: &str) -> Value {
+        self.status(&format!("queue={name}")).await["queue"].clone()
+    }
+
+    /// Moves the manual clock and applies what is due.
+    pub async fn advance(&self, secs: f64) {
+        self.send(
+            Method::POST,
+            "/_testing/clock",
+            Some(json!({"advance": secs})),
+        )
+        .await
+        .ok();
+    }
+
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.shutdown.stop().await;
+        self.running
+            .await
+            .expect("the server task")
+            .expect("a clean stop");
+        self.dir
+    }
+}
+
+/// A server in a child process, which a test can kill.
+pub struct ChildServer {
+    pub child: Child,
+    pub base: String,
+}
+
+pub fn interq_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_interq"))
+}
+
+impl ChildServer {
+    /// Starts `interq serve` on a random port over `data_dir` and waits until
+    /// it serves.
+    pub fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(interq_binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .env("INTERQ_LOG__FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start interq");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("interq exited before serving")
+                .expect("read stderr");
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if v["fields"]["message"] == "interq is serving" {
+                break v["fields"]["port"].as_u64().expect("a port");
+            }
+        };
+        // Keep draining its log, so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("interq did not stop within 10 s of SIGTERM");
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests, compiled into one binary: the real server on a random
+//! port over real HTTP, and the storage conformance suite.
+
+mod bad_input;
+mod helpers;
+mod lifecycle;
+mod publish;
+mod status;
+mod storage;

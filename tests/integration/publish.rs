@@ -1,0 +1,286 @@
+//! Publishing: routing through interests, fan-out, scope, batches, runAt,
+//! priorities and the singular rules.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn a_task_fans_out_to_every_interested_queue() {
+    let app = spawn_app().await;
+    app.put_interest("emails", json!({"email": "^.*evan.*"}))
+        .await
+        .ok();
+    app.put_interest("points", json!({"action": "^userCreated$"}))
+        .await
+        .ok();
+    app.put_interest("billing", json!({"action": "^invoice"}))
+        .await
+        .ok();
+
+    let published = app
+        .publish_data(json!({"action": "userCreated", "email": "evan@example.com"}))
+        .await;
+
+    assert_eq!(published["queues"], json!(["emails", "points"]));
+    let copies = published["copies"].as_array().unwrap();
+    assert_eq!(copies.len(), 2);
+    assert_ne!(copies[0]["taskId"], copies[1]["taskId"]);
+    assert_eq!(app.queue("emails").await["ready"], 1);
+    assert_eq!(app.queue("points").await["ready"], 1);
+    assert_eq!(app.queue("billing").await["ready"], 0);
+    // Each copy carries the publish's id and the whole data.
+    let lineage = app
+        .status(&format!("task={}", published["taskId"].as_str().unwrap()))
+        .await;
+    let copies = lineage["task"]["copies"].as_array().unwrap();
+    assert_eq!(copies.len(), 2);
+    assert!(copies.iter().all(|c| c["publishId"] == published["taskId"]));
+    assert!(copies
+        .iter()
+        .all(|c| c["data"]["email"] == "evan@example.com"));
+}
+
+#[tokio::test]
+async fn interests_match_or_wise_and_star_takes_everything() {
+    let app = spawn_app().await;
+    app.put_interest("either", json!({"email": "^.*", "userId": "^.*"}))
+        .await
+        .ok();
+    app.put_interest("all", json!("*")).await.ok();
+
+    assert_eq!(
+        app.publish_data(json!({"userId": 7})).await["queues"],
+        json!(["all", "either"])
+    );
+    assert_eq!(
+        app.publish_data(json!({"email": "a", "userId": 1})).await["queues"],
+        json!(["all", "either"])
+    );
+    assert_eq!(
+        app.publish_data(json!({"other": 1})).await["queues"],
+        json!(["all"])
+    );
+    // Two matching fields still make one copy.
+    assert_eq!(app.queue("either").await["ready"], 2);
+}
+
+#[tokio::test]
+async fn a_task_no_queue_wants_is_discarded_and_counted() {
+    let app = spawn_app().await;
+    app.put_interest("emails", json!({"email": "."})).await.ok();
+
+    let published = app.publish_data(json!({"phone": "123"})).await;
+
+    assert_eq!(published["queues"], json!([]));
+    assert_eq!(published["copies"], json!([]));
+    let counters = app.status("counters").await["counters"].clone();
+    assert_eq!(counters["discarded"], 1);
+    assert_eq!(counters["published"], 1);
+    assert_eq!(counters["routed"], 0);
+}
+
+#[tokio::test]
+async fn registering_interests_again_replaces_them() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!({"a": "x"})).await.ok();
+    app.put_interest("q", json!({"b": "x"})).await.ok();
+
+    assert_eq!(
+        app.publish_data(json!({"a": "x"})).await["queues"],
+        json!([])
+    );
+    assert_eq!(
+        app.publish_data(json!({"b": "x"})).await["queues"],
+        json!(["q"])
+    );
+    assert_eq!(
+        app.status("interests").await["interests"],
+        json!({"q": {"b": "x"}})
+    );
+}
+
+#[tokio::test]
+async fn deleting_interests_stops_routing_but_keeps_tasks() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    app.publish_data(json!({"n": 1})).await;
+
+    app.send(Method::DELETE, "/interest?queue=q", None)
+        .await
+        .ok();
+
+    assert_eq!(app.publish_data(json!({"n": 2})).await["queues"], json!([]));
+    assert_eq!(app.queue("q").await["ready"], 1);
+    app.send(Method::DELETE, "/interest?queue=q", None)
+        .await
+        .error(404, "unknown_queue", Some("queue"));
+}
+
+#[tokio::test]
+async fn scope_all_makes_one_copy_per_registered_worker() {
+    let app = spawn_app().await;
+    app.put_interest("cache", json!("*")).await.ok();
+    app.put_interest("audit", json!({"kind": "purge"}))
+        .await
+        .ok();
+    let w1 = app.register(&["cache"]).await;
+    let w2 = app.register(&["cache", "audit"]).await;
+    let w3 = app.register(&["other"]).await;
+
+    let published = app
+        .publish(json!({"data": {"kind": "purge"}, "scope": "all"}))
+        .await
+        .ok();
+
+    let copies = published["copies"].as_array().unwrap();
+    assert_eq!(copies.len(), 2, "{published}");
+    let targets: Vec<&str> = copies
+        .iter()
+        .map(|c| c["workerQueue"].as_str().unwrap())
+        .collect();
+    assert!(targets.contains(&w1.as_str()) && targets.contains(&w2.as_str()));
+    // Each copy waits in its worker's own queue, not the shared one.
+    assert_eq!(app.queue("cache").await["ready"], 2);
+    let wq = app.status(&format!("workerQueue={w1}")).await;
+    assert_eq!(wq["workerQueue"]["ready"], 1);
+    assert_eq!(app.claim(&w1).await["data"]["kind"], "purge");
+    assert!(app.claim(&w1).await.is_null());
+    assert_eq!(app.claim(&w2).await["data"]["kind"], "purge");
+    assert!(app.claim(&w3).await.is_null());
+}
+
+#[tokio::test]
+async fn a_batch_publishes_every_task_in_order() {
+    let app = spawn_app().await;
+    app.put_interest("a", json!({"to": "^a$"})).await.ok();
+    app.put_interest("b", json!({"to": "^b$"})).await.ok();
+
+    let answers = app
+        .publish(json!([
+            {"data": {"to": "a"}},
+            {"data": {"to": "b"}},
+            {"data": {"to": "nobody"}},
+        ]))
+        .await
+        .ok();
+
+    let queues: Vec<_> = answers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["queues"].clone())
+        .collect();
+    assert_eq!(queues, [json!(["a"]), json!(["b"]), json!([])]);
+    let counters = app.status("counters").await["counters"].clone();
+    assert_eq!(
+        (
+            counters["published"].as_u64(),
+            counters["discarded"].as_u64()
+        ),
+        (Some(3), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn a_future_run_at_waits_in_the_scheduled_set() {
+    let app = spawn_app().await;
+    app.put_interest("later", json!("*")).await.ok();
+    let worker = app.register(&["later"]).await;
+    let run_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+
+    app.publish(json!({"data": {"n": 1}, "runAt": run_at}))
+        .await
+        .ok();
+
+    assert_eq!(app.queue("later").await["scheduled"], 1);
+    assert!(app.claim(&worker).await.is_null());
+    app.advance(3700.0).await;
+    assert_eq!(app.queue("later").await["ready"], 1);
+    assert_eq!(app.claim(&worker).await["data"]["n"], 1);
+}
+
+#[tokio::test]
+async fn a_past_run_at_is_ready_now() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    app.publish(json!({"data": {}, "runAt": 1000})).await.ok();
+    assert_eq!(app.queue("q").await["ready"], 1);
+}
+
+#[tokio::test]
+async fn higher_priority_first_then_first_in_first_out() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let worker = app.register(&["q"]).await;
+    for (n, priority) in [
+        (1, json!("low")),
+        (2, json!(0)),
+        (3, json!("urgent")),
+        (4, json!(0)),
+        (5, json!(20)),
+    ] {
+        app.publish(json!({"data": {"n": n}, "priority": priority}))
+            .await
+            .ok();
+    }
+
+    let mut order = Vec::new();
+    for _ in 0..5 {
+        order.push(app.claim(&worker).await["data"]["n"].as_u64().unwrap());
+    }
+
+    assert_eq!(order, [3, 5, 2, 4, 1]);
+}
+
+#[tokio::test]
+async fn singularly_enqueue_keeps_one_identical_task_waiting() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let task = json!({"data": {"job": "rebuild", "id": 1}, "singularlyEnqueue": true});
+
+    let first = app.publish(task.clone()).await.ok();
+    let second = app.publish(task.clone()).await.ok();
+    let different = app
+        .publish(json!({"data": {"job": "rebuild", "id": 2}, "singularlyEnqueue": true}))
+        .await
+        .ok();
+
+    assert_eq!(second["copies"][0]["taskId"], first["copies"][0]["taskId"]);
+    assert_eq!(second["copies"][0]["existing"], true);
+    assert_ne!(
+        different["copies"][0]["taskId"],
+        first["copies"][0]["taskId"]
+    );
+    assert_eq!(app.queue("q").await["ready"], 2);
+    assert_eq!(app.status("counters").await["counters"]["deduplicated"], 1);
+
+    // Once it runs, an identical task may wait again.
+    let worker = app.register(&["q"]).await;
+    app.claim(&worker).await;
+    let third = app.publish(task).await.ok();
+    assert_ne!(third["copies"][0]["taskId"], first["copies"][0]["taskId"]);
+}
+
+#[tokio::test]
+async fn singularly_run_holds_a_twin_until_the_first_ends() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let task = json!({"data": {"job": "deploy"}, "singularlyRun": true});
+    app.publish(task.clone()).await.ok();
+    app.publish(task).await.ok();
+    let (w1, w2) = (app.register(&["q"]).await, app.register(&["q"]).await);
+
+    let first = app.claim(&w1).await;
+    assert!(app.claim(&w2).await.is_null(), "the twin must wait");
+    app.update(&w1, &first, "complete", json!({})).await.ok();
+
+    let twin = app.claim(&w2).await;
+    assert_eq!(twin["data"]["job"], "deploy");
+    assert_ne!(twin["taskId"], first["taskId"]);
+}

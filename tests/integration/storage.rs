@@ -1,0 +1,30 @@
+//! The storage conformance suite against the embedded backend.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use interq::store::conformance::{Harness, HISTORY};
+use interq::store::embedded::EmbeddedStore;
+use interq::store::Store;
+
+struct Embedded {
+    dir: tempfile::TempDir,
+}
+
+#[async_trait]
+impl Harness for Embedded {
+    async fn open(&mut self) -> Arc<dyn Store> {
+        Arc::new(EmbeddedStore::open(self.dir.path(), HISTORY).expect("open the embedded store"))
+    }
+
+    async fn reopen(&mut self, store: Arc<dyn Store>) -> Arc<dyn Store> {
+        // The only handle: dropping it joins the commit thread and closes the
+        // file, as a process exit would.
+        drop(store);
+        self.open().await
+    }
+}
+
+interq::conformance_tests!(Embedded {
+    dir: tempfile::tempdir().expect("a temporary directory"),
+});
