@@ -248,7 +248,10 @@ mod tests {
 
     #[test]
     fn defaults_load_and_are_valid() {
-        let s = Settings::load(Some(Path::new("/dev/null")), &[]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("interq.toml");
+        std::fs::write(&empty, "").unwrap();
+        let s = Settings::load(Some(&empty), &[]).unwrap();
         assert_eq!(s, Settings::default());
         assert_eq!(s.listen, "127.0.0.1:7700");
     }

@@ -27,8 +27,8 @@ pub struct BuildError {
 }
 
 /// Every queue's interests compiled together: each task field is scanned once,
-/// however many queues there are.
-#[derive(Debug)]
+/// however many queues there are. The default routes nowhere.
+#[derive(Debug, Default)]
 pub struct Matcher {
     /// Sorted by name: routes come out in this order.
     queues: Vec<(String, Interests)>,
@@ -73,16 +73,6 @@ pub struct FieldHit<'a> {
     pub pattern: &'a str,
     /// The text that matched (an array's matching element).
     pub value: String,
-}
-
-impl Default for Matcher {
-    fn default() -> Self {
-        Self {
-            queues: Vec::new(),
-            takes_all: Vec::new(),
-            fields: Vec::new(),
-        }
-    }
 }
 
 impl Matcher {

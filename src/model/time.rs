@@ -11,7 +11,8 @@ pub struct Millis(pub u64);
 
 impl Millis {
     pub fn from_secs_f64(secs: f64) -> Option<Self> {
-        (secs.is_finite() && secs >= 0.0 && secs < 1e13)
+        (0.0..1e13)
+            .contains(&secs)
             .then(|| Self((secs * 1000.0).round() as u64))
     }
 
@@ -35,7 +36,7 @@ impl Millis {
 
 impl Serialize for Millis {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             s.serialize_u64(self.0 / 1000)
         } else {
             s.serialize_f64(self.as_secs_f64())

@@ -29,9 +29,11 @@ fn init_logs() {
 /// Settings for a test server: a random port, its own data directory, a
 /// manual clock.
 pub fn test_settings(data_dir: &Path) -> Settings {
-    let mut s = Settings::default();
-    s.listen = "127.0.0.1:0".into();
-    s.data_dir = data_dir.to_path_buf();
+    let mut s = Settings {
+        listen: "127.0.0.1:0".into(),
+        data_dir: data_dir.to_path_buf(),
+        ..Settings::default()
+    };
     s.testing.manual_clock = true;
     // Time moves only when a test moves it, and each move ticks.
     s.tasks.tick_ms = 3_600_000;
@@ -42,13 +44,26 @@ pub fn test_settings(data_dir: &Path) -> Settings {
     s
 }
 
-/// A running server in this process.
-pub struct TestApp {
+/// Typed requests to a server at `base`.
+#[derive(Debug, Clone)]
+pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
+}
+
+/// A running server in this process.
+pub struct TestApp {
+    pub api: Api,
     pub dir: tempfile::TempDir,
     shutdown: ShutdownHandle,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -65,8 +80,10 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let shutdown = app.handle();
     let running = tokio::spawn(app.run_until_stopped());
     TestApp {
-        base,
-        client: reqwest::Client::new(),
+        api: Api {
+            base,
+            client: reqwest::Client::new(),
+        },
         dir,
         shutdown,
         running,
@@ -120,7 +137,7 @@ impl Answer {
     }
 }
 
-impl TestApp {
+impl Api {
     pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(b) = body {
@@ -222,7 +239,9 @@ impl TestApp {
         .await
         .ok();
     }
+}
 
+impl TestApp {
     pub async fn stop(self) -> tempfile::TempDir {
         self.shutdown.stop().await;
         self.running
@@ -275,6 +294,13 @@ impl ChildServer {
         Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    pub fn api(&self) -> Api {
+        Api {
+            base: self.base.clone(),
+            client: reqwest::Client::new(),
         }
     }
 

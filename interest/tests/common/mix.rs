@@ -84,45 +84,51 @@ impl Vocabulary {
     fn pattern(&self, rng: &mut fastrand::Rng, field: &str) -> String {
         let pick = |rng: &mut fastrand::Rng, v: &[String]| v[rng.usize(..v.len())].clone();
         let version = |rng: &mut fastrand::Rng| rng.u32(1..=3);
-        match (field, rng.u8(0..10)) {
-            ("action", 0..=5) => format!("^{}\\.v{}$", esc(&pick(rng, &self.action)), version(rng)),
-            ("action", 6..=7) => {
-                let a = format!("{}.v{}", pick(rng, &self.action), version(rng));
-                let b = format!("{}.v{}", pick(rng, &self.action), version(rng));
-                format!("^({}|{})$", esc(&a), esc(&b))
+        let shape = rng.u8(0..10);
+        match field {
+            "action" => match shape {
+                0..=5 => format!("^{}\\.v{}$", esc(&pick(rng, &self.action)), version(rng)),
+                6..=7 => {
+                    let a = format!("{}.v{}", pick(rng, &self.action), version(rng));
+                    let b = format!("{}.v{}", pick(rng, &self.action), version(rng));
+                    format!("^({}|{})$", esc(&a), esc(&b))
+                }
+                8 => format!("^{}\\.", esc(&pick(rng, &self.action))),
+                _ => {
+                    let verb = pick(rng, &self.action);
+                    let verb = verb.split('.').nth(1).unwrap();
+                    format!("\\.{}\\.v{}$", esc(verb), version(rng))
+                }
+            },
+            "region" => match shape {
+                0..=7 => {
+                    let zone = rng.choice(["a", "b", "c"]).unwrap();
+                    format!("^{}{zone}$", esc(&pick(rng, &self.region)))
+                }
+                _ => format!("^{}[ab]$", esc(&pick(rng, &self.region))),
+            },
+            "email" => match shape {
+                0..=3 => {
+                    let (a, b) = (pick(rng, &self.names), pick(rng, &self.names));
+                    format!(".*{}\\.{}.*", esc(&a), esc(&b))
+                }
+                4..=6 => format!("^{}\\.", esc(&pick(rng, &self.names))),
+                _ => {
+                    let (name, domain) = (pick(rng, &self.names), pick(rng, &self.domains));
+                    format!("{}[0-9]@{}$", esc(&name), esc(&domain))
+                }
+            },
+            "plan" => match shape {
+                0..=6 => format!("^{}-monthly-usd$", esc(&pick(rng, &self.plan))),
+                _ => format!("(?i)^{}-YEARLY-(usd|eur)$", esc(&pick(rng, &self.plan))),
+            },
+            _ => {
+                let platform = pick(rng, &self.platforms);
+                match shape {
+                    0..=6 => format!("^{}-{:02}", esc(&platform), rng.u32(0..100)),
+                    _ => format!("^{}-[0-9]{{2}}{:02}$", esc(&platform), rng.u32(0..100)),
+                }
             }
-            ("action", 8) => format!("^{}\\.", esc(&pick(rng, &self.action))),
-            ("action", _) => format!(
-                "\\.{}\\.v{}$",
-                esc(pick(rng, &self.action).split('.').nth(1).unwrap()),
-                version(rng)
-            ),
-            ("region", 0..=7) => format!("^{}[a-f]$", esc(&pick(rng, &self.region)))
-                .replace("[a-f]", &rng.choice(["a", "b", "c"]).unwrap().to_string()),
-            ("region", _) => format!("^{}[ab]$", esc(&pick(rng, &self.region))),
-            ("email", 0..=3) => format!(
-                ".*{}\\.{}.*",
-                esc(&pick(rng, &self.names)),
-                esc(&pick(rng, &self.names))
-            ),
-            ("email", 4..=6) => format!("^{}\\.", esc(&pick(rng, &self.names))),
-            ("email", _) => format!(
-                "{}[0-9]@{}$",
-                esc(&pick(rng, &self.names)),
-                esc(&pick(rng, &self.domains))
-            ),
-            ("plan", 0..=6) => format!("^{}-monthly-usd$", esc(&pick(rng, &self.plan))),
-            ("plan", _) => format!("(?i)^{}-YEARLY-(usd|eur)$", esc(&pick(rng, &self.plan))),
-            (_, 0..=6) => format!(
-                "^{}-{:02}",
-                esc(&pick(rng, &self.platforms)),
-                rng.u32(0..100)
-            ),
-            (_, _) => format!(
-                "^{}-[0-9]{{2}}{:02}$",
-                esc(&pick(rng, &self.platforms)),
-                rng.u32(0..100)
-            ),
         }
     }
 

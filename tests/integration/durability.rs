@@ -1,0 +1,189 @@
+//! Restart and crash: a real `interq serve` child process over one data
+//! directory.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{Api, ChildServer};
+
+/// What must come back after a restart (worker liveness aside, which starts
+/// afresh).
+async fn durable_view(api: &Api) -> Value {
+    let mut s = api
+        .status("queues&interests&workers&counters&failedQueue")
+        .await;
+    for w in s["workers"].as_array_mut().unwrap() {
+        let w = w.as_object_mut().unwrap();
+        w.remove("lastSeen");
+        w.remove("state");
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_restores_every_kind_of_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(dir.path());
+    let api = server.api();
+    api.put_interest("mail", json!({"email": "@"})).await.ok();
+    api.put_interest("numbers", json!({"n": "."})).await.ok();
+    let worker = api.register(&["mail", "numbers"]).await;
+    // A running task, a completed one, a failed one, ready ones and a
+    // scheduled one.
+    api.publish(json!({"data": {"email": "run@x"}, "ttr": 3600}))
+        .await
+        .ok();
+    let running = api.claim(&worker).await;
+    api.publish(json!({"data": {"email": "done@x"}})).await.ok();
+    let done = api.claim(&worker).await;
+    api.update(&worker, &done, "complete", json!({})).await.ok();
+    api.publish(json!({"data": {"email": "bad@x"}, "maxAttempts": 1}))
+        .await
+        .ok();
+    let failing = api.claim(&worker).await;
+    api.update(&worker, &failing, "fail", json!({"failReason": "bounced"}))
+        .await
+        .ok();
+    let in_an_hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let scheduled = api
+        .publish(json!({"data": {"n": 1}, "runAt": in_an_hour}))
+        .await
+        .ok();
+    api.publish(json!({"data": {"n": 2}, "singularlyEnqueue": true}))
+        .await
+        .ok();
+    let before = durable_view(&api).await;
+    assert_eq!(before["failedQueue"].as_array().unwrap().len(), 1);
+
+    let status = server.terminate();
+    assert!(status.success(), "SIGTERM exits 0, got {status}");
+    let server = ChildServer::start(dir.path());
+    let api = server.api();
+
+    assert_eq!(durable_view(&api).await, before);
+    let task = |id: &Value| format!("task={}", id.as_str().unwrap());
+    assert_eq!(
+        api.status(&task(&running["taskId"])).await["task"]["state"],
+        "running"
+    );
+    assert_eq!(
+        api.status(&task(&done["taskId"])).await["task"]["state"],
+        "completed"
+    );
+    let copies = api.status(&task(&scheduled["taskId"])).await["task"]["copies"].clone();
+    assert_eq!(copies[0]["state"], "scheduled");
+    // The indexes work, not just the records: the worker can go on.
+    api.update(&worker, &running, "complete", json!({}))
+        .await
+        .ok();
+    let dup = api
+        .publish(json!({"data": {"n": 2}, "singularlyEnqueue": true}))
+        .await
+        .ok();
+    assert_eq!(dup["copies"][0]["existing"], true);
+    let next = api.claim(&worker).await;
+    assert_eq!(next["data"], json!({"n": 2}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_under_load_loses_no_acknowledged_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(dir.path());
+    let api = server.api();
+    api.put_interest("a", json!("*")).await.ok();
+    api.put_interest("b", json!({"n": "7$"})).await.ok();
+
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..8u64 {
+        let (api, acknowledged, stop) = (api.clone(), Arc::clone(&acknowledged), Arc::clone(&stop));
+        clients.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            // Bounded: a publisher stops at its count, at the stop flag or
+            // at the first failed request (the server died).
+            while n < 20_000 && !stop.load(Ordering::Relaxed) {
+                let batch = c % 2 == 0;
+                let body = if batch {
+                    Value::Array(
+                        (0..10)
+                            .map(|i| json!({"data": {"c": c, "n": n * 10 + i}}))
+                            .collect(),
+                    )
+                } else {
+                    json!({"data": {"c": c, "n": n}})
+                };
+                let Ok(resp) = api
+                    .client
+                    .put(format!("{}/task", api.base))
+                    .json(&body)
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                if !resp.status().is_success() {
+                    return;
+                }
+                let Ok(answer) = resp.json::<Value>().await else {
+                    return;
+                };
+                let ids: Vec<String> = match answer {
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|a| a["taskId"].as_str().unwrap().to_owned())
+                        .collect(),
+                    one => vec![one["taskId"].as_str().unwrap().to_owned()],
+                };
+                acknowledged.lock().unwrap().extend(ids);
+                n += 1;
+            }
+        }));
+    }
+    // Let the load build up, then pull the plug mid-stream.
+    for _ in 0..200 {
+        if acknowledged.lock().unwrap().len() >= 2_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    server.kill_9();
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 500,
+        "the load ran ({} acknowledged)",
+        acknowledged.len()
+    );
+
+    let server = ChildServer::start(dir.path());
+    let api = server.api();
+    let ready = api.queue("a").await["ready"].as_u64().unwrap();
+    assert!(
+        ready >= acknowledged.len() as u64,
+        "{ready} ready < {} acknowledged",
+        acknowledged.len()
+    );
+    for id in &acknowledged {
+        let answer = api
+            .send(Method::GET, &format!("/status?task={id}"), None)
+            .await
+            .ok();
+        let copies = answer["task"]["copies"].as_array().expect("copies");
+        assert!(
+            copies.iter().any(|c| c["queue"] == "a"),
+            "publish {id} lost its copy"
+        );
+    }
+}
