@@ -1,19 +1,17 @@
 //! `/interest`: which tasks a queue wants.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::params;
+use super::params::Params;
 use super::AppState;
 
 /// `PUT /interest`: replaces a queue's interests, creating the queue.
 pub async fn create_interest(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+    p: Params,
 ) -> Result<HttpResponse, ApiError> {
-    let p = params::read_single(&req, payload, state.settings.limits.max_body_bytes).await?;
     p.only(&["queue", "interests"])?;
     let queue = p.required("queue", p.queue("queue")?)?;
     let interests = p.required("interests", p.json("interests")?)?;
@@ -27,10 +25,8 @@ pub async fn create_interest(
 /// `DELETE /interest`: the queue stops receiving tasks; its tasks stay.
 pub async fn delete_interest(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+    p: Params,
 ) -> Result<HttpResponse, ApiError> {
-    let p = params::read_single(&req, payload, state.settings.limits.max_body_bytes).await?;
     p.only(&["queue"])?;
     let queue = p.required("queue", p.queue("queue")?)?;
     state.broker.delete_interests(&queue).await?;

@@ -8,11 +8,15 @@
 
 use std::collections::HashSet;
 
-use actix_web::{web, HttpRequest};
+use actix_web::http::StatusCode;
+use actix_web::{dev, web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use super::AppState;
+use crate::config::LimitSettings;
 use crate::model::{QueueName, TaskId, WorkerId};
 
 /// The parameters of one request (or of one item of a batch).
@@ -33,9 +37,9 @@ pub enum Body {
 }
 
 /// Reads the body (up to `limit` bytes) and the query string.
-pub async fn read(
+async fn read(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    mut payload: dev::Payload,
     limit: usize,
 ) -> Result<Body, ApiError> {
     let mut bytes = web::BytesMut::new();
@@ -62,32 +66,54 @@ pub async fn read(
             Ok(Body::Params(params))
         }
         Value::Array(items) if params.fields.is_empty() => Ok(Body::Batch(items)),
-        Value::Array(_) => Err(ApiError::new(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "invalid_body",
+        Value::Array(_) => Err(invalid_body(
             "a batch body takes no query-string parameters",
         )),
-        _ => Err(ApiError::new(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "invalid_body",
+        _ => Err(invalid_body(
             "the body must be a JSON object of parameters (or, to publish a batch, an array)",
         )),
     }
 }
 
-/// Reads the body of a request that takes no batch.
-pub async fn read_single(
-    req: &HttpRequest,
-    payload: web::Payload,
-    limit: usize,
-) -> Result<Params, ApiError> {
-    match read(req, payload, limit).await? {
-        Body::Params(p) => Ok(p),
-        Body::Batch(_) => Err(ApiError::new(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "this route takes a JSON object of parameters, not an array",
-        )),
+fn invalid_body(message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+}
+
+/// Extracts the body and query string of any route; the body limit comes from
+/// the settings.
+impl FromRequest for Body {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let limit = req
+                .app_data::<web::Data<AppState>>()
+                .map_or(LimitSettings::default().max_body_bytes, |s| {
+                    s.settings.limits.max_body_bytes
+                });
+            read(&req, payload, limit).await
+        })
+    }
+}
+
+/// Extracts the parameters of a route that takes no batch.
+impl FromRequest for Params {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
+        let body = Body::from_request(req, payload);
+        Box::pin(async move {
+            match body.await? {
+                Body::Params(p) => Ok(p),
+                Body::Batch(_) => Err(invalid_body(
+                    "this route takes a JSON object of parameters, not an array",
+                )),
+            }
+        })
     }
 }
 
@@ -95,7 +121,7 @@ impl Params {
     fn from_query(query: &str) -> Result<Self, ApiError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
             ApiError::new(
-                actix_web::http::StatusCode::BAD_REQUEST,
+                StatusCode::BAD_REQUEST,
                 "invalid_query",
                 format!("the query string cannot be parsed: {e}"),
             )

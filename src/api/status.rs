@@ -1,10 +1,10 @@
 //! `GET /status`: the state of the system, piece by piece.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
-use super::params::{self, Params};
+use super::params::Params;
 use super::AppState;
 use crate::model::QueueName;
 use crate::store::Page;
@@ -24,12 +24,7 @@ const FIELDS: &[&str] = &[
 
 /// `GET /status`: each parameter adds its own top-level key; with none, a
 /// summary of queues, workers and counters.
-pub async fn show_status(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let p = params::read_single(&req, payload, state.settings.limits.max_body_bytes).await?;
+pub async fn show_status(state: web::Data<AppState>, p: Params) -> Result<HttpResponse, ApiError> {
     p.only(FIELDS)?;
     let broker = &state.broker;
     let mut out = Map::new();

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::params::{self, Body, Params};
+use super::params::{Body, Params};
 use super::AppState;
 use crate::broker::{NewTask, Report};
 use crate::model::{Millis, Priority, Scope};
@@ -27,11 +27,10 @@ const PUBLISH_FIELDS: &[&str] = &[
 /// `PUT /task`: one task, or a JSON array of tasks published in one commit.
 pub async fn publish_task(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let limits = &state.settings.limits;
-    match params::read(&req, payload, limits.max_body_bytes).await? {
+    match body {
         Body::Params(p) => {
             let task = parse_new_task(&p, &state)?;
             let mut published = state.broker.publish(vec![task]).await?;
@@ -124,13 +123,8 @@ fn parse_new_task(p: &Params, state: &AppState) -> Result<NewTask, ApiError> {
 
 /// `GET /task`: the next task for a worker (`null` when none), or with
 /// `count` an array of up to that many. `wait` long-polls.
-pub async fn claim_task(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+pub async fn claim_task(state: web::Data<AppState>, p: Params) -> Result<HttpResponse, ApiError> {
     let limits = &state.settings.limits;
-    let p = params::read_single(&req, payload, limits.max_body_bytes).await?;
     p.only(&["workerId", "count", "wait"])?;
     let worker = p.required("workerId", p.worker_id("workerId")?)?;
     let count = p.integer("count", 1, limits.max_claim_count as u64)?;
@@ -155,13 +149,8 @@ pub async fn claim_task(
 }
 
 /// `POST /task`: a worker completes or fails its task.
-pub async fn update_task(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+pub async fn update_task(state: web::Data<AppState>, p: Params) -> Result<HttpResponse, ApiError> {
     let limits = &state.settings.limits;
-    let p = params::read_single(&req, payload, limits.max_body_bytes).await?;
     p.only(&["workerId", "taskId", "state", "failReason", "reEnqueue"])?;
     let worker = p.required("workerId", p.worker_id("workerId")?)?;
     let task = p.required("taskId", p.task_id("taskId")?)?;
@@ -196,12 +185,7 @@ pub async fn update_task(
 }
 
 /// `DELETE /task`: removes every task of a worker or of a queue.
-pub async fn delete_tasks(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let p = params::read_single(&req, payload, state.settings.limits.max_body_bytes).await?;
+pub async fn delete_tasks(state: web::Data<AppState>, p: Params) -> Result<HttpResponse, ApiError> {
     p.only(&["workerId", "queue"])?;
     let selector = match (p.worker_id("workerId")?, p.queue("queue")?) {
         (Some(w), None) => TaskSelector::Worker(w),

@@ -1,19 +1,17 @@
 //! `POST /_testing/clock`: moves the manual clock. Mounted only when the
 //! settings ask for a manual clock (`testing.manual_clock`), which tests do.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::params;
+use super::params::Params;
 use super::AppState;
 
 pub async fn advance_clock(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+    p: Params,
 ) -> Result<HttpResponse, ApiError> {
-    let p = params::read_single(&req, payload, state.settings.limits.max_body_bytes).await?;
     p.only(&["advance"])?;
     let secs = p.required("advance", p.number("advance")?)?;
     if !(0.0..=1e9).contains(&secs) {

@@ -1,10 +1,10 @@
 //! `/worker`: register (PUT) and remove (DELETE) workers.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::params;
+use super::params::Params;
 use super::AppState;
 
 /// Most queues one worker may take from.
@@ -13,10 +13,8 @@ const MAX_QUEUES: usize = 100;
 /// `PUT /worker`: registers a worker on queues in priority order.
 pub async fn register_worker(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+    p: Params,
 ) -> Result<HttpResponse, ApiError> {
-    let p = params::read_single(&req, payload, state.settings.limits.max_body_bytes).await?;
     p.only(&["queues"])?;
     let queues = p.required("queues", p.queues("queues")?)?;
     if queues.is_empty() || queues.len() > MAX_QUEUES {
@@ -37,10 +35,8 @@ pub async fn register_worker(
 /// running tasks go back to their queues.
 pub async fn delete_worker(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
+    p: Params,
 ) -> Result<HttpResponse, ApiError> {
-    let p = params::read_single(&req, payload, state.settings.limits.max_body_bytes).await?;
     p.only(&["workerId", "queue"])?;
     let deleted = match (p.worker_id("workerId")?, p.queue("queue")?) {
         (Some(w), None) => {
