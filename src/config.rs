@@ -51,8 +51,10 @@ pub struct LimitSettings {
     pub max_claim_count: usize,
     /// Longest long poll (`wait`), in seconds.
     pub max_wait_secs: u64,
-    /// Longest `publisher` and `failReason`, in bytes.
+    /// Longest `publisher`, `failReason` and `progress`, in bytes.
     pub max_text_bytes: usize,
+    /// Largest `output` a worker may attach, in bytes of JSON.
+    pub max_output_bytes: usize,
     /// Fields one queue's interests may list.
     pub max_interest_fields: usize,
     /// Bytes of one interest pattern.
@@ -127,6 +129,7 @@ impl Default for LimitSettings {
             max_claim_count: 1000,
             max_wait_secs: 60,
             max_text_bytes: 4096,
+            max_output_bytes: 65_536,
             max_interest_fields: 32,
             max_pattern_bytes: 1024,
             max_compiled_pattern_bytes: 1 << 20,

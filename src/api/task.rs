@@ -9,7 +9,7 @@ use super::error::ApiError;
 use super::params::{Body, Params};
 use super::AppState;
 use crate::broker::{NewTask, Report};
-use crate::model::{Millis, Priority, Scope};
+use crate::model::{Millis, Priority, Scope, TaskId, WorkerId};
 use crate::store::TaskSelector;
 
 const PUBLISH_FIELDS: &[&str] = &[
@@ -29,7 +29,6 @@ pub async fn publish_task(
     state: web::Data<AppState>,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let limits = &state.settings.limits;
     match body {
         Body::Params(p) => {
             let task = parse_new_task(&p, &state)?;
@@ -37,23 +36,7 @@ pub async fn publish_task(
             Ok(HttpResponse::Ok().json(published.remove(0)))
         }
         Body::Batch(items) => {
-            if items.is_empty() {
-                return Err(ApiError::invalid(
-                    "[]",
-                    "a batch must hold at least one task",
-                ));
-            }
-            if items.len() > limits.max_batch {
-                return Err(ApiError::new(
-                    actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "batch_too_large",
-                    format!(
-                        "a batch may hold at most {} tasks; this one has {}",
-                        limits.max_batch,
-                        items.len()
-                    ),
-                ));
-            }
+            check_batch_size(items.len(), &state)?;
             let tasks = items
                 .into_iter()
                 .enumerate()
@@ -148,40 +131,151 @@ pub async fn claim_task(state: web::Data<AppState>, p: Params) -> Result<HttpRes
     })
 }
 
-/// `POST /task`: a worker completes or fails its task.
-pub async fn update_task(state: web::Data<AppState>, p: Params) -> Result<HttpResponse, ApiError> {
+/// `POST /task`: a worker completes, fails, or reports progress on its task.
+/// An array of updates is applied in order; the answer then holds, for each,
+/// the task or the error it met.
+pub async fn update_task(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
+    match body {
+        Body::Params(p) => {
+            let (worker, task, report, re_enqueue) = parse_update(&p, &state)?;
+            let task = state
+                .broker
+                .report(worker, task, report, re_enqueue)
+                .await?;
+            Ok(HttpResponse::Ok().json(task))
+        }
+        Body::Batch(items) => {
+            check_batch_size(items.len(), &state)?;
+            // Every item is parsed before any is applied: a malformed batch
+            // changes nothing.
+            let updates = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| parse_update(&Params::item(i, item)?, &state))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut answers = Vec::with_capacity(updates.len());
+            for (worker, task, report, re_enqueue) in updates {
+                answers.push(
+                    match state.broker.report(worker, task, report, re_enqueue).await {
+                        Ok(task) => json!({"task": task}),
+                        Err(e) => {
+                            let e = ApiError::from(e);
+                            json!({"error": {"code": e.code, "message": e.message}})
+                        }
+                    },
+                );
+            }
+            Ok(HttpResponse::Ok().json(answers))
+        }
+    }
+}
+
+type Update = (WorkerId, TaskId, Report, bool);
+
+fn parse_update(p: &Params, state: &AppState) -> Result<Update, ApiError> {
     let limits = &state.settings.limits;
-    p.only(&["workerId", "taskId", "state", "failReason", "reEnqueue"])?;
+    p.only(&[
+        "workerId",
+        "taskId",
+        "state",
+        "failReason",
+        "reEnqueue",
+        "output",
+        "progress",
+    ])?;
     let worker = p.required("workerId", p.worker_id("workerId")?)?;
     let task = p.required("taskId", p.task_id("taskId")?)?;
-    let fail_reason = p.string("failReason")?;
-    if fail_reason
-        .as_ref()
-        .is_some_and(|r| r.len() > limits.max_text_bytes)
-    {
-        return Err(ApiError::invalid(
-            "failReason",
-            format!("may be at most {} bytes", limits.max_text_bytes),
-        ));
-    }
-    let report = match p.required("state", p.string("state")?)?.as_str() {
-        "complete" => Report::Complete,
-        "fail" => Report::Fail {
-            reason: fail_reason,
-        },
+    let state_name = p.required("state", p.string("state")?)?;
+    let allowed = |field: &str, states: &[&str]| {
+        if p.flag(field) && !states.contains(&state_name.as_str()) {
+            Err(p.invalid_here(
+                field,
+                format!("goes only with state `{}`", states.join("` or `")),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    allowed("failReason", &["fail"])?;
+    allowed("output", &["complete"])?;
+    allowed("progress", &["progress"])?;
+    allowed("reEnqueue", &["complete", "fail"])?;
+    let report = match state_name.as_str() {
+        "complete" => {
+            let output = p.json("output")?;
+            let size = output.as_ref().map_or(0, |o| o.to_string().len());
+            if size > limits.max_output_bytes {
+                return Err(p.invalid_here(
+                    "output",
+                    format!("may be at most {} bytes of JSON", limits.max_output_bytes),
+                ));
+            }
+            Report::Complete { output }
+        }
+        "fail" => {
+            let reason = p.string("failReason")?;
+            if reason
+                .as_ref()
+                .is_some_and(|r| r.len() > limits.max_text_bytes)
+            {
+                return Err(p.invalid_here(
+                    "failReason",
+                    format!("may be at most {} bytes", limits.max_text_bytes),
+                ));
+            }
+            Report::Fail { reason }
+        }
+        "progress" => {
+            let progress =
+                match p.json("progress")? {
+                    None => None,
+                    Some(Value::Number(n))
+                        if n.as_f64().is_some_and(|n| (0.0..=100.0).contains(&n)) =>
+                    {
+                        Some(Value::Number(n))
+                    }
+                    Some(Value::Object(o))
+                        if Value::Object(o.clone()).to_string().len() <= limits.max_text_bytes =>
+                    {
+                        Some(Value::Object(o))
+                    }
+                    Some(_) => return Err(p.invalid_here(
+                        "progress",
+                        format!(
+                            "must be a number from 0 to 100 or a JSON object of at most {} bytes",
+                            limits.max_text_bytes
+                        ),
+                    )),
+                };
+            Report::Progress { progress }
+        }
         other => {
-            return Err(ApiError::invalid(
+            return Err(p.invalid_here(
                 "state",
-                format!("must be `complete` or `fail`, not `{other}`"),
+                format!("must be `complete`, `fail` or `progress`, not `{other}`"),
             ))
         }
     };
     let re_enqueue = p.boolean("reEnqueue")?.unwrap_or(false);
-    let task = state
-        .broker
-        .report(worker, task, report, re_enqueue)
-        .await?;
-    Ok(HttpResponse::Ok().json(task))
+    Ok((worker, task, report, re_enqueue))
+}
+
+fn check_batch_size(len: usize, state: &AppState) -> Result<(), ApiError> {
+    let max = state.settings.limits.max_batch;
+    if len == 0 {
+        return Err(ApiError::invalid(
+            "[]",
+            "a batch must hold at least one item",
+        ));
+    }
+    if len > max {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("a batch may hold at most {max} items; this one has {len}"),
+        ));
+    }
+    Ok(())
 }
 
 /// `DELETE /task`: removes every task of a worker or of a queue.

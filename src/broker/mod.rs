@@ -137,8 +137,17 @@ pub struct CopyRef {
 /// What a worker reports about its claim.
 #[derive(Debug, Clone)]
 pub enum Report {
-    Complete,
-    Fail { reason: Option<String> },
+    /// Done, with what the worker attached.
+    Complete {
+        output: Option<Value>,
+    },
+    Fail {
+        reason: Option<String>,
+    },
+    /// Still working: extends the lease, and records progress when given.
+    Progress {
+        progress: Option<Value>,
+    },
 }
 
 /// A worker as status shows it.
@@ -343,6 +352,8 @@ impl Broker {
             started_at: None,
             finished_at: None,
             fail_reason: None,
+            progress: None,
+            output: None,
             fingerprint: fp.to_owned(),
         }
     }
@@ -428,18 +439,19 @@ impl Broker {
             return Err(BrokerError::UnknownWorker(worker));
         }
         self.touch(worker);
+        let now = self.clock.now();
         let outcome = match report {
-            Report::Complete => Outcome::Complete { re_enqueue },
+            Report::Complete { output } => Outcome::Complete { re_enqueue, output },
             Report::Fail { reason } => Outcome::Fail {
                 reason,
                 re_enqueue,
                 retry: self.settings.retry,
             },
+            Report::Progress { progress } => {
+                return Ok(self.store.heartbeat(task, worker, now, progress).await?);
+            }
         };
-        let t = self
-            .store
-            .finish(task, worker, self.clock.now(), outcome)
-            .await?;
+        let t = self.store.finish(task, worker, now, outcome).await?;
         if t.state == TaskState::Ready {
             self.wakers.wake(&t.lane());
         }

@@ -150,6 +150,12 @@ pub struct Task {
     pub finished_at: Option<Millis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_reason: Option<String>,
+    /// The last progress a worker reported (a number 0-100 or an object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<serde_json::Value>,
+    /// What the worker attached when completing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
     /// Identity for the singular rules: a hash of the canonical `data`.
     pub fingerprint: String,
 }

@@ -62,6 +62,8 @@ pub fn copy(queue: &str, priority: i16, at_ms: u64) -> Task {
         started_at: None,
         finished_at: None,
         fail_reason: None,
+        progress: None,
+        output: None,
     }
 }
 
@@ -84,7 +86,10 @@ fn fail() -> Outcome {
 }
 
 fn complete() -> Outcome {
-    Outcome::Complete { re_enqueue: false }
+    Outcome::Complete {
+        re_enqueue: false,
+        output: None,
+    }
 }
 
 type R = Result<(), StoreError>;
@@ -180,6 +185,43 @@ pub async fn only_the_lease_holder_finishes_a_running_copy(h: &mut dyn Harness) 
     Ok(())
 }
 
+pub async fn heartbeats_extend_the_lease_and_keep_progress(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let t = copy("a", 0, 0);
+    let id = t.task_id;
+    s.enqueue(vec![t]).await?;
+    let w = WorkerId::new();
+    s.claim(w, &lanes(&["a"]), T0, 1).await?;
+    let beat = s
+        .heartbeat(id, w, T0.plus_secs(20), Some(json!(40)))
+        .await?;
+    assert_eq!(beat.lease_until, Some(T0.plus_secs(50)));
+    assert_eq!(beat.progress, Some(json!(40)));
+    // Past the first lease, within the extended one: still running.
+    s.tick(T0.plus_secs(40)).await?;
+    assert_eq!(s.task(id).await?.map(|t| t.state), Some(TaskState::Running));
+    let stranger = s
+        .heartbeat(id, WorkerId::new(), T0.plus_secs(41), None)
+        .await;
+    assert!(matches!(stranger, Err(StoreError::NotLeaseHolder { .. })));
+    let output = Some(json!({"sent": 3}));
+    let done = s
+        .finish(
+            id,
+            w,
+            T0.plus_secs(42),
+            Outcome::Complete {
+                re_enqueue: false,
+                output: output.clone(),
+            },
+        )
+        .await?;
+    assert_eq!((done.output, done.progress), (output, Some(json!(40))));
+    let late = s.heartbeat(id, w, T0.plus_secs(43), None).await;
+    assert!(matches!(late, Err(StoreError::NotRunning { .. })));
+    Ok(())
+}
+
 pub async fn completed_history_is_bounded(h: &mut dyn Harness) -> R {
     let s = h.open().await;
     let copies: Vec<Task> = (0..HISTORY as u64 + 2).map(|i| copy("a", 0, i)).collect();
@@ -257,7 +299,10 @@ pub async fn re_enqueue_puts_a_copy_straight_back(h: &mut dyn Harness) -> R {
     let w = WorkerId::new();
     let now = T0.plus_secs(1);
     for outcome in [
-        Outcome::Complete { re_enqueue: true },
+        Outcome::Complete {
+            re_enqueue: true,
+            output: None,
+        },
         Outcome::Fail {
             reason: None,
             re_enqueue: true,
@@ -535,6 +580,7 @@ macro_rules! conformance_tests {
             claims_lanes_in_order_and_respects_count,
             a_claim_is_a_lease_that_counts_an_attempt,
             only_the_lease_holder_finishes_a_running_copy,
+            heartbeats_extend_the_lease_and_keep_progress,
             completed_history_is_bounded,
             failures_back_off_then_land_in_the_failed_set,
             re_enqueue_puts_a_copy_straight_back,

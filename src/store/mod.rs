@@ -59,6 +59,7 @@ impl Enqueued {
 pub enum Outcome {
     Complete {
         re_enqueue: bool,
+        output: Option<Value>,
     },
     Fail {
         reason: Option<String>,
@@ -117,6 +118,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         worker: WorkerId,
         now: Millis,
         outcome: Outcome,
+    ) -> Result<Task, StoreError>;
+
+    /// A running copy's worker says it is alive: its lease runs `ttr`
+    /// seconds from `now` again, and `progress` (when given) is recorded.
+    async fn heartbeat(
+        &self,
+        id: TaskId,
+        worker: WorkerId,
+        now: Millis,
+        progress: Option<Value>,
     ) -> Result<Task, StoreError>;
 
     /// Moves scheduled copies whose time has come to ready, and copies whose

@@ -429,3 +429,108 @@ async fn deleting_a_queue_removes_its_interests_and_tasks() {
         .await
         .error(404, "unknown_queue", Some("queue"));
 }
+
+#[tokio::test]
+async fn progress_extends_the_lease_and_output_is_kept() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    app.publish(json!({"data": {"n": 1}, "ttr": 60})).await.ok();
+    let worker = app.register(&["q"]).await;
+    let task = app.claim(&worker).await;
+
+    app.advance(50.0).await;
+    let beat = app
+        .update(&worker, &task, "progress", json!({"progress": 40}))
+        .await
+        .ok();
+    assert_eq!(beat["progress"], 40);
+    app.advance(50.0).await;
+    assert_eq!(
+        app.queue("q").await["running"],
+        1,
+        "the heartbeat moved the lease"
+    );
+    app.update(
+        &worker,
+        &task,
+        "progress",
+        json!({"progress": {"step": "upload"}}),
+    )
+    .await
+    .ok();
+    let done = app
+        .update(&worker, &task, "complete", json!({"output": {"sent": 3}}))
+        .await
+        .ok();
+
+    assert_eq!(done["output"], json!({"sent": 3}));
+    assert_eq!(done["progress"], json!({"step": "upload"}));
+    let kept = app
+        .status(&format!("task={}", task["taskId"].as_str().unwrap()))
+        .await;
+    assert_eq!(kept["task"]["output"], json!({"sent": 3}));
+}
+
+#[tokio::test]
+async fn misplaced_report_fields_are_refused() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    app.publish_data(json!({"n": 1})).await;
+    let worker = app.register(&["q"]).await;
+    let task = app.claim(&worker).await;
+
+    app.update(&worker, &task, "fail", json!({"output": 1}))
+        .await
+        .error(400, "invalid_field", Some("output"));
+    app.update(&worker, &task, "complete", json!({"failReason": "x"}))
+        .await
+        .error(400, "invalid_field", Some("failReason"));
+    app.update(&worker, &task, "progress", json!({"progress": 101}))
+        .await
+        .error(400, "invalid_field", Some("progress"));
+    app.update(&worker, &task, "progress", json!({"progress": "half"}))
+        .await
+        .error(400, "invalid_field", Some("progress"));
+    app.update(&worker, &task, "progress", json!({"reEnqueue": true}))
+        .await
+        .error(400, "invalid_field", Some("reEnqueue"));
+    assert_eq!(app.queue("q").await["running"], 1);
+}
+
+#[tokio::test]
+async fn a_batch_of_updates_answers_each_item() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    for n in 0..3 {
+        app.publish_data(json!({"n": n})).await;
+    }
+    let worker = app.register(&["q"]).await;
+    let tasks = app.claim_n(&worker, 3).await;
+    let update = |t: &serde_json::Value, state: &str| json!({"workerId": worker, "taskId": t["taskId"], "state": state});
+
+    let answers = app
+        .send(
+            Method::POST,
+            "/task",
+            Some(json!([
+                update(&tasks[0], "complete"),
+                update(&tasks[1], "fail"),
+                update(&tasks[0], "complete")
+            ])),
+        )
+        .await
+        .ok();
+
+    assert_eq!(answers[0]["task"]["state"], "completed");
+    assert_eq!(answers[1]["task"]["state"], "scheduled");
+    assert_eq!(answers[2]["error"]["code"], "task_not_running");
+    // A malformed item refuses the whole batch before anything is applied.
+    app.send(
+        Method::POST,
+        "/task",
+        Some(json!([update(&tasks[2], "complete"), {"workerId": worker}])),
+    )
+    .await
+    .error(400, "missing_field", Some("[1].taskId"));
+    assert_eq!(app.queue("q").await["running"], 1);
+}

@@ -106,6 +106,21 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// The copy, if it is running under `worker`'s lease.
+fn leased(st: &State, id: TaskId, worker: WorkerId) -> Result<&Task, StoreError> {
+    let t = st.tasks.get(&id).ok_or(StoreError::UnknownTask(id))?;
+    if t.state != TaskState::Running {
+        return Err(StoreError::NotRunning {
+            task: id,
+            state: t.state,
+        });
+    }
+    if t.worker_id != Some(worker) {
+        return Err(StoreError::NotLeaseHolder { task: id });
+    }
+    Ok(t)
+}
+
 fn put_task(t: &Task) -> Op {
     Op::PutTask(
         *t.task_id.as_bytes(),
@@ -202,16 +217,7 @@ impl Store for EmbeddedStore {
         outcome: Outcome,
     ) -> Result<Task, StoreError> {
         let mut st = self.lock();
-        let t = st.tasks.get(&id).ok_or(StoreError::UnknownTask(id))?;
-        if t.state != TaskState::Running {
-            return Err(StoreError::NotRunning {
-                task: id,
-                state: t.state,
-            });
-        }
-        if t.worker_id != Some(worker) {
-            return Err(StoreError::NotLeaseHolder { task: id });
-        }
+        let t = leased(&st, id, worker)?;
         let (attempt, max_attempts) = (t.attempt, t.max_attempts);
         let mut counters = Counters::default();
         let updated = st
@@ -219,9 +225,10 @@ impl Store for EmbeddedStore {
                 t.lease_until = None;
                 t.worker_id = Some(worker);
                 match outcome {
-                    Outcome::Complete { re_enqueue } => {
+                    Outcome::Complete { re_enqueue, output } => {
                         counters.completed += 1;
                         t.fail_reason = None;
+                        t.output = output;
                         if re_enqueue {
                             t.state = TaskState::Ready;
                             t.run_at = now;
@@ -262,6 +269,28 @@ impl Store for EmbeddedStore {
         }
         self.push(ops);
         Ok(updated)
+    }
+
+    async fn heartbeat(
+        &self,
+        id: TaskId,
+        worker: WorkerId,
+        now: Millis,
+        progress: Option<Value>,
+    ) -> Result<Task, StoreError> {
+        let mut st = self.lock();
+        leased(&st, id, worker)?;
+        let t = st
+            .update(id, |t| {
+                t.lease_until = Some(now.plus_secs(t.ttr as u64));
+                if progress.is_some() {
+                    t.progress = progress;
+                }
+            })
+            .expect("the task exists")
+            .clone();
+        self.push(vec![put_task(&t)]);
+        Ok(t)
     }
 
     async fn tick(&self, now: Millis) -> Result<Tick, StoreError> {
