@@ -12,8 +12,10 @@
 
 pub mod api;
 pub mod broker;
+pub mod client;
 pub mod config;
 pub mod model;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod worker;

@@ -1,10 +1,12 @@
 //! The `interq` command line.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use interq::config::Settings;
 use interq::startup::Application;
+use interq::worker::WorkerOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +33,44 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Runs a command once per task of some queues: the task's data as JSON on
+    /// standard input, its id, queue, attempt and flat data fields as INTERQ_*
+    /// variables. Exit 0 completes the task (standard output's tail becomes its
+    /// output); any other ending fails it (standard error's tail becomes the
+    /// reason) and the server's retries apply.
+    #[command(
+        after_help = "Example: interq worker --queue emails -- ./send-email.sh\n\n\
+        SIGTERM or SIGINT stops claiming and lets running commands finish within \
+        --grace; what is left is killed and failed. A second SIGINT exits at once."
+    )]
+    Worker {
+        /// The interq to work for.
+        #[arg(long, default_value = "http://127.0.0.1:7700")]
+        url: String,
+        /// A queue to take tasks from; repeat it, in priority order.
+        #[arg(long = "queue", required = true)]
+        queues: Vec<String>,
+        /// Commands to run at once.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        concurrency: u16,
+        /// Seconds a command may run before its process group is killed and
+        /// the task failed [default: the task's ttr].
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Seconds running commands may take to finish after SIGTERM.
+        #[arg(long, default_value_t = 30.0)]
+        grace: f64,
+        /// Let a task's data.command (array of strings) and data.env (object)
+        /// choose the command and add to its environment.
+        #[arg(long)]
+        allow_task_command: bool,
+        /// Bytes of standard output and error kept for the report.
+        #[arg(long, default_value_t = 4096)]
+        tail_bytes: usize,
+        /// The command to run per task, and its arguments.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
 }
 
 #[tokio::main]
@@ -56,5 +96,50 @@ async fn main() -> anyhow::Result<()> {
             );
             app.run_until_stopped().await
         }
+        Command::Worker {
+            url,
+            queues,
+            concurrency,
+            timeout,
+            grace,
+            allow_task_command,
+            tail_bytes,
+            command,
+        } => {
+            interq::telemetry::init(&Settings::default().log);
+            let seconds = |s: f64, what: &str| {
+                Duration::try_from_secs_f64(s)
+                    .map_err(|_| anyhow::anyhow!("--{what} must be a number of seconds, 0 or more"))
+            };
+            let opts = WorkerOptions {
+                url,
+                queues,
+                concurrency: concurrency as usize,
+                timeout: timeout.map(|t| seconds(t, "timeout")).transpose()?,
+                grace: seconds(grace, "grace")?,
+                allow_task_command,
+                tail_bytes,
+                command,
+                ..WorkerOptions::default()
+            };
+            interq::worker::run(opts, stop_signal()).await?;
+            Ok(())
+        }
     }
+}
+
+/// Resolves at the first SIGTERM or SIGINT; a second SIGINT exits at once.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("second interrupt: exiting now");
+            std::process::exit(130);
+        }
+    });
 }

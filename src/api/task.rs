@@ -226,27 +226,28 @@ fn parse_update(p: &Params, state: &AppState) -> Result<Update, ApiError> {
             Report::Fail { reason }
         }
         "progress" => {
-            let progress =
-                match p.json("progress")? {
-                    None => None,
+            let progress = match p.json("progress")? {
+                None => None,
+                Some(Value::Number(n))
+                    if n.as_f64().is_some_and(|n| (0.0..=100.0).contains(&n)) =>
+                {
                     Some(Value::Number(n))
-                        if n.as_f64().is_some_and(|n| (0.0..=100.0).contains(&n)) =>
-                    {
-                        Some(Value::Number(n))
-                    }
+                }
+                Some(Value::Object(o))
+                    if Value::Object(o.clone()).to_string().len() <= limits.max_text_bytes =>
+                {
                     Some(Value::Object(o))
-                        if Value::Object(o.clone()).to_string().len() <= limits.max_text_bytes =>
-                    {
-                        Some(Value::Object(o))
-                    }
-                    Some(_) => return Err(p.invalid_here(
+                }
+                Some(_) => {
+                    return Err(p.invalid_here(
                         "progress",
                         format!(
                             "must be a number from 0 to 100 or a JSON object of at most {} bytes",
                             limits.max_text_bytes
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             Report::Progress { progress }
         }
         other => {

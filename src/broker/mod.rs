@@ -17,15 +17,15 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use interest::{InterestError, Interests, Matcher};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, Notify};
 
 use self::clock::Clock;
 use self::wakers::Wakers;
 use crate::model::{
-    fingerprint, Counters, Lane, Millis, Priority, QueueCounts, QueueName, RetryPolicy, Scope,
-    Task, TaskId, TaskState, WorkerId, WorkerRecord, WorkerState,
+    fingerprint, CopyRef, Counters, Lane, Millis, Priority, Published, QueueCounts, QueueName,
+    RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId, WorkerRecord, WorkerState,
 };
 use crate::store::{Enqueued, Outcome, Page, Store, StoreError, TaskSelector};
 
@@ -110,30 +110,6 @@ pub struct NewTask {
     pub expire_at: Option<Millis>,
 }
 
-/// The answer to one publish.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Published {
-    /// The publish's id; every copy carries it as `publishId`.
-    pub task_id: TaskId,
-    /// The queues that received a copy; empty when the task was discarded.
-    pub queues: Vec<QueueName>,
-    pub copies: Vec<CopyRef>,
-}
-
-/// Where one copy of a publish went.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CopyRef {
-    pub queue: QueueName,
-    pub task_id: TaskId,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub worker_queue: Option<WorkerId>,
-    /// `singularlyEnqueue` found this identical copy already waiting.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub existing: bool,
-}
-
 /// What a worker reports about its claim.
 #[derive(Debug, Clone)]
 pub enum Report {
@@ -151,7 +127,7 @@ pub enum Report {
 }
 
 /// A worker as status shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerView {
     pub worker_id: WorkerId,

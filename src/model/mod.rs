@@ -11,7 +11,7 @@ mod time;
 
 pub use ids::{IdError, QueueName, QueueNameError, TaskId, WorkerId, MAX_QUEUE_NAME_LEN};
 pub use task::{
-    fingerprint, Counters, Lane, Priority, PriorityError, QueueCounts, RetryPolicy, Scope, Task,
-    TaskState, WorkerRecord, WorkerState,
+    fingerprint, CopyRef, Counters, Lane, Priority, PriorityError, Published, QueueCounts,
+    RetryPolicy, Scope, Task, TaskState, WorkerRecord, WorkerState,
 };
 pub use time::Millis;

@@ -334,3 +334,27 @@ mod tests {
         assert_eq!(exact.delay_ms(3), 4000);
     }
 }
+
+/// The answer to one publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Published {
+    /// The publish's id; every copy carries it as `publishId`.
+    pub task_id: TaskId,
+    /// The queues that received a copy; empty when the task was discarded.
+    pub queues: Vec<QueueName>,
+    pub copies: Vec<CopyRef>,
+}
+
+/// Where one copy of a publish went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CopyRef {
+    pub queue: QueueName,
+    pub task_id: TaskId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_queue: Option<WorkerId>,
+    /// `singularlyEnqueue` found this identical copy already waiting.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub existing: bool,
+}

@@ -2,9 +2,11 @@
 //! port over real HTTP, and the storage conformance suite.
 
 mod bad_input;
+mod client;
 mod durability;
 mod helpers;
 mod lifecycle;
 mod publish;
 mod status;
 mod storage;
+mod worker;

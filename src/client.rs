@@ -1,0 +1,346 @@
+//! A typed async client for the whole interq HTTP API: the one Rust client
+//! that `interq worker`, `interq bench` and the integration tests use.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), interq::client::ClientError> {
+//! use interq::client::{Client, Publish};
+//! use serde_json::json;
+//!
+//! let interq = Client::new("http://127.0.0.1:7700")?;
+//! interq.set_interests("emails", json!({"email": "@example\\.com$"})).await?;
+//! let published = interq.publish(&Publish::new(json!({"email": "a@example.com"}))).await?;
+//! let worker = interq.register(&["emails"]).await?;
+//! if let Some(task) = interq.claim(worker, Some(std::time::Duration::from_secs(10))).await? {
+//!     interq.complete(worker, task.task_id, None).await?;
+//! }
+//! # let _ = published;
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::model::{Published, QueueCounts, Task, TaskId, WorkerId};
+
+/// What can go wrong talking to interq.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the URL `{0}` is not an http(s) URL")]
+    BadUrl(String),
+    #[error("cannot reach interq: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// interq refused the request; `code` is the API's stable error code.
+    #[error("interq answered {status} ({code}): {message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("unexpected answer from interq: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The API error code, when interq answered with an error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            Self::BadUrl(_) | Self::Transport(_) | Self::Decode(_) => None,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ClientError>;
+
+/// A task to publish. `Publish::new(data)` then the options that matter.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Publish {
+    pub data: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<String>,
+    /// Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<f64>,
+    /// `"any"` or `"all"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub singularly_enqueue: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub singularly_run: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttr: Option<u32>,
+}
+
+impl Publish {
+    /// A task with this `data` (a JSON object; anything else publishes `{}`
+    /// and the server would say so).
+    pub fn new(data: Value) -> Self {
+        Self {
+            data: match data {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            },
+            ..Self::default()
+        }
+    }
+
+    pub fn publisher(mut self, publisher: impl Into<String>) -> Self {
+        self.publisher = Some(publisher.into());
+        self
+    }
+
+    pub fn priority(mut self, priority: i16) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    pub fn ttr(mut self, secs: u32) -> Self {
+        self.ttr = Some(secs);
+        self
+    }
+
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+
+    pub fn scope_all(mut self) -> Self {
+        self.scope = Some("all".into());
+        self
+    }
+}
+
+/// One item's answer in a batch of updates.
+pub type UpdateResult = std::result::Result<Task, ClientError>;
+
+/// A connection to one interq.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the interq at `base` (`http://host:port`).
+    pub fn new(base: &str) -> Result<Self> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::BadUrl(base));
+        }
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self { base, http })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    async fn call<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if !status.is_success() {
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                code: body["error"]["code"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_owned(),
+                message: body["error"]["message"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `PUT /task`: one task.
+    pub async fn publish(&self, task: &Publish) -> Result<Published> {
+        self.call(self.request(Method::PUT, "/task").json(task))
+            .await
+    }
+
+    /// `PUT /task` with an array: one durable commit for all of them.
+    pub async fn publish_batch(&self, tasks: &[Publish]) -> Result<Vec<Published>> {
+        self.call(self.request(Method::PUT, "/task").json(tasks))
+            .await
+    }
+
+    /// `PUT /interest`: replaces a queue's interests. Returns them normalized.
+    pub async fn set_interests(&self, queue: &str, interests: Value) -> Result<Value> {
+        let body: Value = self
+            .call(
+                self.request(Method::PUT, "/interest")
+                    .json(&json!({"queue": queue, "interests": interests})),
+            )
+            .await?;
+        Ok(body["interests"].clone())
+    }
+
+    /// `DELETE /queue`.
+    pub async fn delete_queue(&self, queue: &str) -> Result<u64> {
+        let body: Value = self
+            .call(
+                self.request(Method::DELETE, "/queue")
+                    .json(&json!({"queue": queue})),
+            )
+            .await?;
+        Ok(body["deletedTasks"].as_u64().unwrap_or(0))
+    }
+
+    /// `PUT /worker`: registers on `queues`, in the order to take from them.
+    pub async fn register(&self, queues: &[&str]) -> Result<WorkerId> {
+        let body: Value = self
+            .call(
+                self.request(Method::PUT, "/worker")
+                    .json(&json!({"queues": queues})),
+            )
+            .await?;
+        serde_json::from_value(body["workerId"].clone())
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `DELETE /worker`: its running tasks go back to their queues.
+    pub async fn deregister(&self, worker: WorkerId) -> Result<()> {
+        let _: Value = self
+            .call(
+                self.request(Method::DELETE, "/worker")
+                    .json(&json!({"workerId": worker})),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /task`: the next task, waiting up to `wait` for one.
+    pub async fn claim(&self, worker: WorkerId, wait: Option<Duration>) -> Result<Option<Task>> {
+        let mut query = vec![("workerId", worker.to_string())];
+        if let Some(w) = wait {
+            query.push(("wait", w.as_secs_f64().to_string()));
+        }
+        self.call(self.request(Method::GET, "/task").query(&query))
+            .await
+    }
+
+    /// `GET /task?count=N`: up to `count` tasks in one request.
+    pub async fn claim_many(
+        &self,
+        worker: WorkerId,
+        count: usize,
+        wait: Option<Duration>,
+    ) -> Result<Vec<Task>> {
+        let mut query = vec![
+            ("workerId", worker.to_string()),
+            ("count", count.to_string()),
+        ];
+        if let Some(w) = wait {
+            query.push(("wait", w.as_secs_f64().to_string()));
+        }
+        self.call(self.request(Method::GET, "/task").query(&query))
+            .await
+    }
+
+    async fn report(&self, body: Value) -> Result<Task> {
+        self.call(self.request(Method::POST, "/task").json(&body))
+            .await
+    }
+
+    /// `POST /task` `state: complete`, with an optional `output`.
+    pub async fn complete(
+        &self,
+        worker: WorkerId,
+        task: TaskId,
+        output: Option<Value>,
+    ) -> Result<Task> {
+        let mut body = json!({"workerId": worker, "taskId": task, "state": "complete"});
+        if let Some(o) = output {
+            body["output"] = o;
+        }
+        self.report(body).await
+    }
+
+    /// `POST /task` `state: fail`: retried with backoff while attempts remain.
+    pub async fn fail(&self, worker: WorkerId, task: TaskId, reason: &str) -> Result<Task> {
+        self.report(
+            json!({"workerId": worker, "taskId": task, "state": "fail", "failReason": reason}),
+        )
+        .await
+    }
+
+    /// `POST /task` `state: progress`: extends the lease, records `progress`.
+    pub async fn progress(
+        &self,
+        worker: WorkerId,
+        task: TaskId,
+        progress: Option<Value>,
+    ) -> Result<Task> {
+        let mut body = json!({"workerId": worker, "taskId": task, "state": "progress"});
+        if let Some(p) = progress {
+            body["progress"] = p;
+        }
+        self.report(body).await
+    }
+
+    /// `POST /task` with an array: completes every task in one request.
+    pub async fn complete_many(
+        &self,
+        worker: WorkerId,
+        tasks: &[TaskId],
+    ) -> Result<Vec<UpdateResult>> {
+        let body: Vec<Value> = tasks
+            .iter()
+            .map(|t| json!({"workerId": worker, "taskId": t, "state": "complete"}))
+            .collect();
+        let answers: Vec<Value> = self
+            .call(self.request(Method::POST, "/task").json(&body))
+            .await?;
+        Ok(answers
+            .into_iter()
+            .map(|a| match a.get("task") {
+                Some(t) => serde_json::from_value(t.clone())
+                    .map_err(|e| ClientError::Decode(e.to_string())),
+                None => Err(ClientError::Api {
+                    status: 200,
+                    code: a["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
+                    message: a["error"]["message"].as_str().unwrap_or("").to_owned(),
+                }),
+            })
+            .collect())
+    }
+
+    /// `GET /status` with the given parameters (`[("queue", "q"), ("counters", "")]`).
+    pub async fn status(&self, params: &[(&str, &str)]) -> Result<Value> {
+        self.call(self.request(Method::GET, "/status").query(params))
+            .await
+    }
+
+    /// One queue's counts.
+    pub async fn queue(&self, queue: &str) -> Result<QueueCounts> {
+        let body = self.status(&[("queue", queue)]).await?;
+        serde_json::from_value(body["queue"].clone())
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// One task copy, or every copy of a publish.
+    pub async fn task(&self, id: TaskId) -> Result<Value> {
+        Ok(self.status(&[("task", &id.to_string())]).await?["task"].clone())
+    }
+}

@@ -1,0 +1,310 @@
+//! `interq worker` as a real child process, running real commands, against
+//! the real server.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{interq_binary, spawn_app, spawn_app_with, TestApp};
+
+/// A running `interq worker`.
+struct WorkerProcess(Child);
+
+impl WorkerProcess {
+    fn start(app: &TestApp, flags: &[&str], command: &[&str]) -> Self {
+        let mut cmd = Command::new(interq_binary());
+        cmd.args(["worker", "--url", &app.base, "--queue", "q"])
+            .args(flags)
+            .arg("--")
+            .args(command)
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
+        Self(cmd.spawn().expect("start interq worker"))
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the worker to exit; its exit status.
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the worker did not exit within {within:?}");
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls the task until `done` holds for it, for at most 20 s.
+async fn wait_for_task(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let task = app.status(&format!("task={id}")).await["task"].clone();
+        if done(&task) {
+            return task;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the task never got there: {task}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn publish(app: &TestApp, body: Value) -> String {
+    let published = app.publish(body).await.ok();
+    published["copies"][0]["taskId"]
+        .as_str()
+        .expect("one copy")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_completes_its_task_with_output_and_sees_the_task() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let id = publish(
+        &app,
+        json!({"data": {"name": "ada", "n": 3, "deep": {"x": 1}}}),
+    )
+    .await;
+    let script = r#"input=$(cat); echo "$INTERQ_TASK_ID $INTERQ_QUEUE $INTERQ_ATTEMPT $INTERQ_DATA_NAME $INTERQ_DATA_N [$INTERQ_DATA_DEEP]"; echo "$input""#;
+    let _worker = WorkerProcess::start(&app, &[], &["sh", "-c", script]);
+
+    let task = wait_for_task(&app, &id, |t| t["state"] == "completed").await;
+
+    let output = task["output"].as_str().expect("output is the stdout tail");
+    let mut lines = output.lines();
+    assert_eq!(lines.next().unwrap(), format!("{id} q 1 ada 3 []"));
+    let input: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(input, json!({"name": "ada", "n": 3, "deep": {"x": 1}}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_command_fails_its_task_and_the_retry_runs_it_again() {
+    let app = spawn_app_with(|s| {
+        s.tasks.retry_base_secs = 10.0;
+        s.tasks.retry_jitter = 0.0;
+    })
+    .await;
+    app.put_interest("q", json!("*")).await.ok();
+    let id = publish(&app, json!({"data": {}, "maxAttempts": 2})).await;
+    let _worker = WorkerProcess::start(
+        &app,
+        &[],
+        &[
+            "sh",
+            "-c",
+            r#"echo "broken on $INTERQ_ATTEMPT" >&2; exit 3"#,
+        ],
+    );
+
+    let first = wait_for_task(&app, &id, |t| t["state"] == "scheduled").await;
+    assert_eq!(first["failReason"], "exit code 3: broken on 1");
+    app.advance(10.0).await;
+    let last = wait_for_task(&app, &id, |t| t["state"] == "failed").await;
+    assert_eq!(last["failReason"], "exit code 3: broken on 2");
+    assert_eq!(last["attempt"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_over_its_time_is_killed_with_its_process_group() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let dir = tempfile::tempdir().unwrap();
+    let late = dir.path().join("late");
+    let id = publish(&app, json!({"data": {}, "ttr": 1, "maxAttempts": 1})).await;
+    // A grandchild that would leave a mark after 2 s, and a long sleep.
+    let script = format!("(sleep 2; touch {}) & sleep 30", late.display());
+    let _worker = WorkerProcess::start(&app, &[], &["sh", "-c", &script]);
+
+    let task = wait_for_task(&app, &id, |t| t["state"] == "failed").await;
+
+    assert!(
+        task["failReason"]
+            .as_str()
+            .unwrap()
+            .starts_with("timed out after 1 s"),
+        "{task}"
+    );
+    // Outlive the grandchild's 2 s: the whole group died with the command.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!late.exists(), "the process group was killed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrency_runs_that_many_commands_at_once() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(publish(&app, json!({"data": {"n": n}, "maxAttempts": 1})).await);
+    }
+    // Each command waits until all three have started: one at a time, they
+    // would time out and fail.
+    let script = format!(
+        "touch {d}/$INTERQ_TASK_ID; for i in $(seq 100); do [ $(ls {d} | wc -l) -ge 3 ] && exit 0; sleep 0.05; done; exit 1",
+        d = dir.path().display()
+    );
+    let _worker = WorkerProcess::start(&app, &["--concurrency", "3"], &["sh", "-c", &script]);
+
+    for id in &ids {
+        let task = wait_for_task(&app, id, |t| {
+            matches!(t["state"].as_str(), Some("completed" | "failed"))
+        })
+        .await;
+        assert_eq!(task["state"], "completed", "{task}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_a_running_command_finish_then_deregisters() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let id = publish(&app, json!({"data": {}})).await;
+    let script = format!("touch {}; sleep 1; echo finished", started.display());
+    let mut worker = WorkerProcess::start(&app, &["--grace", "20"], &["sh", "-c", &script]);
+    wait_for_file(&started).await;
+
+    worker.signal("-TERM");
+
+    assert!(worker.wait_exit(Duration::from_secs(20)).success());
+    let task = app.status(&format!("task={id}")).await["task"].clone();
+    assert_eq!(
+        (task["state"].as_str(), task["output"].as_str()),
+        (Some("completed"), Some("finished\n"))
+    );
+    assert_eq!(app.status("workers").await["workers"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_past_the_grace_time_fails_the_task_rather_than_losing_it() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let id = publish(&app, json!({"data": {}, "maxAttempts": 1})).await;
+    let script = format!("touch {}; sleep 30", started.display());
+    let mut worker = WorkerProcess::start(&app, &["--grace", "0.2"], &["sh", "-c", &script]);
+    wait_for_file(&started).await;
+
+    worker.signal("-TERM");
+
+    assert!(worker.wait_exit(Duration::from_secs(20)).success());
+    let task = app.status(&format!("task={id}")).await["task"].clone();
+    assert_eq!(task["state"], "failed", "{task}");
+    assert!(task["failReason"]
+        .as_str()
+        .unwrap()
+        .starts_with("worker shutting down"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_with_9_loses_its_task_only_until_the_lease_ends() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let id = publish(&app, json!({"data": {}, "ttr": 30})).await;
+    let script = format!("touch {}; sleep 3", started.display());
+    let mut worker = WorkerProcess::start(&app, &[], &["sh", "-c", &script]);
+    wait_for_file(&started).await;
+
+    worker.signal("-KILL");
+    worker.wait_exit(Duration::from_secs(10));
+    assert_eq!(
+        app.status(&format!("task={id}")).await["task"]["state"],
+        "running"
+    );
+    app.advance(30.0).await;
+
+    let task = app.status(&format!("task={id}")).await["task"].clone();
+    assert_eq!(
+        (task["state"].as_str(), task["attempt"].as_u64()),
+        (Some("ready"), Some(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_may_carry_its_own_command_only_where_allowed() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let own =
+        json!({"data": {"command": ["sh", "-c", "echo $GREETING"], "env": {"GREETING": "hi"}}});
+
+    let id = publish(&app, own.clone()).await;
+    let mut allowed = WorkerProcess::start(&app, &["--allow-task-command"], &[]);
+    let task = wait_for_task(&app, &id, |t| t["state"] == "completed").await;
+    assert_eq!(task["output"], "hi\n");
+    // Stopped, not killed: a killed worker's pending long poll could still
+    // take the next task, which would then wait out its lease.
+    allowed.signal("-TERM");
+    assert!(allowed.wait_exit(Duration::from_secs(20)).success());
+
+    let id = publish(&app, own).await;
+    let _fixed = WorkerProcess::start(&app, &[], &["echo", "fixed"]);
+    let task = wait_for_task(&app, &id, |t| t["state"] == "completed").await;
+    assert_eq!(task["output"], "fixed\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_that_cannot_start_fails_its_task() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let id = publish(&app, json!({"data": {}, "maxAttempts": 1})).await;
+    let _worker = WorkerProcess::start(&app, &[], &["/nonexistent/program"]);
+    let task = wait_for_task(&app, &id, |t| t["state"] == "failed").await;
+    assert!(
+        task["failReason"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot start `/nonexistent/program`"),
+        "{task}"
+    );
+}
+
+#[test]
+fn a_worker_without_a_command_refuses_to_start() {
+    let out = Command::new(interq_binary())
+        .args(["worker", "--url", "http://127.0.0.1:9", "--queue", "q"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give a command after `--`"));
+}
