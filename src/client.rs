@@ -196,6 +196,18 @@ impl Client {
         Ok(body["interests"].clone())
     }
 
+    /// `PUT /interest` with an array: several queues at once, one rebuild.
+    pub async fn set_many_interests(&self, updates: &[(String, Value)]) -> Result<()> {
+        let body: Vec<Value> = updates
+            .iter()
+            .map(|(queue, interests)| json!({"queue": queue, "interests": interests}))
+            .collect();
+        let _: Value = self
+            .call(self.request(Method::PUT, "/interest").json(&body))
+            .await?;
+        Ok(())
+    }
+
     /// `DELETE /queue`.
     pub async fn delete_queue(&self, queue: &str) -> Result<u64> {
         let body: Value = self

@@ -11,6 +11,7 @@
 //! them together for `main`.
 
 pub mod api;
+pub mod bench;
 pub mod broker;
 pub mod client;
 pub mod config;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use interq::bench::BenchOptions;
 use interq::config::Settings;
 use interq::startup::Application;
 use interq::worker::WorkerOptions;
@@ -32,6 +33,49 @@ enum Command {
         /// Directory of the embedded store (default ./data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+    /// Drives an interq over HTTP and reports throughput and latency. Without
+    /// --url it starts one in this process on a temporary data directory.
+    Bench {
+        /// A running interq to drive.
+        #[arg(long)]
+        url: Option<String>,
+        /// Data directory for the interq started here.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Concurrent publishers.
+        #[arg(short = 'P', long, default_value_t = 16)]
+        publishers: usize,
+        /// Workers claiming and completing (0: publish only).
+        #[arg(short = 'W', long, default_value_t = 4)]
+        workers: usize,
+        /// Tasks to publish.
+        #[arg(short = 'N', long, default_value_t = 100_000)]
+        tasks: usize,
+        /// Approximate bytes of each task's data.
+        #[arg(short = 'S', long, default_value_t = 200)]
+        size: usize,
+        /// Queues with interests.
+        #[arg(short = 'Q', long, default_value_t = 1)]
+        queues: usize,
+        /// Queues each task reaches.
+        #[arg(short = 'F', long, default_value_t = 1)]
+        fanout: usize,
+        /// Tasks per publish request.
+        #[arg(long, default_value_t = 1)]
+        publish_batch: usize,
+        /// Tasks per claim request.
+        #[arg(long, default_value_t = 1)]
+        claim_batch: usize,
+        /// Seconds a claim long-polls (0: poll).
+        #[arg(long, default_value_t = 5.0)]
+        wait: f64,
+        /// Total publish rate to hold, tasks per second.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Print one JSON object instead of the report.
+        #[arg(long)]
+        json: bool,
     },
     /// Runs a command once per task of some queues: the task's data as JSON on
     /// standard input, its id, queue, attempt and flat data fields as INTERQ_*
@@ -95,6 +139,48 @@ async fn main() -> anyhow::Result<()> {
                 "interq is serving"
             );
             app.run_until_stopped().await
+        }
+        Command::Bench {
+            url,
+            data_dir,
+            publishers,
+            workers,
+            tasks,
+            size,
+            queues,
+            fanout,
+            publish_batch,
+            claim_batch,
+            wait,
+            rate,
+            json,
+        } => {
+            interq::telemetry::init(&interq::config::LogSettings {
+                filter: "warn".into(),
+                ..Default::default()
+            });
+            let report = interq::bench::run(BenchOptions {
+                url,
+                data_dir,
+                publishers,
+                workers,
+                tasks,
+                size,
+                queues,
+                fanout,
+                publish_batch,
+                claim_batch,
+                wait,
+                rate,
+                progress: !json,
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.human());
+            }
+            Ok(())
         }
         Command::Worker {
             url,

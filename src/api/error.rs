@@ -121,6 +121,9 @@ impl From<BrokerError> for ApiError {
                 "invalid_interest",
                 format!("`interests.{}`: {e}", e.field),
             ),
+            BrokerError::TooManyCopies(_) => {
+                Self::new(S::BAD_REQUEST, "too_many_copies", format!("`scope`: {e}"))
+            }
             BrokerError::ShuttingDown => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 "shutting_down",

@@ -4,22 +4,48 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::params::Params;
+use super::params::{Body, Params};
 use super::AppState;
 
-/// `PUT /interest`: replaces a queue's interests, creating the queue.
+/// `PUT /interest`: replaces a queue's interests, creating the queue. An
+/// array of `{queue, interests}` replaces several at once (one rebuild of the
+/// matcher; nothing is stored unless every item is valid).
 pub async fn create_interest(
     state: web::Data<AppState>,
-    p: Params,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
+    match body {
+        Body::Params(p) => {
+            let (queue, interests) = parse_interest(&p)?;
+            let normalized = state
+                .broker
+                .set_interests(queue.clone(), &interests)
+                .await?;
+            Ok(HttpResponse::Ok().json(json!({"queue": queue, "interests": normalized})))
+        }
+        Body::Batch(items) => {
+            let updates = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| parse_interest(&Params::item(i, item)?))
+                .collect::<Result<Vec<_>, _>>()?;
+            let queues: Vec<_> = updates.iter().map(|(q, _)| q.clone()).collect();
+            let normalized = state.broker.set_many_interests(updates).await?;
+            let answer: Vec<_> = queues
+                .into_iter()
+                .zip(normalized)
+                .map(|(queue, interests)| json!({"queue": queue, "interests": interests}))
+                .collect();
+            Ok(HttpResponse::Ok().json(answer))
+        }
+    }
+}
+
+fn parse_interest(p: &Params) -> Result<(crate::model::QueueName, serde_json::Value), ApiError> {
     p.only(&["queue", "interests"])?;
     let queue = p.required("queue", p.queue("queue")?)?;
     let interests = p.required("interests", p.json("interests")?)?;
-    let normalized = state
-        .broker
-        .set_interests(queue.clone(), &interests)
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({"queue": queue, "interests": normalized})))
+    Ok((queue, interests))
 }
 
 /// `DELETE /interest`: the queue stops receiving tasks; its tasks stay.

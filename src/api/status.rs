@@ -18,6 +18,7 @@ const FIELDS: &[&str] = &[
     "failedQueue",
     "task",
     "counters",
+    "store",
     "offset",
     "limit",
 ];
@@ -28,7 +29,7 @@ pub async fn show_status(state: web::Data<AppState>, p: Params) -> Result<HttpRe
     p.only(FIELDS)?;
     let broker = &state.broker;
     let mut out = Map::new();
-    let asked = FIELDS[..8].iter().any(|f| p.flag(f));
+    let asked = FIELDS[..9].iter().any(|f| p.flag(f));
 
     if let Some(queue) = p.queue("queue")? {
         let c = broker.queue_counts(&queue).await?;
@@ -81,6 +82,9 @@ pub async fn show_status(state: web::Data<AppState>, p: Params) -> Result<HttpRe
     }
     if let Some(id) = p.task_id("task")? {
         out.insert("task".into(), broker.find_task(id).await?);
+    }
+    if p.flag("store") {
+        out.insert("store".into(), json!(broker.store().stats()));
     }
     if p.flag("counters") || !asked {
         out.insert("counters".into(), json!(broker.counters().await?));

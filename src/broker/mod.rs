@@ -25,7 +25,7 @@ use self::clock::Clock;
 use self::wakers::Wakers;
 use crate::model::{
     fingerprint, CopyRef, Counters, Lane, Millis, Priority, Published, QueueCounts, QueueName,
-    RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId, WorkerRecord, WorkerState,
+    RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
 };
 use crate::store::{Enqueued, Outcome, Page, Store, StoreError, TaskSelector};
 
@@ -78,6 +78,8 @@ pub enum BrokerError {
     Matcher(#[from] interest::BuildError),
     #[error("the service is shutting down")]
     ShuttingDown,
+    #[error("this publish would make {0} copies; one publish makes at most {MAX_COPIES}")]
+    TooManyCopies(usize),
     #[error("store: {0}")]
     Store(StoreError),
 }
@@ -226,7 +228,7 @@ impl Broker {
         let mut spans = Vec::with_capacity(tasks.len());
         let mut discarded = 0;
         for new in tasks {
-            let publish_id = TaskId::new();
+            let publish_id = TaskId::new_publish();
             let start = copies.len();
             let queues = matcher.route(&new.data);
             let fp = fingerprint(&new.data);
@@ -238,8 +240,12 @@ impl Broker {
                     .collect(),
                 Scope::All => self.workers_on(&queues),
             };
-            for (queue, worker_queue) in targets {
-                copies.push(self.make_copy(&new, publish_id, queue, worker_queue, &fp, now));
+            if targets.len() > MAX_COPIES {
+                return Err(BrokerError::TooManyCopies(targets.len()));
+            }
+            for (index, (queue, worker_queue)) in targets.into_iter().enumerate() {
+                let id = publish_id.copy(index as u16);
+                copies.push(self.make_copy(&new, id, publish_id, queue, worker_queue, &fp, now));
             }
             if copies.len() == start {
                 discarded += 1;
@@ -289,9 +295,11 @@ impl Broker {
             .collect())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn make_copy(
         &self,
         new: &NewTask,
+        task_id: TaskId,
         publish_id: TaskId,
         queue: QueueName,
         worker_queue: Option<WorkerId>,
@@ -300,7 +308,7 @@ impl Broker {
     ) -> Task {
         let run_at = new.run_at.unwrap_or(now).max(now);
         Task {
-            task_id: TaskId::new(),
+            task_id,
             publish_id,
             queue,
             worker_queue,
@@ -533,16 +541,36 @@ impl Broker {
     /// normalized JSON form. The new matcher is built off the publish path and
     /// swapped in whole.
     pub async fn set_interests(&self, queue: QueueName, value: &Value) -> Result<Value> {
-        let parsed = Interests::parse(queue.as_str(), value, &self.settings.interest_limits)?;
-        let normalized = parsed.to_json();
+        Ok(self
+            .set_many_interests(vec![(queue, value.clone())])
+            .await?
+            .remove(0))
+    }
+
+    /// Replaces the interests of several queues with one matcher rebuild; all
+    /// are checked before any is stored.
+    pub async fn set_many_interests(&self, updates: Vec<(QueueName, Value)>) -> Result<Vec<Value>> {
+        let parsed = updates
+            .into_iter()
+            .map(|(queue, value)| {
+                Interests::parse(queue.as_str(), &value, &self.settings.interest_limits)
+                    .map(|i| (queue, i))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let mut registry = self.registry.lock().await;
         let mut next = registry.clone();
-        next.insert(queue.clone(), parsed);
+        let mut normalized = Vec::with_capacity(parsed.len());
+        for (queue, interests) in parsed {
+            normalized.push((queue.clone(), interests.to_json()));
+            next.insert(queue, interests);
+        }
         let matcher = rebuild(next.clone()).await?;
-        self.store.put_interests(&queue, &normalized).await?;
+        for (queue, value) in &normalized {
+            self.store.put_interests(queue, value).await?;
+        }
         *registry = next;
         self.matcher.store(Arc::new(matcher));
-        Ok(normalized)
+        Ok(normalized.into_iter().map(|(_, v)| v).collect())
     }
 
     /// Removes a queue's interests: it receives no new tasks.

@@ -66,11 +66,43 @@ macro_rules! uuid_id {
 uuid_id!(TaskId);
 uuid_id!(WorkerId);
 
+/// Most copies one publish can make.
+pub const MAX_COPIES: usize = 0xFFFF;
+
+impl TaskId {
+    /// A new publish's id. Its copies' ids share its first 14 bytes and differ
+    /// in the last two (the copy's index), so all copies of one publish sort
+    /// together and are found by one range scan; the publish id itself ends in
+    /// `FFFF`, which no copy uses.
+    pub fn new_publish() -> Self {
+        let mut bytes = *Uuid::now_v7().as_bytes();
+        bytes[14] = 0xFF;
+        bytes[15] = 0xFF;
+        Self(Uuid::from_bytes(bytes))
+    }
+
+    /// The id of copy `index` of this publish.
+    pub fn copy(self, index: u16) -> Self {
+        debug_assert!((index as usize) < MAX_COPIES);
+        let mut bytes = *self.0.as_bytes();
+        bytes[14..16].copy_from_slice(&index.to_be_bytes());
+        Self(Uuid::from_bytes(bytes))
+    }
+
+    /// The first and last ids the copies of publish `self` can have.
+    pub fn copy_range(self) -> (Self, Self) {
+        (self.copy(0), self.copy(0xFFFE))
+    }
+}
+
 /// A queue's name: 1 to 128 bytes of ASCII letters, digits, `_`, `-`, `.`
 /// and `:`, so that it is safe in a URL, a log line and a storage key.
+///
+/// Shared, not copied, when cloned: a million waiting copies name their
+/// queue with one allocation (stores intern it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-pub struct QueueName(String);
+pub struct QueueName(std::sync::Arc<str>);
 
 /// Why a queue name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,7 +131,7 @@ impl QueueName {
         {
             return Err(QueueNameError::BadChar(c));
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -140,6 +172,16 @@ mod tests {
         );
         assert_eq!(QueueName::parse("a b"), Err(QueueNameError::BadChar(' ')));
         assert_eq!(QueueName::parse("é"), Err(QueueNameError::BadChar('é')));
+    }
+
+    #[test]
+    fn copies_of_a_publish_sort_together() {
+        let p = TaskId::new_publish();
+        let (lo, hi) = p.copy_range();
+        assert!(lo <= p.copy(0) && p.copy(3) <= hi && p.copy(0xFFFE) == hi);
+        assert!(p > hi, "the publish id is none of its copies");
+        let later = TaskId::new_publish();
+        assert!(later.copy(0) > hi);
     }
 
     #[test]

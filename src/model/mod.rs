@@ -9,7 +9,9 @@ mod ids;
 mod task;
 mod time;
 
-pub use ids::{IdError, QueueName, QueueNameError, TaskId, WorkerId, MAX_QUEUE_NAME_LEN};
+pub use ids::{
+    IdError, QueueName, QueueNameError, TaskId, WorkerId, MAX_COPIES, MAX_QUEUE_NAME_LEN,
+};
 pub use task::{
     fingerprint, CopyRef, Counters, Lane, Priority, PriorityError, Published, QueueCounts,
     RetryPolicy, Scope, Task, TaskState, WorkerRecord, WorkerState,

@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 
 /// A point in time: milliseconds since the Unix epoch.
 ///
-/// The API speaks unix seconds (`runAt: 1764165000`), so it serializes as
-/// seconds with a fractional part of milliseconds.
+/// The API speaks unix seconds (`runAt: 1764165000`), so in human-readable
+/// formats (JSON) it serializes as seconds with a fractional part of
+/// milliseconds; binary formats (the store's) keep the milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Millis(pub u64);
 
@@ -36,6 +37,9 @@ impl Millis {
 
 impl Serialize for Millis {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return s.serialize_u64(self.0);
+        }
         if self.0.is_multiple_of(1000) {
             s.serialize_u64(self.0 / 1000)
         } else {
@@ -46,6 +50,9 @@ impl Serialize for Millis {
 
 impl<'de> Deserialize<'de> for Millis {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            return u64::deserialize(d).map(Millis);
+        }
         let secs = f64::deserialize(d)?;
         Millis::from_secs_f64(secs).ok_or_else(|| serde::de::Error::custom("not a unix time"))
     }
@@ -73,5 +80,13 @@ mod tests {
         );
         assert!(Millis::from_secs_f64(-1.0).is_none());
         assert!(Millis::from_secs_f64(f64::NAN).is_none());
+    }
+
+    #[test]
+    fn binary_formats_keep_milliseconds() {
+        for t in [Millis(0), Millis(5000), Millis(1_764_165_000_250)] {
+            let bytes = postcard::to_stdvec(&t).unwrap();
+            assert_eq!(postcard::from_bytes::<Millis>(&bytes).unwrap(), t);
+        }
     }
 }

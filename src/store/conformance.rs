@@ -34,13 +34,15 @@ fn q(name: &str) -> QueueName {
     QueueName::parse(name).expect("a valid queue name")
 }
 
-/// A ready copy in `queue` made at `T0 + at_ms`.
+/// A ready copy in `queue` made at `T0 + at_ms`: copy 0 of a new publish
+/// (copy ids derive from their publish's id, see `TaskId::copy`).
 pub fn copy(queue: &str, priority: i16, at_ms: u64) -> Task {
     let data = json!({"n": at_ms, "q": queue});
     let data = data.as_object().expect("object").clone();
+    let publish = TaskId::new_publish();
     Task {
-        task_id: TaskId::new(),
-        publish_id: TaskId::new(),
+        task_id: publish.copy(0),
+        publish_id: publish,
         queue: q(queue),
         worker_queue: None,
         fingerprint: fingerprint(&data),
@@ -64,6 +66,16 @@ pub fn copy(queue: &str, priority: i16, at_ms: u64) -> Task {
         fail_reason: None,
         progress: None,
         output: None,
+    }
+}
+
+/// The same task published again: equal data, its own ids.
+fn twin(t: &Task) -> Task {
+    let publish = TaskId::new_publish();
+    Task {
+        task_id: publish.copy(0),
+        publish_id: publish,
+        ..t.clone()
     }
 }
 
@@ -371,10 +383,9 @@ pub async fn singularly_enqueue_folds_waiting_twins(h: &mut dyn Harness) -> R {
     let s = h.open().await;
     let mut first = copy("a", 0, 0);
     first.singularly_enqueue = true;
-    let mut twin = first.clone();
-    twin.task_id = TaskId::new();
+    let twin = twin(&first);
     let mut other_queue = first.clone();
-    other_queue.task_id = TaskId::new();
+    other_queue.task_id = first.publish_id.copy(1);
     other_queue.queue = q("b");
     let first_id = first.task_id;
     let got = s.enqueue(vec![first, twin.clone(), other_queue]).await?;
@@ -394,8 +405,7 @@ pub async fn singularly_run_holds_twins_while_one_runs(h: &mut dyn Harness) -> R
     let s = h.open().await;
     let mut first = copy("a", 0, 0);
     first.singularly_run = true;
-    let mut twin = first.clone();
-    twin.task_id = TaskId::new();
+    let mut twin = twin(&first);
     twin.created_at = first.created_at.plus_millis(1);
     twin.run_at = twin.created_at;
     let other = copy("a", 0, 5);
@@ -459,6 +469,7 @@ pub async fn lineage_and_counts(h: &mut dyn Harness) -> R {
     let a = copy("a", 0, 0);
     let mut b = copy("b", 0, 0);
     b.publish_id = a.publish_id;
+    b.task_id = a.publish_id.copy(1);
     let publish = a.publish_id;
     s.enqueue(vec![a, b, copy("b", 0, 1)]).await?;
     let copies = s.tasks_of_publish(publish).await?;
@@ -468,6 +479,26 @@ pub async fn lineage_and_counts(h: &mut dyn Harness) -> R {
     );
     assert_eq!(s.lane_len(&Lane::Queue(q("b"))).await?, 2);
     assert!(s.tasks_of_publish(TaskId::new()).await?.is_empty());
+    Ok(())
+}
+
+pub async fn a_payload_lives_as_long_as_any_copy_of_its_publish(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let a = copy("a", 0, 0);
+    let mut b = copy("b", 0, 0);
+    b.publish_id = a.publish_id;
+    b.task_id = a.publish_id.copy(1);
+    let (a_id, b_id, data) = (a.task_id, b.task_id, a.data.clone());
+    s.enqueue(vec![a, b]).await?;
+    assert_eq!(s.delete_tasks(TaskSelector::Queue(q("a"))).await?, 1);
+    let left = s.task(b_id).await?.expect("the other copy is kept");
+    assert_eq!(left.data, data, "its payload too");
+    let w = WorkerId::new();
+    let claimed = s.claim(w, &lanes(&["b"]), T0.plus_secs(1), 1).await?;
+    assert_eq!(claimed[0].data, data);
+    assert!(s.task(a_id).await?.is_none());
+    let s = h.reopen(s).await;
+    assert_eq!(s.task(b_id).await?.map(|t| t.data), Some(data));
     Ok(())
 }
 
@@ -562,9 +593,10 @@ pub async fn every_state_survives_a_reopen(h: &mut dyn Harness) -> R {
     // Indexes are rebuilt, not just records: the lease still expires, the
     // dedupe lock still holds, the schedule still fires.
     assert_eq!(s.running_of(w).await?, [ids[2]]);
-    let mut twin = dedupe;
-    twin.task_id = TaskId::new();
-    assert_eq!(s.enqueue(vec![twin]).await?, [Enqueued::Existing(ids[1])]);
+    assert_eq!(
+        s.enqueue(vec![twin(&dedupe)]).await?,
+        [Enqueued::Existing(ids[1])]
+    );
     let tick = s.tick(T0.plus_secs(2_000_000)).await?;
     assert_eq!(tick.woken, lanes(&["a", "r"]));
     Ok(())
@@ -591,6 +623,7 @@ macro_rules! conformance_tests {
             releasing_a_worker_returns_its_copies,
             deletes_by_queue_and_by_worker,
             lineage_and_counts,
+            a_payload_lives_as_long_as_any_copy_of_its_publish,
             interests_workers_and_counters_are_kept,
             every_state_survives_a_reopen,
         );

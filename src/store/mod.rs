@@ -91,6 +91,16 @@ pub struct Tick {
     pub woken: Vec<Lane>,
 }
 
+/// How hard the store works, since it opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreStats {
+    /// Durable commits (each one fsync).
+    pub commits: u64,
+    /// Records written or removed by those commits.
+    pub writes: u64,
+}
+
 /// Durable queue state. See the module doc for the durability contract.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -186,4 +196,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Makes everything done so far durable (called at shutdown).
     async fn flush(&self) -> Result<(), StoreError>;
+
+    fn stats(&self) -> StoreStats;
 }

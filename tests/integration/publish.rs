@@ -284,3 +284,39 @@ async fn singularly_run_holds_a_twin_until_the_first_ends() {
     assert_eq!(twin["data"]["job"], "deploy");
     assert_ne!(twin["taskId"], first["taskId"]);
 }
+
+#[tokio::test]
+async fn interests_of_many_queues_are_set_in_one_request_or_not_at_all() {
+    let app = spawn_app().await;
+    let answer = app
+        .send(
+            Method::PUT,
+            "/interest",
+            Some(json!([
+                {"queue": "a", "interests": {"to": "^a$"}},
+                {"queue": "b", "interests": "*"},
+            ])),
+        )
+        .await
+        .ok();
+    assert_eq!(answer[1], json!({"queue": "b", "interests": "*"}));
+    assert_eq!(
+        app.publish_data(json!({"to": "a"})).await["queues"],
+        json!(["a", "b"])
+    );
+
+    app.send(
+        Method::PUT,
+        "/interest",
+        Some(json!([
+            {"queue": "c", "interests": "*"},
+            {"queue": "d", "interests": {"to": "("}},
+        ])),
+    )
+    .await
+    .error(400, "invalid_interest", Some("interests.to"));
+    assert_eq!(
+        app.status("interests").await["interests"],
+        json!({"a": {"to": "^a$"}, "b": "*"})
+    );
+}

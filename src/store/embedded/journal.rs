@@ -3,6 +3,7 @@
 //! and then tells every waiter at once.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -13,7 +14,10 @@ use tokio::sync::watch;
 use crate::model::Counters;
 use crate::store::StoreError;
 
-pub(super) const TASKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tasks");
+/// Copy id -> the copy without its payload (postcard).
+pub(super) const COPIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("copies");
+/// Publish id -> the publish's `data` (JSON), shared by all its copies.
+pub(super) const PAYLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("payloads");
 pub(super) const INTERESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("interests");
 pub(super) const WORKERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("workers");
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -22,8 +26,10 @@ pub(super) const COUNTERS_KEY: &str = "counters";
 /// One change to make durable.
 #[derive(Debug)]
 pub(super) enum Op {
-    PutTask([u8; 16], Vec<u8>),
-    DeleteTask([u8; 16]),
+    PutCopy([u8; 16], Vec<u8>),
+    DeleteCopy([u8; 16]),
+    PutPayload([u8; 16], Vec<u8>),
+    DeletePayload([u8; 16]),
     PutInterests(String, Vec<u8>),
     DeleteInterests(String),
     PutWorker([u8; 16], Vec<u8>),
@@ -46,6 +52,8 @@ pub(super) struct Journal {
     pending: Mutex<Pending>,
     wake: Condvar,
     committed: watch::Sender<u64>,
+    pub(super) commits: AtomicU64,
+    pub(super) writes: AtomicU64,
 }
 
 impl Journal {
@@ -93,12 +101,17 @@ pub(super) struct Committer {
 impl Committer {
     /// Starts the commit thread. `counters` is read at each commit, so totals
     /// are written with every batch.
-    pub(super) fn start(db: Database, counters: impl Fn() -> Counters + Send + 'static) -> Self {
+    pub(super) fn start(
+        db: Arc<Database>,
+        counters: impl Fn() -> Counters + Send + 'static,
+    ) -> Self {
         let (committed, _) = watch::channel(0);
         let journal = Arc::new(Journal {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
             committed,
+            commits: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
         });
         let j = Arc::clone(&journal);
         let thread = std::thread::Builder::new()
@@ -121,7 +134,7 @@ impl Drop for Committer {
     }
 }
 
-fn run(db: Database, journal: &Journal, counters: impl Fn() -> Counters) {
+fn run(db: Arc<Database>, journal: &Journal, counters: impl Fn() -> Counters) {
     loop {
         let (ops, seq) = {
             let mut pending = journal.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -145,6 +158,10 @@ fn run(db: Database, journal: &Journal, counters: impl Fn() -> Counters) {
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_secs(5));
         }
+        journal.commits.fetch_add(1, Ordering::Relaxed);
+        journal
+            .writes
+            .fetch_add(ops.len() as u64, Ordering::Relaxed);
         journal.committed.send_replace(seq);
     }
 }
@@ -152,17 +169,24 @@ fn run(db: Database, journal: &Journal, counters: impl Fn() -> Counters) {
 fn commit(db: &Database, ops: &[Op], counters: &Counters) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     {
-        let mut tasks = txn.open_table(TASKS)?;
+        let mut copies = txn.open_table(COPIES)?;
+        let mut payloads = txn.open_table(PAYLOADS)?;
         let mut interests = txn.open_table(INTERESTS)?;
         let mut workers = txn.open_table(WORKERS)?;
         let mut meta = txn.open_table(META)?;
         for op in ops {
             match op {
-                Op::PutTask(k, v) => {
-                    tasks.insert(k.as_slice(), v.as_slice())?;
+                Op::PutCopy(k, v) => {
+                    copies.insert(k.as_slice(), v.as_slice())?;
                 }
-                Op::DeleteTask(k) => {
-                    tasks.remove(k.as_slice())?;
+                Op::DeleteCopy(k) => {
+                    copies.remove(k.as_slice())?;
+                }
+                Op::PutPayload(k, v) => {
+                    payloads.insert(k.as_slice(), v.as_slice())?;
+                }
+                Op::DeletePayload(k) => {
+                    payloads.remove(k.as_slice())?;
                 }
                 Op::PutInterests(k, v) => {
                     interests.insert(k.as_str(), v.as_slice())?;
@@ -189,19 +213,24 @@ fn commit(db: &Database, ops: &[Op], counters: &Counters) -> Result<(), redb::Er
 /// Everything stored, read back at start-up.
 #[derive(Debug, Default)]
 pub(super) struct Loaded {
-    pub tasks: Vec<Vec<u8>>,
+    pub copies: Vec<Vec<u8>>,
     pub interests: Vec<(String, Vec<u8>)>,
     pub workers: Vec<Vec<u8>>,
     pub counters: Option<Vec<u8>>,
 }
 
-/// Opens (or creates) the database file and reads all of it.
-pub(super) fn open(path: &Path) -> Result<(Database, Loaded), redb::Error> {
-    let db = Database::create(path)?;
+/// Opens (or creates) the database file and reads all of it but payloads.
+/// `cache_bytes` bounds redb's page cache, which otherwise grows to hold the
+/// whole file.
+pub(super) fn open(path: &Path, cache_bytes: usize) -> Result<(Database, Loaded), redb::Error> {
+    let db = Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)?;
     {
         // Create the tables, so that reading a new file finds them.
         let txn = db.begin_write()?;
-        txn.open_table(TASKS)?;
+        txn.open_table(COPIES)?;
+        txn.open_table(PAYLOADS)?;
         txn.open_table(INTERESTS)?;
         txn.open_table(WORKERS)?;
         txn.open_table(META)?;
@@ -209,9 +238,9 @@ pub(super) fn open(path: &Path) -> Result<(Database, Loaded), redb::Error> {
     }
     let mut loaded = Loaded::default();
     let txn = db.begin_read()?;
-    for row in txn.open_table(TASKS)?.iter()? {
+    for row in txn.open_table(COPIES)?.iter()? {
         let (_, v) = row?;
-        loaded.tasks.push(v.value().to_vec());
+        loaded.copies.push(v.value().to_vec());
     }
     for row in txn.open_table(INTERESTS)?.iter()? {
         let (k, v) = row?;
@@ -229,4 +258,19 @@ pub(super) fn open(path: &Path) -> Result<(Database, Loaded), redb::Error> {
         .map(|v| v.value().to_vec());
     drop(txn);
     Ok((db, loaded))
+}
+
+/// Reads the payloads of `publishes` (JSON bytes), in one read transaction.
+/// Only committed payloads are seen, which is why a copy is made visible
+/// only after its enqueue committed.
+pub(super) fn read_payloads(
+    db: &Database,
+    publishes: &[[u8; 16]],
+) -> Result<Vec<Option<Vec<u8>>>, redb::Error> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(PAYLOADS)?;
+    publishes
+        .iter()
+        .map(|k| Ok(table.get(k.as_slice())?.map(|v| v.value().to_vec())))
+        .collect()
 }

@@ -1,23 +1,31 @@
 //! The embedded backend: one node, zero set-up, a redb file in the data
 //! directory.
 //!
-//! All state lives in memory under one `std::sync::Mutex` (every operation is
-//! short and never awaits while holding it), and every change is journaled in
-//! order to redb by a commit thread that groups concurrent changes into one
-//! transaction. On start the whole file is read back and the indexes rebuilt.
+//! Every copy's record (without payload) lives in memory under one
+//! `std::sync::Mutex` (every operation is short and never awaits while
+//! holding it), with the indexes that make claims cheap. Payloads stay on disk,
+//! once per publish, and are read when a task is handed out. Every change is
+//! journaled in order to redb by a commit thread that groups concurrent changes
+//! into one transaction (see `journal`). On start the copies are read back and
+//! the indexes rebuilt; payloads are not read.
+//!
+//! A new copy becomes visible (claimable, countable) only once its enqueue is
+//! committed, so its payload is always on disk by the time anyone reads it.
 
 mod journal;
 mod state;
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use serde_json::Value;
+use redb::Database;
+use serde_json::{Map, Value};
 
 use self::journal::{Committer, Op};
-use self::state::State;
-use super::{Enqueued, Outcome, Page, Store, StoreError, TaskSelector, Tick};
+use self::state::{Meta, State};
+use super::{Enqueued, Outcome, Page, Store, StoreError, StoreStats, TaskSelector, Tick};
 use crate::model::{
     Counters, Lane, Millis, QueueCounts, QueueName, Task, TaskId, TaskState, WorkerId, WorkerRecord,
 };
@@ -25,10 +33,14 @@ use crate::model::{
 /// The file inside the data directory.
 pub const FILE_NAME: &str = "interq.redb";
 
+/// Bytes of redb's page cache unless told otherwise.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 /// The embedded store. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct EmbeddedStore {
     state: Arc<Mutex<State>>,
+    db: Arc<Database>,
     committer: Committer,
     path: PathBuf,
 }
@@ -37,39 +49,49 @@ impl EmbeddedStore {
     /// Opens the store in `data_dir` (created if missing), keeping the last
     /// `history_limit` completed copies.
     pub fn open(data_dir: &Path, history_limit: usize) -> Result<Self, StoreError> {
+        Self::open_with_cache(data_dir, history_limit, DEFAULT_CACHE_BYTES)
+    }
+
+    /// `open`, with redb's page cache bounded to `cache_bytes`.
+    pub fn open_with_cache(
+        data_dir: &Path,
+        history_limit: usize,
+        cache_bytes: usize,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
         })?;
         let path = data_dir.join(FILE_NAME);
-        let (db, loaded) = journal::open(&path)
+        let (db, loaded) = journal::open(&path, cache_bytes)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-        let mut state = State {
-            history_limit,
-            ..State::default()
-        };
-        let mut tasks = Vec::with_capacity(loaded.tasks.len());
-        for bytes in &loaded.tasks {
-            tasks.push(decode::<Task>(bytes)?);
+        let mut state = State::new(history_limit);
+        let mut copies = Vec::with_capacity(loaded.copies.len());
+        for bytes in &loaded.copies {
+            copies.push(
+                postcard::from_bytes::<Meta>(bytes)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
         }
         // Completed history is rebuilt oldest first.
-        tasks.sort_by_key(|t| (t.finished_at, t.task_id));
-        for t in tasks {
-            state.insert(t);
+        copies.sort_by_key(|m| (m.finished_at(), m.task_id));
+        for m in copies {
+            state.insert(m);
         }
         for (name, bytes) in &loaded.interests {
             let queue = QueueName::parse(name).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            state.interests.insert(queue, decode(bytes)?);
+            state.interests.insert(queue, decode_json(bytes)?);
         }
         for bytes in &loaded.workers {
-            let w: WorkerRecord = decode(bytes)?;
+            let w: WorkerRecord = decode_json(bytes)?;
             state.workers.insert(w.worker_id, w);
         }
         if let Some(bytes) = &loaded.counters {
-            state.counters = decode(bytes)?;
+            state.counters = decode_json(bytes)?;
         }
         let state = Arc::new(Mutex::new(state));
+        let db = Arc::new(db);
         let for_commits = Arc::clone(&state);
-        let committer = Committer::start(db, move || {
+        let committer = Committer::start(Arc::clone(&db), move || {
             for_commits
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -77,6 +99,7 @@ impl EmbeddedStore {
         });
         Ok(Self {
             state,
+            db,
             committer,
             path,
         })
@@ -100,14 +123,48 @@ impl EmbeddedStore {
     async fn durable(&self, seq: u64) -> Result<(), StoreError> {
         self.committer.journal.durable(seq).await
     }
+
+    /// Joins copies with their payloads. A copy whose payload is gone was
+    /// deleted meanwhile and is left out.
+    fn with_payloads(&self, metas: Vec<Meta>) -> Result<Vec<Task>, StoreError> {
+        if metas.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut publishes: Vec<[u8; 16]> = metas.iter().map(|m| *m.publish_id.as_bytes()).collect();
+        publishes.sort_unstable();
+        publishes.dedup();
+        let found = journal::read_payloads(&self.db, &publishes)
+            .map_err(|e| StoreError::Unavailable(format!("reading payloads: {e}")))?;
+        let mut data: HashMap<[u8; 16], Map<String, Value>> =
+            HashMap::with_capacity(publishes.len());
+        for (key, bytes) in publishes.into_iter().zip(found) {
+            if let Some(bytes) = bytes {
+                data.insert(key, decode_json(&bytes)?);
+            }
+        }
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                data.get(m.publish_id.as_bytes())
+                    .map(|d| m.to_task(d.clone()))
+            })
+            .collect())
+    }
+
+    fn with_payload(&self, meta: Meta) -> Result<Task, StoreError> {
+        let id = meta.task_id;
+        self.with_payloads(vec![meta])?
+            .pop()
+            .ok_or(StoreError::UnknownTask(id))
+    }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// The copy, if it is running under `worker`'s lease.
-fn leased(st: &State, id: TaskId, worker: WorkerId) -> Result<&Task, StoreError> {
+fn leased(st: &State, id: TaskId, worker: WorkerId) -> Result<&Meta, StoreError> {
     let t = st.tasks.get(&id).ok_or(StoreError::UnknownTask(id))?;
     if t.state != TaskState::Running {
         return Err(StoreError::NotRunning {
@@ -121,39 +178,70 @@ fn leased(st: &State, id: TaskId, worker: WorkerId) -> Result<&Task, StoreError>
     Ok(t)
 }
 
-fn put_task(t: &Task) -> Op {
-    Op::PutTask(
-        *t.task_id.as_bytes(),
-        serde_json::to_vec(t).expect("a task serializes"),
+fn put_copy(m: &Meta) -> Op {
+    Op::PutCopy(
+        *m.task_id.as_bytes(),
+        postcard::to_stdvec(m).expect("a copy encodes"),
     )
+}
+
+/// Removes copies, and the payloads no remaining copy needs.
+fn remove_copies(st: &mut State, ids: &[TaskId], ops: &mut Vec<Op>) {
+    let mut publishes = HashSet::new();
+    for id in ids {
+        if let Some(m) = st.remove(*id) {
+            publishes.insert(m.publish_id);
+            ops.push(Op::DeleteCopy(*id.as_bytes()));
+        }
+    }
+    for p in publishes {
+        if !st.publish_has_copies(p) {
+            ops.push(Op::DeletePayload(*p.as_bytes()));
+        }
+    }
 }
 
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn enqueue(&self, tasks: Vec<Task>) -> Result<Vec<Enqueued>, StoreError> {
-        let seq = {
+        let (seq, out, staged) = {
             let mut st = self.lock();
-            let mut ops = Vec::with_capacity(tasks.len());
+            let mut ops = Vec::with_capacity(tasks.len() + 1);
             let mut out = Vec::with_capacity(tasks.len());
+            let mut staged = Vec::with_capacity(tasks.len());
+            let mut payloads = HashSet::new();
             for t in tasks {
-                if t.singularly_enqueue {
-                    let key = (t.lane(), t.fingerprint.clone());
+                let meta = Meta::from_task(&t);
+                if meta.singularly_enqueue {
+                    let key = (meta.lane(), meta.fingerprint);
                     if let Some(&existing) = st.enqueue_locks.get(&key) {
                         st.counters.deduplicated += 1;
                         out.push(Enqueued::Existing(existing));
                         continue;
                     }
+                    // Reserved now, so that a twin enqueued before this one
+                    // commits finds it.
+                    st.enqueue_locks.insert(key, meta.task_id);
                 }
                 st.counters.routed += 1;
-                ops.push(put_task(&t));
-                out.push(Enqueued::Created(t.task_id));
-                st.insert(t);
+                if payloads.insert(t.publish_id) {
+                    ops.push(Op::PutPayload(
+                        *t.publish_id.as_bytes(),
+                        serde_json::to_vec(&t.data).expect("json encodes"),
+                    ));
+                }
+                ops.push(put_copy(&meta));
+                out.push(Enqueued::Created(meta.task_id));
+                staged.push(meta);
             }
-            let seq = self.push(ops);
-            (seq, out)
+            (self.push(ops), out, staged)
         };
-        self.durable(seq.0).await?;
-        Ok(seq.1)
+        self.durable(seq).await?;
+        let mut st = self.lock();
+        for meta in staged {
+            st.insert(meta);
+        }
+        Ok(out)
     }
 
     async fn claim(
@@ -163,50 +251,53 @@ impl Store for EmbeddedStore {
         now: Millis,
         count: usize,
     ) -> Result<Vec<Task>, StoreError> {
-        let mut st = self.lock();
-        let mut picked: Vec<TaskId> = Vec::new();
-        let mut picked_locks: Vec<(QueueName, String)> = Vec::new();
-        for lane in lanes {
-            if picked.len() >= count {
-                break;
-            }
-            let Some(ready) = st.ready.get(lane) else {
-                continue;
-            };
-            for &(_, _, id) in ready {
-                let t = &st.tasks[&id];
-                if t.singularly_run {
-                    let key = (t.queue.clone(), t.fingerprint.clone());
-                    if st.run_locked(t) || picked_locks.contains(&key) {
-                        continue;
-                    }
-                    picked_locks.push(key);
-                }
-                picked.push(id);
+        let claimed = {
+            let mut st = self.lock();
+            let mut picked: Vec<TaskId> = Vec::new();
+            let mut picked_locks: Vec<(QueueName, [u8; 16])> = Vec::new();
+            for lane in lanes {
                 if picked.len() >= count {
                     break;
                 }
+                let Some(ready) = st.ready.get(lane) else {
+                    continue;
+                };
+                for &(_, _, id) in ready {
+                    let t = &st.tasks[&id];
+                    if t.singularly_run {
+                        let key = (t.queue.clone(), t.fingerprint);
+                        if st.run_locked(t) || picked_locks.contains(&key) {
+                            continue;
+                        }
+                        picked_locks.push(key);
+                    }
+                    picked.push(id);
+                    if picked.len() >= count {
+                        break;
+                    }
+                }
             }
-        }
-        let mut out = Vec::with_capacity(picked.len());
-        let mut ops = Vec::with_capacity(picked.len());
-        for id in picked {
-            let t = st
-                .update(id, |t| {
-                    t.state = TaskState::Running;
-                    t.attempt += 1;
-                    t.worker_id = Some(worker);
-                    t.started_at = Some(now);
-                    t.lease_until = Some(now.plus_secs(t.ttr as u64));
-                })
-                .expect("a picked task exists");
-            ops.push(put_task(t));
-            out.push(t.clone());
-        }
-        if !ops.is_empty() {
-            self.push(ops);
-        }
-        Ok(out)
+            let mut claimed = Vec::with_capacity(picked.len());
+            let mut ops = Vec::with_capacity(picked.len());
+            for id in picked {
+                let m = st
+                    .update(id, |t| {
+                        t.state = TaskState::Running;
+                        t.attempt += 1;
+                        t.worker_id = Some(worker);
+                        t.lease_until = Some(now.plus_secs(t.ttr as u64));
+                        t.extra_mut().started_at = Some(now);
+                    })
+                    .expect("a picked copy exists");
+                ops.push(put_copy(m));
+                claimed.push(m.clone());
+            }
+            if !ops.is_empty() {
+                self.push(ops);
+            }
+            claimed
+        };
+        self.with_payloads(claimed)
     }
 
     async fn finish(
@@ -216,59 +307,61 @@ impl Store for EmbeddedStore {
         now: Millis,
         outcome: Outcome,
     ) -> Result<Task, StoreError> {
-        let mut st = self.lock();
-        let t = leased(&st, id, worker)?;
-        let (attempt, max_attempts) = (t.attempt, t.max_attempts);
-        let mut counters = Counters::default();
-        let updated = st
-            .update(id, |t| {
-                t.lease_until = None;
-                t.worker_id = Some(worker);
-                match outcome {
-                    Outcome::Complete { re_enqueue, output } => {
-                        counters.completed += 1;
-                        t.fail_reason = None;
-                        t.output = output;
-                        if re_enqueue {
-                            t.state = TaskState::Ready;
-                            t.run_at = now;
-                        } else {
-                            t.state = TaskState::Completed;
-                            t.finished_at = Some(now);
+        let updated = {
+            let mut st = self.lock();
+            let t = leased(&st, id, worker)?;
+            let (attempt, max_attempts) = (t.attempt, t.max_attempts);
+            let mut counters = Counters::default();
+            let updated = st
+                .update(id, |t| {
+                    t.lease_until = None;
+                    match outcome {
+                        Outcome::Complete { re_enqueue, output } => {
+                            counters.completed += 1;
+                            let extra = t.extra_mut();
+                            extra.fail_reason = None;
+                            extra.output = output.map(|o| o.to_string());
+                            if re_enqueue {
+                                t.state = TaskState::Ready;
+                                t.run_at = now;
+                            } else {
+                                t.state = TaskState::Completed;
+                                t.extra_mut().finished_at = Some(now);
+                            }
+                        }
+                        Outcome::Fail {
+                            reason,
+                            re_enqueue,
+                            retry,
+                        } => {
+                            t.extra_mut().fail_reason =
+                                Some(reason.unwrap_or_else(|| "failed".to_owned()));
+                            if re_enqueue {
+                                counters.retried += 1;
+                                t.state = TaskState::Ready;
+                                t.run_at = now;
+                            } else if attempt < max_attempts {
+                                counters.retried += 1;
+                                t.state = TaskState::Scheduled;
+                                t.run_at = now.plus_millis(retry.delay_ms(attempt));
+                            } else {
+                                counters.failed += 1;
+                                t.state = TaskState::Failed;
+                                t.extra_mut().finished_at = Some(now);
+                            }
                         }
                     }
-                    Outcome::Fail {
-                        reason,
-                        re_enqueue,
-                        retry,
-                    } => {
-                        t.fail_reason = Some(reason.unwrap_or_else(|| "failed".to_owned()));
-                        if re_enqueue {
-                            counters.retried += 1;
-                            t.state = TaskState::Ready;
-                            t.run_at = now;
-                        } else if attempt < max_attempts {
-                            counters.retried += 1;
-                            t.state = TaskState::Scheduled;
-                            t.run_at = now.plus_millis(retry.delay_ms(attempt));
-                        } else {
-                            counters.failed += 1;
-                            t.state = TaskState::Failed;
-                            t.finished_at = Some(now);
-                        }
-                    }
-                }
-            })
-            .expect("the task exists")
-            .clone();
-        st.counters.add(&counters);
-        let mut ops = vec![put_task(&updated)];
-        for old in st.over_history() {
-            st.remove(old);
-            ops.push(Op::DeleteTask(*old.as_bytes()));
-        }
-        self.push(ops);
-        Ok(updated)
+                })
+                .expect("the copy exists")
+                .clone();
+            st.counters.add(&counters);
+            let mut ops = vec![put_copy(&updated)];
+            let old = st.over_history();
+            remove_copies(&mut st, &old, &mut ops);
+            self.push(ops);
+            updated
+        };
+        self.with_payload(updated)
     }
 
     async fn heartbeat(
@@ -278,68 +371,69 @@ impl Store for EmbeddedStore {
         now: Millis,
         progress: Option<Value>,
     ) -> Result<Task, StoreError> {
-        let mut st = self.lock();
-        leased(&st, id, worker)?;
-        let t = st
-            .update(id, |t| {
-                t.lease_until = Some(now.plus_secs(t.ttr as u64));
-                if progress.is_some() {
-                    t.progress = progress;
-                }
-            })
-            .expect("the task exists")
-            .clone();
-        self.push(vec![put_task(&t)]);
-        Ok(t)
+        let updated = {
+            let mut st = self.lock();
+            leased(&st, id, worker)?;
+            let m = st
+                .update(id, |t| {
+                    t.lease_until = Some(now.plus_secs(t.ttr as u64));
+                    if let Some(p) = progress {
+                        t.extra_mut().progress = Some(p.to_string());
+                    }
+                })
+                .expect("the copy exists")
+                .clone();
+            self.push(vec![put_copy(&m)]);
+            m
+        };
+        self.with_payload(updated)
     }
 
     async fn tick(&self, now: Millis) -> Result<Tick, StoreError> {
         let mut st = self.lock();
         let end = Millis(now.0.saturating_add(1));
+        let first = TaskId::from_bytes([0; 16]);
         let due: Vec<TaskId> = st
             .scheduled
-            .range(..(end, TaskId::from_bytes([0; 16])))
+            .range(..(end, first))
             .map(|&(_, id)| id)
             .collect();
-        let expired: Vec<TaskId> = st
-            .leases
-            .range(..(end, TaskId::from_bytes([0; 16])))
-            .map(|&(_, id)| id)
-            .collect();
+        let expired: Vec<TaskId> = st.leases.range(..(end, first)).map(|&(_, id)| id).collect();
         if due.is_empty() && expired.is_empty() {
             return Ok(Tick::default());
         }
         let mut woken = Vec::new();
         let mut ops = Vec::new();
         for id in due {
-            let t = st
+            let m = st
                 .update(id, |t| t.state = TaskState::Ready)
                 .expect("indexed");
-            ops.push(put_task(t));
-            woken.push(t.lane());
+            ops.push(put_copy(m));
+            woken.push(m.lane());
         }
         for id in expired {
-            let t = st
+            let m = st
                 .update(id, |t| {
                     t.lease_until = None;
                     if t.attempt >= t.max_attempts {
                         t.state = TaskState::Failed;
-                        t.finished_at = Some(now);
-                        t.fail_reason = Some("lease expired on the last attempt".to_owned());
+                        let extra = t.extra_mut();
+                        extra.finished_at = Some(now);
+                        extra.fail_reason = Some("lease expired on the last attempt".to_owned());
                     } else {
                         t.state = TaskState::Ready;
-                        t.fail_reason = Some("lease expired".to_owned());
+                        t.extra_mut().fail_reason = Some("lease expired".to_owned());
                     }
                 })
                 .expect("indexed")
                 .clone();
             st.counters.lease_expired += 1;
-            if t.state == TaskState::Failed {
+            if m.state == TaskState::Failed {
                 st.counters.failed += 1;
             } else {
-                woken.push(t.lane());
+                woken.push(m.lane());
             }
-            ops.push(put_task(&t));
+            ops.push(put_copy(&m));
         }
         self.push(ops);
         woken.sort();
@@ -358,15 +452,15 @@ impl Store for EmbeddedStore {
             let mut woken = Vec::new();
             let mut ops = Vec::new();
             for id in ids {
-                let t = st
+                let m = st
                     .update(id, |t| {
                         t.state = TaskState::Ready;
                         t.lease_until = None;
-                        t.fail_reason = Some("worker removed".to_owned());
+                        t.extra_mut().fail_reason = Some("worker removed".to_owned());
                     })
                     .expect("indexed");
-                woken.push(t.lane());
-                ops.push(put_task(t));
+                woken.push(m.lane());
+                ops.push(put_copy(m));
             }
             (self.push(ops), woken)
         };
@@ -377,7 +471,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete_tasks(&self, selector: TaskSelector) -> Result<u64, StoreError> {
-        let seq_and_count = {
+        let (seq, count) = {
             let mut st = self.lock();
             let ids: Vec<TaskId> = st
                 .tasks
@@ -393,33 +487,21 @@ impl Store for EmbeddedStore {
                 .map(|t| t.task_id)
                 .collect();
             let mut ops = Vec::with_capacity(ids.len());
-            for id in &ids {
-                st.remove(*id);
-                ops.push(Op::DeleteTask(*id.as_bytes()));
-            }
+            remove_copies(&mut st, &ids, &mut ops);
             (self.push(ops), ids.len() as u64)
         };
-        self.durable(seq_and_count.0).await?;
-        Ok(seq_and_count.1)
+        self.durable(seq).await?;
+        Ok(count)
     }
 
     async fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
-        Ok(self.lock().tasks.get(&id).cloned())
+        let meta = self.lock().tasks.get(&id).cloned();
+        Ok(self.with_payloads(meta.into_iter().collect())?.pop())
     }
 
     async fn tasks_of_publish(&self, publish_id: TaskId) -> Result<Vec<Task>, StoreError> {
-        let st = self.lock();
-        let mut out: Vec<Task> = st
-            .by_publish
-            .get(&publish_id)
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|id| st.tasks.get(id).cloned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort_by(|a, b| (&a.queue, a.task_id).cmp(&(&b.queue, b.task_id)));
-        Ok(out)
+        let metas: Vec<Meta> = self.lock().copies_of(publish_id).cloned().collect();
+        self.with_payloads(metas)
     }
 
     async fn list_tasks(
@@ -428,19 +510,22 @@ impl Store for EmbeddedStore {
         state: TaskState,
         page: Page,
     ) -> Result<Vec<Task>, StoreError> {
-        let st = self.lock();
-        let mut found: Vec<&Task> = st
-            .tasks
-            .values()
-            .filter(|t| t.state == state && queue.is_none_or(|q| &t.queue == q))
-            .collect();
-        found.sort_by_key(|t| (t.created_at, t.task_id));
-        Ok(found
-            .into_iter()
-            .skip(page.offset)
-            .take(page.limit)
-            .cloned()
-            .collect())
+        let metas: Vec<Meta> = {
+            let st = self.lock();
+            let mut found: Vec<&Meta> = st
+                .tasks
+                .values()
+                .filter(|t| t.state == state && queue.is_none_or(|q| &t.queue == q))
+                .collect();
+            found.sort_by_key(|t| (t.created_at, t.task_id));
+            found
+                .into_iter()
+                .skip(page.offset)
+                .take(page.limit)
+                .cloned()
+                .collect()
+        };
+        self.with_payloads(metas)
     }
 
     async fn running_of(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError> {
@@ -471,7 +556,7 @@ impl Store for EmbeddedStore {
             st.interests.insert(queue.clone(), interests.clone());
             self.push(vec![Op::PutInterests(
                 queue.to_string(),
-                serde_json::to_vec(interests).expect("json serializes"),
+                serde_json::to_vec(interests).expect("json encodes"),
             )])
         };
         self.durable(seq).await
@@ -505,7 +590,7 @@ impl Store for EmbeddedStore {
             st.workers.insert(worker.worker_id, worker.clone());
             self.push(vec![Op::PutWorker(
                 *worker.worker_id.as_bytes(),
-                serde_json::to_vec(worker).expect("a worker serializes"),
+                serde_json::to_vec(worker).expect("a worker encodes"),
             )])
         };
         self.durable(seq).await
@@ -541,5 +626,13 @@ impl Store for EmbeddedStore {
     async fn flush(&self) -> Result<(), StoreError> {
         let seq = self.committer.journal.push([Op::Sync]);
         self.durable(seq).await
+    }
+
+    fn stats(&self) -> StoreStats {
+        let j = &self.committer.journal;
+        StoreStats {
+            commits: j.commits.load(std::sync::atomic::Ordering::Relaxed),
+            writes: j.writes.load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 }

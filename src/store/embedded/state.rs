@@ -1,33 +1,172 @@
-//! The embedded store's in-memory indexes. Every state change goes through
-//! `insert`, `remove` or `update`, which keep the indexes and per-queue counts
-//! in step with the task's state: one place where a task moves.
+//! The embedded store's in-memory state: one compact record per copy (no
+//! payload: that stays on disk, once per publish) and the indexes that make
+//! claims, schedules, leases and the singular rules cheap.
+//!
+//! Every state change goes through `insert`, `remove` or `update`, which keep
+//! the indexes and per-queue counts in step with the copy's state: one place
+//! where a task moves.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::model::{
-    Counters, Lane, Millis, Priority, QueueCounts, QueueName, Task, TaskId, TaskState, WorkerId,
-    WorkerRecord,
+    Counters, Lane, Millis, Priority, QueueCounts, QueueName, Scope, Task, TaskId, TaskState,
+    WorkerId, WorkerRecord,
 };
 
 /// Ready copies of a lane in claim order: priority (high first), then the time
 /// they became runnable, then id (creation order).
 pub(super) type ReadyKey = (Reverse<Priority>, Millis, TaskId);
 
+/// One copy without its payload: what stays in memory, and what is stored
+/// per copy (postcard-encoded).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Meta {
+    pub task_id: TaskId,
+    pub publish_id: TaskId,
+    pub queue: QueueName,
+    pub worker_queue: Option<WorkerId>,
+    pub worker_id: Option<WorkerId>,
+    pub publisher: Arc<str>,
+    pub fingerprint: [u8; 16],
+    pub priority: Priority,
+    pub scope: Scope,
+    pub singularly_enqueue: bool,
+    pub singularly_run: bool,
+    pub state: TaskState,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub ttr: u32,
+    pub created_at: Millis,
+    pub run_at: Millis,
+    pub lease_until: Option<Millis>,
+    /// What most waiting copies do not have, kept out of line.
+    pub extra: Option<Box<Extra>>,
+}
+
+/// The rarely-set parts of a copy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(super) struct Extra {
+    pub expire_at: Option<Millis>,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub fail_reason: Option<String>,
+    /// JSON text.
+    pub progress: Option<String>,
+    /// JSON text.
+    pub output: Option<String>,
+}
+
+impl Meta {
+    pub fn from_task(t: &Task) -> Self {
+        let mut fingerprint = [0u8; 16];
+        for (i, b) in fingerprint.iter_mut().enumerate() {
+            *b = u8::from_str_radix(t.fingerprint.get(2 * i..2 * i + 2).unwrap_or("00"), 16)
+                .unwrap_or(0);
+        }
+        let extra = Extra {
+            expire_at: t.expire_at,
+            started_at: t.started_at,
+            finished_at: t.finished_at,
+            fail_reason: t.fail_reason.clone(),
+            progress: t.progress.as_ref().map(Value::to_string),
+            output: t.output.as_ref().map(Value::to_string),
+        };
+        Self {
+            task_id: t.task_id,
+            publish_id: t.publish_id,
+            queue: t.queue.clone(),
+            worker_queue: t.worker_queue,
+            worker_id: t.worker_id,
+            publisher: t.publisher.as_str().into(),
+            fingerprint,
+            priority: t.priority,
+            scope: t.scope,
+            singularly_enqueue: t.singularly_enqueue,
+            singularly_run: t.singularly_run,
+            state: t.state,
+            attempt: t.attempt,
+            max_attempts: t.max_attempts,
+            ttr: t.ttr,
+            created_at: t.created_at,
+            run_at: t.run_at,
+            lease_until: t.lease_until,
+            extra: (extra != Extra::default()).then(|| Box::new(extra)),
+        }
+    }
+
+    /// The whole task, with its payload.
+    pub fn to_task(&self, data: Map<String, Value>) -> Task {
+        let extra = self.extra.as_deref().cloned().unwrap_or_default();
+        let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+        Task {
+            task_id: self.task_id,
+            publish_id: self.publish_id,
+            queue: self.queue.clone(),
+            worker_queue: self.worker_queue,
+            data,
+            publisher: self.publisher.to_string(),
+            priority: self.priority,
+            scope: self.scope,
+            singularly_enqueue: self.singularly_enqueue,
+            singularly_run: self.singularly_run,
+            state: self.state,
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            ttr: self.ttr,
+            created_at: self.created_at,
+            run_at: self.run_at,
+            expire_at: extra.expire_at,
+            worker_id: self.worker_id,
+            lease_until: self.lease_until,
+            started_at: extra.started_at,
+            finished_at: extra.finished_at,
+            fail_reason: extra.fail_reason,
+            progress: json(extra.progress),
+            output: json(extra.output),
+            fingerprint: self
+                .fingerprint
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        }
+    }
+
+    pub fn lane(&self) -> Lane {
+        match self.worker_queue {
+            Some(w) => Lane::Worker(w),
+            None => Lane::Queue(self.queue.clone()),
+        }
+    }
+
+    /// The out-of-line part, created on first write.
+    pub fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    pub fn finished_at(&self) -> Option<Millis> {
+        self.extra.as_ref().and_then(|e| e.finished_at)
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct State {
-    pub tasks: HashMap<TaskId, Task>,
+    /// Ordered, so that the copies of one publish (which share an id prefix)
+    /// are one range.
+    pub tasks: BTreeMap<TaskId, Meta>,
     pub ready: HashMap<Lane, BTreeSet<ReadyKey>>,
     pub scheduled: BTreeSet<(Millis, TaskId)>,
     pub leases: BTreeSet<(Millis, TaskId)>,
-    /// `singularlyEnqueue` copies waiting, by lane and fingerprint.
-    pub enqueue_locks: HashMap<(Lane, String), TaskId>,
+    /// `singularlyEnqueue` copies waiting (or being enqueued), by lane and
+    /// fingerprint.
+    pub enqueue_locks: HashMap<(Lane, [u8; 16]), TaskId>,
     /// `singularlyRun` copies running, by queue and fingerprint.
-    pub run_locks: HashMap<(QueueName, String), TaskId>,
+    pub run_locks: HashMap<(QueueName, [u8; 16]), TaskId>,
     pub running_by: HashMap<WorkerId, BTreeSet<TaskId>>,
-    pub by_publish: HashMap<TaskId, Vec<TaskId>>,
     pub counts: BTreeMap<QueueName, QueueCounts>,
     /// Completed copies, oldest first, trimmed to `history_limit`.
     pub completed: VecDeque<TaskId>,
@@ -35,42 +174,72 @@ pub(super) struct State {
     pub interests: BTreeMap<QueueName, Value>,
     pub workers: BTreeMap<WorkerId, WorkerRecord>,
     pub counters: Counters,
+    /// One shared allocation per distinct queue name and publisher.
+    queue_names: HashSet<QueueName>,
+    publishers: HashSet<Arc<str>>,
 }
 
 impl State {
-    pub fn insert(&mut self, task: Task) {
-        self.index(&task);
-        self.by_publish
-            .entry(task.publish_id)
-            .or_default()
-            .push(task.task_id);
-        self.tasks.insert(task.task_id, task);
-    }
-
-    pub fn remove(&mut self, id: TaskId) -> Option<Task> {
-        let task = self.tasks.remove(&id)?;
-        self.unindex(&task);
-        if let Some(copies) = self.by_publish.get_mut(&task.publish_id) {
-            copies.retain(|c| *c != id);
-            if copies.is_empty() {
-                self.by_publish.remove(&task.publish_id);
-            }
+    pub fn new(history_limit: usize) -> Self {
+        Self {
+            history_limit,
+            ..Self::default()
         }
-        Some(task)
     }
 
-    /// Changes a task in place, moving it between indexes as its state
-    /// changes. Returns the task as changed.
-    pub fn update(&mut self, id: TaskId, change: impl FnOnce(&mut Task)) -> Option<&Task> {
-        let mut task = self.tasks.remove(&id)?;
-        self.unindex(&task);
-        change(&mut task);
-        self.index(&task);
-        self.tasks.insert(id, task);
+    pub fn insert(&mut self, mut meta: Meta) {
+        meta.queue = self.intern_queue(&meta.queue);
+        meta.publisher = self.intern_publisher(&meta.publisher);
+        self.index(&meta);
+        self.tasks.insert(meta.task_id, meta);
+    }
+
+    pub fn remove(&mut self, id: TaskId) -> Option<Meta> {
+        let meta = self.tasks.remove(&id)?;
+        self.unindex(&meta);
+        Some(meta)
+    }
+
+    /// Changes a copy in place, moving it between indexes as its state
+    /// changes. Returns the copy as changed.
+    pub fn update(&mut self, id: TaskId, change: impl FnOnce(&mut Meta)) -> Option<&Meta> {
+        let mut meta = self.tasks.remove(&id)?;
+        self.unindex(&meta);
+        change(&mut meta);
+        self.index(&meta);
+        self.tasks.insert(id, meta);
         self.tasks.get(&id)
     }
 
-    fn index(&mut self, t: &Task) {
+    /// Whether any copy of this publish is still kept (its payload is needed).
+    pub fn publish_has_copies(&self, publish_id: TaskId) -> bool {
+        let (lo, hi) = publish_id.copy_range();
+        self.tasks.range(lo..=hi).next().is_some()
+    }
+
+    /// The copies of one publish, in copy order.
+    pub fn copies_of(&self, publish_id: TaskId) -> impl Iterator<Item = &Meta> {
+        let (lo, hi) = publish_id.copy_range();
+        self.tasks.range(lo..=hi).map(|(_, m)| m)
+    }
+
+    fn intern_queue(&mut self, q: &QueueName) -> QueueName {
+        if let Some(shared) = self.queue_names.get(q) {
+            return shared.clone();
+        }
+        self.queue_names.insert(q.clone());
+        q.clone()
+    }
+
+    fn intern_publisher(&mut self, p: &Arc<str>) -> Arc<str> {
+        if let Some(shared) = self.publishers.get(p) {
+            return Arc::clone(shared);
+        }
+        self.publishers.insert(Arc::clone(p));
+        Arc::clone(p)
+    }
+
+    fn index(&mut self, t: &Meta) {
         let counts = self.counts.entry(t.queue.clone()).or_default();
         match t.state {
             TaskState::Ready => {
@@ -94,7 +263,7 @@ impl State {
                 }
                 if t.singularly_run {
                     self.run_locks
-                        .insert((t.queue.clone(), t.fingerprint.clone()), t.task_id);
+                        .insert((t.queue.clone(), t.fingerprint), t.task_id);
                 }
             }
             TaskState::Completed => self.completed.push_back(t.task_id),
@@ -102,11 +271,11 @@ impl State {
         }
         if t.state.is_waiting() && t.singularly_enqueue {
             self.enqueue_locks
-                .insert((t.lane(), t.fingerprint.clone()), t.task_id);
+                .insert((t.lane(), t.fingerprint), t.task_id);
         }
     }
 
-    fn unindex(&mut self, t: &Task) {
+    fn unindex(&mut self, t: &Meta) {
         if let Some(counts) = self.counts.get_mut(&t.queue) {
             let n = match t.state {
                 TaskState::Ready => &mut counts.ready,
@@ -145,7 +314,7 @@ impl State {
                     }
                 }
                 if t.singularly_run {
-                    let key = (t.queue.clone(), t.fingerprint.clone());
+                    let key = (t.queue.clone(), t.fingerprint);
                     if self.run_locks.get(&key) == Some(&t.task_id) {
                         self.run_locks.remove(&key);
                     }
@@ -161,7 +330,7 @@ impl State {
             TaskState::Failed => {}
         }
         if t.state.is_waiting() && t.singularly_enqueue {
-            let key = (t.lane(), t.fingerprint.clone());
+            let key = (t.lane(), t.fingerprint);
             if self.enqueue_locks.get(&key) == Some(&t.task_id) {
                 self.enqueue_locks.remove(&key);
             }
@@ -169,16 +338,72 @@ impl State {
     }
 
     /// Whether a running twin holds this copy's run lock.
-    pub fn run_locked(&self, t: &Task) -> bool {
+    pub fn run_locked(&self, t: &Meta) -> bool {
         t.singularly_run
             && self
                 .run_locks
-                .contains_key(&(t.queue.clone(), t.fingerprint.clone()))
+                .contains_key(&(t.queue.clone(), t.fingerprint))
     }
 
     /// Ids of completed copies past the history limit, oldest first.
     pub fn over_history(&self) -> Vec<TaskId> {
         let excess = self.completed.len().saturating_sub(self.history_limit);
         self.completed.iter().take(excess).copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fingerprint;
+    use serde_json::json;
+
+    #[test]
+    fn a_task_survives_the_trip_through_meta() {
+        let data = json!({"a": 1}).as_object().unwrap().clone();
+        let p = TaskId::new_publish();
+        let task = Task {
+            task_id: p.copy(0),
+            publish_id: p,
+            queue: QueueName::parse("q").unwrap(),
+            worker_queue: Some(WorkerId::new()),
+            fingerprint: fingerprint(&data),
+            data: data.clone(),
+            publisher: "pub".into(),
+            priority: Priority(-3),
+            scope: Scope::All,
+            singularly_enqueue: true,
+            singularly_run: false,
+            state: TaskState::Failed,
+            attempt: 2,
+            max_attempts: 3,
+            ttr: 9,
+            created_at: Millis(5),
+            run_at: Millis(6),
+            expire_at: None,
+            worker_id: Some(WorkerId::new()),
+            lease_until: None,
+            started_at: Some(Millis(7)),
+            finished_at: Some(Millis(8)),
+            fail_reason: Some("no".into()),
+            progress: Some(json!(40)),
+            output: Some(json!({"o": [1]})),
+        };
+        let meta = Meta::from_task(&task);
+        let bytes = postcard::to_stdvec(&meta).unwrap();
+        let back: Meta = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.to_task(data), task);
+        let plain = Meta::from_task(&Task {
+            started_at: None,
+            finished_at: None,
+            fail_reason: None,
+            progress: None,
+            output: None,
+            ..task
+        });
+        assert!(
+            plain.extra.is_none(),
+            "a plain copy keeps nothing out of line"
+        );
     }
 }

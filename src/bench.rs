@@ -1,0 +1,512 @@
+//! `interq bench`: a load generator that drives an interq over real HTTP,
+//! through the same client as every other user, and reports throughput and
+//! latency percentiles.
+//!
+//! Without `--url` it starts an interq in this process on a temporary data
+//! directory, so the figures include the load generator sharing the machine.
+//!
+//! The load: `queues` queues named `bench-0`.. in groups of `fanout`, each group
+//! interested in one value of the task field `route`, so each task reaches
+//! exactly `fanout` queues. `publishers` publish `tasks` tasks of about `size`
+//! bytes of JSON, `publish_batch` per request; `workers` claim
+//! `claim_batch` per request (long-polling `wait` seconds) and complete them.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::client::{Client, Publish};
+use crate::config::Settings;
+use crate::startup::Application;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// A running interq; without it one is started in this process.
+    pub url: Option<String>,
+    /// Data directory of the interq started here (a temporary one otherwise).
+    pub data_dir: Option<PathBuf>,
+    pub publishers: usize,
+    pub workers: usize,
+    pub tasks: usize,
+    /// Approximate bytes of a task's `data` as JSON.
+    pub size: usize,
+    pub queues: usize,
+    pub fanout: usize,
+    pub publish_batch: usize,
+    pub claim_batch: usize,
+    /// Seconds a claim long-polls; 0 polls (with a 1 ms pause when empty).
+    pub wait: f64,
+    /// Total publish rate to hold, tasks per second; unbounded when absent.
+    pub rate: Option<f64>,
+    pub progress: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            url: None,
+            data_dir: None,
+            publishers: 16,
+            workers: 4,
+            tasks: 100_000,
+            size: 200,
+            queues: 1,
+            fanout: 1,
+            publish_batch: 1,
+            claim_batch: 1,
+            wait: 5.0,
+            rate: None,
+            progress: true,
+        }
+    }
+}
+
+/// Latency percentiles, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Self {
+            count: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub url: String,
+    pub publishers: usize,
+    pub workers: usize,
+    pub tasks: usize,
+    pub size: usize,
+    pub queues: usize,
+    pub fanout: usize,
+    pub publish_batch: usize,
+    pub claim_batch: usize,
+    pub wait: f64,
+    pub rate: Option<f64>,
+    /// Publishes that failed (not counted in throughput).
+    pub errors: u64,
+    pub publish_secs: f64,
+    pub publish_tasks_per_sec: f64,
+    pub routed_copies_per_sec: f64,
+    /// From the first publish to the last completion; absent without workers.
+    pub end_to_end_secs: Option<f64>,
+    pub end_to_end_copies_per_sec: Option<f64>,
+    pub publish_latency: Latency,
+    pub claim_latency: Option<Latency>,
+    pub publish_to_claim: Option<Latency>,
+    /// Durable commits during the run, and records per commit.
+    pub commits: Option<u64>,
+    pub writes_per_commit: Option<f64>,
+    /// Resident memory of this process at the end (it hosts the interq when
+    /// none was given), in MiB.
+    pub rss_mib: Option<f64>,
+}
+
+fn micros_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Runs the benchmark.
+pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        opts.tasks > 0 && opts.publishers > 0,
+        "--tasks and --publishers must be at least 1"
+    );
+    anyhow::ensure!(
+        opts.fanout >= 1 && opts.queues >= opts.fanout,
+        "--queues must be at least --fanout"
+    );
+    anyhow::ensure!(
+        opts.publish_batch >= 1 && opts.claim_batch >= 1,
+        "batches hold at least 1"
+    );
+    let mut _tempdir = None;
+    let mut server = None;
+    let url = match &opts.url {
+        Some(u) => u.clone(),
+        None => {
+            let dir = match &opts.data_dir {
+                Some(d) => d.clone(),
+                None => {
+                    let t = tempfile_dir()?;
+                    let p = t.clone();
+                    _tempdir = Some(TempDir(t));
+                    p
+                }
+            };
+            let mut settings = Settings {
+                listen: "127.0.0.1:0".into(),
+                data_dir: dir,
+                ..Settings::default()
+            };
+            settings.limits.max_batch = settings.limits.max_batch.max(opts.publish_batch);
+            settings.limits.max_claim_count = settings.limits.max_claim_count.max(opts.claim_batch);
+            let app = Application::build(settings)
+                .await
+                .context("starting interq")?;
+            let url = format!("http://127.0.0.1:{}", app.port());
+            let handle = app.handle();
+            let running = tokio::spawn(app.run_until_stopped());
+            server = Some((handle, running));
+            url
+        }
+    };
+    let client = Client::new(&url)?;
+
+    // Queues in groups of `fanout`; group g takes tasks whose route is `g<g>`.
+    let groups = opts.queues.div_ceil(opts.fanout);
+    let interests: Vec<(String, Value)> = (0..opts.queues)
+        .map(|j| {
+            (
+                format!("bench-{j}"),
+                json!({"route": format!("^g{}$", j / opts.fanout)}),
+            )
+        })
+        .collect();
+    for chunk in interests.chunks(1000) {
+        client
+            .set_many_interests(chunk)
+            .await
+            .context("setting interests")?;
+    }
+    let copies_per_task: Vec<u64> = (0..groups)
+        .map(|g| {
+            ((g + 1) * opts.fanout)
+                .min(opts.queues)
+                .saturating_sub(g * opts.fanout) as u64
+        })
+        .collect();
+    let expected: u64 = (0..opts.tasks).map(|i| copies_per_task[i % groups]).sum();
+
+    let mut worker_ids = Vec::new();
+    for w in 0..opts.workers {
+        let queues: Vec<String> = if opts.queues <= opts.workers {
+            vec![format!("bench-{}", w % opts.queues)]
+        } else {
+            (0..opts.queues)
+                .filter(|j| j % opts.workers == w)
+                .map(|j| format!("bench-{j}"))
+                .collect()
+        };
+        let refs: Vec<&str> = queues.iter().map(String::as_str).collect();
+        worker_ids.push(
+            client
+                .register(&refs)
+                .await
+                .context("registering a worker")?,
+        );
+    }
+    let before = client.status(&[("store", "")]).await.ok();
+
+    let bar = progress_bar(
+        opts.progress,
+        if opts.workers > 0 {
+            expected
+        } else {
+            opts.tasks as u64
+        },
+    );
+    let completed = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let errors = Arc::new(AtomicU64::new(0));
+    let pad = "x".repeat(opts.size.saturating_sub(60).max(1));
+    let started = Instant::now();
+
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in worker_ids.iter().copied() {
+        let (client, completed, bar) = (client.clone(), Arc::clone(&completed), bar.clone());
+        let mut stop = stop_rx.clone();
+        let (batch, wait) = (opts.claim_batch, opts.wait);
+        workers.spawn(async move {
+            let (mut claim_h, mut latency_h) = (histogram(), histogram());
+            let wait = (wait > 0.0).then(|| Duration::from_secs_f64(wait));
+            loop {
+                let t0 = Instant::now();
+                let claimed = tokio::select! {
+                    claimed = client.claim_many(worker, batch, wait) => claimed,
+                    // A worker in a long poll when the run ends stops here.
+                    _ = stop.wait_for(|s| *s) => break,
+                };
+                let tasks = match claimed {
+                    Ok(t) => t,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = claim_h.record(t0.elapsed().as_micros().max(1) as u64);
+                if tasks.is_empty() {
+                    if wait.is_none() {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    continue;
+                }
+                let now = micros_now();
+                for t in &tasks {
+                    if let Some(sent) = t.data.get("t").and_then(Value::as_u64) {
+                        let _ = latency_h.record(now.saturating_sub(sent).max(1));
+                    }
+                }
+                let ids: Vec<_> = tasks.iter().map(|t| t.task_id).collect();
+                let finished = if ids.len() == 1 {
+                    client.complete(worker, ids[0], None).await.map(|_| 1)
+                } else {
+                    client
+                        .complete_many(worker, &ids)
+                        .await
+                        .map(|r| r.iter().filter(|x| x.is_ok()).count())
+                };
+                if let Ok(n) = finished {
+                    completed.fetch_add(n as u64, Ordering::Relaxed);
+                    bar.inc(n as u64);
+                }
+            }
+            (claim_h, latency_h)
+        });
+    }
+
+    let mut publishers = tokio::task::JoinSet::new();
+    let per_publisher_rate = opts.rate.map(|r| r / opts.publishers as f64);
+    for p in 0..opts.publishers {
+        let (client, errors, bar, pad) = (
+            client.clone(),
+            Arc::clone(&errors),
+            bar.clone(),
+            pad.clone(),
+        );
+        let count_workers = opts.workers > 0;
+        let (batch, count, tasks) = (opts.publish_batch, opts.publishers, opts.tasks);
+        publishers.spawn(async move {
+            let mut h = histogram();
+            let mine: Vec<usize> = (p..tasks).step_by(count).collect();
+            let mut pacing = per_publisher_rate.map(|r| {
+                let mut i = tokio::time::interval(Duration::from_secs_f64(batch as f64 / r));
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                i
+            });
+            for chunk in mine.chunks(batch) {
+                if let Some(i) = pacing.as_mut() {
+                    i.tick().await;
+                }
+                let t = micros_now();
+                let items: Vec<Publish> = chunk
+                    .iter()
+                    .map(|&i| {
+                        Publish::new(json!({"route": format!("g{}", i % groups), "seq": i, "t": t, "pad": pad}))
+                            .publisher("bench")
+                    })
+                    .collect();
+                let t0 = Instant::now();
+                let ok = if items.len() == 1 {
+                    client.publish(&items[0]).await.is_ok()
+                } else {
+                    client.publish_batch(&items).await.is_ok()
+                };
+                let _ = h.record(t0.elapsed().as_micros().max(1) as u64);
+                if ok {
+                    if !count_workers {
+                        bar.inc(chunk.len() as u64);
+                    }
+                } else {
+                    errors.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+            }
+            h
+        });
+    }
+    let mut publish_h = histogram();
+    while let Some(h) = publishers.join_next().await {
+        publish_h.add(h?).ok();
+    }
+    let publish_secs = started.elapsed().as_secs_f64();
+    let errors = errors.load(Ordering::Relaxed);
+    let published = (opts.tasks as u64).saturating_sub(errors);
+
+    let mut end_to_end = None;
+    let (mut claim_h, mut latency_h) = (histogram(), histogram());
+    if opts.workers > 0 {
+        let routed = expected.saturating_sub(errors * opts.fanout as u64);
+        while completed.load(Ordering::Relaxed) < routed {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        end_to_end = Some(started.elapsed().as_secs_f64());
+        let _ = stop_tx.send(true);
+        while let Some(r) = workers.join_next().await {
+            let (c, l) = r?;
+            claim_h.add(c).ok();
+            latency_h.add(l).ok();
+        }
+    }
+    bar.finish_and_clear();
+
+    let after = client.status(&[("store", "")]).await.ok();
+    let (commits, writes_per_commit) = match (before, after) {
+        (Some(b), Some(a)) => {
+            let d = |k: &str| {
+                a["store"][k]
+                    .as_u64()
+                    .unwrap_or(0)
+                    .saturating_sub(b["store"][k].as_u64().unwrap_or(0))
+            };
+            let commits = d("commits");
+            (
+                Some(commits),
+                (commits > 0).then(|| d("writes") as f64 / commits as f64),
+            )
+        }
+        _ => (None, None),
+    };
+    let copies_done = completed.load(Ordering::Relaxed) as f64;
+    let report = Report {
+        url,
+        publishers: opts.publishers,
+        workers: opts.workers,
+        tasks: opts.tasks,
+        size: opts.size,
+        queues: opts.queues,
+        fanout: opts.fanout,
+        publish_batch: opts.publish_batch,
+        claim_batch: opts.claim_batch,
+        wait: opts.wait,
+        rate: opts.rate,
+        errors,
+        publish_secs,
+        publish_tasks_per_sec: published as f64 / publish_secs,
+        routed_copies_per_sec: (published * opts.fanout as u64) as f64 / publish_secs,
+        end_to_end_secs: end_to_end,
+        end_to_end_copies_per_sec: end_to_end.map(|s| copies_done / s),
+        publish_latency: Latency::of(&publish_h),
+        claim_latency: (opts.workers > 0).then(|| Latency::of(&claim_h)),
+        publish_to_claim: (opts.workers > 0).then(|| Latency::of(&latency_h)),
+        commits,
+        writes_per_commit,
+        rss_mib: resident_mib(),
+    };
+    if let Some((handle, running)) = server {
+        handle.stop().await;
+        running.await??;
+    }
+    Ok(report)
+}
+
+impl Report {
+    /// The report for people.
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let line = |out: &mut String, s: String| {
+            out.push_str(&s);
+            out.push('\n');
+        };
+        line(&mut out, format!(
+            "interq bench: {} tasks of ~{} B, {} publishers (batch {}), {} workers (batch {}, wait {} s), {} queues, fan-out {}{}",
+            self.tasks, self.size, self.publishers, self.publish_batch, self.workers, self.claim_batch, self.wait,
+            self.queues, self.fanout,
+            self.rate.map(|r| format!(", rate {r} tasks/s")).unwrap_or_default()
+        ));
+        line(&mut out, format!("publish:        {:>12.0} tasks/s   {:>12.0} routed copies/s   ({:.2} s, {} errors)",
+            self.publish_tasks_per_sec, self.routed_copies_per_sec, self.publish_secs, self.errors));
+        if let (Some(s), Some(r)) = (self.end_to_end_secs, self.end_to_end_copies_per_sec) {
+            line(
+                &mut out,
+                format!("end to end:     {r:>12.0} copies/s completed ({s:.2} s)"),
+            );
+        }
+        let lat = |out: &mut String, name: &str, l: &Latency| {
+            line(out, format!("{name:<16}p50 {:>8.2} ms   p90 {:>8.2} ms   p99 {:>8.2} ms   max {:>8.2} ms   (n={})",
+                l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.count));
+        };
+        lat(&mut out, "publish", &self.publish_latency);
+        if let Some(l) = &self.claim_latency {
+            lat(&mut out, "claim", l);
+        }
+        if let Some(l) = &self.publish_to_claim {
+            lat(&mut out, "publish->claim", l);
+        }
+        if let (Some(c), Some(w)) = (self.commits, self.writes_per_commit) {
+            line(
+                &mut out,
+                format!("store:          {c} commits, {w:.1} records per commit"),
+            );
+        }
+        if let Some(m) = self.rss_mib {
+            line(
+                &mut out,
+                format!("memory:         {m:.0} MiB resident (this process)"),
+            );
+        }
+        out
+    }
+}
+
+fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} {per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Resident set size of this process, from /proc.
+pub fn resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("interq-bench-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
