@@ -84,8 +84,17 @@ impl TaskId {
     /// The id of copy `index` of this publish.
     pub fn copy(self, index: u16) -> Self {
         debug_assert!((index as usize) < MAX_COPIES);
+        self.with_last(index)
+    }
+
+    /// The publish a copy id belongs to.
+    pub fn publish(self) -> Self {
+        self.copy(0).with_last(0xFFFF)
+    }
+
+    fn with_last(self, last: u16) -> Self {
         let mut bytes = *self.0.as_bytes();
-        bytes[14..16].copy_from_slice(&index.to_be_bytes());
+        bytes[14..16].copy_from_slice(&last.to_be_bytes());
         Self(Uuid::from_bytes(bytes))
     }
 
@@ -180,6 +189,7 @@ mod tests {
         let (lo, hi) = p.copy_range();
         assert!(lo <= p.copy(0) && p.copy(3) <= hi && p.copy(0xFFFE) == hi);
         assert!(p > hi, "the publish id is none of its copies");
+        assert_eq!(p.copy(7).publish(), p);
         let later = TaskId::new_publish();
         assert!(later.copy(0) > hi);
     }

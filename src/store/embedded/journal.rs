@@ -213,13 +213,13 @@ fn commit(db: &Database, ops: &[Op], counters: &Counters) -> Result<(), redb::Er
 /// Everything stored, read back at start-up.
 #[derive(Debug, Default)]
 pub(super) struct Loaded {
-    pub copies: Vec<Vec<u8>>,
     pub interests: Vec<(String, Vec<u8>)>,
     pub workers: Vec<Vec<u8>>,
     pub counters: Option<Vec<u8>>,
 }
 
-/// Opens (or creates) the database file and reads all of it but payloads.
+/// Opens (or creates) the database file and reads its interests, workers and
+/// counters (copies are streamed by `for_each_copy`).
 /// `cache_bytes` bounds redb's page cache, which otherwise grows to hold the
 /// whole file.
 pub(super) fn open(path: &Path, cache_bytes: usize) -> Result<(Database, Loaded), redb::Error> {
@@ -238,10 +238,6 @@ pub(super) fn open(path: &Path, cache_bytes: usize) -> Result<(Database, Loaded)
     }
     let mut loaded = Loaded::default();
     let txn = db.begin_read()?;
-    for row in txn.open_table(COPIES)?.iter()? {
-        let (_, v) = row?;
-        loaded.copies.push(v.value().to_vec());
-    }
     for row in txn.open_table(INTERESTS)?.iter()? {
         let (k, v) = row?;
         loaded
@@ -273,4 +269,19 @@ pub(super) fn read_payloads(
         .iter()
         .map(|k| Ok(table.get(k.as_slice())?.map(|v| v.value().to_vec())))
         .collect()
+}
+
+/// Calls `f` with each stored copy's bytes, without holding them all at once.
+pub(super) fn for_each_copy(
+    db: &Database,
+    mut f: impl FnMut(&[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let unavailable = |e: redb::Error| StoreError::Unavailable(format!("reading copies: {e}"));
+    let txn = db.begin_read().map_err(|e| unavailable(e.into()))?;
+    let table = txn.open_table(COPIES).map_err(|e| unavailable(e.into()))?;
+    for row in table.iter().map_err(|e| unavailable(e.into()))? {
+        let (_, v) = row.map_err(|e| unavailable(e.into()))?;
+        f(v.value())?;
+    }
+    Ok(())
 }

@@ -65,16 +65,22 @@ impl EmbeddedStore {
         let (db, loaded) = journal::open(&path, cache_bytes)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         let mut state = State::new(history_limit);
-        let mut copies = Vec::with_capacity(loaded.copies.len());
-        for bytes in &loaded.copies {
-            copies.push(
-                postcard::from_bytes::<Meta>(bytes)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            );
-        }
-        // Completed history is rebuilt oldest first.
-        copies.sort_by_key(|m| (m.finished_at(), m.task_id));
-        for m in copies {
+        // Decoded one row at a time: holding every row and every record at
+        // once would double the memory a large queue needs after a restart.
+        let mut completed = Vec::new();
+        journal::for_each_copy(&db, |bytes| {
+            let m: Meta =
+                postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if m.state == TaskState::Completed {
+                completed.push(m);
+            } else {
+                state.insert(m);
+            }
+            Ok(())
+        })?;
+        // The completed history is rebuilt oldest first.
+        completed.sort_by_key(|m| (m.finished_at(), m.task_id));
+        for m in completed {
             state.insert(m);
         }
         for (name, bytes) in &loaded.interests {
@@ -130,7 +136,8 @@ impl EmbeddedStore {
         if metas.is_empty() {
             return Ok(Vec::new());
         }
-        let mut publishes: Vec<[u8; 16]> = metas.iter().map(|m| *m.publish_id.as_bytes()).collect();
+        let mut publishes: Vec<[u8; 16]> =
+            metas.iter().map(|m| *m.publish_id().as_bytes()).collect();
         publishes.sort_unstable();
         publishes.dedup();
         let found = journal::read_payloads(&self.db, &publishes)
@@ -145,7 +152,7 @@ impl EmbeddedStore {
         Ok(metas
             .into_iter()
             .filter_map(|m| {
-                data.get(m.publish_id.as_bytes())
+                data.get(m.publish_id().as_bytes())
                     .map(|d| m.to_task(d.clone()))
             })
             .collect())
@@ -190,7 +197,7 @@ fn remove_copies(st: &mut State, ids: &[TaskId], ops: &mut Vec<Op>) {
     let mut publishes = HashSet::new();
     for id in ids {
         if let Some(m) = st.remove(*id) {
-            publishes.insert(m.publish_id);
+            publishes.insert(m.publish_id());
             ops.push(Op::DeleteCopy(*id.as_bytes()));
         }
     }
@@ -211,6 +218,12 @@ impl Store for EmbeddedStore {
             let mut staged = Vec::with_capacity(tasks.len());
             let mut payloads = HashSet::new();
             for t in tasks {
+                if t.task_id.publish() != t.publish_id {
+                    return Err(StoreError::Corrupt(format!(
+                        "copy {} does not derive from publish {}",
+                        t.task_id, t.publish_id
+                    )));
+                }
                 let meta = Meta::from_task(&t);
                 if meta.singularly_enqueue {
                     let key = (meta.lane(), meta.fingerprint);

@@ -26,8 +26,8 @@ pub(super) type ReadyKey = (Reverse<Priority>, Millis, TaskId);
 /// per copy (postcard-encoded).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct Meta {
+    /// Its publish's id is derived from it (`TaskId::publish`).
     pub task_id: TaskId,
-    pub publish_id: TaskId,
     pub queue: QueueName,
     pub worker_queue: Option<WorkerId>,
     pub worker_id: Option<WorkerId>,
@@ -78,7 +78,6 @@ impl Meta {
         };
         Self {
             task_id: t.task_id,
-            publish_id: t.publish_id,
             queue: t.queue.clone(),
             worker_queue: t.worker_queue,
             worker_id: t.worker_id,
@@ -105,7 +104,7 @@ impl Meta {
         let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
         Task {
             task_id: self.task_id,
-            publish_id: self.publish_id,
+            publish_id: self.task_id.publish(),
             queue: self.queue.clone(),
             worker_queue: self.worker_queue,
             data,
@@ -134,6 +133,10 @@ impl Meta {
                 .map(|b| format!("{b:02x}"))
                 .collect(),
         }
+    }
+
+    pub fn publish_id(&self) -> TaskId {
+        self.task_id.publish()
     }
 
     pub fn lane(&self) -> Lane {
