@@ -46,6 +46,8 @@ pub struct BenchOptions {
     /// Total publish rate to hold, tasks per second; unbounded when absent.
     pub rate: Option<f64>,
     pub progress: bool,
+    /// Measure the data disk's fsync rate first (local interq only).
+    pub probe_disk: bool,
 }
 
 impl Default for BenchOptions {
@@ -64,12 +66,14 @@ impl Default for BenchOptions {
             wait: 5.0,
             rate: None,
             progress: true,
+            probe_disk: false,
         }
     }
 }
 
 /// Latency percentiles, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Latency {
     pub count: u64,
     pub p50_ms: f64,
@@ -123,6 +127,54 @@ pub struct Report {
     /// Resident memory of this process at the end (it hosts the interq when
     /// none was given), in MiB.
     pub rss_mib: Option<f64>,
+    /// The data disk: fsyncs per second after appending to a file, and after
+    /// overwriting space already in it.
+    pub disk: Option<DiskProbe>,
+}
+
+/// How fast the data disk makes writes durable.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskProbe {
+    pub append_fsyncs_per_sec: f64,
+    pub overwrite_fsyncs_per_sec: f64,
+}
+
+/// Measures fsyncs per second in `dir` for `secs` seconds each: 4 KiB
+/// appended then fsync (the file grows, so metadata is flushed too), and 4 KiB
+/// overwritten in place then fsync.
+pub fn probe_disk(dir: &std::path::Path, secs: f64) -> std::io::Result<DiskProbe> {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = dir.join(".interq-disk-probe");
+    let block = [0x5au8; 4096];
+    let rate = |overwrite: bool| -> std::io::Result<f64> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)?;
+        if overwrite {
+            f.write_all(&block)?;
+            f.sync_all()?;
+        }
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed().as_secs_f64() < secs {
+            if overwrite {
+                f.seek(SeekFrom::Start(0))?;
+            }
+            f.write_all(&block)?;
+            f.sync_data()?;
+            n += 1;
+        }
+        Ok(n as f64 / start.elapsed().as_secs_f64())
+    };
+    let probe = DiskProbe {
+        append_fsyncs_per_sec: rate(false)?,
+        overwrite_fsyncs_per_sec: rate(true)?,
+    };
+    std::fs::remove_file(&path)?;
+    Ok(probe)
 }
 
 fn micros_now() -> u64 {
@@ -152,6 +204,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
     );
     let mut _tempdir = None;
     let mut server = None;
+    let mut disk = None;
     let url = match &opts.url {
         Some(u) => u.clone(),
         None => {
@@ -164,6 +217,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
                     p
                 }
             };
+            if opts.probe_disk {
+                disk = Some(probe_disk(&dir, 1.0).context("probing the data disk")?);
+            }
             let mut settings = Settings {
                 listen: "127.0.0.1:0".into(),
                 data_dir: dir,
@@ -411,6 +467,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         commits,
         writes_per_commit,
         rss_mib: resident_mib(),
+        disk,
     };
     if let Some((handle, running)) = server {
         handle.stop().await;
@@ -456,6 +513,15 @@ impl Report {
             line(
                 &mut out,
                 format!("store:          {c} commits, {w:.1} records per commit"),
+            );
+        }
+        if let Some(d) = self.disk {
+            line(
+                &mut out,
+                format!(
+                    "disk:           {:.0} fsyncs/s appending, {:.0} fsyncs/s overwriting",
+                    d.append_fsyncs_per_sec, d.overwrite_fsyncs_per_sec
+                ),
             );
         }
         if let Some(m) = self.rss_mib {

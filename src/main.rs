@@ -76,6 +76,9 @@ enum Command {
         /// Print one JSON object instead of the report.
         #[arg(long)]
         json: bool,
+        /// First measure the data disk's fsync rate (with the interq started here).
+        #[arg(long)]
+        probe_disk: bool,
     },
     /// Runs a command once per task of some queues: the task's data as JSON on
     /// standard input, its id, queue, attempt and flat data fields as INTERQ_*
@@ -154,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
             wait,
             rate,
             json,
+            probe_disk,
         } => {
             interq::telemetry::init(&interq::config::LogSettings {
                 filter: "warn".into(),
@@ -173,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
                 wait,
                 rate,
                 progress: !json,
+                probe_disk,
             })
             .await?;
             if json {

@@ -349,7 +349,7 @@ fn command_for(task: &Task, opts: &WorkerOptions) -> Result<Vec<String>, String>
 /// The variables a command sees on top of the worker's own environment.
 fn environment(task: &Task, opts: &WorkerOptions) -> HashMap<String, String> {
     let mut env = HashMap::new();
-    for (key, value) in &task.data {
+    for (key, value) in task.data.iter() {
         let text = match value {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),

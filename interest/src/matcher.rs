@@ -119,6 +119,15 @@ impl Matcher {
     /// The names of the queues that want this task, without duplicates, in
     /// name order.
     pub fn route(&self, data: &Map<String, Value>) -> Vec<&str> {
+        self.route_indices(data)
+            .into_iter()
+            .map(|i| self.queues[i].0.as_str())
+            .collect()
+    }
+
+    /// `route`, as positions in [`Matcher::queues`] order: callers that keep
+    /// their own per-queue values in that order look them up without hashing.
+    pub fn route_indices(&self, data: &Map<String, Value>) -> Vec<usize> {
         if self.queues.is_empty() {
             return Vec::new();
         }
@@ -135,7 +144,7 @@ impl Matcher {
         for (word_index, mut word) in hit.into_iter().enumerate() {
             while word != 0 {
                 let bit = word.trailing_zeros() as usize;
-                out.push(self.queues[word_index * 64 + bit].0.as_str());
+                out.push(word_index * 64 + bit);
                 word &= word - 1;
             }
         }

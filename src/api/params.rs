@@ -223,6 +223,19 @@ impl Params {
         }
     }
 
+    /// `object`, moving the value out instead of copying it (a task's `data`
+    /// is the largest thing a request carries).
+    pub fn take_object(&mut self, field: &str) -> Result<Option<Map<String, Value>>, ApiError> {
+        if self.is_text(field) {
+            return self.object(field);
+        }
+        match self.fields.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m)),
+            Some(_) => Err(self.invalid(field, "must be a JSON object")),
+        }
+    }
+
     pub fn number(&self, field: &str) -> Result<Option<f64>, ApiError> {
         let n = match self.get(field) {
             None => return Ok(None),

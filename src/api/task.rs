@@ -31,7 +31,7 @@ pub async fn publish_task(
 ) -> Result<HttpResponse, ApiError> {
     match body {
         Body::Params(p) => {
-            let task = parse_new_task(&p, &state)?;
+            let task = parse_new_task(p, &state)?;
             let mut published = state.broker.publish(vec![task]).await?;
             Ok(HttpResponse::Ok().json(published.remove(0)))
         }
@@ -40,17 +40,18 @@ pub async fn publish_task(
             let tasks = items
                 .into_iter()
                 .enumerate()
-                .map(|(i, item)| parse_new_task(&Params::item(i, item)?, &state))
+                .map(|(i, item)| parse_new_task(Params::item(i, item)?, &state))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(HttpResponse::Ok().json(state.broker.publish(tasks).await?))
         }
     }
 }
 
-fn parse_new_task(p: &Params, state: &AppState) -> Result<NewTask, ApiError> {
+fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask, ApiError> {
     p.only(PUBLISH_FIELDS)?;
     let limits = &state.settings.limits;
-    let data = p.required("data", p.object("data")?)?;
+    let data = p.take_object("data")?;
+    let data = p.required("data", data)?;
     let publisher = p
         .string("publisher")?
         .unwrap_or_else(|| "unknown".to_owned());

@@ -155,7 +155,7 @@ pub struct Broker {
     /// Every queue's parsed interests; rebuilding the matcher reads it. The
     /// async lock serializes interest changes, never publishes.
     registry: Mutex<BTreeMap<QueueName, Interests>>,
-    matcher: ArcSwap<Matcher>,
+    routes: ArcSwap<Routes>,
     workers: DashMap<WorkerId, LiveWorker>,
     wakers: Wakers,
     shutting_down: AtomicBool,
@@ -193,7 +193,7 @@ impl Broker {
             clock,
             settings,
             registry: Mutex::new(registry),
-            matcher: ArcSwap::from_pointee(matcher),
+            routes: ArcSwap::from_pointee(matcher),
             workers,
             wakers: Wakers::default(),
             shutting_down: AtomicBool::new(false),
@@ -209,9 +209,9 @@ impl Broker {
         &self.store
     }
 
-    /// The matcher in force now.
-    pub fn matcher(&self) -> Arc<Matcher> {
-        self.matcher.load_full()
+    /// The routes in force now.
+    pub fn routes(&self) -> Arc<Routes> {
+        self.routes.load_full()
     }
 
     // ----- publishing -------------------------------------------------------
@@ -221,31 +221,47 @@ impl Broker {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(BrokerError::ShuttingDown);
         }
-        let matcher = self.matcher.load();
+        let routes = self.routes.load();
         let now = self.clock.now();
         let mut copies: Vec<Task> = Vec::new();
         // For each publish: its id, and the range of `copies` it made.
         let mut spans = Vec::with_capacity(tasks.len());
         let mut discarded = 0;
-        for new in tasks {
+        for mut new in tasks {
             let publish_id = TaskId::new_publish();
             let start = copies.len();
-            let queues = matcher.route(&new.data);
-            let fp = fingerprint(&new.data);
+            let queues: Vec<&QueueName> = routes
+                .matcher
+                .route_indices(&new.data)
+                .into_iter()
+                .map(|i| &routes.names[i])
+                .collect();
+            // Only the singular rules compare tasks; others skip the hash.
+            let fp = if new.singularly_enqueue || new.singularly_run {
+                fingerprint(&new.data)
+            } else {
+                String::new()
+            };
             let targets: Vec<(QueueName, Option<WorkerId>)> = match new.scope {
-                Scope::Any => queues
-                    .iter()
-                    .filter_map(|q| QueueName::parse(q).ok())
-                    .map(|q| (q, None))
-                    .collect(),
+                Scope::Any => queues.into_iter().map(|q| (q.clone(), None)).collect(),
                 Scope::All => self.workers_on(&queues),
             };
             if targets.len() > MAX_COPIES {
                 return Err(BrokerError::TooManyCopies(targets.len()));
             }
+            let data = Arc::new(std::mem::take(&mut new.data));
             for (index, (queue, worker_queue)) in targets.into_iter().enumerate() {
                 let id = publish_id.copy(index as u16);
-                copies.push(self.make_copy(&new, id, publish_id, queue, worker_queue, &fp, now));
+                copies.push(self.make_copy(
+                    &new,
+                    &data,
+                    id,
+                    publish_id,
+                    queue,
+                    worker_queue,
+                    &fp,
+                    now,
+                ));
             }
             if copies.len() == start {
                 discarded += 1;
@@ -299,6 +315,7 @@ impl Broker {
     fn make_copy(
         &self,
         new: &NewTask,
+        data: &Arc<Map<String, Value>>,
         task_id: TaskId,
         publish_id: TaskId,
         queue: QueueName,
@@ -312,7 +329,7 @@ impl Broker {
             publish_id,
             queue,
             worker_queue,
-            data: new.data.clone(),
+            data: Arc::clone(data),
             publisher: new.publisher.clone(),
             priority: new.priority,
             scope: new.scope,
@@ -344,7 +361,7 @@ impl Broker {
 
     /// `scope: all`: every worker registered on an interested queue, once,
     /// under the first of its queues (in its own order) that is interested.
-    fn workers_on(&self, queues: &[&str]) -> Vec<(QueueName, Option<WorkerId>)> {
+    fn workers_on(&self, queues: &[&QueueName]) -> Vec<(QueueName, Option<WorkerId>)> {
         let mut out: Vec<(QueueName, Option<WorkerId>)> = self
             .workers
             .iter()
@@ -352,7 +369,7 @@ impl Broker {
                 w.record
                     .queues
                     .iter()
-                    .find(|q| queues.contains(&q.as_str()))
+                    .find(|q| queues.contains(q))
                     .map(|q| (q.clone(), Some(w.record.worker_id)))
             })
             .collect();
@@ -569,7 +586,7 @@ impl Broker {
             self.store.put_interests(queue, value).await?;
         }
         *registry = next;
-        self.matcher.store(Arc::new(matcher));
+        self.routes.store(Arc::new(matcher));
         Ok(normalized.into_iter().map(|(_, v)| v).collect())
     }
 
@@ -584,7 +601,7 @@ impl Broker {
         let matcher = rebuild(next.clone()).await?;
         self.store.delete_interests(queue).await?;
         *registry = next;
-        self.matcher.store(Arc::new(matcher));
+        self.routes.store(Arc::new(matcher));
         Ok(())
     }
 
@@ -717,17 +734,28 @@ impl Broker {
     }
 }
 
-fn build_matcher(registry: &BTreeMap<QueueName, Interests>) -> Result<Matcher> {
-    Ok(Matcher::build(
+/// The compiled matcher, and the queue names in its order, so that a route
+/// becomes queue names without parsing or allocating.
+#[derive(Debug)]
+pub struct Routes {
+    pub matcher: Matcher,
+    pub names: Vec<QueueName>,
+}
+
+fn build_matcher(registry: &BTreeMap<QueueName, Interests>) -> Result<Routes> {
+    let matcher = Matcher::build(
         registry
             .iter()
             .map(|(q, i)| (q.as_str().to_owned(), i.clone())),
-    )?)
+    )?;
+    // The matcher orders queues by name, as the registry's keys are ordered.
+    let names = registry.keys().cloned().collect();
+    Ok(Routes { matcher, names })
 }
 
 /// Builds a matcher on a blocking thread: with thousands of queues it takes
 /// tens of milliseconds, which must not stall the request threads.
-async fn rebuild(registry: BTreeMap<QueueName, Interests>) -> Result<Matcher> {
+async fn rebuild(registry: BTreeMap<QueueName, Interests>) -> Result<Routes> {
     tokio::task::spawn_blocking(move || build_matcher(&registry))
         .await
         .map_err(|e| BrokerError::Store(StoreError::Unavailable(e.to_string())))?

@@ -123,7 +123,8 @@ pub struct Task {
     /// For `scope: all`: the worker whose own queue holds this copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_queue: Option<WorkerId>,
-    pub data: Map<String, Value>,
+    /// Shared by every copy of a publish.
+    pub data: std::sync::Arc<Map<String, Value>>,
     pub publisher: String,
     pub priority: Priority,
     pub scope: Scope,
@@ -156,7 +157,9 @@ pub struct Task {
     /// What the worker attached when completing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<serde_json::Value>,
-    /// Identity for the singular rules: a hash of the canonical `data`.
+    /// Identity for the singular rules: a hash of the canonical `data`;
+    /// empty for tasks that use neither rule.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub fingerprint: String,
 }
 

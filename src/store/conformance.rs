@@ -46,7 +46,7 @@ pub fn copy(queue: &str, priority: i16, at_ms: u64) -> Task {
         queue: q(queue),
         worker_queue: None,
         fingerprint: fingerprint(&data),
-        data,
+        data: Arc::new(data),
         publisher: "conformance".into(),
         priority: Priority(priority),
         scope: Scope::Any,

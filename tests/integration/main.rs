@@ -2,6 +2,7 @@
 //! port over real HTTP, and the storage conformance suite.
 
 mod bad_input;
+mod bench;
 mod client;
 mod durability;
 mod helpers;

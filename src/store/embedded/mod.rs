@@ -142,18 +142,18 @@ impl EmbeddedStore {
         publishes.dedup();
         let found = journal::read_payloads(&self.db, &publishes)
             .map_err(|e| StoreError::Unavailable(format!("reading payloads: {e}")))?;
-        let mut data: HashMap<[u8; 16], Map<String, Value>> =
+        let mut data: HashMap<[u8; 16], Arc<Map<String, Value>>> =
             HashMap::with_capacity(publishes.len());
         for (key, bytes) in publishes.into_iter().zip(found) {
             if let Some(bytes) = bytes {
-                data.insert(key, decode_json(&bytes)?);
+                data.insert(key, Arc::new(decode_json(&bytes)?));
             }
         }
         Ok(metas
             .into_iter()
             .filter_map(|m| {
                 data.get(m.publish_id().as_bytes())
-                    .map(|d| m.to_task(d.clone()))
+                    .map(|d| m.to_task(Arc::clone(d)))
             })
             .collect())
     }
@@ -224,7 +224,8 @@ impl Store for EmbeddedStore {
                         t.task_id, t.publish_id
                     )));
                 }
-                let meta = Meta::from_task(&t);
+                let publisher = st.publisher(&t.publisher);
+                let meta = Meta::from_task(&t, publisher);
                 if meta.singularly_enqueue {
                     let key = (meta.lane(), meta.fingerprint);
                     if let Some(&existing) = st.enqueue_locks.get(&key) {

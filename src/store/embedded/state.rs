@@ -62,7 +62,9 @@ pub(super) struct Extra {
 }
 
 impl Meta {
-    pub fn from_task(t: &Task) -> Self {
+    /// The record of `t`, naming its publisher with `publisher` (a shared,
+    /// interned copy of `t.publisher`).
+    pub fn from_task(t: &Task, publisher: Arc<str>) -> Self {
         let mut fingerprint = [0u8; 16];
         for (i, b) in fingerprint.iter_mut().enumerate() {
             *b = u8::from_str_radix(t.fingerprint.get(2 * i..2 * i + 2).unwrap_or("00"), 16)
@@ -81,7 +83,7 @@ impl Meta {
             queue: t.queue.clone(),
             worker_queue: t.worker_queue,
             worker_id: t.worker_id,
-            publisher: t.publisher.as_str().into(),
+            publisher,
             fingerprint,
             priority: t.priority,
             scope: t.scope,
@@ -99,7 +101,7 @@ impl Meta {
     }
 
     /// The whole task, with its payload.
-    pub fn to_task(&self, data: Map<String, Value>) -> Task {
+    pub fn to_task(&self, data: Arc<Map<String, Value>>) -> Task {
         let extra = self.extra.as_deref().cloned().unwrap_or_default();
         let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
         Task {
@@ -242,6 +244,16 @@ impl State {
         Arc::clone(p)
     }
 
+    /// The shared copy of a publisher's name.
+    pub fn publisher(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.publishers.get(name) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = name.into();
+        self.publishers.insert(Arc::clone(&shared));
+        shared
+    }
+
     fn index(&mut self, t: &Meta) {
         let counts = self.counts.entry(t.queue.clone()).or_default();
         match t.state {
@@ -363,7 +375,7 @@ mod tests {
 
     #[test]
     fn a_task_survives_the_trip_through_meta() {
-        let data = json!({"a": 1}).as_object().unwrap().clone();
+        let data = Arc::new(json!({"a": 1}).as_object().unwrap().clone());
         let p = TaskId::new_publish();
         let task = Task {
             task_id: p.copy(0),
@@ -392,18 +404,21 @@ mod tests {
             progress: Some(json!(40)),
             output: Some(json!({"o": [1]})),
         };
-        let meta = Meta::from_task(&task);
+        let meta = Meta::from_task(&task, task.publisher.as_str().into());
         let bytes = postcard::to_stdvec(&meta).unwrap();
         let back: Meta = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back.to_task(data), task);
-        let plain = Meta::from_task(&Task {
-            started_at: None,
-            finished_at: None,
-            fail_reason: None,
-            progress: None,
-            output: None,
-            ..task
-        });
+        let plain = Meta::from_task(
+            &Task {
+                started_at: None,
+                finished_at: None,
+                fail_reason: None,
+                progress: None,
+                output: None,
+                ..task
+            },
+            "pub".into(),
+        );
         assert!(
             plain.extra.is_none(),
             "a plain copy keeps nothing out of line"

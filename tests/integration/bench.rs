@@ -1,0 +1,81 @@
+//! `interq bench` as a real child process.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::helpers::{interq_binary, spawn_app_with};
+
+fn bench(args: &[&str]) -> Value {
+    let out = Command::new(interq_binary())
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON report")
+}
+
+#[test]
+fn bench_publishes_claims_and_reports_every_task() {
+    let r = bench(&[
+        "-N",
+        "300",
+        "-P",
+        "4",
+        "-W",
+        "2",
+        "-Q",
+        "4",
+        "-F",
+        "2",
+        "--publish-batch",
+        "7",
+        "--claim-batch",
+        "5",
+    ]);
+    assert_eq!(r["errors"], 0);
+    assert!(r["publishTasksPerSec"].as_f64().unwrap() > 0.0);
+    // Four publishers of 75 tasks each, in batches of 7: 11 requests each.
+    assert_eq!(
+        r["publishLatency"]["count"],
+        4 * 11,
+        "one sample per request"
+    );
+    // Every routed copy was claimed once and completed: 300 tasks x fan-out 2.
+    assert_eq!(r["publishToClaim"]["count"], 600);
+    assert!(r["endToEndCopiesPerSec"].as_f64().unwrap() > 0.0);
+    assert!(r["commits"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_drives_a_running_interq_and_leaves_its_tasks_there() {
+    let app = spawn_app_with(|s| s.testing.manual_clock = false).await;
+    let url = app.base.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        bench(&["--url", &url, "-N", "50", "-W", "0", "--probe-disk"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(r["errors"], 0);
+    assert!(
+        r["disk"].is_null(),
+        "the disk of a remote interq is not probed"
+    );
+    assert_eq!(app.queue("bench-0").await["ready"], 50);
+}
+
+#[test]
+fn bench_refuses_impossible_shapes() {
+    let out = Command::new(interq_binary())
+        .args(["bench", "-Q", "1", "-F", "2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--queues must be at least --fanout"));
+}
