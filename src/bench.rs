@@ -48,6 +48,8 @@ pub struct BenchOptions {
     pub progress: bool,
     /// Measure the data disk's fsync rate first (local interq only).
     pub probe_disk: bool,
+    /// Key and trusted certificates for `url`.
+    pub client: crate::client::ClientOptions,
 }
 
 impl Default for BenchOptions {
@@ -67,6 +69,7 @@ impl Default for BenchOptions {
             rate: None,
             progress: true,
             probe_disk: false,
+            client: crate::client::ClientOptions::default(),
         }
     }
 }
@@ -237,7 +240,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
             url
         }
     };
-    let client = Client::new(&url)?;
+    let client = Client::with_options(&url, opts.client.clone())?;
 
     // Queues in groups of `fanout`; group g takes tasks whose route is `g<g>`.
     let groups = opts.queues.div_ceil(opts.fanout);

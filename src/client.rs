@@ -123,25 +123,63 @@ impl Publish {
 /// One item's answer in a batch of updates.
 pub type UpdateResult = std::result::Result<Task, ClientError>;
 
+/// Installs the process-wide TLS provider (ring) that `reqwest` clients need;
+/// calling it again does nothing.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A connection to one interq.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// `Authorization` header value, when a key is given.
+    auth: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("key", &self.auth.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+/// How to reach an interq beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// The key to present (`Authorization: Bearer`).
+    pub key: Option<String>,
+    /// PEM certificates to trust instead of the system's (a private CA or a
+    /// self-signed server certificate).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Client {
-    /// A client for the interq at `base` (`http://host:port`).
+    /// A client for the interq at `base` (`http://host:port` or `https://`).
     pub fn new(base: &str) -> Result<Self> {
+        Self::with_options(base, ClientOptions::default())
+    }
+
+    pub fn with_options(base: &str, options: ClientOptions) -> Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::BadUrl(base));
         }
-        let http = reqwest::Client::builder()
+        install_tls_provider();
+        let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
-            .tcp_nodelay(true)
-            .build()?;
-        Ok(Self { base, http })
+            .tcp_nodelay(true);
+        if let Some(pem) = &options.ca_pem {
+            builder = builder.tls_certs_only(reqwest::Certificate::from_pem_bundle(pem)?);
+        }
+        Ok(Self {
+            base,
+            http: builder.build()?,
+            auth: options.key.map(|k| format!("Bearer {k}")),
+        })
     }
 
     pub fn base(&self) -> &str {
@@ -149,7 +187,11 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base))
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.auth {
+            Some(a) => req.header(reqwest::header::AUTHORIZATION, a),
+            None => req,
+        }
     }
 
     async fn call<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {

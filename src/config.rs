@@ -21,7 +21,41 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub tasks: TaskSettings,
     pub workers: WorkerSettings,
+    pub auth: AuthSettings,
+    pub tls: TlsSettings,
+    /// Seconds a graceful shutdown may take: requests in flight get this long
+    /// to finish.
+    pub shutdown_timeout_secs: u64,
     pub testing: TestingSettings,
+}
+
+/// Keys, by role, as hashes made by `interq key new`
+/// (`sha256:<salt>:<digest>`). No key at all turns auth off.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub admin: Vec<String>,
+    pub publisher: Vec<String>,
+    pub worker: Vec<String>,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Hashes, not keys, but nothing about credentials belongs in logs.
+        f.debug_struct("AuthSettings")
+            .field("admin", &self.admin.len())
+            .field("publisher", &self.publisher.len())
+            .field("worker", &self.worker.len())
+            .finish()
+    }
+}
+
+/// Serve HTTPS with this certificate chain and private key (PEM files).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert_path: Option<PathBuf>,
+    pub key_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +141,9 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             tasks: TaskSettings::default(),
             workers: WorkerSettings::default(),
+            auth: AuthSettings::default(),
+            tls: TlsSettings::default(),
+            shutdown_timeout_secs: 10,
             testing: TestingSettings::default(),
         }
     }
@@ -184,7 +221,11 @@ impl Settings {
             Environment::with_prefix("INTERQ")
                 .prefix_separator("_")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("auth.admin")
+                .with_list_parse_key("auth.publisher")
+                .with_list_parse_key("auth.worker"),
         );
         for (key, value) in overrides {
             builder = builder.set_override(*key, value.as_str())?;
@@ -221,7 +262,30 @@ impl Settings {
             self.limits.max_batch > 0 && self.limits.max_claim_count > 0,
             "limits.max_batch and limits.max_claim_count must be at least 1",
         )?;
+        check(
+            self.tls.cert_path.is_some() == self.tls.key_path.is_some(),
+            "tls.cert_path and tls.key_path go together",
+        )?;
+        self.keys()?;
         Ok(())
+    }
+
+    /// The configured keys, parsed.
+    pub fn keys(&self) -> Result<crate::auth::Keys, SettingsError> {
+        use crate::auth::{KeyHash, Role};
+        let mut keys = Vec::new();
+        for (role, hashes) in [
+            (Role::Admin, &self.auth.admin),
+            (Role::Publisher, &self.auth.publisher),
+            (Role::Worker, &self.auth.worker),
+        ] {
+            for (i, h) in hashes.iter().enumerate() {
+                let hash = KeyHash::parse(h)
+                    .map_err(|e| SettingsError::Invalid(format!("auth.{role}[{i}]: {e}")))?;
+                keys.push((role, hash));
+            }
+        }
+        Ok(crate::auth::Keys::new(keys))
     }
 
     /// The broker's share of the settings.
@@ -267,6 +331,24 @@ mod tests {
         let s = Settings::load(Some(&file), &[("listen", "127.0.0.1:9".into())]).unwrap();
         assert_eq!(s.tasks.ttr_secs, 30);
         assert_eq!(s.listen, "127.0.0.1:9");
+    }
+
+    #[test]
+    fn keys_load_from_the_environment_style_lists() {
+        let (_, a) = crate::auth::new_key();
+        let (_, b) = crate::auth::new_key();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("interq.toml");
+        std::fs::write(&file, format!("[auth]\nadmin = [\"{a}\", \"{b}\"]\n")).unwrap();
+        let s = Settings::load(Some(&file), &[]).unwrap();
+        assert!(s.keys().unwrap().enabled());
+        assert!(
+            !format!("{s:?}").contains(&a.to_string()),
+            "no hash in Debug output"
+        );
+        std::fs::write(&file, "[auth]\nworker = [\"plain-password\"]\n").unwrap();
+        let err = Settings::load(Some(&file), &[]).unwrap_err();
+        assert!(err.to_string().contains("auth.worker[0]"), "{err}");
     }
 
     #[test]

@@ -11,10 +11,12 @@
 //! them together for `main`.
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod broker;
 pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod model;
 pub mod startup;
 pub mod store;

@@ -23,8 +23,50 @@ struct Cli {
     command: Command,
 }
 
+/// How the client commands reach a protected or TLS interq.
+#[derive(Debug, clap::Args)]
+struct Access {
+    /// The key to present (see `interq key new`).
+    #[arg(long, env = "INTERQ_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// PEM file of certificates to trust for https:// URLs (a private CA or
+    /// the server's self-signed certificate) instead of the system's.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+}
+
+impl Access {
+    fn options(self) -> anyhow::Result<interq::client::ClientOptions> {
+        let ca_pem = match self.ca_cert {
+            Some(path) => Some(
+                std::fs::read(&path)
+                    .map_err(|e| anyhow::anyhow!("reading --ca-cert {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(interq::client::ClientOptions {
+            key: self.key,
+            ca_pem,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Makes a new random key and prints it with the hash to put in the
+    /// settings. interq stores only the hash; give the key to the client.
+    New {
+        /// The role the key is for: admin, publisher or worker.
+        #[arg(long, default_value = "admin")]
+        role: String,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Makes keys for password protection.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Runs the service.
     Serve {
         /// Address to listen on (default 127.0.0.1:7700).
@@ -79,6 +121,8 @@ enum Command {
         /// First measure the data disk's fsync rate (with the interq started here).
         #[arg(long)]
         probe_disk: bool,
+        #[command(flatten)]
+        access: Access,
     },
     /// Runs a command once per task of some queues: the task's data as JSON on
     /// standard input, its id, queue, attempt and flat data fields as INTERQ_*
@@ -114,6 +158,8 @@ enum Command {
         /// Bytes of standard output and error kept for the report.
         #[arg(long, default_value_t = 4096)]
         tail_bytes: usize,
+        #[command(flatten)]
+        access: Access,
         /// The command to run per task, and its arguments.
         #[arg(last = true)]
         command: Vec<String>,
@@ -124,6 +170,23 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Key(KeyCommand::New { role }) => {
+            let role = match role.as_str() {
+                "admin" => interq::auth::Role::Admin,
+                "publisher" => interq::auth::Role::Publisher,
+                "worker" => interq::auth::Role::Worker,
+                other => anyhow::bail!("--role is admin, publisher or worker, not `{other}`"),
+            };
+            let (key, hash) = interq::auth::new_key();
+            println!("key:  {key}");
+            println!("      (give it to the {role}; interq does not store it)");
+            println!("hash: {hash}");
+            println!(
+                "      (in interq.toml: [auth] {role} = [\"{hash}\"], or INTERQ_AUTH__{}={hash})",
+                role.as_str().to_ascii_uppercase()
+            );
+            Ok(())
+        }
         Command::Serve { listen, data_dir } => {
             let mut overrides = Vec::new();
             if let Some(l) = listen {
@@ -158,6 +221,7 @@ async fn main() -> anyhow::Result<()> {
             rate,
             json,
             probe_disk,
+            access,
         } => {
             interq::telemetry::init(&interq::config::LogSettings {
                 filter: "warn".into(),
@@ -178,6 +242,7 @@ async fn main() -> anyhow::Result<()> {
                 rate,
                 progress: !json,
                 probe_disk,
+                client: access.options()?,
             })
             .await?;
             if json {
@@ -195,6 +260,7 @@ async fn main() -> anyhow::Result<()> {
             grace,
             allow_task_command,
             tail_bytes,
+            access,
             command,
         } => {
             interq::telemetry::init(&Settings::default().log);
@@ -211,6 +277,7 @@ async fn main() -> anyhow::Result<()> {
                 allow_task_command,
                 tail_bytes,
                 command,
+                client: access.options()?,
                 ..WorkerOptions::default()
             };
             interq::worker::run(opts, stop_signal()).await?;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use tracing_actix_web::TracingLogger;
@@ -54,24 +55,43 @@ impl Application {
             .context("loading interests and workers")?;
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
-        let port = listener.local_addr()?.port();
+        let addr = listener.local_addr()?;
+        let port = addr.port();
+        let keys = settings.keys()?;
+        if !keys.enabled() {
+            if addr.ip().is_loopback() {
+                tracing::warn!(%addr, "no keys are configured: anyone who can reach this address may use interq; it listens on loopback only");
+            } else {
+                tracing::warn!(%addr, "no keys are configured and interq listens beyond loopback: anyone who can reach it may use it; set [auth] keys (interq key new)");
+            }
+        }
+        let tls = match (&settings.tls.cert_path, &settings.tls.key_path) {
+            (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+            _ => None,
+        };
         let testing = manual_clock.is_some();
         let tick = Duration::from_millis(settings.tasks.tick_ms);
+        let shutdown_timeout = settings.shutdown_timeout_secs;
         let state = web::Data::new(AppState {
             broker: Arc::clone(&broker),
             settings,
+            keys,
             manual_clock,
         });
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(api::check_access))
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
-                .configure(|cfg| api::routes(cfg, testing))
+                .configure(|cfg| api::configure(cfg, testing))
                 .default_service(web::to(api::not_found))
-        })
-        .listen(listener)?
+        });
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        }
         .disable_signals()
-        .shutdown_timeout(10)
+        .shutdown_timeout(shutdown_timeout)
         .run();
         Ok(Self {
             port,
@@ -118,6 +138,32 @@ impl Application {
         tracing::info!("stopped");
         served.context("serving HTTP")
     }
+}
+
+/// The server's TLS set-up from PEM files: a certificate chain and its key.
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading tls.cert_path {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing tls.cert_path {}", cert.display()))?;
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "tls.cert_path {} holds no certificate",
+        cert.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading tls.key_path {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the TLS certificate and key do not fit together")?)
 }
 
 /// Stops a running application gracefully.

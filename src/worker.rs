@@ -48,6 +48,8 @@ pub struct WorkerOptions {
     pub tail_bytes: usize,
     /// The command and its arguments.
     pub command: Vec<String>,
+    /// Key and trusted certificates for the interq.
+    pub client: crate::client::ClientOptions,
 }
 
 impl Default for WorkerOptions {
@@ -62,6 +64,7 @@ impl Default for WorkerOptions {
             allow_task_command: false,
             tail_bytes: 4096,
             command: Vec::new(),
+            client: crate::client::ClientOptions::default(),
         }
     }
 }
@@ -89,7 +92,7 @@ pub async fn run(
     if opts.queues.is_empty() {
         return Err(WorkerError::NoQueue);
     }
-    let client = Client::new(&opts.url)?;
+    let client = Client::with_options(&opts.url, opts.client.clone())?;
     let queues: Vec<&str> = opts.queues.iter().map(String::as_str).collect();
     let worker = client.register(&queues).await?;
     tracing::info!(%worker, queues = ?opts.queues, concurrency = opts.concurrency, "worker registered");

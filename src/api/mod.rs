@@ -1,10 +1,16 @@
 //! The HTTP JSON API: one file per resource, parameters from a JSON body or
-//! the query string (`params`), and one error mapping (`error`).
+//! the query string (`params`), one error mapping (`error`), and one table of
+//! every endpoint (`routes`) that mounts them, guards them (`guard`) and
+//! describes them (`GET /openapi.json`).
 
 pub mod error;
+mod guard;
+mod health;
 mod interest;
+mod metrics;
 mod params;
 mod queue;
+pub mod routes;
 mod status;
 mod task;
 mod testing;
@@ -12,10 +18,11 @@ mod worker;
 
 use std::sync::Arc;
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use actix_web::{HttpRequest, HttpResponse};
 
 use self::error::ApiError;
+pub use self::guard::check_access;
+use crate::auth::Keys;
 use crate::broker::clock::ManualClock;
 use crate::broker::Broker;
 use crate::config::Settings;
@@ -25,50 +32,15 @@ use crate::config::Settings;
 pub struct AppState {
     pub broker: Arc<Broker>,
     pub settings: Settings,
+    /// The configured keys; none means auth is off.
+    pub keys: Keys,
     /// Set when the settings ask for a manual clock (tests).
     pub manual_clock: Option<Arc<ManualClock>>,
 }
 
 /// Mounts every API route.
-pub fn routes(cfg: &mut web::ServiceConfig, testing: bool) {
-    cfg.service(
-        web::resource("/task")
-            .route(web::put().to(task::publish_task))
-            .route(web::get().to(task::claim_task))
-            .route(web::post().to(task::update_task))
-            .route(web::delete().to(task::delete_tasks))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/worker")
-            .route(web::put().to(worker::register_worker))
-            .route(web::delete().to(worker::delete_worker))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/interest")
-            .route(web::put().to(interest::create_interest))
-            .route(web::delete().to(interest::delete_interest))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/queue")
-            .route(web::delete().to(queue::delete_queue))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/status")
-            .route(web::get().to(status::show_status))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(web::resource("/healthz").route(web::get().to(healthz)));
-    if testing {
-        cfg.service(web::resource("/_testing/clock").route(web::post().to(testing::advance_clock)));
-    }
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+pub fn configure(cfg: &mut actix_web::web::ServiceConfig, testing: bool) {
+    routes::mount(cfg, testing);
 }
 
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {

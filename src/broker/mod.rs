@@ -23,6 +23,7 @@ use tokio::sync::{Mutex, Notify};
 
 use self::clock::Clock;
 use self::wakers::Wakers;
+use crate::metrics::{Metrics, QueueEvent};
 use crate::model::{
     fingerprint, CopyRef, Counters, Lane, Millis, Priority, Published, QueueCounts, QueueName,
     RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
@@ -158,6 +159,7 @@ pub struct Broker {
     routes: ArcSwap<Routes>,
     workers: DashMap<WorkerId, LiveWorker>,
     wakers: Wakers,
+    metrics: Arc<Metrics>,
     shutting_down: AtomicBool,
     shutdown: Notify,
 }
@@ -196,6 +198,7 @@ impl Broker {
             routes: ArcSwap::from_pointee(matcher),
             workers,
             wakers: Wakers::default(),
+            metrics: Arc::new(Metrics::default()),
             shutting_down: AtomicBool::new(false),
             shutdown: Notify::new(),
         }))
@@ -207,6 +210,10 @@ impl Broker {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The routes in force now.
@@ -221,6 +228,7 @@ impl Broker {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(BrokerError::ShuttingDown);
         }
+        let started = std::time::Instant::now();
         let routes = self.routes.load();
         let now = self.clock.now();
         let mut copies: Vec<Task> = Vec::new();
@@ -289,6 +297,20 @@ impl Broker {
         for lane in dedup(ready_lanes) {
             self.wakers.wake(&lane);
         }
+        let mut routed: Vec<&QueueName> = refs
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| matches!(r, Enqueued::Created(_)))
+            .map(|((q, _), _)| q)
+            .collect();
+        routed.sort();
+        for group in routed.chunk_by(|a, b| a == b) {
+            self.metrics
+                .add(QueueEvent::Routed, group[0], group.len() as u64);
+        }
+        self.metrics
+            .publish_latency
+            .observe(started.elapsed().as_secs_f64());
         Ok(spans
             .into_iter()
             .map(|(publish_id, range)| {
@@ -391,10 +413,13 @@ impl Broker {
             let stopping = self.shutdown.notified();
             tokio::pin!(stopping);
             stopping.as_mut().enable();
-            let claimed = self
-                .store
-                .claim(worker, &lanes, self.clock.now(), count)
-                .await?;
+            let now = self.clock.now();
+            let claimed = self.store.claim(worker, &lanes, now, count).await?;
+            for t in &claimed {
+                self.metrics
+                    .wait_time
+                    .observe(now.since(t.run_at) as f64 / 1000.0);
+            }
             self.touch(worker);
             if !claimed.is_empty() || wait.is_zero() || self.shutting_down.load(Ordering::SeqCst) {
                 return Ok(claimed);
@@ -441,6 +466,7 @@ impl Broker {
         }
         self.touch(worker);
         let now = self.clock.now();
+        let failing = matches!(report, Report::Fail { .. });
         let outcome = match report {
             Report::Complete { output } => Outcome::Complete { re_enqueue, output },
             Report::Fail { reason } => Outcome::Fail {
@@ -455,6 +481,17 @@ impl Broker {
         let t = self.store.finish(task, worker, now, outcome).await?;
         if t.state == TaskState::Ready {
             self.wakers.wake(&t.lane());
+        }
+        let event = match (t.state, failing) {
+            (TaskState::Failed, _) => QueueEvent::Failed,
+            (TaskState::Scheduled, _) | (TaskState::Ready, true) => QueueEvent::Retried,
+            _ => QueueEvent::Completed,
+        };
+        self.metrics.add(event, &t.queue, 1);
+        if let Some(started) = t.started_at {
+            self.metrics
+                .run_time
+                .observe(now.since(started) as f64 / 1000.0);
         }
         Ok(t)
     }

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        interq::client::install_tls_provider();
         if std::env::var_os("TEST_LOG").is_some() {
             interq::telemetry::init(&LogSettings {
                 filter: "debug".into(),
@@ -298,6 +299,7 @@ impl ChildServer {
     }
 
     pub fn api(&self) -> Api {
+        interq::client::install_tls_provider();
         Api {
             base: self.base.clone(),
             client: reqwest::Client::new(),

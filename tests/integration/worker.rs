@@ -308,3 +308,27 @@ fn a_worker_without_a_command_refuses_to_start() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("give a command after `--`"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_sigint_exits_at_once() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    publish(&app, json!({"data": {}})).await;
+    let script = format!("touch {}; sleep 30", started.display());
+    let mut worker = WorkerProcess::start(&app, &["--grace", "60"], &["sh", "-c", &script]);
+    wait_for_file(&started).await;
+
+    worker.signal("-INT");
+    // Still draining: the grace time is a minute.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        worker.0.try_wait().unwrap().is_none(),
+        "the first SIGINT drains"
+    );
+    worker.signal("-INT");
+
+    let status = worker.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130));
+}

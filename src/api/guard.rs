@@ -1,0 +1,76 @@
+//! The access check in front of every route: 401 without a valid key, 403
+//! with a key whose roles the route does not take. Off when no key is
+//! configured.
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse, ResponseError};
+
+use super::error::ApiError;
+use super::routes;
+use super::AppState;
+use crate::auth::presented_key;
+
+pub async fn check_access(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    let access = routes::access_of(req.method(), req.path());
+    if !state.keys.enabled() || access == routes::Access::Open {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
+    let key = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(presented_key);
+    let refusal = match key {
+        None => Some(unauthorized("this route needs a key: `Authorization: Bearer <key>` or HTTP Basic with the key as password")),
+        Some(key) => {
+            let roles = state.keys.roles_of(&key);
+            if roles.is_empty() {
+                Some(unauthorized("the key is not valid"))
+            } else if !access.allows(&roles) {
+                let held: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+                Some(
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        format!("a key of role {} may not call {} {}", held.join(", "), req.method(), req.path()),
+                    )
+                    .error_response(),
+                )
+            } else {
+                None
+            }
+        }
+    };
+    match refusal {
+        None => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
+        Some(response) => Ok(req.into_response(response).map_into_right_body()),
+    }
+}
+
+fn unauthorized(message: &str) -> HttpResponse {
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).error_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic realm=\"interq\", Bearer realm=\"interq\""),
+    );
+    response
+}

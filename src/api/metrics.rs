@@ -1,0 +1,103 @@
+//! `GET /metrics`: the Prometheus text format.
+
+use actix_web::{web, HttpResponse};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::metrics::Sample;
+use crate::model::WorkerState;
+
+pub async fn show_metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let broker = &state.broker;
+    let queues = broker.queues().await?;
+    let per_queue = |pick: fn(&crate::model::QueueCounts) -> u64| -> Vec<Sample> {
+        queues
+            .iter()
+            .map(|(q, c)| Sample {
+                labels: vec![("queue", q.to_string())],
+                value: pick(c) as f64,
+            })
+            .collect()
+    };
+    let workers = broker.workers().await?;
+    let by_state: Vec<Sample> = [
+        WorkerState::Idle,
+        WorkerState::Processing,
+        WorkerState::Stale,
+    ]
+    .into_iter()
+    .map(|s| Sample {
+        labels: vec![(
+            "state",
+            serde_json::to_value(s)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        )],
+        value: workers.iter().filter(|w| w.state == s).count() as f64,
+    })
+    .collect();
+    let gauges = [
+        (
+            "interq_ready",
+            "Copies ready to be claimed.",
+            per_queue(|c| c.ready),
+        ),
+        (
+            "interq_scheduled",
+            "Copies waiting for their runAt.",
+            per_queue(|c| c.scheduled),
+        ),
+        (
+            "interq_running",
+            "Copies claimed and running.",
+            per_queue(|c| c.running),
+        ),
+        (
+            "interq_failed",
+            "Copies in the failed set.",
+            per_queue(|c| c.failed),
+        ),
+        ("interq_workers", "Registered workers by state.", by_state),
+    ];
+    let counters = broker.counters().await?;
+    let totals_json = serde_json::to_value(counters).unwrap_or_default();
+    let events: Vec<Sample> = totals_json
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| Sample {
+                    labels: vec![("event", k.clone())],
+                    value: v.as_f64().unwrap_or(0.0),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let stats = broker.store().stats();
+    let totals = [
+        (
+            "interq_events_total",
+            "Totals since the data directory was made (published, routed, discarded, ...).",
+            events,
+        ),
+        (
+            "interq_store_commits_total",
+            "Durable commits since start.",
+            vec![Sample {
+                labels: vec![],
+                value: stats.commits as f64,
+            }],
+        ),
+        (
+            "interq_store_writes_total",
+            "Records written by those commits.",
+            vec![Sample {
+                labels: vec![],
+                value: stats.writes as f64,
+            }],
+        ),
+    ];
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(broker.metrics().render(&gauges, &totals)))
+}
