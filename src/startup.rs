@@ -159,11 +159,11 @@ fn tls_config(
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("reading tls.key_path {}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ServerConfig::builder_with_provider(provider)
+    rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .context("the TLS certificate and key do not fit together")?)
+        .context("the TLS certificate and key do not fit together")
 }
 
 /// Stops a running application gracefully.

@@ -257,6 +257,8 @@ impl TestApp {
 pub struct ChildServer {
     pub child: Child,
     pub base: String,
+    /// Every line it logged so far (JSON).
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 pub fn interq_binary() -> PathBuf {
@@ -267,10 +269,19 @@ impl ChildServer {
     /// Starts `interq serve` on a random port over `data_dir` and waits until
     /// it serves.
     pub fn start(data_dir: &Path) -> Self {
+        Self::start_with_env(data_dir, &[])
+    }
+
+    /// `start`, with extra environment variables for this child only.
+    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(interq_binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .env(
+                "RUST_LOG",
+                std::env::var("CHILD_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("INTERQ_LOG__FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -278,11 +289,13 @@ impl ChildServer {
             .expect("start interq");
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let port = loop {
             let line = lines
                 .next()
                 .expect("interq exited before serving")
                 .expect("read stderr");
+            logs.lock().unwrap().push(line.clone());
             let Ok(v) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
@@ -291,10 +304,16 @@ impl ChildServer {
             }
         };
         // Keep draining its log, so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let kept = std::sync::Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
         Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            logs,
         }
     }
 

@@ -7,6 +7,7 @@ mod client;
 mod durability;
 mod helpers;
 mod lifecycle;
+mod operations;
 mod publish;
 mod status;
 mod storage;

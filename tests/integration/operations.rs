@@ -1,0 +1,541 @@
+//! Keys and roles on every route, TLS, metrics, health, the OpenAPI
+//! description, graceful shutdown, and the command line's help.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use interq::auth::new_key;
+use interq::client::{Client, ClientOptions, Publish};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{interq_binary, spawn_app, spawn_app_with, ChildServer};
+
+/// Every route of the API and who may call it, written out here rather than
+/// read from the route table, so that the table is checked against it.
+const ROUTES: &[(&str, &str, &str)] = &[
+    ("PUT", "/task", "publisher"),
+    ("GET", "/task", "worker"),
+    ("POST", "/task", "worker"),
+    ("DELETE", "/task", "admin"),
+    ("PUT", "/worker", "worker"),
+    ("DELETE", "/worker", "worker"),
+    ("PUT", "/interest", "admin"),
+    ("DELETE", "/interest", "admin"),
+    ("DELETE", "/queue", "admin"),
+    ("GET", "/status", "admin"),
+    ("GET", "/metrics", "admin"),
+    ("GET", "/healthz", "open"),
+    ("GET", "/readyz", "open"),
+    ("GET", "/openapi.json", "open"),
+];
+
+struct Keys {
+    admin: String,
+    publisher: String,
+    worker: String,
+}
+
+async fn protected_app() -> (crate::helpers::TestApp, Keys) {
+    let (admin, admin_hash) = new_key();
+    let (publisher, publisher_hash) = new_key();
+    let (worker, worker_hash) = new_key();
+    let app = spawn_app_with(|s| {
+        s.auth.admin = vec![admin_hash.to_string()];
+        s.auth.publisher = vec![publisher_hash.to_string()];
+        s.auth.worker = vec![worker_hash.to_string()];
+    })
+    .await;
+    (
+        app,
+        Keys {
+            admin,
+            publisher,
+            worker,
+        },
+    )
+}
+
+async fn call(
+    client: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    auth: Option<String>,
+) -> StatusCode {
+    let mut req = client.request(
+        Method::from_bytes(method.as_bytes()).unwrap(),
+        format!("{base}{path}"),
+    );
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    req.send().await.unwrap().status()
+}
+
+#[tokio::test]
+async fn every_route_checks_the_key_and_its_role() {
+    let (app, keys) = protected_app().await;
+    let roles = [
+        ("admin", &keys.admin),
+        ("publisher", &keys.publisher),
+        ("worker", &keys.worker),
+    ];
+    for &(method, path, who) in ROUTES {
+        let none = call(&app.client, &app.base, method, path, None).await;
+        let wrong = call(
+            &app.client,
+            &app.base,
+            method,
+            path,
+            Some("Bearer iq_not_a_key".into()),
+        )
+        .await;
+        if who == "open" {
+            assert!(none.is_success(), "{method} {path} is open: {none}");
+            continue;
+        }
+        assert_eq!(
+            none,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a key"
+        );
+        assert_eq!(
+            wrong,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with a wrong key"
+        );
+        for (role, key) in roles {
+            let status = call(
+                &app.client,
+                &app.base,
+                method,
+                path,
+                Some(format!("Bearer {key}")),
+            )
+            .await;
+            if role == "admin" || role == who {
+                assert!(
+                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                    "{method} {path} as {role}: {status}"
+                );
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} as {role}");
+            }
+        }
+    }
+    // Unknown paths are the admin's too: strangers learn nothing.
+    assert_eq!(
+        call(&app.client, &app.base, "GET", "/nowhere", None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(
+            &app.client,
+            &app.base,
+            "GET",
+            "/nowhere",
+            Some(format!("Bearer {}", keys.admin))
+        )
+        .await,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn refusals_say_why_and_basic_auth_carries_the_key_too() {
+    let (app, keys) = protected_app().await;
+    let resp = app
+        .client
+        .get(format!("{}/status", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("Basic"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let forbidden: Value = app
+        .client
+        .get(format!("{}/status", app.base))
+        .bearer_auth(&keys.worker)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(forbidden["error"]["code"], "forbidden");
+    let status = app
+        .client
+        .get(format!("{}/status", app.base))
+        .basic_auth("anyone", Some(&keys.admin))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn each_role_does_its_part_through_the_client() {
+    let (app, keys) = protected_app().await;
+    let as_role = |key: &str| {
+        Client::with_options(
+            &app.base,
+            ClientOptions {
+                key: Some(key.to_owned()),
+                ca_pem: None,
+            },
+        )
+        .unwrap()
+    };
+    let (admin, publisher, worker) = (
+        as_role(&keys.admin),
+        as_role(&keys.publisher),
+        as_role(&keys.worker),
+    );
+    admin.set_interests("q", json!("*")).await.unwrap();
+    publisher
+        .publish(&Publish::new(json!({"n": 1})))
+        .await
+        .unwrap();
+    let w = worker.register(&["q"]).await.unwrap();
+    let task = worker.claim(w, None).await.unwrap().expect("a task");
+    worker.complete(w, task.task_id, None).await.unwrap();
+    assert_eq!(
+        publisher
+            .set_interests("q", json!("*"))
+            .await
+            .unwrap_err()
+            .code(),
+        Some("forbidden")
+    );
+    assert_eq!(admin.queue("q").await.unwrap().ready, 0);
+}
+
+#[tokio::test]
+async fn tls_serves_with_a_generated_certificate() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let app = spawn_app_with(|s| {
+        s.tls.cert_path = Some(cert_path.clone());
+        s.tls.key_path = Some(key_path.clone());
+    })
+    .await;
+    let port = app.base.rsplit(':').next().unwrap().to_owned();
+    let https = format!("https://localhost:{port}");
+
+    let trusted = Client::with_options(
+        &https,
+        ClientOptions {
+            key: None,
+            ca_pem: Some(cert.cert.pem().into_bytes()),
+        },
+    )
+    .unwrap();
+    trusted.set_interests("q", json!("*")).await.unwrap();
+    let published = trusted
+        .publish(&Publish::new(json!({"over": "tls"})))
+        .await
+        .unwrap();
+    assert_eq!(published.queues.len(), 1);
+
+    let untrusting = Client::new(&https).unwrap();
+    assert!(
+        untrusting.status(&[]).await.is_err(),
+        "an unknown certificate is refused"
+    );
+    assert!(
+        app.client
+            .get(format!("http://localhost:{port}/healthz"))
+            .send()
+            .await
+            .map(|r| !r.status().is_success())
+            .unwrap_or(true),
+        "plain HTTP gets nothing"
+    );
+}
+
+#[tokio::test]
+async fn settings_refuse_half_a_tls_setup_and_plain_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("interq.toml");
+    std::fs::write(&file, "[tls]\ncert_path = \"/x.pem\"\n").unwrap();
+    let err = interq::config::Settings::load(Some(&file), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tls.cert_path and tls.key_path go together"),
+        "{err}"
+    );
+    std::fs::write(&file, "[auth]\nadmin = [\"hunter2\"]\n").unwrap();
+    let err = interq::config::Settings::load(Some(&file), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("auth.admin[0]"), "{err}");
+}
+
+#[tokio::test]
+async fn metrics_count_by_queue_and_gauge_the_present() {
+    let app = spawn_app().await;
+    app.put_interest("mail", json!({"to": "."})).await.ok();
+    app.put_interest("audit", json!("*")).await.ok();
+    app.publish_data(json!({"to": "a"})).await;
+    app.publish_data(json!({"to": "b"})).await;
+    app.publish_data(json!({"other": 1})).await;
+    let worker = app.register(&["mail"]).await;
+    let t1 = app.claim(&worker).await;
+    app.advance(2.0).await;
+    app.update(&worker, &t1, "complete", json!({})).await.ok();
+    let t2 = app.claim(&worker).await;
+    app.update(&worker, &t2, "fail", json!({})).await.ok();
+
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    for line in [
+        "interq_queue_routed_total{queue=\"audit\"} 3",
+        "interq_queue_routed_total{queue=\"mail\"} 2",
+        "interq_queue_completed_total{queue=\"mail\"} 1",
+        "interq_queue_retried_total{queue=\"mail\"} 1",
+        "interq_ready{queue=\"audit\"} 3",
+        "interq_scheduled{queue=\"mail\"} 1",
+        "interq_workers{state=\"IDLE\"} 1",
+        "interq_events_total{event=\"published\"} 3",
+        "interq_publish_seconds_count 3",
+        "interq_wait_seconds_count 2",
+        "interq_run_seconds_count 2",
+        "interq_run_seconds_bucket{le=\"10\"} 2",
+        "interq_run_seconds_bucket{le=\"1\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.send(Method::GET, "/healthz", None).await.ok(),
+        json!({"status": "ok"})
+    );
+    assert_eq!(
+        app.send(Method::GET, "/readyz", None).await.ok(),
+        json!({"status": "ready"})
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_exactly_the_routes_served() {
+    let app = spawn_app().await;
+    let doc = app.send(Method::GET, "/openapi.json", None).await.ok();
+    assert_eq!(doc["openapi"], "3.0.3");
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    for &(method, path, _) in ROUTES {
+        assert!(
+            documented.contains(&(method.to_owned(), path.to_owned())),
+            "{method} {path} is not documented"
+        );
+    }
+    // Everything documented is served (the testing clock too, on this server).
+    for (method, path) in &documented {
+        let status = call(&app.client, &app.base, method, path, None).await;
+        assert!(
+            status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path} documented but {status}"
+        );
+    }
+    assert_eq!(
+        documented.len(),
+        ROUTES.len() + 1,
+        "only the routes above and /_testing/clock"
+    );
+    assert!(
+        doc["paths"]["/task"]["put"]["requestBody"]["content"]["application/json"]["schema"]
+            ["oneOf"]
+            .is_array(),
+        "a batch is documented"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_under_load_loses_nothing_ends_long_polls_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(dir.path());
+    let api = server.api();
+    api.put_interest("q", json!("*")).await.ok();
+    let worker = api.register(&["other"]).await;
+    let poll = {
+        let (client, url) = (
+            api.client.clone(),
+            format!("{}/task?workerId={worker}&wait=30", api.base),
+        );
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let answer = client.get(url).send().await.unwrap();
+            (
+                answer.status(),
+                answer.text().await.unwrap(),
+                started.elapsed(),
+            )
+        })
+    };
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut publishers = Vec::new();
+    for c in 0..6 {
+        let (api, acknowledged, stop) = (api.clone(), Arc::clone(&acknowledged), Arc::clone(&stop));
+        publishers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while n < 20_000 && !stop.load(Ordering::Relaxed) {
+                let Ok(resp) = api
+                    .client
+                    .put(format!("{}/task", api.base))
+                    .json(&json!({"data": {"c": c, "n": n}}))
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                if !resp.status().is_success() {
+                    return;
+                }
+                let Ok(answer) = resp.json::<Value>().await else {
+                    return;
+                };
+                acknowledged
+                    .lock()
+                    .unwrap()
+                    .push(answer["taskId"].as_str().unwrap().to_owned());
+                n += 1;
+            }
+        }));
+    }
+    while acknowledged.lock().unwrap().len() < 500 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let status = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for p in publishers {
+        p.await.unwrap();
+    }
+
+    assert!(status.success(), "exit status {status}");
+    let (poll_status, poll_body, waited) = poll.await.unwrap();
+    assert_eq!(
+        (poll_status, poll_body.as_str()),
+        (StatusCode::OK, "null"),
+        "the long poll is answered empty"
+    );
+    assert!(
+        waited < Duration::from_secs(15),
+        "not left to wait out its 30 s"
+    );
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let server = ChildServer::start(dir.path());
+    let api = server.api();
+    assert!(api.queue("q").await["ready"].as_u64().unwrap() >= acknowledged.len() as u64);
+    for id in &acknowledged {
+        let answer = api
+            .send(Method::GET, &format!("/status?task={id}"), None)
+            .await
+            .ok();
+        assert_eq!(
+            answer["task"]["copies"][0]["queue"], "q",
+            "publish {id} lost"
+        );
+    }
+}
+
+#[test]
+fn the_command_line_explains_itself() {
+    let run = |args: &[&str]| {
+        let out = Command::new(interq_binary()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(run(&["--version"]).starts_with("interq "));
+    let help = run(&["--help"]);
+    for verb in ["serve", "worker", "bench", "key"] {
+        assert!(help.contains(verb), "{verb} missing from --help");
+    }
+    assert!(run(&["serve", "--help"]).contains("--data-dir"));
+    assert!(run(&["worker", "--help"]).contains("--allow-task-command"));
+    assert!(run(&["bench", "--help"]).contains("--publish-batch"));
+    let key = run(&["key", "new", "--role", "publisher"]);
+    assert!(
+        key.contains("key:  iq_") && key.contains("hash: sha256:"),
+        "{key}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_have_a_line_per_request_and_never_a_payload_or_key() {
+    let (key, hash) = new_key();
+    let dir = tempfile::tempdir().unwrap();
+    let hash_text = hash.to_string();
+    let server = ChildServer::start_with_env(dir.path(), &[("INTERQ_AUTH__ADMIN", &hash_text)]);
+    let interq = Client::with_options(
+        &server.base,
+        ClientOptions {
+            key: Some(key.clone()),
+            ca_pem: None,
+        },
+    )
+    .unwrap();
+    interq.set_interests("q", json!("*")).await.unwrap();
+    interq
+        .publish(&Publish::new(json!({"card": "4111-secret-payload"})))
+        .await
+        .unwrap();
+    let status = tokio::task::spawn_blocking({
+        let logs = Arc::clone(&server.logs);
+        move || {
+            let s = server.terminate();
+            (s, logs)
+        }
+    })
+    .await
+    .unwrap();
+    let logs = status.1.lock().unwrap().join("\n");
+    assert!(status.0.success());
+    assert!(
+        logs.contains("\"http.route\":\"/task\"") && logs.contains("\"http.status_code\":200"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("4111-secret-payload"),
+        "a payload was logged"
+    );
+    assert!(
+        !logs.contains(&key) && !logs.contains(&hash.to_string()),
+        "a credential was logged"
+    );
+    assert!(!logs.contains("no keys are configured"), "auth is on here");
+}
