@@ -6,4 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# docs/executor.md's curl examples are run by the tests as written.
+need=()
+for tool in curl python3; do
+    command -v "$tool" >/dev/null || need+=("$tool")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${need[@]}"
+fi
+
 cargo test --workspace --locked "$@"

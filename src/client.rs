@@ -79,6 +79,9 @@ pub struct Publish {
     pub max_attempts: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttr: Option<u32>,
+    /// The caller's name for the task, to find or stop it by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl Publish {
@@ -111,6 +114,11 @@ impl Publish {
 
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = Some(n);
+        self
+    }
+
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
         self
     }
 
@@ -263,11 +271,17 @@ impl Client {
 
     /// `PUT /worker`: registers on `queues`, in the order to take from them.
     pub async fn register(&self, queues: &[&str]) -> Result<WorkerId> {
+        self.register_named(queues, None).await
+    }
+
+    /// `register`, with a name for people (shown in status).
+    pub async fn register_named(&self, queues: &[&str], name: Option<&str>) -> Result<WorkerId> {
+        let mut body = json!({"queues": queues});
+        if let Some(n) = name {
+            body["name"] = Value::from(n);
+        }
         let body: Value = self
-            .call(
-                self.request(Method::PUT, "/worker")
-                    .json(&json!({"queues": queues})),
-            )
+            .call(self.request(Method::PUT, "/worker").json(&body))
             .await?;
         serde_json::from_value(body["workerId"].clone())
             .map_err(|e| ClientError::Decode(e.to_string()))
@@ -378,6 +392,31 @@ impl Client {
                 }),
             })
             .collect())
+    }
+
+    /// `DELETE /task` by key: waiting copies cancelled, running ones flagged.
+    /// Returns the answer (`cancelled`, `cancelRequested`, `untouched`).
+    pub async fn cancel_key(&self, key: &str) -> Result<Value> {
+        self.call(
+            self.request(Method::DELETE, "/task")
+                .json(&json!({"key": key})),
+        )
+        .await
+    }
+
+    /// `DELETE /task` by id (a copy, or every copy of a publish).
+    pub async fn cancel_task(&self, id: TaskId) -> Result<Value> {
+        self.call(
+            self.request(Method::DELETE, "/task")
+                .json(&json!({"taskId": id})),
+        )
+        .await
+    }
+
+    /// Every copy published with `key`, in any state.
+    pub async fn tasks_with_key(&self, key: &str) -> Result<Vec<Task>> {
+        let body = self.status(&[("key", key)]).await?;
+        serde_json::from_value(body["key"].clone()).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     /// `GET /status` with the given parameters (`[("queue", "q"), ("counters", "")]`).

@@ -158,6 +158,17 @@ enum Command {
         /// Bytes of standard output and error kept for the report.
         #[arg(long, default_value_t = 4096)]
         tail_bytes: usize,
+        /// The name shown in status [default: host:pid].
+        #[arg(long)]
+        name: Option<String>,
+        /// Seconds between heartbeats of a running task, which renew its lease
+        /// and notice a cancellation [default: a third of its ttr, at most 10].
+        #[arg(long)]
+        heartbeat: Option<f64>,
+        /// Seconds from SIGTERM to SIGKILL when a command is stopped
+        /// (cancelled, or past the grace time at shutdown).
+        #[arg(long, default_value_t = 5.0)]
+        kill_after: f64,
         #[command(flatten)]
         access: Access,
         /// The command to run per task, and its arguments.
@@ -260,6 +271,9 @@ async fn main() -> anyhow::Result<()> {
             grace,
             allow_task_command,
             tail_bytes,
+            name,
+            heartbeat,
+            kill_after,
             access,
             command,
         } => {
@@ -278,6 +292,9 @@ async fn main() -> anyhow::Result<()> {
                 tail_bytes,
                 command,
                 client: access.options()?,
+                name,
+                heartbeat: heartbeat.map(|h| seconds(h, "heartbeat")).transpose()?,
+                kill_after: seconds(kill_after, "kill-after")?,
                 ..WorkerOptions::default()
             };
             interq::worker::run(opts, stop_signal()).await?;

@@ -22,10 +22,18 @@ pub enum QueueEvent {
     Failed,
     /// Failures scheduled to run again.
     Retried,
+    /// Running copies stopped on request.
+    Cancelled,
 }
 
 impl QueueEvent {
-    const ALL: [QueueEvent; 4] = [Self::Routed, Self::Completed, Self::Failed, Self::Retried];
+    const ALL: [QueueEvent; 5] = [
+        Self::Routed,
+        Self::Completed,
+        Self::Failed,
+        Self::Retried,
+        Self::Cancelled,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -33,6 +41,7 @@ impl QueueEvent {
             Self::Completed => "interq_queue_completed_total",
             Self::Failed => "interq_queue_failed_total",
             Self::Retried => "interq_queue_retried_total",
+            Self::Cancelled => "interq_queue_cancelled_total",
         }
     }
 
@@ -42,6 +51,7 @@ impl QueueEvent {
             Self::Completed => "Copies of the queue completed.",
             Self::Failed => "Copies of the queue that entered the failed set.",
             Self::Retried => "Failures of the queue scheduled to run again.",
+            Self::Cancelled => "Running copies of the queue stopped on request and reported.",
         }
     }
 }

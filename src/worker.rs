@@ -50,6 +50,13 @@ pub struct WorkerOptions {
     pub command: Vec<String>,
     /// Key and trusted certificates for the interq.
     pub client: crate::client::ClientOptions,
+    /// The name shown in status (default: host and process id).
+    pub name: Option<String>,
+    /// How often a running task's lease is renewed (and a cancellation
+    /// noticed); default: a third of its ttr, at most 10 s.
+    pub heartbeat: Option<Duration>,
+    /// After SIGTERM to a command being stopped, how long until SIGKILL.
+    pub kill_after: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -65,6 +72,9 @@ impl Default for WorkerOptions {
             tail_bytes: 4096,
             command: Vec::new(),
             client: crate::client::ClientOptions::default(),
+            name: None,
+            heartbeat: None,
+            kill_after: Duration::from_secs(5),
         }
     }
 }
@@ -94,8 +104,15 @@ pub async fn run(
     }
     let client = Client::with_options(&opts.url, opts.client.clone())?;
     let queues: Vec<&str> = opts.queues.iter().map(String::as_str).collect();
-    let worker = client.register(&queues).await?;
-    tracing::info!(%worker, queues = ?opts.queues, concurrency = opts.concurrency, "worker registered");
+    let name = opts.name.clone().unwrap_or_else(|| {
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
+        format!("{host}:{}", std::process::id())
+    });
+    let worker = client.register_named(&queues, Some(&name)).await?;
+    tracing::info!(%worker, name, queues = ?opts.queues, concurrency = opts.concurrency, "worker registered");
 
     let opts = Arc::new(opts);
     let slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
@@ -171,6 +188,8 @@ enum Ending {
     Exited(ExitStatus),
     TimedOut(Duration),
     Stopped,
+    /// A heartbeat's answer said the task was cancelled.
+    Cancelled,
     /// The server no longer holds our lease: someone else owns the task now.
     LeaseLost(String),
 }
@@ -228,7 +247,9 @@ async fn run_task(
         .unwrap_or(Duration::from_secs(task.ttr.max(1) as u64));
     let deadline = tokio::time::sleep(limit);
     tokio::pin!(deadline);
-    let every = Duration::from_secs((task.ttr as u64 / 3).max(1));
+    let every = opts
+        .heartbeat
+        .unwrap_or_else(|| Duration::from_secs((task.ttr as u64 / 3).clamp(1, 10)));
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let ending = loop {
         tokio::select! {
@@ -238,6 +259,10 @@ async fn run_task(
             },
             _ = heartbeat.tick() => {
                 match client.progress(worker, id, None).await {
+                    Ok(t) if t.cancelled => {
+                        stop_group(pid, &mut child, opts.kill_after).await;
+                        break Ending::Cancelled;
+                    }
                     Ok(_) => {}
                     Err(e) if matches!(e.code(), Some("not_lease_holder" | "task_not_running" | "unknown_task" | "unknown_worker")) => {
                         signal_group(pid, Signal::SIGKILL);
@@ -254,11 +279,7 @@ async fn run_task(
             }
             // The guard `wait_for` returns must not live across the awaits below.
             _ = async { let _ = kill.wait_for(|k| *k).await; } => {
-                signal_group(pid, Signal::SIGTERM);
-                if tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err() {
-                    signal_group(pid, Signal::SIGKILL);
-                    let _ = child.wait().await;
-                }
+                stop_group(pid, &mut child, opts.kill_after).await;
                 break Ending::Stopped;
             }
         }
@@ -294,6 +315,8 @@ async fn run_task(
             .fail(worker, id, &reason("worker shutting down", &err))
             .await
             .map(|_| ()),
+        // A failure report on a cancelled task ends it `cancelled`.
+        Ending::Cancelled => client.fail(worker, id, "cancelled").await.map(|_| ()),
         Ending::LeaseLost(why) => {
             tracing::warn!(task = %id, why, "gave up a task whose lease is gone");
             Ok(())
@@ -320,6 +343,15 @@ fn reason(how: &str, stderr: &str) -> String {
         how.to_owned()
     } else {
         format!("{how}: {stderr}")
+    }
+}
+
+/// SIGTERM to the command's group, then SIGKILL if it outlives `grace`.
+async fn stop_group(pid: Option<Pid>, child: &mut tokio::process::Child, grace: Duration) {
+    signal_group(pid, Signal::SIGTERM);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        signal_group(pid, Signal::SIGKILL);
+        let _ = child.wait().await;
     }
 }
 

@@ -94,6 +94,9 @@ impl From<BrokerError> for ApiError {
                 "unknown_task",
                 format!("`taskId`: task {id} does not exist"),
             ),
+            BrokerError::UnknownKey(k) => {
+                Self::not_found("unknown_key", format!("`key`: no task has the key `{k}`"))
+            }
             BrokerError::UnknownQueue(q) => Self::not_found(
                 "unknown_queue",
                 format!("`queue`: queue `{q}` does not exist"),

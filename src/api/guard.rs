@@ -6,12 +6,29 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
 
 use super::error::ApiError;
 use super::routes;
 use super::AppState;
 use crate::auth::presented_key;
+
+/// The roles of the caller's key, for handlers whose parameters need more
+/// than the route's access (absent when auth is off).
+#[derive(Debug, Clone)]
+pub struct CallerRoles(pub Vec<crate::auth::Role>);
+
+/// Whether the caller may act as admin: always when auth is off.
+pub fn is_admin(req: &actix_web::HttpRequest) -> bool {
+    use actix_web::HttpMessage;
+    let state = req.app_data::<web::Data<AppState>>();
+    if state.is_none_or(|s| !s.keys.enabled()) {
+        return true;
+    }
+    req.extensions()
+        .get::<CallerRoles>()
+        .is_some_and(|r| r.0.contains(&crate::auth::Role::Admin))
+}
 
 pub async fn check_access(
     req: ServiceRequest,
@@ -35,10 +52,12 @@ pub async fn check_access(
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(presented_key);
+    let mut granted = None;
     let refusal = match key {
         None => Some(unauthorized("this route needs a key: `Authorization: Bearer <key>` or HTTP Basic with the key as password")),
         Some(key) => {
             let roles = state.keys.roles_of(&key);
+            granted = Some(roles.clone());
             if roles.is_empty() {
                 Some(unauthorized("the key is not valid"))
             } else if !access.allows(&roles) {
@@ -57,10 +76,14 @@ pub async fn check_access(
         }
     };
     match refusal {
-        None => next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body),
+        None => {
+            if let Some(roles) = granted {
+                req.extensions_mut().insert(CallerRoles(roles));
+            }
+            next.call(req)
+                .await
+                .map(ServiceResponse::map_into_left_body)
+        }
         Some(response) => Ok(req.into_response(response).map_into_right_body()),
     }
 }

@@ -90,6 +90,7 @@ const PUBLISH: &[Param] = &[
     p("priority", Kind::Any, false, "-100..100, or urgent, high, normal, low, bulk; higher runs first"),
     p("maxAttempts", Kind::Integer, false, "attempts before the failed set"),
     p("ttr", Kind::Integer, false, "seconds a claim may run before its lease runs out"),
+    p("key", Kind::String, false, "the caller's name for the task (1-256 bytes): find it, stop it; the singular rules compare it"),
 ];
 const CLAIM: &[Param] = &[
     p("workerId", Kind::String, true, "the claiming worker"),
@@ -155,6 +156,27 @@ const WORKER_OR_QUEUE: &[Param] = &[
     ),
 ];
 const QUEUE: &[Param] = &[p("queue", Kind::String, true, "the queue")];
+const STOP: &[Param] = &[
+    p(
+        "taskId",
+        Kind::String,
+        false,
+        "stop one copy, or every copy of a publish",
+    ),
+    p("key", Kind::String, false, "stop every task with this key"),
+    p(
+        "workerId",
+        Kind::String,
+        false,
+        "admin: remove a worker's own queue and running tasks",
+    ),
+    p(
+        "queue",
+        Kind::String,
+        false,
+        "admin: remove every task of a queue",
+    ),
+];
 const REGISTER: &[Param] = &[p(
     "queues",
     Kind::Array,
@@ -260,11 +282,11 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint {
             method: "DELETE",
             path: "/task",
-            access: ADMIN,
-            summary: "Remove every task of a worker or of a queue",
-            params: WORKER_OR_QUEUE,
+            access: PUBLISHER,
+            summary: "Stop a task by id or key (waiting copies cancelled, running ones flagged); or, as admin, remove every task of a worker or queue",
+            params: STOP,
             batch: None,
-            answer: "{deleted}",
+            answer: "{cancelled, cancelRequested, untouched}, or {deleted}",
             testing_only: false,
             handler: || web::delete().to(task::delete_tasks),
         },

@@ -17,6 +17,7 @@ const FIELDS: &[&str] = &[
     "workers",
     "failedQueue",
     "task",
+    "key",
     "counters",
     "store",
     "offset",
@@ -29,7 +30,7 @@ pub async fn show_status(state: web::Data<AppState>, p: Params) -> Result<HttpRe
     p.only(FIELDS)?;
     let broker = &state.broker;
     let mut out = Map::new();
-    let asked = FIELDS[..9].iter().any(|f| p.flag(f));
+    let asked = FIELDS[..10].iter().any(|f| p.flag(f));
 
     if let Some(queue) = p.queue("queue")? {
         let c = broker.queue_counts(&queue).await?;
@@ -79,6 +80,9 @@ pub async fn show_status(state: web::Data<AppState>, p: Params) -> Result<HttpRe
             "failedQueue".into(),
             json!(broker.failed(queue.as_ref(), page).await?),
         );
+    }
+    if let Some(key) = super::task::parse_key(&p, "key")? {
+        out.insert("key".into(), json!(broker.tasks_with_key(&key).await?));
     }
     if let Some(id) = p.task_id("task")? {
         out.insert("task".into(), broker.find_task(id).await?);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
@@ -10,7 +10,7 @@ use super::params::{Body, Params};
 use super::AppState;
 use crate::broker::{NewTask, Report};
 use crate::model::{Millis, Priority, Scope, TaskId, WorkerId};
-use crate::store::TaskSelector;
+use crate::store::{CancelTarget, Cancellation, TaskSelector};
 
 const PUBLISH_FIELDS: &[&str] = &[
     "publisher",
@@ -22,7 +22,25 @@ const PUBLISH_FIELDS: &[&str] = &[
     "priority",
     "maxAttempts",
     "ttr",
+    "key",
 ];
+
+/// Longest task key, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+
+/// A task key: 1 to 256 bytes, no control characters.
+pub fn parse_key(p: &Params, field: &str) -> Result<Option<String>, ApiError> {
+    let Some(key) = p.string(field)? else {
+        return Ok(None);
+    };
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(char::is_control) {
+        return Err(p.invalid_here(
+            field,
+            format!("a key is 1 to {MAX_KEY_BYTES} bytes without control characters"),
+        ));
+    }
+    Ok(Some(key))
+}
 
 /// `PUT /task`: one task, or a JSON array of tasks published in one commit.
 pub async fn publish_task(
@@ -102,6 +120,7 @@ fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask, ApiError> 
         max_attempts: p.integer("maxAttempts", 1, 1000)?.map(|n| n as u32),
         ttr: p.integer("ttr", 1, max_ttr)?.map(|n| n as u32),
         expire_at: None,
+        key: parse_key(&p, "key")?,
     })
 }
 
@@ -280,9 +299,39 @@ fn check_batch_size(len: usize, state: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `DELETE /task`: removes every task of a worker or of a queue.
-pub async fn delete_tasks(state: web::Data<AppState>, p: Params) -> Result<HttpResponse, ApiError> {
-    p.only(&["workerId", "queue"])?;
+/// `DELETE /task`: stops one task (`taskId`: a copy, or every copy of a
+/// publish) or every task with a `key`: waiting copies are cancelled, running
+/// ones flagged for their workers. With `workerId` or `queue` (admin only),
+/// removes every task of that worker or queue.
+pub async fn delete_tasks(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    p: Params,
+) -> Result<HttpResponse, ApiError> {
+    p.only(&["workerId", "queue", "taskId", "key"])?;
+    let given = ["workerId", "queue", "taskId", "key"]
+        .iter()
+        .filter(|f| p.flag(f))
+        .count();
+    if given != 1 {
+        return Err(ApiError::invalid(
+            "taskId",
+            "give exactly one of `taskId`, `key`, `workerId` and `queue`",
+        ));
+    }
+    if let Some(id) = p.task_id("taskId")? {
+        return cancelled(state.broker.cancel(CancelTarget::Task(id)).await?);
+    }
+    if let Some(key) = parse_key(&p, "key")? {
+        return cancelled(state.broker.cancel(CancelTarget::Key(key)).await?);
+    }
+    if !super::guard::is_admin(&req) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "removing every task of a worker or a queue needs an admin key",
+        ));
+    }
     let selector = match (p.worker_id("workerId")?, p.queue("queue")?) {
         (Some(w), None) => TaskSelector::Worker(w),
         (None, Some(q)) => TaskSelector::Queue(q),
@@ -295,4 +344,12 @@ pub async fn delete_tasks(state: web::Data<AppState>, p: Params) -> Result<HttpR
     };
     let deleted = state.broker.delete_tasks(selector).await?;
     Ok(HttpResponse::Ok().json(json!({"deleted": deleted})))
+}
+
+fn cancelled(c: Cancellation) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(json!({
+        "cancelled": c.cancelled,
+        "cancelRequested": c.requested,
+        "untouched": c.untouched,
+    })))
 }

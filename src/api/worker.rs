@@ -1,6 +1,6 @@
 //! `/worker`: register (PUT) and remove (DELETE) workers.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::error::ApiError;
@@ -13,9 +13,24 @@ const MAX_QUEUES: usize = 100;
 /// `PUT /worker`: registers a worker on queues in priority order.
 pub async fn register_worker(
     state: web::Data<AppState>,
+    req: HttpRequest,
     p: Params,
 ) -> Result<HttpResponse, ApiError> {
-    p.only(&["queues"])?;
+    p.only(&["queues", "name"])?;
+    // Without a name, where it called from is the best the server knows.
+    let name = match p.string("name")? {
+        Some(n) if !n.is_empty() && n.len() <= 128 && !n.chars().any(char::is_control) => n,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "name",
+                "a worker name is 1 to 128 bytes without control characters",
+            ))
+        }
+        None => req
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "unknown".into()),
+    };
     let queues = p.required("queues", p.queues("queues")?)?;
     if queues.is_empty() || queues.len() > MAX_QUEUES {
         return Err(ApiError::invalid(
@@ -27,8 +42,9 @@ pub async fn register_worker(
     if let Some(dup) = queues.iter().find(|q| !seen.insert(*q)) {
         return Err(ApiError::invalid("queues", format!("names `{dup}` twice")));
     }
-    let record = state.broker.register_worker(queues).await?;
-    Ok(HttpResponse::Ok().json(json!({"workerId": record.worker_id, "queues": record.queues})))
+    let record = state.broker.register_worker(queues, name).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"workerId": record.worker_id, "name": record.name, "queues": record.queues})))
 }
 
 /// `DELETE /worker`: removes one worker, or every worker of a queue. Their

@@ -25,10 +25,12 @@ use self::clock::Clock;
 use self::wakers::Wakers;
 use crate::metrics::{Metrics, QueueEvent};
 use crate::model::{
-    fingerprint, CopyRef, Counters, Lane, Millis, Priority, Published, QueueCounts, QueueName,
+    identity, CopyRef, Counters, Lane, Millis, Priority, Published, QueueCounts, QueueName,
     RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
 };
-use crate::store::{Enqueued, Outcome, Page, Store, StoreError, TaskSelector};
+use crate::store::{
+    CancelTarget, Cancellation, Enqueued, Outcome, Page, Store, StoreError, TaskSelector,
+};
 
 /// Policies the broker applies; from the settings.
 #[derive(Debug, Clone)]
@@ -69,6 +71,8 @@ pub enum BrokerError {
     UnknownTask(TaskId),
     #[error("queue `{0}` does not exist")]
     UnknownQueue(QueueName),
+    #[error("no task has the key `{0}`")]
+    UnknownKey(String),
     #[error("task {task} is {state}, not running")]
     NotRunning { task: TaskId, state: TaskState },
     #[error("task {task} is leased to another worker")]
@@ -111,6 +115,8 @@ pub struct NewTask {
     pub max_attempts: Option<u32>,
     pub ttr: Option<u32>,
     pub expire_at: Option<Millis>,
+    /// The caller's name for the task; the singular rules compare it.
+    pub key: Option<String>,
 }
 
 /// What a worker reports about its claim.
@@ -134,6 +140,7 @@ pub enum Report {
 #[serde(rename_all = "camelCase")]
 pub struct WorkerView {
     pub worker_id: WorkerId,
+    pub name: String,
     pub queues: Vec<QueueName>,
     pub state: WorkerState,
     pub running: Vec<TaskId>,
@@ -246,7 +253,7 @@ impl Broker {
                 .collect();
             // Only the singular rules compare tasks; others skip the hash.
             let fp = if new.singularly_enqueue || new.singularly_run {
-                fingerprint(&new.data)
+                identity(new.key.as_deref(), &new.data)
             } else {
                 String::new()
             };
@@ -377,6 +384,8 @@ impl Broker {
             fail_reason: None,
             progress: None,
             output: None,
+            key: new.key.clone(),
+            cancelled: false,
             fingerprint: fp.to_owned(),
         }
     }
@@ -484,6 +493,7 @@ impl Broker {
         }
         let event = match (t.state, failing) {
             (TaskState::Failed, _) => QueueEvent::Failed,
+            (TaskState::Cancelled, _) => QueueEvent::Cancelled,
             (TaskState::Scheduled, _) | (TaskState::Ready, true) => QueueEvent::Retried,
             _ => QueueEvent::Completed,
         };
@@ -496,6 +506,29 @@ impl Broker {
         Ok(t)
     }
 
+    /// Stops a task by id (a copy, or every copy of a publish) or by key:
+    /// waiting copies are cancelled now, running ones flagged for their
+    /// workers.
+    pub async fn cancel(&self, target: CancelTarget) -> Result<Cancellation> {
+        let missing = match &target {
+            CancelTarget::Task(id) => BrokerError::UnknownTask(*id),
+            CancelTarget::Key(key) => BrokerError::UnknownKey(key.clone()),
+        };
+        let outcome = self.store.cancel(target, self.clock.now()).await?;
+        if outcome.cancelled.is_empty()
+            && outcome.requested.is_empty()
+            && outcome.untouched.is_empty()
+        {
+            return Err(missing);
+        }
+        Ok(outcome)
+    }
+
+    /// Every copy published with `key`, in any state.
+    pub async fn tasks_with_key(&self, key: &str) -> Result<Vec<Task>> {
+        Ok(self.store.tasks_with_key(key).await?)
+    }
+
     /// Removes every copy of a queue, or a worker's own queue and the copies
     /// it runs. Returns how many.
     pub async fn delete_tasks(&self, selector: TaskSelector) -> Result<u64> {
@@ -504,9 +537,14 @@ impl Broker {
 
     // ----- workers --------------------------------------------------------------
 
-    pub async fn register_worker(&self, queues: Vec<QueueName>) -> Result<WorkerRecord> {
+    pub async fn register_worker(
+        &self,
+        queues: Vec<QueueName>,
+        name: String,
+    ) -> Result<WorkerRecord> {
         let record = WorkerRecord {
             worker_id: WorkerId::new(),
+            name,
             queues,
             registered_at: self.clock.now(),
         };
@@ -578,6 +616,7 @@ impl Broker {
             };
             out.push(WorkerView {
                 worker_id: record.worker_id,
+                name: record.name,
                 queues: record.queues,
                 state,
                 running,

@@ -13,7 +13,7 @@ pub use ids::{
     IdError, QueueName, QueueNameError, TaskId, WorkerId, MAX_COPIES, MAX_QUEUE_NAME_LEN,
 };
 pub use task::{
-    fingerprint, CopyRef, Counters, Lane, Priority, PriorityError, Published, QueueCounts,
-    RetryPolicy, Scope, Task, TaskState, WorkerRecord, WorkerState,
+    fingerprint, identity, CopyRef, Counters, Lane, Priority, PriorityError, Published,
+    QueueCounts, RetryPolicy, Scope, Task, TaskState, WorkerRecord, WorkerState,
 };
 pub use time::Millis;

@@ -16,6 +16,9 @@ use super::{Millis, QueueName, TaskId, WorkerId};
 /// - `completed`: done; kept in a bounded recent history.
 /// - `failed`: out of attempts (or failed by an expired lease on its last
 ///   attempt); kept in the failed set until retried or removed.
+/// - `cancelled`: stopped by `DELETE /task` (by id or key) while it waited, or
+///   reported by its worker after a cancellation; never retried, kept in the
+///   bounded recent history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
@@ -24,6 +27,7 @@ pub enum TaskState {
     Running,
     Completed,
     Failed,
+    Cancelled,
 }
 
 impl TaskState {
@@ -34,12 +38,18 @@ impl TaskState {
             Self::Running => "running",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
     /// Waiting to run: what `singularlyEnqueue` compares against.
     pub fn is_waiting(self) -> bool {
         matches!(self, Self::Scheduled | Self::Ready)
+    }
+
+    /// Done for good, kept only in the bounded recent history.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Cancelled)
     }
 }
 
@@ -157,6 +167,12 @@ pub struct Task {
     /// What the worker attached when completing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<serde_json::Value>,
+    /// The caller's own name for the task (`build-1234`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// A cancellation was asked for: the worker should stop it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
     /// Identity for the singular rules: a hash of the canonical `data`;
     /// empty for tasks that use neither rule.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -170,6 +186,18 @@ impl Task {
             Some(w) => Lane::Worker(w),
             None => Lane::Queue(self.queue.clone()),
         }
+    }
+}
+
+/// The identity the singular rules compare: the task's key when it has one,
+/// else its whole `data`.
+pub fn identity(key: Option<&str>, data: &Map<String, Value>) -> String {
+    match key {
+        Some(k) => {
+            let digest = Sha256::digest(format!("key\0{k}").as_bytes());
+            digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+        }
+        None => fingerprint(data),
     }
 }
 
@@ -236,6 +264,8 @@ pub struct Counters {
     pub retried: u64,
     /// Leases that ran out before the worker answered.
     pub lease_expired: u64,
+    /// Copies cancelled (waiting, or running and then reported).
+    pub cancelled: u64,
 }
 
 impl Counters {
@@ -248,6 +278,7 @@ impl Counters {
         self.failed += other.failed;
         self.retried += other.retried;
         self.lease_expired += other.lease_expired;
+        self.cancelled += other.cancelled;
     }
 }
 
@@ -279,6 +310,9 @@ impl RetryPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct WorkerRecord {
     pub worker_id: WorkerId,
+    /// A name for people (host and process id, by default).
+    #[serde(default)]
+    pub name: String,
     /// Queues in the order the worker takes from them.
     pub queues: Vec<QueueName>,
     pub registered_at: Millis,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::{Enqueued, Outcome, Page, Store, StoreError, TaskSelector};
+use super::{CancelTarget, Enqueued, Outcome, Page, Store, StoreError, TaskSelector};
 use crate::model::{
     fingerprint, Counters, Lane, Millis, Priority, QueueName, RetryPolicy, Scope, Task, TaskId,
     TaskState, WorkerId, WorkerRecord,
@@ -66,6 +66,8 @@ pub fn copy(queue: &str, priority: i16, at_ms: u64) -> Task {
         fail_reason: None,
         progress: None,
         output: None,
+        key: None,
+        cancelled: false,
     }
 }
 
@@ -502,6 +504,107 @@ pub async fn a_payload_lives_as_long_as_any_copy_of_its_publish(h: &mut dyn Harn
     Ok(())
 }
 
+pub async fn keys_find_and_cancel_every_copy(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let mut waiting = copy("a", 0, 0);
+    waiting.key = Some("build-1".into());
+    let mut scheduled = waiting.clone();
+    scheduled.task_id = waiting.publish_id.copy(1);
+    scheduled.queue = q("b");
+    scheduled.state = TaskState::Scheduled;
+    scheduled.run_at = T0.plus_secs(600);
+    let mut running = copy("c", 0, 0);
+    running.key = Some("build-1".into());
+    let mut other = copy("a", 0, 5);
+    other.key = Some("build-2".into());
+    let ids = [waiting.task_id, scheduled.task_id, running.task_id];
+    s.enqueue(vec![waiting, scheduled, running, other]).await?;
+    let w = WorkerId::new();
+    s.claim(w, &lanes(&["c"]), T0.plus_secs(1), 1).await?;
+
+    let found: Vec<TaskId> = s
+        .tasks_with_key("build-1")
+        .await?
+        .iter()
+        .map(|t| t.task_id)
+        .collect();
+    assert_eq!(found, ids);
+    let done = s
+        .cancel(CancelTarget::Key("build-1".into()), T0.plus_secs(2))
+        .await?;
+    assert_eq!(done.cancelled, ids[..2]);
+    assert_eq!(done.requested, [ids[2]]);
+    let states: Vec<TaskState> = s
+        .tasks_with_key("build-1")
+        .await?
+        .iter()
+        .map(|t| t.state)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            TaskState::Cancelled,
+            TaskState::Cancelled,
+            TaskState::Running
+        ]
+    );
+    // The running one tells its worker, then ends cancelled, not failed.
+    let beat = s.heartbeat(ids[2], w, T0.plus_secs(3), None).await?;
+    assert!(beat.cancelled);
+    let ended = s.finish(ids[2], w, T0.plus_secs(4), fail()).await?;
+    assert_eq!((ended.state, ended.cancelled), (TaskState::Cancelled, true));
+    assert!(
+        s.tick(T0.plus_secs(10_000)).await?.woken.is_empty(),
+        "nothing comes back"
+    );
+    let c = s.counters().await?;
+    assert_eq!((c.cancelled, c.failed, c.retried), (3, 0, 0));
+    assert_eq!(
+        s.lane_len(&Lane::Queue(q("a"))).await?,
+        1,
+        "the other key's copy waits on"
+    );
+    let again = s
+        .cancel(CancelTarget::Key("build-1".into()), T0.plus_secs(5))
+        .await?;
+    assert_eq!((again.cancelled.len(), again.untouched.len()), (0, 3));
+    assert_eq!(
+        s.cancel(CancelTarget::Key("nobody".into()), T0).await?,
+        Default::default()
+    );
+    Ok(())
+}
+
+pub async fn a_cancelled_lease_ends_cancelled_and_a_late_completion_counts(
+    h: &mut dyn Harness,
+) -> R {
+    let s = h.open().await;
+    let (a, b) = (copy("a", 0, 0), copy("a", 0, 1));
+    let (a_id, b_id) = (a.task_id, b.task_id);
+    s.enqueue(vec![a, b]).await?;
+    let w = WorkerId::new();
+    s.claim(w, &lanes(&["a"]), T0, 2).await?;
+    s.cancel(CancelTarget::Task(a_id), T0).await?;
+    s.cancel(CancelTarget::Task(b_id.publish()), T0).await?;
+    let b_done = s.finish(b_id, w, T0.plus_secs(1), complete()).await?;
+    assert_eq!(
+        b_done.state,
+        TaskState::Completed,
+        "work that finished is not undone"
+    );
+    s.tick(T0.plus_secs(31)).await?;
+    assert_eq!(
+        s.task(a_id).await?.map(|t| t.state),
+        Some(TaskState::Cancelled)
+    );
+    let s = h.reopen(s).await;
+    assert_eq!(
+        s.task(a_id).await?.map(|t| (t.state, t.cancelled)),
+        Some((TaskState::Cancelled, true))
+    );
+    Ok(())
+}
+
 pub async fn interests_workers_and_counters_are_kept(h: &mut dyn Harness) -> R {
     let s = h.open().await;
     s.put_interests(&q("a"), &json!({"f": "x"})).await?;
@@ -511,6 +614,7 @@ pub async fn interests_workers_and_counters_are_kept(h: &mut dyn Harness) -> R {
     assert!(!s.delete_interests(&q("b")).await?);
     let w = WorkerRecord {
         worker_id: WorkerId::new(),
+        name: "host:1".into(),
         queues: vec![q("a"), q("b")],
         registered_at: T0,
     };
@@ -624,6 +728,8 @@ macro_rules! conformance_tests {
             deletes_by_queue_and_by_worker,
             lineage_and_counts,
             a_payload_lives_as_long_as_any_copy_of_its_publish,
+            keys_find_and_cancel_every_copy,
+            a_cancelled_lease_ends_cancelled_and_a_late_completion_counts,
             interests_workers_and_counters_are_kept,
             every_state_survives_a_reopen,
         );

@@ -77,6 +77,27 @@ pub enum TaskSelector {
     Worker(WorkerId),
 }
 
+/// What `DELETE /task` stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelTarget {
+    /// One copy, or every copy of a publish (by the publish's id).
+    Task(TaskId),
+    /// Every copy published with this key.
+    Key(String),
+}
+
+/// What a cancellation did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cancellation {
+    /// Waiting copies, now `cancelled`.
+    pub cancelled: Vec<TaskId>,
+    /// Running copies, now flagged: their workers learn it at their next
+    /// heartbeat or report.
+    pub requested: Vec<TaskId>,
+    /// Copies matched that were already finished or failed, left alone.
+    pub untouched: Vec<TaskId>,
+}
+
 /// A page of a listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
@@ -155,6 +176,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every copy one publish made, still kept.
     async fn tasks_of_publish(&self, publish_id: TaskId) -> Result<Vec<Task>, StoreError>;
+
+    /// Every copy published with `key`, still kept, in any state.
+    async fn tasks_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError>;
+
+    /// Cancels: waiting copies become `cancelled`, running ones are flagged
+    /// (a report then ends them `cancelled`, a completion `completed`, an
+    /// expired lease `cancelled`). Durable before it returns.
+    async fn cancel(&self, target: CancelTarget, now: Millis) -> Result<Cancellation, StoreError>;
 
     /// Copies in `state` (of `queue`, when given), oldest first.
     async fn list_tasks(

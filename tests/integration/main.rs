@@ -5,6 +5,7 @@ mod bad_input;
 mod bench;
 mod client;
 mod durability;
+mod executor;
 mod helpers;
 mod lifecycle;
 mod operations;

@@ -19,7 +19,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("PUT", "/task", "publisher"),
     ("GET", "/task", "worker"),
     ("POST", "/task", "worker"),
-    ("DELETE", "/task", "admin"),
+    ("DELETE", "/task", "publisher"),
     ("PUT", "/worker", "worker"),
     ("DELETE", "/worker", "worker"),
     ("PUT", "/interest", "admin"),
@@ -141,6 +141,32 @@ async fn every_route_checks_the_key_and_its_role() {
         )
         .await,
         StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn publishers_stop_their_tasks_but_only_admins_empty_a_queue() {
+    let (app, keys) = protected_app().await;
+    let delete = |query: &str, key: &str| {
+        app.client
+            .delete(format!("{}/task?{query}", app.base))
+            .bearer_auth(key)
+            .send()
+    };
+    assert_eq!(
+        delete("queue=q", &keys.publisher).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        delete("key=build-1", &keys.publisher)
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        delete("queue=q", &keys.admin).await.unwrap().status(),
+        StatusCode::OK
     );
 }
 

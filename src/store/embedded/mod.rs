@@ -25,7 +25,10 @@ use serde_json::{Map, Value};
 
 use self::journal::{Committer, Op};
 use self::state::{Meta, State};
-use super::{Enqueued, Outcome, Page, Store, StoreError, StoreStats, TaskSelector, Tick};
+use super::{
+    CancelTarget, Cancellation, Enqueued, Outcome, Page, Store, StoreError, StoreStats,
+    TaskSelector, Tick,
+};
 use crate::model::{
     Counters, Lane, Millis, QueueCounts, QueueName, Task, TaskId, TaskState, WorkerId, WorkerRecord,
 };
@@ -329,7 +332,22 @@ impl Store for EmbeddedStore {
             let updated = st
                 .update(id, |t| {
                     t.lease_until = None;
+                    let cancelling = std::mem::take(&mut t.cancel_requested);
                     match outcome {
+                        // Stopped on request: whatever else it says, it
+                        // neither retries nor counts as failed.
+                        Outcome::Fail { reason, .. } if cancelling => {
+                            counters.cancelled += 1;
+                            t.state = TaskState::Cancelled;
+                            let extra = t.extra_mut();
+                            extra.finished_at = Some(now);
+                            extra.fail_reason = reason;
+                        }
+                        Outcome::Complete { .. } if cancelling => {
+                            counters.completed += 1;
+                            t.state = TaskState::Completed;
+                            t.extra_mut().finished_at = Some(now);
+                        }
                         Outcome::Complete { re_enqueue, output } => {
                             counters.completed += 1;
                             let extra = t.extra_mut();
@@ -429,7 +447,10 @@ impl Store for EmbeddedStore {
             let m = st
                 .update(id, |t| {
                     t.lease_until = None;
-                    if t.attempt >= t.max_attempts {
+                    if std::mem::take(&mut t.cancel_requested) {
+                        t.state = TaskState::Cancelled;
+                        t.extra_mut().finished_at = Some(now);
+                    } else if t.attempt >= t.max_attempts {
                         t.state = TaskState::Failed;
                         let extra = t.extra_mut();
                         extra.finished_at = Some(now);
@@ -442,10 +463,10 @@ impl Store for EmbeddedStore {
                 .expect("indexed")
                 .clone();
             st.counters.lease_expired += 1;
-            if m.state == TaskState::Failed {
-                st.counters.failed += 1;
-            } else {
-                woken.push(m.lane());
+            match m.state {
+                TaskState::Failed => st.counters.failed += 1,
+                TaskState::Cancelled => st.counters.cancelled += 1,
+                _ => woken.push(m.lane()),
             }
             ops.push(put_copy(&m));
         }
@@ -455,7 +476,7 @@ impl Store for EmbeddedStore {
         Ok(Tick { woken })
     }
 
-    async fn release_worker(&self, worker: WorkerId, _now: Millis) -> Result<Tick, StoreError> {
+    async fn release_worker(&self, worker: WorkerId, now: Millis) -> Result<Tick, StoreError> {
         let (seq, mut woken) = {
             let mut st = self.lock();
             let ids: Vec<TaskId> = st
@@ -468,13 +489,23 @@ impl Store for EmbeddedStore {
             for id in ids {
                 let m = st
                     .update(id, |t| {
-                        t.state = TaskState::Ready;
                         t.lease_until = None;
-                        t.extra_mut().fail_reason = Some("worker removed".to_owned());
+                        if std::mem::take(&mut t.cancel_requested) {
+                            t.state = TaskState::Cancelled;
+                            t.extra_mut().finished_at = Some(now);
+                        } else {
+                            t.state = TaskState::Ready;
+                            t.extra_mut().fail_reason = Some("worker removed".to_owned());
+                        }
                     })
-                    .expect("indexed");
-                woken.push(m.lane());
-                ops.push(put_copy(m));
+                    .expect("indexed")
+                    .clone();
+                if m.state == TaskState::Ready {
+                    woken.push(m.lane());
+                } else {
+                    st.counters.cancelled += 1;
+                }
+                ops.push(put_copy(&m));
             }
             (self.push(ops), woken)
         };
@@ -516,6 +547,59 @@ impl Store for EmbeddedStore {
     async fn tasks_of_publish(&self, publish_id: TaskId) -> Result<Vec<Task>, StoreError> {
         let metas: Vec<Meta> = self.lock().copies_of(publish_id).cloned().collect();
         self.with_payloads(metas)
+    }
+
+    async fn tasks_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError> {
+        let metas: Vec<Meta> = {
+            let st = self.lock();
+            st.with_key(key)
+                .iter()
+                .filter_map(|id| st.tasks.get(id).cloned())
+                .collect()
+        };
+        self.with_payloads(metas)
+    }
+
+    async fn cancel(&self, target: CancelTarget, now: Millis) -> Result<Cancellation, StoreError> {
+        let (seq, outcome) = {
+            let mut st = self.lock();
+            let ids: Vec<TaskId> = match &target {
+                CancelTarget::Task(id) if st.tasks.contains_key(id) => vec![*id],
+                CancelTarget::Task(id) => st.copies_of(*id).map(|m| m.task_id).collect(),
+                CancelTarget::Key(key) => st.with_key(key),
+            };
+            let mut outcome = Cancellation::default();
+            let mut ops = Vec::new();
+            for id in ids {
+                let state = st.tasks[&id].state;
+                let m = match state {
+                    TaskState::Ready | TaskState::Scheduled => {
+                        st.counters.cancelled += 1;
+                        outcome.cancelled.push(id);
+                        st.update(id, |t| {
+                            t.state = TaskState::Cancelled;
+                            t.extra_mut().finished_at = Some(now);
+                        })
+                    }
+                    TaskState::Running if !st.tasks[&id].cancel_requested => {
+                        outcome.requested.push(id);
+                        st.update(id, |t| t.cancel_requested = true)
+                    }
+                    _ => {
+                        outcome.untouched.push(id);
+                        None
+                    }
+                };
+                if let Some(m) = m {
+                    ops.push(put_copy(m));
+                }
+            }
+            let old = st.over_history();
+            remove_copies(&mut st, &old, &mut ops);
+            (self.push(ops), outcome)
+        };
+        self.durable(seq).await?;
+        Ok(outcome)
     }
 
     async fn list_tasks(

@@ -44,6 +44,8 @@ pub(super) struct Meta {
     pub created_at: Millis,
     pub run_at: Millis,
     pub lease_until: Option<Millis>,
+    /// A cancellation was asked for while it ran.
+    pub cancel_requested: bool,
     /// What most waiting copies do not have, kept out of line.
     pub extra: Option<Box<Extra>>,
 }
@@ -59,6 +61,7 @@ pub(super) struct Extra {
     pub progress: Option<String>,
     /// JSON text.
     pub output: Option<String>,
+    pub key: Option<String>,
 }
 
 impl Meta {
@@ -77,6 +80,7 @@ impl Meta {
             fail_reason: t.fail_reason.clone(),
             progress: t.progress.as_ref().map(Value::to_string),
             output: t.output.as_ref().map(Value::to_string),
+            key: t.key.clone(),
         };
         Self {
             task_id: t.task_id,
@@ -96,6 +100,7 @@ impl Meta {
             created_at: t.created_at,
             run_at: t.run_at,
             lease_until: t.lease_until,
+            cancel_requested: t.cancelled && t.state != TaskState::Cancelled,
             extra: (extra != Extra::default()).then(|| Box::new(extra)),
         }
     }
@@ -129,6 +134,8 @@ impl Meta {
             fail_reason: extra.fail_reason,
             progress: json(extra.progress),
             output: json(extra.output),
+            key: extra.key,
+            cancelled: self.cancel_requested || self.state == TaskState::Cancelled,
             fingerprint: self
                 .fingerprint
                 .iter()
@@ -156,6 +163,10 @@ impl Meta {
     pub fn finished_at(&self) -> Option<Millis> {
         self.extra.as_ref().and_then(|e| e.finished_at)
     }
+
+    pub fn key(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.key.as_deref())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -173,8 +184,11 @@ pub(super) struct State {
     pub run_locks: HashMap<(QueueName, [u8; 16]), TaskId>,
     pub running_by: HashMap<WorkerId, BTreeSet<TaskId>>,
     pub counts: BTreeMap<QueueName, QueueCounts>,
-    /// Completed copies, oldest first, trimmed to `history_limit`.
+    /// Finished (completed or cancelled) copies, oldest first, trimmed to
+    /// `history_limit`.
     pub completed: VecDeque<TaskId>,
+    /// Copies published with a key, by key.
+    pub by_key: HashMap<Box<str>, Vec<TaskId>>,
     pub history_limit: usize,
     pub interests: BTreeMap<QueueName, Value>,
     pub workers: BTreeMap<WorkerId, WorkerRecord>,
@@ -196,13 +210,34 @@ impl State {
         meta.queue = self.intern_queue(&meta.queue);
         meta.publisher = self.intern_publisher(&meta.publisher);
         self.index(&meta);
+        if let Some(key) = meta.key() {
+            self.by_key
+                .entry(key.into())
+                .or_default()
+                .push(meta.task_id);
+        }
         self.tasks.insert(meta.task_id, meta);
     }
 
     pub fn remove(&mut self, id: TaskId) -> Option<Meta> {
         let meta = self.tasks.remove(&id)?;
         self.unindex(&meta);
+        if let Some(key) = meta.key() {
+            if let Some(ids) = self.by_key.get_mut(key) {
+                ids.retain(|i| *i != id);
+                if ids.is_empty() {
+                    self.by_key.remove(key);
+                }
+            }
+        }
         Some(meta)
+    }
+
+    /// The copies published with `key`, in id order.
+    pub fn with_key(&self, key: &str) -> Vec<TaskId> {
+        let mut ids = self.by_key.get(key).cloned().unwrap_or_default();
+        ids.sort();
+        ids
     }
 
     /// Changes a copy in place, moving it between indexes as its state
@@ -281,7 +316,7 @@ impl State {
                         .insert((t.queue.clone(), t.fingerprint), t.task_id);
                 }
             }
-            TaskState::Completed => self.completed.push_back(t.task_id),
+            TaskState::Completed | TaskState::Cancelled => self.completed.push_back(t.task_id),
             TaskState::Failed => counts.failed += 1,
         }
         if t.state.is_waiting() && t.singularly_enqueue {
@@ -297,7 +332,7 @@ impl State {
                 TaskState::Scheduled => &mut counts.scheduled,
                 TaskState::Running => &mut counts.running,
                 TaskState::Failed => &mut counts.failed,
-                TaskState::Completed => &mut 0,
+                TaskState::Completed | TaskState::Cancelled => &mut 0,
             };
             *n = n.saturating_sub(1);
             if *counts == QueueCounts::default() {
@@ -335,7 +370,7 @@ impl State {
                     }
                 }
             }
-            TaskState::Completed => {
+            TaskState::Completed | TaskState::Cancelled => {
                 if self.completed.front() == Some(&t.task_id) {
                     self.completed.pop_front();
                 } else {
@@ -389,7 +424,7 @@ mod tests {
             scope: Scope::All,
             singularly_enqueue: true,
             singularly_run: false,
-            state: TaskState::Failed,
+            state: TaskState::Running,
             attempt: 2,
             max_attempts: 3,
             ttr: 9,
@@ -403,6 +438,8 @@ mod tests {
             fail_reason: Some("no".into()),
             progress: Some(json!(40)),
             output: Some(json!({"o": [1]})),
+            key: Some("build-7".into()),
+            cancelled: true,
         };
         let meta = Meta::from_task(&task, task.publisher.as_str().into());
         let bytes = postcard::to_stdvec(&meta).unwrap();
@@ -415,6 +452,7 @@ mod tests {
                 fail_reason: None,
                 progress: None,
                 output: None,
+                key: None,
                 ..task
             },
             "pub".into(),
