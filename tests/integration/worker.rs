@@ -332,3 +332,30 @@ async fn a_second_sigint_exits_at_once() {
     let status = worker.wait_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(130));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeats_keep_a_long_command_leased() {
+    // The real clock, ticking often: a 1 s lease would run out three times
+    // over during this 3 s command without heartbeats.
+    let app = spawn_app_with(|s| {
+        s.testing.manual_clock = false;
+        s.tasks.tick_ms = 50;
+    })
+    .await;
+    app.put_interest("q", json!("*")).await.ok();
+    let id = publish(&app, json!({"data": {}, "ttr": 1})).await;
+    let _worker = WorkerProcess::start(
+        &app,
+        &["--timeout", "20", "--heartbeat", "0.2"],
+        &["sh", "-c", "sleep 3; echo done"],
+    );
+
+    let task = wait_for_task(&app, &id, |t| t["state"] == "completed").await;
+
+    assert_eq!(
+        (task["attempt"].as_u64(), task["output"].as_str()),
+        (Some(1), Some("done\n")),
+        "never redelivered"
+    );
+    assert_eq!(app.status("counters").await["counters"]["leaseExpired"], 0);
+}
