@@ -85,12 +85,14 @@ const PUBLISH: &[Param] = &[
     p("publisher", Kind::String, false, "who publishes (a name for status and logs)"),
     p("runAt", Kind::Number, false, "unix seconds before which the task does not run"),
     p("scope", Kind::String, false, "`any` (default): one copy per interested queue; `all`: one per worker of an interested queue"),
-    p("singularlyEnqueue", Kind::Boolean, false, "no copy when an identical task already waits in the queue"),
+    p("singularlyEnqueue", Kind::Any, false, "true: no copy when an identical task already waits in the queue; \"replace\": the new one replaces it"),
     p("singularlyRun", Kind::Boolean, false, "not claimed while an identical task runs in the queue"),
     p("priority", Kind::Any, false, "-100..100, or urgent, high, normal, low, bulk; higher runs first"),
     p("maxAttempts", Kind::Integer, false, "attempts before the failed set"),
     p("ttr", Kind::Integer, false, "seconds a claim may run before its lease runs out"),
     p("key", Kind::String, false, "the caller's name for the task (1-256 bytes): find it, stop it; the singular rules compare it"),
+    p("expireAt", Kind::Number, false, "unix seconds after which a copy not yet claimed is dropped (expired)"),
+    p("ttl", Kind::Number, false, "seconds from now after which a copy not yet claimed is dropped"),
 ];
 const CLAIM: &[Param] = &[
     p("workerId", Kind::String, true, "the claiming worker"),

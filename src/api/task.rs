@@ -23,6 +23,8 @@ const PUBLISH_FIELDS: &[&str] = &[
     "maxAttempts",
     "ttr",
     "key",
+    "expireAt",
+    "ttl",
 ];
 
 /// Longest task key, in bytes.
@@ -109,17 +111,54 @@ fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask, ApiError> 
         Some(_) => return Err(ApiError::invalid("priority", crate::model::PriorityError)),
     };
     let max_ttr = state.settings.tasks.max_ttr_secs as u64;
+    // true keeps the first waiting twin; "replace" keeps the newest.
+    let (singularly_enqueue, replace_waiting) = match p.json("singularlyEnqueue")? {
+        None | Some(Value::Bool(false)) => (false, false),
+        Some(Value::Bool(true)) => (true, false),
+        Some(Value::String(s)) if s == "replace" => (true, true),
+        Some(Value::String(s)) if s == "true" || s == "false" => (s == "true", false),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "singularlyEnqueue",
+                "must be true, false or \"replace\"",
+            ))
+        }
+    };
+    let now = state.broker.now();
+    let expire_at = match (p.number("expireAt")?, p.number("ttl")?) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "ttl",
+                "give `expireAt` or `ttl`, not both",
+            ))
+        }
+        (Some(at), None) => Some(
+            Millis::from_secs_f64(at)
+                .ok_or_else(|| ApiError::invalid("expireAt", "must be unix seconds, 0 or more"))?,
+        ),
+        (None, Some(ttl)) if ttl > 0.0 && ttl <= 1e9 => {
+            Some(now.plus_millis((ttl * 1000.0) as u64))
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::invalid(
+                "ttl",
+                "must be a number of seconds above 0",
+            ))
+        }
+        (None, None) => None,
+    };
     Ok(NewTask {
         publisher,
         data,
         run_at,
         scope,
-        singularly_enqueue: p.boolean("singularlyEnqueue")?.unwrap_or(false),
+        singularly_enqueue,
+        replace_waiting,
         singularly_run: p.boolean("singularlyRun")?.unwrap_or(false),
         priority,
         max_attempts: p.integer("maxAttempts", 1, 1000)?.map(|n| n as u32),
         ttr: p.integer("ttr", 1, max_ttr)?.map(|n| n as u32),
-        expire_at: None,
+        expire_at,
         key: parse_key(&p, "key")?,
     })
 }

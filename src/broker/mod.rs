@@ -110,6 +110,7 @@ pub struct NewTask {
     pub run_at: Option<Millis>,
     pub scope: Scope,
     pub singularly_enqueue: bool,
+    pub replace_waiting: bool,
     pub singularly_run: bool,
     pub priority: Priority,
     pub max_attempts: Option<u32>,
@@ -307,7 +308,7 @@ impl Broker {
         let mut routed: Vec<&QueueName> = refs
             .iter()
             .zip(&results)
-            .filter(|(_, r)| matches!(r, Enqueued::Created(_)))
+            .filter(|(_, r)| !matches!(r, Enqueued::Existing(_)))
             .map(|((q, _), _)| q)
             .collect();
         routed.sort();
@@ -327,6 +328,10 @@ impl Broker {
                         worker_queue: refs[i].1,
                         task_id: results[i].task_id(),
                         existing: matches!(results[i], Enqueued::Existing(_)),
+                        replaced: match results[i] {
+                            Enqueued::Replaced { replaced, .. } => Some(replaced),
+                            Enqueued::Created(_) | Enqueued::Existing(_) => None,
+                        },
                     })
                     .collect();
                 let mut queues: Vec<QueueName> = copies.iter().map(|c| c.queue.clone()).collect();
@@ -363,6 +368,7 @@ impl Broker {
             priority: new.priority,
             scope: new.scope,
             singularly_enqueue: new.singularly_enqueue,
+            replace_waiting: new.replace_waiting && new.singularly_enqueue,
             singularly_run: new.singularly_run,
             state: if run_at > now {
                 TaskState::Scheduled

@@ -19,6 +19,8 @@ use super::{Millis, QueueName, TaskId, WorkerId};
 /// - `cancelled`: stopped by `DELETE /task` (by id or key) while it waited, or
 ///   reported by its worker after a cancellation; never retried, kept in the
 ///   bounded recent history.
+/// - `expired`: waited past its `expireAt` without being claimed; kept in the
+///   recent history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
@@ -28,6 +30,8 @@ pub enum TaskState {
     Completed,
     Failed,
     Cancelled,
+    /// Not claimed before its `expireAt`.
+    Expired,
 }
 
 impl TaskState {
@@ -39,6 +43,7 @@ impl TaskState {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
         }
     }
 
@@ -49,7 +54,7 @@ impl TaskState {
 
     /// Done for good, kept only in the bounded recent history.
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Completed | Self::Cancelled)
+        matches!(self, Self::Completed | Self::Cancelled | Self::Expired)
     }
 }
 
@@ -139,6 +144,10 @@ pub struct Task {
     pub priority: Priority,
     pub scope: Scope,
     pub singularly_enqueue: bool,
+    /// With `singularly_enqueue`: a new twin replaces the waiting one
+    /// (`"singularlyEnqueue": "replace"`) instead of being folded into it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace_waiting: bool,
     pub singularly_run: bool,
     pub state: TaskState,
     /// How many times it was claimed.
@@ -266,6 +275,8 @@ pub struct Counters {
     pub lease_expired: u64,
     /// Copies cancelled (waiting, or running and then reported).
     pub cancelled: u64,
+    /// Copies not claimed before their `expireAt`.
+    pub expired: u64,
 }
 
 impl Counters {
@@ -279,6 +290,7 @@ impl Counters {
         self.retried += other.retried;
         self.lease_expired += other.lease_expired;
         self.cancelled += other.cancelled;
+        self.expired += other.expired;
     }
 }
 
@@ -394,4 +406,7 @@ pub struct CopyRef {
     /// `singularlyEnqueue` found this identical copy already waiting.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub existing: bool,
+    /// `singularlyEnqueue: "replace"` cancelled this waiting twin for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<TaskId>,
 }

@@ -51,6 +51,7 @@ pub fn copy(queue: &str, priority: i16, at_ms: u64) -> Task {
         priority: Priority(priority),
         scope: Scope::Any,
         singularly_enqueue: false,
+        replace_waiting: false,
         singularly_run: false,
         state: TaskState::Ready,
         attempt: 0,
@@ -605,6 +606,68 @@ pub async fn a_cancelled_lease_ends_cancelled_and_a_late_completion_counts(
     Ok(())
 }
 
+pub async fn waiting_copies_expire_unclaimed(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let mut soon = copy("a", 10, 0);
+    soon.expire_at = Some(T0.plus_secs(10));
+    let mut later = copy("a", 0, 1);
+    later.expire_at = Some(T0.plus_secs(100));
+    let plain = copy("a", 0, 2);
+    let (soon_id, later_id) = (soon.task_id, later.task_id);
+    s.enqueue(vec![soon, later, plain]).await?;
+    let w = WorkerId::new();
+    // Past its time, it is not handed out even before a tick expires it.
+    let got = s.claim(w, &lanes(&["a"]), T0.plus_secs(11), 1).await?;
+    assert_eq!(
+        got[0].task_id, later_id,
+        "claimed in time, it does not expire"
+    );
+    // After its expiry, within the claimed copy's lease.
+    s.tick(T0.plus_secs(20)).await?;
+    let expired = s.task(soon_id).await?.expect("kept in history");
+    assert_eq!(expired.state, TaskState::Expired);
+    assert_eq!(
+        s.task(later_id).await?.map(|t| t.state),
+        Some(TaskState::Running)
+    );
+    assert_eq!(s.counters().await?.expired, 1);
+    assert_eq!(s.lane_len(&Lane::Queue(q("a"))).await?, 1);
+    Ok(())
+}
+
+pub async fn replace_keeps_the_newest_waiting_twin(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let mut first = copy("a", 0, 0);
+    first.singularly_enqueue = true;
+    first.replace_waiting = true;
+    let mut newer = twin(&first);
+    newer.data = Arc::new(json!({"version": 2}).as_object().expect("object").clone());
+    let (first_id, newer_id) = (first.task_id, newer.task_id);
+    s.enqueue(vec![first]).await?;
+    let got = s.enqueue(vec![newer]).await?;
+    assert_eq!(
+        got,
+        [Enqueued::Replaced {
+            created: newer_id,
+            replaced: first_id
+        }]
+    );
+    assert_eq!(
+        s.task(first_id).await?.map(|t| t.state),
+        Some(TaskState::Cancelled)
+    );
+    assert_eq!(s.lane_len(&Lane::Queue(q("a"))).await?, 1);
+    let claimed = s
+        .claim(WorkerId::new(), &lanes(&["a"]), T0.plus_secs(1), 5)
+        .await?;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        (claimed[0].task_id, claimed[0].data.get("version")),
+        (newer_id, Some(&json!(2)))
+    );
+    Ok(())
+}
+
 pub async fn interests_workers_and_counters_are_kept(h: &mut dyn Harness) -> R {
     let s = h.open().await;
     s.put_interests(&q("a"), &json!({"f": "x"})).await?;
@@ -729,6 +792,8 @@ macro_rules! conformance_tests {
             lineage_and_counts,
             a_payload_lives_as_long_as_any_copy_of_its_publish,
             keys_find_and_cancel_every_copy,
+            waiting_copies_expire_unclaimed,
+            replace_keeps_the_newest_waiting_twin,
             a_cancelled_lease_ends_cancelled_and_a_late_completion_counts,
             interests_workers_and_counters_are_kept,
             every_state_survives_a_reopen,

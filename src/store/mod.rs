@@ -44,12 +44,17 @@ pub enum Enqueued {
     Created(TaskId),
     /// `singularlyEnqueue` found this identical copy already waiting.
     Existing(TaskId),
+    /// Created, cancelling the waiting twin it replaces.
+    Replaced {
+        created: TaskId,
+        replaced: TaskId,
+    },
 }
 
 impl Enqueued {
     pub fn task_id(self) -> TaskId {
         match self {
-            Self::Created(id) | Self::Existing(id) => id,
+            Self::Created(id) | Self::Existing(id) | Self::Replaced { created: id, .. } => id,
         }
     }
 }
@@ -161,8 +166,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         progress: Option<Value>,
     ) -> Result<Task, StoreError>;
 
-    /// Moves scheduled copies whose time has come to ready, and copies whose
-    /// lease ran out back to ready (or to failed, on their last attempt).
+    /// Moves scheduled copies whose time has come to ready, copies whose
+    /// lease ran out back to ready (or to failed, on their last attempt), and
+    /// waiting copies past their `expire_at` to expired.
     async fn tick(&self, now: Millis) -> Result<Tick, StoreError>;
 
     /// Puts the copies `worker` is running back to ready, attempt counted.

@@ -320,3 +320,104 @@ async fn interests_of_many_queues_are_set_in_one_request_or_not_at_all() {
         json!({"a": {"to": "^a$"}, "b": "*"})
     );
 }
+
+#[tokio::test]
+async fn unclaimed_tasks_expire_and_are_counted() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let by_ttl = app.publish(json!({"data": {"n": 1}, "ttl": 60})).await.ok();
+    let far = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 7200;
+    app.publish(json!({"data": {"n": 2}, "expireAt": far}))
+        .await
+        .ok();
+
+    app.advance(61.0).await;
+
+    let status = app.status("queue=q&counters").await;
+    assert_eq!(
+        (
+            status["queue"]["ready"].as_u64(),
+            status["counters"]["expired"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let id = by_ttl["copies"][0]["taskId"].as_str().unwrap();
+    assert_eq!(
+        app.status(&format!("task={id}")).await["task"]["state"],
+        "expired"
+    );
+    let worker = app.register(&["q"]).await;
+    assert_eq!(app.claim(&worker).await["data"]["n"], 2);
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("interq_events_total{event=\"expired\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn singularly_enqueue_replace_keeps_the_newest() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let first = app
+        .publish(json!({"data": {"build": 1}, "key": "main", "singularlyEnqueue": "replace"}))
+        .await
+        .ok();
+    let second = app
+        .publish(json!({"data": {"build": 2}, "key": "main", "singularlyEnqueue": "replace"}))
+        .await
+        .ok();
+
+    assert_eq!(
+        second["copies"][0]["replaced"],
+        first["copies"][0]["taskId"]
+    );
+    assert_eq!(app.queue("q").await["ready"], 1);
+    let worker = app.register(&["q"]).await;
+    let task = app.claim(&worker).await;
+    assert_eq!(
+        (
+            task["data"]["build"].as_u64(),
+            task["replaceWaiting"].as_bool()
+        ),
+        (Some(2), Some(true))
+    );
+    let old = app
+        .status(&format!(
+            "task={}",
+            first["copies"][0]["taskId"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(old["task"]["state"], "cancelled");
+}
+
+#[tokio::test]
+async fn bad_expiry_and_singular_values_are_refused() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    app.publish(json!({"data": {}, "ttl": 0}))
+        .await
+        .error(400, "invalid_field", Some("ttl"));
+    app.publish(json!({"data": {}, "ttl": 5, "expireAt": 9}))
+        .await
+        .error(400, "invalid_field", Some("ttl"));
+    app.publish(json!({"data": {}, "expireAt": -1}))
+        .await
+        .error(400, "invalid_field", Some("expireAt"));
+    app.publish(json!({"data": {}, "singularlyEnqueue": "maybe"}))
+        .await
+        .error(400, "invalid_field", Some("singularlyEnqueue"));
+    assert_eq!(app.queue("q").await["ready"], 0);
+}

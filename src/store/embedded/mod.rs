@@ -229,12 +229,30 @@ impl Store for EmbeddedStore {
                 }
                 let publisher = st.publisher(&t.publisher);
                 let meta = Meta::from_task(&t, publisher);
+                let mut replaced = None;
                 if meta.singularly_enqueue {
                     let key = (meta.lane(), meta.fingerprint);
                     if let Some(&existing) = st.enqueue_locks.get(&key) {
                         st.counters.deduplicated += 1;
-                        out.push(Enqueued::Existing(existing));
-                        continue;
+                        // A twin still being enqueued (not yet in `tasks`)
+                        // cannot be replaced; the newcomer folds into it.
+                        if !meta.replace_waiting || !st.tasks.contains_key(&existing) {
+                            out.push(Enqueued::Existing(existing));
+                            continue;
+                        }
+                        let reason = format!("replaced by {}", meta.task_id);
+                        let old = st
+                            .update(existing, |t| {
+                                t.state = TaskState::Cancelled;
+                                let at = t.created_at.max(meta.created_at);
+                                let extra = t.extra_mut();
+                                extra.finished_at = Some(at);
+                                extra.fail_reason = Some(reason);
+                            })
+                            .expect("a locked twin exists")
+                            .clone();
+                        ops.push(put_copy(&old));
+                        replaced = Some(existing);
                     }
                     // Reserved now, so that a twin enqueued before this one
                     // commits finds it.
@@ -248,7 +266,13 @@ impl Store for EmbeddedStore {
                     ));
                 }
                 ops.push(put_copy(&meta));
-                out.push(Enqueued::Created(meta.task_id));
+                out.push(match replaced {
+                    Some(old) => Enqueued::Replaced {
+                        created: meta.task_id,
+                        replaced: old,
+                    },
+                    None => Enqueued::Created(meta.task_id),
+                });
                 staged.push(meta);
             }
             (self.push(ops), out, staged)
@@ -281,6 +305,10 @@ impl Store for EmbeddedStore {
                 };
                 for &(_, _, id) in ready {
                     let t = &st.tasks[&id];
+                    // Past its time: the next tick expires it.
+                    if t.expire_at().is_some_and(|at| at <= now) {
+                        continue;
+                    }
                     if t.singularly_run {
                         let key = (t.queue.clone(), t.fingerprint);
                         if st.run_locked(t) || picked_locks.contains(&key) {
@@ -431,11 +459,27 @@ impl Store for EmbeddedStore {
             .map(|&(_, id)| id)
             .collect();
         let expired: Vec<TaskId> = st.leases.range(..(end, first)).map(|&(_, id)| id).collect();
-        if due.is_empty() && expired.is_empty() {
+        let stale: Vec<TaskId> = st
+            .expiries
+            .range(..(end, first))
+            .map(|&(_, id)| id)
+            .collect();
+        if due.is_empty() && expired.is_empty() && stale.is_empty() {
             return Ok(Tick::default());
         }
         let mut woken = Vec::new();
         let mut ops = Vec::new();
+        for id in stale {
+            let m = st
+                .update(id, |t| {
+                    t.state = TaskState::Expired;
+                    t.extra_mut().finished_at = Some(now);
+                })
+                .expect("indexed")
+                .clone();
+            st.counters.expired += 1;
+            ops.push(put_copy(&m));
+        }
         for id in due {
             let m = st
                 .update(id, |t| t.state = TaskState::Ready)
@@ -470,6 +514,8 @@ impl Store for EmbeddedStore {
             }
             ops.push(put_copy(&m));
         }
+        let old = st.over_history();
+        remove_copies(&mut st, &old, &mut ops);
         self.push(ops);
         woken.sort();
         woken.dedup();

@@ -36,6 +36,7 @@ pub(super) struct Meta {
     pub priority: Priority,
     pub scope: Scope,
     pub singularly_enqueue: bool,
+    pub replace_waiting: bool,
     pub singularly_run: bool,
     pub state: TaskState,
     pub attempt: u32,
@@ -92,6 +93,7 @@ impl Meta {
             priority: t.priority,
             scope: t.scope,
             singularly_enqueue: t.singularly_enqueue,
+            replace_waiting: t.replace_waiting,
             singularly_run: t.singularly_run,
             state: t.state,
             attempt: t.attempt,
@@ -119,6 +121,7 @@ impl Meta {
             priority: self.priority,
             scope: self.scope,
             singularly_enqueue: self.singularly_enqueue,
+            replace_waiting: self.replace_waiting,
             singularly_run: self.singularly_run,
             state: self.state,
             attempt: self.attempt,
@@ -164,6 +167,10 @@ impl Meta {
         self.extra.as_ref().and_then(|e| e.finished_at)
     }
 
+    pub fn expire_at(&self) -> Option<Millis> {
+        self.extra.as_ref().and_then(|e| e.expire_at)
+    }
+
     pub fn key(&self) -> Option<&str> {
         self.extra.as_ref().and_then(|e| e.key.as_deref())
     }
@@ -177,6 +184,8 @@ pub(super) struct State {
     pub ready: HashMap<Lane, BTreeSet<ReadyKey>>,
     pub scheduled: BTreeSet<(Millis, TaskId)>,
     pub leases: BTreeSet<(Millis, TaskId)>,
+    /// Waiting copies that expire, by `expire_at`.
+    pub expiries: BTreeSet<(Millis, TaskId)>,
     /// `singularlyEnqueue` copies waiting (or being enqueued), by lane and
     /// fingerprint.
     pub enqueue_locks: HashMap<(Lane, [u8; 16]), TaskId>,
@@ -316,8 +325,13 @@ impl State {
                         .insert((t.queue.clone(), t.fingerprint), t.task_id);
                 }
             }
-            TaskState::Completed | TaskState::Cancelled => self.completed.push_back(t.task_id),
+            TaskState::Completed | TaskState::Cancelled | TaskState::Expired => {
+                self.completed.push_back(t.task_id)
+            }
             TaskState::Failed => counts.failed += 1,
+        }
+        if let (true, Some(at)) = (t.state.is_waiting(), t.expire_at()) {
+            self.expiries.insert((at, t.task_id));
         }
         if t.state.is_waiting() && t.singularly_enqueue {
             self.enqueue_locks
@@ -332,7 +346,7 @@ impl State {
                 TaskState::Scheduled => &mut counts.scheduled,
                 TaskState::Running => &mut counts.running,
                 TaskState::Failed => &mut counts.failed,
-                TaskState::Completed | TaskState::Cancelled => &mut 0,
+                TaskState::Completed | TaskState::Cancelled | TaskState::Expired => &mut 0,
             };
             *n = n.saturating_sub(1);
             if *counts == QueueCounts::default() {
@@ -370,7 +384,7 @@ impl State {
                     }
                 }
             }
-            TaskState::Completed | TaskState::Cancelled => {
+            TaskState::Completed | TaskState::Cancelled | TaskState::Expired => {
                 if self.completed.front() == Some(&t.task_id) {
                     self.completed.pop_front();
                 } else {
@@ -378,6 +392,9 @@ impl State {
                 }
             }
             TaskState::Failed => {}
+        }
+        if let (true, Some(at)) = (t.state.is_waiting(), t.expire_at()) {
+            self.expiries.remove(&(at, t.task_id));
         }
         if t.state.is_waiting() && t.singularly_enqueue {
             let key = (t.lane(), t.fingerprint);
@@ -423,6 +440,7 @@ mod tests {
             priority: Priority(-3),
             scope: Scope::All,
             singularly_enqueue: true,
+            replace_waiting: true,
             singularly_run: false,
             state: TaskState::Running,
             attempt: 2,
