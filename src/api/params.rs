@@ -181,6 +181,16 @@ impl Params {
         self.from_query.contains(field)
     }
 
+    /// Whether the parameter is given as `null` (JSON) or `null` (query text):
+    /// "clear this setting".
+    pub fn is_null(&self, field: &str) -> bool {
+        match self.fields.get(field) {
+            Some(Value::Null) => true,
+            Some(Value::String(s)) => self.is_text(field) && s == "null",
+            _ => false,
+        }
+    }
+
     /// Whether the parameter is present and not `false` (`?queues` counts).
     pub fn flag(&self, field: &str) -> bool {
         match self.fields.get(field) {

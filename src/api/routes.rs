@@ -158,6 +158,27 @@ const WORKER_OR_QUEUE: &[Param] = &[
     ),
 ];
 const QUEUE: &[Param] = &[p("queue", Kind::String, true, "the queue")];
+const QUEUE_SETTINGS: &[Param] = &[
+    p("queue", Kind::String, true, "the queue"),
+    p(
+        "maxRunning",
+        Kind::Integer,
+        false,
+        "most copies running at once across all workers; null clears",
+    ),
+    p(
+        "rateLimit",
+        Kind::Number,
+        false,
+        "most claims per second; null clears",
+    ),
+    p(
+        "paused",
+        Kind::Boolean,
+        false,
+        "a paused queue takes tasks and hands none out",
+    ),
+];
 const STOP: &[Param] = &[
     p(
         "taskId",
@@ -335,6 +356,17 @@ pub fn endpoints() -> Vec<Endpoint> {
             answer: "{queue, deleted}",
             testing_only: false,
             handler: || web::delete().to(interest::delete_interest),
+        },
+        Endpoint {
+            method: "PUT",
+            path: "/queue",
+            access: ADMIN,
+            summary: "Set a queue's limits: maxRunning, rateLimit, paused (null clears one)",
+            params: QUEUE_SETTINGS,
+            batch: None,
+            answer: "{queue, settings}",
+            testing_only: false,
+            handler: || web::put().to(queue::update_queue),
         },
         Endpoint {
             method: "DELETE",

@@ -34,6 +34,10 @@ pub async fn show_status(state: web::Data<AppState>, p: Params) -> Result<HttpRe
 
     if let Some(queue) = p.queue("queue")? {
         let c = broker.queue_counts(&queue).await?;
+        let settings = broker.queue_settings(&queue).await?;
+        if !settings.is_default() {
+            out.insert("settings".into(), json!(settings));
+        }
         out.insert(
             "queue".into(),
             json!({"name": queue, "ready": c.ready, "scheduled": c.scheduled, "running": c.running, "failed": c.failed}),

@@ -26,7 +26,8 @@ use self::wakers::Wakers;
 use crate::metrics::{Metrics, QueueEvent};
 use crate::model::{
     identity, CopyRef, Counters, Lane, Millis, Priority, Published, QueueCounts, QueueName,
-    RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
+    QueueSettings, RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId, WorkerRecord,
+    WorkerState, MAX_COPIES,
 };
 use crate::store::{
     CancelTarget, Cancellation, Enqueued, Outcome, Page, Store, StoreError, TaskSelector,
@@ -497,6 +498,8 @@ impl Broker {
         if t.state == TaskState::Ready {
             self.wakers.wake(&t.lane());
         }
+        // A slot under the queue's `max_running` may have opened.
+        self.wakers.wake(&Lane::Queue(t.queue.clone()));
         let event = match (t.state, failing) {
             (TaskState::Failed, _) => QueueEvent::Failed,
             (TaskState::Cancelled, _) => QueueEvent::Cancelled,
@@ -705,6 +708,48 @@ impl Broker {
         Ok(removed)
     }
 
+    /// Changes a queue's limits; `None` leaves a setting as it is, `Some(None)`
+    /// clears it. Workers waiting on the queue are woken (it may have been
+    /// resumed).
+    pub async fn update_queue_settings(
+        &self,
+        queue: &QueueName,
+        max_running: Option<Option<u32>>,
+        rate_limit: Option<Option<f64>>,
+        paused: Option<bool>,
+    ) -> Result<QueueSettings> {
+        let mut settings = self.queue_settings(queue).await?;
+        if let Some(m) = max_running {
+            settings.max_running = m;
+        }
+        if let Some(r) = rate_limit {
+            settings.rate_limit = r;
+        }
+        if let Some(p) = paused {
+            settings.paused = p;
+        }
+        self.store.put_queue_settings(queue, settings).await?;
+        self.wakers.wake(&Lane::Queue(queue.clone()));
+        Ok(settings)
+    }
+
+    /// A queue's limits (the defaults: none).
+    pub async fn queue_settings(&self, queue: &QueueName) -> Result<QueueSettings> {
+        Ok(self
+            .store
+            .queue_settings()
+            .await?
+            .into_iter()
+            .find(|(q, _)| q == queue)
+            .map(|(_, s)| s)
+            .unwrap_or_default())
+    }
+
+    /// Every queue with limits.
+    pub async fn all_queue_settings(&self) -> Result<Vec<(QueueName, QueueSettings)>> {
+        Ok(self.store.queue_settings().await?)
+    }
+
     /// Every queue's interests, in name order.
     pub async fn interests(&self) -> BTreeMap<QueueName, Value> {
         self.registry
@@ -782,6 +827,13 @@ impl Broker {
         let tick = self.store.tick(now).await?;
         for lane in &tick.woken {
             self.wakers.wake(lane);
+        }
+        // Rate-limited queues earn tokens as time passes: let their waiting
+        // workers try again.
+        for (queue, settings) in self.store.queue_settings().await? {
+            if settings.rate_limit.is_some() {
+                self.wakers.wake(&Lane::Queue(queue));
+            }
         }
         let idle: Vec<WorkerId> = self
             .workers

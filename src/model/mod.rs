@@ -14,6 +14,6 @@ pub use ids::{
 };
 pub use task::{
     fingerprint, identity, CopyRef, Counters, Lane, Priority, PriorityError, Published,
-    QueueCounts, RetryPolicy, Scope, Task, TaskState, WorkerRecord, WorkerState,
+    QueueCounts, QueueSettings, RetryPolicy, Scope, Task, TaskState, WorkerRecord, WorkerState,
 };
 pub use time::Millis;

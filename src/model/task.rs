@@ -410,3 +410,25 @@ pub struct CopyRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced: Option<TaskId>,
 }
+
+/// Limits on how a queue's copies are handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueSettings {
+    /// Most copies of the queue running at once, across all workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u32>,
+    /// Most claims per second (a token bucket holding up to one second's
+    /// worth, and at least one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
+    /// A paused queue takes tasks and hands none out.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+impl QueueSettings {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}

@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::{CancelTarget, Enqueued, Outcome, Page, Store, StoreError, TaskSelector};
 use crate::model::{
-    fingerprint, Counters, Lane, Millis, Priority, QueueName, RetryPolicy, Scope, Task, TaskId,
-    TaskState, WorkerId, WorkerRecord,
+    fingerprint, Counters, Lane, Millis, Priority, QueueName, QueueSettings, RetryPolicy, Scope,
+    Task, TaskId, TaskState, WorkerId, WorkerRecord,
 };
 
 /// How many completed copies a harness's stores keep.
@@ -668,6 +668,69 @@ pub async fn replace_keeps_the_newest_waiting_twin(h: &mut dyn Harness) -> R {
     Ok(())
 }
 
+pub async fn claims_obey_queue_limits_which_persist(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let copies: Vec<Task> = (0..6).map(|i| copy("a", 0, i)).collect();
+    s.enqueue(copies).await?;
+    let w = WorkerId::new();
+    let paused = QueueSettings {
+        paused: true,
+        ..QueueSettings::default()
+    };
+    s.put_queue_settings(&q("a"), paused).await?;
+    assert!(
+        s.claim(w, &lanes(&["a"]), T0, 10).await?.is_empty(),
+        "paused"
+    );
+    let s = h.reopen(s).await;
+    assert_eq!(s.queue_settings().await?, [(q("a"), paused)]);
+    assert!(
+        s.claim(w, &lanes(&["a"]), T0, 10).await?.is_empty(),
+        "still paused after a restart"
+    );
+    let capped = QueueSettings {
+        max_running: Some(2),
+        ..QueueSettings::default()
+    };
+    s.put_queue_settings(&q("a"), capped).await?;
+    let first = s.claim(w, &lanes(&["a"]), T0, 10).await?;
+    assert_eq!(first.len(), 2);
+    assert!(
+        s.claim(w, &lanes(&["a"]), T0, 10).await?.is_empty(),
+        "two running already"
+    );
+    s.finish(first[0].task_id, w, T0, complete()).await?;
+    assert_eq!(s.claim(w, &lanes(&["a"]), T0, 10).await?.len(), 1);
+    let limited = QueueSettings {
+        rate_limit: Some(2.0),
+        ..QueueSettings::default()
+    };
+    s.put_queue_settings(&q("a"), limited).await?;
+    assert_eq!(
+        s.claim(w, &lanes(&["a"]), T0, 10).await?.len(),
+        2,
+        "a full bucket"
+    );
+    assert!(s
+        .claim(w, &lanes(&["a"]), T0.plus_millis(100), 10)
+        .await?
+        .is_empty());
+    assert_eq!(
+        s.claim(w, &lanes(&["a"]), T0.plus_millis(600), 10)
+            .await?
+            .len(),
+        1,
+        "refilled by 2/s"
+    );
+    s.put_queue_settings(&q("a"), QueueSettings::default())
+        .await?;
+    assert!(
+        s.queue_settings().await?.is_empty(),
+        "defaults are no settings"
+    );
+    Ok(())
+}
+
 pub async fn interests_workers_and_counters_are_kept(h: &mut dyn Harness) -> R {
     let s = h.open().await;
     s.put_interests(&q("a"), &json!({"f": "x"})).await?;
@@ -794,6 +857,7 @@ macro_rules! conformance_tests {
             keys_find_and_cancel_every_copy,
             waiting_copies_expire_unclaimed,
             replace_keeps_the_newest_waiting_twin,
+            claims_obey_queue_limits_which_persist,
             a_cancelled_lease_ends_cancelled_and_a_late_completion_counts,
             interests_workers_and_counters_are_kept,
             every_state_survives_a_reopen,

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::model::{
-    Counters, Lane, Millis, QueueCounts, QueueName, RetryPolicy, Task, TaskId, TaskState, WorkerId,
-    WorkerRecord,
+    Counters, Lane, Millis, QueueCounts, QueueName, QueueSettings, RetryPolicy, Task, TaskId,
+    TaskState, WorkerId, WorkerRecord,
 };
 
 /// What went wrong in a store.
@@ -137,7 +137,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Claims up to `count` ready copies for `worker`, from `lanes` in order
     /// and by priority then age within a lane, skipping copies whose
-    /// `singularly_run` twin is running. Each claim counts an attempt and
+    /// `singularly_run` twin is running, copies of paused queues, and copies
+    /// beyond their queue's `max_running` or `rate_limit`. Each claim counts an attempt and
     /// leases the copy until `now + ttr`.
     async fn claim(
         &self,
@@ -216,6 +217,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every queue's interests.
     async fn interests(&self) -> Result<Vec<(QueueName, Value)>, StoreError>;
+
+    /// Sets a queue's limits (the default removes them); `claim` obeys them.
+    async fn put_queue_settings(
+        &self,
+        queue: &QueueName,
+        settings: QueueSettings,
+    ) -> Result<(), StoreError>;
+
+    /// Every queue with limits.
+    async fn queue_settings(&self) -> Result<Vec<(QueueName, QueueSettings)>, StoreError>;
 
     async fn put_worker(&self, worker: &WorkerRecord) -> Result<(), StoreError>;
 

@@ -8,6 +8,7 @@ mod durability;
 mod executor;
 mod helpers;
 mod lifecycle;
+mod limits;
 mod operations;
 mod publish;
 mod status;

@@ -24,6 +24,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("DELETE", "/worker", "worker"),
     ("PUT", "/interest", "admin"),
     ("DELETE", "/interest", "admin"),
+    ("PUT", "/queue", "admin"),
     ("DELETE", "/queue", "admin"),
     ("GET", "/status", "admin"),
     ("GET", "/metrics", "admin"),

@@ -21,6 +21,9 @@ pub(super) const PAYLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new(
 pub(super) const INTERESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("interests");
 pub(super) const WORKERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("workers");
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Queue name -> its limits (JSON).
+pub(super) const QUEUE_SETTINGS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("queue_settings");
 pub(super) const COUNTERS_KEY: &str = "counters";
 
 /// One change to make durable.
@@ -34,6 +37,8 @@ pub(super) enum Op {
     DeleteInterests(String),
     PutWorker([u8; 16], Vec<u8>),
     DeleteWorker([u8; 16]),
+    PutQueueSettings(String, Vec<u8>),
+    DeleteQueueSettings(String),
     /// Nothing but a commit, so that counters and earlier changes are written.
     Sync,
 }
@@ -174,6 +179,7 @@ fn commit(db: &Database, ops: &[Op], counters: &Counters) -> Result<(), redb::Er
         let mut interests = txn.open_table(INTERESTS)?;
         let mut workers = txn.open_table(WORKERS)?;
         let mut meta = txn.open_table(META)?;
+        let mut queue_settings = txn.open_table(QUEUE_SETTINGS)?;
         for op in ops {
             match op {
                 Op::PutCopy(k, v) => {
@@ -200,6 +206,12 @@ fn commit(db: &Database, ops: &[Op], counters: &Counters) -> Result<(), redb::Er
                 Op::DeleteWorker(k) => {
                     workers.remove(k.as_slice())?;
                 }
+                Op::PutQueueSettings(k, v) => {
+                    queue_settings.insert(k.as_str(), v.as_slice())?;
+                }
+                Op::DeleteQueueSettings(k) => {
+                    queue_settings.remove(k.as_str())?;
+                }
                 Op::Sync => {}
             }
         }
@@ -215,6 +227,7 @@ fn commit(db: &Database, ops: &[Op], counters: &Counters) -> Result<(), redb::Er
 pub(super) struct Loaded {
     pub interests: Vec<(String, Vec<u8>)>,
     pub workers: Vec<Vec<u8>>,
+    pub queue_settings: Vec<(String, Vec<u8>)>,
     pub counters: Option<Vec<u8>>,
 }
 
@@ -234,6 +247,7 @@ pub(super) fn open(path: &Path, cache_bytes: usize) -> Result<(Database, Loaded)
         txn.open_table(INTERESTS)?;
         txn.open_table(WORKERS)?;
         txn.open_table(META)?;
+        txn.open_table(QUEUE_SETTINGS)?;
         txn.commit()?;
     }
     let mut loaded = Loaded::default();
@@ -247,6 +261,12 @@ pub(super) fn open(path: &Path, cache_bytes: usize) -> Result<(Database, Loaded)
     for row in txn.open_table(WORKERS)?.iter()? {
         let (_, v) = row?;
         loaded.workers.push(v.value().to_vec());
+    }
+    for row in txn.open_table(QUEUE_SETTINGS)?.iter()? {
+        let (k, v) = row?;
+        loaded
+            .queue_settings
+            .push((k.value().to_owned(), v.value().to_vec()));
     }
     loaded.counters = txn
         .open_table(META)?

@@ -16,6 +16,7 @@ mod journal;
 mod state;
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -24,13 +25,14 @@ use redb::Database;
 use serde_json::{Map, Value};
 
 use self::journal::{Committer, Op};
-use self::state::{Meta, State};
+use self::state::{Meta, ReadyKey, State};
 use super::{
     CancelTarget, Cancellation, Enqueued, Outcome, Page, Store, StoreError, StoreStats,
     TaskSelector, Tick,
 };
 use crate::model::{
-    Counters, Lane, Millis, QueueCounts, QueueName, Task, TaskId, TaskState, WorkerId, WorkerRecord,
+    Counters, Lane, Millis, QueueCounts, QueueName, QueueSettings, Task, TaskId, TaskState,
+    WorkerId, WorkerRecord,
 };
 
 /// The file inside the data directory.
@@ -93,6 +95,10 @@ impl EmbeddedStore {
         for bytes in &loaded.workers {
             let w: WorkerRecord = decode_json(bytes)?;
             state.workers.insert(w.worker_id, w);
+        }
+        for (name, bytes) in &loaded.queue_settings {
+            let queue = QueueName::parse(name).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            state.queue_settings.insert(queue, decode_json(bytes)?);
         }
         if let Some(bytes) = &loaded.counters {
             state.counters = decode_json(bytes)?;
@@ -296,31 +302,69 @@ impl Store for EmbeddedStore {
             let mut st = self.lock();
             let mut picked: Vec<TaskId> = Vec::new();
             let mut picked_locks: Vec<(QueueName, [u8; 16])> = Vec::new();
+            // What each queue may still hand out in this claim.
+            let mut remaining: HashMap<QueueName, usize> = HashMap::new();
             for lane in lanes {
                 if picked.len() >= count {
                     break;
                 }
-                let Some(ready) = st.ready.get(lane) else {
-                    continue;
-                };
-                for &(_, _, id) in ready {
+                if let Lane::Queue(q) = lane {
+                    // A paused or full queue is skipped whole, not scanned.
+                    let allowed = *remaining
+                        .entry(q.clone())
+                        .or_insert_with(|| st.allowance(q, now));
+                    if allowed == 0 {
+                        continue;
+                    }
+                }
+                let mut cursor: Option<ReadyKey> = None;
+                while picked.len() < count {
+                    let next = {
+                        let Some(ready) = st.ready.get(lane) else {
+                            break;
+                        };
+                        match cursor {
+                            None => ready.iter().next().copied(),
+                            Some(k) => ready.range((Excluded(k), Unbounded)).next().copied(),
+                        }
+                    };
+                    let Some(key) = next else {
+                        break;
+                    };
+                    cursor = Some(key);
+                    let id = key.2;
                     let t = &st.tasks[&id];
                     // Past its time: the next tick expires it.
                     if t.expire_at().is_some_and(|at| at <= now) {
                         continue;
                     }
-                    if t.singularly_run {
-                        let key = (t.queue.clone(), t.fingerprint);
-                        if st.run_locked(t) || picked_locks.contains(&key) {
+                    let run_key = t.singularly_run.then(|| (t.queue.clone(), t.fingerprint));
+                    if let Some(k) = &run_key {
+                        if st.run_locked(t) || picked_locks.contains(k) {
                             continue;
                         }
-                        picked_locks.push(key);
                     }
+                    let queue = t.queue.clone();
+                    let allowed = remaining
+                        .entry(queue.clone())
+                        .or_insert_with(|| st.allowance(&queue, now));
+                    if *allowed == 0 {
+                        if matches!(lane, Lane::Queue(_)) {
+                            break;
+                        }
+                        continue;
+                    }
+                    *allowed -= 1;
+                    picked_locks.extend(run_key);
                     picked.push(id);
-                    if picked.len() >= count {
-                        break;
-                    }
                 }
+            }
+            let mut spent: HashMap<QueueName, usize> = HashMap::new();
+            for id in &picked {
+                *spent.entry(st.tasks[id].queue.clone()).or_default() += 1;
+            }
+            for (queue, n) in spent {
+                st.spend(&queue, n);
             }
             let mut claimed = Vec::with_capacity(picked.len());
             let mut ops = Vec::with_capacity(picked.len());
@@ -726,6 +770,39 @@ impl Store for EmbeddedStore {
             .iter()
             .map(|(q, v)| (q.clone(), v.clone()))
             .collect())
+    }
+
+    async fn put_queue_settings(
+        &self,
+        queue: &QueueName,
+        settings: QueueSettings,
+    ) -> Result<(), StoreError> {
+        let seq = {
+            let mut st = self.lock();
+            st.buckets.remove(queue);
+            if settings.is_default() {
+                st.queue_settings.remove(queue);
+                self.push(vec![Op::DeleteQueueSettings(queue.to_string())])
+            } else {
+                st.queue_settings.insert(queue.clone(), settings);
+                self.push(vec![Op::PutQueueSettings(
+                    queue.to_string(),
+                    serde_json::to_vec(&settings).expect("json encodes"),
+                )])
+            }
+        };
+        self.durable(seq).await
+    }
+
+    async fn queue_settings(&self) -> Result<Vec<(QueueName, QueueSettings)>, StoreError> {
+        let mut all: Vec<_> = self
+            .lock()
+            .queue_settings
+            .iter()
+            .map(|(q, s)| (q.clone(), *s))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
     }
 
     async fn put_worker(&self, worker: &WorkerRecord) -> Result<(), StoreError> {

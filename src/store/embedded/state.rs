@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::model::{
-    Counters, Lane, Millis, Priority, QueueCounts, QueueName, Scope, Task, TaskId, TaskState,
-    WorkerId, WorkerRecord,
+    Counters, Lane, Millis, Priority, QueueCounts, QueueName, QueueSettings, Scope, Task, TaskId,
+    TaskState, WorkerId, WorkerRecord,
 };
 
 /// Ready copies of a lane in claim order: priority (high first), then the time
@@ -202,6 +202,9 @@ pub(super) struct State {
     pub interests: BTreeMap<QueueName, Value>,
     pub workers: BTreeMap<WorkerId, WorkerRecord>,
     pub counters: Counters,
+    pub queue_settings: HashMap<QueueName, QueueSettings>,
+    /// Claim tokens of rate-limited queues: (tokens, when last refilled).
+    pub buckets: HashMap<QueueName, (f64, Millis)>,
     /// One shared allocation per distinct queue name and publisher.
     queue_names: HashSet<QueueName>,
     publishers: HashSet<Arc<str>>,
@@ -410,6 +413,37 @@ impl State {
             && self
                 .run_locks
                 .contains_key(&(t.queue.clone(), t.fingerprint))
+    }
+
+    /// How many more copies of `queue` may be claimed now: unbounded without
+    /// limits, none while paused. Refills the queue's token bucket.
+    pub fn allowance(&mut self, queue: &QueueName, now: Millis) -> usize {
+        let Some(settings) = self.queue_settings.get(queue).copied() else {
+            return usize::MAX;
+        };
+        if settings.paused {
+            return 0;
+        }
+        let mut allowed = usize::MAX;
+        if let Some(max) = settings.max_running {
+            let running = self.counts.get(queue).map_or(0, |c| c.running);
+            allowed = allowed.min((max as u64).saturating_sub(running) as usize);
+        }
+        if let Some(rate) = settings.rate_limit {
+            let burst = rate.max(1.0);
+            let (tokens, last) = self.buckets.entry(queue.clone()).or_insert((burst, now));
+            *tokens = (*tokens + rate * now.since(*last) as f64 / 1000.0).min(burst);
+            *last = now;
+            allowed = allowed.min(tokens.floor() as usize);
+        }
+        allowed
+    }
+
+    /// Takes `n` claim tokens from a rate-limited queue.
+    pub fn spend(&mut self, queue: &QueueName, n: usize) {
+        if let Some((tokens, _)) = self.buckets.get_mut(queue) {
+            *tokens -= n as f64;
+        }
     }
 
     /// Ids of completed copies past the history limit, oldest first.
