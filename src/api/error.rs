@@ -97,6 +97,11 @@ impl From<BrokerError> for ApiError {
             BrokerError::UnknownKey(k) => {
                 Self::not_found("unknown_key", format!("`key`: no task has the key `{k}`"))
             }
+            BrokerError::UnknownSchedule(name) => Self::not_found(
+                "unknown_schedule",
+                format!("`name`: no schedule is called `{name}`"),
+            ),
+            BrokerError::InvalidSchedule { field, message } => Self::invalid(field, message),
             BrokerError::UnknownQueue(q) => Self::not_found(
                 "unknown_queue",
                 format!("`queue`: queue `{q}` does not exist"),

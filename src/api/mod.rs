@@ -11,6 +11,7 @@ mod metrics;
 mod params;
 mod queue;
 pub mod routes;
+mod schedule;
 mod status;
 mod task;
 mod testing;

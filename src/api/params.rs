@@ -134,6 +134,16 @@ impl Params {
         Ok(params)
     }
 
+    /// The parameters inside the object parameter `field` (`task` of a
+    /// schedule); errors name its fields as `field.name`.
+    pub fn nested(&self, field: &str) -> Result<Option<Self>, ApiError> {
+        Ok(self.object(field)?.map(|fields| Self {
+            fields,
+            from_query: HashSet::new(),
+            prefix: format!("{}{field}.", self.prefix),
+        }))
+    }
+
     /// The parameters of item `index` of a batch.
     pub fn item(index: usize, value: Value) -> Result<Self, ApiError> {
         match value {

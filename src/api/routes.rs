@@ -6,7 +6,7 @@ use actix_web::http::Method;
 use actix_web::web;
 use serde_json::{json, Map, Value};
 
-use super::{health, interest, metrics, queue, status, task, testing, worker};
+use super::{health, interest, metrics, queue, schedule, status, task, testing, worker};
 use crate::auth::Role;
 
 /// Who may call an endpoint when keys are configured. `admin` may call all.
@@ -179,6 +179,35 @@ const QUEUE_SETTINGS: &[Param] = &[
         "a paused queue takes tasks and hands none out",
     ),
 ];
+const SCHEDULE: &[Param] = &[
+    p(
+        "name",
+        Kind::String,
+        true,
+        "the schedule's name (queue-name characters); H in cron fields hashes it",
+    ),
+    p(
+        "cron",
+        Kind::String,
+        false,
+        "5 fields, or 6 with seconds first; H, H/n, H(a-b) spread schedules",
+    ),
+    p(
+        "timezone",
+        Kind::String,
+        false,
+        "with cron: an IANA time zone (default UTC)",
+    ),
+    p("every", Kind::Integer, false, "seconds between firings"),
+    p("at", Kind::Number, false, "unix seconds: fire once"),
+    p(
+        "task",
+        Kind::Object,
+        true,
+        "the parameters of PUT /task (no runAt or expireAt; ttl allowed)",
+    ),
+];
+const SCHEDULE_NAME: &[Param] = &[p("name", Kind::String, true, "the schedule")];
 const STOP: &[Param] = &[
     p(
         "taskId",
@@ -378,6 +407,28 @@ pub fn endpoints() -> Vec<Endpoint> {
             answer: "{queue, deletedTasks}",
             testing_only: false,
             handler: || web::delete().to(queue::delete_queue),
+        },
+        Endpoint {
+            method: "PUT",
+            path: "/schedule",
+            access: ADMIN,
+            summary: "Create or replace a named schedule: a cron, an interval or a one-off time, and the task to publish",
+            params: SCHEDULE,
+            batch: None,
+            answer: "{name, spec, nextRun, lastRun, task}",
+            testing_only: false,
+            handler: || web::put().to(schedule::set_schedule),
+        },
+        Endpoint {
+            method: "DELETE",
+            path: "/schedule",
+            access: ADMIN,
+            summary: "Stop a schedule",
+            params: SCHEDULE_NAME,
+            batch: None,
+            answer: "{name, deleted}",
+            testing_only: false,
+            handler: || web::delete().to(schedule::delete_schedule),
         },
         Endpoint {
             method: "GET",

@@ -18,6 +18,7 @@ const FIELDS: &[&str] = &[
     "failedQueue",
     "task",
     "key",
+    "schedules",
     "counters",
     "store",
     "offset",
@@ -30,7 +31,7 @@ pub async fn show_status(state: web::Data<AppState>, p: Params) -> Result<HttpRe
     p.only(FIELDS)?;
     let broker = &state.broker;
     let mut out = Map::new();
-    let asked = FIELDS[..10].iter().any(|f| p.flag(f));
+    let asked = FIELDS[..11].iter().any(|f| p.flag(f));
 
     if let Some(queue) = p.queue("queue")? {
         let c = broker.queue_counts(&queue).await?;
@@ -90,6 +91,15 @@ pub async fn show_status(state: web::Data<AppState>, p: Params) -> Result<HttpRe
     }
     if let Some(id) = p.task_id("task")? {
         out.insert("task".into(), broker.find_task(id).await?);
+    }
+    if p.flag("schedules") {
+        let all: Vec<Value> = broker
+            .schedules()
+            .await?
+            .iter()
+            .map(super::schedule::view)
+            .collect();
+        out.insert("schedules".into(), Value::Array(all));
     }
     if p.flag("store") {
         out.insert("store".into(), json!(broker.store().stats()));

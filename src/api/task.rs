@@ -67,7 +67,7 @@ pub async fn publish_task(
     }
 }
 
-fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask, ApiError> {
+pub(super) fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask, ApiError> {
     p.only(PUBLISH_FIELDS)?;
     let limits = &state.settings.limits;
     let data = p.take_object("data")?;
@@ -124,28 +124,18 @@ fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask, ApiError> 
             ))
         }
     };
-    let now = state.broker.now();
-    let expire_at = match (p.number("expireAt")?, p.number("ttl")?) {
+    let (expire_at, ttl_ms) = match (p.number("expireAt")?, p.number("ttl")?) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "ttl",
-                "give `expireAt` or `ttl`, not both",
-            ))
+            return Err(p.invalid_here("ttl", "give `expireAt` or `ttl`, not both"))
         }
-        (Some(at), None) => Some(
-            Millis::from_secs_f64(at)
-                .ok_or_else(|| ApiError::invalid("expireAt", "must be unix seconds, 0 or more"))?,
-        ),
-        (None, Some(ttl)) if ttl > 0.0 && ttl <= 1e9 => {
-            Some(now.plus_millis((ttl * 1000.0) as u64))
+        (Some(at), None) => {
+            let at = Millis::from_secs_f64(at)
+                .ok_or_else(|| p.invalid_here("expireAt", "must be unix seconds, 0 or more"))?;
+            (Some(at), None)
         }
-        (None, Some(_)) => {
-            return Err(ApiError::invalid(
-                "ttl",
-                "must be a number of seconds above 0",
-            ))
-        }
-        (None, None) => None,
+        (None, Some(ttl)) if ttl > 0.0 && ttl <= 1e9 => (None, Some((ttl * 1000.0) as u64)),
+        (None, Some(_)) => return Err(p.invalid_here("ttl", "must be a number of seconds above 0")),
+        (None, None) => (None, None),
     };
     Ok(NewTask {
         publisher,
@@ -159,6 +149,7 @@ fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask, ApiError> 
         max_attempts: p.integer("maxAttempts", 1, 1000)?.map(|n| n as u32),
         ttr: p.integer("ttr", 1, max_ttr)?.map(|n| n as u32),
         expire_at,
+        ttl_ms,
         key: parse_key(&p, "key")?,
     })
 }

@@ -7,6 +7,7 @@
 //! durable state in a `Store`.
 
 pub mod clock;
+pub mod schedule;
 mod wakers;
 
 use std::collections::BTreeMap;
@@ -22,11 +23,13 @@ use serde_json::{Map, Value};
 use tokio::sync::{Mutex, Notify};
 
 use self::clock::Clock;
+use self::schedule::{Spec, Timing};
 use self::wakers::Wakers;
 use crate::metrics::{Metrics, QueueEvent};
+pub use crate::model::NewTask;
 use crate::model::{
-    identity, CopyRef, Counters, Lane, Millis, Priority, Published, QueueCounts, QueueName,
-    QueueSettings, RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId, WorkerRecord,
+    identity, CopyRef, Counters, Lane, Millis, Published, QueueCounts, QueueName, QueueSettings,
+    RetryPolicy, ScheduleRecord, Scope, Task, TaskId, TaskState, WorkerId, WorkerRecord,
     WorkerState, MAX_COPIES,
 };
 use crate::store::{
@@ -74,6 +77,13 @@ pub enum BrokerError {
     UnknownQueue(QueueName),
     #[error("no task has the key `{0}`")]
     UnknownKey(String),
+    #[error("no schedule is called `{0}`")]
+    UnknownSchedule(String),
+    #[error("`{field}`: {message}")]
+    InvalidSchedule {
+        field: &'static str,
+        message: String,
+    },
     #[error("task {task} is {state}, not running")]
     NotRunning { task: TaskId, state: TaskState },
     #[error("task {task} is leased to another worker")]
@@ -102,24 +112,6 @@ impl From<StoreError> for BrokerError {
 }
 
 type Result<T> = std::result::Result<T, BrokerError>;
-
-/// A task to publish, as the API parsed it.
-#[derive(Debug, Clone, Default)]
-pub struct NewTask {
-    pub publisher: String,
-    pub data: Map<String, Value>,
-    pub run_at: Option<Millis>,
-    pub scope: Scope,
-    pub singularly_enqueue: bool,
-    pub replace_waiting: bool,
-    pub singularly_run: bool,
-    pub priority: Priority,
-    pub max_attempts: Option<u32>,
-    pub ttr: Option<u32>,
-    pub expire_at: Option<Millis>,
-    /// The caller's name for the task; the singular rules compare it.
-    pub key: Option<String>,
-}
 
 /// What a worker reports about its claim.
 #[derive(Debug, Clone)]
@@ -234,6 +226,16 @@ impl Broker {
 
     /// Routes and stores a batch of tasks in one durable step.
     pub async fn publish(&self, tasks: Vec<NewTask>) -> Result<Vec<Published>> {
+        self.publish_via(tasks, None).await
+    }
+
+    /// `publish`; for a schedule's firing, `fired` is the schedule's new
+    /// state, stored in the same commit as the copies.
+    async fn publish_via(
+        &self,
+        tasks: Vec<NewTask>,
+        fired: Option<&ScheduleRecord>,
+    ) -> Result<Vec<Published>> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(BrokerError::ShuttingDown);
         }
@@ -295,7 +297,10 @@ impl Broker {
             .iter()
             .map(|t| (t.queue.clone(), t.worker_queue))
             .collect();
-        let results = self.store.enqueue(copies).await?;
+        let results = match fired {
+            Some(schedule) => self.store.fire_schedule(schedule, copies).await?,
+            None => self.store.enqueue(copies).await?,
+        };
         self.store
             .add_counters(Counters {
                 published,
@@ -383,7 +388,7 @@ impl Broker {
             ttr: new.ttr.unwrap_or(self.settings.default_ttr_secs),
             created_at: now,
             run_at,
-            expire_at: new.expire_at,
+            expire_at: new.expire_at.or(new.ttl_ms.map(|ms| now.plus_millis(ms))),
             worker_id: None,
             lease_until: None,
             started_at: None,
@@ -413,6 +418,80 @@ impl Broker {
             .collect();
         out.sort();
         out
+    }
+
+    // ----- schedules ------------------------------------------------------------
+
+    /// Creates or replaces a named schedule of `task`.
+    pub async fn set_schedule(
+        &self,
+        name: String,
+        spec: Spec,
+        task: NewTask,
+    ) -> Result<ScheduleRecord> {
+        QueueName::parse(&name).map_err(|e| BrokerError::InvalidSchedule {
+            field: "name",
+            message: e.to_string().replace("queue name", "schedule name"),
+        })?;
+        let timing = Timing::new(&name, &spec).map_err(|e| BrokerError::InvalidSchedule {
+            field: e.field,
+            message: e.message,
+        })?;
+        let now = self.clock.now();
+        let next_run = match spec {
+            // A one-off in the past fires at the next tick.
+            Spec::At { at } => Some(at),
+            Spec::Cron { .. } | Spec::Every { .. } => timing.next_after(now, now),
+        };
+        let record = ScheduleRecord {
+            name,
+            spec,
+            task,
+            anchor: now,
+            next_run,
+            last_run: None,
+        };
+        self.store.put_schedule(&record).await?;
+        Ok(record)
+    }
+
+    pub async fn delete_schedule(&self, name: &str) -> Result<()> {
+        if self.store.delete_schedule(name).await? {
+            Ok(())
+        } else {
+            Err(BrokerError::UnknownSchedule(name.to_owned()))
+        }
+    }
+
+    pub async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        Ok(self.store.schedules().await?)
+    }
+
+    /// Publishes every schedule that is due, once each however much it missed
+    /// (the catch-up rule in `schedule`), and moves it to its next due time.
+    async fn fire_due(&self, now: Millis) -> Result<()> {
+        for s in self.store.schedules().await? {
+            let Some(due) = s.next_run.filter(|at| *at <= now) else {
+                continue;
+            };
+            let next_run = match Timing::new(&s.name, &s.spec) {
+                Ok(_) if matches!(s.spec, Spec::At { .. }) => None,
+                Ok(timing) => timing.next_after(now, s.anchor),
+                Err(e) => {
+                    tracing::error!(schedule = %s.name, error = %e, "a stored schedule no longer parses");
+                    None
+                }
+            };
+            let task = s.task.clone();
+            let fired = ScheduleRecord {
+                next_run,
+                last_run: Some(due),
+                ..s
+            };
+            tracing::info!(schedule = %fired.name, due = %due, "schedule fired");
+            self.publish_via(vec![task], Some(&fired)).await?;
+        }
+        Ok(())
     }
 
     // ----- claiming and reporting --------------------------------------------
@@ -827,6 +906,9 @@ impl Broker {
         let tick = self.store.tick(now).await?;
         for lane in &tick.woken {
             self.wakers.wake(lane);
+        }
+        if !self.shutting_down.load(Ordering::SeqCst) {
+            self.fire_due(now).await?;
         }
         // Rate-limited queues earn tokens as time passes: let their waiting
         // workers try again.

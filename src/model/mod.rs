@@ -13,7 +13,8 @@ pub use ids::{
     IdError, QueueName, QueueNameError, TaskId, WorkerId, MAX_COPIES, MAX_QUEUE_NAME_LEN,
 };
 pub use task::{
-    fingerprint, identity, CopyRef, Counters, Lane, Priority, PriorityError, Published,
-    QueueCounts, QueueSettings, RetryPolicy, Scope, Task, TaskState, WorkerRecord, WorkerState,
+    fingerprint, identity, CopyRef, Counters, Lane, NewTask, Priority, PriorityError, Published,
+    QueueCounts, QueueSettings, RetryPolicy, ScheduleRecord, Scope, Spec, Task, TaskState,
+    WorkerRecord, WorkerState,
 };
 pub use time::Millis;

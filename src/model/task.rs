@@ -432,3 +432,53 @@ impl QueueSettings {
         *self == Self::default()
     }
 }
+
+/// A task to publish, as the API parsed it (also what a schedule publishes).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NewTask {
+    pub publisher: String,
+    pub data: Map<String, Value>,
+    pub run_at: Option<Millis>,
+    pub scope: Scope,
+    pub singularly_enqueue: bool,
+    pub replace_waiting: bool,
+    pub singularly_run: bool,
+    pub priority: Priority,
+    pub max_attempts: Option<u32>,
+    pub ttr: Option<u32>,
+    pub expire_at: Option<Millis>,
+    /// Milliseconds from the publish to `expire_at`, when that is not given.
+    pub ttl_ms: Option<u64>,
+    /// The caller's name for the task; the singular rules compare it.
+    pub key: Option<String>,
+}
+
+/// When a schedule fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Spec {
+    /// A cron expression (5 fields, or 6 with seconds first) in an IANA time
+    /// zone.
+    Cron { expr: String, timezone: String },
+    /// Every so many seconds, from when the schedule was set.
+    Every { secs: u64 },
+    /// Once, at this time.
+    At { at: Millis },
+}
+
+/// A named schedule, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleRecord {
+    pub name: String,
+    pub spec: Spec,
+    /// What each firing publishes.
+    pub task: NewTask,
+    /// When it was set: intervals count from here.
+    pub anchor: Millis,
+    /// The next due time; none once a one-off has fired.
+    pub next_run: Option<Millis>,
+    /// The due time it last fired for.
+    pub last_run: Option<Millis>,
+}

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::model::{
-    Counters, Lane, Millis, QueueCounts, QueueName, QueueSettings, RetryPolicy, Task, TaskId,
-    TaskState, WorkerId, WorkerRecord,
+    Counters, Lane, Millis, QueueCounts, QueueName, QueueSettings, RetryPolicy, ScheduleRecord,
+    Task, TaskId, TaskState, WorkerId, WorkerRecord,
 };
 
 /// What went wrong in a store.
@@ -227,6 +227,24 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every queue with limits.
     async fn queue_settings(&self) -> Result<Vec<(QueueName, QueueSettings)>, StoreError>;
+
+    /// Creates or replaces a named schedule.
+    async fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError>;
+
+    /// Removes a schedule; false when it was unknown.
+    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Every schedule, by name.
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError>;
+
+    /// Enqueues one firing's copies (as `enqueue`) and stores the schedule's
+    /// advanced state in the same durable step: a due time fires once, even
+    /// across a crash.
+    async fn fire_schedule(
+        &self,
+        schedule: &ScheduleRecord,
+        tasks: Vec<Task>,
+    ) -> Result<Vec<Enqueued>, StoreError>;
 
     async fn put_worker(&self, worker: &WorkerRecord) -> Result<(), StoreError>;
 

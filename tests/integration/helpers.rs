@@ -72,8 +72,12 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_in(tempfile::tempdir().expect("a temporary directory"), tweak).await
+}
+
+/// A server on an existing data directory (to restart on it).
+pub async fn spawn_app_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     init_logs();
-    let dir = tempfile::tempdir().expect("a temporary directory");
     let mut settings = test_settings(dir.path());
     tweak(&mut settings);
     let app = Application::build(settings).await.expect("the app builds");

@@ -11,6 +11,7 @@ mod lifecycle;
 mod limits;
 mod operations;
 mod publish;
+mod schedules;
 mod status;
 mod storage;
 mod worker;

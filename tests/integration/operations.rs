@@ -26,6 +26,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("DELETE", "/interest", "admin"),
     ("PUT", "/queue", "admin"),
     ("DELETE", "/queue", "admin"),
+    ("PUT", "/schedule", "admin"),
+    ("DELETE", "/schedule", "admin"),
     ("GET", "/status", "admin"),
     ("GET", "/metrics", "admin"),
     ("GET", "/healthz", "open"),

@@ -21,6 +21,8 @@ pub(super) const PAYLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new(
 pub(super) const INTERESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("interests");
 pub(super) const WORKERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("workers");
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Schedule name -> the schedule (JSON).
+pub(super) const SCHEDULES: TableDefinition<&str, &[u8]> = TableDefinition::new("schedules");
 /// Queue name -> its limits (JSON).
 pub(super) const QUEUE_SETTINGS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("queue_settings");
@@ -39,6 +41,8 @@ pub(super) enum Op {
     DeleteWorker([u8; 16]),
     PutQueueSettings(String, Vec<u8>),
     DeleteQueueSettings(String),
+    PutSchedule(String, Vec<u8>),
+    DeleteSchedule(String),
     /// Nothing but a commit, so that counters and earlier changes are written.
     Sync,
 }
@@ -180,6 +184,7 @@ fn commit(db: &Database, ops: &[Op], counters: &Counters) -> Result<(), redb::Er
         let mut workers = txn.open_table(WORKERS)?;
         let mut meta = txn.open_table(META)?;
         let mut queue_settings = txn.open_table(QUEUE_SETTINGS)?;
+        let mut schedules = txn.open_table(SCHEDULES)?;
         for op in ops {
             match op {
                 Op::PutCopy(k, v) => {
@@ -212,6 +217,12 @@ fn commit(db: &Database, ops: &[Op], counters: &Counters) -> Result<(), redb::Er
                 Op::DeleteQueueSettings(k) => {
                     queue_settings.remove(k.as_str())?;
                 }
+                Op::PutSchedule(k, v) => {
+                    schedules.insert(k.as_str(), v.as_slice())?;
+                }
+                Op::DeleteSchedule(k) => {
+                    schedules.remove(k.as_str())?;
+                }
                 Op::Sync => {}
             }
         }
@@ -228,6 +239,7 @@ pub(super) struct Loaded {
     pub interests: Vec<(String, Vec<u8>)>,
     pub workers: Vec<Vec<u8>>,
     pub queue_settings: Vec<(String, Vec<u8>)>,
+    pub schedules: Vec<Vec<u8>>,
     pub counters: Option<Vec<u8>>,
 }
 
@@ -248,6 +260,7 @@ pub(super) fn open(path: &Path, cache_bytes: usize) -> Result<(Database, Loaded)
         txn.open_table(WORKERS)?;
         txn.open_table(META)?;
         txn.open_table(QUEUE_SETTINGS)?;
+        txn.open_table(SCHEDULES)?;
         txn.commit()?;
     }
     let mut loaded = Loaded::default();
@@ -267,6 +280,10 @@ pub(super) fn open(path: &Path, cache_bytes: usize) -> Result<(Database, Loaded)
         loaded
             .queue_settings
             .push((k.value().to_owned(), v.value().to_vec()));
+    }
+    for row in txn.open_table(SCHEDULES)?.iter()? {
+        let (_, v) = row?;
+        loaded.schedules.push(v.value().to_vec());
     }
     loaded.counters = txn
         .open_table(META)?

@@ -31,8 +31,8 @@ use super::{
     TaskSelector, Tick,
 };
 use crate::model::{
-    Counters, Lane, Millis, QueueCounts, QueueName, QueueSettings, Task, TaskId, TaskState,
-    WorkerId, WorkerRecord,
+    Counters, Lane, Millis, QueueCounts, QueueName, QueueSettings, ScheduleRecord, Task, TaskId,
+    TaskState, WorkerId, WorkerRecord,
 };
 
 /// The file inside the data directory.
@@ -96,6 +96,10 @@ impl EmbeddedStore {
             let w: WorkerRecord = decode_json(bytes)?;
             state.workers.insert(w.worker_id, w);
         }
+        for bytes in &loaded.schedules {
+            let schedule: crate::model::ScheduleRecord = decode_json(bytes)?;
+            state.schedules.insert(schedule.name.clone(), schedule);
+        }
         for (name, bytes) in &loaded.queue_settings {
             let queue = QueueName::parse(name).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             state.queue_settings.insert(queue, decode_json(bytes)?);
@@ -139,90 +143,16 @@ impl EmbeddedStore {
         self.committer.journal.durable(seq).await
     }
 
-    /// Joins copies with their payloads. A copy whose payload is gone was
-    /// deleted meanwhile and is left out.
-    fn with_payloads(&self, metas: Vec<Meta>) -> Result<Vec<Task>, StoreError> {
-        if metas.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut publishes: Vec<[u8; 16]> =
-            metas.iter().map(|m| *m.publish_id().as_bytes()).collect();
-        publishes.sort_unstable();
-        publishes.dedup();
-        let found = journal::read_payloads(&self.db, &publishes)
-            .map_err(|e| StoreError::Unavailable(format!("reading payloads: {e}")))?;
-        let mut data: HashMap<[u8; 16], Arc<Map<String, Value>>> =
-            HashMap::with_capacity(publishes.len());
-        for (key, bytes) in publishes.into_iter().zip(found) {
-            if let Some(bytes) = bytes {
-                data.insert(key, Arc::new(decode_json(&bytes)?));
-            }
-        }
-        Ok(metas
-            .into_iter()
-            .filter_map(|m| {
-                data.get(m.publish_id().as_bytes())
-                    .map(|d| m.to_task(Arc::clone(d)))
-            })
-            .collect())
-    }
-
-    fn with_payload(&self, meta: Meta) -> Result<Task, StoreError> {
-        let id = meta.task_id;
-        self.with_payloads(vec![meta])?
-            .pop()
-            .ok_or(StoreError::UnknownTask(id))
-    }
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-/// The copy, if it is running under `worker`'s lease.
-fn leased(st: &State, id: TaskId, worker: WorkerId) -> Result<&Meta, StoreError> {
-    let t = st.tasks.get(&id).ok_or(StoreError::UnknownTask(id))?;
-    if t.state != TaskState::Running {
-        return Err(StoreError::NotRunning {
-            task: id,
-            state: t.state,
-        });
-    }
-    if t.worker_id != Some(worker) {
-        return Err(StoreError::NotLeaseHolder { task: id });
-    }
-    Ok(t)
-}
-
-fn put_copy(m: &Meta) -> Op {
-    Op::PutCopy(
-        *m.task_id.as_bytes(),
-        postcard::to_stdvec(m).expect("a copy encodes"),
-    )
-}
-
-/// Removes copies, and the payloads no remaining copy needs.
-fn remove_copies(st: &mut State, ids: &[TaskId], ops: &mut Vec<Op>) {
-    let mut publishes = HashSet::new();
-    for id in ids {
-        if let Some(m) = st.remove(*id) {
-            publishes.insert(m.publish_id());
-            ops.push(Op::DeleteCopy(*id.as_bytes()));
-        }
-    }
-    for p in publishes {
-        if !st.publish_has_copies(p) {
-            ops.push(Op::DeletePayload(*p.as_bytes()));
-        }
-    }
-}
-
-#[async_trait]
-impl Store for EmbeddedStore {
-    async fn enqueue(&self, tasks: Vec<Task>) -> Result<Vec<Enqueued>, StoreError> {
+    /// Enqueues `tasks`, journaling `extra` changes in the same commit.
+    async fn enqueue_with(
+        &self,
+        tasks: Vec<Task>,
+        extra: Vec<Op>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
         let (seq, out, staged) = {
             let mut st = self.lock();
-            let mut ops = Vec::with_capacity(tasks.len() + 1);
+            let mut ops = extra;
+            ops.reserve(tasks.len() + 1);
             let mut out = Vec::with_capacity(tasks.len());
             let mut staged = Vec::with_capacity(tasks.len());
             let mut payloads = HashSet::new();
@@ -289,6 +219,97 @@ impl Store for EmbeddedStore {
             st.insert(meta);
         }
         Ok(out)
+    }
+
+    /// Joins copies with their payloads. A copy whose payload is gone was
+    /// deleted meanwhile and is left out.
+    fn with_payloads(&self, metas: Vec<Meta>) -> Result<Vec<Task>, StoreError> {
+        if metas.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut publishes: Vec<[u8; 16]> =
+            metas.iter().map(|m| *m.publish_id().as_bytes()).collect();
+        publishes.sort_unstable();
+        publishes.dedup();
+        let found = journal::read_payloads(&self.db, &publishes)
+            .map_err(|e| StoreError::Unavailable(format!("reading payloads: {e}")))?;
+        let mut data: HashMap<[u8; 16], Arc<Map<String, Value>>> =
+            HashMap::with_capacity(publishes.len());
+        for (key, bytes) in publishes.into_iter().zip(found) {
+            if let Some(bytes) = bytes {
+                data.insert(key, Arc::new(decode_json(&bytes)?));
+            }
+        }
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                data.get(m.publish_id().as_bytes())
+                    .map(|d| m.to_task(Arc::clone(d)))
+            })
+            .collect())
+    }
+
+    fn with_payload(&self, meta: Meta) -> Result<Task, StoreError> {
+        let id = meta.task_id;
+        self.with_payloads(vec![meta])?
+            .pop()
+            .ok_or(StoreError::UnknownTask(id))
+    }
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The copy, if it is running under `worker`'s lease.
+fn leased(st: &State, id: TaskId, worker: WorkerId) -> Result<&Meta, StoreError> {
+    let t = st.tasks.get(&id).ok_or(StoreError::UnknownTask(id))?;
+    if t.state != TaskState::Running {
+        return Err(StoreError::NotRunning {
+            task: id,
+            state: t.state,
+        });
+    }
+    if t.worker_id != Some(worker) {
+        return Err(StoreError::NotLeaseHolder { task: id });
+    }
+    Ok(t)
+}
+
+fn schedule_op(s: &ScheduleRecord) -> Op {
+    Op::PutSchedule(
+        s.name.clone(),
+        serde_json::to_vec(s).expect("a schedule encodes"),
+    )
+}
+
+fn put_copy(m: &Meta) -> Op {
+    Op::PutCopy(
+        *m.task_id.as_bytes(),
+        postcard::to_stdvec(m).expect("a copy encodes"),
+    )
+}
+
+/// Removes copies, and the payloads no remaining copy needs.
+fn remove_copies(st: &mut State, ids: &[TaskId], ops: &mut Vec<Op>) {
+    let mut publishes = HashSet::new();
+    for id in ids {
+        if let Some(m) = st.remove(*id) {
+            publishes.insert(m.publish_id());
+            ops.push(Op::DeleteCopy(*id.as_bytes()));
+        }
+    }
+    for p in publishes {
+        if !st.publish_has_copies(p) {
+            ops.push(Op::DeletePayload(*p.as_bytes()));
+        }
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn enqueue(&self, tasks: Vec<Task>) -> Result<Vec<Enqueued>, StoreError> {
+        self.enqueue_with(tasks, Vec::new()).await
     }
 
     async fn claim(
@@ -803,6 +824,43 @@ impl Store for EmbeddedStore {
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(all)
+    }
+
+    async fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError> {
+        let seq = {
+            let mut st = self.lock();
+            st.schedules.insert(schedule.name.clone(), schedule.clone());
+            self.push(vec![schedule_op(schedule)])
+        };
+        self.durable(seq).await
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
+        let (seq, existed) = {
+            let mut st = self.lock();
+            let existed = st.schedules.remove(name).is_some();
+            (
+                self.push(vec![Op::DeleteSchedule(name.to_owned())]),
+                existed,
+            )
+        };
+        self.durable(seq).await?;
+        Ok(existed)
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        Ok(self.lock().schedules.values().cloned().collect())
+    }
+
+    async fn fire_schedule(
+        &self,
+        schedule: &ScheduleRecord,
+        tasks: Vec<Task>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        self.lock()
+            .schedules
+            .insert(schedule.name.clone(), schedule.clone());
+        self.enqueue_with(tasks, vec![schedule_op(schedule)]).await
     }
 
     async fn put_worker(&self, worker: &WorkerRecord) -> Result<(), StoreError> {

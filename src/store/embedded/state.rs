@@ -203,6 +203,7 @@ pub(super) struct State {
     pub workers: BTreeMap<WorkerId, WorkerRecord>,
     pub counters: Counters,
     pub queue_settings: HashMap<QueueName, QueueSettings>,
+    pub schedules: BTreeMap<String, crate::model::ScheduleRecord>,
     /// Claim tokens of rate-limited queues: (tokens, when last refilled).
     pub buckets: HashMap<QueueName, (f64, Millis)>,
     /// One shared allocation per distinct queue name and publisher.

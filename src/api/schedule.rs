@@ -1,0 +1,74 @@
+//! `/schedule`: named recurring (cron, interval) and one-off publishes.
+
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::params::Params;
+use super::task::parse_new_task;
+use super::AppState;
+use crate::model::{Millis, ScheduleRecord, Spec};
+
+/// How a schedule is shown: its timing, next and last due times, and task.
+pub fn view(s: &ScheduleRecord) -> Value {
+    json!({
+        "name": s.name,
+        "spec": s.spec,
+        "nextRun": s.next_run,
+        "lastRun": s.last_run,
+        "task": s.task,
+    })
+}
+
+/// `PUT /schedule`: creates or replaces the schedule `name`, which publishes
+/// `task` (the parameters of `PUT /task`) by `cron` (with `timezone`), `every`
+/// so many seconds, or once `at` a time.
+pub async fn set_schedule(state: web::Data<AppState>, p: Params) -> Result<HttpResponse, ApiError> {
+    p.only(&["name", "cron", "timezone", "every", "at", "task"])?;
+    let name = p.required("name", p.string("name")?)?;
+    let spec = match (
+        p.string("cron")?,
+        p.integer("every", 1, 10 * 365 * 86_400)?,
+        p.number("at")?,
+    ) {
+        (Some(expr), None, None) => Spec::Cron {
+            expr,
+            timezone: p.string("timezone")?.unwrap_or_else(|| "UTC".to_owned()),
+        },
+        (None, Some(secs), None) => Spec::Every { secs },
+        (None, None, Some(at)) => Spec::At {
+            at: Millis::from_secs_f64(at)
+                .ok_or_else(|| ApiError::invalid("at", "must be unix seconds, 0 or more"))?,
+        },
+        _ => {
+            return Err(ApiError::invalid(
+                "cron",
+                "give exactly one of `cron`, `every` and `at`",
+            ))
+        }
+    };
+    if p.flag("timezone") && !matches!(spec, Spec::Cron { .. }) {
+        return Err(ApiError::invalid("timezone", "goes only with `cron`"));
+    }
+    let task = p.nested("task")?;
+    let task = parse_new_task(p.required("task", task)?, &state)?;
+    if task.run_at.is_some() || task.expire_at.is_some() {
+        return Err(ApiError::invalid(
+            "task",
+            "a scheduled task takes no `runAt` or `expireAt` (the schedule says when; use `ttl`)",
+        ));
+    }
+    let record = state.broker.set_schedule(name, spec, task).await?;
+    Ok(HttpResponse::Ok().json(view(&record)))
+}
+
+/// `DELETE /schedule`: stops a schedule.
+pub async fn delete_schedule(
+    state: web::Data<AppState>,
+    p: Params,
+) -> Result<HttpResponse, ApiError> {
+    p.only(&["name"])?;
+    let name = p.required("name", p.string("name")?)?;
+    state.broker.delete_schedule(&name).await?;
+    Ok(HttpResponse::Ok().json(json!({"name": name, "deleted": true})))
+}

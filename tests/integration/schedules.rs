@@ -1,0 +1,207 @@
+//! Named schedules: intervals, cron with time zones and H, one-offs, the
+//! catch-up rule, restarts.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, spawn_app_in, TestApp};
+
+async fn now(app: &TestApp) -> f64 {
+    app.send(Method::POST, "/_testing/clock", Some(json!({"advance": 0})))
+        .await
+        .ok()["now"]
+        .as_f64()
+        .unwrap()
+}
+
+async fn schedule(app: &TestApp, body: Value) -> Value {
+    app.send(Method::PUT, "/schedule", Some(body)).await.ok()
+}
+
+async fn ready(app: &TestApp, queue: &str) -> u64 {
+    app.queue(queue).await["ready"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn an_interval_fires_through_the_normal_route_and_catches_up_once() {
+    let app = spawn_app().await;
+    app.put_interest("reports", json!({"kind": "report"}))
+        .await
+        .ok();
+    app.put_interest("audit", json!("*")).await.ok();
+    schedule(&app, json!({"name": "hourly-report", "every": 60, "task": {"data": {"kind": "report"}, "priority": "high"}})).await;
+
+    app.advance(59.0).await;
+    assert_eq!(ready(&app, "reports").await, 0);
+    app.advance(1.0).await;
+    assert_eq!(
+        (ready(&app, "reports").await, ready(&app, "audit").await),
+        (1, 1),
+        "fanned out"
+    );
+    app.advance(60.0).await;
+    assert_eq!(ready(&app, "reports").await, 2);
+    // Ten periods missed: one firing, not ten.
+    app.advance(600.0).await;
+    assert_eq!(ready(&app, "reports").await, 3);
+    let listed = app.status("schedules").await["schedules"][0].clone();
+    assert_eq!(listed["name"], "hourly-report");
+    assert!(
+        listed["nextRun"].as_f64().unwrap() > now(&app).await,
+        "the next due time is ahead"
+    );
+    let worker = app.register(&["reports"]).await;
+    assert_eq!(app.claim(&worker).await["priority"], 10);
+}
+
+#[tokio::test]
+async fn a_cron_fires_at_its_due_times() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let s = schedule(&app, json!({"name": "top-of-hour", "cron": "0 * * * *", "timezone": "Asia/Kolkata", "task": {"data": {"n": 1}}})).await;
+    let next = s["nextRun"].as_f64().unwrap();
+    // Kolkata is UTC+5:30: its "minute 0" is half past in UTC.
+    assert_eq!((next as u64) % 3600, 1800, "{next}");
+    let t = now(&app).await;
+
+    app.advance(next - t - 1.0).await;
+    assert_eq!(ready(&app, "q").await, 0);
+    app.advance(1.0).await;
+    assert_eq!(ready(&app, "q").await, 1);
+    app.advance(5.0 * 3600.0).await;
+    assert_eq!(ready(&app, "q").await, 2, "five hours missed, one firing");
+}
+
+#[tokio::test]
+async fn h_spreads_schedules_but_keeps_each_in_place() {
+    let app = spawn_app().await;
+    let mut minutes = std::collections::HashSet::new();
+    for i in 0..8 {
+        let name = format!("nightly-{i}");
+        let first = schedule(
+            &app,
+            json!({"name": name, "cron": "H 2 * * *", "task": {"data": {}}}),
+        )
+        .await;
+        let again = schedule(
+            &app,
+            json!({"name": name, "cron": "H 2 * * *", "task": {"data": {}}}),
+        )
+        .await;
+        assert_eq!(
+            first["nextRun"], again["nextRun"],
+            "the same name, the same minute"
+        );
+        let next = first["nextRun"].as_f64().unwrap() as u64;
+        assert_eq!(next % 86_400 / 3600, 2, "within the 2 o'clock hour (UTC)");
+        minutes.insert(next % 3600 / 60);
+    }
+    assert!(minutes.len() > 1, "spread over the hour: {minutes:?}");
+}
+
+#[tokio::test]
+async fn a_one_off_is_replaceable_and_fires_once() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let t = now(&app).await;
+    schedule(
+        &app,
+        json!({"name": "frozen-build", "at": t + 100.0, "task": {"data": {"build": 1}}}),
+    )
+    .await;
+    schedule(
+        &app,
+        json!({"name": "frozen-build", "at": t + 50.0, "task": {"data": {"build": 2}}}),
+    )
+    .await;
+
+    app.advance(50.0).await;
+    app.advance(100.0).await;
+
+    assert_eq!(ready(&app, "q").await, 1);
+    let worker = app.register(&["q"]).await;
+    assert_eq!(
+        app.claim(&worker).await["data"]["build"],
+        2,
+        "the replacement ran"
+    );
+    let listed = app.status("schedules").await["schedules"][0].clone();
+    assert!(listed["nextRun"].is_null());
+    assert_eq!(listed["lastRun"].as_f64().unwrap(), t + 50.0);
+    app.send(Method::DELETE, "/schedule?name=frozen-build", None)
+        .await
+        .ok();
+    assert_eq!(app.status("schedules").await["schedules"], json!([]));
+}
+
+#[tokio::test]
+async fn a_due_time_passed_while_stopped_fires_once_after_the_restart() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    schedule(
+        &app,
+        json!({"name": "minutely", "every": 60, "task": {"data": {"n": 1}, "ttl": 3600}}),
+    )
+    .await;
+    let dir = app.stop().await;
+
+    let app = spawn_app_in(dir, |_| {}).await;
+    app.advance(600.0).await;
+
+    assert_eq!(ready(&app, "q").await, 1);
+    let listed = app.status("schedules").await;
+    assert!(
+        listed["schedules"][0]["lastRun"].as_f64().is_some(),
+        "fired after the restart"
+    );
+    let worker = app.register(&["q"]).await;
+    let task = app.claim(&worker).await;
+    assert!(
+        task["expireAt"].as_f64().unwrap() > task["createdAt"].as_f64().unwrap(),
+        "ttl counts from each firing"
+    );
+}
+
+#[tokio::test]
+async fn bad_schedules_are_refused() {
+    let app = spawn_app().await;
+    let put = |body| app.send(Method::PUT, "/schedule", Some(body));
+    let task = json!({"data": {}});
+    put(json!({"name": "s", "cron": "* * * * *", "every": 5, "task": task}))
+        .await
+        .error(400, "invalid_field", Some("cron"));
+    put(json!({"name": "s", "task": task}))
+        .await
+        .error(400, "invalid_field", Some("cron"));
+    put(json!({"name": "s", "cron": "61 * * * *", "task": task}))
+        .await
+        .error(400, "invalid_field", Some("cron"));
+    put(json!({"name": "s", "cron": "* * *", "task": task}))
+        .await
+        .error(400, "invalid_field", Some("cron"));
+    put(json!({"name": "s", "cron": "* * * * *", "timezone": "Nowhere/Else", "task": task}))
+        .await
+        .error(400, "invalid_field", Some("timezone"));
+    put(json!({"name": "s", "every": 0, "task": task}))
+        .await
+        .error(400, "invalid_field", Some("every"));
+    put(json!({"name": "s", "every": 5, "timezone": "UTC", "task": task}))
+        .await
+        .error(400, "invalid_field", Some("timezone"));
+    put(json!({"name": "a b", "every": 5, "task": task}))
+        .await
+        .error(400, "invalid_field", Some("name"));
+    put(json!({"name": "s", "every": 5}))
+        .await
+        .error(400, "missing_field", Some("task"));
+    put(json!({"name": "s", "every": 5, "task": {"priority": 1}}))
+        .await
+        .error(400, "missing_field", Some("task.data"));
+    put(json!({"name": "s", "every": 5, "task": {"data": {}, "runAt": 5}}))
+        .await
+        .error(400, "invalid_field", Some("task"));
+    app.send(Method::DELETE, "/schedule?name=ghost", None)
+        .await
+        .error(404, "unknown_schedule", Some("name"));
+    assert_eq!(app.status("schedules").await["schedules"], json!([]));
+}
