@@ -184,6 +184,38 @@ impl Matcher {
         out
     }
 
+    /// Why `queue` would take the task (`explain`, for one queue), or `None`
+    /// when it would not or has no interests.
+    pub fn explain_queue(&self, queue: &str, data: &Map<String, Value>) -> Option<Explanation<'_>> {
+        let index = self
+            .queues
+            .binary_search_by(|(n, _)| n.as_str().cmp(queue))
+            .ok()?;
+        let (name, interests) = &self.queues[index];
+        match interests {
+            Interests::All => Some(Explanation {
+                queue: name,
+                fields: Vec::new(),
+            }),
+            Interests::Fields(fields) => {
+                let hits: Vec<FieldHit<'_>> = fields
+                    .iter()
+                    .filter_map(|f| {
+                        f.matches(data).map(|value| FieldHit {
+                            field: f.path().as_str(),
+                            pattern: f.pattern(),
+                            value,
+                        })
+                    })
+                    .collect();
+                (!hits.is_empty()).then_some(Explanation {
+                    queue: name,
+                    fields: hits,
+                })
+            }
+        }
+    }
+
     /// Every queue with its interests, in name order.
     pub fn queues(&self) -> impl Iterator<Item = (&str, &Interests)> {
         self.queues.iter().map(|(n, i)| (n.as_str(), i))
@@ -474,6 +506,22 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn explain_one_queue() {
+        let m = matcher(json!({"all": "*", "mail": {"email": "evan"}}));
+        let data = json!({"email": "evan@x"});
+        let data = data.as_object().unwrap();
+        assert_eq!(
+            m.explain_queue("mail", data).unwrap().fields[0].pattern,
+            "evan"
+        );
+        assert!(m.explain_queue("all", data).unwrap().fields.is_empty());
+        assert!(m.explain_queue("nope", data).is_none());
+        assert!(m
+            .explain_queue("mail", json!({"email": "x"}).as_object().unwrap())
+            .is_none());
     }
 
     #[test]

@@ -398,6 +398,7 @@ impl Broker {
             output: None,
             key: new.key.clone(),
             cancelled: false,
+            history: Vec::new(),
             fingerprint: fp.to_owned(),
         }
     }
@@ -880,16 +881,37 @@ impl Broker {
             .await?)
     }
 
-    /// A copy by its id, or every copy of a publish by the publish's id.
+    /// A copy by its id, or every copy of a publish by the publish's id, each
+    /// with `routedBy`: the field and pattern of its queue's interests that
+    /// take it (as the interests are now).
     pub async fn find_task(&self, id: TaskId) -> Result<Value> {
         if let Some(t) = self.store.task(id).await? {
-            return Ok(serde_json::to_value(t).unwrap_or(Value::Null));
+            return Ok(self.task_view(&t));
         }
         let copies = self.store.tasks_of_publish(id).await?;
         if copies.is_empty() {
             return Err(BrokerError::UnknownTask(id));
         }
+        let copies: Vec<Value> = copies.iter().map(|t| self.task_view(t)).collect();
         Ok(serde_json::json!({"publishId": id, "copies": copies}))
+    }
+
+    fn task_view(&self, t: &Task) -> Value {
+        let mut view = serde_json::to_value(t).unwrap_or(Value::Null);
+        let routes = self.routes.load();
+        if let Some(why) = routes.matcher.explain_queue(t.queue.as_str(), &t.data) {
+            let by: Vec<Value> = why
+                .fields
+                .iter()
+                .map(|h| serde_json::json!({"field": h.field, "pattern": h.pattern, "value": h.value}))
+                .collect();
+            view["routedBy"] = if by.is_empty() {
+                Value::from("*")
+            } else {
+                Value::Array(by)
+            };
+        }
+        view
     }
 
     pub async fn counters(&self) -> Result<Counters> {

@@ -14,7 +14,7 @@ pub use ids::{
 };
 pub use task::{
     fingerprint, identity, CopyRef, Counters, Lane, NewTask, Priority, PriorityError, Published,
-    QueueCounts, QueueSettings, RetryPolicy, ScheduleRecord, Scope, Spec, Task, TaskState,
-    WorkerRecord, WorkerState,
+    QueueCounts, QueueSettings, RetryPolicy, ScheduleRecord, Scope, Spec, Task, TaskEvent,
+    TaskState, WorkerRecord, WorkerState,
 };
 pub use time::Millis;

@@ -182,6 +182,10 @@ pub struct Task {
     /// A cancellation was asked for: the worker should stop it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,
+    /// What happened to this copy after it was published, oldest first (the
+    /// last 32 events).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<TaskEvent>,
     /// Identity for the singular rules: a hash of the canonical `data`;
     /// empty for tasks that use neither rule.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -481,4 +485,18 @@ pub struct ScheduleRecord {
     pub next_run: Option<Millis>,
     /// The due time it last fired for.
     pub last_run: Option<Millis>,
+}
+
+/// One thing that happened to a copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskEvent {
+    pub at: Millis,
+    /// `claimed`, `progress`, `completed`, `failed`, `retrying`, `requeued`,
+    /// `due`, `cancel_requested`, `cancelled`, `expired`, `replaced`.
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<WorkerId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }

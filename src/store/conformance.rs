@@ -69,6 +69,7 @@ pub fn copy(queue: &str, priority: i16, at_ms: u64) -> Task {
         output: None,
         key: None,
         cancelled: false,
+        history: Vec::new(),
     }
 }
 
@@ -731,6 +732,40 @@ pub async fn claims_obey_queue_limits_which_persist(h: &mut dyn Harness) -> R {
     Ok(())
 }
 
+pub async fn a_copy_keeps_the_history_of_what_happened_to_it(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let t = copy("a", 0, 0);
+    let id = t.task_id;
+    s.enqueue(vec![t]).await?;
+    let w = WorkerId::new();
+    s.claim(w, &lanes(&["a"]), T0, 1).await?;
+    s.heartbeat(id, w, T0.plus_secs(1), Some(json!(50))).await?;
+    s.finish(id, w, T0.plus_secs(2), fail()).await?;
+    s.tick(T0.plus_secs(3)).await?;
+    s.claim(w, &lanes(&["a"]), T0.plus_secs(3), 1).await?;
+    s.finish(id, w, T0.plus_secs(4), complete()).await?;
+    let s = h.reopen(s).await;
+    let history = s.task(id).await?.expect("kept").history;
+    let events: Vec<(&str, Option<WorkerId>)> = history
+        .iter()
+        .map(|e| (e.event.as_str(), e.worker_id))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("claimed", Some(w)),
+            ("progress", Some(w)),
+            ("retrying", Some(w)),
+            ("due", None),
+            ("claimed", Some(w)),
+            ("completed", Some(w)),
+        ]
+    );
+    assert_eq!(history[2].detail.as_deref(), Some("boom"));
+    assert_eq!(history[5].at, T0.plus_secs(4));
+    Ok(())
+}
+
 pub async fn interests_workers_and_counters_are_kept(h: &mut dyn Harness) -> R {
     let s = h.open().await;
     s.put_interests(&q("a"), &json!({"f": "x"})).await?;
@@ -858,6 +893,7 @@ macro_rules! conformance_tests {
             waiting_copies_expire_unclaimed,
             replace_keeps_the_newest_waiting_twin,
             claims_obey_queue_limits_which_persist,
+            a_copy_keeps_the_history_of_what_happened_to_it,
             a_cancelled_lease_ends_cancelled_and_a_late_completion_counts,
             interests_workers_and_counters_are_kept,
             every_state_survives_a_reopen,

@@ -534,3 +534,76 @@ async fn a_batch_of_updates_answers_each_item() {
     .error(400, "missing_field", Some("[1].taskId"));
     assert_eq!(app.queue("q").await["running"], 1);
 }
+
+#[tokio::test]
+async fn a_task_shows_its_history_and_why_it_was_routed() {
+    let app = spawn_app_with(|s| {
+        s.tasks.retry_base_secs = 5.0;
+        s.tasks.retry_jitter = 0.0;
+    })
+    .await;
+    app.put_interest("mail", json!({"email": "@example\\.com$"}))
+        .await
+        .ok();
+    let published = app
+        .publish(json!({"data": {"email": "ada@example.com"}, "ttr": 30}))
+        .await
+        .ok();
+    let worker = app.register(&["mail"]).await;
+    let task = app.claim(&worker).await;
+    app.update(&worker, &task, "progress", json!({"progress": 30}))
+        .await
+        .ok();
+    app.update(
+        &worker,
+        &task,
+        "fail",
+        json!({"failReason": "smtp timeout"}),
+    )
+    .await
+    .ok();
+    app.advance(5.0).await;
+    let again = app.claim(&worker).await;
+    app.advance(30.0).await; // its lease runs out
+    let third = app.claim(&worker).await;
+    app.update(&worker, &third, "complete", json!({"output": "sent"}))
+        .await
+        .ok();
+    assert_eq!(again["taskId"], task["taskId"]);
+
+    let view = app
+        .status(&format!("task={}", published["taskId"].as_str().unwrap()))
+        .await["task"]
+        .clone();
+    let copy = &view["copies"][0];
+    let events: Vec<&str> = copy["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "claimed",
+            "progress",
+            "retrying",
+            "due",
+            "claimed",
+            "requeued",
+            "claimed",
+            "completed"
+        ]
+    );
+    assert_eq!(copy["history"][2]["detail"], "smtp timeout");
+    assert_eq!(copy["history"][5]["detail"], "lease expired");
+    assert_eq!(copy["history"][0]["workerId"], worker.as_str());
+    assert_eq!(
+        copy["routedBy"],
+        json!([{"field": "email", "pattern": "@example\\.com$", "value": "ada@example.com"}])
+    );
+    assert_eq!(
+        (copy["state"].as_str(), copy["output"].as_str()),
+        (Some("completed"), Some("sent"))
+    );
+}

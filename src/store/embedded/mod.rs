@@ -181,6 +181,7 @@ impl EmbeddedStore {
                             .update(existing, |t| {
                                 t.state = TaskState::Cancelled;
                                 let at = t.created_at.max(meta.created_at);
+                                t.event(at, "replaced", None, Some(reason.clone()));
                                 let extra = t.extra_mut();
                                 extra.finished_at = Some(at);
                                 extra.fail_reason = Some(reason);
@@ -397,6 +398,12 @@ impl Store for EmbeddedStore {
                         t.worker_id = Some(worker);
                         t.lease_until = Some(now.plus_secs(t.ttr as u64));
                         t.extra_mut().started_at = Some(now);
+                        t.event(
+                            now,
+                            "claimed",
+                            Some(worker),
+                            Some(format!("attempt {}", t.attempt)),
+                        );
                     })
                     .expect("a picked copy exists");
                 ops.push(put_copy(m));
@@ -431,6 +438,7 @@ impl Store for EmbeddedStore {
                         // neither retries nor counts as failed.
                         Outcome::Fail { reason, .. } if cancelling => {
                             counters.cancelled += 1;
+                            t.event(now, "cancelled", Some(worker), reason.clone());
                             t.state = TaskState::Cancelled;
                             let extra = t.extra_mut();
                             extra.finished_at = Some(now);
@@ -438,11 +446,18 @@ impl Store for EmbeddedStore {
                         }
                         Outcome::Complete { .. } if cancelling => {
                             counters.completed += 1;
+                            t.event(now, "completed", Some(worker), None);
                             t.state = TaskState::Completed;
                             t.extra_mut().finished_at = Some(now);
                         }
                         Outcome::Complete { re_enqueue, output } => {
                             counters.completed += 1;
+                            t.event(
+                                now,
+                                if re_enqueue { "requeued" } else { "completed" },
+                                Some(worker),
+                                None,
+                            );
                             let extra = t.extra_mut();
                             extra.fail_reason = None;
                             extra.output = output.map(|o| o.to_string());
@@ -459,8 +474,16 @@ impl Store for EmbeddedStore {
                             re_enqueue,
                             retry,
                         } => {
-                            t.extra_mut().fail_reason =
-                                Some(reason.unwrap_or_else(|| "failed".to_owned()));
+                            let reason = reason.unwrap_or_else(|| "failed".to_owned());
+                            let what = if re_enqueue {
+                                "requeued"
+                            } else if attempt < max_attempts {
+                                "retrying"
+                            } else {
+                                "failed"
+                            };
+                            t.event(now, what, Some(worker), Some(reason.clone()));
+                            t.extra_mut().fail_reason = Some(reason);
                             if re_enqueue {
                                 counters.retried += 1;
                                 t.state = TaskState::Ready;
@@ -503,6 +526,7 @@ impl Store for EmbeddedStore {
                 .update(id, |t| {
                     t.lease_until = Some(now.plus_secs(t.ttr as u64));
                     if let Some(p) = progress {
+                        t.event(now, "progress", Some(worker), Some(p.to_string()));
                         t.extra_mut().progress = Some(p.to_string());
                     }
                 })
@@ -539,6 +563,7 @@ impl Store for EmbeddedStore {
                 .update(id, |t| {
                     t.state = TaskState::Expired;
                     t.extra_mut().finished_at = Some(now);
+                    t.event(now, "expired", None, None);
                 })
                 .expect("indexed")
                 .clone();
@@ -547,7 +572,10 @@ impl Store for EmbeddedStore {
         }
         for id in due {
             let m = st
-                .update(id, |t| t.state = TaskState::Ready)
+                .update(id, |t| {
+                    t.state = TaskState::Ready;
+                    t.event(now, "due", None, None);
+                })
                 .expect("indexed");
             ops.push(put_copy(m));
             woken.push(m.lane());
@@ -556,15 +584,24 @@ impl Store for EmbeddedStore {
             let m = st
                 .update(id, |t| {
                     t.lease_until = None;
+                    let holder = t.worker_id;
                     if std::mem::take(&mut t.cancel_requested) {
                         t.state = TaskState::Cancelled;
                         t.extra_mut().finished_at = Some(now);
+                        t.event(now, "cancelled", holder, Some("lease expired".into()));
                     } else if t.attempt >= t.max_attempts {
+                        t.event(
+                            now,
+                            "failed",
+                            holder,
+                            Some("lease expired on the last attempt".into()),
+                        );
                         t.state = TaskState::Failed;
                         let extra = t.extra_mut();
                         extra.finished_at = Some(now);
                         extra.fail_reason = Some("lease expired on the last attempt".to_owned());
                     } else {
+                        t.event(now, "requeued", holder, Some("lease expired".into()));
                         t.state = TaskState::Ready;
                         t.extra_mut().fail_reason = Some("lease expired".to_owned());
                     }
@@ -604,9 +641,16 @@ impl Store for EmbeddedStore {
                         if std::mem::take(&mut t.cancel_requested) {
                             t.state = TaskState::Cancelled;
                             t.extra_mut().finished_at = Some(now);
+                            t.event(
+                                now,
+                                "cancelled",
+                                Some(worker),
+                                Some("worker removed".into()),
+                            );
                         } else {
                             t.state = TaskState::Ready;
                             t.extra_mut().fail_reason = Some("worker removed".to_owned());
+                            t.event(now, "requeued", Some(worker), Some("worker removed".into()));
                         }
                     })
                     .expect("indexed")
@@ -690,11 +734,15 @@ impl Store for EmbeddedStore {
                         st.update(id, |t| {
                             t.state = TaskState::Cancelled;
                             t.extra_mut().finished_at = Some(now);
+                            t.event(now, "cancelled", None, None);
                         })
                     }
                     TaskState::Running if !st.tasks[&id].cancel_requested => {
                         outcome.requested.push(id);
-                        st.update(id, |t| t.cancel_requested = true)
+                        st.update(id, |t| {
+                            t.cancel_requested = true;
+                            t.event(now, "cancel_requested", None, None);
+                        })
                     }
                     _ => {
                         outcome.untouched.push(id);

@@ -63,7 +63,43 @@ pub(super) struct Extra {
     /// JSON text.
     pub output: Option<String>,
     pub key: Option<String>,
+    pub history: Vec<StoredEvent>,
 }
+
+/// A `TaskEvent` as stored: every field always written, which a format that
+/// does not describe itself (postcard) needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct StoredEvent {
+    pub at: Millis,
+    pub event: String,
+    pub worker_id: Option<WorkerId>,
+    pub detail: Option<String>,
+}
+
+impl From<&crate::model::TaskEvent> for StoredEvent {
+    fn from(e: &crate::model::TaskEvent) -> Self {
+        Self {
+            at: e.at,
+            event: e.event.clone(),
+            worker_id: e.worker_id,
+            detail: e.detail.clone(),
+        }
+    }
+}
+
+impl From<StoredEvent> for crate::model::TaskEvent {
+    fn from(e: StoredEvent) -> Self {
+        Self {
+            at: e.at,
+            event: e.event,
+            worker_id: e.worker_id,
+            detail: e.detail,
+        }
+    }
+}
+
+/// Events kept per copy.
+pub(super) const MAX_EVENTS: usize = 32;
 
 impl Meta {
     /// The record of `t`, naming its publisher with `publisher` (a shared,
@@ -82,6 +118,7 @@ impl Meta {
             progress: t.progress.as_ref().map(Value::to_string),
             output: t.output.as_ref().map(Value::to_string),
             key: t.key.clone(),
+            history: t.history.iter().map(StoredEvent::from).collect(),
         };
         Self {
             task_id: t.task_id,
@@ -138,6 +175,7 @@ impl Meta {
             progress: json(extra.progress),
             output: json(extra.output),
             key: extra.key,
+            history: extra.history.into_iter().map(Into::into).collect(),
             cancelled: self.cancel_requested || self.state == TaskState::Cancelled,
             fingerprint: self
                 .fingerprint
@@ -161,6 +199,26 @@ impl Meta {
     /// The out-of-line part, created on first write.
     pub fn extra_mut(&mut self) -> &mut Extra {
         self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Records an event in the copy's bounded history.
+    pub fn event(
+        &mut self,
+        at: Millis,
+        event: &str,
+        worker: Option<WorkerId>,
+        detail: Option<String>,
+    ) {
+        let history = &mut self.extra_mut().history;
+        if history.len() >= MAX_EVENTS {
+            history.remove(0);
+        }
+        history.push(StoredEvent {
+            at,
+            event: event.to_owned(),
+            worker_id: worker,
+            detail,
+        });
     }
 
     pub fn finished_at(&self) -> Option<Millis> {
@@ -493,6 +551,12 @@ mod tests {
             output: Some(json!({"o": [1]})),
             key: Some("build-7".into()),
             cancelled: true,
+            history: vec![crate::model::TaskEvent {
+                at: Millis(7),
+                event: "claimed".into(),
+                worker_id: None,
+                detail: None,
+            }],
         };
         let meta = Meta::from_task(&task, task.publisher.as_str().into());
         let bytes = postcard::to_stdvec(&meta).unwrap();
@@ -506,6 +570,7 @@ mod tests {
                 progress: None,
                 output: None,
                 key: None,
+                history: Vec::new(),
                 ..task
             },
             "pub".into(),
