@@ -110,8 +110,16 @@ pub struct TaskSettings {
     pub retry_max_secs: f64,
     /// Fraction of a backoff drawn at random either way.
     pub retry_jitter: f64,
-    /// Completed copies kept for status.
+    /// Finished (completed, cancelled, expired) copies kept per queue.
     pub history: usize,
+    /// Failed copies kept per queue.
+    pub failed_per_queue: usize,
+    /// Seconds a finished copy is kept before the sweep removes it.
+    pub keep_finished_secs: u64,
+    /// Seconds a failed copy is kept before the sweep removes it.
+    pub keep_failed_secs: u64,
+    /// Most copies one sweep (one tick) removes.
+    pub sweep_batch: usize,
     /// How often scheduled tasks, leases and idle workers are checked, in ms.
     pub tick_ms: u64,
 }
@@ -184,6 +192,10 @@ impl Default for TaskSettings {
             retry_max_secs: 3600.0,
             retry_jitter: 0.2,
             history: 1000,
+            failed_per_queue: 100_000,
+            keep_finished_secs: 7 * 86_400,
+            keep_failed_secs: 30 * 86_400,
+            sweep_batch: 1000,
             tick_ms: 100,
         }
     }
@@ -286,6 +298,18 @@ impl Settings {
             }
         }
         Ok(crate::auth::Keys::new(keys))
+    }
+
+    /// How long the store keeps finished and failed copies.
+    pub fn retention(&self) -> crate::store::embedded::Retention {
+        let t = &self.tasks;
+        crate::store::embedded::Retention {
+            finished_per_queue: t.history,
+            failed_per_queue: t.failed_per_queue,
+            finished_ms: t.keep_finished_secs.saturating_mul(1000),
+            failed_ms: t.keep_failed_secs.saturating_mul(1000),
+            sweep_batch: t.sweep_batch.max(1),
+        }
     }
 
     /// The broker's share of the settings.

@@ -39,8 +39,12 @@ impl Application {
     /// a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store: Arc<dyn Store> = Arc::new(
-            EmbeddedStore::open(&settings.data_dir, settings.tasks.history)
-                .context("opening the embedded store")?,
+            EmbeddedStore::open_with(
+                &settings.data_dir,
+                settings.retention(),
+                crate::store::embedded::DEFAULT_CACHE_BYTES,
+            )
+            .context("opening the embedded store")?,
         );
         let manual_clock = settings
             .testing

@@ -766,6 +766,51 @@ pub async fn a_copy_keeps_the_history_of_what_happened_to_it(h: &mut dyn Harness
     Ok(())
 }
 
+pub async fn retention_keeps_failed_longer_than_finished_and_counts_per_queue(
+    h: &mut dyn Harness,
+) -> R {
+    let s = h.open().await;
+    // Harness stores keep HISTORY finished copies per queue, finished copies
+    // 7 days and failed ones 30 (the defaults).
+    let mut all = Vec::new();
+    for i in 0..HISTORY as u64 + 1 {
+        all.push(copy("a", 0, i));
+        all.push(copy("b", 0, i));
+    }
+    let mut doomed = copy("f", 0, 0);
+    doomed.max_attempts = 1;
+    let doomed_id = doomed.task_id;
+    all.push(doomed);
+    let ids: Vec<TaskId> = all.iter().map(|t| t.task_id).collect();
+    s.enqueue(all).await?;
+    let w = WorkerId::new();
+    for _ in &ids[..ids.len() - 1] {
+        let got = s
+            .claim(w, &[Lane::Queue(q("a")), Lane::Queue(q("b"))], T0, 1)
+            .await?;
+        s.finish(got[0].task_id, w, T0, complete()).await?;
+    }
+    s.claim(w, &lanes(&["f"]), T0, 1).await?;
+    s.finish(doomed_id, w, T0, fail()).await?;
+    // HISTORY per queue: the oldest of each of the two queues went.
+    assert!(s.task(ids[0]).await?.is_none() && s.task(ids[1]).await?.is_none());
+    assert!(s.task(ids[2]).await?.is_some() && s.task(ids[3]).await?.is_some());
+    s.tick(T0.plus_secs(8 * 86_400)).await?;
+    assert!(
+        s.task(ids[2]).await?.is_none(),
+        "finished copies go after 7 days"
+    );
+    assert_eq!(
+        s.task(doomed_id).await?.map(|t| t.state),
+        Some(TaskState::Failed),
+        "failed ones stay"
+    );
+    s.tick(T0.plus_secs(31 * 86_400)).await?;
+    assert!(s.task(doomed_id).await?.is_none(), "and go after 30");
+    assert!(s.queue_counts().await?.is_empty());
+    Ok(())
+}
+
 pub async fn interests_workers_and_counters_are_kept(h: &mut dyn Harness) -> R {
     let s = h.open().await;
     s.put_interests(&q("a"), &json!({"f": "x"})).await?;
@@ -894,6 +939,7 @@ macro_rules! conformance_tests {
             replace_keeps_the_newest_waiting_twin,
             claims_obey_queue_limits_which_persist,
             a_copy_keeps_the_history_of_what_happened_to_it,
+            retention_keeps_failed_longer_than_finished_and_counts_per_queue,
             a_cancelled_lease_ends_cancelled_and_a_late_completion_counts,
             interests_workers_and_counters_are_kept,
             every_state_survives_a_reopen,

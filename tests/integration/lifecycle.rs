@@ -607,3 +607,41 @@ async fn a_task_shows_its_history_and_why_it_was_routed() {
         (Some("completed"), Some("sent"))
     );
 }
+
+#[tokio::test]
+async fn the_sweep_removes_finished_tasks_after_their_retention() {
+    let app = spawn_app_with(|s| {
+        s.tasks.keep_finished_secs = 3600;
+        s.tasks.keep_failed_secs = 7200;
+        s.tasks.max_attempts = 1;
+    })
+    .await;
+    app.put_interest("q", json!("*")).await.ok();
+    app.publish_data(json!({"n": 1})).await;
+    app.publish_data(json!({"n": 2})).await;
+    let worker = app.register(&["q"]).await;
+    let done = app.claim(&worker).await;
+    app.update(&worker, &done, "complete", json!({})).await.ok();
+    let failed = app.claim(&worker).await;
+    app.update(&worker, &failed, "fail", json!({})).await.ok();
+    let exists = |t: &serde_json::Value| {
+        let id = t["taskId"].as_str().unwrap().to_owned();
+        let app = &app;
+        async move {
+            app.send(Method::GET, &format!("/status?task={id}"), None)
+                .await
+                .status
+                .is_success()
+        }
+    };
+
+    app.advance(3601.0).await;
+    assert!(
+        !exists(&done).await,
+        "the completed task is swept after an hour"
+    );
+    assert!(exists(&failed).await, "the failed one is kept longer");
+    app.advance(3600.0).await;
+    assert!(!exists(&failed).await);
+    assert_eq!(app.queue("q").await["failed"], 0);
+}

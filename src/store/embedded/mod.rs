@@ -25,6 +25,7 @@ use redb::Database;
 use serde_json::{Map, Value};
 
 use self::journal::{Committer, Op};
+pub use self::state::Retention;
 use self::state::{Meta, ReadyKey, State};
 use super::{
     CancelTarget, Cancellation, Enqueued, Outcome, Page, Store, StoreError, StoreStats,
@@ -52,15 +53,20 @@ pub struct EmbeddedStore {
 
 impl EmbeddedStore {
     /// Opens the store in `data_dir` (created if missing), keeping the last
-    /// `history_limit` completed copies.
-    pub fn open(data_dir: &Path, history_limit: usize) -> Result<Self, StoreError> {
-        Self::open_with_cache(data_dir, history_limit, DEFAULT_CACHE_BYTES)
+    /// `history` finished copies per queue and the default retention times.
+    pub fn open(data_dir: &Path, history: usize) -> Result<Self, StoreError> {
+        let retention = Retention {
+            finished_per_queue: history,
+            ..Retention::default()
+        };
+        Self::open_with(data_dir, retention, DEFAULT_CACHE_BYTES)
     }
 
-    /// `open`, with redb's page cache bounded to `cache_bytes`.
-    pub fn open_with_cache(
+    /// `open`, with the whole retention policy and redb's page cache bounded
+    /// to `cache_bytes`.
+    pub fn open_with(
         data_dir: &Path,
-        history_limit: usize,
+        retention: Retention,
         cache_bytes: usize,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
@@ -69,7 +75,7 @@ impl EmbeddedStore {
         let path = data_dir.join(FILE_NAME);
         let (db, loaded) = journal::open(&path, cache_bytes)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-        let mut state = State::new(history_limit);
+        let mut state = State::new(retention);
         // Decoded one row at a time: holding every row and every record at
         // once would double the memory a large queue needs after a restart.
         let mut completed = Vec::new();
@@ -553,7 +559,8 @@ impl Store for EmbeddedStore {
             .range(..(end, first))
             .map(|&(_, id)| id)
             .collect();
-        if due.is_empty() && expired.is_empty() && stale.is_empty() {
+        let aged = st.aged(now);
+        if due.is_empty() && expired.is_empty() && stale.is_empty() && aged.is_empty() {
             return Ok(Tick::default());
         }
         let mut woken = Vec::new();
@@ -616,7 +623,8 @@ impl Store for EmbeddedStore {
             }
             ops.push(put_copy(&m));
         }
-        let old = st.over_history();
+        let mut old = st.over_history();
+        old.extend(aged);
         remove_copies(&mut st, &old, &mut ops);
         self.push(ops);
         woken.sort();

@@ -18,6 +18,46 @@ use crate::model::{
     TaskState, WorkerId, WorkerRecord,
 };
 
+/// How long finished and failed copies are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Completed, cancelled and expired copies kept per queue.
+    pub finished_per_queue: usize,
+    /// Failed copies kept per queue.
+    pub failed_per_queue: usize,
+    /// Age after which a finished copy is swept away.
+    pub finished_ms: u64,
+    /// Age after which a failed copy is swept away.
+    pub failed_ms: u64,
+    /// Most copies one sweep removes (a sweep runs at every tick).
+    pub sweep_batch: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            finished_per_queue: 1000,
+            failed_per_queue: 100_000,
+            finished_ms: 7 * 86_400_000,
+            failed_ms: 30 * 86_400_000,
+            sweep_batch: 1000,
+        }
+    }
+}
+
+fn forget(lists: &mut HashMap<QueueName, VecDeque<TaskId>>, queue: &QueueName, id: TaskId) {
+    if let Some(list) = lists.get_mut(queue) {
+        if list.front() == Some(&id) {
+            list.pop_front();
+        } else {
+            list.retain(|x| *x != id);
+        }
+        if list.is_empty() {
+            lists.remove(queue);
+        }
+    }
+}
+
 /// Ready copies of a lane in claim order: priority (high first), then the time
 /// they became runnable, then id (creation order).
 pub(super) type ReadyKey = (Reverse<Priority>, Millis, TaskId);
@@ -251,12 +291,19 @@ pub(super) struct State {
     pub run_locks: HashMap<(QueueName, [u8; 16]), TaskId>,
     pub running_by: HashMap<WorkerId, BTreeSet<TaskId>>,
     pub counts: BTreeMap<QueueName, QueueCounts>,
-    /// Finished (completed or cancelled) copies, oldest first, trimmed to
-    /// `history_limit`.
-    pub completed: VecDeque<TaskId>,
+    /// Finished (completed, cancelled, expired) copies of each queue, oldest
+    /// first, trimmed to `retention.finished_per_queue`.
+    pub completed: HashMap<QueueName, VecDeque<TaskId>>,
+    /// Failed copies of each queue, oldest first.
+    pub failed: HashMap<QueueName, VecDeque<TaskId>>,
+    /// Finished and failed copies by the time they ended, for the age sweep.
+    pub finished_by_age: BTreeSet<(Millis, TaskId)>,
+    pub failed_by_age: BTreeSet<(Millis, TaskId)>,
+    /// Queues whose finished or failed copies grew since the last trim.
+    touched: Vec<QueueName>,
     /// Copies published with a key, by key.
     pub by_key: HashMap<Box<str>, Vec<TaskId>>,
-    pub history_limit: usize,
+    pub retention: Retention,
     pub interests: BTreeMap<QueueName, Value>,
     pub workers: BTreeMap<WorkerId, WorkerRecord>,
     pub counters: Counters,
@@ -270,9 +317,9 @@ pub(super) struct State {
 }
 
 impl State {
-    pub fn new(history_limit: usize) -> Self {
+    pub fn new(retention: Retention) -> Self {
         Self {
-            history_limit,
+            retention,
             ..Self::default()
         }
     }
@@ -388,9 +435,24 @@ impl State {
                 }
             }
             TaskState::Completed | TaskState::Cancelled | TaskState::Expired => {
-                self.completed.push_back(t.task_id)
+                self.completed
+                    .entry(t.queue.clone())
+                    .or_default()
+                    .push_back(t.task_id);
+                self.finished_by_age
+                    .insert((t.finished_at().unwrap_or_default(), t.task_id));
+                self.touched.push(t.queue.clone());
             }
-            TaskState::Failed => counts.failed += 1,
+            TaskState::Failed => {
+                counts.failed += 1;
+                self.failed
+                    .entry(t.queue.clone())
+                    .or_default()
+                    .push_back(t.task_id);
+                self.failed_by_age
+                    .insert((t.finished_at().unwrap_or_default(), t.task_id));
+                self.touched.push(t.queue.clone());
+            }
         }
         if let (true, Some(at)) = (t.state.is_waiting(), t.expire_at()) {
             self.expiries.insert((at, t.task_id));
@@ -447,13 +509,15 @@ impl State {
                 }
             }
             TaskState::Completed | TaskState::Cancelled | TaskState::Expired => {
-                if self.completed.front() == Some(&t.task_id) {
-                    self.completed.pop_front();
-                } else {
-                    self.completed.retain(|id| *id != t.task_id);
-                }
+                forget(&mut self.completed, &t.queue, t.task_id);
+                self.finished_by_age
+                    .remove(&(t.finished_at().unwrap_or_default(), t.task_id));
             }
-            TaskState::Failed => {}
+            TaskState::Failed => {
+                forget(&mut self.failed, &t.queue, t.task_id);
+                self.failed_by_age
+                    .remove(&(t.finished_at().unwrap_or_default(), t.task_id));
+            }
         }
         if let (true, Some(at)) = (t.state.is_waiting(), t.expire_at()) {
             self.expiries.remove(&(at, t.task_id));
@@ -505,10 +569,49 @@ impl State {
         }
     }
 
-    /// Ids of completed copies past the history limit, oldest first.
-    pub fn over_history(&self) -> Vec<TaskId> {
-        let excess = self.completed.len().saturating_sub(self.history_limit);
-        self.completed.iter().take(excess).copied().collect()
+    /// Ids of finished and failed copies past their queue's count limits,
+    /// oldest first. Looks only at queues that grew since the last call.
+    pub fn over_history(&mut self) -> Vec<TaskId> {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort();
+        touched.dedup();
+        let mut out = Vec::new();
+        for queue in touched {
+            for (lists, keep) in [
+                (&self.completed, self.retention.finished_per_queue),
+                (&self.failed, self.retention.failed_per_queue),
+            ] {
+                if let Some(list) = lists.get(&queue) {
+                    out.extend(list.iter().take(list.len().saturating_sub(keep)).copied());
+                }
+            }
+        }
+        out
+    }
+
+    /// Finished and failed copies older than their retention at `now`, at
+    /// most `sweep_batch` of them, oldest first.
+    pub fn aged(&self, now: Millis) -> Vec<TaskId> {
+        let r = &self.retention;
+        let limit = r.sweep_batch;
+        let cutoff = |keep_ms: u64| Millis(now.0.saturating_sub(keep_ms));
+        let finished_cutoff = cutoff(r.finished_ms);
+        let failed_cutoff = cutoff(r.failed_ms);
+        let mut out: Vec<TaskId> = self
+            .finished_by_age
+            .iter()
+            .take_while(|(at, _)| *at <= finished_cutoff)
+            .take(limit)
+            .map(|&(_, id)| id)
+            .collect();
+        out.extend(
+            self.failed_by_age
+                .iter()
+                .take_while(|(at, _)| *at <= failed_cutoff)
+                .take(limit - out.len().min(limit))
+                .map(|&(_, id)| id),
+        );
+        out
     }
 }
 
