@@ -110,7 +110,9 @@ pub struct TaskSettings {
     pub retry_max_secs: f64,
     /// Fraction of a backoff drawn at random either way.
     pub retry_jitter: f64,
-    /// Finished (completed, cancelled, expired) copies kept per queue.
+    /// Finished (completed, cancelled, expired) copies kept per queue. Each
+    /// keeps its payload on disk: a long history costs throughput (see
+    /// docs/performance.md).
     pub history: usize,
     /// Failed copies kept per queue.
     pub failed_per_queue: usize,
@@ -191,7 +193,7 @@ impl Default for TaskSettings {
             retry_base_secs: 2.0,
             retry_max_secs: 3600.0,
             retry_jitter: 0.2,
-            history: 1000,
+            history: 100,
             failed_per_queue: 100_000,
             keep_finished_secs: 7 * 86_400,
             keep_failed_secs: 30 * 86_400,

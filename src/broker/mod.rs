@@ -578,8 +578,20 @@ impl Broker {
         if t.state == TaskState::Ready {
             self.wakers.wake(&t.lane());
         }
-        // A slot under the queue's `max_running` may have opened.
-        self.wakers.wake(&Lane::Queue(t.queue.clone()));
+        // A slot under the queue's `max_running` may have opened (no other
+        // limit is freed by a report, and a needless wake costs a context
+        // switch per report).
+        if t.state != TaskState::Running {
+            let capped = self
+                .store
+                .queue_settings()
+                .await?
+                .iter()
+                .any(|(q, s)| q == &t.queue && s.max_running.is_some());
+            if capped {
+                self.wakers.wake(&Lane::Queue(t.queue.clone()));
+            }
+        }
         let event = match (t.state, failing) {
             (TaskState::Failed, _) => QueueEvent::Failed,
             (TaskState::Cancelled, _) => QueueEvent::Cancelled,

@@ -138,28 +138,51 @@ async fn a_one_off_is_replaceable_and_fires_once() {
 async fn a_due_time_passed_while_stopped_fires_once_after_the_restart() {
     let app = spawn_app().await;
     app.put_interest("q", json!("*")).await.ok();
-    schedule(
+    app.put_interest("c", json!({"cron": "."})).await.ok();
+    schedule(&app, json!({"name": "minutely", "every": 60, "task": {"data": {"n": 1}, "key": "tick", "ttl": 3600}})).await;
+    // Due half an hour from now, so that it falls after the first ten
+    // minutes below whatever the time of day.
+    let minute = ((now(&app).await / 60.0) as u64 + 30) % 60;
+    let hourly = schedule(
         &app,
-        json!({"name": "minutely", "every": 60, "task": {"data": {"n": 1}, "ttl": 3600}}),
+        json!({"name": "hourly", "cron": format!("{minute} * * * *"), "task": {"data": {"cron": "yes"}}}),
     )
     .await;
     let dir = app.stop().await;
 
     let app = spawn_app_in(dir, |_| {}).await;
+    let to_cron = hourly["nextRun"].as_f64().unwrap() - now(&app).await;
     app.advance(600.0).await;
 
-    assert_eq!(ready(&app, "q").await, 1);
-    let listed = app.status("schedules").await;
-    assert!(
-        listed["schedules"][0]["lastRun"].as_f64().is_some(),
-        "fired after the restart"
+    assert_eq!(
+        ready(&app, "q").await,
+        1,
+        "the interval fired once for ten missed minutes"
     );
-    let worker = app.register(&["q"]).await;
-    let task = app.claim(&worker).await;
-    assert!(
-        task["expireAt"].as_f64().unwrap() > task["createdAt"].as_f64().unwrap(),
+    let first = app.status("key=tick").await["key"][0].clone();
+    assert_eq!(
+        first["expireAt"].as_f64().unwrap() - first["createdAt"].as_f64().unwrap(),
+        3600.0,
         "ttl counts from each firing"
     );
+    app.advance((to_cron - 600.0).max(0.0) + 3.0 * 3600.0).await;
+    assert_eq!(
+        ready(&app, "c").await,
+        1,
+        "the cron fired once for its missed hours"
+    );
+    // In q: the interval's second firing and the cron's copy; the first
+    // firing expired unclaimed.
+    assert_eq!(ready(&app, "q").await, 2);
+    let status = app.status("schedules&counters").await;
+    assert_eq!(status["counters"]["expired"], 1);
+    for s in status["schedules"].as_array().unwrap() {
+        assert!(
+            s["lastRun"].as_f64().is_some(),
+            "{} fired after the restart",
+            s["name"]
+        );
+    }
 }
 
 #[tokio::test]

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 use self::journal::{Committer, Op};
 pub use self::state::Retention;
-use self::state::{Meta, ReadyKey, State};
+use self::state::{EventKind, Meta, ReadyKey, State};
 use super::{
     CancelTarget, Cancellation, Enqueued, Outcome, Page, Store, StoreError, StoreStats,
     TaskSelector, Tick,
@@ -187,7 +187,7 @@ impl EmbeddedStore {
                             .update(existing, |t| {
                                 t.state = TaskState::Cancelled;
                                 let at = t.created_at.max(meta.created_at);
-                                t.event(at, "replaced", None, Some(reason.clone()));
+                                t.event(at, EventKind::Replaced, None, Some(reason.clone()));
                                 let extra = t.extra_mut();
                                 extra.finished_at = Some(at);
                                 extra.fail_reason = Some(reason);
@@ -230,7 +230,7 @@ impl EmbeddedStore {
 
     /// Joins copies with their payloads. A copy whose payload is gone was
     /// deleted meanwhile and is left out.
-    fn with_payloads(&self, metas: Vec<Meta>) -> Result<Vec<Task>, StoreError> {
+    fn with_payloads(&self, metas: Vec<Meta>, with_history: bool) -> Result<Vec<Task>, StoreError> {
         if metas.is_empty() {
             return Ok(Vec::new());
         }
@@ -251,14 +251,14 @@ impl EmbeddedStore {
             .into_iter()
             .filter_map(|m| {
                 data.get(m.publish_id().as_bytes())
-                    .map(|d| m.to_task(Arc::clone(d)))
+                    .map(|d| m.to_task(Arc::clone(d), with_history))
             })
             .collect())
     }
 
     fn with_payload(&self, meta: Meta) -> Result<Task, StoreError> {
         let id = meta.task_id;
-        self.with_payloads(vec![meta])?
+        self.with_payloads(vec![meta], false)?
             .pop()
             .ok_or(StoreError::UnknownTask(id))
     }
@@ -404,12 +404,7 @@ impl Store for EmbeddedStore {
                         t.worker_id = Some(worker);
                         t.lease_until = Some(now.plus_secs(t.ttr as u64));
                         t.extra_mut().started_at = Some(now);
-                        t.event(
-                            now,
-                            "claimed",
-                            Some(worker),
-                            Some(format!("attempt {}", t.attempt)),
-                        );
+                        t.event(now, EventKind::Claimed, Some(worker), None);
                     })
                     .expect("a picked copy exists");
                 ops.push(put_copy(m));
@@ -420,7 +415,7 @@ impl Store for EmbeddedStore {
             }
             claimed
         };
-        self.with_payloads(claimed)
+        self.with_payloads(claimed, false)
     }
 
     async fn finish(
@@ -444,7 +439,7 @@ impl Store for EmbeddedStore {
                         // neither retries nor counts as failed.
                         Outcome::Fail { reason, .. } if cancelling => {
                             counters.cancelled += 1;
-                            t.event(now, "cancelled", Some(worker), reason.clone());
+                            t.event(now, EventKind::Cancelled, Some(worker), reason.clone());
                             t.state = TaskState::Cancelled;
                             let extra = t.extra_mut();
                             extra.finished_at = Some(now);
@@ -452,7 +447,7 @@ impl Store for EmbeddedStore {
                         }
                         Outcome::Complete { .. } if cancelling => {
                             counters.completed += 1;
-                            t.event(now, "completed", Some(worker), None);
+                            t.event(now, EventKind::Completed, Some(worker), None);
                             t.state = TaskState::Completed;
                             t.extra_mut().finished_at = Some(now);
                         }
@@ -460,7 +455,11 @@ impl Store for EmbeddedStore {
                             counters.completed += 1;
                             t.event(
                                 now,
-                                if re_enqueue { "requeued" } else { "completed" },
+                                if re_enqueue {
+                                    EventKind::Requeued
+                                } else {
+                                    EventKind::Completed
+                                },
                                 Some(worker),
                                 None,
                             );
@@ -482,11 +481,11 @@ impl Store for EmbeddedStore {
                         } => {
                             let reason = reason.unwrap_or_else(|| "failed".to_owned());
                             let what = if re_enqueue {
-                                "requeued"
+                                EventKind::Requeued
                             } else if attempt < max_attempts {
-                                "retrying"
+                                EventKind::Retrying
                             } else {
-                                "failed"
+                                EventKind::Failed
                             };
                             t.event(now, what, Some(worker), Some(reason.clone()));
                             t.extra_mut().fail_reason = Some(reason);
@@ -532,7 +531,7 @@ impl Store for EmbeddedStore {
                 .update(id, |t| {
                     t.lease_until = Some(now.plus_secs(t.ttr as u64));
                     if let Some(p) = progress {
-                        t.event(now, "progress", Some(worker), Some(p.to_string()));
+                        t.event(now, EventKind::Progress, Some(worker), Some(p.to_string()));
                         t.extra_mut().progress = Some(p.to_string());
                     }
                 })
@@ -570,7 +569,7 @@ impl Store for EmbeddedStore {
                 .update(id, |t| {
                     t.state = TaskState::Expired;
                     t.extra_mut().finished_at = Some(now);
-                    t.event(now, "expired", None, None);
+                    t.event(now, EventKind::Expired, None, None);
                 })
                 .expect("indexed")
                 .clone();
@@ -581,7 +580,7 @@ impl Store for EmbeddedStore {
             let m = st
                 .update(id, |t| {
                     t.state = TaskState::Ready;
-                    t.event(now, "due", None, None);
+                    t.event(now, EventKind::Due, None, None);
                 })
                 .expect("indexed");
             ops.push(put_copy(m));
@@ -595,11 +594,16 @@ impl Store for EmbeddedStore {
                     if std::mem::take(&mut t.cancel_requested) {
                         t.state = TaskState::Cancelled;
                         t.extra_mut().finished_at = Some(now);
-                        t.event(now, "cancelled", holder, Some("lease expired".into()));
+                        t.event(
+                            now,
+                            EventKind::Cancelled,
+                            holder,
+                            Some("lease expired".into()),
+                        );
                     } else if t.attempt >= t.max_attempts {
                         t.event(
                             now,
-                            "failed",
+                            EventKind::Failed,
                             holder,
                             Some("lease expired on the last attempt".into()),
                         );
@@ -608,7 +612,12 @@ impl Store for EmbeddedStore {
                         extra.finished_at = Some(now);
                         extra.fail_reason = Some("lease expired on the last attempt".to_owned());
                     } else {
-                        t.event(now, "requeued", holder, Some("lease expired".into()));
+                        t.event(
+                            now,
+                            EventKind::Requeued,
+                            holder,
+                            Some("lease expired".into()),
+                        );
                         t.state = TaskState::Ready;
                         t.extra_mut().fail_reason = Some("lease expired".to_owned());
                     }
@@ -651,14 +660,19 @@ impl Store for EmbeddedStore {
                             t.extra_mut().finished_at = Some(now);
                             t.event(
                                 now,
-                                "cancelled",
+                                EventKind::Cancelled,
                                 Some(worker),
                                 Some("worker removed".into()),
                             );
                         } else {
                             t.state = TaskState::Ready;
                             t.extra_mut().fail_reason = Some("worker removed".to_owned());
-                            t.event(now, "requeued", Some(worker), Some("worker removed".into()));
+                            t.event(
+                                now,
+                                EventKind::Requeued,
+                                Some(worker),
+                                Some("worker removed".into()),
+                            );
                         }
                     })
                     .expect("indexed")
@@ -704,12 +718,12 @@ impl Store for EmbeddedStore {
 
     async fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
         let meta = self.lock().tasks.get(&id).cloned();
-        Ok(self.with_payloads(meta.into_iter().collect())?.pop())
+        Ok(self.with_payloads(meta.into_iter().collect(), true)?.pop())
     }
 
     async fn tasks_of_publish(&self, publish_id: TaskId) -> Result<Vec<Task>, StoreError> {
         let metas: Vec<Meta> = self.lock().copies_of(publish_id).cloned().collect();
-        self.with_payloads(metas)
+        self.with_payloads(metas, true)
     }
 
     async fn tasks_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError> {
@@ -720,7 +734,7 @@ impl Store for EmbeddedStore {
                 .filter_map(|id| st.tasks.get(id).cloned())
                 .collect()
         };
-        self.with_payloads(metas)
+        self.with_payloads(metas, true)
     }
 
     async fn cancel(&self, target: CancelTarget, now: Millis) -> Result<Cancellation, StoreError> {
@@ -742,14 +756,14 @@ impl Store for EmbeddedStore {
                         st.update(id, |t| {
                             t.state = TaskState::Cancelled;
                             t.extra_mut().finished_at = Some(now);
-                            t.event(now, "cancelled", None, None);
+                            t.event(now, EventKind::Cancelled, None, None);
                         })
                     }
                     TaskState::Running if !st.tasks[&id].cancel_requested => {
                         outcome.requested.push(id);
                         st.update(id, |t| {
                             t.cancel_requested = true;
-                            t.event(now, "cancel_requested", None, None);
+                            t.event(now, EventKind::CancelRequested, None, None);
                         })
                     }
                     _ => {
@@ -790,7 +804,7 @@ impl Store for EmbeddedStore {
                 .cloned()
                 .collect()
         };
-        self.with_payloads(metas)
+        self.with_payloads(metas, true)
     }
 
     async fn running_of(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError> {

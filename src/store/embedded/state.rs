@@ -36,7 +36,7 @@ pub struct Retention {
 impl Default for Retention {
     fn default() -> Self {
         Self {
-            finished_per_queue: 1000,
+            finished_per_queue: 100,
             failed_per_queue: 100_000,
             finished_ms: 7 * 86_400_000,
             failed_ms: 30 * 86_400_000,
@@ -111,16 +111,71 @@ pub(super) struct Extra {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct StoredEvent {
     pub at: Millis,
-    pub event: String,
+    pub event: EventKind,
     pub worker_id: Option<WorkerId>,
     pub detail: Option<String>,
+}
+
+/// What happened, in one byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) enum EventKind {
+    Claimed,
+    Progress,
+    Completed,
+    Failed,
+    Retrying,
+    Requeued,
+    Due,
+    CancelRequested,
+    Cancelled,
+    Expired,
+    Replaced,
+}
+
+impl EventKind {
+    const ALL: [EventKind; 11] = [
+        Self::Claimed,
+        Self::Progress,
+        Self::Completed,
+        Self::Failed,
+        Self::Retrying,
+        Self::Requeued,
+        Self::Due,
+        Self::CancelRequested,
+        Self::Cancelled,
+        Self::Expired,
+        Self::Replaced,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claimed => "claimed",
+            Self::Progress => "progress",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Retrying => "retrying",
+            Self::Requeued => "requeued",
+            Self::Due => "due",
+            Self::CancelRequested => "cancel_requested",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+            Self::Replaced => "replaced",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .unwrap_or(Self::Progress)
+    }
 }
 
 impl From<&crate::model::TaskEvent> for StoredEvent {
     fn from(e: &crate::model::TaskEvent) -> Self {
         Self {
             at: e.at,
-            event: e.event.clone(),
+            event: EventKind::parse(&e.event),
             worker_id: e.worker_id,
             detail: e.detail.clone(),
         }
@@ -131,7 +186,7 @@ impl From<StoredEvent> for crate::model::TaskEvent {
     fn from(e: StoredEvent) -> Self {
         Self {
             at: e.at,
-            event: e.event,
+            event: e.event.as_str().to_owned(),
             worker_id: e.worker_id,
             detail: e.detail,
         }
@@ -185,9 +240,12 @@ impl Meta {
     }
 
     /// The whole task, with its payload.
-    pub fn to_task(&self, data: Arc<Map<String, Value>>) -> Task {
-        let extra = self.extra.as_deref().cloned().unwrap_or_default();
-        let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+    /// The whole task, with its payload, and its history when asked (the
+    /// hot paths, claims and reports, leave it out).
+    pub fn to_task(&self, data: Arc<Map<String, Value>>, with_history: bool) -> Task {
+        let empty = Extra::default();
+        let extra = self.extra.as_deref().unwrap_or(&empty);
+        let json = |s: &Option<String>| s.as_ref().and_then(|s| serde_json::from_str(s).ok());
         Task {
             task_id: self.task_id,
             publish_id: self.task_id.publish(),
@@ -211,11 +269,15 @@ impl Meta {
             lease_until: self.lease_until,
             started_at: extra.started_at,
             finished_at: extra.finished_at,
-            fail_reason: extra.fail_reason,
-            progress: json(extra.progress),
-            output: json(extra.output),
-            key: extra.key,
-            history: extra.history.into_iter().map(Into::into).collect(),
+            fail_reason: extra.fail_reason.clone(),
+            progress: json(&extra.progress),
+            output: json(&extra.output),
+            key: extra.key.clone(),
+            history: if with_history {
+                extra.history.iter().cloned().map(Into::into).collect()
+            } else {
+                Vec::new()
+            },
             cancelled: self.cancel_requested || self.state == TaskState::Cancelled,
             fingerprint: self
                 .fingerprint
@@ -245,7 +307,7 @@ impl Meta {
     pub fn event(
         &mut self,
         at: Millis,
-        event: &str,
+        event: EventKind,
         worker: Option<WorkerId>,
         detail: Option<String>,
     ) {
@@ -255,7 +317,7 @@ impl Meta {
         }
         history.push(StoredEvent {
             at,
-            event: event.to_owned(),
+            event,
             worker_id: worker,
             detail,
         });
@@ -664,7 +726,7 @@ mod tests {
         let meta = Meta::from_task(&task, task.publisher.as_str().into());
         let bytes = postcard::to_stdvec(&meta).unwrap();
         let back: Meta = postcard::from_bytes(&bytes).unwrap();
-        assert_eq!(back.to_task(data), task);
+        assert_eq!(back.to_task(data, true), task);
         let plain = Meta::from_task(
             &Task {
                 started_at: None,
