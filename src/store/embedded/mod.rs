@@ -408,7 +408,7 @@ impl Store for EmbeddedStore {
                     })
                     .expect("a picked copy exists");
                 ops.push(put_copy(m));
-                claimed.push(m.clone());
+                claimed.push(m.for_answer());
             }
             if !ops.is_empty() {
                 self.push(ops);
@@ -505,10 +505,12 @@ impl Store for EmbeddedStore {
                         }
                     }
                 })
-                .expect("the copy exists")
-                .clone();
+                .expect("the copy exists");
+            // The journal gets the whole record; the worker's answer, the
+            // record without its history.
+            let mut ops = vec![put_copy(updated)];
+            let updated = updated.for_answer();
             st.counters.add(&counters);
-            let mut ops = vec![put_copy(&updated)];
             let old = st.over_history();
             remove_copies(&mut st, &old, &mut ops);
             self.push(ops);

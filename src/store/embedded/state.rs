@@ -287,6 +287,26 @@ impl Meta {
         }
     }
 
+    /// A copy of this record for an answer to a worker: without the event
+    /// history, which such answers leave out.
+    pub fn for_answer(&self) -> Meta {
+        Meta {
+            extra: self.extra.as_ref().map(|e| {
+                Box::new(Extra {
+                    history: Vec::new(),
+                    fail_reason: e.fail_reason.clone(),
+                    progress: e.progress.clone(),
+                    output: e.output.clone(),
+                    key: e.key.clone(),
+                    ..**e
+                })
+            }),
+            queue: self.queue.clone(),
+            publisher: Arc::clone(&self.publisher),
+            ..*self
+        }
+    }
+
     pub fn publish_id(&self) -> TaskId {
         self.task_id.publish()
     }
