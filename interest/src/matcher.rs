@@ -154,34 +154,10 @@ impl Matcher {
     /// For every queue that wants the task: which fields and patterns matched.
     /// Slower than `route`: it asks each queue's patterns one by one.
     pub fn explain(&self, data: &Map<String, Value>) -> Vec<Explanation<'_>> {
-        let mut out = Vec::new();
-        for (name, interests) in &self.queues {
-            match interests {
-                Interests::All => out.push(Explanation {
-                    queue: name,
-                    fields: Vec::new(),
-                }),
-                Interests::Fields(fields) => {
-                    let hits: Vec<FieldHit<'_>> = fields
-                        .iter()
-                        .filter_map(|f| {
-                            f.matches(data).map(|value| FieldHit {
-                                field: f.path().as_str(),
-                                pattern: f.pattern(),
-                                value,
-                            })
-                        })
-                        .collect();
-                    if !hits.is_empty() {
-                        out.push(Explanation {
-                            queue: name,
-                            fields: hits,
-                        });
-                    }
-                }
-            }
-        }
-        out
+        self.queues
+            .iter()
+            .filter_map(|(name, interests)| explain_one(name, interests, data))
+            .collect()
     }
 
     /// Why `queue` would take the task (`explain`, for one queue), or `None`
@@ -192,28 +168,7 @@ impl Matcher {
             .binary_search_by(|(n, _)| n.as_str().cmp(queue))
             .ok()?;
         let (name, interests) = &self.queues[index];
-        match interests {
-            Interests::All => Some(Explanation {
-                queue: name,
-                fields: Vec::new(),
-            }),
-            Interests::Fields(fields) => {
-                let hits: Vec<FieldHit<'_>> = fields
-                    .iter()
-                    .filter_map(|f| {
-                        f.matches(data).map(|value| FieldHit {
-                            field: f.path().as_str(),
-                            pattern: f.pattern(),
-                            value,
-                        })
-                    })
-                    .collect();
-                (!hits.is_empty()).then_some(Explanation {
-                    queue: name,
-                    fields: hits,
-                })
-            }
-        }
+        explain_one(name, interests, data)
     }
 
     /// Every queue with its interests, in name order.
@@ -229,6 +184,36 @@ impl Matcher {
     /// Whether no queue has interests (every task would be discarded).
     pub fn is_empty(&self) -> bool {
         self.queues.is_empty()
+    }
+}
+
+/// Which of one queue's fields take the task; `None` when none does.
+fn explain_one<'a>(
+    name: &'a str,
+    interests: &'a Interests,
+    data: &Map<String, Value>,
+) -> Option<Explanation<'a>> {
+    match interests {
+        Interests::All => Some(Explanation {
+            queue: name,
+            fields: Vec::new(),
+        }),
+        Interests::Fields(fields) => {
+            let hits: Vec<FieldHit<'a>> = fields
+                .iter()
+                .filter_map(|f| {
+                    f.matches(data).map(|value| FieldHit {
+                        field: f.path().as_str(),
+                        pattern: f.pattern(),
+                        value,
+                    })
+                })
+                .collect();
+            (!hits.is_empty()).then_some(Explanation {
+                queue: name,
+                fields: hits,
+            })
+        }
     }
 }
 

@@ -1,14 +1,10 @@
 //! Restart and crash: a real `interq serve` child process over one data
 //! directory.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{Api, ChildServer};
+use crate::helpers::{Api, ChildServer, Load};
 
 /// What must come back after a restart (worker liveness aside, which starts
 /// afresh).
@@ -101,66 +97,11 @@ async fn kill_9_under_load_loses_no_acknowledged_publish() {
     api.put_interest("a", json!("*")).await.ok();
     api.put_interest("b", json!({"n": "7$"})).await.ok();
 
-    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for c in 0..8u64 {
-        let (api, acknowledged, stop) = (api.clone(), Arc::clone(&acknowledged), Arc::clone(&stop));
-        clients.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            // Bounded: a publisher stops at its count, at the stop flag or
-            // at the first failed request (the server died).
-            while n < 20_000 && !stop.load(Ordering::Relaxed) {
-                let batch = c % 2 == 0;
-                let body = if batch {
-                    Value::Array(
-                        (0..10)
-                            .map(|i| json!({"data": {"c": c, "n": n * 10 + i}}))
-                            .collect(),
-                    )
-                } else {
-                    json!({"data": {"c": c, "n": n}})
-                };
-                let Ok(resp) = api
-                    .client
-                    .put(format!("{}/task", api.base))
-                    .json(&body)
-                    .send()
-                    .await
-                else {
-                    return;
-                };
-                if !resp.status().is_success() {
-                    return;
-                }
-                let Ok(answer) = resp.json::<Value>().await else {
-                    return;
-                };
-                let ids: Vec<String> = match answer {
-                    Value::Array(items) => items
-                        .iter()
-                        .map(|a| a["taskId"].as_str().unwrap().to_owned())
-                        .collect(),
-                    one => vec![one["taskId"].as_str().unwrap().to_owned()],
-                };
-                acknowledged.lock().unwrap().extend(ids);
-                n += 1;
-            }
-        }));
-    }
+    let load = Load::start(&api, 8, true);
     // Let the load build up, then pull the plug mid-stream.
-    for _ in 0..200 {
-        if acknowledged.lock().unwrap().len() >= 2_000 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    load.until(2_000).await;
     server.kill_9();
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.await.unwrap();
-    }
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let acknowledged = load.stop().await;
     assert!(
         acknowledged.len() >= 500,
         "the load ran ({} acknowledged)",

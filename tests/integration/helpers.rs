@@ -358,3 +358,89 @@ impl Drop for ChildServer {
         let _ = self.child.wait();
     }
 }
+
+/// Publishers under load against `api`: each publishes until stopped (at most
+/// 20,000 requests, and not past its first refused or failed request), every
+/// second one in batches of 10 when `batches`. Keeps the ids of every publish
+/// that was acknowledged.
+pub struct Load {
+    pub acknowledged: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(api: &Api, clients: u64, batches: bool) -> Self {
+        use std::sync::atomic::Ordering;
+        let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients = (0..clients)
+            .map(|c| {
+                let (api, acknowledged, stop) = (api.clone(), acknowledged.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while n < 20_000 && !stop.load(Ordering::Relaxed) {
+                        let body = if batches && c % 2 == 0 {
+                            Value::Array(
+                                (0..10)
+                                    .map(|i| json!({"data": {"c": c, "n": n * 10 + i}}))
+                                    .collect(),
+                            )
+                        } else {
+                            json!({"data": {"c": c, "n": n}})
+                        };
+                        let Ok(resp) = api
+                            .client
+                            .put(format!("{}/task", api.base))
+                            .json(&body)
+                            .send()
+                            .await
+                        else {
+                            return;
+                        };
+                        if !resp.status().is_success() {
+                            return;
+                        }
+                        let Ok(answer) = resp.json::<Value>().await else {
+                            return;
+                        };
+                        let ids: Vec<String> = match answer {
+                            Value::Array(items) => items
+                                .iter()
+                                .map(|a| a["taskId"].as_str().unwrap().to_owned())
+                                .collect(),
+                            one => vec![one["taskId"].as_str().unwrap().to_owned()],
+                        };
+                        acknowledged.lock().unwrap().extend(ids);
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        Self {
+            acknowledged,
+            stop,
+            clients,
+        }
+    }
+
+    /// Waits (at most 5 s) until `n` publishes were acknowledged.
+    pub async fn until(&self, n: usize) {
+        for _ in 0..500 {
+            if self.acknowledged.lock().unwrap().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops every publisher; the ids acknowledged.
+    pub async fn stop(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for c in self.clients {
+            c.await.unwrap();
+        }
+        let ids = self.acknowledged.lock().unwrap().clone();
+        ids
+    }
+}

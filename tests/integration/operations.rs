@@ -2,8 +2,7 @@
 //! description, graceful shutdown, and the command line's help.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use interq::auth::new_key;
@@ -11,7 +10,7 @@ use interq::client::{Client, ClientOptions, Publish};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{interq_binary, spawn_app, spawn_app_with, ChildServer};
+use crate::helpers::{interq_binary, spawn_app, spawn_app_with, ChildServer, Load};
 
 /// Every route of the API and who may call it, written out here rather than
 /// read from the route table, so that the table is checked against it.
@@ -432,48 +431,13 @@ async fn sigterm_under_load_loses_nothing_ends_long_polls_and_exits_0() {
             )
         })
     };
-    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut publishers = Vec::new();
-    for c in 0..6 {
-        let (api, acknowledged, stop) = (api.clone(), Arc::clone(&acknowledged), Arc::clone(&stop));
-        publishers.push(tokio::spawn(async move {
-            let mut n = 0;
-            while n < 20_000 && !stop.load(Ordering::Relaxed) {
-                let Ok(resp) = api
-                    .client
-                    .put(format!("{}/task", api.base))
-                    .json(&json!({"data": {"c": c, "n": n}}))
-                    .send()
-                    .await
-                else {
-                    return;
-                };
-                if !resp.status().is_success() {
-                    return;
-                }
-                let Ok(answer) = resp.json::<Value>().await else {
-                    return;
-                };
-                acknowledged
-                    .lock()
-                    .unwrap()
-                    .push(answer["taskId"].as_str().unwrap().to_owned());
-                n += 1;
-            }
-        }));
-    }
-    while acknowledged.lock().unwrap().len() < 500 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let load = Load::start(&api, 6, false);
+    load.until(500).await;
 
     let status = tokio::task::spawn_blocking(move || server.terminate())
         .await
         .unwrap();
-    stop.store(true, Ordering::Relaxed);
-    for p in publishers {
-        p.await.unwrap();
-    }
+    let acknowledged = load.stop().await;
 
     assert!(status.success(), "exit status {status}");
     let (poll_status, poll_body, waited) = poll.await.unwrap();
@@ -486,7 +450,6 @@ async fn sigterm_under_load_loses_nothing_ends_long_polls_and_exits_0() {
         waited < Duration::from_secs(15),
         "not left to wait out its 30 s"
     );
-    let acknowledged = acknowledged.lock().unwrap().clone();
     let server = ChildServer::start(dir.path());
     let api = server.api();
     assert!(api.queue("q").await["ready"].as_u64().unwrap() >= acknowledged.len() as u64);

@@ -228,6 +228,22 @@ impl EmbeddedStore {
         Ok(out)
     }
 
+    /// Removes something from the state (`remove` says whether it was there)
+    /// and waits until `op` records that durably.
+    async fn remove_durably(
+        &self,
+        remove: impl FnOnce(&mut State) -> bool,
+        op: Op,
+    ) -> Result<bool, StoreError> {
+        let (seq, existed) = {
+            let mut st = self.lock();
+            let existed = remove(&mut st);
+            (self.push(vec![op]), existed)
+        };
+        self.durable(seq).await?;
+        Ok(existed)
+    }
+
     /// Joins copies with their payloads. A copy whose payload is gone was
     /// deleted meanwhile and is left out.
     fn with_payloads(&self, metas: Vec<Meta>, with_history: bool) -> Result<Vec<Task>, StoreError> {
@@ -844,16 +860,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete_interests(&self, queue: &QueueName) -> Result<bool, StoreError> {
-        let (seq, existed) = {
-            let mut st = self.lock();
-            let existed = st.interests.remove(queue).is_some();
-            (
-                self.push(vec![Op::DeleteInterests(queue.to_string())]),
-                existed,
-            )
-        };
-        self.durable(seq).await?;
-        Ok(existed)
+        self.remove_durably(
+            |st| st.interests.remove(queue).is_some(),
+            Op::DeleteInterests(queue.to_string()),
+        )
+        .await
     }
 
     async fn interests(&self) -> Result<Vec<(QueueName, Value)>, StoreError> {
@@ -908,16 +919,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
-        let (seq, existed) = {
-            let mut st = self.lock();
-            let existed = st.schedules.remove(name).is_some();
-            (
-                self.push(vec![Op::DeleteSchedule(name.to_owned())]),
-                existed,
-            )
-        };
-        self.durable(seq).await?;
-        Ok(existed)
+        self.remove_durably(
+            |st| st.schedules.remove(name).is_some(),
+            Op::DeleteSchedule(name.to_owned()),
+        )
+        .await
     }
 
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
@@ -948,16 +954,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete_worker(&self, worker: WorkerId) -> Result<bool, StoreError> {
-        let (seq, existed) = {
-            let mut st = self.lock();
-            let existed = st.workers.remove(&worker).is_some();
-            (
-                self.push(vec![Op::DeleteWorker(*worker.as_bytes())]),
-                existed,
-            )
-        };
-        self.durable(seq).await?;
-        Ok(existed)
+        self.remove_durably(
+            |st| st.workers.remove(&worker).is_some(),
+            Op::DeleteWorker(*worker.as_bytes()),
+        )
+        .await
     }
 
     async fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
