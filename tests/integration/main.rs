@@ -9,6 +9,7 @@ mod executor;
 mod helpers;
 mod lifecycle;
 mod limits;
+mod model;
 mod operations;
 mod publish;
 mod schedules;

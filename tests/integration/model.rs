@@ -1,0 +1,267 @@
+//! The embedded store against a plain model of the task state machine, on
+//! random sequences of publishes, claims, completions, failures and time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use interq::model::{
+    Millis, Priority, QueueName, RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId,
+};
+use interq::store::embedded::EmbeddedStore;
+use interq::store::{Outcome, Store};
+use proptest::prelude::*;
+use serde_json::json;
+
+const RETRY: RetryPolicy = RetryPolicy {
+    base_ms: 1000,
+    max_ms: 8000,
+    jitter: 0.0,
+};
+const TTR: u32 = 10;
+const MAX_ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Publish { priority: i16, delay: u64 },
+    Claim { count: usize },
+    Complete { pick: usize },
+    Fail { pick: usize },
+    Wait { secs: u64 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (-2i16..=2, prop_oneof![Just(0u64), 1u64..5]).prop_map(|(priority, delay)| Op::Publish { priority, delay }),
+        3 => (1usize..4).prop_map(|count| Op::Claim { count }),
+        2 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
+        2 => any::<usize>().prop_map(|pick| Op::Fail { pick }),
+        2 => (1u64..15).prop_map(|secs| Op::Wait { secs }),
+    ]
+}
+
+/// What the model knows of a copy.
+#[derive(Debug, Clone, PartialEq)]
+struct Copy {
+    state: TaskState,
+    priority: i16,
+    run_at: Millis,
+    attempt: u32,
+    lease_until: Option<Millis>,
+}
+
+/// The state machine of docs/state-machine.md, written plainly.
+#[derive(Debug, Default)]
+struct Model {
+    copies: BTreeMap<TaskId, Copy>,
+}
+
+impl Model {
+    fn claim(&mut self, now: Millis, count: usize) -> Vec<TaskId> {
+        let mut ready: Vec<(std::cmp::Reverse<i16>, Millis, TaskId)> = self
+            .copies
+            .iter()
+            .filter(|(_, c)| c.state == TaskState::Ready)
+            .map(|(id, c)| (std::cmp::Reverse(c.priority), c.run_at, *id))
+            .collect();
+        ready.sort();
+        let picked: Vec<TaskId> = ready.into_iter().take(count).map(|(_, _, id)| id).collect();
+        for id in &picked {
+            let c = self.copies.get_mut(id).unwrap();
+            c.state = TaskState::Running;
+            c.attempt += 1;
+            c.lease_until = Some(now.plus_secs(TTR as u64));
+        }
+        picked
+    }
+
+    fn fail(&mut self, id: TaskId, now: Millis) {
+        let c = self.copies.get_mut(&id).unwrap();
+        c.lease_until = None;
+        if c.attempt < MAX_ATTEMPTS {
+            c.state = TaskState::Scheduled;
+            c.run_at = now.plus_millis(RETRY.delay_ms(c.attempt));
+        } else {
+            c.state = TaskState::Failed;
+        }
+    }
+
+    fn tick(&mut self, now: Millis) {
+        for c in self.copies.values_mut() {
+            match c.state {
+                TaskState::Scheduled if c.run_at <= now => c.state = TaskState::Ready,
+                TaskState::Running if c.lease_until.is_some_and(|l| l <= now) => {
+                    c.lease_until = None;
+                    c.state = if c.attempt >= MAX_ATTEMPTS {
+                        TaskState::Failed
+                    } else {
+                        TaskState::Ready
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn running(&self) -> Vec<TaskId> {
+        self.copies
+            .iter()
+            .filter(|(_, c)| c.state == TaskState::Running)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+fn new_copy(n: usize, priority: i16, now: Millis, delay: u64) -> Task {
+    let publish = TaskId::new_publish();
+    let run_at = now.plus_secs(delay);
+    Task {
+        task_id: publish.copy(0),
+        publish_id: publish,
+        queue: QueueName::parse("q").unwrap(),
+        worker_queue: None,
+        data: Arc::new(json!({"n": n}).as_object().unwrap().clone()),
+        publisher: "model".into(),
+        priority: Priority(priority),
+        scope: Scope::Any,
+        singularly_enqueue: false,
+        replace_waiting: false,
+        singularly_run: false,
+        state: if delay > 0 {
+            TaskState::Scheduled
+        } else {
+            TaskState::Ready
+        },
+        attempt: 0,
+        max_attempts: MAX_ATTEMPTS,
+        ttr: TTR,
+        created_at: now,
+        run_at,
+        expire_at: None,
+        worker_id: None,
+        lease_until: None,
+        started_at: None,
+        finished_at: None,
+        fail_reason: None,
+        progress: None,
+        output: None,
+        key: None,
+        cancelled: false,
+        history: Vec::new(),
+        fingerprint: String::new(),
+    }
+}
+
+async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    // History large enough that no finished copy is trimmed during a case.
+    let store = EmbeddedStore::open(dir.path(), 10_000).unwrap();
+    let mut model = Model::default();
+    let worker = WorkerId::new();
+    let lanes = [interq::model::Lane::Queue(QueueName::parse("q").unwrap())];
+    let mut now = Millis(1_800_000_000_000);
+    let mut completed = 0u64;
+    for (n, op) in ops.into_iter().enumerate() {
+        match op {
+            Op::Publish { priority, delay } => {
+                let t = new_copy(n, priority, now, delay);
+                model.copies.insert(
+                    t.task_id,
+                    Copy {
+                        state: t.state,
+                        priority,
+                        run_at: t.run_at,
+                        attempt: 0,
+                        lease_until: None,
+                    },
+                );
+                store.enqueue(vec![t]).await.unwrap();
+            }
+            Op::Claim { count } => {
+                let expected = model.claim(now, count);
+                let got: Vec<TaskId> = store
+                    .claim(worker, &lanes, now, count)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.task_id)
+                    .collect();
+                prop_assert_eq!(got, expected, "claim order");
+            }
+            Op::Complete { pick } => {
+                let running = model.running();
+                if let Some(&id) = running.get(pick % running.len().max(1)) {
+                    model.copies.get_mut(&id).unwrap().state = TaskState::Completed;
+                    completed += 1;
+                    let t = store
+                        .finish(
+                            id,
+                            worker,
+                            now,
+                            Outcome::Complete {
+                                re_enqueue: false,
+                                output: None,
+                            },
+                        )
+                        .await
+                        .unwrap();
+                    prop_assert_eq!(t.state, TaskState::Completed);
+                }
+            }
+            Op::Fail { pick } => {
+                let running = model.running();
+                if let Some(&id) = running.get(pick % running.len().max(1)) {
+                    model.fail(id, now);
+                    let outcome = Outcome::Fail {
+                        reason: None,
+                        re_enqueue: false,
+                        retry: RETRY,
+                    };
+                    let t = store.finish(id, worker, now, outcome).await.unwrap();
+                    prop_assert_eq!(t.state, model.copies[&id].state);
+                }
+            }
+            Op::Wait { secs } => {
+                now = now.plus_secs(secs);
+                model.tick(now);
+                store.tick(now).await.unwrap();
+            }
+        }
+        // After every step, every copy is where the model says.
+        for (id, c) in &model.copies {
+            let t = store.task(*id).await.unwrap().expect("kept");
+            prop_assert_eq!((t.state, t.attempt), (c.state, c.attempt), "copy {}", id);
+            if c.state.is_waiting() {
+                prop_assert_eq!(t.run_at, c.run_at);
+            }
+        }
+        let counts = store.queue_counts().await.unwrap();
+        let count = |s: TaskState| model.copies.values().filter(|c| c.state == s).count() as u64;
+        let stored = counts.first().map(|(_, c)| *c).unwrap_or_default();
+        prop_assert_eq!(
+            (
+                stored.ready,
+                stored.scheduled,
+                stored.running,
+                stored.failed
+            ),
+            (
+                count(TaskState::Ready),
+                count(TaskState::Scheduled),
+                count(TaskState::Running),
+                count(TaskState::Failed)
+            )
+        );
+        prop_assert_eq!(store.counters().await.unwrap().completed, completed);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn the_store_follows_the_state_machine(ops in prop::collection::vec(op(), 1..60)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run(ops))?;
+    }
+}
