@@ -327,7 +327,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             summary: "Complete, fail or report progress on a claimed task",
             params: REPORT,
             batch: Some("an array of updates, applied in order"),
-            answer: "the task; for an array, [{task} or {error}] per item",
+            answer: "the task without its data and history; for an array, [{task} or {error}] per item",
             testing_only: false,
             handler: || web::post().to(task::update_task),
         },

@@ -30,8 +30,11 @@ async fn the_readme_walk_through_works() {
         ),
         (Some("emails"), Some("running"), Some(1))
     );
+    assert_eq!(task["data"]["email"], "evan@example.com");
     let done = app.update(&worker, &task, "complete", json!({})).await.ok();
     assert_eq!(done["state"], "completed");
+    // The worker has the data: the answer to a report leaves it out.
+    assert!(done.get("data").is_none(), "{done}");
 
     let status = app.status("queue=points&counters").await;
     assert_eq!(

@@ -272,11 +272,10 @@ impl EmbeddedStore {
             .collect())
     }
 
-    fn with_payload(&self, meta: Meta) -> Result<Task, StoreError> {
-        let id = meta.task_id;
-        self.with_payloads(vec![meta], false)?
-            .pop()
-            .ok_or(StoreError::UnknownTask(id))
+    /// One copy for the answer to a worker's report: without its history or
+    /// its payload (the worker has it), so that no payload is read.
+    fn for_report(meta: Meta) -> Task {
+        meta.to_task(Arc::new(Map::new()), false)
     }
 }
 
@@ -532,7 +531,7 @@ impl Store for EmbeddedStore {
             self.push(ops);
             updated
         };
-        self.with_payload(updated)
+        Ok(Self::for_report(updated))
     }
 
     async fn heartbeat(
@@ -558,7 +557,7 @@ impl Store for EmbeddedStore {
             self.push(vec![put_copy(&m)]);
             m
         };
-        self.with_payload(updated)
+        Ok(Self::for_report(updated))
     }
 
     async fn tick(&self, now: Millis) -> Result<Tick, StoreError> {
