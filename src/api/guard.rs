@@ -40,8 +40,14 @@ pub async fn check_access(
             .await
             .map(ServiceResponse::map_into_left_body);
     };
+    if !state.keys.enabled() {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
     let access = routes::access_of(req.method(), req.path());
-    if !state.keys.enabled() || access == routes::Access::Open {
+    if access == routes::Access::Open {
         return next
             .call(req)
             .await

@@ -165,11 +165,7 @@ impl Params {
 
     /// An `invalid_field` error naming `field` as this request (or batch
     /// item) spells it.
-    pub fn invalid_here(&self, field: &str, why: impl std::fmt::Display) -> ApiError {
-        self.invalid(field, why)
-    }
-
-    fn invalid(&self, field: &str, why: impl std::fmt::Display) -> ApiError {
+    pub fn invalid(&self, field: &str, why: impl std::fmt::Display) -> ApiError {
         ApiError::invalid(&self.name(field), why)
     }
 

@@ -294,8 +294,14 @@ const STATUS: &[Param] = &[
     p("limit", Kind::Integer, false, "for `failedQueue`"),
 ];
 
-/// The API, in the order it is documented.
-pub fn endpoints() -> Vec<Endpoint> {
+/// The API, in the order it is documented: built once, read on every
+/// request by the guard.
+pub fn endpoints() -> &'static [Endpoint] {
+    static ENDPOINTS: std::sync::LazyLock<Vec<Endpoint>> = std::sync::LazyLock::new(table);
+    &ENDPOINTS
+}
+
+fn table() -> Vec<Endpoint> {
     vec![
         Endpoint {
             method: "PUT",
@@ -503,7 +509,7 @@ pub fn endpoints() -> Vec<Endpoint> {
 pub fn mount(cfg: &mut web::ServiceConfig, testing: bool) {
     let all = endpoints();
     let mut paths: Vec<&str> = Vec::new();
-    for e in &all {
+    for e in all {
         if !paths.contains(&e.path) && (testing || !e.testing_only) {
             paths.push(e.path);
         }
@@ -521,7 +527,7 @@ pub fn mount(cfg: &mut web::ServiceConfig, testing: bool) {
 /// unknown paths) are the admin's.
 pub fn access_of(method: &Method, path: &str) -> Access {
     endpoints()
-        .into_iter()
+        .iter()
         .find(|e| e.path == path && e.method == method.as_str())
         .map_or(ADMIN, |e| e.access)
 }

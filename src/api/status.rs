@@ -31,7 +31,11 @@ pub async fn show_status(state: web::Data<AppState>, p: Params) -> Result<HttpRe
     p.only(FIELDS)?;
     let broker = &state.broker;
     let mut out = Map::new();
-    let asked = FIELDS[..11].iter().any(|f| p.flag(f));
+    // Paging alone asks for nothing.
+    let asked = FIELDS
+        .iter()
+        .filter(|f| !matches!(**f, "offset" | "limit"))
+        .any(|f| p.flag(f));
 
     if let Some(queue) = p.queue("queue")? {
         let c = broker.queue_counts(&queue).await?;

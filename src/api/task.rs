@@ -36,7 +36,7 @@ pub fn parse_key(p: &Params, field: &str) -> Result<Option<String>, ApiError> {
         return Ok(None);
     };
     if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(char::is_control) {
-        return Err(p.invalid_here(
+        return Err(p.invalid(
             field,
             format!("a key is 1 to {MAX_KEY_BYTES} bytes without control characters"),
         ));
@@ -125,16 +125,14 @@ pub(super) fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask,
         }
     };
     let (expire_at, ttl_ms) = match (p.number("expireAt")?, p.number("ttl")?) {
-        (Some(_), Some(_)) => {
-            return Err(p.invalid_here("ttl", "give `expireAt` or `ttl`, not both"))
-        }
+        (Some(_), Some(_)) => return Err(p.invalid("ttl", "give `expireAt` or `ttl`, not both")),
         (Some(at), None) => {
             let at = Millis::from_secs_f64(at)
-                .ok_or_else(|| p.invalid_here("expireAt", "must be unix seconds, 0 or more"))?;
+                .ok_or_else(|| p.invalid("expireAt", "must be unix seconds, 0 or more"))?;
             (Some(at), None)
         }
         (None, Some(ttl)) if ttl > 0.0 && ttl <= 1e9 => (None, Some((ttl * 1000.0) as u64)),
-        (None, Some(_)) => return Err(p.invalid_here("ttl", "must be a number of seconds above 0")),
+        (None, Some(_)) => return Err(p.invalid("ttl", "must be a number of seconds above 0")),
         (None, None) => (None, None),
     };
     Ok(NewTask {
@@ -238,7 +236,7 @@ fn parse_update(p: &Params, state: &AppState) -> Result<Update, ApiError> {
     let state_name = p.required("state", p.string("state")?)?;
     let allowed = |field: &str, states: &[&str]| {
         if p.flag(field) && !states.contains(&state_name.as_str()) {
-            Err(p.invalid_here(
+            Err(p.invalid(
                 field,
                 format!("goes only with state `{}`", states.join("` or `")),
             ))
@@ -255,7 +253,7 @@ fn parse_update(p: &Params, state: &AppState) -> Result<Update, ApiError> {
             let output = p.json("output")?;
             let size = output.as_ref().map_or(0, |o| o.to_string().len());
             if size > limits.max_output_bytes {
-                return Err(p.invalid_here(
+                return Err(p.invalid(
                     "output",
                     format!("may be at most {} bytes of JSON", limits.max_output_bytes),
                 ));
@@ -268,7 +266,7 @@ fn parse_update(p: &Params, state: &AppState) -> Result<Update, ApiError> {
                 .as_ref()
                 .is_some_and(|r| r.len() > limits.max_text_bytes)
             {
-                return Err(p.invalid_here(
+                return Err(p.invalid(
                     "failReason",
                     format!("may be at most {} bytes", limits.max_text_bytes),
                 ));
@@ -289,7 +287,7 @@ fn parse_update(p: &Params, state: &AppState) -> Result<Update, ApiError> {
                     Some(Value::Object(o))
                 }
                 Some(_) => {
-                    return Err(p.invalid_here(
+                    return Err(p.invalid(
                         "progress",
                         format!(
                             "must be a number from 0 to 100 or a JSON object of at most {} bytes",
@@ -301,7 +299,7 @@ fn parse_update(p: &Params, state: &AppState) -> Result<Update, ApiError> {
             Report::Progress { progress }
         }
         other => {
-            return Err(p.invalid_here(
+            return Err(p.invalid(
                 "state",
                 format!("must be `complete`, `fail` or `progress`, not `{other}`"),
             ))

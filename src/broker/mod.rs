@@ -217,11 +217,6 @@ impl Broker {
         &self.metrics
     }
 
-    /// The routes in force now.
-    pub fn routes(&self) -> Arc<Routes> {
-        self.routes.load_full()
-    }
-
     // ----- publishing -------------------------------------------------------
 
     /// Routes and stores a batch of tasks in one durable step.
@@ -471,12 +466,12 @@ impl Broker {
     /// Publishes every schedule that is due, once each however much it missed
     /// (the catch-up rule in `schedule`), and moves it to its next due time.
     async fn fire_due(&self, now: Millis) -> Result<()> {
-        for s in self.store.schedules().await? {
-            let Some(due) = s.next_run.filter(|at| *at <= now) else {
+        for s in self.store.due_schedules(now).await? {
+            let Some(due) = s.next_run else {
                 continue;
             };
+            // A one-off's only due time is not after `now`: it gets none.
             let next_run = match Timing::new(&s.name, &s.spec) {
-                Ok(_) if matches!(s.spec, Spec::At { .. }) => None,
                 Ok(timing) => timing.next_after(now, s.anchor),
                 Err(e) => {
                     tracing::error!(schedule = %s.name, error = %e, "a stored schedule no longer parses");
@@ -578,19 +573,11 @@ impl Broker {
         if t.state == TaskState::Ready {
             self.wakers.wake(&t.lane());
         }
-        // A slot under the queue's `max_running` may have opened (no other
-        // limit is freed by a report, and a needless wake costs a context
-        // switch per report).
+        // A slot under the queue's `max_running` may have opened. Waking a
+        // lane nobody waits on costs a map lookup, less than asking the store
+        // whether the queue has that limit.
         if t.state != TaskState::Running {
-            let capped = self
-                .store
-                .queue_settings()
-                .await?
-                .iter()
-                .any(|(q, s)| q == &t.queue && s.max_running.is_some());
-            if capped {
-                self.wakers.wake(&Lane::Queue(t.queue.clone()));
-            }
+            self.wakers.wake(&Lane::Queue(t.queue.clone()));
         }
         let event = match (t.state, failing) {
             (TaskState::Failed, _) => QueueEvent::Failed,
@@ -835,11 +822,6 @@ impl Broker {
             .find(|(q, _)| q == queue)
             .map(|(_, s)| s)
             .unwrap_or_default())
-    }
-
-    /// Every queue with limits.
-    pub async fn all_queue_settings(&self) -> Result<Vec<(QueueName, QueueSettings)>> {
-        Ok(self.store.queue_settings().await?)
     }
 
     /// Every queue's interests, in name order.

@@ -237,6 +237,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Every schedule, by name.
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError>;
 
+    /// The schedules due at `now` (their `next_run` is not after it).
+    async fn due_schedules(&self, now: Millis) -> Result<Vec<ScheduleRecord>, StoreError>;
+
     /// Enqueues one firing's copies (as `enqueue`) and stores the schedule's
     /// advanced state in the same durable step: a due time fires once, even
     /// across a crash.

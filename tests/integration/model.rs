@@ -2,15 +2,12 @@
 //! random sequences of publishes, claims, completions, failures and time.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use interq::model::{
-    Millis, Priority, QueueName, RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId,
-};
+use interq::model::{Millis, QueueName, RetryPolicy, Task, TaskId, TaskState, WorkerId};
+use interq::store::conformance::copy;
 use interq::store::embedded::EmbeddedStore;
 use interq::store::{Outcome, Store};
 use proptest::prelude::*;
-use serde_json::json;
 
 const RETRY: RetryPolicy = RetryPolicy {
     base_ms: 1000,
@@ -111,44 +108,19 @@ impl Model {
     }
 }
 
-fn new_copy(n: usize, priority: i16, now: Millis, delay: u64) -> Task {
-    let publish = TaskId::new_publish();
-    let run_at = now.plus_secs(delay);
-    Task {
-        task_id: publish.copy(0),
-        publish_id: publish,
-        queue: QueueName::parse("q").unwrap(),
-        worker_queue: None,
-        data: Arc::new(json!({"n": n}).as_object().unwrap().clone()),
-        publisher: "model".into(),
-        priority: Priority(priority),
-        scope: Scope::Any,
-        singularly_enqueue: false,
-        replace_waiting: false,
-        singularly_run: false,
-        state: if delay > 0 {
-            TaskState::Scheduled
-        } else {
-            TaskState::Ready
-        },
-        attempt: 0,
-        max_attempts: MAX_ATTEMPTS,
-        ttr: TTR,
-        created_at: now,
-        run_at,
-        expire_at: None,
-        worker_id: None,
-        lease_until: None,
-        started_at: None,
-        finished_at: None,
-        fail_reason: None,
-        progress: None,
-        output: None,
-        key: None,
-        cancelled: false,
-        history: Vec::new(),
-        fingerprint: String::new(),
-    }
+/// A copy in `q`, published at `now` to run `delay` seconds later.
+fn new_copy(priority: i16, now: Millis, delay: u64) -> Task {
+    let mut t = copy("q", priority, 0);
+    t.created_at = now;
+    t.run_at = now.plus_secs(delay);
+    t.state = if delay > 0 {
+        TaskState::Scheduled
+    } else {
+        TaskState::Ready
+    };
+    t.max_attempts = MAX_ATTEMPTS;
+    t.ttr = TTR;
+    t
 }
 
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
@@ -160,10 +132,10 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let lanes = [interq::model::Lane::Queue(QueueName::parse("q").unwrap())];
     let mut now = Millis(1_800_000_000_000);
     let mut completed = 0u64;
-    for (n, op) in ops.into_iter().enumerate() {
+    for op in ops {
         match op {
             Op::Publish { priority, delay } => {
-                let t = new_copy(n, priority, now, delay);
+                let t = new_copy(priority, now, delay);
                 model.copies.insert(
                     t.task_id,
                     Copy {

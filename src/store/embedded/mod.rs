@@ -17,7 +17,7 @@ mod state;
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Bound::{Excluded, Unbounded};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -48,7 +48,6 @@ pub struct EmbeddedStore {
     state: Arc<Mutex<State>>,
     db: Arc<Database>,
     committer: Committer,
-    path: PathBuf,
 }
 
 impl EmbeddedStore {
@@ -126,13 +125,7 @@ impl EmbeddedStore {
             state,
             db,
             committer,
-            path,
         })
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -927,6 +920,16 @@ impl Store for EmbeddedStore {
 
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
         Ok(self.lock().schedules.values().cloned().collect())
+    }
+
+    async fn due_schedules(&self, now: Millis) -> Result<Vec<ScheduleRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .schedules
+            .values()
+            .filter(|s| s.next_run.is_some_and(|at| at <= now))
+            .cloned()
+            .collect())
     }
 
     async fn fire_schedule(

@@ -201,7 +201,12 @@ impl Meta {
     /// interned copy of `t.publisher`).
     pub fn from_task(t: &Task, publisher: Arc<str>) -> Self {
         let mut fingerprint = [0u8; 16];
-        for (i, b) in fingerprint.iter_mut().enumerate() {
+        // Tasks without a singular rule have no fingerprint to parse.
+        for (i, b) in fingerprint
+            .iter_mut()
+            .enumerate()
+            .take(t.fingerprint.len() / 2)
+        {
             *b = u8::from_str_radix(t.fingerprint.get(2 * i..2 * i + 2).unwrap_or("00"), 16)
                 .unwrap_or(0);
         }
@@ -375,7 +380,7 @@ pub(super) struct State {
     pub counts: BTreeMap<QueueName, QueueCounts>,
     /// Finished (completed, cancelled, expired) copies of each queue, oldest
     /// first, trimmed to `retention.finished_per_queue`.
-    pub completed: HashMap<QueueName, VecDeque<TaskId>>,
+    pub finished: HashMap<QueueName, VecDeque<TaskId>>,
     /// Failed copies of each queue, oldest first.
     pub failed: HashMap<QueueName, VecDeque<TaskId>>,
     /// Finished and failed copies by the time they ended, for the age sweep.
@@ -517,7 +522,7 @@ impl State {
                 }
             }
             TaskState::Completed | TaskState::Cancelled | TaskState::Expired => {
-                self.completed
+                self.finished
                     .entry(t.queue.clone())
                     .or_default()
                     .push_back(t.task_id);
@@ -591,7 +596,7 @@ impl State {
                 }
             }
             TaskState::Completed | TaskState::Cancelled | TaskState::Expired => {
-                forget(&mut self.completed, &t.queue, t.task_id);
+                forget(&mut self.finished, &t.queue, t.task_id);
                 self.finished_by_age
                     .remove(&(t.finished_at().unwrap_or_default(), t.task_id));
             }
@@ -660,7 +665,7 @@ impl State {
         let mut out = Vec::new();
         for queue in touched {
             for (lists, keep) in [
-                (&self.completed, self.retention.finished_per_queue),
+                (&self.finished, self.retention.finished_per_queue),
                 (&self.failed, self.retention.failed_per_queue),
             ] {
                 if let Some(list) = lists.get(&queue) {
