@@ -111,6 +111,16 @@ impl From<BrokerError> for ApiError {
                 "task_not_running",
                 format!("`taskId`: task {task} is {state}, not running"),
             ),
+            BrokerError::WrongState {
+                task,
+                state,
+                wanted,
+                action,
+            } => Self::new(
+                S::CONFLICT,
+                "wrong_state",
+                format!("`taskId`: task {task} is {state}; only {wanted} tasks can be {action}"),
+            ),
             BrokerError::NotLeaseHolder { task } => Self::new(
                 S::CONFLICT,
                 "not_lease_holder",
@@ -143,7 +153,8 @@ impl From<BrokerError> for ApiError {
                     StoreError::Corrupt(_)
                     | StoreError::UnknownTask(_)
                     | StoreError::NotRunning { .. }
-                    | StoreError::NotLeaseHolder { .. } => S::INTERNAL_SERVER_ERROR,
+                    | StoreError::NotLeaseHolder { .. }
+                    | StoreError::WrongState { .. } => S::INTERNAL_SERVER_ERROR,
                 };
                 tracing::error!(error = %e, "store error");
                 Self::new(

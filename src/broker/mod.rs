@@ -88,6 +88,13 @@ pub enum BrokerError {
     NotRunning { task: TaskId, state: TaskState },
     #[error("task {task} is leased to another worker")]
     NotLeaseHolder { task: TaskId },
+    #[error("task {task} is {state}; only {wanted} tasks can be {action}")]
+    WrongState {
+        task: TaskId,
+        state: TaskState,
+        wanted: TaskState,
+        action: &'static str,
+    },
     #[error(transparent)]
     Interest(#[from] InterestError),
     #[error(transparent)]
@@ -106,6 +113,17 @@ impl From<StoreError> for BrokerError {
             StoreError::UnknownTask(id) => Self::UnknownTask(id),
             StoreError::NotRunning { task, state } => Self::NotRunning { task, state },
             StoreError::NotLeaseHolder { task } => Self::NotLeaseHolder { task },
+            StoreError::WrongState {
+                task,
+                state,
+                wanted,
+                action,
+            } => Self::WrongState {
+                task,
+                state,
+                wanted,
+                action,
+            },
             other @ (StoreError::Unavailable(_) | StoreError::Corrupt(_)) => Self::Store(other),
         }
     }

@@ -13,8 +13,8 @@ pub use ids::{
     IdError, QueueName, QueueNameError, TaskId, WorkerId, MAX_COPIES, MAX_QUEUE_NAME_LEN,
 };
 pub use task::{
-    fingerprint, identity, CopyRef, Counters, Lane, NewTask, Priority, PriorityError, Published,
-    QueueCounts, QueueSettings, RetryPolicy, ScheduleRecord, Scope, Spec, Task, TaskEvent,
-    TaskState, WorkerRecord, WorkerState,
+    fingerprint, identity, AuditEntry, CopyRef, Counters, HeldLock, Lane, LockKind, NewTask,
+    Priority, PriorityError, Published, QueueCounts, QueueSettings, RetryPolicy, ScheduleRecord,
+    Scope, Spec, Task, TaskEvent, TaskState, WorkerRecord, WorkerState,
 };
 pub use time::Millis;

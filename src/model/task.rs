@@ -340,6 +340,56 @@ pub struct WorkerRecord {
     pub registered_at: Millis,
 }
 
+/// One operator action that changed state, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub at: Millis,
+    /// The role the caller's credentials carry (`admin`), or `open` when
+    /// auth is off.
+    pub role: String,
+    /// What was done: `retry`, `remove`, `clear_queue`, `edit`, ...
+    pub action: String,
+    /// What it was done to: a task id, a queue, a worker, a lock.
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Which singular rule a lock enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockKind {
+    /// Held by a waiting `singularlyEnqueue` copy: twins fold into it.
+    Enqueue,
+    /// Held by a running `singularlyRun` copy: twins wait.
+    Run,
+}
+
+impl LockKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enqueue => "enqueue",
+            Self::Run => "run",
+        }
+    }
+}
+
+/// A singular lock held now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldLock {
+    pub kind: LockKind,
+    pub queue: QueueName,
+    /// The copy holding it.
+    pub task_id: TaskId,
+    /// For a run lock: the worker running the holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<WorkerId>,
+    /// What twins are compared by: the task's key, or its data's hash.
+    pub identity: String,
+}
+
 /// What a worker is doing, as status shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::{CancelTarget, Enqueued, Outcome, Page, Store, StoreError, TaskSelector};
+use super::{CancelTarget, Enqueued, Outcome, Page, RetryTarget, Store, StoreError, TaskSelector};
 use crate::model::{
-    fingerprint, Counters, Lane, Millis, Priority, QueueName, QueueSettings, RetryPolicy, Scope,
-    Task, TaskId, TaskState, WorkerId, WorkerRecord,
+    fingerprint, AuditEntry, Counters, Lane, LockKind, Millis, Priority, QueueName, QueueSettings,
+    RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId, WorkerRecord,
 };
 
 /// How many completed copies a harness's stores keep.
@@ -912,6 +912,294 @@ pub async fn every_state_survives_a_reopen(h: &mut dyn Harness) -> R {
     Ok(())
 }
 
+/// Enqueues `t` with one attempt, claims it and fails it into the failed set.
+async fn into_failed(s: &dyn Store, mut t: Task, reason: &str) -> Result<TaskId, StoreError> {
+    t.max_attempts = 1;
+    let id = t.task_id;
+    let queue = t.queue.to_string();
+    s.enqueue(vec![t]).await?;
+    let w = WorkerId::new();
+    let got = s.claim(w, &lanes(&[&queue]), T0.plus_secs(1), 1).await?;
+    assert_eq!(got.len(), 1, "the copy to fail was claimed");
+    let failed = s
+        .finish(
+            id,
+            w,
+            T0.plus_secs(1),
+            Outcome::Fail {
+                reason: Some(reason.into()),
+                re_enqueue: false,
+                retry: NO_JITTER,
+            },
+        )
+        .await?;
+    assert_eq!(failed.state, TaskState::Failed);
+    Ok(id)
+}
+
+fn ids(tasks: &[Task]) -> Vec<TaskId> {
+    tasks.iter().map(|t| t.task_id).collect()
+}
+
+fn page(offset: usize, limit: usize) -> Page {
+    Page { offset, limit }
+}
+
+pub async fn listings_page_through_each_state_in_its_order(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let low = copy("a", -5, 0);
+    let high = copy("a", 5, 10);
+    let mid = copy("a", 0, 20);
+    let elsewhere = copy("b", 0, 30);
+    let mut later = copy("a", 0, 40);
+    later.state = TaskState::Scheduled;
+    later.run_at = T0.plus_secs(100);
+    let mut sooner = copy("a", 0, 50);
+    sooner.state = TaskState::Scheduled;
+    sooner.run_at = T0.plus_secs(50);
+    let all = [&low, &high, &mid, &elsewhere, &later, &sooner].map(|t| t.task_id);
+    s.enqueue(vec![
+        low.clone(),
+        high.clone(),
+        mid.clone(),
+        elsewhere,
+        later,
+        sooner,
+    ])
+    .await?;
+    let a = q("a");
+    // Ready copies list in claim order: priority, then age.
+    let ready = s
+        .list_tasks(Some(&a), TaskState::Ready, page(0, 10))
+        .await?;
+    assert_eq!(ids(&ready), [all[1], all[2], all[0]]);
+    assert!(ready.iter().all(|t| !t.data.is_empty()), "with their data");
+    let second = s.list_tasks(Some(&a), TaskState::Ready, page(1, 1)).await?;
+    assert_eq!(ids(&second), [all[2]]);
+    assert!(s
+        .list_tasks(Some(&a), TaskState::Ready, page(3, 10))
+        .await?
+        .is_empty());
+    let every_ready = s.list_tasks(None, TaskState::Ready, page(0, 10)).await?;
+    assert_eq!(every_ready.len(), 4);
+    // Scheduled copies list soonest first.
+    let scheduled = s
+        .list_tasks(Some(&a), TaskState::Scheduled, page(0, 10))
+        .await?;
+    assert_eq!(ids(&scheduled), [all[5], all[4]]);
+    assert!(s
+        .list_tasks(Some(&q("b")), TaskState::Scheduled, page(0, 10))
+        .await?
+        .is_empty());
+    Ok(())
+}
+
+pub async fn failed_copies_are_retried_one_or_all(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let one = into_failed(&*s, copy("a", 0, 0), "boom").await?;
+    let two = into_failed(&*s, copy("a", 0, 10), "bang").await?;
+    let three = into_failed(&*s, copy("b", 0, 20), "bust").await?;
+    let listed = s.list_tasks(None, TaskState::Failed, page(0, 10)).await?;
+    assert_eq!(ids(&listed), [one, two, three]);
+    let now = T0.plus_secs(60);
+    assert_eq!(s.retry_failed(RetryTarget::Task(one), now).await?, [one]);
+    let back = s.task(one).await?.expect("kept");
+    assert_eq!(back.state, TaskState::Ready);
+    assert_eq!(back.attempt, 0, "a fresh set of attempts");
+    assert_eq!(back.run_at, now);
+    assert_eq!(back.fail_reason, None);
+    assert_eq!(
+        back.history.last().map(|e| e.event.as_str()),
+        Some("retried")
+    );
+    // Only failed copies can be retried.
+    assert!(matches!(
+        s.retry_failed(RetryTarget::Task(one), now).await,
+        Err(StoreError::WrongState {
+            state: TaskState::Ready,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.retry_failed(RetryTarget::Task(TaskId::new_publish().copy(0)), now)
+            .await,
+        Err(StoreError::UnknownTask(_))
+    ));
+    // All of one queue, then all.
+    assert_eq!(
+        s.retry_failed(RetryTarget::Failed(Some(q("b"))), now)
+            .await?,
+        [three]
+    );
+    assert_eq!(s.retry_failed(RetryTarget::Failed(None), now).await?, [two]);
+    let counts = s.queue_counts().await?;
+    assert!(counts.iter().all(|(_, c)| c.failed == 0));
+    assert_eq!(s.lane_len(&Lane::Queue(q("a"))).await?, 2);
+    // A retried copy is claimable again.
+    let got = s.claim(WorkerId::new(), &lanes(&["b"]), now, 1).await?;
+    assert_eq!(ids(&got), [three]);
+    assert_eq!(got[0].attempt, 1);
+    Ok(())
+}
+
+pub async fn a_failed_copy_is_retried_with_new_data_as_a_new_copy(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let failed = into_failed(&*s, copy("a", 7, 0), "bad input").await?;
+    let mut replacement = copy("a", 7, 100);
+    let data = json!({"fixed": true}).as_object().expect("object").clone();
+    replacement.data = Arc::new(data.clone());
+    let new_id = replacement.task_id;
+    let now = T0.plus_secs(60);
+    assert_eq!(
+        s.retry_edited(failed, replacement.clone(), now).await?,
+        new_id
+    );
+    let old = s.task(failed).await?.expect("the original is kept");
+    assert_eq!(old.state, TaskState::Cancelled);
+    assert!(old
+        .fail_reason
+        .as_deref()
+        .unwrap_or("")
+        .contains(&new_id.to_string()));
+    let got = s.claim(WorkerId::new(), &lanes(&["a"]), now, 5).await?;
+    assert_eq!(ids(&got), [new_id]);
+    assert_eq!(*got[0].data, data);
+    // The original can no longer be edited or retried.
+    assert!(matches!(
+        s.retry_edited(failed, copy("a", 0, 200), now).await,
+        Err(StoreError::WrongState { .. })
+    ));
+    let h2 = h.reopen(s).await;
+    assert_eq!(
+        h2.task(failed).await?.map(|t| t.state),
+        Some(TaskState::Cancelled)
+    );
+    assert_eq!(
+        h2.task(new_id).await?.map(|t| t.state),
+        Some(TaskState::Running)
+    );
+    Ok(())
+}
+
+pub async fn a_scheduled_copy_runs_now_when_asked(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let mut t = copy("a", 0, 0);
+    t.state = TaskState::Scheduled;
+    t.run_at = T0.plus_secs(3600);
+    let id = t.task_id;
+    s.enqueue(vec![t]).await?;
+    let now = T0.plus_secs(5);
+    let ready = s.run_now(id, now).await?;
+    assert_eq!((ready.state, ready.run_at), (TaskState::Ready, now));
+    assert!(!ready.data.is_empty());
+    let got = s.claim(WorkerId::new(), &lanes(&["a"]), now, 1).await?;
+    assert_eq!(ids(&got), [id]);
+    assert!(matches!(
+        s.run_now(id, now).await,
+        Err(StoreError::WrongState {
+            state: TaskState::Running,
+            ..
+        })
+    ));
+    Ok(())
+}
+
+pub async fn singular_locks_are_listed_and_can_be_broken(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let mut waiting = copy("a", 0, 0);
+    waiting.singularly_enqueue = true;
+    let mut running = copy("b", 0, 10);
+    running.singularly_run = true;
+    let run_twin = twin(&running);
+    let (waiting_id, running_id, twin_id) = (waiting.task_id, running.task_id, run_twin.task_id);
+    s.enqueue(vec![waiting.clone(), running, run_twin]).await?;
+    let w = WorkerId::new();
+    let now = T0.plus_secs(1);
+    let got = s.claim(w, &lanes(&["b"]), now, 5).await?;
+    assert_eq!(ids(&got), [running_id], "the twin is held back");
+    let locks = s.locks().await?;
+    assert_eq!(
+        locks
+            .iter()
+            .map(|l| (l.kind, l.queue.as_str(), l.task_id, l.worker_id))
+            .collect::<Vec<_>>(),
+        [
+            (LockKind::Enqueue, "a", waiting_id, None),
+            (LockKind::Run, "b", running_id, Some(w)),
+        ]
+    );
+    // Wrong kind or holder: nothing to break.
+    assert!(!s.break_lock(waiting_id, LockKind::Run, now).await?);
+    assert!(!s.break_lock(twin_id, LockKind::Run, now).await?);
+    assert!(s.break_lock(running_id, LockKind::Run, now).await?);
+    let got = s.claim(WorkerId::new(), &lanes(&["b"]), now, 5).await?;
+    assert_eq!(
+        ids(&got),
+        [twin_id],
+        "the twin runs once the lock is broken"
+    );
+    assert!(s.break_lock(waiting_id, LockKind::Enqueue, now).await?);
+    let again = twin(&waiting);
+    let again_id = again.task_id;
+    assert_eq!(s.enqueue(vec![again]).await?, [Enqueued::Created(again_id)]);
+    let holder = s.task(running_id).await?.expect("kept");
+    assert_eq!(holder.state, TaskState::Running, "the holder carries on");
+    let locks = s.locks().await?;
+    assert!(locks
+        .iter()
+        .all(|l| l.task_id != running_id && l.task_id != waiting_id));
+    let s = h.reopen(s).await;
+    assert!(
+        !s.task(running_id).await?.expect("kept").singularly_run,
+        "broken for good"
+    );
+    Ok(())
+}
+
+pub async fn removes_one_copy_or_the_failed_set(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let waiting = copy("c", 0, 0);
+    let waiting_id = waiting.task_id;
+    s.enqueue(vec![waiting]).await?;
+    let f1 = into_failed(&*s, copy("a", 0, 10), "x").await?;
+    let f2 = into_failed(&*s, copy("b", 0, 20), "y").await?;
+    assert_eq!(s.delete_tasks(TaskSelector::Task(waiting_id)).await?, 1);
+    assert_eq!(s.delete_tasks(TaskSelector::Task(waiting_id)).await?, 0);
+    assert_eq!(s.delete_tasks(TaskSelector::Failed(Some(q("b")))).await?, 1);
+    assert!(s.task(f2).await?.is_none());
+    assert_eq!(s.delete_tasks(TaskSelector::Failed(None)).await?, 1);
+    assert!(s.task(f1).await?.is_none());
+    assert!(s.queue_counts().await?.is_empty());
+    Ok(())
+}
+
+pub async fn the_audit_log_is_kept_newest_first(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    for i in 0..5u64 {
+        s.append_audit(AuditEntry {
+            at: T0.plus_secs(i),
+            role: "admin".into(),
+            action: "retry".into(),
+            target: format!("t{i}"),
+            detail: (i == 4).then(|| "last".to_string()),
+        })
+        .await?;
+    }
+    let s = h.reopen(s).await;
+    let (total, entries) = s.audit(page(1, 2)).await?;
+    assert_eq!(total, 5);
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| e.target.as_str())
+            .collect::<Vec<_>>(),
+        ["t3", "t2"]
+    );
+    let (_, newest) = s.audit(page(0, 1)).await?;
+    assert_eq!(newest[0].detail.as_deref(), Some("last"));
+    Ok(())
+}
+
 /// Expands to one `#[tokio::test]` per conformance case, each with a fresh
 /// harness from `$harness` (an expression).
 #[macro_export]
@@ -943,6 +1231,13 @@ macro_rules! conformance_tests {
             a_cancelled_lease_ends_cancelled_and_a_late_completion_counts,
             interests_workers_and_counters_are_kept,
             every_state_survives_a_reopen,
+            listings_page_through_each_state_in_its_order,
+            failed_copies_are_retried_one_or_all,
+            a_failed_copy_is_retried_with_new_data_as_a_new_copy,
+            a_scheduled_copy_runs_now_when_asked,
+            singular_locks_are_listed_and_can_be_broken,
+            removes_one_copy_or_the_failed_set,
+            the_audit_log_is_kept_newest_first,
         );
     };
     (@cases $harness:expr; $($case:ident,)*) => {

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::model::{
-    Counters, Lane, Millis, QueueCounts, QueueName, QueueSettings, RetryPolicy, ScheduleRecord,
-    Task, TaskId, TaskState, WorkerId, WorkerRecord,
+    AuditEntry, Counters, HeldLock, Lane, LockKind, Millis, QueueCounts, QueueName, QueueSettings,
+    RetryPolicy, ScheduleRecord, Task, TaskId, TaskState, WorkerId, WorkerRecord,
 };
 
 /// What went wrong in a store.
@@ -36,6 +36,14 @@ pub enum StoreError {
     Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The copy is not in a state the operation applies to.
+    #[error("task {task} is {state}; only {wanted} tasks can be {action}")]
+    WrongState {
+        task: TaskId,
+        state: TaskState,
+        wanted: TaskState,
+        action: &'static str,
+    },
 }
 
 /// The result of enqueueing one copy.
@@ -80,7 +88,23 @@ pub enum TaskSelector {
     Queue(QueueName),
     /// A worker's own queue and the copies it is running.
     Worker(WorkerId),
+    /// One copy, in any state.
+    Task(TaskId),
+    /// Every failed copy (of one queue, when given).
+    Failed(Option<QueueName>),
 }
+
+/// Which failed copies a retry puts back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryTarget {
+    /// One failed copy.
+    Task(TaskId),
+    /// Every failed copy (of one queue, when given).
+    Failed(Option<QueueName>),
+}
+
+/// How many audit entries a store keeps; older ones are dropped.
+pub const AUDIT_KEPT: usize = 10_000;
 
 /// What `DELETE /task` stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +216,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// expired lease `cancelled`). Durable before it returns.
     async fn cancel(&self, target: CancelTarget, now: Millis) -> Result<Cancellation, StoreError>;
 
-    /// Copies in `state` (of `queue`, when given), oldest first.
+    /// Copies in `state` (of `queue`, when given), in the order the state
+    /// keeps them: ready by claim order, scheduled and running soonest
+    /// first, failed and finished oldest first. A page costs its offset plus
+    /// its length, not the size of the store. Totals come from
+    /// `queue_counts`.
     async fn list_tasks(
         &self,
         queue: Option<&QueueName>,
@@ -260,6 +288,47 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn add_counters(&self, delta: Counters) -> Result<(), StoreError>;
 
     async fn counters(&self) -> Result<Counters, StoreError>;
+
+    /// Gives failed copies a fresh set of attempts: each becomes ready now,
+    /// with its attempt count at zero. Returns the copies retried; a single
+    /// copy that is not failed is `WrongState`.
+    async fn retry_failed(
+        &self,
+        target: RetryTarget,
+        now: Millis,
+    ) -> Result<Vec<TaskId>, StoreError>;
+
+    /// Retries a failed copy with new data: `replacement` (a new publish of
+    /// one copy, in the same queue) is enqueued and `failed` becomes
+    /// `cancelled`, naming its replacement, in one durable step.
+    async fn retry_edited(
+        &self,
+        failed: TaskId,
+        replacement: Task,
+        now: Millis,
+    ) -> Result<TaskId, StoreError>;
+
+    /// Makes a scheduled copy ready now.
+    async fn run_now(&self, id: TaskId, now: Millis) -> Result<Task, StoreError>;
+
+    /// The singular locks held now, by queue.
+    async fn locks(&self) -> Result<Vec<HeldLock>, StoreError>;
+
+    /// Releases the lock `holder` holds: the copy carries on, but no longer
+    /// holds back its twins. False when it held no such lock.
+    async fn break_lock(
+        &self,
+        holder: TaskId,
+        kind: LockKind,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
+
+    /// Appends to the audit log, durably; only the last [`AUDIT_KEPT`]
+    /// entries are kept.
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+
+    /// A page of the audit log, newest first, and how many entries it holds.
+    async fn audit(&self, page: Page) -> Result<(u64, Vec<AuditEntry>), StoreError>;
 
     /// Makes everything done so far durable (called at shutdown).
     async fn flush(&self) -> Result<(), StoreError>;

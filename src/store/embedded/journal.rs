@@ -26,6 +26,8 @@ pub(super) const SCHEDULES: TableDefinition<&str, &[u8]> = TableDefinition::new(
 /// Queue name -> its limits (JSON).
 pub(super) const QUEUE_SETTINGS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("queue_settings");
+/// Sequence number -> one operator action (JSON).
+pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 pub(super) const COUNTERS_KEY: &str = "counters";
 
 /// One change to make durable.
@@ -43,6 +45,8 @@ pub(super) enum Op {
     DeleteQueueSettings(String),
     PutSchedule(String, Vec<u8>),
     DeleteSchedule(String),
+    PutAudit(u64, Vec<u8>),
+    DeleteAudit(u64),
     /// Nothing but a commit, so that counters and earlier changes are written.
     Sync,
 }
@@ -185,6 +189,8 @@ fn commit(db: &Database, ops: &[Op], counters: &Counters) -> Result<(), redb::Er
         let mut meta = txn.open_table(META)?;
         let mut queue_settings = txn.open_table(QUEUE_SETTINGS)?;
         let mut schedules = txn.open_table(SCHEDULES)?;
+        // Opened only by the rare commits that carry an audit entry.
+        let mut audit = None;
         for op in ops {
             match op {
                 Op::PutCopy(k, v) => {
@@ -223,6 +229,22 @@ fn commit(db: &Database, ops: &[Op], counters: &Counters) -> Result<(), redb::Er
                 Op::DeleteSchedule(k) => {
                     schedules.remove(k.as_str())?;
                 }
+                Op::PutAudit(k, v) => {
+                    if audit.is_none() {
+                        audit = Some(txn.open_table(AUDIT)?);
+                    }
+                    if let Some(t) = audit.as_mut() {
+                        t.insert(*k, v.as_slice())?;
+                    }
+                }
+                Op::DeleteAudit(k) => {
+                    if audit.is_none() {
+                        audit = Some(txn.open_table(AUDIT)?);
+                    }
+                    if let Some(t) = audit.as_mut() {
+                        t.remove(*k)?;
+                    }
+                }
                 Op::Sync => {}
             }
         }
@@ -241,6 +263,8 @@ pub(super) struct Loaded {
     pub queue_settings: Vec<(String, Vec<u8>)>,
     pub schedules: Vec<Vec<u8>>,
     pub counters: Option<Vec<u8>>,
+    /// The audit log, oldest first, with each entry's sequence number.
+    pub audit: Vec<(u64, Vec<u8>)>,
 }
 
 /// Opens (or creates) the database file and reads its interests, workers and
@@ -261,6 +285,7 @@ pub(super) fn open(path: &Path, cache_bytes: usize) -> Result<(Database, Loaded)
         txn.open_table(META)?;
         txn.open_table(QUEUE_SETTINGS)?;
         txn.open_table(SCHEDULES)?;
+        txn.open_table(AUDIT)?;
         txn.commit()?;
     }
     let mut loaded = Loaded::default();
@@ -284,6 +309,10 @@ pub(super) fn open(path: &Path, cache_bytes: usize) -> Result<(Database, Loaded)
     for row in txn.open_table(SCHEDULES)?.iter()? {
         let (_, v) = row?;
         loaded.schedules.push(v.value().to_vec());
+    }
+    for row in txn.open_table(AUDIT)?.iter()? {
+        let (k, v) = row?;
+        loaded.audit.push((k.value(), v.value().to_vec()));
     }
     loaded.counters = txn
         .open_table(META)?

@@ -28,12 +28,12 @@ use self::journal::{Committer, Op};
 pub use self::state::Retention;
 use self::state::{EventKind, Meta, ReadyKey, State};
 use super::{
-    CancelTarget, Cancellation, Enqueued, Outcome, Page, Store, StoreError, StoreStats,
-    TaskSelector, Tick,
+    CancelTarget, Cancellation, Enqueued, Outcome, Page, RetryTarget, Store, StoreError,
+    StoreStats, TaskSelector, Tick, AUDIT_KEPT,
 };
 use crate::model::{
-    Counters, Lane, Millis, QueueCounts, QueueName, QueueSettings, ScheduleRecord, Task, TaskId,
-    TaskState, WorkerId, WorkerRecord,
+    AuditEntry, Counters, HeldLock, Lane, LockKind, Millis, QueueCounts, QueueName, QueueSettings,
+    ScheduleRecord, Task, TaskId, TaskState, WorkerId, WorkerRecord,
 };
 
 /// The file inside the data directory.
@@ -111,6 +111,9 @@ impl EmbeddedStore {
         }
         if let Some(bytes) = &loaded.counters {
             state.counters = decode_json(bytes)?;
+        }
+        for (seq, bytes) in &loaded.audit {
+            state.audit.push_back((*seq, decode_json(bytes)?));
         }
         let state = Arc::new(Mutex::new(state));
         let db = Arc::new(db);
@@ -705,19 +708,27 @@ impl Store for EmbeddedStore {
     async fn delete_tasks(&self, selector: TaskSelector) -> Result<u64, StoreError> {
         let (seq, count) = {
             let mut st = self.lock();
-            let ids: Vec<TaskId> = st
-                .tasks
-                .values()
-                .filter(|t| t.state != TaskState::Completed)
-                .filter(|t| match &selector {
-                    TaskSelector::Queue(q) => &t.queue == q,
-                    TaskSelector::Worker(w) => {
-                        t.worker_queue == Some(*w)
-                            || (t.state == TaskState::Running && t.worker_id == Some(*w))
-                    }
-                })
-                .map(|t| t.task_id)
-                .collect();
+            let ids: Vec<TaskId> = match &selector {
+                TaskSelector::Task(id) => st.tasks.get(id).map(|t| t.task_id).into_iter().collect(),
+                TaskSelector::Failed(Some(q)) => {
+                    st.failed.get(q).into_iter().flatten().copied().collect()
+                }
+                TaskSelector::Failed(None) => st.failed_by_age.iter().map(|k| k.1).collect(),
+                TaskSelector::Queue(_) | TaskSelector::Worker(_) => st
+                    .tasks
+                    .values()
+                    .filter(|t| t.state != TaskState::Completed)
+                    .filter(|t| match &selector {
+                        TaskSelector::Queue(q) => &t.queue == q,
+                        TaskSelector::Worker(w) => {
+                            t.worker_queue == Some(*w)
+                                || (t.state == TaskState::Running && t.worker_id == Some(*w))
+                        }
+                        _ => false,
+                    })
+                    .map(|t| t.task_id)
+                    .collect(),
+            };
             let mut ops = Vec::with_capacity(ids.len());
             remove_copies(&mut st, &ids, &mut ops);
             (self.push(ops), ids.len() as u64)
@@ -801,17 +812,9 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<Task>, StoreError> {
         let metas: Vec<Meta> = {
             let st = self.lock();
-            let mut found: Vec<&Meta> = st
-                .tasks
-                .values()
-                .filter(|t| t.state == state && queue.is_none_or(|q| &t.queue == q))
-                .collect();
-            found.sort_by_key(|t| (t.created_at, t.task_id));
-            found
-                .into_iter()
-                .skip(page.offset)
-                .take(page.limit)
-                .cloned()
+            st.list(queue, state, page.offset, page.limit)
+                .iter()
+                .filter_map(|id| st.tasks.get(id).cloned())
                 .collect()
         };
         self.with_payloads(metas, true)
@@ -975,6 +978,222 @@ impl Store for EmbeddedStore {
 
     async fn counters(&self) -> Result<Counters, StoreError> {
         Ok(self.lock().counters)
+    }
+
+    async fn retry_failed(
+        &self,
+        target: RetryTarget,
+        now: Millis,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        let (seq, ids) = {
+            let mut st = self.lock();
+            let ids: Vec<TaskId> = match &target {
+                RetryTarget::Task(id) => {
+                    let t = st.tasks.get(id).ok_or(StoreError::UnknownTask(*id))?;
+                    if t.state != TaskState::Failed {
+                        return Err(StoreError::WrongState {
+                            task: *id,
+                            state: t.state,
+                            wanted: TaskState::Failed,
+                            action: "retried",
+                        });
+                    }
+                    vec![*id]
+                }
+                RetryTarget::Failed(Some(q)) => {
+                    st.failed.get(q).into_iter().flatten().copied().collect()
+                }
+                RetryTarget::Failed(None) => st.failed_by_age.iter().map(|k| k.1).collect(),
+            };
+            let mut ops = Vec::with_capacity(ids.len());
+            for &id in &ids {
+                let m = st.update(id, |t| {
+                    t.state = TaskState::Ready;
+                    t.attempt = 0;
+                    t.run_at = now;
+                    t.worker_id = None;
+                    t.lease_until = None;
+                    let extra = t.extra_mut();
+                    extra.finished_at = None;
+                    extra.fail_reason = None;
+                    extra.started_at = None;
+                    t.event(now, EventKind::Retried, None, None);
+                });
+                if let Some(m) = m {
+                    ops.push(put_copy(m));
+                }
+            }
+            (self.push(ops), ids)
+        };
+        self.durable(seq).await?;
+        Ok(ids)
+    }
+
+    async fn retry_edited(
+        &self,
+        failed: TaskId,
+        replacement: Task,
+        now: Millis,
+    ) -> Result<TaskId, StoreError> {
+        let new_id = replacement.task_id;
+        let old = {
+            let mut st = self.lock();
+            let t = st
+                .tasks
+                .get(&failed)
+                .ok_or(StoreError::UnknownTask(failed))?;
+            if t.state != TaskState::Failed {
+                return Err(StoreError::WrongState {
+                    task: failed,
+                    state: t.state,
+                    wanted: TaskState::Failed,
+                    action: "edited",
+                });
+            }
+            let reason = format!("retried with new data as {new_id}");
+            st.update(failed, |t| {
+                t.state = TaskState::Cancelled;
+                t.event(now, EventKind::Edited, None, Some(reason.clone()));
+                let extra = t.extra_mut();
+                extra.finished_at = Some(now);
+                extra.fail_reason = Some(reason);
+            })
+            .map(put_copy)
+        };
+        // The cancelled original is journaled in the replacement's commit.
+        let out = self
+            .enqueue_with(vec![replacement], old.into_iter().collect())
+            .await?;
+        Ok(out.first().map_or(new_id, |e| e.task_id()))
+    }
+
+    async fn run_now(&self, id: TaskId, now: Millis) -> Result<Task, StoreError> {
+        let (seq, meta) = {
+            let mut st = self.lock();
+            let t = st.tasks.get(&id).ok_or(StoreError::UnknownTask(id))?;
+            if t.state != TaskState::Scheduled {
+                return Err(StoreError::WrongState {
+                    task: id,
+                    state: t.state,
+                    wanted: TaskState::Scheduled,
+                    action: "run now",
+                });
+            }
+            let m = st
+                .update(id, |t| {
+                    t.state = TaskState::Ready;
+                    t.run_at = now;
+                    t.event(now, EventKind::RunNow, None, None);
+                })
+                .expect("the copy exists")
+                .clone();
+            (self.push(vec![put_copy(&m)]), m)
+        };
+        self.durable(seq).await?;
+        Ok(self
+            .with_payloads(vec![meta], true)?
+            .pop()
+            .ok_or(StoreError::UnknownTask(id))?)
+    }
+
+    async fn locks(&self) -> Result<Vec<HeldLock>, StoreError> {
+        let st = self.lock();
+        let hex = |fp: &[u8; 16]| fp.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let mut out: Vec<HeldLock> = st
+            .enqueue_locks
+            .iter()
+            .filter_map(|((_, fp), id)| {
+                let m = st.tasks.get(id)?;
+                Some(HeldLock {
+                    kind: LockKind::Enqueue,
+                    queue: m.queue.clone(),
+                    task_id: *id,
+                    worker_id: None,
+                    identity: hex(fp),
+                })
+            })
+            .chain(st.run_locks.iter().filter_map(|((queue, fp), id)| {
+                Some(HeldLock {
+                    kind: LockKind::Run,
+                    queue: queue.clone(),
+                    task_id: *id,
+                    worker_id: st.tasks.get(id)?.worker_id,
+                    identity: hex(fp),
+                })
+            }))
+            .collect();
+        out.sort_by(|a, b| (&a.queue, a.task_id).cmp(&(&b.queue, b.task_id)));
+        Ok(out)
+    }
+
+    async fn break_lock(
+        &self,
+        holder: TaskId,
+        kind: LockKind,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let seq = {
+            let mut st = self.lock();
+            let Some(t) = st.tasks.get(&holder) else {
+                return Ok(false);
+            };
+            let held = match kind {
+                LockKind::Enqueue => {
+                    st.enqueue_locks.get(&(t.lane(), t.fingerprint)) == Some(&holder)
+                }
+                LockKind::Run => {
+                    st.run_locks.get(&(t.queue.clone(), t.fingerprint)) == Some(&holder)
+                }
+            };
+            if !held {
+                return Ok(false);
+            }
+            let m = st
+                .update(holder, |t| {
+                    match kind {
+                        LockKind::Enqueue => t.singularly_enqueue = false,
+                        LockKind::Run => t.singularly_run = false,
+                    }
+                    t.event(now, EventKind::LockBroken, None, Some(kind.as_str().into()));
+                })
+                .expect("the holder exists");
+            let op = put_copy(m);
+            self.push(vec![op])
+        };
+        self.durable(seq).await?;
+        Ok(true)
+    }
+
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        let seq = {
+            let mut st = self.lock();
+            let next = st.audit.back().map_or(1, |(n, _)| n + 1);
+            let mut ops = vec![Op::PutAudit(
+                next,
+                serde_json::to_vec(&entry).expect("an audit entry encodes"),
+            )];
+            st.audit.push_back((next, entry));
+            while st.audit.len() > AUDIT_KEPT {
+                if let Some((old, _)) = st.audit.pop_front() {
+                    ops.push(Op::DeleteAudit(old));
+                }
+            }
+            self.push(ops)
+        };
+        self.durable(seq).await
+    }
+
+    async fn audit(&self, page: Page) -> Result<(u64, Vec<AuditEntry>), StoreError> {
+        let st = self.lock();
+        let entries = st
+            .audit
+            .iter()
+            .rev()
+            .skip(page.offset)
+            .take(page.limit)
+            .map(|(_, e)| e.clone())
+            .collect();
+        Ok((st.audit.len() as u64, entries))
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

@@ -130,10 +130,19 @@ pub(super) enum EventKind {
     Cancelled,
     Expired,
     Replaced,
+    // New kinds go last: postcard stores the variant's index.
+    /// An operator gave a failed copy new attempts.
+    Retried,
+    /// An operator retried a failed copy with new data, as a new copy.
+    Edited,
+    /// An operator made a scheduled copy ready early.
+    RunNow,
+    /// An operator released the singular lock this copy held.
+    LockBroken,
 }
 
 impl EventKind {
-    const ALL: [EventKind; 11] = [
+    const ALL: [EventKind; 15] = [
         Self::Claimed,
         Self::Progress,
         Self::Completed,
@@ -145,6 +154,10 @@ impl EventKind {
         Self::Cancelled,
         Self::Expired,
         Self::Replaced,
+        Self::Retried,
+        Self::Edited,
+        Self::RunNow,
+        Self::LockBroken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -160,6 +173,10 @@ impl EventKind {
             Self::Cancelled => "cancelled",
             Self::Expired => "expired",
             Self::Replaced => "replaced",
+            Self::Retried => "retried",
+            Self::Edited => "edited",
+            Self::RunNow => "run_now",
+            Self::LockBroken => "lock_broken",
         }
     }
 
@@ -398,6 +415,8 @@ pub(super) struct State {
     pub schedules: BTreeMap<String, crate::model::ScheduleRecord>,
     /// Claim tokens of rate-limited queues: (tokens, when last refilled).
     pub buckets: HashMap<QueueName, (f64, Millis)>,
+    /// The audit log's last entries, oldest first, by sequence number.
+    pub audit: VecDeque<(u64, crate::model::AuditEntry)>,
     /// One shared allocation per distinct queue name and publisher.
     queue_names: HashSet<QueueName>,
     publishers: HashSet<Arc<str>>,
@@ -615,6 +634,62 @@ impl State {
                 self.enqueue_locks.remove(&key);
             }
         }
+    }
+
+    /// A page of the copies in `state` (of `queue`, when given), walking the
+    /// index that state keeps instead of every copy.
+    pub fn list(
+        &self,
+        queue: Option<&QueueName>,
+        state: TaskState,
+        offset: usize,
+        limit: usize,
+    ) -> Vec<TaskId> {
+        let of_queue =
+            |id: &TaskId| queue.is_none_or(|q| self.tasks.get(id).is_some_and(|m| &m.queue == q));
+        let ids: Box<dyn Iterator<Item = TaskId> + '_> = match state {
+            TaskState::Ready => {
+                // A queue's own lane first, then the workers' own lanes
+                // (`scope: all`) that hold its copies.
+                let mut lanes: Vec<&Lane> = self
+                    .ready
+                    .keys()
+                    .filter(|l| match (l, queue) {
+                        (Lane::Queue(q), Some(want)) => q == want,
+                        _ => true,
+                    })
+                    .collect();
+                lanes.sort();
+                Box::new(
+                    lanes
+                        .into_iter()
+                        .flat_map(|l| self.ready[l].iter().map(|k| k.2))
+                        .filter(of_queue),
+                )
+            }
+            TaskState::Scheduled => Box::new(self.scheduled.iter().map(|k| k.1).filter(of_queue)),
+            TaskState::Running => Box::new(self.leases.iter().map(|k| k.1).filter(of_queue)),
+            TaskState::Failed => match queue {
+                Some(q) => Box::new(self.failed.get(q).into_iter().flatten().copied()),
+                None => Box::new(self.failed_by_age.iter().map(|k| k.1)),
+            },
+            TaskState::Completed | TaskState::Cancelled | TaskState::Expired => {
+                let in_state =
+                    move |id: &TaskId| self.tasks.get(id).is_some_and(|m| m.state == state);
+                match queue {
+                    Some(q) => Box::new(
+                        self.finished
+                            .get(q)
+                            .into_iter()
+                            .flatten()
+                            .copied()
+                            .filter(in_state),
+                    ),
+                    None => Box::new(self.finished_by_age.iter().map(|k| k.1).filter(in_state)),
+                }
+            }
+        };
+        ids.skip(offset).take(limit).collect()
     }
 
     /// Whether a running twin holds this copy's run lock.
