@@ -7,7 +7,8 @@
 //!
 //! Layers, each only calling down: `api` (HTTP, parsing, error mapping) ->
 //! `broker` (behaviour; no HTTP) -> `store` (durable state; no behaviour
-//! policy) -> `model` (plain types). `config`, `telemetry` and `startup` wire
+//! policy) -> `model` (plain types). `web` (the management site under
+//! `/admin`) sits beside `api`, over the broker. `config`, `telemetry` and `startup` wire
 //! them together for `main`.
 
 pub mod api;
@@ -21,4 +22,5 @@ pub mod model;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 pub mod worker;

@@ -88,6 +88,7 @@ impl Application {
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
                 .configure(|cfg| api::configure(cfg, testing))
+                .configure(crate::web::configure)
                 .default_service(web::to(api::not_found))
         });
         let server = match tls {

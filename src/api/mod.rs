@@ -22,7 +22,7 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse};
 
 use self::error::ApiError;
-pub use self::guard::check_access;
+pub use self::guard::{check_access, CallerRoles};
 use crate::auth::Keys;
 use crate::broker::clock::ManualClock;
 use crate::broker::Broker;

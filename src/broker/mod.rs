@@ -6,6 +6,7 @@
 //! never imports actix. It reads time only from its `Clock`, and keeps its
 //! durable state in a `Store`.
 
+pub mod admin;
 pub mod clock;
 pub mod schedule;
 mod wakers;
@@ -181,6 +182,7 @@ pub struct Broker {
     metrics: Arc<Metrics>,
     shutting_down: AtomicBool,
     shutdown: Notify,
+    observed: admin::Observed,
 }
 
 impl Broker {
@@ -220,6 +222,7 @@ impl Broker {
             metrics: Arc::new(Metrics::default()),
             shutting_down: AtomicBool::new(false),
             shutdown: Notify::new(),
+            observed: admin::Observed::default(),
         }))
     }
 
@@ -259,6 +262,7 @@ impl Broker {
         // For each publish: its id, and the range of `copies` it made.
         let mut spans = Vec::with_capacity(tasks.len());
         let mut discarded = 0;
+        let mut accepted = Vec::with_capacity(tasks.len());
         for mut new in tasks {
             let publish_id = TaskId::new_publish();
             let start = copies.len();
@@ -282,6 +286,7 @@ impl Broker {
                 return Err(BrokerError::TooManyCopies(targets.len()));
             }
             let data = Arc::new(std::mem::take(&mut new.data));
+            accepted.push(Arc::clone(&data));
             for (index, (queue, worker_queue)) in targets.into_iter().enumerate() {
                 let id = publish_id.copy(index as u16);
                 copies.push(self.make_copy(
@@ -321,6 +326,7 @@ impl Broker {
                 ..Counters::default()
             })
             .await?;
+        self.observed.published(accepted);
         for lane in dedup(ready_lanes) {
             self.wakers.wake(&lane);
         }
@@ -944,6 +950,7 @@ impl Broker {
         if !self.shutting_down.load(Ordering::SeqCst) {
             self.fire_due(now).await?;
         }
+        self.sample_counters(now).await?;
         // Rate-limited queues earn tokens as time passes: let their waiting
         // workers try again.
         for (queue, settings) in self.store.queue_settings().await? {

@@ -31,6 +31,13 @@ impl Wakers {
         }
     }
 
+    /// Wakes every waiting worker (after an operator's bulk change).
+    pub fn wake_all(&self) {
+        for n in self.lanes.iter() {
+            n.notify_waiters();
+        }
+    }
+
     /// The notifiers of `lanes`, to wait on with [`arm`]. Take them
     /// before trying to claim, so that a copy made ready between the attempt
     /// and the wait is not missed.

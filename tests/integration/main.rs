@@ -1,6 +1,7 @@
 //! Integration tests, compiled into one binary: the real server on a random
 //! port over real HTTP, and the storage conformance suite.
 
+mod admin;
 mod bad_input;
 mod bench;
 mod client;

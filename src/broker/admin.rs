@@ -1,0 +1,331 @@
+//! What operators do besides the API's own calls: retry or remove failed
+//! copies, run scheduled ones now, break singular locks, try tasks and
+//! interests against the matcher, and keep an audit log of it all. The
+//! management site (`crate::web`) is its only caller.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::{Broker, BrokerError, Result};
+use crate::model::{
+    identity, AuditEntry, Counters, HeldLock, LockKind, Millis, QueueName, Task, TaskId, TaskState,
+};
+use crate::store::{Page, RetryTarget, TaskSelector};
+
+/// Published tasks remembered for trying interests against.
+pub const RECENT_KEPT: usize = 1000;
+/// How often the totals are sampled for the throughput chart.
+pub const SAMPLE_EVERY_MS: u64 = 5_000;
+/// Samples kept: six minutes at one per five seconds.
+pub const SAMPLES_KEPT: usize = 73;
+
+/// The totals at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub at: Millis,
+    pub counters: Counters,
+}
+
+/// In-memory views the site shows: recent publishes and the totals over
+/// time. Per node, and empty after a restart.
+#[derive(Debug, Default)]
+pub(crate) struct Observed {
+    recent: std::sync::Mutex<VecDeque<Arc<Map<String, Value>>>>,
+    samples: std::sync::Mutex<VecDeque<Sample>>,
+}
+
+impl Observed {
+    pub(crate) fn published(&self, batch: impl IntoIterator<Item = Arc<Map<String, Value>>>) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.extend(batch);
+        let excess = recent.len().saturating_sub(RECENT_KEPT);
+        recent.drain(..excess);
+    }
+
+    /// Whether a sample is due at `now`.
+    pub(crate) fn sample_due(&self, now: Millis) -> bool {
+        let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        samples
+            .back()
+            .is_none_or(|s| now.since(s.at) >= SAMPLE_EVERY_MS)
+    }
+
+    pub(crate) fn sample(&self, sample: Sample) {
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        samples.push_back(sample);
+        if samples.len() > SAMPLES_KEPT {
+            samples.pop_front();
+        }
+    }
+}
+
+/// How a candidate interest would have routed the recent publishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preview {
+    /// Recent publishes looked at.
+    pub considered: usize,
+    /// How many of them the candidate takes.
+    pub matched: usize,
+    /// Up to five of those, newest first.
+    pub examples: Vec<Arc<Map<String, Value>>>,
+}
+
+/// One queue a tried task reaches, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reach {
+    pub queue: String,
+    /// (field, pattern, value) of each matching field; empty for `"*"`.
+    pub fields: Vec<(String, String, String)>,
+}
+
+impl Broker {
+    /// A page of copies in `state` (of `queue`, when given).
+    pub async fn list_tasks(
+        &self,
+        queue: Option<&QueueName>,
+        state: TaskState,
+        page: Page,
+    ) -> Result<Vec<Task>> {
+        Ok(self.store.list_tasks(queue, state, page).await?)
+    }
+
+    /// One copy, with its history.
+    pub async fn task(&self, id: TaskId) -> Result<Task> {
+        self.store
+            .task(id)
+            .await?
+            .ok_or(BrokerError::UnknownTask(id))
+    }
+
+    /// Every copy the publish of `id` made.
+    pub async fn lineage(&self, id: TaskId) -> Result<Vec<Task>> {
+        Ok(self.store.tasks_of_publish(id.publish()).await?)
+    }
+
+    /// Gives failed copies a fresh set of attempts.
+    pub async fn retry(&self, target: RetryTarget, actor: &str) -> Result<Vec<TaskId>> {
+        let what = match &target {
+            RetryTarget::Task(id) => id.to_string(),
+            RetryTarget::Failed(Some(q)) => format!("failed of {q}"),
+            RetryTarget::Failed(None) => "every failed task".into(),
+        };
+        let retried = self.store.retry_failed(target, self.clock.now()).await?;
+        self.wakers.wake_all();
+        let detail = format!("{} task(s)", retried.len());
+        self.audit_event(actor, "retry", &what, Some(detail))
+            .await?;
+        Ok(retried)
+    }
+
+    /// Retries a failed copy with new data: a new publish of one copy in the
+    /// same queue, which the original names.
+    pub async fn retry_with_data(
+        &self,
+        id: TaskId,
+        data: Map<String, Value>,
+        actor: &str,
+    ) -> Result<TaskId> {
+        let old = self.task(id).await?;
+        let now = self.clock.now();
+        let publish = TaskId::new_publish();
+        let data = Arc::new(data);
+        let replacement = Task {
+            task_id: publish.copy(0),
+            publish_id: publish,
+            fingerprint: if old.singularly_enqueue || old.singularly_run {
+                identity(old.key.as_deref(), &data)
+            } else {
+                String::new()
+            },
+            data: Arc::clone(&data),
+            state: TaskState::Ready,
+            attempt: 0,
+            created_at: now,
+            run_at: now,
+            expire_at: None,
+            worker_id: None,
+            lease_until: None,
+            started_at: None,
+            finished_at: None,
+            fail_reason: None,
+            progress: None,
+            output: None,
+            cancelled: false,
+            history: Vec::new(),
+            ..old
+        };
+        let lane = replacement.lane();
+        let new_id = self.store.retry_edited(id, replacement, now).await?;
+        self.wakers.wake(&lane);
+        self.audit_event(
+            actor,
+            "edit_retry",
+            &id.to_string(),
+            Some(format!("as {new_id}")),
+        )
+        .await?;
+        Ok(new_id)
+    }
+
+    /// Makes a scheduled copy ready now.
+    pub async fn run_now(&self, id: TaskId, actor: &str) -> Result<Task> {
+        let task = self.store.run_now(id, self.clock.now()).await?;
+        self.wakers.wake(&task.lane());
+        self.audit_event(actor, "run_now", &id.to_string(), None)
+            .await?;
+        Ok(task)
+    }
+
+    /// Removes one copy, whatever its state.
+    pub async fn remove_task(&self, id: TaskId, actor: &str) -> Result<()> {
+        if self.store.delete_tasks(TaskSelector::Task(id)).await? == 0 {
+            return Err(BrokerError::UnknownTask(id));
+        }
+        self.audit_event(actor, "remove", &id.to_string(), None)
+            .await
+    }
+
+    /// Removes every failed copy (of `queue`, when given).
+    pub async fn remove_failed(&self, queue: Option<QueueName>, actor: &str) -> Result<u64> {
+        let what = queue
+            .as_ref()
+            .map_or("every failed task".into(), |q| format!("failed of {q}"));
+        let n = self.store.delete_tasks(TaskSelector::Failed(queue)).await?;
+        self.audit_event(actor, "remove_failed", &what, Some(format!("{n} task(s)")))
+            .await?;
+        Ok(n)
+    }
+
+    /// Removes every copy in a queue but its completed history; its
+    /// interests stay.
+    pub async fn clear_queue(&self, queue: &QueueName, actor: &str) -> Result<u64> {
+        let n = self
+            .store
+            .delete_tasks(TaskSelector::Queue(queue.clone()))
+            .await?;
+        self.audit_event(
+            actor,
+            "clear_queue",
+            queue.as_str(),
+            Some(format!("{n} task(s)")),
+        )
+        .await?;
+        Ok(n)
+    }
+
+    pub async fn locks(&self) -> Result<Vec<HeldLock>> {
+        Ok(self.store.locks().await?)
+    }
+
+    /// Releases a singular lock; its twins may then be enqueued or run.
+    pub async fn break_lock(&self, holder: TaskId, kind: LockKind, actor: &str) -> Result<bool> {
+        let broken = self
+            .store
+            .break_lock(holder, kind, self.clock.now())
+            .await?;
+        if broken {
+            self.wakers.wake_all();
+            let target = format!("{} lock of {holder}", kind.as_str());
+            self.audit_event(actor, "break_lock", &target, None).await?;
+        }
+        Ok(broken)
+    }
+
+    /// Records an operator's action.
+    pub async fn audit_event(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: Option<String>,
+    ) -> Result<()> {
+        tracing::info!(role = actor, action, target, "operator action");
+        Ok(self
+            .store
+            .append_audit(AuditEntry {
+                at: self.clock.now(),
+                role: actor.to_owned(),
+                action: action.to_owned(),
+                target: target.to_owned(),
+                detail,
+            })
+            .await?)
+    }
+
+    /// A page of the audit log, newest first, and its length.
+    pub async fn audit(&self, page: Page) -> Result<(u64, Vec<AuditEntry>)> {
+        Ok(self.store.audit(page).await?)
+    }
+
+    /// Totals sampled every few seconds, oldest first (this node's view).
+    pub fn samples(&self) -> Vec<Sample> {
+        let samples = self
+            .observed
+            .samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        samples.iter().copied().collect()
+    }
+
+    /// Samples the totals when one is due.
+    pub(crate) async fn sample_counters(&self, now: Millis) -> Result<()> {
+        if self.observed.sample_due(now) {
+            let counters = self.store.counters().await?;
+            self.observed.sample(Sample { at: now, counters });
+        }
+        Ok(())
+    }
+
+    /// Which queues `data` would reach now, and by which field and pattern.
+    pub fn try_task(&self, data: &Map<String, Value>) -> Vec<Reach> {
+        self.routes
+            .load()
+            .matcher
+            .explain(data)
+            .into_iter()
+            .map(|e| Reach {
+                queue: e.queue.to_owned(),
+                fields: e
+                    .fields
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.field.to_string(),
+                            h.pattern.to_string(),
+                            h.value.to_string(),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// How `interests` (not saved) would have routed the last `n` publishes
+    /// this node accepted.
+    pub fn preview_interests(
+        &self,
+        queue: &QueueName,
+        interests: &Value,
+        n: usize,
+    ) -> Result<Preview> {
+        let parsed =
+            interest::Interests::parse(queue.as_str(), interests, &self.settings.interest_limits)?;
+        let recent: Vec<Arc<Map<String, Value>>> = {
+            let recent = self
+                .observed
+                .recent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            recent.iter().rev().take(n).cloned().collect()
+        };
+        let matching: Vec<&Arc<Map<String, Value>>> =
+            recent.iter().filter(|d| parsed.matches(d)).collect();
+        Ok(Preview {
+            considered: recent.len(),
+            matched: matching.len(),
+            examples: matching.into_iter().take(5).cloned().collect(),
+        })
+    }
+}

@@ -1,0 +1,1275 @@
+//! The site's pages and actions. Pages read through the broker; actions
+//! change state through it (which keeps the audit log) and answer with a
+//! redirect (303) to the page to look at next, carrying a short message.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use askama::Template;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::csrf;
+use super::view::{self, Pager, TaskRow, PAGE_SIZE};
+use crate::api::error::ApiError;
+use crate::api::AppState;
+use crate::broker::admin::{Preview, Reach, Sample};
+use crate::broker::BrokerError;
+use crate::model::{
+    Counters, LockKind, Millis, QueueCounts, QueueName, Task, TaskId, TaskState, WorkerId,
+    WorkerState,
+};
+use crate::store::{Page, RetryTarget};
+
+type Data = web::Data<AppState>;
+
+// ----- plumbing -------------------------------------------------------------
+
+/// An error shown as a page: the same status and message the API gives.
+#[derive(Debug)]
+pub struct PageError(ApiError);
+
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: Into<ApiError>> From<E> for PageError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    chrome: Chrome,
+    status: u16,
+    reason: &'a str,
+    message: &'a str,
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        self.0.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let page = ErrorPage {
+            chrome: Chrome::bare("Something went wrong"),
+            status: self.0.status.as_u16(),
+            reason: self.0.status.canonical_reason().unwrap_or("Error"),
+            message: &self.0.message,
+        };
+        let body = page.render().unwrap_or_else(|_| self.0.message.clone());
+        HttpResponse::build(self.0.status)
+            .content_type("text/html; charset=utf-8")
+            .body(body)
+    }
+}
+
+fn bad(field: &str, why: impl std::fmt::Display) -> PageError {
+    PageError(ApiError::invalid(field, why))
+}
+
+type Res = Result<HttpResponse, PageError>;
+
+/// What every page shows around its content.
+#[derive(Debug, Clone)]
+struct Chrome {
+    title: String,
+    /// The navigation entry to mark as current.
+    active: &'static str,
+    csrf: String,
+    /// The outcome of the action that led here.
+    flash: Option<String>,
+    role: String,
+}
+
+/// One entry of the site's navigation.
+#[derive(Debug, Clone, Copy)]
+struct NavItem(&'static str, &'static str, &'static str);
+
+const NAV: [NavItem; 8] = [
+    NavItem("overview", "/admin", "Overview"),
+    NavItem("queues", "/admin/queues", "Queues"),
+    NavItem("workers", "/admin/workers", "Workers"),
+    NavItem("failed", "/admin/failed", "Failed"),
+    NavItem("scheduled", "/admin/scheduled", "Scheduled"),
+    NavItem("interests", "/admin/interests", "Interests"),
+    NavItem("locks", "/admin/locks", "Locks"),
+    NavItem("audit", "/admin/audit", "Audit log"),
+];
+
+impl Chrome {
+    fn nav(&self) -> &'static [NavItem] {
+        &NAV
+    }
+
+    fn new(req: &HttpRequest, title: impl Into<String>, active: &'static str) -> Self {
+        let flash = web::Query::<BTreeMap<String, String>>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.get("done").cloned())
+            .filter(|m| !m.is_empty());
+        Self {
+            title: title.into(),
+            active,
+            csrf: req
+                .extensions()
+                .get::<csrf::Token>()
+                .map(|t| t.0.clone())
+                .unwrap_or_default(),
+            flash,
+            role: actor(req),
+        }
+    }
+
+    fn bare(title: &str) -> Self {
+        Self {
+            title: title.into(),
+            active: "",
+            csrf: String::new(),
+            flash: None,
+            role: String::new(),
+        }
+    }
+}
+
+/// Who acts, for the audit log: the roles of the caller's key, or `open`
+/// when auth is off.
+fn actor(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<crate::api::CallerRoles>()
+        .map(|r| {
+            r.0.iter()
+                .map(|role| role.as_str())
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .unwrap_or_else(|| "open".into())
+}
+
+fn render(page: impl Template) -> Res {
+    let body = page
+        .render()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "render", e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body))
+}
+
+/// After an action: go to `to`, saying what was done.
+fn see_other(to: &str, done: &str) -> HttpResponse {
+    let sep = if to.contains('?') { '&' } else { '?' };
+    let done: String = url_encode(done);
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("{to}{sep}done={done}")))
+        .finish()
+}
+
+fn url_encode(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)])
+        .map(|e| e.trim_start_matches('=').to_owned())
+        .unwrap_or_default()
+}
+
+/// A submitted form, once its CSRF token is checked.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn read(req: &HttpRequest, body: &[u8]) -> Result<Self, PageError> {
+        let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+            .map_err(|e| bad("form", format!("not a form submission: {e}")))?;
+        let form = Self(fields);
+        if !csrf::valid(req, form.get(csrf::FIELD)) {
+            return Err(PageError(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "`csrf`: this form expired or came from another site; reload the page and submit it again",
+            )));
+        }
+        Ok(form)
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn required(&self, name: &str) -> Result<&str, PageError> {
+        self.get(name)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| PageError(ApiError::missing(name)))
+    }
+
+    /// Where to go after the action: a page of the site, or `default`.
+    fn back<'a>(&'a self, default: &'a str) -> &'a str {
+        self.get("back")
+            .filter(|b| b.starts_with("/admin") && !b.contains("//") && !b.contains('\\'))
+            .unwrap_or(default)
+    }
+}
+
+fn task_id(raw: &str) -> Result<TaskId, PageError> {
+    raw.parse()
+        .map_err(|e| bad("taskId", format!("`{raw}` is not a task id: {e}")))
+}
+
+fn queue_name(raw: &str) -> Result<QueueName, PageError> {
+    QueueName::parse(raw).map_err(|e| bad("queue", e))
+}
+
+fn json_object(field: &str, raw: &str) -> Result<Map<String, Value>, PageError> {
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(bad(
+            field,
+            "must be a JSON object, like {\"kind\": \"email\"}",
+        )),
+        Err(e) => Err(bad(field, format!("is not valid JSON: {e}"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    page: Option<usize>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    queue: Option<String>,
+    #[serde(default)]
+    edit: Option<String>,
+    #[serde(default, rename = "done")]
+    _done: Option<String>,
+}
+
+impl ListQuery {
+    fn page(&self) -> usize {
+        self.page.unwrap_or(1).max(1)
+    }
+}
+
+// ----- overview -------------------------------------------------------------
+
+/// Rates per second between samples, as SVG polyline points.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct Chart {
+    published: String,
+    completed: String,
+    failed: String,
+    peak: u64,
+    minutes: u64,
+}
+
+const CHART_W: f64 = 600.0;
+const CHART_H: f64 = 120.0;
+
+fn chart(samples: &[Sample]) -> Chart {
+    if samples.len() < 2 {
+        return Chart::default();
+    }
+    let rate = |pick: fn(&Counters) -> u64| -> Vec<f64> {
+        samples
+            .windows(2)
+            .map(|w| {
+                let secs = (w[1].at.since(w[0].at) as f64 / 1000.0).max(0.001);
+                pick(&w[1].counters).saturating_sub(pick(&w[0].counters)) as f64 / secs
+            })
+            .collect()
+    };
+    let series = [
+        rate(|c| c.published),
+        rate(|c| c.completed),
+        rate(|c| c.failed),
+    ];
+    let peak = series
+        .iter()
+        .flatten()
+        .fold(0.0f64, |a, &b| a.max(b))
+        .max(1.0);
+    let points = |values: &[f64]| -> String {
+        let n = values.len().max(2) - 1;
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let x = i as f64 / n as f64 * CHART_W;
+                let y = CHART_H - v / peak * (CHART_H - 10.0);
+                format!("{x:.1},{y:.1}")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    Chart {
+        published: points(&series[0]),
+        completed: points(&series[1]),
+        failed: points(&series[2]),
+        peak: peak.ceil() as u64,
+        minutes: samples
+            .last()
+            .map_or(0, |l| l.at.since(samples[0].at) / 60_000),
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct QueueLine {
+    name: String,
+    ready: u64,
+    scheduled: u64,
+    running: u64,
+    failed: u64,
+    paused: bool,
+    interests: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Overview {
+    totals: Vec<(&'static str, &'static str, u64)>,
+    chart: Chart,
+    queues: Vec<QueueLine>,
+    queue_count: usize,
+    workers: Vec<(&'static str, usize)>,
+    worker_count: usize,
+}
+
+/// Queues shown on the overview; the queues page has them all.
+const OVERVIEW_QUEUES: usize = 25;
+
+async fn overview_data(state: &AppState) -> Result<Overview, PageError> {
+    let broker = &state.broker;
+    let c = broker.counters().await?;
+    let queues = broker.queues().await?;
+    let workers = broker.workers().await?;
+    let by_state = |s: WorkerState| workers.iter().filter(|w| w.state == s).count();
+    Ok(Overview {
+        totals: vec![
+            ("published", "Published", c.published),
+            ("routed", "Routed copies", c.routed),
+            ("discarded", "Discarded", c.discarded),
+            ("completed", "Completed", c.completed),
+            ("failed", "Failed", c.failed),
+            ("retried", "Retried", c.retried),
+        ],
+        chart: chart(&broker.samples()),
+        queue_count: queues.len(),
+        queues: queues
+            .iter()
+            .take(OVERVIEW_QUEUES)
+            .map(|(q, c)| line(q, c, false, String::new()))
+            .collect(),
+        workers: vec![
+            ("IDLE", by_state(WorkerState::Idle)),
+            ("PROCESSING", by_state(WorkerState::Processing)),
+            ("STALE", by_state(WorkerState::Stale)),
+        ],
+        worker_count: workers.len(),
+    })
+}
+
+fn line(q: &QueueName, c: &QueueCounts, paused: bool, interests: String) -> QueueLine {
+    QueueLine {
+        name: q.to_string(),
+        ready: c.ready,
+        scheduled: c.scheduled,
+        running: c.running,
+        failed: c.failed,
+        paused,
+        interests,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    chrome: Chrome,
+    o: Overview,
+}
+
+pub async fn overview(req: HttpRequest, state: Data) -> Res {
+    let o = overview_data(&state).await?;
+    render(OverviewPage {
+        chrome: Chrome::new(&req, "Overview", "overview"),
+        o,
+    })
+}
+
+/// The overview's numbers, for its live refresh.
+pub async fn overview_json(state: Data) -> Res {
+    let o = overview_data(&state).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(o))
+}
+
+pub async fn asset(path: web::Path<String>) -> Res {
+    let (body, kind) = match path.as_str() {
+        "admin.css" => (include_str!("../../web/static/admin.css"), "text/css"),
+        "admin.js" => (include_str!("../../web/static/admin.js"), "text/javascript"),
+        other => {
+            return Err(PageError(ApiError::not_found(
+                "not_found",
+                format!("no file `{other}`"),
+            )))
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(format!("{kind}; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "max-age=300"))
+        .body(body))
+}
+
+pub async fn not_found(req: HttpRequest) -> Res {
+    Err(PageError(ApiError::not_found(
+        "not_found",
+        format!("there is no page at {}", req.path()),
+    )))
+}
+
+// ----- queues ---------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "queues.html")]
+struct QueuesPage {
+    chrome: Chrome,
+    queues: Vec<QueueLine>,
+    pager: Pager,
+}
+
+const QUEUES_PER_PAGE: usize = 100;
+
+pub async fn queues(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
+    let page = q.page();
+    let all = state.broker.queues().await?;
+    let interests = state.broker.interests().await;
+    let mut lines = Vec::new();
+    for (name, counts) in all
+        .iter()
+        .skip((page - 1) * QUEUES_PER_PAGE)
+        .take(QUEUES_PER_PAGE)
+    {
+        let paused = state.broker.queue_settings(name).await?.paused;
+        let shown = interests
+            .get(name)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "none: it receives no new tasks".into());
+        lines.push(line(name, counts, paused, shown));
+    }
+    let mut pager = Pager::new("/admin/queues?", page, None, 0);
+    pager.pages = Some(all.len().div_ceil(QUEUES_PER_PAGE).max(1));
+    pager.total = Some(all.len() as u64);
+    pager.next =
+        (page * QUEUES_PER_PAGE < all.len()).then(|| format!("/admin/queues?page={}", page + 1));
+    render(QueuesPage {
+        chrome: Chrome::new(&req, "Queues", "queues"),
+        queues: lines,
+        pager,
+    })
+}
+
+/// The states a queue page lists, with whether the store counts them.
+const LISTED: [TaskState; 5] = [
+    TaskState::Ready,
+    TaskState::Scheduled,
+    TaskState::Running,
+    TaskState::Failed,
+    TaskState::Completed,
+];
+
+fn parse_state(raw: Option<&str>) -> Result<TaskState, PageError> {
+    match raw {
+        None => Ok(TaskState::Ready),
+        Some(s) => LISTED.into_iter().find(|l| l.as_str() == s).ok_or_else(|| {
+            bad(
+                "state",
+                "is one of ready, scheduled, running, failed, completed",
+            )
+        }),
+    }
+}
+
+fn count_of(c: &QueueCounts, s: TaskState) -> Option<u64> {
+    match s {
+        TaskState::Ready => Some(c.ready),
+        TaskState::Scheduled => Some(c.scheduled),
+        TaskState::Running => Some(c.running),
+        TaskState::Failed => Some(c.failed),
+        _ => None,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "queue.html")]
+struct QueuePage {
+    chrome: Chrome,
+    name: String,
+    url_name: String,
+    paused: bool,
+    interests: Option<String>,
+    tabs: Vec<(&'static str, Option<u64>, bool)>,
+    state: &'static str,
+    rows: Vec<TaskRow>,
+    pager: Pager,
+    back: String,
+}
+
+pub async fn queue(
+    req: HttpRequest,
+    state: Data,
+    path: web::Path<String>,
+    q: web::Query<ListQuery>,
+) -> Res {
+    let name = queue_name(&path)?;
+    let listing = parse_state(q.state.as_deref())?;
+    let page = q.page();
+    let broker = &state.broker;
+    let counts = broker.queue_counts(&name).await?;
+    let interests = broker.interests().await.get(&name).map(view::pretty);
+    let paused = broker.queue_settings(&name).await?.paused;
+    let tasks = broker
+        .list_tasks(
+            Some(&name),
+            listing,
+            Page {
+                offset: Pager::offset(page),
+                limit: PAGE_SIZE,
+            },
+        )
+        .await?;
+    let now = broker.now();
+    let url_name = url_encode(name.as_str());
+    let base = format!("/admin/queues/{url_name}?state={}&", listing.as_str());
+    render(QueuePage {
+        chrome: Chrome::new(&req, format!("Queue {name}"), "queues"),
+        back: format!("{base}page={page}"),
+        pager: Pager::new(&base, page, count_of(&counts, listing), tasks.len()),
+        rows: tasks.iter().map(|t| TaskRow::of(t, now)).collect(),
+        tabs: LISTED
+            .iter()
+            .map(|s| (s.as_str(), count_of(&counts, *s), *s == listing))
+            .collect(),
+        state: listing.as_str(),
+        name: name.to_string(),
+        url_name,
+        paused,
+        interests,
+    })
+}
+
+pub async fn clear_queue(
+    req: HttpRequest,
+    state: Data,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Res {
+    let form = Form::read(&req, &body)?;
+    let name = queue_name(&path)?;
+    let n = state.broker.clear_queue(&name, &actor(&req)).await?;
+    Ok(see_other(
+        form.back(&format!("/admin/queues/{}", url_encode(name.as_str()))),
+        &format!("Cleared {name}: {n} task(s) removed"),
+    ))
+}
+
+pub async fn delete_queue(
+    req: HttpRequest,
+    state: Data,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Res {
+    let form = Form::read(&req, &body)?;
+    let name = queue_name(&path)?;
+    if form.get("confirm").map(str::trim) != Some(name.as_str()) {
+        return Err(bad(
+            "confirm",
+            format!("type the queue's name, `{name}`, to delete it"),
+        ));
+    }
+    let n = state.broker.delete_queue(&name).await?;
+    state
+        .broker
+        .audit_event(
+            &actor(&req),
+            "delete_queue",
+            name.as_str(),
+            Some(format!("{n} task(s)")),
+        )
+        .await?;
+    Ok(see_other(
+        "/admin/queues",
+        &format!("Deleted queue {name} and {n} task(s)"),
+    ))
+}
+
+pub async fn pause_queue(
+    req: HttpRequest,
+    state: Data,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Res {
+    let form = Form::read(&req, &body)?;
+    let name = queue_name(&path)?;
+    let paused = match form.required("paused")? {
+        "true" => true,
+        "false" => false,
+        other => return Err(bad("paused", format!("is true or false, not `{other}`"))),
+    };
+    state
+        .broker
+        .update_queue_settings(&name, None, None, Some(paused))
+        .await?;
+    let action = if paused { "pause" } else { "resume" };
+    state
+        .broker
+        .audit_event(&actor(&req), action, name.as_str(), None)
+        .await?;
+    Ok(see_other(
+        form.back(&format!("/admin/queues/{}", url_encode(name.as_str()))),
+        &format!("{} {name}", if paused { "Paused" } else { "Resumed" }),
+    ))
+}
+
+// ----- tasks ----------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "task.html")]
+struct TaskPage {
+    chrome: Chrome,
+    t: Task,
+    fields: Vec<(&'static str, String)>,
+    data: String,
+    output: Option<String>,
+    progress: Option<String>,
+    history: Vec<(String, String, String, String)>,
+    lineage: Vec<TaskRow>,
+    routed_by: Vec<(String, String, String)>,
+    back: String,
+}
+
+pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res {
+    let id = task_id(&path)?;
+    let broker = &state.broker;
+    let t = match broker.task(id).await {
+        Ok(t) => t,
+        // A publish's id: show its first copy, whose lineage lists the rest.
+        Err(BrokerError::UnknownTask(_)) => match broker.lineage(id).await?.into_iter().next() {
+            Some(first) if id == id.publish() => {
+                return Ok(HttpResponse::Found()
+                    .insert_header((header::LOCATION, format!("/admin/tasks/{}", first.task_id)))
+                    .finish())
+            }
+            _ => return Err(BrokerError::UnknownTask(id).into()),
+        },
+        Err(e) => return Err(e.into()),
+    };
+    let now = broker.now();
+    let opt_time = |m: Option<Millis>| m.map(view::time).unwrap_or_else(|| "—".into());
+    let fields = vec![
+        ("Task id", t.task_id.to_string()),
+        ("Publish id", t.publish_id.to_string()),
+        ("Queue", t.queue.to_string()),
+        ("State", t.state.as_str().to_owned()),
+        ("Key", t.key.clone().unwrap_or_else(|| "—".into())),
+        ("Priority", t.priority.0.to_string()),
+        ("Attempts", format!("{} of {}", t.attempt, t.max_attempts)),
+        ("Publisher", t.publisher.clone()),
+        (
+            "Created",
+            format!(
+                "{} ({})",
+                view::time(t.created_at),
+                view::relative(t.created_at, now)
+            ),
+        ),
+        ("Run at", view::time(t.run_at)),
+        ("Expires", opt_time(t.expire_at)),
+        (
+            "Worker",
+            t.worker_id
+                .map(|w| w.to_string())
+                .unwrap_or_else(|| "—".into()),
+        ),
+        ("Lease until", opt_time(t.lease_until)),
+        ("Started", opt_time(t.started_at)),
+        ("Finished", opt_time(t.finished_at)),
+        (
+            "Last failure",
+            t.fail_reason.clone().unwrap_or_else(|| "—".into()),
+        ),
+        (
+            "Singular rules",
+            match (t.singularly_enqueue, t.singularly_run) {
+                (true, true) => "enqueue and run".into(),
+                (true, false) => "enqueue".into(),
+                (false, true) => "run".into(),
+                (false, false) => "none".into(),
+            },
+        ),
+    ];
+    let history = t
+        .history
+        .iter()
+        .map(|e| {
+            (
+                view::time(e.at),
+                e.event.clone(),
+                e.worker_id.map(|w| w.to_string()).unwrap_or_default(),
+                e.detail.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let lineage = broker
+        .lineage(id)
+        .await?
+        .iter()
+        .map(|c| TaskRow::of(c, now))
+        .collect();
+    let routed_by = broker
+        .try_task(&t.data)
+        .into_iter()
+        .find(|r| r.queue == t.queue.as_str())
+        .map(|r| r.fields)
+        .unwrap_or_default();
+    render(TaskPage {
+        chrome: Chrome::new(&req, format!("Task {id}"), ""),
+        back: format!("/admin/tasks/{id}"),
+        data: view::pretty(&Value::Object((*t.data).clone())),
+        output: t.output.as_ref().map(view::pretty),
+        progress: t.progress.as_ref().map(view::pretty),
+        fields,
+        history,
+        lineage,
+        routed_by,
+        t,
+    })
+}
+
+pub async fn retry_task(
+    req: HttpRequest,
+    state: Data,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Res {
+    let form = Form::read(&req, &body)?;
+    let id = task_id(&path)?;
+    state
+        .broker
+        .retry(RetryTarget::Task(id), &actor(&req))
+        .await?;
+    Ok(see_other(
+        form.back(&format!("/admin/tasks/{id}")),
+        &format!("Task {id} will run again"),
+    ))
+}
+
+pub async fn edit_task(
+    req: HttpRequest,
+    state: Data,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Res {
+    let form = Form::read(&req, &body)?;
+    let id = task_id(&path)?;
+    let data = json_object("data", form.required("data")?)?;
+    let new_id = state.broker.retry_with_data(id, data, &actor(&req)).await?;
+    Ok(see_other(
+        &format!("/admin/tasks/{new_id}"),
+        &format!("Retried {id} with the new data as this task"),
+    ))
+}
+
+pub async fn remove_task(
+    req: HttpRequest,
+    state: Data,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Res {
+    let form = Form::read(&req, &body)?;
+    let id = task_id(&path)?;
+    let queue = state.broker.task(id).await?.queue;
+    state.broker.remove_task(id, &actor(&req)).await?;
+    let fallback = format!("/admin/queues/{}", url_encode(queue.as_str()));
+    let back = match form.back(&fallback) {
+        // The task's own page is gone.
+        b if b.starts_with(&format!("/admin/tasks/{id}")) => fallback.as_str(),
+        b => b,
+    };
+    Ok(see_other(back, &format!("Removed task {id}")))
+}
+
+pub async fn run_now(
+    req: HttpRequest,
+    state: Data,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Res {
+    let form = Form::read(&req, &body)?;
+    let id = task_id(&path)?;
+    state.broker.run_now(id, &actor(&req)).await?;
+    Ok(see_other(
+        form.back(&format!("/admin/tasks/{id}")),
+        &format!("Task {id} is ready now"),
+    ))
+}
+
+// ----- failed and scheduled -------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "failed.html")]
+struct FailedPage {
+    chrome: Chrome,
+    rows: Vec<TaskRow>,
+    pager: Pager,
+    queue: Option<String>,
+    back: String,
+}
+
+async fn total_of(
+    state: &AppState,
+    s: TaskState,
+    queue: Option<&QueueName>,
+) -> Result<u64, PageError> {
+    let queues = state.broker.queues().await?;
+    Ok(queues
+        .iter()
+        .filter(|(q, _)| queue.is_none_or(|want| *q == want))
+        .filter_map(|(_, c)| count_of(c, s))
+        .sum())
+}
+
+pub async fn failed(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
+    let page = q.page();
+    let queue = q
+        .queue
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(queue_name)
+        .transpose()?;
+    let tasks = state
+        .broker
+        .list_tasks(
+            queue.as_ref(),
+            TaskState::Failed,
+            Page {
+                offset: Pager::offset(page),
+                limit: PAGE_SIZE,
+            },
+        )
+        .await?;
+    let total = total_of(&state, TaskState::Failed, queue.as_ref()).await?;
+    let base = match &queue {
+        Some(q) => format!("/admin/failed?queue={}&", url_encode(q.as_str())),
+        None => "/admin/failed?".into(),
+    };
+    let now = state.broker.now();
+    render(FailedPage {
+        chrome: Chrome::new(&req, "Failed tasks", "failed"),
+        back: format!("{base}page={page}"),
+        pager: Pager::new(&base, page, Some(total), tasks.len()),
+        rows: tasks.iter().map(|t| TaskRow::of(t, now)).collect(),
+        queue: queue.map(|q| q.to_string()),
+    })
+}
+
+fn queue_field(form: &Form) -> Result<Option<QueueName>, PageError> {
+    form.get("queue")
+        .filter(|q| !q.is_empty())
+        .map(queue_name)
+        .transpose()
+}
+
+pub async fn retry_all(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
+    let form = Form::read(&req, &body)?;
+    let queue = queue_field(&form)?;
+    let retried = state
+        .broker
+        .retry(RetryTarget::Failed(queue), &actor(&req))
+        .await?;
+    Ok(see_other(
+        form.back("/admin/failed"),
+        &format!("{} failed task(s) will run again", retried.len()),
+    ))
+}
+
+pub async fn remove_all(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
+    let form = Form::read(&req, &body)?;
+    let queue = queue_field(&form)?;
+    let n = state.broker.remove_failed(queue, &actor(&req)).await?;
+    Ok(see_other(
+        form.back("/admin/failed"),
+        &format!("Removed {n} failed task(s)"),
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "scheduled.html")]
+struct ScheduledPage {
+    chrome: Chrome,
+    rows: Vec<(TaskRow, String)>,
+    pager: Pager,
+    back: String,
+}
+
+pub async fn scheduled(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
+    let page = q.page();
+    let tasks = state
+        .broker
+        .list_tasks(
+            None,
+            TaskState::Scheduled,
+            Page {
+                offset: Pager::offset(page),
+                limit: PAGE_SIZE,
+            },
+        )
+        .await?;
+    let total = total_of(&state, TaskState::Scheduled, None).await?;
+    let now = state.broker.now();
+    render(ScheduledPage {
+        chrome: Chrome::new(&req, "Scheduled tasks", "scheduled"),
+        back: format!("/admin/scheduled?page={page}"),
+        pager: Pager::new("/admin/scheduled?", page, Some(total), tasks.len()),
+        rows: tasks
+            .iter()
+            .map(|t| (TaskRow::of(t, now), view::relative(t.run_at, now)))
+            .collect(),
+    })
+}
+
+// ----- workers --------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "workers.html")]
+struct WorkersPage {
+    chrome: Chrome,
+    workers: Vec<WorkerLine>,
+}
+
+struct WorkerLine {
+    id: String,
+    name: String,
+    queues: String,
+    state: &'static str,
+    running: Vec<String>,
+    last_seen: String,
+    registered: String,
+}
+
+pub async fn workers(req: HttpRequest, state: Data) -> Res {
+    let now = state.broker.now();
+    let workers = state
+        .broker
+        .workers()
+        .await?
+        .into_iter()
+        .map(|w| WorkerLine {
+            id: w.worker_id.to_string(),
+            name: w.name,
+            queues: w
+                .queues
+                .iter()
+                .map(|q| q.as_str())
+                .collect::<Vec<_>>()
+                .join(" → "),
+            state: match w.state {
+                WorkerState::Idle => "IDLE",
+                WorkerState::Processing => "PROCESSING",
+                WorkerState::Stale => "STALE",
+            },
+            running: w.running.iter().map(|t| t.to_string()).collect(),
+            last_seen: view::relative(w.last_seen, now),
+            registered: view::time(w.registered_at),
+        })
+        .collect();
+    render(WorkersPage {
+        chrome: Chrome::new(&req, "Workers", "workers"),
+        workers,
+    })
+}
+
+pub async fn remove_worker(
+    req: HttpRequest,
+    state: Data,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Res {
+    let form = Form::read(&req, &body)?;
+    let id: WorkerId = path
+        .parse()
+        .map_err(|e| bad("workerId", format!("`{path}` is not a worker id: {e}")))?;
+    state.broker.delete_worker(id).await?;
+    state
+        .broker
+        .audit_event(&actor(&req), "remove_worker", &id.to_string(), None)
+        .await?;
+    Ok(see_other(
+        form.back("/admin/workers"),
+        &format!("Removed worker {id}; its running tasks went back to their queues"),
+    ))
+}
+
+// ----- interests ------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "interests.html")]
+struct InterestsPage {
+    chrome: Chrome,
+    queues: Vec<(String, String, String)>,
+    /// The add/edit form's contents.
+    edit_queue: String,
+    edit_interests: String,
+    sample_task: String,
+    reach: Option<Vec<Reach>>,
+    preview: Option<Preview>,
+    preview_examples: Vec<String>,
+}
+
+/// Recent publishes a candidate interest is tried against.
+const PREVIEW_TASKS: usize = 1000;
+
+async fn interests_page(
+    req: &HttpRequest,
+    state: &AppState,
+    edit_queue: String,
+    edit_interests: String,
+    sample_task: String,
+    reach: Option<Vec<Reach>>,
+    preview: Option<Preview>,
+) -> Res {
+    let queues = state
+        .broker
+        .interests()
+        .await
+        .into_iter()
+        .map(|(q, v)| (q.to_string(), url_encode(q.as_str()), view::pretty(&v)))
+        .collect();
+    let preview_examples = preview
+        .as_ref()
+        .map(|p| p.examples.iter().map(|d| view::preview(d)).collect())
+        .unwrap_or_default();
+    render(InterestsPage {
+        chrome: Chrome::new(req, "Interests", "interests"),
+        queues,
+        edit_queue,
+        edit_interests,
+        sample_task,
+        reach,
+        preview,
+        preview_examples,
+    })
+}
+
+pub async fn interests(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
+    let (edit_queue, edit_interests) = match q.edit.as_deref() {
+        Some(name) => {
+            let queue = queue_name(name)?;
+            let current = state.broker.interests().await.get(&queue).cloned();
+            let current = current.ok_or(BrokerError::UnknownQueue(queue))?;
+            (name.to_owned(), view::pretty(&current))
+        }
+        None => (String::new(), String::new()),
+    };
+    interests_page(
+        &req,
+        &state,
+        edit_queue,
+        edit_interests,
+        String::new(),
+        None,
+        None,
+    )
+    .await
+}
+
+/// Saves a queue's interests, or (with `preview`) tries them against the
+/// recent publishes without saving.
+pub async fn save_interests(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
+    let form = Form::read(&req, &body)?;
+    let queue = queue_name(form.required("queue")?.trim())?;
+    let raw = form.required("interests")?;
+    let value: Value = serde_json::from_str(raw)
+        .map_err(|e| bad("interests", format!("is not valid JSON: {e}")))?;
+    if form.get("preview").is_some() {
+        let preview = state
+            .broker
+            .preview_interests(&queue, &value, PREVIEW_TASKS)?;
+        return interests_page(
+            &req,
+            &state,
+            queue.to_string(),
+            raw.to_owned(),
+            String::new(),
+            None,
+            Some(preview),
+        )
+        .await;
+    }
+    let saved = state.broker.set_interests(queue.clone(), &value).await?;
+    state
+        .broker
+        .audit_event(
+            &actor(&req),
+            "set_interests",
+            queue.as_str(),
+            Some(saved.to_string()),
+        )
+        .await?;
+    Ok(see_other(
+        "/admin/interests",
+        &format!("Saved the interests of {queue}"),
+    ))
+}
+
+pub async fn remove_interests(
+    req: HttpRequest,
+    state: Data,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Res {
+    Form::read(&req, &body)?;
+    let queue = queue_name(&path)?;
+    state.broker.delete_interests(&queue).await?;
+    state
+        .broker
+        .audit_event(&actor(&req), "remove_interests", queue.as_str(), None)
+        .await?;
+    Ok(see_other(
+        "/admin/interests",
+        &format!("Removed the interests of {queue}: it receives no new tasks"),
+    ))
+}
+
+pub async fn try_task(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
+    let form = Form::read(&req, &body)?;
+    let raw = form.required("task")?;
+    let data = json_object("task", raw)?;
+    let reach = state.broker.try_task(&data);
+    interests_page(
+        &req,
+        &state,
+        String::new(),
+        String::new(),
+        raw.to_owned(),
+        Some(reach),
+        None,
+    )
+    .await
+}
+
+// ----- locks and audit ------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "locks.html")]
+struct LocksPage {
+    chrome: Chrome,
+    locks: Vec<(&'static str, String, String, String, String)>,
+}
+
+pub async fn locks(req: HttpRequest, state: Data) -> Res {
+    let locks = state
+        .broker
+        .locks()
+        .await?
+        .into_iter()
+        .map(|l| {
+            (
+                l.kind.as_str(),
+                l.queue.to_string(),
+                l.task_id.to_string(),
+                l.worker_id.map(|w| w.to_string()).unwrap_or_default(),
+                l.identity,
+            )
+        })
+        .collect();
+    render(LocksPage {
+        chrome: Chrome::new(&req, "Locks", "locks"),
+        locks,
+    })
+}
+
+pub async fn break_lock(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
+    let form = Form::read(&req, &body)?;
+    let id = task_id(form.required("taskId")?)?;
+    let kind = match form.required("kind")? {
+        "enqueue" => LockKind::Enqueue,
+        "run" => LockKind::Run,
+        other => return Err(bad("kind", format!("is enqueue or run, not `{other}`"))),
+    };
+    let broken = state.broker.break_lock(id, kind, &actor(&req)).await?;
+    let message = if broken {
+        format!("Broke the {} lock of {id}", kind.as_str())
+    } else {
+        format!("Task {id} no longer held a {} lock", kind.as_str())
+    };
+    Ok(see_other("/admin/locks", &message))
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    chrome: Chrome,
+    entries: Vec<(String, String, String, String, String)>,
+    pager: Pager,
+}
+
+pub async fn audit(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
+    let page = q.page();
+    let (total, entries) = state
+        .broker
+        .audit(Page {
+            offset: Pager::offset(page),
+            limit: PAGE_SIZE,
+        })
+        .await?;
+    render(AuditPage {
+        chrome: Chrome::new(&req, "Audit log", "audit"),
+        pager: Pager::new("/admin/audit?", page, Some(total), entries.len()),
+        entries: entries
+            .into_iter()
+            .map(|e| {
+                (
+                    view::time(e.at),
+                    e.role,
+                    e.action,
+                    e.target,
+                    e.detail.unwrap_or_default(),
+                )
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(at: u64, published: u64, completed: u64) -> Sample {
+        Sample {
+            at: Millis(at),
+            counters: Counters {
+                published,
+                completed,
+                ..Counters::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_chart_plots_rates_between_samples() {
+        let c = chart(&[
+            sample(0, 0, 0),
+            sample(5_000, 500, 0),
+            sample(10_000, 500, 250),
+        ]);
+        // 100/s then 0/s published; 0/s then 50/s completed; peak 100.
+        assert_eq!(c.published, "0.0,10.0 600.0,120.0");
+        assert_eq!(c.completed, "0.0,120.0 600.0,65.0");
+        assert_eq!(c.peak, 100);
+        assert_eq!(chart(&[sample(0, 1, 1)]).published, "");
+    }
+}

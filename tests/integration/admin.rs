@@ -1,0 +1,959 @@
+//! The management site over the real app: every page and every action, CSRF,
+//! admin credentials, paging, and the audit log. The browser tests
+//! (`browser.rs`) drive the same pages in Chromium.
+
+use interq::auth::new_key;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+
+/// A browser-like session: keeps the CSRF cookie, does not follow redirects.
+pub struct Site {
+    base: String,
+    client: reqwest::Client,
+    cookie: Option<String>,
+    auth: Option<String>,
+}
+
+/// A page or an action's answer.
+#[derive(Debug)]
+pub struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Page {
+    pub fn html(&self) -> &str {
+        assert_eq!(
+            self.status,
+            StatusCode::OK,
+            "unexpected page: {}",
+            self.body
+        );
+        &self.body
+    }
+
+    /// Asserts a redirect after an action; returns where to, decoded.
+    pub fn redirect(&self) -> String {
+        assert_eq!(
+            self.status,
+            StatusCode::SEE_OTHER,
+            "not a redirect: {}",
+            self.body
+        );
+        let to = self.location.clone().expect("a Location");
+        percent_decode(&to)
+    }
+
+    /// Asserts an error page with `status` whose message names `field`.
+    pub fn error(&self, status: u16, field: &str) {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected page: {}",
+            self.body
+        );
+        assert!(
+            self.body.contains("role=\"alert\""),
+            "an error page: {}",
+            self.body
+        );
+        assert!(
+            self.body.contains(&format!("<code>{field}"))
+                || self.body.contains(&format!("`{field}")),
+            "`{field}` is not named in: {}",
+            self.body
+        );
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let query = s.replace('+', " ");
+    let mut out = Vec::new();
+    let bytes = query.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&query[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Site {
+    pub fn new(app: &TestApp) -> Self {
+        Self {
+            base: app.base.clone(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a client"),
+            cookie: None,
+            auth: None,
+        }
+    }
+
+    fn with_basic(mut self, key: &str) -> Self {
+        self.auth = Some(format!("Basic {}", base64(&format!("operator:{key}"))));
+        self
+    }
+
+    async fn request(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", format!("interq_csrf={c}"));
+        }
+        if let Some(a) = &self.auth {
+            req = req.header("authorization", a);
+        }
+        if let Some(f) = form {
+            req = req
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(serde_urlencoded::to_string(f).expect("a form"));
+        }
+        let res = req.send().await.expect("the server answers");
+        if let Some(set) = res
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+        {
+            if let Some(v) = set.strip_prefix("interq_csrf=") {
+                self.cookie = Some(v.split(';').next().unwrap_or_default().to_owned());
+            }
+        }
+        Page {
+            status: res.status(),
+            location: res
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            body: res.text().await.expect("a body"),
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        self.request(Method::GET, path, None).await
+    }
+
+    /// Posts a form with the session's CSRF token (read from a page first).
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        if self.cookie.is_none() {
+            self.get("/admin").await;
+        }
+        let token = self.cookie.clone().expect("a CSRF cookie");
+        let mut all = vec![("csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        self.request(Method::POST, path, Some(&all)).await
+    }
+
+    /// Posts a form as given, token or not.
+    pub async fn post_raw(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        self.request(Method::POST, path, Some(fields)).await
+    }
+}
+
+fn base64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &x)| acc | (x as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Rows of the first table body in `html`.
+fn rows(html: &str) -> usize {
+    let Some(start) = html.find("<tbody") else {
+        return 0;
+    };
+    let end = html[start..]
+        .find("</tbody>")
+        .map_or(html.len(), |e| start + e);
+    html[start..end].matches("<tr").count()
+}
+
+async fn failed_task(app: &TestApp, queue: &str, data: Value, reason: &str) -> String {
+    let published = app
+        .publish(json!({"data": data, "maxAttempts": 1}))
+        .await
+        .ok();
+    let worker = app.register(&[queue]).await;
+    let task = app.claim(&worker).await;
+    assert_eq!(task["publishId"], published["taskId"]);
+    app.update(&worker, &task, "fail", json!({"failReason": reason}))
+        .await
+        .ok();
+    task["taskId"].as_str().expect("an id").to_owned()
+}
+
+async fn audit_actions(site: &mut Site) -> Vec<String> {
+    let html = site.get("/admin/audit").await.html().to_owned();
+    html.split("<tr><td>")
+        .skip(1)
+        .map(|row| {
+            let cells: Vec<&str> = row.split("</td><td>").collect();
+            format!("{} {}", cells[1], cells[2])
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_page_renders_and_the_root_leads_to_the_site() {
+    let app = spawn_app().await;
+    let mut site = Site::new(&app);
+    let root = site.get("/").await;
+    assert_eq!(root.status, StatusCode::FOUND);
+    assert_eq!(root.location.as_deref(), Some("/admin"));
+    for (path, heading, empty) in [
+        ("/admin", "Overview", "No queues yet"),
+        ("/admin/queues", "Queues", "No queues yet"),
+        ("/admin/workers", "Workers", "No worker is registered"),
+        ("/admin/failed", "Failed tasks", "No failed tasks"),
+        ("/admin/scheduled", "Scheduled tasks", "No scheduled tasks"),
+        (
+            "/admin/interests",
+            "Interests",
+            "No queue has interests yet",
+        ),
+        ("/admin/locks", "Locks", "No lock is held now"),
+        ("/admin/audit", "Audit log", "Nothing has been changed"),
+    ] {
+        let page = site.get(path).await;
+        let html = page.html();
+        assert!(
+            html.contains(&format!("<h1>{heading}</h1>")),
+            "{path}: {html}"
+        );
+        assert!(html.contains(empty), "{path} says what to do when empty");
+        assert!(
+            html.contains("aria-current=\"page\""),
+            "{path} marks its section"
+        );
+    }
+    let css = site.get("/admin/static/admin.css").await;
+    assert!(css.html().contains(":root"));
+    assert!(site
+        .get("/admin/static/admin.js")
+        .await
+        .html()
+        .contains("data-confirm"));
+    site.get("/admin/static/nothing.js")
+        .await
+        .error(404, "nothing.js");
+    let missing = site.get("/admin/nowhere").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.body.contains("there is no page at /admin/nowhere"));
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers_and_a_csrf_cookie() {
+    let app = spawn_app().await;
+    let res = reqwest::get(format!("{}/admin", app.base)).await.unwrap();
+    let h = res.headers();
+    assert!(h["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'self'"));
+    assert_eq!(h["x-frame-options"], "DENY");
+    let cookie = h["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("interq_csrf="));
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+}
+
+#[tokio::test]
+async fn the_overview_counts_and_refreshes_from_its_json() {
+    let app = spawn_app().await;
+    app.put_interest("email", json!({"kind": "^email$"}))
+        .await
+        .ok();
+    app.put_interest("audit", json!("*")).await.ok();
+    for i in 0..3 {
+        app.publish_data(json!({"kind": "email", "n": i})).await;
+    }
+    app.publish_data(json!({"kind": "sms"})).await;
+    let worker = app.register(&["email"]).await;
+    let mut site = Site::new(&app);
+    let html = site.get("/admin").await.html().to_owned();
+    assert!(
+        html.contains(r#"<dd data-total="published">4</dd>"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"<dd data-total="routed">7</dd>"#));
+    assert!(html.contains(r#"<dd data-workers="IDLE">1</dd>"#));
+    assert!(html.contains(r#"href="/admin/queues/email">email</a></td><td>3</td>"#));
+    // The chart needs two samples, taken as the clock passes.
+    app.advance(5.0).await;
+    app.claim(&worker).await;
+    let task = app.claim(&worker).await;
+    app.update(&worker, &task, "complete", json!({})).await.ok();
+    app.advance(5.0).await;
+    let live: Value = serde_json::from_str(site.get("/admin/overview.json").await.html()).unwrap();
+    assert_eq!(live["totals"][3], json!(["completed", "Completed", 1]));
+    assert_eq!(live["workers"][1], json!(["PROCESSING", 1]));
+    assert_eq!(live["queues"][1]["name"], "email");
+    assert_eq!(live["queues"][1]["running"], 1);
+    let completed = live["chart"]["completed"].as_str().unwrap();
+    assert_eq!(
+        completed.split(' ').count(),
+        2,
+        "one rate per pair of samples: {completed}"
+    );
+    // 4 publishes in the first 5 s, 1 completion in the next: 0.8/s and
+    // 0.2/s, drawn against a floor of 1/s.
+    assert_eq!(completed, "0.0,120.0 600.0,98.0", "{live}");
+    assert_eq!(live["chart"]["published"], "0.0,32.0 600.0,120.0");
+    let _ = worker;
+}
+
+#[tokio::test]
+async fn a_queue_page_lists_its_tasks_page_by_page() {
+    let app = spawn_app().await;
+    app.put_interest("bulk", json!("*")).await.ok();
+    let batch: Vec<Value> = (0..120).map(|i| json!({"data": {"n": i}})).collect();
+    app.send(Method::PUT, "/task", Some(Value::Array(batch)))
+        .await
+        .ok();
+    app.publish(json!({"data": {"n": "later"}, "runAt": 4_000_000_000u64}))
+        .await
+        .ok();
+    let mut site = Site::new(&app);
+    let first = site.get("/admin/queues/bulk").await.html().to_owned();
+    assert_eq!(rows(&first), 50);
+    assert!(first.contains("Page 1 of 3 · 120 in all"), "{first}");
+    assert!(first.contains(r#"href="/admin/queues/bulk?state=ready&#38;page=2""#));
+    assert!(first.contains("ready (120)") && first.contains("scheduled (1)"));
+    assert!(first.contains("{&#34;n&#34;:0}"), "a preview of the data");
+    let last = site
+        .get("/admin/queues/bulk?state=ready&page=3")
+        .await
+        .html()
+        .to_owned();
+    assert_eq!(rows(&last), 20);
+    assert!(last.contains("{&#34;n&#34;:119}"));
+    assert!(!last.contains("rel=\"next\""));
+    let scheduled = site
+        .get("/admin/queues/bulk?state=scheduled")
+        .await
+        .html()
+        .to_owned();
+    assert_eq!(rows(&scheduled), 1);
+    let empty = site
+        .get("/admin/queues/bulk?state=failed")
+        .await
+        .html()
+        .to_owned();
+    assert!(empty.contains("No failed tasks in bulk."));
+    site.get("/admin/queues/bulk?state=sleeping")
+        .await
+        .error(400, "state");
+    site.get("/admin/queues/bad%20name")
+        .await
+        .error(400, "queue");
+    site.get("/admin/queues/bulk?page=x").await;
+}
+
+#[tokio::test]
+async fn forms_without_the_csrf_token_change_nothing() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    app.publish_data(json!({"a": 1})).await;
+    let mut site = Site::new(&app);
+    site.get("/admin").await;
+    let refused = site.post_raw("/admin/queues/q/clear", &[]).await;
+    refused.error(403, "csrf");
+    let forged = site
+        .post_raw("/admin/queues/q/clear", &[("csrf", &"0".repeat(64))])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    // Another session's token is no good either.
+    let mut other = Site::new(&app);
+    other.get("/admin").await;
+    let theirs = other.cookie.clone().unwrap();
+    let crossed = site
+        .post_raw("/admin/queues/q/clear", &[("csrf", &theirs)])
+        .await;
+    assert_eq!(crossed.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.queue("q").await["ready"], 1, "nothing was cleared");
+    // Actions are never GETs.
+    let get = site.get("/admin/queues/q/clear").await;
+    assert_ne!(get.status, StatusCode::OK);
+    assert_eq!(app.queue("q").await["ready"], 1);
+    assert!(audit_actions(&mut site).await.is_empty());
+}
+
+#[tokio::test]
+async fn failed_tasks_are_retried_removed_and_audited() {
+    let app = spawn_app().await;
+    app.put_interest("jobs", json!({"kind": "^job$"}))
+        .await
+        .ok();
+    let one = failed_task(&app, "jobs", json!({"kind": "job", "n": 1}), "disk full").await;
+    let two = failed_task(&app, "jobs", json!({"kind": "job", "n": 2}), "timeout").await;
+    let three = failed_task(&app, "jobs", json!({"kind": "job", "n": 3}), "oops").await;
+    let mut site = Site::new(&app);
+    let html = site.get("/admin/failed").await.html().to_owned();
+    assert_eq!(rows(&html), 3);
+    assert!(html.contains("disk full") && html.contains("1/1"));
+    assert!(html.contains("Page 1 of 1 · 3 in all"));
+    // Retry one: it is ready again, with fresh attempts.
+    let to = site
+        .post(
+            &format!("/admin/tasks/{one}/retry"),
+            &[("back", "/admin/failed?page=1")],
+        )
+        .await
+        .redirect();
+    assert_eq!(
+        to,
+        format!("/admin/failed?page=1&done=Task {one} will run again")
+    );
+    let flashed = site
+        .get("/admin/failed?page=1&done=Task+x+will+run+again")
+        .await;
+    assert!(flashed
+        .html()
+        .contains(r#"<p class="flash" role="status">Task x will run again</p>"#));
+    let task = app.status(&format!("task={one}")).await;
+    assert_eq!(
+        (
+            task["task"]["state"].as_str(),
+            task["task"]["attempt"].as_u64()
+        ),
+        (Some("ready"), Some(0))
+    );
+    // Retrying it again is refused: it is not failed.
+    site.post(&format!("/admin/tasks/{one}/retry"), &[])
+        .await
+        .error(409, "taskId");
+    // Remove one, then retry all that is left.
+    site.post(
+        &format!("/admin/tasks/{two}/remove"),
+        &[("back", "/admin/failed")],
+    )
+    .await
+    .redirect();
+    assert_eq!(
+        app.send(Method::GET, &format!("/status?task={two}"), None)
+            .await
+            .status,
+        404
+    );
+    let to = site.post("/admin/failed/retry-all", &[]).await.redirect();
+    assert!(to.ends_with("done=1 failed task(s) will run again"), "{to}");
+    assert_eq!(app.queue("jobs").await["ready"], 2);
+    assert_eq!(app.queue("jobs").await["failed"], 0);
+    // Remove all of one queue.
+    app.put_interest("other", json!({"kind": "^other$"}))
+        .await
+        .ok();
+    failed_task(&app, "other", json!({"kind": "other"}), "again").await;
+    let to = site
+        .post("/admin/failed/remove-all", &[("queue", "other")])
+        .await
+        .redirect();
+    assert!(to.ends_with("done=Removed 1 failed task(s)"), "{to}");
+    site.post("/admin/failed/remove-all", &[("queue", "no such queue!")])
+        .await
+        .error(400, "queue");
+    site.post("/admin/tasks/not-an-id/retry", &[])
+        .await
+        .error(400, "taskId");
+    assert_eq!(
+        audit_actions(&mut site).await,
+        [
+            "open remove_failed",
+            "open retry",
+            "open remove",
+            "open retry"
+        ]
+    );
+    let _ = three;
+}
+
+#[tokio::test]
+async fn a_failed_task_is_edited_and_retried_as_a_new_task() {
+    let app = spawn_app().await;
+    app.put_interest("a", json!({"kind": "^x$"})).await.ok();
+    app.put_interest("b", json!({"kind": "^x$"})).await.ok();
+    let published = app
+        .publish(json!({"data": {"kind": "x", "to": "typo"}, "maxAttempts": 1}))
+        .await
+        .ok();
+    let worker = app.register(&["a"]).await;
+    let task = app.claim(&worker).await;
+    let id = task["taskId"].as_str().unwrap().to_owned();
+    app.update(&worker, &task, "fail", json!({"failReason": "bad address"}))
+        .await
+        .ok();
+    let mut site = Site::new(&app);
+    let page = site
+        .get(&format!("/admin/tasks/{id}"))
+        .await
+        .html()
+        .to_owned();
+    assert!(page.contains("bad address"));
+    assert!(page.contains(&format!(
+        "every copy of publish <code>{}</code>",
+        published["taskId"].as_str().unwrap()
+    )));
+    assert_eq!(
+        page.matches("Retry this copy").count(),
+        1,
+        "only the failed copy"
+    );
+    assert!(page.contains("<code>kind</code> = <code>x</code> matched <code>^x$</code>"));
+    // Bad data changes nothing.
+    let path = format!("/admin/tasks/{id}/edit");
+    site.post(&path, &[("data", "{not json")])
+        .await
+        .error(400, "data");
+    site.post(&path, &[("data", "[1]")])
+        .await
+        .error(400, "data");
+    site.post(&path, &[]).await.error(400, "data");
+    assert_eq!(
+        app.status(&format!("task={id}")).await["task"]["state"],
+        "failed"
+    );
+    let to = site
+        .post(&path, &[("data", r#"{"kind": "x", "to": "fixed"}"#)])
+        .await
+        .redirect();
+    let new_id = to
+        .strip_prefix("/admin/tasks/")
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let old = app.status(&format!("task={id}")).await["task"].clone();
+    assert_eq!(old["state"], "cancelled");
+    assert!(old["failReason"].as_str().unwrap().contains(&new_id));
+    let claimed = app.claim(&worker).await;
+    assert_eq!(claimed["taskId"], new_id.as_str());
+    assert_eq!(claimed["data"], json!({"kind": "x", "to": "fixed"}));
+    let new_page = site.get(&to).await.html().to_owned();
+    assert!(new_page.contains("Retried") && new_page.contains("fixed"));
+    assert_eq!(audit_actions(&mut site).await, ["open edit_retry"]);
+}
+
+#[tokio::test]
+async fn scheduled_tasks_run_now_or_are_removed() {
+    let app = spawn_app().await;
+    app.put_interest("later", json!("*")).await.ok();
+    let mut ids = Vec::new();
+    for at in [4_000_000_000u64, 3_000_000_000] {
+        let p = app
+            .publish(json!({"data": {"at": at}, "runAt": at}))
+            .await
+            .ok();
+        ids.push(p["copies"][0]["taskId"].as_str().unwrap().to_owned());
+    }
+    let mut site = Site::new(&app);
+    let html = site.get("/admin/scheduled").await.html().to_owned();
+    assert_eq!(rows(&html), 2);
+    assert!(
+        html.find(&ids[1]).unwrap() < html.find(&ids[0]).unwrap(),
+        "soonest first"
+    );
+    site.post(
+        &format!("/admin/tasks/{}/run-now", ids[0]),
+        &[("back", "/admin/scheduled")],
+    )
+    .await
+    .redirect();
+    assert_eq!(app.queue("later").await["ready"], 1);
+    site.post(&format!("/admin/tasks/{}/run-now", ids[0]), &[])
+        .await
+        .error(409, "taskId");
+    site.post(&format!("/admin/tasks/{}/remove", ids[1]), &[])
+        .await
+        .redirect();
+    assert_eq!(app.queue("later").await["scheduled"], 0);
+    let unknown = "01a2187b-2e31-76d7-9a9c-389ccabb0000";
+    site.post(&format!("/admin/tasks/{unknown}/remove"), &[])
+        .await
+        .error(404, "taskId");
+    assert_eq!(
+        audit_actions(&mut site).await,
+        ["open remove", "open run_now"]
+    );
+}
+
+#[tokio::test]
+async fn interests_are_added_edited_tried_and_removed() {
+    let app = spawn_app().await;
+    let mut site = Site::new(&app);
+    let to = site
+        .post(
+            "/admin/interests",
+            &[("queue", "email"), ("interests", r#"{"kind": "^email$"}"#)],
+        )
+        .await
+        .redirect();
+    assert!(to.ends_with("done=Saved the interests of email"));
+    // Bad input names the field and changes nothing.
+    site.post(
+        "/admin/interests",
+        &[("queue", "email"), ("interests", "{")],
+    )
+    .await
+    .error(400, "interests");
+    site.post(
+        "/admin/interests",
+        &[("queue", "email"), ("interests", r#"{"kind": "("}"#)],
+    )
+    .await
+    .error(400, "interests.kind");
+    site.post(
+        "/admin/interests",
+        &[("queue", "bad name"), ("interests", "\"*\"")],
+    )
+    .await
+    .error(400, "queue");
+    site.post("/admin/interests", &[("interests", "\"*\"")])
+        .await
+        .error(400, "queue");
+    let edit = site
+        .get("/admin/interests?edit=email")
+        .await
+        .html()
+        .to_owned();
+    assert!(edit.contains(r#"name="queue" value="email""#));
+    assert!(edit.contains("&#34;kind&#34;: &#34;^email$&#34;"));
+    site.get("/admin/interests?edit=nobody")
+        .await
+        .error(404, "queue");
+    // Try a task.
+    let tried = site
+        .post(
+            "/admin/interests/try",
+            &[("task", r#"{"kind": "email", "to": "x"}"#)],
+        )
+        .await
+        .html()
+        .to_owned();
+    assert!(tried.contains("It would reach 1 queue(s)"));
+    assert!(tried.contains("<strong data-reached>email</strong>: <code>kind</code> = <code>email</code> matched <code>^email$</code>"), "{tried}");
+    let nobody = site
+        .post("/admin/interests/try", &[("task", r#"{"kind": "sms"}"#)])
+        .await
+        .html()
+        .to_owned();
+    assert!(nobody.contains("No queue wants this task"));
+    site.post("/admin/interests/try", &[("task", "nope")])
+        .await
+        .error(400, "task");
+    // Try a new interest against recent publishes before saving it.
+    for kind in ["sms", "sms", "email", "push"] {
+        app.publish_data(json!({"kind": kind})).await;
+    }
+    let preview = site
+        .post(
+            "/admin/interests",
+            &[
+                ("queue", "texts"),
+                ("interests", r#"{"kind": "^(sms|push)$"}"#),
+                ("preview", "1"),
+            ],
+        )
+        .await
+        .html()
+        .to_owned();
+    assert!(
+        preview.contains("Of the last <strong>4</strong> task(s)"),
+        "{preview}"
+    );
+    assert!(preview.contains("<strong data-preview-matched>3</strong>"));
+    assert!(preview.contains("Nothing was saved."));
+    assert!(!app
+        .send(Method::GET, "/status?interests", None)
+        .await
+        .ok()
+        .to_string()
+        .contains("texts"));
+    // Edit, then remove.
+    site.post(
+        "/admin/interests",
+        &[
+            ("queue", "email"),
+            ("interests", r#"{"kind": "^(email|mail)$"}"#),
+        ],
+    )
+    .await
+    .redirect();
+    let reached = site
+        .post("/admin/interests/try", &[("task", r#"{"kind": "mail"}"#)])
+        .await
+        .html()
+        .to_owned();
+    assert!(reached.contains("<strong data-reached>email</strong>"));
+    site.post("/admin/interests/email/remove", &[])
+        .await
+        .redirect();
+    site.post("/admin/interests/email/remove", &[])
+        .await
+        .error(404, "queue");
+    assert_eq!(
+        audit_actions(&mut site).await,
+        [
+            "open remove_interests",
+            "open set_interests",
+            "open set_interests"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn singular_locks_are_shown_and_broken() {
+    let app = spawn_app().await;
+    app.put_interest("deploy", json!("*")).await.ok();
+    for _ in 0..2 {
+        app.publish(json!({"data": {"app": "web"}, "singularlyRun": true}))
+            .await
+            .ok();
+    }
+    let worker = app.register(&["deploy"]).await;
+    let running = app.claim(&worker).await;
+    let holder = running["taskId"].as_str().unwrap().to_owned();
+    let other = app.register(&["deploy"]).await;
+    assert_eq!(app.claim_n(&other, 1).await.len(), 0, "the twin waits");
+    let mut site = Site::new(&app);
+    let html = site.get("/admin/locks").await.html().to_owned();
+    assert_eq!(rows(&html), 1);
+    assert!(html.contains(&holder) && html.contains(&worker));
+    site.post(
+        "/admin/locks/break",
+        &[("taskId", &holder), ("kind", "sideways")],
+    )
+    .await
+    .error(400, "kind");
+    site.post("/admin/locks/break", &[("kind", "run")])
+        .await
+        .error(400, "taskId");
+    let to = site
+        .post(
+            "/admin/locks/break",
+            &[("taskId", &holder), ("kind", "run")],
+        )
+        .await
+        .redirect();
+    assert!(to.ends_with(&format!("done=Broke the run lock of {holder}")));
+    let twin = app.claim_n(&other, 1).await;
+    assert_eq!(twin.len(), 1, "the twin runs");
+    // Now the twin holds the lock.
+    let html = site.get("/admin/locks").await.html().to_owned();
+    assert!(html.contains(twin[0]["taskId"].as_str().unwrap()) && !html.contains(&holder));
+    let again = site
+        .post(
+            "/admin/locks/break",
+            &[("taskId", &holder), ("kind", "run")],
+        )
+        .await
+        .redirect();
+    assert!(again.contains("no longer held"));
+    assert_eq!(audit_actions(&mut site).await, ["open break_lock"]);
+}
+
+#[tokio::test]
+async fn workers_are_listed_and_removed() {
+    let app = spawn_app().await;
+    app.put_interest("a", json!("*")).await.ok();
+    app.put_interest("b", json!("*")).await.ok();
+    app.publish_data(json!({"x": 1})).await;
+    let worker = app.register(&["b", "a"]).await;
+    let task = app.claim(&worker).await;
+    let mut site = Site::new(&app);
+    let html = site.get("/admin/workers").await.html().to_owned();
+    assert!(html.contains("b → a"), "queues in order");
+    assert!(html.contains(r#"<span class="state PROCESSING">PROCESSING</span>"#));
+    assert!(html.contains(task["taskId"].as_str().unwrap()));
+    site.post(&format!("/admin/workers/{worker}/remove"), &[])
+        .await
+        .redirect();
+    assert!(site
+        .get("/admin/workers")
+        .await
+        .html()
+        .contains("No worker is registered"));
+    assert_eq!(app.queue("b").await["ready"], 1, "its task went back");
+    site.post(&format!("/admin/workers/{worker}/remove"), &[])
+        .await
+        .error(404, "workerId");
+    site.post("/admin/workers/xyz/remove", &[])
+        .await
+        .error(400, "workerId");
+}
+
+#[tokio::test]
+async fn queues_are_paused_cleared_and_deleted_with_confirmation() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    for i in 0..3 {
+        app.publish_data(json!({"i": i})).await;
+    }
+    let mut site = Site::new(&app);
+    site.post("/admin/queues/q/pause", &[("paused", "true")])
+        .await
+        .redirect();
+    assert!(site
+        .get("/admin/queues")
+        .await
+        .html()
+        .contains("<span class=\"badge\">paused</span>"));
+    let worker = app.register(&["q"]).await;
+    assert_eq!(app.claim_n(&worker, 1).await.len(), 0, "paused");
+    site.post("/admin/queues/q/pause", &[("paused", "maybe")])
+        .await
+        .error(400, "paused");
+    site.post("/admin/queues/q/pause", &[("paused", "false")])
+        .await
+        .redirect();
+    assert_eq!(app.claim_n(&worker, 1).await.len(), 1);
+    let to = site.post("/admin/queues/q/clear", &[]).await.redirect();
+    assert!(to.ends_with("done=Cleared q: 3 task(s) removed"), "{to}");
+    app.publish_data(json!({"i": 9})).await;
+    site.post("/admin/queues/q/delete", &[("confirm", "other")])
+        .await
+        .error(400, "confirm");
+    assert_eq!(app.queue("q").await["ready"], 1, "nothing deleted");
+    site.post("/admin/queues/q/delete", &[("confirm", "q")])
+        .await
+        .redirect();
+    assert!(site
+        .get("/admin/queues")
+        .await
+        .html()
+        .contains("No queues yet"));
+    assert_eq!(
+        audit_actions(&mut site).await,
+        [
+            "open delete_queue",
+            "open clear_queue",
+            "open resume",
+            "open pause"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_task_page_shows_history_and_a_publish_id_leads_to_its_first_copy() {
+    let app = spawn_app().await;
+    app.put_interest("a", json!("*")).await.ok();
+    app.put_interest("b", json!("*")).await.ok();
+    let published = app
+        .publish(json!({"data": {"n": 1}, "key": "build-7"}))
+        .await
+        .ok();
+    let worker = app.register(&["a"]).await;
+    let task = app.claim(&worker).await;
+    app.update(&worker, &task, "complete", json!({"output": {"ok": true}}))
+        .await
+        .ok();
+    let mut site = Site::new(&app);
+    let publish_id = published["taskId"].as_str().unwrap();
+    let first = site.get(&format!("/admin/tasks/{publish_id}")).await;
+    assert_eq!(first.status, StatusCode::FOUND);
+    let to = first.location.unwrap();
+    let html = site.get(&to).await.html().to_owned();
+    for text in [
+        "build-7",
+        "completed",
+        "claimed",
+        "&#34;ok&#34;: true",
+        "<h2 id=\"lineage-h\">",
+    ] {
+        assert!(html.contains(text), "{text} in {html}");
+    }
+    assert_eq!(
+        html.matches("<span class=\"state ready\">ready</span>")
+            .count(),
+        1,
+        "the copy in b"
+    );
+    site.get("/admin/tasks/01a2187b-2e31-76d7-9a9c-389ccabb0001")
+        .await
+        .error(404, "taskId");
+}
+
+#[tokio::test]
+async fn the_site_asks_for_admin_credentials_when_keys_are_set() {
+    let (admin, admin_hash) = new_key();
+    let (publisher, publisher_hash) = new_key();
+    let app = spawn_app_with(|s| {
+        s.auth.admin = vec![admin_hash.to_string()];
+        s.auth.publisher = vec![publisher_hash.to_string()];
+    })
+    .await;
+    let mut anonymous = Site::new(&app);
+    let refused = anonymous.get("/admin").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let res = reqwest::get(format!("{}/admin/failed", app.base))
+        .await
+        .unwrap();
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("Basic"));
+    assert_eq!(anonymous.get("/").await.status, StatusCode::UNAUTHORIZED);
+    let mut publisher_site = Site::new(&app).with_basic(&publisher);
+    assert_eq!(
+        publisher_site.get("/admin").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let mut site = Site::new(&app).with_basic(&admin);
+    assert!(site
+        .get("/admin")
+        .await
+        .html()
+        .contains(r#"<span class="role""#));
+    site.post(
+        "/admin/interests",
+        &[("queue", "q"), ("interests", "\"*\"")],
+    )
+    .await
+    .redirect();
+    assert_eq!(audit_actions(&mut site).await, ["admin set_interests"]);
+}
+
+#[tokio::test]
+async fn a_thousand_queues_are_paged() {
+    let app = spawn_app().await;
+    let updates: Vec<Value> = (0..1000)
+        .map(|i| json!({"queue": format!("q{i:04}"), "interests": {"n": format!("^{i}$")}}))
+        .collect();
+    app.send(Method::PUT, "/interest", Some(Value::Array(updates)))
+        .await
+        .ok();
+    let mut site = Site::new(&app);
+    let first = site.get("/admin/queues").await.html().to_owned();
+    assert_eq!(rows(&first), 100);
+    assert!(first.contains("Page 1 of 10 · 1000 in all"));
+    let last = site.get("/admin/queues?page=10").await.html().to_owned();
+    assert!(last.contains("q0999") && !last.contains("q0899<"));
+    let overview = site.get("/admin").await.html().to_owned();
+    assert!(overview.contains("All 1000 queues"));
+    assert_eq!(rows(&overview), 25);
+}
