@@ -6,13 +6,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# docs/executor.md's curl examples are run by the tests as written.
+# docs/executor.md's curl examples are run by the tests as written, and the
+# management site is tested in a real headless Chromium over chromedriver.
 need=()
-for tool in curl python3; do
-    command -v "$tool" >/dev/null || need+=("$tool")
+for tool in curl:curl python3:python3 chromium:chromium chromedriver:chromium-driver; do
+    command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -qq && apt-get install -y -qq "${need[@]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
 fi
 
 cargo test --workspace --locked "$@"

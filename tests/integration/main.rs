@@ -4,6 +4,7 @@
 mod admin;
 mod bad_input;
 mod bench;
+mod browser;
 mod client;
 mod durability;
 mod executor;

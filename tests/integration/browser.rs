@@ -1,0 +1,376 @@
+//! The management site in a real headless Chromium, driven over WebDriver
+//! (chromedriver): what an operator does, click by click. Screenshots of
+//! every page land in `target/screenshots/` for a reviewer.
+//!
+//! Chromium and chromedriver come from Debian (`scripts/test.sh` installs
+//! them). Without them these tests fail, saying so; they never skip.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp};
+
+fn which(name: &str, fallback: &str) -> PathBuf {
+    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    }) {
+        return found;
+    }
+    let fallback = PathBuf::from(fallback);
+    assert!(
+        fallback.is_file(),
+        "{name} is not installed: run scripts/test.sh, which installs Debian's chromium and chromium-driver"
+    );
+    fallback
+}
+
+/// A chromedriver with one headless Chromium session.
+struct Browser {
+    driver: Child,
+    client: Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let driver_path = which("chromedriver", "/usr/bin/chromedriver");
+        let chromium = which("chromium", "/usr/bin/chromium");
+        let port = free_port();
+        let driver = Command::new(driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let url = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while reqwest::get(format!("{url}/status")).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().expect("a profile directory");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&url)
+            .await
+            .expect("a Chromium session");
+        Self {
+            driver,
+            client,
+            _profile: profile,
+        }
+    }
+
+    async fn goto(&self, app: &TestApp, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", app.base))
+            .await
+            .expect("navigate");
+    }
+
+    /// Waits for `css` (a page may still be loading after a click).
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        match self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                let page = self.client.source().await.unwrap_or_default();
+                panic!("no {css} ({e}) in:\n{page}");
+            }
+        }
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.expect("its text")
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.expect("click");
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let field = self.find(css).await;
+        field.clear().await.expect("clear");
+        field.send_keys(text).await.expect("type");
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .expect("run a script")
+    }
+
+    /// Waits until `css`'s text is `want`, without reloading the page.
+    async fn wait_for_text(&self, css: &str, want: &str) {
+        let started = Instant::now();
+        loop {
+            let got = self.text(css).await;
+            if got == want {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{css} stayed `{got}`, wanted `{want}`"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).expect("the screenshot directory");
+        let png = self.client.screenshot().await.expect("a screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("save the screenshot");
+    }
+
+    /// Checks what every page must be: labelled fields, named buttons, one
+    /// h1, no script errors shown, nothing wider than the window.
+    async fn check_page(&self, what: &str) {
+        let report = self
+            .js(
+                "const fields = [...document.querySelectorAll('input:not([type=hidden]), textarea')];\
+                 const unlabelled = fields.filter(f => f.labels.length === 0).map(f => f.name);\
+                 const unnamed = [...document.querySelectorAll('button')]\
+                   .filter(b => !(b.getAttribute('aria-label') || b.textContent.trim())).length;\
+                 return {unlabelled, unnamed, h1: document.querySelectorAll('h1').length,\
+                   error: document.querySelector('[role=alert]') !== null,\
+                   overflow: document.documentElement.scrollWidth > window.innerWidth + 1,\
+                   wide: [...document.querySelectorAll('body *')]\
+                     .filter(e => !e.parentElement.closest('.scroll, pre'))\
+                     .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)\
+                     .map(e => e.tagName + '.' + e.className).slice(0, 5)};",
+            )
+            .await;
+        assert_eq!(
+            report["unlabelled"],
+            json!([]),
+            "{what}: fields without labels"
+        );
+        assert_eq!(report["unnamed"], 0, "{what}: buttons without names");
+        assert_eq!(report["h1"], 1, "{what}: one heading");
+        assert_eq!(report["error"], false, "{what}: an error page");
+        assert_eq!(
+            report["overflow"], false,
+            "{what}: wider than the window: {}",
+            report["wide"]
+        );
+    }
+}
+
+async fn fail_one(app: &TestApp, queue: &str, data: Value) -> String {
+    app.publish(json!({"data": data, "maxAttempts": 1}))
+        .await
+        .ok();
+    let worker = app.register(&[queue]).await;
+    let task = app.claim(&worker).await;
+    app.update(
+        &worker,
+        &task,
+        "fail",
+        json!({"failReason": "smtp refused"}),
+    )
+    .await
+    .ok();
+    task["taskId"].as_str().expect("an id").to_owned()
+}
+
+#[tokio::test]
+async fn an_operator_watches_retries_and_routes_in_a_real_browser() {
+    let app = spawn_app().await;
+    app.put_interest("email", json!({"kind": "^email$"}))
+        .await
+        .ok();
+    app.put_interest("audit", json!("*")).await.ok();
+    let failed = fail_one(
+        &app,
+        "email",
+        json!({"kind": "email", "to": "bounce@example.com"}),
+    )
+    .await;
+    for i in 0..3 {
+        app.publish_data(json!({"kind": "email", "to": format!("user{i}@example.com")}))
+            .await;
+    }
+    // Some minutes of work, for the throughput chart (the test's clock moves
+    // only when told).
+    let busy = app.register(&["audit"]).await;
+    for round in 0..8u64 {
+        for _ in 0..(round % 4) * 3 {
+            app.publish_data(json!({"kind": "metric"})).await;
+        }
+        if round % 3 > 0 {
+            for task in app.claim_n(&busy, (round % 3 * 2) as u32).await {
+                app.update(&busy, &task, "complete", json!({})).await.ok();
+            }
+        }
+        app.advance(30.0).await;
+    }
+    app.publish(json!({"data": {"kind": "report"}, "runAt": 4_000_000_000u64}))
+        .await
+        .ok();
+    let b = Browser::start().await;
+
+    // The overview shows what was published, and follows new publishes
+    // without a reload.
+    b.goto(&app, "/admin").await;
+    assert_eq!(b.text("[data-total=published]").await, "41");
+    b.check_page("overview").await;
+    b.screenshot("overview").await;
+    b.js("window.notReloaded = true; return null;").await;
+    app.publish_data(json!({"kind": "email", "to": "late@example.com"}))
+        .await;
+    b.wait_for_text("[data-total=published]", "42").await;
+    b.wait_for_text("[data-live-queues] tr:nth-child(2) td:nth-child(2)", "4")
+        .await;
+    assert_eq!(b.js("return window.notReloaded === true;").await, true);
+
+    // The failed task is retried from the failed page.
+    b.goto(&app, "/admin/failed").await;
+    assert!(b.text("tbody").await.contains("smtp refused"));
+    b.check_page("failed").await;
+    b.screenshot("failed").await;
+    b.click(&format!("button[aria-label='Retry task {failed}']"))
+        .await;
+    assert_eq!(
+        b.text(".flash").await,
+        format!("Task {failed} will run again")
+    );
+    assert!(b.text("main").await.contains("No failed tasks"));
+    let task = app.status(&format!("task={failed}")).await;
+    assert_eq!(task["task"]["state"], "ready");
+
+    // A destructive action asks first; dismissing it changes nothing.
+    let queue_page = "/admin/queues/email";
+    b.goto(&app, queue_page).await;
+    b.check_page("queue").await;
+    b.screenshot("queue").await;
+    let first_row = "tbody tr:last-child button.danger";
+    b.click(first_row).await;
+    b.client.dismiss_alert().await.expect("a confirmation");
+    assert_eq!(app.queue("email").await["ready"], 5);
+    b.click(first_row).await;
+    b.client.accept_alert().await.expect("a confirmation");
+    b.client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(".flash"))
+        .await
+        .expect("the outcome");
+    assert_eq!(app.queue("email").await["ready"], 4);
+
+    // An interest is edited, then a task is tried against it.
+    b.goto(&app, "/admin/interests").await;
+    b.click("a[aria-label='Edit the interests of email']").await;
+    assert_eq!(
+        b.client
+            .find(Locator::Id("queue"))
+            .await
+            .expect("the queue field")
+            .prop("value")
+            .await
+            .expect("its value")
+            .as_deref(),
+        Some("email")
+    );
+    b.fill("#interests", r#"{"kind": "^(email|mail)$"}"#).await;
+    b.click("button[name=save]").await;
+    assert_eq!(b.text(".flash").await, "Saved the interests of email");
+    b.fill("#task", r#"{"kind": "mail", "to": "x@example.com"}"#)
+        .await;
+    b.click("#try-h ~ button").await;
+    let result = b.text("#try-result").await;
+    assert!(result.contains("It would reach 2 queue(s)"), "{result}");
+    assert!(
+        result.contains("kind = mail matched ^(email|mail)$"),
+        "{result}"
+    );
+    b.check_page("interests").await;
+    b.screenshot("interests-try").await;
+    // A candidate interest, tried against the recent publishes unsaved.
+    b.fill("#queue", "reports").await;
+    b.fill("#interests", r#"{"kind": "^report$"}"#).await;
+    b.click("button[name=preview]").await;
+    let preview = b.text("#preview-result").await;
+    assert!(
+        preview.contains(
+            "Of the last 42 task(s) published to this node, these interests would have taken 1."
+        ),
+        "{preview}"
+    );
+    b.screenshot("interests-preview").await;
+
+    // Every other page, for the record.
+    let task_page = format!("/admin/tasks/{failed}");
+    for (path, name) in [
+        ("/admin/queues", "queues"),
+        (task_page.as_str(), "task"),
+        ("/admin/workers", "workers"),
+        ("/admin/scheduled", "scheduled"),
+        ("/admin/locks", "locks"),
+        ("/admin/audit", "audit"),
+    ] {
+        b.goto(&app, path).await;
+        b.screenshot(name).await;
+        b.check_page(name).await;
+    }
+    let audit = b.text("tbody").await;
+    for action in ["retry", "remove", "set_interests"] {
+        assert!(audit.contains(action), "{action} in the audit log: {audit}");
+    }
+
+    // A phone's width.
+    b.client.set_window_size(390, 844).await.expect("resize");
+    for (path, name) in [
+        ("/admin", "phone-overview"),
+        (task_page.as_str(), "phone-task"),
+    ] {
+        b.goto(&app, path).await;
+        b.screenshot(name).await;
+        b.check_page(name).await;
+    }
+    b.client.clone().close().await.expect("close the session");
+}
