@@ -32,17 +32,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/static/{file}", web::get().to(pages::asset))
             .route("/queues", web::get().to(pages::queues))
             .route("/queues/{queue}", web::get().to(pages::queue))
-            .route("/queues/{queue}/clear", web::post().to(pages::clear_queue))
             .route(
-                "/queues/{queue}/delete",
-                web::post().to(pages::delete_queue),
+                "/queues/{queue}/{action}",
+                web::post().to(pages::queue_action),
             )
-            .route("/queues/{queue}/pause", web::post().to(pages::pause_queue))
             .route("/tasks/{id}", web::get().to(pages::task))
-            .route("/tasks/{id}/retry", web::post().to(pages::retry_task))
-            .route("/tasks/{id}/edit", web::post().to(pages::edit_task))
-            .route("/tasks/{id}/remove", web::post().to(pages::remove_task))
-            .route("/tasks/{id}/run-now", web::post().to(pages::run_now))
+            .route("/tasks/{id}/{action}", web::post().to(pages::task_action))
             .route("/workers", web::get().to(pages::workers))
             .route("/workers/{id}/remove", web::post().to(pages::remove_worker))
             .route("/failed", web::get().to(pages::failed))

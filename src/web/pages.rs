@@ -561,77 +561,70 @@ pub async fn queue(
     })
 }
 
-pub async fn clear_queue(
+/// `POST /admin/queues/{queue}/{action}`: clear, delete (with the name
+/// typed in `confirm`), pause (`paused`: true or false).
+pub async fn queue_action(
     req: HttpRequest,
     state: Data,
-    path: web::Path<String>,
+    path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Res {
     let form = Form::read(&req, &body)?;
-    let name = queue_name(&path)?;
-    let n = state.broker.clear_queue(&name, &actor(&req)).await?;
-    Ok(see_other(
-        form.back(&format!("/admin/queues/{}", url_encode(name.as_str()))),
-        &format!("Cleared {name}: {n} task(s) removed"),
-    ))
-}
-
-pub async fn delete_queue(
-    req: HttpRequest,
-    state: Data,
-    path: web::Path<String>,
-    body: web::Bytes,
-) -> Res {
-    let form = Form::read(&req, &body)?;
-    let name = queue_name(&path)?;
-    if form.get("confirm").map(str::trim) != Some(name.as_str()) {
-        return Err(bad(
-            "confirm",
-            format!("type the queue's name, `{name}`, to delete it"),
-        ));
+    let (raw_name, action) = path.into_inner();
+    let name = queue_name(&raw_name)?;
+    let broker = &state.broker;
+    let who = actor(&req);
+    let own_page = format!("/admin/queues/{}", url_encode(name.as_str()));
+    match action.as_str() {
+        "clear" => {
+            let n = broker.clear_queue(&name, &who).await?;
+            Ok(see_other(
+                form.back(&own_page),
+                &format!("Cleared {name}: {n} task(s) removed"),
+            ))
+        }
+        "delete" => {
+            if form.get("confirm").map(str::trim) != Some(name.as_str()) {
+                return Err(bad(
+                    "confirm",
+                    format!("type the queue's name, `{name}`, to delete it"),
+                ));
+            }
+            let n = broker.delete_queue(&name).await?;
+            broker
+                .audit_event(
+                    &who,
+                    "delete_queue",
+                    name.as_str(),
+                    Some(format!("{n} task(s)")),
+                )
+                .await?;
+            Ok(see_other(
+                "/admin/queues",
+                &format!("Deleted queue {name} and {n} task(s)"),
+            ))
+        }
+        "pause" => {
+            let paused = match form.required("paused")? {
+                "true" => true,
+                "false" => false,
+                other => return Err(bad("paused", format!("is true or false, not `{other}`"))),
+            };
+            broker
+                .update_queue_settings(&name, None, None, Some(paused))
+                .await?;
+            let (action, done) = if paused {
+                ("pause", "Paused")
+            } else {
+                ("resume", "Resumed")
+            };
+            broker
+                .audit_event(&who, action, name.as_str(), None)
+                .await?;
+            Ok(see_other(form.back(&own_page), &format!("{done} {name}")))
+        }
+        _ => not_found(req).await,
     }
-    let n = state.broker.delete_queue(&name).await?;
-    state
-        .broker
-        .audit_event(
-            &actor(&req),
-            "delete_queue",
-            name.as_str(),
-            Some(format!("{n} task(s)")),
-        )
-        .await?;
-    Ok(see_other(
-        "/admin/queues",
-        &format!("Deleted queue {name} and {n} task(s)"),
-    ))
-}
-
-pub async fn pause_queue(
-    req: HttpRequest,
-    state: Data,
-    path: web::Path<String>,
-    body: web::Bytes,
-) -> Res {
-    let form = Form::read(&req, &body)?;
-    let name = queue_name(&path)?;
-    let paused = match form.required("paused")? {
-        "true" => true,
-        "false" => false,
-        other => return Err(bad("paused", format!("is true or false, not `{other}`"))),
-    };
-    state
-        .broker
-        .update_queue_settings(&name, None, None, Some(paused))
-        .await?;
-    let action = if paused { "pause" } else { "resume" };
-    state
-        .broker
-        .audit_event(&actor(&req), action, name.as_str(), None)
-        .await?;
-    Ok(see_other(
-        form.back(&format!("/admin/queues/{}", url_encode(name.as_str()))),
-        &format!("{} {name}", if paused { "Paused" } else { "Resumed" }),
-    ))
 }
 
 // ----- tasks ----------------------------------------------------------------
@@ -749,72 +742,56 @@ pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res
     })
 }
 
-pub async fn retry_task(
+/// `POST /admin/tasks/{id}/{action}`: retry, edit (and retry), remove,
+/// run-now.
+pub async fn task_action(
     req: HttpRequest,
     state: Data,
-    path: web::Path<String>,
+    path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Res {
     let form = Form::read(&req, &body)?;
-    let id = task_id(&path)?;
-    state
-        .broker
-        .retry(RetryTarget::Task(id), &actor(&req))
-        .await?;
-    Ok(see_other(
-        form.back(&format!("/admin/tasks/{id}")),
-        &format!("Task {id} will run again"),
-    ))
-}
-
-pub async fn edit_task(
-    req: HttpRequest,
-    state: Data,
-    path: web::Path<String>,
-    body: web::Bytes,
-) -> Res {
-    let form = Form::read(&req, &body)?;
-    let id = task_id(&path)?;
-    let data = json_object("data", form.required("data")?)?;
-    let new_id = state.broker.retry_with_data(id, data, &actor(&req)).await?;
-    Ok(see_other(
-        &format!("/admin/tasks/{new_id}"),
-        &format!("Retried {id} with the new data as this task"),
-    ))
-}
-
-pub async fn remove_task(
-    req: HttpRequest,
-    state: Data,
-    path: web::Path<String>,
-    body: web::Bytes,
-) -> Res {
-    let form = Form::read(&req, &body)?;
-    let id = task_id(&path)?;
-    let queue = state.broker.task(id).await?.queue;
-    state.broker.remove_task(id, &actor(&req)).await?;
-    let fallback = format!("/admin/queues/{}", url_encode(queue.as_str()));
-    let back = match form.back(&fallback) {
-        // The task's own page is gone.
-        b if b.starts_with(&format!("/admin/tasks/{id}")) => fallback.as_str(),
-        b => b,
-    };
-    Ok(see_other(back, &format!("Removed task {id}")))
-}
-
-pub async fn run_now(
-    req: HttpRequest,
-    state: Data,
-    path: web::Path<String>,
-    body: web::Bytes,
-) -> Res {
-    let form = Form::read(&req, &body)?;
-    let id = task_id(&path)?;
-    state.broker.run_now(id, &actor(&req)).await?;
-    Ok(see_other(
-        form.back(&format!("/admin/tasks/{id}")),
-        &format!("Task {id} is ready now"),
-    ))
+    let (raw_id, action) = path.into_inner();
+    let id = task_id(&raw_id)?;
+    let broker = &state.broker;
+    let who = actor(&req);
+    let own_page = format!("/admin/tasks/{id}");
+    match action.as_str() {
+        "retry" => {
+            broker.retry(RetryTarget::Task(id), &who).await?;
+            Ok(see_other(
+                form.back(&own_page),
+                &format!("Task {id} will run again"),
+            ))
+        }
+        "run-now" => {
+            broker.run_now(id, &who).await?;
+            Ok(see_other(
+                form.back(&own_page),
+                &format!("Task {id} is ready now"),
+            ))
+        }
+        "edit" => {
+            let data = json_object("data", form.required("data")?)?;
+            let new_id = broker.retry_with_data(id, data, &who).await?;
+            Ok(see_other(
+                &format!("/admin/tasks/{new_id}"),
+                &format!("Retried {id} with the new data as this task"),
+            ))
+        }
+        "remove" => {
+            let queue = broker.task(id).await?.queue;
+            broker.remove_task(id, &who).await?;
+            let fallback = format!("/admin/queues/{}", url_encode(queue.as_str()));
+            // The task's own page is gone.
+            let back = match form.back(&fallback) {
+                b if b.starts_with(&own_page) => fallback.as_str(),
+                b => b,
+            };
+            Ok(see_other(back, &format!("Removed task {id}")))
+        }
+        _ => not_found(req).await,
+    }
 }
 
 // ----- failed and scheduled -------------------------------------------------

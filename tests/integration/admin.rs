@@ -592,6 +592,12 @@ async fn scheduled_tasks_run_now_or_are_removed() {
         .await
         .redirect();
     assert_eq!(app.queue("later").await["scheduled"], 0);
+    let explode = site
+        .post(&format!("/admin/tasks/{}/explode", ids[0]), &[])
+        .await;
+    assert_eq!(explode.status, StatusCode::NOT_FOUND);
+    let explode = site.post("/admin/queues/later/explode", &[]).await;
+    assert_eq!(explode.status, StatusCode::NOT_FOUND);
     let unknown = "01a2187b-2e31-76d7-9a9c-389ccabb0000";
     site.post(&format!("/admin/tasks/{unknown}/remove"), &[])
         .await
