@@ -235,23 +235,30 @@ fn json_object(field: &str, raw: &str) -> Result<Map<String, Value>, PageError> 
     }
 }
 
+/// The query of a list page. Unknown parameters are ignored: people edit
+/// these addresses by hand.
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
     #[serde(default)]
-    page: Option<usize>,
+    page: Option<String>,
     #[serde(default)]
     state: Option<String>,
     #[serde(default)]
     queue: Option<String>,
     #[serde(default)]
     edit: Option<String>,
-    #[serde(default, rename = "done")]
-    _done: Option<String>,
 }
 
 impl ListQuery {
-    fn page(&self) -> usize {
-        self.page.unwrap_or(1).max(1)
+    /// The 1-based page asked for.
+    fn page(&self) -> Result<usize, PageError> {
+        match self.page.as_deref().map(str::trim) {
+            None | Some("") => Ok(1),
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+                _ => Err(bad("page", format!("is a page number from 1, not `{raw}`"))),
+            },
+        }
     }
 }
 
@@ -444,7 +451,7 @@ struct QueuesPage {
 const QUEUES_PER_PAGE: usize = 100;
 
 pub async fn queues(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
-    let page = q.page();
+    let page = q.page()?;
     let all = state.broker.queues().await?;
     let interests = state.broker.interests().await;
     let mut lines = Vec::new();
@@ -526,7 +533,7 @@ pub async fn queue(
 ) -> Res {
     let name = queue_name(&path)?;
     let listing = parse_state(q.state.as_deref())?;
-    let page = q.page();
+    let page = q.page()?;
     let broker = &state.broker;
     let counts = broker.queue_counts(&name).await?;
     let interests = broker.interests().await.get(&name).map(view::pretty);
@@ -820,7 +827,7 @@ async fn total_of(
 }
 
 pub async fn failed(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
-    let page = q.page();
+    let page = q.page()?;
     let queue = q
         .queue
         .as_deref()
@@ -893,7 +900,7 @@ struct ScheduledPage {
 }
 
 pub async fn scheduled(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
-    let page = q.page();
+    let page = q.page()?;
     let tasks = state
         .broker
         .list_tasks(
@@ -1195,7 +1202,7 @@ struct AuditPage {
 }
 
 pub async fn audit(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
-    let page = q.page();
+    let page = q.page()?;
     let (total, entries) = state
         .broker
         .audit(Page {

@@ -371,7 +371,17 @@ async fn a_queue_page_lists_its_tasks_page_by_page() {
     site.get("/admin/queues/bad%20name")
         .await
         .error(400, "queue");
-    site.get("/admin/queues/bulk?page=x").await;
+    site.get("/admin/queues/bulk?page=x")
+        .await
+        .error(400, "page");
+    site.get("/admin/failed?page=0").await.error(400, "page");
+    // Past the end: an empty page, not an error.
+    let beyond = site
+        .get("/admin/queues/bulk?page=9")
+        .await
+        .html()
+        .to_owned();
+    assert_eq!(rows(&beyond), 0);
 }
 
 #[tokio::test]
