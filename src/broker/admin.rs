@@ -37,11 +37,15 @@ pub(crate) struct Observed {
 }
 
 impl Observed {
-    pub(crate) fn published(&self, batch: impl IntoIterator<Item = Arc<Map<String, Value>>>) {
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent.extend(batch);
-        let excess = recent.len().saturating_sub(RECENT_KEPT);
-        recent.drain(..excess);
+    pub(crate) fn published(&self, batch: Vec<Arc<Map<String, Value>>>) {
+        let evicted: Vec<Arc<Map<String, Value>>> = {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            recent.extend(batch);
+            let excess = recent.len().saturating_sub(RECENT_KEPT);
+            recent.drain(..excess).collect()
+        };
+        // Publishes share this lock: free the evicted payloads after it.
+        drop(evicted);
     }
 
     /// Whether a sample is due at `now`.
