@@ -994,6 +994,35 @@ pub async fn listings_page_through_each_state_in_its_order(h: &mut dyn Harness) 
     Ok(())
 }
 
+pub async fn deep_pages_list_in_the_same_order(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    // More copies than one piece of a backend's walk, over two lanes' worth
+    // of priorities, with other queues' copies interleaved.
+    let mut all = Vec::new();
+    for i in 0..9000u64 {
+        all.push(copy(
+            if i % 3 == 0 { "other" } else { "big" },
+            (i % 2) as i16,
+            i,
+        ));
+    }
+    let mut expected: Vec<&Task> = all.iter().filter(|t| t.queue.as_str() == "big").collect();
+    expected.sort_by_key(|t| (std::cmp::Reverse(t.priority), t.run_at, t.task_id));
+    let expected: Vec<TaskId> = expected.iter().map(|t| t.task_id).collect();
+    s.enqueue(all.clone()).await?;
+    let big = q("big");
+    for offset in [0, 4090, 4096, 5980] {
+        let got = s
+            .list_tasks(Some(&big), TaskState::Ready, page(offset, 20))
+            .await?;
+        let want: Vec<TaskId> = expected.iter().skip(offset).take(20).copied().collect();
+        assert_eq!(ids(&got), want, "page at {offset}");
+    }
+    let everything = s.list_tasks(None, TaskState::Ready, page(8990, 50)).await?;
+    assert_eq!(everything.len(), 10, "the last of 9000");
+    Ok(())
+}
+
 pub async fn failed_copies_are_retried_one_or_all(h: &mut dyn Harness) -> R {
     let s = h.open().await;
     let one = into_failed(&*s, copy("a", 0, 0), "boom").await?;
@@ -1232,6 +1261,7 @@ macro_rules! conformance_tests {
             interests_workers_and_counters_are_kept,
             every_state_survives_a_reopen,
             listings_page_through_each_state_in_its_order,
+            deep_pages_list_in_the_same_order,
             failed_copies_are_retried_one_or_all,
             a_failed_copy_is_retried_with_new_data_as_a_new_copy,
             a_scheduled_copy_runs_now_when_asked,

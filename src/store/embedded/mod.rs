@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 use self::journal::{Committer, Op};
 pub use self::state::Retention;
-use self::state::{EventKind, Meta, ReadyKey, State};
+use self::state::{EventKind, Mark, Meta, ReadyKey, State};
 use super::{
     CancelTarget, Cancellation, Enqueued, Outcome, Page, RetryTarget, Store, StoreError,
     StoreStats, TaskSelector, Tick, AUDIT_KEPT,
@@ -810,13 +810,26 @@ impl Store for EmbeddedStore {
         state: TaskState,
         page: Page,
     ) -> Result<Vec<Task>, StoreError> {
-        let metas: Vec<Meta> = {
+        // Walked a piece at a time: a deep page of a million copies must not
+        // hold the lock that every claim and publish needs.
+        const PIECE: usize = 4096;
+        let mut skip = page.offset;
+        let mut metas: Vec<Meta> = Vec::with_capacity(page.limit.min(1000));
+        let mut mark = Mark::Start;
+        while mark != Mark::Done && metas.len() < page.limit {
             let st = self.lock();
-            st.list(queue, state, page.offset, page.limit)
-                .iter()
-                .filter_map(|id| st.tasks.get(id).cloned())
-                .collect()
-        };
+            let mut ids = Vec::new();
+            let wanted = page.limit - metas.len();
+            mark = st.walk(queue, state, &mark, PIECE, |id| {
+                if skip > 0 {
+                    skip -= 1;
+                    return true;
+                }
+                ids.push(id);
+                ids.len() < wanted
+            });
+            metas.extend(ids.iter().filter_map(|id| st.tasks.get(id).cloned()));
+        }
         self.with_payloads(metas, true)
     }
 

@@ -8,6 +8,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,19 @@ fn forget(lists: &mut HashMap<QueueName, VecDeque<TaskId>>, queue: &QueueName, i
 /// Ready copies of a lane in claim order: priority (high first), then the time
 /// they became runnable, then id (creation order).
 pub(super) type ReadyKey = (Reverse<Priority>, Millis, TaskId);
+
+/// Where a walk through a listing's index stopped (see `State::walk`).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Mark {
+    Start,
+    /// The last entry visited in the ready lanes.
+    Ready(Lane, ReadyKey),
+    /// The last entry visited in an index ordered by time.
+    Timed(Millis, TaskId),
+    /// The position of the next entry of a per-queue list.
+    At(usize),
+    Done,
+}
 
 /// One copy without its payload: what stays in memory, and what is stored
 /// per copy (postcard-encoded).
@@ -636,18 +650,64 @@ impl State {
         }
     }
 
-    /// A page of the copies in `state` (of `queue`, when given), walking the
-    /// index that state keeps instead of every copy.
-    pub fn list(
+    /// Visits up to `budget` entries of the index that keeps copies in
+    /// `state`, after `from`, passing each copy of `queue` (when given) to
+    /// `take`, which says whether to go on. Returns where it stopped
+    /// (`Mark::Done` at the end, or when `take` said stop), so that a long
+    /// listing is walked a piece at a time, letting go of the lock between
+    /// pieces.
+    pub fn walk(
         &self,
         queue: Option<&QueueName>,
         state: TaskState,
-        offset: usize,
-        limit: usize,
-    ) -> Vec<TaskId> {
-        let of_queue =
-            |id: &TaskId| queue.is_none_or(|q| self.tasks.get(id).is_some_and(|m| &m.queue == q));
-        let ids: Box<dyn Iterator<Item = TaskId> + '_> = match state {
+        from: &Mark,
+        budget: usize,
+        mut take: impl FnMut(TaskId) -> bool,
+    ) -> Mark {
+        let budget = budget.max(1);
+        let mine = |id: &TaskId| {
+            self.tasks
+                .get(id)
+                .is_some_and(|m| m.state == state && queue.is_none_or(|q| &m.queue == q))
+        };
+        let mut visited = 0;
+        // Visits one entry; `Some` when the walk must stop there.
+        let mut visit = |id: TaskId, here: &dyn Fn() -> Mark| -> Option<Mark> {
+            if mine(&id) && !take(id) {
+                return Some(Mark::Done);
+            }
+            visited += 1;
+            (visited == budget).then(here)
+        };
+        let timed = |set: &BTreeSet<(Millis, TaskId)>,
+                     visit: &mut dyn FnMut(TaskId, &dyn Fn() -> Mark) -> Option<Mark>|
+         -> Mark {
+            let after = match from {
+                Mark::Timed(at, id) => Excluded((*at, *id)),
+                _ => Unbounded,
+            };
+            for &(at, id) in set.range((after, Unbounded)) {
+                if let Some(stop) = visit(id, &|| Mark::Timed(at, id)) {
+                    return stop;
+                }
+            }
+            Mark::Done
+        };
+        let listed = |list: Option<&VecDeque<TaskId>>,
+                      visit: &mut dyn FnMut(TaskId, &dyn Fn() -> Mark) -> Option<Mark>|
+         -> Mark {
+            let start = match from {
+                Mark::At(i) => *i,
+                _ => 0,
+            };
+            for (i, &id) in list.into_iter().flatten().enumerate().skip(start) {
+                if let Some(stop) = visit(id, &|| Mark::At(i + 1)) {
+                    return stop;
+                }
+            }
+            Mark::Done
+        };
+        match state {
             TaskState::Ready => {
                 // A queue's own lane first, then the workers' own lanes
                 // (`scope: all`) that hold its copies.
@@ -660,36 +720,31 @@ impl State {
                     })
                     .collect();
                 lanes.sort();
-                Box::new(
-                    lanes
-                        .into_iter()
-                        .flat_map(|l| self.ready[l].iter().map(|k| k.2))
-                        .filter(of_queue),
-                )
-            }
-            TaskState::Scheduled => Box::new(self.scheduled.iter().map(|k| k.1).filter(of_queue)),
-            TaskState::Running => Box::new(self.leases.iter().map(|k| k.1).filter(of_queue)),
-            TaskState::Failed => match queue {
-                Some(q) => Box::new(self.failed.get(q).into_iter().flatten().copied()),
-                None => Box::new(self.failed_by_age.iter().map(|k| k.1)),
-            },
-            TaskState::Completed | TaskState::Cancelled | TaskState::Expired => {
-                let in_state =
-                    move |id: &TaskId| self.tasks.get(id).is_some_and(|m| m.state == state);
-                match queue {
-                    Some(q) => Box::new(
-                        self.finished
-                            .get(q)
-                            .into_iter()
-                            .flatten()
-                            .copied()
-                            .filter(in_state),
-                    ),
-                    None => Box::new(self.finished_by_age.iter().map(|k| k.1).filter(in_state)),
+                for lane in lanes {
+                    let after = match from {
+                        Mark::Ready(at, _) if lane < at => continue,
+                        Mark::Ready(at, key) if lane == at => Excluded(*key),
+                        _ => Unbounded,
+                    };
+                    for &key in self.ready[lane].range((after, Unbounded)) {
+                        if let Some(stop) = visit(key.2, &|| Mark::Ready(lane.clone(), key)) {
+                            return stop;
+                        }
+                    }
                 }
+                Mark::Done
             }
-        };
-        ids.skip(offset).take(limit).collect()
+            TaskState::Scheduled => timed(&self.scheduled, &mut visit),
+            TaskState::Running => timed(&self.leases, &mut visit),
+            TaskState::Failed => match queue {
+                Some(q) => listed(self.failed.get(q), &mut visit),
+                None => timed(&self.failed_by_age, &mut visit),
+            },
+            TaskState::Completed | TaskState::Cancelled | TaskState::Expired => match queue {
+                Some(q) => listed(self.finished.get(q), &mut visit),
+                None => timed(&self.finished_by_age, &mut visit),
+            },
+        }
     }
 
     /// Whether a running twin holds this copy's run lock.
