@@ -63,6 +63,10 @@ fn forget(lists: &mut HashMap<QueueName, VecDeque<TaskId>>, queue: &QueueName, i
 /// they became runnable, then id (creation order).
 pub(super) type ReadyKey = (Reverse<Priority>, Millis, TaskId);
 
+/// One step of `State::walk`: an entry, whether it needs no look-up, and its
+/// mark; says where to stop, if there.
+type Visit<'a> = dyn FnMut(TaskId, bool, &dyn Fn() -> Mark) -> Option<Mark> + 'a;
+
 /// Where a walk through a listing's index stopped (see `State::walk`).
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Mark {
@@ -650,7 +654,8 @@ impl State {
         }
     }
 
-    /// Visits up to `budget` entries of the index that keeps copies in
+    /// Visits up to `budget` entries (a quarter as many where each needs a
+    /// look-up) of the index that keeps copies in
     /// `state`, after `from`, passing each copy of `queue` (when given) to
     /// `take`, which says whether to go on. Returns where it stopped
     /// (`Mark::Done` at the end, or when `take` said stop), so that a long
@@ -672,36 +677,33 @@ impl State {
         };
         let mut visited = 0;
         // Visits one entry; `Some` when the walk must stop there.
-        let mut visit = |id: TaskId, here: &dyn Fn() -> Mark| -> Option<Mark> {
-            if mine(&id) && !take(id) {
+        let mut visit = |id: TaskId, trusted: bool, here: &dyn Fn() -> Mark| -> Option<Mark> {
+            if (trusted || mine(&id)) && !take(id) {
                 return Some(Mark::Done);
             }
-            visited += 1;
-            (visited == budget).then(here)
+            // A look-up costs about four times a step through an index.
+            visited += if trusted { 1 } else { 4 };
+            (visited >= budget).then(here)
         };
-        let timed = |set: &BTreeSet<(Millis, TaskId)>,
-                     visit: &mut dyn FnMut(TaskId, &dyn Fn() -> Mark) -> Option<Mark>|
-         -> Mark {
+        let timed = |set: &BTreeSet<(Millis, TaskId)>, visit: &mut Visit<'_>| -> Mark {
             let after = match from {
                 Mark::Timed(at, id) => Excluded((*at, *id)),
                 _ => Unbounded,
             };
             for &(at, id) in set.range((after, Unbounded)) {
-                if let Some(stop) = visit(id, &|| Mark::Timed(at, id)) {
+                if let Some(stop) = visit(id, false, &|| Mark::Timed(at, id)) {
                     return stop;
                 }
             }
             Mark::Done
         };
-        let listed = |list: Option<&VecDeque<TaskId>>,
-                      visit: &mut dyn FnMut(TaskId, &dyn Fn() -> Mark) -> Option<Mark>|
-         -> Mark {
+        let listed = |list: Option<&VecDeque<TaskId>>, visit: &mut Visit<'_>| -> Mark {
             let start = match from {
                 Mark::At(i) => *i,
                 _ => 0,
             };
             for (i, &id) in list.into_iter().flatten().enumerate().skip(start) {
-                if let Some(stop) = visit(id, &|| Mark::At(i + 1)) {
+                if let Some(stop) = visit(id, false, &|| Mark::At(i + 1)) {
                     return stop;
                 }
             }
@@ -726,8 +728,13 @@ impl State {
                         Mark::Ready(at, key) if lane == at => Excluded(*key),
                         _ => Unbounded,
                     };
+                    // A queue's own lane holds only that queue's ready
+                    // copies: its entries need no look-up.
+                    let trusted = matches!(lane, Lane::Queue(_));
                     for &key in self.ready[lane].range((after, Unbounded)) {
-                        if let Some(stop) = visit(key.2, &|| Mark::Ready(lane.clone(), key)) {
+                        if let Some(stop) =
+                            visit(key.2, trusted, &|| Mark::Ready(lane.clone(), key))
+                        {
                             return stop;
                         }
                     }
