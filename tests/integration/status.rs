@@ -1,7 +1,7 @@
 //! `GET /status` and its parameters, and parameters given as a query string.
 
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::spawn_app;
 
@@ -120,4 +120,22 @@ async fn every_route_takes_query_string_parameters_too() {
     app.send(Method::DELETE, &format!("/worker?workerId={worker}"), None)
         .await
         .ok();
+}
+
+#[tokio::test]
+async fn only_singular_tasks_show_a_fingerprint() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let plain = app.publish_data(json!({"n": 1})).await;
+    let single = app
+        .publish(json!({"data": {"n": 2}, "singularlyRun": true}))
+        .await
+        .ok();
+    let task = |p: &Value| p["copies"][0]["taskId"].as_str().unwrap().to_owned();
+    let plain = app.status(&format!("task={}", task(&plain))).await;
+    assert!(plain["task"].get("fingerprint").is_none(), "{plain}");
+    let single = app.status(&format!("task={}", task(&single))).await;
+    let fp = single["task"]["fingerprint"].as_str().unwrap();
+    assert_eq!(fp.len(), 32);
+    assert!(fp.bytes().all(|b| b.is_ascii_hexdigit()));
 }

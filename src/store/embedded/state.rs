@@ -319,11 +319,16 @@ impl Meta {
                 Vec::new()
             },
             cancelled: self.cancel_requested || self.state == TaskState::Cancelled,
-            fingerprint: self
-                .fingerprint
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
+            // Only copies under a singular rule have one; the others' bytes
+            // are zero, which is not a hash worth showing.
+            fingerprint: if self.fingerprint == [0; 16] {
+                String::new()
+            } else {
+                self.fingerprint
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            },
         }
     }
 
