@@ -30,6 +30,20 @@ pub fn is_admin(req: &actix_web::HttpRequest) -> bool {
         .is_some_and(|r| r.0.contains(&crate::auth::Role::Admin))
 }
 
+/// The role the caller's credentials carry, for the audit log: the roles of
+/// its key joined by `+`, or `open` when auth is off.
+pub fn caller_role(req: &actix_web::HttpRequest) -> String {
+    req.extensions()
+        .get::<CallerRoles>()
+        .map(|r| {
+            r.0.iter()
+                .map(|role| role.as_str())
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .unwrap_or_else(|| "open".into())
+}
+
 pub async fn check_access(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,

@@ -1,6 +1,6 @@
 //! `/interest`: which tasks a queue wants.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::error::ApiError;
@@ -12,6 +12,7 @@ use super::AppState;
 /// matcher; nothing is stored unless every item is valid).
 pub async fn create_interest(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
     match body {
@@ -21,6 +22,8 @@ pub async fn create_interest(
                 .broker
                 .set_interests(queue.clone(), &interests)
                 .await?;
+            let detail = Some(normalized.to_string());
+            super::audit(&req, &state, "set_interests", queue.as_str(), detail).await?;
             Ok(HttpResponse::Ok().json(json!({"queue": queue, "interests": normalized})))
         }
         Body::Batch(items) => {
@@ -31,6 +34,16 @@ pub async fn create_interest(
                 .collect::<Result<Vec<_>, _>>()?;
             let queues: Vec<_> = updates.iter().map(|(q, _)| q.clone()).collect();
             let normalized = state.broker.set_many_interests(updates).await?;
+            // One entry for the batch: a thousand queues set at once are one
+            // change.
+            let names: Vec<&str> = queues.iter().take(10).map(|q| q.as_str()).collect();
+            let more = queues.len().saturating_sub(names.len());
+            let detail = match more {
+                0 => names.join(", "),
+                n => format!("{}, and {n} more", names.join(", ")),
+            };
+            let target = format!("{} queues", queues.len());
+            super::audit(&req, &state, "set_interests", &target, Some(detail)).await?;
             let answer: Vec<_> = queues
                 .into_iter()
                 .zip(normalized)
@@ -51,10 +64,12 @@ fn parse_interest(p: &Params) -> Result<(crate::model::QueueName, serde_json::Va
 /// `DELETE /interest`: the queue stops receiving tasks; its tasks stay.
 pub async fn delete_interest(
     state: web::Data<AppState>,
+    req: HttpRequest,
     p: Params,
 ) -> Result<HttpResponse, ApiError> {
     p.only(&["queue"])?;
     let queue = p.required("queue", p.queue("queue")?)?;
     state.broker.delete_interests(&queue).await?;
+    super::audit(&req, &state, "remove_interests", queue.as_str(), None).await?;
     Ok(HttpResponse::Ok().json(json!({"queue": queue, "deleted": true})))
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse};
 
 use self::error::ApiError;
-pub use self::guard::{check_access, CallerRoles};
+pub use self::guard::{caller_role, check_access, CallerRoles};
 use crate::auth::Keys;
 use crate::broker::clock::ManualClock;
 use crate::broker::Broker;
@@ -42,6 +42,21 @@ pub struct AppState {
 /// Mounts every API route.
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig, testing: bool) {
     routes::mount(cfg, testing);
+}
+
+/// Records an admin's change made through the API in the audit log, beside
+/// the management site's own actions.
+async fn audit(
+    req: &HttpRequest,
+    state: &AppState,
+    action: &str,
+    target: &str,
+    detail: Option<String>,
+) -> Result<(), ApiError> {
+    Ok(state
+        .broker
+        .audit_event(&caller_role(req), action, target, detail)
+        .await?)
 }
 
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -1,6 +1,6 @@
 //! `/queue`: removing a whole queue.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::error::ApiError;
@@ -8,17 +8,27 @@ use super::params::Params;
 use super::AppState;
 
 /// `DELETE /queue`: removes a queue's interests and every task in it.
-pub async fn delete_queue(state: web::Data<AppState>, p: Params) -> Result<HttpResponse, ApiError> {
+pub async fn delete_queue(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    p: Params,
+) -> Result<HttpResponse, ApiError> {
     p.only(&["queue"])?;
     let queue = p.required("queue", p.queue("queue")?)?;
     let deleted = state.broker.delete_queue(&queue).await?;
+    let detail = format!("{deleted} task(s)");
+    super::audit(&req, &state, "delete_queue", queue.as_str(), Some(detail)).await?;
     Ok(HttpResponse::Ok().json(json!({"queue": queue, "deletedTasks": deleted})))
 }
 
 /// `PUT /queue`: sets a queue's limits: `maxRunning` (copies running at once
 /// across all workers), `rateLimit` (claims per second), `paused`. An absent
 /// field keeps its value; `null` clears it.
-pub async fn update_queue(state: web::Data<AppState>, p: Params) -> Result<HttpResponse, ApiError> {
+pub async fn update_queue(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    p: Params,
+) -> Result<HttpResponse, ApiError> {
     p.only(&["queue", "maxRunning", "rateLimit", "paused"])?;
     let queue = p.required("queue", p.queue("queue")?)?;
     let max_running = if p.is_null("maxRunning") {
@@ -46,5 +56,7 @@ pub async fn update_queue(state: web::Data<AppState>, p: Params) -> Result<HttpR
         .broker
         .update_queue_settings(&queue, max_running, rate_limit, paused)
         .await?;
+    let detail = serde_json::to_string(&settings).ok();
+    super::audit(&req, &state, "queue_settings", queue.as_str(), detail).await?;
     Ok(HttpResponse::Ok().json(json!({"queue": queue, "settings": settings})))
 }

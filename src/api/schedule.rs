@@ -1,6 +1,6 @@
 //! `/schedule`: named recurring (cron, interval) and one-off publishes.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
@@ -23,7 +23,11 @@ pub fn view(s: &ScheduleRecord) -> Value {
 /// `PUT /schedule`: creates or replaces the schedule `name`, which publishes
 /// `task` (the parameters of `PUT /task`) by `cron` (with `timezone`), `every`
 /// so many seconds, or once `at` a time.
-pub async fn set_schedule(state: web::Data<AppState>, p: Params) -> Result<HttpResponse, ApiError> {
+pub async fn set_schedule(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    p: Params,
+) -> Result<HttpResponse, ApiError> {
     p.only(&["name", "cron", "timezone", "every", "at", "task"])?;
     let name = p.required("name", p.string("name")?)?;
     let spec = match (
@@ -59,16 +63,20 @@ pub async fn set_schedule(state: web::Data<AppState>, p: Params) -> Result<HttpR
         ));
     }
     let record = state.broker.set_schedule(name, spec, task).await?;
+    let detail = serde_json::to_string(&record.spec).ok();
+    super::audit(&req, &state, "set_schedule", &record.name, detail).await?;
     Ok(HttpResponse::Ok().json(view(&record)))
 }
 
 /// `DELETE /schedule`: stops a schedule.
 pub async fn delete_schedule(
     state: web::Data<AppState>,
+    req: HttpRequest,
     p: Params,
 ) -> Result<HttpResponse, ApiError> {
     p.only(&["name"])?;
     let name = p.required("name", p.string("name")?)?;
     state.broker.delete_schedule(&name).await?;
+    super::audit(&req, &state, "remove_schedule", &name, None).await?;
     Ok(HttpResponse::Ok().json(json!({"name": name, "deleted": true})))
 }

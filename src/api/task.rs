@@ -370,7 +370,15 @@ pub async fn delete_tasks(
             ))
         }
     };
+    let target = match &selector {
+        TaskSelector::Worker(w) => format!("tasks of worker {w}"),
+        TaskSelector::Queue(q) => format!("tasks of {q}"),
+        TaskSelector::Task(id) => id.to_string(),
+        TaskSelector::Failed(_) => "failed tasks".into(),
+    };
     let deleted = state.broker.delete_tasks(selector).await?;
+    let detail = Some(format!("{deleted} task(s)"));
+    super::audit(&req, &state, "remove_tasks", &target, detail).await?;
     Ok(HttpResponse::Ok().json(json!({"deleted": deleted})))
 }
 

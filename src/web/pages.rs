@@ -137,18 +137,9 @@ impl Chrome {
     }
 }
 
-/// Who acts, for the audit log: the roles of the caller's key, or `open`
-/// when auth is off.
+/// Who acts, for the audit log.
 fn actor(req: &HttpRequest) -> String {
-    req.extensions()
-        .get::<crate::api::CallerRoles>()
-        .map(|r| {
-            r.0.iter()
-                .map(|role| role.as_str())
-                .collect::<Vec<_>>()
-                .join("+")
-        })
-        .unwrap_or_else(|| "open".into())
+    crate::api::caller_role(req)
 }
 
 fn render(page: impl Template) -> Res {

@@ -410,7 +410,7 @@ async fn forms_without_the_csrf_token_change_nothing() {
     let get = site.get("/admin/queues/q/clear").await;
     assert_ne!(get.status, StatusCode::OK);
     assert_eq!(app.queue("q").await["ready"], 1);
-    assert!(audit_actions(&mut site).await.is_empty());
+    assert_eq!(audit_actions(&mut site).await, ["open set_interests"]);
 }
 
 #[tokio::test]
@@ -494,9 +494,11 @@ async fn failed_tasks_are_retried_removed_and_audited() {
         audit_actions(&mut site).await,
         [
             "open remove_failed",
+            "open set_interests",
             "open retry",
             "open remove",
-            "open retry"
+            "open retry",
+            "open set_interests"
         ]
     );
     let _ = three;
@@ -566,7 +568,15 @@ async fn a_failed_task_is_edited_and_retried_as_a_new_task() {
     assert_eq!(claimed["data"], json!({"kind": "x", "to": "fixed"}));
     let new_page = site.get(&to).await.html().to_owned();
     assert!(new_page.contains("Retried") && new_page.contains("fixed"));
-    assert_eq!(audit_actions(&mut site).await, ["open edit_retry"]);
+    assert_eq!(
+        audit_actions(&mut site).await,
+        [
+            "open edit_retry",
+            "open set_interests",
+            "open set_interests"
+        ],
+        "the API's interest changes are audited too"
+    );
 }
 
 #[tokio::test]
@@ -614,7 +624,7 @@ async fn scheduled_tasks_run_now_or_are_removed() {
         .error(404, "taskId");
     assert_eq!(
         audit_actions(&mut site).await,
-        ["open remove", "open run_now"]
+        ["open remove", "open run_now", "open set_interests"]
     );
 }
 
@@ -790,7 +800,10 @@ async fn singular_locks_are_shown_and_broken() {
         .await
         .redirect();
     assert!(again.contains("no longer held"));
-    assert_eq!(audit_actions(&mut site).await, ["open break_lock"]);
+    assert_eq!(
+        audit_actions(&mut site).await,
+        ["open break_lock", "open set_interests"]
+    );
 }
 
 #[tokio::test]
@@ -869,7 +882,8 @@ async fn queues_are_paused_cleared_and_deleted_with_confirmation() {
             "open delete_queue",
             "open clear_queue",
             "open resume",
-            "open pause"
+            "open pause",
+            "open set_interests"
         ]
     );
 }
@@ -972,4 +986,83 @@ async fn a_thousand_queues_are_paged() {
     let overview = site.get("/admin").await.html().to_owned();
     assert!(overview.contains("All 1000 queues"));
     assert_eq!(rows(&overview), 25);
+}
+
+#[tokio::test]
+async fn admin_changes_through_the_api_are_audited_too() {
+    let (admin, admin_hash) = new_key();
+    let app = spawn_app_with(|s| s.auth.admin = vec![admin_hash.to_string()]).await;
+    let client = reqwest::Client::new();
+    let call = |method: Method, path: &str, body: Value| {
+        client
+            .request(method, format!("{}{path}", app.base))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+    };
+    let ok = |r: reqwest::Response| assert_eq!(r.status(), StatusCode::OK, "{r:?}");
+    ok(call(
+        Method::PUT,
+        "/interest",
+        json!({"queue": "q", "interests": "*"}),
+    )
+    .await
+    .unwrap());
+    let batch = json!([
+        {"queue": "a", "interests": "*"},
+        {"queue": "b", "interests": {"x": "^y$"}}
+    ]);
+    ok(call(Method::PUT, "/interest", batch).await.unwrap());
+    ok(
+        call(Method::PUT, "/queue", json!({"queue": "q", "paused": true}))
+            .await
+            .unwrap(),
+    );
+    ok(call(
+        Method::PUT,
+        "/schedule",
+        json!({"name": "tick", "every": 60, "task": {"data": {}}}),
+    )
+    .await
+    .unwrap());
+    ok(call(Method::DELETE, "/schedule", json!({"name": "tick"}))
+        .await
+        .unwrap());
+    ok(call(Method::DELETE, "/task", json!({"queue": "q"}))
+        .await
+        .unwrap());
+    ok(call(Method::DELETE, "/interest", json!({"queue": "a"}))
+        .await
+        .unwrap());
+    ok(call(Method::DELETE, "/queue", json!({"queue": "b"}))
+        .await
+        .unwrap());
+    // A refused change is not audited.
+    let bad = call(
+        Method::PUT,
+        "/interest",
+        json!({"queue": "q", "interests": {"x": "("}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let mut site = Site::new(&app).with_basic(&admin);
+    assert_eq!(
+        audit_actions(&mut site).await,
+        [
+            "admin delete_queue",
+            "admin remove_interests",
+            "admin remove_tasks",
+            "admin remove_schedule",
+            "admin set_schedule",
+            "admin queue_settings",
+            "admin set_interests",
+            "admin set_interests",
+        ]
+    );
+    let html = site.get("/admin/audit").await.html().to_owned();
+    assert!(
+        html.contains("<code>2 queues</code>") && html.contains("a, b"),
+        "{html}"
+    );
 }
