@@ -444,3 +444,27 @@ impl Load {
         ids
     }
 }
+
+/// The Couchbase cluster the Couchbase tests run against, from
+/// `INTERQ_COUCHBASE_CONNSTR` (and `_USER`, `_PASSWORD`, `_BUCKET`), with a
+/// key prefix of its own, so that tests share a bucket without meeting.
+/// Without the variable: `None`, after saying that the test is skipped.
+pub fn couchbase_settings(test: &str) -> Option<interq::store::embedded::CouchbaseSettings> {
+    let Ok(connection_string) = std::env::var("INTERQ_COUCHBASE_CONNSTR") else {
+        eprintln!(
+            "skipped {test}: INTERQ_COUCHBASE_CONNSTR is not set (see README, Couchbase tests)"
+        );
+        return None;
+    };
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    Some(interq::store::embedded::CouchbaseSettings {
+        connection_string,
+        username: var("INTERQ_COUCHBASE_USER", "Administrator"),
+        password: var("INTERQ_COUCHBASE_PASSWORD", "password"),
+        bucket: var("INTERQ_COUCHBASE_BUCKET", "default"),
+        scope: "_default".into(),
+        collection: "_default".into(),
+        key_prefix: format!("test-{}::", uuid::Uuid::new_v4().simple()),
+        timeout: Duration::from_secs(10),
+    })
+}

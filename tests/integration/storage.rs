@@ -28,3 +28,40 @@ impl Harness for Embedded {
 interq::conformance_tests!(Embedded {
     dir: tempfile::tempdir().expect("a temporary directory"),
 });
+
+/// The same suite against a Couchbase cluster, when one is configured.
+mod couchbase {
+    use super::*;
+    use interq::store::embedded::{CouchbaseSettings, Retention};
+
+    pub struct Couchbase {
+        settings: CouchbaseSettings,
+    }
+
+    pub fn harness() -> Option<Couchbase> {
+        crate::helpers::couchbase_settings("the Couchbase conformance case")
+            .map(|settings| Couchbase { settings })
+    }
+
+    #[async_trait]
+    impl Harness for Couchbase {
+        async fn open(&mut self) -> Arc<dyn Store> {
+            let retention = Retention {
+                finished_per_queue: HISTORY,
+                ..Retention::default()
+            };
+            Arc::new(
+                EmbeddedStore::open_couchbase(self.settings.clone(), retention)
+                    .await
+                    .expect("open the Couchbase store"),
+            )
+        }
+
+        async fn reopen(&mut self, store: Arc<dyn Store>) -> Arc<dyn Store> {
+            drop(store);
+            self.open().await
+        }
+    }
+
+    interq::conformance_tests!(optional harness());
+}

@@ -30,8 +30,9 @@ pub(super) const QUEUE_SETTINGS: TableDefinition<&str, &[u8]> =
 pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 pub(super) const COUNTERS_KEY: &str = "counters";
 
-/// One change to make durable.
-#[derive(Debug)]
+/// One change to make durable. Also what the Couchbase backend's log
+/// carries (postcard), so variants are only ever added at the end.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) enum Op {
     PutCopy([u8; 16], Vec<u8>),
     DeleteCopy([u8; 16]),
@@ -49,6 +50,26 @@ pub(super) enum Op {
     DeleteAudit(u64),
     /// Nothing but a commit, so that counters and earlier changes are written.
     Sync,
+}
+
+impl Op {
+    /// Roughly its encoded size.
+    pub(super) fn size(&self) -> usize {
+        16 + match self {
+            Op::PutCopy(_, v) | Op::PutPayload(_, v) | Op::PutWorker(_, v) | Op::PutAudit(_, v) => {
+                v.len()
+            }
+            Op::PutInterests(k, v) | Op::PutQueueSettings(k, v) | Op::PutSchedule(k, v) => {
+                k.len() + v.len()
+            }
+            Op::DeleteInterests(k) | Op::DeleteQueueSettings(k) | Op::DeleteSchedule(k) => k.len(),
+            Op::DeleteCopy(_)
+            | Op::DeletePayload(_)
+            | Op::DeleteWorker(_)
+            | Op::DeleteAudit(_)
+            | Op::Sync => 0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]

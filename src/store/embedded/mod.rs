@@ -12,6 +12,7 @@
 //! A new copy becomes visible (claimable, countable) only once its enqueue is
 //! committed, so its payload is always on disk by the time anyone reads it.
 
+mod couchbase;
 mod journal;
 mod state;
 
@@ -24,6 +25,8 @@ use async_trait::async_trait;
 use redb::Database;
 use serde_json::{Map, Value};
 
+pub use self::couchbase::CouchbaseSettings;
+use self::couchbase::{CommitError, CouchbaseLog, Entry};
 use self::journal::{Committer, Op};
 pub use self::state::Retention;
 use self::state::{EventKind, Mark, Meta, ReadyKey, State};
@@ -46,8 +49,28 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 #[derive(Debug)]
 pub struct EmbeddedStore {
     state: Arc<Mutex<State>>,
-    db: Arc<Database>,
-    committer: Committer,
+    backend: Backend,
+    retention: Retention,
+}
+
+/// Where changes are made durable.
+#[derive(Debug)]
+enum Backend {
+    /// One node: a redb file, written by a group-commit thread.
+    Redb {
+        db: Arc<Database>,
+        committer: Committer,
+    },
+    /// Any number of nodes: a log in a Couchbase bucket (see `couchbase`).
+    Couchbase(Arc<CouchbaseLog>),
+}
+
+/// A change in progress. With Couchbase, the cluster lock and this node's
+/// turn, from before the change is computed until it is committed.
+#[derive(Debug)]
+enum Session {
+    Local,
+    Shared(couchbase::Turn),
 }
 
 impl EmbeddedStore {
@@ -126,9 +149,95 @@ impl EmbeddedStore {
         });
         Ok(Self {
             state,
-            db,
-            committer,
+            backend: Backend::Redb { db, committer },
+            retention,
         })
+    }
+
+    /// Opens the store on a Couchbase bucket shared with other nodes: loads
+    /// the latest snapshot and the log after it.
+    pub async fn open_couchbase(
+        settings: CouchbaseSettings,
+        retention: Retention,
+    ) -> Result<Self, StoreError> {
+        let log = Arc::new(CouchbaseLog::connect(settings).await?);
+        let store = Self {
+            state: Arc::new(Mutex::new(State::new(retention))),
+            backend: Backend::Couchbase(log),
+            retention,
+        };
+        store.reload().await?;
+        Ok(store)
+    }
+
+    /// Rebuilds the state from the shared log: at start, and after another
+    /// node committed the entry this node meant to write.
+    async fn reload(&self) -> Result<(), StoreError> {
+        let Backend::Couchbase(log) = &self.backend else {
+            return Ok(());
+        };
+        let fresh = Arc::new(Mutex::new(State::new(self.retention)));
+        log.reset().await;
+        log.load(|e| apply_entry(&fresh, e)).await?;
+        drop(log.catch_up(|e| apply_entry(&fresh, e)).await?);
+        let fresh = std::mem::take(&mut *fresh.lock().unwrap_or_else(|e| e.into_inner()));
+        *self.lock() = fresh;
+        Ok(())
+    }
+
+    /// Starts a change. With Couchbase: waits for the cluster lock and
+    /// applies every change other nodes made first.
+    async fn begin(&self) -> Result<Session, StoreError> {
+        match &self.backend {
+            Backend::Redb { .. } => Ok(Session::Local),
+            Backend::Couchbase(log) => Ok(Session::Shared(
+                log.begin(
+                    |e| apply_entry(&self.state, e),
+                    || {
+                        let st = self.lock();
+                        (snapshot_ops(&st), st.counters)
+                    },
+                )
+                .await?,
+            )),
+        }
+    }
+
+    /// Ends a change: with redb, waits for batch `seq` to be durable when
+    /// `wait` (claims and reports may be durable lazily); with Couchbase,
+    /// commits the change as the next log entry and lets go of the lock.
+    async fn commit(&self, session: &mut Session, seq: u64, wait: bool) -> Result<(), StoreError> {
+        match (session, &self.backend) {
+            (Session::Local, _) => {
+                if wait {
+                    self.durable(seq).await?;
+                }
+                Ok(())
+            }
+            (Session::Shared(turn), Backend::Couchbase(log)) => {
+                let counters = self.lock().counters;
+                match log.commit(turn, counters).await {
+                    Ok(()) => Ok(()),
+                    Err(CommitError::Store(e)) => Err(e),
+                    Err(CommitError::Conflict) => {
+                        tracing::warn!("another node committed first; reloading the state");
+                        self.reload().await?;
+                        Err(StoreError::Unavailable(
+                            "another node changed the store at the same moment; retry".into(),
+                        ))
+                    }
+                }
+            }
+            (Session::Shared(_), Backend::Redb { .. }) => Ok(()),
+        }
+    }
+
+    /// Before a read: with Couchbase, applies what other nodes committed.
+    async fn sync(&self) -> Result<(), StoreError> {
+        if let Backend::Couchbase(log) = &self.backend {
+            drop(log.catch_up(|e| apply_entry(&self.state, e)).await?);
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -138,16 +247,26 @@ impl EmbeddedStore {
     }
 
     fn push(&self, ops: Vec<Op>) -> u64 {
-        self.committer.journal.push(ops)
+        match &self.backend {
+            Backend::Redb { committer, .. } => committer.journal.push(ops),
+            Backend::Couchbase(log) => {
+                log.stage(ops);
+                0
+            }
+        }
     }
 
     async fn durable(&self, seq: u64) -> Result<(), StoreError> {
-        self.committer.journal.durable(seq).await
+        match &self.backend {
+            Backend::Redb { committer, .. } => committer.journal.durable(seq).await,
+            Backend::Couchbase(_) => Ok(()),
+        }
     }
 
     /// Enqueues `tasks`, journaling `extra` changes in the same commit.
     async fn enqueue_with(
         &self,
+        session: &mut Session,
         tasks: Vec<Task>,
         extra: Vec<Op>,
     ) -> Result<Vec<Enqueued>, StoreError> {
@@ -216,7 +335,7 @@ impl EmbeddedStore {
             }
             (self.push(ops), out, staged)
         };
-        self.durable(seq).await?;
+        self.commit(session, seq, true).await?;
         let mut st = self.lock();
         for meta in staged {
             st.insert(meta);
@@ -231,18 +350,23 @@ impl EmbeddedStore {
         remove: impl FnOnce(&mut State) -> bool,
         op: Op,
     ) -> Result<bool, StoreError> {
+        let mut session = self.begin().await?;
         let (seq, existed) = {
             let mut st = self.lock();
             let existed = remove(&mut st);
             (self.push(vec![op]), existed)
         };
-        self.durable(seq).await?;
+        self.commit(&mut session, seq, true).await?;
         Ok(existed)
     }
 
     /// Joins copies with their payloads. A copy whose payload is gone was
     /// deleted meanwhile and is left out.
-    fn with_payloads(&self, metas: Vec<Meta>, with_history: bool) -> Result<Vec<Task>, StoreError> {
+    async fn with_payloads(
+        &self,
+        metas: Vec<Meta>,
+        with_history: bool,
+    ) -> Result<Vec<Task>, StoreError> {
         if metas.is_empty() {
             return Ok(Vec::new());
         }
@@ -250,15 +374,20 @@ impl EmbeddedStore {
             metas.iter().map(|m| *m.publish_id().as_bytes()).collect();
         publishes.sort_unstable();
         publishes.dedup();
-        let found = journal::read_payloads(&self.db, &publishes)
-            .map_err(|e| StoreError::Unavailable(format!("reading payloads: {e}")))?;
-        let mut data: HashMap<[u8; 16], Arc<Map<String, Value>>> =
-            HashMap::with_capacity(publishes.len());
-        for (key, bytes) in publishes.into_iter().zip(found) {
-            if let Some(bytes) = bytes {
-                data.insert(key, Arc::new(decode_json(&bytes)?));
+        let data: HashMap<[u8; 16], Arc<Map<String, Value>>> = match &self.backend {
+            Backend::Redb { db, .. } => {
+                let found = journal::read_payloads(db, &publishes)
+                    .map_err(|e| StoreError::Unavailable(format!("reading payloads: {e}")))?;
+                let mut data = HashMap::with_capacity(publishes.len());
+                for (key, bytes) in publishes.into_iter().zip(found) {
+                    if let Some(bytes) = bytes {
+                        data.insert(key, Arc::new(decode_json(&bytes)?));
+                    }
+                }
+                data
             }
-        }
+            Backend::Couchbase(log) => log.payloads(&publishes).await?,
+        };
         Ok(metas
             .into_iter()
             .filter_map(|m| {
@@ -268,11 +397,207 @@ impl EmbeddedStore {
             .collect())
     }
 
+    /// Applies the passing of time to the state (see `Store::tick`).
+    fn tick_now(&self, now: Millis) -> Tick {
+        let mut st = self.lock();
+        let end = Millis(now.0.saturating_add(1));
+        let first = TaskId::from_bytes([0; 16]);
+        let due: Vec<TaskId> = st
+            .scheduled
+            .range(..(end, first))
+            .map(|&(_, id)| id)
+            .collect();
+        let expired: Vec<TaskId> = st.leases.range(..(end, first)).map(|&(_, id)| id).collect();
+        let stale: Vec<TaskId> = st
+            .expiries
+            .range(..(end, first))
+            .map(|&(_, id)| id)
+            .collect();
+        let aged = st.aged(now);
+        if due.is_empty() && expired.is_empty() && stale.is_empty() && aged.is_empty() {
+            return Tick::default();
+        }
+        let mut woken = Vec::new();
+        let mut ops = Vec::new();
+        for id in stale {
+            let m = st
+                .update(id, |t| {
+                    t.state = TaskState::Expired;
+                    t.extra_mut().finished_at = Some(now);
+                    t.event(now, EventKind::Expired, None, None);
+                })
+                .expect("indexed")
+                .clone();
+            st.counters.expired += 1;
+            ops.push(put_copy(&m));
+        }
+        for id in due {
+            let m = st
+                .update(id, |t| {
+                    t.state = TaskState::Ready;
+                    t.event(now, EventKind::Due, None, None);
+                })
+                .expect("indexed");
+            ops.push(put_copy(m));
+            woken.push(m.lane());
+        }
+        for id in expired {
+            let m = st
+                .update(id, |t| {
+                    t.lease_until = None;
+                    let holder = t.worker_id;
+                    if std::mem::take(&mut t.cancel_requested) {
+                        t.state = TaskState::Cancelled;
+                        t.extra_mut().finished_at = Some(now);
+                        t.event(
+                            now,
+                            EventKind::Cancelled,
+                            holder,
+                            Some("lease expired".into()),
+                        );
+                    } else if t.attempt >= t.max_attempts {
+                        t.event(
+                            now,
+                            EventKind::Failed,
+                            holder,
+                            Some("lease expired on the last attempt".into()),
+                        );
+                        t.state = TaskState::Failed;
+                        let extra = t.extra_mut();
+                        extra.finished_at = Some(now);
+                        extra.fail_reason = Some("lease expired on the last attempt".to_owned());
+                    } else {
+                        t.event(
+                            now,
+                            EventKind::Requeued,
+                            holder,
+                            Some("lease expired".into()),
+                        );
+                        t.state = TaskState::Ready;
+                        t.extra_mut().fail_reason = Some("lease expired".to_owned());
+                    }
+                })
+                .expect("indexed")
+                .clone();
+            st.counters.lease_expired += 1;
+            match m.state {
+                TaskState::Failed => st.counters.failed += 1,
+                TaskState::Cancelled => st.counters.cancelled += 1,
+                _ => woken.push(m.lane()),
+            }
+            ops.push(put_copy(&m));
+        }
+        let mut old = st.over_history();
+        old.extend(aged);
+        remove_copies(&mut st, &old, &mut ops);
+        self.push(ops);
+        woken.sort();
+        woken.dedup();
+        Tick { woken }
+    }
+
     /// One copy for the answer to a worker's report: without its history or
     /// its payload (the worker has it), so that no payload is read.
     fn for_report(meta: Meta) -> Task {
         meta.to_task(Arc::new(Map::new()), false)
     }
+}
+
+/// Applies a committed log entry (another node's change, or a snapshot's
+/// part) to the state, as `open` applies the redb file's rows.
+fn apply_entry(state: &Mutex<State>, entry: &Entry) -> Result<(), StoreError> {
+    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    for op in &entry.ops {
+        apply_op(&mut st, op)?;
+    }
+    st.counters = entry.counters;
+    Ok(())
+}
+
+fn queue_of(name: &str) -> Result<QueueName, StoreError> {
+    QueueName::parse(name).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn apply_op(st: &mut State, op: &Op) -> Result<(), StoreError> {
+    match op {
+        Op::PutCopy(_, bytes) => {
+            let m: Meta =
+                postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            st.remove(m.task_id);
+            st.insert(m);
+        }
+        Op::DeleteCopy(k) => {
+            st.remove(TaskId::from_bytes(*k));
+        }
+        Op::PutInterests(name, bytes) => {
+            st.interests.insert(queue_of(name)?, decode_json(bytes)?);
+        }
+        Op::DeleteInterests(name) => {
+            st.interests.remove(&queue_of(name)?);
+        }
+        Op::PutWorker(_, bytes) => {
+            let w: WorkerRecord = decode_json(bytes)?;
+            st.workers.insert(w.worker_id, w);
+        }
+        Op::DeleteWorker(k) => {
+            st.workers.remove(&WorkerId::from_bytes(*k));
+        }
+        Op::PutQueueSettings(name, bytes) => {
+            st.queue_settings
+                .insert(queue_of(name)?, decode_json(bytes)?);
+        }
+        Op::DeleteQueueSettings(name) => {
+            st.queue_settings.remove(&queue_of(name)?);
+        }
+        Op::PutSchedule(_, bytes) => {
+            let schedule: ScheduleRecord = decode_json(bytes)?;
+            st.schedules.insert(schedule.name.clone(), schedule);
+        }
+        Op::DeleteSchedule(name) => {
+            st.schedules.remove(name);
+        }
+        Op::PutAudit(seq, bytes) => {
+            st.audit.push_back((*seq, decode_json(bytes)?));
+            while st.audit.len() > AUDIT_KEPT {
+                st.audit.pop_front();
+            }
+        }
+        Op::DeleteAudit(seq) => st.audit.retain(|(s, _)| s != seq),
+        // Payloads live in their own documents; nothing else to apply.
+        Op::PutPayload(..) | Op::DeletePayload(_) | Op::Sync => {}
+    }
+    Ok(())
+}
+
+/// The whole state as changes that rebuild it from nothing.
+fn snapshot_ops(st: &State) -> Vec<Op> {
+    let mut ops: Vec<Op> = st.tasks.values().map(put_copy).collect();
+    for (queue, value) in &st.interests {
+        ops.push(Op::PutInterests(
+            queue.to_string(),
+            serde_json::to_vec(value).expect("json encodes"),
+        ));
+    }
+    for w in st.workers.values() {
+        ops.push(Op::PutWorker(
+            *w.worker_id.as_bytes(),
+            serde_json::to_vec(w).expect("json encodes"),
+        ));
+    }
+    for (queue, settings) in &st.queue_settings {
+        ops.push(Op::PutQueueSettings(
+            queue.to_string(),
+            serde_json::to_vec(settings).expect("json encodes"),
+        ));
+    }
+    ops.extend(st.schedules.values().map(schedule_op));
+    for (seq, entry) in &st.audit {
+        ops.push(Op::PutAudit(
+            *seq,
+            serde_json::to_vec(entry).expect("json encodes"),
+        ));
+    }
+    ops
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
@@ -327,7 +652,8 @@ fn remove_copies(st: &mut State, ids: &[TaskId], ops: &mut Vec<Op>) {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn enqueue(&self, tasks: Vec<Task>) -> Result<Vec<Enqueued>, StoreError> {
-        self.enqueue_with(tasks, Vec::new()).await
+        let mut session = self.begin().await?;
+        self.enqueue_with(&mut session, tasks, Vec::new()).await
     }
 
     async fn claim(
@@ -337,6 +663,7 @@ impl Store for EmbeddedStore {
         now: Millis,
         count: usize,
     ) -> Result<Vec<Task>, StoreError> {
+        let mut session = self.begin().await?;
         let claimed = {
             let mut st = self.lock();
             let mut picked: Vec<TaskId> = Vec::new();
@@ -426,7 +753,8 @@ impl Store for EmbeddedStore {
             }
             claimed
         };
-        self.with_payloads(claimed, false)
+        self.commit(&mut session, 0, false).await?;
+        self.with_payloads(claimed, false).await
     }
 
     async fn finish(
@@ -436,6 +764,7 @@ impl Store for EmbeddedStore {
         now: Millis,
         outcome: Outcome,
     ) -> Result<Task, StoreError> {
+        let mut session = self.begin().await?;
         let updated = {
             let mut st = self.lock();
             let t = leased(&st, id, worker)?;
@@ -527,6 +856,7 @@ impl Store for EmbeddedStore {
             self.push(ops);
             updated
         };
+        self.commit(&mut session, 0, false).await?;
         Ok(Self::for_report(updated))
     }
 
@@ -537,6 +867,7 @@ impl Store for EmbeddedStore {
         now: Millis,
         progress: Option<Value>,
     ) -> Result<Task, StoreError> {
+        let mut session = self.begin().await?;
         let updated = {
             let mut st = self.lock();
             leased(&st, id, worker)?;
@@ -553,108 +884,27 @@ impl Store for EmbeddedStore {
             self.push(vec![put_copy(&m)]);
             m
         };
+        self.commit(&mut session, 0, false).await?;
         Ok(Self::for_report(updated))
     }
 
     async fn tick(&self, now: Millis) -> Result<Tick, StoreError> {
-        let mut st = self.lock();
-        let end = Millis(now.0.saturating_add(1));
-        let first = TaskId::from_bytes([0; 16]);
-        let due: Vec<TaskId> = st
-            .scheduled
-            .range(..(end, first))
-            .map(|&(_, id)| id)
-            .collect();
-        let expired: Vec<TaskId> = st.leases.range(..(end, first)).map(|&(_, id)| id).collect();
-        let stale: Vec<TaskId> = st
-            .expiries
-            .range(..(end, first))
-            .map(|&(_, id)| id)
-            .collect();
-        let aged = st.aged(now);
-        if due.is_empty() && expired.is_empty() && stale.is_empty() && aged.is_empty() {
-            return Ok(Tick::default());
-        }
-        let mut woken = Vec::new();
-        let mut ops = Vec::new();
-        for id in stale {
-            let m = st
-                .update(id, |t| {
-                    t.state = TaskState::Expired;
-                    t.extra_mut().finished_at = Some(now);
-                    t.event(now, EventKind::Expired, None, None);
-                })
-                .expect("indexed")
-                .clone();
-            st.counters.expired += 1;
-            ops.push(put_copy(&m));
-        }
-        for id in due {
-            let m = st
-                .update(id, |t| {
-                    t.state = TaskState::Ready;
-                    t.event(now, EventKind::Due, None, None);
-                })
-                .expect("indexed");
-            ops.push(put_copy(m));
-            woken.push(m.lane());
-        }
-        for id in expired {
-            let m = st
-                .update(id, |t| {
-                    t.lease_until = None;
-                    let holder = t.worker_id;
-                    if std::mem::take(&mut t.cancel_requested) {
-                        t.state = TaskState::Cancelled;
-                        t.extra_mut().finished_at = Some(now);
-                        t.event(
-                            now,
-                            EventKind::Cancelled,
-                            holder,
-                            Some("lease expired".into()),
-                        );
-                    } else if t.attempt >= t.max_attempts {
-                        t.event(
-                            now,
-                            EventKind::Failed,
-                            holder,
-                            Some("lease expired on the last attempt".into()),
-                        );
-                        t.state = TaskState::Failed;
-                        let extra = t.extra_mut();
-                        extra.finished_at = Some(now);
-                        extra.fail_reason = Some("lease expired on the last attempt".to_owned());
-                    } else {
-                        t.event(
-                            now,
-                            EventKind::Requeued,
-                            holder,
-                            Some("lease expired".into()),
-                        );
-                        t.state = TaskState::Ready;
-                        t.extra_mut().fail_reason = Some("lease expired".to_owned());
-                    }
-                })
-                .expect("indexed")
-                .clone();
-            st.counters.lease_expired += 1;
-            match m.state {
-                TaskState::Failed => st.counters.failed += 1,
-                TaskState::Cancelled => st.counters.cancelled += 1,
-                _ => woken.push(m.lane()),
+        if let Backend::Couchbase(_) = &self.backend {
+            // Every node ticks often: take the cluster lock only when
+            // something is due.
+            self.sync().await?;
+            if !self.lock().due(now) {
+                return Ok(Tick::default());
             }
-            ops.push(put_copy(&m));
         }
-        let mut old = st.over_history();
-        old.extend(aged);
-        remove_copies(&mut st, &old, &mut ops);
-        self.push(ops);
-        woken.sort();
-        woken.dedup();
-        Ok(Tick { woken })
+        let mut session = self.begin().await?;
+        let tick = self.tick_now(now);
+        self.commit(&mut session, 0, false).await?;
+        Ok(tick)
     }
 
     async fn release_worker(&self, worker: WorkerId, now: Millis) -> Result<Tick, StoreError> {
+        let mut session = self.begin().await?;
         let (seq, mut woken) = {
             let mut st = self.lock();
             let ids: Vec<TaskId> = st
@@ -699,13 +949,14 @@ impl Store for EmbeddedStore {
             }
             (self.push(ops), woken)
         };
-        self.durable(seq).await?;
+        self.commit(&mut session, seq, true).await?;
         woken.sort();
         woken.dedup();
         Ok(Tick { woken })
     }
 
     async fn delete_tasks(&self, selector: TaskSelector) -> Result<u64, StoreError> {
+        let mut session = self.begin().await?;
         let (seq, count) = {
             let mut st = self.lock();
             let ids: Vec<TaskId> = match &selector {
@@ -733,21 +984,27 @@ impl Store for EmbeddedStore {
             remove_copies(&mut st, &ids, &mut ops);
             (self.push(ops), ids.len() as u64)
         };
-        self.durable(seq).await?;
+        self.commit(&mut session, seq, true).await?;
         Ok(count)
     }
 
     async fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
+        self.sync().await?;
         let meta = self.lock().tasks.get(&id).cloned();
-        Ok(self.with_payloads(meta.into_iter().collect(), true)?.pop())
+        Ok(self
+            .with_payloads(meta.into_iter().collect(), true)
+            .await?
+            .pop())
     }
 
     async fn tasks_of_publish(&self, publish_id: TaskId) -> Result<Vec<Task>, StoreError> {
+        self.sync().await?;
         let metas: Vec<Meta> = self.lock().copies_of(publish_id).cloned().collect();
-        self.with_payloads(metas, true)
+        self.with_payloads(metas, true).await
     }
 
     async fn tasks_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError> {
+        self.sync().await?;
         let metas: Vec<Meta> = {
             let st = self.lock();
             st.with_key(key)
@@ -755,10 +1012,11 @@ impl Store for EmbeddedStore {
                 .filter_map(|id| st.tasks.get(id).cloned())
                 .collect()
         };
-        self.with_payloads(metas, true)
+        self.with_payloads(metas, true).await
     }
 
     async fn cancel(&self, target: CancelTarget, now: Millis) -> Result<Cancellation, StoreError> {
+        let mut session = self.begin().await?;
         let (seq, outcome) = {
             let mut st = self.lock();
             let ids: Vec<TaskId> = match &target {
@@ -800,7 +1058,7 @@ impl Store for EmbeddedStore {
             remove_copies(&mut st, &old, &mut ops);
             (self.push(ops), outcome)
         };
-        self.durable(seq).await?;
+        self.commit(&mut session, seq, true).await?;
         Ok(outcome)
     }
 
@@ -810,6 +1068,7 @@ impl Store for EmbeddedStore {
         state: TaskState,
         page: Page,
     ) -> Result<Vec<Task>, StoreError> {
+        self.sync().await?;
         // Walked a piece at a time: a deep page of a million copies must not
         // hold the lock that every claim and publish needs.
         // About 2.5 ms of walking, holding the lock (on the development VM).
@@ -837,10 +1096,11 @@ impl Store for EmbeddedStore {
             });
             metas.extend(ids.iter().filter_map(|id| st.tasks.get(id).cloned()));
         }
-        self.with_payloads(metas, true)
+        self.with_payloads(metas, true).await
     }
 
     async fn running_of(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError> {
+        self.sync().await?;
         Ok(self
             .lock()
             .running_by
@@ -850,6 +1110,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn queue_counts(&self) -> Result<Vec<(QueueName, QueueCounts)>, StoreError> {
+        self.sync().await?;
         Ok(self
             .lock()
             .counts
@@ -859,10 +1120,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn lane_len(&self, lane: &Lane) -> Result<u64, StoreError> {
+        self.sync().await?;
         Ok(self.lock().ready.get(lane).map_or(0, |s| s.len() as u64))
     }
 
     async fn put_interests(&self, queue: &QueueName, interests: &Value) -> Result<(), StoreError> {
+        let mut session = self.begin().await?;
         let seq = {
             let mut st = self.lock();
             st.interests.insert(queue.clone(), interests.clone());
@@ -871,7 +1134,7 @@ impl Store for EmbeddedStore {
                 serde_json::to_vec(interests).expect("json encodes"),
             )])
         };
-        self.durable(seq).await
+        self.commit(&mut session, seq, true).await
     }
 
     async fn delete_interests(&self, queue: &QueueName) -> Result<bool, StoreError> {
@@ -883,6 +1146,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn interests(&self) -> Result<Vec<(QueueName, Value)>, StoreError> {
+        self.sync().await?;
         Ok(self
             .lock()
             .interests
@@ -896,6 +1160,7 @@ impl Store for EmbeddedStore {
         queue: &QueueName,
         settings: QueueSettings,
     ) -> Result<(), StoreError> {
+        let mut session = self.begin().await?;
         let seq = {
             let mut st = self.lock();
             st.buckets.remove(queue);
@@ -910,10 +1175,11 @@ impl Store for EmbeddedStore {
                 )])
             }
         };
-        self.durable(seq).await
+        self.commit(&mut session, seq, true).await
     }
 
     async fn queue_settings(&self) -> Result<Vec<(QueueName, QueueSettings)>, StoreError> {
+        self.sync().await?;
         let mut all: Vec<_> = self
             .lock()
             .queue_settings
@@ -925,12 +1191,13 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError> {
+        let mut session = self.begin().await?;
         let seq = {
             let mut st = self.lock();
             st.schedules.insert(schedule.name.clone(), schedule.clone());
             self.push(vec![schedule_op(schedule)])
         };
-        self.durable(seq).await
+        self.commit(&mut session, seq, true).await
     }
 
     async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
@@ -942,10 +1209,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.sync().await?;
         Ok(self.lock().schedules.values().cloned().collect())
     }
 
     async fn due_schedules(&self, now: Millis) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.sync().await?;
         Ok(self
             .lock()
             .schedules
@@ -960,13 +1229,16 @@ impl Store for EmbeddedStore {
         schedule: &ScheduleRecord,
         tasks: Vec<Task>,
     ) -> Result<Vec<Enqueued>, StoreError> {
+        let mut session = self.begin().await?;
         self.lock()
             .schedules
             .insert(schedule.name.clone(), schedule.clone());
-        self.enqueue_with(tasks, vec![schedule_op(schedule)]).await
+        self.enqueue_with(&mut session, tasks, vec![schedule_op(schedule)])
+            .await
     }
 
     async fn put_worker(&self, worker: &WorkerRecord) -> Result<(), StoreError> {
+        let mut session = self.begin().await?;
         let seq = {
             let mut st = self.lock();
             st.workers.insert(worker.worker_id, worker.clone());
@@ -975,7 +1247,7 @@ impl Store for EmbeddedStore {
                 serde_json::to_vec(worker).expect("a worker encodes"),
             )])
         };
-        self.durable(seq).await
+        self.commit(&mut session, seq, true).await
     }
 
     async fn delete_worker(&self, worker: WorkerId) -> Result<bool, StoreError> {
@@ -987,16 +1259,19 @@ impl Store for EmbeddedStore {
     }
 
     async fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        self.sync().await?;
         Ok(self.lock().workers.values().cloned().collect())
     }
 
     async fn add_counters(&self, delta: Counters) -> Result<(), StoreError> {
+        let mut session = self.begin().await?;
         self.lock().counters.add(&delta);
         self.push(vec![Op::Sync]);
-        Ok(())
+        self.commit(&mut session, 0, false).await
     }
 
     async fn counters(&self) -> Result<Counters, StoreError> {
+        self.sync().await?;
         Ok(self.lock().counters)
     }
 
@@ -1005,6 +1280,7 @@ impl Store for EmbeddedStore {
         target: RetryTarget,
         now: Millis,
     ) -> Result<Vec<TaskId>, StoreError> {
+        let mut session = self.begin().await?;
         let (seq, ids) = {
             let mut st = self.lock();
             let ids: Vec<TaskId> = match &target {
@@ -1045,7 +1321,7 @@ impl Store for EmbeddedStore {
             }
             (self.push(ops), ids)
         };
-        self.durable(seq).await?;
+        self.commit(&mut session, seq, true).await?;
         Ok(ids)
     }
 
@@ -1055,6 +1331,7 @@ impl Store for EmbeddedStore {
         replacement: Task,
         now: Millis,
     ) -> Result<TaskId, StoreError> {
+        let mut session = self.begin().await?;
         let new_id = replacement.task_id;
         let old = {
             let mut st = self.lock();
@@ -1082,12 +1359,13 @@ impl Store for EmbeddedStore {
         };
         // The cancelled original is journaled in the replacement's commit.
         let out = self
-            .enqueue_with(vec![replacement], old.into_iter().collect())
+            .enqueue_with(&mut session, vec![replacement], old.into_iter().collect())
             .await?;
         Ok(out.first().map_or(new_id, |e| e.task_id()))
     }
 
     async fn run_now(&self, id: TaskId, now: Millis) -> Result<Task, StoreError> {
+        let mut session = self.begin().await?;
         let (seq, meta) = {
             let mut st = self.lock();
             let t = st.tasks.get(&id).ok_or(StoreError::UnknownTask(id))?;
@@ -1109,14 +1387,16 @@ impl Store for EmbeddedStore {
                 .clone();
             (self.push(vec![put_copy(&m)]), m)
         };
-        self.durable(seq).await?;
+        self.commit(&mut session, seq, true).await?;
         Ok(self
-            .with_payloads(vec![meta], true)?
+            .with_payloads(vec![meta], true)
+            .await?
             .pop()
             .ok_or(StoreError::UnknownTask(id))?)
     }
 
     async fn locks(&self) -> Result<Vec<HeldLock>, StoreError> {
+        self.sync().await?;
         let st = self.lock();
         let hex = |fp: &[u8; 16]| fp.iter().map(|b| format!("{b:02x}")).collect::<String>();
         let mut out: Vec<HeldLock> = st
@@ -1152,6 +1432,7 @@ impl Store for EmbeddedStore {
         kind: LockKind,
         now: Millis,
     ) -> Result<bool, StoreError> {
+        let mut session = self.begin().await?;
         let seq = {
             let mut st = self.lock();
             let Some(t) = st.tasks.get(&holder) else {
@@ -1180,11 +1461,12 @@ impl Store for EmbeddedStore {
             let op = put_copy(m);
             self.push(vec![op])
         };
-        self.durable(seq).await?;
+        self.commit(&mut session, seq, true).await?;
         Ok(true)
     }
 
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        let mut session = self.begin().await?;
         let seq = {
             let mut st = self.lock();
             let next = st.audit.back().map_or(1, |(n, _)| n + 1);
@@ -1200,10 +1482,11 @@ impl Store for EmbeddedStore {
             }
             self.push(ops)
         };
-        self.durable(seq).await
+        self.commit(&mut session, seq, true).await
     }
 
     async fn audit(&self, page: Page) -> Result<(u64, Vec<AuditEntry>), StoreError> {
+        self.sync().await?;
         let st = self.lock();
         let entries = st
             .audit
@@ -1217,15 +1500,30 @@ impl Store for EmbeddedStore {
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
-        let seq = self.committer.journal.push([Op::Sync]);
-        self.durable(seq).await
+        match &self.backend {
+            Backend::Redb { committer, .. } => {
+                let seq = committer.journal.push([Op::Sync]);
+                self.durable(seq).await
+            }
+            // Taking and releasing the cluster lock proves the bucket
+            // answers and takes writes; nothing is staged.
+            Backend::Couchbase(_) => {
+                let mut session = self.begin().await?;
+                self.commit(&mut session, 0, false).await
+            }
+        }
     }
 
     fn stats(&self) -> StoreStats {
-        let j = &self.committer.journal;
-        StoreStats {
-            commits: j.commits.load(std::sync::atomic::Ordering::Relaxed),
-            writes: j.writes.load(std::sync::atomic::Ordering::Relaxed),
+        match &self.backend {
+            Backend::Redb { committer, .. } => {
+                let j = &committer.journal;
+                StoreStats {
+                    commits: j.commits.load(std::sync::atomic::Ordering::Relaxed),
+                    writes: j.writes.load(std::sync::atomic::Ordering::Relaxed),
+                }
+            }
+            Backend::Couchbase(log) => log.stats(),
         }
     }
 }

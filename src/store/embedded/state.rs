@@ -759,6 +759,17 @@ impl State {
         }
     }
 
+    /// Whether a tick at `now` has anything to do.
+    pub fn due(&self, now: Millis) -> bool {
+        let passed =
+            |set: &BTreeSet<(Millis, TaskId)>| set.first().is_some_and(|&(at, _)| at <= now);
+        passed(&self.scheduled)
+            || passed(&self.leases)
+            || passed(&self.expiries)
+            || !self.touched.is_empty()
+            || !self.aged(now).is_empty()
+    }
+
     /// Whether a running twin holds this copy's run lock.
     pub fn run_locked(&self, t: &Meta) -> bool {
         t.singularly_run
