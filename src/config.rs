@@ -17,6 +17,7 @@ pub struct Settings {
     pub listen: String,
     /// Where the embedded store keeps its file.
     pub data_dir: PathBuf,
+    pub store: StoreSettings,
     pub log: LogSettings,
     pub limits: LimitSettings,
     pub tasks: TaskSettings,
@@ -47,6 +48,87 @@ impl std::fmt::Debug for AuthSettings {
             .field("publisher", &self.publisher.len())
             .field("worker", &self.worker.len())
             .finish()
+    }
+}
+
+/// Which store holds the state.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    pub kind: StoreKind,
+    pub couchbase: CouchbaseStoreSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// One node, a file in `data_dir`.
+    #[default]
+    Embedded,
+    /// Any number of nodes sharing one Couchbase bucket.
+    Couchbase,
+}
+
+/// The Couchbase cluster, with `store.kind = "couchbase"`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CouchbaseStoreSettings {
+    /// `couchbase://host1,host2` (or `couchbases://` for TLS).
+    pub connection_string: String,
+    pub username: String,
+    /// A secret: never logged.
+    pub password: String,
+    pub bucket: String,
+    pub scope: String,
+    pub collection: String,
+    /// Starts every key: interq clusters may share a collection.
+    pub key_prefix: String,
+    /// Longest wait for any one call to the cluster, in ms.
+    pub timeout_ms: u64,
+}
+
+impl Default for CouchbaseStoreSettings {
+    fn default() -> Self {
+        Self {
+            connection_string: String::new(),
+            username: String::new(),
+            password: String::new(),
+            bucket: "interq".into(),
+            scope: "_default".into(),
+            collection: "_default".into(),
+            key_prefix: "interq::".into(),
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for CouchbaseStoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CouchbaseStoreSettings")
+            .field("connection_string", &self.connection_string)
+            .field("username", &self.username)
+            .field("password", &"<secret>")
+            .field("bucket", &self.bucket)
+            .field("scope", &self.scope)
+            .field("collection", &self.collection)
+            .field("key_prefix", &self.key_prefix)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+impl CouchbaseStoreSettings {
+    pub fn for_store(&self) -> crate::store::embedded::CouchbaseSettings {
+        crate::store::embedded::CouchbaseSettings {
+            connection_string: self.connection_string.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            bucket: self.bucket.clone(),
+            scope: self.scope.clone(),
+            collection: self.collection.clone(),
+            key_prefix: self.key_prefix.clone(),
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+        }
     }
 }
 
@@ -147,6 +229,7 @@ impl Default for Settings {
         Self {
             listen: "127.0.0.1:7700".into(),
             data_dir: PathBuf::from("data"),
+            store: StoreSettings::default(),
             log: LogSettings::default(),
             limits: LimitSettings::default(),
             tasks: TaskSettings::default(),
@@ -231,8 +314,25 @@ impl Settings {
             Some(path) => builder.add_source(File::from(path).format(FileFormat::Toml)),
             None => builder.add_source(File::new("interq", FileFormat::Toml).required(false)),
         };
+        // Only variables that name a setting: others share the prefix
+        // (`INTERQ_KEY` for the bench, `INTERQ_TASK_ID` for a worker's
+        // command, `INTERQ_COUCHBASE_CONNSTR` for the tests) and would be
+        // refused as unknown settings.
+        let sections: Vec<String> = match serde_json::to_value(Settings::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().map(|k| k.to_uppercase()).collect(),
+            _ => Vec::new(),
+        };
+        let variables: std::collections::HashMap<String, String> = std::env::vars()
+            .filter(|(name, _)| {
+                name.strip_prefix("INTERQ_").is_some_and(|rest| {
+                    let section = rest.split("__").next().unwrap_or_default();
+                    sections.iter().any(|s| s == section)
+                })
+            })
+            .collect();
         builder = builder.add_source(
             Environment::with_prefix("INTERQ")
+                .source(Some(variables))
                 .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true)
@@ -280,6 +380,21 @@ impl Settings {
             self.tls.cert_path.is_some() == self.tls.key_path.is_some(),
             "tls.cert_path and tls.key_path go together",
         )?;
+        if self.store.kind == StoreKind::Couchbase {
+            let c = &self.store.couchbase;
+            check(
+                !c.connection_string.is_empty(),
+                "store.couchbase.connection_string is required with store.kind = \"couchbase\"",
+            )?;
+            check(
+                !c.username.is_empty() && !c.bucket.is_empty(),
+                "store.couchbase.username and store.couchbase.bucket are required",
+            )?;
+            check(
+                c.timeout_ms >= 100,
+                "store.couchbase.timeout_ms must be at least 100",
+            )?;
+        }
         self.keys()?;
         Ok(())
     }

@@ -14,6 +14,7 @@ use crate::api::{self, AppState};
 use crate::broker::clock::{Clock, ManualClock, SystemClock};
 use crate::broker::Broker;
 use crate::config::Settings;
+use crate::config::StoreKind;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::Store;
 
@@ -38,14 +39,27 @@ impl Application {
     /// Opens the store, loads the broker and binds the listener (port 0 picks
     /// a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store: Arc<dyn Store> = Arc::new(
-            EmbeddedStore::open_with(
+        let store: Arc<dyn Store> = Arc::new(match settings.store.kind {
+            StoreKind::Embedded => EmbeddedStore::open_with(
                 &settings.data_dir,
                 settings.retention(),
                 crate::store::embedded::DEFAULT_CACHE_BYTES,
             )
             .context("opening the embedded store")?,
-        );
+            StoreKind::Couchbase => {
+                let c = &settings.store.couchbase;
+                tracing::info!(
+                    connection_string = %c.connection_string,
+                    bucket = %c.bucket,
+                    scope = %c.scope,
+                    collection = %c.collection,
+                    "opening the Couchbase store"
+                );
+                EmbeddedStore::open_couchbase(c.for_store(), settings.retention())
+                    .await
+                    .context("opening the Couchbase store")?
+            }
+        });
         let manual_clock = settings
             .testing
             .manual_clock

@@ -165,6 +165,10 @@ pub struct WorkerView {
 struct LiveWorker {
     record: WorkerRecord,
     last_seen: AtomicU64,
+    /// Registered with or heard from by this node. A node removes only such
+    /// workers when they go idle: with a shared store, a worker polling
+    /// another node is not idle just because this one never hears of it.
+    seen_here: AtomicBool,
 }
 
 /// The queue service's behaviour, shared by every request handler.
@@ -208,6 +212,7 @@ impl Broker {
                 LiveWorker {
                     record,
                     last_seen: AtomicU64::new(now.0),
+                    seen_here: AtomicBool::new(true),
                 },
             );
         }
@@ -520,6 +525,7 @@ impl Broker {
     /// queues in order. With `wait`, holds the request until a copy becomes
     /// ready or the wait ends.
     pub async fn claim(&self, worker: WorkerId, count: usize, wait: Duration) -> Result<Vec<Task>> {
+        self.know_worker(worker).await?;
         let lanes = self.lanes_of(worker)?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -539,8 +545,12 @@ impl Broker {
             if !claimed.is_empty() || wait.is_zero() || self.shutting_down.load(Ordering::SeqCst) {
                 return Ok(claimed);
             }
+            // Copies other nodes make ready announce themselves to nobody
+            // here: with a shared store, look again every poll interval.
+            let poll = self.store.poll_interval().unwrap_or(wait);
             tokio::select! {
                 _ = wakers::any(armed) => {}
+                _ = tokio::time::sleep(poll) => {}
                 _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
                 _ = &mut stopping => return Ok(Vec::new()),
             }
@@ -565,6 +575,7 @@ impl Broker {
     fn touch(&self, worker: WorkerId) {
         if let Some(w) = self.workers.get(&worker) {
             w.last_seen.store(self.clock.now().0, Ordering::Relaxed);
+            w.seen_here.store(true, Ordering::Relaxed);
         }
     }
 
@@ -666,6 +677,7 @@ impl Broker {
             LiveWorker {
                 record: record.clone(),
                 last_seen: AtomicU64::new(record.registered_at.0),
+                seen_here: AtomicBool::new(true),
             },
         );
         Ok(record)
@@ -942,6 +954,9 @@ impl Broker {
     /// expired leases go back, idle workers are removed. The server calls this
     /// often; tests call it after moving a manual clock.
     pub async fn tick(&self) -> Result<()> {
+        if self.store.poll_interval().is_some() {
+            self.follow_store().await?;
+        }
         let now = self.clock.now();
         let tick = self.store.tick(now).await?;
         for lane in &tick.woken {
@@ -962,8 +977,9 @@ impl Broker {
             .workers
             .iter()
             .filter(|w| {
-                now.since(Millis(w.last_seen.load(Ordering::Relaxed)))
-                    > self.settings.worker_idle_timeout_ms
+                w.seen_here.load(Ordering::Relaxed)
+                    && now.since(Millis(w.last_seen.load(Ordering::Relaxed)))
+                        > self.settings.worker_idle_timeout_ms
             })
             .map(|w| w.record.worker_id)
             .collect();
@@ -977,6 +993,69 @@ impl Broker {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// With a store other nodes share: a worker registered on another node
+    /// is looked up in the store before it is called unknown.
+    async fn know_worker(&self, worker: WorkerId) -> Result<()> {
+        if !self.workers.contains_key(&worker) && self.store.poll_interval().is_some() {
+            self.follow_workers().await?;
+        }
+        Ok(())
+    }
+
+    /// With a store other nodes share: takes in the interests and worker
+    /// registrations they changed. Called at every tick, so an interest set
+    /// on one node routes on all within a tick or two.
+    async fn follow_store(&self) -> Result<()> {
+        let stored: BTreeMap<QueueName, Value> =
+            self.store.interests().await?.into_iter().collect();
+        let mut registry = self.registry.lock().await;
+        let current: BTreeMap<QueueName, Value> = registry
+            .iter()
+            .map(|(q, i)| (q.clone(), i.to_json()))
+            .collect();
+        if stored != current {
+            let mut next = BTreeMap::new();
+            for (queue, value) in &stored {
+                let parsed =
+                    Interests::parse(queue.as_str(), value, &self.settings.interest_limits)?;
+                next.insert(queue.clone(), parsed);
+            }
+            let matcher = rebuild(next.clone()).await?;
+            *registry = next;
+            self.routes.store(Arc::new(matcher));
+            tracing::info!(
+                queues = stored.len(),
+                "took in interests changed on another node"
+            );
+        }
+        drop(registry);
+        self.follow_workers().await
+    }
+
+    async fn follow_workers(&self) -> Result<()> {
+        let now = self.clock.now();
+        let records = self.store.workers().await?;
+        let known: std::collections::HashSet<WorkerId> =
+            records.iter().map(|r| r.worker_id).collect();
+        for record in records {
+            if !self.workers.contains_key(&record.worker_id) {
+                self.workers.insert(
+                    record.worker_id,
+                    LiveWorker {
+                        record,
+                        last_seen: AtomicU64::new(now.0),
+                        seen_here: AtomicBool::new(false),
+                    },
+                );
+            }
+        }
+        // Removed on another node, unless registered here while the store
+        // was being read.
+        self.workers
+            .retain(|id, w| known.contains(id) || w.record.registered_at >= now);
         Ok(())
     }
 

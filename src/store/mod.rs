@@ -334,4 +334,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn flush(&self) -> Result<(), StoreError>;
 
     fn stats(&self) -> StoreStats;
+
+    /// For a store other nodes change too: how often a node should look
+    /// for their changes (interests, workers, copies made ready) that no
+    /// local event announces. `None` for a store only this node changes.
+    fn poll_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

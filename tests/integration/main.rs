@@ -6,6 +6,7 @@ mod bad_input;
 mod bench;
 mod browser;
 mod client;
+mod cluster;
 mod durability;
 mod executor;
 mod helpers;

@@ -531,3 +531,28 @@ async fn logs_have_a_line_per_request_and_never_a_payload_or_key() {
     );
     assert!(!logs.contains("no keys are configured"), "auth is on here");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn variables_that_name_no_setting_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    // Set by `interq worker` for its commands, by users for the bench, and
+    // for the Couchbase tests: none of them is a setting.
+    let server = ChildServer::start_with_env(
+        dir.path(),
+        &[
+            ("INTERQ_TASK_ID", "x"),
+            ("INTERQ_KEY", "iq_abc"),
+            ("INTERQ_COUCHBASE_CONNSTR", "couchbase://nowhere"),
+            ("INTERQ_TASKS__TTR_SECS", "77"),
+        ],
+    );
+    let api = server.api();
+    api.put_interest("q", json!("*")).await.ok();
+    let published = api.publish_data(json!({"a": 1})).await;
+    let id = published["copies"][0]["taskId"].as_str().unwrap();
+    let task = api.status(&format!("task={id}")).await;
+    assert_eq!(
+        task["task"]["ttr"], 77,
+        "a setting still comes from its variable"
+    );
+}

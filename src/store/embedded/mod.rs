@@ -42,6 +42,11 @@ use crate::model::{
 /// The file inside the data directory.
 pub const FILE_NAME: &str = "interq.redb";
 
+/// How often nodes sharing a Couchbase store look for each other's changes
+/// (the bound on how late a long-polling worker learns of a copy another
+/// node made ready).
+pub const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Bytes of redb's page cache unless told otherwise.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
@@ -663,6 +668,18 @@ impl Store for EmbeddedStore {
         now: Millis,
         count: usize,
     ) -> Result<Vec<Task>, StoreError> {
+        if let Backend::Couchbase(_) = &self.backend {
+            // Waiting workers poll: take the cluster lock only when there is
+            // something to claim.
+            self.sync().await?;
+            let st = self.lock();
+            if lanes
+                .iter()
+                .all(|l| st.ready.get(l).is_none_or(|r| r.is_empty()))
+            {
+                return Ok(Vec::new());
+            }
+        }
         let mut session = self.begin().await?;
         let claimed = {
             let mut st = self.lock();
@@ -1511,6 +1528,13 @@ impl Store for EmbeddedStore {
                 let mut session = self.begin().await?;
                 self.commit(&mut session, 0, false).await
             }
+        }
+    }
+
+    fn poll_interval(&self) -> Option<std::time::Duration> {
+        match self.backend {
+            Backend::Redb { .. } => None,
+            Backend::Couchbase(_) => Some(POLL_INTERVAL),
         }
     }
 

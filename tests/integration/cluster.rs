@@ -1,0 +1,284 @@
+//! Several interq nodes over one Couchbase bucket: real `interq serve`
+//! processes, real HTTP. Runs when `INTERQ_COUCHBASE_CONNSTR` names a
+//! cluster (README, Couchbase); otherwise each test says it is skipped.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{couchbase_settings, Api, ChildServer, Load};
+
+/// `n` nodes on the bucket, sharing one key prefix (their own cluster).
+fn start_nodes(test: &str, n: usize) -> Option<(Vec<ChildServer>, Vec<tempfile::TempDir>)> {
+    let settings = couchbase_settings(test)?;
+    let timeout = settings.timeout.as_millis().to_string();
+    let env: Vec<(&str, &str)> = vec![
+        ("INTERQ_STORE__KIND", "couchbase"),
+        (
+            "INTERQ_STORE__COUCHBASE__CONNECTION_STRING",
+            &settings.connection_string,
+        ),
+        ("INTERQ_STORE__COUCHBASE__USERNAME", &settings.username),
+        ("INTERQ_STORE__COUCHBASE__PASSWORD", &settings.password),
+        ("INTERQ_STORE__COUCHBASE__BUCKET", &settings.bucket),
+        ("INTERQ_STORE__COUCHBASE__KEY_PREFIX", &settings.key_prefix),
+        ("INTERQ_STORE__COUCHBASE__TIMEOUT_MS", &timeout),
+    ];
+    let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = dirs
+        .iter()
+        .map(|d| ChildServer::start_with_env(d.path(), &env))
+        .collect();
+    Some((nodes, dirs))
+}
+
+async fn ok(api: &Api, method: Method, path: &str, body: Value) -> Value {
+    api.send(method, path, Some(body)).await.ok()
+}
+
+/// Waits until `check` holds, at most `limit`; returns how long it took.
+async fn within<F, Fut>(limit: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+/// Claims and completes until `total` tasks were done across `apis`, from
+/// one worker per node; returns how often each task's `n` was completed.
+async fn drain(apis: &[Api], queue: &str, total: usize) -> BTreeMap<u64, u32> {
+    let done = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+    let workers: Vec<_> = apis
+        .iter()
+        .cloned()
+        .map(|api| {
+            let done = std::sync::Arc::clone(&done);
+            let queue = queue.to_owned();
+            tokio::spawn(async move {
+                let w = ok(&api, Method::PUT, "/worker", json!({"queues": [queue]})).await;
+                let worker = w["workerId"].as_str().unwrap().to_owned();
+                let started = Instant::now();
+                while done.lock().unwrap().values().sum::<u32>() < total as u32 {
+                    assert!(started.elapsed() < Duration::from_secs(120), "drain stalled");
+                    let claimed = api
+                        .send(
+                            Method::GET,
+                            &format!("/task?workerId={worker}&count=10&wait=1"),
+                            None,
+                        )
+                        .await
+                        .ok();
+                    for task in claimed.as_array().unwrap() {
+                        let body = json!({"workerId": worker, "taskId": task["taskId"], "state": "complete"});
+                        ok(&api, Method::POST, "/task", body).await;
+                        // Probes (n = -1) count under u64::MAX.
+                        let n = task["data"]["n"].as_u64().unwrap_or(u64::MAX);
+                        *done.lock().unwrap().entry(n).or_insert(0) += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let counts = done.lock().unwrap().clone();
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_interests_and_complete_every_task_once() {
+    let Some((nodes, _dirs)) = start_nodes("the three-node test", 3) else {
+        return;
+    };
+    let apis: Vec<Api> = nodes.iter().map(ChildServer::api).collect();
+    ok(
+        &apis[0],
+        Method::PUT,
+        "/interest",
+        json!({"queue": "jobs", "interests": {"kind": "^job$"}}),
+    )
+    .await;
+    // The interest set on node 0 routes on the other nodes within 2 s.
+    let took = within(Duration::from_secs(2), || async {
+        let mut everywhere = true;
+        for api in &apis[1..] {
+            let p = ok(
+                api,
+                Method::PUT,
+                "/task",
+                json!({"data": {"kind": "job", "n": -1}}),
+            )
+            .await;
+            everywhere &= p["queues"] == json!(["jobs"]);
+        }
+        everywhere
+    })
+    .await;
+    eprintln!("an interest set on node 0 routed on every node after {took:?}");
+    // The probes that did route are part of the work.
+    let probes = apis[0].queue("jobs").await["ready"].as_u64().unwrap() as usize;
+    let total = 300;
+    for n in 0..total {
+        let api = &apis[n % 3];
+        let p = ok(
+            api,
+            Method::PUT,
+            "/task",
+            json!({"data": {"kind": "job", "n": n}}),
+        )
+        .await;
+        assert_eq!(p["queues"], json!(["jobs"]), "node {} routes", n % 3);
+    }
+    let counts = drain(&apis, "jobs", total + probes).await;
+    let probes_done = counts.get(&u64::MAX).copied().unwrap_or(0) as usize;
+    assert_eq!(probes_done, probes, "each probe once");
+    assert_eq!(
+        counts.len() - usize::from(probes > 0),
+        total,
+        "every task was completed"
+    );
+    assert!(
+        counts.iter().all(|(&n, &c)| n == u64::MAX || c == 1),
+        "each exactly once: {counts:?}"
+    );
+    for api in &apis {
+        let status = api.status("").await;
+        assert_eq!(
+            status["counters"]["completed"],
+            (total + probes) as u64,
+            "every node counts all"
+        );
+        assert_eq!(api.queue("jobs").await["ready"], 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_load_loses_no_acknowledged_task() {
+    let Some((mut nodes, _dirs)) = start_nodes("the kill -9 test", 3) else {
+        return;
+    };
+    let apis: Vec<Api> = nodes.iter().map(ChildServer::api).collect();
+    ok(
+        &apis[0],
+        Method::PUT,
+        "/interest",
+        json!({"queue": "all", "interests": "*"}),
+    )
+    .await;
+    within(Duration::from_secs(2), || async {
+        apis[1]
+            .status("interests")
+            .await
+            .to_string()
+            .contains("all")
+            && apis[2]
+                .status("interests")
+                .await
+                .to_string()
+                .contains("all")
+    })
+    .await;
+    let loads: Vec<Load> = apis.iter().map(|api| Load::start(api, 2, false)).collect();
+    loads[1].until(40).await;
+    nodes.remove(1).kill_9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut acknowledged = HashSet::new();
+    for load in loads {
+        acknowledged.extend(load.stop().await);
+    }
+    eprintln!(
+        "{} publishes acknowledged around the kill",
+        acknowledged.len()
+    );
+    let survivors = [apis[0].clone(), apis[2].clone()];
+    // Every acknowledged publish is there, on both surviving nodes.
+    for api in &survivors {
+        for id in &acknowledged {
+            let found = api
+                .send(Method::GET, &format!("/status?task={id}"), None)
+                .await;
+            assert_eq!(found.status, 200, "publish {id} lost: {}", found.body);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_singular_run_lock_holds_across_nodes() {
+    let Some((nodes, _dirs)) = start_nodes("the run-lock test", 2) else {
+        return;
+    };
+    let apis: Vec<Api> = nodes.iter().map(ChildServer::api).collect();
+    ok(
+        &apis[0],
+        Method::PUT,
+        "/interest",
+        json!({"queue": "deploy", "interests": "*"}),
+    )
+    .await;
+    within(Duration::from_secs(2), || async {
+        apis[1]
+            .status("interests")
+            .await
+            .to_string()
+            .contains("deploy")
+    })
+    .await;
+    for _ in 0..2 {
+        ok(
+            &apis[0],
+            Method::PUT,
+            "/task",
+            json!({"data": {"app": "web"}, "singularlyRun": true}),
+        )
+        .await;
+    }
+    let w0 = ok(
+        &apis[0],
+        Method::PUT,
+        "/worker",
+        json!({"queues": ["deploy"]}),
+    )
+    .await;
+    let w0 = w0["workerId"].as_str().unwrap().to_owned();
+    let w1 = ok(
+        &apis[1],
+        Method::PUT,
+        "/worker",
+        json!({"queues": ["deploy"]}),
+    )
+    .await;
+    let w1 = w1["workerId"].as_str().unwrap().to_owned();
+    let first = apis[0].claim(&w0).await;
+    assert!(first["taskId"].is_string());
+    // Node 1 knows the twin runs on node 0: nothing for its worker.
+    let nothing = apis[1]
+        .send(Method::GET, &format!("/task?workerId={w1}&wait=1"), None)
+        .await
+        .ok();
+    assert!(nothing.is_null(), "the twin must wait: {nothing}");
+    ok(
+        &apis[0],
+        Method::POST,
+        "/task",
+        json!({"workerId": w0, "taskId": first["taskId"], "state": "complete"}),
+    )
+    .await;
+    let second = apis[1]
+        .send(Method::GET, &format!("/task?workerId={w1}&wait=3"), None)
+        .await
+        .ok();
+    assert!(
+        second["taskId"].is_string(),
+        "the twin runs once the first is done"
+    );
+    assert_ne!(second["taskId"], first["taskId"]);
+}
