@@ -187,6 +187,18 @@ async fn a_node_killed_mid_load_loses_no_acknowledged_task() {
                 .contains("all")
     })
     .await;
+    // A worker of node 1 holds a lease when node 1 dies.
+    let w = ok(&apis[1], Method::PUT, "/worker", json!({"queues": ["all"]})).await;
+    let w = w["workerId"].as_str().unwrap().to_owned();
+    ok(
+        &apis[1],
+        Method::PUT,
+        "/task",
+        json!({"data": {"held": true}, "key": "held", "ttr": 1}),
+    )
+    .await;
+    let held = apis[1].claim(&w).await;
+    assert_eq!(held["key"], "held");
     let loads: Vec<Load> = apis.iter().map(|api| Load::start(api, 2, false)).collect();
     loads[1].until(40).await;
     nodes.remove(1).kill_9();
@@ -200,6 +212,13 @@ async fn a_node_killed_mid_load_loses_no_acknowledged_task() {
         acknowledged.len()
     );
     let survivors = [apis[0].clone(), apis[2].clone()];
+    // Its lease ran out on a node that is gone; another node takes it back.
+    let took = within(Duration::from_secs(10), || async {
+        let found = survivors[0].status("key=held").await;
+        found["key"][0]["state"] == "ready"
+    })
+    .await;
+    eprintln!("the dead node's lease was found ready again after {took:?} of looking");
     // Every acknowledged publish is there, on both surviving nodes.
     for api in &survivors {
         for id in &acknowledged {
