@@ -3,10 +3,10 @@
 //!
 //! The broker decides *what* happens (routing, defaults, retry policy, which
 //! lanes a worker takes from); a store makes each step atomic and durable.
-//! Every operation is one step a backend can make atomic on its own: the
-//! embedded backend under one lock with group commit, a key-value store with
-//! CAS on one document at a time. The store never sees HTTP and never reads
-//! the clock: time comes in as `now`.
+//! Every operation is one step a backend can make atomic on its own: under
+//! one lock with group commit to a redb file, or under a cluster-wide lock as
+//! one entry of a log in Couchbase (`embedded::couchbase`). The store never
+//! sees HTTP and never reads the clock: time comes in as `now`.
 //!
 //! Durability contract: `enqueue`, interest, worker and delete operations
 //! return only once durable. `claim` and `finish` may be made durable lazily,

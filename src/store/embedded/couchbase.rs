@@ -139,9 +139,34 @@ type Bounded<'a, T> = std::pin::Pin<
 >;
 
 /// The right to change the state: this node's turn, and the cluster lock.
+/// A turn dropped without a commit (the change failed, say a report from a
+/// worker that does not hold the lease) still lets go of the lock.
 pub(super) struct Turn {
     applied: OwnedMutexGuard<u64>,
     lock_cas: u64,
+    log: Arc<CouchbaseLog>,
+    released: bool,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        self.log
+            .staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let (log, cas) = (Arc::clone(&self.log), self.lock_cas);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = log.remove("lock", Some(cas)).await {
+                    tracing::warn!(error = %e, "could not let go of the cluster lock; it lapses by itself");
+                }
+            });
+        }
+    }
 }
 
 impl std::fmt::Debug for Turn {
@@ -387,7 +412,7 @@ impl CouchbaseLog {
     /// This is also when snapshots are taken: the state is then exactly the
     /// log up to the last entry applied, with no change half made.
     pub(super) async fn begin(
-        &self,
+        self: &Arc<Self>,
         apply: impl FnMut(&Entry) -> Result<(), StoreError>,
         snapshot: impl FnOnce() -> (Vec<Op>, Counters),
     ) -> Result<Turn, StoreError> {
@@ -403,7 +428,12 @@ impl CouchbaseLog {
             self.remove("lock", Some(lock_cas)).await?;
             return Err(e);
         }
-        Ok(Turn { applied, lock_cas })
+        Ok(Turn {
+            applied,
+            lock_cas,
+            log: Arc::clone(self),
+            released: false,
+        })
     }
 
     pub(super) fn stage(&self, ops: Vec<Op>) {
@@ -424,6 +454,7 @@ impl CouchbaseLog {
     ) -> Result<(), CommitError> {
         let ops = std::mem::take(&mut *self.staged.lock().unwrap_or_else(|e| e.into_inner()));
         let result = self.write(turn, ops, counters).await;
+        turn.released = true;
         self.remove("lock", Some(turn.lock_cas)).await?;
         result
     }

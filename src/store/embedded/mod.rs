@@ -1,5 +1,8 @@
 //! The embedded backend: one node, zero set-up, a redb file in the data
-//! directory.
+//! directory. The same state machine also runs over a log in a Couchbase
+//! bucket shared by several nodes (`couchbase`): only where changes are made
+//! durable differs (`Backend`), and with it when a change may start
+//! (`begin`: the cluster lock, and the other nodes' changes applied first).
 //!
 //! Every copy's record (without payload) lives in memory under one
 //! `std::sync::Mutex` (every operation is short and never awaits while
@@ -56,6 +59,11 @@ pub struct EmbeddedStore {
     state: Arc<Mutex<State>>,
     backend: Backend,
     retention: Retention,
+    /// With Couchbase: totals added here and not yet committed.
+    pending_counters: Mutex<Counters>,
+    /// With Couchbase: this node computed a change another node's commit
+    /// beat; its state must be reloaded before it is used again.
+    stale: std::sync::atomic::AtomicBool,
 }
 
 /// Where changes are made durable.
@@ -156,6 +164,8 @@ impl EmbeddedStore {
             state,
             backend: Backend::Redb { db, committer },
             retention,
+            pending_counters: Mutex::new(Counters::default()),
+            stale: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -170,6 +180,8 @@ impl EmbeddedStore {
             state: Arc::new(Mutex::new(State::new(retention))),
             backend: Backend::Couchbase(log),
             retention,
+            pending_counters: Mutex::new(Counters::default()),
+            stale: std::sync::atomic::AtomicBool::new(false),
         };
         store.reload().await?;
         Ok(store)
@@ -190,21 +202,45 @@ impl EmbeddedStore {
         Ok(())
     }
 
+    async fn reload_if_stale(&self) -> Result<(), StoreError> {
+        if self.stale.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            if let Err(e) = self.reload().await {
+                self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Starts a change. With Couchbase: waits for the cluster lock and
     /// applies every change other nodes made first.
     async fn begin(&self) -> Result<Session, StoreError> {
+        self.reload_if_stale().await?;
         match &self.backend {
             Backend::Redb { .. } => Ok(Session::Local),
-            Backend::Couchbase(log) => Ok(Session::Shared(
-                log.begin(
-                    |e| apply_entry(&self.state, e),
-                    || {
-                        let st = self.lock();
-                        (snapshot_ops(&st), st.counters)
-                    },
-                )
-                .await?,
-            )),
+            Backend::Couchbase(log) => {
+                let turn = log
+                    .begin(
+                        |e| apply_entry(&self.state, e),
+                        || {
+                            let st = self.lock();
+                            (snapshot_ops(&st), st.counters)
+                        },
+                    )
+                    .await?;
+                // Totals added since the last change join this one.
+                let pending = std::mem::take(
+                    &mut *self
+                        .pending_counters
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()),
+                );
+                if pending != Counters::default() {
+                    self.lock().counters.add(&pending);
+                    self.push(vec![Op::Sync]);
+                }
+                Ok(Session::Shared(turn))
+            }
         }
     }
 
@@ -225,8 +261,10 @@ impl EmbeddedStore {
                     Ok(()) => Ok(()),
                     Err(CommitError::Store(e)) => Err(e),
                     Err(CommitError::Conflict) => {
-                        tracing::warn!("another node committed first; reloading the state");
-                        self.reload().await?;
+                        // Reloaded before the next change or read, once this
+                        // turn (and this node's place in the log) is let go.
+                        tracing::warn!("another node committed first; the state will be reloaded");
+                        self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
                         Err(StoreError::Unavailable(
                             "another node changed the store at the same moment; retry".into(),
                         ))
@@ -239,6 +277,7 @@ impl EmbeddedStore {
 
     /// Before a read: with Couchbase, applies what other nodes committed.
     async fn sync(&self) -> Result<(), StoreError> {
+        self.reload_if_stale().await?;
         if let Backend::Couchbase(log) = &self.backend {
             drop(log.catch_up(|e| apply_entry(&self.state, e)).await?);
         }
@@ -910,7 +949,11 @@ impl Store for EmbeddedStore {
             // Every node ticks often: take the cluster lock only when
             // something is due.
             self.sync().await?;
-            if !self.lock().due(now) {
+            let pending = *self
+                .pending_counters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if !self.lock().due(now) && pending == Counters::default() {
                 return Ok(Tick::default());
             }
         }
@@ -1281,15 +1324,33 @@ impl Store for EmbeddedStore {
     }
 
     async fn add_counters(&self, delta: Counters) -> Result<(), StoreError> {
-        let mut session = self.begin().await?;
-        self.lock().counters.add(&delta);
-        self.push(vec![Op::Sync]);
-        self.commit(&mut session, 0, false).await
+        match &self.backend {
+            Backend::Redb { .. } => {
+                self.lock().counters.add(&delta);
+                self.push(vec![Op::Sync]);
+            }
+            // Not a change of its own (that would double the cost of every
+            // publish): the delta rides with this node's next change, at the
+            // latest the next tick's.
+            Backend::Couchbase(_) => self
+                .pending_counters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .add(&delta),
+        }
+        Ok(())
     }
 
     async fn counters(&self) -> Result<Counters, StoreError> {
         self.sync().await?;
-        Ok(self.lock().counters)
+        let mut counters = self.lock().counters;
+        counters.add(
+            &self
+                .pending_counters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        Ok(counters)
     }
 
     async fn retry_failed(
