@@ -465,6 +465,27 @@ mod tests {
     }
 
     #[test]
+    fn a_couchbase_store_needs_its_cluster_and_keeps_its_password_out_of_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("interq.toml");
+        std::fs::write(&file, "[store]\nkind = \"couchbase\"\n").unwrap();
+        let err = Settings::load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(err.contains("store.couchbase.connection_string"), "{err}");
+        std::fs::write(
+            &file,
+            "[store]\nkind = \"couchbase\"\n[store.couchbase]\nconnection_string = \"couchbase://db\"\nusername = \"iq\"\npassword = \"hunter2-secret\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), &[]).unwrap();
+        assert_eq!(s.store.kind, StoreKind::Couchbase);
+        assert_eq!(s.store.couchbase.bucket, "interq");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!format!("{:?}", s.store.couchbase.for_store()).contains("hunter2"));
+        std::fs::write(&file, "[store]\nkind = \"cassandra\"\n").unwrap();
+        assert!(Settings::load(Some(&file), &[]).is_err());
+    }
+
+    #[test]
     fn file_then_flags_override() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("interq.toml");

@@ -301,3 +301,29 @@ async fn a_singular_run_lock_holds_across_nodes() {
     );
     assert_ne!(second["taskId"], first["taskId"]);
 }
+
+#[tokio::test]
+async fn a_wrong_bucket_or_password_fails_within_the_timeout() {
+    use interq::store::embedded::{EmbeddedStore, Retention};
+    let Some(mut settings) = couchbase_settings("the Couchbase timeout test") else {
+        return;
+    };
+    settings.timeout = Duration::from_secs(2);
+    type Change = fn(&mut interq::store::embedded::CouchbaseSettings);
+    let unknown_bucket: Change = |s| s.bucket = "no-such-bucket".into();
+    let wrong_password: Change = |s| s.password = "not-the-password".into();
+    for (what, change) in [
+        ("an unknown bucket", unknown_bucket),
+        ("a wrong password", wrong_password),
+    ] {
+        let mut wrong = settings.clone();
+        change(&mut wrong);
+        let started = Instant::now();
+        let opened = EmbeddedStore::open_couchbase(wrong, Retention::default()).await;
+        let took = started.elapsed();
+        let err = opened.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("couchbase"), "{what}: {err}");
+        assert!(took < Duration::from_secs(8), "{what} took {took:?}");
+        eprintln!("{what}: refused after {took:?}: {err}");
+    }
+}
