@@ -327,3 +327,56 @@ async fn a_wrong_bucket_or_password_fails_within_the_timeout() {
         eprintln!("{what}: refused after {took:?}: {err}");
     }
 }
+
+#[tokio::test]
+async fn a_lock_left_by_a_dead_node_is_taken_over_after_its_lease() {
+    use couchbase::authenticator::PasswordAuthenticator;
+    use couchbase::cluster::Cluster;
+    use couchbase::options::cluster_options::ClusterOptions;
+    use interq::store::embedded::{EmbeddedStore, Retention};
+    use interq::store::Store;
+    let Some(settings) = couchbase_settings("the Couchbase lock test") else {
+        return;
+    };
+    let store = EmbeddedStore::open_couchbase(settings.clone(), Retention::default())
+        .await
+        .expect("open");
+    // A node that died 1.5 s into its 5 s lease left the lock behind.
+    let cluster = Cluster::connect(
+        &settings.connection_string,
+        ClusterOptions::new(
+            PasswordAuthenticator::new(&settings.username, &settings.password).into(),
+        ),
+    )
+    .await
+    .expect("connect");
+    let collection = cluster.bucket(&settings.bucket).default_collection();
+    // The first call opens the bucket, which takes a while.
+    let _ = collection.get("warm-up", None).await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let ghost = json!({"node": "ghost", "until": now_ms + 1500});
+    collection
+        .upsert(format!("{}lock", settings.key_prefix), ghost, None)
+        .await
+        .expect("plant the lock");
+    let started = Instant::now();
+    store
+        .add_counters(interq::model::Counters {
+            published: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Publish totals ride with the next change: a flush is one.
+    store.flush().await.expect("a change after the lease");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1000) && waited < Duration::from_secs(5),
+        "waited {waited:?} for a lock with 1.5 s left"
+    );
+    assert_eq!(store.counters().await.unwrap().published, 1);
+    eprintln!("a dead node's lock was taken over after {waited:?}");
+}
