@@ -85,6 +85,9 @@ pub struct CouchbaseStoreSettings {
     pub key_prefix: String,
     /// Longest wait for any one call to the cluster, in ms.
     pub timeout_ms: u64,
+    /// What a commit waits for: `none`, `majority`,
+    /// `majority_and_persist_active`, `persist_to_majority`.
+    pub durability: crate::store::embedded::Durability,
 }
 
 impl Default for CouchbaseStoreSettings {
@@ -98,6 +101,7 @@ impl Default for CouchbaseStoreSettings {
             collection: "_default".into(),
             key_prefix: "interq::".into(),
             timeout_ms: 10_000,
+            durability: crate::store::embedded::Durability::None,
         }
     }
 }
@@ -113,6 +117,7 @@ impl std::fmt::Debug for CouchbaseStoreSettings {
             .field("collection", &self.collection)
             .field("key_prefix", &self.key_prefix)
             .field("timeout_ms", &self.timeout_ms)
+            .field("durability", &self.durability)
             .finish()
     }
 }
@@ -128,6 +133,7 @@ impl CouchbaseStoreSettings {
             collection: self.collection.clone(),
             key_prefix: self.key_prefix.clone(),
             timeout: std::time::Duration::from_millis(self.timeout_ms),
+            durability: self.durability,
         }
     }
 }

@@ -14,6 +14,8 @@ use crate::helpers::{couchbase_settings, Api, ChildServer, Load};
 fn start_nodes(test: &str, n: usize) -> Option<(Vec<ChildServer>, Vec<tempfile::TempDir>)> {
     let settings = couchbase_settings(test)?;
     let timeout = settings.timeout.as_millis().to_string();
+    let durability = serde_json::to_value(settings.durability).unwrap();
+    let durability = durability.as_str().unwrap_or("none").to_owned();
     let env: Vec<(&str, &str)> = vec![
         ("INTERQ_STORE__KIND", "couchbase"),
         (
@@ -25,6 +27,7 @@ fn start_nodes(test: &str, n: usize) -> Option<(Vec<ChildServer>, Vec<tempfile::
         ("INTERQ_STORE__COUCHBASE__BUCKET", &settings.bucket),
         ("INTERQ_STORE__COUCHBASE__KEY_PREFIX", &settings.key_prefix),
         ("INTERQ_STORE__COUCHBASE__TIMEOUT_MS", &timeout),
+        ("INTERQ_STORE__COUCHBASE__DURABILITY", &durability),
     ];
     let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
     let nodes = dirs
@@ -136,7 +139,19 @@ async fn three_nodes_share_interests_and_complete_every_task_once() {
             json!({"data": {"kind": "job", "n": n}}),
         )
         .await;
-        assert_eq!(p["queues"], json!(["jobs"]), "node {} routes", n % 3);
+        if p["queues"] != json!(["jobs"]) {
+            let known = api.status("interests").await;
+            let logs = nodes[n % 3].logs.lock().unwrap().join("\n");
+            let notable: Vec<&str> = logs
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("interests"))
+                .collect();
+            panic!(
+                "node {} did not route task {n}: {p}; it knows {known}; its notable logs:\n{}",
+                n % 3,
+                notable.join("\n")
+            );
+        }
     }
     let counts = drain(&apis, "jobs", total + probes).await;
     let probes_done = counts.get(&u64::MAX).copied().unwrap_or(0) as usize;

@@ -46,6 +46,33 @@ pub struct CouchbaseSettings {
     /// Bound on every SDK call: some retry for a long time or forever (an
     /// unknown bucket, a wrong password, a locked document).
     pub timeout: Duration,
+    /// What a commit waits for (see `Durability`).
+    pub durability: Durability,
+}
+
+/// Couchbase's durability levels, for the writes that commit a change:
+/// `none` (the active node has it in memory), `majority`,
+/// `majority_and_persist_active`, `persist_to_majority`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    #[default]
+    None,
+    Majority,
+    MajorityAndPersistActive,
+    PersistToMajority,
+}
+
+impl Durability {
+    fn level(self) -> Option<couchbase::durability_level::DurabilityLevel> {
+        use couchbase::durability_level::DurabilityLevel as L;
+        match self {
+            Self::None => None,
+            Self::Majority => Some(L::MAJORITY),
+            Self::MajorityAndPersistActive => Some(L::MAJORITY_AND_PERSIST_ACTIVE),
+            Self::PersistToMajority => Some(L::PERSIST_TO_MAJORITY),
+        }
+    }
 }
 
 impl std::fmt::Debug for CouchbaseSettings {
@@ -59,6 +86,7 @@ impl std::fmt::Debug for CouchbaseSettings {
             .field("collection", &self.collection)
             .field("key_prefix", &self.key_prefix)
             .field("timeout", &self.timeout)
+            .field("durability", &self.durability)
             .finish()
     }
 }
@@ -245,6 +273,8 @@ impl CouchbaseLog {
         }
     }
 
+    /// Writes a document: payloads and snapshots, with the configured
+    /// durability.
     async fn upsert(
         &self,
         name: &str,
@@ -254,6 +284,9 @@ impl CouchbaseLog {
         let mut options = UpsertOptions::new();
         if let Some(e) = expiry {
             options = options.expiry(e);
+        }
+        if let Some(level) = self.settings.durability.level() {
+            options = options.durability_level(level);
         }
         self.bounded(
             name,
@@ -271,16 +304,17 @@ impl CouchbaseLog {
         name: &str,
         bytes: &[u8],
         expiry: Duration,
+        durable: bool,
     ) -> Result<Option<u64>, StoreError> {
+        let mut options = InsertOptions::new().expiry(expiry);
+        if let (true, Some(level)) = (durable, self.settings.durability.level()) {
+            options = options.durability_level(level);
+        }
         match self
             .bounded(
                 name,
-                self.collection.insert_raw(
-                    self.key(name),
-                    bytes,
-                    binary_flags(),
-                    InsertOptions::new().expiry(expiry),
-                ),
+                self.collection
+                    .insert_raw(self.key(name), bytes, binary_flags(), options),
             )
             .await?
         {
@@ -327,7 +361,7 @@ impl CouchbaseLog {
             // The document also expires, a little after its lease, in case
             // every node is gone.
             let expiry = LOCK_LEASE + Duration::from_secs(5);
-            if let Some(cas) = self.insert("lock", &mine, expiry).await? {
+            if let Some(cas) = self.insert("lock", &mine, expiry, false).await? {
                 return Ok(cas);
             }
             if let Some((held, cas)) = self.get("lock").await? {
@@ -488,7 +522,7 @@ impl CouchbaseLog {
         };
         let bytes = postcard::to_stdvec(&entry).expect("an entry encodes");
         if self
-            .insert(&format!("log::{seq}"), &bytes, LOG_KEPT)
+            .insert(&format!("log::{seq}"), &bytes, LOG_KEPT, true)
             .await?
             .is_none()
         {

@@ -28,8 +28,8 @@ use async_trait::async_trait;
 use redb::Database;
 use serde_json::{Map, Value};
 
-pub use self::couchbase::CouchbaseSettings;
 use self::couchbase::{CommitError, CouchbaseLog, Entry};
+pub use self::couchbase::{CouchbaseSettings, Durability};
 use self::journal::{Committer, Op};
 pub use self::state::Retention;
 use self::state::{EventKind, Mark, Meta, ReadyKey, State};
