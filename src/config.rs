@@ -56,7 +56,8 @@ impl std::fmt::Debug for AuthSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
     pub kind: StoreKind,
-    pub couchbase: CouchbaseStoreSettings,
+    /// The cluster, with `kind = "couchbase"`.
+    pub couchbase: crate::store::embedded::CouchbaseSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -67,75 +68,6 @@ pub enum StoreKind {
     Embedded,
     /// Any number of nodes sharing one Couchbase bucket.
     Couchbase,
-}
-
-/// The Couchbase cluster, with `store.kind = "couchbase"`.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CouchbaseStoreSettings {
-    /// `couchbase://host1,host2` (or `couchbases://` for TLS).
-    pub connection_string: String,
-    pub username: String,
-    /// A secret: never logged.
-    pub password: String,
-    pub bucket: String,
-    pub scope: String,
-    pub collection: String,
-    /// Starts every key: interq clusters may share a collection.
-    pub key_prefix: String,
-    /// Longest wait for any one call to the cluster, in ms.
-    pub timeout_ms: u64,
-    /// What a commit waits for: `none`, `majority`,
-    /// `majority_and_persist_active`, `persist_to_majority`.
-    pub durability: crate::store::embedded::Durability,
-}
-
-impl Default for CouchbaseStoreSettings {
-    fn default() -> Self {
-        Self {
-            connection_string: String::new(),
-            username: String::new(),
-            password: String::new(),
-            bucket: "interq".into(),
-            scope: "_default".into(),
-            collection: "_default".into(),
-            key_prefix: "interq::".into(),
-            timeout_ms: 10_000,
-            durability: crate::store::embedded::Durability::None,
-        }
-    }
-}
-
-impl std::fmt::Debug for CouchbaseStoreSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CouchbaseStoreSettings")
-            .field("connection_string", &self.connection_string)
-            .field("username", &self.username)
-            .field("password", &"<secret>")
-            .field("bucket", &self.bucket)
-            .field("scope", &self.scope)
-            .field("collection", &self.collection)
-            .field("key_prefix", &self.key_prefix)
-            .field("timeout_ms", &self.timeout_ms)
-            .field("durability", &self.durability)
-            .finish()
-    }
-}
-
-impl CouchbaseStoreSettings {
-    pub fn for_store(&self) -> crate::store::embedded::CouchbaseSettings {
-        crate::store::embedded::CouchbaseSettings {
-            connection_string: self.connection_string.clone(),
-            username: self.username.clone(),
-            password: self.password.clone(),
-            bucket: self.bucket.clone(),
-            scope: self.scope.clone(),
-            collection: self.collection.clone(),
-            key_prefix: self.key_prefix.clone(),
-            timeout: std::time::Duration::from_millis(self.timeout_ms),
-            durability: self.durability,
-        }
-    }
 }
 
 /// Serve HTTPS with this certificate chain and private key (PEM files).
@@ -486,7 +418,6 @@ mod tests {
         assert_eq!(s.store.kind, StoreKind::Couchbase);
         assert_eq!(s.store.couchbase.bucket, "interq");
         assert!(!format!("{s:?}").contains("hunter2"));
-        assert!(!format!("{:?}", s.store.couchbase.for_store()).contains("hunter2"));
         std::fs::write(&file, "[store]\nkind = \"cassandra\"\n").unwrap();
         assert!(Settings::load(Some(&file), &[]).is_err());
     }

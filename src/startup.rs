@@ -55,7 +55,7 @@ impl Application {
                     collection = %c.collection,
                     "opening the Couchbase store"
                 );
-                EmbeddedStore::open_couchbase(c.for_store(), settings.retention())
+                EmbeddedStore::open_couchbase(c.clone(), settings.retention())
                     .await
                     .context("opening the Couchbase store")?
             }

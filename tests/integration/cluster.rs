@@ -13,7 +13,7 @@ use crate::helpers::{couchbase_settings, Api, ChildServer, Load};
 /// `n` nodes on the bucket, sharing one key prefix (their own cluster).
 fn start_nodes(test: &str, n: usize) -> Option<(Vec<ChildServer>, Vec<tempfile::TempDir>)> {
     let settings = couchbase_settings(test)?;
-    let timeout = settings.timeout.as_millis().to_string();
+    let timeout = settings.timeout_ms.to_string();
     let durability = serde_json::to_value(settings.durability).unwrap();
     let durability = durability.as_str().unwrap_or("none").to_owned();
     let env: Vec<(&str, &str)> = vec![
@@ -323,7 +323,7 @@ async fn a_wrong_bucket_or_password_fails_within_the_timeout() {
     let Some(mut settings) = couchbase_settings("the Couchbase timeout test") else {
         return;
     };
-    settings.timeout = Duration::from_secs(2);
+    settings.timeout_ms = 2_000;
     type Change = fn(&mut interq::store::embedded::CouchbaseSettings);
     let unknown_bucket: Change = |s| s.bucket = "no-such-bucket".into();
     let wrong_password: Change = |s| s.password = "not-the-password".into();

@@ -465,7 +465,7 @@ pub fn couchbase_settings(test: &str) -> Option<interq::store::embedded::Couchba
         scope: "_default".into(),
         collection: "_default".into(),
         key_prefix: format!("test-{}::", uuid::Uuid::new_v4().simple()),
-        timeout: Duration::from_secs(10),
+        timeout_ms: 10_000,
         durability: match std::env::var("INTERQ_COUCHBASE_DURABILITY").as_deref() {
             Ok("majority") => interq::store::embedded::Durability::Majority,
             _ => interq::store::embedded::Durability::None,

@@ -30,9 +30,12 @@ use super::journal::Op;
 use crate::model::Counters;
 use crate::store::StoreError;
 
-/// Where and how to reach the cluster.
-#[derive(Clone)]
+/// Where and how to reach the cluster: `[store.couchbase]` in the
+/// settings.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CouchbaseSettings {
+    /// `couchbase://host1,host2` (or `couchbases://` for TLS).
     pub connection_string: String,
     pub username: String,
     /// A secret: kept out of `Debug` and logs.
@@ -43,11 +46,33 @@ pub struct CouchbaseSettings {
     /// Every document's key starts with it: several interq clusters (or
     /// tests) can share one collection.
     pub key_prefix: String,
-    /// Bound on every SDK call: some retry for a long time or forever (an
-    /// unknown bucket, a wrong password, a locked document).
-    pub timeout: Duration,
+    /// Bound on every SDK call, in ms: some retry for a long time or forever
+    /// (an unknown bucket, a wrong password, a locked document).
+    pub timeout_ms: u64,
     /// What a commit waits for (see `Durability`).
     pub durability: Durability,
+}
+
+impl Default for CouchbaseSettings {
+    fn default() -> Self {
+        Self {
+            connection_string: String::new(),
+            username: String::new(),
+            password: String::new(),
+            bucket: "interq".into(),
+            scope: "_default".into(),
+            collection: "_default".into(),
+            key_prefix: "interq::".into(),
+            timeout_ms: 10_000,
+            durability: Durability::None,
+        }
+    }
+}
+
+impl CouchbaseSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
 }
 
 /// Couchbase's durability levels, for the writes that commit a change:
@@ -85,7 +110,7 @@ impl std::fmt::Debug for CouchbaseSettings {
             .field("scope", &self.scope)
             .field("collection", &self.collection)
             .field("key_prefix", &self.key_prefix)
-            .field("timeout", &self.timeout)
+            .field("timeout_ms", &self.timeout_ms)
             .field("durability", &self.durability)
             .finish()
     }
@@ -220,7 +245,7 @@ impl CouchbaseLog {
             settings.connection_string.clone(),
             options,
         ));
-        let cluster = tokio::time::timeout(settings.timeout, connecting)
+        let cluster = tokio::time::timeout(settings.timeout(), connecting)
             .await
             .map_err(|_| unavailable("connecting", "timed out"))?
             .map_err(|e| unavailable("connecting", e))?;
@@ -253,7 +278,7 @@ impl CouchbaseLog {
         what: &'a str,
         call: impl std::future::Future<Output = couchbase::error::Result<T>> + Send + 'a,
     ) -> Bounded<'a, T> {
-        let limit = self.settings.timeout;
+        let limit = self.settings.timeout();
         Box::pin(async move {
             tokio::time::timeout(limit, call)
                 .await
@@ -396,7 +421,7 @@ impl CouchbaseLog {
                     }
                 }
             }
-            if started.elapsed() > self.settings.timeout {
+            if started.elapsed() > self.settings.timeout() {
                 return Err(unavailable("lock", "another node held it too long"));
             }
             tokio::time::sleep(pause).await;
