@@ -134,6 +134,15 @@ struct SnapshotPointer {
 /// How long the cluster lock is held at most before another node may take
 /// it (a node that stalls longer finds its commit refused, and reloads).
 const LOCK_LEASE: Duration = Duration::from_secs(5);
+/// A node keeps the cluster lock from one of its changes to the next while
+/// more of them wait (saving the round trips of letting go, taking it again
+/// and catching up), but for no longer than this, so that other nodes get
+/// their turn, and far within the lease.
+const KEEP_AT_MOST: Duration = Duration::from_millis(200);
+/// Nor for more changes than this.
+const KEEP_CHANGES: u32 = 256;
+/// A kept lock no change of this node takes up is let go after this.
+const KEEP_IDLE: Duration = Duration::from_millis(20);
 /// Log entries are kept this long; snapshots are taken far more often.
 const LOG_KEPT: Duration = Duration::from_secs(7 * 86_400);
 /// A snapshot every this many entries (and at the first change after a
@@ -167,6 +176,11 @@ pub(super) struct CouchbaseLog {
     staged: std::sync::Mutex<Vec<Op>>,
     /// The entry of the last snapshot written or read.
     snapshot_seq: std::sync::atomic::AtomicU64,
+    /// The cluster lock, kept between two of this node's changes.
+    kept: std::sync::Mutex<Option<Kept>>,
+    kept_generation: std::sync::atomic::AtomicU64,
+    /// This node's changes waiting for their turn.
+    waiting: std::sync::atomic::AtomicUsize,
     /// Log entries written by this node, and the changes in them.
     commits: std::sync::atomic::AtomicU64,
     writes: std::sync::atomic::AtomicU64,
@@ -197,8 +211,20 @@ type Bounded<'a, T> = std::pin::Pin<
 pub(super) struct Turn {
     applied: OwnedMutexGuard<u64>,
     lock_cas: u64,
+    /// When the lock was taken, and how many changes it has served.
+    since: std::time::Instant,
+    changes: u32,
     log: Arc<CouchbaseLog>,
     released: bool,
+}
+
+/// The cluster lock, held between two changes of this node.
+#[derive(Debug)]
+struct Kept {
+    cas: u64,
+    since: std::time::Instant,
+    changes: u32,
+    generation: u64,
 }
 
 impl Drop for Turn {
@@ -261,6 +287,9 @@ impl CouchbaseLog {
             applied: Arc::new(AsyncMutex::new(0)),
             staged: std::sync::Mutex::new(Vec::new()),
             snapshot_seq: std::sync::atomic::AtomicU64::new(0),
+            kept: std::sync::Mutex::new(None),
+            kept_generation: std::sync::atomic::AtomicU64::new(0),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
             commits: std::sync::atomic::AtomicU64::new(0),
             writes: std::sync::atomic::AtomicU64::new(0),
         })
@@ -475,9 +504,26 @@ impl CouchbaseLog {
         apply: impl FnMut(&Entry) -> Result<(), StoreError>,
         snapshot: impl FnOnce() -> (Vec<Op>, Counters),
     ) -> Result<Turn, StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.waiting.fetch_add(1, SeqCst);
         let mut applied = Arc::clone(&self.applied).lock_owned().await;
-        let lock_cas = self.take_lock().await?;
-        let mut ready = self.apply_new(&mut applied, apply).await;
+        self.waiting.fetch_sub(1, SeqCst);
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (lock_cas, since, changes) = match kept {
+            // Held since this node's last change: nobody else committed.
+            Some(k) if k.since.elapsed() < KEEP_AT_MOST => (k.cas, k.since, k.changes),
+            other => {
+                if let Some(k) = other {
+                    self.remove("lock", Some(k.cas)).await?;
+                }
+                (self.take_lock().await?, std::time::Instant::now(), 0)
+            }
+        };
+        let mut ready = if changes == 0 {
+            self.apply_new(&mut applied, apply).await
+        } else {
+            Ok(())
+        };
         let last = self.snapshot_seq.load(std::sync::atomic::Ordering::Relaxed);
         if ready.is_ok() && *applied > 0 && (last == 0 || *applied >= last + SNAPSHOT_EVERY) {
             let (ops, counters) = snapshot();
@@ -490,6 +536,8 @@ impl CouchbaseLog {
         Ok(Turn {
             applied,
             lock_cas,
+            since,
+            changes: changes + 1,
             log: Arc::clone(self),
             released: false,
         })
@@ -514,8 +562,47 @@ impl CouchbaseLog {
         let ops = std::mem::take(&mut *self.staged.lock().unwrap_or_else(|e| e.into_inner()));
         let result = self.write(turn, ops, counters).await;
         turn.released = true;
-        self.remove("lock", Some(turn.lock_cas)).await?;
+        let keep = result.is_ok()
+            && self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && turn.since.elapsed() < KEEP_AT_MOST
+            && turn.changes < KEEP_CHANGES;
+        if keep {
+            let generation = self
+                .kept_generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1;
+            *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(Kept {
+                cas: turn.lock_cas,
+                since: turn.since,
+                changes: turn.changes,
+                generation,
+            });
+            // The change that waited may have given up: let go soon anyway.
+            let log = Arc::clone(&turn.log);
+            tokio::spawn(async move {
+                tokio::time::sleep(KEEP_IDLE).await;
+                log.let_go_of_kept(generation).await;
+            });
+        } else {
+            self.remove("lock", Some(turn.lock_cas)).await?;
+        }
         result
+    }
+
+    /// Lets go of a kept lock that no change took up.
+    async fn let_go_of_kept(&self, generation: u64) {
+        let kept = {
+            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            match kept.as_ref() {
+                Some(k) if k.generation == generation => kept.take(),
+                _ => None,
+            }
+        };
+        if let Some(k) = kept {
+            if let Err(e) = self.remove("lock", Some(k.cas)).await {
+                tracing::warn!(error = %e, "could not let go of the cluster lock; it lapses by itself");
+            }
+        }
     }
 
     async fn write(
