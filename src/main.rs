@@ -209,10 +209,17 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings::load(cli.config.as_deref(), &overrides)?;
             interq::telemetry::init(&settings.log);
             let app = Application::build(settings.clone()).await?;
+            let store = match settings.store.kind {
+                interq::config::StoreKind::Embedded => settings.data_dir.display().to_string(),
+                interq::config::StoreKind::Couchbase => format!(
+                    "couchbase bucket {} ({})",
+                    settings.store.couchbase.bucket, settings.store.couchbase.connection_string
+                ),
+            };
             tracing::info!(
                 listen = %settings.listen,
                 port = app.port(),
-                data_dir = %settings.data_dir.display(),
+                store = %store,
                 "interq is serving"
             );
             app.run_until_stopped().await
