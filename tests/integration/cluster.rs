@@ -130,15 +130,20 @@ async fn three_nodes_share_interests_and_complete_every_task_once() {
     // The probes that did route are part of the work.
     let probes = apis[0].queue("jobs").await["ready"].as_u64().unwrap() as usize;
     let total = 300;
+    // A third of them scheduled two seconds ahead: whichever node sees them
+    // due makes them ready, once.
+    let soon = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        + 2.0;
     for n in 0..total {
         let api = &apis[n % 3];
-        let p = ok(
-            api,
-            Method::PUT,
-            "/task",
-            json!({"data": {"kind": "job", "n": n}}),
-        )
-        .await;
+        let mut task = json!({"data": {"kind": "job", "n": n}});
+        if n % 3 == 1 {
+            task["runAt"] = json!(soon);
+        }
+        let p = ok(api, Method::PUT, "/task", task).await;
         if p["queues"] != json!(["jobs"]) {
             let known = api.status("interests").await;
             let logs = nodes[n % 3].logs.lock().unwrap().join("\n");
@@ -153,6 +158,8 @@ async fn three_nodes_share_interests_and_complete_every_task_once() {
             );
         }
     }
+    let waiting = apis[2].queue("jobs").await;
+    assert!(waiting["scheduled"].as_u64().unwrap() > 0, "{waiting}");
     let counts = drain(&apis, "jobs", total + probes).await;
     let probes_done = counts.get(&u64::MAX).copied().unwrap_or(0) as usize;
     assert_eq!(probes_done, probes, "each probe once");
@@ -265,6 +272,40 @@ async fn a_singular_run_lock_holds_across_nodes() {
             .to_string()
             .contains("deploy")
     })
+    .await;
+    // An enqueue lock taken on node 0 folds a twin published on node 1.
+    let first = ok(
+        &apis[0],
+        Method::PUT,
+        "/task",
+        json!({"data": {"app": "db"}, "singularlyEnqueue": true}),
+    )
+    .await;
+    let twin = ok(
+        &apis[1],
+        Method::PUT,
+        "/task",
+        json!({"data": {"app": "db"}, "singularlyEnqueue": true}),
+    )
+    .await;
+    assert_eq!(twin["copies"][0]["existing"], true, "{twin}");
+    assert_eq!(twin["copies"][0]["taskId"], first["copies"][0]["taskId"]);
+    let w = ok(
+        &apis[1],
+        Method::PUT,
+        "/worker",
+        json!({"queues": ["deploy"]}),
+    )
+    .await;
+    let w = w["workerId"].as_str().unwrap().to_owned();
+    let only = apis[1].claim(&w).await;
+    assert_eq!(only["taskId"], first["copies"][0]["taskId"]);
+    ok(
+        &apis[1],
+        Method::POST,
+        "/task",
+        json!({"workerId": w, "taskId": only["taskId"], "state": "complete"}),
+    )
     .await;
     for _ in 0..2 {
         ok(
