@@ -279,13 +279,10 @@ fn commit(db: &Database, ops: &[Op], counters: &Counters) -> Result<(), redb::Er
 /// Everything stored, read back at start-up.
 #[derive(Debug, Default)]
 pub(super) struct Loaded {
-    pub interests: Vec<(String, Vec<u8>)>,
-    pub workers: Vec<Vec<u8>>,
-    pub queue_settings: Vec<(String, Vec<u8>)>,
-    pub schedules: Vec<Vec<u8>>,
+    /// Every record but the copies, as the changes that would write it
+    /// (the audit log oldest first).
+    pub records: Vec<Op>,
     pub counters: Option<Vec<u8>>,
-    /// The audit log, oldest first, with each entry's sequence number.
-    pub audit: Vec<(u64, Vec<u8>)>,
 }
 
 /// Opens (or creates) the database file and reads its interests, workers and
@@ -313,27 +310,29 @@ pub(super) fn open(path: &Path, cache_bytes: usize) -> Result<(Database, Loaded)
     let txn = db.begin_read()?;
     for row in txn.open_table(INTERESTS)?.iter()? {
         let (k, v) = row?;
-        loaded
-            .interests
-            .push((k.value().to_owned(), v.value().to_vec()));
+        let op = Op::PutInterests(k.value().to_owned(), v.value().to_vec());
+        loaded.records.push(op);
     }
     for row in txn.open_table(WORKERS)?.iter()? {
-        let (_, v) = row?;
-        loaded.workers.push(v.value().to_vec());
+        let (k, v) = row?;
+        let key = k.value().try_into().unwrap_or_default();
+        loaded.records.push(Op::PutWorker(key, v.value().to_vec()));
     }
     for row in txn.open_table(QUEUE_SETTINGS)?.iter()? {
         let (k, v) = row?;
-        loaded
-            .queue_settings
-            .push((k.value().to_owned(), v.value().to_vec()));
+        let op = Op::PutQueueSettings(k.value().to_owned(), v.value().to_vec());
+        loaded.records.push(op);
     }
     for row in txn.open_table(SCHEDULES)?.iter()? {
-        let (_, v) = row?;
-        loaded.schedules.push(v.value().to_vec());
+        let (k, v) = row?;
+        let op = Op::PutSchedule(k.value().to_owned(), v.value().to_vec());
+        loaded.records.push(op);
     }
     for row in txn.open_table(AUDIT)?.iter()? {
         let (k, v) = row?;
-        loaded.audit.push((k.value(), v.value().to_vec()));
+        loaded
+            .records
+            .push(Op::PutAudit(k.value(), v.value().to_vec()));
     }
     loaded.counters = txn
         .open_table(META)?

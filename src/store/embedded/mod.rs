@@ -129,27 +129,11 @@ impl EmbeddedStore {
         for m in completed {
             state.insert(m);
         }
-        for (name, bytes) in &loaded.interests {
-            let queue = QueueName::parse(name).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            state.interests.insert(queue, decode_json(bytes)?);
-        }
-        for bytes in &loaded.workers {
-            let w: WorkerRecord = decode_json(bytes)?;
-            state.workers.insert(w.worker_id, w);
-        }
-        for bytes in &loaded.schedules {
-            let schedule: crate::model::ScheduleRecord = decode_json(bytes)?;
-            state.schedules.insert(schedule.name.clone(), schedule);
-        }
-        for (name, bytes) in &loaded.queue_settings {
-            let queue = QueueName::parse(name).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            state.queue_settings.insert(queue, decode_json(bytes)?);
+        for op in &loaded.records {
+            apply_op(&mut state, op)?;
         }
         if let Some(bytes) = &loaded.counters {
             state.counters = decode_json(bytes)?;
-        }
-        for (seq, bytes) in &loaded.audit {
-            state.audit.push_back((*seq, decode_json(bytes)?));
         }
         let state = Arc::new(Mutex::new(state));
         let db = Arc::new(db);
@@ -387,17 +371,19 @@ impl EmbeddedStore {
         Ok(out)
     }
 
-    /// Removes something from the state (`remove` says whether it was there)
-    /// and waits until `op` records that durably.
-    async fn remove_durably(
+    /// Records one change of a record (an interest, a worker, a schedule,
+    /// queue settings) durably, changing the state exactly as a restart or
+    /// another node applies it. Returns whether the record `existed` before.
+    async fn record(
         &self,
-        remove: impl FnOnce(&mut State) -> bool,
         op: Op,
+        existed: impl FnOnce(&State) -> bool,
     ) -> Result<bool, StoreError> {
         let mut session = self.begin().await?;
         let (seq, existed) = {
             let mut st = self.lock();
-            let existed = remove(&mut st);
+            let existed = existed(&st);
+            apply_op(&mut st, &op)?;
             (self.push(vec![op]), existed)
         };
         self.commit(&mut session, seq, true).await?;
@@ -586,12 +572,16 @@ fn apply_op(st: &mut State, op: &Op) -> Result<(), StoreError> {
         Op::DeleteWorker(k) => {
             st.workers.remove(&WorkerId::from_bytes(*k));
         }
+        // New limits start a new token bucket.
         Op::PutQueueSettings(name, bytes) => {
-            st.queue_settings
-                .insert(queue_of(name)?, decode_json(bytes)?);
+            let queue = queue_of(name)?;
+            st.buckets.remove(&queue);
+            st.queue_settings.insert(queue, decode_json(bytes)?);
         }
         Op::DeleteQueueSettings(name) => {
-            st.queue_settings.remove(&queue_of(name)?);
+            let queue = queue_of(name)?;
+            st.buckets.remove(&queue);
+            st.queue_settings.remove(&queue);
         }
         Op::PutSchedule(_, bytes) => {
             let schedule: ScheduleRecord = decode_json(bytes)?;
@@ -616,32 +606,40 @@ fn apply_op(st: &mut State, op: &Op) -> Result<(), StoreError> {
 /// The whole state as changes that rebuild it from nothing.
 fn snapshot_ops(st: &State) -> Vec<Op> {
     let mut ops: Vec<Op> = st.tasks.values().map(put_copy).collect();
-    for (queue, value) in &st.interests {
-        ops.push(Op::PutInterests(
-            queue.to_string(),
-            serde_json::to_vec(value).expect("json encodes"),
-        ));
-    }
-    for w in st.workers.values() {
-        ops.push(Op::PutWorker(
-            *w.worker_id.as_bytes(),
-            serde_json::to_vec(w).expect("json encodes"),
-        ));
-    }
-    for (queue, settings) in &st.queue_settings {
-        ops.push(Op::PutQueueSettings(
-            queue.to_string(),
-            serde_json::to_vec(settings).expect("json encodes"),
-        ));
-    }
+    ops.extend(st.interests.iter().map(|(q, v)| interests_op(q, v)));
+    ops.extend(st.workers.values().map(worker_op));
+    ops.extend(st.queue_settings.iter().map(|(q, s)| settings_op(q, s)));
     ops.extend(st.schedules.values().map(schedule_op));
-    for (seq, entry) in &st.audit {
-        ops.push(Op::PutAudit(
-            *seq,
-            serde_json::to_vec(entry).expect("json encodes"),
-        ));
-    }
+    ops.extend(st.audit.iter().map(|(seq, e)| audit_op(*seq, e)));
     ops
+}
+
+fn interests_op(queue: &QueueName, interests: &Value) -> Op {
+    Op::PutInterests(
+        queue.to_string(),
+        serde_json::to_vec(interests).expect("json encodes"),
+    )
+}
+
+fn worker_op(w: &WorkerRecord) -> Op {
+    Op::PutWorker(
+        *w.worker_id.as_bytes(),
+        serde_json::to_vec(w).expect("a worker encodes"),
+    )
+}
+
+fn settings_op(queue: &QueueName, settings: &QueueSettings) -> Op {
+    Op::PutQueueSettings(
+        queue.to_string(),
+        serde_json::to_vec(settings).expect("settings encode"),
+    )
+}
+
+fn audit_op(seq: u64, entry: &AuditEntry) -> Op {
+    Op::PutAudit(
+        seq,
+        serde_json::to_vec(entry).expect("an audit entry encodes"),
+    )
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
@@ -1185,23 +1183,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_interests(&self, queue: &QueueName, interests: &Value) -> Result<(), StoreError> {
-        let mut session = self.begin().await?;
-        let seq = {
-            let mut st = self.lock();
-            st.interests.insert(queue.clone(), interests.clone());
-            self.push(vec![Op::PutInterests(
-                queue.to_string(),
-                serde_json::to_vec(interests).expect("json encodes"),
-            )])
-        };
-        self.commit(&mut session, seq, true).await
+        self.record(interests_op(queue, interests), |_| true)
+            .await?;
+        Ok(())
     }
 
     async fn delete_interests(&self, queue: &QueueName) -> Result<bool, StoreError> {
-        self.remove_durably(
-            |st| st.interests.remove(queue).is_some(),
-            Op::DeleteInterests(queue.to_string()),
-        )
+        self.record(Op::DeleteInterests(queue.to_string()), |st| {
+            st.interests.contains_key(queue)
+        })
         .await
     }
 
@@ -1220,22 +1210,13 @@ impl Store for EmbeddedStore {
         queue: &QueueName,
         settings: QueueSettings,
     ) -> Result<(), StoreError> {
-        let mut session = self.begin().await?;
-        let seq = {
-            let mut st = self.lock();
-            st.buckets.remove(queue);
-            if settings.is_default() {
-                st.queue_settings.remove(queue);
-                self.push(vec![Op::DeleteQueueSettings(queue.to_string())])
-            } else {
-                st.queue_settings.insert(queue.clone(), settings);
-                self.push(vec![Op::PutQueueSettings(
-                    queue.to_string(),
-                    serde_json::to_vec(&settings).expect("json encodes"),
-                )])
-            }
+        let op = if settings.is_default() {
+            Op::DeleteQueueSettings(queue.to_string())
+        } else {
+            settings_op(queue, &settings)
         };
-        self.commit(&mut session, seq, true).await
+        self.record(op, |_| true).await?;
+        Ok(())
     }
 
     async fn queue_settings(&self) -> Result<Vec<(QueueName, QueueSettings)>, StoreError> {
@@ -1251,20 +1232,14 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError> {
-        let mut session = self.begin().await?;
-        let seq = {
-            let mut st = self.lock();
-            st.schedules.insert(schedule.name.clone(), schedule.clone());
-            self.push(vec![schedule_op(schedule)])
-        };
-        self.commit(&mut session, seq, true).await
+        self.record(schedule_op(schedule), |_| true).await?;
+        Ok(())
     }
 
     async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
-        self.remove_durably(
-            |st| st.schedules.remove(name).is_some(),
-            Op::DeleteSchedule(name.to_owned()),
-        )
+        self.record(Op::DeleteSchedule(name.to_owned()), |st| {
+            st.schedules.contains_key(name)
+        })
         .await
     }
 
@@ -1298,23 +1273,14 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_worker(&self, worker: &WorkerRecord) -> Result<(), StoreError> {
-        let mut session = self.begin().await?;
-        let seq = {
-            let mut st = self.lock();
-            st.workers.insert(worker.worker_id, worker.clone());
-            self.push(vec![Op::PutWorker(
-                *worker.worker_id.as_bytes(),
-                serde_json::to_vec(worker).expect("a worker encodes"),
-            )])
-        };
-        self.commit(&mut session, seq, true).await
+        self.record(worker_op(worker), |_| true).await?;
+        Ok(())
     }
 
     async fn delete_worker(&self, worker: WorkerId) -> Result<bool, StoreError> {
-        self.remove_durably(
-            |st| st.workers.remove(&worker).is_some(),
-            Op::DeleteWorker(*worker.as_bytes()),
-        )
+        self.record(Op::DeleteWorker(*worker.as_bytes()), |st| {
+            st.workers.contains_key(&worker)
+        })
         .await
     }
 
@@ -1548,10 +1514,7 @@ impl Store for EmbeddedStore {
         let seq = {
             let mut st = self.lock();
             let next = st.audit.back().map_or(1, |(n, _)| n + 1);
-            let mut ops = vec![Op::PutAudit(
-                next,
-                serde_json::to_vec(&entry).expect("an audit entry encodes"),
-            )];
+            let mut ops = vec![audit_op(next, &entry)];
             st.audit.push_back((next, entry));
             while st.audit.len() > AUDIT_KEPT {
                 if let Some((old, _)) = st.audit.pop_front() {
