@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::csrf;
 use super::view::{self, Pager, TaskRow, PAGE_SIZE};
 use crate::api::error::ApiError;
-use crate::api::AppState;
+use crate::api::{caller_role, AppState};
 use crate::broker::admin::{Preview, Reach, Sample};
 use crate::broker::BrokerError;
 use crate::model::{
@@ -122,7 +122,7 @@ impl Chrome {
                 .map(|t| t.0.clone())
                 .unwrap_or_default(),
             flash,
-            role: actor(req),
+            role: caller_role(req),
         }
     }
 
@@ -135,11 +135,6 @@ impl Chrome {
             role: String::new(),
         }
     }
-}
-
-/// Who acts, for the audit log.
-fn actor(req: &HttpRequest) -> String {
-    crate::api::caller_role(req)
 }
 
 fn render(page: impl Template) -> Res {
@@ -571,7 +566,7 @@ pub async fn queue_action(
     let (raw_name, action) = path.into_inner();
     let name = queue_name(&raw_name)?;
     let broker = &state.broker;
-    let who = actor(&req);
+    let who = caller_role(&req);
     let own_page = format!("/admin/queues/{}", url_encode(name.as_str()));
     match action.as_str() {
         "clear" => {
@@ -752,7 +747,7 @@ pub async fn task_action(
     let (raw_id, action) = path.into_inner();
     let id = task_id(&raw_id)?;
     let broker = &state.broker;
-    let who = actor(&req);
+    let who = caller_role(&req);
     let own_page = format!("/admin/tasks/{id}");
     match action.as_str() {
         "retry" => {
@@ -863,7 +858,7 @@ pub async fn retry_all(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
     let queue = queue_field(&form)?;
     let retried = state
         .broker
-        .retry(RetryTarget::Failed(queue), &actor(&req))
+        .retry(RetryTarget::Failed(queue), &caller_role(&req))
         .await?;
     Ok(see_other(
         form.back("/admin/failed"),
@@ -874,7 +869,10 @@ pub async fn retry_all(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
 pub async fn remove_all(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
     let form = Form::read(&req, &body)?;
     let queue = queue_field(&form)?;
-    let n = state.broker.remove_failed(queue, &actor(&req)).await?;
+    let n = state
+        .broker
+        .remove_failed(queue, &caller_role(&req))
+        .await?;
     Ok(see_other(
         form.back("/admin/failed"),
         &format!("Removed {n} failed task(s)"),
@@ -980,7 +978,7 @@ pub async fn remove_worker(
     state.broker.delete_worker(id).await?;
     state
         .broker
-        .audit_event(&actor(&req), "remove_worker", &id.to_string(), None)
+        .audit_event(&caller_role(&req), "remove_worker", &id.to_string(), None)
         .await?;
     Ok(see_other(
         form.back("/admin/workers"),
@@ -1088,7 +1086,7 @@ pub async fn save_interests(req: HttpRequest, state: Data, body: web::Bytes) -> 
     state
         .broker
         .audit_event(
-            &actor(&req),
+            &caller_role(&req),
             "set_interests",
             queue.as_str(),
             Some(saved.to_string()),
@@ -1111,7 +1109,7 @@ pub async fn remove_interests(
     state.broker.delete_interests(&queue).await?;
     state
         .broker
-        .audit_event(&actor(&req), "remove_interests", queue.as_str(), None)
+        .audit_event(&caller_role(&req), "remove_interests", queue.as_str(), None)
         .await?;
     Ok(see_other(
         "/admin/interests",
@@ -1175,7 +1173,10 @@ pub async fn break_lock(req: HttpRequest, state: Data, body: web::Bytes) -> Res 
         "run" => LockKind::Run,
         other => return Err(bad("kind", format!("is enqueue or run, not `{other}`"))),
     };
-    let broken = state.broker.break_lock(id, kind, &actor(&req)).await?;
+    let broken = state
+        .broker
+        .break_lock(id, kind, &caller_role(&req))
+        .await?;
     let message = if broken {
         format!("Broke the {} lock of {id}", kind.as_str())
     } else {

@@ -110,7 +110,7 @@ impl Browser {
         match self
             .client
             .wait()
-            .at_most(Duration::from_secs(10))
+            .at_most(Duration::from_secs(30))
             .for_element(Locator::Css(css))
             .await
         {
@@ -296,7 +296,7 @@ async fn an_operator_watches_retries_and_routes_in_a_real_browser() {
     b.client.accept_alert().await.expect("a confirmation");
     b.client
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(Duration::from_secs(30))
         .for_element(Locator::Css(".flash"))
         .await
         .expect("the outcome");

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::{couchbase_settings, Api, ChildServer, Load};
 
@@ -37,8 +37,16 @@ fn start_nodes(test: &str, n: usize) -> Option<(Vec<ChildServer>, Vec<tempfile::
     Some((nodes, dirs))
 }
 
-async fn ok(api: &Api, method: Method, path: &str, body: Value) -> Value {
-    api.send(method, path, Some(body)).await.ok()
+/// Waits until every node but the first lists `queue`'s interests.
+async fn known_everywhere(apis: &[Api], queue: &str) {
+    within(Duration::from_secs(2), || async {
+        let mut everywhere = true;
+        for api in &apis[1..] {
+            everywhere &= api.status("interests").await.to_string().contains(queue);
+        }
+        everywhere
+    })
+    .await;
 }
 
 /// Waits until `check` holds, at most `limit`; returns how long it took.
@@ -66,11 +74,13 @@ async fn drain(apis: &[Api], queue: &str, total: usize) -> BTreeMap<u64, u32> {
             let done = std::sync::Arc::clone(&done);
             let queue = queue.to_owned();
             tokio::spawn(async move {
-                let w = ok(&api, Method::PUT, "/worker", json!({"queues": [queue]})).await;
-                let worker = w["workerId"].as_str().unwrap().to_owned();
+                let worker = api.register(&[&queue]).await;
                 let started = Instant::now();
                 while done.lock().unwrap().values().sum::<u32>() < total as u32 {
-                    assert!(started.elapsed() < Duration::from_secs(120), "drain stalled");
+                    assert!(
+                        started.elapsed() < Duration::from_secs(120),
+                        "drain stalled"
+                    );
                     let claimed = api
                         .send(
                             Method::GET,
@@ -80,8 +90,7 @@ async fn drain(apis: &[Api], queue: &str, total: usize) -> BTreeMap<u64, u32> {
                         .await
                         .ok();
                     for task in claimed.as_array().unwrap() {
-                        let body = json!({"workerId": worker, "taskId": task["taskId"], "state": "complete"});
-                        ok(&api, Method::POST, "/task", body).await;
+                        api.update(&worker, task, "complete", json!({})).await.ok();
                         // Probes (n = -1) count under u64::MAX.
                         let n = task["data"]["n"].as_u64().unwrap_or(u64::MAX);
                         *done.lock().unwrap().entry(n).or_insert(0) += 1;
@@ -103,24 +112,18 @@ async fn three_nodes_share_interests_and_complete_every_task_once() {
         return;
     };
     let apis: Vec<Api> = nodes.iter().map(ChildServer::api).collect();
-    ok(
-        &apis[0],
-        Method::PUT,
-        "/interest",
-        json!({"queue": "jobs", "interests": {"kind": "^job$"}}),
-    )
-    .await;
+    apis[0]
+        .put_interest("jobs", json!({"kind": "^job$"}))
+        .await
+        .ok();
     // The interest set on node 0 routes on the other nodes within 2 s.
     let took = within(Duration::from_secs(2), || async {
         let mut everywhere = true;
         for api in &apis[1..] {
-            let p = ok(
-                api,
-                Method::PUT,
-                "/task",
-                json!({"data": {"kind": "job", "n": -1}}),
-            )
-            .await;
+            let p = api
+                .publish(json!({"data": {"kind": "job", "n": -1}}))
+                .await
+                .ok();
             everywhere &= p["queues"] == json!(["jobs"]);
         }
         everywhere
@@ -143,7 +146,7 @@ async fn three_nodes_share_interests_and_complete_every_task_once() {
         if n % 3 == 1 {
             task["runAt"] = json!(soon);
         }
-        let p = ok(api, Method::PUT, "/task", task).await;
+        let p = api.publish(task).await.ok();
         if p["queues"] != json!(["jobs"]) {
             let known = api.status("interests").await;
             let logs = nodes[n % 3].logs.lock().unwrap().join("\n");
@@ -189,36 +192,14 @@ async fn a_node_killed_mid_load_loses_no_acknowledged_task() {
         return;
     };
     let apis: Vec<Api> = nodes.iter().map(ChildServer::api).collect();
-    ok(
-        &apis[0],
-        Method::PUT,
-        "/interest",
-        json!({"queue": "all", "interests": "*"}),
-    )
-    .await;
-    within(Duration::from_secs(2), || async {
-        apis[1]
-            .status("interests")
-            .await
-            .to_string()
-            .contains("all")
-            && apis[2]
-                .status("interests")
-                .await
-                .to_string()
-                .contains("all")
-    })
-    .await;
+    apis[0].put_interest("all", json!("*")).await.ok();
+    known_everywhere(&apis, "all").await;
     // A worker of node 1 holds a lease when node 1 dies.
-    let w = ok(&apis[1], Method::PUT, "/worker", json!({"queues": ["all"]})).await;
-    let w = w["workerId"].as_str().unwrap().to_owned();
-    ok(
-        &apis[1],
-        Method::PUT,
-        "/task",
-        json!({"data": {"held": true}, "key": "held", "ttr": 1}),
-    )
-    .await;
+    let w = apis[1].register(&["all"]).await;
+    apis[1]
+        .publish(json!({"data": {"held": true}, "key": "held", "ttr": 1}))
+        .await
+        .ok();
     let held = apis[1].claim(&w).await;
     assert_eq!(held["key"], "held");
     let loads: Vec<Load> = apis.iter().map(|api| Load::start(api, 2, false)).collect();
@@ -258,80 +239,31 @@ async fn a_singular_run_lock_holds_across_nodes() {
         return;
     };
     let apis: Vec<Api> = nodes.iter().map(ChildServer::api).collect();
-    ok(
-        &apis[0],
-        Method::PUT,
-        "/interest",
-        json!({"queue": "deploy", "interests": "*"}),
-    )
-    .await;
-    within(Duration::from_secs(2), || async {
-        apis[1]
-            .status("interests")
-            .await
-            .to_string()
-            .contains("deploy")
-    })
-    .await;
+    apis[0].put_interest("deploy", json!("*")).await.ok();
+    known_everywhere(&apis, "deploy").await;
     // An enqueue lock taken on node 0 folds a twin published on node 1.
-    let first = ok(
-        &apis[0],
-        Method::PUT,
-        "/task",
-        json!({"data": {"app": "db"}, "singularlyEnqueue": true}),
-    )
-    .await;
-    let twin = ok(
-        &apis[1],
-        Method::PUT,
-        "/task",
-        json!({"data": {"app": "db"}, "singularlyEnqueue": true}),
-    )
-    .await;
+    let first = apis[0]
+        .publish(json!({"data": {"app": "db"}, "singularlyEnqueue": true}))
+        .await
+        .ok();
+    let twin = apis[1]
+        .publish(json!({"data": {"app": "db"}, "singularlyEnqueue": true}))
+        .await
+        .ok();
     assert_eq!(twin["copies"][0]["existing"], true, "{twin}");
     assert_eq!(twin["copies"][0]["taskId"], first["copies"][0]["taskId"]);
-    let w = ok(
-        &apis[1],
-        Method::PUT,
-        "/worker",
-        json!({"queues": ["deploy"]}),
-    )
-    .await;
-    let w = w["workerId"].as_str().unwrap().to_owned();
+    let w = apis[1].register(&["deploy"]).await;
     let only = apis[1].claim(&w).await;
     assert_eq!(only["taskId"], first["copies"][0]["taskId"]);
-    ok(
-        &apis[1],
-        Method::POST,
-        "/task",
-        json!({"workerId": w, "taskId": only["taskId"], "state": "complete"}),
-    )
-    .await;
+    apis[1].update(&w, &only, "complete", json!({})).await.ok();
     for _ in 0..2 {
-        ok(
-            &apis[0],
-            Method::PUT,
-            "/task",
-            json!({"data": {"app": "web"}, "singularlyRun": true}),
-        )
-        .await;
+        apis[0]
+            .publish(json!({"data": {"app": "web"}, "singularlyRun": true}))
+            .await
+            .ok();
     }
-    let w0 = ok(
-        &apis[0],
-        Method::PUT,
-        "/worker",
-        json!({"queues": ["deploy"]}),
-    )
-    .await;
-    let w0 = w0["workerId"].as_str().unwrap().to_owned();
-    let w1 = ok(
-        &apis[1],
-        Method::PUT,
-        "/worker",
-        json!({"queues": ["deploy"]}),
-    )
-    .await;
-    let w1 = w1["workerId"].as_str().unwrap().to_owned();
+    let w0 = apis[0].register(&["deploy"]).await;
+    let w1 = apis[1].register(&["deploy"]).await;
     let first = apis[0].claim(&w0).await;
     assert!(first["taskId"].is_string());
     // Node 1 knows the twin runs on node 0: nothing for its worker.
@@ -340,13 +272,10 @@ async fn a_singular_run_lock_holds_across_nodes() {
         .await
         .ok();
     assert!(nothing.is_null(), "the twin must wait: {nothing}");
-    ok(
-        &apis[0],
-        Method::POST,
-        "/task",
-        json!({"workerId": w0, "taskId": first["taskId"], "state": "complete"}),
-    )
-    .await;
+    apis[0]
+        .update(&w0, &first, "complete", json!({}))
+        .await
+        .ok();
     let second = apis[1]
         .send(Method::GET, &format!("/task?workerId={w1}&wait=3"), None)
         .await
