@@ -851,13 +851,15 @@ impl Broker {
     /// A queue's limits (the defaults: none).
     pub async fn queue_settings(&self, queue: &QueueName) -> Result<QueueSettings> {
         Ok(self
-            .store
-            .queue_settings()
+            .all_queue_settings()
             .await?
-            .into_iter()
-            .find(|(q, _)| q == queue)
-            .map(|(_, s)| s)
+            .remove(queue)
             .unwrap_or_default())
+    }
+
+    /// The limits of every queue that has some.
+    pub async fn all_queue_settings(&self) -> Result<BTreeMap<QueueName, QueueSettings>> {
+        Ok(self.store.queue_settings().await?.into_iter().collect())
     }
 
     /// Every queue's interests, in name order.

@@ -440,24 +440,27 @@ pub async fn queues(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> 
     let page = q.page()?;
     let all = state.broker.queues().await?;
     let interests = state.broker.interests().await;
-    let mut lines = Vec::new();
-    for (name, counts) in all
+    let settings = state.broker.all_queue_settings().await?;
+    let lines: Vec<QueueLine> = all
         .iter()
         .skip((page - 1) * QUEUES_PER_PAGE)
         .take(QUEUES_PER_PAGE)
-    {
-        let paused = state.broker.queue_settings(name).await?.paused;
-        let shown = interests
-            .get(name)
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| "none: it receives no new tasks".into());
-        lines.push(line(name, counts, paused, shown));
-    }
-    let mut pager = Pager::new("/admin/queues?", page, None, 0);
-    pager.pages = Some(all.len().div_ceil(QUEUES_PER_PAGE).max(1));
-    pager.total = Some(all.len() as u64);
-    pager.next =
-        (page * QUEUES_PER_PAGE < all.len()).then(|| format!("/admin/queues?page={}", page + 1));
+        .map(|(name, counts)| {
+            let paused = settings.get(name).is_some_and(|s| s.paused);
+            let shown = interests
+                .get(name)
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "none: it receives no new tasks".into());
+            line(name, counts, paused, shown)
+        })
+        .collect();
+    let pager = Pager::sized(
+        "/admin/queues?",
+        page,
+        QUEUES_PER_PAGE,
+        Some(all.len() as u64),
+        lines.len(),
+    );
     render(QueuesPage {
         chrome: Chrome::new(&req, "Queues", "queues"),
         queues: lines,

@@ -99,10 +99,21 @@ impl Pager {
     /// `base` is the list's address with its other parameters, ending in
     /// `?` or `&`.
     pub fn new(base: &str, page: usize, total: Option<u64>, shown: usize) -> Self {
-        let pages = total.map(|t| (t as usize).div_ceil(PAGE_SIZE).max(1));
+        Self::sized(base, page, PAGE_SIZE, total, shown)
+    }
+
+    /// `new`, for a list of `per_page` rows to a page.
+    pub fn sized(
+        base: &str,
+        page: usize,
+        per_page: usize,
+        total: Option<u64>,
+        shown: usize,
+    ) -> Self {
+        let pages = total.map(|t| (t as usize).div_ceil(per_page).max(1));
         let has_next = match pages {
             Some(p) => page < p,
-            None => shown == PAGE_SIZE,
+            None => shown == per_page,
         };
         Self {
             page,

@@ -187,7 +187,11 @@ impl EmbeddedStore {
     }
 
     async fn reload_if_stale(&self) -> Result<(), StoreError> {
-        if self.stale.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        // A load first: every read passes here, and a swap would write the
+        // shared flag each time.
+        if self.stale.load(std::sync::atomic::Ordering::SeqCst)
+            && self.stale.swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
             if let Err(e) = self.reload().await {
                 self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
                 return Err(e);
