@@ -13,7 +13,8 @@ pub struct Site {
     base: String,
     client: reqwest::Client,
     cookie: Option<String>,
-    auth: Option<String>,
+    /// An admin key, presented with HTTP Basic as a browser would.
+    key: Option<String>,
 }
 
 /// A page or an action's answer.
@@ -69,23 +70,14 @@ impl Page {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let query = s.replace('+', " ");
-    let mut out = Vec::new();
-    let bytes = query.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&query[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// An address with its query string decoded, for comparing with text.
+fn percent_decode(address: &str) -> String {
+    let Some((path, query)) = address.split_once('?') else {
+        return address.to_owned();
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).expect("a query");
+    let pairs: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{path}?{}", pairs.join("&"))
 }
 
 impl Site {
@@ -97,12 +89,12 @@ impl Site {
                 .build()
                 .expect("a client"),
             cookie: None,
-            auth: None,
+            key: None,
         }
     }
 
     fn with_basic(mut self, key: &str) -> Self {
-        self.auth = Some(format!("Basic {}", base64(&format!("operator:{key}"))));
+        self.key = Some(key.to_owned());
         self
     }
 
@@ -111,8 +103,8 @@ impl Site {
         if let Some(c) = &self.cookie {
             req = req.header("cookie", format!("interq_csrf={c}"));
         }
-        if let Some(a) = &self.auth {
-            req = req.header("authorization", a);
+        if let Some(key) = &self.key {
+            req = req.basic_auth("operator", Some(key));
         }
         if let Some(f) = form {
             req = req
@@ -159,26 +151,6 @@ impl Site {
     pub async fn post_raw(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         self.request(Method::POST, path, Some(fields)).await
     }
-}
-
-fn base64(s: &str) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for chunk in b.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &x)| acc | (x as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Rows of the first table body in `html`.
