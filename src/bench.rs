@@ -25,30 +25,53 @@ use crate::client::{Client, Publish};
 use crate::config::Settings;
 use crate::startup::Application;
 
-/// What to run.
-#[derive(Debug, Clone)]
+/// What to run; also `interq bench`'s flags.
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
-    /// A running interq; without it one is started in this process.
+    /// A running interq to drive.
+    #[arg(long)]
     pub url: Option<String>,
-    /// Data directory of the interq started here (a temporary one otherwise).
+    /// Data directory for the interq started here.
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Concurrent publishers.
+    #[arg(short = 'P', long, default_value_t = 16)]
     pub publishers: usize,
+    /// Workers claiming and completing (0: publish only).
+    #[arg(short = 'W', long, default_value_t = 4)]
     pub workers: usize,
+    /// Tasks to publish.
+    #[arg(short = 'N', long, default_value_t = 100_000)]
     pub tasks: usize,
-    /// Approximate bytes of a task's `data` as JSON.
+    /// Approximate bytes of each task's data.
+    #[arg(short = 'S', long, default_value_t = 200)]
     pub size: usize,
+    /// Queues with interests.
+    #[arg(short = 'Q', long, default_value_t = 1)]
     pub queues: usize,
+    /// Queues each task reaches.
+    #[arg(short = 'F', long, default_value_t = 1)]
     pub fanout: usize,
+    /// Tasks per publish request.
+    #[arg(long, default_value_t = 1)]
     pub publish_batch: usize,
+    /// Tasks per claim request.
+    #[arg(long, default_value_t = 1)]
     pub claim_batch: usize,
-    /// Seconds a claim long-polls; 0 polls (with a 1 ms pause when empty).
+    /// Seconds a claim long-polls (0: poll).
+    #[arg(long, default_value_t = 5.0)]
     pub wait: f64,
-    /// Total publish rate to hold, tasks per second; unbounded when absent.
+    /// Total publish rate to hold, tasks per second.
+    #[arg(long)]
     pub rate: Option<f64>,
+    /// Show a progress bar.
+    #[arg(skip)]
     pub progress: bool,
-    /// Measure the data disk's fsync rate first (local interq only).
+    /// First measure the data disk's fsync rate (with the interq started here).
+    #[arg(long)]
     pub probe_disk: bool,
     /// Key and trusted certificates for `url`.
+    #[arg(skip)]
     pub client: crate::client::ClientOptions,
 }
 

@@ -79,48 +79,11 @@ enum Command {
     /// Drives an interq over HTTP and reports throughput and latency. Without
     /// --url it starts one in this process on a temporary data directory.
     Bench {
-        /// A running interq to drive.
-        #[arg(long)]
-        url: Option<String>,
-        /// Data directory for the interq started here.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Concurrent publishers.
-        #[arg(short = 'P', long, default_value_t = 16)]
-        publishers: usize,
-        /// Workers claiming and completing (0: publish only).
-        #[arg(short = 'W', long, default_value_t = 4)]
-        workers: usize,
-        /// Tasks to publish.
-        #[arg(short = 'N', long, default_value_t = 100_000)]
-        tasks: usize,
-        /// Approximate bytes of each task's data.
-        #[arg(short = 'S', long, default_value_t = 200)]
-        size: usize,
-        /// Queues with interests.
-        #[arg(short = 'Q', long, default_value_t = 1)]
-        queues: usize,
-        /// Queues each task reaches.
-        #[arg(short = 'F', long, default_value_t = 1)]
-        fanout: usize,
-        /// Tasks per publish request.
-        #[arg(long, default_value_t = 1)]
-        publish_batch: usize,
-        /// Tasks per claim request.
-        #[arg(long, default_value_t = 1)]
-        claim_batch: usize,
-        /// Seconds a claim long-polls (0: poll).
-        #[arg(long, default_value_t = 5.0)]
-        wait: f64,
-        /// Total publish rate to hold, tasks per second.
-        #[arg(long)]
-        rate: Option<f64>,
+        #[command(flatten)]
+        options: BenchOptions,
         /// Print one JSON object instead of the report.
         #[arg(long)]
         json: bool,
-        /// First measure the data disk's fsync rate (with the interq started here).
-        #[arg(long)]
-        probe_disk: bool,
         #[command(flatten)]
         access: Access,
     },
@@ -225,20 +188,8 @@ async fn main() -> anyhow::Result<()> {
             app.run_until_stopped().await
         }
         Command::Bench {
-            url,
-            data_dir,
-            publishers,
-            workers,
-            tasks,
-            size,
-            queues,
-            fanout,
-            publish_batch,
-            claim_batch,
-            wait,
-            rate,
+            options,
             json,
-            probe_disk,
             access,
         } => {
             interq::telemetry::init(&interq::config::LogSettings {
@@ -246,21 +197,9 @@ async fn main() -> anyhow::Result<()> {
                 ..Default::default()
             });
             let report = interq::bench::run(BenchOptions {
-                url,
-                data_dir,
-                publishers,
-                workers,
-                tasks,
-                size,
-                queues,
-                fanout,
-                publish_batch,
-                claim_batch,
-                wait,
-                rate,
                 progress: !json,
-                probe_disk,
                 client: access.options()?,
+                ..options
             })
             .await?;
             if json {
