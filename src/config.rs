@@ -52,12 +52,29 @@ impl std::fmt::Debug for AuthSettings {
 }
 
 /// Which store holds the state.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
     pub kind: StoreKind,
     /// The cluster, with `kind = "couchbase"`.
-    pub couchbase: crate::store::embedded::CouchbaseSettings,
+    pub couchbase: crate::store::couchbase::CouchbaseSettings,
+    /// The embedded store checks every page of its file before serving, so
+    /// that a damaged file is refused at start-up rather than met by a claim.
+    pub check_on_open: bool,
+    /// A damaged or empty embedded store file is moved aside (kept beside
+    /// it) and an empty store started, instead of refusing to start.
+    pub start_fresh: bool,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::default(),
+            couchbase: Default::default(),
+            check_on_open: true,
+            start_fresh: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -356,9 +373,9 @@ impl Settings {
     }
 
     /// How long the store keeps finished and failed copies.
-    pub fn retention(&self) -> crate::store::embedded::Retention {
+    pub fn retention(&self) -> crate::store::engine::Retention {
         let t = &self.tasks;
-        crate::store::embedded::Retention {
+        crate::store::engine::Retention {
             finished_per_queue: t.history,
             failed_per_queue: t.failed_per_queue,
             finished_ms: t.keep_finished_secs.saturating_mul(1000),

@@ -15,7 +15,8 @@ use crate::broker::clock::{Clock, ManualClock, SystemClock};
 use crate::broker::Broker;
 use crate::config::Settings;
 use crate::config::StoreKind;
-use crate::store::embedded::EmbeddedStore;
+use crate::store::couchbase::CouchbaseStore;
+use crate::store::embedded::{EmbeddedStore, OpenOptions};
 use crate::store::Store;
 
 /// A built, bound, not yet running interq.
@@ -39,13 +40,20 @@ impl Application {
     /// Opens the store, loads the broker and binds the listener (port 0 picks
     /// a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store: Arc<dyn Store> = Arc::new(match settings.store.kind {
-            StoreKind::Embedded => EmbeddedStore::open_with(
-                &settings.data_dir,
-                settings.retention(),
-                crate::store::embedded::DEFAULT_CACHE_BYTES,
-            )
-            .context("opening the embedded store")?,
+        let store: Arc<dyn Store> = match settings.store.kind {
+            StoreKind::Embedded => Arc::new(
+                EmbeddedStore::open_with(
+                    &settings.data_dir,
+                    settings.retention(),
+                    OpenOptions {
+                        check: settings.store.check_on_open,
+                        start_fresh: settings.store.start_fresh,
+                        ..OpenOptions::default()
+                    },
+                )
+                .await
+                .context("opening the embedded store")?,
+            ),
             StoreKind::Couchbase => {
                 let c = &settings.store.couchbase;
                 tracing::info!(
@@ -55,11 +63,13 @@ impl Application {
                     collection = %c.collection,
                     "opening the Couchbase store"
                 );
-                EmbeddedStore::open_couchbase(c.clone(), settings.retention())
-                    .await
-                    .context("opening the Couchbase store")?
+                Arc::new(
+                    CouchbaseStore::open_couchbase(c.clone(), settings.retention())
+                        .await
+                        .context("opening the Couchbase store")?,
+                )
             }
-        });
+        };
         let manual_clock = settings
             .testing
             .manual_clock

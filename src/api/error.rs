@@ -148,20 +148,30 @@ impl From<BrokerError> for ApiError {
                 "the service is shutting down; retry on another node or later",
             ),
             BrokerError::Store(e) => {
-                let status = match &e {
-                    StoreError::Unavailable(_) => S::SERVICE_UNAVAILABLE,
+                // The cause goes to the log; the client gets what it can act
+                // on: whether to wait, retry elsewhere, or call an operator.
+                tracing::error!(error = %e, "store error");
+                match &e {
+                    StoreError::Full(_) => Self::new(
+                        S::INSUFFICIENT_STORAGE,
+                        "store_full",
+                        "the store's disk is full: the change was not stored; retry once space is freed",
+                    ),
+                    StoreError::Unavailable(_) => Self::new(
+                        S::SERVICE_UNAVAILABLE,
+                        "store_unavailable",
+                        "the store could not make the change durable; it was not acknowledged: retry",
+                    ),
                     StoreError::Corrupt(_)
                     | StoreError::UnknownTask(_)
                     | StoreError::NotRunning { .. }
                     | StoreError::NotLeaseHolder { .. }
-                    | StoreError::WrongState { .. } => S::INTERNAL_SERVER_ERROR,
-                };
-                tracing::error!(error = %e, "store error");
-                Self::new(
-                    status,
-                    "store_error",
-                    "the store could not complete the request",
-                )
+                    | StoreError::WrongState { .. } => Self::new(
+                        S::INTERNAL_SERVER_ERROR,
+                        "store_error",
+                        "the store could not complete the request",
+                    ),
+                }
             }
         }
     }

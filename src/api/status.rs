@@ -6,8 +6,8 @@ use serde_json::{json, Map, Value};
 use super::error::ApiError;
 use super::params::Params;
 use super::AppState;
+use crate::model::Page;
 use crate::model::QueueName;
-use crate::store::Page;
 
 const FIELDS: &[&str] = &[
     "queue",

@@ -9,8 +9,8 @@ use super::error::ApiError;
 use super::params::{Body, Params};
 use super::AppState;
 use crate::broker::{NewTask, Report};
+use crate::model::{CancelTarget, Cancellation, TaskSelector};
 use crate::model::{Millis, Priority, Scope, TaskId, WorkerId};
-use crate::store::{CancelTarget, Cancellation, TaskSelector};
 
 const PUBLISH_FIELDS: &[&str] = &[
     "publisher",

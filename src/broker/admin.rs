@@ -10,9 +10,9 @@ use serde_json::{Map, Value};
 
 use super::{Broker, BrokerError, Result};
 use crate::model::{
-    identity, AuditEntry, Counters, HeldLock, LockKind, Millis, QueueName, Task, TaskId, TaskState,
+    identity, AuditEntry, Counters, HeldLock, LockKind, Millis, Page, QueueName, RetryTarget, Task,
+    TaskId, TaskSelector, TaskState,
 };
-use crate::store::{Page, RetryTarget, TaskSelector};
 
 /// Published tasks remembered for trying interests against.
 pub const RECENT_KEPT: usize = 1000;

@@ -29,13 +29,11 @@ use self::wakers::Wakers;
 use crate::metrics::{Metrics, QueueEvent};
 pub use crate::model::NewTask;
 use crate::model::{
-    identity, CopyRef, Counters, Lane, Millis, Published, QueueCounts, QueueName, QueueSettings,
-    RetryPolicy, ScheduleRecord, Scope, Task, TaskId, TaskState, WorkerId, WorkerRecord,
-    WorkerState, MAX_COPIES,
+    identity, CancelTarget, Cancellation, CopyRef, Counters, Lane, Millis, Page, Published,
+    QueueCounts, QueueName, QueueSettings, RetryPolicy, ScheduleRecord, Scope, Task, TaskId,
+    TaskSelector, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
 };
-use crate::store::{
-    CancelTarget, Cancellation, Enqueued, Outcome, Page, Store, StoreError, TaskSelector,
-};
+use crate::store::{Enqueued, Outcome, Store, StoreError};
 
 /// Policies the broker applies; from the settings.
 #[derive(Debug, Clone)]
@@ -125,7 +123,9 @@ impl From<StoreError> for BrokerError {
                 wanted,
                 action,
             },
-            other @ (StoreError::Unavailable(_) | StoreError::Corrupt(_)) => Self::Store(other),
+            other @ (StoreError::Unavailable(_) | StoreError::Full(_) | StoreError::Corrupt(_)) => {
+                Self::Store(other)
+            }
         }
     }
 }
@@ -320,17 +320,16 @@ impl Broker {
             .iter()
             .map(|t| (t.queue.clone(), t.worker_queue))
             .collect();
-        let results = match fired {
-            Some(schedule) => self.store.fire_schedule(schedule, copies).await?,
-            None => self.store.enqueue(copies).await?,
+        // Counted in the same durable step as the copies they made.
+        let counted = Counters {
+            published,
+            discarded,
+            ..Counters::default()
         };
-        self.store
-            .add_counters(Counters {
-                published,
-                discarded,
-                ..Counters::default()
-            })
-            .await?;
+        let results = match fired {
+            Some(schedule) => self.store.fire_schedule(schedule, copies, counted).await?,
+            None => self.store.enqueue(copies, counted).await?,
+        };
         self.observed.published(accepted);
         for lane in dedup(ready_lanes) {
             self.wakers.wake(&lane);

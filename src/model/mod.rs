@@ -6,12 +6,14 @@
 //! HTTP, storage engines or the clock.
 
 mod ids;
+mod requests;
 mod task;
 mod time;
 
 pub use ids::{
     IdError, QueueName, QueueNameError, TaskId, WorkerId, MAX_COPIES, MAX_QUEUE_NAME_LEN,
 };
+pub use requests::{CancelTarget, Cancellation, Page, RetryTarget, TaskSelector};
 pub use task::{
     fingerprint, identity, AuditEntry, CopyRef, Counters, HeldLock, Lane, LockKind, NewTask,
     Priority, PriorityError, Published, QueueCounts, QueueSettings, RetryPolicy, ScheduleRecord,

@@ -3,28 +3,30 @@
 //!
 //! The broker decides *what* happens (routing, defaults, retry policy, which
 //! lanes a worker takes from); a store makes each step atomic and durable.
-//! Every operation is one step a backend can make atomic on its own: under
-//! one lock with group commit to a redb file, or under a cluster-wide lock as
-//! one entry of a log in Couchbase (`embedded::couchbase`). The store never
-//! sees HTTP and never reads the clock: time comes in as `now`.
+//! Every operation is one step of one state machine (`engine`), made
+//! durable by a log beneath it: group commit to a redb file (`embedded`), or
+//! an entry of a log in a Couchbase bucket shared by several nodes
+//! (`couchbase`). The store never sees HTTP and never reads the clock: time
+//! comes in as `now`.
 //!
-//! Durability contract: `enqueue`, interest, worker and delete operations
-//! return only once durable. `claim` and `finish` may be made durable lazily,
-//! because losing one can only cause a redelivery, never a loss.
+//! Durability contract: every operation that changes something returns only
+//! once its change is durable; an error means it may not be.
 
-pub mod conformance;
+pub mod couchbase;
 pub mod embedded;
+pub mod engine;
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::model::{
-    AuditEntry, Counters, HeldLock, Lane, LockKind, Millis, QueueCounts, QueueName, QueueSettings,
-    RetryPolicy, ScheduleRecord, Task, TaskId, TaskState, WorkerId, WorkerRecord,
+    AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, Page,
+    QueueCounts, QueueName, QueueSettings, RetryPolicy, RetryTarget, ScheduleRecord, Task, TaskId,
+    TaskSelector, TaskState, WorkerId, WorkerRecord,
 };
 
 /// What went wrong in a store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("task {0} does not exist")]
     UnknownTask(TaskId),
@@ -34,6 +36,10 @@ pub enum StoreError {
     NotLeaseHolder { task: TaskId },
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// The disk (or a quota) is full: nothing more can be made durable
+    /// until space is freed.
+    #[error("the store's disk is full: {0}")]
+    Full(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// The copy is not in a state the operation applies to.
@@ -81,58 +87,8 @@ pub enum Outcome {
     },
 }
 
-/// Which copies a bulk delete removes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TaskSelector {
-    /// Every copy of a queue, in any state but completed.
-    Queue(QueueName),
-    /// A worker's own queue and the copies it is running.
-    Worker(WorkerId),
-    /// One copy, in any state.
-    Task(TaskId),
-    /// Every failed copy (of one queue, when given).
-    Failed(Option<QueueName>),
-}
-
-/// Which failed copies a retry puts back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RetryTarget {
-    /// One failed copy.
-    Task(TaskId),
-    /// Every failed copy (of one queue, when given).
-    Failed(Option<QueueName>),
-}
-
 /// How many audit entries a store keeps; older ones are dropped.
 pub const AUDIT_KEPT: usize = 10_000;
-
-/// What `DELETE /task` stops.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CancelTarget {
-    /// One copy, or every copy of a publish (by the publish's id).
-    Task(TaskId),
-    /// Every copy published with this key.
-    Key(String),
-}
-
-/// What a cancellation did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Cancellation {
-    /// Waiting copies, now `cancelled`.
-    pub cancelled: Vec<TaskId>,
-    /// Running copies, now flagged: their workers learn it at their next
-    /// heartbeat or report.
-    pub requested: Vec<TaskId>,
-    /// Copies matched that were already finished or failed, left alone.
-    pub untouched: Vec<TaskId>,
-}
-
-/// A page of a listing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Page {
-    pub offset: usize,
-    pub limit: usize,
-}
 
 /// What a change of the clock did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -154,10 +110,16 @@ pub struct StoreStats {
 /// Durable queue state. See the module doc for the durability contract.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
-    /// Stores new copies (`ready` or `scheduled`) in one durable step. A copy
-    /// with `singularly_enqueue` whose identical twin waits in the same lane
-    /// is not stored; the twin's id is returned instead.
-    async fn enqueue(&self, tasks: Vec<Task>) -> Result<Vec<Enqueued>, StoreError>;
+    /// Stores new copies (`ready` or `scheduled`) in one durable step, with
+    /// `counters` (the publishes and discards they come from) added in the
+    /// same step. A copy with `singularly_enqueue` whose identical twin
+    /// waits in the same lane is not stored; the twin's id is returned
+    /// instead.
+    async fn enqueue(
+        &self,
+        tasks: Vec<Task>,
+        counters: Counters,
+    ) -> Result<Vec<Enqueued>, StoreError>;
 
     /// Claims up to `count` ready copies for `worker`, from `lanes` in order
     /// and by priority then age within a lane, skipping copies whose
@@ -275,6 +237,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         schedule: &ScheduleRecord,
         tasks: Vec<Task>,
+        counters: Counters,
     ) -> Result<Vec<Enqueued>, StoreError>;
 
     async fn put_worker(&self, worker: &WorkerRecord) -> Result<(), StoreError>;
@@ -283,9 +246,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn delete_worker(&self, worker: WorkerId) -> Result<bool, StoreError>;
 
     async fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError>;
-
-    /// Adds to the totals (for events only the broker sees, like discards).
-    async fn add_counters(&self, delta: Counters) -> Result<(), StoreError>;
 
     async fn counters(&self) -> Result<Counters, StoreError>;
 

@@ -20,7 +20,7 @@ use crate::model::{
     Counters, LockKind, Millis, QueueCounts, QueueName, Task, TaskId, TaskState, WorkerId,
     WorkerState,
 };
-use crate::store::{Page, RetryTarget};
+use crate::model::{Page, RetryTarget};
 
 type Data = web::Data<AppState>;
 

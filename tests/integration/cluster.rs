@@ -289,12 +289,13 @@ async fn a_singular_run_lock_holds_across_nodes() {
 
 #[tokio::test]
 async fn a_wrong_bucket_or_password_fails_within_the_timeout() {
-    use interq::store::embedded::{EmbeddedStore, Retention};
+    use interq::store::couchbase::CouchbaseStore;
+    use interq::store::engine::Retention;
     let Some(mut settings) = couchbase_settings("the Couchbase timeout test") else {
         return;
     };
     settings.timeout_ms = 2_000;
-    type Change = fn(&mut interq::store::embedded::CouchbaseSettings);
+    type Change = fn(&mut interq::store::couchbase::CouchbaseSettings);
     let unknown_bucket: Change = |s| s.bucket = "no-such-bucket".into();
     let wrong_password: Change = |s| s.password = "not-the-password".into();
     for (what, change) in [
@@ -304,7 +305,7 @@ async fn a_wrong_bucket_or_password_fails_within_the_timeout() {
         let mut wrong = settings.clone();
         change(&mut wrong);
         let started = Instant::now();
-        let opened = EmbeddedStore::open_couchbase(wrong, Retention::default()).await;
+        let opened = CouchbaseStore::open_couchbase(wrong, Retention::default()).await;
         let took = started.elapsed();
         let err = opened.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("couchbase"), "{what}: {err}");
@@ -318,12 +319,13 @@ async fn a_lock_left_by_a_dead_node_is_taken_over_after_its_lease() {
     use couchbase::authenticator::PasswordAuthenticator;
     use couchbase::cluster::Cluster;
     use couchbase::options::cluster_options::ClusterOptions;
-    use interq::store::embedded::{EmbeddedStore, Retention};
+    use interq::store::couchbase::CouchbaseStore;
+    use interq::store::engine::Retention;
     use interq::store::Store;
     let Some(settings) = couchbase_settings("the Couchbase lock test") else {
         return;
     };
-    let store = EmbeddedStore::open_couchbase(settings.clone(), Retention::default())
+    let store = CouchbaseStore::open_couchbase(settings.clone(), Retention::default())
         .await
         .expect("open");
     // A node that died 1.5 s into its 5 s lease left the lock behind.
@@ -349,14 +351,15 @@ async fn a_lock_left_by_a_dead_node_is_taken_over_after_its_lease() {
         .expect("plant the lock");
     let started = Instant::now();
     store
-        .add_counters(interq::model::Counters {
-            published: 1,
-            ..Default::default()
-        })
+        .enqueue(
+            Vec::new(),
+            interq::model::Counters {
+                published: 1,
+                ..Default::default()
+            },
+        )
         .await
-        .unwrap();
-    // Publish totals ride with the next change: a flush is one.
-    store.flush().await.expect("a change after the lease");
+        .expect("a change after the lease");
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(1000) && waited < Duration::from_secs(5),

@@ -449,7 +449,7 @@ impl Load {
 /// `INTERQ_COUCHBASE_CONNSTR` (and `_USER`, `_PASSWORD`, `_BUCKET`), with a
 /// key prefix of its own, so that tests share a bucket without meeting.
 /// Without the variable: `None`, after saying that the test is skipped.
-pub fn couchbase_settings(test: &str) -> Option<interq::store::embedded::CouchbaseSettings> {
+pub fn couchbase_settings(test: &str) -> Option<interq::store::couchbase::CouchbaseSettings> {
     let Ok(connection_string) = std::env::var("INTERQ_COUCHBASE_CONNSTR") else {
         eprintln!(
             "skipped {test}: INTERQ_COUCHBASE_CONNSTR is not set (see README, Couchbase tests)"
@@ -457,7 +457,7 @@ pub fn couchbase_settings(test: &str) -> Option<interq::store::embedded::Couchba
         return None;
     };
     let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
-    Some(interq::store::embedded::CouchbaseSettings {
+    Some(interq::store::couchbase::CouchbaseSettings {
         connection_string,
         username: var("INTERQ_COUCHBASE_USER", "Administrator"),
         password: var("INTERQ_COUCHBASE_PASSWORD", "password"),
@@ -467,8 +467,8 @@ pub fn couchbase_settings(test: &str) -> Option<interq::store::embedded::Couchba
         key_prefix: format!("test-{}::", uuid::Uuid::new_v4().simple()),
         timeout_ms: 10_000,
         durability: match std::env::var("INTERQ_COUCHBASE_DURABILITY").as_deref() {
-            Ok("majority") => interq::store::embedded::Durability::Majority,
-            _ => interq::store::embedded::Durability::None,
+            Ok("majority") => interq::store::couchbase::Durability::Majority,
+            _ => interq::store::couchbase::Durability::None,
         },
     })
 }

@@ -7,6 +7,7 @@ mod bench;
 mod browser;
 mod client;
 mod cluster;
+mod conformance;
 mod durability;
 mod executor;
 mod helpers;

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::conformance::copy;
 use interq::model::{Millis, QueueName, RetryPolicy, Task, TaskId, TaskState, WorkerId};
-use interq::store::conformance::copy;
 use interq::store::embedded::EmbeddedStore;
 use interq::store::{Outcome, Store};
 use proptest::prelude::*;
@@ -126,7 +126,7 @@ fn new_copy(priority: i16, now: Millis, delay: u64) -> Task {
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     // History large enough that no finished copy is trimmed during a case.
-    let store = EmbeddedStore::open(dir.path(), 10_000).unwrap();
+    let store = EmbeddedStore::open_dir(dir.path(), 10_000).await.unwrap();
     let mut model = Model::default();
     let worker = WorkerId::new();
     let lanes = [interq::model::Lane::Queue(QueueName::parse("q").unwrap())];
@@ -146,7 +146,10 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         lease_until: None,
                     },
                 );
-                store.enqueue(vec![t]).await.unwrap();
+                store
+                    .enqueue(vec![t], interq::model::Counters::default())
+                    .await
+                    .unwrap();
             }
             Op::Claim { count } => {
                 let expected = model.claim(now, count);

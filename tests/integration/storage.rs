@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::conformance::{Harness, HISTORY};
 use async_trait::async_trait;
-use interq::store::conformance::{Harness, HISTORY};
 use interq::store::embedded::EmbeddedStore;
 use interq::store::Store;
 
@@ -14,7 +14,11 @@ struct Embedded {
 #[async_trait]
 impl Harness for Embedded {
     async fn open(&mut self) -> Arc<dyn Store> {
-        Arc::new(EmbeddedStore::open(self.dir.path(), HISTORY).expect("open the embedded store"))
+        Arc::new(
+            EmbeddedStore::open_dir(self.dir.path(), HISTORY)
+                .await
+                .expect("open the embedded store"),
+        )
     }
 
     async fn reopen(&mut self, store: Arc<dyn Store>) -> Arc<dyn Store> {
@@ -25,14 +29,15 @@ impl Harness for Embedded {
     }
 }
 
-interq::conformance_tests!(Embedded {
+crate::conformance_tests!(Embedded {
     dir: tempfile::tempdir().expect("a temporary directory"),
 });
 
 /// The same suite against a Couchbase cluster, when one is configured.
 mod couchbase {
     use super::*;
-    use interq::store::embedded::{CouchbaseSettings, Retention};
+    use interq::store::couchbase::{CouchbaseSettings, CouchbaseStore};
+    use interq::store::engine::Retention;
 
     pub struct Couchbase {
         settings: CouchbaseSettings,
@@ -51,7 +56,7 @@ mod couchbase {
                 ..Retention::default()
             };
             Arc::new(
-                EmbeddedStore::open_couchbase(self.settings.clone(), retention)
+                CouchbaseStore::open_couchbase(self.settings.clone(), retention)
                     .await
                     .expect("open the Couchbase store"),
             )
@@ -63,5 +68,5 @@ mod couchbase {
         }
     }
 
-    interq::conformance_tests!(optional harness());
+    crate::conformance_tests!(optional harness());
 }

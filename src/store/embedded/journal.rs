@@ -1,17 +1,20 @@
-//! Group commit: changes queue up in order; one thread writes everything that
-//! queued while the previous commit ran in one redb transaction, one fsync,
-//! and then tells every waiter at once.
+//! Group commit: changes queue up in order; one thread writes everything
+//! that queued while the previous commit ran in one redb transaction, one
+//! fsync, and then tells every waiter at once.
+//!
+//! A commit that fails (a full disk, an I/O error) is not retried: its
+//! changes, and every change queued after it (computed on top of it), are
+//! *lost*, and their waiters are told so at once. The journal then refuses
+//! everything until the database has been reopened (`reopen`).
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, TableDefinition};
 use tokio::sync::watch;
 
 use crate::model::Counters;
+use crate::store::engine::{Batch, Op};
 use crate::store::StoreError;
 
 /// Copy id -> the copy without its payload (postcard).
@@ -30,54 +33,27 @@ pub(super) const QUEUE_SETTINGS: TableDefinition<&str, &[u8]> =
 pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 pub(super) const COUNTERS_KEY: &str = "counters";
 
-/// One change to make durable. Also what the Couchbase backend's log
-/// carries (postcard), so variants are only ever added at the end.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(super) enum Op {
-    PutCopy([u8; 16], Vec<u8>),
-    DeleteCopy([u8; 16]),
-    PutPayload([u8; 16], Vec<u8>),
-    DeletePayload([u8; 16]),
-    PutInterests(String, Vec<u8>),
-    DeleteInterests(String),
-    PutWorker([u8; 16], Vec<u8>),
-    DeleteWorker([u8; 16]),
-    PutQueueSettings(String, Vec<u8>),
-    DeleteQueueSettings(String),
-    PutSchedule(String, Vec<u8>),
-    DeleteSchedule(String),
-    PutAudit(u64, Vec<u8>),
-    DeleteAudit(u64),
-    /// Nothing but a commit, so that counters and earlier changes are written.
-    Sync,
-}
-
-impl Op {
-    /// Roughly its encoded size.
-    pub(super) fn size(&self) -> usize {
-        16 + match self {
-            Op::PutCopy(_, v) | Op::PutPayload(_, v) | Op::PutWorker(_, v) | Op::PutAudit(_, v) => {
-                v.len()
-            }
-            Op::PutInterests(k, v) | Op::PutQueueSettings(k, v) | Op::PutSchedule(k, v) => {
-                k.len() + v.len()
-            }
-            Op::DeleteInterests(k) | Op::DeleteQueueSettings(k) | Op::DeleteSchedule(k) => k.len(),
-            Op::DeleteCopy(_)
-            | Op::DeletePayload(_)
-            | Op::DeleteWorker(_)
-            | Op::DeleteAudit(_)
-            | Op::Sync => 0,
-        }
-    }
-}
+/// How many lost ranges are remembered for waiters that have not looked
+/// yet; each needs a failed commit, and reopening waits between those.
+const LOST_KEPT: usize = 256;
 
 #[derive(Debug, Default)]
 struct Pending {
     ops: Vec<Op>,
-    /// Sequence number of the last batch of ops pushed.
+    /// The totals after the last batch queued.
+    counters: Option<Counters>,
+    /// Sequence number of the last batch queued.
     seq: u64,
     closing: bool,
+}
+
+/// What the commit thread has done, for waiters.
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    /// Every batch up to this one is durable, except the lost ones.
+    done: u64,
+    /// Ranges of batches that were not stored, with why.
+    lost: Vec<(u64, u64, StoreError)>,
 }
 
 /// The queue of changes waiting for the commit thread.
@@ -85,92 +61,90 @@ struct Pending {
 pub(super) struct Journal {
     pending: Mutex<Pending>,
     wake: Condvar,
-    committed: watch::Sender<u64>,
+    progress: watch::Sender<Progress>,
+    /// Why the journal refuses changes, until the database is reopened.
+    broken: Mutex<Option<StoreError>>,
+    /// The database the commit thread writes to; none while reopening.
+    pub(super) db: RwLock<Option<Arc<Database>>>,
     pub(super) commits: AtomicU64,
     pub(super) writes: AtomicU64,
 }
 
 impl Journal {
-    /// Queues changes; they become durable in order. Returns the sequence
-    /// number to wait for. Callers push while holding the state lock, so the
-    /// journal's order is the order the state changed in.
-    pub(super) fn push(&self, ops: impl IntoIterator<Item = Op>) -> u64 {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let before = pending.ops.len();
-        pending.ops.extend(ops);
-        // With nothing new, wait for whatever is already queued: an empty
-        // batch would get a number the commit thread never reaches.
-        if pending.ops.len() > before {
-            pending.seq += 1;
-            self.wake.notify_one();
+    pub(super) fn new(db: Database) -> Self {
+        Self {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            progress: watch::channel(Progress::default()).0,
+            broken: Mutex::new(None),
+            db: RwLock::new(Some(Arc::new(db))),
+            commits: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
         }
+    }
+
+    /// Why changes are refused now, if they are.
+    pub(super) fn broken(&self) -> Option<StoreError> {
+        self.broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Queues a batch; batches become durable in order. Returns the number
+    /// to wait for. Callers push while holding the state lock, so the
+    /// journal's order is the order the state changed in.
+    pub(super) fn push(&self, batch: Batch) -> u64 {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.ops.extend(batch.ops);
+        pending.counters = Some(batch.counters);
+        pending.seq += 1;
+        self.wake.notify_one();
         pending.seq
     }
 
-    /// Waits until the batch `seq` (and all before it) is durable.
+    /// Waits until batch `seq` is durable, or known lost.
     pub(super) async fn durable(&self, seq: u64) -> Result<(), StoreError> {
-        let mut rx = self.committed.subscribe();
-        rx.wait_for(|&c| c >= seq)
+        let mut rx = self.progress.subscribe();
+        let lost = |p: &Progress| {
+            p.lost
+                .iter()
+                .find(|(from, to, _)| (*from..=*to).contains(&seq))
+                .map(|(_, _, e)| e.clone())
+        };
+        let progress = rx
+            .wait_for(|p| p.done >= seq || lost(p).is_some())
             .await
-            .map(|_| ())
-            .map_err(|_| StoreError::Unavailable("the commit thread stopped".into()))
+            .map_err(|_| StoreError::Unavailable("the commit thread stopped".into()))?;
+        match lost(&progress) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
-    fn close(&self) {
+    /// After the database was reopened: changes are taken again.
+    pub(super) fn mend(&self) {
+        *self.broken.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    pub(super) fn close(&self) {
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .closing = true;
         self.wake.notify_one();
     }
-}
 
-/// The commit thread and the journal it drains.
-#[derive(Debug)]
-pub(super) struct Committer {
-    pub(super) journal: Arc<Journal>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Committer {
-    /// Starts the commit thread. `counters` is read at each commit, so totals
-    /// are written with every batch.
-    pub(super) fn start(
-        db: Arc<Database>,
-        counters: impl Fn() -> Counters + Send + 'static,
-    ) -> Self {
-        let (committed, _) = watch::channel(0);
-        let journal = Arc::new(Journal {
-            pending: Mutex::new(Pending::default()),
-            wake: Condvar::new(),
-            committed,
-            commits: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-        });
-        let j = Arc::clone(&journal);
-        let thread = std::thread::Builder::new()
-            .name("interq-commit".into())
-            .spawn(move || run(db, &j, counters))
-            .expect("spawn the commit thread");
-        Self {
-            journal,
-            thread: Some(thread),
-        }
+    fn current_db(&self) -> Option<Arc<Database>> {
+        self.db.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
-impl Drop for Committer {
-    fn drop(&mut self) {
-        self.journal.close();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn run(db: Arc<Database>, journal: &Journal, counters: impl Fn() -> Counters) {
+/// The commit thread's loop: until the journal closes and is drained.
+pub(super) fn run(journal: &Journal) {
+    let mut last = 0;
     loop {
-        let (ops, seq) = {
+        let (ops, counters, seq) = {
             let mut pending = journal.pending.lock().unwrap_or_else(|e| e.into_inner());
             while pending.ops.is_empty() && !pending.closing {
                 pending = journal
@@ -181,22 +155,77 @@ fn run(db: Arc<Database>, journal: &Journal, counters: impl Fn() -> Counters) {
             if pending.ops.is_empty() {
                 return;
             }
-            (std::mem::take(&mut pending.ops), pending.seq)
+            let counters = pending.counters.take().unwrap_or_default();
+            (std::mem::take(&mut pending.ops), counters, pending.seq)
         };
-        let mut delay = Duration::from_millis(50);
-        // A failed commit (a full disk, say) is retried rather than skipped:
-        // the waiters have not been answered, and their changes must not be
-        // reordered behind later ones.
-        while let Err(e) = commit(&db, &ops, &counters()) {
-            tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "commit failed");
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_secs(5));
+        let first = last + 1;
+        last = seq;
+        let result = match (journal.broken(), journal.current_db()) {
+            (Some(cause), _) => Err(cause),
+            (None, None) => Err(StoreError::Unavailable(
+                "the database is being reopened".into(),
+            )),
+            (None, Some(db)) => {
+                // redb checks its own invariants with panics in some builds:
+                // a panic is a failed commit, not a dead thread.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    commit(&db, &ops, &counters)
+                }));
+                match outcome {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(classify("committing", e)),
+                    Err(_) => Err(StoreError::Corrupt(
+                        "the database panicked while committing".into(),
+                    )),
+                }
+            }
+        };
+        journal.progress.send_modify(|p| match result {
+            Ok(()) => {
+                p.done = seq;
+            }
+            Err(e) => {
+                if journal.broken().is_none() {
+                    tracing::error!(error = %e, "a commit failed; changes are refused until the database is reopened");
+                    *journal.broken.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
+                }
+                match p.lost.last_mut() {
+                    Some((_, to, _)) if *to + 1 == first => *to = seq,
+                    _ => p.lost.push((first, seq, e)),
+                }
+                if p.lost.len() > LOST_KEPT {
+                    p.lost.remove(0);
+                }
+                p.done = seq;
+            }
+        });
+        if journal.broken().is_none() {
+            journal.commits.fetch_add(1, Ordering::Relaxed);
+            journal
+                .writes
+                .fetch_add(ops.len() as u64, Ordering::Relaxed);
         }
-        journal.commits.fetch_add(1, Ordering::Relaxed);
-        journal
-            .writes
-            .fetch_add(ops.len() as u64, Ordering::Relaxed);
-        journal.committed.send_replace(seq);
+    }
+}
+
+/// A redb error as the store's: a full disk or file-size limit is `Full`.
+pub(super) fn classify(what: &str, e: impl Into<redb::Error>) -> StoreError {
+    let e: redb::Error = e.into();
+    let full = match &e {
+        redb::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::StorageFull
+                | std::io::ErrorKind::FileTooLarge
+                | std::io::ErrorKind::QuotaExceeded
+        ),
+        _ => false,
+    };
+    if full {
+        StoreError::Full(format!("{what}: {e}"))
+    } else if matches!(e, redb::Error::Corrupted(_)) {
+        StoreError::Corrupt(format!("{what}: {e}"))
+    } else {
+        StoreError::Unavailable(format!("{what}: {e}"))
     }
 }
 
@@ -273,101 +302,5 @@ fn commit(db: &Database, ops: &[Op], counters: &Counters) -> Result<(), redb::Er
         meta.insert(COUNTERS_KEY, encoded.as_slice())?;
     }
     txn.commit()?;
-    Ok(())
-}
-
-/// Everything stored, read back at start-up.
-#[derive(Debug, Default)]
-pub(super) struct Loaded {
-    /// Every record but the copies, as the changes that would write it
-    /// (the audit log oldest first).
-    pub records: Vec<Op>,
-    pub counters: Option<Vec<u8>>,
-}
-
-/// Opens (or creates) the database file and reads its interests, workers and
-/// counters (copies are streamed by `for_each_copy`).
-/// `cache_bytes` bounds redb's page cache, which otherwise grows to hold the
-/// whole file.
-pub(super) fn open(path: &Path, cache_bytes: usize) -> Result<(Database, Loaded), redb::Error> {
-    let db = Database::builder()
-        .set_cache_size(cache_bytes)
-        .create(path)?;
-    {
-        // Create the tables, so that reading a new file finds them.
-        let txn = db.begin_write()?;
-        txn.open_table(COPIES)?;
-        txn.open_table(PAYLOADS)?;
-        txn.open_table(INTERESTS)?;
-        txn.open_table(WORKERS)?;
-        txn.open_table(META)?;
-        txn.open_table(QUEUE_SETTINGS)?;
-        txn.open_table(SCHEDULES)?;
-        txn.open_table(AUDIT)?;
-        txn.commit()?;
-    }
-    let mut loaded = Loaded::default();
-    let txn = db.begin_read()?;
-    for row in txn.open_table(INTERESTS)?.iter()? {
-        let (k, v) = row?;
-        let op = Op::PutInterests(k.value().to_owned(), v.value().to_vec());
-        loaded.records.push(op);
-    }
-    for row in txn.open_table(WORKERS)?.iter()? {
-        let (k, v) = row?;
-        let key = k.value().try_into().unwrap_or_default();
-        loaded.records.push(Op::PutWorker(key, v.value().to_vec()));
-    }
-    for row in txn.open_table(QUEUE_SETTINGS)?.iter()? {
-        let (k, v) = row?;
-        let op = Op::PutQueueSettings(k.value().to_owned(), v.value().to_vec());
-        loaded.records.push(op);
-    }
-    for row in txn.open_table(SCHEDULES)?.iter()? {
-        let (k, v) = row?;
-        let op = Op::PutSchedule(k.value().to_owned(), v.value().to_vec());
-        loaded.records.push(op);
-    }
-    for row in txn.open_table(AUDIT)?.iter()? {
-        let (k, v) = row?;
-        loaded
-            .records
-            .push(Op::PutAudit(k.value(), v.value().to_vec()));
-    }
-    loaded.counters = txn
-        .open_table(META)?
-        .get(COUNTERS_KEY)?
-        .map(|v| v.value().to_vec());
-    drop(txn);
-    Ok((db, loaded))
-}
-
-/// Reads the payloads of `publishes` (JSON bytes), in one read transaction.
-/// Only committed payloads are seen, which is why a copy is made visible
-/// only after its enqueue committed.
-pub(super) fn read_payloads(
-    db: &Database,
-    publishes: &[[u8; 16]],
-) -> Result<Vec<Option<Vec<u8>>>, redb::Error> {
-    let txn = db.begin_read()?;
-    let table = txn.open_table(PAYLOADS)?;
-    publishes
-        .iter()
-        .map(|k| Ok(table.get(k.as_slice())?.map(|v| v.value().to_vec())))
-        .collect()
-}
-
-/// Calls `f` with each stored copy's bytes, without holding them all at once.
-pub(super) fn for_each_copy(
-    db: &Database,
-    mut f: impl FnMut(&[u8]) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    let unavailable = |e: redb::Error| StoreError::Unavailable(format!("reading copies: {e}"));
-    let txn = db.begin_read().map_err(|e| unavailable(e.into()))?;
-    let table = txn.open_table(COPIES).map_err(|e| unavailable(e.into()))?;
-    for row in table.iter().map_err(|e| unavailable(e.into()))? {
-        let (_, v) = row.map_err(|e| unavailable(e.into()))?;
-        f(v.value())?;
-    }
     Ok(())
 }

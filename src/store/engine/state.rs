@@ -1,6 +1,6 @@
-//! The embedded store's in-memory state: one compact record per copy (no
-//! payload: that stays on disk, once per publish) and the indexes that make
-//! claims, schedules, leases and the singular rules cheap.
+//! The engine's in-memory state: one compact record per copy (no payload:
+//! that stays in the log, once per publish) and the indexes that make claims,
+//! schedules, leases and the singular rules cheap.
 //!
 //! Every state change goes through `insert`, `remove` or `update`, which keep
 //! the indexes and per-queue counts in step with the copy's state: one place
@@ -11,12 +11,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use super::meta::Meta;
 use crate::model::{
-    Counters, Lane, Millis, Priority, QueueCounts, QueueName, QueueSettings, Scope, Task, TaskId,
-    TaskState, WorkerId, WorkerRecord,
+    Counters, Lane, Millis, Priority, QueueCounts, QueueName, QueueSettings, TaskId, TaskState,
+    WorkerId, WorkerRecord,
 };
 
 /// How long finished and failed copies are kept.
@@ -80,327 +80,6 @@ pub(super) enum Mark {
     Done,
 }
 
-/// One copy without its payload: what stays in memory, and what is stored
-/// per copy (postcard-encoded).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct Meta {
-    /// Its publish's id is derived from it (`TaskId::publish`).
-    pub task_id: TaskId,
-    pub queue: QueueName,
-    pub worker_queue: Option<WorkerId>,
-    pub worker_id: Option<WorkerId>,
-    pub publisher: Arc<str>,
-    pub fingerprint: [u8; 16],
-    pub priority: Priority,
-    pub scope: Scope,
-    pub singularly_enqueue: bool,
-    pub replace_waiting: bool,
-    pub singularly_run: bool,
-    pub state: TaskState,
-    pub attempt: u32,
-    pub max_attempts: u32,
-    pub ttr: u32,
-    pub created_at: Millis,
-    pub run_at: Millis,
-    pub lease_until: Option<Millis>,
-    /// A cancellation was asked for while it ran.
-    pub cancel_requested: bool,
-    /// What most waiting copies do not have, kept out of line.
-    pub extra: Option<Box<Extra>>,
-}
-
-/// The rarely-set parts of a copy.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(super) struct Extra {
-    pub expire_at: Option<Millis>,
-    pub started_at: Option<Millis>,
-    pub finished_at: Option<Millis>,
-    pub fail_reason: Option<String>,
-    /// JSON text.
-    pub progress: Option<String>,
-    /// JSON text.
-    pub output: Option<String>,
-    pub key: Option<String>,
-    pub history: Vec<StoredEvent>,
-}
-
-/// A `TaskEvent` as stored: every field always written, which a format that
-/// does not describe itself (postcard) needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct StoredEvent {
-    pub at: Millis,
-    pub event: EventKind,
-    pub worker_id: Option<WorkerId>,
-    pub detail: Option<String>,
-}
-
-/// What happened, in one byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) enum EventKind {
-    Claimed,
-    Progress,
-    Completed,
-    Failed,
-    Retrying,
-    Requeued,
-    Due,
-    CancelRequested,
-    Cancelled,
-    Expired,
-    Replaced,
-    // New kinds go last: postcard stores the variant's index.
-    /// An operator gave a failed copy new attempts.
-    Retried,
-    /// An operator retried a failed copy with new data, as a new copy.
-    Edited,
-    /// An operator made a scheduled copy ready early.
-    RunNow,
-    /// An operator released the singular lock this copy held.
-    LockBroken,
-}
-
-impl EventKind {
-    const ALL: [EventKind; 15] = [
-        Self::Claimed,
-        Self::Progress,
-        Self::Completed,
-        Self::Failed,
-        Self::Retrying,
-        Self::Requeued,
-        Self::Due,
-        Self::CancelRequested,
-        Self::Cancelled,
-        Self::Expired,
-        Self::Replaced,
-        Self::Retried,
-        Self::Edited,
-        Self::RunNow,
-        Self::LockBroken,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Claimed => "claimed",
-            Self::Progress => "progress",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Retrying => "retrying",
-            Self::Requeued => "requeued",
-            Self::Due => "due",
-            Self::CancelRequested => "cancel_requested",
-            Self::Cancelled => "cancelled",
-            Self::Expired => "expired",
-            Self::Replaced => "replaced",
-            Self::Retried => "retried",
-            Self::Edited => "edited",
-            Self::RunNow => "run_now",
-            Self::LockBroken => "lock_broken",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .unwrap_or(Self::Progress)
-    }
-}
-
-impl From<&crate::model::TaskEvent> for StoredEvent {
-    fn from(e: &crate::model::TaskEvent) -> Self {
-        Self {
-            at: e.at,
-            event: EventKind::parse(&e.event),
-            worker_id: e.worker_id,
-            detail: e.detail.clone(),
-        }
-    }
-}
-
-impl From<StoredEvent> for crate::model::TaskEvent {
-    fn from(e: StoredEvent) -> Self {
-        Self {
-            at: e.at,
-            event: e.event.as_str().to_owned(),
-            worker_id: e.worker_id,
-            detail: e.detail,
-        }
-    }
-}
-
-/// Events kept per copy.
-pub(super) const MAX_EVENTS: usize = 32;
-
-impl Meta {
-    /// The record of `t`, naming its publisher with `publisher` (a shared,
-    /// interned copy of `t.publisher`).
-    pub fn from_task(t: &Task, publisher: Arc<str>) -> Self {
-        let mut fingerprint = [0u8; 16];
-        // Tasks without a singular rule have no fingerprint to parse.
-        for (i, b) in fingerprint
-            .iter_mut()
-            .enumerate()
-            .take(t.fingerprint.len() / 2)
-        {
-            *b = u8::from_str_radix(t.fingerprint.get(2 * i..2 * i + 2).unwrap_or("00"), 16)
-                .unwrap_or(0);
-        }
-        let extra = Extra {
-            expire_at: t.expire_at,
-            started_at: t.started_at,
-            finished_at: t.finished_at,
-            fail_reason: t.fail_reason.clone(),
-            progress: t.progress.as_ref().map(Value::to_string),
-            output: t.output.as_ref().map(Value::to_string),
-            key: t.key.clone(),
-            history: t.history.iter().map(StoredEvent::from).collect(),
-        };
-        Self {
-            task_id: t.task_id,
-            queue: t.queue.clone(),
-            worker_queue: t.worker_queue,
-            worker_id: t.worker_id,
-            publisher,
-            fingerprint,
-            priority: t.priority,
-            scope: t.scope,
-            singularly_enqueue: t.singularly_enqueue,
-            replace_waiting: t.replace_waiting,
-            singularly_run: t.singularly_run,
-            state: t.state,
-            attempt: t.attempt,
-            max_attempts: t.max_attempts,
-            ttr: t.ttr,
-            created_at: t.created_at,
-            run_at: t.run_at,
-            lease_until: t.lease_until,
-            cancel_requested: t.cancelled && t.state != TaskState::Cancelled,
-            extra: (extra != Extra::default()).then(|| Box::new(extra)),
-        }
-    }
-
-    /// The whole task, with its payload.
-    /// The whole task, with its payload, and its history when asked (the
-    /// hot paths, claims and reports, leave it out).
-    pub fn to_task(&self, data: Arc<Map<String, Value>>, with_history: bool) -> Task {
-        let empty = Extra::default();
-        let extra = self.extra.as_deref().unwrap_or(&empty);
-        let json = |s: &Option<String>| s.as_ref().and_then(|s| serde_json::from_str(s).ok());
-        Task {
-            task_id: self.task_id,
-            publish_id: self.task_id.publish(),
-            queue: self.queue.clone(),
-            worker_queue: self.worker_queue,
-            data,
-            publisher: self.publisher.to_string(),
-            priority: self.priority,
-            scope: self.scope,
-            singularly_enqueue: self.singularly_enqueue,
-            replace_waiting: self.replace_waiting,
-            singularly_run: self.singularly_run,
-            state: self.state,
-            attempt: self.attempt,
-            max_attempts: self.max_attempts,
-            ttr: self.ttr,
-            created_at: self.created_at,
-            run_at: self.run_at,
-            expire_at: extra.expire_at,
-            worker_id: self.worker_id,
-            lease_until: self.lease_until,
-            started_at: extra.started_at,
-            finished_at: extra.finished_at,
-            fail_reason: extra.fail_reason.clone(),
-            progress: json(&extra.progress),
-            output: json(&extra.output),
-            key: extra.key.clone(),
-            history: if with_history {
-                extra.history.iter().cloned().map(Into::into).collect()
-            } else {
-                Vec::new()
-            },
-            cancelled: self.cancel_requested || self.state == TaskState::Cancelled,
-            // Only copies under a singular rule have one; the others' bytes
-            // are zero, which is not a hash worth showing.
-            fingerprint: if self.fingerprint == [0; 16] {
-                String::new()
-            } else {
-                self.fingerprint
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect()
-            },
-        }
-    }
-
-    /// A copy of this record for an answer to a worker: without the event
-    /// history, which such answers leave out.
-    pub fn for_answer(&self) -> Meta {
-        Meta {
-            extra: self.extra.as_ref().map(|e| {
-                Box::new(Extra {
-                    history: Vec::new(),
-                    fail_reason: e.fail_reason.clone(),
-                    progress: e.progress.clone(),
-                    output: e.output.clone(),
-                    key: e.key.clone(),
-                    ..**e
-                })
-            }),
-            queue: self.queue.clone(),
-            publisher: Arc::clone(&self.publisher),
-            ..*self
-        }
-    }
-
-    pub fn publish_id(&self) -> TaskId {
-        self.task_id.publish()
-    }
-
-    pub fn lane(&self) -> Lane {
-        match self.worker_queue {
-            Some(w) => Lane::Worker(w),
-            None => Lane::Queue(self.queue.clone()),
-        }
-    }
-
-    /// The out-of-line part, created on first write.
-    pub fn extra_mut(&mut self) -> &mut Extra {
-        self.extra.get_or_insert_with(Box::default)
-    }
-
-    /// Records an event in the copy's bounded history.
-    pub fn event(
-        &mut self,
-        at: Millis,
-        event: EventKind,
-        worker: Option<WorkerId>,
-        detail: Option<String>,
-    ) {
-        let history = &mut self.extra_mut().history;
-        if history.len() >= MAX_EVENTS {
-            history.remove(0);
-        }
-        history.push(StoredEvent {
-            at,
-            event,
-            worker_id: worker,
-            detail,
-        });
-    }
-
-    pub fn finished_at(&self) -> Option<Millis> {
-        self.extra.as_ref().and_then(|e| e.finished_at)
-    }
-
-    pub fn expire_at(&self) -> Option<Millis> {
-        self.extra.as_ref().and_then(|e| e.expire_at)
-    }
-
-    pub fn key(&self) -> Option<&str> {
-        self.extra.as_ref().and_then(|e| e.key.as_deref())
-    }
-}
-
 #[derive(Debug, Default)]
 pub(super) struct State {
     /// Ordered, so that the copies of one publish (which share an id prefix)
@@ -427,13 +106,17 @@ pub(super) struct State {
     pub finished_by_age: BTreeSet<(Millis, TaskId)>,
     pub failed_by_age: BTreeSet<(Millis, TaskId)>,
     /// Queues whose finished or failed copies grew since the last trim.
-    touched: Vec<QueueName>,
+    pub(super) touched: Vec<QueueName>,
     /// Copies published with a key, by key.
     pub by_key: HashMap<Box<str>, Vec<TaskId>>,
     pub retention: Retention,
     pub interests: BTreeMap<QueueName, Value>,
     pub workers: BTreeMap<WorkerId, WorkerRecord>,
     pub counters: Counters,
+    /// The totals as the last staged change carried them.
+    pub counters_committed: Counters,
+    /// The last log entry this state holds (shared logs number them).
+    pub applied: u64,
     pub queue_settings: HashMap<QueueName, QueueSettings>,
     pub schedules: BTreeMap<String, crate::model::ScheduleRecord>,
     /// Claim tokens of rate-limited queues: (tokens, when last refilled).
@@ -852,75 +535,5 @@ impl State {
                 .map(|&(_, id)| id),
         );
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::fingerprint;
-    use serde_json::json;
-
-    #[test]
-    fn a_task_survives_the_trip_through_meta() {
-        let data = Arc::new(json!({"a": 1}).as_object().unwrap().clone());
-        let p = TaskId::new_publish();
-        let task = Task {
-            task_id: p.copy(0),
-            publish_id: p,
-            queue: QueueName::parse("q").unwrap(),
-            worker_queue: Some(WorkerId::new()),
-            fingerprint: fingerprint(&data),
-            data: data.clone(),
-            publisher: "pub".into(),
-            priority: Priority(-3),
-            scope: Scope::All,
-            singularly_enqueue: true,
-            replace_waiting: true,
-            singularly_run: false,
-            state: TaskState::Running,
-            attempt: 2,
-            max_attempts: 3,
-            ttr: 9,
-            created_at: Millis(5),
-            run_at: Millis(6),
-            expire_at: None,
-            worker_id: Some(WorkerId::new()),
-            lease_until: None,
-            started_at: Some(Millis(7)),
-            finished_at: Some(Millis(8)),
-            fail_reason: Some("no".into()),
-            progress: Some(json!(40)),
-            output: Some(json!({"o": [1]})),
-            key: Some("build-7".into()),
-            cancelled: true,
-            history: vec![crate::model::TaskEvent {
-                at: Millis(7),
-                event: "claimed".into(),
-                worker_id: None,
-                detail: None,
-            }],
-        };
-        let meta = Meta::from_task(&task, task.publisher.as_str().into());
-        let bytes = postcard::to_stdvec(&meta).unwrap();
-        let back: Meta = postcard::from_bytes(&bytes).unwrap();
-        assert_eq!(back.to_task(data, true), task);
-        let plain = Meta::from_task(
-            &Task {
-                started_at: None,
-                finished_at: None,
-                fail_reason: None,
-                progress: None,
-                output: None,
-                key: None,
-                history: Vec::new(),
-                ..task
-            },
-            "pub".into(),
-        );
-        assert!(
-            plain.extra.is_none(),
-            "a plain copy keeps nothing out of line"
-        );
     }
 }

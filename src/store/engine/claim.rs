@@ -1,0 +1,263 @@
+//! Claims: which ready copies a worker gets (its lanes in order, priority
+//! then age within a lane, the singular run rule and the queues' limits),
+//! and an answer that hands out only what it can deliver whole.
+
+use std::collections::HashMap;
+use std::ops::Bound::{Excluded, Unbounded};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::log::Log;
+use super::meta::{EventKind, Meta};
+use super::ops::{decode_json, put_copy, Op};
+use super::state::{ReadyKey, State};
+use super::Engine;
+use crate::model::{Counters, Lane, Millis, QueueName, Task, TaskId, TaskState, WorkerId};
+use crate::store::StoreError;
+
+/// A claimed copy: as it is now, and as it was before the claim (to put it
+/// back if its answer cannot be built).
+type Claimed = (Meta, Meta);
+
+/// A payload as read for a claim: the task's data, or why it cannot be.
+type Decoded = Result<Arc<Map<String, Value>>, String>;
+
+impl<L: Log> Engine<L> {
+    /// Claims up to `count` copies and joins them with their payloads. When
+    /// payloads cannot be read, the claims are undone and nothing is handed
+    /// out; a copy whose payload is lost for good is failed, so that it
+    /// stops coming back.
+    pub(super) async fn claim_copies(
+        &self,
+        worker: WorkerId,
+        lanes: &[Lane],
+        now: Millis,
+        count: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        if self.log.poll_interval().is_some() {
+            // Waiting workers poll a shared log: make a change (take the
+            // cluster lock) only when there is something to claim.
+            self.sync().await?;
+            let st = self.lock();
+            if lanes
+                .iter()
+                .all(|l| st.ready.get(l).is_none_or(|r| r.is_empty()))
+            {
+                return Ok(Vec::new());
+            }
+        }
+        let claimed: Vec<Claimed> = self
+            .change(|st, ops| Ok(st.claim(worker, lanes, now, count, ops)))
+            .await?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let publishes: Vec<[u8; 16]> = {
+            let mut p: Vec<[u8; 16]> = claimed
+                .iter()
+                .map(|(m, _)| *m.publish_id().as_bytes())
+                .collect();
+            p.sort_unstable();
+            p.dedup();
+            p
+        };
+        let raw = match self.log.payloads(&publishes).await {
+            Ok(raw) => raw,
+            Err(e) => {
+                tracing::error!(error = %e, worker = %worker, "a claim's payloads could not be read; the claim is undone");
+                let before: Vec<Meta> = claimed.into_iter().map(|(_, b)| b).collect();
+                self.change(|st, ops| {
+                    st.unclaim(&before, worker, ops);
+                    Ok(())
+                })
+                .await?;
+                return Err(e);
+            }
+        };
+        let mut decoded: HashMap<[u8; 16], Decoded> = HashMap::with_capacity(raw.len());
+        for (k, bytes) in raw {
+            decoded.insert(
+                k,
+                decode_json::<Map<String, Value>>(&bytes)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string()),
+            );
+        }
+        let mut tasks = Vec::with_capacity(claimed.len());
+        let mut lost: Vec<(TaskId, String)> = Vec::new();
+        for (m, _) in claimed {
+            match decoded.get(m.publish_id().as_bytes()) {
+                Some(Ok(data)) => tasks.push(m.to_task(Arc::clone(data), false)),
+                Some(Err(why)) => lost.push((m.task_id, format!("its payload is corrupt: {why}"))),
+                None => lost.push((m.task_id, "its payload is missing from the store".into())),
+            }
+        }
+        if !lost.is_empty() {
+            for (id, why) in &lost {
+                tracing::error!(task = %id, reason = %why, "a claimed copy cannot be delivered; it is failed");
+            }
+            self.change(|st, ops| {
+                st.fail_undeliverable(&lost, worker, now, ops);
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(tasks)
+    }
+}
+
+impl State {
+    /// Claims up to `count` ready copies for `worker` from `lanes` in order:
+    /// each claim counts an attempt and leases the copy until `now + ttr`.
+    pub fn claim(
+        &mut self,
+        worker: WorkerId,
+        lanes: &[Lane],
+        now: Millis,
+        count: usize,
+        ops: &mut Vec<Op>,
+    ) -> Vec<Claimed> {
+        let picked = self.pick(lanes, now, count);
+        let mut spent: HashMap<QueueName, usize> = HashMap::new();
+        for id in &picked {
+            *spent.entry(self.tasks[id].queue.clone()).or_default() += 1;
+        }
+        for (queue, n) in spent {
+            self.spend(&queue, n);
+        }
+        let mut claimed = Vec::with_capacity(picked.len());
+        ops.reserve(picked.len());
+        for id in picked {
+            let before = self.tasks[&id].clone();
+            let m = self
+                .update(id, |t| {
+                    t.state = TaskState::Running;
+                    t.attempt += 1;
+                    t.worker_id = Some(worker);
+                    t.lease_until = Some(now.plus_secs(t.ttr as u64));
+                    t.extra_mut().started_at = Some(now);
+                    t.event(now, EventKind::Claimed, Some(worker), None);
+                })
+                .expect("a picked copy exists");
+            ops.push(put_copy(m));
+            claimed.push((m.for_answer(), before));
+        }
+        claimed
+    }
+
+    /// The copies a claim takes, in order.
+    fn pick(&mut self, lanes: &[Lane], now: Millis, count: usize) -> Vec<TaskId> {
+        let mut picked: Vec<TaskId> = Vec::new();
+        let mut picked_locks: Vec<(QueueName, [u8; 16])> = Vec::new();
+        // What each queue may still hand out in this claim.
+        let mut remaining: HashMap<QueueName, usize> = HashMap::new();
+        for lane in lanes {
+            if picked.len() >= count {
+                break;
+            }
+            if let Lane::Queue(q) = lane {
+                // A paused or full queue is skipped whole, not scanned.
+                let allowed = *remaining
+                    .entry(q.clone())
+                    .or_insert_with(|| self.allowance(q, now));
+                if allowed == 0 {
+                    continue;
+                }
+            }
+            let mut cursor: Option<ReadyKey> = None;
+            while picked.len() < count {
+                let next = {
+                    let Some(ready) = self.ready.get(lane) else {
+                        break;
+                    };
+                    match cursor {
+                        None => ready.iter().next().copied(),
+                        Some(k) => ready.range((Excluded(k), Unbounded)).next().copied(),
+                    }
+                };
+                let Some(key) = next else {
+                    break;
+                };
+                cursor = Some(key);
+                let id = key.2;
+                let t = &self.tasks[&id];
+                // Past its time: the next tick expires it.
+                if t.expire_at().is_some_and(|at| at <= now) {
+                    continue;
+                }
+                let run_key = t.singularly_run.then(|| (t.queue.clone(), t.fingerprint));
+                if let Some(k) = &run_key {
+                    if self.run_locked(t) || picked_locks.contains(k) {
+                        continue;
+                    }
+                }
+                let queue = t.queue.clone();
+                let allowed = remaining
+                    .entry(queue.clone())
+                    .or_insert_with(|| self.allowance(&queue, now));
+                if *allowed == 0 {
+                    if matches!(lane, Lane::Queue(_)) {
+                        break;
+                    }
+                    continue;
+                }
+                *allowed -= 1;
+                picked_locks.extend(run_key);
+                picked.push(id);
+            }
+        }
+        picked
+    }
+
+    /// Undoes claims whose answer could not be built: each copy still
+    /// running under `worker` from that claim is as it was before.
+    pub fn unclaim(&mut self, before: &[Meta], worker: WorkerId, ops: &mut Vec<Op>) {
+        for old in before {
+            let ours = self.tasks.get(&old.task_id).is_some_and(|t| {
+                t.state == TaskState::Running
+                    && t.worker_id == Some(worker)
+                    && t.attempt == old.attempt + 1
+            });
+            if ours {
+                self.remove(old.task_id);
+                self.insert(old.clone());
+                ops.push(put_copy(old));
+            }
+        }
+    }
+
+    /// Fails copies claimed by `worker` whose payload cannot be read: they
+    /// could never be delivered, and would otherwise come back for ever.
+    pub fn fail_undeliverable(
+        &mut self,
+        lost: &[(TaskId, String)],
+        worker: WorkerId,
+        now: Millis,
+        ops: &mut Vec<Op>,
+    ) {
+        let mut counters = Counters::default();
+        for (id, why) in lost {
+            let ours = self
+                .tasks
+                .get(id)
+                .is_some_and(|t| t.state == TaskState::Running && t.worker_id == Some(worker));
+            if !ours {
+                continue;
+            }
+            let m = self
+                .update(*id, |t| {
+                    t.state = TaskState::Failed;
+                    t.lease_until = None;
+                    t.event(now, EventKind::Failed, None, Some(why.clone()));
+                    let extra = t.extra_mut();
+                    extra.finished_at = Some(now);
+                    extra.fail_reason = Some(why.clone());
+                })
+                .expect("checked above");
+            ops.push(put_copy(m));
+            counters.failed += 1;
+        }
+        self.counters.add(&counters);
+    }
+}

@@ -1,0 +1,95 @@
+//! New copies: the singular enqueue rule, and visibility once durable.
+
+use std::collections::HashSet;
+
+use super::meta::{EventKind, Meta};
+use super::ops::{put_copy, Op};
+use super::state::State;
+use crate::model::{Task, TaskState};
+use crate::store::{Enqueued, StoreError};
+
+/// Copies staged by an enqueue, shown to claims and listings only once their
+/// change (and with it their payload) is durable.
+#[derive(Debug, Default)]
+pub(super) struct Staged {
+    answers: Vec<Enqueued>,
+    copies: Vec<Meta>,
+}
+
+impl State {
+    /// Stages new copies (`ready` or `scheduled`). A copy with
+    /// `singularly_enqueue` whose twin waits in its lane is not made: the
+    /// twin is named instead, or replaced by it with `replace_waiting`.
+    pub fn enqueue(&mut self, tasks: Vec<Task>, ops: &mut Vec<Op>) -> Result<Staged, StoreError> {
+        if let Some(t) = tasks.iter().find(|t| t.task_id.publish() != t.publish_id) {
+            return Err(StoreError::Corrupt(format!(
+                "copy {} does not derive from publish {}",
+                t.task_id, t.publish_id
+            )));
+        }
+        ops.reserve(tasks.len() + 1);
+        let mut staged = Staged {
+            answers: Vec::with_capacity(tasks.len()),
+            copies: Vec::with_capacity(tasks.len()),
+        };
+        let mut payloads = HashSet::new();
+        for t in tasks {
+            let publisher = self.publisher(&t.publisher);
+            let meta = Meta::from_task(&t, publisher);
+            let mut replaced = None;
+            if meta.singularly_enqueue {
+                let key = (meta.lane(), meta.fingerprint);
+                if let Some(&existing) = self.enqueue_locks.get(&key) {
+                    self.counters.deduplicated += 1;
+                    // A twin still being enqueued (not yet in `tasks`)
+                    // cannot be replaced; the newcomer folds into it.
+                    if !meta.replace_waiting || !self.tasks.contains_key(&existing) {
+                        staged.answers.push(Enqueued::Existing(existing));
+                        continue;
+                    }
+                    let reason = format!("replaced by {}", meta.task_id);
+                    let old = self
+                        .update(existing, |t| {
+                            t.state = TaskState::Cancelled;
+                            let at = t.created_at.max(meta.created_at);
+                            t.event(at, EventKind::Replaced, None, Some(reason.clone()));
+                            let extra = t.extra_mut();
+                            extra.finished_at = Some(at);
+                            extra.fail_reason = Some(reason);
+                        })
+                        .expect("a locked twin exists");
+                    ops.push(put_copy(old));
+                    replaced = Some(existing);
+                }
+                // Reserved now, so that a twin enqueued before this one is
+                // durable finds it.
+                self.enqueue_locks.insert(key, meta.task_id);
+            }
+            self.counters.routed += 1;
+            if payloads.insert(t.publish_id) {
+                ops.push(Op::PutPayload(
+                    *t.publish_id.as_bytes(),
+                    serde_json::to_vec(&t.data).expect("json encodes"),
+                ));
+            }
+            ops.push(put_copy(&meta));
+            staged.answers.push(match replaced {
+                Some(old) => Enqueued::Replaced {
+                    created: meta.task_id,
+                    replaced: old,
+                },
+                None => Enqueued::Created(meta.task_id),
+            });
+            staged.copies.push(meta);
+        }
+        Ok(staged)
+    }
+
+    /// Makes staged copies visible, once their change is durable.
+    pub fn reveal(&mut self, staged: Staged) -> Vec<Enqueued> {
+        for meta in staged.copies {
+            self.insert(meta);
+        }
+        staged.answers
+    }
+}

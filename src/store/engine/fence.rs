@@ -1,0 +1,105 @@
+//! What stands between a failed commit and the next change: the state in
+//! memory may hold what the log refused, so nothing more is changed until it
+//! has been read back whole. Changes enter shared; the read-back takes the
+//! gate alone, so it never overlaps a change. While the cause lasts (a full
+//! disk, an unreachable database) changes are refused at once with its
+//! error, and the read-back is tried again with a growing pause.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{RwLock, RwLockReadGuard};
+
+use crate::store::StoreError;
+
+/// The first pause after a failed read-back; it doubles up to `MAX_PAUSE`.
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Default)]
+pub(super) struct Fence {
+    gate: RwLock<()>,
+    poisoned: AtomicBool,
+    retry: Mutex<Retry>,
+}
+
+#[derive(Debug, Default)]
+struct Retry {
+    /// Why changes are refused now.
+    cause: Option<StoreError>,
+    /// No read-back is tried before this.
+    not_before: Option<Instant>,
+    pause: Duration,
+}
+
+impl Fence {
+    /// Lets a change in: at once while the state is sound; after a failed
+    /// commit, once `reload` has read it back (or with the error that keeps
+    /// it from being read back).
+    pub async fn enter<'a, F, Fut>(
+        &'a self,
+        reload: F,
+    ) -> Result<RwLockReadGuard<'a, ()>, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<(), StoreError>>,
+    {
+        loop {
+            if !self.poisoned.load(Ordering::Acquire) {
+                let entered = self.gate.read().await;
+                if !self.poisoned.load(Ordering::Acquire) {
+                    return Ok(entered);
+                }
+            }
+            if let Some(cause) = self.refusal() {
+                return Err(cause);
+            }
+            let alone = self.gate.write().await;
+            if !self.poisoned.load(Ordering::Acquire) {
+                continue;
+            }
+            if let Some(cause) = self.refusal() {
+                return Err(cause);
+            }
+            match reload().await {
+                Ok(()) => {
+                    *self.lock_retry() = Retry::default();
+                    self.poisoned.store(false, Ordering::Release);
+                    tracing::info!("the store takes changes again");
+                }
+                Err(e) => {
+                    let mut retry = self.lock_retry();
+                    retry.pause = (retry.pause * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
+                    retry.not_before = Some(Instant::now() + retry.pause);
+                    retry.cause = Some(e.clone());
+                    tracing::warn!(error = %e, retry_in_ms = retry.pause.as_millis() as u64, "the store cannot be read back yet");
+                    return Err(e);
+                }
+            }
+            drop(alone);
+        }
+    }
+
+    /// A commit failed: no change until the state is read back.
+    pub fn poison(&self, cause: &StoreError) {
+        tracing::error!(error = %cause, "a change could not be stored; refusing changes until the state is read back");
+        let mut retry = self.lock_retry();
+        retry.cause = Some(cause.clone());
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    /// The error to refuse a change with, while a read-back must wait.
+    fn refusal(&self) -> Option<StoreError> {
+        let retry = self.lock_retry();
+        match retry.not_before {
+            Some(at) if Instant::now() < at => retry.cause.clone(),
+            _ => None,
+        }
+    }
+
+    fn lock_retry(&self) -> std::sync::MutexGuard<'_, Retry> {
+        self.retry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

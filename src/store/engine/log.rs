@@ -1,0 +1,97 @@
+//! The seam between the engine and where its changes become durable: a redb
+//! file written by one node (`store::embedded`), or a log in a Couchbase
+//! bucket shared by several (`store::couchbase`). A log stores and returns
+//! [`Batch`]es; it knows nothing of tasks.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use super::ops::Batch;
+use crate::store::{StoreError, StoreStats};
+
+/// Publishes' payloads (their `data` as JSON text), by the publish id's
+/// bytes.
+pub type Payloads = HashMap<[u8; 16], Vec<u8>>;
+
+/// Entries other nodes committed, with their numbers, oldest first.
+pub type News = Vec<(u64, Batch)>;
+
+/// Where the engine's changes are made durable.
+///
+/// A change goes `begin` -> `stage` (under the engine's state lock, so that
+/// the log's order is the order the state changed in) -> `commit`, or
+/// `begin` -> `abandon` when it changed nothing. A failed `commit` may or may
+/// not have stored the change; the engine then reads the whole state back
+/// (`reset`, `load`) before it makes another.
+pub trait Log: Send + Sync + std::fmt::Debug + 'static {
+    /// The right to make one change, from `begin` to `commit` or `abandon`.
+    type Turn: Send;
+
+    /// Waits until a change may be made. `applied` is the last entry the
+    /// state holds; the answer brings the entries other nodes committed
+    /// since, numbered, to be applied before the change is computed.
+    fn begin(
+        &self,
+        applied: u64,
+    ) -> impl Future<Output = Result<(Self::Turn, News), StoreError>> + Send;
+
+    /// The number the next staged change takes in this log (0 for a log
+    /// that does not number its entries).
+    fn next_seq(&self, turn: &Self::Turn) -> u64;
+
+    /// Queues the change's records. Called while the state is locked.
+    fn stage(&self, turn: &mut Self::Turn, batch: Batch);
+
+    /// Makes what was staged durable. Returns only once it is, or failed.
+    fn commit(&self, turn: Self::Turn) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Lets go of a turn that staged nothing.
+    fn abandon(&self, turn: Self::Turn);
+
+    /// For reads: the entries other nodes committed after `applied`.
+    fn news(&self, applied: u64) -> impl Future<Output = Result<News, StoreError>> + Send;
+
+    /// The payloads of these publishes; absent ones are left out.
+    fn payloads(
+        &self,
+        publishes: &[[u8; 16]],
+    ) -> impl Future<Output = Result<Payloads, StoreError>> + Send;
+
+    /// Everything stored, oldest first, as batches for `apply`; the number of
+    /// the last entry it holds.
+    fn load(
+        &self,
+        apply: &mut (dyn FnMut(Batch) -> Result<(), StoreError> + Send),
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Makes the log readable from the start again after a failed commit
+    /// (reopening a file, forgetting a position). Fails while the cause
+    /// lasts (a full disk, a database that does not answer).
+    fn reset(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether a snapshot of the state as of entry `applied` should be
+    /// written in this turn (shared logs, so that a starting node reads a
+    /// bounded log).
+    fn snapshot_due(&self, _applied: u64) -> bool {
+        false
+    }
+
+    /// Writes the whole state as of entry `applied`.
+    fn write_snapshot(
+        &self,
+        _turn: &mut Self::Turn,
+        _applied: u64,
+        _snapshot: Batch,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+
+    fn stats(&self) -> StoreStats;
+
+    /// For a log other nodes write too: how often a node should look for
+    /// their changes that no local event announces.
+    fn poll_interval(&self) -> Option<Duration> {
+        None
+    }
+}

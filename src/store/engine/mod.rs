@@ -1,0 +1,644 @@
+//! The state machine every backend shares: one compact record per copy in
+//! memory with the indexes that make claims, schedules, leases and the
+//! singular rules cheap, and the transitions that move copies between
+//! states. Where changes become durable is a [`Log`]: a redb file
+//! (`store::embedded`) or a log in a Couchbase bucket (`store::couchbase`).
+//! The engine knows nothing of either.
+//!
+//! Every change goes through [`Engine::change`]: wait for the log's turn,
+//! apply what other nodes committed, compute the change on the state under
+//! one `std::sync::Mutex` (never held across an await), stage its records
+//! while still holding it (so the log's order is the state's order), and
+//! answer only once the log says the records are durable. A change that
+//! fails to commit may have been half seen by other requests, so the engine
+//! is then *fenced*: no further change is made until the state has been read
+//! back from the log, whole, while no other change runs.
+//!
+//! A transition validates before it mutates: one that returns an error has
+//! changed nothing.
+
+mod claim;
+mod enqueue;
+mod fence;
+mod listing;
+pub mod log;
+mod meta;
+mod operator;
+pub mod ops;
+mod records;
+mod report;
+mod state;
+mod tick;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use self::fence::Fence;
+pub use self::log::{Log, News, Payloads};
+use self::meta::Meta;
+pub use self::ops::{Batch, Op};
+pub use self::state::Retention;
+use self::state::State;
+use super::{Enqueued, Outcome, Store, StoreError, StoreStats, Tick};
+use crate::model::{
+    AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, Page,
+    QueueCounts, QueueName, QueueSettings, RetryTarget, ScheduleRecord, Task, TaskId, TaskSelector,
+    TaskState, WorkerId, WorkerRecord,
+};
+
+/// The state machine over a log. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Engine<L: Log> {
+    state: Mutex<State>,
+    log: L,
+    retention: Retention,
+    fence: Fence,
+}
+
+impl<L: Log> Engine<L> {
+    /// Builds the state from everything `log` holds.
+    pub async fn open(log: L, retention: Retention) -> Result<Self, StoreError> {
+        let state = load(&log, retention).await?;
+        Ok(Self {
+            state: Mutex::new(state),
+            log,
+            retention,
+            fence: Fence::default(),
+        })
+    }
+
+    pub fn log(&self) -> &L {
+        &self.log
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves indexes that were consistent
+        // before each single-step change; carry on rather than wedge.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes one change: `f` computes it on the current state, pushing the
+    /// records it writes; it is answered once they are durable.
+    async fn change<R: Send>(
+        &self,
+        f: impl FnOnce(&mut State, &mut Vec<Op>) -> Result<R, StoreError> + Send,
+    ) -> Result<R, StoreError> {
+        self.change_then(f, |_, r| r).await
+    }
+
+    /// `change`, then `after` on the state once the change is durable, with
+    /// no other change in between that could undo it (new copies become
+    /// visible this way: only once their payloads are stored).
+    async fn change_then<R: Send, T>(
+        &self,
+        f: impl FnOnce(&mut State, &mut Vec<Op>) -> Result<R, StoreError> + Send,
+        after: impl FnOnce(&mut State, R) -> T + Send,
+    ) -> Result<T, StoreError> {
+        let _entered = self.fence.enter(|| self.reload()).await?;
+        let applied = self.lock().applied;
+        let (mut turn, news) = self.log.begin(applied).await?;
+        if let Err(e) = self.apply_news(news) {
+            self.log.abandon(turn);
+            self.fence.poison(&e);
+            return Err(e);
+        }
+        let snapshot = {
+            let st = self.lock();
+            self.log
+                .snapshot_due(st.applied)
+                .then(|| (st.applied, ops::snapshot(&st)))
+        };
+        if let Some((at, snapshot)) = snapshot {
+            if let Err(e) = self.log.write_snapshot(&mut turn, at, snapshot).await {
+                self.log.abandon(turn);
+                return Err(e);
+            }
+        }
+        let result = {
+            let mut st = self.lock();
+            let mut ops = Vec::new();
+            match f(&mut st, &mut ops) {
+                Ok(r) => {
+                    if !ops.is_empty() || st.counters != st.counters_committed {
+                        if ops.is_empty() {
+                            ops.push(Op::Sync);
+                        }
+                        st.applied = self.log.next_seq(&turn);
+                        st.counters_committed = st.counters;
+                        let counters = st.counters;
+                        self.log.stage(&mut turn, Batch { ops, counters });
+                    }
+                    r
+                }
+                Err(e) => {
+                    drop(st);
+                    self.log.abandon(turn);
+                    return Err(e);
+                }
+            }
+        };
+        if let Err(e) = self.log.commit(turn).await {
+            self.fence.poison(&e);
+            return Err(e);
+        }
+        Ok(after(&mut self.lock(), result))
+    }
+
+    /// Applies entries other nodes committed, each once, in order.
+    fn apply_news(&self, news: News) -> Result<(), StoreError> {
+        if news.is_empty() {
+            return Ok(());
+        }
+        let mut st = self.lock();
+        for (seq, batch) in news {
+            if seq <= st.applied {
+                continue;
+            }
+            if seq != st.applied + 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "the log jumps from entry {} to {seq}",
+                    st.applied
+                )));
+            }
+            for op in &batch.ops {
+                ops::apply(&mut st, op)?;
+            }
+            st.counters = batch.counters;
+            st.counters_committed = batch.counters;
+            st.applied = seq;
+        }
+        Ok(())
+    }
+
+    /// Before a read: with a shared log, applies what other nodes committed.
+    async fn sync(&self) -> Result<(), StoreError> {
+        if self.log.poll_interval().is_none() {
+            return Ok(());
+        }
+        let applied = self.lock().applied;
+        let news = self.log.news(applied).await?;
+        self.apply_news(news)
+    }
+
+    /// Reads the whole state back from the log, replacing the one in
+    /// memory. Runs with no change in progress (the fence sees to it).
+    async fn reload(&self) -> Result<(), StoreError> {
+        self.log.reset().await?;
+        let fresh = load(&self.log, self.retention).await?;
+        *self.lock() = fresh;
+        tracing::warn!("the store's state was read back from disk after a failed write");
+        Ok(())
+    }
+
+    /// Joins copies with their payloads. A copy whose payload is gone was
+    /// deleted meanwhile and is left out.
+    async fn with_payloads(
+        &self,
+        metas: Vec<Meta>,
+        with_history: bool,
+    ) -> Result<Vec<Task>, StoreError> {
+        if metas.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw = self.log.payloads(&publishes_of(&metas)).await?;
+        let mut data: HashMap<[u8; 16], Arc<Map<String, Value>>> = HashMap::new();
+        for (k, bytes) in raw {
+            match ops::decode_json(&bytes) {
+                Ok(d) => {
+                    data.insert(k, Arc::new(d));
+                }
+                Err(e) => {
+                    tracing::error!(publish = %TaskId::from_bytes(k), error = %e, "a stored payload is corrupt")
+                }
+            }
+        }
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                data.get(m.publish_id().as_bytes())
+                    .map(|d| m.to_task(Arc::clone(d), with_history))
+            })
+            .collect())
+    }
+}
+
+/// The distinct publishes of these copies, as the log keys their payloads.
+fn publishes_of(metas: &[Meta]) -> Vec<[u8; 16]> {
+    let mut publishes: Vec<[u8; 16]> = metas.iter().map(|m| *m.publish_id().as_bytes()).collect();
+    publishes.sort_unstable();
+    publishes.dedup();
+    publishes
+}
+
+/// Builds a state from everything a log holds. Finished copies are indexed
+/// last and oldest first, so that the recent history keeps its order.
+async fn load<L: Log>(log: &L, retention: Retention) -> Result<State, StoreError> {
+    let mut st = State::new(retention);
+    let mut finished: HashMap<TaskId, Meta> = HashMap::new();
+    let mut counters = None;
+    let last = log
+        .load(&mut |batch: Batch| {
+            for op in &batch.ops {
+                match op {
+                    Op::PutCopy(_, bytes) => {
+                        let m = ops::decode_copy(bytes)?;
+                        st.remove(m.task_id);
+                        if m.state.is_finished() {
+                            finished.insert(m.task_id, m);
+                        } else {
+                            finished.remove(&m.task_id);
+                            st.insert(m);
+                        }
+                    }
+                    Op::DeleteCopy(k) => {
+                        let id = TaskId::from_bytes(*k);
+                        st.remove(id);
+                        finished.remove(&id);
+                    }
+                    other => ops::apply(&mut st, other)?,
+                }
+            }
+            counters = Some(batch.counters);
+            Ok(())
+        })
+        .await?;
+    let mut finished: Vec<Meta> = finished.into_values().collect();
+    finished.sort_by_key(|m| (m.finished_at(), m.task_id));
+    for m in finished {
+        st.insert(m);
+    }
+    if let Some(c) = counters {
+        st.counters = c;
+        st.counters_committed = c;
+    }
+    st.applied = last;
+    Ok(st)
+}
+
+#[async_trait]
+impl<L: Log> Store for Engine<L> {
+    async fn enqueue(
+        &self,
+        tasks: Vec<Task>,
+        counters: Counters,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        self.change_then(
+            |st, ops| {
+                let staged = st.enqueue(tasks, ops)?;
+                st.counters.add(&counters);
+                Ok(staged)
+            },
+            State::reveal,
+        )
+        .await
+    }
+
+    async fn claim(
+        &self,
+        worker: WorkerId,
+        lanes: &[Lane],
+        now: Millis,
+        count: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        self.claim_copies(worker, lanes, now, count).await
+    }
+
+    async fn finish(
+        &self,
+        id: TaskId,
+        worker: WorkerId,
+        now: Millis,
+        outcome: Outcome,
+    ) -> Result<Task, StoreError> {
+        let m = self
+            .change(|st, ops| st.finish(id, worker, now, outcome, ops))
+            .await?;
+        Ok(m.for_report())
+    }
+
+    async fn heartbeat(
+        &self,
+        id: TaskId,
+        worker: WorkerId,
+        now: Millis,
+        progress: Option<Value>,
+    ) -> Result<Task, StoreError> {
+        let m = self
+            .change(|st, ops| st.heartbeat(id, worker, now, progress, ops))
+            .await?;
+        Ok(m.for_report())
+    }
+
+    async fn tick(&self, now: Millis) -> Result<Tick, StoreError> {
+        if self.log.poll_interval().is_some() {
+            // Every node ticks often: make a change (take the cluster lock)
+            // only when something is due.
+            self.sync().await?;
+            if !self.lock().due(now) {
+                return Ok(Tick::default());
+            }
+        }
+        self.change(|st, ops| Ok(st.tick(now, ops))).await
+    }
+
+    async fn release_worker(&self, worker: WorkerId, now: Millis) -> Result<Tick, StoreError> {
+        self.change(|st, ops| Ok(st.release_worker(worker, now, ops)))
+            .await
+    }
+
+    async fn delete_tasks(&self, selector: TaskSelector) -> Result<u64, StoreError> {
+        self.change(|st, ops| Ok(st.delete_tasks(&selector, ops)))
+            .await
+    }
+
+    async fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
+        self.sync().await?;
+        let meta = self.lock().tasks.get(&id).cloned();
+        Ok(self
+            .with_payloads(meta.into_iter().collect(), true)
+            .await?
+            .pop())
+    }
+
+    async fn tasks_of_publish(&self, publish_id: TaskId) -> Result<Vec<Task>, StoreError> {
+        self.sync().await?;
+        let metas: Vec<Meta> = self.lock().copies_of(publish_id).cloned().collect();
+        self.with_payloads(metas, true).await
+    }
+
+    async fn tasks_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError> {
+        self.sync().await?;
+        let metas: Vec<Meta> = {
+            let st = self.lock();
+            st.with_key(key)
+                .iter()
+                .filter_map(|id| st.tasks.get(id).cloned())
+                .collect()
+        };
+        self.with_payloads(metas, true).await
+    }
+
+    async fn cancel(&self, target: CancelTarget, now: Millis) -> Result<Cancellation, StoreError> {
+        self.change(|st, ops| Ok(st.cancel(&target, now, ops)))
+            .await
+    }
+
+    async fn list_tasks(
+        &self,
+        queue: Option<&QueueName>,
+        state: TaskState,
+        page: Page,
+    ) -> Result<Vec<Task>, StoreError> {
+        self.sync().await?;
+        let metas = self.list_metas(queue, state, page).await;
+        self.with_payloads(metas, true).await
+    }
+
+    async fn running_of(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError> {
+        self.sync().await?;
+        Ok(self
+            .lock()
+            .running_by
+            .get(&worker)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default())
+    }
+
+    async fn queue_counts(&self) -> Result<Vec<(QueueName, QueueCounts)>, StoreError> {
+        self.sync().await?;
+        Ok(self
+            .lock()
+            .counts
+            .iter()
+            .map(|(q, c)| (q.clone(), *c))
+            .collect())
+    }
+
+    async fn lane_len(&self, lane: &Lane) -> Result<u64, StoreError> {
+        self.sync().await?;
+        Ok(self.lock().ready.get(lane).map_or(0, |s| s.len() as u64))
+    }
+
+    async fn put_interests(&self, queue: &QueueName, interests: &Value) -> Result<(), StoreError> {
+        self.record(ops::interests_op(queue, interests), |_| true)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_interests(&self, queue: &QueueName) -> Result<bool, StoreError> {
+        self.record(Op::DeleteInterests(queue.to_string()), |st| {
+            st.interests.contains_key(queue)
+        })
+        .await
+    }
+
+    async fn interests(&self) -> Result<Vec<(QueueName, Value)>, StoreError> {
+        self.sync().await?;
+        Ok(self
+            .lock()
+            .interests
+            .iter()
+            .map(|(q, v)| (q.clone(), v.clone()))
+            .collect())
+    }
+
+    async fn put_queue_settings(
+        &self,
+        queue: &QueueName,
+        settings: QueueSettings,
+    ) -> Result<(), StoreError> {
+        let op = if settings.is_default() {
+            Op::DeleteQueueSettings(queue.to_string())
+        } else {
+            ops::settings_op(queue, &settings)
+        };
+        self.record(op, |_| true).await?;
+        Ok(())
+    }
+
+    async fn queue_settings(&self) -> Result<Vec<(QueueName, QueueSettings)>, StoreError> {
+        self.sync().await?;
+        let mut all: Vec<_> = self
+            .lock()
+            .queue_settings
+            .iter()
+            .map(|(q, s)| (q.clone(), *s))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
+    }
+
+    async fn put_schedule(&self, schedule: &ScheduleRecord) -> Result<(), StoreError> {
+        self.record(ops::schedule_op(schedule), |_| true).await?;
+        Ok(())
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
+        self.record(Op::DeleteSchedule(name.to_owned()), |st| {
+            st.schedules.contains_key(name)
+        })
+        .await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.sync().await?;
+        Ok(self.lock().schedules.values().cloned().collect())
+    }
+
+    async fn due_schedules(&self, now: Millis) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.sync().await?;
+        Ok(self
+            .lock()
+            .schedules
+            .values()
+            .filter(|s| s.next_run.is_some_and(|at| at <= now))
+            .cloned()
+            .collect())
+    }
+
+    async fn fire_schedule(
+        &self,
+        schedule: &ScheduleRecord,
+        tasks: Vec<Task>,
+        counters: Counters,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        let fired = ops::schedule_op(schedule);
+        self.change_then(
+            |st, ops| {
+                let staged = st.enqueue(tasks, ops)?;
+                ops::apply(st, &fired)?;
+                ops.push(fired);
+                st.counters.add(&counters);
+                Ok(staged)
+            },
+            State::reveal,
+        )
+        .await
+    }
+
+    async fn put_worker(&self, worker: &WorkerRecord) -> Result<(), StoreError> {
+        self.record(ops::worker_op(worker), |_| true).await?;
+        Ok(())
+    }
+
+    async fn delete_worker(&self, worker: WorkerId) -> Result<bool, StoreError> {
+        self.record(Op::DeleteWorker(*worker.as_bytes()), |st| {
+            st.workers.contains_key(&worker)
+        })
+        .await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        self.sync().await?;
+        Ok(self.lock().workers.values().cloned().collect())
+    }
+
+    async fn counters(&self) -> Result<Counters, StoreError> {
+        self.sync().await?;
+        Ok(self.lock().counters)
+    }
+
+    async fn retry_failed(
+        &self,
+        target: RetryTarget,
+        now: Millis,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        self.change(|st, ops| st.retry_failed(&target, now, ops))
+            .await
+    }
+
+    async fn retry_edited(
+        &self,
+        failed: TaskId,
+        replacement: Task,
+        now: Millis,
+    ) -> Result<TaskId, StoreError> {
+        let new_id = replacement.task_id;
+        let out = self
+            .change_then(
+                |st, ops| {
+                    st.check_failed(failed, "edited")?;
+                    let staged = st.enqueue(vec![replacement], ops)?;
+                    st.cancel_edited(failed, new_id, now, ops);
+                    Ok(staged)
+                },
+                State::reveal,
+            )
+            .await?;
+        Ok(out.first().map_or(new_id, |e| e.task_id()))
+    }
+
+    async fn run_now(&self, id: TaskId, now: Millis) -> Result<Task, StoreError> {
+        let meta = self.change(|st, ops| st.run_now(id, now, ops)).await?;
+        self.with_payloads(vec![meta], true)
+            .await?
+            .pop()
+            .ok_or(StoreError::UnknownTask(id))
+    }
+
+    async fn locks(&self) -> Result<Vec<HeldLock>, StoreError> {
+        self.sync().await?;
+        Ok(self.lock().held_locks())
+    }
+
+    async fn break_lock(
+        &self,
+        holder: TaskId,
+        kind: LockKind,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        self.change(|st, ops| Ok(st.break_lock(holder, kind, now, ops)))
+            .await
+    }
+
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.change(|st, ops| {
+            st.append_audit(entry, ops);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit(&self, page: Page) -> Result<(u64, Vec<AuditEntry>), StoreError> {
+        self.sync().await?;
+        let st = self.lock();
+        let entries = st
+            .audit
+            .iter()
+            .rev()
+            .skip(page.offset)
+            .take(page.limit)
+            .map(|(_, e)| e.clone())
+            .collect();
+        Ok((st.audit.len() as u64, entries))
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        // A change of nothing but a commit: it proves the log takes writes,
+        // and (with group commit) waits for everything before it.
+        self.change(|_, ops| {
+            ops.push(Op::Sync);
+            Ok(())
+        })
+        .await
+    }
+
+    fn poll_interval(&self) -> Option<std::time::Duration> {
+        self.log.poll_interval()
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.log.stats()
+    }
+}
+
+impl Meta {
+    /// One copy for the answer to a worker's report: without its history or
+    /// its payload (the worker has it), so that no payload is read.
+    fn for_report(&self) -> Task {
+        self.for_answer().to_task(Arc::new(Map::new()), false)
+    }
+}

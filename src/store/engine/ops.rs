@@ -1,0 +1,176 @@
+//! The records a change writes: what the embedded journal stores in its
+//! tables and what a shared log carries between nodes (postcard), and the one
+//! way a stored record becomes state (`apply`), used at start-up, after a
+//! failed commit, and for other nodes' changes.
+
+use serde::{Deserialize, Serialize};
+
+use super::meta::Meta;
+use super::state::State;
+use crate::model::{
+    AuditEntry, Counters, QueueName, QueueSettings, ScheduleRecord, TaskId, WorkerId, WorkerRecord,
+};
+use crate::store::{StoreError, AUDIT_KEPT};
+
+/// One record written or removed. Carried by shared logs (postcard), so
+/// variants are only ever added at the end.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Op {
+    PutCopy([u8; 16], Vec<u8>),
+    DeleteCopy([u8; 16]),
+    PutPayload([u8; 16], Vec<u8>),
+    DeletePayload([u8; 16]),
+    PutInterests(String, Vec<u8>),
+    DeleteInterests(String),
+    PutWorker([u8; 16], Vec<u8>),
+    DeleteWorker([u8; 16]),
+    PutQueueSettings(String, Vec<u8>),
+    DeleteQueueSettings(String),
+    PutSchedule(String, Vec<u8>),
+    DeleteSchedule(String),
+    PutAudit(u64, Vec<u8>),
+    DeleteAudit(u64),
+    /// Nothing but a commit, so that the totals it carries are written.
+    Sync,
+}
+
+impl Op {
+    /// Roughly its encoded size.
+    pub fn size(&self) -> usize {
+        16 + match self {
+            Op::PutCopy(_, v) | Op::PutPayload(_, v) | Op::PutWorker(_, v) | Op::PutAudit(_, v) => {
+                v.len()
+            }
+            Op::PutInterests(k, v) | Op::PutQueueSettings(k, v) | Op::PutSchedule(k, v) => {
+                k.len() + v.len()
+            }
+            Op::DeleteInterests(k) | Op::DeleteQueueSettings(k) | Op::DeleteSchedule(k) => k.len(),
+            Op::DeleteCopy(_)
+            | Op::DeletePayload(_)
+            | Op::DeleteWorker(_)
+            | Op::DeleteAudit(_)
+            | Op::Sync => 0,
+        }
+    }
+}
+
+/// One change as it is made durable: its records, and the totals after it.
+/// Totals travel with the change that moved them, so that a crash can never
+/// leave them ahead of or behind the records.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Batch {
+    pub ops: Vec<Op>,
+    pub counters: Counters,
+}
+
+pub(super) fn put_copy(m: &Meta) -> Op {
+    Op::PutCopy(
+        *m.task_id.as_bytes(),
+        postcard::to_stdvec(m).expect("a copy encodes"),
+    )
+}
+
+pub(super) fn interests_op(queue: &QueueName, interests: &serde_json::Value) -> Op {
+    Op::PutInterests(queue.to_string(), json(interests))
+}
+
+pub(super) fn worker_op(w: &WorkerRecord) -> Op {
+    Op::PutWorker(*w.worker_id.as_bytes(), json(w))
+}
+
+pub(super) fn settings_op(queue: &QueueName, settings: &QueueSettings) -> Op {
+    Op::PutQueueSettings(queue.to_string(), json(settings))
+}
+
+pub(super) fn schedule_op(s: &ScheduleRecord) -> Op {
+    Op::PutSchedule(s.name.clone(), json(s))
+}
+
+pub(super) fn audit_op(seq: u64, entry: &AuditEntry) -> Op {
+    Op::PutAudit(seq, json(entry))
+}
+
+fn json(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).expect("a record encodes as JSON")
+}
+
+pub(super) fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(super) fn decode_copy(bytes: &[u8]) -> Result<Meta, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("a copy's record: {e}")))
+}
+
+fn queue_of(name: &str) -> Result<QueueName, StoreError> {
+    QueueName::parse(name).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Applies one stored record to the state, as the change that wrote it did.
+pub(super) fn apply(st: &mut State, op: &Op) -> Result<(), StoreError> {
+    match op {
+        Op::PutCopy(_, bytes) => {
+            let m = decode_copy(bytes)?;
+            st.remove(m.task_id);
+            st.insert(m);
+        }
+        Op::DeleteCopy(k) => {
+            st.remove(TaskId::from_bytes(*k));
+        }
+        Op::PutInterests(name, bytes) => {
+            st.interests.insert(queue_of(name)?, decode_json(bytes)?);
+        }
+        Op::DeleteInterests(name) => {
+            st.interests.remove(&queue_of(name)?);
+        }
+        Op::PutWorker(_, bytes) => {
+            let w: WorkerRecord = decode_json(bytes)?;
+            st.workers.insert(w.worker_id, w);
+        }
+        Op::DeleteWorker(k) => {
+            st.workers.remove(&WorkerId::from_bytes(*k));
+        }
+        // New limits start a new token bucket.
+        Op::PutQueueSettings(name, bytes) => {
+            let queue = queue_of(name)?;
+            st.buckets.remove(&queue);
+            st.queue_settings.insert(queue, decode_json(bytes)?);
+        }
+        Op::DeleteQueueSettings(name) => {
+            let queue = queue_of(name)?;
+            st.buckets.remove(&queue);
+            st.queue_settings.remove(&queue);
+        }
+        Op::PutSchedule(_, bytes) => {
+            let schedule: ScheduleRecord = decode_json(bytes)?;
+            st.schedules.insert(schedule.name.clone(), schedule);
+        }
+        Op::DeleteSchedule(name) => {
+            st.schedules.remove(name);
+        }
+        Op::PutAudit(seq, bytes) => {
+            st.audit.push_back((*seq, decode_json(bytes)?));
+            while st.audit.len() > AUDIT_KEPT {
+                st.audit.pop_front();
+            }
+        }
+        Op::DeleteAudit(seq) => st.audit.retain(|(s, _)| s != seq),
+        // Payloads are read where they are stored, never held in the state.
+        Op::PutPayload(..) | Op::DeletePayload(_) | Op::Sync => {}
+    }
+    Ok(())
+}
+
+/// The whole state as records that rebuild it from nothing.
+pub(super) fn snapshot(st: &State) -> Batch {
+    let mut ops: Vec<Op> = st.tasks.values().map(put_copy).collect();
+    ops.extend(st.interests.iter().map(|(q, v)| interests_op(q, v)));
+    ops.extend(st.workers.values().map(worker_op));
+    ops.extend(st.queue_settings.iter().map(|(q, s)| settings_op(q, s)));
+    ops.extend(st.schedules.values().map(schedule_op));
+    ops.extend(st.audit.iter().map(|(seq, e)| audit_op(*seq, e)));
+    Batch {
+        ops,
+        counters: st.counters,
+    }
+}
