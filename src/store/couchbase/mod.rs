@@ -490,14 +490,13 @@ impl Log for CouchbaseLog {
         } else {
             Vec::new()
         };
-        let next = applied + news.len() as u64 + 1;
         Ok((
             Turn {
                 _mine: mine,
                 lock_cas,
                 since,
                 changes: changes + 1,
-                next,
+                next: 0,
                 staged: None,
                 log: Arc::clone(log),
                 released: false,
@@ -506,11 +505,8 @@ impl Log for CouchbaseLog {
         ))
     }
 
-    fn next_seq(&self, turn: &Turn) -> u64 {
-        turn.next
-    }
-
-    fn stage(&self, turn: &mut Turn, batch: Batch) {
+    fn stage(&self, turn: &mut Turn, seq: u64, batch: Batch) {
+        turn.next = seq;
         match &mut turn.staged {
             Some(staged) => {
                 staged.ops.extend(batch.ops);

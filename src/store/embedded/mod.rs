@@ -249,11 +249,7 @@ impl Log for EmbeddedLog {
         }
     }
 
-    fn next_seq(&self, _turn: &Ticket) -> u64 {
-        0
-    }
-
-    fn stage(&self, turn: &mut Ticket, batch: Batch) {
+    fn stage(&self, turn: &mut Ticket, _seq: u64, batch: Batch) {
         turn.0 = self.journal.push(batch);
     }
 

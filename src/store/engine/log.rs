@@ -36,12 +36,9 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
         applied: u64,
     ) -> impl Future<Output = Result<(Self::Turn, News), StoreError>> + Send;
 
-    /// The number the next staged change takes in this log (0 for a log
-    /// that does not number its entries).
-    fn next_seq(&self, turn: &Self::Turn) -> u64;
-
-    /// Queues the change's records. Called while the state is locked.
-    fn stage(&self, turn: &mut Self::Turn, batch: Batch);
+    /// Queues the change's records as entry `seq` (the one after the last
+    /// the state holds). Called while the state is locked.
+    fn stage(&self, turn: &mut Self::Turn, seq: u64, batch: Batch);
 
     /// Makes what was staged durable. Returns only once it is, or failed.
     fn commit(&self, turn: Self::Turn) -> impl Future<Output = Result<(), StoreError>> + Send;

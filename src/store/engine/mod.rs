@@ -126,10 +126,12 @@ impl<L: Log> Engine<L> {
                         if ops.is_empty() {
                             ops.push(Op::Sync);
                         }
-                        st.applied = self.log.next_seq(&turn);
+                        // Under the log's turn the state holds every entry
+                        // before this one, whoever wrote them.
+                        st.applied += 1;
                         st.counters_committed = st.counters;
                         let counters = st.counters;
-                        self.log.stage(&mut turn, Batch { ops, counters });
+                        self.log.stage(&mut turn, st.applied, Batch { ops, counters });
                     }
                     r
                 }
