@@ -267,7 +267,13 @@ impl Settings {
         let mut builder = Config::builder().add_source(Config::try_from(&Settings::default())?);
         builder = match file {
             Some(path) => builder.add_source(File::from(path).format(FileFormat::Toml)),
-            None => builder.add_source(File::new("interq", FileFormat::Toml).required(false)),
+            // Only `interq.toml`: a bare name would also find a file called
+            // `interq` (the binary itself, in its own directory).
+            None => builder.add_source(
+                File::from(Path::new("interq.toml"))
+                    .format(FileFormat::Toml)
+                    .required(false),
+            ),
         };
         // Only variables that name a setting: others share the prefix
         // (`INTERQ_KEY` for the bench, `INTERQ_TASK_ID` for a worker's

@@ -75,6 +75,11 @@ enum Command {
         /// Directory of the embedded store (default ./data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// When the embedded store's file is damaged or empty, move it aside
+        /// (it is kept beside, renamed) and start an empty store, instead of
+        /// refusing to start.
+        #[arg(long)]
+        start_fresh: bool,
     },
     /// Drives an interq over HTTP and reports throughput and latency. Without
     /// --url it starts one in this process on a temporary data directory.
@@ -161,8 +166,15 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Serve { listen, data_dir } => {
+        Command::Serve {
+            listen,
+            data_dir,
+            start_fresh,
+        } => {
             let mut overrides = Vec::new();
+            if start_fresh {
+                overrides.push(("store.start_fresh", "true".to_owned()));
+            }
             if let Some(l) = listen {
                 overrides.push(("listen", l));
             }

@@ -268,3 +268,38 @@ mod tests {
         assert!(text.contains("interq_publish_seconds_count 2"), "{text}");
     }
 }
+
+/// The process's own figures, as Prometheus names them, read from `/proc`
+/// (zero where there is none).
+pub mod process {
+    /// Clock ticks per second as `/proc` counts them (`getconf CLK_TCK`,
+    /// 100 on every Linux this runs on).
+    const TICKS_PER_SEC: f64 = 100.0;
+    const PAGE_BYTES: u64 = 4096;
+
+    /// CPU seconds, user and system, since the process started.
+    pub fn cpu_seconds() -> f64 {
+        let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+            return 0.0;
+        };
+        // The command name (field 2) may hold spaces: count from its end.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        // utime and stime are fields 14 and 15, so 11 and 12 after the name.
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        (ticks(11) + ticks(12)) as f64 / TICKS_PER_SEC
+    }
+
+    /// Resident bytes now.
+    pub fn resident_bytes() -> u64 {
+        std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or(0, |pages| pages * PAGE_BYTES)
+    }
+}

@@ -212,13 +212,36 @@ impl ShutdownHandle {
 async fn tick_loop(broker: Arc<Broker>, every: Duration) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // While the store refuses changes (a full disk), every tick fails the
+    // same way: say so when it starts, every minute, and when it ends.
+    let mut failing: Option<(std::time::Instant, u64)> = None;
     loop {
         interval.tick().await;
         if broker.is_shutting_down() {
             return;
         }
-        if let Err(e) = broker.tick().await {
-            tracing::error!(error = %e, "tick failed");
+        match broker.tick().await {
+            Ok(()) => {
+                if let Some((since, n)) = failing.take() {
+                    tracing::info!(
+                        failed_ticks = n,
+                        for_secs = since.elapsed().as_secs(),
+                        "ticks succeed again"
+                    );
+                }
+            }
+            Err(e) => match &mut failing {
+                None => {
+                    tracing::error!(error = %e, "tick failed");
+                    failing = Some((std::time::Instant::now(), 1));
+                }
+                Some((since, n)) => {
+                    *n += 1;
+                    if n.is_multiple_of((60_000 / every.as_millis().max(1) as u64).max(1)) {
+                        tracing::error!(error = %e, failed_ticks = *n, for_secs = since.elapsed().as_secs(), "ticks still fail");
+                    }
+                }
+            },
         }
     }
 }

@@ -7,6 +7,13 @@ use super::AppState;
 use crate::metrics::Sample;
 use crate::model::WorkerState;
 
+fn one(value: f64) -> Vec<Sample> {
+    vec![Sample {
+        labels: vec![],
+        value,
+    }]
+}
+
 pub async fn show_metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let broker = &state.broker;
     let queues = broker.queues().await?;
@@ -59,6 +66,21 @@ pub async fn show_metrics(state: web::Data<AppState>) -> Result<HttpResponse, Ap
             per_queue(|c| c.failed),
         ),
         ("interq_workers", "Registered workers by state.", by_state),
+        (
+            "interq_recent_publishes",
+            "Publishes kept in memory for the console's interest preview.",
+            one(broker.recent_publishes().0 as f64),
+        ),
+        (
+            "interq_recent_publish_bytes",
+            "Estimated bytes those hold (bounded).",
+            one(broker.recent_publishes().1 as f64),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "Resident memory of this process.",
+            one(crate::metrics::process::resident_bytes() as f64),
+        ),
     ];
     let counters = broker.counters().await?;
     let totals_json = serde_json::to_value(counters).unwrap_or_default();
@@ -95,6 +117,11 @@ pub async fn show_metrics(state: web::Data<AppState>) -> Result<HttpResponse, Ap
                 labels: vec![],
                 value: stats.writes as f64,
             }],
+        ),
+        (
+            "process_cpu_seconds_total",
+            "CPU time this process used, user and system.",
+            one(crate::metrics::process::cpu_seconds()),
         ),
     ];
     Ok(HttpResponse::Ok()

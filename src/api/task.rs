@@ -190,7 +190,7 @@ pub async fn update_task(state: web::Data<AppState>, body: Body) -> Result<HttpR
                 .broker
                 .report(worker, task, report, re_enqueue)
                 .await?;
-            Ok(HttpResponse::Ok().json(task))
+            Ok(HttpResponse::Ok().json(report_view(&task)))
         }
         Body::Batch(items) => {
             check_batch_size(items.len(), &state)?;
@@ -205,7 +205,7 @@ pub async fn update_task(state: web::Data<AppState>, body: Body) -> Result<HttpR
             for (worker, task, report, re_enqueue) in updates {
                 answers.push(
                     match state.broker.report(worker, task, report, re_enqueue).await {
-                        Ok(task) => json!({"task": task}),
+                        Ok(task) => json!({"task": report_view(&task)}),
                         Err(e) => {
                             let e = ApiError::from(e);
                             json!({"error": {"code": e.code, "message": e.message}})
@@ -219,6 +219,16 @@ pub async fn update_task(state: web::Data<AppState>, body: Body) -> Result<HttpR
 }
 
 type Update = (WorkerId, TaskId, Report, bool);
+
+/// A task as the answer to its worker's report: without its `data`, which
+/// the worker has (nor its history, which reports never carry).
+fn report_view(task: &crate::model::Task) -> Value {
+    let mut view = serde_json::to_value(task).unwrap_or(Value::Null);
+    if let Some(fields) = view.as_object_mut() {
+        fields.remove("data");
+    }
+    view
+}
 
 fn parse_update(p: &Params, state: &AppState) -> Result<Update, ApiError> {
     let limits = &state.settings.limits;

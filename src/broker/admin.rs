@@ -16,6 +16,11 @@ use crate::model::{
 
 /// Published tasks remembered for trying interests against.
 pub const RECENT_KEPT: usize = 1000;
+/// Bytes those may take in all: one publisher sending large tasks must not
+/// make the console's preview hold gigabytes.
+pub const RECENT_BYTES: usize = 16 << 20;
+/// A task larger than this is not remembered at all.
+pub const RECENT_ONE_BYTES: usize = 64 << 10;
 /// How often the totals are sampled for the throughput chart.
 pub const SAMPLE_EVERY_MS: u64 = 5_000;
 /// Samples kept: six minutes at one per five seconds.
@@ -32,20 +37,48 @@ pub struct Sample {
 /// time. Per node, and empty after a restart.
 #[derive(Debug, Default)]
 pub(crate) struct Observed {
-    recent: std::sync::Mutex<VecDeque<Arc<Map<String, Value>>>>,
+    recent: std::sync::Mutex<Recent>,
     samples: std::sync::Mutex<VecDeque<Sample>>,
+}
+
+/// The last publishes, each with its estimated size, within both bounds.
+#[derive(Debug, Default)]
+struct Recent {
+    tasks: VecDeque<(Arc<Map<String, Value>>, usize)>,
+    bytes: usize,
 }
 
 impl Observed {
     pub(crate) fn published(&self, batch: Vec<Arc<Map<String, Value>>>) {
-        let evicted: Vec<Arc<Map<String, Value>>> = {
+        // Sized before the lock, and only up to the bound: a task of a
+        // hundred thousand fields is not walked whole.
+        let sized: Vec<_> = batch
+            .into_iter()
+            .filter_map(|d| size_within(&d, RECENT_ONE_BYTES).map(|n| (d, n)))
+            .collect();
+        let mut evicted = Vec::new();
+        {
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            recent.extend(batch);
-            let excess = recent.len().saturating_sub(RECENT_KEPT);
-            recent.drain(..excess).collect()
-        };
+            for (d, n) in sized {
+                recent.bytes += n;
+                recent.tasks.push_back((d, n));
+            }
+            while recent.tasks.len() > RECENT_KEPT || recent.bytes > RECENT_BYTES {
+                let Some((d, n)) = recent.tasks.pop_front() else {
+                    break;
+                };
+                recent.bytes -= n;
+                evicted.push(d);
+            }
+        }
         // Publishes share this lock: free the evicted payloads after it.
         drop(evicted);
+    }
+
+    /// What the recent publishes hold now: how many, and their bytes.
+    pub(crate) fn recent_size(&self) -> (usize, usize) {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        (recent.tasks.len(), recent.bytes)
     }
 
     /// Whether a sample is due at `now`.
@@ -63,6 +96,38 @@ impl Observed {
             samples.pop_front();
         }
     }
+}
+
+/// About the bytes `data` holds in memory, or `None` once past `limit`
+/// (the walk stops there).
+fn size_within(data: &Map<String, Value>, limit: usize) -> Option<usize> {
+    fn walk(v: &Value, budget: &mut isize) {
+        if *budget < 0 {
+            return;
+        }
+        // Each value costs its own slot besides its contents.
+        *budget -= 32;
+        match v {
+            Value::String(s) => *budget -= s.len() as isize,
+            Value::Array(items) => items.iter().for_each(|i| walk(i, budget)),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    *budget -= k.len() as isize + 32;
+                    walk(v, budget);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    let mut budget = limit as isize;
+    for (k, v) in data {
+        budget -= k.len() as isize + 32;
+        walk(v, &mut budget);
+        if budget < 0 {
+            return None;
+        }
+    }
+    Some(limit - budget as usize)
 }
 
 /// How a candidate interest would have routed the recent publishes.
@@ -273,6 +338,12 @@ impl Broker {
         samples.iter().copied().collect()
     }
 
+    /// The publishes remembered for the interest preview: how many, and
+    /// about how many bytes they hold.
+    pub fn recent_publishes(&self) -> (usize, usize) {
+        self.observed.recent_size()
+    }
+
     /// Samples the totals when one is due.
     pub(crate) async fn sample_counters(&self, now: Millis) -> Result<()> {
         if self.observed.sample_due(now) {
@@ -322,7 +393,13 @@ impl Broker {
                 .recent
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            recent.iter().rev().take(n).cloned().collect()
+            recent
+                .tasks
+                .iter()
+                .rev()
+                .take(n)
+                .map(|(d, _)| Arc::clone(d))
+                .collect()
         };
         let matching: Vec<&Arc<Map<String, Value>>> =
             recent.iter().filter(|d| parsed.matches(d)).collect();

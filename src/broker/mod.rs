@@ -919,6 +919,11 @@ impl Broker {
         if let Some(t) = self.store.task(id).await? {
             return Ok(self.task_view(&t));
         }
+        // A copy's id that names no copy is unknown, even when its publish
+        // exists: only a publish's own id lists the copies.
+        if !id.is_publish() {
+            return Err(BrokerError::UnknownTask(id));
+        }
         let copies = self.store.tasks_of_publish(id).await?;
         if copies.is_empty() {
             return Err(BrokerError::UnknownTask(id));

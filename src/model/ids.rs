@@ -87,6 +87,11 @@ impl TaskId {
         self.with_last(index)
     }
 
+    /// Whether this is a publish's id (no copy's).
+    pub fn is_publish(self) -> bool {
+        self.as_bytes()[14..16] == [0xFF, 0xFF]
+    }
+
     /// The publish a copy id belongs to.
     pub fn publish(self) -> Self {
         self.copy(0).with_last(0xFFFF)

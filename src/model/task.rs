@@ -138,9 +138,10 @@ pub struct Task {
     /// For `scope: all`: the worker whose own queue holds this copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_queue: Option<WorkerId>,
-    /// Shared by every copy of a publish. Left out of answers to a worker's
-    /// reports (it has the data), and so absent when empty.
-    #[serde(default, skip_serializing_if = "no_data")]
+    /// Shared by every copy of a publish, always exactly as published (an
+    /// empty object included). Answers to a worker's reports leave it out
+    /// (the worker has it): see `api::task`.
+    #[serde(default)]
     pub data: std::sync::Arc<Map<String, Value>>,
     pub publisher: String,
     pub priority: Priority,
@@ -192,10 +193,6 @@ pub struct Task {
     /// empty for tasks that use neither rule.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub fingerprint: String,
-}
-
-fn no_data(data: &std::sync::Arc<Map<String, Value>>) -> bool {
-    data.is_empty()
 }
 
 impl Task {

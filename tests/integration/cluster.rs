@@ -179,7 +179,11 @@ async fn three_nodes_share_interests_and_complete_every_task_once() {
         }
     }
     let waiting = apis[2].queue("jobs").await;
-    assert_eq!(waiting["scheduled"].as_u64().unwrap(), total as u64 / 3, "{waiting}");
+    assert_eq!(
+        waiting["scheduled"].as_u64().unwrap(),
+        total as u64 / 3,
+        "{waiting}"
+    );
     for api in &apis {
         api.advance(61.0).await;
     }

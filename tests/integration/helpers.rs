@@ -257,6 +257,13 @@ impl TestApp {
     }
 }
 
+/// How a child that refused to start ended.
+#[derive(Debug)]
+pub struct Exited {
+    pub status: std::process::ExitStatus,
+    pub stderr: String,
+}
+
 /// A server in a child process, which a test can kill.
 pub struct ChildServer {
     pub child: Child,
@@ -278,9 +285,68 @@ impl ChildServer {
 
     /// `start`, with extra environment variables for this child only.
     pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(interq_binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        Self::spawn(Self::command(data_dir, env, &[]))
+    }
+
+    /// `start`, with more arguments to `interq serve`.
+    pub fn start_with_args(data_dir: &Path, args: &[&str]) -> Self {
+        Self::spawn(Self::command(data_dir, &[], args))
+    }
+
+    /// `start`, under a limit on the size of any file it writes
+    /// (`RLIMIT_FSIZE`): past it writes fail as on a full disk. SIGXFSZ is
+    /// ignored, as a server under such a limit should be run.
+    pub fn start_limited(data_dir: &Path, file_bytes: u64) -> Self {
+        let plain = Self::command(data_dir, &[], &[]);
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "trap '' XFSZ; exec prlimit --fsize={file_bytes}:unlimited -- \"$0\" \"$@\""
+            ))
+            .arg(plain.get_program())
+            .args(plain.get_args());
+        for (k, v) in plain.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        Self::spawn(cmd)
+    }
+
+    /// `start`, from the working directory `cwd`.
+    pub fn start_in(cwd: &Path, data_dir: &Path) -> Self {
+        let mut cmd = Self::command(data_dir, &[], &[]);
+        cmd.current_dir(cwd);
+        Self::spawn(cmd)
+    }
+
+    /// Runs `interq serve` expecting it to refuse to start; its exit status
+    /// and standard error.
+    pub fn run_to_exit(data_dir: &Path, args: &[&str]) -> Exited {
+        Self::exited(Self::command(data_dir, &[], args))
+    }
+
+    /// `run_to_exit`, from the working directory `cwd`.
+    pub fn run_to_exit_in(cwd: &Path, data_dir: &Path, args: &[&str]) -> Exited {
+        let mut cmd = Self::command(data_dir, &[], args);
+        cmd.current_dir(cwd);
+        Self::exited(cmd)
+    }
+
+    fn exited(mut cmd: Command) -> Exited {
+        let out = cmd.output().expect("run interq");
+        Exited {
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn command(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
+        let mut cmd = Command::new(interq_binary());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
@@ -288,17 +354,23 @@ impl ChildServer {
             )
             .env("INTERQ_LOG__FORMAT", "json")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start interq");
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd.spawn().expect("start interq");
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
         let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let port = loop {
-            let line = lines
-                .next()
-                .expect("interq exited before serving")
-                .expect("read stderr");
+            let Some(line) = lines.next() else {
+                panic!(
+                    "interq exited before serving:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            };
+            let line = line.expect("read stderr");
             logs.lock().unwrap().push(line.clone());
             let Ok(v) = serde_json::from_str::<Value>(&line) else {
                 continue;

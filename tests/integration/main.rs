@@ -10,6 +10,8 @@ mod cluster;
 mod conformance;
 mod durability;
 mod executor;
+mod faults;
+mod hardening;
 mod helpers;
 mod lifecycle;
 mod limits;

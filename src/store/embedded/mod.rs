@@ -147,6 +147,22 @@ impl Drop for EmbeddedLog {
     }
 }
 
+/// Bytes written to see whether the disk takes writes again before the
+/// database is reopened: cheaper than reopening and reading it all back only
+/// to fail at the next commit.
+const PROBE_BYTES: usize = 1 << 20;
+
+fn probe_space(db_path: &Path) -> Result<(), StoreError> {
+    use std::io::Write;
+    let probe = db_path.with_extension("space-probe");
+    let wrote = std::fs::File::create(&probe).and_then(|mut f| {
+        f.write_all(&vec![0u8; PROBE_BYTES])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    wrote.map_err(|e| classify("checking for free space", e))
+}
+
 /// Moves a damaged file out of the way, keeping it for inspection.
 fn set_aside(path: &Path) -> Result<PathBuf, StoreError> {
     let stamp = std::time::SystemTime::now()
@@ -202,41 +218,47 @@ fn open_file(path: &Path, options: OpenOptions) -> Result<Database, StoreError> 
     Ok(db)
 }
 
-/// Creates the tables a new file needs and checks (or writes) its format.
+/// Checks the file's format, and on a new (or pre-format) file creates the
+/// tables and writes it. A file already prepared is only read: reopening it
+/// on a full disk must not need space.
 fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
     let err = |e: redb::Error| classify(&format!("preparing {}", path.display()), e);
-    let txn = db.begin_write().map_err(|e| err(e.into()))?;
-    {
-        for t in [COPIES, PAYLOADS, WORKERS] {
-            txn.open_table(t).map_err(|e| err(e.into()))?;
+    let found = {
+        let txn = db.begin_read().map_err(|e| err(e.into()))?;
+        match txn.open_table(META) {
+            Ok(meta) => meta
+                .get(FORMAT_KEY)
+                .map_err(|e| err(e.into()))?
+                .map(|v| serde_json::from_slice::<u64>(v.value()).unwrap_or(u64::MAX)),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(err(e.into())),
         }
-        for t in [INTERESTS, META, QUEUE_SETTINGS, SCHEDULES] {
-            txn.open_table(t).map_err(|e| err(e.into()))?;
-        }
-        txn.open_table(AUDIT).map_err(|e| err(e.into()))?;
-        let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
-        let found = meta
-            .get(FORMAT_KEY)
-            .map_err(|e| err(e.into()))?
-            .map(|v| serde_json::from_slice::<u64>(v.value()).unwrap_or(u64::MAX));
-        match found {
-            Some(v) if v > FORMAT_VERSION => {
-                return Err(StoreError::Corrupt(format!(
-                    "{} is in format {v}, written by a newer interq; this one reads up to format {FORMAT_VERSION}",
-                    path.display()
-                )))
-            }
-            Some(v) if v == FORMAT_VERSION => {}
-            // A file from before formats were numbered is format 1.
-            _ => {
+    };
+    match found {
+        Some(v) if v > FORMAT_VERSION => Err(StoreError::Corrupt(format!(
+            "{} is in format {v}, written by a newer interq; this one reads up to format {FORMAT_VERSION}",
+            path.display()
+        ))),
+        Some(_) => Ok(()),
+        // A new file, or one from before formats were numbered (format 1).
+        None => {
+            let txn = db.begin_write().map_err(|e| err(e.into()))?;
+            {
+                for t in [COPIES, PAYLOADS, WORKERS] {
+                    txn.open_table(t).map_err(|e| err(e.into()))?;
+                }
+                for t in [INTERESTS, QUEUE_SETTINGS, SCHEDULES] {
+                    txn.open_table(t).map_err(|e| err(e.into()))?;
+                }
+                txn.open_table(AUDIT).map_err(|e| err(e.into()))?;
+                let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
                 let v = serde_json::to_vec(&FORMAT_VERSION).expect("a number encodes");
                 meta.insert(FORMAT_KEY, v.as_slice())
                     .map_err(|e| err(e.into()))?;
             }
+            txn.commit().map_err(|e| err(e.into()))
         }
     }
-    txn.commit().map_err(|e| err(e.into()))?;
-    Ok(())
 }
 
 impl Log for EmbeddedLog {
@@ -305,6 +327,7 @@ impl Log for EmbeddedLog {
     }
 
     async fn reset(&self) -> Result<(), StoreError> {
+        probe_space(&self.path)?;
         // redb must be closed and opened again after an I/O error. The old
         // handle goes first: a file is opened by one handle at a time.
         let old = self

@@ -22,6 +22,9 @@ const MAX_PAUSE: Duration = Duration::from_secs(5);
 pub(super) struct Fence {
     gate: RwLock<()>,
     poisoned: AtomicBool,
+    /// Failed since the last commit that succeeded: the pause between
+    /// read-backs keeps growing until one does.
+    recovering: AtomicBool,
     retry: Mutex<Retry>,
 }
 
@@ -32,6 +35,13 @@ struct Retry {
     /// No read-back is tried before this.
     not_before: Option<Instant>,
     pause: Duration,
+}
+
+impl Retry {
+    fn wait_longer(&mut self) {
+        self.pause = (self.pause * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
+        self.not_before = Some(Instant::now() + self.pause);
+    }
 }
 
 impl Fence {
@@ -65,14 +75,15 @@ impl Fence {
             }
             match reload().await {
                 Ok(()) => {
-                    *self.lock_retry() = Retry::default();
+                    let mut retry = self.lock_retry();
+                    retry.cause = None;
+                    retry.not_before = None;
                     self.poisoned.store(false, Ordering::Release);
-                    tracing::info!("the store takes changes again");
+                    tracing::info!("the store's state was read back; changes are taken again");
                 }
                 Err(e) => {
                     let mut retry = self.lock_retry();
-                    retry.pause = (retry.pause * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
-                    retry.not_before = Some(Instant::now() + retry.pause);
+                    retry.wait_longer();
                     retry.cause = Some(e.clone());
                     tracing::warn!(error = %e, retry_in_ms = retry.pause.as_millis() as u64, "the store cannot be read back yet");
                     return Err(e);
@@ -82,12 +93,25 @@ impl Fence {
         }
     }
 
-    /// A commit failed: no change until the state is read back.
+    /// A commit failed: no change until the state is read back. A failure
+    /// soon after a read-back (the disk is still full) waits longer before
+    /// the next one.
     pub fn poison(&self, cause: &StoreError) {
-        tracing::error!(error = %cause, "a change could not be stored; refusing changes until the state is read back");
         let mut retry = self.lock_retry();
+        if self.recovering.swap(true, Ordering::AcqRel) {
+            retry.wait_longer();
+        }
+        tracing::error!(error = %cause, retry_in_ms = retry.pause.as_millis() as u64, "a change could not be stored; changes are refused until the state is read back");
         retry.cause = Some(cause.clone());
         self.poisoned.store(true, Ordering::Release);
+    }
+
+    /// A commit succeeded: the next failure starts its pauses afresh.
+    pub fn succeeded(&self) {
+        if self.recovering.load(Ordering::Acquire) && self.recovering.swap(false, Ordering::AcqRel)
+        {
+            self.lock_retry().pause = Duration::ZERO;
+        }
     }
 
     /// The error to refuse a change with, while a read-back must wait.

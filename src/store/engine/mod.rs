@@ -131,7 +131,8 @@ impl<L: Log> Engine<L> {
                         st.applied += 1;
                         st.counters_committed = st.counters;
                         let counters = st.counters;
-                        self.log.stage(&mut turn, st.applied, Batch { ops, counters });
+                        self.log
+                            .stage(&mut turn, st.applied, Batch { ops, counters });
                     }
                     r
                 }
@@ -146,6 +147,7 @@ impl<L: Log> Engine<L> {
             self.fence.poison(&e);
             return Err(e);
         }
+        self.fence.succeeded();
         Ok(after(&mut self.lock(), result))
     }
 

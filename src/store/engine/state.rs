@@ -126,6 +126,8 @@ pub(super) struct State {
     /// One shared allocation per distinct queue name and publisher.
     queue_names: HashSet<QueueName>,
     publishers: HashSet<Arc<str>>,
+    /// How many publisher names were kept after the last pruning.
+    publishers_kept: usize,
 }
 
 impl State {
@@ -207,6 +209,16 @@ impl State {
         }
         self.publishers.insert(Arc::clone(p));
         Arc::clone(p)
+    }
+
+    /// Forgets the names of publishers no copy names any more, once their
+    /// number has doubled since the last time: a publisher that names itself
+    /// anew in every publish must not grow the state for ever.
+    pub fn prune_names(&mut self) {
+        if self.publishers.len() > 2 * self.publishers_kept.max(1024) {
+            self.publishers.retain(|p| Arc::strong_count(p) > 1);
+            self.publishers_kept = self.publishers.len();
+        }
     }
 
     /// The shared copy of a publisher's name.
@@ -535,5 +547,26 @@ impl State {
                 .map(|&(_, id)| id),
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publisher_names_no_copy_holds_are_forgotten() {
+        let mut st = State::default();
+        let held = st.publisher("kept");
+        for i in 0..3000 {
+            st.publisher(&format!("once-{i}"));
+        }
+        st.prune_names();
+        assert_eq!(st.publishers.len(), 1);
+        assert!(Arc::ptr_eq(&st.publisher("kept"), &held));
+        // Below twice what was kept (and 1024), nothing is walked.
+        st.publisher("again");
+        st.prune_names();
+        assert_eq!(st.publishers.len(), 2);
     }
 }

@@ -77,6 +77,7 @@ impl State {
         }
         self.trim_history(ops);
         self.remove_copies(&aged, ops);
+        self.prune_names();
         woken.sort();
         woken.dedup();
         Tick { woken }

@@ -1,0 +1,298 @@
+//! Faults the machine causes: a full disk, a damaged or empty data file.
+//! Real `interq serve` child processes over real HTTP.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{Api, ChildServer};
+
+/// A data directory on a filesystem of its own, small enough to fill: a
+/// tmpfs where the tests may mount one (they run as root on CI), else a
+/// per-file size limit on the server process (`RLIMIT_FSIZE`), which fails
+/// writes past it the same way a full disk does.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+    how: Limit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    Tmpfs,
+    FileSize(u64),
+}
+
+impl SmallDisk {
+    fn new(mib: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        let how = if mounted {
+            Limit::Tmpfs
+        } else {
+            eprintln!("cannot mount a tmpfs here: the full disk is a file size limit instead");
+            Limit::FileSize(mib << 20)
+        };
+        Self { dir, how }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts `interq serve` on the small disk.
+    fn start(&self) -> ChildServer {
+        match self.how {
+            Limit::Tmpfs => ChildServer::start(&self.data_dir()),
+            Limit::FileSize(bytes) => ChildServer::start_limited(&self.data_dir(), bytes),
+        }
+    }
+
+    /// Gives the server room again.
+    fn grow(&self, server: &ChildServer, mib: u64) {
+        let ok = match self.how {
+            Limit::Tmpfs => Command::new("mount")
+                .args(["-o", &format!("remount,size={mib}m")])
+                .arg(self.dir.path())
+                .status(),
+            Limit::FileSize(_) => Command::new("prlimit")
+                .args(["--pid", &server.child.id().to_string(), "--fsize=unlimited"])
+                .status(),
+        };
+        assert!(ok.is_ok_and(|s| s.success()), "the disk grows");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        if self.how == Limit::Tmpfs {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+}
+
+/// An answer within `limit`, or a panic: no request may hang.
+async fn answered(api: &Api, req: reqwest::RequestBuilder, limit: Duration) -> (StatusCode, Value) {
+    let _ = api;
+    let resp = tokio::time::timeout(limit, req.send())
+        .await
+        .unwrap_or_else(|_| panic!("no answer within {limit:?}"))
+        .expect("the server answers");
+    let status = resp.status();
+    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+fn big_task(n: u64) -> Value {
+    json!({"data": {"n": n, "blob": "x".repeat(8 << 10)}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_at_once_and_the_store_recovers_when_space_returns() {
+    let disk = SmallDisk::new(24);
+    let server = disk.start();
+    let api = server.api();
+    api.put_interest("big", json!("*")).await.ok();
+    let worker = api.register(&["big"]).await;
+
+    // Four publishers and a worker until the disk is full.
+    let mut acknowledged: Vec<String> = Vec::new();
+    let mut completed: Vec<String> = Vec::new();
+    let mut full = None;
+    let mut n = 0u64;
+    let started = Instant::now();
+    while full.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the disk never filled"
+        );
+        let sends: Vec<_> = (0..4)
+            .map(|_| {
+                n += 1;
+                let req = api
+                    .client
+                    .put(format!("{}/task", api.base))
+                    .json(&big_task(n));
+                answered(&api, req, Duration::from_secs(10))
+            })
+            .collect();
+        for (status, body) in futures_util::future::join_all(sends).await {
+            match status {
+                StatusCode::OK => acknowledged.push(body["taskId"].as_str().unwrap().to_owned()),
+                _ => full = Some((status, body)),
+            }
+        }
+        if n.is_multiple_of(40) {
+            let claim = api
+                .client
+                .get(format!("{}/task?workerId={worker}&count=5", api.base));
+            let (status, claimed) = answered(&api, claim, Duration::from_secs(10)).await;
+            if status != StatusCode::OK {
+                continue;
+            }
+            for t in claimed.as_array().unwrap() {
+                let done = api
+                    .client
+                    .post(format!("{}/task", api.base))
+                    .json(&json!({"workerId": worker, "taskId": t["taskId"], "state": "complete"}));
+                if answered(&api, done, Duration::from_secs(10)).await.0 == StatusCode::OK {
+                    completed.push(t["publishId"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    let (status, body) = full.unwrap();
+    assert_eq!(status.as_u16(), 507, "{body}");
+    assert_eq!(body["error"]["code"], "store_full", "{body}");
+    assert!(
+        acknowledged.len() > 100,
+        "{} publishes fit",
+        acknowledged.len()
+    );
+    assert!(!completed.is_empty());
+    eprintln!(
+        "the disk filled after {} acknowledged publishes ({} completed)",
+        acknowledged.len(),
+        completed.len()
+    );
+
+    // While full: every write is refused at once, reads still answer.
+    for _ in 0..3 {
+        let at = Instant::now();
+        let req = api
+            .client
+            .put(format!("{}/task", api.base))
+            .json(&big_task(0));
+        let (status, body) = answered(&api, req, Duration::from_secs(10)).await;
+        assert_eq!(status.as_u16(), 507, "{body}");
+        assert!(
+            at.elapsed() < Duration::from_secs(1),
+            "refused in {:?}",
+            at.elapsed()
+        );
+    }
+    let claim = api
+        .client
+        .get(format!("{}/task?workerId={worker}", api.base));
+    let (status, body) = answered(&api, claim, Duration::from_secs(10)).await;
+    assert_eq!(status.as_u16(), 507, "a claim is a write too: {body}");
+    let (status, _) = answered(
+        &api,
+        api.client.get(format!("{}/readyz", api.base)),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, _) = answered(
+        &api,
+        api.client.get(format!("{}/status", api.base)),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "reads answer");
+
+    // SIGTERM stops it even now.
+    server.terminate();
+    // It starts on a full disk, and refuses writes.
+    let server = disk.start();
+    let api = server.api();
+    let req = api
+        .client
+        .put(format!("{}/task", api.base))
+        .json(&big_task(0));
+    let (status, _) = answered(&api, req, Duration::from_secs(10)).await;
+    assert_eq!(status.as_u16(), 507);
+
+    // Room again: the store reopens by itself, and readiness follows.
+    disk.grow(&server, 256);
+    let at = Instant::now();
+    loop {
+        let (status, _) = answered(
+            &api,
+            api.client.get(format!("{}/readyz", api.base)),
+            Duration::from_secs(10),
+        )
+        .await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            at.elapsed() < Duration::from_secs(20),
+            "not ready again after {:?}",
+            at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("ready again {:?} after the disk grew", at.elapsed());
+    let more = api.publish(big_task(1)).await.ok();
+    acknowledged.push(more["taskId"].as_str().unwrap().to_owned());
+
+    // Nothing acknowledged was lost; nothing refused was stored.
+    let server = {
+        server.terminate();
+        disk.start()
+    };
+    let api = server.api();
+    check_acknowledged(&api, &acknowledged, &completed).await;
+}
+
+/// Every acknowledged publish is there; every acknowledged completion is
+/// completed (or swept from the bounded history), none waits to run again.
+async fn check_acknowledged(api: &Api, acknowledged: &[String], completed: &[String]) {
+    let done: std::collections::HashSet<&String> = completed.iter().collect();
+    for id in acknowledged {
+        let answer = api
+            .send(reqwest::Method::GET, &format!("/status?task={id}"), None)
+            .await;
+        if done.contains(id) {
+            if answer.status == StatusCode::OK {
+                let state = &answer.body["task"]["copies"][0]["state"];
+                assert_eq!(state, "completed", "{id} was completed: {}", answer.body);
+            }
+            continue;
+        }
+        assert_eq!(answer.status, StatusCode::OK, "acknowledged {id} is gone");
+        let state = answer.body["task"]["copies"][0]["state"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            ["ready", "running"].contains(&state.as_str()),
+            "{id} is {state}"
+        );
+    }
+}
+
+/// The data file's path under a data directory.
+fn data_file(dir: &Path) -> PathBuf {
+    dir.join("interq.redb")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_data_file_is_refused_unless_asked_to_start_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(data_file(dir.path()), b"").unwrap();
+    let out = ChildServer::run_to_exit(dir.path(), &[]);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("is empty (0 bytes)"), "{}", out.stderr);
+    assert!(out.stderr.contains("--start-fresh"), "{}", out.stderr);
+    // Asked to: the empty file is set aside, and an empty store starts.
+    let server = ChildServer::start_with_args(dir.path(), &["--start-fresh"]);
+    server.api().publish(json!({"data": {}})).await.ok();
+    drop(server);
+    let aside: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("damaged"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+}
