@@ -8,7 +8,6 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use tracing_actix_web::TracingLogger;
 
 use crate::api::{self, AppState};
 use crate::broker::clock::{Clock, ManualClock, SystemClock};
@@ -109,7 +108,8 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(api::check_access))
-                .wrap(TracingLogger::default())
+                .wrap(from_fn(crate::telemetry::log_request))
+                .wrap(from_fn(api::catch_panics))
                 .app_data(state.clone())
                 .configure(|cfg| api::configure(cfg, testing))
                 .configure(crate::web::configure)

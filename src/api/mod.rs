@@ -59,6 +59,36 @@ async fn audit(
         .await?)
 }
 
+/// A handler that panics answers 500, like any failure of ours: the
+/// connection and the worker thread serving it carry on. (The request is
+/// not held meanwhile: routing needs it unshared.)
+pub async fn catch_panics(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(next.call(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(answer) => answer,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %what, "a request handler panicked");
+            Err(ApiError::new(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the server failed while answering this request",
+            )
+            .into())
+        }
+    }
+}
+
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
         actix_web::http::StatusCode::METHOD_NOT_ALLOWED,

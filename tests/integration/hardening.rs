@@ -116,3 +116,46 @@ async fn what_the_console_remembers_of_recent_publishes_is_bounded_by_bytes() {
     app.publish(json!({"data": wide})).await.ok();
     assert_eq!(gauge(&app, "interq_recent_publishes").await, kept);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_never_carry_a_query_string_and_cannot_be_forged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start_with_env(dir.path(), &[("INTERQ_LOG__FORMAT", "human")]);
+    let api = server.api();
+    api.put_interest("q", json!("*")).await.ok();
+    let secret = "%7B%22password%22%3A%22hunter2%22%7D";
+    api.send(Method::PUT, &format!("/task?data={secret}"), None)
+        .await
+        .ok();
+    let forged = "x\n2026-12-02T00:00:00.000000Z  INFO interq: forged line";
+    api.send(Method::PUT, "/task", Some(json!({"data": {}, forged: 1})))
+        .await
+        .error(400, "unknown_field", None);
+    api.send(
+        Method::PUT,
+        "/worker",
+        Some(json!({"queues": ["q"], "name": "w\u{1b}[2J"})),
+    )
+    .await
+    .error(400, "invalid_field", Some("name"));
+    let logs = std::sync::Arc::clone(&server.logs);
+    tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    let logs = logs.lock().unwrap().join("\n");
+    assert!(
+        !logs.contains("hunter2"),
+        "a payload in the query was logged:\n{logs}"
+    );
+    assert!(!logs.contains("password"), "{logs}");
+    assert!(
+        !logs.lines().any(|l| l.starts_with("2026-12-02T00:00:00")),
+        "a client forged a log line:\n{logs}"
+    );
+    assert!(
+        logs.contains("route=/task")
+            && logs.contains("status=400")
+            && logs.contains("code=unknown_field"),
+        "{logs}"
+    );
+}

@@ -353,6 +353,11 @@ impl ChildServer {
                 std::env::var("CHILD_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env("INTERQ_LOG__FORMAT", "json")
+            .envs(
+                env.iter()
+                    .copied()
+                    .filter(|(k, _)| *k == "INTERQ_LOG__FORMAT"),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         cmd
@@ -372,11 +377,20 @@ impl ChildServer {
             };
             let line = line.expect("read stderr");
             logs.lock().unwrap().push(line.clone());
-            let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if v["fields"]["message"] == "interq is serving" {
-                break v["fields"]["port"].as_u64().expect("a port");
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) if v["fields"]["message"] == "interq is serving" => {
+                    break v["fields"]["port"].as_u64().expect("a port");
+                }
+                Ok(_) => {}
+                // The human format: `... interq is serving ... port=N ...`.
+                Err(_) if line.contains("interq is serving") => {
+                    let port = line
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("port="))
+                        .expect("a port");
+                    break port.parse().expect("a port number");
+                }
+                Err(_) => {}
             }
         };
         // Keep draining its log, so that it never blocks on a full pipe.

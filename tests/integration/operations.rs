@@ -518,7 +518,7 @@ async fn logs_have_a_line_per_request_and_never_a_payload_or_key() {
     let logs = status.1.lock().unwrap().join("\n");
     assert!(status.0.success());
     assert!(
-        logs.contains("\"http.route\":\"/task\"") && logs.contains("\"http.status_code\":200"),
+        logs.contains("\"route\":\"/task\"") && logs.contains("\"status\":200"),
         "{logs}"
     );
     assert!(

@@ -120,7 +120,16 @@ impl<L: Log> Engine<L> {
         let result = {
             let mut st = self.lock();
             let mut ops = Vec::new();
-            match f(&mut st, &mut ops) {
+            // A transition that panics may have changed the state halfway:
+            // refuse further changes until it is read back whole.
+            let computed =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut st, &mut ops)))
+                    .unwrap_or_else(|_| {
+                        let e = StoreError::Corrupt("a change failed halfway (a panic)".into());
+                        self.fence.poison(&e);
+                        Err(e)
+                    });
+            match computed {
                 Ok(r) => {
                     if !ops.is_empty() || st.counters != st.counters_committed {
                         if ops.is_empty() {
