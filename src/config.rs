@@ -132,6 +132,15 @@ pub struct LimitSettings {
     pub max_pattern_bytes: usize,
     /// Bytes one compiled pattern may take.
     pub max_compiled_pattern_bytes: usize,
+    /// Seconds a request's body may take to arrive (408 after).
+    pub body_timeout_secs: f64,
+    /// Seconds a client may take to send a request's head.
+    pub header_timeout_secs: f64,
+    /// Connections held at once; past it, requests are answered 503 and the
+    /// connection closed (`/healthz` and `/readyz` still answered).
+    pub max_connections: usize,
+    /// Connections one client address may hold at once (429 past it).
+    pub max_connections_per_client: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,6 +227,10 @@ impl Default for LimitSettings {
             max_interest_fields: 32,
             max_pattern_bytes: 1024,
             max_compiled_pattern_bytes: 1 << 20,
+            body_timeout_secs: 30.0,
+            header_timeout_secs: 5.0,
+            max_connections: 4096,
+            max_connections_per_client: 512,
         }
     }
 }
@@ -336,6 +349,19 @@ impl Settings {
         check(
             self.limits.max_batch > 0 && self.limits.max_claim_count > 0,
             "limits.max_batch and limits.max_claim_count must be at least 1",
+        )?;
+        let l = &self.limits;
+        check(
+            l.body_timeout_secs > 0.0 && l.body_timeout_secs <= 3600.0,
+            "limits.body_timeout_secs must be above 0 and at most 3600",
+        )?;
+        check(
+            l.header_timeout_secs > 0.0 && l.header_timeout_secs <= 3600.0,
+            "limits.header_timeout_secs must be above 0 and at most 3600",
+        )?;
+        check(
+            l.max_connections > 0 && l.max_connections_per_client > 0,
+            "limits.max_connections and limits.max_connections_per_client must be at least 1",
         )?;
         check(
             self.tls.cert_path.is_some() == self.tls.key_path.is_some(),

@@ -105,16 +105,30 @@ impl Application {
             keys,
             manual_clock,
         });
+        let caps = connection_caps(&state.settings.limits);
+        let connections = api::admission::Connections::new(caps.soft, caps.per_client);
+        let header_timeout = Duration::from_secs_f64(state.settings.limits.header_timeout_secs);
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(api::check_access))
+                .wrap(from_fn(api::admission::admit))
                 .wrap(from_fn(crate::telemetry::log_request))
                 .wrap(from_fn(api::catch_panics))
                 .app_data(state.clone())
                 .configure(|cfg| api::configure(cfg, testing))
                 .configure(crate::web::configure)
                 .default_service(web::to(api::not_found))
-        });
+        })
+        // Connection settings first: a listener takes those set before it.
+        .workers(caps.workers)
+        .max_connections(caps.hard_per_worker)
+        .client_request_timeout(header_timeout)
+        // A connection closed with its body unread (refused, too large, too
+        // slow) is dropped at once after its answer, not kept reading what
+        // the client may never send: that is what let trickling clients
+        // hold every file.
+        .client_disconnect_timeout(Duration::ZERO)
+        .on_connect(api::admission::on_connect(connections));
         let server = match tls {
             Some(config) => server.listen_rustls_0_23(listener, config)?,
             None => server.listen(listener)?,
@@ -166,6 +180,54 @@ impl Application {
         self.store.flush().await.context("flushing the store")?;
         tracing::info!("stopped");
         served.context("serving HTTP")
+    }
+}
+
+/// How many connections the server takes: `soft`, past which requests are
+/// refused with an answer; and a hard cap per worker thread, past which it
+/// accepts no more, kept below the file descriptors the process may open.
+#[derive(Debug, Clone, Copy)]
+struct Caps {
+    workers: usize,
+    soft: usize,
+    per_client: usize,
+    hard_per_worker: usize,
+}
+
+fn connection_caps(limits: &crate::config::LimitSettings) -> Caps {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // A server should not be held to the shell's default of 1024 files.
+    let files = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(_) => soft,
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
+    } as usize;
+    // Room for the store's files, logs and the refusals' own connections.
+    let usable = files.saturating_sub(128).max(64);
+    let hard = usable.min(
+        limits
+            .max_connections
+            .saturating_mul(2)
+            .max(limits.max_connections + 64),
+    );
+    let soft = limits.max_connections.min(hard.saturating_sub(32).max(1));
+    if soft < limits.max_connections {
+        tracing::warn!(
+            configured = limits.max_connections,
+            taken = soft,
+            open_files = files,
+            "limits.max_connections is more than this process may open files for; lowered"
+        );
+    }
+    Caps {
+        workers,
+        soft,
+        per_client: limits.max_connections_per_client,
+        hard_per_worker: hard.div_ceil(workers).max(1),
     }
 }
 

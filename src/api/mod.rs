@@ -3,6 +3,7 @@
 //! every endpoint (`routes`) that mounts them, guards them (`guard`) and
 //! describes them (`GET /openapi.json`).
 
+pub mod admission;
 pub mod error;
 mod guard;
 mod health;

@@ -46,6 +46,11 @@ async fn read(
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
             actix_web::error::PayloadError::Overflow => ApiError::too_large(limit),
+            e if super::admission::body_timed_out(&e) => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive within limits.body_timeout_secs",
+            ),
             other => ApiError::malformed_json(other),
         })?;
         if bytes.len() + chunk.len() > limit {

@@ -159,3 +159,146 @@ async fn logs_never_carry_a_query_string_and_cannot_be_forged() {
         "{logs}"
     );
 }
+
+/// A raw HTTP/1.1 connection, to send what no polite client would.
+struct Raw(tokio::net::TcpStream);
+
+impl Raw {
+    async fn open(base: &str) -> Self {
+        let addr = base.trim_start_matches("http://");
+        Raw(tokio::net::TcpStream::connect(addr).await.unwrap())
+    }
+
+    async fn send(&mut self, bytes: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.0.write_all(bytes.as_bytes()).await.unwrap();
+    }
+
+    /// The status line of the next answer, within `limit`.
+    async fn status(&mut self, limit: std::time::Duration) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(limit, self.0.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        text.lines().next().unwrap_or_default().to_owned()
+    }
+
+    async fn get(&mut self, path: &str) -> String {
+        self.send(&format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"))
+            .await;
+        self.status(std::time::Duration::from_secs(5)).await
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_is_cut_off_and_answered() {
+    let app = crate::helpers::spawn_app_with(|s| s.limits.body_timeout_secs = 1.0).await;
+    let mut raw = Raw::open(&app.base).await;
+    raw.send("PUT /task HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"data\"")
+        .await;
+    let started = std::time::Instant::now();
+    let line = raw.status(std::time::Duration::from_secs(5)).await;
+    assert!(line.contains("408"), "{line}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn connections_past_a_cap_are_refused_with_an_answer_and_probes_still_answered() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.limits.max_connections_per_client = 5;
+        s.limits.header_timeout_secs = 60.0;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut c = Raw::open(&app.base).await;
+        assert!(c.get("/healthz").await.contains("200"));
+        held.push(c);
+    }
+    let mut over = Raw::open(&app.base).await;
+    let line = over.get("/status").await;
+    assert!(line.contains("429"), "{line}");
+    let mut probe = Raw::open(&app.base).await;
+    assert!(probe.get("/healthz").await.contains("200"));
+    let mut probe = Raw::open(&app.base).await;
+    assert!(probe.get("/readyz").await.contains("200"));
+    drop(held);
+    drop(over);
+    drop(probe);
+    // Room again once they close.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut fresh = Raw::open(&app.base).await;
+    assert!(fresh.get("/status").await.contains("200"));
+
+    let app = crate::helpers::spawn_app_with(|s| s.limits.max_connections = 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = Raw::open(&app.base).await;
+        assert!(c.get("/healthz").await.contains("200"));
+        held.push(c);
+    }
+    let mut over = Raw::open(&app.base).await;
+    let line = over.get("/status").await;
+    assert!(line.contains("503"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickling_clients_cannot_take_every_file_descriptor() {
+    // A server allowed 300 open files, and more trickling clients than that.
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start_under(
+        dir.path(),
+        "--nofile=300:300",
+        &[("INTERQ_LIMITS__BODY_TIMEOUT_SECS", "3")],
+    );
+    let mut attackers = Vec::new();
+    let started = std::time::Instant::now();
+    for i in 0..400 {
+        let Ok(Ok(conn)) = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            tokio::net::TcpStream::connect(server.base.trim_start_matches("http://")),
+        )
+        .await
+        else {
+            panic!("connection {i} was not accepted within 500 ms");
+        };
+        let mut c = Raw(conn);
+        c.send("PUT /task HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n{")
+            .await;
+        attackers.push(c);
+        if i % 50 == 49 {
+            let probe_started = std::time::Instant::now();
+            let mut probe = Raw::open(&server.base).await;
+            assert!(probe.get("/healthz").await.contains("200"));
+            assert!(
+                probe_started.elapsed() < std::time::Duration::from_secs(1),
+                "the probe waited {:?}",
+                probe_started.elapsed()
+            );
+        }
+    }
+    eprintln!(
+        "400 trickling connections opened in {:?}",
+        started.elapsed()
+    );
+    // Every one of them was answered: refused at once past the cap, or cut
+    // off at the body's deadline.
+    let mut codes = std::collections::BTreeMap::new();
+    for c in attackers.iter_mut() {
+        let line = c.status(std::time::Duration::from_secs(10)).await;
+        let code = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("closed")
+            .to_owned();
+        *codes.entry(code).or_insert(0) += 1;
+    }
+    eprintln!("the trickling connections were answered: {codes:?}");
+    assert!(
+        codes.keys().all(|c| c == "408" || c == "503" || c == "429"),
+        "{codes:?}"
+    );
+}

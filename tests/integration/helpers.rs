@@ -297,11 +297,17 @@ impl ChildServer {
     /// (`RLIMIT_FSIZE`): past it writes fail as on a full disk. SIGXFSZ is
     /// ignored, as a server under such a limit should be run.
     pub fn start_limited(data_dir: &Path, file_bytes: u64) -> Self {
-        let plain = Self::command(data_dir, &[], &[]);
+        Self::start_under(data_dir, &format!("--fsize={file_bytes}:unlimited"), &[])
+    }
+
+    /// `start`, under `prlimit`'s `limits` (`--nofile=300:300`, ...), with
+    /// SIGXFSZ ignored.
+    pub fn start_under(data_dir: &Path, limits: &str, env: &[(&str, &str)]) -> Self {
+        let plain = Self::command(data_dir, env, &[]);
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(format!(
-                "trap '' XFSZ; exec prlimit --fsize={file_bytes}:unlimited -- \"$0\" \"$@\""
+                "trap '' XFSZ; exec prlimit {limits} -- \"$0\" \"$@\""
             ))
             .arg(plain.get_program())
             .args(plain.get_args());
