@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::model::QueueFilter;
+
 /// What a key lets its holder do. `admin` may do everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,15 +133,63 @@ fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// Every configured key, by role.
+/// One configured key: its hash, the roles it holds, and what more the
+/// settings say of it.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    pub roles: Vec<Role>,
+    pub hash: KeyHash,
+    /// A name for people: the audit log and a worker's owner show it.
+    pub label: Option<String>,
+    /// The queues it may use; all when absent.
+    pub queues: Option<QueueFilter>,
+}
+
+/// Who is calling: what a presented key was found to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub roles: Vec<Role>,
+    /// The key's label, or a short, non-secret name derived from its hash:
+    /// workers it registers belong to it.
+    pub key: String,
+    /// The queues it may use; all when absent.
+    pub queues: Option<QueueFilter>,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.roles.contains(&Role::Admin)
+    }
+
+    /// Whether it may use `queue`.
+    pub fn allows(&self, queue: &str) -> bool {
+        self.queues.as_ref().is_none_or(|q| q.allows(queue))
+    }
+}
+
+/// Every configured key.
 #[derive(Debug, Clone, Default)]
 pub struct Keys {
-    keys: Vec<(Role, KeyHash)>,
+    keys: Vec<KeyEntry>,
 }
 
 impl Keys {
-    pub fn new(keys: Vec<(Role, KeyHash)>) -> Self {
+    pub fn new(keys: Vec<KeyEntry>) -> Self {
         Self { keys }
+    }
+
+    /// Keys by role alone, as the plain lists of the settings give them.
+    pub fn of_roles(keys: Vec<(Role, KeyHash)>) -> Self {
+        Self::new(
+            keys.into_iter()
+                .map(|(role, hash)| KeyEntry {
+                    roles: vec![role],
+                    hash,
+                    label: None,
+                    queues: None,
+                })
+                .collect(),
+        )
     }
 
     /// Auth is on when any key is configured.
@@ -147,16 +197,48 @@ impl Keys {
         !self.keys.is_empty()
     }
 
-    /// The roles `key` holds (every configured hash is checked, so the time
-    /// taken does not depend on which one matches).
-    pub fn roles_of(&self, key: &str) -> Vec<Role> {
-        let mut roles: Vec<Role> = Vec::new();
-        for (role, hash) in &self.keys {
-            if hash.matches(key) && !roles.contains(role) {
-                roles.push(*role);
+    /// What `key` is: every entry with its hash joined (roles together; the
+    /// queues of either, and all if one has no limit). Every configured
+    /// hash is checked, so the time taken does not depend on which matches.
+    pub fn identify(&self, key: &str) -> Option<Caller> {
+        let mut found: Option<Caller> = None;
+        let mut unlimited = false;
+        for entry in &self.keys {
+            if !entry.hash.matches(key) {
+                continue;
+            }
+            unlimited |= entry.queues.is_none();
+            let caller = found.get_or_insert_with(|| Caller {
+                roles: Vec::new(),
+                key: entry
+                    .label
+                    .clone()
+                    .unwrap_or_else(|| format!("key-{}", &hex(&entry.hash.digest)[..8])),
+                queues: None,
+            });
+            for role in &entry.roles {
+                if !caller.roles.contains(role) {
+                    caller.roles.push(*role);
+                }
+            }
+            if let Some(q) = &entry.queues {
+                caller.queues = Some(match caller.queues.take() {
+                    Some(mine) => mine.union(q),
+                    None => q.clone(),
+                });
             }
         }
-        roles
+        if unlimited {
+            if let Some(c) = found.as_mut() {
+                c.queues = None;
+            }
+        }
+        found
+    }
+
+    /// The roles `key` holds.
+    pub fn roles_of(&self, key: &str) -> Vec<Role> {
+        self.identify(key).map(|c| c.roles).unwrap_or_default()
     }
 }
 
@@ -246,7 +328,7 @@ mod tests {
     fn roles_of_a_key() {
         let (a, ha) = new_key();
         let (w, hw) = new_key();
-        let keys = Keys::new(vec![
+        let keys = Keys::of_roles(vec![
             (Role::Admin, ha),
             (Role::Worker, hw.clone()),
             (Role::Publisher, hw),
@@ -254,5 +336,38 @@ mod tests {
         assert_eq!(keys.roles_of(&a), [Role::Admin]);
         assert_eq!(keys.roles_of(&w), [Role::Worker, Role::Publisher]);
         assert!(keys.roles_of("nope").is_empty());
+    }
+
+    #[test]
+    fn a_key_limited_to_queues_is_named_by_its_label() {
+        let (k, h) = new_key();
+        let keys = Keys::new(vec![KeyEntry {
+            roles: vec![Role::Worker],
+            hash: h.clone(),
+            label: Some("mailer".into()),
+            queues: Some(QueueFilter::new(vec!["emails.*".into()]).unwrap()),
+        }]);
+        let c = keys.identify(&k).unwrap();
+        assert_eq!(c.key, "mailer");
+        assert!(c.allows("emails.eu") && !c.allows("billing"));
+        // Listed again without a limit: not limited.
+        let keys = Keys::new(vec![
+            KeyEntry {
+                roles: vec![Role::Worker],
+                hash: h.clone(),
+                label: None,
+                queues: Some(QueueFilter::new(vec!["emails".into()]).unwrap()),
+            },
+            KeyEntry {
+                roles: vec![Role::Publisher],
+                hash: h,
+                label: None,
+                queues: None,
+            },
+        ]);
+        let c = keys.identify(&k).unwrap();
+        assert!(c.allows("billing"));
+        assert!(c.key.starts_with("key-") && c.key.len() == 12);
+        assert_eq!(c.roles, [Role::Worker, Role::Publisher]);
     }
 }

@@ -38,6 +38,40 @@ pub struct AuthSettings {
     pub admin: Vec<String>,
     pub publisher: Vec<String>,
     pub worker: Vec<String>,
+    /// Keys with more to say than a role: a label, and the queues they may
+    /// use (`[[auth.keys]]`).
+    pub keys: Vec<KeyConfig>,
+}
+
+impl std::fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyConfig")
+            .field("roles", &self.roles)
+            .field("role", &self.role)
+            .field("label", &self.label)
+            .field("queues", &self.queues)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One `[[auth.keys]]` entry.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// `admin`, `publisher` or `worker`; or several in `roles`.
+    #[serde(default)]
+    pub role: Option<crate::auth::Role>,
+    #[serde(default)]
+    pub roles: Vec<crate::auth::Role>,
+    /// As `interq key new` prints it.
+    pub hash: String,
+    /// A name for people, shown in the audit log and as a worker's owner.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Queue names or patterns (`*` for any run of characters) the key may
+    /// publish to, register on and claim from; all when absent.
+    #[serde(default)]
+    pub queues: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -47,6 +81,7 @@ impl std::fmt::Debug for AuthSettings {
             .field("admin", &self.admin.len())
             .field("publisher", &self.publisher.len())
             .field("worker", &self.worker.len())
+            .field("keys", &self.keys.len())
             .finish()
     }
 }
@@ -388,7 +423,7 @@ impl Settings {
 
     /// The configured keys, parsed.
     pub fn keys(&self) -> Result<crate::auth::Keys, SettingsError> {
-        use crate::auth::{KeyHash, Role};
+        use crate::auth::{KeyEntry, KeyHash, Role};
         let mut keys = Vec::new();
         for (role, hashes) in [
             (Role::Admin, &self.auth.admin),
@@ -398,8 +433,39 @@ impl Settings {
             for (i, h) in hashes.iter().enumerate() {
                 let hash = KeyHash::parse(h)
                     .map_err(|e| SettingsError::Invalid(format!("auth.{role}[{i}]: {e}")))?;
-                keys.push((role, hash));
+                keys.push(KeyEntry {
+                    roles: vec![role],
+                    hash,
+                    label: None,
+                    queues: None,
+                });
             }
+        }
+        for (i, k) in self.auth.keys.iter().enumerate() {
+            let at = |what: &str| SettingsError::Invalid(format!("auth.keys[{i}].{what}"));
+            let hash = KeyHash::parse(&k.hash).map_err(|e| at(&format!("hash: {e}")))?;
+            let mut roles = k.roles.clone();
+            roles.extend(k.role);
+            if roles.is_empty() {
+                return Err(at("role: give `role` or `roles`"));
+            }
+            if let Some(label) = &k.label {
+                if label.is_empty() || label.len() > 64 || label.chars().any(char::is_control) {
+                    return Err(at("label: 1 to 64 bytes without control characters"));
+                }
+            }
+            let queues = k
+                .queues
+                .clone()
+                .map(crate::model::QueueFilter::new)
+                .transpose()
+                .map_err(|e| at(&format!("queues: {e}")))?;
+            keys.push(KeyEntry {
+                roles,
+                hash,
+                label: k.label.clone(),
+                queues,
+            });
         }
         Ok(crate::auth::Keys::new(keys))
     }
@@ -497,6 +563,32 @@ mod tests {
         std::fs::write(&file, "[auth]\nworker = [\"plain-password\"]\n").unwrap();
         let err = Settings::load(Some(&file), &[]).unwrap_err();
         assert!(err.to_string().contains("auth.worker[0]"), "{err}");
+    }
+
+    #[test]
+    fn keys_may_carry_a_label_and_the_queues_they_use() {
+        let (key, hash) = crate::auth::new_key();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("interq.toml");
+        std::fs::write(
+            &file,
+            format!("[[auth.keys]]\nrole = \"worker\"\nhash = \"{hash}\"\nlabel = \"mailer\"\nqueues = [\"emails\", \"emails.*\"]\n"),
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), &[]).unwrap();
+        let caller = s.keys().unwrap().identify(&key).unwrap();
+        assert_eq!(caller.key, "mailer");
+        assert!(caller.allows("emails.eu") && !caller.allows("billing"));
+        std::fs::write(
+            &file,
+            format!("[[auth.keys]]\nrole = \"worker\"\nhash = \"{hash}\"\nqueues = [\"a b\"]\n"),
+        )
+        .unwrap();
+        let err = Settings::load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(err.contains("auth.keys[0].queues"), "{err}");
+        std::fs::write(&file, format!("[[auth.keys]]\nhash = \"{hash}\"\n")).unwrap();
+        let err = Settings::load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(err.contains("auth.keys[0].role"), "{err}");
     }
 
     #[test]

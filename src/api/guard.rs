@@ -11,35 +11,38 @@ use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
 use super::error::ApiError;
 use super::routes;
 use super::AppState;
-use crate::auth::presented_key;
+use crate::auth::{presented_key, Caller};
 
-/// The roles of the caller's key, for handlers whose parameters need more
-/// than the route's access (absent when auth is off).
-#[derive(Debug, Clone)]
-pub struct CallerRoles(pub Vec<crate::auth::Role>);
+/// Who the caller is, for handlers whose parameters need more than the
+/// route's access: absent when auth is off (everyone may do everything).
+pub fn caller(req: &actix_web::HttpRequest) -> Option<Caller> {
+    req.extensions().get::<Caller>().cloned()
+}
 
 /// Whether the caller may act as admin: always when auth is off.
 pub fn is_admin(req: &actix_web::HttpRequest) -> bool {
-    use actix_web::HttpMessage;
     let state = req.app_data::<web::Data<AppState>>();
     if state.is_none_or(|s| !s.keys.enabled()) {
         return true;
     }
     req.extensions()
-        .get::<CallerRoles>()
-        .is_some_and(|r| r.0.contains(&crate::auth::Role::Admin))
+        .get::<Caller>()
+        .is_some_and(Caller::is_admin)
 }
 
-/// The role the caller's credentials carry, for the audit log: the roles of
-/// its key joined by `+`, or `open` when auth is off.
+/// Who acted, for the audit log: the roles of the caller's key joined by
+/// `+` and its label (`admin (ops)`), or `open` when auth is off.
 pub fn caller_role(req: &actix_web::HttpRequest) -> String {
     req.extensions()
-        .get::<CallerRoles>()
-        .map(|r| {
-            r.0.iter()
+        .get::<Caller>()
+        .map(|c| {
+            let roles = c
+                .roles
+                .iter()
                 .map(|role| role.as_str())
                 .collect::<Vec<_>>()
-                .join("+")
+                .join("+");
+            format!("{roles} ({})", c.key)
         })
         .unwrap_or_else(|| "open".into())
 }
@@ -76,8 +79,9 @@ pub async fn check_access(
     let refusal = match key {
         None => Some(unauthorized("this route needs a key: `Authorization: Bearer <key>` or HTTP Basic with the key as password")),
         Some(key) => {
-            let roles = state.keys.roles_of(&key);
-            granted = Some(roles.clone());
+            let caller = state.keys.identify(&key);
+            let roles = caller.as_ref().map(|c| c.roles.clone()).unwrap_or_default();
+            granted = caller;
             if roles.is_empty() {
                 Some(unauthorized("the key is not valid"))
             } else if !access.allows(&roles) {
@@ -97,8 +101,8 @@ pub async fn check_access(
     };
     match refusal {
         None => {
-            if let Some(roles) = granted {
-                req.extensions_mut().insert(CallerRoles(roles));
+            if let Some(caller) = granted {
+                req.extensions_mut().insert(caller);
             }
             next.call(req)
                 .await

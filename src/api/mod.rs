@@ -23,7 +23,7 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse};
 
 use self::error::ApiError;
-pub use self::guard::{caller_role, check_access, CallerRoles};
+pub use self::guard::{caller, caller_role, check_access, is_admin};
 use crate::auth::Keys;
 use crate::broker::clock::ManualClock;
 use crate::broker::Broker;

@@ -45,14 +45,20 @@ pub fn parse_key(p: &Params, field: &str) -> Result<Option<String>, ApiError> {
 }
 
 /// `PUT /task`: one task, or a JSON array of tasks published in one commit.
+/// A key limited to some queues reaches only those.
 pub async fn publish_task(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
+    let within = super::caller(&req).and_then(|c| c.queues);
     match body {
         Body::Params(p) => {
             let task = parse_new_task(p, &state)?;
-            let mut published = state.broker.publish(vec![task]).await?;
+            let mut published = state
+                .broker
+                .publish_within(vec![task], within.as_ref())
+                .await?;
             Ok(HttpResponse::Ok().json(published.remove(0)))
         }
         Body::Batch(items) => {
@@ -62,8 +68,32 @@ pub async fn publish_task(
                 .enumerate()
                 .map(|(i, item)| parse_new_task(Params::item(i, item)?, &state))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(HttpResponse::Ok().json(state.broker.publish(tasks).await?))
+            Ok(HttpResponse::Ok().json(state.broker.publish_within(tasks, within.as_ref()).await?))
         }
+    }
+}
+
+/// Refuses to act for a worker another key registered (admins may).
+pub(super) async fn may_act_for(
+    state: &AppState,
+    req: &HttpRequest,
+    worker: WorkerId,
+) -> Result<(), ApiError> {
+    let Some(caller) = super::caller(req) else {
+        return Ok(());
+    };
+    if caller.is_admin() {
+        return Ok(());
+    }
+    match state.broker.owner_of(worker).await? {
+        // Registered while auth was off: no key owns it.
+        None => Ok(()),
+        Some(owner) if owner == caller.key => Ok(()),
+        Some(_) => Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "not_your_worker",
+            format!("`workerId`: worker {worker} was registered with another key"),
+        )),
     }
 }
 
@@ -154,10 +184,15 @@ pub(super) fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask,
 
 /// `GET /task`: the next task for a worker (`null` when none), or with
 /// `count` an array of up to that many. `wait` long-polls.
-pub async fn claim_task(state: web::Data<AppState>, p: Params) -> Result<HttpResponse, ApiError> {
+pub async fn claim_task(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    p: Params,
+) -> Result<HttpResponse, ApiError> {
     let limits = &state.settings.limits;
     p.only(&["workerId", "count", "wait"])?;
     let worker = p.required("workerId", p.worker_id("workerId")?)?;
+    may_act_for(&state, &req, worker).await?;
     let count = p.integer("count", 1, limits.max_claim_count as u64)?;
     let wait = match p.number("wait")? {
         None => Duration::ZERO,
@@ -182,10 +217,15 @@ pub async fn claim_task(state: web::Data<AppState>, p: Params) -> Result<HttpRes
 /// `POST /task`: a worker completes, fails, or reports progress on its task.
 /// An array of updates is applied in order; the answer then holds, for each,
 /// the task or the error it met.
-pub async fn update_task(state: web::Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
+pub async fn update_task(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
     match body {
         Body::Params(p) => {
             let (worker, task, report, re_enqueue) = parse_update(&p, &state)?;
+            may_act_for(&state, &req, worker).await?;
             let task = state
                 .broker
                 .report(worker, task, report, re_enqueue)
@@ -201,6 +241,12 @@ pub async fn update_task(state: web::Data<AppState>, body: Body) -> Result<HttpR
                 .enumerate()
                 .map(|(i, item)| parse_update(&Params::item(i, item)?, &state))
                 .collect::<Result<Vec<_>, _>>()?;
+            let mut workers: Vec<WorkerId> = updates.iter().map(|u| u.0).collect();
+            workers.sort();
+            workers.dedup();
+            for worker in workers {
+                may_act_for(&state, &req, worker).await?;
+            }
             let mut answers = Vec::with_capacity(updates.len());
             for (worker, task, report, re_enqueue) in updates {
                 answers.push(
@@ -357,11 +403,15 @@ pub async fn delete_tasks(
             "give exactly one of `taskId`, `key`, `workerId` and `queue`",
         ));
     }
+    // A key limited to some queues stops tasks in those only.
+    let within = super::caller(&req).and_then(|c| c.queues);
     if let Some(id) = p.task_id("taskId")? {
-        return cancelled(state.broker.cancel(CancelTarget::Task(id)).await?);
+        let target = CancelTarget::Task(id);
+        return cancelled(state.broker.cancel(target, within.as_ref()).await?);
     }
     if let Some(key) = parse_key(&p, "key")? {
-        return cancelled(state.broker.cancel(CancelTarget::Key(key)).await?);
+        let target = CancelTarget::Key(key);
+        return cancelled(state.broker.cancel(target, within.as_ref()).await?);
     }
     if !super::guard::is_admin(&req) {
         return Err(ApiError::new(

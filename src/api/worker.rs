@@ -1,5 +1,6 @@
 //! `/worker`: register (PUT) and remove (DELETE) workers.
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
@@ -42,7 +43,22 @@ pub async fn register_worker(
     if let Some(dup) = queues.iter().find(|q| !seen.insert(*q)) {
         return Err(ApiError::invalid("queues", format!("names `{dup}` twice")));
     }
-    let record = state.broker.register_worker(queues, name).await?;
+    let caller = super::caller(&req);
+    if let Some(c) = &caller {
+        if let Some((i, q)) = queues
+            .iter()
+            .enumerate()
+            .find(|(_, q)| !c.allows(q.as_str()))
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "queue_not_allowed",
+                format!("`queues[{i}]`: this key may not use queue `{q}`"),
+            ));
+        }
+    }
+    let owner = caller.map(|c| c.key);
+    let record = state.broker.register_worker(queues, name, owner).await?;
     Ok(HttpResponse::Ok()
         .json(json!({"workerId": record.worker_id, "name": record.name, "queues": record.queues})))
 }
@@ -51,13 +67,23 @@ pub async fn register_worker(
 /// running tasks go back to their queues.
 pub async fn delete_worker(
     state: web::Data<AppState>,
+    req: HttpRequest,
     p: Params,
 ) -> Result<HttpResponse, ApiError> {
     p.only(&["workerId", "queue"])?;
     let deleted = match (p.worker_id("workerId")?, p.queue("queue")?) {
         (Some(w), None) => {
+            super::task::may_act_for(&state, &req, w).await?;
             state.broker.delete_worker(w).await?;
             vec![w]
+        }
+        // Other keys' workers go with it: an admin's call.
+        (None, Some(_)) if !super::is_admin(&req) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "`queue`: removing every worker of a queue needs an admin key",
+            ))
         }
         (None, Some(q)) => state.broker.delete_workers_of(&q).await?,
         _ => {

@@ -30,8 +30,8 @@ use crate::metrics::{Metrics, QueueEvent};
 pub use crate::model::NewTask;
 use crate::model::{
     identity, CancelTarget, Cancellation, CopyRef, Counters, Lane, Millis, Page, Published,
-    QueueCounts, QueueName, QueueSettings, RetryPolicy, ScheduleRecord, Scope, Task, TaskId,
-    TaskSelector, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
+    QueueCounts, QueueFilter, QueueName, QueueSettings, RetryPolicy, ScheduleRecord, Scope, Task,
+    TaskId, TaskSelector, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
 };
 use crate::store::{Enqueued, Outcome, Store, StoreError};
 
@@ -159,6 +159,9 @@ pub struct WorkerView {
     pub running: Vec<TaskId>,
     pub registered_at: Millis,
     pub last_seen: Millis,
+    /// The key that registered it, when auth is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 #[derive(Debug)]
@@ -247,7 +250,18 @@ impl Broker {
 
     /// Routes and stores a batch of tasks in one durable step.
     pub async fn publish(&self, tasks: Vec<NewTask>) -> Result<Vec<Published>> {
-        self.publish_via(tasks, None).await
+        self.publish_via(tasks, None, None).await
+    }
+
+    /// `publish` for a publisher limited to some queues: its tasks reach
+    /// only those (another queue's interest cannot make its publishes fail,
+    /// nor receive them).
+    pub async fn publish_within(
+        &self,
+        tasks: Vec<NewTask>,
+        within: Option<&QueueFilter>,
+    ) -> Result<Vec<Published>> {
+        self.publish_via(tasks, None, within).await
     }
 
     /// `publish`; for a schedule's firing, `fired` is the schedule's new
@@ -256,6 +270,7 @@ impl Broker {
         &self,
         tasks: Vec<NewTask>,
         fired: Option<&ScheduleRecord>,
+        within: Option<&QueueFilter>,
     ) -> Result<Vec<Published>> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(BrokerError::ShuttingDown);
@@ -276,6 +291,7 @@ impl Broker {
                 .route_indices(&new.data)
                 .into_iter()
                 .map(|i| &routes.names[i])
+                .filter(|q| within.is_none_or(|w| w.allows(q.as_str())))
                 .collect();
             // Only the singular rules compare tasks; others skip the hash.
             let fp = if new.singularly_enqueue || new.singularly_run {
@@ -513,7 +529,7 @@ impl Broker {
                 ..s
             };
             tracing::info!(schedule = %fired.name, due = %due, "schedule fired");
-            self.publish_via(vec![task], Some(&fired)).await?;
+            self.publish_via(vec![task], Some(&fired), None).await?;
         }
         Ok(())
     }
@@ -631,12 +647,16 @@ impl Broker {
     /// Stops a task by id (a copy, or every copy of a publish) or by key:
     /// waiting copies are cancelled now, running ones flagged for their
     /// workers.
-    pub async fn cancel(&self, target: CancelTarget) -> Result<Cancellation> {
+    pub async fn cancel(
+        &self,
+        target: CancelTarget,
+        within: Option<&QueueFilter>,
+    ) -> Result<Cancellation> {
         let missing = match &target {
             CancelTarget::Task(id) => BrokerError::UnknownTask(*id),
             CancelTarget::Key(key) => BrokerError::UnknownKey(key.clone()),
         };
-        let outcome = self.store.cancel(target, self.clock.now()).await?;
+        let outcome = self.store.cancel(target, self.clock.now(), within).await?;
         if outcome.cancelled.is_empty()
             && outcome.requested.is_empty()
             && outcome.untouched.is_empty()
@@ -659,16 +679,20 @@ impl Broker {
 
     // ----- workers --------------------------------------------------------------
 
+    /// Registers a worker; `owner` names the key that registered it, which
+    /// alone may then claim and report for it (admins aside).
     pub async fn register_worker(
         &self,
         queues: Vec<QueueName>,
         name: String,
+        owner: Option<String>,
     ) -> Result<WorkerRecord> {
         let record = WorkerRecord {
             worker_id: WorkerId::new(),
             name,
             queues,
             registered_at: self.clock.now(),
+            owner,
         };
         self.store.put_worker(&record).await?;
         self.workers.insert(
@@ -680,6 +704,15 @@ impl Broker {
             },
         );
         Ok(record)
+    }
+
+    /// The key that registered a worker (none when auth was off).
+    pub async fn owner_of(&self, worker: WorkerId) -> Result<Option<String>> {
+        self.know_worker(worker).await?;
+        self.workers
+            .get(&worker)
+            .map(|w| w.record.owner.clone())
+            .ok_or(BrokerError::UnknownWorker(worker))
     }
 
     /// Removes a worker; the copies it was running go back to their queues.
@@ -745,6 +778,7 @@ impl Broker {
                 running,
                 registered_at: record.registered_at,
                 last_seen,
+                owner: record.owner,
             });
         }
         out.sort_by_key(|w| w.worker_id);

@@ -5,11 +5,13 @@
 //! `QueueName` or a `TaskId` is valid by construction. Nothing here knows of
 //! HTTP, storage engines or the clock.
 
+mod access;
 mod ids;
 mod requests;
 mod task;
 mod time;
 
+pub use access::{QueueFilter, QueuePatternError};
 pub use ids::{
     IdError, QueueName, QueueNameError, TaskId, WorkerId, MAX_COPIES, MAX_QUEUE_NAME_LEN,
 };

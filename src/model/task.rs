@@ -335,6 +335,11 @@ pub struct WorkerRecord {
     /// Queues in the order the worker takes from them.
     pub queues: Vec<QueueName>,
     pub registered_at: Millis,
+    /// The key that registered it (its label, or a name derived from its
+    /// hash), when auth is on: only that key (or an admin) may claim and
+    /// report for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// One operator action that changed state, as the audit log keeps it.

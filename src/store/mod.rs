@@ -21,8 +21,8 @@ use serde_json::Value;
 
 use crate::model::{
     AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, Page,
-    QueueCounts, QueueName, QueueSettings, RetryPolicy, RetryTarget, ScheduleRecord, Task, TaskId,
-    TaskSelector, TaskState, WorkerId, WorkerRecord,
+    QueueCounts, QueueFilter, QueueName, QueueSettings, RetryPolicy, RetryTarget, ScheduleRecord,
+    Task, TaskId, TaskSelector, TaskState, WorkerId, WorkerRecord,
 };
 
 /// What went wrong in a store.
@@ -176,7 +176,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Cancels: waiting copies become `cancelled`, running ones are flagged
     /// (a report then ends them `cancelled`, a completion `completed`, an
     /// expired lease `cancelled`). Durable before it returns.
-    async fn cancel(&self, target: CancelTarget, now: Millis) -> Result<Cancellation, StoreError>;
+    /// Only copies in queues `within` allows are touched (or seen), when
+    /// given.
+    async fn cancel(
+        &self,
+        target: CancelTarget,
+        now: Millis,
+        within: Option<&QueueFilter>,
+    ) -> Result<Cancellation, StoreError>;
 
     /// Copies in `state` (of `queue`, when given), in the order the state
     /// keeps them: ready by claim order, scheduled and running soonest

@@ -189,6 +189,14 @@ async fn audit_actions(site: &mut Site) -> Vec<String> {
         .collect()
 }
 
+/// How the audit log names an unlabelled key: `key-` and the first eight
+/// hex digits of its digest.
+fn key_name(hash: &interq::auth::KeyHash) -> String {
+    let text = hash.to_string();
+    let digest = text.rsplit(':').next().unwrap();
+    format!("key-{}", &digest[..8])
+}
+
 #[tokio::test]
 async fn every_page_renders_and_the_root_leads_to_the_site() {
     let app = spawn_app().await;
@@ -937,7 +945,10 @@ async fn the_site_asks_for_admin_credentials_when_keys_are_set() {
     )
     .await
     .redirect();
-    assert_eq!(audit_actions(&mut site).await, ["admin set_interests"]);
+    assert_eq!(
+        audit_actions(&mut site).await,
+        [format!("admin ({}) set_interests", key_name(&admin_hash))]
+    );
 }
 
 #[tokio::test]
@@ -1019,19 +1030,21 @@ async fn admin_changes_through_the_api_are_audited_too() {
     .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     let mut site = Site::new(&app).with_basic(&admin);
-    assert_eq!(
-        audit_actions(&mut site).await,
-        [
-            "admin delete_queue",
-            "admin remove_interests",
-            "admin remove_tasks",
-            "admin remove_schedule",
-            "admin set_schedule",
-            "admin queue_settings",
-            "admin set_interests",
-            "admin set_interests",
-        ]
-    );
+    let who = format!("admin ({})", key_name(&admin_hash));
+    let expected: Vec<String> = [
+        "delete_queue",
+        "remove_interests",
+        "remove_tasks",
+        "remove_schedule",
+        "set_schedule",
+        "queue_settings",
+        "set_interests",
+        "set_interests",
+    ]
+    .iter()
+    .map(|a| format!("{who} {a}"))
+    .collect();
+    assert_eq!(audit_actions(&mut site).await, expected);
     let html = site.get("/admin/audit").await.html().to_owned();
     assert!(
         html.contains("<code>2 queues</code>") && html.contains("a, b"),

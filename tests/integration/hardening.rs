@@ -302,3 +302,139 @@ async fn trickling_clients_cannot_take_every_file_descriptor() {
         "{codes:?}"
     );
 }
+
+/// Requests with one key.
+fn with_key(app: &crate::helpers::TestApp, key: &str) -> crate::helpers::Api {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    crate::helpers::Api {
+        base: app.base.clone(),
+        client: reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn a_worker_key_acts_only_for_its_own_workers_and_queues() {
+    use interq::auth::new_key;
+    use interq::config::KeyConfig;
+    let (admin, admin_hash) = new_key();
+    let (mine, mine_hash) = new_key();
+    let (other, other_hash) = new_key();
+    let (mailer, mailer_hash) = new_key();
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.auth.admin = vec![admin_hash.to_string()];
+        s.auth.worker = vec![mine_hash.to_string(), other_hash.to_string()];
+        s.auth.keys = vec![KeyConfig {
+            role: Some(interq::auth::Role::Worker),
+            roles: vec![],
+            hash: mailer_hash.to_string(),
+            label: Some("mailer".into()),
+            queues: Some(vec!["emails.*".into()]),
+        }];
+    })
+    .await;
+    let (admin, mine, other, mailer) = (
+        with_key(&app, &admin),
+        with_key(&app, &mine),
+        with_key(&app, &other),
+        with_key(&app, &mailer),
+    );
+    admin.put_interest("jobs", json!("*")).await.ok();
+    admin.publish(json!({"data": {"n": 1}})).await.ok();
+    let w = mine.register(&["jobs"]).await;
+    let task = mine.claim(&w).await;
+    assert_eq!(task["data"]["n"], 1);
+    // Another worker key may not claim, report or remove for it.
+    other
+        .send(Method::GET, &format!("/task?workerId={w}"), None)
+        .await
+        .error(403, "not_your_worker", Some("workerId"));
+    other.update(&w, &task, "complete", json!({})).await.error(
+        403,
+        "not_your_worker",
+        Some("workerId"),
+    );
+    other
+        .send(Method::DELETE, &format!("/worker?workerId={w}"), None)
+        .await
+        .error(403, "not_your_worker", Some("workerId"));
+    // Nor remove every worker of its queue: that is an admin's.
+    other
+        .send(Method::DELETE, "/worker?queue=jobs", None)
+        .await
+        .error(403, "forbidden", Some("queue"));
+    let still = admin
+        .status(&format!("task={}", task["taskId"].as_str().unwrap()))
+        .await;
+    assert_eq!(still["task"]["state"], "running");
+    assert_eq!(still["task"]["workerId"], w.as_str());
+    mine.update(&w, &task, "complete", json!({})).await.ok();
+    // A key limited to queues registers only on those.
+    mailer
+        .send(
+            Method::PUT,
+            "/worker",
+            Some(json!({"queues": ["emails.eu", "billing"]})),
+        )
+        .await
+        .error(403, "queue_not_allowed", Some("queues[1]"));
+    mailer.register(&["emails.eu"]).await;
+    let workers = admin.status("workers").await;
+    let owners: Vec<&str> = workers["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["owner"].as_str())
+        .collect();
+    assert!(owners.contains(&"mailer"), "{workers}");
+    // An admin may act for any worker.
+    admin
+        .send(Method::DELETE, "/worker?queue=jobs", None)
+        .await
+        .ok();
+}
+
+#[tokio::test]
+async fn a_publisher_limited_to_queues_reaches_and_stops_only_those() {
+    use interq::auth::new_key;
+    use interq::config::KeyConfig;
+    let (admin, admin_hash) = new_key();
+    let (tenant, tenant_hash) = new_key();
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.auth.admin = vec![admin_hash.to_string()];
+        s.auth.keys = vec![KeyConfig {
+            role: Some(interq::auth::Role::Publisher),
+            roles: vec![],
+            hash: tenant_hash.to_string(),
+            label: Some("tenant-a".into()),
+            queues: Some(vec!["a.*".into()]),
+        }];
+    })
+    .await;
+    let (admin, tenant) = (with_key(&app, &admin), with_key(&app, &tenant));
+    admin.put_interest("a.jobs", json!("*")).await.ok();
+    admin.put_interest("b.jobs", json!("*")).await.ok();
+    let p = tenant
+        .publish(json!({"data": {"x": 1}, "key": "k1"}))
+        .await
+        .ok();
+    assert_eq!(p["queues"], json!(["a.jobs"]), "{p}");
+    // The admin's publish with the same key reaches both queues.
+    admin
+        .publish(json!({"data": {"x": 2}, "key": "k1"}))
+        .await
+        .ok();
+    let stopped = tenant.send(Method::DELETE, "/task?key=k1", None).await.ok();
+    assert_eq!(
+        stopped["cancelled"].as_array().unwrap().len(),
+        2,
+        "{stopped}"
+    );
+    assert_eq!(admin.queue("b.jobs").await["ready"], 1);
+}

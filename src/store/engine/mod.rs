@@ -45,8 +45,8 @@ use self::state::State;
 use super::{Enqueued, Outcome, Store, StoreError, StoreStats, Tick};
 use crate::model::{
     AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, Page,
-    QueueCounts, QueueName, QueueSettings, RetryTarget, ScheduleRecord, Task, TaskId, TaskSelector,
-    TaskState, WorkerId, WorkerRecord,
+    QueueCounts, QueueFilter, QueueName, QueueSettings, RetryTarget, ScheduleRecord, Task, TaskId,
+    TaskSelector, TaskState, WorkerId, WorkerRecord,
 };
 
 /// The state machine over a log. Cheap to share behind an `Arc`.
@@ -394,8 +394,13 @@ impl<L: Log> Store for Engine<L> {
         self.with_payloads(metas, true).await
     }
 
-    async fn cancel(&self, target: CancelTarget, now: Millis) -> Result<Cancellation, StoreError> {
-        self.change(|st, ops| Ok(st.cancel(&target, now, ops)))
+    async fn cancel(
+        &self,
+        target: CancelTarget,
+        now: Millis,
+        within: Option<&QueueFilter>,
+    ) -> Result<Cancellation, StoreError> {
+        self.change(|st, ops| Ok(st.cancel(&target, now, within, ops)))
             .await
     }
 

@@ -6,8 +6,8 @@ use super::meta::EventKind;
 use super::ops::{put_copy, Op};
 use super::state::State;
 use crate::model::{
-    CancelTarget, Cancellation, HeldLock, LockKind, Millis, RetryTarget, TaskId, TaskSelector,
-    TaskState,
+    CancelTarget, Cancellation, HeldLock, LockKind, Millis, QueueFilter, RetryTarget, TaskId,
+    TaskSelector, TaskState,
 };
 use crate::store::StoreError;
 
@@ -18,13 +18,17 @@ impl State {
         &mut self,
         target: &CancelTarget,
         now: Millis,
+        within: Option<&QueueFilter>,
         ops: &mut Vec<Op>,
     ) -> Cancellation {
-        let ids: Vec<TaskId> = match target {
+        let mut ids: Vec<TaskId> = match target {
             CancelTarget::Task(id) if self.tasks.contains_key(id) => vec![*id],
             CancelTarget::Task(id) => self.copies_of(*id).map(|m| m.task_id).collect(),
             CancelTarget::Key(key) => self.with_key(key),
         };
+        if let Some(within) = within {
+            ids.retain(|id| within.allows(self.tasks[id].queue.as_str()));
+        }
         let mut outcome = Cancellation::default();
         for id in ids {
             let t = &self.tasks[&id];

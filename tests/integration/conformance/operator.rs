@@ -74,7 +74,7 @@ pub async fn keys_find_and_cancel_every_copy(h: &mut dyn Harness) -> R {
         .collect();
     assert_eq!(found, ids);
     let done = s
-        .cancel(CancelTarget::Key("build-1".into()), T0.plus_secs(2))
+        .cancel(CancelTarget::Key("build-1".into()), T0.plus_secs(2), None)
         .await?;
     assert_eq!(done.cancelled, ids[..2]);
     assert_eq!(done.requested, [ids[2]]);
@@ -109,11 +109,12 @@ pub async fn keys_find_and_cancel_every_copy(h: &mut dyn Harness) -> R {
         "the other key's copy waits on"
     );
     let again = s
-        .cancel(CancelTarget::Key("build-1".into()), T0.plus_secs(5))
+        .cancel(CancelTarget::Key("build-1".into()), T0.plus_secs(5), None)
         .await?;
     assert_eq!((again.cancelled.len(), again.untouched.len()), (0, 3));
     assert_eq!(
-        s.cancel(CancelTarget::Key("nobody".into()), T0).await?,
+        s.cancel(CancelTarget::Key("nobody".into()), T0, None)
+            .await?,
         Default::default()
     );
     Ok(())

@@ -53,6 +53,7 @@ pub async fn interests_workers_and_counters_are_kept(h: &mut dyn Harness) -> R {
         name: "host:1".into(),
         queues: vec![q("a"), q("b")],
         registered_at: T0,
+        owner: Some("mailer".into()),
     };
     let gone = WorkerRecord {
         worker_id: WorkerId::new(),

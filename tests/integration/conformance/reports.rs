@@ -152,8 +152,9 @@ pub async fn a_cancelled_lease_ends_cancelled_and_a_late_completion_counts(
     s.enqueue(vec![a, b], Counters::default()).await?;
     let w = WorkerId::new();
     s.claim(w, &lanes(&["a"]), T0, 2).await?;
-    s.cancel(CancelTarget::Task(a_id), T0).await?;
-    s.cancel(CancelTarget::Task(b_id.publish()), T0).await?;
+    s.cancel(CancelTarget::Task(a_id), T0, None).await?;
+    s.cancel(CancelTarget::Task(b_id.publish()), T0, None)
+        .await?;
     let b_done = s.finish(b_id, w, T0.plus_secs(1), complete()).await?;
     assert_eq!(
         b_done.state,
