@@ -57,7 +57,59 @@ fn routing(c: &mut Criterion) {
         )
     });
     group.finish();
-    let _ = json!(null);
+    hostile(c);
+}
+
+/// Routing one long value against 200 queues whose patterns are each as
+/// heavy as the complexity probe lets through (issue: 200 near-limit
+/// patterns once made a 20,000-character value take 8.4 s, and every other
+/// publish wait for it).
+fn hostile(c: &mut Criterion) {
+    let limits = Limits::default();
+    let queues: Vec<(String, Interests)> = (0..200)
+        .filter_map(|i| {
+            let pattern = format!("(\\w+\\s+){{{}}}z", 5 + i % 4);
+            Interests::parse(&format!("q{i}"), &json!({"body": pattern}), &limits)
+                .ok()
+                .map(|q| (format!("q{i}"), q))
+        })
+        .collect();
+    assert_eq!(queues.len(), 200, "the heavy patterns are accepted");
+    let refused = (0..200)
+        .filter(|i| {
+            let pattern = format!("[a-z ]{{{}}}q[a-z ]{{{}}}[0-9]", 100 + i, 200 + i);
+            Interests::parse("q", &json!({"body": pattern}), &limits).is_err()
+        })
+        .count();
+    eprintln!("hostile: {refused} of 200 counted-repetition patterns refused as too complex");
+    let matcher = Matcher::build(queues).unwrap();
+    let mut group = c.benchmark_group("hostile");
+    for len in [2_000usize, 20_000, 100_000] {
+        let mut n = 0u64;
+        group.bench_function(format!("200_heavy_queues_{len}_chars"), |b| {
+            b.iter_batched(
+                || {
+                    // A new value each time: warm automata would flatter.
+                    n += 1;
+                    // Words of five letters: what `(\w+\s+){5}` keeps
+                    // counting.
+                    let text: String = (0..len)
+                        .map(|i| {
+                            if i % 6 == 5 {
+                                ' '
+                            } else {
+                                (b'a' + ((i as u64 * 7 + n) % 26) as u8) as char
+                            }
+                        })
+                        .collect();
+                    json!({"body": text}).as_object().unwrap().clone()
+                },
+                |task| matcher.route(&task).len(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, routing);

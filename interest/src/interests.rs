@@ -74,6 +74,8 @@ pub enum InterestError {
         field: String,
         message: String,
     },
+    #[error("queue `{queue}`: field `{field}`: the pattern is too complex to match in bounded time (its automaton outgrows its cache); use fewer or smaller counted repetitions of wide classes")]
+    TooComplex { queue: String, field: String },
 }
 
 impl InterestError {
@@ -88,7 +90,8 @@ impl InterestError {
             | Self::PatternNotString { field, .. }
             | Self::PatternTooLong { field, .. }
             | Self::CompiledTooLarge { field, .. }
-            | Self::InvalidRegex { field, .. } => Some(field),
+            | Self::InvalidRegex { field, .. }
+            | Self::TooComplex { field, .. } => Some(field),
         }
     }
 }
@@ -229,6 +232,14 @@ fn parse_field(
             message: other.to_string(),
         },
     })?;
+    if crate::classify::literal_form(pattern).is_none()
+        && !crate::complexity::pattern_well_behaved(pattern)
+    {
+        return Err(InterestError::TooComplex {
+            queue: queue.to_owned(),
+            field: field.to_owned(),
+        });
+    }
     Ok(FieldInterest {
         path,
         pattern: compiled,
@@ -320,6 +331,14 @@ mod tests {
             matches!(err, InterestError::CompiledTooLarge { .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_pattern_too_complex_to_match_in_bounds_is_refused() {
+        let err = parse(json!({"body": "[ab]*a[ab]{20}"})).unwrap_err();
+        assert!(matches!(err, InterestError::TooComplex { .. }), "{err}");
+        assert_eq!(err.field(), Some("body"));
+        assert!(parse(json!({"body": "[a-z]+q[0-9]{3}"})).is_ok());
     }
 
     #[test]

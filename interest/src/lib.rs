@@ -44,7 +44,17 @@
 //! together, so each field of a task is scanned once whatever the number of
 //! queues: patterns that amount to literals under anchors (`^user\.`,
 //! `@example\.com$`, `^(eu|us)-west$`, `.*evan.*`) become one Aho-Corasick
-//! automaton per field, and the rest one `RegexSet` per field.
+//! automaton per field, and the rest go to `RegexSet`s, grouped so that each
+//! group's automaton stays within a bounded cache.
+//!
+//! # Complexity
+//!
+//! A pattern whose automaton cannot match in bounded memory (counted
+//! repetitions of wide classes, such as `[a-z ]{100}q[a-z ]{200}[0-9]`) is
+//! refused when it is registered ([`InterestError::TooComplex`]): one queue's
+//! interests must not make every publish slow. A pattern is probed by
+//! scanning a value built of the characters it names with a DFA of a 512 KiB
+//! cache; one that keeps outgrowing the cache is refused.
 //! [`Matcher::route`] returns the matching queues in name order, without
 //! duplicates; [`Matcher::explain`] says which field and pattern matched each.
 //! A service rebuilds the matcher off its hot path when interests change and
@@ -65,6 +75,7 @@
 //! ```
 
 mod classify;
+mod complexity;
 mod interests;
 mod matcher;
 mod path;

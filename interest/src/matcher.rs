@@ -47,8 +47,10 @@ struct FieldIndex {
     literal_hits: Vec<Vec<LiteralHit>>,
     /// Patterns whose literal is the empty string (`.*`, `^$`).
     empty_hits: Vec<LiteralHit>,
-    regexes: Option<RegexSet>,
-    regex_queues: Vec<u32>,
+    /// The patterns without a literal form, in groups whose DFA stays
+    /// within bounds (see `complexity`), each with the queue of each of its
+    /// patterns.
+    regexes: Vec<(RegexSet, Vec<u32>)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -151,6 +153,21 @@ impl Matcher {
         out
     }
 
+    /// About how much work routing `data` takes: the bytes of text that
+    /// regex sets scan, once per set. Callers route costly tasks off their
+    /// request threads.
+    pub fn scan_cost(&self, data: &Map<String, Value>) -> usize {
+        let mut cost = 0usize;
+        for field in self.fields.iter().filter(|f| !f.regexes.is_empty()) {
+            if let Some(value) = field.path.resolve(data) {
+                for_each_text(value, |text| {
+                    cost = cost.saturating_add(text.len().saturating_mul(field.regexes.len()));
+                });
+            }
+        }
+        cost
+    }
+
     /// For every queue that wants the task: which fields and patterns matched.
     /// Slower than `route`: it asks each queue's patterns one by one.
     pub fn explain(&self, data: &Map<String, Value>) -> Vec<Explanation<'_>> {
@@ -174,6 +191,12 @@ impl Matcher {
     /// Every queue with its interests, in name order.
     pub fn queues(&self) -> impl Iterator<Item = (&str, &Interests)> {
         self.queues.iter().map(|(n, i)| (n.as_str(), i))
+    }
+
+    /// How many regex sets a value of some field may be scanned by: the
+    /// groups of patterns without a literal form, over every field.
+    pub fn regex_groups(&self) -> usize {
+        self.fields.iter().map(|f| f.regexes.len()).sum()
     }
 
     /// How many queues have interests.
@@ -242,9 +265,9 @@ impl FieldIndex {
                 set(hit, h.queue);
             }
         }
-        if let Some(set_) = &self.regexes {
+        for (set_, queues) in &self.regexes {
             for i in set_.matches(text).iter() {
-                set(hit, self.regex_queues[i]);
+                set(hit, queues[i]);
             }
         }
     }
@@ -347,24 +370,24 @@ impl FieldBuilder {
                     .map_err(|e| error(e.to_string()))?,
             )
         };
-        let regexes = if self.regexes.is_empty() {
-            None
-        } else {
-            Some(
-                RegexSetBuilder::new(&self.regexes)
+        let sources: Vec<&str> = self.regexes.iter().map(String::as_str).collect();
+        let regexes = crate::complexity::groups(&sources)
+            .into_iter()
+            .map(|range| {
+                let set_ = RegexSetBuilder::new(&sources[range.clone()])
                     .size_limit(SET_SIZE_LIMIT)
                     .dfa_size_limit(SET_DFA_LIMIT)
                     .build()
-                    .map_err(|e| error(e.to_string()))?,
-            )
-        };
+                    .map_err(|e| error(e.to_string()))?;
+                Ok((set_, self.regex_queues[range].to_vec()))
+            })
+            .collect::<Result<_, BuildError>>()?;
         Ok(FieldIndex {
             path,
             literals,
             literal_hits,
             empty_hits: self.empty_hits,
             regexes,
-            regex_queues: self.regex_queues,
         })
     }
 }

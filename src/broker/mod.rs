@@ -35,6 +35,10 @@ use crate::model::{
 };
 use crate::store::{Enqueued, Outcome, Store, StoreError};
 
+/// Bytes of text routing may scan (summed over the regex sets it passes
+/// through) before a publish is routed on the blocking pool instead.
+const OFF_THREAD_SCAN_BYTES: usize = 256 << 10;
+
 /// Policies the broker applies; from the settings.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
@@ -276,19 +280,41 @@ impl Broker {
             return Err(BrokerError::ShuttingDown);
         }
         let started = std::time::Instant::now();
-        let routes = self.routes.load();
+        let routes = self.routes.load_full();
+        // A costly route (long values under many patterns) runs off the
+        // request threads, so that other requests never wait behind it.
+        let cost: usize = tasks
+            .iter()
+            .map(|t| routes.matcher.scan_cost(&t.data))
+            .sum();
+        let (tasks, routed): (Vec<NewTask>, Vec<Vec<usize>>) = if cost > OFF_THREAD_SCAN_BYTES {
+            let routes = Arc::clone(&routes);
+            tokio::task::spawn_blocking(move || {
+                let routed = tasks
+                    .iter()
+                    .map(|t| routes.matcher.route_indices(&t.data))
+                    .collect();
+                (tasks, routed)
+            })
+            .await
+            .map_err(|e| BrokerError::Store(StoreError::Unavailable(e.to_string())))?
+        } else {
+            let routed = tasks
+                .iter()
+                .map(|t| routes.matcher.route_indices(&t.data))
+                .collect();
+            (tasks, routed)
+        };
         let now = self.clock.now();
         let mut copies: Vec<Task> = Vec::new();
         // For each publish: its id, and the range of `copies` it made.
         let mut spans = Vec::with_capacity(tasks.len());
         let mut discarded = 0;
         let mut accepted = Vec::with_capacity(tasks.len());
-        for mut new in tasks {
+        for (mut new, indices) in tasks.into_iter().zip(routed) {
             let publish_id = TaskId::new_publish();
             let start = copies.len();
-            let queues: Vec<&QueueName> = routes
-                .matcher
-                .route_indices(&new.data)
+            let queues: Vec<&QueueName> = indices
                 .into_iter()
                 .map(|i| &routes.names[i])
                 .filter(|q| within.is_none_or(|w| w.allows(q.as_str())))

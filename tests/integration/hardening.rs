@@ -438,3 +438,66 @@ async fn a_publisher_limited_to_queues_reaches_and_stops_only_those() {
     );
     assert_eq!(admin.queue("b.jobs").await["ready"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patterns_that_would_stall_routing_are_refused_and_long_values_stall_nothing() {
+    let app = spawn_app().await;
+    // Counted repetitions of wide classes: each alone made a long value
+    // slow to route, two hundred of them took seconds.
+    let hostile: Vec<_> = (0..200)
+        .map(|i| json!({"queue": format!("h{i}"), "interests": {"body": format!("[a-z ]{{{}}}q[a-z ]{{{}}}[0-9]", 100 + i, 200 + i)}}))
+        .collect();
+    let refused = app
+        .send(Method::PUT, "/interest", Some(json!(hostile)))
+        .await
+        .error(400, "invalid_interest", Some("interests.body"));
+    assert!(
+        refused.contains("queue `h0`") && refused.contains("too complex"),
+        "{refused}"
+    );
+    assert_eq!(
+        app.status("interests").await["interests"],
+        json!({}),
+        "nothing stored"
+    );
+    // As heavy as is accepted, two hundred times over.
+    let heavy: Vec<_> = (0..200)
+        .map(|i| json!({"queue": format!("w{i}"), "interests": {"body": format!("(\\w+\\s+){{{}}}z", 5 + i % 4)}}))
+        .collect();
+    app.send(Method::PUT, "/interest", Some(json!(heavy)))
+        .await
+        .ok();
+    let text: String = (0..20_000)
+        .map(|i| {
+            if i % 6 == 5 {
+                ' '
+            } else {
+                (b'a' + (i * 7 % 26) as u8) as char
+            }
+        })
+        .collect();
+    let publisher = {
+        let api = app.api.clone();
+        tokio::spawn(async move {
+            let mut slowest = std::time::Duration::ZERO;
+            for n in 0..10 {
+                let started = std::time::Instant::now();
+                api.publish(json!({"data": {"n": n, "body": format!("{n}{text}")}}))
+                    .await
+                    .ok();
+                slowest = slowest.max(started.elapsed());
+            }
+            slowest
+        })
+    };
+    let mut status_slowest = std::time::Duration::ZERO;
+    while !publisher.is_finished() {
+        let started = std::time::Instant::now();
+        app.status("counters").await;
+        status_slowest = status_slowest.max(started.elapsed());
+    }
+    let publish_slowest = publisher.await.unwrap();
+    eprintln!("slowest publish of a 20,000-character value: {publish_slowest:?}; slowest status meanwhile: {status_slowest:?}");
+    assert!(publish_slowest < std::time::Duration::from_secs(3));
+    assert!(status_slowest < std::time::Duration::from_millis(500));
+}
