@@ -27,7 +27,26 @@ pub struct Settings {
     /// Seconds a graceful shutdown may take: requests in flight get this long
     /// to finish.
     pub shutdown_timeout_secs: u64,
+    pub site: SiteSettings,
     pub testing: TestingSettings,
+}
+
+/// The management site.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SiteSettings {
+    /// Signs the site's form tokens. Give every node behind one address the
+    /// same one; without it each process draws its own at start (and forms
+    /// open before a restart must be reloaded). A secret: never logged.
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for SiteSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SiteSettings")
+            .field("secret", &self.secret.as_ref().map(|_| "<secret>"))
+            .finish()
+    }
 }
 
 /// Keys, by role, as hashes made by `interq key new`
@@ -236,6 +255,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             tls: TlsSettings::default(),
             shutdown_timeout_secs: 10,
+            site: SiteSettings::default(),
             testing: TestingSettings::default(),
         }
     }

@@ -99,7 +99,9 @@ impl Application {
         let testing = manual_clock.is_some();
         let tick = Duration::from_millis(settings.tasks.tick_ms);
         let shutdown_timeout = settings.shutdown_timeout_secs;
+        let csrf_secret = crate::web::csrf::Secret::new(settings.site.secret.as_deref());
         let state = web::Data::new(AppState {
+            csrf_secret,
             broker: Arc::clone(&broker),
             settings,
             keys,

@@ -38,6 +38,8 @@ pub struct AppState {
     pub keys: Keys,
     /// Set when the settings ask for a manual clock (tests).
     pub manual_clock: Option<Arc<ManualClock>>,
+    /// Signs the management site's form tokens.
+    pub csrf_secret: crate::web::csrf::Secret,
 }
 
 /// Mounts every API route.

@@ -6,7 +6,7 @@
 //! route table as admin). Forms that change state POST with a CSRF token
 //! (`csrf`), checked against a same-site cookie; see [`csrf`].
 
-mod csrf;
+pub mod csrf;
 mod pages;
 mod view;
 

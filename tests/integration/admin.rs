@@ -13,6 +13,8 @@ pub struct Site {
     base: String,
     client: reqwest::Client,
     cookie: Option<String>,
+    /// The form token the last page carried.
+    token: Option<String>,
     /// An admin key, presented with HTTP Basic as a browser would.
     key: Option<String>,
 }
@@ -89,6 +91,7 @@ impl Site {
                 .build()
                 .expect("a client"),
             cookie: None,
+            token: None,
             key: None,
         }
     }
@@ -121,14 +124,21 @@ impl Site {
                 self.cookie = Some(v.split(';').next().unwrap_or_default().to_owned());
             }
         }
+        let status = res.status();
+        let location = res
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = res.text().await.expect("a body");
+        if let Some(at) = body.find(r#"name="csrf" value=""#) {
+            let rest = &body[at + r#"name="csrf" value=""#.len()..];
+            self.token = rest.split('"').next().map(str::to_owned);
+        }
         Page {
-            status: res.status(),
-            location: res
-                .headers()
-                .get("location")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            body: res.text().await.expect("a body"),
+            status,
+            location,
+            body,
         }
     }
 
@@ -138,10 +148,11 @@ impl Site {
 
     /// Posts a form with the session's CSRF token (read from a page first).
     pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        if self.cookie.is_none() {
-            self.get("/admin").await;
+        if self.token.is_none() {
+            // A page that always holds a form.
+            self.get("/admin/interests").await;
         }
-        let token = self.cookie.clone().expect("a CSRF cookie");
+        let token = self.token.clone().expect("a CSRF token in the page");
         let mut all = vec![("csrf", token.as_str())];
         all.extend_from_slice(fields);
         self.request(Method::POST, path, Some(&all)).await
@@ -370,7 +381,7 @@ async fn forms_without_the_csrf_token_change_nothing() {
     app.put_interest("q", json!("*")).await.ok();
     app.publish_data(json!({"a": 1})).await;
     let mut site = Site::new(&app);
-    site.get("/admin").await;
+    site.get("/admin/interests").await;
     let refused = site.post_raw("/admin/queues/q/clear", &[]).await;
     refused.error(403, "csrf");
     let forged = site
@@ -379,12 +390,36 @@ async fn forms_without_the_csrf_token_change_nothing() {
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     // Another session's token is no good either.
     let mut other = Site::new(&app);
-    other.get("/admin").await;
-    let theirs = other.cookie.clone().unwrap();
+    other.get("/admin/interests").await;
+    let theirs = other.token.clone().unwrap();
     let crossed = site
         .post_raw("/admin/queues/q/clear", &[("csrf", &theirs)])
         .await;
     assert_eq!(crossed.status, StatusCode::FORBIDDEN);
+    // Nor a cookie and token the caller picked to agree: the token is the
+    // cookie signed with the server's secret.
+    let made_up = "ab".repeat(32);
+    let mut forger = Site::new(&app);
+    forger.cookie = Some(made_up.clone());
+    let paired = forger
+        .post_raw("/admin/queues/q/clear", &[("csrf", &made_up)])
+        .await;
+    assert_eq!(paired.status, StatusCode::FORBIDDEN);
+    // A good pair sent from another site's page is refused too.
+    let from_elsewhere = site
+        .client
+        .post(format!("{}/admin/queues/q/clear", site.base))
+        .header(
+            "cookie",
+            format!("interq_csrf={}", site.cookie.clone().unwrap()),
+        )
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={}", site.token.clone().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_elsewhere.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.queue("q").await["ready"], 1, "nothing was cleared");
     // Actions are never GETs.
     let get = site.get("/admin/queues/q/clear").await;
