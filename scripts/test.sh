@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # docs/executor.md's curl examples are run by the tests as written, and the
 # management site is tested in a real headless Chromium over chromedriver.
 need=()
-for tool in curl:curl python3:python3 chromium:chromium chromedriver:chromium-driver; do
+for tool in curl:curl python3:python3 chromium:chromium chromedriver:chromium-driver prlimit:util-linux; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -24,3 +24,6 @@ if [ -z "${INTERQ_COUCHBASE_CONNSTR:-}" ]; then
 fi
 
 cargo test --workspace --locked "$@"
+
+# The API fuzzed from its own document: no 5xx, every answer as documented.
+scripts/fuzz-api.sh

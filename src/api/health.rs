@@ -6,7 +6,6 @@ use std::time::Duration;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use super::routes;
 use super::AppState;
 
 /// The process answers.
@@ -30,6 +29,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(routes::openapi())
+pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(super::openapi::document(
+        &state.settings,
+        state.manual_clock.is_some(),
+    ))
 }

@@ -9,6 +9,7 @@ mod guard;
 mod health;
 mod interest;
 mod metrics;
+mod openapi;
 mod params;
 mod queue;
 pub mod routes;
@@ -92,12 +93,33 @@ pub async fn catch_panics(
     }
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
+/// A known path with another method: 405, with the methods it takes in
+/// `Allow`.
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let testing = req
+        .app_data::<actix_web::web::Data<AppState>>()
+        .is_some_and(|s| s.manual_clock.is_some());
+    let allowed: Vec<&str> = routes::endpoints()
+        .iter()
+        .filter(|e| e.path == req.path() && (testing || !e.testing_only))
+        .map(|e| e.method)
+        .collect();
+    let mut answer = actix_web::ResponseError::error_response(&ApiError::new(
         actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    ))
+        format!(
+            "{} is not allowed on {}; it takes {}",
+            req.method(),
+            req.path(),
+            allowed.join(", ")
+        ),
+    ));
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allowed.join(", ")) {
+        answer
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    answer
 }
 
 /// The answer for paths no route serves.

@@ -4,10 +4,11 @@
 
 use actix_web::http::Method;
 use actix_web::web;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use super::{health, interest, metrics, queue, schedule, status, task, testing, worker};
 use crate::auth::Role;
+use crate::config::Settings;
 
 /// Who may call an endpoint when keys are configured. `admin` may call all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,32 +34,24 @@ pub const ADMIN: Access = Access::Roles(&[]);
 const PUBLISHER: Access = Access::Roles(&[Role::Publisher]);
 const WORKER: Access = Access::Roles(&[Role::Worker]);
 
-/// A parameter's JSON type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    String,
-    Integer,
-    Number,
-    Boolean,
-    Object,
-    Array,
-    /// A string or an object (interests), or a number or a string (priority).
-    Any,
-}
+/// Builds a parameter's JSON schema from the settings (limits vary).
+pub type SchemaFn = fn(&Settings) -> Value;
 
-/// One parameter, accepted in the JSON body or the query string.
+/// One parameter: in the JSON body of a PUT, POST or DELETE, or in the
+/// query string of a GET (the server takes either way for every route; the
+/// document describes the usual one).
 #[derive(Debug, Clone, Copy)]
 pub struct Param {
     pub name: &'static str,
-    pub kind: Kind,
+    pub schema: SchemaFn,
     pub required: bool,
     pub doc: &'static str,
 }
 
-const fn p(name: &'static str, kind: Kind, required: bool, doc: &'static str) -> Param {
+const fn p(name: &'static str, schema: SchemaFn, required: bool, doc: &'static str) -> Param {
     Param {
         name,
-        kind,
+        schema,
         required,
         doc,
     }
@@ -74,71 +67,67 @@ pub struct Endpoint {
     pub params: &'static [Param],
     /// What an array body means, when the endpoint takes one.
     pub batch: Option<&'static str>,
-    pub answer: &'static str,
+    /// When the parameters combine only in some ways (exactly one of a few,
+    /// some only with a given `state`): the body's schema, whole.
+    pub body: Option<SchemaFn>,
+    /// The schema of a 200 answer.
+    pub answer: SchemaFn,
     /// Mounted only with the manual test clock.
     pub testing_only: bool,
     pub handler: fn() -> actix_web::Route,
 }
 
+use super::openapi as s;
+
 const PUBLISH: &[Param] = &[
-    p("data", Kind::Object, true, "the task: any JSON object; interests match its fields"),
-    p("publisher", Kind::String, false, "who publishes (a name for status and logs)"),
-    p("runAt", Kind::Number, false, "unix seconds before which the task does not run"),
-    p("scope", Kind::String, false, "`any` (default): one copy per interested queue; `all`: one per worker of an interested queue"),
-    p("singularlyEnqueue", Kind::Any, false, "true: no copy when an identical task already waits in the queue; \"replace\": the new one replaces it"),
-    p("singularlyRun", Kind::Boolean, false, "not claimed while an identical task runs in the queue"),
-    p("priority", Kind::Any, false, "-100..100, or urgent, high, normal, low, bulk; higher runs first"),
-    p("maxAttempts", Kind::Integer, false, "attempts before the failed set"),
-    p("ttr", Kind::Integer, false, "seconds a claim may run before its lease runs out"),
-    p("key", Kind::String, false, "the caller's name for the task (1-256 bytes): find it, stop it; the singular rules compare it"),
-    p("expireAt", Kind::Number, false, "unix seconds after which a copy not yet claimed is dropped (expired)"),
-    p("ttl", Kind::Number, false, "seconds from now after which a copy not yet claimed is dropped"),
+    p("data", s::object, true, "the task: any JSON object; interests match its fields"),
+    p("publisher", s::text, false, "who publishes (a name for status and logs)"),
+    p("runAt", s::unix_time, false, "unix seconds before which the task does not run"),
+    p("scope", s::scope, false, "`any` (default): one copy per interested queue; `all`: one per worker of an interested queue"),
+    p("singularlyEnqueue", s::singular_enqueue, false, "true: no copy when an identical task already waits in the queue; \"replace\": the new one replaces it"),
+    p("singularlyRun", s::boolean, false, "not claimed while an identical task runs in the queue"),
+    p("priority", s::priority, false, "-100..100, or urgent, high, normal, low, bulk; higher runs first"),
+    p("maxAttempts", s::max_attempts, false, "attempts before the failed set"),
+    p("ttr", s::ttr, false, "seconds a claim may run before its lease runs out"),
+    p("key", s::key, false, "the caller's name for the task (1-256 bytes): find it, stop it; the singular rules compare it"),
+    p("expireAt", s::unix_time, false, "unix seconds after which a copy not yet claimed is dropped (expired); not with `ttl`"),
+    p("ttl", s::ttl, false, "seconds from now after which a copy not yet claimed is dropped; not with `expireAt`"),
 ];
 const CLAIM: &[Param] = &[
-    p("workerId", Kind::String, true, "the claiming worker"),
+    p("workerId", s::uuid, true, "the claiming worker"),
     p(
         "count",
-        Kind::Integer,
+        s::claim_count,
         false,
         "claim up to this many; the answer is then an array",
     ),
-    p(
-        "wait",
-        Kind::Number,
-        false,
-        "seconds to long-poll for a task",
-    ),
+    p("wait", s::wait, false, "seconds to long-poll for a task"),
 ];
 const REPORT: &[Param] = &[
-    p(
-        "workerId",
-        Kind::String,
-        true,
-        "the worker holding the lease",
-    ),
-    p("taskId", Kind::String, true, "the task copy"),
+    p("workerId", s::uuid, true, "the worker holding the lease"),
+    p("taskId", s::uuid, true, "the task copy"),
     p(
         "state",
-        Kind::String,
+        s::report_state,
         true,
         "`complete`, `fail` or `progress`",
     ),
-    p("failReason", Kind::String, false, "with `fail`"),
+    p("failReason", s::text, false, "with `fail`"),
     p(
         "reEnqueue",
-        Kind::Boolean,
+        s::boolean,
         false,
         "with `complete` or `fail`: back to its queue now",
     ),
     p(
         "output",
-        Kind::Any,
+        s::any,
         false,
         "with `complete`: any JSON kept with the task",
     ),
     p(
         "progress",
-        Kind::Any,
+        s::progress,
         false,
         "with `progress`: a number 0-100 or an object",
     ),
@@ -146,35 +135,35 @@ const REPORT: &[Param] = &[
 const WORKER_OR_QUEUE: &[Param] = &[
     p(
         "workerId",
-        Kind::String,
+        s::uuid,
         false,
         "one worker (give this or `queue`)",
     ),
     p(
         "queue",
-        Kind::String,
+        s::queue,
         false,
-        "every one of a queue (give this or `workerId`)",
+        "as admin, every worker of a queue (give this or `workerId`)",
     ),
 ];
-const QUEUE: &[Param] = &[p("queue", Kind::String, true, "the queue")];
+const QUEUE: &[Param] = &[p("queue", s::queue, true, "the queue")];
 const QUEUE_SETTINGS: &[Param] = &[
-    p("queue", Kind::String, true, "the queue"),
+    p("queue", s::queue, true, "the queue"),
     p(
         "maxRunning",
-        Kind::Integer,
+        s::max_running,
         false,
         "most copies running at once across all workers; null clears",
     ),
     p(
         "rateLimit",
-        Kind::Number,
+        s::rate_limit,
         false,
         "most claims per second; null clears",
     ),
     p(
         "paused",
-        Kind::Boolean,
+        s::boolean,
         false,
         "a paused queue takes tasks and hands none out",
     ),
@@ -182,116 +171,116 @@ const QUEUE_SETTINGS: &[Param] = &[
 const SCHEDULE: &[Param] = &[
     p(
         "name",
-        Kind::String,
+        s::queue,
         true,
         "the schedule's name (queue-name characters); H in cron fields hashes it",
     ),
     p(
         "cron",
-        Kind::String,
+        s::cron,
         false,
         "5 fields, or 6 with seconds first; H, H/n, H(a-b) spread schedules",
     ),
     p(
         "timezone",
-        Kind::String,
+        s::timezone,
         false,
         "with cron: an IANA time zone (default UTC)",
     ),
-    p("every", Kind::Integer, false, "seconds between firings"),
-    p("at", Kind::Number, false, "unix seconds: fire once"),
+    p("every", s::every, false, "seconds between firings"),
+    p("at", s::unix_time, false, "unix seconds: fire once"),
     p(
         "task",
-        Kind::Object,
+        s::scheduled_task,
         true,
         "the parameters of PUT /task (no runAt or expireAt; ttl allowed)",
     ),
 ];
-const SCHEDULE_NAME: &[Param] = &[p("name", Kind::String, true, "the schedule")];
+const SCHEDULE_NAME: &[Param] = &[p("name", s::queue, true, "the schedule")];
 const STOP: &[Param] = &[
     p(
         "taskId",
-        Kind::String,
+        s::uuid,
         false,
         "stop one copy, or every copy of a publish",
     ),
-    p("key", Kind::String, false, "stop every task with this key"),
+    p("key", s::key, false, "stop every task with this key"),
     p(
         "workerId",
-        Kind::String,
+        s::uuid,
         false,
         "admin: remove a worker's own queue and running tasks",
     ),
     p(
         "queue",
-        Kind::String,
+        s::queue,
         false,
         "admin: remove every task of a queue",
     ),
 ];
-const REGISTER: &[Param] = &[p(
-    "queues",
-    Kind::Array,
-    true,
-    "queue names, in the order to take from them",
-)];
+const REGISTER: &[Param] = &[
+    p(
+        "queues",
+        s::worker_queues,
+        true,
+        "queue names, in the order to take from them",
+    ),
+    p(
+        "name",
+        s::worker_name,
+        false,
+        "a name for people (default: the caller's address)",
+    ),
+];
 const INTEREST: &[Param] = &[
-    p("queue", Kind::String, true, "the queue"),
+    p("queue", s::queue, true, "the queue"),
     p(
         "interests",
-        Kind::Any,
+        s::interests,
         true,
         "\"*\" or an object of field path to regular expression",
     ),
 ];
-const ADVANCE: &[Param] = &[p(
-    "advance",
-    Kind::Number,
-    true,
-    "seconds to move it forward",
-)];
+const ADVANCE: &[Param] = &[p("advance", s::advance, true, "seconds to move it forward")];
 const STATUS: &[Param] = &[
-    p("queue", Kind::String, false, "one queue's counts"),
-    p("queues", Kind::Boolean, false, "every queue and its counts"),
+    p("queue", s::queue, false, "one queue's counts"),
+    p("queues", s::flag, false, "every queue and its counts"),
     p(
         "workerQueue",
-        Kind::String,
+        s::text,
         false,
-        "a worker's own queue length, or every worker's",
+        "a worker's own queue length (a worker id), or every worker's (empty)",
     ),
-    p("interests", Kind::Boolean, false, "every queue's interests"),
+    p("interests", s::flag, false, "every queue's interests"),
     p(
         "workers",
-        Kind::Boolean,
+        s::flag,
         false,
         "every worker, its state and tasks",
     ),
     p(
         "failedQueue",
-        Kind::String,
+        s::text,
         false,
         "the failed set (of one queue, when named)",
     ),
     p(
         "task",
-        Kind::String,
+        s::uuid,
         false,
         "one copy, or every copy of a publish",
     ),
+    p("key", s::key, false, "every copy published with this key"),
+    p("schedules", s::flag, false, "every named schedule"),
     p(
         "counters",
-        Kind::Boolean,
+        s::flag,
         false,
         "totals since the data directory was made",
     ),
-    p(
-        "store",
-        Kind::Boolean,
-        false,
-        "commit statistics of the store",
-    ),
-    p("offset", Kind::Integer, false, "for `failedQueue`"),
-    p("limit", Kind::Integer, false, "for `failedQueue`"),
+    p("store", s::flag, false, "commit statistics of the store"),
+    p("offset", s::offset, false, "for `failedQueue`"),
+    p("limit", s::page_limit, false, "for `failedQueue`"),
 ];
 
 /// The API, in the order it is documented: built once, read on every
@@ -311,7 +300,8 @@ fn table() -> Vec<Endpoint> {
                 "Publish a task: route it through interests, copy it into each interested queue",
             params: PUBLISH,
             batch: Some("an array of tasks, published in one commit"),
-            answer: "{taskId, queues, copies: [{queue, taskId}]}, or an array of them",
+            body: None,
+            answer: s::published_answer,
             testing_only: false,
             handler: || web::put().to(task::publish_task),
         },
@@ -322,7 +312,8 @@ fn table() -> Vec<Endpoint> {
             summary: "Claim the next task (a lease of ttr seconds)",
             params: CLAIM,
             batch: None,
-            answer: "the task, or null; with count, an array",
+            body: None,
+            answer: s::claim_answer,
             testing_only: false,
             handler: || web::get().to(task::claim_task),
         },
@@ -333,7 +324,8 @@ fn table() -> Vec<Endpoint> {
             summary: "Complete, fail or report progress on a claimed task",
             params: REPORT,
             batch: Some("an array of updates, applied in order"),
-            answer: "the task without its data and history; for an array, [{task} or {error}] per item",
+            body: Some(s::report_body),
+            answer: s::report_answer,
             testing_only: false,
             handler: || web::post().to(task::update_task),
         },
@@ -344,7 +336,8 @@ fn table() -> Vec<Endpoint> {
             summary: "Stop a task by id or key (waiting copies cancelled, running ones flagged); or, as admin, remove every task of a worker or queue",
             params: STOP,
             batch: None,
-            answer: "{cancelled, cancelRequested, untouched}, or {deleted}",
+            body: Some(s::stop_body),
+            answer: s::stop_answer,
             testing_only: false,
             handler: || web::delete().to(task::delete_tasks),
         },
@@ -355,7 +348,8 @@ fn table() -> Vec<Endpoint> {
             summary: "Register a worker on queues, in priority order",
             params: REGISTER,
             batch: None,
-            answer: "{workerId, queues}",
+            body: None,
+            answer: s::registered_answer,
             testing_only: false,
             handler: || web::put().to(worker::register_worker),
         },
@@ -366,7 +360,8 @@ fn table() -> Vec<Endpoint> {
             summary: "Remove a worker (or every worker of a queue); its running tasks go back",
             params: WORKER_OR_QUEUE,
             batch: None,
-            answer: "{deleted: [workerId]}",
+            body: Some(s::worker_delete_body),
+            answer: s::deleted_workers_answer,
             testing_only: false,
             handler: || web::delete().to(worker::delete_worker),
         },
@@ -377,7 +372,8 @@ fn table() -> Vec<Endpoint> {
             summary: "Set a queue's interests (creating the queue)",
             params: INTEREST,
             batch: Some("an array of {queue, interests}, set together"),
-            answer: "{queue, interests}, or an array of them",
+            body: None,
+            answer: s::interest_answer,
             testing_only: false,
             handler: || web::put().to(interest::create_interest),
         },
@@ -388,7 +384,8 @@ fn table() -> Vec<Endpoint> {
             summary: "Remove a queue's interests (its tasks stay)",
             params: QUEUE,
             batch: None,
-            answer: "{queue, deleted}",
+            body: None,
+            answer: s::interest_deleted_answer,
             testing_only: false,
             handler: || web::delete().to(interest::delete_interest),
         },
@@ -399,7 +396,8 @@ fn table() -> Vec<Endpoint> {
             summary: "Set a queue's limits: maxRunning, rateLimit, paused (null clears one)",
             params: QUEUE_SETTINGS,
             batch: None,
-            answer: "{queue, settings}",
+            body: None,
+            answer: s::queue_settings_answer,
             testing_only: false,
             handler: || web::put().to(queue::update_queue),
         },
@@ -410,7 +408,8 @@ fn table() -> Vec<Endpoint> {
             summary: "Remove a queue: its interests and every task in it",
             params: QUEUE,
             batch: None,
-            answer: "{queue, deletedTasks}",
+            body: None,
+            answer: s::queue_deleted_answer,
             testing_only: false,
             handler: || web::delete().to(queue::delete_queue),
         },
@@ -421,7 +420,8 @@ fn table() -> Vec<Endpoint> {
             summary: "Create or replace a named schedule: a cron, an interval or a one-off time, and the task to publish",
             params: SCHEDULE,
             batch: None,
-            answer: "{name, spec, nextRun, lastRun, task}",
+            body: Some(s::schedule_body),
+            answer: s::schedule_answer,
             testing_only: false,
             handler: || web::put().to(schedule::set_schedule),
         },
@@ -432,7 +432,8 @@ fn table() -> Vec<Endpoint> {
             summary: "Stop a schedule",
             params: SCHEDULE_NAME,
             batch: None,
-            answer: "{name, deleted}",
+            body: None,
+            answer: s::schedule_deleted_answer,
             testing_only: false,
             handler: || web::delete().to(schedule::delete_schedule),
         },
@@ -443,7 +444,8 @@ fn table() -> Vec<Endpoint> {
             summary: "Inspect queues, workers, interests, tasks and counters",
             params: STATUS,
             batch: None,
-            answer: "one key per parameter asked",
+            body: None,
+            answer: s::status_answer,
             testing_only: false,
             handler: || web::get().to(status::show_status),
         },
@@ -454,7 +456,8 @@ fn table() -> Vec<Endpoint> {
             summary: "Metrics in the Prometheus text format",
             params: &[],
             batch: None,
-            answer: "text/plain; version=0.0.4",
+            body: None,
+            answer: s::metrics_answer,
             testing_only: false,
             handler: || web::get().to(metrics::show_metrics),
         },
@@ -465,7 +468,8 @@ fn table() -> Vec<Endpoint> {
             summary: "The process is alive",
             params: &[],
             batch: None,
-            answer: "{status: ok}",
+            body: None,
+            answer: s::health_answer,
             testing_only: false,
             handler: || web::get().to(health::healthz),
         },
@@ -476,7 +480,8 @@ fn table() -> Vec<Endpoint> {
             summary: "The store is reachable and work is accepted (503 otherwise)",
             params: &[],
             batch: None,
-            answer: "{status: ready}",
+            body: None,
+            answer: s::health_answer,
             testing_only: false,
             handler: || web::get().to(health::readyz),
         },
@@ -487,7 +492,8 @@ fn table() -> Vec<Endpoint> {
             summary: "This description of the API (OpenAPI 3)",
             params: &[],
             batch: None,
-            answer: "an OpenAPI 3.0 document",
+            body: None,
+            answer: s::document_answer,
             testing_only: false,
             handler: || web::get().to(health::openapi),
         },
@@ -498,7 +504,8 @@ fn table() -> Vec<Endpoint> {
             summary: "Move the manual clock (only with testing.manual_clock)",
             params: ADVANCE,
             batch: None,
-            answer: "{now}",
+            body: None,
+            answer: s::clock_answer,
             testing_only: true,
             handler: || web::post().to(testing::advance_clock),
         },
@@ -530,103 +537,4 @@ pub fn access_of(method: &Method, path: &str) -> Access {
         .iter()
         .find(|e| e.path == path && e.method == method.as_str())
         .map_or(ADMIN, |e| e.access)
-}
-
-fn schema(kind: Kind) -> Value {
-    match kind {
-        Kind::String => json!({"type": "string"}),
-        Kind::Integer => json!({"type": "integer"}),
-        Kind::Number => json!({"type": "number"}),
-        Kind::Boolean => json!({"type": "boolean"}),
-        Kind::Object => json!({"type": "object"}),
-        Kind::Array => json!({"type": "array", "items": {"type": "string"}}),
-        Kind::Any => json!({}),
-    }
-}
-
-/// The OpenAPI 3 document of the API.
-pub fn openapi() -> Value {
-    let mut paths: Map<String, Value> = Map::new();
-    for e in endpoints() {
-        let mut op = json!({
-            "summary": e.summary,
-            "operationId": format!("{} {}", e.method, e.path),
-            "responses": {
-                "200": {"description": e.answer},
-                "4XX": {"description": "the caller's mistake, naming the field", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "5XX": {"description": "the server's own failure", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-            },
-        });
-        if e.access == Access::Open {
-            op["security"] = json!([]);
-        } else {
-            let roles = match e.access {
-                Access::Roles(r) => r
-                    .iter()
-                    .map(|r| r.as_str())
-                    .chain(["admin"])
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                Access::Open => String::new(),
-            };
-            op["description"] = Value::String(format!("Roles: {roles}."));
-        }
-        if !e.params.is_empty() {
-            op["parameters"] = e
-                .params
-                .iter()
-                .map(|p| json!({"name": p.name, "in": "query", "required": false, "description": p.doc, "schema": schema(p.kind)}))
-                .collect();
-            let properties: Map<String, Value> = e
-                .params
-                .iter()
-                .map(|p| {
-                    let mut s = schema(p.kind);
-                    s["description"] = Value::String(p.doc.to_owned());
-                    (p.name.to_owned(), s)
-                })
-                .collect();
-            let required: Vec<&str> = e
-                .params
-                .iter()
-                .filter(|p| p.required)
-                .map(|p| p.name)
-                .collect();
-            let object = json!({"type": "object", "properties": properties, "required": required});
-            let body = match e.batch {
-                Some(doc) => {
-                    json!({"oneOf": [object, {"type": "array", "items": object, "description": doc}]})
-                }
-                None => object,
-            };
-            if e.method != "GET" {
-                op["requestBody"] =
-                    json!({"required": false, "content": {"application/json": {"schema": body}}});
-            }
-        }
-        let entry = paths.entry(e.path.to_owned()).or_insert_with(|| json!({}));
-        entry[e.method.to_ascii_lowercase()] = op;
-    }
-    json!({
-        "openapi": "3.0.3",
-        "info": {
-            "title": "interq",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "A pub/sub, interest-routing job queue. Parameters may come as a JSON body or as query-string fields (JSON values as JSON text).",
-        },
-        "security": [{"bearer": []}, {"basic": []}],
-        "components": {
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "basic": {"type": "http", "scheme": "basic", "description": "the key as the password; the user name is ignored"},
-            },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "properties": {"error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}},
-                },
-            },
-        },
-        "paths": paths,
-    })
 }

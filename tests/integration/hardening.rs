@@ -501,3 +501,52 @@ async fn patterns_that_would_stall_routing_are_refused_and_long_values_stall_not
     assert!(publish_slowest < std::time::Duration::from_secs(3));
     assert!(status_slowest < std::time::Duration::from_millis(500));
 }
+
+#[tokio::test]
+async fn the_api_document_describes_what_the_server_checks_and_only_what_it_serves() {
+    let app = crate::helpers::spawn_app_with(|s| s.testing.manual_clock = false).await;
+    let doc = app.send(Method::GET, "/openapi.json", None).await.ok();
+    assert!(
+        doc["paths"].get("/_testing/clock").is_none(),
+        "a testing route is listed"
+    );
+    let claim = &doc["paths"]["/task"]["get"]["parameters"];
+    let worker = claim
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "workerId")
+        .unwrap();
+    assert_eq!(worker["required"], true);
+    assert_eq!(worker["schema"]["format"], "uuid");
+    let count = claim
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "count")
+        .unwrap();
+    assert_eq!(count["schema"]["maximum"], 1000);
+    let publish = &doc["paths"]["/task"]["put"]["requestBody"]["content"]["application/json"]
+        ["schema"]["oneOf"][0];
+    assert_eq!(publish["required"], json!(["data"]));
+    assert_eq!(
+        publish["properties"]["priority"]["oneOf"][0]["maximum"],
+        100
+    );
+    let answer =
+        &doc["paths"]["/task"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    assert_eq!(answer["nullable"], true);
+    assert!(doc["components"]["schemas"]["Task"]["required"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("data")));
+    // A known path with another method names the ones it takes.
+    let resp = app
+        .client
+        .patch(format!("{}/task", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp.headers()["allow"], "PUT, GET, POST, DELETE");
+}

@@ -1,0 +1,593 @@
+//! `GET /openapi.json`: the route table as an OpenAPI 3 document, with the
+//! parameters described as the handlers check them (types, ranges, formats,
+//! what goes with what) and the answers' schemas, so that a client can be
+//! generated from it and a schema-driven fuzzer's valid cases are valid.
+//! The limits in it come from this server's settings.
+
+use serde_json::{json, Map, Value};
+
+use super::routes::{endpoints, Access, Endpoint, Param};
+use crate::config::Settings;
+use crate::model::MAX_QUEUE_NAME_LEN;
+
+/// The document this server serves; routes only mounted with the testing
+/// clock are in it only then.
+pub fn document(settings: &Settings, testing: bool) -> Value {
+    let mut paths: Map<String, Value> = Map::new();
+    for e in endpoints().iter().filter(|e| testing || !e.testing_only) {
+        let entry = paths.entry(e.path.to_owned()).or_insert_with(|| json!({}));
+        entry[e.method.to_ascii_lowercase()] = operation(e, settings);
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "interq",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "A pub/sub, interest-routing job queue. Every route takes its parameters as a JSON body or as query-string fields (JSON values as JSON text); this document describes the body for PUT, POST and DELETE and the query for GET.",
+        },
+        "security": [{"bearer": []}, {"basic": []}],
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic", "description": "the key as the password; the user name is ignored"},
+            },
+            "schemas": components(),
+        },
+        "paths": paths,
+    })
+}
+
+fn operation(e: &Endpoint, settings: &Settings) -> Value {
+    let error = json!({"description": "the caller's mistake, naming the field", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    let mut responses = json!({
+        "200": {"description": e.summary, "content": {"application/json": {"schema": (e.answer)(settings)}}},
+        "4XX": error,
+        "5XX": {"description": "the server's own failure, or a store that cannot take the change now (503, 507)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+    });
+    if e.path == "/metrics" {
+        responses["200"] = json!({"description": e.summary, "content": {"text/plain": {"schema": {"type": "string"}}}});
+    }
+    if e.path == "/readyz" {
+        responses["503"] = json!({"description": "not ready", "content": {"application/json": {"schema": (e.answer)(settings)}}});
+    }
+    let mut op = json!({
+        "summary": e.summary,
+        "operationId": format!("{} {}", e.method, e.path),
+        "responses": responses,
+    });
+    match e.access {
+        Access::Open => op["security"] = json!([]),
+        Access::Roles(roles) => {
+            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).chain(["admin"]).collect();
+            op["description"] = Value::String(format!("Roles: {}.", names.join(", ")));
+        }
+    }
+    if !e.params.is_empty() {
+        if e.method == "GET" {
+            op["parameters"] = e
+                .params
+                .iter()
+                .map(|p| json!({"name": p.name, "in": "query", "required": p.required, "description": p.doc, "schema": query_schema(p, settings)}))
+                .collect();
+        } else {
+            let object = match e.body {
+                Some(body) => body(settings),
+                None => object_of(e.params, settings),
+            };
+            let body = match e.batch {
+                Some(doc) => json!({"oneOf": [object, {
+                    "type": "array",
+                    "description": doc,
+                    "items": object,
+                    "minItems": 1,
+                    "maxItems": settings.limits.max_batch,
+                }]}),
+                None => object,
+            };
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": body}}});
+        }
+    }
+    if let Some(links) = links(e) {
+        op["responses"]["200"]["links"] = links;
+    }
+    op
+}
+
+/// How the answer of one call feeds the next, for clients and for stateful
+/// fuzzing: a registration's worker claims, a claim's task is reported on.
+fn links(e: &Endpoint) -> Option<Value> {
+    match (e.method, e.path) {
+        ("PUT", "/worker") => Some(json!({
+            "Claim": {"operationId": "GET /task", "parameters": {"workerId": "$response.body#/workerId"}},
+        })),
+        ("GET", "/task") => Some(json!({
+            "Report": {"operationId": "POST /task", "requestBody": {"workerId": "$request.query.workerId", "taskId": "$response.body#/taskId", "state": "complete"}},
+        })),
+        ("PUT", "/task") => Some(json!({
+            "Status": {"operationId": "GET /status", "parameters": {"task": "$response.body#/taskId"}},
+        })),
+        _ => None,
+    }
+}
+
+fn query_schema(p: &Param, settings: &Settings) -> Value {
+    (p.schema)(settings)
+}
+
+/// An object of these parameters, no others. An optional one may be
+/// `null`, which the server reads as absent.
+fn object_of(params: &[Param], settings: &Settings) -> Value {
+    let properties: Map<String, Value> = params
+        .iter()
+        .map(|p| {
+            let mut schema = (p.schema)(settings);
+            if let Some(fields) = schema.as_object_mut() {
+                fields.insert("description".into(), Value::String(p.doc.to_owned()));
+                if !p.required {
+                    fields.insert("nullable".into(), Value::Bool(true));
+                }
+            }
+            (p.name.to_owned(), schema)
+        })
+        .collect();
+    let required: Vec<&str> = params
+        .iter()
+        .filter(|p| p.required)
+        .map(|p| p.name)
+        .collect();
+    let mut object =
+        json!({"type": "object", "properties": properties, "additionalProperties": false});
+    if !required.is_empty() {
+        object["required"] = json!(required);
+    }
+    object
+}
+
+fn components() -> Value {
+    json!({
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "description": "stable, snake_case"},
+                    "message": {"type": "string", "description": "for people; names the field at fault"},
+                },
+            }},
+        },
+        "Task": task_schema(true),
+        "TaskReport": task_schema(false),
+        "CopyRef": {
+            "type": "object",
+            "required": ["queue", "taskId"],
+            "properties": {
+                "queue": {"type": "string"},
+                "taskId": {"type": "string", "format": "uuid"},
+                "workerQueue": {"type": "string", "format": "uuid"},
+                "existing": {"type": "boolean"},
+                "replaced": {"type": "string", "format": "uuid"},
+            },
+        },
+        "Published": {
+            "type": "object",
+            "required": ["taskId", "queues", "copies"],
+            "properties": {
+                "taskId": {"type": "string", "format": "uuid", "description": "the publish's id; every copy carries it as publishId"},
+                "queues": {"type": "array", "items": {"type": "string"}},
+                "copies": {"type": "array", "items": {"$ref": "#/components/schemas/CopyRef"}},
+            },
+        },
+    })
+}
+
+/// A task copy, as claims and status show it (`with_data`), or as the
+/// answer to its worker's report.
+fn task_schema(with_data: bool) -> Value {
+    let mut required = vec![
+        "taskId",
+        "publishId",
+        "queue",
+        "publisher",
+        "priority",
+        "scope",
+        "singularlyEnqueue",
+        "singularlyRun",
+        "state",
+        "attempt",
+        "maxAttempts",
+        "ttr",
+        "createdAt",
+        "runAt",
+    ];
+    if with_data {
+        required.push("data");
+    }
+    let uuid = json!({"type": "string", "format": "uuid"});
+    let time = json!({"type": "number", "minimum": 0, "description": "unix seconds"});
+    let mut properties = json!({
+        "taskId": uuid, "publishId": uuid, "workerQueue": uuid, "workerId": uuid,
+        "queue": {"type": "string"},
+        "publisher": {"type": "string"},
+        "priority": {"type": "integer", "minimum": -100, "maximum": 100},
+        "scope": {"type": "string", "enum": ["any", "all"]},
+        "singularlyEnqueue": {"type": "boolean"},
+        "replaceWaiting": {"type": "boolean"},
+        "singularlyRun": {"type": "boolean"},
+        "state": {"type": "string", "enum": ["scheduled", "ready", "running", "completed", "failed", "cancelled", "expired"]},
+        "attempt": {"type": "integer", "minimum": 0},
+        "maxAttempts": {"type": "integer", "minimum": 1},
+        "ttr": {"type": "integer", "minimum": 1},
+        "createdAt": time, "runAt": time, "expireAt": time, "leaseUntil": time,
+        "startedAt": time, "finishedAt": time,
+        "failReason": {"type": "string"},
+        "progress": {},
+        "output": {},
+        "key": {"type": "string"},
+        "cancelled": {"type": "boolean"},
+        "history": {"type": "array", "items": {"type": "object", "required": ["at", "event"], "properties": {
+            "at": time, "event": {"type": "string"}, "workerId": uuid, "detail": {"type": "string"},
+        }}},
+        "fingerprint": {"type": "string"},
+        "routedBy": {},
+    });
+    if with_data {
+        properties["data"] = json!({"type": "object"});
+    }
+    json!({"type": "object", "required": required, "properties": properties})
+}
+
+// ----- parameters ------------------------------------------------------------
+
+pub fn object(_: &Settings) -> Value {
+    json!({"type": "object"})
+}
+
+pub fn any(_: &Settings) -> Value {
+    json!({})
+}
+
+pub fn boolean(_: &Settings) -> Value {
+    json!({"type": "boolean"})
+}
+
+/// A parameter whose presence asks for something (`?queues`).
+pub fn flag(_: &Settings) -> Value {
+    json!({"type": "boolean"})
+}
+
+pub fn uuid(_: &Settings) -> Value {
+    json!({"type": "string", "format": "uuid"})
+}
+
+pub fn text(s: &Settings) -> Value {
+    json!({"type": "string", "maxLength": s.limits.max_text_bytes, "pattern": "^[\\x20-\\x7e]*$"})
+}
+
+pub fn queue(_: &Settings) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": MAX_QUEUE_NAME_LEN, "pattern": "^[A-Za-z0-9_.:-]+$"})
+}
+
+pub fn key(_: &Settings) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[\\x20-\\x7e]+$"})
+}
+
+pub fn unix_time(_: &Settings) -> Value {
+    json!({"type": "number", "minimum": 0, "maximum": 9_999_999_999u64, "description": "unix seconds"})
+}
+
+pub fn scope(_: &Settings) -> Value {
+    json!({"type": "string", "enum": ["any", "all"]})
+}
+
+pub fn singular_enqueue(_: &Settings) -> Value {
+    json!({"oneOf": [{"type": "boolean"}, {"type": "string", "enum": ["replace"]}]})
+}
+
+pub fn priority(_: &Settings) -> Value {
+    json!({"oneOf": [
+        {"type": "integer", "minimum": -100, "maximum": 100},
+        {"type": "string", "enum": ["urgent", "high", "normal", "low", "bulk"]},
+    ]})
+}
+
+pub fn max_attempts(_: &Settings) -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": 1000})
+}
+
+pub fn ttr(s: &Settings) -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": s.tasks.max_ttr_secs})
+}
+
+pub fn ttl(_: &Settings) -> Value {
+    json!({"type": "number", "exclusiveMinimum": true, "minimum": 0, "maximum": 1_000_000_000})
+}
+
+pub fn claim_count(s: &Settings) -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": s.limits.max_claim_count})
+}
+
+pub fn wait(s: &Settings) -> Value {
+    json!({"type": "number", "minimum": 0, "maximum": s.limits.max_wait_secs})
+}
+
+pub fn report_state(_: &Settings) -> Value {
+    json!({"type": "string", "enum": ["complete", "fail", "progress"]})
+}
+
+pub fn progress(s: &Settings) -> Value {
+    json!({"oneOf": [
+        {"type": "number", "minimum": 0, "maximum": 100},
+        {"type": "object", "maxProperties": 16, "description": format!("at most {} bytes of JSON", s.limits.max_text_bytes)},
+    ]})
+}
+
+pub fn max_running(_: &Settings) -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": 1_000_000, "nullable": true})
+}
+
+pub fn rate_limit(_: &Settings) -> Value {
+    json!({"type": "number", "exclusiveMinimum": true, "minimum": 0, "maximum": 1_000_000, "nullable": true})
+}
+
+pub fn cron(_: &Settings) -> Value {
+    json!({"type": "string", "minLength": 9, "maxLength": 256, "example": "*/5 * * * *"})
+}
+
+pub fn timezone(_: &Settings) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 64, "example": "Europe/Paris"})
+}
+
+pub fn every(_: &Settings) -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": 10 * 365 * 86_400})
+}
+
+pub fn worker_queues(_: &Settings) -> Value {
+    json!({"type": "array", "minItems": 1, "maxItems": 100, "uniqueItems": true, "items": queue(&Settings::default())})
+}
+
+pub fn worker_name(_: &Settings) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[\\x20-\\x7e]+$"})
+}
+
+pub fn interests(s: &Settings) -> Value {
+    json!({"oneOf": [
+        {"type": "string", "enum": ["*"]},
+        {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": s.limits.max_interest_fields,
+            "description": "field path (keys joined by `.`, `\\.` for a dot in a key) to a regular expression",
+            "additionalProperties": {"type": "string", "minLength": 1, "maxLength": s.limits.max_pattern_bytes, "example": "^user\\."},
+            "propertyNames": {"minLength": 1, "maxLength": 256, "pattern": "^[A-Za-z0-9_]+(\\.[A-Za-z0-9_]+)*$"},
+        },
+    ]})
+}
+
+pub fn advance(_: &Settings) -> Value {
+    json!({"type": "number", "minimum": 0, "maximum": 1e9})
+}
+
+pub fn offset(_: &Settings) -> Value {
+    json!({"type": "integer", "minimum": 0, "maximum": u32::MAX})
+}
+
+pub fn page_limit(_: &Settings) -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": 1000})
+}
+
+/// A schedule's task: the parameters of `PUT /task`, when it does not run
+/// at a time of its own.
+pub fn scheduled_task(s: &Settings) -> Value {
+    let mut task = publish_object(s);
+    if let Some(props) = task["properties"].as_object_mut() {
+        props.remove("runAt");
+        props.remove("expireAt");
+    }
+    task
+}
+
+fn publish_object(s: &Settings) -> Value {
+    let e = endpoints()
+        .iter()
+        .find(|e| e.method == "PUT" && e.path == "/task")
+        .expect("PUT /task is in the table");
+    object_of(e.params, s)
+}
+
+// ----- bodies whose parameters combine only some ways -----------------------
+
+/// An object of `base` plus exactly one of `choices` (each a parameter name).
+fn exactly_one(e: &Endpoint, s: &Settings, base: &[&str], choices: &[&[&str]]) -> Value {
+    let pick = |names: &[&str]| -> Vec<Param> {
+        e.params
+            .iter()
+            .filter(|p| names.contains(&p.name))
+            .copied()
+            .collect()
+    };
+    let variants: Vec<Value> = choices
+        .iter()
+        .map(|choice| {
+            let mut names: Vec<&str> = base.to_vec();
+            names.extend_from_slice(choice);
+            let mut object = object_of(&pick(&names), s);
+            let mut required: Vec<&str> = base
+                .iter()
+                .copied()
+                .filter(|n| e.params.iter().any(|p| p.name == *n && p.required))
+                .collect();
+            required.push(choice[0]);
+            object["required"] = json!(required);
+            object
+        })
+        .collect();
+    json!({"oneOf": variants})
+}
+
+fn endpoint(method: &str, path: &str) -> &'static Endpoint {
+    endpoints()
+        .iter()
+        .find(|e| e.method == method && e.path == path)
+        .expect("an endpoint of the table")
+}
+
+/// `POST /task`: what goes with each `state`.
+pub fn report_body(s: &Settings) -> Value {
+    let e = endpoint("POST", "/task");
+    let with = |state: &str, extra: &[&str]| {
+        let mut names = vec!["workerId", "taskId", "state"];
+        names.extend_from_slice(extra);
+        let params: Vec<Param> = e
+            .params
+            .iter()
+            .filter(|p| names.contains(&p.name))
+            .copied()
+            .collect();
+        let mut object = object_of(&params, s);
+        object["properties"]["state"] = json!({"type": "string", "enum": [state]});
+        object
+    };
+    json!({"oneOf": [
+        with("complete", &["reEnqueue", "output"]),
+        with("fail", &["reEnqueue", "failReason"]),
+        with("progress", &["progress"]),
+    ]})
+}
+
+/// `DELETE /task`: exactly one of its parameters.
+pub fn stop_body(s: &Settings) -> Value {
+    exactly_one(
+        endpoint("DELETE", "/task"),
+        s,
+        &[],
+        &[&["taskId"], &["key"], &["workerId"], &["queue"]],
+    )
+}
+
+/// `DELETE /worker`: one worker, or every worker of a queue.
+pub fn worker_delete_body(s: &Settings) -> Value {
+    exactly_one(
+        endpoint("DELETE", "/worker"),
+        s,
+        &[],
+        &[&["workerId"], &["queue"]],
+    )
+}
+
+/// `PUT /schedule`: a name, a task, and exactly one of cron (with its
+/// time zone), every and at.
+pub fn schedule_body(s: &Settings) -> Value {
+    exactly_one(
+        endpoint("PUT", "/schedule"),
+        s,
+        &["name", "task"],
+        &[&["cron", "timezone"], &["every"], &["at"]],
+    )
+}
+
+// ----- answers ---------------------------------------------------------------
+
+pub fn published_answer(_: &Settings) -> Value {
+    json!({"oneOf": [
+        {"$ref": "#/components/schemas/Published"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/Published"}},
+    ]})
+}
+
+pub fn claim_answer(_: &Settings) -> Value {
+    json!({"oneOf": [
+        {"$ref": "#/components/schemas/Task"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/Task"}},
+    ], "nullable": true, "description": "the task, or null when there is none; with count, an array"})
+}
+
+pub fn report_answer(_: &Settings) -> Value {
+    json!({"oneOf": [
+        {"$ref": "#/components/schemas/TaskReport"},
+        {"type": "array", "items": {"type": "object", "properties": {
+            "task": {"$ref": "#/components/schemas/TaskReport"},
+            "error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+        }}},
+    ]})
+}
+
+pub fn stop_answer(_: &Settings) -> Value {
+    let ids = json!({"type": "array", "items": {"type": "string", "format": "uuid"}});
+    json!({"oneOf": [
+        {"type": "object", "required": ["cancelled", "cancelRequested", "untouched"], "properties": {"cancelled": ids, "cancelRequested": ids, "untouched": ids}},
+        {"type": "object", "required": ["deleted"], "properties": {"deleted": {"type": "integer", "minimum": 0}}},
+    ]})
+}
+
+pub fn registered_answer(_: &Settings) -> Value {
+    json!({"type": "object", "required": ["workerId", "name", "queues"], "properties": {
+        "workerId": {"type": "string", "format": "uuid"},
+        "name": {"type": "string"},
+        "queues": {"type": "array", "items": {"type": "string"}},
+    }})
+}
+
+pub fn deleted_workers_answer(_: &Settings) -> Value {
+    json!({"type": "object", "required": ["deleted"], "properties": {
+        "deleted": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+    }})
+}
+
+pub fn interest_answer(_: &Settings) -> Value {
+    let one = json!({"type": "object", "required": ["queue", "interests"], "properties": {"queue": {"type": "string"}, "interests": {}}});
+    json!({"oneOf": [one, {"type": "array", "items": one}]})
+}
+
+pub fn interest_deleted_answer(_: &Settings) -> Value {
+    json!({"type": "object", "required": ["queue"], "properties": {"queue": {"type": "string"}, "deleted": {"type": "boolean"}, "deletedTasks": {"type": "integer", "minimum": 0}}})
+}
+
+pub fn queue_settings_answer(_: &Settings) -> Value {
+    json!({"type": "object", "required": ["queue", "settings"], "properties": {
+        "queue": {"type": "string"},
+        "settings": {"type": "object", "properties": {
+            "maxRunning": {"type": "integer"}, "rateLimit": {"type": "number"}, "paused": {"type": "boolean"},
+        }},
+    }})
+}
+
+pub fn queue_deleted_answer(s: &Settings) -> Value {
+    interest_deleted_answer(s)
+}
+
+pub fn schedule_answer(_: &Settings) -> Value {
+    json!({"type": "object", "required": ["name", "spec", "task"], "properties": {
+        "name": {"type": "string"},
+        "spec": {"type": "object"},
+        "nextRun": {"type": "number", "nullable": true},
+        "lastRun": {"type": "number", "nullable": true},
+        "task": {"type": "object"},
+    }})
+}
+
+pub fn schedule_deleted_answer(_: &Settings) -> Value {
+    json!({"type": "object", "required": ["name", "deleted"], "properties": {"name": {"type": "string"}, "deleted": {"type": "boolean"}}})
+}
+
+pub fn status_answer(_: &Settings) -> Value {
+    json!({"type": "object", "description": "one key per parameter asked; with none, queues, workers and counters"})
+}
+
+pub fn metrics_answer(_: &Settings) -> Value {
+    json!({"type": "string"})
+}
+
+pub fn health_answer(_: &Settings) -> Value {
+    json!({"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}})
+}
+
+pub fn document_answer(_: &Settings) -> Value {
+    json!({"type": "object"})
+}
+
+pub fn clock_answer(_: &Settings) -> Value {
+    json!({"type": "object", "required": ["now"], "properties": {"now": {"type": "number"}}})
+}
