@@ -127,4 +127,11 @@ async fn kill_9_under_load_loses_no_acknowledged_publish() {
             "publish {id} lost its copy"
         );
     }
+    // The totals are stored with the copies they count: every publish
+    // reached `a`, and the copies in `b` are counted too.
+    let counters = api.status("counters").await["counters"].clone();
+    let in_b = api.queue("b").await["ready"].as_u64().unwrap();
+    assert_eq!(counters["published"].as_u64().unwrap(), ready, "{counters}");
+    assert_eq!(counters["routed"].as_u64().unwrap(), ready + in_b, "{counters}");
+    assert!(counters["published"].as_u64().unwrap() >= acknowledged.len() as u64);
 }

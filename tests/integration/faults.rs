@@ -296,3 +296,107 @@ async fn an_empty_data_file_is_refused_unless_asked_to_start_fresh() {
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}");
 }
+
+/// Overwrites `len` bytes at the middle of a file with garbage.
+fn damage_middle(path: &Path, len: usize) {
+    use std::io::{Seek, SeekFrom, Write};
+    let size = std::fs::metadata(path).unwrap().len();
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(size / 2)).unwrap();
+    let garbage: Vec<u8> = (0..len).map(|i| (i * 7 + 13) as u8).collect();
+    f.write_all(&garbage).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// A store of `n` tasks with payloads large enough to fill many pages.
+async fn filled_store(dir: &Path, n: usize) {
+    let server = ChildServer::start(dir);
+    let api = server.api();
+    api.put_interest("q", json!("*")).await.ok();
+    for batch in 0..n / 100 {
+        let tasks: Vec<Value> = (0..100)
+            .map(|i| json!({"data": {"n": batch * 100 + i, "pad": "p".repeat(500)}}))
+            .collect();
+        api.publish(json!(tasks)).await.ok();
+    }
+    assert!(server.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_data_file_is_refused_at_start_unless_asked_to_start_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    filled_store(dir.path(), 2000).await;
+    damage_middle(&data_file(dir.path()), 16 << 10);
+    let out = ChildServer::run_to_exit(dir.path(), &[]);
+    assert!(!out.status.success(), "it served a damaged store");
+    assert!(out.stderr.contains("--start-fresh"), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    // Damage only to payloads, which start-up does not otherwise read, is
+    // found by the check too.
+    let other = tempfile::tempdir().unwrap();
+    filled_store(other.path(), 2000).await;
+    damage_payloads(&data_file(other.path()));
+    let out = ChildServer::run_to_exit(other.path(), &[]);
+    assert!(!out.status.success(), "it served a store with damaged payloads");
+    assert!(out.stderr.contains("--start-fresh"), "{}", out.stderr);
+    let server = ChildServer::start_with_args(dir.path(), &["--start-fresh"]);
+    let status = server.api().status("queue=q").await;
+    assert_eq!(status["queue"]["ready"], 0, "an empty store");
+    drop(server);
+    assert!(std::fs::read_dir(dir.path())
+        .unwrap()
+        .any(|e| e.unwrap().file_name().to_string_lossy().contains("damaged")));
+}
+
+/// Overwrites the bytes of stored payloads (runs of `p`) in the middle of
+/// the file, leaving the copies' records whole.
+fn damage_payloads(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let run = vec![b'p'; 400];
+    let middle = bytes.len() / 2;
+    let at = middle
+        + bytes[middle..]
+            .windows(run.len())
+            .position(|w| w == run.as_slice())
+            .expect("a payload past the middle");
+    for b in &mut bytes[at..at + 300] {
+        *b = 0xFF;
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_that_meets_damage_hands_out_nothing_it_cannot_deliver() {
+    let dir = tempfile::tempdir().unwrap();
+    filled_store(dir.path(), 2000).await;
+    damage_payloads(&data_file(dir.path()));
+    // Told not to check: the damage is met by claims.
+    let mut server =
+        ChildServer::start_with_env(dir.path(), &[("INTERQ_STORE__CHECK_ON_OPEN", "false")]);
+    let api = server.api();
+    let worker = api.register(&["q"]).await;
+    let mut delivered = 0;
+    let mut refused = 0;
+    for _ in 0..40 {
+        let answer = api
+            .send(reqwest::Method::GET, &format!("/task?workerId={worker}&count=100"), None)
+            .await;
+        match answer.status.as_u16() {
+            200 => {
+                for t in answer.body.as_array().unwrap() {
+                    assert!(t["data"]["pad"].is_string(), "{t}");
+                    delivered += 1;
+                }
+            }
+            500 | 503 => refused += 1,
+            other => panic!("{other}: {}", answer.body),
+        }
+    }
+    // Nothing is left running that its worker never received.
+    let counts = api.status("queue=q").await["queue"].clone();
+    assert_eq!(counts["running"], delivered, "{counts}");
+    assert!(server.child.try_wait().unwrap().is_none(), "the process is alive");
+    eprintln!("delivered {delivered}, refused {refused} claims, {counts}");
+    let logs = server.logs.lock().unwrap().join("\n");
+    assert!(!logs.contains("panicked at"), "a request panicked:\n{logs}");
+}

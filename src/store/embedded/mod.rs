@@ -214,7 +214,15 @@ fn open_file(path: &Path, options: OpenOptions) -> Result<Database, StoreError> 
             )))
         }
     };
-    prepare(&db, path)?;
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepare(&db, path))) {
+        Ok(prepared) => prepared?,
+        Err(_) => {
+            return Err(StoreError::Corrupt(format!(
+                "{} is damaged (reading it failed). Restore it from a backup, or start with --start-fresh",
+                path.display()
+            )))
+        }
+    }
     Ok(db)
 }
 
