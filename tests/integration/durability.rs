@@ -132,6 +132,10 @@ async fn kill_9_under_load_loses_no_acknowledged_publish() {
     let counters = api.status("counters").await["counters"].clone();
     let in_b = api.queue("b").await["ready"].as_u64().unwrap();
     assert_eq!(counters["published"].as_u64().unwrap(), ready, "{counters}");
-    assert_eq!(counters["routed"].as_u64().unwrap(), ready + in_b, "{counters}");
+    assert_eq!(
+        counters["routed"].as_u64().unwrap(),
+        ready + in_b,
+        "{counters}"
+    );
     assert!(counters["published"].as_u64().unwrap() >= acknowledged.len() as u64);
 }

@@ -337,15 +337,20 @@ async fn a_damaged_data_file_is_refused_at_start_unless_asked_to_start_fresh() {
     filled_store(other.path(), 2000).await;
     damage_payloads(&data_file(other.path()));
     let out = ChildServer::run_to_exit(other.path(), &[]);
-    assert!(!out.status.success(), "it served a store with damaged payloads");
+    assert!(
+        !out.status.success(),
+        "it served a store with damaged payloads"
+    );
     assert!(out.stderr.contains("--start-fresh"), "{}", out.stderr);
     let server = ChildServer::start_with_args(dir.path(), &["--start-fresh"]);
     let status = server.api().status("queue=q").await;
     assert_eq!(status["queue"]["ready"], 0, "an empty store");
     drop(server);
-    assert!(std::fs::read_dir(dir.path())
+    assert!(std::fs::read_dir(dir.path()).unwrap().any(|e| e
         .unwrap()
-        .any(|e| e.unwrap().file_name().to_string_lossy().contains("damaged")));
+        .file_name()
+        .to_string_lossy()
+        .contains("damaged")));
 }
 
 /// Overwrites the bytes of stored payloads (runs of `p`) in the middle of
@@ -379,7 +384,11 @@ async fn a_claim_that_meets_damage_hands_out_nothing_it_cannot_deliver() {
     let mut refused = 0;
     for _ in 0..40 {
         let answer = api
-            .send(reqwest::Method::GET, &format!("/task?workerId={worker}&count=100"), None)
+            .send(
+                reqwest::Method::GET,
+                &format!("/task?workerId={worker}&count=100"),
+                None,
+            )
             .await;
         match answer.status.as_u16() {
             200 => {
@@ -395,7 +404,10 @@ async fn a_claim_that_meets_damage_hands_out_nothing_it_cannot_deliver() {
     // Nothing is left running that its worker never received.
     let counts = api.status("queue=q").await["queue"].clone();
     assert_eq!(counts["running"], delivered, "{counts}");
-    assert!(server.child.try_wait().unwrap().is_none(), "the process is alive");
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the process is alive"
+    );
     eprintln!("delivered {delivered}, refused {refused} claims, {counts}");
     let logs = server.logs.lock().unwrap().join("\n");
     assert!(!logs.contains("panicked at"), "a request panicked:\n{logs}");
