@@ -247,18 +247,20 @@ pub async fn update_task(
             for worker in workers {
                 may_act_for(&state, &req, worker).await?;
             }
-            let mut answers = Vec::with_capacity(updates.len());
-            for (worker, task, report, re_enqueue) in updates {
-                answers.push(
-                    match state.broker.report(worker, task, report, re_enqueue).await {
-                        Ok(task) => json!({"task": report_view(&task)}),
-                        Err(e) => {
-                            let e = ApiError::from(e);
-                            json!({"error": {"code": e.code, "message": e.message}})
-                        }
-                    },
-                );
-            }
+            // One durable step for the whole array.
+            let answers: Vec<Value> = state
+                .broker
+                .report_many(updates)
+                .await?
+                .into_iter()
+                .map(|answer| match answer {
+                    Ok(task) => json!({"task": report_view(&task)}),
+                    Err(e) => {
+                        let e = ApiError::from(e);
+                        json!({"error": {"code": e.code, "message": e.message}})
+                    }
+                })
+                .collect();
             Ok(HttpResponse::Ok().json(answers))
         }
     }

@@ -33,7 +33,7 @@ use crate::model::{
     QueueCounts, QueueFilter, QueueName, QueueSettings, RetryPolicy, ScheduleRecord, Scope, Task,
     TaskId, TaskSelector, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
 };
-use crate::store::{Enqueued, Outcome, Store, StoreError};
+use crate::store::{Enqueued, Outcome, ReportKind, Store, StoreError, WorkerReport};
 
 /// Bytes of text routing may scan (summed over the regex sets it passes
 /// through) before a publish is routed on the blocking pool instead.
@@ -628,24 +628,66 @@ impl Broker {
         report: Report,
         re_enqueue: bool,
     ) -> Result<Task> {
-        if !self.workers.contains_key(&worker) {
-            return Err(BrokerError::UnknownWorker(worker));
-        }
-        self.touch(worker);
+        self.report_many(vec![(worker, task, report, re_enqueue)])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(BrokerError::UnknownTask(task)))
+    }
+
+    /// Several reports, in order, in one durable step; each answered on its
+    /// own (one from an unknown worker or for a copy not its own fails
+    /// alone).
+    pub async fn report_many(
+        &self,
+        reports: Vec<(WorkerId, TaskId, Report, bool)>,
+    ) -> Result<Vec<Result<Task>>> {
         let now = self.clock.now();
-        let failing = matches!(report, Report::Fail { .. });
-        let outcome = match report {
-            Report::Complete { output } => Outcome::Complete { re_enqueue, output },
-            Report::Fail { reason } => Outcome::Fail {
-                reason,
-                re_enqueue,
-                retry: self.settings.retry,
-            },
-            Report::Progress { progress } => {
-                return Ok(self.store.heartbeat(task, worker, now, progress).await?);
+        let mut answers: Vec<Option<Result<Task>>> = Vec::with_capacity(reports.len());
+        let mut asked = Vec::with_capacity(reports.len());
+        let mut failing = Vec::with_capacity(reports.len());
+        for (worker, task, report, re_enqueue) in reports {
+            if !self.workers.contains_key(&worker) {
+                answers.push(Some(Err(BrokerError::UnknownWorker(worker))));
+                continue;
             }
-        };
-        let t = self.store.finish(task, worker, now, outcome).await?;
+            self.touch(worker);
+            failing.push(matches!(report, Report::Fail { .. }));
+            let what = match report {
+                Report::Complete { output } => {
+                    ReportKind::Finish(Outcome::Complete { re_enqueue, output })
+                }
+                Report::Fail { reason } => ReportKind::Finish(Outcome::Fail {
+                    reason,
+                    re_enqueue,
+                    retry: self.settings.retry,
+                }),
+                Report::Progress { progress } => ReportKind::Heartbeat(progress),
+            };
+            asked.push(WorkerReport { task, worker, what });
+            answers.push(None);
+        }
+        let kinds: Vec<bool> = asked
+            .iter()
+            .map(|r| matches!(r.what, ReportKind::Heartbeat(_)))
+            .collect();
+        let mut stored = self.store.report(asked, now).await?.into_iter();
+        let mut facts = kinds.into_iter().zip(failing);
+        for slot in answers.iter_mut().filter(|a| a.is_none()) {
+            let (heartbeat, failing) = facts.next().unwrap_or_default();
+            let answer = stored
+                .next()
+                .unwrap_or_else(|| Err(StoreError::Unavailable("a report got no answer".into())));
+            *slot = Some(answer.map_err(BrokerError::from).inspect(|t| {
+                if !heartbeat {
+                    self.reported(t, failing, now);
+                }
+            }));
+        }
+        Ok(answers.into_iter().flatten().collect())
+    }
+
+    /// What follows a copy's end: waking waiters, metrics.
+    fn reported(&self, t: &Task, failing: bool, now: Millis) {
         if t.state == TaskState::Ready {
             self.wakers.wake(&t.lane());
         }
@@ -667,7 +709,6 @@ impl Broker {
                 .run_time
                 .observe(now.since(started) as f64 / 1000.0);
         }
-        Ok(t)
     }
 
     /// Stops a task by id (a copy, or every copy of a publish) or by key:

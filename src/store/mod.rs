@@ -73,6 +73,30 @@ impl Enqueued {
     }
 }
 
+/// One worker's report on one copy.
+#[derive(Debug, Clone)]
+pub struct WorkerReport {
+    pub task: TaskId,
+    pub worker: WorkerId,
+    pub what: ReportKind,
+}
+
+/// What a worker says of its copy.
+#[derive(Debug, Clone)]
+pub enum ReportKind {
+    /// It ended the claim.
+    Finish(Outcome),
+    /// It is alive (with progress, when given).
+    Heartbeat(Option<Value>),
+}
+
+/// The answer to a single report.
+fn one(mut answers: Vec<Result<Task, StoreError>>) -> Result<Task, StoreError> {
+    answers
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::Unavailable("a report got no answer".into())))
+}
+
 /// How a worker ended its claim.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -134,6 +158,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         count: usize,
     ) -> Result<Vec<Task>, StoreError>;
 
+    /// Workers' reports on the copies they hold, in order, in one durable
+    /// step; each answered on its own (a report from the wrong worker fails
+    /// alone). The copies come back without payload or history.
+    async fn report(
+        &self,
+        reports: Vec<WorkerReport>,
+        now: Millis,
+    ) -> Result<Vec<Result<Task, StoreError>>, StoreError>;
+
     /// Ends `worker`'s claim of a running copy.
     async fn finish(
         &self,
@@ -141,7 +174,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         worker: WorkerId,
         now: Millis,
         outcome: Outcome,
-    ) -> Result<Task, StoreError>;
+    ) -> Result<Task, StoreError> {
+        let report = WorkerReport {
+            task: id,
+            worker,
+            what: ReportKind::Finish(outcome),
+        };
+        one(self.report(vec![report], now).await?)
+    }
 
     /// A running copy's worker says it is alive: its lease runs `ttr`
     /// seconds from `now` again, and `progress` (when given) is recorded.
@@ -151,7 +191,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         worker: WorkerId,
         now: Millis,
         progress: Option<Value>,
-    ) -> Result<Task, StoreError>;
+    ) -> Result<Task, StoreError> {
+        let report = WorkerReport {
+            task: id,
+            worker,
+            what: ReportKind::Heartbeat(progress),
+        };
+        one(self.report(vec![report], now).await?)
+    }
 
     /// Moves scheduled copies whose time has come to ready, copies whose
     /// lease ran out back to ready (or to failed, on their last attempt), and

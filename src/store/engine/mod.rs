@@ -42,7 +42,7 @@ use self::meta::Meta;
 pub use self::ops::{Batch, Op};
 pub use self::state::Retention;
 use self::state::State;
-use super::{Enqueued, Outcome, Store, StoreError, StoreStats, Tick};
+use super::{Enqueued, ReportKind, Store, StoreError, StoreStats, Tick, WorkerReport};
 use crate::model::{
     AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, Page,
     QueueCounts, QueueFilter, QueueName, QueueSettings, RetryTarget, ScheduleRecord, Task, TaskId,
@@ -319,30 +319,30 @@ impl<L: Log> Store for Engine<L> {
         self.claim_copies(worker, lanes, now, count).await
     }
 
-    async fn finish(
+    async fn report(
         &self,
-        id: TaskId,
-        worker: WorkerId,
+        reports: Vec<WorkerReport>,
         now: Millis,
-        outcome: Outcome,
-    ) -> Result<Task, StoreError> {
-        let m = self
-            .change(|st, ops| st.finish(id, worker, now, outcome, ops))
+    ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+        let answers = self
+            .change(|st, ops| {
+                Ok(reports
+                    .into_iter()
+                    .map(|r| match r.what {
+                        ReportKind::Finish(outcome) => {
+                            st.finish(r.task, r.worker, now, outcome, ops)
+                        }
+                        ReportKind::Heartbeat(progress) => {
+                            st.heartbeat(r.task, r.worker, now, progress, ops)
+                        }
+                    })
+                    .collect::<Vec<_>>())
+            })
             .await?;
-        Ok(m.for_report())
-    }
-
-    async fn heartbeat(
-        &self,
-        id: TaskId,
-        worker: WorkerId,
-        now: Millis,
-        progress: Option<Value>,
-    ) -> Result<Task, StoreError> {
-        let m = self
-            .change(|st, ops| st.heartbeat(id, worker, now, progress, ops))
-            .await?;
-        Ok(m.for_report())
+        Ok(answers
+            .into_iter()
+            .map(|a| a.map(|m| m.for_report()))
+            .collect())
     }
 
     async fn tick(&self, now: Millis) -> Result<Tick, StoreError> {

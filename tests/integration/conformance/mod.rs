@@ -198,6 +198,7 @@ macro_rules! conformance_tests {
             a_copy_keeps_the_history_of_what_happened_to_it,
             retention_keeps_failed_longer_than_finished_and_counts_per_queue,
             a_cancelled_lease_ends_cancelled_and_a_late_completion_counts,
+            a_batch_of_reports_is_one_step_each_answered_alone,
             interests_workers_and_counters_are_kept,
             every_state_survives_a_reopen,
             listings_page_through_each_state_in_its_order,

@@ -173,3 +173,53 @@ pub async fn a_cancelled_lease_ends_cancelled_and_a_late_completion_counts(
     );
     Ok(())
 }
+
+pub async fn a_batch_of_reports_is_one_step_each_answered_alone(h: &mut dyn Harness) -> R {
+    use interq::store::{ReportKind, WorkerReport};
+    let s = h.open().await;
+    let tasks: Vec<Task> = (0..3).map(|i| copy("a", 0, i)).collect();
+    let ids: Vec<TaskId> = tasks.iter().map(|t| t.task_id).collect();
+    s.enqueue(tasks, Counters::default()).await?;
+    let w = WorkerId::new();
+    let now = T0.plus_secs(1);
+    s.claim(w, &lanes(&["a"]), now, 3).await?;
+    let commits = s.stats().commits;
+    let answers = s
+        .report(
+            vec![
+                WorkerReport {
+                    task: ids[0],
+                    worker: w,
+                    what: ReportKind::Finish(complete()),
+                },
+                WorkerReport {
+                    task: ids[1],
+                    worker: WorkerId::new(),
+                    what: ReportKind::Finish(complete()),
+                },
+                WorkerReport {
+                    task: ids[1],
+                    worker: w,
+                    what: ReportKind::Heartbeat(Some(json!(50))),
+                },
+                WorkerReport {
+                    task: ids[2],
+                    worker: w,
+                    what: ReportKind::Finish(fail()),
+                },
+            ],
+            now,
+        )
+        .await?;
+    assert_eq!(answers.len(), 4);
+    assert_eq!(answers[0].as_ref().unwrap().state, TaskState::Completed);
+    assert!(matches!(answers[1], Err(StoreError::NotLeaseHolder { .. })));
+    assert_eq!(answers[2].as_ref().unwrap().progress, Some(json!(50)));
+    assert_eq!(answers[3].as_ref().unwrap().state, TaskState::Scheduled);
+    assert!(s.stats().commits <= commits + 1, "one durable step");
+    let s = h.reopen(s).await;
+    assert_eq!(s.task(ids[0]).await?.unwrap().state, TaskState::Completed);
+    assert_eq!(s.task(ids[1]).await?.unwrap().state, TaskState::Running);
+    assert_eq!(s.task(ids[2]).await?.unwrap().state, TaskState::Scheduled);
+    Ok(())
+}
