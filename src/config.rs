@@ -118,6 +118,14 @@ pub struct StoreSettings {
     /// A damaged or empty embedded store file is moved aside (kept beside
     /// it) and an empty store started, instead of refusing to start.
     pub start_fresh: bool,
+    /// Bytes of one segment of the embedded store's write-ahead log,
+    /// allocated ahead.
+    pub wal_segment_bytes: u64,
+    /// Changes held in memory (and in the log) that start a checkpoint
+    /// into the file, in bytes.
+    pub checkpoint_bytes: usize,
+    /// Longest time between checkpoints, in ms.
+    pub checkpoint_every_ms: u64,
 }
 
 impl Default for StoreSettings {
@@ -127,6 +135,9 @@ impl Default for StoreSettings {
             couchbase: Default::default(),
             check_on_open: true,
             start_fresh: false,
+            wal_segment_bytes: 64 << 20,
+            checkpoint_bytes: 32 << 20,
+            checkpoint_every_ms: 2000,
         }
     }
 }
@@ -404,6 +415,11 @@ impl Settings {
         check(
             self.limits.max_batch > 0 && self.limits.max_claim_count > 0,
             "limits.max_batch and limits.max_claim_count must be at least 1",
+        )?;
+        let st = &self.store;
+        check(
+            st.wal_segment_bytes >= 64 << 10 && st.checkpoint_bytes >= 64 << 10 && st.checkpoint_every_ms >= 10,
+            "store.wal_segment_bytes and store.checkpoint_bytes must be at least 65536, store.checkpoint_every_ms at least 10",
         )?;
         let l = &self.limits;
         check(

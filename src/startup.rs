@@ -15,7 +15,7 @@ use crate::broker::Broker;
 use crate::config::Settings;
 use crate::config::StoreKind;
 use crate::store::couchbase::CouchbaseStore;
-use crate::store::embedded::{EmbeddedStore, OpenOptions};
+use crate::store::embedded::{Checkpoints, EmbeddedStore, OpenOptions};
 use crate::store::Store;
 
 /// A built, bound, not yet running interq.
@@ -47,6 +47,11 @@ impl Application {
                     OpenOptions {
                         check: settings.store.check_on_open,
                         start_fresh: settings.store.start_fresh,
+                        checkpoints: Checkpoints {
+                            bytes: settings.store.checkpoint_bytes,
+                            every: Duration::from_millis(settings.store.checkpoint_every_ms),
+                            segment_bytes: settings.store.wal_segment_bytes,
+                        },
                         ..OpenOptions::default()
                     },
                 )

@@ -46,11 +46,20 @@ impl SmallDisk {
         self.dir.path().join("data")
     }
 
-    /// Starts `interq serve` on the small disk.
+    /// Starts `interq serve` on the small disk, with a write-ahead log of
+    /// segments small enough for it.
     fn start(&self) -> ChildServer {
+        let env = [
+            ("INTERQ_STORE__WAL_SEGMENT_BYTES", "1048576"),
+            ("INTERQ_STORE__CHECKPOINT_BYTES", "2097152"),
+        ];
         match self.how {
-            Limit::Tmpfs => ChildServer::start(&self.data_dir()),
-            Limit::FileSize(bytes) => ChildServer::start_limited(&self.data_dir(), bytes),
+            Limit::Tmpfs => ChildServer::start_with_env(&self.data_dir(), &env),
+            Limit::FileSize(bytes) => ChildServer::start_under(
+                &self.data_dir(),
+                &format!("--fsize={bytes}:unlimited"),
+                &env,
+            ),
         }
     }
 

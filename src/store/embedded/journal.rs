@@ -1,41 +1,56 @@
-//! Group commit: changes queue up in order; one thread writes everything
-//! that queued while the previous commit ran in one redb transaction, one
-//! fsync, and then tells every waiter at once.
+//! Group commit over a write-ahead log, and checkpoints into the redb file.
 //!
-//! A commit that fails (a full disk, an I/O error) is not retried: its
+//! Changes queue up in order; one thread appends everything that queued
+//! while the previous append ran as one log record, makes it durable with
+//! one `fdatasync`, and then tells every waiter at once. The records'
+//! contents are kept in memory, coalesced (the last write of each record),
+//! and a second thread folds them into the redb file at checkpoints (every
+//! `checkpoint_bytes` or `checkpoint_every`), after which the log segments
+//! they came from are deleted. A copy made ready, claimed, completed and
+//! trimmed between two checkpoints never reaches the file at all.
+//!
+//! A write that fails (a full disk, an I/O error) is not retried: its
 //! changes, and every change queued after it (computed on top of it), are
 //! *lost*, and their waiters are told so at once. The journal then refuses
-//! everything until the database has been reopened (`reopen`).
+//! everything until it has been reopened (`EmbeddedLog::reset`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use redb::{Database, TableDefinition};
+use redb::Database;
 use tokio::sync::watch;
 
+use super::tables::{self, Coalesced};
+use super::wal::Wal;
 use crate::model::Counters;
 use crate::store::engine::{Batch, Op};
 use crate::store::StoreError;
 
-/// Copy id -> the copy without its payload (postcard).
-pub(super) const COPIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("copies");
-/// Publish id -> the publish's `data` (JSON), shared by all its copies.
-pub(super) const PAYLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("payloads");
-pub(super) const INTERESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("interests");
-pub(super) const WORKERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("workers");
-pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// Schedule name -> the schedule (JSON).
-pub(super) const SCHEDULES: TableDefinition<&str, &[u8]> = TableDefinition::new("schedules");
-/// Queue name -> its limits (JSON).
-pub(super) const QUEUE_SETTINGS: TableDefinition<&str, &[u8]> =
-    TableDefinition::new("queue_settings");
-/// Sequence number -> one operator action (JSON).
-pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
-pub(super) const COUNTERS_KEY: &str = "counters";
-
 /// How many lost ranges are remembered for waiters that have not looked
-/// yet; each needs a failed commit, and reopening waits between those.
+/// yet; each needs a failed write, and reopening waits between those.
 const LOST_KEPT: usize = 256;
+
+/// When to fold the log into the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoints {
+    /// Bytes of changes held in memory (and in the log) that start one.
+    pub bytes: usize,
+    /// Time after which one starts anyway.
+    pub every: Duration,
+    /// Bytes of one log segment, allocated ahead.
+    pub segment_bytes: u64,
+}
+
+impl Default for Checkpoints {
+    fn default() -> Self {
+        Self {
+            bytes: 32 << 20,
+            every: Duration::from_secs(2),
+            segment_bytes: 64 << 20,
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 struct Pending {
@@ -56,46 +71,96 @@ struct Progress {
     lost: Vec<(u64, u64, StoreError)>,
 }
 
-/// The queue of changes waiting for the commit thread.
+/// Changes in memory, not yet in the file: those since the last cut, and
+/// those being written by the checkpoint in progress.
+#[derive(Debug, Default)]
+pub(super) struct Unfolded {
+    pub active: Mutex<Coalesced>,
+    pub folding: RwLock<Option<Arc<Coalesced>>>,
+}
+
+#[derive(Debug, Default)]
+struct CheckpointState {
+    /// A cut is waiting in `Unfolded::folding` to be written.
+    due: bool,
+    closing: bool,
+    /// The checkpoint thread is writing.
+    busy: bool,
+}
+
+/// The queue of changes waiting for the commit thread, and what it shares
+/// with the checkpoint thread and readers.
 #[derive(Debug)]
 pub(super) struct Journal {
     pending: Mutex<Pending>,
     wake: Condvar,
     progress: watch::Sender<Progress>,
-    /// Why the journal refuses changes, until the database is reopened.
+    /// Why the journal refuses changes, until it is reopened.
     broken: Mutex<Option<StoreError>>,
-    /// The database the commit thread writes to; none while reopening.
+    /// The database checkpoints write to and readers read; none while
+    /// reopening.
     pub(super) db: RwLock<Option<Arc<Database>>>,
+    pub(super) wal: Mutex<Option<Wal>>,
+    pub(super) unfolded: Unfolded,
+    checkpoint: Mutex<CheckpointState>,
+    checkpoint_wake: Condvar,
+    pub(super) checkpoints: Checkpoints,
     pub(super) commits: AtomicU64,
     pub(super) writes: AtomicU64,
+    pub(super) folds: AtomicU64,
+    pub(super) folded: AtomicU64,
 }
 
 impl Journal {
-    pub(super) fn new(db: Database) -> Self {
+    /// A journal over `db` and `wal`; without a log (it could not be
+    /// opened: a full disk), refusing changes with `broken`, its unfolded
+    /// changes held in `active`.
+    pub(super) fn new(
+        db: Database,
+        wal: Option<Wal>,
+        broken: Option<StoreError>,
+        active: Coalesced,
+        checkpoints: Checkpoints,
+    ) -> Self {
         Self {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
             progress: watch::channel(Progress::default()).0,
-            broken: Mutex::new(None),
+            broken: Mutex::new(broken),
             db: RwLock::new(Some(Arc::new(db))),
+            wal: Mutex::new(wal),
+            unfolded: Unfolded {
+                active: Mutex::new(active),
+                folding: RwLock::new(None),
+            },
+            checkpoint: Mutex::new(CheckpointState::default()),
+            checkpoint_wake: Condvar::new(),
+            checkpoints,
             commits: AtomicU64::new(0),
             writes: AtomicU64::new(0),
+            folds: AtomicU64::new(0),
+            folded: AtomicU64::new(0),
         }
     }
 
     /// Why changes are refused now, if they are.
     pub(super) fn broken(&self) -> Option<StoreError> {
-        self.broken
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.broken).clone()
+    }
+
+    fn set_broken(&self, e: &StoreError) {
+        let mut broken = lock(&self.broken);
+        if broken.is_none() {
+            tracing::error!(error = %e, "a write failed; changes are refused until the store is reopened");
+            *broken = Some(e.clone());
+        }
     }
 
     /// Queues a batch; batches become durable in order. Returns the number
     /// to wait for. Callers push while holding the state lock, so the
     /// journal's order is the order the state changed in.
     pub(super) fn push(&self, batch: Batch) -> u64 {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = lock(&self.pending);
         pending.ops.extend(batch.ops);
         pending.counters = Some(batch.counters);
         pending.seq += 1;
@@ -122,93 +187,241 @@ impl Journal {
         }
     }
 
-    /// After the database was reopened: changes are taken again.
+    /// After the store was reopened: changes are taken again.
     pub(super) fn mend(&self) {
-        *self.broken.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *lock(&self.broken) = None;
     }
 
     pub(super) fn close(&self) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .closing = true;
+        lock(&self.pending).closing = true;
         self.wake.notify_one();
     }
 
-    fn current_db(&self) -> Option<Arc<Database>> {
+    pub(super) fn close_checkpoints(&self) {
+        lock(&self.checkpoint).closing = true;
+        self.checkpoint_wake.notify_all();
+    }
+
+    pub(super) fn current_db(&self) -> Option<Arc<Database>> {
         self.db.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// Waits until no checkpoint is being written, and keeps others from
+    /// starting while `f` runs (to reopen the store under it).
+    pub(super) fn with_checkpoints_paused<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut cp = lock(&self.checkpoint);
+        while cp.busy {
+            cp = self
+                .checkpoint_wake
+                .wait(cp)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        let was_closing = cp.closing;
+        cp.closing = true;
+        drop(cp);
+        let out = f();
+        let mut cp = lock(&self.checkpoint);
+        cp.closing = was_closing;
+        cp.due = false;
+        out
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The commit thread's loop: until the journal closes and is drained.
 pub(super) fn run(journal: &Journal) {
     let mut last = 0;
+    let mut last_cut = Instant::now();
     loop {
-        let (ops, counters, seq) = {
-            let mut pending = journal.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = {
+            let mut pending = lock(&journal.pending);
             while pending.ops.is_empty() && !pending.closing {
-                pending = journal
+                // Woken at least every so often, to cut a checkpoint of what
+                // a quiet store holds.
+                let (p, _) = journal
                     .wake
-                    .wait(pending)
+                    .wait_timeout(pending, journal.checkpoints.every)
                     .unwrap_or_else(|e| e.into_inner());
+                pending = p;
+                if pending.ops.is_empty() && last_cut.elapsed() >= journal.checkpoints.every {
+                    break;
+                }
             }
-            if pending.ops.is_empty() {
+            if pending.ops.is_empty() && pending.closing {
                 return;
             }
-            let counters = pending.counters.take().unwrap_or_default();
-            (std::mem::take(&mut pending.ops), counters, pending.seq)
-        };
-        let first = last + 1;
-        last = seq;
-        let result = match (journal.broken(), journal.current_db()) {
-            (Some(cause), _) => Err(cause),
-            (None, None) => Err(StoreError::Unavailable(
-                "the database is being reopened".into(),
-            )),
-            (None, Some(db)) => {
-                // redb checks its own invariants with panics in some builds:
-                // a panic is a failed commit, not a dead thread.
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    commit(&db, &ops, &counters)
-                }));
-                match outcome {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(classify("committing", e)),
-                    Err(_) => Err(StoreError::Corrupt(
-                        "the database panicked while committing".into(),
-                    )),
-                }
+            if pending.ops.is_empty() {
+                None
+            } else {
+                let counters = pending.counters.take().unwrap_or_default();
+                Some((std::mem::take(&mut pending.ops), counters, pending.seq))
             }
         };
-        journal.progress.send_modify(|p| match result {
-            Ok(()) => {
+        if let Some((ops, counters, seq)) = taken {
+            let first = last + 1;
+            last = seq;
+            let n = ops.len() as u64;
+            let result = append(journal, ops, counters);
+            journal.progress.send_modify(|p| {
+                if let Err(e) = result {
+                    journal.set_broken(&e);
+                    match p.lost.last_mut() {
+                        Some((_, to, _)) if *to + 1 == first => *to = seq,
+                        _ => p.lost.push((first, seq, e)),
+                    }
+                    if p.lost.len() > LOST_KEPT {
+                        p.lost.remove(0);
+                    }
+                } else {
+                    journal.commits.fetch_add(1, Ordering::Relaxed);
+                    journal.writes.fetch_add(n, Ordering::Relaxed);
+                }
                 p.done = seq;
-            }
-            Err(e) => {
-                if journal.broken().is_none() {
-                    tracing::error!(error = %e, "a commit failed; changes are refused until the database is reopened");
-                    *journal.broken.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
-                }
-                match p.lost.last_mut() {
-                    Some((_, to, _)) if *to + 1 == first => *to = seq,
-                    _ => p.lost.push((first, seq, e)),
-                }
-                if p.lost.len() > LOST_KEPT {
-                    p.lost.remove(0);
-                }
-                p.done = seq;
-            }
-        });
+            });
+        }
         if journal.broken().is_none() {
-            journal.commits.fetch_add(1, Ordering::Relaxed);
-            journal
-                .writes
-                .fetch_add(ops.len() as u64, Ordering::Relaxed);
+            if let Err(e) = maybe_cut(journal, &mut last_cut) {
+                journal.set_broken(&e);
+            }
         }
     }
 }
 
-/// A redb error as the store's: a full disk or file-size limit is `Full`.
+/// Appends one group's changes to the log, durably, then keeps them in
+/// memory until a checkpoint folds them into the file.
+fn append(journal: &Journal, ops: Vec<Op>, counters: Counters) -> Result<(), StoreError> {
+    if let Some(cause) = journal.broken() {
+        return Err(cause);
+    }
+    // The file is not keeping up (a checkpoint takes long): hold no more in
+    // memory than a few checkpoints' worth. Refused before it is written,
+    // so that a refusal means not stored.
+    let held = lock(&journal.unfolded.active).bytes;
+    if held > 8 * journal.checkpoints.bytes {
+        return Err(StoreError::Unavailable(
+            "the store's checkpoints fall behind its writes; retry".into(),
+        ));
+    }
+    let batch = Batch { ops, counters };
+    {
+        let mut wal = lock(&journal.wal);
+        let wal = wal
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("the store is being reopened".into()))?;
+        let seq = wal.last + 1;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wal.append(seq, seq, &batch)
+        }))
+        .unwrap_or_else(|_| Err(StoreError::Corrupt("writing the log panicked".into())))?;
+        let mut active = lock(&journal.unfolded.active);
+        active.add(batch.ops);
+        active.counters = Some(counters);
+        active.last_seq = seq;
+    }
+    Ok(())
+}
+
+/// Hands what memory holds to the checkpoint thread, when one is due and
+/// none is in progress: a new log segment starts, so that the ones before
+/// can go once the file has their changes.
+fn maybe_cut(journal: &Journal, last_cut: &mut Instant) -> Result<(), StoreError> {
+    let held = lock(&journal.unfolded.active).bytes;
+    let due = held >= journal.checkpoints.bytes
+        || (held > 0 && last_cut.elapsed() >= journal.checkpoints.every);
+    if !due {
+        return Ok(());
+    }
+    let mut cp = lock(&journal.checkpoint);
+    if cp.due || cp.busy || cp.closing {
+        return Ok(());
+    }
+    if let Some(wal) = lock(&journal.wal).as_mut() {
+        wal.rotate()?;
+    }
+    let cut = std::mem::take(&mut *lock(&journal.unfolded.active));
+    *journal
+        .unfolded
+        .folding
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(cut));
+    cp.due = true;
+    *last_cut = Instant::now();
+    journal.checkpoint_wake.notify_all();
+    Ok(())
+}
+
+/// The checkpoint thread's loop: writes each cut into the file, then
+/// deletes the log segments it covered. A checkpoint that fails breaks the
+/// journal like a failed append: the file must be reopened, which folds the
+/// log (that still holds everything) into it again.
+pub(super) fn run_checkpoints(journal: &Journal) {
+    loop {
+        let changes = {
+            let mut cp = lock(&journal.checkpoint);
+            while !cp.due && !cp.closing {
+                cp = journal
+                    .checkpoint_wake
+                    .wait(cp)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            if !cp.due {
+                return;
+            }
+            cp.busy = true;
+            journal
+                .unfolded
+                .folding
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        };
+        let result = match (changes.as_deref(), journal.current_db()) {
+            (None, _) => Ok(()),
+            (Some(_), None) => Err(StoreError::Unavailable(
+                "the store is being reopened".into(),
+            )),
+            (Some(c), Some(db)) => fold(journal, &db, c),
+        };
+        let mut cp = lock(&journal.checkpoint);
+        cp.busy = false;
+        cp.due = false;
+        match result {
+            Ok(()) => {
+                *journal
+                    .unfolded
+                    .folding
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
+            }
+            // The cut stays in memory for reads until the store is reopened.
+            Err(e) => journal.set_broken(&e),
+        }
+        journal.checkpoint_wake.notify_all();
+    }
+}
+
+/// Writes one cut into the file, then deletes the log it came from.
+fn fold(journal: &Journal, db: &Database, changes: &Coalesced) -> Result<(), StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tables::checkpoint(db, changes)
+    }))
+    .unwrap_or_else(|_| Err(redb::Error::Corrupted("a checkpoint panicked".into())))
+    .map_err(|e| classify("writing a checkpoint", e))?;
+    journal.folds.fetch_add(1, Ordering::Relaxed);
+    journal
+        .folded
+        .fetch_add(changes.entries.len() as u64, Ordering::Relaxed);
+    if let Some(wal) = lock(&journal.wal).as_mut() {
+        wal.delete_through(changes.last_seq)?;
+    }
+    Ok(())
+}
+
+/// A storage error as the store's: a full disk or file-size limit is
+/// `Full`.
 pub(super) fn classify(what: &str, e: impl Into<redb::Error>) -> StoreError {
     let e: redb::Error = e.into();
     let full = match &e {
@@ -227,80 +440,4 @@ pub(super) fn classify(what: &str, e: impl Into<redb::Error>) -> StoreError {
     } else {
         StoreError::Unavailable(format!("{what}: {e}"))
     }
-}
-
-fn commit(db: &Database, ops: &[Op], counters: &Counters) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
-    {
-        let mut copies = txn.open_table(COPIES)?;
-        let mut payloads = txn.open_table(PAYLOADS)?;
-        let mut interests = txn.open_table(INTERESTS)?;
-        let mut workers = txn.open_table(WORKERS)?;
-        let mut meta = txn.open_table(META)?;
-        let mut queue_settings = txn.open_table(QUEUE_SETTINGS)?;
-        let mut schedules = txn.open_table(SCHEDULES)?;
-        // Opened only by the rare commits that carry an audit entry.
-        let mut audit = None;
-        for op in ops {
-            match op {
-                Op::PutCopy(k, v) => {
-                    copies.insert(k.as_slice(), v.as_slice())?;
-                }
-                Op::DeleteCopy(k) => {
-                    copies.remove(k.as_slice())?;
-                }
-                Op::PutPayload(k, v) => {
-                    payloads.insert(k.as_slice(), v.as_slice())?;
-                }
-                Op::DeletePayload(k) => {
-                    payloads.remove(k.as_slice())?;
-                }
-                Op::PutInterests(k, v) => {
-                    interests.insert(k.as_str(), v.as_slice())?;
-                }
-                Op::DeleteInterests(k) => {
-                    interests.remove(k.as_str())?;
-                }
-                Op::PutWorker(k, v) => {
-                    workers.insert(k.as_slice(), v.as_slice())?;
-                }
-                Op::DeleteWorker(k) => {
-                    workers.remove(k.as_slice())?;
-                }
-                Op::PutQueueSettings(k, v) => {
-                    queue_settings.insert(k.as_str(), v.as_slice())?;
-                }
-                Op::DeleteQueueSettings(k) => {
-                    queue_settings.remove(k.as_str())?;
-                }
-                Op::PutSchedule(k, v) => {
-                    schedules.insert(k.as_str(), v.as_slice())?;
-                }
-                Op::DeleteSchedule(k) => {
-                    schedules.remove(k.as_str())?;
-                }
-                Op::PutAudit(k, v) => {
-                    if audit.is_none() {
-                        audit = Some(txn.open_table(AUDIT)?);
-                    }
-                    if let Some(t) = audit.as_mut() {
-                        t.insert(*k, v.as_slice())?;
-                    }
-                }
-                Op::DeleteAudit(k) => {
-                    if audit.is_none() {
-                        audit = Some(txn.open_table(AUDIT)?);
-                    }
-                    if let Some(t) = audit.as_mut() {
-                        t.remove(*k)?;
-                    }
-                }
-                Op::Sync => {}
-            }
-        }
-        let encoded = serde_json::to_vec(counters).unwrap_or_default();
-        meta.insert(COUNTERS_KEY, encoded.as_slice())?;
-    }
-    txn.commit()?;
-    Ok(())
 }

@@ -1,12 +1,17 @@
-//! The embedded backend: one node, zero set-up, a redb file in the data
-//! directory, written by a group-commit thread (`journal`). It is the
-//! engine's [`Log`] for one node; [`EmbeddedStore`] is the engine over it.
+//! The embedded backend: one node, zero set-up, files in the data
+//! directory. Changes are made durable in a write-ahead log (`wal`) by a
+//! group-commit thread (`journal`), and folded into a redb file at
+//! checkpoints (`tables`). It is the engine's [`Log`] for one node;
+//! [`EmbeddedStore`] is the engine over it.
 //!
 //! The file carries a format version (`meta` table, key `format`), checked
 //! when it is opened: a file written by a newer interq is refused, an older
-//! one is upgraded in place.
+//! one is upgraded in place. On opening, what the log holds beyond the
+//! file's last checkpoint is folded into it before anything is served.
 
 mod journal;
+mod tables;
+mod wal;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -15,10 +20,13 @@ use std::thread::JoinHandle;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use self::journal::{
-    classify, Journal, AUDIT, COPIES, COUNTERS_KEY, INTERESTS, META, PAYLOADS, QUEUE_SETTINGS,
-    SCHEDULES, WORKERS,
+pub use self::journal::Checkpoints;
+use self::journal::{classify, Journal};
+use self::tables::{
+    Coalesced, AUDIT, COPIES, COUNTERS_KEY, INTERESTS, META, PAYLOADS, QUEUE_SETTINGS, SCHEDULES,
+    WAL_SEQ_KEY, WORKERS,
 };
+use self::wal::Wal;
 use super::engine::{Batch, Engine, Log, News, Op, Payloads, Retention};
 use super::{StoreError, StoreStats};
 
@@ -28,8 +36,13 @@ pub const FILE_NAME: &str = "interq.redb";
 /// Bytes of redb's page cache unless told otherwise.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
-/// The layout this build reads and writes. 1: the tables of `journal`.
-pub const FORMAT_VERSION: u64 = 1;
+/// The layout this build reads and writes. 1: the tables of `tables`,
+/// written by every commit; 2: the same, written at checkpoints, with a
+/// write-ahead log in `wal/` beside the file (`meta.wal_seq` says how far
+/// the file holds it). A file of format 1 is format 2 with an empty log.
+pub const FORMAT_VERSION: u64 = 2;
+/// The directory of the write-ahead log, inside the data directory.
+pub const WAL_DIR: &str = "wal";
 const FORMAT_KEY: &str = "format";
 
 /// Copies read back per batch at start-up: decoded a batch at a time, so
@@ -51,6 +64,8 @@ pub struct OpenOptions {
     /// A damaged or empty file is moved aside and an empty store started,
     /// instead of refusing to start.
     pub start_fresh: bool,
+    /// When the log is folded into the file.
+    pub checkpoints: Checkpoints,
 }
 
 impl Default for OpenOptions {
@@ -59,6 +74,7 @@ impl Default for OpenOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
             check: true,
             start_fresh: false,
+            checkpoints: Checkpoints::default(),
         }
     }
 }
@@ -85,13 +101,16 @@ impl Engine<EmbeddedLog> {
     }
 }
 
-/// The redb file and its commit thread.
+/// The redb file, the log in front of it, and the threads that write them.
 #[derive(Debug)]
 pub struct EmbeddedLog {
     path: PathBuf,
     options: OpenOptions,
     journal: Arc<Journal>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
+    /// The log's records not in the file, when they could not be folded
+    /// into it at start (a full disk): the state is read from both.
+    replayed: std::sync::Mutex<Vec<Batch>>,
 }
 
 /// A change's place in the journal (0 until it stages something).
@@ -114,18 +133,64 @@ impl EmbeddedLog {
             }
             other => other?,
         };
-        let journal = Arc::new(Journal::new(db));
-        let for_thread = Arc::clone(&journal);
-        let thread = std::thread::Builder::new()
-            .name("interq-commit".into())
-            .spawn(move || journal::run(&for_thread))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the commit thread: {e}")))?;
+        let dir = data_dir.join(WAL_DIR);
+        let (journal, replayed) = match fold_log(&db, &dir, options.checkpoints.segment_bytes) {
+            Ok(wal) => (
+                Journal::new(
+                    db,
+                    Some(wal),
+                    None,
+                    Coalesced::default(),
+                    options.checkpoints,
+                ),
+                Vec::new(),
+            ),
+            // A full disk: serve what the file and the log hold, refusing
+            // changes, until space returns (`reset` folds the log then).
+            Err(e @ StoreError::Full(_)) => {
+                tracing::warn!(error = %e, "the log cannot be folded into the file now; changes are refused until there is space");
+                // After a failed write redb must be opened again.
+                drop(db);
+                let db = open_file(
+                    &path,
+                    OpenOptions {
+                        check: false,
+                        ..options
+                    },
+                )?;
+                let (replayed, unfolded) = read_log(&db, &dir)?;
+                (
+                    Journal::new(db, None, Some(e), unfolded, options.checkpoints),
+                    replayed,
+                )
+            }
+            Err(e) => return Err(e),
+        };
+        let journal = Arc::new(journal);
+        let spawn = |name: &str, run: fn(&Journal)| {
+            let for_thread = Arc::clone(&journal);
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || run(&for_thread))
+                .map_err(|e| StoreError::Unavailable(format!("cannot start {name}: {e}")))
+        };
+        let threads = vec![
+            spawn("interq-commit", journal::run)?,
+            spawn("interq-checkpoint", journal::run_checkpoints)?,
+        ];
         Ok(Self {
             path,
             options,
             journal,
-            thread: Some(thread),
+            threads,
+            replayed: std::sync::Mutex::new(replayed),
         })
+    }
+
+    fn wal_dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map_or_else(|| PathBuf::from(WAL_DIR), |d| d.join(WAL_DIR))
     }
 
     fn db(&self) -> Result<Arc<Database>, StoreError> {
@@ -141,10 +206,133 @@ impl EmbeddedLog {
 impl Drop for EmbeddedLog {
     fn drop(&mut self) {
         self.journal.close();
-        if let Some(t) = self.thread.take() {
+        self.journal.close_checkpoints();
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        // What is left in memory goes into the file now, so that the next
+        // start has little log to fold (it would fold it anyway).
+        let mut left = Coalesced::default();
+        if let Some(cut) = self
+            .journal
+            .unfolded
+            .folding
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            merge(&mut left, &cut);
+        }
+        let active = std::mem::take(
+            &mut *self
+                .journal
+                .unfolded
+                .active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        merge(&mut left, &active);
+        if left.is_empty() || self.journal.broken().is_some() {
+            return;
+        }
+        if let Some(db) = self.journal.current_db() {
+            let folded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                tables::checkpoint(&db, &left)
+            }));
+            match folded {
+                Ok(Ok(())) => {
+                    if let Some(wal) = self
+                        .journal
+                        .wal
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .as_mut()
+                    {
+                        let _ = wal
+                            .rotate()
+                            .and_then(|()| wal.delete_through(left.last_seq));
+                    }
+                }
+                _ => {
+                    tracing::warn!("the last checkpoint failed at close; the log keeps its changes")
+                }
+            }
+        }
     }
+}
+
+/// Folds `later` (a newer cut) over `into`.
+fn merge(into: &mut Coalesced, later: &Coalesced) {
+    for (k, v) in &later.entries {
+        into.entries.insert(k.clone(), v.clone());
+    }
+    if later.counters.is_some() {
+        into.counters = later.counters;
+    }
+    into.last_seq = into.last_seq.max(later.last_seq);
+    into.bytes += later.bytes;
+}
+
+/// Reads the log beyond the file's last checkpoint and folds it into the
+/// file, then opens the log for appending.
+fn fold_log(db: &Database, dir: &Path, segment_bytes: u64) -> Result<Wal, StoreError> {
+    let after = wal_seq(db)?;
+    let mut folded = Coalesced {
+        last_seq: after,
+        ..Coalesced::default()
+    };
+    let mut wal = Wal::open(dir, after, segment_bytes, |record| {
+        folded.add(record.batch.ops);
+        folded.counters = Some(record.batch.counters);
+        folded.last_seq = record.last;
+        Ok(())
+    })?;
+    if folded.last_seq > after {
+        tracing::info!(
+            from = after + 1,
+            to = folded.last_seq,
+            "folding the log into the file"
+        );
+        tables::checkpoint(db, &folded).map_err(|e| classify("folding the log", e))?;
+        wal.rotate()?;
+        wal.delete_through(folded.last_seq)?;
+    }
+    Ok(wal)
+}
+
+/// The log's records beyond the file's last checkpoint, read without
+/// writing anything: as batches for the state, and coalesced for reads.
+fn read_log(db: &Database, dir: &Path) -> Result<(Vec<Batch>, Coalesced), StoreError> {
+    let after = wal_seq(db)?;
+    let mut batches = Vec::new();
+    let mut unfolded = Coalesced {
+        last_seq: after,
+        ..Coalesced::default()
+    };
+    Wal::read(dir, after, |record| {
+        unfolded.add(record.batch.ops.clone());
+        unfolded.counters = Some(record.batch.counters);
+        unfolded.last_seq = record.last;
+        batches.push(record.batch);
+        Ok(())
+    })?;
+    Ok((batches, unfolded))
+}
+
+/// The last log entry the file holds.
+fn wal_seq(db: &Database) -> Result<u64, StoreError> {
+    let read = || -> Result<Option<u64>, redb::Error> {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let seq = meta
+            .get(WAL_SEQ_KEY)?
+            .and_then(|v| serde_json::from_slice::<u64>(v.value()).ok());
+        Ok(seq)
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
+        .unwrap_or_else(|_| Err(redb::Error::Corrupted("reading the log's position".into())))
+        .map(|seq| seq.unwrap_or(0))
+        .map_err(|e| classify("reading the log's position", e))
 }
 
 /// Bytes written to see whether the disk takes writes again before the
@@ -247,9 +435,11 @@ fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
             "{} is in format {v}, written by a newer interq; this one reads up to format {FORMAT_VERSION}",
             path.display()
         ))),
-        Some(_) => Ok(()),
-        // A new file, or one from before formats were numbered (format 1).
-        None => {
+        Some(v) if v == FORMAT_VERSION => Ok(()),
+        // An older file (1, or none before formats were numbered) is this
+        // format with an empty log: marked so, so that an older interq
+        // refuses it rather than ignore the log.
+        _ => {
             let txn = db.begin_write().map_err(|e| err(e.into()))?;
             {
                 for t in [COPIES, PAYLOADS, WORKERS] {
@@ -297,14 +487,45 @@ impl Log for EmbeddedLog {
     }
 
     async fn payloads(&self, publishes: &[[u8; 16]]) -> Result<Payloads, StoreError> {
+        // A copy becomes visible once its enqueue is durable: its payload is
+        // then in the log, and in memory until a checkpoint has it in the
+        // file. Newest first: memory, the checkpoint being written, the file.
+        let mut out = Payloads::with_capacity(publishes.len());
+        let mut rest: Vec<[u8; 16]> = Vec::new();
+        {
+            let active = self
+                .journal
+                .unfolded
+                .active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let folding = self
+                .journal
+                .unfolded
+                .folding
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            for k in publishes {
+                let found = active
+                    .payload(k)
+                    .or_else(|| folding.as_ref().and_then(|f| f.payload(k)));
+                match found {
+                    Some(Some(bytes)) => {
+                        out.insert(*k, bytes.to_vec());
+                    }
+                    Some(None) => {}
+                    None => rest.push(*k),
+                }
+            }
+        }
+        if rest.is_empty() {
+            return Ok(out);
+        }
         let db = self.db()?;
-        // Only committed payloads are read: a copy becomes visible once its
-        // enqueue committed, so its payload is here by then.
         let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let txn = db.begin_read()?;
             let table = txn.open_table(PAYLOADS)?;
-            let mut out = Payloads::with_capacity(publishes.len());
-            for k in publishes {
+            for k in &rest {
                 if let Some(v) = table.get(k.as_slice())? {
                     out.insert(*k, v.value().to_vec());
                 }
@@ -336,26 +557,56 @@ impl Log for EmbeddedLog {
 
     async fn reset(&self) -> Result<(), StoreError> {
         probe_space(&self.path)?;
-        // redb must be closed and opened again after an I/O error. The old
-        // handle goes first: a file is opened by one handle at a time.
-        let old = self
-            .journal
-            .db
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        drop(old);
-        let reopened = open_file(
-            &self.path,
-            OpenOptions {
-                check: false,
-                ..self.options
-            },
-        )?;
-        *self.journal.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(reopened));
-        self.journal.mend();
-        tracing::info!(path = %self.path.display(), "the database was reopened");
-        Ok(())
+        self.journal.with_checkpoints_paused(|| {
+            // redb must be closed and opened again after an I/O error. The
+            // old handles go first: a file is opened by one handle at a time.
+            let old = self
+                .journal
+                .db
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            drop(old);
+            *self.journal.wal.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let reopened = open_file(
+                &self.path,
+                OpenOptions {
+                    check: false,
+                    ..self.options
+                },
+            )?;
+            // What memory held is read back from the log, and folded.
+            let wal = fold_log(
+                &reopened,
+                &self.wal_dir(),
+                self.options.checkpoints.segment_bytes,
+            )?;
+            *self
+                .journal
+                .unfolded
+                .active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Coalesced::default();
+            *self
+                .journal
+                .unfolded
+                .folding
+                .write()
+                .unwrap_or_else(|e| e.into_inner()) = None;
+            *self.journal.wal.lock().unwrap_or_else(|e| e.into_inner()) = Some(wal);
+            self.replayed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            *self.journal.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(reopened));
+            self.journal.mend();
+            tracing::info!(path = %self.path.display(), "the store was reopened");
+            Ok(())
+        })
+    }
+
+    fn needs_reset(&self) -> bool {
+        self.journal.broken().is_some()
     }
 
     fn stats(&self) -> StoreStats {

@@ -84,6 +84,12 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
         async { Ok(()) }
     }
 
+    /// Whether the log refuses changes until it is read back whole (its
+    /// changes may have been refused after the state took them).
+    fn needs_reset(&self) -> bool {
+        false
+    }
+
     fn stats(&self) -> StoreStats;
 
     /// For a log other nodes write too: how often a node should look for

@@ -99,7 +99,15 @@ impl<L: Log> Engine<L> {
     ) -> Result<T, StoreError> {
         let _entered = self.fence.enter(|| self.reload()).await?;
         let applied = self.lock().applied;
-        let (mut turn, news) = self.log.begin(applied).await?;
+        let (mut turn, news) = match self.log.begin(applied).await {
+            Ok(begun) => begun,
+            Err(e) => {
+                if self.log.needs_reset() {
+                    self.fence.poison(&e);
+                }
+                return Err(e);
+            }
+        };
         if let Err(e) = self.apply_news(news) {
             self.log.abandon(turn);
             self.fence.poison(&e);

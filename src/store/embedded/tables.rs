@@ -1,0 +1,160 @@
+//! The redb file's tables, and the coalesced form in which changes reach
+//! them: the last write of each record since the previous checkpoint, so
+//! that a copy made ready, claimed, completed and trimmed between two
+//! checkpoints costs the file nothing.
+
+use std::collections::HashMap;
+
+use redb::{Database, TableDefinition};
+
+use crate::model::Counters;
+use crate::store::engine::Op;
+
+/// Copy id -> the copy without its payload (postcard).
+pub(super) const COPIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("copies");
+/// Publish id -> the publish's `data` (JSON), shared by all its copies.
+pub(super) const PAYLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("payloads");
+pub(super) const INTERESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("interests");
+pub(super) const WORKERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("workers");
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Schedule name -> the schedule (JSON).
+pub(super) const SCHEDULES: TableDefinition<&str, &[u8]> = TableDefinition::new("schedules");
+/// Queue name -> its limits (JSON).
+pub(super) const QUEUE_SETTINGS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("queue_settings");
+/// Sequence number -> one operator action (JSON).
+pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+pub(super) const COUNTERS_KEY: &str = "counters";
+/// The last write-ahead log entry the tables hold.
+pub(super) const WAL_SEQ_KEY: &str = "wal_seq";
+
+/// Which table a record lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Table {
+    Copies,
+    Payloads,
+    Interests,
+    Workers,
+    QueueSettings,
+    Schedules,
+    Audit,
+}
+
+/// A record's place: its table and key.
+pub(super) type Key = (Table, Box<[u8]>);
+
+/// The last write of each record, not yet in the file.
+#[derive(Debug, Default)]
+pub(super) struct Coalesced {
+    /// `None`: removed.
+    pub entries: HashMap<Key, Option<Vec<u8>>>,
+    pub counters: Option<Counters>,
+    /// The last log entry folded in.
+    pub last_seq: u64,
+    /// About the bytes held.
+    pub bytes: usize,
+}
+
+impl Coalesced {
+    /// Folds one change's records in.
+    pub fn add(&mut self, ops: Vec<Op>) {
+        for op in ops {
+            let (key, value) = match op {
+                Op::PutCopy(k, v) => ((Table::Copies, boxed(&k)), Some(v)),
+                Op::DeleteCopy(k) => ((Table::Copies, boxed(&k)), None),
+                Op::PutPayload(k, v) => ((Table::Payloads, boxed(&k)), Some(v)),
+                Op::DeletePayload(k) => ((Table::Payloads, boxed(&k)), None),
+                Op::PutInterests(k, v) => ((Table::Interests, boxed(k.as_bytes())), Some(v)),
+                Op::DeleteInterests(k) => ((Table::Interests, boxed(k.as_bytes())), None),
+                Op::PutWorker(k, v) => ((Table::Workers, boxed(&k)), Some(v)),
+                Op::DeleteWorker(k) => ((Table::Workers, boxed(&k)), None),
+                Op::PutQueueSettings(k, v) => {
+                    ((Table::QueueSettings, boxed(k.as_bytes())), Some(v))
+                }
+                Op::DeleteQueueSettings(k) => ((Table::QueueSettings, boxed(k.as_bytes())), None),
+                Op::PutSchedule(k, v) => ((Table::Schedules, boxed(k.as_bytes())), Some(v)),
+                Op::DeleteSchedule(k) => ((Table::Schedules, boxed(k.as_bytes())), None),
+                Op::PutAudit(k, v) => ((Table::Audit, boxed(&k.to_be_bytes())), Some(v)),
+                Op::DeleteAudit(k) => ((Table::Audit, boxed(&k.to_be_bytes())), None),
+                Op::Sync => continue,
+            };
+            let size = key.1.len() + value.as_ref().map_or(0, Vec::len) + 48;
+            if let Some(old) = self.entries.insert(key, value) {
+                self.bytes = self.bytes.saturating_sub(old.map_or(0, |v| v.len()));
+            }
+            self.bytes += size;
+        }
+    }
+
+    /// A payload's bytes, if this holds its last write: `Some(None)` when
+    /// that write removed it.
+    pub fn payload(&self, publish: &[u8; 16]) -> Option<Option<&[u8]>> {
+        self.entries
+            .get(&(Table::Payloads, boxed(publish)))
+            .map(|v| v.as_deref())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.counters.is_none()
+    }
+}
+
+fn boxed(bytes: &[u8]) -> Box<[u8]> {
+    bytes.into()
+}
+
+/// Writes what `changes` holds into the file in one transaction, with the
+/// log entry it reaches, durably.
+pub(super) fn checkpoint(db: &Database, changes: &Coalesced) -> Result<(), redb::Error> {
+    // Durable (redb's default): the log entries it covers are deleted next.
+    let txn = db.begin_write()?;
+    {
+        let mut copies = txn.open_table(COPIES)?;
+        let mut payloads = txn.open_table(PAYLOADS)?;
+        let mut interests = txn.open_table(INTERESTS)?;
+        let mut workers = txn.open_table(WORKERS)?;
+        let mut settings = txn.open_table(QUEUE_SETTINGS)?;
+        let mut schedules = txn.open_table(SCHEDULES)?;
+        let mut audit = txn.open_table(AUDIT)?;
+        let mut meta = txn.open_table(META)?;
+        let text = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
+        for ((table, key), value) in &changes.entries {
+            match (table, value) {
+                (Table::Copies, Some(v)) => drop(copies.insert(&key[..], v.as_slice())?),
+                (Table::Copies, None) => drop(copies.remove(&key[..])?),
+                (Table::Payloads, Some(v)) => drop(payloads.insert(&key[..], v.as_slice())?),
+                (Table::Payloads, None) => drop(payloads.remove(&key[..])?),
+                (Table::Workers, Some(v)) => drop(workers.insert(&key[..], v.as_slice())?),
+                (Table::Workers, None) => drop(workers.remove(&key[..])?),
+                (Table::Interests, Some(v)) => {
+                    drop(interests.insert(text(key).as_str(), v.as_slice())?)
+                }
+                (Table::Interests, None) => drop(interests.remove(text(key).as_str())?),
+                (Table::QueueSettings, Some(v)) => {
+                    drop(settings.insert(text(key).as_str(), v.as_slice())?)
+                }
+                (Table::QueueSettings, None) => drop(settings.remove(text(key).as_str())?),
+                (Table::Schedules, Some(v)) => {
+                    drop(schedules.insert(text(key).as_str(), v.as_slice())?)
+                }
+                (Table::Schedules, None) => drop(schedules.remove(text(key).as_str())?),
+                (Table::Audit, value) => {
+                    let seq = u64::from_be_bytes(key[..].try_into().unwrap_or_default());
+                    match value {
+                        Some(v) => drop(audit.insert(seq, v.as_slice())?),
+                        None => drop(audit.remove(seq)?),
+                    }
+                }
+            }
+        }
+        if let Some(c) = &changes.counters {
+            let encoded = serde_json::to_vec(c).unwrap_or_default();
+            meta.insert(COUNTERS_KEY, encoded.as_slice())?;
+        }
+        let seq = serde_json::to_vec(&changes.last_seq).expect("a number encodes");
+        meta.insert(WAL_SEQ_KEY, seq.as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
