@@ -161,7 +161,11 @@ impl Journal {
     /// journal's order is the order the state changed in.
     pub(super) fn push(&self, batch: Batch) -> u64 {
         let mut pending = lock(&self.pending);
-        pending.ops.extend(batch.ops);
+        if pending.ops.is_empty() {
+            pending.ops = batch.ops;
+        } else {
+            pending.ops.extend(batch.ops);
+        }
         pending.counters = Some(batch.counters);
         pending.seq += 1;
         self.wake.notify_one();

@@ -27,6 +27,8 @@ const HEADER: usize = 24;
 /// A record's body may not be larger than this: a longer length is a torn
 /// or stale header, not a record.
 const MAX_BODY: usize = 1 << 30;
+/// The largest record buffer kept for the next append.
+const SCRATCH_KEPT: usize = 8 << 20;
 
 /// The log's directory and the segment appended to.
 #[derive(Debug)]
@@ -42,6 +44,9 @@ pub(super) struct Wal {
     segments: Vec<u64>,
     /// The last entry written.
     pub last: u64,
+    /// The record being written, kept between appends: a fresh buffer of a
+    /// group's size each time costs more in page faults than the encoding.
+    scratch: Vec<u8>,
 }
 
 fn io(what: &str, e: std::io::Error) -> StoreError {
@@ -157,6 +162,7 @@ impl Wal {
             allocated: 0,
             segments: list(dir)?,
             last,
+            scratch: Vec::new(),
         };
         // Whatever follows the last valid record (a torn one) goes, so
         // that new records follow valid ones directly.
@@ -172,25 +178,38 @@ impl Wal {
     /// Appends one record holding entries `first..=last` and makes it
     /// durable.
     pub fn append(&mut self, first: u64, last: u64, batch: &Batch) -> Result<(), StoreError> {
-        let body = postcard::to_stdvec(batch).expect("a batch encodes");
-        let mut record = Vec::with_capacity(HEADER + body.len());
-        record.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        record.extend_from_slice(&crc(first, last, &body).to_le_bytes());
-        record.extend_from_slice(&first.to_le_bytes());
-        record.extend_from_slice(&last.to_le_bytes());
-        record.extend_from_slice(&body);
+        let mut record = std::mem::take(&mut self.scratch);
+        record.clear();
+        record.resize(HEADER, 0);
+        let mut record = postcard::to_extend(batch, record).expect("a batch encodes");
+        let len = record.len() - HEADER;
+        let sum = crc(first, last, &record[HEADER..]);
+        record[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+        record[4..8].copy_from_slice(&sum.to_le_bytes());
+        record[8..16].copy_from_slice(&first.to_le_bytes());
+        record[16..24].copy_from_slice(&last.to_le_bytes());
+        let written = self.write(&record);
+        // One huge group should not pin its buffer for the life of the log.
+        if record.capacity() <= SCRATCH_KEPT {
+            self.scratch = record;
+        }
+        written?;
+        self.last = last;
+        Ok(())
+    }
+
+    fn write(&mut self, record: &[u8]) -> Result<(), StoreError> {
         if self.at + record.len() as u64 > self.allocated {
             self.allocate_for(record.len() as u64)?;
         }
         self.file
             .seek(SeekFrom::Start(self.at))
-            .and_then(|_| self.file.write_all(&record))
+            .and_then(|_| self.file.write_all(record))
             .map_err(|e| io("writing the log", e))?;
         self.file
             .sync_data()
             .map_err(|e| io("making the log durable", e))?;
         self.at += record.len() as u64;
-        self.last = last;
         Ok(())
     }
 
