@@ -30,7 +30,7 @@ pub(super) const COUNTERS_KEY: &str = "counters";
 pub(super) const WAL_SEQ_KEY: &str = "wal_seq";
 
 /// Which table a record lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Table {
     Copies,
     Payloads,
@@ -119,7 +119,12 @@ pub(super) fn checkpoint(db: &Database, changes: &Coalesced) -> Result<(), redb:
         let mut audit = txn.open_table(AUDIT)?;
         let mut meta = txn.open_table(META)?;
         let text = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
-        for ((table, key), value) in &changes.entries {
+        // In key order: ids are time-ordered, so sorted writes walk each
+        // tree's pages once, left to right, where the map's order jumps
+        // between pages at random for every record.
+        let mut entries: Vec<_> = changes.entries.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for ((table, key), value) in entries {
             match (table, value) {
                 (Table::Copies, Some(v)) => drop(copies.insert(&key[..], v.as_slice())?),
                 (Table::Copies, None) => drop(copies.remove(&key[..])?),
