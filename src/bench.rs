@@ -150,6 +150,17 @@ pub struct Report {
     /// Durable commits during the run, and records per commit.
     pub commits: Option<u64>,
     pub writes_per_commit: Option<f64>,
+    /// With `--url`: the server's CPU over the run (user and system, from
+    /// its `/metrics`), and per task published and per copy delivered
+    /// (routed, without workers).
+    pub server_cpu_secs: Option<f64>,
+    pub server_cpu_us_per_task: Option<f64>,
+    pub server_cpu_us_per_copy: Option<f64>,
+    /// This process's CPU over the run: the clients' alone with `--url`,
+    /// clients and server together without it.
+    pub client_cpu_secs: Option<f64>,
+    /// With `--url`: the server's resident memory at the end, in MiB.
+    pub server_rss_mib: Option<f64>,
     /// Resident memory of this process at the end (it hosts the interq when
     /// none was given), in MiB.
     pub rss_mib: Option<f64>,
@@ -309,6 +320,12 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         );
     }
     let before = client.status(&[("store", "")]).await.ok();
+    // The server's own CPU, when it is another process.
+    let server_cpu_before = match opts.url {
+        Some(_) => Some(server_sample(&client).await?),
+        None => None,
+    };
+    let client_cpu_before = own_cpu_secs();
 
     let bar = progress_bar(
         opts.progress,
@@ -452,6 +469,14 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
     bar.finish_and_clear();
 
     let after = client.status(&[("store", "")]).await.ok();
+    let client_cpu_secs = own_cpu_secs().zip(client_cpu_before).map(|(a, b)| a - b);
+    let (server_cpu_secs, server_rss_mib) = match server_cpu_before {
+        Some(b) => {
+            let a = server_sample(&client).await?;
+            (Some(a.cpu_secs - b.cpu_secs), Some(a.rss_mib))
+        }
+        None => (None, None),
+    };
     let (commits, writes_per_commit) = match (before, after) {
         (Some(b), Some(a)) => {
             let d = |k: &str| {
@@ -469,6 +494,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         _ => (None, None),
     };
     let copies_done = completed.load(Ordering::Relaxed) as f64;
+    let per = |n: f64| server_cpu_secs.filter(|_| n > 0.0).map(|c| c * 1e6 / n);
     let report = Report {
         url,
         publishers: opts.publishers,
@@ -492,6 +518,15 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         publish_to_claim: (opts.workers > 0).then(|| Latency::of(&latency_h)),
         commits,
         writes_per_commit,
+        server_cpu_secs,
+        server_cpu_us_per_task: per(published as f64),
+        server_cpu_us_per_copy: per(if opts.workers > 0 {
+            copies_done
+        } else {
+            (published * opts.fanout as u64) as f64
+        }),
+        client_cpu_secs,
+        server_rss_mib,
         rss_mib: resident_mib(),
         disk,
     };
@@ -541,6 +576,27 @@ impl Report {
                 format!("store:          {c} commits, {w:.1} records per commit"),
             );
         }
+        if let (Some(c), Some(t), Some(p)) = (
+            self.server_cpu_secs,
+            self.server_cpu_us_per_task,
+            self.server_cpu_us_per_copy,
+        ) {
+            line(
+                &mut out,
+                format!("server CPU:     {c:.2} s: {t:.1} µs per task, {p:.1} µs per copy"),
+            );
+        }
+        if let Some(c) = self.client_cpu_secs {
+            let whose = if self.server_cpu_secs.is_some() {
+                "the clients"
+            } else {
+                "clients and server in this process"
+            };
+            line(&mut out, format!("bench CPU:      {c:.2} s ({whose})"));
+        }
+        if let Some(m) = self.server_rss_mib {
+            line(&mut out, format!("server memory:  {m:.0} MiB resident"));
+        }
         if let Some(d) = self.disk {
             line(
                 &mut out,
@@ -573,6 +629,39 @@ fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
         .progress_chars("=> "),
     );
     bar
+}
+
+/// What the server's `/metrics` says of its process.
+struct ServerSample {
+    cpu_secs: f64,
+    rss_mib: f64,
+}
+
+async fn server_sample(client: &Client) -> anyhow::Result<ServerSample> {
+    let text = client
+        .metrics()
+        .await
+        .context("reading the server's /metrics (an admin key when keys are set)")?;
+    let cpu_secs = metric(&text, "process_cpu_seconds_total")
+        .context("the server's /metrics has no process_cpu_seconds_total")?;
+    let rss = metric(&text, "process_resident_memory_bytes").unwrap_or(0.0);
+    Ok(ServerSample {
+        cpu_secs,
+        rss_mib: rss / (1024.0 * 1024.0),
+    })
+}
+
+/// The value of an unlabelled sample in Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// This process's CPU time (user and system).
+fn own_cpu_secs() -> Option<f64> {
+    Some(crate::metrics::process::cpu_seconds()).filter(|&c| c > 0.0)
 }
 
 /// Resident set size of this process, from /proc.

@@ -203,23 +203,7 @@ impl Client {
     }
 
     async fn call<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
-        let resp = req.send().await?;
-        let status = resp.status();
-        let bytes = resp.bytes().await?;
-        if !status.is_success() {
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            return Err(ClientError::Api {
-                status: status.as_u16(),
-                code: body["error"]["code"]
-                    .as_str()
-                    .unwrap_or("unknown")
-                    .to_owned(),
-                message: body["error"]["message"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
-            });
-        }
+        let bytes = answer(req.send().await?).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
@@ -425,6 +409,12 @@ impl Client {
             .await
     }
 
+    /// `GET /metrics`: the Prometheus text (an admin key when keys are set).
+    pub async fn metrics(&self) -> Result<String> {
+        let bytes = answer(self.request(Method::GET, "/metrics").send().await?).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// One queue's counts.
     pub async fn queue(&self, queue: &str) -> Result<QueueCounts> {
         let body = self.status(&[("queue", queue)]).await?;
@@ -436,4 +426,25 @@ impl Client {
     pub async fn task(&self, id: TaskId) -> Result<Value> {
         Ok(self.status(&[("task", &id.to_string())]).await?["task"].clone())
     }
+}
+
+/// The body of a successful answer; an error answer as its code and message.
+async fn answer(resp: reqwest::Response) -> Result<bytes::Bytes> {
+    let status = resp.status();
+    let bytes = resp.bytes().await?;
+    if status.is_success() {
+        return Ok(bytes);
+    }
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Err(ClientError::Api {
+        status: status.as_u16(),
+        code: body["error"]["code"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_owned(),
+        message: body["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
+    })
 }

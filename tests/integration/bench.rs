@@ -4,7 +4,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helpers::{interq_binary, spawn_app_with};
+use crate::helpers::{interq_binary, spawn_app_with, ChildServer};
 
 fn bench(args: &[&str]) -> Value {
     let out = Command::new(interq_binary())
@@ -51,6 +51,39 @@ fn bench_publishes_claims_and_reports_every_task() {
     assert_eq!(r["publishToClaim"]["count"], 600);
     assert!(r["endToEndCopiesPerSec"].as_f64().unwrap() > 0.0);
     assert!(r["commits"].as_u64().unwrap() > 0);
+    assert!(
+        r["serverCpuSecs"].is_null(),
+        "a server in the bench's own process has no CPU of its own"
+    );
+    assert!(r["clientCpuSecs"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_reports_the_cpu_of_a_server_in_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(dir.path());
+    let r = bench(&[
+        "--url",
+        &server.base,
+        "-N",
+        "400",
+        "-W",
+        "2",
+        "-Q",
+        "2",
+        "-F",
+        "2",
+    ]);
+    assert_eq!(r["errors"], 0);
+    let cpu = r["serverCpuSecs"].as_f64().expect("the server's CPU");
+    assert!(cpu > 0.0, "{r}");
+    let per_task = r["serverCpuUsPerTask"].as_f64().unwrap();
+    let per_copy = r["serverCpuUsPerCopy"].as_f64().unwrap();
+    assert!((per_task - cpu * 1e6 / 400.0).abs() < 1e-6 * per_task.max(1.0));
+    // Every task reached two queues: a copy costs half a task.
+    assert!((per_copy * 2.0 - per_task).abs() < 1e-6 * per_task.max(1.0));
+    assert!(r["serverRssMib"].as_f64().unwrap() > 1.0);
+    assert!(r["clientCpuSecs"].as_f64().unwrap() > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
