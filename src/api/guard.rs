@@ -19,22 +19,15 @@ pub fn caller(req: &actix_web::HttpRequest) -> Option<Caller> {
     req.extensions().get::<Caller>().cloned()
 }
 
-/// Whether the caller may act as admin: always when auth is off.
-pub fn is_admin(req: &actix_web::HttpRequest) -> bool {
-    let state = req.app_data::<web::Data<AppState>>();
-    if state.is_none_or(|s| !s.keys.enabled()) {
-        return true;
-    }
-    req.extensions()
-        .get::<Caller>()
-        .is_some_and(Caller::is_admin)
-}
-
 /// Who acted, for the audit log: the roles of the caller's key joined by
 /// `+` and its label (`admin (ops)`), or `open` when auth is off.
 pub fn caller_role(req: &actix_web::HttpRequest) -> String {
-    req.extensions()
-        .get::<Caller>()
+    role_of(req.extensions().get::<Caller>())
+}
+
+/// `caller_role`, of a caller already known.
+pub fn role_of(caller: Option<&Caller>) -> String {
+    caller
         .map(|c| {
             let roles = c
                 .roles

@@ -1,20 +1,16 @@
 //! `/interest`: which tasks a queue wants.
 
-use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
+use super::call::{json, Answer, Call};
 use super::error::ApiError;
 use super::params::{Body, Params};
-use super::AppState;
 
 /// `PUT /interest`: replaces a queue's interests, creating the queue. An
 /// array of `{queue, interests}` replaces several at once (one rebuild of the
 /// matcher; nothing is stored unless every item is valid).
-pub async fn create_interest(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: Body,
-) -> Result<HttpResponse, ApiError> {
+pub async fn set(call: Call, body: Body) -> Answer {
+    let state = &call.state;
     match body {
         Body::Params(p) => {
             let (queue, interests) = parse_interest(&p)?;
@@ -23,8 +19,8 @@ pub async fn create_interest(
                 .set_interests(queue.clone(), &interests)
                 .await?;
             let detail = Some(normalized.to_string());
-            super::audit(&req, &state, "set_interests", queue.as_str(), detail).await?;
-            Ok(HttpResponse::Ok().json(json!({"queue": queue, "interests": normalized})))
+            call.audit("set_interests", queue.as_str(), detail).await?;
+            json(&json!({"queue": queue, "interests": normalized}))
         }
         Body::Batch(items) => {
             let updates = items
@@ -43,13 +39,13 @@ pub async fn create_interest(
                 n => format!("{}, and {n} more", names.join(", ")),
             };
             let target = format!("{} queues", queues.len());
-            super::audit(&req, &state, "set_interests", &target, Some(detail)).await?;
+            call.audit("set_interests", &target, Some(detail)).await?;
             let answer: Vec<_> = queues
                 .into_iter()
                 .zip(normalized)
                 .map(|(queue, interests)| json!({"queue": queue, "interests": interests}))
                 .collect();
-            Ok(HttpResponse::Ok().json(answer))
+            json(&answer)
         }
     }
 }
@@ -62,14 +58,11 @@ fn parse_interest(p: &Params) -> Result<(crate::model::QueueName, serde_json::Va
 }
 
 /// `DELETE /interest`: the queue stops receiving tasks; its tasks stay.
-pub async fn delete_interest(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    p: Params,
-) -> Result<HttpResponse, ApiError> {
+pub async fn delete(call: Call, body: Body) -> Answer {
+    let p = body.params()?;
     p.only(&["queue"])?;
     let queue = p.required("queue", p.queue("queue")?)?;
-    state.broker.delete_interests(&queue).await?;
-    super::audit(&req, &state, "remove_interests", queue.as_str(), None).await?;
-    Ok(HttpResponse::Ok().json(json!({"queue": queue, "deleted": true})))
+    call.state.broker.delete_interests(&queue).await?;
+    call.audit("remove_interests", queue.as_str(), None).await?;
+    json(&json!({"queue": queue, "deleted": true}))
 }

@@ -4,6 +4,7 @@
 //! describes them (`GET /openapi.json`).
 
 pub mod admission;
+pub mod call;
 pub mod error;
 mod guard;
 mod health;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse};
 
 use self::error::ApiError;
-pub use self::guard::{caller, caller_role, check_access, is_admin};
+pub use self::guard::{caller, caller_role, check_access};
 use crate::auth::Keys;
 use crate::broker::clock::ManualClock;
 use crate::broker::Broker;
@@ -46,21 +47,6 @@ pub struct AppState {
 /// Mounts every API route.
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig, testing: bool) {
     routes::mount(cfg, testing);
-}
-
-/// Records an admin's change made through the API in the audit log, beside
-/// the management site's own actions.
-async fn audit(
-    req: &HttpRequest,
-    state: &AppState,
-    action: &str,
-    target: &str,
-    detail: Option<String>,
-) -> Result<(), ApiError> {
-    Ok(state
-        .broker
-        .audit_event(&caller_role(req), action, target, detail)
-        .await?)
 }
 
 /// A handler that panics answers 500, like any failure of ours: the

@@ -111,14 +111,36 @@ impl FromRequest for Params {
 
     fn from_request(req: &HttpRequest, payload: &mut dev::Payload) -> Self::Future {
         let body = Body::from_request(req, payload);
-        Box::pin(async move {
-            match body.await? {
-                Body::Params(p) => Ok(p),
-                Body::Batch(_) => Err(invalid_body(
-                    "this route takes a JSON object of parameters, not an array",
-                )),
-            }
-        })
+        Box::pin(async move { body.await?.params() })
+    }
+}
+
+impl Body {
+    /// The parameters of an operation that takes no batch.
+    pub fn params(self) -> Result<Params, ApiError> {
+        match self {
+            Body::Params(p) => Ok(p),
+            Body::Batch(_) => Err(invalid_body(
+                "this route takes a JSON object of parameters, not an array",
+            )),
+        }
+    }
+
+    /// A body as the pipelined protocol carries it: `args`, an object of
+    /// parameters or (where an operation takes one) an array.
+    pub fn from_args(args: Option<Value>) -> Result<Self, ApiError> {
+        match args {
+            None | Some(Value::Null) => Ok(Body::Params(Params::default())),
+            Some(Value::Object(fields)) => Ok(Body::Params(Params {
+                fields,
+                ..Params::default()
+            })),
+            Some(Value::Array(items)) => Ok(Body::Batch(items)),
+            Some(_) => Err(ApiError::invalid(
+                "args",
+                "must be a JSON object of parameters (or, for a batch, an array)",
+            )),
+        }
     }
 }
 

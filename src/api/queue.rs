@@ -1,34 +1,28 @@
 //! `/queue`: removing a whole queue.
 
-use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
+use super::call::{json, Answer, Call};
 use super::error::ApiError;
-use super::params::Params;
-use super::AppState;
+use super::params::Body;
 
 /// `DELETE /queue`: removes a queue's interests and every task in it.
-pub async fn delete_queue(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    p: Params,
-) -> Result<HttpResponse, ApiError> {
+pub async fn delete(call: Call, body: Body) -> Answer {
+    let p = body.params()?;
     p.only(&["queue"])?;
     let queue = p.required("queue", p.queue("queue")?)?;
-    let deleted = state.broker.delete_queue(&queue).await?;
+    let deleted = call.state.broker.delete_queue(&queue).await?;
     let detail = format!("{deleted} task(s)");
-    super::audit(&req, &state, "delete_queue", queue.as_str(), Some(detail)).await?;
-    Ok(HttpResponse::Ok().json(json!({"queue": queue, "deletedTasks": deleted})))
+    call.audit("delete_queue", queue.as_str(), Some(detail))
+        .await?;
+    json(&json!({"queue": queue, "deletedTasks": deleted}))
 }
 
 /// `PUT /queue`: sets a queue's limits: `maxRunning` (copies running at once
 /// across all workers), `rateLimit` (claims per second), `paused`. An absent
 /// field keeps its value; `null` clears it.
-pub async fn update_queue(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    p: Params,
-) -> Result<HttpResponse, ApiError> {
+pub async fn update(call: Call, body: Body) -> Answer {
+    let p = body.params()?;
     p.only(&["queue", "maxRunning", "rateLimit", "paused"])?;
     let queue = p.required("queue", p.queue("queue")?)?;
     let max_running = if p.is_null("maxRunning") {
@@ -52,11 +46,12 @@ pub async fn update_queue(
         }
     };
     let paused = p.boolean("paused")?;
-    let settings = state
+    let settings = call
+        .state
         .broker
         .update_queue_settings(&queue, max_running, rate_limit, paused)
         .await?;
     let detail = serde_json::to_string(&settings).ok();
-    super::audit(&req, &state, "queue_settings", queue.as_str(), detail).await?;
-    Ok(HttpResponse::Ok().json(json!({"queue": queue, "settings": settings})))
+    call.audit("queue_settings", queue.as_str(), detail).await?;
+    json(&json!({"queue": queue, "settings": settings}))
 }

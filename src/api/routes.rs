@@ -6,6 +6,8 @@ use actix_web::http::Method;
 use actix_web::web;
 use serde_json::Value;
 
+use super::call::OpFn;
+use super::params::Body;
 use super::{health, interest, metrics, queue, schedule, status, task, testing, worker};
 use crate::auth::Role;
 use crate::config::Settings;
@@ -74,7 +76,44 @@ pub struct Endpoint {
     pub answer: SchemaFn,
     /// Mounted only with the manual test clock.
     pub testing_only: bool,
-    pub handler: fn() -> actix_web::Route,
+    pub serve: Serve,
+}
+
+/// How an endpoint is served.
+#[derive(Debug, Clone, Copy)]
+pub enum Serve {
+    /// An operation: over HTTP here, and under `name` over the pipelined
+    /// protocol.
+    Op { name: &'static str, run: OpFn },
+    /// Over HTTP only (text, probes, the API's description).
+    Http(fn() -> actix_web::Route),
+}
+
+impl Endpoint {
+    /// Its name over the pipelined protocol, when it has one.
+    pub fn op_name(&self) -> Option<&'static str> {
+        match self.serve {
+            Serve::Op { name, .. } => Some(name),
+            Serve::Http(_) => None,
+        }
+    }
+
+    fn route(&self) -> actix_web::Route {
+        match self.serve {
+            Serve::Op { run, .. } => {
+                let method = Method::from_bytes(self.method.as_bytes()).expect("a method");
+                web::method(method).to(move |req: actix_web::HttpRequest, body: Body| {
+                    super::call::over_http(run, req, body)
+                })
+            }
+            Serve::Http(route) => route(),
+        }
+    }
+}
+
+/// The endpoint served under an operation's name.
+pub fn op(name: &str) -> Option<&'static Endpoint> {
+    endpoints().iter().find(|e| e.op_name() == Some(name))
 }
 
 use super::openapi as s;
@@ -303,7 +342,10 @@ fn table() -> Vec<Endpoint> {
             body: None,
             answer: s::published_answer,
             testing_only: false,
-            handler: || web::put().to(task::publish_task),
+            serve: Serve::Op {
+                name: "publish",
+                run: |c, b| Box::pin(task::publish(c, b)),
+            },
         },
         Endpoint {
             method: "GET",
@@ -315,7 +357,10 @@ fn table() -> Vec<Endpoint> {
             body: None,
             answer: s::claim_answer,
             testing_only: false,
-            handler: || web::get().to(task::claim_task),
+            serve: Serve::Op {
+                name: "claim",
+                run: |c, b| Box::pin(task::claim(c, b)),
+            },
         },
         Endpoint {
             method: "POST",
@@ -327,7 +372,10 @@ fn table() -> Vec<Endpoint> {
             body: Some(s::report_body),
             answer: s::report_answer,
             testing_only: false,
-            handler: || web::post().to(task::update_task),
+            serve: Serve::Op {
+                name: "report",
+                run: |c, b| Box::pin(task::report(c, b)),
+            },
         },
         Endpoint {
             method: "DELETE",
@@ -339,7 +387,10 @@ fn table() -> Vec<Endpoint> {
             body: Some(s::stop_body),
             answer: s::stop_answer,
             testing_only: false,
-            handler: || web::delete().to(task::delete_tasks),
+            serve: Serve::Op {
+                name: "cancel",
+                run: |c, b| Box::pin(task::cancel(c, b)),
+            },
         },
         Endpoint {
             method: "PUT",
@@ -351,7 +402,10 @@ fn table() -> Vec<Endpoint> {
             body: None,
             answer: s::registered_answer,
             testing_only: false,
-            handler: || web::put().to(worker::register_worker),
+            serve: Serve::Op {
+                name: "register",
+                run: |c, b| Box::pin(worker::register(c, b)),
+            },
         },
         Endpoint {
             method: "DELETE",
@@ -363,7 +417,10 @@ fn table() -> Vec<Endpoint> {
             body: Some(s::worker_delete_body),
             answer: s::deleted_workers_answer,
             testing_only: false,
-            handler: || web::delete().to(worker::delete_worker),
+            serve: Serve::Op {
+                name: "deregister",
+                run: |c, b| Box::pin(worker::deregister(c, b)),
+            },
         },
         Endpoint {
             method: "PUT",
@@ -375,7 +432,10 @@ fn table() -> Vec<Endpoint> {
             body: None,
             answer: s::interest_answer,
             testing_only: false,
-            handler: || web::put().to(interest::create_interest),
+            serve: Serve::Op {
+                name: "setInterests",
+                run: |c, b| Box::pin(interest::set(c, b)),
+            },
         },
         Endpoint {
             method: "DELETE",
@@ -387,7 +447,10 @@ fn table() -> Vec<Endpoint> {
             body: None,
             answer: s::interest_deleted_answer,
             testing_only: false,
-            handler: || web::delete().to(interest::delete_interest),
+            serve: Serve::Op {
+                name: "deleteInterests",
+                run: |c, b| Box::pin(interest::delete(c, b)),
+            },
         },
         Endpoint {
             method: "PUT",
@@ -399,7 +462,10 @@ fn table() -> Vec<Endpoint> {
             body: None,
             answer: s::queue_settings_answer,
             testing_only: false,
-            handler: || web::put().to(queue::update_queue),
+            serve: Serve::Op {
+                name: "setQueue",
+                run: |c, b| Box::pin(queue::update(c, b)),
+            },
         },
         Endpoint {
             method: "DELETE",
@@ -411,7 +477,10 @@ fn table() -> Vec<Endpoint> {
             body: None,
             answer: s::queue_deleted_answer,
             testing_only: false,
-            handler: || web::delete().to(queue::delete_queue),
+            serve: Serve::Op {
+                name: "deleteQueue",
+                run: |c, b| Box::pin(queue::delete(c, b)),
+            },
         },
         Endpoint {
             method: "PUT",
@@ -423,7 +492,10 @@ fn table() -> Vec<Endpoint> {
             body: Some(s::schedule_body),
             answer: s::schedule_answer,
             testing_only: false,
-            handler: || web::put().to(schedule::set_schedule),
+            serve: Serve::Op {
+                name: "setSchedule",
+                run: |c, b| Box::pin(schedule::set(c, b)),
+            },
         },
         Endpoint {
             method: "DELETE",
@@ -435,7 +507,10 @@ fn table() -> Vec<Endpoint> {
             body: None,
             answer: s::schedule_deleted_answer,
             testing_only: false,
-            handler: || web::delete().to(schedule::delete_schedule),
+            serve: Serve::Op {
+                name: "deleteSchedule",
+                run: |c, b| Box::pin(schedule::delete(c, b)),
+            },
         },
         Endpoint {
             method: "GET",
@@ -447,7 +522,10 @@ fn table() -> Vec<Endpoint> {
             body: None,
             answer: s::status_answer,
             testing_only: false,
-            handler: || web::get().to(status::show_status),
+            serve: Serve::Op {
+                name: "status",
+                run: |c, b| Box::pin(status::show(c, b)),
+            },
         },
         Endpoint {
             method: "GET",
@@ -459,7 +537,7 @@ fn table() -> Vec<Endpoint> {
             body: None,
             answer: s::metrics_answer,
             testing_only: false,
-            handler: || web::get().to(metrics::show_metrics),
+            serve: Serve::Http(|| web::get().to(metrics::show_metrics)),
         },
         Endpoint {
             method: "GET",
@@ -471,7 +549,7 @@ fn table() -> Vec<Endpoint> {
             body: None,
             answer: s::health_answer,
             testing_only: false,
-            handler: || web::get().to(health::healthz),
+            serve: Serve::Http(|| web::get().to(health::healthz)),
         },
         Endpoint {
             method: "GET",
@@ -483,7 +561,7 @@ fn table() -> Vec<Endpoint> {
             body: None,
             answer: s::health_answer,
             testing_only: false,
-            handler: || web::get().to(health::readyz),
+            serve: Serve::Http(|| web::get().to(health::readyz)),
         },
         Endpoint {
             method: "GET",
@@ -495,7 +573,7 @@ fn table() -> Vec<Endpoint> {
             body: None,
             answer: s::document_answer,
             testing_only: false,
-            handler: || web::get().to(health::openapi),
+            serve: Serve::Http(|| web::get().to(health::openapi)),
         },
         Endpoint {
             method: "POST",
@@ -507,7 +585,10 @@ fn table() -> Vec<Endpoint> {
             body: None,
             answer: s::clock_answer,
             testing_only: true,
-            handler: || web::post().to(testing::advance_clock),
+            serve: Serve::Op {
+                name: "advanceClock",
+                run: |c, b| Box::pin(testing::advance_clock(c, b)),
+            },
         },
     ]
 }
@@ -524,7 +605,7 @@ pub fn mount(cfg: &mut web::ServiceConfig, testing: bool) {
     for path in paths {
         let mut resource = web::resource(path);
         for e in all.iter().filter(|e| e.path == path) {
-            resource = resource.route((e.handler)());
+            resource = resource.route(e.route());
         }
         cfg.service(resource.default_service(web::to(super::method_not_allowed)));
     }

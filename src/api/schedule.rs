@@ -1,12 +1,11 @@
 //! `/schedule`: named recurring (cron, interval) and one-off publishes.
 
-use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+use super::call::{json, Answer, Call};
 use super::error::ApiError;
-use super::params::Params;
+use super::params::Body;
 use super::task::parse_new_task;
-use super::AppState;
 use crate::model::{Millis, ScheduleRecord, Spec};
 
 /// How a schedule is shown: its timing, next and last due times, and task.
@@ -23,11 +22,9 @@ pub fn view(s: &ScheduleRecord) -> Value {
 /// `PUT /schedule`: creates or replaces the schedule `name`, which publishes
 /// `task` (the parameters of `PUT /task`) by `cron` (with `timezone`), `every`
 /// so many seconds, or once `at` a time.
-pub async fn set_schedule(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    p: Params,
-) -> Result<HttpResponse, ApiError> {
+pub async fn set(call: Call, body: Body) -> Answer {
+    let p = body.params()?;
+    let state = &call.state;
     p.only(&["name", "cron", "timezone", "every", "at", "task"])?;
     let name = p.required("name", p.string("name")?)?;
     let spec = match (
@@ -55,7 +52,7 @@ pub async fn set_schedule(
         return Err(ApiError::invalid("timezone", "goes only with `cron`"));
     }
     let task = p.nested("task")?;
-    let task = parse_new_task(p.required("task", task)?, &state)?;
+    let task = parse_new_task(p.required("task", task)?, state)?;
     if task.run_at.is_some() || task.expire_at.is_some() {
         return Err(ApiError::invalid(
             "task",
@@ -64,19 +61,16 @@ pub async fn set_schedule(
     }
     let record = state.broker.set_schedule(name, spec, task).await?;
     let detail = serde_json::to_string(&record.spec).ok();
-    super::audit(&req, &state, "set_schedule", &record.name, detail).await?;
-    Ok(HttpResponse::Ok().json(view(&record)))
+    call.audit("set_schedule", &record.name, detail).await?;
+    json(&view(&record))
 }
 
 /// `DELETE /schedule`: stops a schedule.
-pub async fn delete_schedule(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    p: Params,
-) -> Result<HttpResponse, ApiError> {
+pub async fn delete(call: Call, body: Body) -> Answer {
+    let p = body.params()?;
     p.only(&["name"])?;
     let name = p.required("name", p.string("name")?)?;
-    state.broker.delete_schedule(&name).await?;
-    super::audit(&req, &state, "remove_schedule", &name, None).await?;
-    Ok(HttpResponse::Ok().json(json!({"name": name, "deleted": true})))
+    call.state.broker.delete_schedule(&name).await?;
+    call.audit("remove_schedule", &name, None).await?;
+    json(&json!({"name": name, "deleted": true}))
 }

@@ -1,10 +1,10 @@
 //! `GET /status`: the state of the system, piece by piece.
 
-use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
+use super::call::{json, Answer, Call};
 use super::error::ApiError;
-use super::params::Params;
+use super::params::{Body, Params};
 use super::AppState;
 use crate::model::Page;
 use crate::model::QueueName;
@@ -27,7 +27,9 @@ const FIELDS: &[&str] = &[
 
 /// `GET /status`: each parameter adds its own top-level key; with none, a
 /// summary of queues, workers and counters.
-pub async fn show_status(state: web::Data<AppState>, p: Params) -> Result<HttpResponse, ApiError> {
+pub async fn show(call: Call, body: Body) -> Answer {
+    let p = body.params()?;
+    let state = &call.state;
     p.only(FIELDS)?;
     let broker = &state.broker;
     let mut out = Map::new();
@@ -58,7 +60,7 @@ pub async fn show_status(state: web::Data<AppState>, p: Params) -> Result<HttpRe
         out.insert("queues".into(), Value::Array(queues));
     }
     if p.flag("workerQueue") {
-        out.insert("workerQueue".into(), worker_queues(&p, &state).await?);
+        out.insert("workerQueue".into(), worker_queues(&p, state).await?);
     }
     if p.flag("interests") {
         out.insert("interests".into(), json!(broker.interests().await));
@@ -111,7 +113,7 @@ pub async fn show_status(state: web::Data<AppState>, p: Params) -> Result<HttpRe
     if p.flag("counters") || !asked {
         out.insert("counters".into(), json!(broker.counters().await?));
     }
-    Ok(HttpResponse::Ok().json(out))
+    json(&out)
 }
 
 /// `workerQueue=ID`: that worker's own queue length; `workerQueue` alone:

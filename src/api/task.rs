@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+use super::call::{json, Answer, Call};
 use super::error::ApiError;
 use super::params::{Body, Params};
 use super::AppState;
@@ -46,54 +46,27 @@ pub fn parse_key(p: &Params, field: &str) -> Result<Option<String>, ApiError> {
 
 /// `PUT /task`: one task, or a JSON array of tasks published in one commit.
 /// A key limited to some queues reaches only those.
-pub async fn publish_task(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: Body,
-) -> Result<HttpResponse, ApiError> {
-    let within = super::caller(&req).and_then(|c| c.queues);
+pub async fn publish(call: Call, body: Body) -> Answer {
+    let state = &call.state;
+    let within = call.within();
     match body {
         Body::Params(p) => {
-            let task = parse_new_task(p, &state)?;
+            let task = parse_new_task(p, state)?;
             let mut published = state
                 .broker
                 .publish_within(vec![task], within.as_ref())
                 .await?;
-            Ok(HttpResponse::Ok().json(published.remove(0)))
+            json(&published.remove(0))
         }
         Body::Batch(items) => {
-            check_batch_size(items.len(), &state)?;
+            check_batch_size(items.len(), state)?;
             let tasks = items
                 .into_iter()
                 .enumerate()
-                .map(|(i, item)| parse_new_task(Params::item(i, item)?, &state))
+                .map(|(i, item)| parse_new_task(Params::item(i, item)?, state))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(HttpResponse::Ok().json(state.broker.publish_within(tasks, within.as_ref()).await?))
+            json(&state.broker.publish_within(tasks, within.as_ref()).await?)
         }
-    }
-}
-
-/// Refuses to act for a worker another key registered (admins may).
-pub(super) async fn may_act_for(
-    state: &AppState,
-    req: &HttpRequest,
-    worker: WorkerId,
-) -> Result<(), ApiError> {
-    let Some(caller) = super::caller(req) else {
-        return Ok(());
-    };
-    if caller.is_admin() {
-        return Ok(());
-    }
-    match state.broker.owner_of(worker).await? {
-        // Registered while auth was off: no key owns it.
-        None => Ok(()),
-        Some(owner) if owner == caller.key => Ok(()),
-        Some(_) => Err(ApiError::new(
-            actix_web::http::StatusCode::FORBIDDEN,
-            "not_your_worker",
-            format!("`workerId`: worker {worker} was registered with another key"),
-        )),
     }
 }
 
@@ -184,15 +157,13 @@ pub(super) fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask,
 
 /// `GET /task`: the next task for a worker (`null` when none), or with
 /// `count` an array of up to that many. `wait` long-polls.
-pub async fn claim_task(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    p: Params,
-) -> Result<HttpResponse, ApiError> {
+pub async fn claim(call: Call, body: Body) -> Answer {
+    let p = body.params()?;
+    let state = &call.state;
     let limits = &state.settings.limits;
     p.only(&["workerId", "count", "wait"])?;
     let worker = p.required("workerId", p.worker_id("workerId")?)?;
-    may_act_for(&state, &req, worker).await?;
+    call.may_act_for(worker).await?;
     let count = p.integer("count", 1, limits.max_claim_count as u64)?;
     let wait = match p.number("wait")? {
         None => Duration::ZERO,
@@ -208,44 +179,41 @@ pub async fn claim_task(
         .broker
         .claim(worker, count.unwrap_or(1) as usize, wait)
         .await?;
-    Ok(match count {
-        Some(_) => HttpResponse::Ok().json(tasks),
-        None => HttpResponse::Ok().json(tasks.pop()),
-    })
+    match count {
+        Some(_) => json(&tasks),
+        None => json(&tasks.pop()),
+    }
 }
 
 /// `POST /task`: a worker completes, fails, or reports progress on its task.
 /// An array of updates is applied in order; the answer then holds, for each,
 /// the task or the error it met.
-pub async fn update_task(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: Body,
-) -> Result<HttpResponse, ApiError> {
+pub async fn report(call: Call, body: Body) -> Answer {
+    let state = &call.state;
     match body {
         Body::Params(p) => {
-            let (worker, task, report, re_enqueue) = parse_update(&p, &state)?;
-            may_act_for(&state, &req, worker).await?;
+            let (worker, task, report, re_enqueue) = parse_update(&p, state)?;
+            call.may_act_for(worker).await?;
             let task = state
                 .broker
                 .report(worker, task, report, re_enqueue)
                 .await?;
-            Ok(HttpResponse::Ok().json(report_view(&task)))
+            json(&report_view(&task))
         }
         Body::Batch(items) => {
-            check_batch_size(items.len(), &state)?;
+            check_batch_size(items.len(), state)?;
             // Every item is parsed before any is applied: a malformed batch
             // changes nothing.
             let updates = items
                 .into_iter()
                 .enumerate()
-                .map(|(i, item)| parse_update(&Params::item(i, item)?, &state))
+                .map(|(i, item)| parse_update(&Params::item(i, item)?, state))
                 .collect::<Result<Vec<_>, _>>()?;
             let mut workers: Vec<WorkerId> = updates.iter().map(|u| u.0).collect();
             workers.sort();
             workers.dedup();
             for worker in workers {
-                may_act_for(&state, &req, worker).await?;
+                call.may_act_for(worker).await?;
             }
             // One durable step for the whole array.
             let answers: Vec<Value> = state
@@ -261,7 +229,7 @@ pub async fn update_task(
                     }
                 })
                 .collect();
-            Ok(HttpResponse::Ok().json(answers))
+            json(&answers)
         }
     }
 }
@@ -389,11 +357,9 @@ fn check_batch_size(len: usize, state: &AppState) -> Result<(), ApiError> {
 /// publish) or every task with a `key`: waiting copies are cancelled, running
 /// ones flagged for their workers. With `workerId` or `queue` (admin only),
 /// removes every task of that worker or queue.
-pub async fn delete_tasks(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    p: Params,
-) -> Result<HttpResponse, ApiError> {
+pub async fn cancel(call: Call, body: Body) -> Answer {
+    let p = body.params()?;
+    let state = &call.state;
     p.only(&["workerId", "queue", "taskId", "key"])?;
     let given = ["workerId", "queue", "taskId", "key"]
         .iter()
@@ -406,7 +372,7 @@ pub async fn delete_tasks(
         ));
     }
     // A key limited to some queues stops tasks in those only.
-    let within = super::caller(&req).and_then(|c| c.queues);
+    let within = call.within();
     if let Some(id) = p.task_id("taskId")? {
         let target = CancelTarget::Task(id);
         return cancelled(state.broker.cancel(target, within.as_ref()).await?);
@@ -415,7 +381,7 @@ pub async fn delete_tasks(
         let target = CancelTarget::Key(key);
         return cancelled(state.broker.cancel(target, within.as_ref()).await?);
     }
-    if !super::guard::is_admin(&req) {
+    if !call.is_admin() {
         return Err(ApiError::new(
             actix_web::http::StatusCode::FORBIDDEN,
             "forbidden",
@@ -440,14 +406,14 @@ pub async fn delete_tasks(
     };
     let deleted = state.broker.delete_tasks(selector).await?;
     let detail = Some(format!("{deleted} task(s)"));
-    super::audit(&req, &state, "remove_tasks", &target, detail).await?;
-    Ok(HttpResponse::Ok().json(json!({"deleted": deleted})))
+    call.audit("remove_tasks", &target, detail).await?;
+    json(&json!({"deleted": deleted}))
 }
 
-fn cancelled(c: Cancellation) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(json!({
+fn cancelled(c: Cancellation) -> Answer {
+    json(&json!({
         "cancelled": c.cancelled,
         "cancelRequested": c.requested,
         "untouched": c.untouched,
-    })))
+    }))
 }

@@ -1,22 +1,18 @@
 //! `/worker`: register (PUT) and remove (DELETE) workers.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
+use super::call::{json, Answer, Call};
 use super::error::ApiError;
-use super::params::Params;
-use super::AppState;
+use super::params::Body;
 
 /// Most queues one worker may take from.
 const MAX_QUEUES: usize = 100;
 
 /// `PUT /worker`: registers a worker on queues in priority order.
-pub async fn register_worker(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    p: Params,
-) -> Result<HttpResponse, ApiError> {
+pub async fn register(call: Call, body: Body) -> Answer {
+    let p = body.params()?;
     p.only(&["queues", "name"])?;
     // Without a name, where it called from is the best the server knows.
     let name = match p.string("name")? {
@@ -27,8 +23,8 @@ pub async fn register_worker(
                 "a worker name is 1 to 128 bytes without control characters",
             ))
         }
-        None => req
-            .peer_addr()
+        None => call
+            .peer
             .map(|a| a.to_string())
             .unwrap_or_else(|| "unknown".into()),
     };
@@ -43,8 +39,7 @@ pub async fn register_worker(
     if let Some(dup) = queues.iter().find(|q| !seen.insert(*q)) {
         return Err(ApiError::invalid("queues", format!("names `{dup}` twice")));
     }
-    let caller = super::caller(&req);
-    if let Some(c) = &caller {
+    if let Some(c) = &call.caller {
         if let Some((i, q)) = queues
             .iter()
             .enumerate()
@@ -57,35 +52,36 @@ pub async fn register_worker(
             ));
         }
     }
-    let owner = caller.map(|c| c.key);
-    let record = state.broker.register_worker(queues, name, owner).await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({"workerId": record.worker_id, "name": record.name, "queues": record.queues})))
+    let owner = call.caller.as_ref().map(|c| c.key.clone());
+    let record = call
+        .state
+        .broker
+        .register_worker(queues, name, owner)
+        .await?;
+    json(&json!({"workerId": record.worker_id, "name": record.name, "queues": record.queues}))
 }
 
 /// `DELETE /worker`: removes one worker, or every worker of a queue. Their
 /// running tasks go back to their queues.
-pub async fn delete_worker(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    p: Params,
-) -> Result<HttpResponse, ApiError> {
+pub async fn deregister(call: Call, body: Body) -> Answer {
+    let p = body.params()?;
+    let broker = &call.state.broker;
     p.only(&["workerId", "queue"])?;
     let deleted = match (p.worker_id("workerId")?, p.queue("queue")?) {
         (Some(w), None) => {
-            super::task::may_act_for(&state, &req, w).await?;
-            state.broker.delete_worker(w).await?;
+            call.may_act_for(w).await?;
+            broker.delete_worker(w).await?;
             vec![w]
         }
         // Other keys' workers go with it: an admin's call.
-        (None, Some(_)) if !super::is_admin(&req) => {
+        (None, Some(_)) if !call.is_admin() => {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "`queue`: removing every worker of a queue needs an admin key",
             ))
         }
-        (None, Some(q)) => state.broker.delete_workers_of(&q).await?,
+        (None, Some(q)) => broker.delete_workers_of(&q).await?,
         _ => {
             return Err(ApiError::invalid(
                 "workerId",
@@ -93,5 +89,5 @@ pub async fn delete_worker(
             ))
         }
     };
-    Ok(HttpResponse::Ok().json(json!({"deleted": deleted})))
+    json(&json!({"deleted": deleted}))
 }
