@@ -1,5 +1,6 @@
-//! A typed async client for the whole interq HTTP API: the one Rust client
-//! that `interq worker`, `interq bench` and the integration tests use.
+//! A typed async client for the whole interq API, over HTTP or the line
+//! protocol: the one Rust client that `interq worker`, `interq bench` and the
+//! integration tests use.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), interq::client::ClientError> {
@@ -17,13 +18,15 @@
 //! # Ok(()) }
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::{Method, RequestBuilder};
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::line::client::LineClient;
 use crate::model::{Published, QueueCounts, Task, TaskId, WorkerId};
 
 /// What can go wrong talking to interq.
@@ -33,6 +36,13 @@ pub enum ClientError {
     BadUrl(String),
     #[error("cannot reach interq: {0}")]
     Transport(#[from] reqwest::Error),
+    /// The line protocol's connection could not be made, or broke.
+    #[error("cannot reach interq: {0}")]
+    Connection(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// interq refused the request; `code` is the API's stable error code.
     #[error("interq answered {status} ({code}): {message}")]
     Api {
@@ -49,7 +59,12 @@ impl ClientError {
     pub fn code(&self) -> Option<&str> {
         match self {
             Self::Api { code, .. } => Some(code),
-            Self::BadUrl(_) | Self::Transport(_) | Self::Decode(_) => None,
+            Self::BadUrl(_)
+            | Self::Transport(_)
+            | Self::Connection(_)
+            | Self::Tls(_)
+            | Self::Unsupported(_)
+            | Self::Decode(_) => None,
         }
     }
 }
@@ -137,28 +152,42 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A connection to one interq.
+/// A connection to one interq, over HTTP (`http://`, `https://`) or the
+/// pipelined line protocol (`interq://`, `interqs://`): the same calls
+/// either way.
 #[derive(Clone)]
 pub struct Client {
     base: String,
-    http: reqwest::Client,
-    /// `Authorization` header value, when a key is given.
-    auth: Option<String>,
+    transport: Transport,
+}
+
+#[derive(Clone)]
+enum Transport {
+    Http {
+        http: reqwest::Client,
+        /// `Authorization` header value, when a key is given.
+        auth: Option<String>,
+    },
+    Line(Arc<LineClient>),
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("base", &self.base)
-            .field("key", &self.auth.as_ref().map(|_| ".."))
-            .finish()
+        let mut d = f.debug_struct("Client");
+        d.field("base", &self.base);
+        match &self.transport {
+            Transport::Http { auth, .. } => d.field("key", &auth.as_ref().map(|_| "..")),
+            Transport::Line(line) => d.field("line", line),
+        };
+        d.finish()
     }
 }
 
 /// How to reach an interq beyond its URL.
 #[derive(Debug, Clone, Default)]
 pub struct ClientOptions {
-    /// The key to present (`Authorization: Bearer`).
+    /// The key to present (`Authorization: Bearer`, or `auth` on the line
+    /// protocol).
     pub key: Option<String>,
     /// PEM certificates to trust instead of the system's (a private CA or a
     /// self-signed server certificate).
@@ -166,13 +195,21 @@ pub struct ClientOptions {
 }
 
 impl Client {
-    /// A client for the interq at `base` (`http://host:port` or `https://`).
+    /// A client for the interq at `base`: `http://host:port` or `https://`,
+    /// or its line protocol at `interq://host:port` or `interqs://`.
     pub fn new(base: &str) -> Result<Self> {
         Self::with_options(base, ClientOptions::default())
     }
 
     pub fn with_options(base: &str, options: ClientOptions) -> Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
+        if base.starts_with("interq://") || base.starts_with("interqs://") {
+            let line = LineClient::new(&base, &options)?;
+            return Ok(Self {
+                base,
+                transport: Transport::Line(Arc::new(line)),
+            });
+        }
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::BadUrl(base));
         }
@@ -185,8 +222,10 @@ impl Client {
         }
         Ok(Self {
             base,
-            http: builder.build()?,
-            auth: options.key.map(|k| format!("Bearer {k}")),
+            transport: Transport::Http {
+                http: builder.build()?,
+                auth: options.key.map(|k| format!("Bearer {k}")),
+            },
         })
     }
 
@@ -194,37 +233,54 @@ impl Client {
         &self.base
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let req = self.http.request(method, format!("{}{path}", self.base));
-        match &self.auth {
-            Some(a) => req.header(reqwest::header::AUTHORIZATION, a),
-            None => req,
-        }
+    /// Whether it speaks the line protocol.
+    pub fn is_line(&self) -> bool {
+        matches!(self.transport, Transport::Line(_))
     }
 
-    async fn call<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
+    /// Calls the API's operation `name` (as `api::routes` names it) with
+    /// `args`: over HTTP, its method and path with `args` as the JSON body
+    /// (the query string for a GET); over the line protocol, one call.
+    async fn op<A, T>(&self, name: &str, args: &A) -> Result<T>
+    where
+        A: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let (http, auth) = match &self.transport {
+            Transport::Line(line) => return line.call(name, args).await,
+            Transport::Http { http, auth } => (http, auth),
+        };
+        let endpoint = crate::api::routes::op(name).expect("an operation of the API");
+        let method = Method::from_bytes(endpoint.method.as_bytes()).expect("an HTTP method");
+        let mut req = http.request(method.clone(), format!("{}{}", self.base, endpoint.path));
+        if let Some(a) = auth {
+            req = req.header(reqwest::header::AUTHORIZATION, a);
+        }
+        req = if method == Method::GET {
+            req.query(args)
+        } else {
+            req.json(args)
+        };
         let bytes = answer(req.send().await?).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     /// `PUT /task`: one task.
     pub async fn publish(&self, task: &Publish) -> Result<Published> {
-        self.call(self.request(Method::PUT, "/task").json(task))
-            .await
+        self.op("publish", task).await
     }
 
     /// `PUT /task` with an array: one durable commit for all of them.
     pub async fn publish_batch(&self, tasks: &[Publish]) -> Result<Vec<Published>> {
-        self.call(self.request(Method::PUT, "/task").json(tasks))
-            .await
+        self.op("publish", tasks).await
     }
 
     /// `PUT /interest`: replaces a queue's interests. Returns them normalized.
     pub async fn set_interests(&self, queue: &str, interests: Value) -> Result<Value> {
         let body: Value = self
-            .call(
-                self.request(Method::PUT, "/interest")
-                    .json(&json!({"queue": queue, "interests": interests})),
+            .op(
+                "setInterests",
+                &json!({"queue": queue, "interests": interests}),
             )
             .await?;
         Ok(body["interests"].clone())
@@ -236,20 +292,13 @@ impl Client {
             .iter()
             .map(|(queue, interests)| json!({"queue": queue, "interests": interests}))
             .collect();
-        let _: Value = self
-            .call(self.request(Method::PUT, "/interest").json(&body))
-            .await?;
+        let _: Value = self.op("setInterests", &body).await?;
         Ok(())
     }
 
     /// `DELETE /queue`.
     pub async fn delete_queue(&self, queue: &str) -> Result<u64> {
-        let body: Value = self
-            .call(
-                self.request(Method::DELETE, "/queue")
-                    .json(&json!({"queue": queue})),
-            )
-            .await?;
+        let body: Value = self.op("deleteQueue", &json!({"queue": queue})).await?;
         Ok(body["deletedTasks"].as_u64().unwrap_or(0))
     }
 
@@ -264,32 +313,24 @@ impl Client {
         if let Some(n) = name {
             body["name"] = Value::from(n);
         }
-        let body: Value = self
-            .call(self.request(Method::PUT, "/worker").json(&body))
-            .await?;
+        let body: Value = self.op("register", &body).await?;
         serde_json::from_value(body["workerId"].clone())
             .map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     /// `DELETE /worker`: its running tasks go back to their queues.
     pub async fn deregister(&self, worker: WorkerId) -> Result<()> {
-        let _: Value = self
-            .call(
-                self.request(Method::DELETE, "/worker")
-                    .json(&json!({"workerId": worker})),
-            )
-            .await?;
+        let _: Value = self.op("deregister", &json!({"workerId": worker})).await?;
         Ok(())
     }
 
     /// `GET /task`: the next task, waiting up to `wait` for one.
     pub async fn claim(&self, worker: WorkerId, wait: Option<Duration>) -> Result<Option<Task>> {
-        let mut query = vec![("workerId", worker.to_string())];
+        let mut args = json!({"workerId": worker});
         if let Some(w) = wait {
-            query.push(("wait", w.as_secs_f64().to_string()));
+            args["wait"] = json!(w.as_secs_f64());
         }
-        self.call(self.request(Method::GET, "/task").query(&query))
-            .await
+        self.op("claim", &args).await
     }
 
     /// `GET /task?count=N`: up to `count` tasks in one request.
@@ -299,20 +340,15 @@ impl Client {
         count: usize,
         wait: Option<Duration>,
     ) -> Result<Vec<Task>> {
-        let mut query = vec![
-            ("workerId", worker.to_string()),
-            ("count", count.to_string()),
-        ];
+        let mut args = json!({"workerId": worker, "count": count});
         if let Some(w) = wait {
-            query.push(("wait", w.as_secs_f64().to_string()));
+            args["wait"] = json!(w.as_secs_f64());
         }
-        self.call(self.request(Method::GET, "/task").query(&query))
-            .await
+        self.op("claim", &args).await
     }
 
     async fn report(&self, body: Value) -> Result<Task> {
-        self.call(self.request(Method::POST, "/task").json(&body))
-            .await
+        self.op("report", &body).await
     }
 
     /// `POST /task` `state: complete`, with an optional `output`.
@@ -361,9 +397,7 @@ impl Client {
             .iter()
             .map(|t| json!({"workerId": worker, "taskId": t, "state": "complete"}))
             .collect();
-        let answers: Vec<Value> = self
-            .call(self.request(Method::POST, "/task").json(&body))
-            .await?;
+        let answers: Vec<Value> = self.op("report", &body).await?;
         Ok(answers
             .into_iter()
             .map(|a| match a.get("task") {
@@ -381,20 +415,12 @@ impl Client {
     /// `DELETE /task` by key: waiting copies cancelled, running ones flagged.
     /// Returns the answer (`cancelled`, `cancelRequested`, `untouched`).
     pub async fn cancel_key(&self, key: &str) -> Result<Value> {
-        self.call(
-            self.request(Method::DELETE, "/task")
-                .json(&json!({"key": key})),
-        )
-        .await
+        self.op("cancel", &json!({"key": key})).await
     }
 
     /// `DELETE /task` by id (a copy, or every copy of a publish).
     pub async fn cancel_task(&self, id: TaskId) -> Result<Value> {
-        self.call(
-            self.request(Method::DELETE, "/task")
-                .json(&json!({"taskId": id})),
-        )
-        .await
+        self.op("cancel", &json!({"taskId": id})).await
     }
 
     /// Every copy published with `key`, in any state.
@@ -405,13 +431,34 @@ impl Client {
 
     /// `GET /status` with the given parameters (`[("queue", "q"), ("counters", "")]`).
     pub async fn status(&self, params: &[(&str, &str)]) -> Result<Value> {
-        self.call(self.request(Method::GET, "/status").query(params))
-            .await
+        let args: Map<String, Value> = params
+            .iter()
+            .map(|(k, v)| {
+                // A query string is text throughout; JSON arguments give
+                // paging as numbers.
+                let value = match (*k, v.parse::<u64>()) {
+                    ("offset" | "limit", Ok(n)) if self.is_line() => Value::from(n),
+                    _ => Value::from(*v),
+                };
+                ((*k).to_owned(), value)
+            })
+            .collect();
+        self.op("status", &args).await
     }
 
     /// `GET /metrics`: the Prometheus text (an admin key when keys are set).
+    /// HTTP only: the line protocol carries the JSON operations.
     pub async fn metrics(&self) -> Result<String> {
-        let bytes = answer(self.request(Method::GET, "/metrics").send().await?).await?;
+        let Transport::Http { http, auth } = &self.transport else {
+            return Err(ClientError::Unsupported(
+                "metrics are served over HTTP only (GET /metrics)",
+            ));
+        };
+        let mut req = http.get(format!("{}/metrics", self.base));
+        if let Some(a) = auth {
+            req = req.header(reqwest::header::AUTHORIZATION, a);
+        }
+        let bytes = answer(req.send().await?).await?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 

@@ -24,6 +24,7 @@ pub struct Settings {
     pub workers: WorkerSettings,
     pub auth: AuthSettings,
     pub tls: TlsSettings,
+    pub line: LineSettings,
     /// Seconds a graceful shutdown may take: requests in flight get this long
     /// to finish.
     pub shutdown_timeout_secs: u64,
@@ -160,6 +161,31 @@ pub struct TlsSettings {
     pub key_path: Option<PathBuf>,
 }
 
+/// The pipelined protocol: JSON calls, one per line, over TCP (see
+/// docs/protocol.md). Off unless `listen` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LineSettings {
+    /// Address and port to listen on (`127.0.0.1:7701`); TLS as `tls` says.
+    pub listen: Option<String>,
+    /// Longest line a client may send, in bytes; a longer one is answered
+    /// with an error and skipped.
+    pub max_line_bytes: usize,
+    /// Calls one connection may have in flight; past it the server reads no
+    /// more of its lines until one is answered.
+    pub max_in_flight: usize,
+}
+
+impl Default for LineSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_line_bytes: (4 << 20) + 4096,
+            max_in_flight: 256,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
@@ -265,6 +291,7 @@ impl Default for Settings {
             workers: WorkerSettings::default(),
             auth: AuthSettings::default(),
             tls: TlsSettings::default(),
+            line: LineSettings::default(),
             shutdown_timeout_secs: 10,
             site: SiteSettings::default(),
             testing: TestingSettings::default(),
@@ -433,6 +460,10 @@ impl Settings {
         check(
             l.max_connections > 0 && l.max_connections_per_client > 0,
             "limits.max_connections and limits.max_connections_per_client must be at least 1",
+        )?;
+        check(
+            self.line.max_line_bytes >= 1024 && self.line.max_in_flight > 0,
+            "line.max_line_bytes must be at least 1024, line.max_in_flight at least 1",
         )?;
         check(
             self.tls.cert_path.is_some() == self.tls.key_path.is_some(),

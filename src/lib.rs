@@ -17,6 +17,7 @@ pub mod bench;
 pub mod broker;
 pub mod client;
 pub mod config;
+pub mod line;
 pub mod metrics;
 pub mod model;
 pub mod startup;

@@ -205,12 +205,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     settings.store.couchbase.bucket, settings.store.couchbase.connection_string
                 ),
             };
-            tracing::info!(
-                listen = %settings.listen,
-                port = app.port(),
-                store = %store,
-                "interq is serving"
-            );
+            match app.line_port() {
+                Some(line_port) => tracing::info!(
+                    listen = %settings.listen,
+                    port = app.port(),
+                    line_port,
+                    store = %store,
+                    "interq is serving"
+                ),
+                None => tracing::info!(
+                    listen = %settings.listen,
+                    port = app.port(),
+                    store = %store,
+                    "interq is serving"
+                ),
+            }
             app.run_until_stopped().await
         }
         Command::Bench {

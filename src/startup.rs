@@ -25,6 +25,8 @@ pub struct Application {
     broker: Arc<Broker>,
     store: Arc<dyn Store>,
     tick: Duration,
+    /// The pipelined protocol, when `line.listen` is set.
+    line: Option<crate::line::LineServer>,
 }
 
 impl std::fmt::Debug for Application {
@@ -114,6 +116,18 @@ impl Application {
         });
         let caps = connection_caps(&state.settings.limits);
         let connections = api::admission::Connections::new(caps.soft, caps.per_client);
+        let line = match state.settings.line.listen.clone() {
+            Some(listen) => Some(
+                crate::line::LineServer::start(
+                    &listen,
+                    state.clone().into_inner(),
+                    tls.clone(),
+                    Arc::clone(&connections),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let header_timeout = Duration::from_secs_f64(state.settings.limits.header_timeout_secs);
         let server = HttpServer::new(move || {
             App::new()
@@ -149,11 +163,17 @@ impl Application {
             broker,
             store,
             tick,
+            line,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The pipelined protocol's port, when it is on.
+    pub fn line_port(&self) -> Option<u16> {
+        self.line.as_ref().map(|l| l.local_addr().port())
     }
 
     pub fn broker(&self) -> &Arc<Broker> {
@@ -165,6 +185,7 @@ impl Application {
         ShutdownHandle {
             server: self.server.handle(),
             broker: Arc::clone(&self.broker),
+            line: self.line.as_ref().map(crate::line::LineServer::stopper),
         }
     }
 
@@ -182,6 +203,9 @@ impl Application {
         });
         let ticker = tokio::spawn(tick_loop(Arc::clone(&self.broker), self.tick));
         let served = self.server.await;
+        if let Some(line) = self.line {
+            line.stopped().await;
+        }
         signals.abort();
         ticker.abort();
         self.store.flush().await.context("flushing the store")?;
@@ -269,11 +293,15 @@ fn tls_config(
 pub struct ShutdownHandle {
     server: ServerHandle,
     broker: Arc<Broker>,
+    line: Option<Arc<tokio::sync::watch::Sender<bool>>>,
 }
 
 impl ShutdownHandle {
     pub async fn stop(&self) {
         self.broker.begin_shutdown();
+        if let Some(line) = &self.line {
+            line.send_replace(true);
+        }
         self.server.stop(true).await;
     }
 }

@@ -64,7 +64,7 @@ impl Connections {
     }
 
     /// Counts a new connection from `client`.
-    fn open(self: &Arc<Self>, client: Option<IpAddr>) -> Admitted {
+    pub(crate) fn open(self: &Arc<Self>, client: Option<IpAddr>) -> Admitted {
         let total = self.total.fetch_add(1, Ordering::AcqRel) + 1;
         let mine = client.map_or(0, |ip| {
             let mut n = self.per_client.entry(ip).or_insert(0);
@@ -88,6 +88,23 @@ impl Connections {
     /// Connections open now.
     pub fn open_now(&self) -> usize {
         self.total.load(Ordering::Acquire)
+    }
+}
+
+impl Admitted {
+    /// The answer to every request on this connection, when it is past a cap.
+    pub(crate) fn refusal(&self) -> Option<ApiError> {
+        let (status, message) = match self.refused? {
+            Refusal::Total => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server holds as many connections as it takes; retry later",
+            ),
+            Refusal::PerClient => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "this client address holds as many connections as one may; close some, or retry later",
+            ),
+        };
+        Some(ApiError::new(status, "too_many_connections", message))
     }
 }
 
@@ -128,19 +145,9 @@ pub async fn admit(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let refused = req.conn_data::<Admitted>().and_then(|a| a.refused);
-    if let (Some(why), false) = (refused, is_probe(req.path())) {
-        let (status, message) = match why {
-            Refusal::Total => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server holds as many connections as it takes; retry later",
-            ),
-            Refusal::PerClient => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "this client address holds as many connections as one may; close some, or retry later",
-            ),
-        };
-        let mut answer = ApiError::new(status, "too_many_connections", message).error_response();
+    let refused = req.conn_data::<Admitted>().and_then(Admitted::refusal);
+    if let (Some(refusal), false) = (refused, is_probe(req.path())) {
+        let mut answer = refusal.error_response();
         answer
             .head_mut()
             .set_connection_type(actix_web::http::ConnectionType::Close);

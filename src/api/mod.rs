@@ -11,7 +11,7 @@ mod health;
 mod interest;
 mod metrics;
 mod openapi;
-mod params;
+pub(crate) mod params;
 mod queue;
 pub mod routes;
 mod schedule;

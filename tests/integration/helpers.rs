@@ -55,6 +55,8 @@ pub struct Api {
 /// A running server in this process.
 pub struct TestApp {
     pub api: Api,
+    /// `interq://127.0.0.1:<port>` when the line protocol is on.
+    pub line: Option<String>,
     pub dir: tempfile::TempDir,
     shutdown: ShutdownHandle,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -82,6 +84,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Settin
     tweak(&mut settings);
     let app = Application::build(settings).await.expect("the app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let line = app.line_port().map(|p| format!("interq://127.0.0.1:{p}"));
     let shutdown = app.handle();
     let running = tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -89,6 +92,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Settin
             base,
             client: reqwest::Client::new(),
         },
+        line,
         dir,
         shutdown,
         running,
@@ -268,6 +272,8 @@ pub struct Exited {
 pub struct ChildServer {
     pub child: Child,
     pub base: String,
+    /// `interq://127.0.0.1:<port>` when the line protocol is on.
+    pub line: Option<String>,
     /// Every line it logged so far (JSON).
     pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -374,6 +380,7 @@ impl ChildServer {
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
         let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut line_port = None;
         let port = loop {
             let Some(line) = lines.next() else {
                 panic!(
@@ -385,6 +392,7 @@ impl ChildServer {
             logs.lock().unwrap().push(line.clone());
             match serde_json::from_str::<Value>(&line) {
                 Ok(v) if v["fields"]["message"] == "interq is serving" => {
+                    line_port = v["fields"]["line_port"].as_u64();
                     break v["fields"]["port"].as_u64().expect("a port");
                 }
                 Ok(_) => {}
@@ -409,6 +417,7 @@ impl ChildServer {
         Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            line: line_port.map(|p| format!("interq://127.0.0.1:{p}")),
             logs,
         }
     }

@@ -15,6 +15,7 @@ mod hardening;
 mod helpers;
 mod lifecycle;
 mod limits;
+mod line;
 mod model;
 mod operations;
 mod publish;

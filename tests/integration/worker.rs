@@ -14,8 +14,12 @@ struct WorkerProcess(Child);
 
 impl WorkerProcess {
     fn start(app: &TestApp, flags: &[&str], command: &[&str]) -> Self {
+        Self::start_at(&app.base, flags, command)
+    }
+
+    fn start_at(url: &str, flags: &[&str], command: &[&str]) -> Self {
         let mut cmd = Command::new(interq_binary());
-        cmd.args(["worker", "--url", &app.base, "--queue", "q"])
+        cmd.args(["worker", "--url", url, "--queue", "q"])
             .args(flags)
             .arg("--")
             .args(command)
@@ -111,6 +115,34 @@ async fn a_command_completes_its_task_with_output_and_sees_the_task() {
     assert_eq!(lines.next().unwrap(), format!("{id} q 1 ada 3 []"));
     let input: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     assert_eq!(input, json!({"name": "ada", "n": 3, "deep": {"x": 1}}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_may_speak_the_line_protocol() {
+    let app = spawn_app_with(|s| s.line.listen = Some("127.0.0.1:0".into())).await;
+    app.put_interest("q", json!("*")).await.ok();
+    let ok = publish(&app, json!({"data": {"n": 1}})).await;
+    let bad = publish(&app, json!({"data": {"n": 2}, "maxAttempts": 1})).await;
+    let url = app.line.clone().unwrap();
+    let _worker = WorkerProcess::start_at(
+        &url,
+        &["--concurrency", "2"],
+        &[
+            "sh",
+            "-c",
+            r#"echo "n=$INTERQ_DATA_N"; test "$INTERQ_DATA_N" = 1"#,
+        ],
+    );
+    let done = wait_for_task(&app, &ok, |t| t["state"] == "completed").await;
+    assert_eq!(done["output"], "n=1\n");
+    let failed = wait_for_task(&app, &bad, |t| t["state"] == "failed").await;
+    assert!(
+        failed["failReason"].as_str().unwrap().contains("exit"),
+        "{failed}"
+    );
+    // It registered over that connection, and shows as any worker does.
+    let workers = app.status("workers").await["workers"].clone();
+    assert_eq!(workers.as_array().map(Vec::len), Some(1), "{workers}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
