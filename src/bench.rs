@@ -28,9 +28,18 @@ use crate::startup::Application;
 /// What to run; also `interq bench`'s flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
-    /// A running interq to drive.
+    /// A running interq to drive: `http(s)://host:port`, or its line
+    /// protocol at `interq(s)://host:port`.
     #[arg(long)]
     pub url: Option<String>,
+    /// How the clients call: `http`, or `line` (one connection, many calls
+    /// in flight). With `--url`, the URL's scheme says, and this must agree.
+    #[arg(long, value_enum)]
+    pub protocol: Option<Protocol>,
+    /// Where to read the server's CPU (`/metrics`) when `--url` is a line
+    /// protocol address: its HTTP URL.
+    #[arg(long)]
+    pub metrics_url: Option<String>,
     /// Data directory for the interq started here.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -75,10 +84,20 @@ pub struct BenchOptions {
     pub client: crate::client::ClientOptions,
 }
 
+/// The bench clients' transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Http,
+    Line,
+}
+
 impl Default for BenchOptions {
     fn default() -> Self {
         Self {
             url: None,
+            protocol: None,
+            metrics_url: None,
             data_dir: None,
             publishers: 16,
             workers: 4,
@@ -243,7 +262,18 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
     let mut server = None;
     let mut disk = None;
     let url = match &opts.url {
-        Some(u) => u.clone(),
+        Some(u) => {
+            let line = u.starts_with("interq://") || u.starts_with("interqs://");
+            match opts.protocol {
+                Some(Protocol::Line) if !line => anyhow::bail!(
+                    "--protocol line: give the line protocol's address, --url interq://host:port"
+                ),
+                Some(Protocol::Http) if line => {
+                    anyhow::bail!("--protocol http: give an http:// or https:// --url")
+                }
+                _ => u.clone(),
+            }
+        }
         None => {
             let dir = match &opts.data_dir {
                 Some(d) => d.clone(),
@@ -264,10 +294,17 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
             };
             settings.limits.max_batch = settings.limits.max_batch.max(opts.publish_batch);
             settings.limits.max_claim_count = settings.limits.max_claim_count.max(opts.claim_batch);
+            let line = opts.protocol == Some(Protocol::Line);
+            if line {
+                settings.line.listen = Some("127.0.0.1:0".into());
+            }
             let app = Application::build(settings)
                 .await
                 .context("starting interq")?;
-            let url = format!("http://127.0.0.1:{}", app.port());
+            let url = match app.line_port() {
+                Some(port) if line => format!("interq://127.0.0.1:{port}"),
+                _ => format!("http://127.0.0.1:{}", app.port()),
+            };
             let handle = app.handle();
             let running = tokio::spawn(app.run_until_stopped());
             server = Some((handle, running));
@@ -321,8 +358,14 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
     }
     let before = client.status(&[("store", "")]).await.ok();
     // The server's own CPU, when it is another process.
-    let server_cpu_before = match opts.url {
-        Some(_) => Some(server_sample(&client).await?),
+    let metrics = match (&opts.url, &opts.metrics_url) {
+        (None, _) => None,
+        (Some(_), Some(m)) => Some(Client::with_options(m, opts.client.clone())?),
+        (Some(_), None) if client.is_line() => None,
+        (Some(_), None) => Some(client.clone()),
+    };
+    let server_cpu_before = match &metrics {
+        Some(m) => Some(server_sample(m).await?),
         None => None,
     };
     let client_cpu_before = own_cpu_secs();
@@ -472,7 +515,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
     let client_cpu_secs = own_cpu_secs().zip(client_cpu_before).map(|(a, b)| a - b);
     let (server_cpu_secs, server_rss_mib) = match server_cpu_before {
         Some(b) => {
-            let a = server_sample(&client).await?;
+            let a = server_sample(metrics.as_ref().expect("sampled before")).await?;
             (Some(a.cpu_secs - b.cpu_secs), Some(a.rss_mib))
         }
         None => (None, None),
@@ -661,7 +704,11 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
 
 /// This process's CPU time (user and system).
 fn own_cpu_secs() -> Option<f64> {
-    Some(crate::metrics::process::cpu_seconds()).filter(|&c| c > 0.0)
+    // A process that has just started may well have used no tick yet: zero
+    // is a reading, only a missing /proc is none.
+    std::path::Path::new("/proc/self/stat")
+        .exists()
+        .then(crate::metrics::process::cpu_seconds)
 }
 
 /// Resident set size of this process, from /proc.

@@ -112,3 +112,39 @@ fn bench_refuses_impossible_shapes() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--queues must be at least --fanout"));
 }
+
+#[test]
+fn bench_speaks_the_line_protocol_in_process_and_to_a_server() {
+    let r = bench(&["--protocol", "line", "-N", "300", "-P", "16", "-W", "2"]);
+    assert_eq!(r["errors"], 0);
+    assert!(r["url"].as_str().unwrap().starts_with("interq://"), "{r}");
+    assert_eq!(r["publishToClaim"]["count"], 300);
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start_with_env(dir.path(), &[("INTERQ_LINE__LISTEN", "127.0.0.1:0")]);
+    let line = server.line.clone().unwrap();
+    let r = bench(&[
+        "--url",
+        &line,
+        "--metrics-url",
+        &server.base,
+        "-N",
+        "200",
+        "-W",
+        "1",
+    ]);
+    assert_eq!(r["errors"], 0);
+    assert!(r["serverCpuSecs"].as_f64().unwrap() > 0.0, "{r}");
+    // Without an HTTP URL for its metrics, the server's CPU is not known.
+    let r = bench(&["--url", &line, "-N", "50", "-W", "0"]);
+    assert!(r["serverCpuSecs"].is_null(), "{r}");
+    // A client that used no CPU tick before the run still reports its own.
+    assert!(r["clientCpuSecs"].is_number(), "{r}");
+    // The protocol and the URL must agree.
+    let out = Command::new(interq_binary())
+        .args(["bench", "--protocol", "line", "--url", &server.base])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interq://"));
+}
