@@ -573,3 +573,47 @@ pub fn couchbase_settings(test: &str) -> Option<interq::store::couchbase::Couchb
         },
     })
 }
+
+/// A self-signed certificate for `localhost`, written as PEM files into a
+/// directory of its own, and how to trust it.
+pub struct TestCert {
+    pub dir: tempfile::TempDir,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// The certificate, for a client to trust.
+    pub pem: String,
+}
+
+impl TestCert {
+    pub fn new() -> Self {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+        std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+        Self {
+            dir,
+            cert_path,
+            key_path,
+            pem: cert.cert.pem(),
+        }
+    }
+
+    /// Serves TLS with it.
+    pub fn serve(&self, settings: &mut Settings) {
+        settings.tls.cert_path = Some(self.cert_path.clone());
+        settings.tls.key_path = Some(self.key_path.clone());
+    }
+
+    /// A client for `url` that trusts it.
+    pub fn client(&self, url: &str) -> interq::client::Client {
+        interq::client::Client::with_options(
+            url,
+            interq::client::ClientOptions {
+                key: None,
+                ca_pem: Some(self.pem.clone().into_bytes()),
+            },
+        )
+        .unwrap()
+    }
+}

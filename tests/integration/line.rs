@@ -605,26 +605,11 @@ async fn past_the_connection_cap_a_line_client_is_told_why() {
 
 #[tokio::test]
 async fn the_line_protocol_speaks_tls_when_the_server_does() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let (_app, url) = line_app(|s| {
-        s.tls.cert_path = Some(cert_path.clone());
-        s.tls.key_path = Some(key_path.clone());
-    })
-    .await;
+    let cert = crate::helpers::TestCert::new();
+    let (_app, url) = line_app(|s| cert.serve(s)).await;
     let port = url.rsplit(':').next().unwrap();
     let tls_url = format!("interqs://localhost:{port}");
-    let trusted = Client::with_options(
-        &tls_url,
-        ClientOptions {
-            key: None,
-            ca_pem: Some(cert.cert.pem().into_bytes()),
-        },
-    )
-    .unwrap();
+    let trusted = cert.client(&tls_url);
     trusted.set_interests("q", json!("*")).await.unwrap();
     let published = trusted
         .publish(&Publish::new(json!({"a": 1})))

@@ -248,27 +248,12 @@ async fn each_role_does_its_part_through_the_client() {
 
 #[tokio::test]
 async fn tls_serves_with_a_generated_certificate() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let app = spawn_app_with(|s| {
-        s.tls.cert_path = Some(cert_path.clone());
-        s.tls.key_path = Some(key_path.clone());
-    })
-    .await;
+    let cert = crate::helpers::TestCert::new();
+    let app = spawn_app_with(|s| cert.serve(s)).await;
     let port = app.base.rsplit(':').next().unwrap().to_owned();
     let https = format!("https://localhost:{port}");
 
-    let trusted = Client::with_options(
-        &https,
-        ClientOptions {
-            key: None,
-            ca_pem: Some(cert.cert.pem().into_bytes()),
-        },
-    )
-    .unwrap();
+    let trusted = cert.client(&https);
     trusted.set_interests("q", json!("*")).await.unwrap();
     let published = trusted
         .publish(&Publish::new(json!({"over": "tls"})))
