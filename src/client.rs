@@ -152,6 +152,10 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// What every request says of its client, so that a server's operators can
+/// tell which version called.
+pub const USER_AGENT: &str = concat!("interq/", env!("CARGO_PKG_VERSION"));
+
 /// A connection to one interq, over HTTP (`http://`, `https://`) or the
 /// pipelined line protocol (`interq://`, `interqs://`): the same calls
 /// either way.
@@ -215,6 +219,7 @@ impl Client {
         }
         install_tls_provider();
         let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true);
         if let Some(pem) = &options.ca_pem {

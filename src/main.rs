@@ -109,9 +109,14 @@ enum Command {
         --grace; what is left is killed and failed. A second SIGINT exits at once."
     )]
     Worker {
-        /// The interq to work for.
-        #[arg(long, default_value = "http://127.0.0.1:7700")]
+        /// The interq to work for: http(s)://, or its line protocol at
+        /// interq(s)://host:port.
+        #[arg(long, env = "INTERQ_URL", default_value = "http://127.0.0.1:7700")]
         url: String,
+        /// Exit at once when interq cannot be reached at start, instead of
+        /// waiting for it.
+        #[arg(long)]
+        fail_fast: bool,
         /// A queue to take tasks from; repeat it, in priority order.
         #[arg(long = "queue", required = true)]
         queues: Vec<String>,
@@ -255,6 +260,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             heartbeat,
             kill_after,
+            fail_fast,
             access,
             command,
         } => {
@@ -276,6 +282,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 name,
                 heartbeat: heartbeat.map(|h| seconds(h, "heartbeat")).transpose()?,
                 kill_after: seconds(kill_after, "kill-after")?,
+                fail_fast,
                 ..WorkerOptions::default()
             };
             interq::worker::run(opts, stop_signal()).await?;

@@ -57,6 +57,9 @@ pub struct WorkerOptions {
     pub heartbeat: Option<Duration>,
     /// After SIGTERM to a command being stopped, how long until SIGKILL.
     pub kill_after: Duration,
+    /// At start, exit when interq cannot be reached instead of waiting for
+    /// it.
+    pub fail_fast: bool,
 }
 
 impl Default for WorkerOptions {
@@ -75,6 +78,7 @@ impl Default for WorkerOptions {
             name: None,
             heartbeat: None,
             kill_after: Duration::from_secs(5),
+            fail_fast: false,
         }
     }
 }
@@ -86,6 +90,9 @@ pub enum WorkerError {
     NoCommand,
     #[error("give at least one --queue")]
     NoQueue,
+    /// The command cannot run: caught before anything is claimed.
+    #[error("{0}")]
+    Command(String),
     #[error(transparent)]
     Client(#[from] ClientError),
 }
@@ -102,8 +109,10 @@ pub async fn run(
     if opts.queues.is_empty() {
         return Err(WorkerError::NoQueue);
     }
+    if let Some(program) = opts.command.first() {
+        executable(program).map_err(WorkerError::Command)?;
+    }
     let client = Client::with_options(&opts.url, opts.client.clone())?;
-    let queues: Vec<&str> = opts.queues.iter().map(String::as_str).collect();
     let name = opts.name.clone().unwrap_or_else(|| {
         let host = nix::unistd::gethostname()
             .ok()
@@ -111,14 +120,18 @@ pub async fn run(
             .unwrap_or_else(|| "localhost".into());
         format!("{host}:{}", std::process::id())
     });
-    let worker = client.register_named(&queues, Some(&name)).await?;
+    tokio::pin!(stop);
+    let Some(mut worker) = register(&client, &opts, &name, opts.fail_fast, &mut stop).await? else {
+        return Ok(());
+    };
     tracing::info!(%worker, name, queues = ?opts.queues, concurrency = opts.concurrency, "worker registered");
+    warn_of_queues_without_interests(&client, &opts.queues).await;
 
     let opts = Arc::new(opts);
     let slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let (kill_tx, kill_rx) = watch::channel(false);
     let mut running = JoinSet::new();
-    tokio::pin!(stop);
+    let tally = Arc::new(Tally::default());
     let mut backoff = Duration::from_millis(100);
     loop {
         let first = tokio::select! {
@@ -136,6 +149,18 @@ pub async fn run(
             Ok(tasks) => {
                 backoff = Duration::from_millis(100);
                 tasks
+            }
+            Err(e) if e.code() == Some("unknown_worker") => {
+                // Removed from the console, idle past the server's timeout,
+                // or a restored backup: the same worker, registered again.
+                match register(&client, &opts, &name, false, &mut stop).await? {
+                    Some(again) => {
+                        tracing::info!(old = %worker, new = %again, name, "the server no longer knew this worker; registered again");
+                        worker = again;
+                        continue;
+                    }
+                    None => break,
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claim failed");
@@ -156,8 +181,10 @@ pub async fn run(
                     .expect("claimed no more tasks than free slots"),
             };
             let (client, opts, kill) = (client.clone(), Arc::clone(&opts), kill_rx.clone());
+            let tally = Arc::clone(&tally);
             running.spawn(async move {
-                run_task(&client, worker, task, &opts, kill).await;
+                let outcome = run_task(&client, worker, task, &opts, kill).await;
+                tally.count(outcome);
                 drop(permit);
             });
         }
@@ -179,8 +206,140 @@ pub async fn run(
     if let Err(e) = client.deregister(worker).await {
         tracing::warn!(error = %e, "deregistering failed; the server removes idle workers");
     }
-    tracing::info!(%worker, "worker stopped");
+    tally.log_stopped(worker);
     Ok(())
+}
+
+/// Registers, waiting for interq while it cannot be reached (unless
+/// `fail_fast`); `None` when stopped meanwhile.
+async fn register(
+    client: &Client,
+    opts: &WorkerOptions,
+    name: &str,
+    fail_fast: bool,
+    stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<Option<WorkerId>, WorkerError> {
+    let queues: Vec<&str> = opts.queues.iter().map(String::as_str).collect();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let e = match client.register_named(&queues, Some(name)).await {
+            Ok(worker) => return Ok(Some(worker)),
+            Err(e) => e,
+        };
+        // Our own mistakes (a bad queue name, a refused key) do not mend
+        // by waiting; an unreachable or unready server may.
+        let transient = match &e {
+            ClientError::Transport(_) | ClientError::Connection(_) => true,
+            ClientError::Api { status, .. } => *status >= 500,
+            _ => false,
+        };
+        if !transient || fail_fast {
+            return Err(e.into());
+        }
+        tracing::warn!(url = %opts.url, error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot register yet; waiting for interq");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.as_mut() => return Ok(None),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// A queue without interests receives no task: most likely a misspelt name.
+async fn warn_of_queues_without_interests(client: &Client, queues: &[String]) {
+    let Ok(status) = client.status(&[("interests", "")]).await else {
+        return;
+    };
+    let Some(interests) = status["interests"].as_object() else {
+        return;
+    };
+    for queue in queues
+        .iter()
+        .filter(|q| !interests.contains_key(q.as_str()))
+    {
+        tracing::warn!(queue = %queue, "this queue has no interests: no task reaches it until some are set (PUT /interest)");
+    }
+}
+
+/// Whether `program` can be run: a path, or a name found on `PATH`.
+fn executable(program: &str) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let candidates: Vec<std::path::PathBuf> = if program.contains('/') {
+        vec![program.into()]
+    } else {
+        std::env::var_os("PATH")
+            .map(|path| {
+                std::env::split_paths(&path)
+                    .map(|dir| dir.join(program))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut found_not_executable = None;
+    for candidate in candidates {
+        match std::fs::metadata(&candidate) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(candidate),
+            Ok(_) => found_not_executable = Some(candidate),
+            Err(_) => {}
+        }
+    }
+    Err(match found_not_executable {
+        Some(path) => format!("the command `{}` is not an executable file", path.display()),
+        None if program.contains('/') => format!("the command `{program}` does not exist"),
+        None => format!("the command `{program}` is not found on PATH"),
+    })
+}
+
+/// How each task ended, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Completed,
+    Failed,
+    TimedOut,
+    Cancelled,
+    /// Stopped at shutdown, past the grace time.
+    Stopped,
+    /// Given up: its lease was gone, or the report could not be made.
+    Lost,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    counts: std::sync::Mutex<HashMap<&'static str, u64>>,
+}
+
+impl Tally {
+    fn count(&self, outcome: Outcome) {
+        let name = match outcome {
+            Outcome::Completed => "completed",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Stopped => "stopped",
+            Outcome::Lost => "lost",
+        };
+        *self
+            .counts
+            .lock()
+            .expect("not poisoned")
+            .entry(name)
+            .or_default() += 1;
+    }
+
+    fn log_stopped(&self, worker: WorkerId) {
+        let c = self.counts.lock().expect("not poisoned");
+        let n = |k: &str| c.get(k).copied().unwrap_or(0);
+        tracing::info!(
+            %worker,
+            completed = n("completed"),
+            failed = n("failed"),
+            timed_out = n("timed_out"),
+            cancelled = n("cancelled"),
+            stopped = n("stopped"),
+            lost = n("lost"),
+            "worker stopped"
+        );
+    }
 }
 
 /// How a command ended.
@@ -200,14 +359,11 @@ async fn run_task(
     task: Task,
     opts: &WorkerOptions,
     mut kill: watch::Receiver<bool>,
-) {
+) -> Outcome {
     let id = task.task_id;
     let argv = match command_for(&task, opts) {
         Ok(argv) => argv,
-        Err(why) => {
-            report_failure(client, worker, &task, &why).await;
-            return;
-        }
+        Err(why) => return report_failure(client, worker, &task, &why).await,
     };
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -220,16 +376,16 @@ async fn run_task(
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            report_failure(
+            return report_failure(
                 client,
                 worker,
                 &task,
                 &format!("cannot start `{}`: {e}", argv[0]),
             )
             .await;
-            return;
         }
     };
+    let started = std::time::Instant::now();
     tracing::info!(task = %id, queue = %task.queue, attempt = task.attempt, "running");
     let pid = child.id().map(|p| Pid::from_raw(p as i32));
     if let Some(mut stdin) = child.stdin.take() {
@@ -288,52 +444,79 @@ async fn run_task(
     signal_group(pid, Signal::SIGKILL);
     let out = stdout.await.unwrap_or_default();
     let err = stderr.await.unwrap_or_default();
-    let result = match ending {
-        Ending::Exited(s) if s.success() => client
-            .complete(worker, id, Some(Value::String(out)))
-            .await
-            .map(|_| ()),
+    let ms = started.elapsed().as_millis() as u64;
+    let (outcome, result) = match ending {
+        Ending::Exited(s) if s.success() => {
+            let r = client.complete(worker, id, Some(Value::String(out))).await;
+            if r.is_ok() {
+                tracing::info!(task = %id, queue = %task.queue, duration_ms = ms, "task completed");
+            }
+            (Outcome::Completed, r.map(|_| ()))
+        }
         Ending::Exited(s) => {
             let how = match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
                 (Some(code), _) => format!("exit code {code}"),
                 (None, Some(sig)) => format!("killed by signal {sig}"),
                 (None, None) => "ended abnormally".to_owned(),
             };
-            client
-                .fail(worker, id, &reason(&how, &err))
-                .await
-                .map(|_| ())
+            let why = reason(&how, &err);
+            let r = client.fail(worker, id, &why).await;
+            if r.is_ok() {
+                tracing::warn!(task = %id, queue = %task.queue, duration_ms = ms, reason = first_line(&why), "task failed");
+            }
+            (Outcome::Failed, r.map(|_| ()))
         }
         Ending::TimedOut(limit) => {
             let how = format!("timed out after {} s", limit.as_secs_f64());
-            client
-                .fail(worker, id, &reason(&how, &err))
-                .await
-                .map(|_| ())
+            let r = client.fail(worker, id, &reason(&how, &err)).await;
+            if r.is_ok() {
+                tracing::warn!(task = %id, queue = %task.queue, duration_ms = ms, "task timed out; its process group was killed");
+            }
+            (Outcome::TimedOut, r.map(|_| ()))
         }
-        Ending::Stopped => client
-            .fail(worker, id, &reason("worker shutting down", &err))
-            .await
-            .map(|_| ()),
+        Ending::Stopped => {
+            let r = client
+                .fail(worker, id, &reason("worker shutting down", &err))
+                .await;
+            if r.is_ok() {
+                tracing::warn!(task = %id, queue = %task.queue, duration_ms = ms, "task killed at shutdown, past the grace time; failed");
+            }
+            (Outcome::Stopped, r.map(|_| ()))
+        }
         // A failure report on a cancelled task ends it `cancelled`.
-        Ending::Cancelled => client.fail(worker, id, "cancelled").await.map(|_| ()),
+        Ending::Cancelled => {
+            let r = client.fail(worker, id, "cancelled").await;
+            if r.is_ok() {
+                tracing::info!(task = %id, queue = %task.queue, duration_ms = ms, "task cancelled; its command was stopped");
+            }
+            (Outcome::Cancelled, r.map(|_| ()))
+        }
         Ending::LeaseLost(why) => {
             tracing::warn!(task = %id, why, "gave up a task whose lease is gone");
-            Ok(())
+            (Outcome::Lost, Ok(()))
         }
     };
     match result {
-        Ok(()) => tracing::info!(task = %id, "reported"),
+        Ok(()) => outcome,
         Err(e) => {
-            tracing::warn!(task = %id, error = %e, "report failed; the lease will return the task")
+            tracing::warn!(task = %id, error = %e, "report failed; the lease will return the task");
+            Outcome::Lost
         }
     }
 }
 
-async fn report_failure(client: &Client, worker: WorkerId, task: &Task, why: &str) {
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+async fn report_failure(client: &Client, worker: WorkerId, task: &Task, why: &str) -> Outcome {
     tracing::warn!(task = %task.task_id, why, "cannot run task");
-    if let Err(e) = client.fail(worker, task.task_id, why).await {
-        tracing::warn!(task = %task.task_id, error = %e, "report failed; the lease will return the task");
+    match client.fail(worker, task.task_id, why).await {
+        Ok(_) => Outcome::Failed,
+        Err(e) => {
+            tracing::warn!(task = %task.task_id, error = %e, "report failed; the lease will return the task");
+            Outcome::Lost
+        }
     }
 }
 

@@ -319,8 +319,14 @@ async fn a_task_may_carry_its_own_command_only_where_allowed() {
 async fn a_command_that_cannot_start_fails_its_task() {
     let app = spawn_app().await;
     app.put_interest("q", json!("*")).await.ok();
-    let id = publish(&app, json!({"data": {}, "maxAttempts": 1})).await;
-    let _worker = WorkerProcess::start(&app, &[], &["/nonexistent/program"]);
+    // A worker's own command is checked before it starts (below); a task's
+    // own command can only fail when it is run.
+    let id = publish(
+        &app,
+        json!({"data": {"command": ["/nonexistent/program"]}, "maxAttempts": 1}),
+    )
+    .await;
+    let _worker = WorkerProcess::start(&app, &["--allow-task-command"], &[]);
     let task = wait_for_task(&app, &id, |t| t["state"] == "failed").await;
     assert!(
         task["failReason"]
@@ -390,4 +396,301 @@ async fn heartbeats_keep_a_long_command_leased() {
         "never redelivered"
     );
     assert_eq!(app.status("counters").await["counters"]["leaseExpired"], 0);
+}
+
+/// The workers the server knows: (id, name).
+async fn workers(app: &TestApp) -> Vec<(String, String)> {
+    app.status("workers").await["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["workerId"].as_str().unwrap().to_owned(),
+                w["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn wait_for_workers(
+    app: &TestApp,
+    done: impl Fn(&[(String, String)]) -> bool,
+) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = workers(app).await;
+        if done(&now) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the workers never got there: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A worker started with its standard error kept, to read its log.
+fn start_logged(
+    url: &str,
+    flags: &[&str],
+    command: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut cmd = Command::new(interq_binary());
+    cmd.arg("worker");
+    if !url.is_empty() {
+        cmd.args(["--url", url]);
+    }
+    let mut child = cmd
+        .args(["--queue", "q"])
+        .args(flags)
+        .arg("--")
+        .args(command)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start interq worker");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Reads the log until a line holds every one of `words`; every line read.
+fn log_until(rx: &std::sync::mpsc::Receiver<String>, words: &[&str]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                let hit = words.iter().all(|w| line.contains(w));
+                seen.push(line);
+                if hit {
+                    return seen;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    panic!("no log line with {words:?} in:\n{}", seen.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_the_server_forgot_registers_again_under_its_name() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let (mut child, log) = start_logged(
+        &app.base,
+        &["--name", "w1"],
+        &["sh", "-c", "cat >/dev/null; echo ok"],
+        &[],
+    );
+    let first = wait_for_workers(&app, |w| w.iter().any(|(_, n)| n == "w1")).await;
+    let old = first[0].0.clone();
+    // Removed as an operator would from the console (or the server's idle
+    // sweep would): its claim in flight learns it is unknown.
+    app.send(
+        reqwest::Method::DELETE,
+        "/worker",
+        Some(json!({"workerId": old})),
+    )
+    .await
+    .ok();
+    let again = wait_for_workers(&app, |w| w.len() == 1 && w[0].0 != old).await;
+    assert_eq!(again[0].1, "w1", "the same name: {again:?}");
+    log_until(&log, &["registered again", &old]);
+    // And it works as before.
+    let id = publish(&app, json!({"data": {}})).await;
+    wait_for_task(&app, &id, |t| t["state"] == "completed").await;
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_waits_for_a_server_that_starts_late_unless_told_not_to() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    // Failing fast: a clear error and a non-zero exit.
+    let out = Command::new(interq_binary())
+        .args([
+            "worker",
+            "--url",
+            &url,
+            "--queue",
+            "q",
+            "--fail-fast",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach interq"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (mut child, log) = start_logged(
+        &url,
+        &["--name", "late"],
+        &["sh", "-c", "cat >/dev/null"],
+        &[],
+    );
+    log_until(&log, &["waiting for interq"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "it waits, it does not exit"
+    );
+    let app = spawn_app_with(|s| s.listen = format!("127.0.0.1:{port}")).await;
+    app.put_interest("q", json!("*")).await.ok();
+    wait_for_workers(&app, |w| w.iter().any(|(_, n)| n == "late")).await;
+    let id = publish(&app, json!({"data": {}})).await;
+    wait_for_task(&app, &id, |t| t["state"] == "completed").await;
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_refuses_to_start_on_its_own_mistakes() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let not_executable = dir.path().join("script.sh");
+    std::fs::write(&not_executable, "#!/bin/sh\ntrue\n").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--url".into(),
+                app.base.clone(),
+                "--".into(),
+                "no-such-command-here".into(),
+            ],
+            "not found on PATH",
+        ),
+        (
+            vec![
+                "--url".into(),
+                app.base.clone(),
+                "--".into(),
+                "/no/such/file".into(),
+            ],
+            "does not exist",
+        ),
+        (
+            vec![
+                "--url".into(),
+                app.base.clone(),
+                "--".into(),
+                not_executable.display().to_string(),
+            ],
+            "not an executable file",
+        ),
+        (
+            vec![
+                "--url".into(),
+                "ftp://nowhere".into(),
+                "--".into(),
+                "true".into(),
+            ],
+            "not an http(s) URL",
+        ),
+        (
+            vec![
+                "--url".into(),
+                app.base.clone(),
+                "--queue".into(),
+                "bad name!".into(),
+                "--".into(),
+                "true".into(),
+            ],
+            "queue",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = Command::new(interq_binary())
+            .args(["worker", "--queue", "q"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    // None of them registered.
+    assert!(workers(&app).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_logs_what_became_of_each_task_and_warns_of_a_queue_nobody_routes_to() {
+    let app = spawn_app().await;
+    // INTERQ_URL stands for --url.
+    let (mut child, log) = start_logged(
+        "",
+        &["--queue", "nobody"],
+        &[
+            "sh",
+            "-c",
+            r#"cat >/dev/null; if [ "$INTERQ_DATA_OK" = yes ]; then echo fine; else echo "broken pipe" >&2; echo more >&2; exit 3; fi"#,
+        ],
+        &[("INTERQ_URL", &app.base)],
+    );
+    log_until(&log, &["no interests", "nobody"]);
+    app.put_interest("q", json!("*")).await.ok();
+    let ok = publish(&app, json!({"data": {"ok": "yes"}})).await;
+    log_until(&log, &["task completed", &ok, "duration_ms="]);
+    let bad = publish(&app, json!({"data": {"ok": "no"}, "maxAttempts": 1})).await;
+    let lines = log_until(&log, &["task failed", &bad, "exit code 3"]);
+    let failed = lines.last().unwrap();
+    assert!(
+        failed.contains("broken pipe") && !failed.contains("more"),
+        "the reason's first line: {failed}"
+    );
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    log_until(&log, &["worker stopped", "completed=1", "failed=1"]);
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn requests_say_which_client_sent_them() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let head = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        let _ = s
+            .write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+            )
+            .await;
+        String::from_utf8_lossy(&buf[..n]).to_lowercase()
+    });
+    let client = interq::client::Client::new(&url).unwrap();
+    let _ = client.status(&[]).await;
+    let head = head.await.unwrap();
+    assert!(
+        head.contains(&format!("user-agent: interq/{}", env!("CARGO_PKG_VERSION"))),
+        "{head}"
+    );
 }
