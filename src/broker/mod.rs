@@ -349,6 +349,11 @@ impl Broker {
             }
             if copies.len() == start {
                 discarded += 1;
+                tracing::info!(
+                    target: "interq::tasks",
+                    publish = %publish_id, publisher = %new.publisher,
+                    "publish reached no queue: no interest matched; discarded"
+                );
             }
             spans.push((publish_id, start..copies.len()));
         }
@@ -703,6 +708,20 @@ impl Broker {
             (TaskState::Scheduled, _) | (TaskState::Ready, true) => QueueEvent::Retried,
             _ => QueueEvent::Completed,
         };
+        let reason = t.fail_reason.as_deref().unwrap_or("");
+        match event {
+            QueueEvent::Failed => tracing::warn!(
+                target: "interq::tasks",
+                task = %t.task_id, queue = %t.queue, attempt = t.attempt, max_attempts = t.max_attempts, reason,
+                "copy failed for good"
+            ),
+            QueueEvent::Retried => tracing::info!(
+                target: "interq::tasks",
+                task = %t.task_id, queue = %t.queue, attempt = t.attempt, max_attempts = t.max_attempts, reason,
+                "copy failed; it will be retried"
+            ),
+            _ => {}
+        }
         self.metrics.add(event, &t.queue, 1);
         if let Some(started) = t.started_at {
             self.metrics
@@ -788,6 +807,7 @@ impl Broker {
             return Err(BrokerError::UnknownWorker(worker));
         }
         let tick = self.store.release_worker(worker, self.clock.now()).await?;
+        log_lease_ends(&tick.lease_ends);
         self.store.delete_worker(worker).await?;
         for lane in &tick.woken {
             self.wakers.wake(lane);
@@ -1066,6 +1086,7 @@ impl Broker {
         }
         let now = self.clock.now();
         let tick = self.store.tick(now).await?;
+        log_lease_ends(&tick.lease_ends);
         for lane in &tick.woken {
             self.wakers.wake(lane);
         }
@@ -1208,4 +1229,39 @@ fn dedup(mut lanes: Vec<Lane>) -> Vec<Lane> {
     lanes.sort();
     lanes.dedup();
     lanes
+}
+
+/// Leases that ended without a report are what an operator looks for when
+/// workers hang or die: each is logged with its queue, task and worker.
+fn log_lease_ends(ended: &[crate::store::LeaseEnded]) {
+    for e in ended {
+        let worker = e.worker.map(|w| w.to_string()).unwrap_or_default();
+        let why = if e.expired {
+            "lease expired"
+        } else {
+            "its worker was removed"
+        };
+        match e.state {
+            TaskState::Failed => tracing::warn!(
+                target: "interq::tasks",
+                task = %e.task_id, queue = %e.queue, worker, attempt = e.attempt,
+                "copy failed for good: {why} on its last attempt"
+            ),
+            TaskState::Cancelled => tracing::info!(
+                target: "interq::tasks",
+                task = %e.task_id, queue = %e.queue, worker, attempt = e.attempt,
+                "copy cancelled: {why} after its cancellation was asked"
+            ),
+            _ if e.expired => tracing::warn!(
+                target: "interq::tasks",
+                task = %e.task_id, queue = %e.queue, worker, attempt = e.attempt,
+                "lease expired: the copy goes back to its queue"
+            ),
+            _ => tracing::info!(
+                target: "interq::tasks",
+                task = %e.task_id, queue = %e.queue, worker, attempt = e.attempt,
+                "worker removed: its copy goes back to its queue"
+            ),
+        }
+    }
 }

@@ -119,6 +119,22 @@ pub const AUDIT_KEPT: usize = 10_000;
 pub struct Tick {
     /// Lanes that received ready copies: their waiting workers should wake.
     pub woken: Vec<Lane>,
+    /// Leases that ended without a report, and what became of their copies:
+    /// for the log, where an operator looks for stuck or dying workers.
+    pub lease_ends: Vec<LeaseEnded>,
+}
+
+/// A lease that ended without a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseEnded {
+    pub task_id: TaskId,
+    pub queue: QueueName,
+    pub worker: Option<WorkerId>,
+    pub attempt: u32,
+    /// Its time ran out (rather than its worker being removed).
+    pub expired: bool,
+    /// `ready` again, `failed` for good, or `cancelled`.
+    pub state: TaskState,
 }
 
 /// How hard the store works, since it opened.

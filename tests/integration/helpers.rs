@@ -368,7 +368,7 @@ impl ChildServer {
             .envs(
                 env.iter()
                     .copied()
-                    .filter(|(k, _)| *k == "INTERQ_LOG__FORMAT"),
+                    .filter(|(k, _)| matches!(*k, "INTERQ_LOG__FORMAT" | "RUST_LOG")),
             )
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

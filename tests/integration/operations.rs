@@ -541,3 +541,139 @@ async fn variables_that_name_no_setting_are_left_alone() {
         "a setting still comes from its variable"
     );
 }
+
+/// The server's log lines of `target` (JSON format), as values.
+fn logged(logs: &std::sync::Mutex<Vec<String>>, target: &str) -> Vec<Value> {
+    logs.lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == target)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_tells_what_became_of_tasks_with_the_request_lines_turned_down() {
+    use crate::helpers::ChildServer;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start_with_env(
+        dir.path(),
+        &[
+            ("RUST_LOG", "info,interq::access=warn"),
+            ("INTERQ_TASKS__RETRY_BASE_SECS", "0.1"),
+            ("INTERQ_TASKS__RETRY_JITTER", "0"),
+        ],
+    );
+    let api = server.api();
+    api.put_interest("q", json!({"a": "."})).await.ok();
+    // Reaches no queue.
+    let nobody = api
+        .publish(json!({"data": {"b": 1}, "publisher": "p1"}))
+        .await
+        .ok();
+    // Fails once (retried), then is abandoned on its last attempt.
+    api.publish(json!({"data": {"a": 1}, "maxAttempts": 2, "ttr": 1}))
+        .await
+        .ok();
+    let worker = api.register(&["q"]).await;
+    let first = api.claim(&worker).await;
+    api.update(
+        &worker,
+        &first,
+        "fail",
+        json!({"failReason": "smtp down\nmore"}),
+    )
+    .await
+    .ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let again = loop {
+        let t = api.claim(&worker).await;
+        if !t.is_null() {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "the retry never came");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(again["taskId"], first["taskId"]);
+    // Left to its lease, which runs out on the last attempt.
+    let id = first["taskId"].as_str().unwrap().to_owned();
+    loop {
+        let t = api.status(&format!("task={id}")).await;
+        if t["task"]["state"] == "failed" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never ran out: {t}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Fails on its only attempt.
+    let once = api
+        .publish(json!({"data": {"a": 3}, "maxAttempts": 1}))
+        .await
+        .ok();
+    let claimed = api.claim(&worker).await;
+    assert_eq!(claimed["taskId"], once["copies"][0]["taskId"]);
+    api.update(
+        &worker,
+        &claimed,
+        "fail",
+        json!({"failReason": "bad input"}),
+    )
+    .await
+    .ok();
+    // A worker removed while it runs a copy.
+    let held = api.publish(json!({"data": {"a": 2}})).await.ok();
+    let other = api.register(&["q"]).await;
+    api.claim(&other).await;
+    api.send(Method::DELETE, "/worker", Some(json!({"workerId": other})))
+        .await
+        .ok();
+
+    let logs = std::sync::Arc::clone(&server.logs);
+    tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    let tasks = logged(&logs, "interq::tasks");
+    let find = |message: &str| -> Value {
+        tasks
+            .iter()
+            .find(|v| {
+                v["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+            })
+            .unwrap_or_else(|| panic!("no {message:?} in {tasks:#?}"))
+            .clone()
+    };
+    let discarded = find("publish reached no queue");
+    assert_eq!(discarded["level"], "INFO");
+    assert_eq!(discarded["fields"]["publish"], nobody["taskId"]);
+    assert_eq!(discarded["fields"]["publisher"], "p1");
+    let retried = find("copy failed; it will be retried");
+    assert_eq!(retried["fields"]["task"], id);
+    assert_eq!(retried["fields"]["queue"], "q");
+    assert_eq!(retried["fields"]["reason"], "smtp down\nmore");
+    let gone = find("copy failed for good: lease expired on its last attempt");
+    assert_eq!(gone["level"], "WARN");
+    assert_eq!(
+        (
+            gone["fields"]["task"].clone(),
+            gone["fields"]["worker"].clone()
+        ),
+        (json!(id), json!(worker))
+    );
+    let removed = find("worker removed: its copy goes back");
+    assert_eq!(removed["fields"]["task"], held["copies"][0]["taskId"]);
+    assert_eq!(removed["fields"]["worker"], json!(other));
+    let failed = tasks
+        .iter()
+        .find(|v| v["fields"]["message"] == "copy failed for good")
+        .unwrap_or_else(|| panic!("no failure by report in {tasks:#?}"));
+    assert_eq!(failed["level"], "WARN");
+    assert_eq!(failed["fields"]["task"], once["copies"][0]["taskId"]);
+    assert_eq!(failed["fields"]["reason"], "bad input");
+    // The per-request lines were turned down, and only they.
+    assert!(logged(&logs, "interq::access").is_empty());
+}

@@ -8,7 +8,7 @@ use super::meta::EventKind;
 use super::ops::{put_copy, Op};
 use super::state::State;
 use crate::model::{Lane, Millis, TaskId, TaskState, WorkerId};
-use crate::store::Tick;
+use crate::store::{LeaseEnded, Tick};
 
 /// Why a lease ended without a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,15 +72,16 @@ impl State {
             ops.push(put_copy(m));
             woken.push(m.lane());
         }
+        let mut lease_ends = Vec::new();
         for id in expired {
-            woken.extend(self.end_lease(id, now, LeaseEnd::Expired, ops));
+            woken.extend(self.end_lease(id, now, LeaseEnd::Expired, ops, &mut lease_ends));
         }
         self.trim_history(ops);
         self.remove_copies(&aged, ops);
         self.prune_names();
         woken.sort();
         woken.dedup();
-        Tick { woken }
+        Tick { woken, lease_ends }
     }
 
     /// Ends a running copy's lease by the one rule: a copy whose
@@ -93,11 +94,13 @@ impl State {
         now: Millis,
         why: LeaseEnd,
         ops: &mut Vec<Op>,
+        ended: &mut Vec<LeaseEnded>,
     ) -> Option<Lane> {
         let reason = why.reason();
+        let mut holder = None;
         let m = self.update(id, |t| {
             t.lease_until = None;
-            let holder = t.worker_id;
+            holder = t.worker_id;
             if std::mem::take(&mut t.cancel_requested) {
                 t.state = TaskState::Cancelled;
                 t.extra_mut().finished_at = Some(now);
@@ -117,6 +120,14 @@ impl State {
         })?;
         ops.push(put_copy(m));
         let (state, lane) = (m.state, m.lane());
+        ended.push(LeaseEnded {
+            task_id: id,
+            queue: m.queue.clone(),
+            worker: holder,
+            attempt: m.attempt,
+            expired: why == LeaseEnd::Expired,
+            state,
+        });
         if why == LeaseEnd::Expired {
             self.counters.lease_expired += 1;
         }
@@ -135,14 +146,15 @@ impl State {
             .get(&worker)
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
+        let mut lease_ends = Vec::new();
         let mut woken: Vec<Lane> = ids
             .into_iter()
-            .filter_map(|id| self.end_lease(id, now, LeaseEnd::WorkerRemoved, ops))
+            .filter_map(|id| self.end_lease(id, now, LeaseEnd::WorkerRemoved, ops, &mut lease_ends))
             .collect();
         self.trim_history(ops);
         woken.sort();
         woken.dedup();
-        Tick { woken }
+        Tick { woken, lease_ends }
     }
 
     /// Removes finished and failed copies past their queue's count limits.
