@@ -270,6 +270,52 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// Any operation of the API by its name (`"listTasks"`, `"setQueue"`:
+    /// `GET /openapi.json` and docs/protocol.md list them), with its
+    /// parameters as JSON; the answer as JSON.
+    pub async fn call(&self, op: &str, args: &Value) -> Result<Value> {
+        if crate::api::routes::op(op).is_none() {
+            return Err(ClientError::Unsupported("no such operation of the API"));
+        }
+        self.op(op, args).await
+    }
+
+    /// `GET /tasks`: a page of copies in `state`, of one queue or all.
+    pub async fn list_tasks(
+        &self,
+        queue: Option<&str>,
+        state: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Task>> {
+        let mut args = json!({"state": state, "offset": offset, "limit": limit});
+        if let Some(q) = queue {
+            args["queue"] = json!(q);
+        }
+        self.op("listTasks", &args).await
+    }
+
+    /// `POST /retry`: fresh attempts for a failed copy (or, with `queue`,
+    /// every failed copy of it). Returns the ids retried.
+    pub async fn retry(&self, task: Option<TaskId>, queue: Option<&str>) -> Result<Vec<TaskId>> {
+        let args = match (task, queue) {
+            (Some(id), _) => json!({"taskId": id}),
+            (None, Some(q)) => json!({"queue": q}),
+            (None, None) => json!({"all": true}),
+        };
+        let answer: Value = self.op("retry", &args).await?;
+        serde_json::from_value(answer["retried"].clone())
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `PUT /queue`: changes a queue's settings (`{"paused": true}`,
+    /// `{"maxRunning": 5}`); absent fields keep their value.
+    pub async fn set_queue(&self, queue: &str, settings: Map<String, Value>) -> Result<Value> {
+        let mut args = settings;
+        args.insert("queue".into(), json!(queue));
+        self.op("setQueue", &args).await
+    }
+
     /// `PUT /task`: one task.
     pub async fn publish(&self, task: &Publish) -> Result<Published> {
         self.op("publish", task).await

@@ -70,6 +70,8 @@ enum KeyCommand {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Op(interq::cli::Op),
     /// Makes keys for password protection.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -168,6 +170,16 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Op(op) => match interq::cli::run(op).await {
+            Ok(out) => {
+                print!("{out}");
+                Ok(())
+            }
+            Err(failure) => {
+                eprintln!("interq: {}", failure.message);
+                std::process::exit(failure.exit as i32)
+            }
+        },
         Command::Key(KeyCommand::New { role }) => {
             let role = match role.as_str() {
                 "admin" => interq::auth::Role::Admin,

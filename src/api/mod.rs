@@ -17,6 +17,7 @@ pub mod routes;
 mod schedule;
 mod status;
 mod task;
+mod tasks;
 mod testing;
 mod worker;
 

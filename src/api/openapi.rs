@@ -374,6 +374,29 @@ pub fn offset(_: &Settings) -> Value {
     json!({"type": "integer", "minimum": 0, "maximum": u32::MAX})
 }
 
+pub fn list_state(_: &Settings) -> Value {
+    json!({"type": "string", "enum": super::tasks::STATES})
+}
+
+pub fn retry_body(s: &Settings) -> Value {
+    exactly_one(
+        endpoint("POST", "/retry"),
+        s,
+        &[],
+        &[&["taskId"], &["queue"], &["all"]],
+    )
+}
+
+pub fn retry_answer(_: &Settings) -> Value {
+    json!({"type": "object", "required": ["retried"], "properties": {
+        "retried": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+    }})
+}
+
+pub fn task_list_answer(_: &Settings) -> Value {
+    json!({"type": "array", "items": {"$ref": "#/components/schemas/Task"}})
+}
+
 pub fn page_limit(_: &Settings) -> Value {
     json!({"type": "integer", "minimum": 1, "maximum": 1000})
 }

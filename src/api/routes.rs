@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::call::OpFn;
 use super::params::Body;
-use super::{health, interest, metrics, queue, schedule, status, task, testing, worker};
+use super::{health, interest, metrics, queue, schedule, status, task, tasks, testing, worker};
 use crate::auth::Role;
 use crate::config::Settings;
 
@@ -281,6 +281,32 @@ const INTEREST: &[Param] = &[
     ),
 ];
 const ADVANCE: &[Param] = &[p("advance", s::advance, true, "seconds to move it forward")];
+const TASK_LIST: &[Param] = &[
+    p(
+        "state",
+        s::list_state,
+        true,
+        "ready, scheduled, running, failed, completed, cancelled or expired",
+    ),
+    p(
+        "queue",
+        s::queue,
+        false,
+        "one queue's copies (all queues' without it)",
+    ),
+    p("offset", s::offset, false, "copies to skip"),
+    p(
+        "limit",
+        s::page_limit,
+        false,
+        "copies in the page (100 by default)",
+    ),
+];
+const RETRY: &[Param] = &[
+    p("taskId", s::uuid, false, "one failed copy"),
+    p("queue", s::queue, false, "every failed copy of a queue"),
+    p("all", s::boolean, false, "true: every failed copy"),
+];
 const STATUS: &[Param] = &[
     p("queue", s::queue, false, "one queue's counts"),
     p("queues", s::flag, false, "every queue and its counts"),
@@ -525,6 +551,36 @@ fn table() -> Vec<Endpoint> {
             serve: Serve::Op {
                 name: "status",
                 run: |c, b| Box::pin(status::show(c, b)),
+            },
+        },
+        Endpoint {
+            method: "GET",
+            path: "/tasks",
+            access: ADMIN,
+            summary: "List copies in one state, of one queue or all, a page at a time",
+            params: TASK_LIST,
+            batch: None,
+            body: None,
+            answer: s::task_list_answer,
+            testing_only: false,
+            serve: Serve::Op {
+                name: "listTasks",
+                run: |c, b| Box::pin(tasks::list(c, b)),
+            },
+        },
+        Endpoint {
+            method: "POST",
+            path: "/retry",
+            access: ADMIN,
+            summary: "Give failed copies a fresh set of attempts: one, a queue's, or all",
+            params: RETRY,
+            batch: None,
+            body: Some(s::retry_body),
+            answer: s::retry_answer,
+            testing_only: false,
+            serve: Serve::Op {
+                name: "retry",
+                run: |c, b| Box::pin(tasks::retry(c, b)),
             },
         },
         Endpoint {

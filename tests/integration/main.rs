@@ -5,6 +5,7 @@ mod admin;
 mod bad_input;
 mod bench;
 mod browser;
+mod cli;
 mod client;
 mod cluster;
 mod conformance;

@@ -28,6 +28,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("PUT", "/schedule", "admin"),
     ("DELETE", "/schedule", "admin"),
     ("GET", "/status", "admin"),
+    ("GET", "/tasks", "admin"),
+    ("POST", "/retry", "admin"),
     ("GET", "/metrics", "admin"),
     ("GET", "/healthz", "open"),
     ("GET", "/readyz", "open"),

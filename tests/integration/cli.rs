@@ -1,0 +1,388 @@
+//! The operator's commands (`interq status`, `tasks`, `retry` …) as a real
+//! child process against the real server, and the routes they stand on.
+
+use std::process::{Command, Output, Stdio};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{interq_binary, spawn_app, spawn_app_with, TestApp};
+
+/// Runs `interq <args>` against `app`; its output.
+fn interq(app: &TestApp, args: &[&str]) -> Output {
+    interq_with(args, &[("INTERQ_URL", &app.base)], None)
+}
+
+fn interq_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(interq_binary())
+        .args(args)
+        .env_remove("INTERQ_URL")
+        .env_remove("INTERQ_KEY")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Its `--json` answer.
+fn json_of(app: &TestApp, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    let text = stdout(&interq(app, &args));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Asserts a failure with `code` whose message says `says`.
+fn fails(out: &Output, code: i32, says: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(says), "{says:?} not in: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_operator_command_answers_for_people_and_for_scripts() {
+    let app = spawn_app().await;
+    let set = json_of(
+        &app,
+        &["interests", "emails", "--set", r#"{"to": "@x\\.com$"}"#],
+    );
+    assert_eq!(set["interests"], json!({"to": "@x\\.com$"}));
+    let shown = json_of(&app, &["interests"]);
+    assert_eq!(shown, json!({"emails": {"to": "@x\\.com$"}}));
+    assert!(stdout(&interq(&app, &["interests", "emails"])).contains("emails"));
+
+    // Publish: data as an argument, or on standard input.
+    let one = json_of(
+        &app,
+        &[
+            "publish",
+            r#"{"to": "a@x.com"}"#,
+            "--priority",
+            "high",
+            "--task-key",
+            "k1",
+            "--max-attempts",
+            "1",
+        ],
+    );
+    assert_eq!(one["queues"], json!(["emails"]));
+    let out = interq_with(
+        &["publish"],
+        &[("INTERQ_URL", &app.base)],
+        Some(r#"{"to": "b@x.com"}"#),
+    );
+    assert!(stdout(&out).contains("to emails"));
+    let nowhere = stdout(&interq(&app, &["publish", r#"{"to": "c@y.com"}"#]));
+    assert!(nowhere.contains("no queue"), "{nowhere}");
+
+    let queues = json_of(&app, &["queues"]);
+    assert_eq!(queues[0]["ready"], 2, "{queues}");
+    let table = stdout(&interq(&app, &["queues"]));
+    assert!(table.starts_with("QUEUE"), "{table}");
+    assert!(
+        table.lines().nth(1).unwrap().starts_with("emails"),
+        "{table}"
+    );
+    let status = json_of(&app, &["status"]);
+    assert_eq!(status["counters"]["published"], 3);
+    assert!(stdout(&interq(&app, &["status"])).contains("workers: 0"));
+
+    let ready = json_of(&app, &["tasks", "--queue", "emails"]);
+    assert_eq!(ready.as_array().unwrap().len(), 2);
+    // Priority first.
+    assert_eq!(ready[0]["key"], "k1");
+    let listed = stdout(&interq(&app, &["tasks", "--queue", "emails"]));
+    assert!(
+        listed.contains("k1") && listed.contains("ready"),
+        "{listed}"
+    );
+
+    // A worker takes the first and fails it for good; retry brings it back.
+    let worker = app.register(&["emails"]).await;
+    let workers = json_of(&app, &["workers"]);
+    assert_eq!(workers[0]["workerId"], json!(worker));
+    let claimed = app.claim(&worker).await;
+    app.update(
+        &worker,
+        &claimed,
+        "fail",
+        json!({"failReason": "smtp\nsecond line"}),
+    )
+    .await
+    .ok();
+    let failed = json_of(&app, &["tasks", "--state", "failed"]);
+    assert_eq!(failed[0]["taskId"], claimed["taskId"]);
+    let failed_table = stdout(&interq(&app, &["tasks", "--state", "failed"]));
+    assert!(
+        failed_table.contains("smtp") && !failed_table.contains("second line"),
+        "{failed_table}"
+    );
+    let id = claimed["taskId"].as_str().unwrap();
+    let task = json_of(&app, &["task", id]);
+    assert_eq!(task["state"], "failed");
+    let record = stdout(&interq(&app, &["task", id]));
+    assert!(
+        record.contains("history:") && record.contains("failed"),
+        "{record}"
+    );
+    let retried = json_of(&app, &["retry", id]);
+    assert_eq!(retried["retried"], json!([id]));
+    assert_eq!(app.queue("emails").await["ready"], 2);
+
+    // Pause and resume.
+    let paused = json_of(&app, &["pause", "emails"]);
+    assert_eq!(paused["settings"]["paused"], true);
+    assert!(
+        app.claim(&worker).await.is_null(),
+        "a paused queue hands out nothing"
+    );
+    assert!(stdout(&interq(&app, &["resume", "emails"])).contains("hands out tasks"));
+    assert!(!app.claim(&worker).await.is_null());
+
+    // Cancel by key.
+    let cancelled = json_of(&app, &["cancel", "--task-key", "k1"]);
+    assert!(cancelled.get("cancelled").is_some(), "{cancelled}");
+
+    // Schedules.
+    app.send(
+        Method::PUT,
+        "/schedule",
+        Some(json!({"name": "nightly", "cron": "0 3 * * *", "task": {"data": {"to": "n@x.com"}}})),
+    )
+    .await
+    .ok();
+    let schedules = json_of(&app, &["schedules"]);
+    assert_eq!(schedules[0]["name"], "nightly");
+    assert!(stdout(&interq(&app, &["schedules"])).contains("nightly"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_codes_say_whose_mistake_it_was() {
+    let app = spawn_app().await;
+    // The command line: 2.
+    fails(&interq(&app, &["publish", "not json"]), 2, "not JSON");
+    fails(&interq(&app, &["publish", "[1, 2]"]), 2, "JSON object");
+    fails(&interq(&app, &["task", "nope"]), 2, "not a task id");
+    fails(&interq(&app, &["retry"]), 2, "--all");
+    fails(&interq(&app, &["cancel"]), 2, "--task-key");
+    fails(
+        &interq(&app, &["interests", "q", "--set", "{"]),
+        2,
+        "not JSON",
+    );
+    fails(
+        &interq(&app, &["status", "--url", "ftp://x"]),
+        2,
+        "not an http(s) URL",
+    );
+    // interq refused: 1, with its message.
+    fails(
+        &interq(&app, &["task", "01a2383c-426f-77df-87f5-82d4b2be0000"]),
+        1,
+        "unknown_task",
+    );
+    fails(&interq(&app, &["tasks", "--state", "bogus"]), 1, "`state`");
+    fails(
+        &interq(&app, &["interests", "q", "--set", "5"]),
+        1,
+        "`interests`",
+    );
+    fails(&interq(&app, &["pause", "bad name!"]), 1, "`queue`");
+    fails(&interq(&app, &["interests", "nobody"]), 1, "no interests");
+    // Unreachable: 3.
+    fails(
+        &interq_with(&["status"], &[("INTERQ_URL", "http://127.0.0.1:1")], None),
+        3,
+        "cannot reach interq",
+    );
+    // Nothing changed.
+    assert_eq!(app.status("counters").await["counters"]["published"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_commands_present_the_key_from_the_environment() {
+    let (admin, hash) = interq::auth::new_key();
+    let app = spawn_app_with(|s| s.auth.admin = vec![hash.to_string()]).await;
+    fails(&interq(&app, &["queues"]), 1, "401");
+    let out = interq_with(
+        &["queues", "--json"],
+        &[("INTERQ_URL", &app.base), ("INTERQ_KEY", &admin)],
+        None,
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&out)).unwrap(),
+        json!([])
+    );
+    // And over the line protocol.
+    let app = spawn_app_with(|s| {
+        s.auth.admin = vec![hash.to_string()];
+        s.line.listen = Some("127.0.0.1:0".into());
+    })
+    .await;
+    let line = app.line.clone().unwrap();
+    let out = interq_with(
+        &["interests", "q", "--set", "\"*\"", "--json"],
+        &[("INTERQ_URL", &line), ("INTERQ_KEY", &admin)],
+        None,
+    );
+    assert!(stdout(&out).contains("\"q\""));
+    let out = interq_with(
+        &["interests", "--json"],
+        &[("INTERQ_URL", &app.base), ("INTERQ_KEY", &admin)],
+        None,
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&out)).unwrap(),
+        json!({"q": "*"})
+    );
+}
+
+#[tokio::test]
+async fn task_lists_and_retries_check_their_parameters() {
+    let app = spawn_app().await;
+    let list = |q: &'static str| app.send(Method::GET, q, None);
+    list("/tasks")
+        .await
+        .error(400, "missing_field", Some("state"));
+    list("/tasks?state=done")
+        .await
+        .error(400, "invalid_field", Some("state"));
+    list("/tasks?state=ready&limit=0")
+        .await
+        .error(400, "invalid_field", Some("limit"));
+    list("/tasks?state=ready&queue=a%20b")
+        .await
+        .error(400, "invalid_field", Some("queue"));
+    list("/tasks?state=ready&colour=red")
+        .await
+        .error(400, "unknown_field", Some("colour"));
+    assert_eq!(list("/tasks?state=ready").await.ok(), json!([]));
+    let retry = |body: Value| app.send(Method::POST, "/retry", Some(body));
+    retry(json!({}))
+        .await
+        .error(400, "missing_field", Some("taskId"));
+    retry(json!({"taskId": "x"}))
+        .await
+        .error(400, "invalid_field", Some("taskId"));
+    retry(json!({"queue": "q", "all": true}))
+        .await
+        .error(400, "invalid_field", Some("taskId"));
+    retry(json!({"taskId": "01a2383c-426f-77df-87f5-82d4b2be0000"}))
+        .await
+        .error(404, "unknown_task", Some("taskId"));
+    assert_eq!(
+        retry(json!({"all": true})).await.ok(),
+        json!({"retried": []})
+    );
+
+    // Paging, and a queue's failed copies retried at once.
+    app.put_interest("q", json!("*")).await.ok();
+    let worker = app.register(&["q"]).await;
+    for i in 0..5 {
+        app.publish(json!({"data": {"i": i}, "maxAttempts": 1}))
+            .await
+            .ok();
+    }
+    for t in app.claim_n(&worker, 5).await {
+        app.update(&worker, &t, "fail", json!({})).await.ok();
+    }
+    let page = list("/tasks?state=failed&queue=q&offset=1&limit=2")
+        .await
+        .ok();
+    assert_eq!(page.as_array().unwrap().len(), 2);
+    let retried = retry(json!({"queue": "q"})).await.ok();
+    assert_eq!(retried["retried"].as_array().unwrap().len(), 5);
+    assert_eq!(app.queue("q").await["ready"], 5);
+}
+
+#[tokio::test]
+async fn a_key_limited_to_queues_lists_and_retries_only_those() {
+    use interq::config::KeyConfig;
+    let (key, hash) = interq::auth::new_key();
+    let app = spawn_app_with(|s| {
+        s.auth.keys = vec![KeyConfig {
+            role: Some(interq::auth::Role::Admin),
+            roles: vec![],
+            hash: hash.to_string(),
+            label: Some("ops".into()),
+            queues: Some(vec!["mine".into()]),
+        }];
+    })
+    .await;
+    let call = |method: Method, path: &str, body: Value| {
+        app.client
+            .request(method, format!("{}{path}", app.base))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        status(
+            call(Method::GET, "/tasks?state=ready&queue=mine", json!({}))
+                .await
+                .unwrap()
+        ),
+        200
+    );
+    assert_eq!(
+        status(
+            call(Method::GET, "/tasks?state=ready&queue=other", json!({}))
+                .await
+                .unwrap()
+        ),
+        403
+    );
+    assert_eq!(
+        status(
+            call(Method::GET, "/tasks?state=ready", json!({}))
+                .await
+                .unwrap()
+        ),
+        403
+    );
+    assert_eq!(
+        status(
+            call(Method::POST, "/retry", json!({"queue": "mine"}))
+                .await
+                .unwrap()
+        ),
+        200
+    );
+    assert_eq!(
+        status(
+            call(Method::POST, "/retry", json!({"queue": "other"}))
+                .await
+                .unwrap()
+        ),
+        403
+    );
+    assert_eq!(
+        status(
+            call(Method::POST, "/retry", json!({"all": true}))
+                .await
+                .unwrap()
+        ),
+        403
+    );
+}
