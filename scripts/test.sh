@@ -25,5 +25,12 @@ fi
 
 cargo test --workspace --locked "$@"
 
+# The Python client, installed from the checkout as a user would, against
+# the real server.
+py=target/py-venv
+[ -x "$py/bin/python" ] || python3 -m venv "$py"
+"$py/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps clients/python
+INTERQ_BIN=target/debug/interq "$py/bin/python" -m unittest discover -s clients/python/tests
+
 # The API fuzzed from its own document: no 5xx, every answer as documented.
 scripts/fuzz-api.sh
