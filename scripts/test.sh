@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit, property, storage conformance and
 # integration tests (real server, real HTTP, real child processes) for every
-# crate of the workspace. Needs only the Rust toolchain; it installs anything
-# else the tests need before running them.
+# crate of the workspace, the Python and TypeScript clients' tests against the
+# real server, and the API fuzzer. Needs the Rust toolchain, Python 3 and
+# Node 20; it installs anything else the tests need before running them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # docs/executor.md's curl examples are run by the tests as written, and the
 # management site is tested in a real headless Chromium over chromedriver.
 need=()
-for tool in curl:curl python3:python3 chromium:chromium chromedriver:chromium-driver prlimit:util-linux; do
+for tool in curl:curl python3:python3 node:nodejs npm:npm chromium:chromium chromedriver:chromium-driver prlimit:util-linux; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -31,6 +32,21 @@ py=target/py-venv
 [ -x "$py/bin/python" ] || python3 -m venv "$py"
 "$py/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps clients/python
 INTERQ_BIN=target/debug/interq "$py/bin/python" -m unittest discover -s clients/python/tests
+
+# The TypeScript client: built, tested against the real server, then packed
+# and installed into an empty project, as a user's npm would.
+(
+    cd clients/node
+    npm ci --no-fund --no-audit --loglevel=error
+    INTERQ_BIN="$OLDPWD/target/debug/interq" npm test
+    tarball="$PWD/$(npm pack --silent)"
+    project=$(mktemp -d)
+    trap 'rm -rf "$project" "$tarball"' EXIT
+    cd "$project"
+    npm init -y >/dev/null
+    npm install --no-fund --no-audit --loglevel=error "$tarball"
+    node --input-type=module -e 'import { Client, Worker } from "interq"; new Client("http://127.0.0.1:7700"); if (typeof Worker !== "function") process.exit(1);'
+)
 
 # The API fuzzed from its own document: no 5xx, every answer as documented.
 scripts/fuzz-api.sh
