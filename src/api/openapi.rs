@@ -159,6 +159,31 @@ fn components() -> Value {
             }},
         },
         "Task": task_schema(true),
+        "QueueCounts": {
+            "type": "object",
+            "required": ["name", "ready", "scheduled", "running", "failed"],
+            "properties": {
+                "name": {"type": "string"},
+                "ready": {"type": "integer", "minimum": 0},
+                "scheduled": {"type": "integer", "minimum": 0},
+                "running": {"type": "integer", "minimum": 0},
+                "failed": {"type": "integer", "minimum": 0},
+            },
+        },
+        "Worker": {
+            "type": "object",
+            "required": ["workerId", "name", "queues", "state", "running", "registeredAt", "lastSeen"],
+            "properties": {
+                "workerId": {"type": "string", "format": "uuid"},
+                "name": {"type": "string"},
+                "queues": {"type": "array", "items": {"type": "string"}},
+                "state": {"type": "string", "enum": ["IDLE", "PROCESSING", "STALE"]},
+                "running": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+                "registeredAt": {"type": "number"},
+                "lastSeen": {"type": "number"},
+                "owner": {"type": "string", "description": "the key that registered it, when auth is on"},
+            },
+        },
         "TaskReport": task_schema(false),
         "CopyRef": {
             "type": "object",
@@ -596,7 +621,45 @@ pub fn schedule_deleted_answer(_: &Settings) -> Value {
 }
 
 pub fn status_answer(_: &Settings) -> Value {
-    json!({"type": "object", "description": "one key per parameter asked; with none, queues, workers and counters"})
+    let count = json!({"type": "integer", "minimum": 0});
+    let tasks = json!({"type": "array", "items": {"$ref": "#/components/schemas/Task"}});
+    json!({
+        "type": "object",
+        "description": "one key per parameter asked; with none, queues, workers (a count) and counters",
+        "properties": {
+            "queue": {"$ref": "#/components/schemas/QueueCounts"},
+            "settings": {"type": "object", "description": "the queue's settings, when any differs from the default", "properties": {
+                "maxRunning": {"type": "integer", "minimum": 1, "nullable": true},
+                "rateLimit": {"type": "number", "nullable": true},
+                "paused": {"type": "boolean"},
+            }},
+            "queues": {"type": "array", "items": {"$ref": "#/components/schemas/QueueCounts"}},
+            "workerQueue": {"type": "object", "description": "copies waiting in each worker's own queue", "additionalProperties": count},
+            "interests": {"type": "object", "description": "each queue's interests", "additionalProperties": {}},
+            "workers": {"oneOf": [
+                {"type": "array", "items": {"$ref": "#/components/schemas/Worker"}},
+                {"type": "integer", "minimum": 0, "description": "with no parameter: how many"},
+            ]},
+            "failedQueue": tasks,
+            "task": {"oneOf": [
+                {"$ref": "#/components/schemas/Task"},
+                {"type": "object", "required": ["publishId", "copies"], "description": "a publish's id: every copy it made", "properties": {
+                    "publishId": {"type": "string", "format": "uuid"},
+                    "copies": tasks,
+                }},
+            ]},
+            "key": tasks,
+            "schedules": {"type": "array", "items": {"type": "object", "required": ["name", "spec", "task"], "properties": {
+                "name": {"type": "string"},
+                "spec": {"type": "object"},
+                "nextRun": {"type": "number", "nullable": true},
+                "lastRun": {"type": "number", "nullable": true},
+                "task": {"type": "object"},
+            }}},
+            "counters": {"type": "object", "required": ["published", "routed", "completed", "failed"], "additionalProperties": count},
+            "store": {"type": "object", "required": ["commits", "writes"], "properties": {"commits": count, "writes": count}},
+        },
+    })
 }
 
 pub fn metrics_answer(_: &Settings) -> Value {

@@ -679,3 +679,42 @@ async fn the_log_tells_what_became_of_tasks_with_the_request_lines_turned_down()
     // The per-request lines were turned down, and only they.
     assert!(logged(&logs, "interq::access").is_empty());
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_part_of_a_status_answer() {
+    let app = spawn_app().await;
+    let doc = app.send(Method::GET, "/openapi.json", None).await.ok();
+    let status = &doc["paths"]["/status"]["get"];
+    let answer = &status["responses"]["200"]["content"]["application/json"]["schema"]["properties"];
+    // Every parameter that adds a part of the answer has that part described.
+    for p in status["parameters"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap();
+        if matches!(name, "offset" | "limit") {
+            continue;
+        }
+        assert!(
+            answer.get(name).is_some(),
+            "the part {name} is not described"
+        );
+    }
+    for part in ["counters", "settings", "store"] {
+        assert!(answer.get(part).is_some(), "{part}");
+    }
+    for schema in ["Task", "QueueCounts", "Worker", "Error"] {
+        assert!(
+            doc["components"]["schemas"].get(schema).is_some(),
+            "{schema}"
+        );
+    }
+    // And the worker's states are those the server shows.
+    app.register(&["q"]).await;
+    let shown = app.status("workers").await;
+    let states = &doc["components"]["schemas"]["Worker"]["properties"]["state"]["enum"];
+    assert!(
+        states
+            .as_array()
+            .unwrap()
+            .contains(&shown["workers"][0]["state"]),
+        "{shown} not in {states}"
+    );
+}
