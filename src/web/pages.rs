@@ -16,11 +16,11 @@ use crate::api::error::ApiError;
 use crate::api::{caller_role, AppState};
 use crate::broker::admin::{Preview, Reach, Sample};
 use crate::broker::BrokerError;
+use crate::model::{CancelTarget, Page, RetryTarget};
 use crate::model::{
     Counters, LockKind, Millis, QueueCounts, QueueName, Task, TaskId, TaskState, WorkerId,
     WorkerState,
 };
-use crate::model::{Page, RetryTarget};
 
 type Data = web::Data<AppState>;
 
@@ -86,6 +86,8 @@ struct Chrome {
     /// The outcome of the action that led here.
     flash: Option<String>,
     role: String,
+    /// Whether keys are configured: said plainly in the top bar.
+    auth_on: bool,
 }
 
 /// One entry of the site's navigation.
@@ -123,6 +125,7 @@ impl Chrome {
                 .unwrap_or_default(),
             flash,
             role: caller_role(req),
+            auth_on: req.app_data::<Data>().is_some_and(|s| s.keys.enabled()),
         }
     }
 
@@ -133,6 +136,7 @@ impl Chrome {
             csrf: String::new(),
             flash: None,
             role: String::new(),
+            auth_on: false,
         }
     }
 }
@@ -774,6 +778,22 @@ pub async fn task_action(
                 &format!("/admin/tasks/{new_id}"),
                 &format!("Retried {id} with the new data as this task"),
             ))
+        }
+        "cancel" => {
+            // Removing a running copy would leave its command running;
+            // cancelling tells its worker, which stops it.
+            let outcome = broker.cancel(CancelTarget::Task(id), None).await?;
+            broker
+                .audit_event(&who, "cancel", &id.to_string(), None)
+                .await?;
+            let message = if !outcome.requested.is_empty() {
+                format!("Asked the worker of task {id} to stop it; it ends cancelled when the worker next reports")
+            } else if !outcome.cancelled.is_empty() {
+                format!("Cancelled task {id}")
+            } else {
+                format!("Task {id} had already ended; nothing to cancel")
+            };
+            Ok(see_other(form.back(&own_page), &message))
         }
         "remove" => {
             let queue = broker.task(id).await?.queue;

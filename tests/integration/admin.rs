@@ -969,11 +969,17 @@ async fn the_site_asks_for_admin_credentials_when_keys_are_set() {
         StatusCode::FORBIDDEN
     );
     let mut site = Site::new(&app).with_basic(&admin);
-    assert!(site
-        .get("/admin")
-        .await
-        .html()
-        .contains(r#"<span class="role""#));
+    let top = site.get("/admin").await.html().to_owned();
+    assert!(top.contains(r#"<span class="role""#));
+    assert!(
+        top.contains("signed in: admin ("),
+        "the top bar says auth is on"
+    );
+    assert!(!top.contains("auth off"));
+    // Without keys, the top bar says so plainly.
+    let open = spawn_app().await;
+    let page = Site::new(&open).get("/admin").await.html().to_owned();
+    assert!(page.contains("auth off: anyone who can reach this address may act"));
     site.post(
         "/admin/interests",
         &[("queue", "q"), ("interests", "\"*\"")],
@@ -1084,5 +1090,91 @@ async fn admin_changes_through_the_api_are_audited_too() {
     assert!(
         html.contains("<code>2 queues</code>") && html.contains("a, b"),
         "{html}"
+    );
+}
+
+#[tokio::test]
+async fn a_task_is_cancelled_from_its_page_and_a_running_one_through_its_worker() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let running = app.publish_data(json!({"n": 1})).await;
+    let waiting = app.publish_data(json!({"n": 2})).await;
+    let (running, waiting) = (
+        running["copies"][0]["taskId"].as_str().unwrap().to_owned(),
+        waiting["copies"][0]["taskId"].as_str().unwrap().to_owned(),
+    );
+    let worker = app.register(&["q"]).await;
+    let claimed = app.claim(&worker).await;
+    assert_eq!(claimed["taskId"], json!(running));
+
+    let mut site = Site::new(&app);
+    let page = site
+        .get(&format!("/admin/tasks/{running}"))
+        .await
+        .html()
+        .to_owned();
+    assert!(page.contains("ask its worker to stop"), "{page}");
+    site.post(&format!("/admin/tasks/{running}/cancel"), &[])
+        .await
+        .redirect();
+    // Still running, flagged: its worker learns it at its next heartbeat.
+    let beat = app
+        .update(&worker, &claimed, "progress", json!({}))
+        .await
+        .ok();
+    assert_eq!(beat["cancelled"], true, "{beat}");
+    let page = site
+        .get(&format!("/admin/tasks/{running}"))
+        .await
+        .html()
+        .to_owned();
+    assert!(page.contains("cancellation requested"));
+    assert!(!page.contains("/cancel\""), "no second cancel: {page}");
+    app.update(
+        &worker,
+        &claimed,
+        "fail",
+        json!({"failReason": "cancelled"}),
+    )
+    .await
+    .ok();
+    assert_eq!(
+        app.status(&format!("task={running}")).await["task"]["state"],
+        "cancelled"
+    );
+
+    // A waiting copy ends at once.
+    let page = site
+        .get(&format!("/admin/tasks/{waiting}"))
+        .await
+        .html()
+        .to_owned();
+    assert!(page.contains(&format!("/admin/tasks/{waiting}/cancel")));
+    site.post(&format!("/admin/tasks/{waiting}/cancel"), &[])
+        .await
+        .redirect();
+    assert_eq!(
+        app.status(&format!("task={waiting}")).await["task"]["state"],
+        "cancelled"
+    );
+    let done = site
+        .get(&format!("/admin/tasks/{waiting}"))
+        .await
+        .html()
+        .to_owned();
+    assert!(
+        !done.contains("/cancel\""),
+        "an ended task offers no cancel"
+    );
+
+    let unknown = "01a2187b-2e31-76d7-9a9c-389ccabb0000";
+    site.post(&format!("/admin/tasks/{unknown}/cancel"), &[])
+        .await
+        .error(404, "taskId");
+    let audit = audit_actions(&mut site).await;
+    assert_eq!(
+        audit.iter().filter(|a| *a == "open cancel").count(),
+        2,
+        "{audit:?}"
     );
 }
