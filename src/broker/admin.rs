@@ -173,6 +173,31 @@ impl Broker {
         Ok(self.store.tasks_of_publish(id.publish()).await?)
     }
 
+    /// Publishes a schedule's task now, as a firing would, leaving its next
+    /// due time as it is.
+    pub async fn run_schedule_now(&self, name: &str, actor: &str) -> Result<TaskId> {
+        let schedule = self
+            .schedules()
+            .await?
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| BrokerError::UnknownSchedule(name.to_owned()))?;
+        let published = self.publish(vec![schedule.task]).await?;
+        let id = published
+            .first()
+            .map(|p| p.task_id)
+            .ok_or_else(|| BrokerError::UnknownSchedule(name.to_owned()))?;
+        self.audit_event(actor, "run_schedule", name, Some(format!("published {id}")))
+            .await?;
+        Ok(id)
+    }
+
+    /// Removes a schedule, for the audit log's sake through the site.
+    pub async fn remove_schedule(&self, name: &str, actor: &str) -> Result<()> {
+        self.delete_schedule(name).await?;
+        self.audit_event(actor, "delete_schedule", name, None).await
+    }
+
     /// Gives failed copies a fresh set of attempts.
     pub async fn retry(&self, target: RetryTarget, actor: &str) -> Result<Vec<TaskId>> {
         let what = match &target {

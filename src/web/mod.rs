@@ -44,6 +44,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/failed/retry-all", web::post().to(pages::retry_all))
             .route("/failed/remove-all", web::post().to(pages::remove_all))
             .route("/scheduled", web::get().to(pages::scheduled))
+            .route("/schedules", web::get().to(pages::schedules))
+            .route(
+                "/schedules/{name}/{action}",
+                web::post().to(pages::schedule_action),
+            )
             .route("/interests", web::get().to(pages::interests))
             .route("/interests", web::post().to(pages::save_interests))
             .route("/interests/try", web::post().to(pages::try_task))

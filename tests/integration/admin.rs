@@ -1178,3 +1178,75 @@ async fn a_task_is_cancelled_from_its_page_and_a_running_one_through_its_worker(
         "{audit:?}"
     );
 }
+
+#[tokio::test]
+async fn named_schedules_have_a_page_to_run_now_and_delete_them() {
+    let app = spawn_app().await;
+    app.put_interest("reports", json!({"kind": "^report$"}))
+        .await
+        .ok();
+    let mut site = Site::new(&app);
+    let empty = site.get("/admin/schedules").await.html().to_owned();
+    assert!(empty.contains("No schedules"), "{empty}");
+    for body in [
+        json!({"name": "nightly", "cron": "0 3 * * *", "timezone": "Europe/Paris", "task": {"data": {"kind": "report"}}}),
+        json!({"name": "often", "every": 600, "task": {"data": {"kind": "report", "n": 2}}}),
+    ] {
+        app.send(Method::PUT, "/schedule", Some(body)).await.ok();
+    }
+    let before = app.status("schedules").await["schedules"].clone();
+    let page = site.get("/admin/schedules").await.html().to_owned();
+    assert_eq!(rows(&page), 2);
+    for text in [
+        "nightly",
+        "cron 0 3 * * *",
+        "Europe/Paris",
+        "every 600 s",
+        "not yet",
+        "report",
+    ] {
+        assert!(page.contains(text), "{text} in {page}");
+    }
+    assert!(page.contains(r#"href="/admin/schedules" aria-current="page""#));
+
+    site.post("/admin/schedules/nightly/run-now", &[])
+        .await
+        .redirect();
+    assert_eq!(app.queue("reports").await["ready"], 1);
+    // Its own timing is untouched.
+    let after = app.status("schedules").await["schedules"].clone();
+    assert_eq!(before, after, "run now leaves the next run as it was");
+
+    site.post("/admin/schedules/often/delete", &[])
+        .await
+        .redirect();
+    let names: Vec<Value> = app.status("schedules").await["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("nightly")]);
+    site.post("/admin/schedules/often/run-now", &[])
+        .await
+        .error(404, "often");
+    let explode = site.post("/admin/schedules/nightly/explode", &[]).await;
+    assert_eq!(explode.status, StatusCode::NOT_FOUND);
+    // Without the form's token, nothing happens.
+    site.post_raw("/admin/schedules/nightly/delete", &[])
+        .await
+        .error(403, "csrf");
+    assert_eq!(
+        app.status("schedules").await["schedules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let audit = audit_actions(&mut site).await;
+    assert!(audit.contains(&"open run_schedule".to_owned()), "{audit:?}");
+    assert!(
+        audit.contains(&"open delete_schedule".to_owned()),
+        "{audit:?}"
+    );
+}

@@ -350,6 +350,7 @@ async fn an_operator_watches_retries_and_routes_in_a_real_browser() {
         (task_page.as_str(), "task"),
         ("/admin/workers", "workers"),
         ("/admin/scheduled", "scheduled"),
+        ("/admin/schedules", "schedules"),
         ("/admin/locks", "locks"),
         ("/admin/audit", "audit"),
     ] {
