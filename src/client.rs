@@ -485,10 +485,10 @@ impl Client {
         let args: Map<String, Value> = params
             .iter()
             .map(|(k, v)| {
-                // A query string is text throughout; JSON arguments give
-                // paging as numbers.
+                // Paging goes as numbers: the line protocol's JSON needs
+                // them, and a query string writes them as text anyway.
                 let value = match (*k, v.parse::<u64>()) {
-                    ("offset" | "limit", Ok(n)) if self.is_line() => Value::from(n),
+                    ("offset" | "limit", Ok(n)) => Value::from(n),
                     _ => Value::from(*v),
                 };
                 ((*k).to_owned(), value)

@@ -303,40 +303,25 @@ enum Outcome {
     Lost,
 }
 
+/// Tasks by how they ended, indexed by `Outcome`.
 #[derive(Debug, Default)]
-struct Tally {
-    counts: std::sync::Mutex<HashMap<&'static str, u64>>,
-}
+struct Tally([std::sync::atomic::AtomicU64; 6]);
 
 impl Tally {
     fn count(&self, outcome: Outcome) {
-        let name = match outcome {
-            Outcome::Completed => "completed",
-            Outcome::Failed => "failed",
-            Outcome::TimedOut => "timed_out",
-            Outcome::Cancelled => "cancelled",
-            Outcome::Stopped => "stopped",
-            Outcome::Lost => "lost",
-        };
-        *self
-            .counts
-            .lock()
-            .expect("not poisoned")
-            .entry(name)
-            .or_default() += 1;
+        self.0[outcome as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn log_stopped(&self, worker: WorkerId) {
-        let c = self.counts.lock().expect("not poisoned");
-        let n = |k: &str| c.get(k).copied().unwrap_or(0);
+        let n = |o: Outcome| self.0[o as usize].load(std::sync::atomic::Ordering::Relaxed);
         tracing::info!(
             %worker,
-            completed = n("completed"),
-            failed = n("failed"),
-            timed_out = n("timed_out"),
-            cancelled = n("cancelled"),
-            stopped = n("stopped"),
-            lost = n("lost"),
+            completed = n(Outcome::Completed),
+            failed = n(Outcome::Failed),
+            timed_out = n(Outcome::TimedOut),
+            cancelled = n(Outcome::Cancelled),
+            stopped = n(Outcome::Stopped),
+            lost = n(Outcome::Lost),
             "worker stopped"
         );
     }

@@ -77,6 +77,38 @@ impl ApiError {
         )
     }
 
+    /// A key limited to some queues named another.
+    pub fn queue_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "queue_not_allowed", message)
+    }
+
+    /// A key whose roles the operation does not take; `what` names it
+    /// (`PUT /task`, or `publish` on the line protocol).
+    pub fn forbidden(roles: &[crate::auth::Role], what: &str) -> Self {
+        let held: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("a key of role {} may not call {what}", held.join(", ")),
+        )
+    }
+
+    /// A handler that panicked: logged with what it said, answered 500.
+    /// `what` panicked; the answer says the server failed `answering`.
+    pub fn panicked(panic: &(dyn std::any::Any + Send), what: &str, answering: &str) -> Self {
+        let said = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(panic = %said, "{what} panicked");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            format!("the server failed while answering this {answering}"),
+        )
+    }
+
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }

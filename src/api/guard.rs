@@ -78,15 +78,8 @@ pub async fn check_access(
             if roles.is_empty() {
                 Some(unauthorized("the key is not valid"))
             } else if !access.allows(&roles) {
-                let held: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-                Some(
-                    ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "forbidden",
-                        format!("a key of role {} may not call {} {}", held.join(", "), req.method(), req.path()),
-                    )
-                    .error_response(),
-                )
+                let what = format!("{} {}", req.method(), req.path());
+                Some(ApiError::forbidden(&roles, &what).error_response())
             } else {
                 None
             }

@@ -64,18 +64,7 @@ pub async fn catch_panics(
     {
         Ok(answer) => answer,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(panic = %what, "a request handler panicked");
-            Err(ApiError::new(
-                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "the server failed while answering this request",
-            )
-            .into())
+            Err(ApiError::panicked(panic.as_ref(), "a request handler", "request").into())
         }
     }
 }

@@ -63,8 +63,8 @@ pub async fn retry(call: Call, body: Body) -> Answer {
     let all = p.boolean("all")?.unwrap_or(false);
     // A key limited to some queues retries by queue, within them.
     if call.within().is_some() && queue.is_none() {
-        return Err(not_allowed(
-            "`queue`: a key limited to some queues retries by `queue`".into(),
+        return Err(ApiError::queue_not_allowed(
+            "`queue`: a key limited to some queues retries by `queue`",
         ));
     }
     may_use(&call, queue.as_ref())?;
@@ -85,20 +85,12 @@ fn may_use(call: &Call, queue: Option<&QueueName>) -> Result<(), ApiError> {
         return Ok(());
     };
     match queue {
-        None => Err(not_allowed(
-            "`queue`: a key limited to some queues lists one of them".into(),
+        None => Err(ApiError::queue_not_allowed(
+            "`queue`: a key limited to some queues lists one of them",
         )),
-        Some(q) if !within.allows(q.as_str()) => Err(not_allowed(format!(
+        Some(q) if !within.allows(q.as_str()) => Err(ApiError::queue_not_allowed(format!(
             "`queue`: this key may not use queue `{q}`"
         ))),
         Some(_) => Ok(()),
     }
-}
-
-fn not_allowed(message: String) -> ApiError {
-    ApiError::new(
-        actix_web::http::StatusCode::FORBIDDEN,
-        "queue_not_allowed",
-        message,
-    )
 }

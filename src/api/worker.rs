@@ -45,11 +45,9 @@ pub async fn register(call: Call, body: Body) -> Answer {
             .enumerate()
             .find(|(_, q)| !c.allows(q.as_str()))
         {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "queue_not_allowed",
-                format!("`queues[{i}]`: this key may not use queue `{q}`"),
-            ));
+            return Err(ApiError::queue_not_allowed(format!(
+                "`queues[{i}]`: this key may not use queue `{q}`"
+            )));
         }
     }
     let owner = call.caller.as_ref().map(|c| c.key.clone());

@@ -546,16 +546,10 @@ impl Conn<'_> {
                 },
             };
             let answer = outcome.unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(op = name, panic = %what, "a line protocol call panicked");
-                Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "the server failed while answering this call",
+                Err(ApiError::panicked(
+                    panic.as_ref(),
+                    &format!("line protocol call {name}"),
+                    "call",
                 ))
             });
             let micros = started.elapsed().as_micros() as u64;
@@ -610,14 +604,7 @@ impl Conn<'_> {
                 "unauthorized",
                 "this operation needs a key: send {\"op\": \"auth\", \"args\": {\"key\": \"<key>\"}} first",
             )),
-            Some(c) if !access.allows(&c.roles) => {
-                let held: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
-                Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    format!("a key of role {} may not call {op}", held.join(", ")),
-                ))
-            }
+            Some(c) if !access.allows(&c.roles) => Err(ApiError::forbidden(&c.roles, op)),
             Some(_) => Ok(()),
         }
     }
