@@ -217,6 +217,8 @@ pub struct LimitSettings {
     pub max_text_bytes: usize,
     /// Largest `output` a worker may attach, in bytes of JSON.
     pub max_output_bytes: usize,
+    /// Largest piece of a task's log one append may carry, in bytes.
+    pub max_log_append_bytes: usize,
     /// Fields one queue's interests may list.
     pub max_interest_fields: usize,
     /// Bytes of one interest pattern.
@@ -261,6 +263,12 @@ pub struct TaskSettings {
     pub sweep_batch: usize,
     /// How often scheduled tasks, leases and idle workers are checked, in ms.
     pub tick_ms: u64,
+    /// The last bytes of each task's log (its command's output, as its
+    /// worker sends it) kept with the task; 0 keeps no logs.
+    pub log_kept_bytes: u64,
+    /// Least time between two appends to one task's log, in ms (sooner is
+    /// answered 429: a worker sends what came meanwhile with its next).
+    pub log_every_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -317,6 +325,7 @@ impl Default for LimitSettings {
             max_wait_secs: 60,
             max_text_bytes: 4096,
             max_output_bytes: 65_536,
+            max_log_append_bytes: 262_144,
             max_interest_fields: 32,
             max_pattern_bytes: 1024,
             max_compiled_pattern_bytes: 1 << 20,
@@ -343,6 +352,8 @@ impl Default for TaskSettings {
             keep_failed_secs: 30 * 86_400,
             sweep_batch: 1000,
             tick_ms: 100,
+            log_kept_bytes: 1 << 20,
+            log_every_ms: 200,
         }
     }
 }
@@ -439,6 +450,10 @@ impl Settings {
             "tasks.retry_jitter must be from 0 to 1",
         )?;
         check(t.tick_ms > 0, "tasks.tick_ms must be at least 1")?;
+        check(
+            t.log_kept_bytes <= 1 << 30,
+            "tasks.log_kept_bytes must be at most 1073741824",
+        )?;
         check(
             self.limits.max_batch > 0 && self.limits.max_claim_count > 0,
             "limits.max_batch and limits.max_claim_count must be at least 1",
@@ -546,6 +561,7 @@ impl Settings {
             finished_ms: t.keep_finished_secs.saturating_mul(1000),
             failed_ms: t.keep_failed_secs.saturating_mul(1000),
             sweep_batch: t.sweep_batch.max(1),
+            log_kept_bytes: t.log_kept_bytes,
         }
     }
 
@@ -566,6 +582,8 @@ impl Settings {
                 max_pattern_len: self.limits.max_pattern_bytes,
                 max_compiled_size: self.limits.max_compiled_pattern_bytes,
             },
+            log_every_ms: self.tasks.log_every_ms,
+            log_kept_bytes: self.tasks.log_kept_bytes,
         }
     }
 }

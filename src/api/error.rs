@@ -174,6 +174,11 @@ impl From<BrokerError> for ApiError {
             BrokerError::TooManyCopies(_) => {
                 Self::new(S::BAD_REQUEST, "too_many_copies", format!("`scope`: {e}"))
             }
+            BrokerError::Throttled { retry_after_ms } => Self::new(
+                S::TOO_MANY_REQUESTS,
+                "too_soon",
+                format!("`taskId`: this task's log took an append moments ago; send again in {retry_after_ms} ms, with what came since"),
+            ),
             BrokerError::ShuttingDown => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 "shutting_down",
@@ -198,6 +203,7 @@ impl From<BrokerError> for ApiError {
                     | StoreError::UnknownTask(_)
                     | StoreError::NotRunning { .. }
                     | StoreError::NotLeaseHolder { .. }
+                    | StoreError::Throttled { .. }
                     | StoreError::WrongState { .. } => Self::new(
                         S::INTERNAL_SERVER_ERROR,
                         "store_error",

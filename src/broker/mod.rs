@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod clock;
+mod logs;
 pub mod schedule;
 mod wakers;
 
@@ -50,6 +51,10 @@ pub struct BrokerSettings {
     /// A worker not heard from for this long, holding no task, is removed.
     pub worker_idle_timeout_ms: u64,
     pub interest_limits: interest::Limits,
+    /// Least time between two appends to one copy's log; 0 keeps no logs
+    /// when `log_kept_bytes` is 0.
+    pub log_every_ms: u64,
+    pub log_kept_bytes: u64,
 }
 
 impl Default for BrokerSettings {
@@ -65,6 +70,8 @@ impl Default for BrokerSettings {
             worker_stale_after_ms: 60_000,
             worker_idle_timeout_ms: 600_000,
             interest_limits: interest::Limits::default(),
+            log_every_ms: 200,
+            log_kept_bytes: 1 << 20,
         }
     }
 }
@@ -106,6 +113,8 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("this publish would make {0} copies; one publish makes at most {MAX_COPIES}")]
     TooManyCopies(usize),
+    #[error("too soon; retry in {retry_after_ms} ms")]
+    Throttled { retry_after_ms: u64 },
     #[error("store: {0}")]
     Store(StoreError),
 }
@@ -127,6 +136,7 @@ impl From<StoreError> for BrokerError {
                 wanted,
                 action,
             },
+            StoreError::Throttled { retry_after_ms } => Self::Throttled { retry_after_ms },
             other @ (StoreError::Unavailable(_) | StoreError::Full(_) | StoreError::Corrupt(_)) => {
                 Self::Store(other)
             }
@@ -194,6 +204,8 @@ pub struct Broker {
     shutting_down: AtomicBool,
     shutdown: Notify,
     observed: admin::Observed,
+    /// Bumped when a log grew or a copy ended here: wakes log followers.
+    log_news: tokio::sync::watch::Sender<u64>,
 }
 
 impl Broker {
@@ -235,6 +247,7 @@ impl Broker {
             shutting_down: AtomicBool::new(false),
             shutdown: Notify::new(),
             observed: admin::Observed::default(),
+            log_news: tokio::sync::watch::Sender::new(0),
         }))
     }
 
@@ -693,6 +706,7 @@ impl Broker {
 
     /// What follows a copy's end: waking waiters, metrics.
     fn reported(&self, t: &Task, failing: bool, now: Millis) {
+        self.log_news.send_modify(|n| *n += 1);
         if t.state == TaskState::Ready {
             self.wakers.wake(&t.lane());
         }

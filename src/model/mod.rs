@@ -19,6 +19,6 @@ pub use requests::{CancelTarget, Cancellation, Page, RetryTarget, TaskSelector};
 pub use task::{
     fingerprint, identity, AuditEntry, CopyRef, Counters, HeldLock, Lane, LockKind, NewTask,
     Priority, PriorityError, Published, QueueCounts, QueueSettings, RetryPolicy, ScheduleRecord,
-    Scope, Spec, Task, TaskEvent, TaskState, WorkerRecord, WorkerState,
+    Scope, Spec, Task, TaskEvent, TaskLog, TaskState, WorkerRecord, WorkerState,
 };
 pub use time::Millis;

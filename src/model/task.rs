@@ -545,6 +545,22 @@ pub struct ScheduleRecord {
     pub last_run: Option<Millis>,
 }
 
+/// Part of a copy's log: what its command wrote, as its worker sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskLog {
+    pub task_id: TaskId,
+    pub queue: QueueName,
+    /// The copy's state when it was read: a follower stops once it ended.
+    pub state: TaskState,
+    /// The offset of the first byte still kept (the front is trimmed).
+    pub start: u64,
+    /// The offset `text` begins at.
+    pub offset: u64,
+    /// Bytes ever written: where the next read begins.
+    pub total: u64,
+    pub text: Vec<u8>,
+}
+
 /// One thing that happened to a copy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

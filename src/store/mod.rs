@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::model::{
     AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, Page,
     QueueCounts, QueueFilter, QueueName, QueueSettings, RetryPolicy, RetryTarget, ScheduleRecord,
-    Task, TaskId, TaskSelector, TaskState, WorkerId, WorkerRecord,
+    Task, TaskId, TaskLog, TaskSelector, TaskState, WorkerId, WorkerRecord,
 };
 
 /// What went wrong in a store.
@@ -42,6 +42,9 @@ pub enum StoreError {
     Full(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The same caller asked again sooner than it may.
+    #[error("too soon; retry in {retry_after_ms} ms")]
+    Throttled { retry_after_ms: u64 },
     /// The copy is not in a state the operation applies to.
     #[error("task {task} is {state}; only {wanted} tasks can be {action}")]
     WrongState {
@@ -226,6 +229,27 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Removes the selected copies; returns how many.
     async fn delete_tasks(&self, selector: TaskSelector) -> Result<u64, StoreError>;
+
+    /// Adds `text` to the log of a copy `worker` runs under its lease,
+    /// keeping its last pages; refused (`Throttled`) within `min_gap_ms` of
+    /// the last append. Returns the log's length.
+    async fn append_log(
+        &self,
+        id: TaskId,
+        worker: WorkerId,
+        text: Vec<u8>,
+        now: Millis,
+        min_gap_ms: u64,
+    ) -> Result<u64, StoreError>;
+
+    /// A kept copy's log from `from` (or its first byte kept), at most `max`
+    /// bytes. `None`: no such copy.
+    async fn task_log(
+        &self,
+        id: TaskId,
+        from: Option<u64>,
+        max: usize,
+    ) -> Result<Option<TaskLog>, StoreError>;
 
     /// One copy, in any state still kept.
     async fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError>;

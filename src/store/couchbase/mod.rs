@@ -49,8 +49,9 @@ impl Engine<CouchbaseLog> {
 }
 
 /// The format of the snapshot pointer and what it points to; checked when a
-/// node starts.
-pub const FORMAT_VERSION: u64 = 1;
+/// node starts. 2: entries and snapshots may hold copies' log heads, and
+/// `output::` documents their pages.
+pub const FORMAT_VERSION: u64 = 2;
 
 /// Where the latest snapshot is.
 #[derive(Debug, Serialize, Deserialize)]
@@ -421,9 +422,9 @@ impl Inner {
         }
     }
 
-    /// Writes a change as entry `seq`: its payloads first (an entry is only
-    /// ever read after it exists, and then its payloads do too), then the
-    /// entry itself, then removes the payloads it dropped.
+    /// Writes a change as entry `seq`: its payloads and log pages first (an
+    /// entry is only ever read after it exists, and then they do too), then
+    /// the entry itself, then removes the payloads and pages it dropped.
     async fn write(&self, seq: u64, batch: Batch) -> Result<(), StoreError> {
         let mut logged = Vec::with_capacity(batch.ops.len());
         let mut gone = Vec::new();
@@ -432,7 +433,11 @@ impl Inner {
                 super::engine::Op::PutPayload(k, bytes) => {
                     self.upsert(&payload_key(&k), &bytes, None).await?;
                 }
-                super::engine::Op::DeletePayload(k) => gone.push(k),
+                super::engine::Op::DeletePayload(k) => gone.push(payload_key(&k)),
+                super::engine::Op::PutOutput(k, n, bytes) => {
+                    self.upsert(&page_key(&k, n), &bytes, None).await?;
+                }
+                super::engine::Op::DeleteOutput(k, n) => gone.push(page_key(&k, n)),
                 other => logged.push(other),
             }
         }
@@ -454,7 +459,7 @@ impl Inner {
         self.writes
             .fetch_add(entry.ops.len() as u64, Ordering::Relaxed);
         for k in gone {
-            self.remove(&payload_key(&k), None).await?;
+            self.remove(&k, None).await?;
         }
         Ok(())
     }
@@ -561,6 +566,20 @@ impl Log for CouchbaseLog {
         for k in publishes {
             if let Some((bytes, _)) = self.inner.get(&payload_key(k)).await? {
                 out.insert(*k, bytes);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn output_pages(
+        &self,
+        copy: [u8; 16],
+        pages: std::ops::Range<u32>,
+    ) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
+        let mut out = Vec::with_capacity(pages.len());
+        for n in pages {
+            if let Some((bytes, _)) = self.inner.get(&page_key(&copy, n)).await? {
+                out.push((n, bytes));
             }
         }
         Ok(out)
@@ -680,6 +699,11 @@ impl Log for CouchbaseLog {
 /// (the bound on how late a long-polling worker learns of a copy another
 /// node made ready).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Page `n` of a copy's log.
+fn page_key(k: &[u8; 16], n: u32) -> String {
+    format!("output::{}::{n}", uuid::Uuid::from_bytes(*k).simple())
+}
 
 fn payload_key(k: &[u8; 16]) -> String {
     format!("payload::{}", uuid::Uuid::from_bytes(*k).simple())

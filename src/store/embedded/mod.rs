@@ -23,8 +23,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 pub use self::journal::Checkpoints;
 use self::journal::{classify, Journal};
 use self::tables::{
-    Coalesced, AUDIT, COPIES, COUNTERS_KEY, INTERESTS, META, PAYLOADS, QUEUE_SETTINGS, SCHEDULES,
-    WAL_SEQ_KEY, WORKERS,
+    Coalesced, AUDIT, COPIES, COUNTERS_KEY, INTERESTS, META, OUTPUT, OUTPUT_HEADS, PAYLOADS,
+    QUEUE_SETTINGS, SCHEDULES, WAL_SEQ_KEY, WORKERS,
 };
 use self::wal::Wal;
 use super::engine::{Batch, Engine, Log, News, Op, Payloads, Retention};
@@ -40,7 +40,9 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 /// written by every commit; 2: the same, written at checkpoints, with a
 /// write-ahead log in `wal/` beside the file (`meta.wal_seq` says how far
 /// the file holds it). A file of format 1 is format 2 with an empty log.
-pub const FORMAT_VERSION: u64 = 2;
+/// 3: format 2 and the copies' logs (`output`, `output_heads`), which the log
+/// may carry records of; a file of format 2 is format 3 without logs.
+pub const FORMAT_VERSION: u64 = 3;
 /// The directory of the write-ahead log, inside the data directory.
 pub const WAL_DIR: &str = "wal";
 const FORMAT_KEY: &str = "format";
@@ -436,9 +438,9 @@ fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
             path.display()
         ))),
         Some(v) if v == FORMAT_VERSION => Ok(()),
-        // An older file (1, or none before formats were numbered) is this
-        // format with an empty log: marked so, so that an older interq
-        // refuses it rather than ignore the log.
+        // An older file (2, 1 with an empty log, or none before formats
+        // were numbered) is this format without what came later: marked so,
+        // so that an older interq refuses it rather than misread the log.
         _ => {
             let txn = db.begin_write().map_err(|e| err(e.into()))?;
             {
@@ -449,6 +451,9 @@ fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
                     txn.open_table(t).map_err(|e| err(e.into()))?;
                 }
                 txn.open_table(AUDIT).map_err(|e| err(e.into()))?;
+                for t in [OUTPUT, OUTPUT_HEADS] {
+                    txn.open_table(t).map_err(|e| err(e.into()))?;
+                }
                 let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
                 let v = serde_json::to_vec(&FORMAT_VERSION).expect("a number encodes");
                 meta.insert(FORMAT_KEY, v.as_slice())
@@ -539,6 +544,71 @@ impl Log for EmbeddedLog {
                 "the database panicked while reading payloads".into(),
             )),
         }
+    }
+
+    async fn output_pages(
+        &self,
+        copy: [u8; 16],
+        pages: std::ops::Range<u32>,
+    ) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
+        // As payloads: the newest write is in memory until a checkpoint has
+        // it in the file.
+        let mut found: Vec<(u32, Option<Vec<u8>>)> = Vec::new();
+        let mut rest = Vec::new();
+        {
+            let active = self
+                .journal
+                .unfolded
+                .active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let folding = self
+                .journal
+                .unfolded
+                .folding
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            for n in pages {
+                let held = active
+                    .output_page(&copy, n)
+                    .or_else(|| folding.as_ref().and_then(|f| f.output_page(&copy, n)));
+                match held {
+                    Some(bytes) => found.push((n, bytes.map(<[u8]>::to_vec))),
+                    None => rest.push(n),
+                }
+            }
+        }
+        if !rest.is_empty() {
+            let db = self.db()?;
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let txn = db.begin_read()?;
+                let table = match txn.open_table(OUTPUT) {
+                    Ok(t) => t,
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                    Err(e) => return Err(redb::Error::from(e)),
+                };
+                let mut out = Vec::with_capacity(rest.len());
+                for n in &rest {
+                    let key = tables::page_key(&copy, *n);
+                    out.push((*n, table.get(&key[..])?.map(|v| v.value().to_vec())));
+                }
+                Ok::<_, redb::Error>(out)
+            }));
+            match read {
+                Ok(Ok(more)) => found.extend(more),
+                Ok(Err(e)) => return Err(classify("reading a log", e)),
+                Err(_) => {
+                    return Err(StoreError::Corrupt(
+                        "the database panicked while reading a log".into(),
+                    ))
+                }
+            }
+        }
+        found.sort_unstable_by_key(|(n, _)| *n);
+        Ok(found
+            .into_iter()
+            .filter_map(|(n, bytes)| bytes.map(|b| (n, b)))
+            .collect())
     }
 
     async fn load(
@@ -693,6 +763,21 @@ fn read_all(
     {
         let (k, v) = row.map_err(|e| err(e.into()))?;
         ops.push(Op::PutAudit(k.value(), v.value().to_vec()));
+    }
+    for row in txn
+        .open_table(OUTPUT_HEADS)
+        .map_err(|e| err(e.into()))?
+        .iter()
+        .map_err(|e| err(e.into()))?
+    {
+        let (k, v) = row.map_err(|e| err(e.into()))?;
+        let key = k.value().try_into().unwrap_or_default();
+        let (first, total) = tables::decode_head(v.value())
+            .ok_or_else(|| StoreError::Corrupt("a log's head is not 12 bytes".into()))?;
+        ops.push(Op::OutputHead(key, first, total));
+        if ops.len() >= LOAD_BATCH {
+            flush(&mut ops, apply)?;
+        }
     }
     let counters = match txn
         .open_table(META)

@@ -22,6 +22,10 @@ pub(super) const SCHEDULES: TableDefinition<&str, &[u8]> = TableDefinition::new(
 /// Queue name -> its limits (JSON).
 pub(super) const QUEUE_SETTINGS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("queue_settings");
+/// Copy id and page number (big-endian) -> one page of the copy's log.
+pub(super) const OUTPUT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("output");
+/// Copy id -> its log's first page kept and length (big-endian u32, u64).
+pub(super) const OUTPUT_HEADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("output_heads");
 /// Sequence number -> one operator action (JSON).
 pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
@@ -39,6 +43,8 @@ pub(super) enum Table {
     QueueSettings,
     Schedules,
     Audit,
+    Output,
+    OutputHeads,
 }
 
 /// A record's place: its table and key.
@@ -77,6 +83,14 @@ impl Coalesced {
                 Op::DeleteSchedule(k) => ((Table::Schedules, boxed(k.as_bytes())), None),
                 Op::PutAudit(k, v) => ((Table::Audit, boxed(&k.to_be_bytes())), Some(v)),
                 Op::DeleteAudit(k) => ((Table::Audit, boxed(&k.to_be_bytes())), None),
+                Op::PutOutput(k, n, v) => ((Table::Output, page_key(&k, n)), Some(v)),
+                Op::DeleteOutput(k, n) => ((Table::Output, page_key(&k, n)), None),
+                Op::OutputHead(k, first, total) => {
+                    let mut v = first.to_be_bytes().to_vec();
+                    v.extend_from_slice(&total.to_be_bytes());
+                    ((Table::OutputHeads, boxed(&k)), Some(v))
+                }
+                Op::DropOutput(k) => ((Table::OutputHeads, boxed(&k)), None),
                 Op::Sync => continue,
             };
             let size = key.1.len() + value.as_ref().map_or(0, Vec::len) + 48;
@@ -95,6 +109,13 @@ impl Coalesced {
             .map(|v| v.as_deref())
     }
 
+    /// A log page's bytes, if this holds its last write (as `payload`).
+    pub fn output_page(&self, copy: &[u8; 16], page: u32) -> Option<Option<&[u8]>> {
+        self.entries
+            .get(&(Table::Output, page_key(copy, page)))
+            .map(|v| v.as_deref())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.counters.is_none()
     }
@@ -102,6 +123,21 @@ impl Coalesced {
 
 fn boxed(bytes: &[u8]) -> Box<[u8]> {
     bytes.into()
+}
+
+/// A log page's key: in key order, a copy's pages are one range, in order.
+pub(super) fn page_key(copy: &[u8; 16], page: u32) -> Box<[u8]> {
+    let mut key = Vec::with_capacity(20);
+    key.extend_from_slice(copy);
+    key.extend_from_slice(&page.to_be_bytes());
+    key.into()
+}
+
+/// A log head as `OUTPUT_HEADS` stores it.
+pub(super) fn decode_head(bytes: &[u8]) -> Option<(u32, u64)> {
+    let first = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?);
+    let total = u64::from_be_bytes(bytes.get(4..12)?.try_into().ok()?);
+    Some((first, total))
 }
 
 /// Writes what `changes` holds into the file in one transaction, with the
@@ -117,6 +153,8 @@ pub(super) fn checkpoint(db: &Database, changes: &Coalesced) -> Result<(), redb:
         let mut settings = txn.open_table(QUEUE_SETTINGS)?;
         let mut schedules = txn.open_table(SCHEDULES)?;
         let mut audit = txn.open_table(AUDIT)?;
+        let mut output = txn.open_table(OUTPUT)?;
+        let mut heads = txn.open_table(OUTPUT_HEADS)?;
         let mut meta = txn.open_table(META)?;
         let text = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
         // In key order: ids are time-ordered, so sorted writes walk each
@@ -144,6 +182,10 @@ pub(super) fn checkpoint(db: &Database, changes: &Coalesced) -> Result<(), redb:
                     drop(schedules.insert(text(key).as_str(), v.as_slice())?)
                 }
                 (Table::Schedules, None) => drop(schedules.remove(text(key).as_str())?),
+                (Table::Output, Some(v)) => drop(output.insert(&key[..], v.as_slice())?),
+                (Table::Output, None) => drop(output.remove(&key[..])?),
+                (Table::OutputHeads, Some(v)) => drop(heads.insert(&key[..], v.as_slice())?),
+                (Table::OutputHeads, None) => drop(heads.remove(&key[..])?),
                 (Table::Audit, value) => {
                     let seq = u64::from_be_bytes(key[..].try_into().unwrap_or_default());
                     match value {

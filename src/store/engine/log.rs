@@ -55,6 +55,14 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
         publishes: &[[u8; 16]],
     ) -> impl Future<Output = Result<Payloads, StoreError>> + Send;
 
+    /// Pages of a copy's log (`engine::output`) in `pages`, in order; absent
+    /// ones are left out.
+    fn output_pages(
+        &self,
+        copy: [u8; 16],
+        pages: std::ops::Range<u32>,
+    ) -> impl Future<Output = Result<Vec<(u32, Vec<u8>)>, StoreError>> + Send;
+
     /// Everything stored, oldest first, as batches for `apply`; the number of
     /// the last entry it holds.
     fn load(

@@ -327,6 +327,44 @@ impl Meta {
     pub fn key(&self) -> Option<&str> {
         self.extra.as_ref().and_then(|e| e.key.as_deref())
     }
+
+    /// A ready copy in queue `q` with empty data, for the engine's own tests.
+    #[cfg(test)]
+    pub fn for_test(task_id: TaskId) -> Meta {
+        let data = Map::new();
+        let task = Task {
+            task_id,
+            publish_id: task_id,
+            queue: QueueName::parse("q").expect("a queue name"),
+            worker_queue: None,
+            fingerprint: crate::model::fingerprint(&data),
+            data: Arc::new(data),
+            publisher: "test".into(),
+            priority: Priority::default(),
+            scope: Scope::Any,
+            singularly_enqueue: false,
+            replace_waiting: false,
+            singularly_run: false,
+            state: TaskState::Ready,
+            attempt: 0,
+            max_attempts: 1,
+            ttr: 60,
+            created_at: Millis(1),
+            run_at: Millis(1),
+            expire_at: None,
+            worker_id: None,
+            lease_until: None,
+            started_at: None,
+            finished_at: None,
+            fail_reason: None,
+            progress: None,
+            output: None,
+            key: None,
+            cancelled: false,
+            history: Vec::new(),
+        };
+        Meta::from_task(&task, "test".into())
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub mod log;
 mod meta;
 mod operator;
 pub mod ops;
+pub mod output;
 mod records;
 mod report;
 mod state;
@@ -46,7 +47,7 @@ use super::{Enqueued, ReportKind, Store, StoreError, StoreStats, Tick, WorkerRep
 use crate::model::{
     AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, Page,
     QueueCounts, QueueFilter, QueueName, QueueSettings, RetryTarget, ScheduleRecord, Task, TaskId,
-    TaskSelector, TaskState, WorkerId, WorkerRecord,
+    TaskLog, TaskSelector, TaskState, WorkerId, WorkerRecord,
 };
 
 /// The state machine over a log. Cheap to share behind an `Arc`.
@@ -373,6 +374,100 @@ impl<L: Log> Store for Engine<L> {
     async fn delete_tasks(&self, selector: TaskSelector) -> Result<u64, StoreError> {
         self.change(|st, ops| Ok(st.delete_tasks(&selector, ops)))
             .await
+    }
+
+    async fn append_log(
+        &self,
+        id: TaskId,
+        worker: WorkerId,
+        text: Vec<u8>,
+        now: Millis,
+        min_gap_ms: u64,
+    ) -> Result<u64, StoreError> {
+        // One page more than the bytes kept need: the last is partly filled.
+        let kept_pages = self.retention.log_kept_bytes.div_ceil(output::PAGE) as u32 + 1;
+        let key = *id.as_bytes();
+        // The page the log ends in is read outside the state's lock; an
+        // append that came in meanwhile makes this one read again.
+        for _ in 0..8 {
+            self.sync().await?;
+            let seen = self.lock().log_head_for(id, worker, now, min_gap_ms)?;
+            let partial = (seen.total % output::PAGE) as usize;
+            let tail = if partial == 0 {
+                Vec::new()
+            } else {
+                let n = (seen.total / output::PAGE) as u32;
+                let (_, bytes) = self
+                    .log
+                    .output_pages(key, n..n + 1)
+                    .await?
+                    .pop()
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("the last page of task {id}'s log is missing"))
+                    })?;
+                bytes
+            };
+            if tail.len() != partial {
+                return Err(StoreError::Corrupt(format!(
+                    "the last page of task {id}'s log holds {} bytes, not {partial}",
+                    tail.len()
+                )));
+            }
+            let appended = self
+                .change(|st, ops| {
+                    st.log_head_for(id, worker, now, min_gap_ms)?;
+                    let append = output::Append {
+                        id,
+                        seen,
+                        tail: &tail,
+                        text: &text,
+                        kept_pages,
+                    };
+                    Ok(st.append_log(append, now, ops))
+                })
+                .await?;
+            if let Some(head) = appended {
+                return Ok(head.total);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "task {id}'s log kept changing under this append; retry"
+        )))
+    }
+
+    async fn task_log(
+        &self,
+        id: TaskId,
+        from: Option<u64>,
+        max: usize,
+    ) -> Result<Option<TaskLog>, StoreError> {
+        self.sync().await?;
+        let (state, head) = {
+            let st = self.lock();
+            let Some(t) = st.tasks.get(&id) else {
+                return Ok(None);
+            };
+            (
+                (t.state, t.queue.clone()),
+                st.outputs.get(&id).copied().unwrap_or_default(),
+            )
+        };
+        let (state, queue) = state;
+        let from = from.unwrap_or(0).clamp(head.start(), head.total);
+        let until = from.saturating_add(max as u64).min(head.total);
+        let pages = output::pages_between(&head, from, until);
+        let got = self.log.output_pages(*id.as_bytes(), pages).await?;
+        let (offset, mut text) = output::join_pages(got, from);
+        text.truncate(until.saturating_sub(offset) as usize);
+        Ok(Some(TaskLog {
+            task_id: id,
+            queue,
+            state,
+            start: head.start(),
+            offset,
+            total: head.total,
+            text,
+        }))
     }
 
     async fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {

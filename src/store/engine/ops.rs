@@ -32,15 +32,24 @@ pub enum Op {
     DeleteAudit(u64),
     /// Nothing but a commit, so that the totals it carries are written.
     Sync,
+    /// Page `n` of a copy's log (see `engine::output`).
+    PutOutput([u8; 16], u32, Vec<u8>),
+    DeleteOutput([u8; 16], u32),
+    /// Where a copy's log stands: its first page kept, its length.
+    OutputHead([u8; 16], u32, u64),
+    /// A removed copy's log is gone.
+    DropOutput([u8; 16]),
 }
 
 impl Op {
     /// Roughly its encoded size.
     pub fn size(&self) -> usize {
         16 + match self {
-            Op::PutCopy(_, v) | Op::PutPayload(_, v) | Op::PutWorker(_, v) | Op::PutAudit(_, v) => {
-                v.len()
-            }
+            Op::PutCopy(_, v)
+            | Op::PutPayload(_, v)
+            | Op::PutWorker(_, v)
+            | Op::PutAudit(_, v)
+            | Op::PutOutput(_, _, v) => v.len(),
             Op::PutInterests(k, v) | Op::PutQueueSettings(k, v) | Op::PutSchedule(k, v) => {
                 k.len() + v.len()
             }
@@ -49,6 +58,9 @@ impl Op {
             | Op::DeletePayload(_)
             | Op::DeleteWorker(_)
             | Op::DeleteAudit(_)
+            | Op::DeleteOutput(..)
+            | Op::OutputHead(..)
+            | Op::DropOutput(_)
             | Op::Sync => 0,
         }
     }
@@ -155,8 +167,21 @@ pub(super) fn apply(st: &mut State, op: &Op) -> Result<(), StoreError> {
             }
         }
         Op::DeleteAudit(seq) => st.audit.retain(|(s, _)| s != seq),
-        // Payloads are read where they are stored, never held in the state.
-        Op::PutPayload(..) | Op::DeletePayload(_) | Op::Sync => {}
+        Op::OutputHead(k, first, total) => {
+            let head = st.outputs.entry(TaskId::from_bytes(*k)).or_default();
+            head.first = *first;
+            head.total = *total;
+        }
+        Op::DropOutput(k) => {
+            st.outputs.remove(&TaskId::from_bytes(*k));
+        }
+        // Payloads and log pages are read where they are stored, never held
+        // in the state.
+        Op::PutPayload(..)
+        | Op::DeletePayload(_)
+        | Op::PutOutput(..)
+        | Op::DeleteOutput(..)
+        | Op::Sync => {}
     }
     Ok(())
 }
@@ -169,6 +194,11 @@ pub(super) fn snapshot(st: &State) -> Batch {
     ops.extend(st.queue_settings.iter().map(|(q, s)| settings_op(q, s)));
     ops.extend(st.schedules.values().map(schedule_op));
     ops.extend(st.audit.iter().map(|(seq, e)| audit_op(*seq, e)));
+    ops.extend(
+        st.outputs
+            .iter()
+            .map(|(id, h)| Op::OutputHead(*id.as_bytes(), h.first, h.total)),
+    );
     Batch {
         ops,
         counters: st.counters,

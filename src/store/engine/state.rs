@@ -32,6 +32,9 @@ pub struct Retention {
     pub failed_ms: u64,
     /// Most copies one sweep removes (a sweep runs at every tick).
     pub sweep_batch: usize,
+    /// The last bytes of each copy's log kept (whole pages of
+    /// `output::PAGE`, at least one).
+    pub log_kept_bytes: u64,
 }
 
 impl Default for Retention {
@@ -42,6 +45,7 @@ impl Default for Retention {
             finished_ms: 7 * 86_400_000,
             failed_ms: 30 * 86_400_000,
             sweep_batch: 1000,
+            log_kept_bytes: 1 << 20,
         }
     }
 }
@@ -123,6 +127,8 @@ pub(super) struct State {
     pub buckets: HashMap<QueueName, (f64, Millis)>,
     /// The audit log's last entries, oldest first, by sequence number.
     pub audit: VecDeque<(u64, crate::model::AuditEntry)>,
+    /// Copies with a log, and where it stands (its pages are in the log).
+    pub outputs: HashMap<TaskId, super::output::Head>,
     /// One shared allocation per distinct queue name and publisher.
     queue_names: HashSet<QueueName>,
     publishers: HashSet<Arc<str>>,

@@ -170,6 +170,7 @@ impl State {
             if let Some(m) = self.remove(*id) {
                 publishes.insert(m.publish_id());
                 ops.push(Op::DeleteCopy(*id.as_bytes()));
+                self.drop_log(*id, ops);
             }
         }
         for p in publishes {

@@ -8,6 +8,7 @@
 
 mod claims;
 mod listings;
+mod logs;
 mod operator;
 mod records;
 mod reports;
@@ -155,6 +156,7 @@ fn page(offset: usize, limit: usize) -> Page {
 
 pub use claims::*;
 pub use listings::*;
+pub use logs::*;
 pub use operator::*;
 pub use records::*;
 pub use reports::*;
@@ -209,6 +211,9 @@ macro_rules! conformance_tests {
             singular_locks_are_listed_and_can_be_broken,
             removes_one_copy_or_the_failed_set,
             the_audit_log_is_kept_newest_first,
+            only_the_lease_holder_appends_to_a_running_copys_log,
+            a_long_log_keeps_its_last_bytes,
+            a_log_goes_with_its_copy,
         );
     };
     (@cases $harness:tt; $($case:ident,)*) => {
