@@ -524,6 +524,118 @@ impl Client {
     pub async fn task(&self, id: TaskId) -> Result<Value> {
         Ok(self.status(&[("task", &id.to_string())]).await?["task"].clone())
     }
+
+    /// `POST /task/log`: adds what the command of a claimed task wrote to
+    /// its log. Returns the log's length.
+    pub async fn append_log(&self, worker: WorkerId, task: TaskId, text: &str) -> Result<u64> {
+        let body = json!({"workerId": worker, "taskId": task, "text": text});
+        let answer: Value = self.op("appendLog", &body).await?;
+        answer["total"]
+            .as_u64()
+            .ok_or_else(|| ClientError::Decode("an append's answer has no `total`".into()))
+    }
+
+    /// `GET /task/log`: a task's log kept, or from `offset` (a previous
+    /// answer's `next`).
+    pub async fn task_log(&self, task: TaskId, offset: Option<u64>) -> Result<Value> {
+        let mut args = json!({"taskId": task});
+        if let Some(o) = offset {
+            args["offset"] = json!(o);
+        }
+        self.op("taskLog", &args).await
+    }
+
+    /// `GET /task/log?follow`: the log from `offset` as it grows, each piece
+    /// handed to `on_text`, until the task ends; returns the `end` event's
+    /// data (`state`, `total`). Over the line protocol, which carries no
+    /// streams, it reads again every half second.
+    pub async fn follow_log(
+        &self,
+        task: TaskId,
+        offset: Option<u64>,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<Value> {
+        let (http, auth) = match &self.transport {
+            Transport::Http { http, auth } => (http, auth),
+            Transport::Line(_) => {
+                let mut offset = offset;
+                loop {
+                    let log = self.task_log(task, offset).await?;
+                    on_text(log["text"].as_str().unwrap_or(""));
+                    offset = log["next"].as_u64();
+                    let ended = matches!(
+                        log["state"].as_str(),
+                        Some("completed" | "failed" | "cancelled" | "expired")
+                    );
+                    if ended && offset == log["total"].as_u64() {
+                        return Ok(json!({"state": log["state"], "total": log["total"]}));
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        let mut query = vec![("taskId", task.to_string()), ("follow", "true".into())];
+        if let Some(o) = offset {
+            query.push(("offset", o.to_string()));
+        }
+        let mut req = http
+            .get(format!("{}/task/log", self.base))
+            .query(&query)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(a) = auth {
+            req = req.header(reqwest::header::AUTHORIZATION, a);
+        }
+        let mut resp = req.send().await?;
+        if !resp.status().is_success() {
+            answer(resp).await?;
+            return Err(ClientError::Decode("an error without a body".into()));
+        }
+        let mut events = SseParser::default();
+        while let Some(chunk) = resp.chunk().await? {
+            for (name, data) in events.feed(&chunk) {
+                let data: Value = serde_json::from_str(&data)
+                    .map_err(|e| ClientError::Decode(format!("an event's data: {e}")))?;
+                match name.as_str() {
+                    "log" => on_text(data["text"].as_str().unwrap_or("")),
+                    "end" => return Ok(data),
+                    _ => {}
+                }
+            }
+        }
+        Err(ClientError::Connection(
+            "the log's stream ended before the task did".into(),
+        ))
+    }
+}
+
+/// Server-sent events out of a byte stream: (event name, data) as each
+/// completes.
+#[derive(Debug, Default)]
+struct SseParser {
+    buffer: Vec<u8>,
+}
+
+impl SseParser {
+    fn feed(&mut self, bytes: &[u8]) -> Vec<(String, String)> {
+        self.buffer.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+            let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&block);
+            let (mut name, mut data) = ("message".to_owned(), Vec::new());
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
+                }
+            }
+            if !data.is_empty() {
+                out.push((name, data.join("\n")));
+            }
+        }
+        out
+    }
 }
 
 /// The body of a successful answer; an error answer as its code and message.

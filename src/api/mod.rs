@@ -9,6 +9,7 @@ pub mod error;
 mod guard;
 mod health;
 mod interest;
+mod logs;
 mod metrics;
 mod openapi;
 pub(crate) mod params;

@@ -552,6 +552,34 @@ pub fn claim_answer(_: &Settings) -> Value {
     ], "nullable": true, "description": "the task, or null when there is none; with count, an array"})
 }
 
+pub fn log_text(s: &Settings) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": s.limits.max_log_append_bytes})
+}
+
+pub fn log_offset(_: &Settings) -> Value {
+    json!({"type": "integer", "minimum": 0})
+}
+
+pub fn log_appended_answer(_: &Settings) -> Value {
+    json!({"type": "object", "required": ["taskId", "total"], "properties": {
+        "taskId": {"type": "string", "format": "uuid"},
+        "total": {"type": "integer", "minimum": 0, "description": "bytes ever written to the log"},
+    }})
+}
+
+pub fn task_log_answer(_: &Settings) -> Value {
+    json!({"type": "object", "required": ["taskId", "queue", "state", "start", "offset", "next", "total", "text"], "properties": {
+        "taskId": {"type": "string", "format": "uuid"},
+        "queue": {"type": "string"},
+        "state": {"type": "string", "enum": ["scheduled", "ready", "running", "completed", "failed", "cancelled", "expired"]},
+        "start": {"type": "integer", "minimum": 0, "description": "offset of the first byte still kept"},
+        "offset": {"type": "integer", "minimum": 0, "description": "where `text` begins"},
+        "next": {"type": "integer", "minimum": 0, "description": "where `text` ends: the offset to read on from"},
+        "total": {"type": "integer", "minimum": 0, "description": "bytes ever written"},
+        "text": {"type": "string"},
+    }, "description": "with `follow`, a text/event-stream instead: `log` events ({offset, start, text}, id: the next offset) and one `end` event ({state, total})"})
+}
+
 pub fn report_answer(_: &Settings) -> Value {
     json!({"oneOf": [
         {"$ref": "#/components/schemas/TaskReport"},

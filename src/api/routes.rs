@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use super::call::OpFn;
 use super::params::Body;
-use super::{health, interest, metrics, queue, schedule, status, task, tasks, testing, worker};
+use super::{
+    health, interest, logs, metrics, queue, schedule, status, task, tasks, testing, worker,
+};
 use crate::auth::Role;
 use crate::config::Settings;
 
@@ -87,13 +89,25 @@ pub enum Serve {
     Op { name: &'static str, run: OpFn },
     /// Over HTTP only (text, probes, the API's description).
     Http(fn() -> actix_web::Route),
+    /// An operation that HTTP serves its own way too (a stream when asked):
+    /// `http` over HTTP, `run` under `name` over the pipelined protocol.
+    OpAndHttp {
+        name: &'static str,
+        run: OpFn,
+        http: fn() -> actix_web::Route,
+    },
 }
 
 impl Endpoint {
     /// Its name over the pipelined protocol, when it has one.
     pub fn op_name(&self) -> Option<&'static str> {
+        self.op().map(|(name, _)| name)
+    }
+
+    /// Its name and operation over the pipelined protocol, when it has one.
+    pub fn op(&self) -> Option<(&'static str, OpFn)> {
         match self.serve {
-            Serve::Op { name, .. } => Some(name),
+            Serve::Op { name, run } | Serve::OpAndHttp { name, run, .. } => Some((name, run)),
             Serve::Http(_) => None,
         }
     }
@@ -106,7 +120,7 @@ impl Endpoint {
                     super::call::over_http(run, req, body)
                 })
             }
-            Serve::Http(route) => route(),
+            Serve::Http(route) | Serve::OpAndHttp { http: route, .. } => route(),
         }
     }
 }
@@ -142,6 +156,33 @@ const CLAIM: &[Param] = &[
     ),
     p("wait", s::wait, false, "seconds to long-poll for a task"),
 ];
+const LOG_APPEND: &[Param] = &[
+    p("workerId", s::uuid, true, "the worker holding the lease"),
+    p("taskId", s::uuid, true, "the task copy"),
+    p(
+        "text",
+        s::log_text,
+        true,
+        "what the command wrote since the last append",
+    ),
+];
+
+const LOG_READ: &[Param] = &[
+    p("taskId", s::uuid, true, "the task copy"),
+    p(
+        "offset",
+        s::log_offset,
+        false,
+        "read from this byte on (a previous answer's `next`); default: the first kept",
+    ),
+    p(
+        "follow",
+        s::flag,
+        false,
+        "stream the log as server-sent events until the copy ends (HTTP only)",
+    ),
+];
+
 const REPORT: &[Param] = &[
     p("workerId", s::uuid, true, "the worker holding the lease"),
     p("taskId", s::uuid, true, "the task copy"),
@@ -401,6 +442,37 @@ fn table() -> Vec<Endpoint> {
             serve: Serve::Op {
                 name: "report",
                 run: |c, b| Box::pin(task::report(c, b)),
+            },
+        },
+        Endpoint {
+            method: "POST",
+            path: "/task/log",
+            access: WORKER,
+            summary: "Add what a claimed task's command wrote to its log",
+            params: LOG_APPEND,
+            batch: None,
+            body: None,
+            answer: s::log_appended_answer,
+            testing_only: false,
+            serve: Serve::Op {
+                name: "appendLog",
+                run: |c, b| Box::pin(logs::append(c, b)),
+            },
+        },
+        Endpoint {
+            method: "GET",
+            path: "/task/log",
+            access: ADMIN,
+            summary: "A task's log, or with `follow` a stream of it until the task ends",
+            params: LOG_READ,
+            batch: None,
+            body: None,
+            answer: s::task_log_answer,
+            testing_only: false,
+            serve: Serve::OpAndHttp {
+                name: "taskLog",
+                run: |c, b| Box::pin(logs::read(c, b)),
+                http: || actix_web::web::get().to(logs::read_over_http),
             },
         },
         Endpoint {

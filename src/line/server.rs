@@ -26,7 +26,7 @@ use crate::api::admission::Connections;
 use crate::api::call::Call;
 use crate::api::error::ApiError;
 use crate::api::params::Body;
-use crate::api::routes::{self, Access, Serve};
+use crate::api::routes::{self, Access};
 use crate::api::AppState;
 use crate::auth::Caller;
 
@@ -513,7 +513,7 @@ impl Conn<'_> {
         else {
             return Err((id, unknown_op(&op, self.shared.testing)));
         };
-        let Serve::Op { name, run } = endpoint.serve else {
+        let Some((name, run)) = endpoint.op() else {
             return Err((id, unknown_op(&op, self.shared.testing)));
         };
         if let Err(e) = self.authorize(endpoint.access, name) {

@@ -17,6 +17,7 @@ mod helpers;
 mod lifecycle;
 mod limits;
 mod line;
+mod logs;
 mod model;
 mod operations;
 mod publish;

@@ -19,6 +19,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/task", "worker"),
     ("POST", "/task", "worker"),
     ("DELETE", "/task", "publisher"),
+    ("POST", "/task/log", "worker"),
+    ("GET", "/task/log", "admin"),
     ("PUT", "/worker", "worker"),
     ("DELETE", "/worker", "worker"),
     ("PUT", "/interest", "admin"),
