@@ -65,9 +65,22 @@ pub enum Op {
         #[command(flatten)]
         target: Target,
     },
-    /// One copy (or every copy of a publish), with its history.
+    /// One copy (or every copy of a publish), with its history and the end
+    /// of its log.
     Task {
         id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// A copy's log: what its command wrote. With `--follow`, as it comes,
+    /// until the copy ends (exit 4 when it did not complete).
+    Log {
+        id: String,
+        #[arg(long, short)]
+        follow: bool,
+        /// Begin at this byte (a previous read's `next`).
+        #[arg(long)]
+        offset: Option<u64>,
         #[command(flatten)]
         target: Target,
     },
@@ -148,6 +161,9 @@ pub enum Exit {
     Usage = 2,
     /// interq could not be reached, or failed (a 5xx).
     Unavailable = 3,
+    /// A followed task ended without completing (failed, cancelled,
+    /// expired).
+    NotCompleted = 4,
 }
 
 /// A command's failure, and its exit code.
@@ -187,6 +203,7 @@ pub async fn run(op: Op) -> Result<String, Failure> {
         | Op::Schedules { target }
         | Op::Tasks { target, .. }
         | Op::Task { target, .. }
+        | Op::Log { target, .. }
         | Op::Publish { target, .. }
         | Op::Retry { target, .. }
         | Op::Cancel { target, .. }
@@ -237,10 +254,22 @@ pub async fn run(op: Op) -> Result<String, Failure> {
         }
         Op::Task { id, .. } => {
             let id = task_id(&id)?;
-            (
-                client.status(&[("task", &id.to_string())]).await?["task"].take(),
-                show_task,
-            )
+            let mut task = client.status(&[("task", &id.to_string())]).await?["task"].take();
+            // One copy (not a publish's list) has a log.
+            if task.get("taskId").is_some() {
+                task["log"] = client.task_log(id, None).await?;
+            }
+            (task, show_task)
+        }
+        Op::Log {
+            id, follow, offset, ..
+        } => {
+            let id = task_id(&id)?;
+            if !follow {
+                (client.task_log(id, offset).await?, show_log)
+            } else {
+                return follow_log(&client, id, offset, json_out).await;
+            }
         }
         Op::Publish {
             data,
@@ -322,6 +351,44 @@ pub async fn run(op: Op) -> Result<String, Failure> {
     } else {
         human(&answer)
     })
+}
+
+/// Writes a log to standard output as it grows (with `--json`, a line per
+/// piece and one for the end); the exit code says how the task ended.
+async fn follow_log(
+    client: &Client,
+    id: TaskId,
+    offset: Option<u64>,
+    json_out: bool,
+) -> Result<String, Failure> {
+    use std::io::Write;
+    let end = client
+        .follow_log(id, offset, |text| {
+            let mut out = std::io::stdout().lock();
+            let _ = if json_out {
+                writeln!(out, "{}", json!({"text": text}))
+            } else {
+                write!(out, "{text}")
+            };
+            let _ = out.flush();
+        })
+        .await?;
+    let state = end["state"].as_str().unwrap_or("gone").to_owned();
+    if json_out {
+        println!("{}", json!({"end": end}));
+    }
+    if state == "completed" {
+        Ok(String::new())
+    } else {
+        Err(Failure {
+            exit: Exit::NotCompleted,
+            message: format!("task {id} ended {state}"),
+        })
+    }
+}
+
+fn show_log(v: &Value) -> String {
+    v["text"].as_str().unwrap_or("").to_owned()
 }
 
 fn paused(on: bool) -> Map<String, Value> {
@@ -555,8 +622,26 @@ fn show_task(v: &Value) -> String {
             ));
         }
     }
+    if let Some(log) = v.get("log").and_then(|l| l["text"].as_str()) {
+        if !log.is_empty() {
+            // The end of it: `interq log` has the rest.
+            let lines: Vec<&str> = log.lines().collect();
+            let shown = &lines[lines.len().saturating_sub(LOG_LINES_SHOWN)..];
+            out.push_str(&format!(
+                "\nlog ({} bytes kept; the last {} lines, `interq log` for all):\n",
+                log.len(),
+                shown.len()
+            ));
+            for line in shown {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+    }
     out
 }
+
+/// Lines of its log `interq task` shows.
+const LOG_LINES_SHOWN: usize = 20;
 
 fn show_published(v: &Value) -> String {
     let queues = text(&v["queues"]);

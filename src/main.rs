@@ -150,6 +150,10 @@ enum Command {
         /// (cancelled, or past the grace time at shutdown).
         #[arg(long, default_value_t = 5.0)]
         kill_after: f64,
+        /// Seconds between sends of a running command's output to the
+        /// task's log (GET /task/log); 0 sends none.
+        #[arg(long, default_value_t = 1.0)]
+        log_every: f64,
         #[command(flatten)]
         access: Access,
         /// The command to run per task, and its arguments.
@@ -273,6 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             heartbeat,
             kill_after,
             fail_fast,
+            log_every,
             access,
             command,
         } => {
@@ -295,6 +300,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 heartbeat: heartbeat.map(|h| seconds(h, "heartbeat")).transpose()?,
                 kill_after: seconds(kill_after, "kill-after")?,
                 fail_fast,
+                log_every: Some(seconds(log_every, "log-every")?).filter(|d| !d.is_zero()),
                 ..WorkerOptions::default()
             };
             interq::worker::run(opts, stop_signal()).await?;

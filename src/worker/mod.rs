@@ -9,7 +9,10 @@
 //! Exit 0 completes the task with the tail of standard output as `output`;
 //! anything else fails it with the tail of standard error, and the server's
 //! retries apply. The command runs in its own process group, which a timeout or
-//! a shutdown kills whole.
+//! a shutdown kills whole. While it runs, what it writes goes to the task's
+//! log on the server (`live`).
+
+mod live;
 
 use std::collections::HashMap;
 use std::process::{ExitStatus, Stdio};
@@ -60,6 +63,9 @@ pub struct WorkerOptions {
     /// At start, exit when interq cannot be reached instead of waiting for
     /// it.
     pub fail_fast: bool,
+    /// How often a running command's output is sent to the task's log;
+    /// `None` sends none.
+    pub log_every: Option<Duration>,
 }
 
 impl Default for WorkerOptions {
@@ -79,6 +85,7 @@ impl Default for WorkerOptions {
             heartbeat: None,
             kill_after: Duration::from_secs(5),
             fail_fast: false,
+            log_every: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -380,8 +387,20 @@ async fn run_task(
             let _ = stdin.write_all(&input).await;
         });
     }
-    let stdout = tokio::spawn(tail(child.stdout.take(), opts.tail_bytes));
-    let stderr = tokio::spawn(tail(child.stderr.take(), opts.tail_bytes));
+    let live = opts.log_every.map(|_| live::Live::default());
+    let (ended_tx, ended_rx) = watch::channel(false);
+    let sender = opts.log_every.zip(live.clone()).map(|(every, live)| {
+        tokio::spawn(live::stream(
+            client.clone(),
+            worker,
+            id,
+            live,
+            every,
+            ended_rx,
+        ))
+    });
+    let stdout = tokio::spawn(tail(child.stdout.take(), opts.tail_bytes, live.clone()));
+    let stderr = tokio::spawn(tail(child.stderr.take(), opts.tail_bytes, live));
 
     let limit = opts
         .timeout
@@ -429,6 +448,11 @@ async fn run_task(
     signal_group(pid, Signal::SIGKILL);
     let out = stdout.await.unwrap_or_default();
     let err = stderr.await.unwrap_or_default();
+    // The log is whole before the task ends: appends are refused after.
+    let _ = ended_tx.send(true);
+    if let Some(sender) = sender {
+        let _ = sender.await;
+    }
     let ms = started.elapsed().as_millis() as u64;
     let (outcome, result) = match ending {
         Ending::Exited(s) if s.success() => {
@@ -588,8 +612,13 @@ fn environment(task: &Task, opts: &WorkerOptions) -> HashMap<String, String> {
     env
 }
 
-/// Reads a stream to its end, keeping only its last `keep` bytes (as text).
-async fn tail(stream: Option<impl AsyncRead + Unpin>, keep: usize) -> String {
+/// Reads a stream to its end, keeping only its last `keep` bytes (as text),
+/// and handing all of it to `live` as it comes.
+async fn tail(
+    stream: Option<impl AsyncRead + Unpin>,
+    keep: usize,
+    live: Option<live::Live>,
+) -> String {
     let Some(mut stream) = stream else {
         return String::new();
     };
@@ -599,6 +628,9 @@ async fn tail(stream: Option<impl AsyncRead + Unpin>, keep: usize) -> String {
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                if let Some(live) = &live {
+                    live::push(live, &buf[..n]);
+                }
                 kept.extend_from_slice(&buf[..n]);
                 if kept.len() > 2 * keep {
                     kept.drain(..kept.len() - keep);
@@ -619,8 +651,8 @@ mod tests {
     #[tokio::test]
     async fn tail_keeps_the_last_bytes() {
         let data: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
-        let kept = tail(Some(&data[..]), 100).await;
+        let kept = tail(Some(&data[..]), 100, None).await;
         assert_eq!(kept.as_bytes(), &data[data.len() - 100..]);
-        assert_eq!(tail(Some(&b"short"[..]), 100).await, "short");
+        assert_eq!(tail(Some(&b"short"[..]), 100, None).await, "short");
     }
 }
