@@ -141,7 +141,7 @@ async fn read_within(
 /// A log as the API answers it: `text` from `offset` to `total`, cut at
 /// whole characters.
 fn view(log: &TaskLog) -> Value {
-    let (offset, text) = whole_chars(log.offset, &log.text);
+    let (offset, text) = log.whole_text();
     json!({
         "taskId": log.task_id,
         "queue": log.queue,
@@ -152,28 +152,6 @@ fn view(log: &TaskLog) -> Value {
         "total": log.total,
         "text": text,
     })
-}
-
-/// The text of `bytes` read from `offset`: a character cut by the start of
-/// the read (or by trimming) is skipped, one cut by its end left for the
-/// next read. Bytes that are no UTF-8 at all are replaced.
-fn whole_chars(offset: u64, bytes: &[u8]) -> (u64, String) {
-    let skip = bytes
-        .iter()
-        .take(3)
-        .take_while(|b| (**b & 0xC0) == 0x80)
-        .count();
-    let mut body = &bytes[skip..];
-    if let Err(e) = std::str::from_utf8(body) {
-        // An incomplete character at the very end: the next read has it.
-        if e.error_len().is_none() {
-            body = &body[..e.valid_up_to()];
-        }
-    }
-    (
-        offset + skip as u64,
-        String::from_utf8_lossy(body).into_owned(),
-    )
 }
 
 fn ended(state: TaskState) -> bool {
@@ -235,7 +213,7 @@ impl Follower {
                     }
                 }
             };
-            let (offset, text) = whole_chars(log.offset, &log.text);
+            let (offset, text) = log.whole_text();
             self.offset = offset + text.len() as u64;
             self.behind = self.offset < log.total && !text.is_empty();
             if !text.is_empty() {
@@ -268,22 +246,4 @@ impl Follower {
 
 fn event(name: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_begin_and_end_at_whole_characters() {
-        let text = "añb€c".as_bytes();
-        // Cut inside `ñ` (2 bytes) at the start: skipped.
-        assert_eq!(whole_chars(10, &text[2..]), (11, "b€c".to_owned()));
-        // Cut inside `€` (3 bytes) at the end: left for the next read.
-        assert_eq!(whole_chars(0, &text[..6]), (0, "añb".to_owned()));
-        assert_eq!(whole_chars(0, text), (0, "añb€c".to_owned()));
-        assert_eq!(whole_chars(5, b""), (5, String::new()));
-        // Not UTF-8 at all: replaced, not dropped.
-        assert_eq!(whole_chars(0, b"a\xffb"), (0, "a\u{fffd}b".to_owned()));
-    }
 }

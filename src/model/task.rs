@@ -410,6 +410,19 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn log_reads_begin_and_end_at_whole_characters() {
+        let text = "añb€c".as_bytes();
+        // Cut inside `ñ` (2 bytes) at the start: skipped.
+        assert_eq!(whole_chars(10, &text[2..]), (11, "b€c".to_owned()));
+        // Cut inside `€` (3 bytes) at the end: left for the next read.
+        assert_eq!(whole_chars(0, &text[..6]), (0, "añb".to_owned()));
+        assert_eq!(whole_chars(0, text), (0, "añb€c".to_owned()));
+        assert_eq!(whole_chars(5, b""), (5, String::new()));
+        // Not UTF-8 at all: replaced, not dropped.
+        assert_eq!(whole_chars(0, b"a\xffb"), (0, "a\u{fffd}b".to_owned()));
+    }
+
+    #[test]
     fn fingerprint_ignores_key_order_only() {
         let a = json!({"a": 1, "b": {"x": [1, 2], "y": "z"}});
         let b = json!({"b": {"y": "z", "x": [1, 2]}, "a": 1});
@@ -559,6 +572,35 @@ pub struct TaskLog {
     /// Bytes ever written: where the next read begins.
     pub total: u64,
     pub text: Vec<u8>,
+}
+
+impl TaskLog {
+    /// `text` as characters: where they begin, and they.
+    pub fn whole_text(&self) -> (u64, String) {
+        whole_chars(self.offset, &self.text)
+    }
+}
+
+/// The text of `bytes` read from `offset`: a character cut by the start of
+/// the read (or by trimming) is skipped, one cut by its end left for the
+/// next read. Bytes that are no UTF-8 at all are replaced.
+pub fn whole_chars(offset: u64, bytes: &[u8]) -> (u64, String) {
+    let skip = bytes
+        .iter()
+        .take(3)
+        .take_while(|b| (**b & 0xC0) == 0x80)
+        .count();
+    let mut body = &bytes[skip..];
+    if let Err(e) = std::str::from_utf8(body) {
+        // An incomplete character at the very end: the next read has it.
+        if e.error_len().is_none() {
+            body = &body[..e.valid_up_to()];
+        }
+    }
+    (
+        offset + skip as u64,
+        String::from_utf8_lossy(body).into_owned(),
+    )
 }
 
 /// One thing that happened to a copy.

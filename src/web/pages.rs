@@ -643,6 +643,11 @@ struct TaskPage {
     lineage: Vec<TaskRow>,
     routed_by: Vec<(String, String, String)>,
     back: String,
+    /// What is kept of its log, and where a follower goes on from.
+    log: String,
+    log_next: u64,
+    /// Whether the log may still grow: the page then follows it.
+    log_live: bool,
 }
 
 pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res {
@@ -729,7 +734,16 @@ pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res
         .find(|r| r.queue == t.queue.as_str())
         .map(|r| r.fields)
         .unwrap_or_default();
+    let log = broker.task_log(id, None, broker.log_read_max()).await?;
+    let log_live = !matches!(
+        log.state,
+        TaskState::Completed | TaskState::Failed | TaskState::Cancelled | TaskState::Expired
+    );
+    let (from, text) = log.whole_text();
     render(TaskPage {
+        log_next: from + text.len() as u64,
+        log: text,
+        log_live,
         chrome: Chrome::new(&req, format!("Task {id}"), ""),
         back: format!("/admin/tasks/{id}"),
         data: view::pretty(&Value::Object((*t.data).clone())),

@@ -343,6 +343,40 @@ async fn an_operator_watches_retries_and_routes_in_a_real_browser() {
     );
     b.screenshot("interests-preview").await;
 
+    // A running task's page follows its log as the worker sends it, then
+    // says how the task ended.
+    let tailer = app.register(&["audit"]).await;
+    app.publish(json!({"data": {"kind": "build"}})).await.ok();
+    let running = app.claim(&tailer).await;
+    assert_eq!(running["state"], "running", "{running}");
+    let append = |text: &'static str| {
+        app.send(
+            reqwest::Method::POST,
+            "/task/log",
+            Some(json!({"workerId": tailer, "taskId": running["taskId"], "text": text})),
+        )
+    };
+    append("compiling\n").await.ok();
+    let running_page = format!("/admin/tasks/{}", running["taskId"].as_str().unwrap());
+    b.goto(&app, &running_page).await;
+    assert_eq!(b.text("#task-log").await, "compiling");
+    assert!(b.text("[data-log-status]").await.starts_with("Following"));
+    // Past the server's least time between two appends (its clock is the
+    // tests' to move).
+    app.advance(1.0).await;
+    append("linking\n").await.ok();
+    b.wait_for_text("#task-log", "compiling\nlinking").await;
+    b.screenshot("task-log").await;
+    b.check_page("task-log").await;
+    app.update(&tailer, &running, "complete", json!({}))
+        .await
+        .ok();
+    b.wait_for_text(
+        "[data-log-status]",
+        "The task ended completed. Reload the page for its record.",
+    )
+    .await;
+
     // Every other page, for the record.
     let task_page = format!("/admin/tasks/{failed}");
     for (path, name) in [

@@ -386,3 +386,91 @@ async fn a_key_limited_to_queues_lists_and_retries_only_those() {
         403
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tasks_log_is_shown_read_and_followed_to_its_end() {
+    let app = spawn_app_with(|s| s.tasks.log_every_ms = 0).await;
+    app.put_interest("q", json!("*")).await.ok();
+    let worker = app.register(&["q"]).await;
+    app.publish_data(json!({"n": 1})).await;
+    let task = app.claim(&worker).await;
+    let id = task["taskId"].as_str().unwrap().to_owned();
+    let append = |text: &str| {
+        app.send(
+            Method::POST,
+            "/task/log",
+            Some(json!({"workerId": worker, "taskId": id, "text": text})),
+        )
+    };
+    append("step 1\nstep 2\n").await.ok();
+    assert_eq!(stdout(&interq(&app, &["log", &id])), "step 1\nstep 2\n");
+    assert_eq!(
+        stdout(&interq(&app, &["log", &id, "--offset", "7"])),
+        "step 2\n"
+    );
+    let shown = stdout(&interq(&app, &["task", &id]));
+    assert!(shown.contains("log (14 bytes kept"), "{shown}");
+    assert!(shown.contains("  step 2\n"), "{shown}");
+    let record = json_of(&app, &["task", &id]);
+    assert_eq!(record["log"]["text"], "step 1\nstep 2\n");
+    let read = json_of(&app, &["log", &id]);
+    assert_eq!(read["next"], 14);
+
+    // Following: what comes while it runs, then the end, then the exit code.
+    let bin = interq_binary();
+    let base = app.base.clone();
+    let follow_id = id.clone();
+    let following = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .args(["log", &follow_id, "--follow"])
+            .env("INTERQ_URL", base)
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    append("step 3\n").await.ok();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.update(&worker, &task, "complete", json!({})).await.ok();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), following)
+        .await
+        .expect("follow ends with the task")
+        .unwrap();
+    assert_eq!(stdout(&out), "step 1\nstep 2\nstep 3\n");
+
+    // A task that failed for good: exit 4; --json gives a line per piece.
+    app.publish(json!({"data": {"n": 2}, "maxAttempts": 1}))
+        .await
+        .ok();
+    let second = app.claim(&worker).await;
+    let second_id = second["taskId"].as_str().unwrap();
+    app.send(
+        Method::POST,
+        "/task/log",
+        Some(json!({"workerId": worker, "taskId": second_id, "text": "boom\n"})),
+    )
+    .await
+    .ok();
+    app.update(&worker, &second, "fail", json!({"failReason": "no"}))
+        .await
+        .ok();
+    let out = interq(&app, &["log", second_id, "--follow", "--json"]);
+    fails(&out, 4, "ended failed");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            json!({"text": "boom\n"}),
+            json!({"end": {"state": "failed", "total": 5}})
+        ]
+    );
+    // Bad input: an id that is none, a task that is not there.
+    fails(&interq(&app, &["log", "nope"]), 2, "not a task id");
+    fails(
+        &interq(&app, &["log", "0190a3c8-0000-7000-8000-000000000000", "-f"]),
+        1,
+        "does not exist",
+    );
+}

@@ -392,3 +392,63 @@ async fn a_lock_left_by_a_dead_node_is_taken_over_after_its_lease() {
     assert_eq!(store.counters().await.unwrap().published, 1);
     eprintln!("a dead node's lock was taken over after {waited:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_appended_on_one_node_is_followed_on_another() {
+    let Some((nodes, _dirs)) = start_nodes_with(
+        "the cross-node log test",
+        2,
+        &[("INTERQ_TASKS__LOG_EVERY_MS", "0")],
+    ) else {
+        return;
+    };
+    let apis: Vec<Api> = nodes.iter().map(ChildServer::api).collect();
+    apis[0].put_interest("build", json!("*")).await.ok();
+    known_everywhere(&apis, "build").await;
+    apis[0].publish(json!({"data": {"n": 1}})).await.ok();
+    let w = apis[0].register(&["build"]).await;
+    let task = apis[0].claim(&w).await;
+    let id = task["taskId"].as_str().unwrap().to_owned();
+    let append = |text: &str| {
+        apis[0].send(
+            Method::POST,
+            "/task/log",
+            Some(json!({"workerId": w, "taskId": id, "text": text})),
+        )
+    };
+    append("from node 0\n").await.ok();
+    // Node 1 follows what node 0 takes: its poll finds it.
+    let mut resp = apis[1]
+        .client
+        .get(format!("{}/task/log?taskId={id}&follow=true", apis[1].base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let reading = tokio::spawn(async move {
+        let mut got = String::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            got.push_str(&String::from_utf8_lossy(&chunk));
+            if got.contains("event: end") {
+                break;
+            }
+        }
+        got
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    append("still node 0\n").await.ok();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    apis[0].update(&w, &task, "complete", json!({})).await.ok();
+    let got = tokio::time::timeout(Duration::from_secs(15), reading)
+        .await
+        .expect("node 1's stream ends once the task does")
+        .unwrap();
+    assert!(got.contains(r#""text":"from node 0\n""#), "{got}");
+    assert!(got.contains(r#""text":"still node 0\n""#), "{got}");
+    assert!(got.contains(r#"{"state":"completed","total":25}"#), "{got}");
+    let read = apis[1]
+        .send(Method::GET, &format!("/task/log?taskId={id}"), None)
+        .await
+        .ok();
+    assert_eq!(read["text"], "from node 0\nstill node 0\n");
+}

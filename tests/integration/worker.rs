@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{interq_binary, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{interq_binary, spawn_app, spawn_app_in, spawn_app_with, TestApp};
 
 /// A running `interq worker`.
 struct WorkerProcess(Child);
@@ -693,4 +693,81 @@ async fn requests_say_which_client_sent_them() {
         head.contains(&format!("user-agent: interq/{}", env!("CARGO_PKG_VERSION"))),
         "{head}"
     );
+}
+
+/// Polls a task's log until `want` is in it, for at most 20 s; the log.
+async fn wait_for_log(app: &TestApp, id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = app
+            .send(
+                reqwest::Method::GET,
+                &format!("/task/log?taskId={id}"),
+                None,
+            )
+            .await
+            .ok();
+        if log["text"].as_str().is_some_and(|t| t.contains(want)) {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{want}` never reached the log: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_commands_output_reaches_its_log_as_it_comes_and_across_a_restart() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let settings = move |s: &mut interq::config::Settings| {
+        s.listen = format!("127.0.0.1:{port}");
+        s.tasks.log_every_ms = 0;
+    };
+    let app = spawn_app_with(settings).await;
+    app.put_interest("q", json!("*")).await.ok();
+    let gate = tempfile::tempdir().unwrap();
+    let (a, b) = (gate.path().join("a"), gate.path().join("b"));
+    let script = format!(
+        "cat >/dev/null; echo one; echo oops >&2; \
+         while [ ! -e {a} ]; do sleep 0.05; done; echo two; \
+         while [ ! -e {b} ]; do sleep 0.05; done; echo three",
+        a = a.display(),
+        b = b.display()
+    );
+    let _worker = WorkerProcess::start(&app, &["--log-every", "0.2"], &["sh", "-c", &script]);
+    let id = publish(&app, json!({"data": {}})).await;
+    // While the command runs, its first lines are in the log already.
+    let log = wait_for_log(&app, &id, "oops").await;
+    assert_eq!(log["state"], "running");
+    assert!(log["text"].as_str().unwrap().contains("one\n"), "{log}");
+
+    // The server goes away; the command writes meanwhile; the worker sends
+    // it once the server is back.
+    let dir = app.stop().await;
+    std::fs::write(&a, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let app = spawn_app_in(dir, settings).await;
+    let log = wait_for_log(&app, &id, "two").await;
+    assert_eq!(log["state"], "running");
+    std::fs::write(&b, "").unwrap();
+    let task = wait_for_task(&app, &id, |t| t["state"] == "completed").await;
+    let log = app
+        .send(
+            reqwest::Method::GET,
+            &format!("/task/log?taskId={id}"),
+            None,
+        )
+        .await
+        .ok();
+    // All of it, once each, in order; the output holds stdout alone.
+    let text = log["text"].as_str().unwrap();
+    assert_eq!(text.matches("one\n").count(), 1, "{text}");
+    assert!(text.ends_with("two\nthree\n"), "{text}");
+    assert_eq!(task["output"], "one\ntwo\nthree\n");
 }

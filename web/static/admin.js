@@ -1,5 +1,6 @@
 // The management site's only script: confirmations for destructive forms,
-// and the overview's live refresh. Every page works without it.
+// the overview's live refresh, and a running task's log as it grows. Every
+// page works without it.
 "use strict";
 
 document.addEventListener("submit", (event) => {
@@ -63,4 +64,31 @@ const live = document.querySelector("[data-live]");
 if (live) {
   const url = live.getAttribute("data-live");
   setInterval(() => refresh(url).catch(() => {}), 2000);
+}
+
+// A running task's log: the page holds what was kept when it was made; the
+// stream brings the rest, then says how the task ended.
+const log = document.querySelector("[data-log-follow]");
+if (log && window.EventSource) {
+  const status = document.querySelector("[data-log-status]");
+  const stream = new EventSource(log.getAttribute("data-log-follow"));
+  stream.addEventListener("log", (event) => {
+    const piece = JSON.parse(event.data);
+    const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    log.append(piece.text);
+    if (atEnd) {
+      log.scrollTop = log.scrollHeight;
+    }
+    log.setAttribute("data-log-next", event.lastEventId);
+  });
+  stream.addEventListener("end", (event) => {
+    stream.close();
+    const end = JSON.parse(event.data);
+    if (status) {
+      status.textContent = end.gone
+        ? "The task is gone (removed, or past its history)."
+        : `The task ended ${end.state}. Reload the page for its record.`;
+    }
+    log.setAttribute("data-log-ended", end.state || "gone");
+  });
 }
