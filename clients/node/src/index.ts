@@ -206,6 +206,38 @@ export class Client {
     if (progress !== undefined) body.progress = progress;
     return this.call("POST", "/task", body);
   }
+
+  /**
+   * Adds to the log of a task the worker holds (followed live in the console
+   * and by `interq log --follow`); resolves to the log's length. The server
+   * takes one append per task every `tasks.log_every_ms`: a refusal's code is
+   * then `too_soon`, and the text goes with the next.
+   */
+  async appendLog(workerId: string, taskId: string, text: string): Promise<number> {
+    const answer = await this.call<{ total: number }>("POST", "/task/log", { workerId, taskId, text });
+    return answer.total;
+  }
+
+  /** A task's log (admin): `text` from `offset` (a previous answer's `next`), or all that is kept. */
+  taskLog(taskId: string, offset?: number): Promise<TaskLog> {
+    return this.call("GET", "/task/log", undefined, { taskId, offset });
+  }
+}
+
+/** A task's log, or the part of it asked for. */
+export interface TaskLog {
+  taskId: string;
+  queue: string;
+  state: string;
+  /** The offset of the first byte still kept. */
+  start: number;
+  /** Where `text` begins. */
+  offset: number;
+  /** Where `text` ends: the offset to read on from. */
+  next: number;
+  /** Bytes ever written. */
+  total: number;
+  text: string;
 }
 
 /** A report's refusal when the lease is no longer ours. */

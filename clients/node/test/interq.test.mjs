@@ -84,6 +84,10 @@ test("publish, claim, heartbeat, complete and fail", () =>
     assert.deepEqual(tasks.map((t) => t.data.to), ["a@x.com", "b@x.com"]);
     const beat = await iq.heartbeat(worker, tasks[0].taskId, 50);
     assert.equal(beat.cancelled ?? false, false);
+    assert.equal(await iq.appendLog(worker, tasks[0].taskId, "sending…\n"), 11);
+    const log = await iq.taskLog(tasks[0].taskId);
+    assert.deepEqual([log.text, log.next], ["sending…\n", 11]);
+    assert.equal((await iq.taskLog(tasks[0].taskId, 3)).text, "ding…\n");
     assert.equal((await iq.complete(worker, tasks[0].taskId, { sent: true })).state, "completed");
     assert.equal((await iq.fail(worker, tasks[1].taskId, "smtp down")).state, "scheduled");
     assert.deepEqual(await iq.claim(worker, { wait: 0 }), []);

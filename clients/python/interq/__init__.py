@@ -178,6 +178,19 @@ class Client:
             body["progress"] = progress
         return self._call("POST", "/task", body)
 
+    def append_log(self, worker_id: str, task_id: str, text: str) -> int:
+        """Adds to the log of a task the worker holds (followed live in the
+        console and by `interq log --follow`); returns the log's length. The
+        server takes one append per task every `tasks.log_every_ms`: a
+        refusal's code is then `too_soon`, and the text goes with the next."""
+        body = {"workerId": worker_id, "taskId": task_id, "text": text}
+        return self._call("POST", "/task/log", body)["total"]
+
+    def task_log(self, task_id: str, offset: Optional[int] = None) -> Dict[str, Any]:
+        """A task's log (admin): `text` from `offset` (a previous answer's
+        `next`), or all that is kept."""
+        return self._call("GET", "/task/log", query={"taskId": task_id, "offset": offset})
+
 
 def _text(v: Any) -> str:
     if isinstance(v, bool):
