@@ -24,7 +24,21 @@ if [ -z "${INTERQ_COUCHBASE_CONNSTR:-}" ]; then
     echo "note: INTERQ_COUCHBASE_CONNSTR is not set: the Couchbase conformance and multi-node tests pass without running (README, Couchbase)." >&2
 fi
 
-cargo test --workspace --locked "$@"
+# With the Couchbase backend built in (a cargo feature), so that its
+# conformance cases, its multi-node tests and its code are all compiled.
+cargo test --workspace --locked --features couchbase "$@"
+
+# The default build (what `cargo run --release -- serve` makes) has no
+# Couchbase backend, and says so when asked for one; its binary is the one
+# the clients are tested against below.
+cargo build --locked --bin interq
+refusal=$(INTERQ_STORE__KIND=couchbase INTERQ_STORE__COUCHBASE__CONNECTION_STRING=couchbase://nowhere \
+    INTERQ_DATA_DIR="$(mktemp -d)" target/debug/interq serve 2>&1 || true)
+if ! grep -q "built without the Couchbase backend: build it with .cargo build --release --features couchbase." <<<"$refusal"; then
+    echo "the default build should refuse store.kind = couchbase plainly; it said:" >&2
+    echo "$refusal" >&2
+    exit 1
+fi
 
 # The Python client, installed from the checkout as a user would, against
 # the real server.

@@ -487,6 +487,10 @@ impl Settings {
         if self.store.kind == StoreKind::Couchbase {
             let c = &self.store.couchbase;
             check(
+                crate::store::couchbase::BUILT_IN,
+                crate::store::couchbase::NOT_BUILT_IN,
+            )?;
+            check(
                 !c.connection_string.is_empty(),
                 "store.couchbase.connection_string is required with store.kind = \"couchbase\"",
             )?;
@@ -602,6 +606,21 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:7700");
     }
 
+    #[cfg(not(feature = "couchbase"))]
+    #[test]
+    fn a_build_without_couchbase_says_so_when_asked_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("interq.toml");
+        std::fs::write(
+            &file,
+            "[store]\nkind = \"couchbase\"\n[store.couchbase]\nconnection_string = \"couchbase://db\"\nusername = \"iq\"\n",
+        )
+        .unwrap();
+        let err = Settings::load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(err.contains("--features couchbase"), "{err}");
+    }
+
+    #[cfg(feature = "couchbase")]
     #[test]
     fn a_couchbase_store_needs_its_cluster_and_keeps_its_password_out_of_logs() {
         let dir = tempfile::tempdir().unwrap();

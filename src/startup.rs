@@ -14,6 +14,7 @@ use crate::broker::clock::{Clock, ManualClock, SystemClock};
 use crate::broker::Broker;
 use crate::config::Settings;
 use crate::config::StoreKind;
+#[cfg(feature = "couchbase")]
 use crate::store::couchbase::CouchbaseStore;
 use crate::store::embedded::{Checkpoints, EmbeddedStore, OpenOptions};
 use crate::store::Store;
@@ -60,6 +61,11 @@ impl Application {
                 .await
                 .context("opening the embedded store")?,
             ),
+            // The settings refuse it first; kept for a caller that built
+            // them by hand.
+            #[cfg(not(feature = "couchbase"))]
+            StoreKind::Couchbase => anyhow::bail!(crate::store::couchbase::NOT_BUILT_IN),
+            #[cfg(feature = "couchbase")]
             StoreKind::Couchbase => {
                 let c = &settings.store.couchbase;
                 tracing::info!(

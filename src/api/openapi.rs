@@ -47,6 +47,9 @@ fn operation(e: &Endpoint, settings: &Settings) -> Value {
     if e.path == "/metrics" {
         responses["200"] = json!({"description": e.summary, "content": {"text/plain": {"schema": {"type": "string"}}}});
     }
+    if (e.method, e.path) == ("GET", "/task/log") {
+        responses["200"]["content"]["text/event-stream"] = json!({"schema": {"type": "string", "description": "with `follow`: `log` and `end` events"}});
+    }
     if e.path == "/readyz" {
         responses["503"] = json!({"description": "not ready", "content": {"application/json": {"schema": (e.answer)(settings)}}});
     }

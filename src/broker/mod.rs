@@ -649,7 +649,7 @@ impl Broker {
         self.report_many(vec![(worker, task, report, re_enqueue)])
             .await?
             .pop()
-            .unwrap_or_else(|| Err(BrokerError::UnknownTask(task)))
+            .unwrap_or(Err(BrokerError::UnknownTask(task)))
     }
 
     /// Several reports, in order, in one durable step; each answered on its

@@ -550,6 +550,7 @@ impl Load {
 /// `INTERQ_COUCHBASE_CONNSTR` (and `_USER`, `_PASSWORD`, `_BUCKET`), with a
 /// key prefix of its own, so that tests share a bucket without meeting.
 /// Without the variable: `None`, after saying that the test is skipped.
+#[cfg(feature = "couchbase")]
 pub fn couchbase_settings(test: &str) -> Option<interq::store::couchbase::CouchbaseSettings> {
     let Ok(connection_string) = std::env::var("INTERQ_COUCHBASE_CONNSTR") else {
         eprintln!(

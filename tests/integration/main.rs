@@ -7,6 +7,7 @@ mod bench;
 mod browser;
 mod cli;
 mod client;
+#[cfg(feature = "couchbase")]
 mod cluster;
 mod conformance;
 mod durability;

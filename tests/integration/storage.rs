@@ -34,6 +34,7 @@ crate::conformance_tests!(Embedded {
 });
 
 /// The same suite against a Couchbase cluster, when one is configured.
+#[cfg(feature = "couchbase")]
 mod couchbase {
     use super::*;
     use interq::store::couchbase::{CouchbaseSettings, CouchbaseStore};

@@ -62,6 +62,7 @@ pub enum Durability {
     PersistToMajority,
 }
 
+#[cfg(feature = "couchbase")]
 impl Durability {
     pub(super) fn level(self) -> Option<couchbase::durability_level::DurabilityLevel> {
         use couchbase::durability_level::DurabilityLevel as L;

@@ -203,6 +203,70 @@ impl EmbeddedLog {
             .clone()
             .ok_or_else(|| StoreError::Unavailable("the database is being reopened".into()))
     }
+
+    /// Records by key, newest first: the log's changes in memory (the
+    /// active batch, then the one a checkpoint is writing), then the file.
+    /// A change is visible once durable, so its records are in the log and
+    /// in memory until a checkpoint has them in the file. Absent keys are
+    /// left out.
+    fn read_through<K: Copy>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+        held: impl for<'c> Fn(&'c Coalesced, &K) -> Option<Option<&'c [u8]>>,
+        table: redb::TableDefinition<&[u8], &[u8]>,
+        key_of: impl Fn(&K) -> Box<[u8]>,
+        what: &str,
+    ) -> Result<Vec<(K, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        let mut rest = Vec::new();
+        {
+            let active = self
+                .journal
+                .unfolded
+                .active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let folding = self
+                .journal
+                .unfolded
+                .folding
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            for k in keys {
+                match held(&active, &k).or_else(|| folding.as_ref().and_then(|f| held(f, &k))) {
+                    Some(Some(bytes)) => out.push((k, bytes.to_vec())),
+                    Some(None) => {}
+                    None => rest.push(k),
+                }
+            }
+        }
+        if rest.is_empty() {
+            return Ok(out);
+        }
+        let db = self.db()?;
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let txn = db.begin_read()?;
+            let table = match txn.open_table(table) {
+                Ok(t) => t,
+                // A file from before the table existed.
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                Err(e) => return Err(redb::Error::from(e)),
+            };
+            for k in rest {
+                if let Some(v) = table.get(&key_of(&k)[..])? {
+                    out.push((k, v.value().to_vec()));
+                }
+            }
+            Ok::<_, redb::Error>(())
+        }));
+        match read {
+            Ok(Ok(())) => Ok(out),
+            Ok(Err(e)) => Err(classify(&format!("reading {what}"), e)),
+            Err(_) => Err(StoreError::Corrupt(format!(
+                "the database panicked while reading {what}"
+            ))),
+        }
+    }
 }
 
 impl Drop for EmbeddedLog {
@@ -492,58 +556,14 @@ impl Log for EmbeddedLog {
     }
 
     async fn payloads(&self, publishes: &[[u8; 16]]) -> Result<Payloads, StoreError> {
-        // A copy becomes visible once its enqueue is durable: its payload is
-        // then in the log, and in memory until a checkpoint has it in the
-        // file. Newest first: memory, the checkpoint being written, the file.
-        let mut out = Payloads::with_capacity(publishes.len());
-        let mut rest: Vec<[u8; 16]> = Vec::new();
-        {
-            let active = self
-                .journal
-                .unfolded
-                .active
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let folding = self
-                .journal
-                .unfolded
-                .folding
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
-            for k in publishes {
-                let found = active
-                    .payload(k)
-                    .or_else(|| folding.as_ref().and_then(|f| f.payload(k)));
-                match found {
-                    Some(Some(bytes)) => {
-                        out.insert(*k, bytes.to_vec());
-                    }
-                    Some(None) => {}
-                    None => rest.push(*k),
-                }
-            }
-        }
-        if rest.is_empty() {
-            return Ok(out);
-        }
-        let db = self.db()?;
-        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let txn = db.begin_read()?;
-            let table = txn.open_table(PAYLOADS)?;
-            for k in &rest {
-                if let Some(v) = table.get(k.as_slice())? {
-                    out.insert(*k, v.value().to_vec());
-                }
-            }
-            Ok::<_, redb::Error>(out)
-        }));
-        match read {
-            Ok(Ok(out)) => Ok(out),
-            Ok(Err(e)) => Err(classify("reading payloads", e)),
-            Err(_) => Err(StoreError::Corrupt(
-                "the database panicked while reading payloads".into(),
-            )),
-        }
+        let found = self.read_through(
+            publishes.iter().copied(),
+            |c, k| c.payload(k),
+            PAYLOADS,
+            |k| k.to_vec().into_boxed_slice(),
+            "payloads",
+        )?;
+        Ok(found.into_iter().collect())
     }
 
     async fn output_pages(
@@ -551,64 +571,15 @@ impl Log for EmbeddedLog {
         copy: [u8; 16],
         pages: std::ops::Range<u32>,
     ) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
-        // As payloads: the newest write is in memory until a checkpoint has
-        // it in the file.
-        let mut found: Vec<(u32, Option<Vec<u8>>)> = Vec::new();
-        let mut rest = Vec::new();
-        {
-            let active = self
-                .journal
-                .unfolded
-                .active
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let folding = self
-                .journal
-                .unfolded
-                .folding
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
-            for n in pages {
-                let held = active
-                    .output_page(&copy, n)
-                    .or_else(|| folding.as_ref().and_then(|f| f.output_page(&copy, n)));
-                match held {
-                    Some(bytes) => found.push((n, bytes.map(<[u8]>::to_vec))),
-                    None => rest.push(n),
-                }
-            }
-        }
-        if !rest.is_empty() {
-            let db = self.db()?;
-            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let txn = db.begin_read()?;
-                let table = match txn.open_table(OUTPUT) {
-                    Ok(t) => t,
-                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                    Err(e) => return Err(redb::Error::from(e)),
-                };
-                let mut out = Vec::with_capacity(rest.len());
-                for n in &rest {
-                    let key = tables::page_key(&copy, *n);
-                    out.push((*n, table.get(&key[..])?.map(|v| v.value().to_vec())));
-                }
-                Ok::<_, redb::Error>(out)
-            }));
-            match read {
-                Ok(Ok(more)) => found.extend(more),
-                Ok(Err(e)) => return Err(classify("reading a log", e)),
-                Err(_) => {
-                    return Err(StoreError::Corrupt(
-                        "the database panicked while reading a log".into(),
-                    ))
-                }
-            }
-        }
+        let mut found = self.read_through(
+            pages,
+            |c, n| c.output_page(&copy, *n),
+            OUTPUT,
+            |n| tables::page_key(&copy, *n),
+            "a log",
+        )?;
         found.sort_unstable_by_key(|(n, _)| *n);
-        Ok(found
-            .into_iter()
-            .filter_map(|(n, bytes)| bytes.map(|b| (n, b)))
-            .collect())
+        Ok(found)
     }
 
     async fn load(

@@ -9,7 +9,7 @@
 
 use super::ops::Op;
 use super::state::State;
-use crate::model::{Millis, TaskId, TaskState, WorkerId};
+use crate::model::{Millis, TaskId, WorkerId};
 use crate::store::StoreError;
 
 /// Bytes per page. Part of the stored format: pages are keyed by number.
@@ -62,16 +62,7 @@ impl State {
         now: Millis,
         min_gap_ms: u64,
     ) -> Result<Head, StoreError> {
-        let t = self.tasks.get(&id).ok_or(StoreError::UnknownTask(id))?;
-        if t.state != TaskState::Running {
-            return Err(StoreError::NotRunning {
-                task: id,
-                state: t.state,
-            });
-        }
-        if t.worker_id != Some(worker) {
-            return Err(StoreError::NotLeaseHolder { task: id });
-        }
+        self.leased(id, worker)?;
         let head = self.outputs.get(&id).copied().unwrap_or_default();
         let since = now.0.saturating_sub(head.appended_at.0);
         if head.appended_at.0 > 0 && since < min_gap_ms {
@@ -181,6 +172,7 @@ pub fn join_pages(pages: Vec<(u32, Vec<u8>)>, from: u64) -> (u64, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::TaskState;
 
     fn state_with_running(worker: WorkerId) -> (State, TaskId) {
         let mut st = State::default();

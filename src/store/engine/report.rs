@@ -11,7 +11,7 @@ use crate::store::{Outcome, StoreError};
 
 impl State {
     /// The copy, if it is running under `worker`'s lease.
-    fn leased(&self, id: TaskId, worker: WorkerId) -> Result<&Meta, StoreError> {
+    pub(super) fn leased(&self, id: TaskId, worker: WorkerId) -> Result<&Meta, StoreError> {
         let t = self.tasks.get(&id).ok_or(StoreError::UnknownTask(id))?;
         if t.state != TaskState::Running {
             return Err(StoreError::NotRunning {

@@ -1,0 +1,708 @@
+//! The engine's state shared by several nodes through one Couchbase bucket:
+//! a totally ordered log of changes, plus snapshots, in key-value documents
+//! only (no N1QL). `docs/couchbase.md` describes the documents and why each
+//! step is safe when nodes race.
+//!
+//! Every node keeps the whole state in memory and changes it only under the
+//! cluster lock, after applying every entry before the one it writes: so a
+//! change is always computed on the latest state, and the log's order is the
+//! one order of every change in the cluster. A change is committed by
+//! inserting the next log entry (insert fails if the entry exists, so two
+//! nodes can never both commit entry N; the one that loses reads its state
+//! back). Until then no other node sees it, and a node that dies before it
+//! loses nothing that was acknowledged.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use couchbase::authenticator::PasswordAuthenticator;
+use couchbase::cluster::Cluster;
+use couchbase::collection::Collection;
+use couchbase::error::ErrorKind;
+use couchbase::options::cluster_options::ClusterOptions;
+use couchbase::options::kv_options::{InsertOptions, RemoveOptions, ReplaceOptions, UpsertOptions};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+use super::settings::CouchbaseSettings;
+use crate::store::engine::{Batch, Engine, Log, News, Payloads, Retention};
+use crate::store::{StoreError, StoreStats};
+
+/// The engine over a Couchbase log.
+pub type CouchbaseStore = Engine<CouchbaseLog>;
+
+impl Engine<CouchbaseLog> {
+    /// Connects to the bucket and builds the state from the latest snapshot
+    /// and the log after it.
+    pub async fn open_couchbase(
+        settings: CouchbaseSettings,
+        retention: Retention,
+    ) -> Result<Self, StoreError> {
+        let log = CouchbaseLog::connect(settings).await?;
+        Engine::open(log, retention).await
+    }
+}
+
+/// The format of the snapshot pointer and what it points to; checked when a
+/// node starts. 2: entries and snapshots may hold copies' log heads, and
+/// `output::` documents their pages.
+pub const FORMAT_VERSION: u64 = 2;
+
+/// Where the latest snapshot is.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotPointer {
+    /// The log entry the snapshot includes, and all before it.
+    seq: u64,
+    chunks: u32,
+    /// Absent in pointers written before formats were numbered (format 1).
+    #[serde(default)]
+    format: Option<u64>,
+}
+
+/// How long the cluster lock is held at most before another node may take
+/// it (a node that stalls longer finds its commit refused, and reloads).
+const LOCK_LEASE: Duration = Duration::from_secs(5);
+/// A node keeps the cluster lock from one of its changes to the next while
+/// more of them wait (saving the round trips of letting go, taking it again
+/// and catching up), but for no longer than this, so that other nodes get
+/// their turn, and far within the lease.
+const KEEP_AT_MOST: Duration = Duration::from_millis(200);
+/// Nor for more changes than this.
+const KEEP_CHANGES: u32 = 256;
+/// A kept lock no change of this node takes up is let go after this.
+const KEEP_IDLE: Duration = Duration::from_millis(20);
+/// Log entries are kept this long; snapshots are taken far more often.
+const LOG_KEPT: Duration = Duration::from_secs(7 * 86_400);
+/// A snapshot every this many entries (and at the first change after a
+/// start that found none), so that a starting node reads a bounded log.
+const SNAPSHOT_EVERY: u64 = 10_000;
+/// Bytes of one snapshot document (Couchbase's limit is 20 MiB).
+const CHUNK_BYTES: usize = 4 << 20;
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn binary_flags() -> u32 {
+    couchbase::transcoding::raw_binary::encode(&[])
+        .map(|(_, f)| f)
+        .unwrap_or(0)
+}
+
+/// The connection to the bucket, and this node's side of the cluster lock.
+#[derive(Debug)]
+pub struct CouchbaseLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    // Kept alive: dropping the cluster closes its connections.
+    _cluster: Cluster,
+    collection: Collection,
+    settings: CouchbaseSettings,
+    node: String,
+    /// One change of this node at a time.
+    turns: Arc<AsyncMutex<()>>,
+    /// The entry of the last snapshot written or read.
+    snapshot_seq: AtomicU64,
+    /// The cluster lock, kept between two of this node's changes.
+    kept: std::sync::Mutex<Option<Kept>>,
+    kept_generation: AtomicU64,
+    /// This node's changes waiting for their turn.
+    waiting: AtomicUsize,
+    /// Log entries written by this node, and the changes in them.
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CouchbaseLog")
+            .field("settings", &self.settings)
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+/// An SDK call under a time limit: the call's own result, or the store's
+/// error when it did not answer in time.
+type Bounded<'a, T> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<couchbase::error::Result<T>, StoreError>>
+            + Send
+            + 'a,
+    >,
+>;
+
+/// The right to change the state: this node's turn, and the cluster lock.
+/// A turn dropped without a commit (the change failed, say a report from a
+/// worker that does not hold the lease) still lets go of the lock.
+pub struct Turn {
+    _mine: OwnedMutexGuard<()>,
+    lock_cas: u64,
+    /// When the lock was taken, and how many changes it has served.
+    since: Instant,
+    changes: u32,
+    /// The entry this change writes.
+    next: u64,
+    staged: Option<Batch>,
+    log: Arc<Inner>,
+    released: bool,
+}
+
+/// The cluster lock, held between two changes of this node.
+#[derive(Debug)]
+struct Kept {
+    cas: u64,
+    since: Instant,
+    changes: u32,
+    generation: u64,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let (log, cas) = (Arc::clone(&self.log), self.lock_cas);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = log.remove("lock", Some(cas)).await {
+                    tracing::warn!(error = %e, "could not let go of the cluster lock; it lapses by itself");
+                }
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn").field("next", &self.next).finish()
+    }
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("couchbase: {what}: {e}"))
+}
+
+impl CouchbaseLog {
+    pub async fn connect(settings: CouchbaseSettings) -> Result<Self, StoreError> {
+        let options = ClusterOptions::new(
+            PasswordAuthenticator::new(settings.username.clone(), settings.password.clone()).into(),
+        );
+        let connecting: std::pin::Pin<
+            Box<dyn std::future::Future<Output = couchbase::error::Result<Cluster>> + Send>,
+        > = Box::pin(Cluster::connect(
+            settings.connection_string.clone(),
+            options,
+        ));
+        let cluster = tokio::time::timeout(settings.timeout(), connecting)
+            .await
+            .map_err(|_| unavailable("connecting", "timed out"))?
+            .map_err(|e| unavailable("connecting", e))?;
+        let collection = cluster
+            .bucket(settings.bucket.clone())
+            .scope(settings.scope.clone())
+            .collection(settings.collection.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                _cluster: cluster,
+                collection,
+                node: uuid::Uuid::new_v4().simple().to_string(),
+                settings,
+                turns: Arc::new(AsyncMutex::new(())),
+                snapshot_seq: AtomicU64::new(0),
+                kept: std::sync::Mutex::new(None),
+                kept_generation: AtomicU64::new(0),
+                waiting: AtomicUsize::new(0),
+                commits: AtomicU64::new(0),
+                writes: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+impl Inner {
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.settings.key_prefix)
+    }
+
+    /// `call`, bounded by the configured timeout, boxed: the SDK's futures
+    /// nest deeply, and unboxed they would make every future of the store
+    /// (and of its callers) too deep for the compiler to lay out.
+    fn bounded<'a, T: Send + 'a>(
+        &'a self,
+        what: &'a str,
+        call: impl std::future::Future<Output = couchbase::error::Result<T>> + Send + 'a,
+    ) -> Bounded<'a, T> {
+        let limit = self.settings.timeout();
+        Box::pin(async move {
+            tokio::time::timeout(limit, call)
+                .await
+                .map_err(|_| unavailable(what, format!("no answer within {limit:?}")))
+        })
+    }
+
+    /// A document's bytes and CAS, or `None` when it does not exist.
+    async fn get(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        match self
+            .bounded(name, self.collection.get(self.key(name), None))
+            .await?
+        {
+            Ok(r) => Ok(Some((r.content_as_raw().0.to_vec(), r.cas()))),
+            Err(e) if matches!(e.kind(), ErrorKind::DocumentNotFound) => Ok(None),
+            Err(e) => Err(unavailable(name, e)),
+        }
+    }
+
+    /// Writes a document: payloads and snapshots, with the configured
+    /// durability.
+    async fn upsert(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expiry: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let mut options = UpsertOptions::new();
+        if let Some(e) = expiry {
+            options = options.expiry(e);
+        }
+        if let Some(level) = self.settings.durability.level() {
+            options = options.durability_level(level);
+        }
+        self.bounded(
+            name,
+            self.collection
+                .upsert_raw(self.key(name), bytes, binary_flags(), options),
+        )
+        .await?
+        .map(|_| ())
+        .map_err(|e| unavailable(name, e))
+    }
+
+    /// Creates a document; `None` when it already exists.
+    async fn insert(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expiry: Duration,
+        durable: bool,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut options = InsertOptions::new().expiry(expiry);
+        if let (true, Some(level)) = (durable, self.settings.durability.level()) {
+            options = options.durability_level(level);
+        }
+        match self
+            .bounded(
+                name,
+                self.collection
+                    .insert_raw(self.key(name), bytes, binary_flags(), options),
+            )
+            .await?
+        {
+            Ok(r) => Ok(Some(r.cas())),
+            Err(e) if matches!(e.kind(), ErrorKind::DocumentExists) => Ok(None),
+            Err(e) => Err(unavailable(name, e)),
+        }
+    }
+
+    async fn remove(&self, name: &str, cas: Option<u64>) -> Result<(), StoreError> {
+        let mut options = RemoveOptions::new();
+        if let Some(c) = cas {
+            options = options.cas(c);
+        }
+        match self
+            .bounded(name, self.collection.remove(self.key(name), options))
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::DocumentNotFound | ErrorKind::CasMismatch
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(name, e)),
+        }
+    }
+
+    /// Takes the cluster lock: a document naming this node, with a lease.
+    /// A lock whose lease ran out (its node died or stalled) is taken over
+    /// with CAS, so that two nodes cannot both take it.
+    async fn take_lock(&self) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let mine = serde_json::to_vec(&serde_json::json!({
+                "node": self.node,
+                "until": wall_ms() + LOCK_LEASE.as_millis() as u64,
+            }))
+            .expect("json encodes");
+            // The document also expires, a little after its lease, in case
+            // every node is gone.
+            let expiry = LOCK_LEASE + Duration::from_secs(5);
+            if let Some(cas) = self.insert("lock", &mine, expiry, false).await? {
+                return Ok(cas);
+            }
+            if let Some((held, cas)) = self.get("lock").await? {
+                let until = serde_json::from_slice::<Value>(&held)
+                    .ok()
+                    .and_then(|v| v["until"].as_u64())
+                    .unwrap_or(0);
+                if until < wall_ms() {
+                    let options = ReplaceOptions::new().cas(cas).expiry(expiry);
+                    match self
+                        .bounded(
+                            "lock",
+                            self.collection.replace_raw(
+                                self.key("lock"),
+                                &mine,
+                                binary_flags(),
+                                options,
+                            ),
+                        )
+                        .await?
+                    {
+                        Ok(r) => {
+                            tracing::warn!("took over the cluster lock after its lease ran out");
+                            return Ok(r.cas());
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                ErrorKind::CasMismatch | ErrorKind::DocumentNotFound
+                            ) => {}
+                        Err(e) => return Err(unavailable("lock", e)),
+                    }
+                }
+            }
+            if started.elapsed() > self.settings.timeout() {
+                return Err(unavailable("lock", "another node held it too long"));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// Reads the entries after `after`, in order, until one is missing.
+    async fn entries_after(&self, after: u64) -> Result<Vec<(u64, Batch)>, StoreError> {
+        let mut out = Vec::new();
+        let mut seq = after + 1;
+        while let Some((bytes, _)) = self.get(&format!("log::{seq}")).await? {
+            let entry: Batch = postcard::from_bytes(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("log entry {seq}: {e}")))?;
+            out.push((seq, entry));
+            seq += 1;
+        }
+        Ok(out)
+    }
+
+    /// Lets go of a kept lock that no change took up.
+    async fn let_go_of_kept(&self, generation: u64) {
+        let kept = {
+            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            match kept.as_ref() {
+                Some(k) if k.generation == generation => kept.take(),
+                _ => None,
+            }
+        };
+        if let Some(k) = kept {
+            if let Err(e) = self.remove("lock", Some(k.cas)).await {
+                tracing::warn!(error = %e, "could not let go of the cluster lock; it lapses by itself");
+            }
+        }
+    }
+
+    /// Writes a change as entry `seq`: its payloads and log pages first (an
+    /// entry is only ever read after it exists, and then they do too), then
+    /// the entry itself, then removes the payloads and pages it dropped.
+    async fn write(&self, seq: u64, batch: Batch) -> Result<(), StoreError> {
+        let mut logged = Vec::with_capacity(batch.ops.len());
+        let mut gone = Vec::new();
+        for op in batch.ops {
+            match op {
+                crate::store::engine::Op::PutPayload(k, bytes) => {
+                    self.upsert(&payload_key(&k), &bytes, None).await?;
+                }
+                crate::store::engine::Op::DeletePayload(k) => gone.push(payload_key(&k)),
+                crate::store::engine::Op::PutOutput(k, n, bytes) => {
+                    self.upsert(&page_key(&k, n), &bytes, None).await?;
+                }
+                crate::store::engine::Op::DeleteOutput(k, n) => gone.push(page_key(&k, n)),
+                other => logged.push(other),
+            }
+        }
+        let entry = Batch {
+            ops: logged,
+            counters: batch.counters,
+        };
+        let bytes = postcard::to_stdvec(&entry).expect("an entry encodes");
+        if self
+            .insert(&format!("log::{seq}"), &bytes, LOG_KEPT, true)
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::Unavailable(
+                "another node changed the store at the same moment; retry".into(),
+            ));
+        }
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.writes
+            .fetch_add(entry.ops.len() as u64, Ordering::Relaxed);
+        for k in gone {
+            self.remove(&k, None).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Log for CouchbaseLog {
+    type Turn = Turn;
+
+    async fn begin(&self, applied: u64) -> Result<(Turn, News), StoreError> {
+        let log = &self.inner;
+        log.waiting.fetch_add(1, Ordering::SeqCst);
+        let mine = Arc::clone(&log.turns).lock_owned().await;
+        log.waiting.fetch_sub(1, Ordering::SeqCst);
+        let kept = log.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (lock_cas, since, changes) = match kept {
+            // Held since this node's last change: nobody else committed.
+            Some(k) if k.since.elapsed() < KEEP_AT_MOST => (k.cas, k.since, k.changes),
+            other => {
+                if let Some(k) = other {
+                    log.remove("lock", Some(k.cas)).await?;
+                }
+                (log.take_lock().await?, Instant::now(), 0)
+            }
+        };
+        let news = if changes == 0 {
+            match log.entries_after(applied).await {
+                Ok(news) => news,
+                Err(e) => {
+                    log.remove("lock", Some(lock_cas)).await?;
+                    return Err(e);
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        Ok((
+            Turn {
+                _mine: mine,
+                lock_cas,
+                since,
+                changes: changes + 1,
+                next: 0,
+                staged: None,
+                log: Arc::clone(log),
+                released: false,
+            },
+            news,
+        ))
+    }
+
+    fn stage(&self, turn: &mut Turn, seq: u64, batch: Batch) {
+        turn.next = seq;
+        match &mut turn.staged {
+            Some(staged) => {
+                staged.ops.extend(batch.ops);
+                staged.counters = batch.counters;
+            }
+            None => turn.staged = Some(batch),
+        }
+    }
+
+    async fn commit(&self, mut turn: Turn) -> Result<(), StoreError> {
+        let log = Arc::clone(&self.inner);
+        let result = match turn.staged.take() {
+            Some(batch) => log.write(turn.next, batch).await,
+            None => Ok(()),
+        };
+        turn.released = true;
+        let keep = result.is_ok()
+            && log.waiting.load(Ordering::SeqCst) > 0
+            && turn.since.elapsed() < KEEP_AT_MOST
+            && turn.changes < KEEP_CHANGES;
+        if keep {
+            let generation = log.kept_generation.fetch_add(1, Ordering::SeqCst) + 1;
+            *log.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(Kept {
+                cas: turn.lock_cas,
+                since: turn.since,
+                changes: turn.changes,
+                generation,
+            });
+            // The change that waited may have given up: let go soon anyway.
+            let for_later = Arc::clone(&log);
+            tokio::spawn(async move {
+                tokio::time::sleep(KEEP_IDLE).await;
+                for_later.let_go_of_kept(generation).await;
+            });
+        } else {
+            log.remove("lock", Some(turn.lock_cas)).await?;
+        }
+        result
+    }
+
+    fn abandon(&self, turn: Turn) {
+        // Dropping it lets go of the cluster lock.
+        drop(turn);
+    }
+
+    async fn news(&self, applied: u64) -> Result<News, StoreError> {
+        self.inner.entries_after(applied).await
+    }
+
+    async fn payloads(&self, publishes: &[[u8; 16]]) -> Result<Payloads, StoreError> {
+        let mut out = HashMap::with_capacity(publishes.len());
+        for k in publishes {
+            if let Some((bytes, _)) = self.inner.get(&payload_key(k)).await? {
+                out.insert(*k, bytes);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn output_pages(
+        &self,
+        copy: [u8; 16],
+        pages: std::ops::Range<u32>,
+    ) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
+        let mut out = Vec::with_capacity(pages.len());
+        for n in pages {
+            if let Some((bytes, _)) = self.inner.get(&page_key(&copy, n)).await? {
+                out.push((n, bytes));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn load(
+        &self,
+        apply: &mut (dyn FnMut(Batch) -> Result<(), StoreError> + Send),
+    ) -> Result<u64, StoreError> {
+        let log = &self.inner;
+        let mut seq = 0;
+        if let Some((bytes, _)) = log.get("snapshot").await? {
+            let pointer: SnapshotPointer =
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let format = pointer.format.unwrap_or(1);
+            if format > FORMAT_VERSION {
+                return Err(StoreError::Corrupt(format!(
+                    "the bucket's snapshot is in format {format}, written by a newer interq; this one reads up to format {FORMAT_VERSION}"
+                )));
+            }
+            for i in 0..pointer.chunks {
+                let name = format!("snapshot::{}::{i}", pointer.seq);
+                let (bytes, _) = log
+                    .get(&name)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("{name} is missing")))?;
+                let chunk: Batch = postcard::from_bytes(&bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))?;
+                apply(chunk)?;
+            }
+            seq = pointer.seq;
+            log.snapshot_seq.store(pointer.seq, Ordering::Relaxed);
+        } else {
+            log.snapshot_seq.store(0, Ordering::Relaxed);
+        }
+        for (n, entry) in log.entries_after(seq).await? {
+            apply(entry)?;
+            seq = n;
+        }
+        Ok(seq)
+    }
+
+    async fn reset(&self) -> Result<(), StoreError> {
+        let kept = self
+            .inner
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(k) = kept {
+            self.inner.remove("lock", Some(k.cas)).await?;
+        }
+        Ok(())
+    }
+
+    fn snapshot_due(&self, applied: u64) -> bool {
+        let last = self.inner.snapshot_seq.load(Ordering::Relaxed);
+        applied > 0 && (last == 0 || applied >= last + SNAPSHOT_EVERY)
+    }
+
+    async fn write_snapshot(
+        &self,
+        _turn: &mut Turn,
+        seq: u64,
+        snapshot: Batch,
+    ) -> Result<(), StoreError> {
+        let log = &self.inner;
+        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        let mut current = Vec::new();
+        let mut size = 0;
+        let counters = snapshot.counters;
+        let mut flush = |current: &mut Vec<crate::store::engine::Op>| {
+            let entry = Batch {
+                ops: std::mem::take(current),
+                counters,
+            };
+            chunks.push(postcard::to_stdvec(&entry).expect("a chunk encodes"));
+        };
+        for op in snapshot.ops {
+            size += op.size();
+            current.push(op);
+            if size >= CHUNK_BYTES {
+                flush(&mut current);
+                size = 0;
+            }
+        }
+        flush(&mut current);
+        for (i, chunk) in chunks.iter().enumerate() {
+            log.upsert(&format!("snapshot::{seq}::{i}"), chunk, Some(LOG_KEPT))
+                .await?;
+        }
+        let pointer = serde_json::to_vec(&SnapshotPointer {
+            seq,
+            chunks: chunks.len() as u32,
+            format: Some(FORMAT_VERSION),
+        })
+        .expect("json encodes");
+        log.upsert("snapshot", &pointer, None).await?;
+        log.snapshot_seq.store(seq, Ordering::Relaxed);
+        tracing::info!(seq, chunks = chunks.len(), "wrote a snapshot");
+        Ok(())
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self.inner.commits.load(Ordering::Relaxed),
+            writes: self.inner.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn poll_interval(&self) -> Option<Duration> {
+        Some(POLL_INTERVAL)
+    }
+}
+
+/// How often nodes sharing a Couchbase store look for each other's changes
+/// (the bound on how late a long-polling worker learns of a copy another
+/// node made ready).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Page `n` of a copy's log.
+fn page_key(k: &[u8; 16], n: u32) -> String {
+    format!("output::{}::{n}", uuid::Uuid::from_bytes(*k).simple())
+}
+
+fn payload_key(k: &[u8; 16]) -> String {
+    format!("payload::{}", uuid::Uuid::from_bytes(*k).simple())
+}
