@@ -70,6 +70,10 @@ pub struct BenchOptions {
     /// Seconds a claim long-polls (0: poll).
     #[arg(long, default_value_t = 5.0)]
     pub wait: f64,
+    /// Bytes each worker adds to each task's log (`POST /task/log`) before
+    /// completing it, as a command that wrote that much would (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub log_bytes: usize,
     /// Total publish rate to hold, tasks per second.
     #[arg(long)]
     pub rate: Option<f64>,
@@ -108,6 +112,7 @@ impl Default for BenchOptions {
             publish_batch: 1,
             claim_batch: 1,
             wait: 5.0,
+            log_bytes: 0,
             rate: None,
             progress: true,
             probe_disk: false,
@@ -154,6 +159,7 @@ pub struct Report {
     pub publish_batch: usize,
     pub claim_batch: usize,
     pub wait: f64,
+    pub log_bytes: usize,
     pub rate: Option<f64>,
     /// Publishes that failed (not counted in throughput).
     pub errors: u64,
@@ -389,6 +395,11 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         let (client, completed, bar) = (client.clone(), Arc::clone(&completed), bar.clone());
         let mut stop = stop_rx.clone();
         let (batch, wait) = (opts.claim_batch, opts.wait);
+        let log_line = (opts.log_bytes > 0).then(|| {
+            let mut text = "building step 42: ok\n".repeat(opts.log_bytes / 21 + 1);
+            text.truncate(opts.log_bytes);
+            text
+        });
         workers.spawn(async move {
             let (mut claim_h, mut latency_h) = (histogram(), histogram());
             let wait = (wait > 0.0).then(|| Duration::from_secs_f64(wait));
@@ -420,6 +431,11 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
                     }
                 }
                 let ids: Vec<_> = tasks.iter().map(|t| t.task_id).collect();
+                if let Some(text) = &log_line {
+                    for id in &ids {
+                        let _ = client.append_log(worker, *id, text).await;
+                    }
+                }
                 let finished = if ids.len() == 1 {
                     client.complete(worker, ids[0], None).await.map(|_| 1)
                 } else {
@@ -549,6 +565,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         publish_batch: opts.publish_batch,
         claim_batch: opts.claim_batch,
         wait: opts.wait,
+        log_bytes: opts.log_bytes,
         rate: opts.rate,
         errors,
         publish_secs,
@@ -589,10 +606,11 @@ impl Report {
             out.push('\n');
         };
         line(&mut out, format!(
-            "interq bench: {} tasks of ~{} B, {} publishers (batch {}), {} workers (batch {}, wait {} s), {} queues, fan-out {}{}",
+            "interq bench: {} tasks of ~{} B, {} publishers (batch {}), {} workers (batch {}, wait {} s), {} queues, fan-out {}{}{}",
             self.tasks, self.size, self.publishers, self.publish_batch, self.workers, self.claim_batch, self.wait,
             self.queues, self.fanout,
-            self.rate.map(|r| format!(", rate {r} tasks/s")).unwrap_or_default()
+            self.rate.map(|r| format!(", rate {r} tasks/s")).unwrap_or_default(),
+            if self.log_bytes > 0 { format!(", a {} B log per task", self.log_bytes) } else { String::new() }
         ));
         line(&mut out, format!("publish:        {:>12.0} tasks/s   {:>12.0} routed copies/s   ({:.2} s, {} errors)",
             self.publish_tasks_per_sec, self.routed_copies_per_sec, self.publish_secs, self.errors));

@@ -98,7 +98,8 @@ fn operation(e: &Endpoint, settings: &Settings) -> Value {
 }
 
 /// How the answer of one call feeds the next, for clients and for stateful
-/// fuzzing: a registration's worker claims, a claim's task is reported on.
+/// fuzzing: a registration's worker claims, a claim's task is reported on
+/// and logged to.
 fn links(e: &Endpoint) -> Option<Value> {
     match (e.method, e.path) {
         ("PUT", "/worker") => Some(json!({
@@ -106,6 +107,7 @@ fn links(e: &Endpoint) -> Option<Value> {
         })),
         ("GET", "/task") => Some(json!({
             "Report": {"operationId": "POST /task", "requestBody": {"workerId": "$request.query.workerId", "taskId": "$response.body#/taskId", "state": "complete"}},
+            "AppendLog": {"operationId": "POST /task/log", "requestBody": {"workerId": "$request.query.workerId", "taskId": "$response.body#/taskId", "text": "step 1: ok\n"}},
         })),
         ("PUT", "/task") => Some(json!({
             "Status": {"operationId": "GET /status", "parameters": {"task": "$response.body#/taskId"}},

@@ -148,3 +148,42 @@ fn bench_speaks_the_line_protocol_in_process_and_to_a_server() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("interq://"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_workers_may_write_a_log_for_each_task() {
+    let app = spawn_app_with(|s| s.testing.manual_clock = false).await;
+    let url = app.base.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        bench(&["--url", &url, "-N", "40", "-W", "2", "--log-bytes", "500"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(r["errors"], 0);
+    assert_eq!(r["logBytes"], 500);
+    let done = app
+        .send(
+            reqwest::Method::GET,
+            "/tasks?state=completed&queue=bench-0&limit=5",
+            None,
+        )
+        .await
+        .ok();
+    let done = done.as_array().unwrap();
+    assert!(!done.is_empty());
+    for t in done {
+        let id = t["taskId"].as_str().unwrap();
+        let log = app
+            .send(
+                reqwest::Method::GET,
+                &format!("/task/log?taskId={id}"),
+                None,
+            )
+            .await
+            .ok();
+        assert_eq!(log["total"], 500, "{log}");
+        assert!(log["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("building step 42: ok\n"));
+    }
+}
