@@ -33,7 +33,7 @@ impl Default for Limits {
 pub enum InterestError {
     #[error("queue name is empty")]
     EmptyQueueName,
-    #[error("queue `{queue}`: interests must be \"*\" or an object mapping fields to regular expressions")]
+    #[error("queue `{queue}`: interests must be \"*\", \"unrouted\" or an object mapping fields to regular expressions")]
     NotAnObject { queue: String },
     #[error("queue `{queue}`: interests list no field; use \"*\" to take every task")]
     NoFields { queue: String },
@@ -132,6 +132,9 @@ impl FieldInterest {
 pub enum Interests {
     /// `"*"`: every task.
     All,
+    /// `"unrouted"`: every task that no other queue's interests take (a
+    /// dead letter for routing).
+    Unrouted,
     /// Field paths to patterns, matched OR-wise, in the order of their paths.
     Fields(Vec<FieldInterest>),
 }
@@ -145,6 +148,7 @@ impl Interests {
         }
         let object = match value {
             Value::String(s) if s == "*" => return Ok(Self::All),
+            Value::String(s) if s == UNROUTED => return Ok(Self::Unrouted),
             Value::Object(object) => object,
             _ => {
                 return Err(InterestError::NotAnObject {
@@ -176,6 +180,7 @@ impl Interests {
     pub fn to_json(&self) -> Value {
         match self {
             Self::All => Value::String("*".to_owned()),
+            Self::Unrouted => Value::String(UNROUTED.to_owned()),
             Self::Fields(fields) => Value::Object(
                 fields
                     .iter()
@@ -186,13 +191,41 @@ impl Interests {
     }
 
     /// Whether these interests take the task: the plain, uncompiled rule that
-    /// the `Matcher` must agree with.
+    /// the `Matcher` must agree with. `Unrouted` depends on the other
+    /// queues' interests, not on the task alone: false here (see
+    /// [`route_plainly`]).
     pub fn matches(&self, data: &Map<String, Value>) -> bool {
         match self {
             Self::All => true,
+            Self::Unrouted => false,
             Self::Fields(fields) => fields.iter().any(|f| f.matches(data).is_some()),
         }
     }
+}
+
+/// The interests of a queue that takes what no other queue takes.
+pub const UNROUTED: &str = "unrouted";
+
+/// The queues of `queues` that take the task, in their order, by the plain
+/// rules: those whose interests match; when none does, those that take what
+/// no other queue takes. What the `Matcher` must agree with.
+pub fn route_plainly<'a, S: AsRef<str>>(
+    queues: &'a [(S, Interests)],
+    data: &Map<String, Value>,
+) -> Vec<&'a str> {
+    let wanted: Vec<&str> = queues
+        .iter()
+        .filter(|(_, i)| i.matches(data))
+        .map(|(n, _)| n.as_ref())
+        .collect();
+    if !wanted.is_empty() {
+        return wanted;
+    }
+    queues
+        .iter()
+        .filter(|(_, i)| matches!(i, Interests::Unrouted))
+        .map(|(n, _)| n.as_ref())
+        .collect()
 }
 
 fn parse_field(
@@ -257,6 +290,27 @@ mod tests {
 
     fn parse(value: Value) -> Result<Interests, InterestError> {
         Interests::parse("q", &value, &Limits::default())
+    }
+
+    #[test]
+    fn unrouted_takes_only_what_no_other_queue_takes() {
+        let parsed = parse(json!("unrouted")).unwrap();
+        assert!(matches!(parsed, Interests::Unrouted));
+        assert_eq!(parsed.to_json(), json!("unrouted"));
+        let queues = vec![
+            ("emails", parse(json!({"to": "@"})).unwrap()),
+            ("lost", parsed.clone()),
+            ("lost-too", parsed),
+        ];
+        let to = |v: Value| v.as_object().unwrap().clone();
+        assert_eq!(
+            route_plainly(&queues, &to(json!({"to": "a@b"}))),
+            ["emails"]
+        );
+        assert_eq!(
+            route_plainly(&queues, &to(json!({"x": 1}))),
+            ["lost", "lost-too"]
+        );
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! A queue's interests are JSON, one of:
 //!
 //! - `"*"`: the queue takes every task.
+//! - `"unrouted"`: the queue takes every task that no other queue's interests
+//!   take (none while a queue takes `"*"`): a dead letter for routing, where
+//!   tasks that would be discarded are kept to look at.
 //! - an object mapping a *field path* to a *pattern*:
 //!   `{"email": "^.*evan.*", "user.id": "^[0-9]+$"}`.
 //!
@@ -80,6 +83,6 @@ mod interests;
 mod matcher;
 mod path;
 
-pub use interests::{FieldInterest, InterestError, Interests, Limits};
+pub use interests::{route_plainly, FieldInterest, InterestError, Interests, Limits, UNROUTED};
 pub use matcher::{BuildError, Explanation, FieldHit, Matcher};
 pub use path::{FieldPath, PathError};

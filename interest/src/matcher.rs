@@ -34,6 +34,8 @@ pub struct Matcher {
     queues: Vec<(String, Interests)>,
     /// Queues whose interests are `"*"`.
     takes_all: Vec<u32>,
+    /// Queues whose interests are `"unrouted"`.
+    unrouted: Vec<u32>,
     fields: Vec<FieldIndex>,
 }
 
@@ -64,8 +66,11 @@ struct LiteralHit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Explanation<'a> {
     pub queue: &'a str,
-    /// Empty when the queue takes every task (`"*"`).
+    /// Empty when the queue takes every task (`"*"`), or what no other
+    /// queue takes (`unrouted`).
     pub fields: Vec<FieldHit<'a>>,
+    /// Taken because no other queue's interests take it.
+    pub unrouted: bool,
 }
 
 /// One field whose pattern matched.
@@ -92,11 +97,13 @@ impl Matcher {
             .into_iter()
             .collect();
         let mut takes_all = Vec::new();
+        let mut unrouted = Vec::new();
         let mut by_field: BTreeMap<FieldPath, FieldBuilder> = BTreeMap::new();
         for (index, (_, interests)) in queues.iter().enumerate() {
             let queue = index as u32;
             match interests {
                 Interests::All => takes_all.push(queue),
+                Interests::Unrouted => unrouted.push(queue),
                 Interests::Fields(fields) => {
                     for f in fields {
                         by_field
@@ -114,6 +121,7 @@ impl Matcher {
         Ok(Self {
             queues,
             takes_all,
+            unrouted,
             fields,
         })
     }
@@ -130,6 +138,16 @@ impl Matcher {
     /// `route`, as positions in [`Matcher::queues`] order: callers that keep
     /// their own per-queue values in that order look them up without hashing.
     pub fn route_indices(&self, data: &Map<String, Value>) -> Vec<usize> {
+        let wanted = self.wanted_indices(data);
+        if wanted.is_empty() {
+            return self.unrouted.iter().map(|&q| q as usize).collect();
+        }
+        wanted
+    }
+
+    /// The queues whose interests take the task, leaving out the `unrouted`
+    /// queues that take it when none does: empty when nothing wants it.
+    pub fn wanted_indices(&self, data: &Map<String, Value>) -> Vec<usize> {
         if self.queues.is_empty() {
             return Vec::new();
         }
@@ -171,9 +189,21 @@ impl Matcher {
     /// For every queue that wants the task: which fields and patterns matched.
     /// Slower than `route`: it asks each queue's patterns one by one.
     pub fn explain(&self, data: &Map<String, Value>) -> Vec<Explanation<'_>> {
-        self.queues
+        let wanted: Vec<Explanation<'_>> = self
+            .queues
             .iter()
             .filter_map(|(name, interests)| explain_one(name, interests, data))
+            .collect();
+        if !wanted.is_empty() {
+            return wanted;
+        }
+        self.unrouted
+            .iter()
+            .map(|&q| Explanation {
+                queue: &self.queues[q as usize].0,
+                fields: Vec::new(),
+                unrouted: true,
+            })
             .collect()
     }
 
@@ -185,7 +215,10 @@ impl Matcher {
             .binary_search_by(|(n, _)| n.as_str().cmp(queue))
             .ok()?;
         let (name, interests) = &self.queues[index];
-        explain_one(name, interests, data)
+        match interests {
+            Interests::Unrouted => self.explain(data).into_iter().find(|e| e.queue == queue),
+            _ => explain_one(name, interests, data),
+        }
     }
 
     /// Every queue with its interests, in name order.
@@ -197,6 +230,12 @@ impl Matcher {
     /// groups of patterns without a literal form, over every field.
     pub fn regex_groups(&self) -> usize {
         self.fields.iter().map(|f| f.regexes.len()).sum()
+    }
+
+    /// Whether the queue at `index` (in `route_indices` order) takes only
+    /// what no other queue takes.
+    pub fn is_unrouted(&self, index: usize) -> bool {
+        matches!(self.queues.get(index), Some((_, Interests::Unrouted)))
     }
 
     /// How many queues have interests.
@@ -220,7 +259,9 @@ fn explain_one<'a>(
         Interests::All => Some(Explanation {
             queue: name,
             fields: Vec::new(),
+            unrouted: false,
         }),
+        Interests::Unrouted => None,
         Interests::Fields(fields) => {
             let hits: Vec<FieldHit<'a>> = fields
                 .iter()
@@ -235,6 +276,7 @@ fn explain_one<'a>(
             (!hits.is_empty()).then_some(Explanation {
                 queue: name,
                 fields: hits,
+                unrouted: false,
             })
         }
     }
@@ -502,7 +544,8 @@ mod tests {
             vec![
                 Explanation {
                     queue: "all",
-                    fields: vec![]
+                    fields: vec![],
+                    unrouted: false,
                 },
                 Explanation {
                     queue: "mail",
@@ -510,10 +553,30 @@ mod tests {
                         field: "email",
                         pattern: "evan",
                         value: "evan@x".into()
-                    }]
+                    }],
+                    unrouted: false,
                 },
             ]
         );
+    }
+
+    #[test]
+    fn an_unrouted_queue_takes_and_explains_only_what_nobody_else_wants() {
+        let m = matcher(json!({"lost": "unrouted", "mail": {"email": "evan"}}));
+        let wanted = json!({"email": "evan@x"});
+        let wanted = wanted.as_object().unwrap();
+        let nobody = json!({"email": "ada@x"});
+        let nobody = nobody.as_object().unwrap();
+        assert_eq!(m.route(wanted), ["mail"]);
+        assert_eq!(m.wanted_indices(wanted), [1]);
+        assert_eq!(m.route(nobody), ["lost"]);
+        assert!(m.wanted_indices(nobody).is_empty());
+        let why = m.explain_queue("lost", nobody).unwrap();
+        assert!(why.unrouted && why.fields.is_empty());
+        assert!(m.explain_queue("lost", wanted).is_none());
+        // A queue that takes every task leaves nothing unrouted.
+        let m = matcher(json!({"all": "*", "lost": "unrouted"}));
+        assert_eq!(m.route(nobody), ["all"]);
     }
 
     #[test]

@@ -109,6 +109,20 @@ impl ApiError {
         )
     }
 
+    /// A publish with `requireRoute` that no queue's interests want; `item`:
+    /// its place in a batch.
+    pub fn unrouted(item: Option<usize>) -> Self {
+        let field = match item {
+            Some(i) => format!("[{i}].requireRoute"),
+            None => "requireRoute".to_owned(),
+        };
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unrouted",
+            format!("`{field}`: no queue's interests want this task; nothing was stored"),
+        )
+    }
+
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
@@ -179,6 +193,7 @@ impl From<BrokerError> for ApiError {
                 "too_soon",
                 format!("`taskId`: this task's log took an append moments ago; send again in {retry_after_ms} ms, with what came since"),
             ),
+            BrokerError::Unrouted { .. } => Self::unrouted(None),
             BrokerError::ShuttingDown => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 "shutting_down",

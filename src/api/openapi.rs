@@ -384,7 +384,7 @@ pub fn worker_name(_: &Settings) -> Value {
 
 pub fn interests(s: &Settings) -> Value {
     json!({"oneOf": [
-        {"type": "string", "enum": ["*"]},
+        {"type": "string", "enum": ["*", "unrouted"], "description": "`*`: every task; `unrouted`: every task no other queue's interests take"},
         {
             "type": "object",
             "minProperties": 1,

@@ -145,6 +145,7 @@ const PUBLISH: &[Param] = &[
     p("key", s::key, false, "the caller's name for the task (1-256 bytes): find it, stop it; the singular rules compare it"),
     p("expireAt", s::unix_time, false, "unix seconds after which a copy not yet claimed is dropped (expired); not with `ttl`"),
     p("ttl", s::ttl, false, "seconds from now after which a copy not yet claimed is dropped; not with `expireAt`"),
+    p("requireRoute", s::boolean, false, "refuse the publish (422 `unrouted`, nothing stored) when no queue's interests want the task"),
 ];
 const CLAIM: &[Param] = &[
     p("workerId", s::uuid, true, "the claiming worker"),

@@ -53,6 +53,12 @@ pub async fn set(call: Call, body: Body) -> Answer {
     }
     let task = p.nested("task")?;
     let task = parse_new_task(p.required("task", task)?, state)?;
+    if task.require_route {
+        return Err(ApiError::invalid(
+            "task",
+            "a scheduled task takes no `requireRoute`: nobody would hear the refusal",
+        ));
+    }
     if task.run_at.is_some() || task.expire_at.is_some() {
         return Err(ApiError::invalid(
             "task",

@@ -8,7 +8,7 @@ use super::call::{json, Answer, Call};
 use super::error::ApiError;
 use super::params::{Body, Params};
 use super::AppState;
-use crate::broker::{NewTask, Report};
+use crate::broker::{BrokerError, NewTask, Report};
 use crate::model::{CancelTarget, Cancellation, TaskSelector};
 use crate::model::{Millis, Priority, Scope, TaskId, WorkerId};
 
@@ -25,6 +25,7 @@ const PUBLISH_FIELDS: &[&str] = &[
     "key",
     "expireAt",
     "ttl",
+    "requireRoute",
 ];
 
 /// Longest task key, in bytes.
@@ -65,7 +66,15 @@ pub async fn publish(call: Call, body: Body) -> Answer {
                 .enumerate()
                 .map(|(i, item)| parse_new_task(Params::item(i, item)?, state))
                 .collect::<Result<Vec<_>, _>>()?;
-            json(&state.broker.publish_within(tasks, within.as_ref()).await?)
+            let published = state
+                .broker
+                .publish_within(tasks, within.as_ref())
+                .await
+                .map_err(|e| match e {
+                    BrokerError::Unrouted { index } => ApiError::unrouted(Some(index)),
+                    other => other.into(),
+                })?;
+            json(&published)
         }
     }
 }
@@ -152,6 +161,7 @@ pub(super) fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask,
         expire_at,
         ttl_ms,
         key: parse_key(&p, "key")?,
+        require_route: p.boolean("requireRoute")?.unwrap_or(false),
     })
 }
 

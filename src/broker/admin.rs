@@ -145,8 +145,11 @@ pub struct Preview {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reach {
     pub queue: String,
-    /// (field, pattern, value) of each matching field; empty for `"*"`.
+    /// (field, pattern, value) of each matching field; empty for `"*"`
+    /// and `"unrouted"`.
     pub fields: Vec<(String, String, String)>,
+    /// Reached because no other queue's interests want it.
+    pub unrouted: bool,
 }
 
 impl Broker {
@@ -398,6 +401,7 @@ impl Broker {
                         )
                     })
                     .collect(),
+                unrouted: e.unrouted,
             })
             .collect()
     }

@@ -115,6 +115,9 @@ pub enum BrokerError {
     TooManyCopies(usize),
     #[error("too soon; retry in {retry_after_ms} ms")]
     Throttled { retry_after_ms: u64 },
+    /// Publish `index` asked `requireRoute` and no queue's interests want it.
+    #[error("no queue's interests want task {index} of the publish")]
+    Unrouted { index: usize },
     #[error("store: {0}")]
     Store(StoreError),
 }
@@ -324,7 +327,17 @@ impl Broker {
         let mut spans = Vec::with_capacity(tasks.len());
         let mut discarded = 0;
         let mut accepted = Vec::with_capacity(tasks.len());
-        for (mut new, indices) in tasks.into_iter().zip(routed) {
+        for (index, (mut new, indices)) in tasks.into_iter().zip(routed).enumerate() {
+            // A schedule's firing has nobody to refuse: it publishes as any.
+            if new.require_route && fired.is_none() {
+                let wanted = indices.iter().any(|&i| {
+                    !routes.matcher.is_unrouted(i)
+                        && within.is_none_or(|w| w.allows(routes.names[i].as_str()))
+                });
+                if !wanted {
+                    return Err(BrokerError::Unrouted { index });
+                }
+            }
             let publish_id = TaskId::new_publish();
             let start = copies.len();
             let queues: Vec<&QueueName> = indices
@@ -1076,7 +1089,9 @@ impl Broker {
                 .iter()
                 .map(|h| serde_json::json!({"field": h.field, "pattern": h.pattern, "value": h.value}))
                 .collect();
-            view["routedBy"] = if by.is_empty() {
+            view["routedBy"] = if why.unrouted {
+                Value::from(interest::UNROUTED)
+            } else if by.is_empty() {
                 Value::from("*")
             } else {
                 Value::Array(by)

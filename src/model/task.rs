@@ -527,6 +527,10 @@ pub struct NewTask {
     pub ttl_ms: Option<u64>,
     /// The caller's name for the task; the singular rules compare it.
     pub key: Option<String>,
+    /// Refuse the publish (nothing stored) when no queue's interests want
+    /// the task, rather than discard it or leave it to an `unrouted` queue.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub require_route: bool,
 }
 
 /// When a schedule fires.

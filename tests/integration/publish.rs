@@ -421,3 +421,82 @@ async fn bad_expiry_and_singular_values_are_refused() {
         .error(400, "invalid_field", Some("singularlyEnqueue"));
     assert_eq!(app.queue("q").await["ready"], 0);
 }
+
+#[tokio::test]
+async fn an_unrouted_queue_keeps_what_no_interest_wants() {
+    let app = spawn_app().await;
+    app.put_interest("emails", json!({"to": "@"})).await.ok();
+    // Before it exists, a task nobody wants is discarded.
+    let gone = app.publish_data(json!({"kind": "lost"})).await;
+    assert_eq!(gone["queues"], json!([]));
+    let set = app.put_interest("nobody", json!("unrouted")).await.ok();
+    assert_eq!(set["interests"], "unrouted");
+    let wanted = app.publish_data(json!({"to": "a@b"})).await;
+    assert_eq!(wanted["queues"], json!(["emails"]));
+    let kept = app.publish_data(json!({"kind": "lost"})).await;
+    assert_eq!(kept["queues"], json!(["nobody"]));
+    let counters = app.status("counters").await["counters"].clone();
+    assert_eq!(counters["discarded"], 1, "only the one before: {counters}");
+    assert_eq!(app.queue("nobody").await["ready"], 1);
+    let id = kept["copies"][0]["taskId"].as_str().unwrap();
+    let task = app.status(&format!("task={id}")).await["task"].clone();
+    assert_eq!(task["routedBy"], "unrouted");
+    // The interests are shown as set, and a queue taking every task leaves
+    // nothing unrouted.
+    assert_eq!(
+        app.status("interests").await["interests"]["nobody"],
+        "unrouted"
+    );
+    app.put_interest("everything", json!("*")).await.ok();
+    let all = app.publish_data(json!({"kind": "lost"})).await;
+    assert_eq!(all["queues"], json!(["everything"]));
+    // Other words are still refused, naming the queue.
+    let refused = app.put_interest("x", json!("nowhere")).await.error(
+        400,
+        "invalid_interest",
+        Some("interests"),
+    );
+    assert!(refused.contains("\"unrouted\""), "{refused}");
+}
+
+#[tokio::test]
+async fn require_route_refuses_a_task_no_interest_wants_and_stores_nothing() {
+    let app = spawn_app().await;
+    app.put_interest("emails", json!({"to": "@"})).await.ok();
+    app.put_interest("nobody", json!("unrouted")).await.ok();
+    let ok = app
+        .publish(json!({"data": {"to": "a@b"}, "requireRoute": true}))
+        .await
+        .ok();
+    assert_eq!(ok["queues"], json!(["emails"]));
+    // Only the unrouted queue would take it: that is no interest wanting it.
+    let message = app
+        .publish(json!({"data": {"kind": "x"}, "requireRoute": true}))
+        .await
+        .error(422, "unrouted", Some("requireRoute"));
+    assert!(message.contains("nothing was stored"), "{message}");
+    let batch = app
+        .publish(json!([
+            {"data": {"to": "c@d"}, "requireRoute": true},
+            {"data": {"kind": "x"}, "requireRoute": true},
+        ]))
+        .await;
+    batch.error(422, "unrouted", Some("[1].requireRoute"));
+    let counters = app.status("counters").await["counters"].clone();
+    assert_eq!(counters["published"], 1, "{counters}");
+    assert_eq!(app.queue("emails").await["ready"], 1);
+    assert_eq!(app.queue("nobody").await["ready"], 0);
+    // Without it, the same task goes to the unrouted queue.
+    let kept = app.publish_data(json!({"kind": "x"})).await;
+    assert_eq!(kept["queues"], json!(["nobody"]));
+    app.publish(json!({"data": {}, "requireRoute": "yes"}))
+        .await
+        .error(400, "invalid_field", Some("requireRoute"));
+    app.send(
+        Method::PUT,
+        "/schedule",
+        Some(json!({"name": "s", "every": 60, "task": {"data": {}, "requireRoute": true}})),
+    )
+    .await
+    .error(400, "invalid_field", Some("task"));
+}
