@@ -3,6 +3,7 @@
 use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 
+use crate::operators::{parse_operator, Condition, MAX_ALTERNATIVES};
 use crate::path::{FieldPath, PathError};
 
 /// Bounds on what one queue may register, so that one request cannot make the
@@ -49,8 +50,15 @@ pub enum InterestError {
         field: String,
         source: PathError,
     },
-    #[error("queue `{queue}`: field `{field}`: the pattern must be a string")]
+    #[error("queue `{queue}`: field `{field}`: the pattern must be a string (a regular expression), an operator object or a list of 1 to {max} of them", max = crate::operators::MAX_ALTERNATIVES)]
     PatternNotString { queue: String, field: String },
+    #[error("queue `{queue}`: field `{field}`: {}{message}", if operator.is_empty() { String::new() } else { format!("operator `{operator}`: ") })]
+    InvalidOperator {
+        queue: String,
+        field: String,
+        operator: String,
+        message: String,
+    },
     #[error(
         "queue `{queue}`: field `{field}`: the pattern is {len} bytes, over the limit of {max}"
     )]
@@ -88,6 +96,7 @@ impl InterestError {
             | Self::TooManyFields { .. } => None,
             Self::InvalidField { field, .. }
             | Self::PatternNotString { field, .. }
+            | Self::InvalidOperator { field, .. }
             | Self::PatternTooLong { field, .. }
             | Self::CompiledTooLarge { field, .. }
             | Self::InvalidRegex { field, .. }
@@ -96,11 +105,22 @@ impl InterestError {
     }
 }
 
-/// One field's interest: where to look, and the pattern that must match there.
+/// One field's interest: where to look, and what must hold there (any of
+/// its alternatives).
 #[derive(Debug, Clone)]
 pub struct FieldInterest {
     path: FieldPath,
-    pattern: Regex,
+    alternatives: Vec<Alternative>,
+    /// As registered, for `to_json`.
+    source: Value,
+}
+
+/// One condition of a field, with its text as shown in explanations: the
+/// regex's source, or the operator object as JSON.
+#[derive(Debug, Clone)]
+pub struct Alternative {
+    pub condition: Condition,
+    pub shown: String,
 }
 
 impl FieldInterest {
@@ -109,21 +129,24 @@ impl FieldInterest {
         &self.path
     }
 
-    /// The pattern's source text.
-    pub fn pattern(&self) -> &str {
-        self.pattern.as_str()
+    /// What must hold at the path: any of these.
+    pub fn alternatives(&self) -> &[Alternative] {
+        &self.alternatives
     }
 
-    /// Whether the pattern matches any text of the value found at the path.
+    /// The first alternative that holds for the value at the path, with the
+    /// text that matched.
+    pub fn matching(&self, data: &Map<String, Value>) -> Option<(&Alternative, String)> {
+        let value = self.path.resolve(data);
+        self.alternatives
+            .iter()
+            .find_map(|a| a.condition.matches(value).map(|hit| (a, hit)))
+    }
+
+    /// Whether any alternative holds for the value found at the path; the
+    /// text that matched.
     pub fn matches(&self, data: &Map<String, Value>) -> Option<String> {
-        let value = self.path.resolve(data)?;
-        let mut hit = None;
-        crate::path::for_each_text(value, |text| {
-            if hit.is_none() && self.pattern.is_match(text) {
-                hit = Some(text.to_owned());
-            }
-        });
-        hit
+        self.matching(data).map(|(_, hit)| hit)
     }
 }
 
@@ -184,7 +207,7 @@ impl Interests {
             Self::Fields(fields) => Value::Object(
                 fields
                     .iter()
-                    .map(|f| (f.path.as_str().to_owned(), Value::from(f.pattern())))
+                    .map(|f| (f.path.as_str().to_owned(), f.source.clone()))
                     .collect(),
             ),
         }
@@ -239,11 +262,61 @@ fn parse_field(
         field: field.to_owned(),
         source,
     })?;
-    let Value::String(pattern) = pattern else {
-        return Err(InterestError::PatternNotString {
-            queue: queue.to_owned(),
-            field: field.to_owned(),
-        });
+    let one = |v: &Value| parse_alternative(queue, field, v, limits);
+    let alternatives = match pattern {
+        Value::Array(items) if !items.is_empty() && items.len() <= MAX_ALTERNATIVES => items
+            .iter()
+            .map(|item| match item {
+                Value::Array(_) => Err(InterestError::PatternNotString {
+                    queue: queue.to_owned(),
+                    field: field.to_owned(),
+                }),
+                other => one(other),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Value::Array(_) => {
+            return Err(InterestError::PatternNotString {
+                queue: queue.to_owned(),
+                field: field.to_owned(),
+            })
+        }
+        other => vec![one(other)?],
+    };
+    Ok(FieldInterest {
+        path,
+        alternatives,
+        source: pattern.clone(),
+    })
+}
+
+fn parse_alternative(
+    queue: &str,
+    field: &str,
+    pattern: &Value,
+    limits: &Limits,
+) -> Result<Alternative, InterestError> {
+    let pattern = match pattern {
+        Value::String(p) => p,
+        Value::Object(object) => {
+            let condition = parse_operator(object, limits.max_pattern_len).map_err(|e| {
+                InterestError::InvalidOperator {
+                    queue: queue.to_owned(),
+                    field: field.to_owned(),
+                    operator: e.operator,
+                    message: e.message,
+                }
+            })?;
+            return Ok(Alternative {
+                condition,
+                shown: pattern.to_string(),
+            });
+        }
+        _ => {
+            return Err(InterestError::PatternNotString {
+                queue: queue.to_owned(),
+                field: field.to_owned(),
+            })
+        }
     };
     if pattern.len() > limits.max_pattern_len {
         return Err(InterestError::PatternTooLong {
@@ -273,9 +346,9 @@ fn parse_field(
             field: field.to_owned(),
         });
     }
-    Ok(FieldInterest {
-        path,
-        pattern: compiled,
+    Ok(Alternative {
+        condition: Condition::Regex(compiled),
+        shown: pattern.clone(),
     })
 }
 
@@ -311,6 +384,71 @@ mod tests {
             route_plainly(&queues, &to(json!({"x": 1}))),
             ["lost", "lost-too"]
         );
+    }
+
+    #[test]
+    fn operators_and_lists_parse_round_trip_and_match_any_alternative() {
+        let value = json!({
+            "region": [{"prefix": "eu-"}, "^us-east-1$"],
+            "amount": {"numeric": [">", 100]},
+            "ip": {"cidr": "10.0.0.0/8"},
+        });
+        let interests = parse(value.clone()).unwrap();
+        assert_eq!(interests.to_json(), value);
+        let to = |v: Value| v.as_object().unwrap().clone();
+        assert!(interests.matches(&to(json!({"region": "eu-west-2"}))));
+        assert!(interests.matches(&to(json!({"region": "us-east-1"}))));
+        assert!(interests.matches(&to(json!({"amount": 101}))));
+        assert!(interests.matches(&to(json!({"ip": "10.9.9.9"}))));
+        assert!(!interests.matches(&to(
+            json!({"region": "ap-1", "amount": 100, "ip": "11.0.0.1"})
+        )));
+        let Interests::Fields(fields) = &interests else {
+            panic!("fields")
+        };
+        let region = fields
+            .iter()
+            .find(|f| f.path().as_str() == "region")
+            .unwrap();
+        let (alt, hit) = region.matching(&to(json!({"region": "eu-1"}))).unwrap();
+        assert_eq!(
+            (alt.shown.as_str(), hit.as_str()),
+            (r#"{"prefix":"eu-"}"#, "eu-1")
+        );
+    }
+
+    #[test]
+    fn a_bad_operator_names_queue_field_and_operator() {
+        let err = parse(json!({"amount": {"numeric": [">", "lots"]}})).unwrap_err();
+        assert_eq!(err.field(), Some("amount"));
+        let text = err.to_string();
+        assert!(
+            text.starts_with("queue `q`: field `amount`: operator `numeric`: "),
+            "{text}"
+        );
+        let err = parse(json!({"a": {"prefx": "x"}})).unwrap_err();
+        assert!(err.to_string().contains("operator `prefx`"), "{err}");
+        for bad in [
+            json!({"a": []}),
+            json!({"a": [["x"]]}),
+            json!({"a": [1]}),
+            json!({"a": null}),
+        ] {
+            assert!(
+                matches!(
+                    parse(bad.clone()),
+                    Err(InterestError::PatternNotString { .. })
+                ),
+                "{bad}"
+            );
+        }
+        let many: Vec<Value> = (0..65).map(|i| Value::from(format!("x{i}"))).collect();
+        assert!(parse(json!({"a": many})).is_err());
+        // A regex inside a list meets the regex limits.
+        assert!(matches!(
+            parse(json!({"a": ["ok", "(unclosed"]})),
+            Err(InterestError::InvalidRegex { .. })
+        ));
     }
 
     #[test]

@@ -14,7 +14,23 @@
 //!   take (none while a queue takes `"*"`): a dead letter for routing, where
 //!   tasks that would be discarded are kept to look at.
 //! - an object mapping a *field path* to a *pattern*:
-//!   `{"email": "^.*evan.*", "user.id": "^[0-9]+$"}`.
+//!   `{"email": "^.*evan.*", "user.id": "^[0-9]+$"}`. A pattern is a regular
+//!   expression (a JSON string), an *operator* object, or a list of 1 to 64
+//!   of them, any of which may match (`{"region": [{"prefix": "eu-"}, "^uk$"]}`).
+//!
+//! The operators (one per object; see [`operators`]):
+//!
+//! | operator | holds when |
+//! |---|---|
+//! | `{"prefix": "eu-"}`, `{"suffix": ".png"}` | the value's text starts (ends) with it |
+//! | `{"equalsIgnoreCase": "order"}` | the text equals it, case aside |
+//! | `{"anythingBut": ["test", 0]}` | the field is there and its text is none of these |
+//! | `{"numeric": [">=", 10, "<", 20]}` | a number satisfies every comparison (`<`, `<=`, `=`, `>=`, `>`); with `"strings": true` also a string that reads as one |
+//! | `{"exists": true}` / `{"exists": false}` | the field is there and not `null` / it is not |
+//! | `{"cidr": "10.0.0.0/8"}` | a string is an IP address (v4 or v6) in the network |
+//!
+//! Prefixes and suffixes join the field's literal automaton, case-blind
+//! equality a hash map; none compiles to a regex.
 //!
 //! A **field path** names a field of the task's `data` object: a top-level key
 //! (`email`), or keys joined by `.` to reach into nested objects (`user.email`).
@@ -81,8 +97,11 @@ mod classify;
 mod complexity;
 mod interests;
 mod matcher;
+pub mod operators;
 mod path;
 
-pub use interests::{route_plainly, FieldInterest, InterestError, Interests, Limits, UNROUTED};
+pub use interests::{
+    route_plainly, Alternative, FieldInterest, InterestError, Interests, Limits, UNROUTED,
+};
 pub use matcher::{BuildError, Explanation, FieldHit, Matcher};
 pub use path::{FieldPath, PathError};

@@ -1,6 +1,6 @@
 //! The compiled, immutable router over every queue's interests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::{RegexSet, RegexSetBuilder};
@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::classify::{literal_form, EndRule, StartRule};
 use crate::interests::Interests;
+use crate::operators::Condition;
 use crate::path::{for_each_text, FieldPath};
 
 /// The regex set of one field holds every pattern that has no literal form, so
@@ -53,6 +54,13 @@ struct FieldIndex {
     /// within bounds (see `complexity`), each with the queue of each of its
     /// patterns.
     regexes: Vec<(RegexSet, Vec<u32>)>,
+    /// `equalsIgnoreCase`: the lower-cased value to its queues.
+    ignore_case: HashMap<String, Vec<u32>>,
+    /// `exists: true` and `exists: false`.
+    present: Vec<u32>,
+    absent: Vec<u32>,
+    /// Operators asked one by one (`anythingBut`, `numeric`, `cidr`).
+    others: Vec<(u32, Condition)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -106,10 +114,10 @@ impl Matcher {
                 Interests::Unrouted => unrouted.push(queue),
                 Interests::Fields(fields) => {
                     for f in fields {
-                        by_field
-                            .entry(f.path().clone())
-                            .or_default()
-                            .add(queue, f.pattern());
+                        let builder = by_field.entry(f.path().clone()).or_default();
+                        for a in f.alternatives() {
+                            builder.add_condition(queue, &a.condition);
+                        }
                     }
                 }
             }
@@ -156,8 +164,22 @@ impl Matcher {
             set(&mut hit, q);
         }
         for field in &self.fields {
-            if let Some(value) = field.path.resolve(data) {
+            let value = field.path.resolve(data);
+            let present = value.is_some_and(|v| !v.is_null());
+            for &q in if present {
+                &field.present
+            } else {
+                &field.absent
+            } {
+                set(&mut hit, q);
+            }
+            if let Some(value) = value {
                 for_each_text(value, |text| field.mark(text, &mut hit));
+                for (q, condition) in &field.others {
+                    if !is_set(&hit, *q) && condition.matches(Some(value)).is_some() {
+                        set(&mut hit, *q);
+                    }
+                }
             }
         }
         let mut out = Vec::new();
@@ -266,9 +288,9 @@ fn explain_one<'a>(
             let hits: Vec<FieldHit<'a>> = fields
                 .iter()
                 .filter_map(|f| {
-                    f.matches(data).map(|value| FieldHit {
+                    f.matching(data).map(|(alternative, value)| FieldHit {
                         field: f.path().as_str(),
-                        pattern: f.pattern(),
+                        pattern: &alternative.shown,
                         value,
                     })
                 })
@@ -310,6 +332,13 @@ impl FieldIndex {
         for (set_, queues) in &self.regexes {
             for i in set_.matches(text).iter() {
                 set(hit, queues[i]);
+            }
+        }
+        if !self.ignore_case.is_empty() {
+            if let Some(queues) = self.ignore_case.get(&text.to_lowercase()) {
+                for &q in queues {
+                    set(hit, q);
+                }
             }
         }
     }
@@ -369,9 +398,29 @@ struct FieldBuilder {
     empty_hits: Vec<LiteralHit>,
     regexes: Vec<String>,
     regex_queues: Vec<u32>,
+    ignore_case: HashMap<String, Vec<u32>>,
+    present: Vec<u32>,
+    absent: Vec<u32>,
+    others: Vec<(u32, Condition)>,
 }
 
 impl FieldBuilder {
+    /// Files one condition where it is cheapest to answer: prefixes and
+    /// suffixes become anchored literals of the field's automaton.
+    fn add_condition(&mut self, queue: u32, condition: &Condition) {
+        match condition {
+            Condition::Regex(r) => self.add(queue, r.as_str()),
+            Condition::Prefix(p) => self.add(queue, &format!("^{}", regex::escape(p))),
+            Condition::Suffix(s) => self.add(queue, &format!("{}$", regex::escape(s))),
+            Condition::EqualsIgnoreCase(s) => {
+                self.ignore_case.entry(s.clone()).or_default().push(queue)
+            }
+            Condition::Exists(true) => self.present.push(queue),
+            Condition::Exists(false) => self.absent.push(queue),
+            other => self.others.push((queue, other.clone())),
+        }
+    }
+
     fn add(&mut self, queue: u32, pattern: &str) {
         match literal_form(pattern) {
             Some(form) => {
@@ -430,6 +479,10 @@ impl FieldBuilder {
             literal_hits,
             empty_hits: self.empty_hits,
             regexes,
+            ignore_case: self.ignore_case,
+            present: self.present,
+            absent: self.absent,
+            others: self.others,
         })
     }
 }

@@ -37,9 +37,37 @@ fn pattern() -> impl Strategy<Value = String> {
         })
 }
 
+/// One alternative of a field: a regex, or an operator over the same small
+/// alphabet the tasks use.
+fn alternative() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        4 => pattern().prop_map(Value::from),
+        1 => "[ab\n1]{0,2}".prop_map(|p| serde_json::json!({"prefix": p})),
+        1 => "[ab1]{0,2}".prop_map(|s| serde_json::json!({"suffix": s})),
+        1 => "[aAbB]{0,2}".prop_map(|s| serde_json::json!({"equalsIgnoreCase": s})),
+        1 => prop::collection::vec(prop_oneof!["[ab]{0,2}".prop_map(Value::from), (0u32..30).prop_map(Value::from), Just(Value::Bool(true))], 1..3)
+            .prop_map(|v| serde_json::json!({"anythingBut": v})),
+        1 => (prop::sample::select(vec!["<", "<=", "=", ">=", ">"]), 0u32..30, any::<bool>())
+            .prop_map(|(op, n, strings)| serde_json::json!({"numeric": [op, n], "strings": strings})),
+        1 => any::<bool>().prop_map(|b| serde_json::json!({"exists": b})),
+        1 => Just(serde_json::json!({"cidr": "10.0.0.0/8"})),
+    ]
+}
+
+/// What a field maps to: one alternative, or a list of them.
+fn field_interest() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        3 => alternative(),
+        1 => prop::collection::vec(alternative(), 1..3).prop_map(Value::Array),
+    ]
+}
+
 fn value() -> impl Strategy<Value = Value> {
     prop_oneof![
         "[ab\n1]{0,6}".prop_map(Value::from),
+        "[ab1]{0,2}".prop_map(Value::from),
+        Just(Value::from("10.1.2.3")),
+        Just(Value::from(" 7")),
         (0u32..30).prop_map(Value::from),
         any::<bool>().prop_map(Value::from),
         Just(Value::Null),
@@ -57,8 +85,8 @@ fn queues() -> impl Strategy<Value = Vec<(String, Interests)>> {
     let interests = prop_oneof![
         1 => Just(Value::from("*")),
         1 => Just(Value::from("unrouted")),
-        9 => prop::collection::btree_map(prop::sample::select(vec!["f", "g", "h"]), pattern(), 1..3)
-            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), Value::from(v))).collect())),
+        9 => prop::collection::btree_map(prop::sample::select(vec!["f", "g", "h"]), field_interest(), 1..3)
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
     ];
     prop::collection::vec(interests, 0..8).prop_map(|all| {
         all.into_iter()

@@ -383,14 +383,28 @@ pub fn worker_name(_: &Settings) -> Value {
 }
 
 pub fn interests(s: &Settings) -> Value {
+    let text = json!({"type": "string", "maxLength": s.limits.max_pattern_bytes});
+    let condition = json!({"oneOf": [
+        {"type": "string", "minLength": 1, "maxLength": s.limits.max_pattern_bytes, "example": "^user\\.", "description": "a regular expression"},
+        {"type": "object", "required": ["prefix"], "properties": {"prefix": text}, "additionalProperties": false},
+        {"type": "object", "required": ["suffix"], "properties": {"suffix": text}, "additionalProperties": false},
+        {"type": "object", "required": ["equalsIgnoreCase"], "properties": {"equalsIgnoreCase": text}, "additionalProperties": false},
+        {"type": "object", "required": ["anythingBut"], "properties": {"anythingBut": {"type": "array", "minItems": 1, "maxItems": interest::operators::MAX_ALTERNATIVES, "items": {"oneOf": [text, {"type": "number"}, {"type": "boolean"}]}}}, "additionalProperties": false},
+        {"type": "object", "required": ["numeric"], "properties": {"numeric": {"type": "array", "minItems": 2, "maxItems": 4, "description": "[op, number] or [op, number, op, number]; op one of <, <=, =, >=, >"}, "strings": {"type": "boolean"}}, "additionalProperties": false},
+        {"type": "object", "required": ["exists"], "properties": {"exists": {"type": "boolean"}}, "additionalProperties": false},
+        {"type": "object", "required": ["cidr"], "properties": {"cidr": {"type": "string", "example": "10.0.0.0/8"}}, "additionalProperties": false},
+    ]});
     json!({"oneOf": [
         {"type": "string", "enum": ["*", "unrouted"], "description": "`*`: every task; `unrouted`: every task no other queue's interests take"},
         {
             "type": "object",
             "minProperties": 1,
             "maxProperties": s.limits.max_interest_fields,
-            "description": "field path (keys joined by `.`, `\\.` for a dot in a key) to a regular expression",
-            "additionalProperties": {"type": "string", "minLength": 1, "maxLength": s.limits.max_pattern_bytes, "example": "^user\\."},
+            "description": "field path (keys joined by `.`, `\\.` for a dot in a key) to what must hold there: a regular expression, an operator, or a list of them (any may match)",
+            "additionalProperties": {"oneOf": [
+                condition.clone(),
+                {"type": "array", "minItems": 1, "maxItems": interest::operators::MAX_ALTERNATIVES, "items": condition},
+            ]},
             "propertyNames": {"minLength": 1, "maxLength": 256, "pattern": "^[A-Za-z0-9_]+(\\.[A-Za-z0-9_]+)*$"},
         },
     ]})

@@ -500,3 +500,83 @@ async fn require_route_refuses_a_task_no_interest_wants_and_stores_nothing() {
     .await
     .error(400, "invalid_field", Some("task"));
 }
+
+#[tokio::test]
+async fn operators_route_by_prefix_number_presence_and_network() {
+    let app = spawn_app().await;
+    let set = app
+        .put_interest(
+            "big-eu",
+            json!({"region": [{"prefix": "eu-"}, "^uk$"], "amount": {"numeric": [">=", 100, "<", 1000]}}),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        set["interests"]["region"],
+        json!([{"prefix": "eu-"}, "^uk$"]),
+        "stored as registered"
+    );
+    app.put_interest("internal", json!({"ip": {"cidr": "10.0.0.0/8"}}))
+        .await
+        .ok();
+    app.put_interest("untraced", json!({"traceId": {"exists": false}}))
+        .await
+        .ok();
+    app.put_interest("not-test", json!({"env": {"anythingBut": ["test", "dev"]}}))
+        .await
+        .ok();
+    app.put_interest("orders", json!({"type": {"equalsIgnoreCase": "ORDER"}}))
+        .await
+        .ok();
+    for (data, want) in [
+        (
+            json!({"region": "eu-west", "traceId": "t"}),
+            json!(["big-eu"]),
+        ),
+        (json!({"amount": 250, "traceId": "t"}), json!(["big-eu"])),
+        (json!({"amount": 1000, "traceId": "t"}), json!([])),
+        (json!({"amount": "250", "traceId": "t"}), json!([])),
+        (
+            json!({"ip": "10.2.3.4", "traceId": "t"}),
+            json!(["internal"]),
+        ),
+        (json!({"ip": "192.168.0.1"}), json!(["untraced"])),
+        (json!({"env": "prod", "traceId": "t"}), json!(["not-test"])),
+        (json!({"env": "test", "traceId": "t"}), json!([])),
+        (json!({"type": "Order", "traceId": "t"}), json!(["orders"])),
+    ] {
+        let got = app.publish_data(data.clone()).await;
+        assert_eq!(got["queues"], want, "{data}");
+    }
+    // The task's record says which operator took it.
+    let got = app
+        .publish_data(json!({"region": "eu-north", "traceId": "t"}))
+        .await;
+    let id = got["copies"][0]["taskId"].as_str().unwrap();
+    let task = app.status(&format!("task={id}")).await["task"].clone();
+    assert_eq!(
+        task["routedBy"],
+        json!([{"field": "region", "pattern": "{\"prefix\":\"eu-\"}", "value": "eu-north"}])
+    );
+    // A bad operator is refused, naming the queue, the field and the
+    // operator, and changes nothing.
+    for (interests, says) in [
+        (
+            json!({"amount": {"numeric": [">", "lots"]}}),
+            "operator `numeric`",
+        ),
+        (json!({"ip": {"cidr": "10.0.0.0/40"}}), "operator `cidr`"),
+        (json!({"x": {"startsWith": "a"}}), "operator `startsWith`"),
+        (json!({"x": []}), "a list of 1 to 64"),
+    ] {
+        let message = app.put_interest("big-eu", interests.clone()).await.error(
+            400,
+            "invalid_interest",
+            Some("interests."),
+        );
+        assert!(message.contains("queue `big-eu`"), "{message}");
+        assert!(message.contains(says), "{interests}: {message}");
+    }
+    let kept = app.status("interests").await["interests"]["big-eu"].clone();
+    assert_eq!(kept["amount"], json!({"numeric": [">=", 100, "<", 1000]}));
+}
