@@ -34,7 +34,7 @@ impl Default for Limits {
 pub enum InterestError {
     #[error("queue name is empty")]
     EmptyQueueName,
-    #[error("queue `{queue}`: interests must be \"*\", \"unrouted\" or an object mapping fields to regular expressions")]
+    #[error("queue `{queue}`: interests must be \"*\", \"unrouted\", an object mapping fields to patterns (any may match), or a list of such objects (rules: all of a rule's fields must match)")]
     NotAnObject { queue: String },
     #[error("queue `{queue}`: interests list no field; use \"*\" to take every task")]
     NoFields { queue: String },
@@ -160,6 +160,9 @@ pub enum Interests {
     Unrouted,
     /// Field paths to patterns, matched OR-wise, in the order of their paths.
     Fields(Vec<FieldInterest>),
+    /// Rules matched OR-wise, each a set of fields that must all match
+    /// (AND), in the order given.
+    Rules(Vec<Vec<FieldInterest>>),
 }
 
 impl Interests {
@@ -169,34 +172,34 @@ impl Interests {
         if queue.is_empty() {
             return Err(InterestError::EmptyQueueName);
         }
+        let not_an_object = || InterestError::NotAnObject {
+            queue: queue.to_owned(),
+        };
         let object = match value {
             Value::String(s) if s == "*" => return Ok(Self::All),
             Value::String(s) if s == UNROUTED => return Ok(Self::Unrouted),
             Value::Object(object) => object,
-            _ => {
-                return Err(InterestError::NotAnObject {
-                    queue: queue.to_owned(),
-                })
+            Value::Array(rules) => {
+                let objects: Vec<&Map<String, Value>> = rules
+                    .iter()
+                    .map(|r| {
+                        r.as_object()
+                            .filter(|o| !o.is_empty())
+                            .ok_or_else(not_an_object)
+                    })
+                    .collect::<Result<_, _>>()?;
+                let count = objects.iter().map(|o| o.len()).sum();
+                check_count(queue, count, limits)?;
+                let mut parsed = Vec::with_capacity(objects.len());
+                for object in objects {
+                    parsed.push(parse_fields(queue, object, limits)?);
+                }
+                return Ok(Self::Rules(parsed));
             }
+            _ => return Err(not_an_object()),
         };
-        if object.is_empty() {
-            return Err(InterestError::NoFields {
-                queue: queue.to_owned(),
-            });
-        }
-        if object.len() > limits.max_fields {
-            return Err(InterestError::TooManyFields {
-                queue: queue.to_owned(),
-                count: object.len(),
-                max: limits.max_fields,
-            });
-        }
-        let mut fields = Vec::with_capacity(object.len());
-        for (field, pattern) in object {
-            fields.push(parse_field(queue, field, pattern, limits)?);
-        }
-        fields.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(Self::Fields(fields))
+        check_count(queue, object.len(), limits)?;
+        Ok(Self::Fields(parse_fields(queue, object, limits)?))
     }
 
     /// The JSON form, as `parse` accepts it.
@@ -204,12 +207,8 @@ impl Interests {
         match self {
             Self::All => Value::String("*".to_owned()),
             Self::Unrouted => Value::String(UNROUTED.to_owned()),
-            Self::Fields(fields) => Value::Object(
-                fields
-                    .iter()
-                    .map(|f| (f.path.as_str().to_owned(), f.source.clone()))
-                    .collect(),
-            ),
+            Self::Fields(fields) => fields_json(fields),
+            Self::Rules(rules) => Value::Array(rules.iter().map(|r| fields_json(r)).collect()),
         }
     }
 
@@ -222,8 +221,50 @@ impl Interests {
             Self::All => true,
             Self::Unrouted => false,
             Self::Fields(fields) => fields.iter().any(|f| f.matches(data).is_some()),
+            Self::Rules(rules) => rules
+                .iter()
+                .any(|rule| rule.iter().all(|f| f.matches(data).is_some())),
         }
     }
+}
+
+fn fields_json(fields: &[FieldInterest]) -> Value {
+    Value::Object(
+        fields
+            .iter()
+            .map(|f| (f.path.as_str().to_owned(), f.source.clone()))
+            .collect(),
+    )
+}
+
+fn check_count(queue: &str, count: usize, limits: &Limits) -> Result<(), InterestError> {
+    if count == 0 {
+        return Err(InterestError::NoFields {
+            queue: queue.to_owned(),
+        });
+    }
+    if count > limits.max_fields {
+        return Err(InterestError::TooManyFields {
+            queue: queue.to_owned(),
+            count,
+            max: limits.max_fields,
+        });
+    }
+    Ok(())
+}
+
+/// One object's fields, in the order of their paths.
+fn parse_fields(
+    queue: &str,
+    object: &Map<String, Value>,
+    limits: &Limits,
+) -> Result<Vec<FieldInterest>, InterestError> {
+    let mut fields = Vec::with_capacity(object.len());
+    for (field, pattern) in object {
+        fields.push(parse_field(queue, field, pattern, limits)?);
+    }
+    fields.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(fields)
 }
 
 /// The interests of a queue that takes what no other queue takes.
@@ -415,6 +456,34 @@ mod tests {
             (alt.shown.as_str(), hit.as_str()),
             (r#"{"prefix":"eu-"}"#, "eu-1")
         );
+    }
+
+    #[test]
+    fn a_list_of_rules_takes_a_task_when_every_field_of_one_rule_matches() {
+        let value = json!([
+            {"type": "^order$", "amount": {"numeric": [">", 100]}},
+            {"vip": {"exists": true}},
+        ]);
+        let interests = parse(value.clone()).unwrap();
+        assert_eq!(interests.to_json(), value);
+        let to = |v: Value| v.as_object().unwrap().clone();
+        assert!(interests.matches(&to(json!({"type": "order", "amount": 150}))));
+        assert!(!interests.matches(&to(json!({"type": "order", "amount": 50}))));
+        assert!(!interests.matches(&to(json!({"amount": 150}))));
+        assert!(interests.matches(&to(json!({"vip": 1}))));
+        for bad in [json!([]), json!([{}]), json!(["*"]), json!([{"a": "x"}, 3])] {
+            assert!(parse(bad.clone()).is_err(), "{bad}");
+        }
+        // The field limit counts every rule's fields.
+        let limits = Limits {
+            max_fields: 2,
+            ..Limits::default()
+        };
+        let three = json!([{"a": "x", "b": "x"}, {"c": "x"}]);
+        assert!(matches!(
+            Interests::parse("q", &three, &limits),
+            Err(InterestError::TooManyFields { count: 3, .. })
+        ));
     }
 
     #[test]

@@ -32,6 +32,12 @@
 //! Prefixes and suffixes join the field's literal automaton, case-blind
 //! equality a hash map; none compiles to a regex.
 //!
+//! - a list of *rules*, each an object of fields that must **all** match
+//!   (AND); the queue takes a task when any rule does:
+//!   `[{"type": "^order$", "amount": {"numeric": [">", 100]}}, {"vip": {"exists": true}}]`.
+//!   The object form is the same as a list of one-field rules. The field
+//!   limit counts the fields of every rule.
+//!
 //! A **field path** names a field of the task's `data` object: a top-level key
 //! (`email`), or keys joined by `.` to reach into nested objects (`user.email`).
 //! A key that itself contains a dot writes it as `\.`, and a backslash as `\\`
@@ -44,8 +50,9 @@
 //!
 //! # Semantics
 //!
-//! - A queue matches a task when **any** of its fields matches (OR-wise); it then
-//!   receives the task once, however many of its fields matched.
+//! - A queue matches a task when **any** of its fields matches (OR-wise), or,
+//!   with rules, when every field of any one rule does; it then receives the
+//!   task once, however many matched.
 //! - Matching is unanchored: `van` matches `evan`. A pattern anchors itself with
 //!   `^` and `$`, which (without the `m` flag) mean the start and the end of the
 //!   whole value.

@@ -37,6 +37,13 @@ pub struct Matcher {
     takes_all: Vec<u32>,
     /// Queues whose interests are `"unrouted"`.
     unrouted: Vec<u32>,
+    /// Rules of several fields that must all match: the queue, and the
+    /// targets its fields mark. The indexes mark targets: a queue's own
+    /// number for a field that alone takes the task, one past the queues
+    /// for each field of such a rule.
+    and_rules: Vec<(u32, Vec<u32>)>,
+    /// Queues and rule fields.
+    targets: usize,
     fields: Vec<FieldIndex>,
 }
 
@@ -107,17 +114,33 @@ impl Matcher {
         let mut takes_all = Vec::new();
         let mut unrouted = Vec::new();
         let mut by_field: BTreeMap<FieldPath, FieldBuilder> = BTreeMap::new();
+        let mut and_rules = Vec::new();
+        let mut next_target = queues.len() as u32;
+        let mut index_field = |target: u32, f: &crate::interests::FieldInterest| {
+            let builder = by_field.entry(f.path().clone()).or_default();
+            for a in f.alternatives() {
+                builder.add_condition(target, &a.condition);
+            }
+        };
         for (index, (_, interests)) in queues.iter().enumerate() {
             let queue = index as u32;
             match interests {
                 Interests::All => takes_all.push(queue),
                 Interests::Unrouted => unrouted.push(queue),
-                Interests::Fields(fields) => {
-                    for f in fields {
-                        let builder = by_field.entry(f.path().clone()).or_default();
-                        for a in f.alternatives() {
-                            builder.add_condition(queue, &a.condition);
+                Interests::Fields(fields) => fields.iter().for_each(|f| index_field(queue, f)),
+                Interests::Rules(rules) => {
+                    for rule in rules {
+                        if let [only] = rule.as_slice() {
+                            index_field(queue, only);
+                            continue;
                         }
+                        let mut slots = Vec::with_capacity(rule.len());
+                        for f in rule {
+                            index_field(next_target, f);
+                            slots.push(next_target);
+                            next_target += 1;
+                        }
+                        and_rules.push((queue, slots));
                     }
                 }
             }
@@ -130,6 +153,8 @@ impl Matcher {
             queues,
             takes_all,
             unrouted,
+            and_rules,
+            targets: next_target as usize,
             fields,
         })
     }
@@ -159,7 +184,7 @@ impl Matcher {
         if self.queues.is_empty() {
             return Vec::new();
         }
-        let mut hit = vec![0u64; self.queues.len().div_ceil(64)];
+        let mut hit = vec![0u64; self.targets.div_ceil(64)];
         for &q in &self.takes_all {
             set(&mut hit, q);
         }
@@ -182,11 +207,19 @@ impl Matcher {
                 }
             }
         }
+        for (queue, slots) in &self.and_rules {
+            if slots.iter().all(|s| is_set(&hit, *s)) {
+                set(&mut hit, *queue);
+            }
+        }
         let mut out = Vec::new();
-        for (word_index, mut word) in hit.into_iter().enumerate() {
+        'words: for (word_index, mut word) in hit.into_iter().enumerate() {
             while word != 0 {
-                let bit = word.trailing_zeros() as usize;
-                out.push(word_index * 64 + bit);
+                let bit = word_index * 64 + word.trailing_zeros() as usize;
+                if bit >= self.queues.len() {
+                    break 'words;
+                }
+                out.push(bit);
                 word &= word - 1;
             }
         }
@@ -285,23 +318,40 @@ fn explain_one<'a>(
         }),
         Interests::Unrouted => None,
         Interests::Fields(fields) => {
-            let hits: Vec<FieldHit<'a>> = fields
-                .iter()
-                .filter_map(|f| {
-                    f.matching(data).map(|(alternative, value)| FieldHit {
-                        field: f.path().as_str(),
-                        pattern: &alternative.shown,
-                        value,
-                    })
-                })
-                .collect();
+            let hits = field_hits(fields, data);
             (!hits.is_empty()).then_some(Explanation {
                 queue: name,
                 fields: hits,
                 unrouted: false,
             })
         }
+        // The first rule whose every field matches, with those fields.
+        Interests::Rules(rules) => rules.iter().find_map(|rule| {
+            let hits = field_hits(rule, data);
+            (hits.len() == rule.len()).then_some(Explanation {
+                queue: name,
+                fields: hits,
+                unrouted: false,
+            })
+        }),
     }
+}
+
+/// Each of `fields` that matches, with the alternative and text that did.
+fn field_hits<'a>(
+    fields: &'a [crate::interests::FieldInterest],
+    data: &Map<String, Value>,
+) -> Vec<FieldHit<'a>> {
+    fields
+        .iter()
+        .filter_map(|f| {
+            f.matching(data).map(|(alternative, value)| FieldHit {
+                field: f.path().as_str(),
+                pattern: &alternative.shown,
+                value,
+            })
+        })
+        .collect()
 }
 
 fn set(bits: &mut [u64], queue: u32) {

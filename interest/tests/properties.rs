@@ -54,6 +54,16 @@ fn alternative() -> impl Strategy<Value = Value> {
     ]
 }
 
+/// An object of fields: OR-wise at the top, a rule (AND) in a list.
+fn fields() -> impl Strategy<Value = Value> {
+    prop::collection::btree_map(
+        prop::sample::select(vec!["f", "g", "h"]),
+        field_interest(),
+        1..3,
+    )
+    .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+}
+
 /// What a field maps to: one alternative, or a list of them.
 fn field_interest() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -85,8 +95,8 @@ fn queues() -> impl Strategy<Value = Vec<(String, Interests)>> {
     let interests = prop_oneof![
         1 => Just(Value::from("*")),
         1 => Just(Value::from("unrouted")),
-        9 => prop::collection::btree_map(prop::sample::select(vec!["f", "g", "h"]), field_interest(), 1..3)
-            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+        9 => fields(),
+        4 => prop::collection::vec(fields(), 1..3).prop_map(Value::Array),
     ];
     prop::collection::vec(interests, 0..8).prop_map(|all| {
         all.into_iter()

@@ -394,19 +394,21 @@ pub fn interests(s: &Settings) -> Value {
         {"type": "object", "required": ["exists"], "properties": {"exists": {"type": "boolean"}}, "additionalProperties": false},
         {"type": "object", "required": ["cidr"], "properties": {"cidr": {"type": "string", "example": "10.0.0.0/8"}}, "additionalProperties": false},
     ]});
+    let fields = json!({
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": s.limits.max_interest_fields,
+        "description": "field path (keys joined by `.`, `\\.` for a dot in a key) to what must hold there: a regular expression, an operator, or a list of them (any may match)",
+        "additionalProperties": {"oneOf": [
+            condition.clone(),
+            {"type": "array", "minItems": 1, "maxItems": interest::operators::MAX_ALTERNATIVES, "items": condition},
+        ]},
+        "propertyNames": {"minLength": 1, "maxLength": 256, "pattern": "^[A-Za-z0-9_]+(\\.[A-Za-z0-9_]+)*$"},
+    });
     json!({"oneOf": [
         {"type": "string", "enum": ["*", "unrouted"], "description": "`*`: every task; `unrouted`: every task no other queue's interests take"},
-        {
-            "type": "object",
-            "minProperties": 1,
-            "maxProperties": s.limits.max_interest_fields,
-            "description": "field path (keys joined by `.`, `\\.` for a dot in a key) to what must hold there: a regular expression, an operator, or a list of them (any may match)",
-            "additionalProperties": {"oneOf": [
-                condition.clone(),
-                {"type": "array", "minItems": 1, "maxItems": interest::operators::MAX_ALTERNATIVES, "items": condition},
-            ]},
-            "propertyNames": {"minLength": 1, "maxLength": 256, "pattern": "^[A-Za-z0-9_]+(\\.[A-Za-z0-9_]+)*$"},
-        },
+        fields.clone(),
+        {"type": "array", "minItems": 1, "maxItems": s.limits.max_interest_fields, "items": fields, "description": "rules, any of which may match; each an object of fields that must all match"},
     ]})
 }
 

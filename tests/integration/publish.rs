@@ -580,3 +580,51 @@ async fn operators_route_by_prefix_number_presence_and_network() {
     let kept = app.status("interests").await["interests"]["big-eu"].clone();
     assert_eq!(kept["amount"], json!({"numeric": [">=", 100, "<", 1000]}));
 }
+
+#[tokio::test]
+async fn a_rule_takes_a_task_only_when_all_its_fields_match() {
+    let app = spawn_app().await;
+    let rules = json!([
+        {"type": "^order$", "amount": {"numeric": [">", 100]}},
+        {"vip": {"exists": true}},
+    ]);
+    let set = app.put_interest("big-orders", rules.clone()).await.ok();
+    assert_eq!(set["interests"], rules);
+    for (data, want) in [
+        (
+            json!({"type": "order", "amount": 150}),
+            json!(["big-orders"]),
+        ),
+        (json!({"type": "order", "amount": 50}), json!([])),
+        (json!({"type": "refund", "amount": 150}), json!([])),
+        (json!({"vip": "yes"}), json!(["big-orders"])),
+    ] {
+        assert_eq!(
+            app.publish_data(data.clone()).await["queues"],
+            want,
+            "{data}"
+        );
+    }
+    // Explained by every field of the rule that took it.
+    let got = app
+        .publish_data(json!({"type": "order", "amount": 500}))
+        .await;
+    let id = got["copies"][0]["taskId"].as_str().unwrap();
+    let task = app.status(&format!("task={id}")).await["task"].clone();
+    let fields: Vec<&str> = task["routedBy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["amount", "type"]);
+    for bad in [json!([]), json!([{}]), json!([{"type": "order"}, "*"])] {
+        app.put_interest("big-orders", bad)
+            .await
+            .error(400, "invalid_interest", Some("interests"));
+    }
+    assert_eq!(
+        app.status("interests").await["interests"]["big-orders"],
+        rules
+    );
+}
