@@ -172,14 +172,7 @@ async fn bench_workers_may_write_a_log_for_each_task() {
     assert!(!done.is_empty());
     for t in done {
         let id = t["taskId"].as_str().unwrap();
-        let log = app
-            .send(
-                reqwest::Method::GET,
-                &format!("/task/log?taskId={id}"),
-                None,
-            )
-            .await
-            .ok();
+        let log = app.task_log(id).await;
         assert_eq!(log["total"], 500, "{log}");
         assert!(log["text"]
             .as_str()

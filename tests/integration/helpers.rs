@@ -238,6 +238,13 @@ impl Api {
         self.status(&format!("queue={name}")).await["queue"].clone()
     }
 
+    /// A task's log as `GET /task/log` answers it.
+    pub async fn task_log(&self, id: &str) -> Value {
+        self.send(Method::GET, &format!("/task/log?taskId={id}"), None)
+            .await
+            .ok()
+    }
+
     /// Moves the manual clock and applies what is due.
     pub async fn advance(&self, secs: f64) {
         self.send(

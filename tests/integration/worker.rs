@@ -699,14 +699,7 @@ async fn requests_say_which_client_sent_them() {
 async fn wait_for_log(app: &TestApp, id: &str, want: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let log = app
-            .send(
-                reqwest::Method::GET,
-                &format!("/task/log?taskId={id}"),
-                None,
-            )
-            .await
-            .ok();
+        let log = app.task_log(id).await;
         if log["text"].as_str().is_some_and(|t| t.contains(want)) {
             return log;
         }
@@ -757,14 +750,7 @@ async fn a_running_commands_output_reaches_its_log_as_it_comes_and_across_a_rest
     assert_eq!(log["state"], "running");
     std::fs::write(&b, "").unwrap();
     let task = wait_for_task(&app, &id, |t| t["state"] == "completed").await;
-    let log = app
-        .send(
-            reqwest::Method::GET,
-            &format!("/task/log?taskId={id}"),
-            None,
-        )
-        .await
-        .ok();
+    let log = app.task_log(&id).await;
     // All of it, once each, in order; the output holds stdout alone.
     let text = log["text"].as_str().unwrap();
     assert_eq!(text.matches("one\n").count(), 1, "{text}");
