@@ -563,10 +563,9 @@ impl Client {
                     let log = self.task_log(task, offset).await?;
                     on_text(log["text"].as_str().unwrap_or(""));
                     offset = log["next"].as_u64();
-                    let ended = matches!(
-                        log["state"].as_str(),
-                        Some("completed" | "failed" | "cancelled" | "expired")
-                    );
+                    let ended =
+                        serde_json::from_value::<crate::model::TaskState>(log["state"].clone())
+                            .is_ok_and(crate::model::TaskState::has_ended);
                     if ended && offset == log["total"].as_u64() {
                         return Ok(json!({"state": log["state"], "total": log["total"]}));
                     }

@@ -3,7 +3,6 @@
 //! `follow`: server-sent events, one `log` event per piece and an `end`
 //! event once the copy has ended).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -14,9 +13,8 @@ use serde_json::{json, Value};
 use super::call::{json, over_http, Answer, Call};
 use super::error::ApiError;
 use super::params::{Body, Params};
-use super::AppState;
 use crate::broker::BrokerError;
-use crate::model::{TaskId, TaskLog, TaskState};
+use crate::model::{TaskId, TaskLog};
 
 /// How often a follower looks for what another node appended, or for an
 /// end that no local report announced.
@@ -154,13 +152,6 @@ fn view(log: &TaskLog) -> Value {
     })
 }
 
-fn ended(state: TaskState) -> bool {
-    matches!(
-        state,
-        TaskState::Completed | TaskState::Failed | TaskState::Cancelled | TaskState::Expired
-    )
-}
-
 /// One follower's place in a log.
 struct Follower {
     call: Call,
@@ -177,10 +168,6 @@ struct Follower {
 }
 
 impl Follower {
-    fn state(&self) -> &Arc<AppState> {
-        &self.call.state
-    }
-
     /// The next event of the stream; `None` ends it.
     async fn next_event(&mut self) -> Option<Bytes> {
         if self.done {
@@ -193,7 +180,7 @@ impl Follower {
                     if !std::mem::take(&mut self.behind) {
                         self.wait().await;
                     }
-                    if self.state().broker.is_shutting_down() {
+                    if self.call.state.broker.is_shutting_down() {
                         // No `end`: the client reconnects elsewhere, from
                         // the last id.
                         return None;
@@ -223,7 +210,7 @@ impl Follower {
                 out.extend_from_slice(&event("log", &data));
                 return Some(Bytes::from(out));
             }
-            if ended(log.state) && self.offset >= log.total {
+            if log.state.has_ended() && self.offset >= log.total {
                 self.done = true;
                 let data = json!({"state": log.state, "total": log.total});
                 return Some(event("end", &data));

@@ -10,11 +10,10 @@ impl Broker {
         self.settings.log_kept_bytes > 0
     }
 
-    /// The most of one log a read returns: all that may be kept (whole
-    /// pages, one more than the kept bytes fill).
+    /// The most of one log a read returns: all that may be kept.
     pub fn log_read_max(&self) -> usize {
-        let page = crate::store::engine::output::PAGE;
-        ((self.settings.log_kept_bytes.div_ceil(page) + 1) * page) as usize
+        use crate::store::engine::output::{kept_pages, PAGE};
+        kept_pages(self.settings.log_kept_bytes) as usize * PAGE as usize
     }
 
     /// Adds `text` to the log of the copy `worker` holds; returns the log's
@@ -29,7 +28,7 @@ impl Broker {
             .store
             .append_log(task, worker, text, now, self.settings.log_every_ms)
             .await?;
-        self.log_news.send_modify(|n| *n += 1);
+        self.log_changed();
         Ok(total)
     }
 
@@ -40,6 +39,14 @@ impl Broker {
             .task_log(task, from, max)
             .await?
             .ok_or(BrokerError::UnknownTask(task))
+    }
+
+    /// Wakes this node's log followers, when it has any (every report calls
+    /// it: with none it costs one atomic read).
+    pub(super) fn log_changed(&self) {
+        if self.log_news.receiver_count() > 0 {
+            self.log_news.send_modify(|n| *n += 1);
+        }
     }
 
     /// Changes when a log on this node grew or a copy ended: a follower

@@ -719,7 +719,7 @@ impl Broker {
 
     /// What follows a copy's end: waking waiters, metrics.
     fn reported(&self, t: &Task, failing: bool, now: Millis) {
-        self.log_news.send_modify(|n| *n += 1);
+        self.log_changed();
         if t.state == TaskState::Ready {
             self.wakers.wake(&t.lane());
         }

@@ -56,6 +56,11 @@ impl TaskState {
     pub fn is_finished(self) -> bool {
         matches!(self, Self::Completed | Self::Cancelled | Self::Expired)
     }
+
+    /// Will not run again on its own: finished, or failed for good.
+    pub fn has_ended(self) -> bool {
+        self.is_finished() || self == Self::Failed
+    }
 }
 
 impl fmt::Display for TaskState {

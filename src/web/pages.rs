@@ -735,10 +735,7 @@ pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res
         .map(|r| r.fields)
         .unwrap_or_default();
     let log = broker.task_log(id, None, broker.log_read_max()).await?;
-    let log_live = !matches!(
-        log.state,
-        TaskState::Completed | TaskState::Failed | TaskState::Cancelled | TaskState::Expired
-    );
+    let log_live = !log.state.has_ended();
     let (from, text) = log.whole_text();
     render(TaskPage {
         log_next: from + text.len() as u64,

@@ -109,7 +109,6 @@ async fn send_one(
                         | "not_lease_holder"
                         | "unknown_task"
                         | "unknown_worker"
-                        | "not_found"
                 )
             ) =>
         {

@@ -12,7 +12,6 @@
 //! back). Until then no other node sees it, and a node that dies before it
 //! loses nothing that was acknowledged.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -249,6 +248,17 @@ impl Inner {
     }
 
     /// A document's bytes and CAS, or `None` when it does not exist.
+    /// Documents by name, in order, a few requests in flight at once rather
+    /// than one round trip after another; absent ones are `None`.
+    async fn get_many(&self, names: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        use futures_util::{StreamExt, TryStreamExt};
+        futures_util::stream::iter(names)
+            .map(|name| async move { Ok(self.get(&name).await?.map(|(bytes, _)| bytes)) })
+            .buffered(GETS_IN_FLIGHT)
+            .try_collect()
+            .await
+    }
+
     async fn get(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
         match self
             .bounded(name, self.collection.get(self.key(name), None))
@@ -560,13 +570,15 @@ impl Log for CouchbaseLog {
     }
 
     async fn payloads(&self, publishes: &[[u8; 16]]) -> Result<Payloads, StoreError> {
-        let mut out = HashMap::with_capacity(publishes.len());
-        for k in publishes {
-            if let Some((bytes, _)) = self.inner.get(&payload_key(k)).await? {
-                out.insert(*k, bytes);
-            }
-        }
-        Ok(out)
+        let found = self
+            .inner
+            .get_many(publishes.iter().map(payload_key).collect())
+            .await?;
+        Ok(publishes
+            .iter()
+            .zip(found)
+            .filter_map(|(k, bytes)| bytes.map(|b| (*k, b)))
+            .collect())
     }
 
     async fn output_pages(
@@ -574,13 +586,14 @@ impl Log for CouchbaseLog {
         copy: [u8; 16],
         pages: std::ops::Range<u32>,
     ) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
-        let mut out = Vec::with_capacity(pages.len());
-        for n in pages {
-            if let Some((bytes, _)) = self.inner.get(&page_key(&copy, n)).await? {
-                out.push((n, bytes));
-            }
-        }
-        Ok(out)
+        let found = self
+            .inner
+            .get_many(pages.clone().map(|n| page_key(&copy, n)).collect())
+            .await?;
+        Ok(pages
+            .zip(found)
+            .filter_map(|(n, bytes)| bytes.map(|b| (n, b)))
+            .collect())
     }
 
     async fn load(
@@ -697,6 +710,9 @@ impl Log for CouchbaseLog {
 /// (the bound on how late a long-polling worker learns of a copy another
 /// node made ready).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Document reads one look-up of payloads or log pages keeps in flight.
+const GETS_IN_FLIGHT: usize = 16;
 
 /// Page `n` of a copy's log.
 fn page_key(k: &[u8; 16], n: u32) -> String {

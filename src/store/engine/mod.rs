@@ -384,8 +384,7 @@ impl<L: Log> Store for Engine<L> {
         now: Millis,
         min_gap_ms: u64,
     ) -> Result<u64, StoreError> {
-        // One page more than the bytes kept need: the last is partly filled.
-        let kept_pages = self.retention.log_kept_bytes.div_ceil(output::PAGE) as u32 + 1;
+        let kept_pages = output::kept_pages(self.retention.log_kept_bytes);
         let key = *id.as_bytes();
         // The page the log ends in is read outside the state's lock; an
         // append that came in meanwhile makes this one read again.
@@ -442,17 +441,14 @@ impl<L: Log> Store for Engine<L> {
         max: usize,
     ) -> Result<Option<TaskLog>, StoreError> {
         self.sync().await?;
-        let (state, head) = {
+        let (state, queue, head) = {
             let st = self.lock();
             let Some(t) = st.tasks.get(&id) else {
                 return Ok(None);
             };
-            (
-                (t.state, t.queue.clone()),
-                st.outputs.get(&id).copied().unwrap_or_default(),
-            )
+            let head = st.outputs.get(&id).copied().unwrap_or_default();
+            (t.state, t.queue.clone(), head)
         };
-        let (state, queue) = state;
         let from = from.unwrap_or(0).clamp(head.start(), head.total);
         let until = from.saturating_add(max as u64).min(head.total);
         let pages = output::pages_between(&head, from, until);

@@ -15,6 +15,12 @@ use crate::store::StoreError;
 /// Bytes per page. Part of the stored format: pages are keyed by number.
 pub const PAGE: u64 = 16 * 1024;
 
+/// Pages kept of each log to keep its last `kept_bytes`: one more than they
+/// fill, as the last is partly filled.
+pub fn kept_pages(kept_bytes: u64) -> u32 {
+    kept_bytes.div_ceil(PAGE) as u32 + 1
+}
+
 /// Where a copy's log stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Head {
@@ -106,11 +112,7 @@ impl State {
             }
         }
         let head = Head {
-            first: if seen.total == 0 {
-                first
-            } else {
-                seen.first.max(first)
-            },
+            first: seen.first.max(first),
             total,
             appended_at: now,
         };
