@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 venv=target/fuzz-venv
 schemathesis_version=4.32.5
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$schemathesis_version"; then
-    python3 -m venv "$venv"
+    scripts/python-venv.sh "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"
 fi
 
@@ -23,7 +23,9 @@ log="$data/server.log"
 INTERQ_LIMITS__MAX_WAIT_SECS=2 INTERQ_LOG__FORMAT=json RUST_LOG=warn,interq=info \
     "$bin" serve --listen 127.0.0.1:0 --data-dir "$data/store" 2>"$log" &
 server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$data"' EXIT
+# `|| true`: under set -e a trap stops at its first failing command, and
+# the server's exit status must not keep its data from being removed.
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 port=""
 for _ in $(seq 1 100); do
     port=$(grep -o '"port":[0-9]*' "$log" | head -1 | cut -d: -f2 || true)

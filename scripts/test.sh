@@ -43,7 +43,7 @@ fi
 # The Python client, installed from the checkout as a user would, against
 # the real server.
 py=target/py-venv
-[ -x "$py/bin/python" ] || python3 -m venv "$py"
+scripts/python-venv.sh "$py"
 "$py/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps clients/python
 INTERQ_BIN=target/debug/interq "$py/bin/python" -m unittest discover -s clients/python/tests
 
