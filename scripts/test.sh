@@ -32,8 +32,10 @@ cargo test --workspace --locked --features couchbase "$@"
 # Couchbase backend, and says so when asked for one; its binary is the one
 # the clients are tested against below.
 cargo build --locked --bin interq
+nowhere=$(mktemp -d)
 refusal=$(INTERQ_STORE__KIND=couchbase INTERQ_STORE__COUCHBASE__CONNECTION_STRING=couchbase://nowhere \
-    INTERQ_DATA_DIR="$(mktemp -d)" target/debug/interq serve 2>&1 || true)
+    INTERQ_DATA_DIR="$nowhere" target/debug/interq serve 2>&1 || true)
+rm -rf "$nowhere"
 if ! grep -q "built without the Couchbase backend: build it with .cargo build --release --features couchbase." <<<"$refusal"; then
     echo "the default build should refuse store.kind = couchbase plainly; it said:" >&2
     echo "$refusal" >&2
