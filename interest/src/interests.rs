@@ -1,6 +1,8 @@
 //! One queue's interests: parsed, validated, each pattern compiled on its own.
 
 use regex::{Regex, RegexBuilder};
+
+use crate::operators::Pattern;
 use serde_json::{Map, Value};
 
 use crate::operators::{parse_operator, Condition, MAX_ALTERNATIVES};
@@ -111,16 +113,36 @@ impl InterestError {
 pub struct FieldInterest {
     path: FieldPath,
     alternatives: Vec<Alternative>,
-    /// As registered, for `to_json`.
-    source: Value,
+    /// Registered as a list (of one or more), not as one alternative.
+    listed: bool,
 }
 
-/// One condition of a field, with its text as shown in explanations: the
-/// regex's source, or the operator object as JSON.
+/// One condition of a field.
 #[derive(Debug, Clone)]
 pub struct Alternative {
     pub condition: Condition,
-    pub shown: String,
+    /// An operator object as registered, in JSON; `None` for a regex.
+    operator: Option<Box<str>>,
+}
+
+impl Alternative {
+    /// The condition as shown in explanations: the regex's source, or the
+    /// operator object as JSON.
+    pub fn shown(&self) -> &str {
+        match (&self.operator, &self.condition) {
+            (Some(json), _) => json,
+            (None, Condition::Regex(p)) => p.as_str(),
+            (None, _) => "",
+        }
+    }
+
+    /// The JSON form, as registered.
+    fn to_json(&self) -> Value {
+        match &self.operator {
+            Some(json) => serde_json::from_str(json).expect("an operator's own JSON parses"),
+            None => Value::String(self.shown().to_owned()),
+        }
+    }
 }
 
 impl FieldInterest {
@@ -232,7 +254,14 @@ fn fields_json(fields: &[FieldInterest]) -> Value {
     Value::Object(
         fields
             .iter()
-            .map(|f| (f.path.as_str().to_owned(), f.source.clone()))
+            .map(|f| {
+                let json = if f.listed {
+                    Value::Array(f.alternatives.iter().map(Alternative::to_json).collect())
+                } else {
+                    f.alternatives[0].to_json()
+                };
+                (f.path.as_str().to_owned(), json)
+            })
             .collect(),
     )
 }
@@ -304,6 +333,7 @@ fn parse_field(
         source,
     })?;
     let one = |v: &Value| parse_alternative(queue, field, v, limits);
+    let listed = pattern.is_array();
     let alternatives = match pattern {
         Value::Array(items) if !items.is_empty() && items.len() <= MAX_ALTERNATIVES => items
             .iter()
@@ -326,7 +356,7 @@ fn parse_field(
     Ok(FieldInterest {
         path,
         alternatives,
-        source: pattern.clone(),
+        listed,
     })
 }
 
@@ -349,7 +379,7 @@ fn parse_alternative(
             })?;
             return Ok(Alternative {
                 condition,
-                shown: pattern.to_string(),
+                operator: Some(pattern.to_string().into()),
             });
         }
         _ => {
@@ -367,7 +397,7 @@ fn parse_alternative(
             max: limits.max_pattern_len,
         });
     }
-    let compiled = compile(pattern, limits.max_compiled_size).map_err(|e| match e {
+    compile(pattern, limits.max_compiled_size).map_err(|e| match e {
         regex::Error::CompiledTooBig(_) => InterestError::CompiledTooLarge {
             queue: queue.to_owned(),
             field: field.to_owned(),
@@ -388,8 +418,8 @@ fn parse_alternative(
         });
     }
     Ok(Alternative {
-        condition: Condition::Regex(compiled),
-        shown: pattern.clone(),
+        condition: Condition::Regex(Pattern::checked(pattern)),
+        operator: None,
     })
 }
 
@@ -452,10 +482,7 @@ mod tests {
             .find(|f| f.path().as_str() == "region")
             .unwrap();
         let (alt, hit) = region.matching(&to(json!({"region": "eu-1"}))).unwrap();
-        assert_eq!(
-            (alt.shown.as_str(), hit.as_str()),
-            (r#"{"prefix":"eu-"}"#, "eu-1")
-        );
+        assert_eq!((alt.shown(), hit.as_str()), (r#"{"prefix":"eu-"}"#, "eu-1"));
     }
 
     #[test]
@@ -529,6 +556,9 @@ mod tests {
     #[test]
     fn fields_round_trip_through_json() {
         let value = json!({"email": "^.*evan.*", "user.id": "^[0-9]+$"});
+        assert_eq!(parse(value.clone()).unwrap().to_json(), value);
+        // A list of one stays a list; nested and escaped paths as written.
+        let value = json!({"a": ["^x$"], "b": [{"exists": true}, "y"], "c\\.d": "z", "e.f": {"numeric": ["=", 1.5]}});
         assert_eq!(parse(value.clone()).unwrap().to_json(), value);
     }
 

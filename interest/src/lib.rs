@@ -66,12 +66,26 @@
 //! # Compiled form
 //!
 //! [`Matcher::build`] compiles every queue's interests into one immutable
-//! router. For each field path, the patterns of all queues are compiled
-//! together, so each field of a task is scanned once whatever the number of
-//! queues: patterns that amount to literals under anchors (`^user\.`,
-//! `@example\.com$`, `^(eu|us)-west$`, `.*evan.*`) become one Aho-Corasick
-//! automaton per field, and the rest go to `RegexSet`s, grouped so that each
-//! group's automaton stays within a bounded cache.
+//! router. For each field path, the conditions of all queues are filed
+//! together in the structure that answers them cheapest, so each field of
+//! a task is looked at once whatever the number of queues: exact values
+//! (`^id-42$`), prefixes (`^user\.`, `prefix`) and suffixes (`@x\.com$`,
+//! `suffix`) in hash maps (one look-up per distinct length), other literals
+//! (`.*evan.*`, `^(eu|us)-west`) in one Aho-Corasick automaton, numeric
+//! ranges in an interval tree, networks in a map per prefix length,
+//! `equalsIgnoreCase` in a map of lower-cased values, and only patterns with
+//! no literal form in `RegexSet`s, grouped so that each group's automaton
+//! stays within a bounded cache. Identical conditions are stored once. A
+//! task marks the queues it reaches in a bitset of which only the touched
+//! words are read, so routing costs what matches, not the number of queues.
+//! Each queue keeps its regexes as text: their compiled forms are made
+//! together per field, and one queue's alone only to explain a match.
+//!
+//! [`Router`] takes changes one queue at a time: the queues changed since
+//! its base was compiled are compiled apart (a small delta) and the base's
+//! old entries for them hidden, so a change costs the delta, not every
+//! queue; a service compacts the two off its hot path when the delta grows
+//! ([`Router::compacted`], [`Router::rebased`]).
 //!
 //! # Complexity
 //!
@@ -83,8 +97,6 @@
 //! cache; one that keeps outgrowing the cache is refused.
 //! [`Matcher::route`] returns the matching queues in name order, without
 //! duplicates; [`Matcher::explain`] says which field and pattern matched each.
-//! A service rebuilds the matcher off its hot path when interests change and
-//! swaps it in whole.
 //!
 //! ```
 //! use interest::{Interests, Limits, Matcher};
@@ -102,13 +114,17 @@
 
 mod classify;
 mod complexity;
+mod hits;
+mod index;
 mod interests;
 mod matcher;
 pub mod operators;
 mod path;
+mod router;
 
 pub use interests::{
     route_plainly, Alternative, FieldInterest, InterestError, Interests, Limits, UNROUTED,
 };
 pub use matcher::{BuildError, Explanation, FieldHit, Matcher};
 pub use path::{FieldPath, PathError};
+pub use router::Router;

@@ -1,23 +1,14 @@
 //! The compiled, immutable router over every queue's interests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, MatchKind};
-use regex::{RegexSet, RegexSetBuilder};
 use serde_json::{Map, Value};
 
-use crate::classify::{literal_form, EndRule, StartRule};
+use crate::hits::Hits;
+use crate::index::{FieldBuilder, FieldIndex};
 use crate::interests::Interests;
-use crate::operators::Condition;
-use crate::path::{for_each_text, FieldPath};
-
-/// The regex set of one field holds every pattern that has no literal form, so
-/// its size is bounded by the sum of already-bounded patterns; this only keeps
-/// the `regex` crate's own default from refusing a large but legitimate set.
-const SET_SIZE_LIMIT: usize = 1 << 30;
-/// The lazy DFA thrashes with the default 2 MiB cache once a set holds
-/// hundreds of patterns; memory here is cheap next to that.
-const SET_DFA_LIMIT: usize = 64 << 20;
+use crate::path::FieldPath;
 
 /// Why a `Matcher` could not be built from interests that were each valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,7 +23,7 @@ pub struct BuildError {
 #[derive(Debug, Default)]
 pub struct Matcher {
     /// Sorted by name: routes come out in this order.
-    queues: Vec<(String, Interests)>,
+    queues: Vec<(Arc<str>, Arc<Interests>)>,
     /// Queues whose interests are `"*"`.
     takes_all: Vec<u32>,
     /// Queues whose interests are `"unrouted"`.
@@ -42,39 +33,11 @@ pub struct Matcher {
     /// number for a field that alone takes the task, one past the queues
     /// for each field of such a rule.
     and_rules: Vec<(u32, Vec<u32>)>,
+    /// For each rule field's target (less the number of queues): its rule.
+    rule_of: Vec<u32>,
     /// Queues and rule fields.
     targets: usize,
     fields: Vec<FieldIndex>,
-}
-
-/// All patterns that look at one field path.
-#[derive(Debug)]
-struct FieldIndex {
-    path: FieldPath,
-    /// One automaton over every non-empty literal of every queue's pattern.
-    literals: Option<AhoCorasick>,
-    /// For each automaton pattern: which queues it stands for, under which rules.
-    literal_hits: Vec<Vec<LiteralHit>>,
-    /// Patterns whose literal is the empty string (`.*`, `^$`).
-    empty_hits: Vec<LiteralHit>,
-    /// The patterns without a literal form, in groups whose DFA stays
-    /// within bounds (see `complexity`), each with the queue of each of its
-    /// patterns.
-    regexes: Vec<(RegexSet, Vec<u32>)>,
-    /// `equalsIgnoreCase`: the lower-cased value to its queues.
-    ignore_case: HashMap<String, Vec<u32>>,
-    /// `exists: true` and `exists: false`.
-    present: Vec<u32>,
-    absent: Vec<u32>,
-    /// Operators asked one by one (`anythingBut`, `numeric`, `cidr`).
-    others: Vec<(u32, Condition)>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct LiteralHit {
-    queue: u32,
-    start: StartRule,
-    end: EndRule,
 }
 
 /// Why a queue would take a task.
@@ -100,14 +63,15 @@ pub struct FieldHit<'a> {
 impl Matcher {
     /// Compiles the interests of every queue. A queue named twice keeps its
     /// last interests, as registering replaces.
-    pub fn build<I, S>(queues: I) -> Result<Self, BuildError>
+    pub fn build<I, S, T>(queues: I) -> Result<Self, BuildError>
     where
-        I: IntoIterator<Item = (S, Interests)>,
-        S: Into<String>,
+        I: IntoIterator<Item = (S, T)>,
+        S: Into<Arc<str>>,
+        T: Into<Arc<Interests>>,
     {
-        let queues: Vec<(String, Interests)> = queues
+        let queues: Vec<(Arc<str>, Arc<Interests>)> = queues
             .into_iter()
-            .map(|(name, interests)| (name.into(), interests))
+            .map(|(name, interests)| (name.into(), interests.into()))
             .collect::<BTreeMap<_, _>>()
             .into_iter()
             .collect();
@@ -115,6 +79,7 @@ impl Matcher {
         let mut unrouted = Vec::new();
         let mut by_field: BTreeMap<FieldPath, FieldBuilder> = BTreeMap::new();
         let mut and_rules = Vec::new();
+        let mut rule_of = Vec::new();
         let mut next_target = queues.len() as u32;
         let mut index_field = |target: u32, f: &crate::interests::FieldInterest| {
             let builder = by_field.entry(f.path().clone()).or_default();
@@ -124,7 +89,7 @@ impl Matcher {
         };
         for (index, (_, interests)) in queues.iter().enumerate() {
             let queue = index as u32;
-            match interests {
+            match &**interests {
                 Interests::All => takes_all.push(queue),
                 Interests::Unrouted => unrouted.push(queue),
                 Interests::Fields(fields) => fields.iter().for_each(|f| index_field(queue, f)),
@@ -138,6 +103,7 @@ impl Matcher {
                         for f in rule {
                             index_field(next_target, f);
                             slots.push(next_target);
+                            rule_of.push(and_rules.len() as u32);
                             next_target += 1;
                         }
                         and_rules.push((queue, slots));
@@ -154,6 +120,7 @@ impl Matcher {
             takes_all,
             unrouted,
             and_rules,
+            rule_of,
             targets: next_target as usize,
             fields,
         })
@@ -164,7 +131,7 @@ impl Matcher {
     pub fn route(&self, data: &Map<String, Value>) -> Vec<&str> {
         self.route_indices(data)
             .into_iter()
-            .map(|i| self.queues[i].0.as_str())
+            .map(|i| &*self.queues[i].0)
             .collect()
     }
 
@@ -184,70 +151,60 @@ impl Matcher {
         if self.queues.is_empty() {
             return Vec::new();
         }
-        let mut hit = vec![0u64; self.targets.div_ceil(64)];
-        for &q in &self.takes_all {
-            set(&mut hit, q);
-        }
-        for field in &self.fields {
-            let value = field.path.resolve(data);
-            let present = value.is_some_and(|v| !v.is_null());
-            for &q in if present {
-                &field.present
-            } else {
-                &field.absent
-            } {
-                set(&mut hit, q);
+        Hits::with(self.targets, |hits| {
+            hits.set_all(&self.takes_all);
+            for field in &self.fields {
+                let value = field.path.resolve(data);
+                if value.is_some_and(|v| !v.is_null()) {
+                    hits.set_all(&field.present);
+                } else {
+                    hits.set_all(&field.absent);
+                }
+                if let Some(value) = value {
+                    field.mark(value, hits);
+                }
             }
-            if let Some(value) = value {
-                for_each_text(value, |text| field.mark(text, &mut hit));
-                for (q, condition) in &field.others {
-                    if !is_set(&hit, *q) && condition.matches(Some(value)).is_some() {
-                        set(&mut hit, *q);
+            let queues = self.queues.len();
+            if !self.and_rules.is_empty() {
+                let mut rules = Vec::new();
+                hits.each_from(queues as u32, |slot| {
+                    rules.push(self.rule_of[slot as usize - queues])
+                });
+                rules.sort_unstable();
+                rules.dedup();
+                for rule in rules {
+                    let (queue, slots) = &self.and_rules[rule as usize];
+                    if slots.iter().all(|s| hits.is_set(*s)) {
+                        hits.set(*queue);
                     }
                 }
             }
-        }
-        for (queue, slots) in &self.and_rules {
-            if slots.iter().all(|s| is_set(&hit, *s)) {
-                set(&mut hit, *queue);
-            }
-        }
-        let mut out = Vec::new();
-        'words: for (word_index, mut word) in hit.into_iter().enumerate() {
-            while word != 0 {
-                let bit = word_index * 64 + word.trailing_zeros() as usize;
-                if bit >= self.queues.len() {
-                    break 'words;
-                }
-                out.push(bit);
-                word &= word - 1;
-            }
-        }
-        out
+            let mut out = Vec::new();
+            hits.drain(queues, &mut out);
+            out
+        })
     }
 
     /// About how much work routing `data` takes: the bytes of text that
     /// regex sets scan, once per set. Callers route costly tasks off their
     /// request threads.
     pub fn scan_cost(&self, data: &Map<String, Value>) -> usize {
-        let mut cost = 0usize;
-        for field in self.fields.iter().filter(|f| !f.regexes.is_empty()) {
-            if let Some(value) = field.path.resolve(data) {
-                for_each_text(value, |text| {
-                    cost = cost.saturating_add(text.len().saturating_mul(field.regexes.len()));
-                });
-            }
-        }
-        cost
+        self.fields
+            .iter()
+            .filter_map(|f| f.path.resolve(data).map(|v| f.scan_cost(v)))
+            .fold(0, usize::saturating_add)
     }
 
     /// For every queue that wants the task: which fields and patterns matched.
     /// Slower than `route`: it asks each queue's patterns one by one.
     pub fn explain(&self, data: &Map<String, Value>) -> Vec<Explanation<'_>> {
         let wanted: Vec<Explanation<'_>> = self
-            .queues
-            .iter()
-            .filter_map(|(name, interests)| explain_one(name, interests, data))
+            .wanted_indices(data)
+            .into_iter()
+            .filter_map(|i| {
+                let (name, interests) = &self.queues[i];
+                explain_one(name, interests, data)
+            })
             .collect();
         if !wanted.is_empty() {
             return wanted;
@@ -267,10 +224,10 @@ impl Matcher {
     pub fn explain_queue(&self, queue: &str, data: &Map<String, Value>) -> Option<Explanation<'_>> {
         let index = self
             .queues
-            .binary_search_by(|(n, _)| n.as_str().cmp(queue))
+            .binary_search_by(|(n, _)| (**n).cmp(queue))
             .ok()?;
         let (name, interests) = &self.queues[index];
-        match interests {
+        match &**interests {
             Interests::Unrouted => self.explain(data).into_iter().find(|e| e.queue == queue),
             _ => explain_one(name, interests, data),
         }
@@ -278,19 +235,38 @@ impl Matcher {
 
     /// Every queue with its interests, in name order.
     pub fn queues(&self) -> impl Iterator<Item = (&str, &Interests)> {
-        self.queues.iter().map(|(n, i)| (n.as_str(), i))
+        self.queues.iter().map(|(n, i)| (&**n, &**i))
+    }
+
+    /// The queue at `index` (in `route_indices` order), shared.
+    pub fn entry(&self, index: usize) -> (&Arc<str>, &Arc<Interests>) {
+        let (name, interests) = &self.queues[index];
+        (name, interests)
+    }
+
+    /// Where a queue is in `route_indices` order.
+    pub fn position(&self, queue: &str) -> Option<usize> {
+        self.queues.binary_search_by(|(n, _)| (**n).cmp(queue)).ok()
+    }
+
+    /// The queues that take what no other queue takes, in `route_indices`
+    /// order.
+    pub fn unrouted_indices(&self) -> impl Iterator<Item = usize> + '_ {
+        self.unrouted.iter().map(|&q| q as usize)
     }
 
     /// How many regex sets a value of some field may be scanned by: the
     /// groups of patterns without a literal form, over every field.
     pub fn regex_groups(&self) -> usize {
-        self.fields.iter().map(|f| f.regexes.len()).sum()
+        self.fields.iter().map(|f| f.regex_groups()).sum()
     }
 
     /// Whether the queue at `index` (in `route_indices` order) takes only
     /// what no other queue takes.
     pub fn is_unrouted(&self, index: usize) -> bool {
-        matches!(self.queues.get(index), Some((_, Interests::Unrouted)))
+        self.queues
+            .get(index)
+            .is_some_and(|(_, i)| matches!(**i, Interests::Unrouted))
     }
 
     /// How many queues have interests.
@@ -347,194 +323,11 @@ fn field_hits<'a>(
         .filter_map(|f| {
             f.matching(data).map(|(alternative, value)| FieldHit {
                 field: f.path().as_str(),
-                pattern: &alternative.shown,
+                pattern: alternative.shown(),
                 value,
             })
         })
         .collect()
-}
-
-fn set(bits: &mut [u64], queue: u32) {
-    bits[queue as usize / 64] |= 1 << (queue % 64);
-}
-
-fn is_set(bits: &[u64], queue: u32) -> bool {
-    bits[queue as usize / 64] & (1 << (queue % 64)) != 0
-}
-
-impl FieldIndex {
-    fn mark(&self, text: &str, hit: &mut [u64]) {
-        let lines = Lines::of(text);
-        if let Some(ac) = &self.literals {
-            for m in ac.find_overlapping_iter(text) {
-                for h in &self.literal_hits[m.pattern().as_usize()] {
-                    if !is_set(hit, h.queue) && lines.allows(h, m.start(), m.end()) {
-                        set(hit, h.queue);
-                    }
-                }
-            }
-        }
-        for h in &self.empty_hits {
-            if !is_set(hit, h.queue) && lines.allows_empty(h) {
-                set(hit, h.queue);
-            }
-        }
-        for (set_, queues) in &self.regexes {
-            for i in set_.matches(text).iter() {
-                set(hit, queues[i]);
-            }
-        }
-        if !self.ignore_case.is_empty() {
-            if let Some(queues) = self.ignore_case.get(&text.to_lowercase()) {
-                for &q in queues {
-                    set(hit, q);
-                }
-            }
-        }
-    }
-}
-
-/// Where a value's first and last newlines are, which `^.*lit` and `lit.*$`
-/// must not cross.
-struct Lines {
-    len: usize,
-    first_newline: Option<usize>,
-    last_newline: Option<usize>,
-}
-
-impl Lines {
-    fn of(text: &str) -> Self {
-        let first_newline = text.find('\n');
-        Self {
-            len: text.len(),
-            first_newline,
-            last_newline: first_newline.and_then(|_| text.rfind('\n')),
-        }
-    }
-
-    fn start_range(&self, rule: StartRule) -> (usize, usize) {
-        match rule {
-            StartRule::Any => (0, self.len),
-            StartRule::AtStart => (0, 0),
-            StartRule::FirstLine => (0, self.first_newline.unwrap_or(self.len)),
-        }
-    }
-
-    fn end_range(&self, rule: EndRule) -> (usize, usize) {
-        match rule {
-            EndRule::Any => (0, self.len),
-            EndRule::AtEnd => (self.len, self.len),
-            EndRule::LastLine => (self.last_newline.map_or(0, |n| n + 1), self.len),
-        }
-    }
-
-    fn allows(&self, hit: &LiteralHit, start: usize, end: usize) -> bool {
-        let (s_lo, s_hi) = self.start_range(hit.start);
-        let (e_lo, e_hi) = self.end_range(hit.end);
-        (s_lo..=s_hi).contains(&start) && (e_lo..=e_hi).contains(&end)
-    }
-
-    /// An empty literal matches at one position that both rules allow.
-    fn allows_empty(&self, hit: &LiteralHit) -> bool {
-        let (s_lo, s_hi) = self.start_range(hit.start);
-        let (e_lo, e_hi) = self.end_range(hit.end);
-        s_lo.max(e_lo) <= s_hi.min(e_hi)
-    }
-}
-
-#[derive(Default)]
-struct FieldBuilder {
-    literals: BTreeMap<Vec<u8>, Vec<LiteralHit>>,
-    empty_hits: Vec<LiteralHit>,
-    regexes: Vec<String>,
-    regex_queues: Vec<u32>,
-    ignore_case: HashMap<String, Vec<u32>>,
-    present: Vec<u32>,
-    absent: Vec<u32>,
-    others: Vec<(u32, Condition)>,
-}
-
-impl FieldBuilder {
-    /// Files one condition where it is cheapest to answer: prefixes and
-    /// suffixes become anchored literals of the field's automaton.
-    fn add_condition(&mut self, queue: u32, condition: &Condition) {
-        match condition {
-            Condition::Regex(r) => self.add(queue, r.as_str()),
-            Condition::Prefix(p) => self.add(queue, &format!("^{}", regex::escape(p))),
-            Condition::Suffix(s) => self.add(queue, &format!("{}$", regex::escape(s))),
-            Condition::EqualsIgnoreCase(s) => {
-                self.ignore_case.entry(s.clone()).or_default().push(queue)
-            }
-            Condition::Exists(true) => self.present.push(queue),
-            Condition::Exists(false) => self.absent.push(queue),
-            other => self.others.push((queue, other.clone())),
-        }
-    }
-
-    fn add(&mut self, queue: u32, pattern: &str) {
-        match literal_form(pattern) {
-            Some(form) => {
-                for literal in form.literals {
-                    let hit = LiteralHit {
-                        queue,
-                        start: form.start,
-                        end: form.end,
-                    };
-                    if literal.is_empty() {
-                        self.empty_hits.push(hit);
-                    } else {
-                        self.literals.entry(literal).or_default().push(hit);
-                    }
-                }
-            }
-            None => {
-                self.regexes.push(pattern.to_owned());
-                self.regex_queues.push(queue);
-            }
-        }
-    }
-
-    fn build(self, path: FieldPath) -> Result<FieldIndex, BuildError> {
-        let error = |message: String| BuildError {
-            field: path.as_str().to_owned(),
-            message,
-        };
-        let (patterns, literal_hits): (Vec<Vec<u8>>, Vec<Vec<LiteralHit>>) =
-            self.literals.into_iter().unzip();
-        let literals = if patterns.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::Standard)
-                    .build(&patterns)
-                    .map_err(|e| error(e.to_string()))?,
-            )
-        };
-        let sources: Vec<&str> = self.regexes.iter().map(String::as_str).collect();
-        let regexes = crate::complexity::groups(&sources)
-            .into_iter()
-            .map(|range| {
-                let set_ = RegexSetBuilder::new(&sources[range.clone()])
-                    .size_limit(SET_SIZE_LIMIT)
-                    .dfa_size_limit(SET_DFA_LIMIT)
-                    .build()
-                    .map_err(|e| error(e.to_string()))?;
-                Ok((set_, self.regex_queues[range].to_vec()))
-            })
-            .collect::<Result<_, BuildError>>()?;
-        Ok(FieldIndex {
-            path,
-            literals,
-            literal_hits,
-            empty_hits: self.empty_hits,
-            regexes,
-            ignore_case: self.ignore_case,
-            present: self.present,
-            absent: self.absent,
-            others: self.others,
-        })
-    }
 }
 
 #[cfg(test)]

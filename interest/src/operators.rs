@@ -8,6 +8,7 @@
 //! `cidr` whether a string is an IP address inside a network.
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -20,7 +21,7 @@ pub const MAX_ALTERNATIVES: usize = 64;
 /// One condition on a field.
 #[derive(Debug, Clone)]
 pub enum Condition {
-    Regex(Regex),
+    Regex(Pattern),
     Prefix(String),
     Suffix(String),
     /// Lower-cased.
@@ -36,6 +37,41 @@ pub enum Condition {
         network: IpAddr,
         bits: u8,
     },
+}
+
+/// A regular expression that was compiled once to check it, and is kept as
+/// its source: the matcher compiles a field's patterns together, so each
+/// queue's own compiled form (kilobytes) is needed only to explain a match,
+/// and is made again then.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    source: Box<str>,
+    compiled: OnceLock<Regex>,
+}
+
+impl Pattern {
+    /// A pattern that `compile` accepted.
+    pub(crate) fn checked(source: &str) -> Self {
+        Self {
+            source: source.into(),
+            compiled: OnceLock::new(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    pub fn is_match(&self, text: &str) -> bool {
+        self.compiled
+            .get_or_init(|| {
+                // It compiled within the registered limit when it was
+                // checked; the limit here only has to be no smaller.
+                crate::interests::compile(&self.source, usize::MAX)
+                    .expect("a checked pattern compiles")
+            })
+            .is_match(text)
+    }
 }
 
 /// A comparison of `numeric`.

@@ -11,8 +11,9 @@ use serde_json::{Map, Value};
 /// key `a.b`). No other escape exists, and no segment may be empty.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FieldPath {
-    text: String,
-    segments: Vec<String>,
+    text: Box<str>,
+    /// The keys, when they are not just `text` (nested, or escaped).
+    segments: Option<Box<[Box<str>]>>,
 }
 
 /// Why a field path could not be parsed.
@@ -57,9 +58,10 @@ impl FieldPath {
             return Err(PathError::EmptySegment);
         }
         segments.push(current);
+        let plain = segments.len() == 1 && segments[0] == text;
         Ok(Self {
-            text: text.to_owned(),
-            segments,
+            text: text.into(),
+            segments: (!plain).then(|| segments.into_iter().map(String::into_boxed_str).collect()),
         })
     }
 
@@ -69,16 +71,22 @@ impl FieldPath {
     }
 
     /// The keys, one per level, with escapes resolved.
-    pub fn segments(&self) -> &[String] {
-        &self.segments
+    pub fn segments(&self) -> Vec<&str> {
+        match &self.segments {
+            Some(keys) => keys.iter().map(|k| &**k).collect(),
+            None => vec![&self.text],
+        }
     }
 
     /// The value at this path, if every level exists.
     pub fn resolve<'a>(&self, data: &'a Map<String, Value>) -> Option<&'a Value> {
-        let (first, rest) = self.segments.split_first()?;
-        let mut value = data.get(first)?;
+        let Some(keys) = &self.segments else {
+            return data.get(&*self.text);
+        };
+        let (first, rest) = keys.split_first()?;
+        let mut value = data.get(&**first)?;
         for key in rest {
-            value = value.as_object()?.get(key)?;
+            value = value.as_object()?.get(&**key)?;
         }
         Some(value)
     }

@@ -1,6 +1,6 @@
 //! The compiled matcher against the plain rule, on random interests and tasks.
 
-use interest::{Interests, Limits, Matcher};
+use interest::{Interests, Limits, Matcher, Router};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -49,6 +49,8 @@ fn alternative() -> impl Strategy<Value = Value> {
             .prop_map(|v| serde_json::json!({"anythingBut": v})),
         1 => (prop::sample::select(vec!["<", "<=", "=", ">=", ">"]), 0u32..30, any::<bool>())
             .prop_map(|(op, n, strings)| serde_json::json!({"numeric": [op, n], "strings": strings})),
+        1 => (prop::sample::select(vec![">=", ">", "="]), 0u32..30, prop::sample::select(vec!["<", "<=", "="]), 0u32..30)
+            .prop_map(|(a, x, b, y)| serde_json::json!({"numeric": [a, x, b, y]})),
         1 => any::<bool>().prop_map(|b| serde_json::json!({"exists": b})),
         1 => Just(serde_json::json!({"cidr": "10.0.0.0/8"})),
     ]
@@ -91,13 +93,42 @@ fn task() -> impl Strategy<Value = Map<String, Value>> {
         .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
-fn queues() -> impl Strategy<Value = Vec<(String, Interests)>> {
-    let interests = prop_oneof![
+fn interests() -> impl Strategy<Value = Value> {
+    prop_oneof![
         1 => Just(Value::from("*")),
         1 => Just(Value::from("unrouted")),
         9 => fields(),
         4 => prop::collection::vec(fields(), 1..3).prop_map(Value::Array),
-    ];
+    ]
+}
+
+/// One step of changes to a router: queues (of ten names) replaced or
+/// removed, then perhaps a compaction (carried over from the step before
+/// when `rebase`).
+#[derive(Debug, Clone)]
+struct Step {
+    changes: Vec<(usize, Option<Value>)>,
+    compact: bool,
+    rebase: bool,
+}
+
+fn steps() -> impl Strategy<Value = Vec<Step>> {
+    let change = (0usize..10, prop::option::weighted(0.8, interests()));
+    let step = (
+        prop::collection::vec(change, 1..4),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(changes, compact, rebase)| Step {
+            changes,
+            compact,
+            rebase,
+        });
+    prop::collection::vec(step, 1..8)
+}
+
+fn queues() -> impl Strategy<Value = Vec<(String, Interests)>> {
+    let interests = interests();
     prop::collection::vec(interests, 0..8).prop_map(|all| {
         all.into_iter()
             .enumerate()
@@ -126,6 +157,46 @@ proptest! {
     }
 
     #[test]
+    fn a_router_changed_step_by_step_routes_like_the_plain_loop(
+        queues in queues(),
+        steps in steps(),
+        tasks in prop::collection::vec(task(), 1..6),
+    ) {
+        let mut current: std::collections::BTreeMap<String, Interests> = queues.iter().cloned().collect();
+        let mut router = Router::build(queues).unwrap();
+        for step in steps {
+            let before = router.clone();
+            let mut changes = Vec::new();
+            for (n, value) in step.changes {
+                let name = format!("q{n}");
+                let parsed = value.and_then(|v| Interests::parse(&name, &v, &Limits::default()).ok());
+                match &parsed {
+                    Some(i) => current.insert(name.clone(), i.clone()),
+                    None => current.remove(&name),
+                };
+                changes.push((name, parsed));
+            }
+            router = router.with_changes(changes).unwrap();
+            if step.compact {
+                let compacted = before.compacted().unwrap();
+                router = if step.rebase {
+                    router.rebased(&before, &compacted).unwrap().unwrap()
+                } else {
+                    router.compacted().unwrap()
+                };
+            }
+            let plain: Vec<(String, Interests)> = current.clone().into_iter().collect();
+            prop_assert_eq!(router.len(), plain.len());
+            for task in &tasks {
+                let expected = interest::route_plainly(&plain, task);
+                prop_assert_eq!(router.route(task), expected.clone());
+                let explained: Vec<&str> = router.explain(task).into_iter().map(|e| e.queue).collect();
+                prop_assert_eq!(explained, expected);
+            }
+        }
+    }
+
+    #[test]
     fn random_bytes_never_panic(pattern in prop::collection::vec(any::<u8>(), 0..40),
                                 field in prop::collection::vec(any::<u8>(), 0..10),
                                 task in prop::collection::vec(any::<u8>(), 0..80)) {
@@ -142,6 +213,27 @@ proptest! {
             let _ = matcher.route(&Map::new());
         }
     }
+}
+
+#[test]
+fn the_scale_benchmarks_queues_route_like_the_plain_loop() {
+    let vocab = common::mix::Vocabulary::load();
+    let scale = common::mix::Scale {
+        queues: 4_000,
+        per_kind: 2.0,
+        mix_every: 50,
+    };
+    let queues = scale.queues(&vocab, 3);
+    let matcher = Matcher::build(queues.clone()).unwrap();
+    let mut routed = 0;
+    for task in scale.tasks(&vocab, 300, 5) {
+        let expected = interest::route_plainly(&queues, &task);
+        let got = matcher.route(&task);
+        routed += got.len();
+        assert_eq!(got, expected);
+    }
+    // About two queues of each literal kind and some of the mix per task.
+    assert!(routed > 300 * 8, "only {routed} copies for 300 tasks");
 }
 
 #[test]

@@ -167,3 +167,88 @@ impl Vocabulary {
             .collect()
     }
 }
+
+/// Interests as traffic at scale has them: most queues name one exact id, a
+/// tenant's prefix, a suffix or a numeric range, with as many distinct values
+/// as there are queues of each kind over `per_kind` (so about that many queues
+/// of each kind take a task, whatever the number of queues); one queue in
+/// `mix_every` comes from the mix above instead.
+pub struct Scale {
+    pub queues: usize,
+    /// Queues of each literal kind that take an average task.
+    pub per_kind: f64,
+    /// One queue in this many is drawn from the mix (0: none).
+    pub mix_every: usize,
+}
+
+/// The literal kinds of `Scale`.
+const KINDS: usize = 4;
+/// `amount` is drawn below this.
+const AMOUNT_RANGE: f64 = 1_000_000.0;
+
+impl Scale {
+    /// Distinct values of each kind's field.
+    fn cardinality(&self) -> u64 {
+        ((self.queues as f64 / KINDS as f64 / self.per_kind).round() as u64).max(1)
+    }
+
+    pub fn queue_json(&self, vocab: &Vocabulary, seed: u64) -> Vec<(String, Value)> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mixed = vocab.queue_json(self.queues, seed ^ 0x5eed);
+        let c = self.cardinality();
+        let width = AMOUNT_RANGE / c as f64;
+        mixed
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, mix))| {
+                if self.mix_every > 0 && i % self.mix_every == 0 {
+                    return (name, mix);
+                }
+                let k = rng.u64(..c);
+                let interests = match i % KINDS {
+                    0 => json!({"tenant": format!("^tenant-{k}$")}),
+                    1 => json!({"account": {"prefix": format!("acct-{k}-")}}),
+                    2 => json!({"sku": {"suffix": format!("-{k}")}}),
+                    _ => {
+                        let low = k as f64 * width;
+                        json!({"amount": {"numeric": [">=", low, "<", low + width]}})
+                    }
+                };
+                (name, interests)
+            })
+            .collect()
+    }
+
+    pub fn queues(&self, vocab: &Vocabulary, seed: u64) -> Vec<(String, Interests)> {
+        let limits = Limits::default();
+        self.queue_json(vocab, seed)
+            .into_iter()
+            .map(|(name, value)| {
+                let interests = Interests::parse(&name, &value, &limits).unwrap();
+                (name, interests)
+            })
+            .collect()
+    }
+
+    /// Tasks with the mix's five fields and one value of each literal kind.
+    pub fn tasks(&self, vocab: &Vocabulary, n: usize, seed: u64) -> Vec<Map<String, Value>> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let c = self.cardinality();
+        (0..n)
+            .map(|_| {
+                let mut task = vocab.task(&mut rng);
+                task.insert("tenant".into(), json!(format!("tenant-{}", rng.u64(..c))));
+                task.insert(
+                    "account".into(),
+                    json!(format!("acct-{}-{}", rng.u64(..c), rng.u32(..100_000))),
+                );
+                task.insert(
+                    "sku".into(),
+                    json!(format!("sku{}-{}", rng.u32(..1000), rng.u64(..c))),
+                );
+                task.insert("amount".into(), json!(rng.f64() * AMOUNT_RANGE));
+                task
+            })
+            .collect()
+    }
+}
