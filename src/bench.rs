@@ -77,6 +77,11 @@ pub struct BenchOptions {
     /// Total publish rate to hold, tasks per second.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Interest changes per second while publishing (`PUT /interest` on
+    /// 100 queues of their own that no task reaches), each timed: what
+    /// changing interests costs, and what it does to publishes.
+    #[arg(long, default_value_t = 0.0)]
+    pub interest_changes: f64,
     /// Show a progress bar.
     #[arg(skip)]
     pub progress: bool,
@@ -114,6 +119,7 @@ impl Default for BenchOptions {
             wait: 5.0,
             log_bytes: 0,
             rate: None,
+            interest_changes: 0.0,
             progress: true,
             probe_disk: false,
             client: crate::client::ClientOptions::default(),
@@ -161,6 +167,10 @@ pub struct Report {
     pub wait: f64,
     pub log_bytes: usize,
     pub rate: Option<f64>,
+    pub interest_changes: f64,
+    /// Interest changes made during the publishes, and how long each took
+    /// to be answered; absent without `--interest-changes`.
+    pub interest_change_latency: Option<Latency>,
     /// Publishes that failed (not counted in throughput).
     pub errors: u64,
     pub publish_secs: f64,
@@ -502,10 +512,44 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
             h
         });
     }
+    let (stop_changes, changes_stopped) = tokio::sync::watch::channel(false);
+    let changer = (opts.interest_changes > 0.0).then(|| {
+        let client = client.clone();
+        let mut stop = changes_stopped;
+        let every = Duration::from_secs_f64(1.0 / opts.interest_changes);
+        tokio::spawn(async move {
+            let mut h = histogram();
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            for n in 0u64.. {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                let interests = json!({"churn": format!("^v{n}$")});
+                let t0 = Instant::now();
+                if client
+                    .set_interests(&format!("bench-churn-{}", n % 100), interests)
+                    .await
+                    .is_ok()
+                {
+                    let _ = h.record(t0.elapsed().as_micros().max(1) as u64);
+                }
+            }
+            h
+        })
+    });
     let mut publish_h = histogram();
     while let Some(h) = publishers.join_next().await {
         publish_h.add(h?).ok();
     }
+    let interest_change_latency = match changer {
+        Some(task) => {
+            let _ = stop_changes.send(true);
+            Some(Latency::of(&task.await?))
+        }
+        None => None,
+    };
     let publish_secs = started.elapsed().as_secs_f64();
     let errors = errors.load(Ordering::Relaxed);
     let published = (opts.tasks as u64).saturating_sub(errors);
@@ -567,6 +611,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         wait: opts.wait,
         log_bytes: opts.log_bytes,
         rate: opts.rate,
+        interest_changes: opts.interest_changes,
+        interest_change_latency,
         errors,
         publish_secs,
         publish_tasks_per_sec: published as f64 / publish_secs,
@@ -611,7 +657,7 @@ impl Report {
             self.queues, self.fanout,
             self.rate.map(|r| format!(", rate {r} tasks/s")).unwrap_or_default(),
             if self.log_bytes > 0 { format!(", a {} B log per task", self.log_bytes) } else { String::new() }
-        ));
+        ) + &if self.interest_changes > 0.0 { format!(", {} interest changes/s", self.interest_changes) } else { String::new() });
         line(&mut out, format!("publish:        {:>12.0} tasks/s   {:>12.0} routed copies/s   ({:.2} s, {} errors)",
             self.publish_tasks_per_sec, self.routed_copies_per_sec, self.publish_secs, self.errors));
         if let (Some(s), Some(r)) = (self.end_to_end_secs, self.end_to_end_copies_per_sec) {
@@ -625,6 +671,9 @@ impl Report {
                 l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.count));
         };
         lat(&mut out, "publish", &self.publish_latency);
+        if let Some(l) = &self.interest_change_latency {
+            lat(&mut out, "interest change", l);
+        }
         if let Some(l) = &self.claim_latency {
             lat(&mut out, "claim", l);
         }

@@ -208,12 +208,17 @@ impl Application {
             }
         });
         let ticker = tokio::spawn(tick_loop(Arc::clone(&self.broker), self.tick));
+        let compactor = tokio::spawn({
+            let broker = Arc::clone(&self.broker);
+            async move { broker.compact_routes_when_due().await }
+        });
         let served = self.server.await;
         if let Some(line) = self.line {
             line.stopped().await;
         }
         signals.abort();
         ticker.abort();
+        compactor.abort();
         self.store.flush().await.context("flushing the store")?;
         tracing::info!("stopped");
         served.context("serving HTTP")

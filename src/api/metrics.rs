@@ -77,6 +77,16 @@ pub async fn show_metrics(state: web::Data<AppState>) -> Result<HttpResponse, Ap
             one(broker.recent_publishes().1 as f64),
         ),
         (
+            "interq_interest_queues",
+            "Queues with interests.",
+            one(broker.router_stats().queues as f64),
+        ),
+        (
+            "interq_router_pending_changes",
+            "Queues whose interests changed since the router was last compiled whole (compiled apart until then).",
+            one(broker.router_stats().pending_changes as f64),
+        ),
+        (
             "process_resident_memory_bytes",
             "Resident memory of this process.",
             one(crate::metrics::process::resident_bytes() as f64),
@@ -117,6 +127,11 @@ pub async fn show_metrics(state: web::Data<AppState>) -> Result<HttpResponse, Ap
                 labels: vec![],
                 value: stats.writes as f64,
             }],
+        ),
+        (
+            "interq_router_compactions_total",
+            "Times the router compiled every queue into a new base after changes.",
+            one(broker.router_stats().compactions as f64),
         ),
         (
             "process_cpu_seconds_total",

@@ -385,7 +385,6 @@ impl Broker {
     pub fn try_task(&self, data: &Map<String, Value>) -> Vec<Reach> {
         self.routes
             .load()
-            .matcher
             .explain(data)
             .into_iter()
             .map(|e| Reach {

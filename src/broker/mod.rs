@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
-use interest::{InterestError, Interests, Matcher};
+use interest::{InterestError, Interests, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, Notify};
@@ -197,10 +197,14 @@ pub struct Broker {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     settings: BrokerSettings,
-    /// Every queue's parsed interests; rebuilding the matcher reads it. The
-    /// async lock serializes interest changes, never publishes.
-    registry: Mutex<BTreeMap<QueueName, Interests>>,
-    routes: ArcSwap<Routes>,
+    /// Serializes interest changes (never publishes): each router is made
+    /// from the one before.
+    interest_changes: Mutex<()>,
+    /// Every queue's interests, compiled; publishes read it without a lock.
+    routes: ArcSwap<Router>,
+    /// Wakes the compaction loop when the router's delta has grown.
+    compaction_due: Notify,
+    compactions: AtomicU64,
     workers: DashMap<WorkerId, LiveWorker>,
     wakers: Wakers,
     metrics: Arc<Metrics>,
@@ -218,12 +222,12 @@ impl Broker {
         clock: Arc<dyn Clock>,
         settings: BrokerSettings,
     ) -> Result<Arc<Self>> {
-        let mut registry = BTreeMap::new();
+        let mut registry = Vec::new();
         for (queue, value) in store.interests().await? {
             let parsed = Interests::parse(queue.as_str(), &value, &settings.interest_limits)?;
-            registry.insert(queue, parsed);
+            registry.push((queue, parsed));
         }
-        let matcher = build_matcher(&registry)?;
+        let router = build_router(registry).await?;
         let now = clock.now();
         let workers = DashMap::new();
         for record in store.workers().await? {
@@ -242,8 +246,10 @@ impl Broker {
             store,
             clock,
             settings,
-            registry: Mutex::new(registry),
-            routes: ArcSwap::from_pointee(matcher),
+            interest_changes: Mutex::new(()),
+            routes: ArcSwap::from_pointee(router),
+            compaction_due: Notify::new(),
+            compactions: AtomicU64::new(0),
             workers,
             wakers: Wakers::default(),
             metrics: Arc::new(Metrics::default()),
@@ -299,16 +305,13 @@ impl Broker {
         let routes = self.routes.load_full();
         // A costly route (long values under many patterns) runs off the
         // request threads, so that other requests never wait behind it.
-        let cost: usize = tasks
-            .iter()
-            .map(|t| routes.matcher.scan_cost(&t.data))
-            .sum();
+        let cost: usize = tasks.iter().map(|t| routes.scan_cost(&t.data)).sum();
         let (tasks, routed): (Vec<NewTask>, Vec<Vec<usize>>) = if cost > OFF_THREAD_SCAN_BYTES {
             let routes = Arc::clone(&routes);
             tokio::task::spawn_blocking(move || {
                 let routed = tasks
                     .iter()
-                    .map(|t| routes.matcher.route_indices(&t.data))
+                    .map(|t| routes.route_indices(&t.data))
                     .collect();
                 (tasks, routed)
             })
@@ -317,7 +320,7 @@ impl Broker {
         } else {
             let routed = tasks
                 .iter()
-                .map(|t| routes.matcher.route_indices(&t.data))
+                .map(|t| routes.route_indices(&t.data))
                 .collect();
             (tasks, routed)
         };
@@ -331,8 +334,7 @@ impl Broker {
             // A schedule's firing has nobody to refuse: it publishes as any.
             if new.require_route && fired.is_none() {
                 let wanted = indices.iter().any(|&i| {
-                    !routes.matcher.is_unrouted(i)
-                        && within.is_none_or(|w| w.allows(routes.names[i].as_str()))
+                    !routes.is_unrouted(i) && within.is_none_or(|w| w.allows(routes.name(i)))
                 });
                 if !wanted {
                     return Err(BrokerError::Unrouted { index });
@@ -340,10 +342,11 @@ impl Broker {
             }
             let publish_id = TaskId::new_publish();
             let start = copies.len();
-            let queues: Vec<&QueueName> = indices
+            let queues: Vec<QueueName> = indices
                 .into_iter()
-                .map(|i| &routes.names[i])
-                .filter(|q| within.is_none_or(|w| w.allows(q.as_str())))
+                .map(|i| routes.name(i))
+                .filter(|q| within.is_none_or(|w| w.allows(q)))
+                .map(|q| QueueName::from_shared(Arc::clone(q)))
                 .collect();
             // Only the singular rules compare tasks; others skip the hash.
             let fp = if new.singularly_enqueue || new.singularly_run {
@@ -352,7 +355,7 @@ impl Broker {
                 String::new()
             };
             let targets: Vec<(QueueName, Option<WorkerId>)> = match new.scope {
-                Scope::Any => queues.into_iter().map(|q| (q.clone(), None)).collect(),
+                Scope::Any => queues.into_iter().map(|q| (q, None)).collect(),
                 Scope::All => self.workers_on(&queues),
             };
             if targets.len() > MAX_COPIES {
@@ -501,7 +504,7 @@ impl Broker {
 
     /// `scope: all`: every worker registered on an interested queue, once,
     /// under the first of its queues (in its own order) that is interested.
-    fn workers_on(&self, queues: &[&QueueName]) -> Vec<(QueueName, Option<WorkerId>)> {
+    fn workers_on(&self, queues: &[QueueName]) -> Vec<(QueueName, Option<WorkerId>)> {
         let mut out: Vec<(QueueName, Option<WorkerId>)> = self
             .workers
             .iter()
@@ -911,8 +914,10 @@ impl Broker {
             .remove(0))
     }
 
-    /// Replaces the interests of several queues with one matcher rebuild; all
-    /// are checked before any is stored.
+    /// Replaces the interests of several queues; all are checked before any
+    /// is stored. Only the queues changed since the router's last
+    /// compaction are compiled again, so a change costs the same at ten
+    /// queues or a hundred thousand.
     pub async fn set_many_interests(&self, updates: Vec<(QueueName, Value)>) -> Result<Vec<Value>> {
         let parsed = updates
             .into_iter()
@@ -921,35 +926,104 @@ impl Broker {
                     .map(|i| (queue, i))
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let mut registry = self.registry.lock().await;
-        let mut next = registry.clone();
-        let mut normalized = Vec::with_capacity(parsed.len());
-        for (queue, interests) in parsed {
-            normalized.push((queue.clone(), interests.to_json()));
-            next.insert(queue, interests);
-        }
-        let matcher = rebuild(next.clone()).await?;
+        let _turn = self.interest_changes.lock().await;
+        let normalized: Vec<(QueueName, Value)> = parsed
+            .iter()
+            .map(|(q, i)| (q.clone(), i.to_json()))
+            .collect();
+        let changes = parsed
+            .into_iter()
+            .map(|(q, i)| (Arc::clone(q.shared()), Some(i)))
+            .collect();
+        let router = self.changed_router(changes).await?;
         for (queue, value) in &normalized {
             self.store.put_interests(queue, value).await?;
         }
-        *registry = next;
-        self.routes.store(Arc::new(matcher));
+        self.install(router);
         Ok(normalized.into_iter().map(|(_, v)| v).collect())
     }
 
     /// Removes a queue's interests: it receives no new tasks.
     pub async fn delete_interests(&self, queue: &QueueName) -> Result<()> {
-        let mut registry = self.registry.lock().await;
-        if !registry.contains_key(queue) {
+        let _turn = self.interest_changes.lock().await;
+        if self.routes.load().get(queue.as_str()).is_none() {
             return Err(BrokerError::UnknownQueue(queue.clone()));
         }
-        let mut next = registry.clone();
-        next.remove(queue);
-        let matcher = rebuild(next.clone()).await?;
+        let router = self
+            .changed_router(vec![(Arc::clone(queue.shared()), None)])
+            .await?;
         self.store.delete_interests(queue).await?;
-        *registry = next;
-        self.routes.store(Arc::new(matcher));
+        self.install(router);
         Ok(())
+    }
+
+    /// The router with these changes, compiled on a blocking thread (the
+    /// changed queues may hold costly patterns).
+    async fn changed_router(&self, changes: Vec<(Arc<str>, Option<Interests>)>) -> Result<Router> {
+        let current = self.routes.load_full();
+        tokio::task::spawn_blocking(move || current.with_changes(changes))
+            .await
+            .map_err(|e| BrokerError::Store(StoreError::Unavailable(e.to_string())))?
+            .map_err(BrokerError::from)
+    }
+
+    /// Puts a router in use, and asks for a compaction when its delta has
+    /// grown. Called holding `interest_changes`.
+    fn install(&self, router: Router) {
+        let due = router.needs_compaction();
+        self.routes.store(Arc::new(router));
+        if due {
+            self.compaction_due.notify_one();
+        }
+    }
+
+    /// Runs for the broker's life: whenever the router's delta has grown,
+    /// compiles every queue into a new base off the request threads, then
+    /// carries over the changes made meanwhile. Interest changes go on
+    /// while it compiles.
+    pub async fn compact_routes_when_due(&self) {
+        loop {
+            self.compaction_due.notified().await;
+            if self.shutting_down.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Err(e) = self.compact_routes().await {
+                tracing::warn!(error = %e, "the router could not be compacted; changes go on against its delta");
+            }
+        }
+    }
+
+    /// One compaction (see `compact_routes_when_due`).
+    pub async fn compact_routes(&self) -> Result<()> {
+        let from = self.routes.load_full();
+        let started = std::time::Instant::now();
+        let source = Arc::clone(&from);
+        let compacted = tokio::task::spawn_blocking(move || source.compacted())
+            .await
+            .map_err(|e| BrokerError::Store(StoreError::Unavailable(e.to_string())))??;
+        let _turn = self.interest_changes.lock().await;
+        let now = self.routes.load_full();
+        if let Some(router) = now.rebased(&from, &compacted)? {
+            tracing::debug!(
+                queues = router.len(),
+                carried_over = router.pending_changes(),
+                ms = started.elapsed().as_millis() as u64,
+                "router compacted"
+            );
+            self.install(router);
+            self.compactions.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The router's size and state, for metrics.
+    pub fn router_stats(&self) -> RouterStats {
+        let router = self.routes.load();
+        RouterStats {
+            queues: router.len(),
+            pending_changes: router.pending_changes(),
+            compactions: self.compactions.load(Ordering::Relaxed),
+        }
     }
 
     /// Removes a queue: its interests and every copy in it. Returns how many
@@ -1011,11 +1085,10 @@ impl Broker {
 
     /// Every queue's interests, in name order.
     pub async fn interests(&self) -> BTreeMap<QueueName, Value> {
-        self.registry
-            .lock()
-            .await
-            .iter()
-            .map(|(q, i)| (q.clone(), i.to_json()))
+        self.routes
+            .load()
+            .queues()
+            .map(|(q, i)| (QueueName::from_shared(q.into()), i.to_json()))
             .collect()
     }
 
@@ -1036,11 +1109,10 @@ impl Broker {
     /// Every known queue (with interests or with copies) and its counts.
     pub async fn queues(&self) -> Result<BTreeMap<QueueName, QueueCounts>> {
         let mut out: BTreeMap<QueueName, QueueCounts> = self
-            .registry
-            .lock()
-            .await
-            .keys()
-            .map(|q| (q.clone(), QueueCounts::default()))
+            .routes
+            .load()
+            .queues()
+            .map(|(q, _)| (QueueName::from_shared(q.into()), QueueCounts::default()))
             .collect();
         for (q, c) in self.store.queue_counts().await? {
             out.insert(q, c);
@@ -1083,7 +1155,7 @@ impl Broker {
     fn task_view(&self, t: &Task) -> Value {
         let mut view = serde_json::to_value(t).unwrap_or(Value::Null);
         let routes = self.routes.load();
-        if let Some(why) = routes.matcher.explain_queue(t.queue.as_str(), &t.data) {
+        if let Some(why) = routes.explain_queue(t.queue.as_str(), &t.data) {
             let by: Vec<Value> = why
                 .fields
                 .iter()
@@ -1168,27 +1240,30 @@ impl Broker {
     async fn follow_store(&self) -> Result<()> {
         let stored: BTreeMap<QueueName, Value> =
             self.store.interests().await?.into_iter().collect();
-        let mut registry = self.registry.lock().await;
-        let current: BTreeMap<QueueName, Value> = registry
-            .iter()
-            .map(|(q, i)| (q.clone(), i.to_json()))
-            .collect();
-        if stored != current {
-            let mut next = BTreeMap::new();
-            for (queue, value) in &stored {
+        let turn = self.interest_changes.lock().await;
+        let current = self.routes.load_full();
+        let mut changes = Vec::new();
+        for (queue, value) in &stored {
+            if current.get(queue.as_str()).map(Interests::to_json).as_ref() != Some(value) {
                 let parsed =
                     Interests::parse(queue.as_str(), value, &self.settings.interest_limits)?;
-                next.insert(queue.clone(), parsed);
+                changes.push((Arc::clone(queue.shared()), Some(parsed)));
             }
-            let matcher = rebuild(next.clone()).await?;
-            *registry = next;
-            self.routes.store(Arc::new(matcher));
-            tracing::info!(
-                queues = stored.len(),
-                "took in interests changed on another node"
-            );
         }
-        drop(registry);
+        for (queue, _) in current.queues() {
+            if let Ok(name) = QueueName::parse(queue) {
+                if !stored.contains_key(&name) {
+                    changes.push((Arc::clone(name.shared()), None));
+                }
+            }
+        }
+        if !changes.is_empty() {
+            let changed = changes.len();
+            let router = self.changed_router(changes).await?;
+            self.install(router);
+            tracing::info!(changed, "took in interests changed on another node");
+        }
+        drop(turn);
         self.follow_workers().await
     }
 
@@ -1227,31 +1302,23 @@ impl Broker {
     }
 }
 
-/// The compiled matcher, and the queue names in its order, so that a route
-/// becomes queue names without parsing or allocating.
-#[derive(Debug)]
-pub struct Routes {
-    pub matcher: Matcher,
-    pub names: Vec<QueueName>,
+/// What `/metrics` says of the router.
+#[derive(Debug, Clone, Copy)]
+pub struct RouterStats {
+    pub queues: usize,
+    pub pending_changes: usize,
+    pub compactions: u64,
 }
 
-fn build_matcher(registry: &BTreeMap<QueueName, Interests>) -> Result<Routes> {
-    let matcher = Matcher::build(
-        registry
-            .iter()
-            .map(|(q, i)| (q.as_str().to_owned(), i.clone())),
-    )?;
-    // The matcher orders queues by name, as the registry's keys are ordered.
-    let names = registry.keys().cloned().collect();
-    Ok(Routes { matcher, names })
-}
-
-/// Builds a matcher on a blocking thread: with thousands of queues it takes
-/// tens of milliseconds, which must not stall the request threads.
-async fn rebuild(registry: BTreeMap<QueueName, Interests>) -> Result<Routes> {
-    tokio::task::spawn_blocking(move || build_matcher(&registry))
-        .await
-        .map_err(|e| BrokerError::Store(StoreError::Unavailable(e.to_string())))?
+/// Compiles every queue's interests on a blocking thread: with thousands of
+/// queues it takes long enough to stall the request threads.
+async fn build_router(queues: Vec<(QueueName, Interests)>) -> Result<Router> {
+    tokio::task::spawn_blocking(move || {
+        Router::build(queues.into_iter().map(|(q, i)| (Arc::clone(q.shared()), i)))
+    })
+    .await
+    .map_err(|e| BrokerError::Store(StoreError::Unavailable(e.to_string())))?
+    .map_err(BrokerError::from)
 }
 
 fn dedup(mut lanes: Vec<Lane>) -> Vec<Lane> {

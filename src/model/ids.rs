@@ -151,6 +151,17 @@ impl QueueName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The name's shared text, for structures that keep many names (the
+    /// router) without copying them.
+    pub fn shared(&self) -> &std::sync::Arc<str> {
+        &self.0
+    }
+
+    /// A name back from `shared`: it was checked when it was parsed.
+    pub(crate) fn from_shared(name: std::sync::Arc<str>) -> Self {
+        Self(name)
+    }
 }
 
 impl<'de> Deserialize<'de> for QueueName {

@@ -628,3 +628,101 @@ async fn a_rule_takes_a_task_only_when_all_its_fields_match() {
         rules
     );
 }
+
+/// One metric's value from `/metrics`.
+async fn metric(app: &crate::helpers::Api, name: &str) -> f64 {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    interq::bench::metric(&text, name).unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+#[tokio::test]
+async fn interests_changed_one_at_a_time_past_compactions_route_as_last_set() {
+    let app = spawn_app().await;
+    // Which value of `n` each queue takes.
+    let mut wants: std::collections::BTreeMap<String, u32> =
+        (0..400).map(|i| (format!("q{i:03}"), i)).collect();
+    let base: Vec<serde_json::Value> = wants
+        .iter()
+        .map(|(q, n)| json!({"queue": q, "interests": {"n": format!("^{n}$")}}))
+        .collect();
+    app.send(Method::PUT, "/interest", Some(json!(base)))
+        .await
+        .ok();
+    let check = |wants: &std::collections::BTreeMap<String, u32>, n: u32| {
+        let expected: Vec<&str> = wants
+            .iter()
+            .filter(|(_, v)| **v == n)
+            .map(|(q, _)| q.as_str())
+            .collect();
+        json!(expected)
+    };
+    // More single changes than the router compiles apart, so compactions
+    // run while changes go on: queues move to another value, go, arrive.
+    // Four clients change queues of their own at once, so that changes
+    // land while a compaction compiles.
+    let mut clients = tokio::task::JoinSet::new();
+    for stream in 0..4u32 {
+        let api = crate::helpers::Api::clone(&*app);
+        let mut mine: std::collections::BTreeMap<String, Option<u32>> = Default::default();
+        clients.spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(17 + stream as u64);
+            for k in 0..250u32 {
+                let queue = format!("q{:03}", rng.u32(0..113) * 4 + stream);
+                let n = rng.u32(0..450);
+                if k % 7 == 0 {
+                    let gone = api
+                        .send(Method::DELETE, &format!("/interest?queue={queue}"), None)
+                        .await;
+                    assert!(
+                        gone.status.is_success() || gone.status == 404,
+                        "{}",
+                        gone.body
+                    );
+                    mine.insert(queue, None);
+                } else {
+                    api.put_interest(&queue, json!({"n": format!("^{n}$")}))
+                        .await
+                        .ok();
+                    mine.insert(queue, Some(n));
+                }
+            }
+            mine
+        });
+    }
+    while let Some(mine) = clients.join_next().await {
+        for (queue, n) in mine.unwrap() {
+            match n {
+                Some(n) => wants.insert(queue, n),
+                None => wants.remove(&queue),
+            };
+        }
+    }
+    // The compactions ran and the router keeps what was set.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while metric(&app, "interq_router_compactions_total").await < 2.0 {
+        assert!(std::time::Instant::now() < deadline, "no compaction ran");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        metric(&app, "interq_interest_queues").await,
+        wants.len() as f64
+    );
+    for n in 0..450 {
+        assert_eq!(
+            app.publish_data(json!({"n": n})).await["queues"],
+            check(&wants, n),
+            "n = {n}"
+        );
+    }
+    let listed = app.status("interests").await["interests"].clone();
+    let listed: Vec<&String> = listed.as_object().unwrap().keys().collect();
+    assert_eq!(listed, wants.keys().collect::<Vec<_>>());
+}
