@@ -78,8 +78,10 @@ pub struct BenchOptions {
     #[arg(long)]
     pub rate: Option<f64>,
     /// Interest changes per second while publishing (`PUT /interest` on
-    /// 100 queues of their own that no task reaches), each timed: what
-    /// changing interests costs, and what it does to publishes.
+    /// queues of their own, `bench-churn-0` to `-4999`, that no task
+    /// reaches: enough that the router compiles its base again now and
+    /// then), each timed: what changing interests costs, and what it does
+    /// to publishes.
     #[arg(long, default_value_t = 0.0)]
     pub interest_changes: f64,
     /// Show a progress bar.
@@ -529,7 +531,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
                 let interests = json!({"churn": format!("^v{n}$")});
                 let t0 = Instant::now();
                 if client
-                    .set_interests(&format!("bench-churn-{}", n % 100), interests)
+                    .set_interests(&format!("bench-churn-{}", n % 5000), interests)
                     .await
                     .is_ok()
                 {

@@ -127,4 +127,4 @@ pub use interests::{
 };
 pub use matcher::{BuildError, Explanation, FieldHit, Matcher};
 pub use path::{FieldPath, PathError};
-pub use router::Router;
+pub use router::{Router, Sizes};

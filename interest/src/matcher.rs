@@ -281,7 +281,7 @@ impl Matcher {
 }
 
 /// Which of one queue's fields take the task; `None` when none does.
-fn explain_one<'a>(
+pub(crate) fn explain_one<'a>(
     name: &'a str,
     interests: &'a Interests,
     data: &Map<String, Value>,

@@ -1,16 +1,19 @@
 //! Routing that takes one queue's change without compiling every queue
 //! again.
 //!
-//! A [`Router`] is a compiled *base* ([`Matcher`] over every queue as it was)
-//! and a small *delta*: the queues changed since, compiled on their own,
-//! with the base's old entries for them hidden. A change compiles only the
-//! delta, so its cost follows the number of changes since the base, not the
-//! number of queues. Once the delta outgrows [`Router::needs_compaction`], a
-//! service compiles a new base off its hot path ([`Router::compacted`]) and
-//! carries over what changed meanwhile ([`Router::rebased`]).
+//! A [`Router`] is levels of compiled queues, newest last: a *base*
+//! ([`Matcher`] over every queue as it was), a *middle* of the queues
+//! changed since, and a *top* of the few changed since the middle was
+//! compiled. A queue's entry in a newer level hides its entries in older
+//! ones. A change compiles the top again (a few queues); when the top is
+//! full it is folded into the middle (hundreds), so a change costs about the
+//! same at ten queues or a hundred thousand. Once the middle outgrows
+//! [`Router::needs_compaction`], a service compiles a new base off its hot
+//! path ([`Router::compacted`]) and carries over what changed meanwhile
+//! ([`Router::rebased`]).
 //!
-//! Positions (`route_indices`) are the base's queues, then the delta's; they
-//! hold for one `Router` value only.
+//! Positions (`route_indices`) run through the levels in order; they hold
+//! for one `Router` value only.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,25 +23,106 @@ use serde_json::{Map, Value};
 use crate::interests::Interests;
 use crate::matcher::{BuildError, Explanation, Matcher};
 
-/// Changes the delta may hold before a new base is due: its compile time is
-/// what each change waits for.
-const MAX_DELTA: usize = 256;
-/// Past this many changes since the base, a change compiles every queue at
-/// once: a bulk load would otherwise compile a growing delta again and
-/// again while the compaction catches up.
-const COMPILE_WHOLE_PAST: usize = 4 * MAX_DELTA;
+/// How many changes each level holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// Changes the top holds before it is folded into the middle.
+    pub top: usize,
+    /// Changes the middle holds before a new base is due.
+    pub middle: usize,
+    /// Past this many changes since the base, a change compiles every
+    /// queue at once: a bulk load would otherwise compile a growing middle
+    /// again and again while the compaction catches up.
+    pub whole: usize,
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Self {
+            top: 32,
+            middle: 1024,
+            whole: 4096,
+        }
+    }
+}
+
+/// Queues changed since a level below was compiled, to their interests now
+/// (`None`: removed).
+type Changes = BTreeMap<Arc<str>, Option<Arc<Interests>>>;
 
 /// Every queue's interests, compiled for routing; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
-    base: Arc<Matcher>,
-    /// Positions of `base` whose queue changed or went since it was built.
-    shadowed: Arc<[u64]>,
-    /// Queues changed since `base` was built, to their interests now
-    /// (`None`: removed).
-    changed: Arc<BTreeMap<Arc<str>, Option<Arc<Interests>>>>,
-    /// `changed`'s queues that have interests, compiled.
-    delta: Arc<Matcher>,
+    base: Level,
+    middle: Level,
+    top: Level,
+    /// The base's positions that the middle hides (the top hides more).
+    base_under_middle: Arc<[u64]>,
+    sizes: Sizes,
+}
+
+/// One level: its queues compiled, the changes it holds (none for the
+/// base), and which of its positions newer levels hide.
+#[derive(Debug, Clone, Default)]
+struct Level {
+    matcher: Arc<Matcher>,
+    changes: Arc<Changes>,
+    hidden: Arc<[u64]>,
+}
+
+impl Level {
+    fn of(changes: Changes) -> Result<Self, BuildError> {
+        let matcher = Matcher::build(
+            changes
+                .iter()
+                .filter_map(|(q, i)| i.as_ref().map(|i| (Arc::clone(q), Arc::clone(i)))),
+        )?;
+        Ok(Self {
+            hidden: vec![0; matcher.len().div_ceil(64)].into(),
+            matcher: Arc::new(matcher),
+            changes: Arc::new(changes),
+        })
+    }
+
+    fn base(matcher: Matcher) -> Self {
+        Self {
+            hidden: vec![0; matcher.len().div_ceil(64)].into(),
+            matcher: Arc::new(matcher),
+            changes: Arc::default(),
+        }
+    }
+
+    /// This level with the positions of these queues hidden, besides those
+    /// `under` hides.
+    fn hiding<'q>(&self, under: &[u64], queues: impl Iterator<Item = &'q Arc<str>>) -> Self {
+        let mut hidden = under.to_vec();
+        hidden.resize(self.matcher.len().div_ceil(64), 0);
+        for queue in queues {
+            if let Some(p) = self.matcher.position(queue) {
+                hidden[p / 64] |= 1 << (p % 64);
+            }
+        }
+        Self {
+            matcher: Arc::clone(&self.matcher),
+            changes: Arc::clone(&self.changes),
+            hidden: hidden.into(),
+        }
+    }
+
+    fn is_hidden(&self, position: usize) -> bool {
+        self.hidden[position / 64] & (1 << (position % 64)) != 0
+    }
+
+    fn live(&self) -> usize {
+        let hidden: usize = self.hidden.iter().map(|w| w.count_ones() as usize).sum();
+        self.matcher.len() - hidden
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<Interests>)> {
+        (0..self.matcher.len())
+            .filter(|&p| !self.is_hidden(p))
+            .map(|p| self.matcher.entry(p))
+    }
 }
 
 impl Router {
@@ -49,75 +133,107 @@ impl Router {
         S: Into<Arc<str>>,
         T: Into<Arc<Interests>>,
     {
-        Ok(Self::over(Matcher::build(queues)?))
+        Ok(Self::over(Matcher::build(queues)?, Sizes::default()))
     }
 
-    fn over(base: Matcher) -> Self {
+    /// The same router with other level sizes (tests use tiny ones to reach
+    /// every level).
+    pub fn with_sizes(mut self, sizes: Sizes) -> Self {
+        self.sizes = sizes;
+        self
+    }
+
+    fn over(base: Matcher, sizes: Sizes) -> Self {
+        let base = Level::base(base);
         Self {
-            shadowed: vec![0; base.len().div_ceil(64)].into(),
-            base: Arc::new(base),
-            changed: Arc::default(),
-            delta: Arc::default(),
+            base_under_middle: Arc::clone(&base.hidden),
+            base,
+            middle: Level::default(),
+            top: Level::default(),
+            sizes,
         }
+    }
+
+    fn levels(&self) -> [&Level; 3] {
+        [&self.base, &self.middle, &self.top]
     }
 
     /// This router with some queues' interests replaced (`Some`) or removed
     /// (`None`), later changes to one queue winning; compiles only the
-    /// queues changed since the base.
+    /// queues changed since the middle was, or, now and then, since the
+    /// base was.
     pub fn with_changes<I, S>(&self, changes: I) -> Result<Self, BuildError>
     where
         I: IntoIterator<Item = (S, Option<Interests>)>,
         S: Into<Arc<str>>,
     {
-        let mut changed = (*self.changed).clone();
+        let mut top = (*self.top.changes).clone();
         for (queue, interests) in changes {
-            changed.insert(queue.into(), interests.map(Arc::new));
+            top.insert(queue.into(), interests.map(Arc::new));
         }
-        self.with_changed(changed)
+        if top.len() <= self.sizes.top {
+            return self.with_top(top);
+        }
+        let mut middle = (*self.middle.changes).clone();
+        middle.extend(top);
+        self.with_middle(middle)
     }
 
-    fn with_changed(
-        &self,
-        changed: BTreeMap<Arc<str>, Option<Arc<Interests>>>,
-    ) -> Result<Self, BuildError> {
-        if changed.len() > COMPILE_WHOLE_PAST {
-            let kept = (0..self.base.len())
-                .map(|p| self.base.entry(p))
-                .filter(|(q, _)| !changed.contains_key(*q))
-                .map(|(q, i)| (Arc::clone(q), Arc::clone(i)));
-            let now = changed
-                .iter()
-                .filter_map(|(q, i)| i.as_ref().map(|i| (Arc::clone(q), Arc::clone(i))));
-            return Ok(Self::over(Matcher::build(kept.chain(now))?));
-        }
-        let mut shadowed = vec![0u64; self.base.len().div_ceil(64)];
-        for queue in changed.keys() {
-            if let Some(p) = self.base.position(queue) {
-                shadowed[p / 64] |= 1 << (p % 64);
-            }
-        }
-        let delta = Matcher::build(
-            changed
-                .iter()
-                .filter_map(|(q, i)| i.as_ref().map(|i| (Arc::clone(q), Arc::clone(i)))),
-        )?;
+    fn with_top(&self, top: Changes) -> Result<Self, BuildError> {
+        let middle = self.middle.hiding(&[], top.keys());
+        let base = self.base.hiding(&self.base_under_middle, top.keys());
         Ok(Self {
-            base: Arc::clone(&self.base),
-            shadowed: shadowed.into(),
-            changed: Arc::new(changed),
-            delta: Arc::new(delta),
+            base,
+            middle,
+            top: Level::of(top)?,
+            base_under_middle: Arc::clone(&self.base_under_middle),
+            sizes: self.sizes,
         })
     }
 
-    /// Whether the delta is large enough that changes would be cheaper
-    /// against a new base.
-    pub fn needs_compaction(&self) -> bool {
-        self.changed.len() > MAX_DELTA
+    fn with_middle(&self, middle: Changes) -> Result<Self, BuildError> {
+        if middle.len() > self.sizes.whole {
+            let base = &self.base.matcher;
+            let kept = (0..base.len())
+                .map(|p| base.entry(p))
+                .filter(|(q, _)| !middle.contains_key(*q))
+                .map(|(q, i)| (Arc::clone(q), Arc::clone(i)));
+            let now = middle
+                .iter()
+                .filter_map(|(q, i)| i.as_ref().map(|i| (Arc::clone(q), Arc::clone(i))));
+            return Ok(Self::over(Matcher::build(kept.chain(now))?, self.sizes));
+        }
+        let base = self.base.hiding(&[], middle.keys());
+        Ok(Self {
+            base_under_middle: Arc::clone(&base.hidden),
+            base,
+            middle: Level::of(middle)?,
+            top: Level::default(),
+            sizes: self.sizes,
+        })
     }
 
-    /// Queues changed since the base was built.
+    /// Whether the changes since the base are many enough that a new base
+    /// is due.
+    pub fn needs_compaction(&self) -> bool {
+        self.middle.changes.len() > self.sizes.middle
+    }
+
+    /// Queues changed since the base was compiled.
     pub fn pending_changes(&self) -> usize {
-        self.changed.len()
+        self.effective_changes().len()
+    }
+
+    /// Every change since the base, the newest for each queue.
+    fn effective_changes(&self) -> Changes {
+        let mut all = (*self.middle.changes).clone();
+        all.extend(
+            self.top
+                .changes
+                .iter()
+                .map(|(q, i)| (Arc::clone(q), i.clone())),
+        );
+        all
     }
 
     /// The same queues and interests compiled into one new base: what
@@ -127,7 +243,7 @@ impl Router {
             .entries()
             .map(|(q, i)| (Arc::clone(q), Arc::clone(i)))
             .collect();
-        Ok(Self::over(Matcher::build(queues)?))
+        Ok(Self::over(Matcher::build(queues)?, self.sizes))
     }
 
     /// `compacted`, which was made from `from` (an earlier state of this
@@ -135,7 +251,7 @@ impl Router {
     /// when this router no longer stands on `from`'s base (it was rebuilt
     /// whole meanwhile), so the compaction is stale.
     pub fn rebased(&self, from: &Router, compacted: &Router) -> Result<Option<Self>, BuildError> {
-        if !Arc::ptr_eq(&self.base, &from.base) {
+        if !Arc::ptr_eq(&self.base.matcher, &from.base.matcher) {
             return Ok(None);
         }
         let same = |a: &Option<Arc<Interests>>, b: &Option<Arc<Interests>>| match (a, b) {
@@ -143,17 +259,13 @@ impl Router {
             (None, None) => true,
             _ => false,
         };
-        let mut since = BTreeMap::new();
-        for (queue, now) in self.changed.iter() {
-            if !from.changed.get(queue).is_some_and(|then| same(then, now)) {
-                since.insert(Arc::clone(queue), now.clone());
-            }
-        }
-        compacted.with_changed(since).map(Some)
-    }
-
-    fn is_shadowed(&self, position: usize) -> bool {
-        self.shadowed[position / 64] & (1 << (position % 64)) != 0
+        let then = from.effective_changes();
+        let since: Changes = self
+            .effective_changes()
+            .into_iter()
+            .filter(|(queue, now)| !then.get(queue).is_some_and(|t| same(t, now)))
+            .collect();
+        compacted.with_middle(since).map(Some)
     }
 
     /// The names of the queues that want this task, in name order.
@@ -170,38 +282,50 @@ impl Router {
         if !wanted.is_empty() {
             return wanted;
         }
-        self.merge(self.base.unrouted_indices(), self.delta.unrouted_indices())
+        self.gather(|m| m.unrouted_indices().collect())
     }
 
     /// The queues whose interests take the task, leaving out the
     /// `unrouted` queues that take it when none does.
     pub fn wanted_indices(&self, data: &Map<String, Value>) -> Vec<usize> {
-        let base = self.base.wanted_indices(data);
-        if self.changed.is_empty() {
-            return base;
+        if self.middle.changes.is_empty() && self.top.changes.is_empty() {
+            return self.base.matcher.wanted_indices(data);
         }
-        self.merge(base, self.delta.wanted_indices(data))
+        self.gather(|m| m.wanted_indices(data))
     }
 
-    /// The base's live positions and the delta's, as one list in name
-    /// order.
-    fn merge(
-        &self,
-        base: impl IntoIterator<Item = usize>,
-        delta: impl IntoIterator<Item = usize>,
-    ) -> Vec<usize> {
-        let offset = self.base.len();
-        let mut base = base
-            .into_iter()
-            .filter(|&p| !self.is_shadowed(p))
-            .peekable();
-        let mut delta = delta.into_iter().map(|p| p + offset).peekable();
-        let mut out = Vec::new();
+    /// What `ask` finds in each level, less what newer levels hide, as
+    /// positions in name order.
+    fn gather(&self, ask: impl Fn(&Matcher) -> Vec<usize>) -> Vec<usize> {
+        let mut out: Vec<usize> = Vec::new();
+        let mut offset = 0;
+        for level in self.levels() {
+            if !level.matcher.is_empty() {
+                let found: Vec<usize> = ask(&level.matcher)
+                    .into_iter()
+                    .filter(|&p| !level.is_hidden(p))
+                    .map(|p| p + offset)
+                    .collect();
+                out = if out.is_empty() {
+                    found
+                } else {
+                    self.merge(out, found)
+                };
+            }
+            offset += level.matcher.len();
+        }
+        out
+    }
+
+    /// Two lists of positions in name order as one.
+    fn merge(&self, a: Vec<usize>, b: Vec<usize>) -> Vec<usize> {
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
         loop {
-            let next = match (base.peek(), delta.peek()) {
-                (Some(&b), Some(&d)) if self.name(b) < self.name(d) => base.next(),
-                (Some(_), Some(_)) | (None, Some(_)) => delta.next(),
-                (Some(_), None) => base.next(),
+            let next = match (a.peek(), b.peek()) {
+                (Some(&x), Some(&y)) if self.name(x) < self.name(y) => a.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
                 (None, None) => break,
             };
             out.extend(next);
@@ -214,11 +338,14 @@ impl Router {
         self.entry(position).0
     }
 
-    fn entry(&self, position: usize) -> (&Arc<str>, &Arc<Interests>) {
-        match position.checked_sub(self.base.len()) {
-            Some(p) => self.delta.entry(p),
-            None => self.base.entry(position),
+    fn entry(&self, mut position: usize) -> (&Arc<str>, &Arc<Interests>) {
+        for level in self.levels() {
+            if position < level.matcher.len() {
+                return level.matcher.entry(position);
+            }
+            position -= level.matcher.len();
         }
+        panic!("a position past the router's queues")
     }
 
     /// Whether the queue at a position takes only what no other queue
@@ -229,15 +356,15 @@ impl Router {
 
     /// About how much work routing `data` takes (see [`Matcher::scan_cost`]).
     pub fn scan_cost(&self, data: &Map<String, Value>) -> usize {
-        self.base
-            .scan_cost(data)
-            .saturating_add(self.delta.scan_cost(data))
+        self.levels()
+            .iter()
+            .map(|l| l.matcher.scan_cost(data))
+            .fold(0, usize::saturating_add)
     }
 
     /// For every queue that wants the task: which fields and patterns
     /// matched, in name order.
     pub fn explain(&self, data: &Map<String, Value>) -> Vec<Explanation<'_>> {
-        let base = self.base.len();
         self.route_indices(data)
             .into_iter()
             .filter_map(|p| {
@@ -250,8 +377,7 @@ impl Router {
                         unrouted: true,
                     });
                 }
-                let matcher = if p < base { &self.base } else { &self.delta };
-                matcher.explain_queue(name, data)
+                crate::matcher::explain_one(name, interests, data)
             })
             .collect()
     }
@@ -263,20 +389,23 @@ impl Router {
 
     /// One queue's interests.
     pub fn get(&self, queue: &str) -> Option<&Interests> {
-        match self.changed.get(queue) {
-            Some(now) => now.as_deref(),
-            None => self.base.position(queue).map(|p| &**self.base.entry(p).1),
+        for changes in [&self.top.changes, &self.middle.changes] {
+            if let Some(now) = changes.get(queue) {
+                return now.as_deref();
+            }
         }
+        let base = &self.base.matcher;
+        base.position(queue).map(|p| &**base.entry(p).1)
     }
 
     fn entries(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<Interests>)> {
-        let base = (0..self.base.len())
-            .filter(|&p| !self.is_shadowed(p))
-            .map(|p| self.base.entry(p));
-        let delta = (0..self.delta.len()).map(|p| self.delta.entry(p));
         MergeByName {
-            a: base.peekable(),
-            b: delta.peekable(),
+            a: MergeByName {
+                a: self.base.entries().peekable(),
+                b: self.middle.entries().peekable(),
+            }
+            .peekable(),
+            b: self.top.entries().peekable(),
         }
     }
 
@@ -287,17 +416,16 @@ impl Router {
 
     /// How many queues have interests.
     pub fn len(&self) -> usize {
-        let shadowed: usize = self.shadowed.iter().map(|w| w.count_ones() as usize).sum();
-        self.base.len() - shadowed + self.delta.len()
+        self.levels().iter().map(|l| l.live()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Regex groups a value may be scanned by, over both parts.
+    /// Regex groups a value may be scanned by, over every level.
     pub fn regex_groups(&self) -> usize {
-        self.base.regex_groups() + self.delta.regex_groups()
+        self.levels().iter().map(|l| l.matcher.regex_groups()).sum()
     }
 }
 
@@ -403,7 +531,8 @@ mod tests {
         assert!(rebased.route(&task(json!({"f": "b"}))).is_empty());
         assert_eq!(rebased.route(&task(json!({"f": "bb"}))), ["b"]);
         // A bulk change compiles everything at once.
-        let bulk: Vec<(String, Option<Interests>)> = (0..COMPILE_WHOLE_PAST + 1)
+        let whole = Sizes::default().whole;
+        let bulk: Vec<(String, Option<Interests>)> = (0..whole + 1)
             .map(|n| {
                 (
                     format!("n{n:05}"),
@@ -413,7 +542,7 @@ mod tests {
             .collect();
         let loaded = rebased.with_changes(bulk).unwrap();
         assert_eq!(loaded.pending_changes(), 0);
-        assert_eq!(loaded.len(), 3 + COMPILE_WHOLE_PAST + 1);
+        assert_eq!(loaded.len(), 3 + whole + 1);
         assert_eq!(loaded.route(&task(json!({"f": "7"}))), ["n00007"]);
         assert_eq!(loaded.route(&task(json!({"f": "bb"}))), ["b"]);
         // A router rebuilt whole meanwhile leaves the compaction stale.

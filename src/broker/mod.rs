@@ -1083,6 +1083,34 @@ impl Broker {
         Ok(self.store.queue_settings().await?.into_iter().collect())
     }
 
+    /// One queue's interests, in their JSON form.
+    pub fn interests_of(&self, queue: &QueueName) -> Option<Value> {
+        self.routes
+            .load()
+            .get(queue.as_str())
+            .map(Interests::to_json)
+    }
+
+    /// A page of the queues with interests whose names contain `find`, in
+    /// name order, and how many such queues there are.
+    pub fn interests_page(
+        &self,
+        find: &str,
+        offset: usize,
+        limit: usize,
+    ) -> (Vec<(QueueName, Value)>, usize) {
+        let router = self.routes.load();
+        let mut total = 0;
+        let mut page = Vec::new();
+        for (queue, interests) in router.queues().filter(|(q, _)| q.contains(find)) {
+            if total >= offset && page.len() < limit {
+                page.push((QueueName::from_shared(queue.into()), interests.to_json()));
+            }
+            total += 1;
+        }
+        (page, total)
+    }
+
     /// Every queue's interests, in name order.
     pub async fn interests(&self) -> BTreeMap<QueueName, Value> {
         self.routes

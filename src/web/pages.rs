@@ -238,6 +238,9 @@ pub struct ListQuery {
     queue: Option<String>,
     #[serde(default)]
     edit: Option<String>,
+    /// Part of a queue's name, to list only those.
+    #[serde(default)]
+    find: Option<String>,
 }
 
 impl ListQuery {
@@ -444,7 +447,6 @@ const QUEUES_PER_PAGE: usize = 100;
 pub async fn queues(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
     let page = q.page()?;
     let all = state.broker.queues().await?;
-    let interests = state.broker.interests().await;
     let settings = state.broker.all_queue_settings().await?;
     let lines: Vec<QueueLine> = all
         .iter()
@@ -452,8 +454,9 @@ pub async fn queues(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> 
         .take(QUEUES_PER_PAGE)
         .map(|(name, counts)| {
             let paused = settings.get(name).is_some_and(|s| s.paused);
-            let shown = interests
-                .get(name)
+            let shown = state
+                .broker
+                .interests_of(name)
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "none: it receives no new tasks".into());
             line(name, counts, paused, shown)
@@ -530,7 +533,7 @@ pub async fn queue(
     let page = q.page()?;
     let broker = &state.broker;
     let counts = broker.queue_counts(&name).await?;
-    let interests = broker.interests().await.get(&name).map(view::pretty);
+    let interests = broker.interests_of(&name).as_ref().map(view::pretty);
     let paused = broker.queue_settings(&name).await?.paused;
     let tasks = broker
         .list_tasks(
@@ -1116,6 +1119,10 @@ pub async fn remove_worker(
 struct InterestsPage {
     chrome: Chrome,
     queues: Vec<(String, String, String)>,
+    /// The name filter, and how many queues it leaves.
+    find: String,
+    found: usize,
+    pager: Pager,
     /// The add/edit form's contents.
     edit_queue: String,
     edit_interests: String,
@@ -1127,23 +1134,58 @@ struct InterestsPage {
 
 /// Recent publishes a candidate interest is tried against.
 const PREVIEW_TASKS: usize = 1000;
+/// Queues listed on one page of the interests page.
+const INTERESTS_PER_PAGE: usize = 100;
 
+/// Which queues the interests page lists: a page of those whose names
+/// contain `find`.
+#[derive(Debug, Clone, Default)]
+struct Listing {
+    find: String,
+    page: usize,
+}
+
+impl Listing {
+    fn of(q: &ListQuery) -> Result<Self, PageError> {
+        Ok(Self {
+            find: q.find.as_deref().unwrap_or("").trim().to_owned(),
+            page: q.page()?,
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn interests_page(
     req: &HttpRequest,
     state: &AppState,
+    listing: Listing,
     edit_queue: String,
     edit_interests: String,
     sample_task: String,
     reach: Option<Vec<Reach>>,
     preview: Option<Preview>,
 ) -> Res {
-    let queues = state
-        .broker
-        .interests()
-        .await
+    let (page, found) = state.broker.interests_page(
+        &listing.find,
+        (listing.page.max(1) - 1) * INTERESTS_PER_PAGE,
+        INTERESTS_PER_PAGE,
+    );
+    let queues: Vec<(String, String, String)> = page
         .into_iter()
         .map(|(q, v)| (q.to_string(), url_encode(q.as_str()), view::pretty(&v)))
         .collect();
+    let base = if listing.find.is_empty() {
+        "/admin/interests?".to_owned()
+    } else {
+        format!("/admin/interests?find={}&", url_encode(&listing.find))
+    };
+    let pager = Pager::sized(
+        &base,
+        listing.page,
+        INTERESTS_PER_PAGE,
+        Some(found as u64),
+        queues.len(),
+    );
     let preview_examples = preview
         .as_ref()
         .map(|p| p.examples.iter().map(|d| view::preview(d)).collect())
@@ -1151,6 +1193,9 @@ async fn interests_page(
     render(InterestsPage {
         chrome: Chrome::new(req, "Interests", "interests"),
         queues,
+        find: listing.find,
+        found,
+        pager,
         edit_queue,
         edit_interests,
         sample_task,
@@ -1164,7 +1209,7 @@ pub async fn interests(req: HttpRequest, state: Data, q: web::Query<ListQuery>) 
     let (edit_queue, edit_interests) = match q.edit.as_deref() {
         Some(name) => {
             let queue = queue_name(name)?;
-            let current = state.broker.interests().await.get(&queue).cloned();
+            let current = state.broker.interests_of(&queue);
             let current = current.ok_or(BrokerError::UnknownQueue(queue))?;
             (name.to_owned(), view::pretty(&current))
         }
@@ -1173,6 +1218,7 @@ pub async fn interests(req: HttpRequest, state: Data, q: web::Query<ListQuery>) 
     interests_page(
         &req,
         &state,
+        Listing::of(&q)?,
         edit_queue,
         edit_interests,
         String::new(),
@@ -1197,6 +1243,7 @@ pub async fn save_interests(req: HttpRequest, state: Data, body: web::Bytes) -> 
         return interests_page(
             &req,
             &state,
+            Listing::default(),
             queue.to_string(),
             raw.to_owned(),
             String::new(),
@@ -1248,6 +1295,7 @@ pub async fn try_task(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
     interests_page(
         &req,
         &state,
+        Listing::default(),
         String::new(),
         String::new(),
         raw.to_owned(),

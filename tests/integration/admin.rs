@@ -1250,3 +1250,55 @@ async fn named_schedules_have_a_page_to_run_now_and_delete_them() {
         "{audit:?}"
     );
 }
+
+#[tokio::test]
+async fn the_interests_page_lists_a_page_at_a_time_and_finds_by_name() {
+    let app = spawn_app().await;
+    let all: Vec<Value> = (0..250)
+        .map(|i| json!({"queue": format!("team-{}-q{i:03}", i % 2), "interests": {"n": format!("^{i}$")}}))
+        .collect();
+    app.send(Method::PUT, "/interest", Some(json!(all)))
+        .await
+        .ok();
+    let mut site = Site::new(&app);
+    let rows = |html: &str| html.matches("<td><pre>").count();
+    let first = site.get("/admin/interests").await.html().to_owned();
+    assert_eq!(rows(&first), 100);
+    assert!(first.contains(r#"data-found="250""#), "{first}");
+    assert!(first.contains("Page 1 of 3"));
+    assert!(
+        first.contains(r#"href="/admin/interests?page=2" rel="next""#),
+        "{first}"
+    );
+    let last = site.get("/admin/interests?page=3").await.html().to_owned();
+    assert_eq!(rows(&last), 50);
+    assert!(last.contains("team-1-q249") && !last.contains("team-0-q000"));
+    // Found by part of the name, paged within what was found.
+    let found = site
+        .get("/admin/interests?find=team-1")
+        .await
+        .html()
+        .to_owned();
+    assert!(found.contains(r#"data-found="125""#), "{found}");
+    assert_eq!(rows(&found), 100);
+    assert!(!found.contains("team-0-"));
+    assert!(
+        found.contains(r#"href="/admin/interests?find=team-1&#38;page=2""#),
+        "{found}"
+    );
+    let second = site
+        .get("/admin/interests?find=team-1&page=2")
+        .await
+        .html()
+        .to_owned();
+    assert_eq!(rows(&second), 25);
+    let none = site
+        .get("/admin/interests?find=nobody")
+        .await
+        .html()
+        .to_owned();
+    assert!(none.contains(r#"data-found="0""#) && rows(&none) == 0);
+    site.get("/admin/interests?page=zero")
+        .await
+        .error(400, "page");
+}
