@@ -225,6 +225,9 @@ pub struct LimitSettings {
     pub max_pattern_bytes: usize,
     /// Bytes one compiled pattern may take.
     pub max_compiled_pattern_bytes: usize,
+    /// What one queue's interests may cost to match (see
+    /// `interest::Limits::max_cost`).
+    pub max_interest_cost: usize,
     /// Seconds a request's body may take to arrive (408 after).
     pub body_timeout_secs: f64,
     /// Seconds a client may take to send a request's head.
@@ -329,6 +332,7 @@ impl Default for LimitSettings {
             max_interest_fields: 32,
             max_pattern_bytes: 1024,
             max_compiled_pattern_bytes: 1 << 20,
+            max_interest_cost: 16_384,
             body_timeout_secs: 30.0,
             header_timeout_secs: 5.0,
             max_connections: 4096,
@@ -585,6 +589,7 @@ impl Settings {
                 max_fields: self.limits.max_interest_fields,
                 max_pattern_len: self.limits.max_pattern_bytes,
                 max_compiled_size: self.limits.max_compiled_pattern_bytes,
+                max_cost: self.limits.max_interest_cost,
             },
             log_every_ms: self.tasks.log_every_ms,
             log_kept_bytes: self.tasks.log_kept_bytes,

@@ -18,6 +18,12 @@ pub struct Limits {
     pub max_pattern_len: usize,
     /// Bytes one compiled pattern may take (the `regex` crate's `size_limit`).
     pub max_compiled_size: usize,
+    /// What one queue's interests may cost to match, summed over every
+    /// alternative of every field: a literal or an operator costs 1 (an
+    /// `anythingBut`, one per value), a regex with no literal form the
+    /// size of its automaton's pieces (a character, a class's ranges,
+    /// times a repetition's count).
+    pub max_cost: usize,
 }
 
 impl Default for Limits {
@@ -26,6 +32,7 @@ impl Default for Limits {
             max_fields: 32,
             max_pattern_len: 1024,
             max_compiled_size: 1 << 20,
+            max_cost: 16_384,
         }
     }
 }
@@ -86,6 +93,13 @@ pub enum InterestError {
     },
     #[error("queue `{queue}`: field `{field}`: the pattern is too complex to match in bounded time (its automaton outgrows its cache); use fewer or smaller counted repetitions of wide classes")]
     TooComplex { queue: String, field: String },
+    #[error("queue `{queue}`: field `{field}`: these interests cost {cost} to match, over the limit of {max}, and this field the most; use literals, prefixes or operators instead of wide classes and long repetitions, or fewer alternatives")]
+    OverBudget {
+        queue: String,
+        field: String,
+        cost: usize,
+        max: usize,
+    },
 }
 
 impl InterestError {
@@ -102,7 +116,8 @@ impl InterestError {
             | Self::PatternTooLong { field, .. }
             | Self::CompiledTooLarge { field, .. }
             | Self::InvalidRegex { field, .. }
-            | Self::TooComplex { field, .. } => Some(field),
+            | Self::TooComplex { field, .. }
+            | Self::OverBudget { field, .. } => Some(field),
         }
     }
 }
@@ -123,6 +138,8 @@ pub struct Alternative {
     pub condition: Condition,
     /// An operator object as registered, in JSON; `None` for a regex.
     operator: Option<Box<str>>,
+    /// What it costs to match (see [`Limits::max_cost`]).
+    cost: u32,
 }
 
 impl Alternative {
@@ -216,12 +233,15 @@ impl Interests {
                 for object in objects {
                     parsed.push(parse_fields(queue, object, limits)?);
                 }
+                check_cost(queue, parsed.iter().flatten(), limits)?;
                 return Ok(Self::Rules(parsed));
             }
             _ => return Err(not_an_object()),
         };
         check_count(queue, object.len(), limits)?;
-        Ok(Self::Fields(parse_fields(queue, object, limits)?))
+        let fields = parse_fields(queue, object, limits)?;
+        check_cost(queue, fields.iter(), limits)?;
+        Ok(Self::Fields(fields))
     }
 
     /// The JSON form, as `parse` accepts it.
@@ -264,6 +284,36 @@ fn fields_json(fields: &[FieldInterest]) -> Value {
             })
             .collect(),
     )
+}
+
+/// Refuses interests over `max_cost`, naming the field that costs the most.
+fn check_cost<'f>(
+    queue: &str,
+    fields: impl Iterator<Item = &'f FieldInterest>,
+    limits: &Limits,
+) -> Result<(), InterestError> {
+    let mut total = 0usize;
+    let mut costliest: Option<(usize, &FieldInterest)> = None;
+    for f in fields {
+        let cost = f
+            .alternatives
+            .iter()
+            .map(|a| a.cost as usize)
+            .fold(0, usize::saturating_add);
+        total = total.saturating_add(cost);
+        if costliest.is_none_or(|(c, _)| cost > c) {
+            costliest = Some((cost, f));
+        }
+    }
+    match costliest {
+        Some((_, f)) if total > limits.max_cost => Err(InterestError::OverBudget {
+            queue: queue.to_owned(),
+            field: f.path.as_str().to_owned(),
+            cost: total,
+            max: limits.max_cost,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn check_count(queue: &str, count: usize, limits: &Limits) -> Result<(), InterestError> {
@@ -377,9 +427,14 @@ fn parse_alternative(
                     message: e.message,
                 }
             })?;
+            let cost = match &condition {
+                Condition::AnythingBut(values) => values.len(),
+                _ => 1,
+            };
             return Ok(Alternative {
                 condition,
                 operator: Some(pattern.to_string().into()),
+                cost: cost as u32,
             });
         }
         _ => {
@@ -409,17 +464,20 @@ fn parse_alternative(
             message: other.to_string(),
         },
     })?;
-    if crate::classify::literal_form(pattern).is_none()
-        && !crate::complexity::pattern_well_behaved(pattern)
-    {
-        return Err(InterestError::TooComplex {
-            queue: queue.to_owned(),
-            field: field.to_owned(),
-        });
-    }
+    let cost = match crate::classify::literal_form(pattern) {
+        Some(form) => form.literals.len(),
+        None if !crate::complexity::pattern_well_behaved(pattern) => {
+            return Err(InterestError::TooComplex {
+                queue: queue.to_owned(),
+                field: field.to_owned(),
+            })
+        }
+        None => crate::complexity::weight(pattern),
+    };
     Ok(Alternative {
         condition: Condition::Regex(Pattern::checked(pattern)),
         operator: None,
+        cost: cost.min(u32::MAX as usize) as u32,
     })
 }
 
@@ -514,6 +572,47 @@ mod tests {
     }
 
     #[test]
+    fn interests_over_their_cost_budget_are_refused_naming_the_costliest_field() {
+        let limits = Limits {
+            max_cost: 50,
+            ..Limits::default()
+        };
+        let parse = |v: Value| Interests::parse("q", &v, &limits);
+        // Literals and operators cost one each.
+        let many: Vec<Value> = (0..40).map(|i| json!(format!("^id-{i}$"))).collect();
+        assert!(parse(json!({"id": many, "n": {"numeric": [">", 1]}})).is_ok());
+        // Wide classes repeated cost their pieces.
+        let wide = json!({"id": "^x$", "body": "[a-z]{30}[0-9]{30}", "tag": "[a-f]{20}"});
+        let err = parse(wide).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                InterestError::OverBudget {
+                    cost: 81,
+                    max: 50,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.field(), Some("body"));
+        assert!(
+            err.to_string()
+                .contains("cost 81 to match, over the limit of 50"),
+            "{err}"
+        );
+        let rules = json!([{"a": "[a-z]{60}"}, {"b": "[a-z]{50}", "c": "^x$"}]);
+        assert_eq!(parse(rules).unwrap_err().field(), Some("a"));
+        let but: Vec<Value> = (0..64).map(|i| json!(i)).collect();
+        let err =
+            parse(json!({"x": [{"anythingBut": but.clone()}, {"anythingBut": but}]})).unwrap_err();
+        assert!(
+            matches!(err, InterestError::OverBudget { cost: 128, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn a_bad_operator_names_queue_field_and_operator() {
         let err = parse(json!({"amount": {"numeric": [">", "lots"]}})).unwrap_err();
         assert_eq!(err.field(), Some("amount"));
@@ -568,6 +667,7 @@ mod tests {
             max_fields: 2,
             max_pattern_len: 8,
             max_compiled_size: 1 << 20,
+            max_cost: 1000,
         };
         let p = |v: Value| Interests::parse("q", &v, &limits);
         assert_eq!(

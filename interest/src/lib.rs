@@ -94,7 +94,12 @@
 //! refused when it is registered ([`InterestError::TooComplex`]): one queue's
 //! interests must not make every publish slow. A pattern is probed by
 //! scanning a value built of the characters it names with a DFA of a 512 KiB
-//! cache; one that keeps outgrowing the cache is refused.
+//! cache; one that keeps outgrowing the cache is refused. And a queue's
+//! interests together have a budget ([`Limits::max_cost`]): a literal or an
+//! operator costs 1, a regex with no literal form the pieces of its
+//! automaton; interests over it are refused naming the costliest field
+//! ([`InterestError::OverBudget`]), so that one tenant's many heavy
+//! alternatives cannot slow everyone's publishes.
 //! [`Matcher::route`] returns the matching queues in name order, without
 //! duplicates; [`Matcher::explain`] says which field and pattern matched each.
 //!

@@ -2,7 +2,7 @@
 //! each kept as the test that failed before its fix.
 
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, ChildServer};
 
@@ -549,4 +549,35 @@ async fn the_api_document_describes_what_the_server_checks_and_only_what_it_serv
         .unwrap();
     assert_eq!(resp.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(resp.headers()["allow"], "PUT, GET, POST, DELETE");
+}
+
+#[tokio::test]
+async fn interests_over_their_cost_budget_are_refused_naming_the_costliest_field() {
+    let app = spawn_app().await;
+    // Each alternative is accepted alone; eight of them in one queue are
+    // more than one queue may make every publish pay for.
+    let heavy: Vec<Value> = (0..8)
+        .map(|i| json!(format!("(\\w+\\s+){{4}}z{i}")))
+        .collect();
+    let refused = app
+        .put_interest("greedy", json!({"id": "^x$", "body": heavy}))
+        .await
+        .error(400, "invalid_interest", Some("interests.body"));
+    assert!(
+        refused.contains("queue `greedy`") && refused.contains("over the limit of 16384"),
+        "{refused}"
+    );
+    assert_eq!(app.status("interests").await["interests"], json!({}));
+    // Literals cost one each: the most fields and alternatives allowed fit.
+    let fields: serde_json::Map<String, Value> = (0..32)
+        .map(|f| {
+            let alternatives: Vec<Value> = (0..64).map(|i| json!(format!("^v{f}-{i}$"))).collect();
+            (format!("f{f}"), json!(alternatives))
+        })
+        .collect();
+    app.put_interest("wide", Value::Object(fields)).await.ok();
+    assert_eq!(
+        app.publish_data(json!({"f7": "v7-63"})).await["queues"],
+        json!(["wide"])
+    );
 }
