@@ -254,6 +254,45 @@ impl Interests {
         }
     }
 
+    /// Whether a match may set the copy's key: some pattern has a capture
+    /// named `key`.
+    pub fn sets_key(&self) -> bool {
+        self.fields().any(|f| {
+            f.alternatives
+                .iter()
+                .any(|a| matches!(&a.condition, Condition::Regex(p) if p.is_keyed()))
+        })
+    }
+
+    /// The copy's key these interests capture from the task: the `key`
+    /// capture of the first pattern, in field order, that matches with it.
+    pub fn key_from(&self, data: &Map<String, Value>) -> Option<String> {
+        self.fields().find_map(|f| {
+            let value = f.path.resolve(data)?;
+            f.alternatives.iter().find_map(|a| match &a.condition {
+                Condition::Regex(p) if p.is_keyed() => {
+                    let mut key = None;
+                    crate::path::for_each_text(value, |text| {
+                        if key.is_none() {
+                            key = p.key_in(text);
+                        }
+                    });
+                    key
+                }
+                _ => None,
+            })
+        })
+    }
+
+    fn fields(&self) -> impl Iterator<Item = &FieldInterest> {
+        let (fields, rules): (&[FieldInterest], &[Vec<FieldInterest>]) = match self {
+            Self::All | Self::Unrouted => (&[], &[]),
+            Self::Fields(fields) => (fields, &[]),
+            Self::Rules(rules) => (&[], rules),
+        };
+        fields.iter().chain(rules.iter().flatten())
+    }
+
     /// Whether these interests take the task: the plain, uncompiled rule that
     /// the `Matcher` must agree with. `Unrouted` depends on the other
     /// queues' interests, not on the task alone: false here (see
@@ -452,7 +491,7 @@ fn parse_alternative(
             max: limits.max_pattern_len,
         });
     }
-    compile(pattern, limits.max_compiled_size).map_err(|e| match e {
+    let compiled = compile(pattern, limits.max_compiled_size).map_err(|e| match e {
         regex::Error::CompiledTooBig(_) => InterestError::CompiledTooLarge {
             queue: queue.to_owned(),
             field: field.to_owned(),
@@ -464,6 +503,13 @@ fn parse_alternative(
             message: other.to_string(),
         },
     })?;
+    if compiled.capture_names().any(|n| n == Some("group")) {
+        return Err(InterestError::InvalidRegex {
+            queue: queue.to_owned(),
+            field: field.to_owned(),
+            message: "a capture named `group` is kept for fairness groups, which this version does not have; name it otherwise".into(),
+        });
+    }
     let cost = match crate::classify::literal_form(pattern) {
         Some(form) => form.literals.len(),
         None if !crate::complexity::pattern_well_behaved(pattern) => {
@@ -475,7 +521,7 @@ fn parse_alternative(
         None => crate::complexity::weight(pattern),
     };
     Ok(Alternative {
-        condition: Condition::Regex(Pattern::checked(pattern)),
+        condition: Condition::Regex(Pattern::checked(pattern, &compiled)),
         operator: None,
         cost: cost.min(u32::MAX as usize) as u32,
     })
@@ -610,6 +656,31 @@ mod tests {
             matches!(err, InterestError::OverBudget { cost: 128, .. }),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_capture_named_key_gives_the_copy_its_key() {
+        let to = |v: Value| v.as_object().unwrap().clone();
+        let keyed =
+            parse(json!({"b": "^x$", "tenant": ["^(?P<key>[a-z]+)-[0-9]+$", "^vip$"]})).unwrap();
+        assert!(keyed.sets_key());
+        assert_eq!(
+            keyed.key_from(&to(json!({"tenant": "acme-42"}))).as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            keyed
+                .key_from(&to(json!({"tenant": ["x", "globex-7"]})))
+                .as_deref(),
+            Some("globex")
+        );
+        assert_eq!(keyed.key_from(&to(json!({"tenant": "vip"}))), None);
+        assert_eq!(keyed.key_from(&to(json!({"b": "x"}))), None);
+        let plain = parse(json!({"tenant": "^(?P<who>[a-z]+)-"})).unwrap();
+        assert!(!plain.sets_key());
+        let err = parse(json!({"tenant": "^(?P<group>[a-z]+)"})).unwrap_err();
+        assert_eq!(err.field(), Some("tenant"));
+        assert!(err.to_string().contains("fairness groups"), "{err}");
     }
 
     #[test]

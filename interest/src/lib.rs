@@ -60,6 +60,11 @@
 //!   boolean as its JSON text (`42`, `4.5`, `true`); an array matches when any of
 //!   its string, number or boolean elements matches. `null`, objects, elements
 //!   nested in an array's elements, and missing fields never match.
+//! - A pattern with a capture named `key`, `"^(?P<key>[a-z]+)-[0-9]+$"`,
+//!   gives the copy it routes the captured text as its key (the first such
+//!   pattern that matches, in field order; see [`Interests::key_from`]), so
+//!   that a queue keeps one task per tenant under the singular rules. A
+//!   capture named `group` is refused: it is kept for fairness groups.
 //! - Registering a queue's interests replaces all its previous interests.
 //! - A task that no queue matches goes nowhere; the service discards it.
 //!

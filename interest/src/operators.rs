@@ -47,15 +47,40 @@ pub enum Condition {
 pub struct Pattern {
     source: Box<str>,
     compiled: OnceLock<Regex>,
+    /// It has a capture named `key`, which sets a copy's key.
+    keyed: bool,
 }
 
+/// The capture group whose text becomes a copy's key.
+pub const KEY_CAPTURE: &str = "key";
+
 impl Pattern {
-    /// A pattern that `compile` accepted.
-    pub(crate) fn checked(source: &str) -> Self {
+    /// A pattern that `compile` accepted, as `compiled`.
+    pub(crate) fn checked(source: &str, compiled: &Regex) -> Self {
         Self {
             source: source.into(),
             compiled: OnceLock::new(),
+            keyed: compiled.capture_names().any(|n| n == Some(KEY_CAPTURE)),
         }
+    }
+
+    /// Whether a match sets the copy's key (`(?P<key>…)`).
+    pub fn is_keyed(&self) -> bool {
+        self.keyed
+    }
+
+    /// The text of the `key` capture where the pattern matches `text`.
+    pub fn key_in(&self, text: &str) -> Option<String> {
+        let captures = self.regex().captures(text)?;
+        captures.name(KEY_CAPTURE).map(|m| m.as_str().to_owned())
+    }
+
+    fn regex(&self) -> &Regex {
+        self.compiled.get_or_init(|| {
+            // It compiled within the registered limit when it was checked;
+            // the limit here only has to be no smaller.
+            crate::interests::compile(&self.source, usize::MAX).expect("a checked pattern compiles")
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -63,14 +88,7 @@ impl Pattern {
     }
 
     pub fn is_match(&self, text: &str) -> bool {
-        self.compiled
-            .get_or_init(|| {
-                // It compiled within the registered limit when it was
-                // checked; the limit here only has to be no smaller.
-                crate::interests::compile(&self.source, usize::MAX)
-                    .expect("a checked pattern compiles")
-            })
-            .is_match(text)
+        self.regex().is_match(text)
     }
 }
 

@@ -348,6 +348,11 @@ impl Router {
         panic!("a position past the router's queues")
     }
 
+    /// The interests of the queue at a position.
+    pub fn interests_at(&self, position: usize) -> &Interests {
+        self.entry(position).1
+    }
+
     /// Whether the queue at a position takes only what no other queue
     /// takes.
     pub fn is_unrouted(&self, position: usize) -> bool {

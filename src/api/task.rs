@@ -28,15 +28,14 @@ const PUBLISH_FIELDS: &[&str] = &[
     "requireRoute",
 ];
 
-/// Longest task key, in bytes.
-pub const MAX_KEY_BYTES: usize = 256;
+pub use crate::model::MAX_KEY_BYTES;
 
 /// A task key: 1 to 256 bytes, no control characters.
 pub fn parse_key(p: &Params, field: &str) -> Result<Option<String>, ApiError> {
     let Some(key) = p.string(field)? else {
         return Ok(None);
     };
-    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(char::is_control) {
+    if !crate::model::is_valid_key(&key) {
         return Err(p.invalid(
             field,
             format!("a key is 1 to {MAX_KEY_BYTES} bytes without control characters"),

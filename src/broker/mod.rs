@@ -342,14 +342,28 @@ impl Broker {
             }
             let publish_id = TaskId::new_publish();
             let start = copies.len();
-            let queues: Vec<QueueName> = indices
+            let indices: Vec<usize> = indices
                 .into_iter()
-                .map(|i| routes.name(i))
-                .filter(|q| within.is_none_or(|w| w.allows(q)))
-                .map(|q| QueueName::from_shared(Arc::clone(q)))
+                .filter(|&i| within.is_none_or(|w| w.allows(routes.name(i))))
+                .collect();
+            let queues: Vec<QueueName> = indices
+                .iter()
+                .map(|&i| QueueName::from_shared(Arc::clone(routes.name(i))))
+                .collect();
+            // Keys that queues' interests capture (`(?P<key>…)`), which
+            // replace the publisher's for those queues' copies; one that
+            // is no valid key (empty, too long) leaves the publisher's.
+            let captured: Vec<(&str, String)> = indices
+                .iter()
+                .filter(|&&i| routes.interests_at(i).sets_key())
+                .filter_map(|&i| {
+                    let key = routes.interests_at(i).key_from(&new.data)?;
+                    crate::model::is_valid_key(&key).then(|| (&**routes.name(i), key))
+                })
                 .collect();
             // Only the singular rules compare tasks; others skip the hash.
-            let fp = if new.singularly_enqueue || new.singularly_run {
+            let singular = new.singularly_enqueue || new.singularly_run;
+            let fp = if singular {
                 identity(new.key.as_deref(), &new.data)
             } else {
                 String::new()
@@ -365,16 +379,15 @@ impl Broker {
             accepted.push(Arc::clone(&data));
             for (index, (queue, worker_queue)) in targets.into_iter().enumerate() {
                 let id = publish_id.copy(index as u16);
-                copies.push(self.make_copy(
-                    &new,
-                    &data,
-                    id,
-                    publish_id,
-                    queue,
-                    worker_queue,
-                    &fp,
-                    now,
-                ));
+                let mut copy =
+                    self.make_copy(&new, &data, id, publish_id, queue, worker_queue, &fp, now);
+                if let Some((_, key)) = captured.iter().find(|(q, _)| *q == copy.queue.as_str()) {
+                    if singular {
+                        copy.fingerprint = identity(Some(key), &data);
+                    }
+                    copy.key = Some(key.clone());
+                }
+                copies.push(copy);
             }
             if copies.len() == start {
                 discarded += 1;

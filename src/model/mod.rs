@@ -17,8 +17,9 @@ pub use ids::{
 };
 pub use requests::{CancelTarget, Cancellation, Page, RetryTarget, TaskSelector};
 pub use task::{
-    fingerprint, identity, AuditEntry, CopyRef, Counters, HeldLock, Lane, LockKind, NewTask,
-    Priority, PriorityError, Published, QueueCounts, QueueSettings, RetryPolicy, ScheduleRecord,
-    Scope, Spec, Task, TaskEvent, TaskLog, TaskState, WorkerRecord, WorkerState,
+    fingerprint, identity, is_valid_key, AuditEntry, CopyRef, Counters, HeldLock, Lane, LockKind,
+    NewTask, Priority, PriorityError, Published, QueueCounts, QueueSettings, RetryPolicy,
+    ScheduleRecord, Scope, Spec, Task, TaskEvent, TaskLog, TaskState, WorkerRecord, WorkerState,
+    MAX_KEY_BYTES,
 };
 pub use time::Millis;

@@ -212,6 +212,14 @@ impl Task {
 
 /// The identity the singular rules compare: the task's key when it has one,
 /// else its whole `data`.
+/// Longest task key, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+
+/// A task key is 1 to `MAX_KEY_BYTES` bytes without control characters.
+pub fn is_valid_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_BYTES && !key.chars().any(char::is_control)
+}
+
 pub fn identity(key: Option<&str>, data: &Map<String, Value>) -> String {
     match key {
         Some(k) => {

@@ -728,3 +728,60 @@ async fn interests_changed_one_at_a_time_past_compactions_route_as_last_set() {
     let listed: Vec<&String> = listed.as_object().unwrap().keys().collect();
     assert_eq!(listed, wants.keys().collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_capture_named_key_keys_that_queues_copies_for_the_singular_rules() {
+    let app = spawn_app().await;
+    app.put_interest("tenants", json!({"tenant": "^(?P<key>[a-z]+)-[0-9]+$"}))
+        .await
+        .ok();
+    app.put_interest("audit", json!("*")).await.ok();
+    let publish = |tenant: &str| json!({"data": {"tenant": tenant}, "singularlyEnqueue": true});
+    let first = app.publish(publish("acme-1")).await.ok();
+    // Another task of the same tenant: one waits per tenant in `tenants`,
+    // while `audit`, keyed by the whole task, takes both.
+    let second = app.publish(publish("acme-2")).await.ok();
+    let other = app.publish(publish("globex-1")).await.ok();
+    let copy = |answer: &serde_json::Value, queue: &str| {
+        answer["copies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["queue"] == queue)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        copy(&second, "tenants")["taskId"],
+        copy(&first, "tenants")["taskId"]
+    );
+    assert_eq!(copy(&second, "tenants")["existing"], true);
+    assert_ne!(
+        copy(&second, "audit")["taskId"],
+        copy(&first, "audit")["taskId"]
+    );
+    assert_ne!(
+        copy(&other, "tenants")["taskId"],
+        copy(&first, "tenants")["taskId"]
+    );
+    assert_eq!(app.queue("tenants").await["ready"], 2);
+    assert_eq!(app.queue("audit").await["ready"], 3);
+    // The captured key is the copy's: found and stopped by it.
+    let found = app.status("key=acme").await["key"].clone();
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["queue"], "tenants");
+    // A publisher's own key stands where no capture takes it, and a
+    // capture that is no valid key (empty) leaves it too.
+    app.put_interest("maybe", json!({"code": "^(?P<key>[a-z]*)[0-9]+$"}))
+        .await
+        .ok();
+    app.publish(json!({"data": {"code": "42"}, "key": "mine"}))
+        .await
+        .ok();
+    let mine = app.status("key=mine").await["key"].clone();
+    assert_eq!(mine.as_array().unwrap().len(), 2, "{mine}");
+    // `group` is kept for fairness groups.
+    app.put_interest("later", json!({"tenant": "^(?P<group>[a-z]+)"}))
+        .await
+        .error(400, "invalid_interest", Some("interests.tenant"));
+}
