@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
 
-use crate::client::{Client, ClientError, ClientOptions, Publish};
+use crate::client::{Client, ClientError, ClientOptions, Publish, TaskQuery};
 use crate::model::{Millis, TaskId};
 
 /// Where the commands go, and how they answer.
@@ -62,6 +62,26 @@ pub enum Op {
         limit: usize,
         #[arg(long, default_value_t = 0)]
         offset: usize,
+        /// Only copies published with this key.
+        #[arg(long = "task-key")]
+        task_key: Option<String>,
+        /// Only copies from this publisher.
+        #[arg(long)]
+        publisher: Option<String>,
+        /// Only copies whose failure reason holds this text (any case).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only copies published at or after: Unix seconds or a UTC date
+        /// and time (2026-12-03T05:30).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only copies published before.
+        #[arg(long)]
+        until: Option<String>,
+        /// `field=pattern` on the task's data (a dotted path, `*` for any
+        /// run); repeat for several, all of which must hold.
+        #[arg(long)]
+        data: Vec<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -139,12 +159,18 @@ pub enum Op {
         #[command(flatten)]
         target: Target,
     },
-    /// Every queue's interests; with `--set`, replaces one queue's.
+    /// Every queue's interests; with `--set`, replaces one queue's; with
+    /// `--try`, which queues a task would reach and why.
     Interests {
         queue: Option<String>,
         /// The new interests, as JSON: `"*"` or `{"field": "regex"}`.
         #[arg(long, requires = "queue")]
         set: Option<String>,
+        /// A task's data, as a JSON object: the queues it would reach now
+        /// (of `queue` alone, when given), with the field and pattern that
+        /// took it. Nothing is published.
+        #[arg(long = "try", conflicts_with = "set")]
+        try_data: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -245,11 +271,27 @@ pub async fn run(op: Op) -> Result<String, Failure> {
             queue,
             limit,
             offset,
+            task_key,
+            publisher,
+            reason,
+            since,
+            until,
+            data,
             ..
         } => {
-            let tasks = client
-                .list_tasks(queue.as_deref(), &state, offset, limit)
-                .await?;
+            let query = TaskQuery {
+                state,
+                queue,
+                offset,
+                limit,
+                key: task_key,
+                publisher,
+                reason,
+                since,
+                until,
+                data,
+            };
+            let tasks = client.list_tasks(&query).await?;
             (json!(tasks), show_tasks)
         }
         Op::Task { id, .. } => {
@@ -321,6 +363,19 @@ pub async fn run(op: Op) -> Result<String, Failure> {
             client.set_queue(&queue, paused(false)).await?,
             show_queue_settings,
         ),
+        Op::Interests {
+            queue,
+            try_data: Some(data),
+            ..
+        } => {
+            let data: Value = serde_json::from_str(&data)
+                .map_err(|e| usage(format!("--try is not JSON: {e}")))?;
+            let mut answer = client.call("tryTask", &json!({ "data": data })).await?;
+            if let (Some(q), Some(list)) = (queue, answer["queues"].as_array_mut()) {
+                list.retain(|r| r["queue"] == q.as_str());
+            }
+            (answer, show_reach)
+        }
         Op::Interests { queue, set, .. } => match (queue, set) {
             (Some(queue), Some(set)) => {
                 let interests: Value = serde_json::from_str(&set)
@@ -689,6 +744,36 @@ fn show_queue_settings(v: &Value) -> String {
 
 fn show_one_interest(v: &Value) -> String {
     format!("{}  {}\n", text(&v["queue"]), v["interests"])
+}
+
+fn show_reach(v: &Value) -> String {
+    let reached = v["queues"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if reached.is_empty() {
+        return "no queue would take it\n".into();
+    }
+    let rows: Vec<Vec<String>> = reached
+        .iter()
+        .map(|r| {
+            let why = match r["fields"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                [] if r["unrouted"] == true => "unrouted: no other queue wants it".to_owned(),
+                [] => "\"*\": every task".to_owned(),
+                fields => fields
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "{} = {} (matches {})",
+                            text(&f["field"]),
+                            text(&f["value"]),
+                            text(&f["pattern"])
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            };
+            vec![text(&r["queue"]), why]
+        })
+        .collect();
+    table(&["QUEUE", "BECAUSE"], &rows)
 }
 
 fn show_interests(v: &Value) -> String {

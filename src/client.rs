@@ -262,7 +262,7 @@ impl Client {
             req = req.header(reqwest::header::AUTHORIZATION, a);
         }
         req = if method == Method::GET {
-            req.query(args)
+            req.query(&query_pairs(args)?)
         } else {
             req.json(args)
         };
@@ -280,19 +280,10 @@ impl Client {
         self.op(op, args).await
     }
 
-    /// `GET /tasks`: a page of copies in `state`, of one queue or all.
-    pub async fn list_tasks(
-        &self,
-        queue: Option<&str>,
-        state: &str,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<Task>> {
-        let mut args = json!({"state": state, "offset": offset, "limit": limit});
-        if let Some(q) = queue {
-            args["queue"] = json!(q);
-        }
-        self.op("listTasks", &args).await
+    /// `GET /tasks`: a page of the copies in a state, of one queue or all,
+    /// that pass the query's filters.
+    pub async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>> {
+        self.op("listTasks", query).await
     }
 
     /// `POST /retry`: fresh attempts for a failed copy (or, with `queue`,
@@ -638,6 +629,49 @@ impl SseParser {
 }
 
 /// The body of a successful answer; an error answer as its code and message.
+/// What `list_tasks` asks for: a state, and the filters `GET /tasks` takes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TaskQuery {
+    /// ready, scheduled, running, failed, completed, cancelled or expired.
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    pub offset: usize,
+    pub limit: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<String>,
+    /// Text in the failure reason, in any case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Published at or after: Unix seconds or a UTC date and time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// `field=pattern` conditions on `data`, all of which must hold.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<String>,
+}
+
+/// A GET's parameters as query text: strings as they are, anything else as
+/// its JSON (which the API reads back), as a form cannot nest.
+fn query_pairs<A: Serialize + ?Sized>(args: &A) -> Result<Vec<(String, String)>> {
+    let value = serde_json::to_value(args).map_err(|e| ClientError::Decode(e.to_string()))?;
+    let Value::Object(fields) = value else {
+        return Ok(Vec::new());
+    };
+    Ok(fields
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| match v {
+            Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect())
+}
+
 async fn answer(resp: reqwest::Response) -> Result<bytes::Bytes> {
     let status = resp.status();
     let bytes = resp.bytes().await?;

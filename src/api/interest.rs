@@ -66,3 +66,27 @@ pub async fn delete(call: Call, body: Body) -> Answer {
     call.audit("remove_interests", queue.as_str(), None).await?;
     json(&json!({"queue": queue, "deleted": true}))
 }
+
+/// `POST /interest/try`: which queues a task with this data would reach
+/// now, by which field and pattern; nothing is published.
+pub async fn try_task(call: Call, body: Body) -> Answer {
+    let p = body.params()?;
+    p.only(&["data"])?;
+    let data = p.required("data", p.object("data")?)?;
+    let queues: Vec<_> = call
+        .state
+        .broker
+        .try_task(&data)
+        .into_iter()
+        .map(|r| {
+            json!({
+                "queue": r.queue,
+                "fields": r.fields.iter().map(|(field, pattern, value)| {
+                    json!({"field": field, "pattern": pattern, "value": value})
+                }).collect::<Vec<_>>(),
+                "unrouted": r.unrouted,
+            })
+        })
+        .collect();
+    json(&json!({ "queues": queues }))
+}

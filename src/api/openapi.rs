@@ -624,6 +624,17 @@ pub fn interest_answer(_: &Settings) -> Value {
     json!({"oneOf": [one, {"type": "array", "items": one}]})
 }
 
+pub fn try_task_answer(_: &Settings) -> Value {
+    json!({"type": "object", "required": ["queues"], "properties": {"queues": {"type": "array", "items": {
+    "type": "object", "required": ["queue", "fields", "unrouted"], "properties": {
+        "queue": {"type": "string"},
+        "fields": {"type": "array", "items": {"type": "object", "required": ["field", "pattern", "value"], "properties": {
+            "field": {"type": "string"}, "pattern": {"type": "string"}, "value": {"type": "string"},
+        }}},
+        "unrouted": {"type": "boolean", "description": "reached because no other queue's interests want it"},
+    }}}}})
+}
+
 pub fn interest_deleted_answer(_: &Settings) -> Value {
     json!({"type": "object", "required": ["queue"], "properties": {"queue": {"type": "string"}, "deleted": {"type": "boolean"}, "deletedTasks": {"type": "integer", "minimum": 0}}})
 }

@@ -206,7 +206,7 @@ impl Params {
     }
 
     /// The raw value, with `null` read as absent.
-    fn get(&self, field: &str) -> Option<&Value> {
+    pub(super) fn get(&self, field: &str) -> Option<&Value> {
         self.fields.get(field).filter(|v| !v.is_null())
     }
 

@@ -322,6 +322,12 @@ const INTEREST: &[Param] = &[
         "\"*\" or an object of field path to regular expression",
     ),
 ];
+const TRY_TASK: &[Param] = &[p(
+    "data",
+    s::object,
+    true,
+    "a task's data, as a publish would give it",
+)];
 const ADVANCE: &[Param] = &[p("advance", s::advance, true, "seconds to move it forward")];
 const TASK_LIST: &[Param] = &[
     p(
@@ -342,6 +348,37 @@ const TASK_LIST: &[Param] = &[
         s::page_limit,
         false,
         "copies in the page (100 by default)",
+    ),
+    p("key", s::key, false, "only copies published with this key"),
+    p(
+        "publisher",
+        s::text,
+        false,
+        "only copies from this publisher",
+    ),
+    p(
+        "reason",
+        s::text,
+        false,
+        "only copies whose failure reason holds this text, in any case",
+    ),
+    p(
+        "since",
+        s::unix_time,
+        false,
+        "only copies published at or after (Unix seconds, or a UTC date and time)",
+    ),
+    p(
+        "until",
+        s::unix_time,
+        false,
+        "only copies published before (Unix seconds, or a UTC date and time)",
+    ),
+    p(
+        "data",
+        s::text,
+        false,
+        "only copies whose data field matches: `field=pattern`, a dotted path and text with `*` for any run (in a JSON body also an object of fields and patterns, or a list)",
     ),
 ];
 const RETRY: &[Param] = &[
@@ -534,6 +571,21 @@ fn table() -> Vec<Endpoint> {
             serve: Serve::Op {
                 name: "setInterests",
                 run: |c, b| Box::pin(interest::set(c, b)),
+            },
+        },
+        Endpoint {
+            method: "POST",
+            path: "/interest/try",
+            access: ADMIN,
+            summary: "Which queues a task would reach now, and by which field and pattern (nothing is published)",
+            params: TRY_TASK,
+            batch: None,
+            body: None,
+            answer: s::try_task_answer,
+            testing_only: false,
+            serve: Serve::Op {
+                name: "tryTask",
+                run: |c, b| Box::pin(interest::try_task(c, b)),
             },
         },
         Endpoint {

@@ -1,12 +1,15 @@
 //! `/tasks` and `/retry`: the task lists and the retry an operator reaches
 //! for, as the management site offers them, for scripts and the CLI.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::call::{json, Answer, Call};
 use super::error::ApiError;
-use super::params::Body;
-use crate::model::{Page, QueueName, RetryTarget, TaskState};
+use super::params::{Body, Params};
+use crate::model::{
+    parse_time, FieldMatch, FieldMatchError, Millis, Page, QueueName, RetryTarget, TaskFilter,
+    TaskState,
+};
 
 /// States a list may ask for, as the API spells them.
 pub const STATES: &[&str] = &[
@@ -35,7 +38,18 @@ fn parse_state(s: &str) -> Option<TaskState> {
 /// `GET /tasks`: a page of copies in one state, of one queue or all.
 pub async fn list(call: Call, body: Body) -> Answer {
     let p = body.params()?;
-    p.only(&["state", "queue", "offset", "limit"])?;
+    p.only(&[
+        "state",
+        "queue",
+        "offset",
+        "limit",
+        "key",
+        "publisher",
+        "reason",
+        "since",
+        "until",
+        "data",
+    ])?;
     let state = p.required("state", p.string("state")?)?;
     let state = parse_state(&state)
         .ok_or_else(|| p.invalid("state", format!("must be one of {}", STATES.join(", "))))?;
@@ -45,12 +59,96 @@ pub async fn list(call: Call, body: Body) -> Answer {
         offset: p.integer("offset", 0, u32::MAX as u64)?.unwrap_or(0) as usize,
         limit: p.integer("limit", 1, 1000)?.unwrap_or(100) as usize,
     };
+    let filter = filter_of(&p)?;
     let tasks = call
         .state
         .broker
-        .list_tasks(queue.as_ref(), state, page)
+        .list_tasks(queue.as_ref(), state, &filter, page)
         .await?;
     json(&tasks)
+}
+
+/// Longest text a `publisher` or `reason` search takes.
+const MAX_SEARCH_BYTES: usize = 256;
+
+/// The search parameters of a listing: `key`, `publisher`, `reason` (text
+/// in the failure reason, any case), `since` and `until` (publish times) and
+/// `data` (`field=pattern`, or an object of fields and patterns, or a list
+/// of `field=pattern`).
+fn filter_of(p: &Params) -> Result<TaskFilter, ApiError> {
+    let text = |field: &str| -> Result<Option<String>, ApiError> {
+        match p.string(field)? {
+            Some(s) if s.is_empty() || s.len() > MAX_SEARCH_BYTES => {
+                Err(p.invalid(field, format!("must be 1 to {MAX_SEARCH_BYTES} bytes")))
+            }
+            other => Ok(other),
+        }
+    };
+    let filter = TaskFilter {
+        key: p.string("key")?,
+        publisher: text("publisher")?,
+        reason: text("reason")?,
+        since: time_of(p, "since")?,
+        until: time_of(p, "until")?,
+        data: data_of(p)?,
+    };
+    filter
+        .check()
+        .map_err(|(field, why)| p.invalid(field, why))?;
+    Ok(filter)
+}
+
+fn time_of(p: &Params, field: &str) -> Result<Option<Millis>, ApiError> {
+    let at = match p.get(field) {
+        None => return Ok(None),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .and_then(Millis::from_secs_f64)
+            .ok_or_else(|| "must be Unix seconds or a UTC date and time".to_owned()),
+        Some(Value::String(s)) => parse_time(s),
+        Some(_) => Err("must be Unix seconds or a UTC date and time".to_owned()),
+    };
+    at.map(Some).map_err(|why| p.invalid(field, why))
+}
+
+/// Conditions a search takes on `data`, so that one search costs what a
+/// person's does.
+const MAX_DATA_CONDITIONS: usize = 16;
+
+fn data_of(p: &Params) -> Result<Vec<FieldMatch>, ApiError> {
+    let bad = |why: String| p.invalid("data", why);
+    let parsed: Vec<Result<FieldMatch, FieldMatchError>> = match p.json("data")? {
+        None => return Ok(Vec::new()),
+        Some(Value::String(s)) => vec![FieldMatch::parse(&s)],
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(field, pattern)| match pattern {
+                Value::String(pattern) => FieldMatch::new(field, pattern),
+                _ => Err(FieldMatchError(format!("`{field}`'s pattern must be a string"))),
+            })
+            .collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) => FieldMatch::parse(s),
+                _ => Err(FieldMatchError("each condition is a `field=pattern` string".into())),
+            })
+            .collect(),
+        Some(_) => {
+            return Err(bad(
+                "must be `field=pattern`, an object of fields and patterns, or a list of `field=pattern`".into(),
+            ))
+        }
+    };
+    if parsed.len() > MAX_DATA_CONDITIONS {
+        return Err(bad(format!(
+            "takes at most {MAX_DATA_CONDITIONS} conditions"
+        )));
+    }
+    parsed
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(e.0))
 }
 
 /// `POST /retry`: failed copies get a fresh set of attempts: one (`taskId`),

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::{Broker, BrokerError, Result};
 use crate::model::{
     identity, AuditEntry, Counters, HeldLock, LockKind, Millis, Page, QueueName, RetryTarget, Task,
-    TaskId, TaskSelector, TaskState,
+    TaskFilter, TaskId, TaskSelector, TaskState,
 };
 
 /// Published tasks remembered for trying interests against.
@@ -153,14 +153,16 @@ pub struct Reach {
 }
 
 impl Broker {
-    /// A page of copies in `state` (of `queue`, when given).
+    /// A page of copies in `state` (of `queue`, when given) that pass
+    /// `filter`.
     pub async fn list_tasks(
         &self,
         queue: Option<&QueueName>,
         state: TaskState,
+        filter: &TaskFilter,
         page: Page,
     ) -> Result<Vec<Task>> {
-        Ok(self.store.list_tasks(queue, state, page).await?)
+        Ok(self.store.list_tasks(queue, state, filter, page).await?)
     }
 
     /// One copy, with its history.

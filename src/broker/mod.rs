@@ -32,7 +32,7 @@ pub use crate::model::NewTask;
 use crate::model::{
     identity, CancelTarget, Cancellation, CopyRef, Counters, Lane, Millis, Page, Published,
     QueueCounts, QueueFilter, QueueName, QueueSettings, RetryPolicy, ScheduleRecord, Scope, Task,
-    TaskId, TaskSelector, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
+    TaskFilter, TaskId, TaskSelector, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
 };
 use crate::store::{Enqueued, Outcome, ReportKind, Store, StoreError, WorkerReport};
 
@@ -1169,7 +1169,7 @@ impl Broker {
     pub async fn failed(&self, queue: Option<&QueueName>, page: Page) -> Result<Vec<Task>> {
         Ok(self
             .store
-            .list_tasks(queue, TaskState::Failed, page)
+            .list_tasks(queue, TaskState::Failed, &TaskFilter::default(), page)
             .await?)
     }
 

@@ -190,9 +190,8 @@ impl Order {
     fn of(op: &str) -> Self {
         match op {
             "claim" => Order::Claim,
-            "publish" | "report" | "cancel" | "status" | "listTasks" | "ping" | "auth" => {
-                Order::Alongside
-            }
+            "publish" | "report" | "cancel" | "status" | "listTasks" | "tryTask" | "ping"
+            | "auth" => Order::Alongside,
             _ => Order::Alone,
         }
     }

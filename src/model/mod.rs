@@ -6,12 +6,14 @@
 //! HTTP, storage engines or the clock.
 
 mod access;
+mod filter;
 mod ids;
 mod requests;
 mod task;
 mod time;
 
 pub use access::{QueueFilter, QueuePatternError};
+pub use filter::{parse_time, FieldMatch, FieldMatchError, TaskFilter, MAX_FIELD_MATCH_BYTES};
 pub use ids::{
     IdError, QueueName, QueueNameError, TaskId, WorkerId, MAX_COPIES, MAX_QUEUE_NAME_LEN,
 };

@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::model::{
     AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, Page,
     QueueCounts, QueueFilter, QueueName, QueueSettings, RetryPolicy, RetryTarget, ScheduleRecord,
-    Task, TaskId, TaskLog, TaskSelector, TaskState, WorkerId, WorkerRecord,
+    Task, TaskFilter, TaskId, TaskLog, TaskSelector, TaskState, WorkerId, WorkerRecord,
 };
 
 /// What went wrong in a store.
@@ -272,15 +272,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         within: Option<&QueueFilter>,
     ) -> Result<Cancellation, StoreError>;
 
-    /// Copies in `state` (of `queue`, when given), in the order the state
-    /// keeps them: ready by claim order, scheduled and running soonest
-    /// first, failed and finished oldest first. A page costs its offset plus
-    /// its length, not the size of the store. Totals come from
-    /// `queue_counts`.
+    /// Copies in `state` (of `queue`, when given) that pass `filter`.
+    /// Unfiltered, in the order the state keeps them (ready by claim order,
+    /// scheduled and running soonest first, failed and finished oldest
+    /// first), a page costing its offset plus its length, not the size of
+    /// the store. Filtered, in publish order, a page costing the copies
+    /// stepped through until it fills. Totals come from `queue_counts`.
     async fn list_tasks(
         &self,
         queue: Option<&QueueName>,
         state: TaskState,
+        filter: &TaskFilter,
         page: Page,
     ) -> Result<Vec<Task>, StoreError>;
 

@@ -8,6 +8,7 @@
 
 pub mod csrf;
 mod pages;
+mod search;
 mod view;
 
 use actix_web::http::header;

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::csrf;
+use super::search::{Search, SearchQuery};
 use super::view::{self, Pager, TaskRow, PAGE_SIZE};
 use crate::api::error::ApiError;
 use crate::api::{caller_role, AppState};
@@ -241,10 +242,16 @@ pub struct ListQuery {
     /// Part of a queue's name, to list only those.
     #[serde(default)]
     find: Option<String>,
+    #[serde(flatten)]
+    search: SearchQuery,
 }
 
 impl ListQuery {
     /// The 1-based page asked for.
+    fn search(&self) -> Result<Search, PageError> {
+        Search::read(&self.search).map_err(PageError)
+    }
+
     fn page(&self) -> Result<usize, PageError> {
         match self.page.as_deref().map(str::trim) {
             None | Some("") => Ok(1),
@@ -520,6 +527,11 @@ struct QueuePage {
     rows: Vec<TaskRow>,
     pager: Pager,
     back: String,
+    search: Search,
+    /// The search's parameters, for the tabs' links.
+    search_query: String,
+    search_action: String,
+    hidden: Vec<(&'static str, String)>,
 }
 
 pub async fn queue(
@@ -531,6 +543,7 @@ pub async fn queue(
     let name = queue_name(&path)?;
     let listing = parse_state(q.state.as_deref())?;
     let page = q.page()?;
+    let search = q.search()?;
     let broker = &state.broker;
     let counts = broker.queue_counts(&name).await?;
     let interests = broker.interests_of(&name).as_ref().map(view::pretty);
@@ -539,6 +552,7 @@ pub async fn queue(
         .list_tasks(
             Some(&name),
             listing,
+            &search.filter,
             Page {
                 offset: Pager::offset(page),
                 limit: PAGE_SIZE,
@@ -547,11 +561,22 @@ pub async fn queue(
         .await?;
     let now = broker.now();
     let url_name = url_encode(name.as_str());
-    let base = format!("/admin/queues/{url_name}?state={}&", listing.as_str());
+    let search_query = search.query();
+    let base = format!(
+        "/admin/queues/{url_name}?state={}&{search_query}",
+        listing.as_str()
+    );
+    // A search's matches are not counted: the pager goes on while pages
+    // come back full.
+    let total = count_of(&counts, listing).filter(|_| !search.is_active());
     render(QueuePage {
         chrome: Chrome::new(&req, format!("Queue {name}"), "queues"),
         back: format!("{base}page={page}"),
-        pager: Pager::new(&base, page, count_of(&counts, listing), tasks.len()),
+        pager: Pager::new(&base, page, total, tasks.len()),
+        hidden: vec![("state", listing.as_str().to_owned())],
+        search_action: format!("/admin/queues/{url_name}"),
+        search,
+        search_query,
         rows: tasks.iter().map(|t| TaskRow::of(t, now)).collect(),
         tabs: LISTED
             .iter()
@@ -835,6 +860,8 @@ struct FailedPage {
     pager: Pager,
     queue: Option<String>,
     back: String,
+    search: Search,
+    hidden: Vec<(&'static str, String)>,
 }
 
 async fn total_of(
@@ -852,6 +879,7 @@ async fn total_of(
 
 pub async fn failed(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
     let page = q.page()?;
+    let search = q.search()?;
     let queue = q
         .queue
         .as_deref()
@@ -863,24 +891,30 @@ pub async fn failed(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> 
         .list_tasks(
             queue.as_ref(),
             TaskState::Failed,
+            &search.filter,
             Page {
                 offset: Pager::offset(page),
                 limit: PAGE_SIZE,
             },
         )
         .await?;
-    let total = total_of(&state, TaskState::Failed, queue.as_ref()).await?;
+    let total = match search.is_active() {
+        true => None,
+        false => Some(total_of(&state, TaskState::Failed, queue.as_ref()).await?),
+    };
     let base = match &queue {
         Some(q) => format!("/admin/failed?queue={}&", url_encode(q.as_str())),
         None => "/admin/failed?".into(),
-    };
+    } + &search.query();
     let now = state.broker.now();
     render(FailedPage {
         chrome: Chrome::new(&req, "Failed tasks", "failed"),
         back: format!("{base}page={page}"),
-        pager: Pager::new(&base, page, Some(total), tasks.len()),
+        pager: Pager::new(&base, page, total, tasks.len()),
         rows: tasks.iter().map(|t| TaskRow::of(t, now)).collect(),
+        hidden: queue.iter().map(|q| ("queue", q.to_string())).collect(),
         queue: queue.map(|q| q.to_string()),
+        search,
     })
 }
 
@@ -924,27 +958,37 @@ struct ScheduledPage {
     rows: Vec<(TaskRow, String)>,
     pager: Pager,
     back: String,
+    search: Search,
+    hidden: Vec<(&'static str, String)>,
 }
 
 pub async fn scheduled(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
     let page = q.page()?;
+    let search = q.search()?;
     let tasks = state
         .broker
         .list_tasks(
             None,
             TaskState::Scheduled,
+            &search.filter,
             Page {
                 offset: Pager::offset(page),
                 limit: PAGE_SIZE,
             },
         )
         .await?;
-    let total = total_of(&state, TaskState::Scheduled, None).await?;
+    let total = match search.is_active() {
+        true => None,
+        false => Some(total_of(&state, TaskState::Scheduled, None).await?),
+    };
     let now = state.broker.now();
+    let base = format!("/admin/scheduled?{}", search.query());
     render(ScheduledPage {
         chrome: Chrome::new(&req, "Scheduled tasks", "scheduled"),
-        back: format!("/admin/scheduled?page={page}"),
-        pager: Pager::new("/admin/scheduled?", page, Some(total), tasks.len()),
+        back: format!("{base}page={page}"),
+        pager: Pager::new(&base, page, total, tasks.len()),
+        search,
+        hidden: Vec::new(),
         rows: tasks
             .iter()
             .map(|t| (TaskRow::of(t, now), view::relative(t.run_at, now)))

@@ -1302,3 +1302,93 @@ async fn the_interests_page_lists_a_page_at_a_time_and_finds_by_name() {
         .await
         .error(400, "page");
 }
+
+#[tokio::test]
+async fn task_lists_are_searched_and_their_links_keep_the_search() {
+    let app = spawn_app().await;
+    app.put_interest("bulk", json!("*")).await.ok();
+    let batch: Vec<Value> = (0..120)
+        .map(|i| json!({"data": {"n": i, "email": format!("user{i}@{}", if i % 2 == 0 { "x.org" } else { "y.org" })}}))
+        .collect();
+    app.send(Method::PUT, "/task", Some(Value::Array(batch)))
+        .await
+        .ok();
+    let mut site = Site::new(&app);
+    let found = site
+        .get("/admin/queues/bulk?state=ready&data=email%3D*%40x.org")
+        .await
+        .html()
+        .to_owned();
+    assert_eq!(rows(&found), 50);
+    assert!(
+        !found.contains("in all"),
+        "matches are not counted: {found}"
+    );
+    assert!(
+        found.contains(
+            r#"href="/admin/queues/bulk?state=ready&#38;data=email%3D*%40x.org&#38;page=2""#
+        ),
+        "the next page keeps the search"
+    );
+    assert!(
+        found.contains(r#"name="data" value="email=*@x.org""#),
+        "the form shows it"
+    );
+    assert!(found.contains("Clear the search"));
+    let second = site
+        .get("/admin/queues/bulk?state=ready&data=email%3D*%40x.org&page=2")
+        .await
+        .html()
+        .to_owned();
+    assert_eq!(rows(&second), 10, "60 match in all");
+    assert!(!second.contains("rel=\"next\""));
+    let one = site
+        .get("/admin/queues/bulk?data=n%3D7*")
+        .await
+        .html()
+        .to_owned();
+    assert_eq!(rows(&one), 11, "7 and 70 to 79");
+    let none = site
+        .get("/admin/queues/bulk?state=ready&publisher=nobody")
+        .await
+        .html()
+        .to_owned();
+    assert!(
+        none.contains("No ready task in bulk matches this search."),
+        "{none}"
+    );
+    let plain = site.get("/admin/queues/bulk").await.html().to_owned();
+    assert!(!plain.contains("Clear the search"));
+
+    // Failed, by reason; the bulk buttons stand aside while a search is on.
+    app.put_interest("mail", json!({"id": "."})).await.ok();
+    failed_task(&app, "mail", json!({"id": 1}), "SMTP refused").await;
+    failed_task(&app, "mail", json!({"id": 2}), "timed out").await;
+    let failed = site
+        .get("/admin/failed?reason=smtp")
+        .await
+        .html()
+        .to_owned();
+    assert_eq!(rows(&failed), 1);
+    assert!(failed.contains("SMTP refused") && !failed.contains("timed out"));
+    assert!(failed.contains("clear the search to use them"));
+    assert!(!failed.contains("/admin/failed/retry-all"));
+    let all = site.get("/admin/failed").await.html().to_owned();
+    assert_eq!(rows(&all), 2);
+    assert!(all.contains("/admin/failed/retry-all"));
+    let scheduled = site
+        .get("/admin/scheduled?since=2000-01-01")
+        .await
+        .html()
+        .to_owned();
+    assert!(scheduled.contains("No scheduled task matches this search."));
+
+    for (path, field) in [
+        ("/admin/queues/bulk?data=email", "data"),
+        ("/admin/failed?since=soon", "since"),
+        ("/admin/scheduled?since=20&until=10", "until"),
+        ("/admin/failed?key=a%07b", "key"),
+    ] {
+        site.get(path).await.error(400, field);
+    }
+}

@@ -288,6 +288,22 @@ async fn an_operator_watches_retries_and_routes_in_a_real_browser() {
     b.goto(&app, queue_page).await;
     b.check_page("queue").await;
     b.screenshot("queue").await;
+
+    // A search typed in the form lands in the address, so a link shares it.
+    b.fill("form.search input[name=data]", "to=late*").await;
+    b.click("form.search button").await;
+    b.wait_for_text("form.search a", "Clear the search").await;
+    let url = b.client.current_url().await.expect("an address");
+    assert!(url.as_str().contains("data=to%3Dlate*"), "{url}");
+    assert_eq!(
+        b.js("return document.querySelectorAll('tbody tr').length;")
+            .await,
+        1
+    );
+    assert!(b.text("tbody").await.contains("late@example.com"));
+    b.check_page("queue, searched").await;
+    b.screenshot("queue-search").await;
+    b.goto(&app, queue_page).await;
     let first_row = "tbody tr:last-child button.danger";
     b.click(first_row).await;
     b.client.dismiss_alert().await.expect("a confirmation");

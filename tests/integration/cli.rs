@@ -474,3 +474,218 @@ async fn a_tasks_log_is_shown_read_and_followed_to_its_end() {
         "does not exist",
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn task_lists_search_by_key_publisher_reason_time_and_data() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    // Copies are told apart by their email.
+    let published = |body: Value| {
+        let app = &app;
+        async move {
+            let email = body["data"]["email"].clone();
+            app.publish(body).await.ok();
+            email
+        }
+    };
+    let evan = published(json!({"data": {"email": "evan@x.org", "order": {"id": 42}}, "key": "order-42", "publisher": "shop", "maxAttempts": 1})).await;
+    let eve = published(json!({"data": {"email": "eve@y.org", "order": {"id": 7}}, "publisher": "shop", "maxAttempts": 1})).await;
+    let bob = published(
+        json!({"data": {"email": "bob@x.org"}, "publisher": "billing", "maxAttempts": 1}),
+    )
+    .await;
+    let list = |q: String| {
+        let app = &app;
+        async move {
+            let page = app.send(Method::GET, &q, None).await.ok();
+            page.as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["data"]["email"].clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    let ready = "/tasks?state=ready&queue=q";
+    assert_eq!(
+        list(format!("{ready}&key=order-42")).await,
+        vec![evan.clone()]
+    );
+    assert_eq!(
+        list(format!("{ready}&publisher=shop")).await,
+        [evan.clone(), eve.clone()]
+    );
+    assert_eq!(
+        list(format!("{ready}&data=email%3D*%40x.org")).await,
+        [evan.clone(), bob.clone()]
+    );
+    assert_eq!(
+        list(format!("{ready}&data=order.id%3D42")).await,
+        vec![evan.clone()]
+    );
+    // Several conditions: a JSON object (or list) in the query, or a body.
+    let both = r#"{"email":"e*","order.id":"7"}"#;
+    assert_eq!(
+        list(format!("{ready}&data={}", urlencode(both))).await,
+        vec![eve.clone()]
+    );
+    assert_eq!(
+        list(format!("{ready}&since=2000-01-01&until=2999-01-01"))
+            .await
+            .len(),
+        3
+    );
+    assert!(list(format!("{ready}&until=2000-01-01T00:00"))
+        .await
+        .is_empty());
+
+    // Bad searches name their field and list nothing.
+    let bad = |q: &'static str, field: &'static str| {
+        let app = &app;
+        async move {
+            app.send(Method::GET, &format!("{ready}&{q}"), None)
+                .await
+                .error(400, "invalid_field", Some(field));
+        }
+    };
+    bad("data=email", "data").await;
+    bad("data=a..b%3D1", "data").await;
+    bad("data=%7B%22a%22%3A1%7D", "data").await;
+    bad("data=%5B1%5D", "data").await;
+    bad("since=soon", "since").await;
+    bad("since=20&until=10", "until").await;
+    bad("key=", "key").await;
+    bad("reason=", "reason").await;
+    bad(
+        Box::leak(format!("publisher={}", "p".repeat(300)).into_boxed_str()),
+        "publisher",
+    )
+    .await;
+    let many: Vec<String> = (0..17).map(|i| format!("f{i}=x")).collect();
+    app.send(
+        Method::GET,
+        &format!("{ready}&data={}", urlencode(&json!(many).to_string())),
+        None,
+    )
+    .await
+    .error(400, "invalid_field", Some("data"));
+
+    // By failure reason, from the command line too.
+    let worker = app.register(&["q"]).await;
+    let claimed = app.claim_n(&worker, 3).await;
+    for (t, reason) in claimed
+        .iter()
+        .zip(["Exit code 3: boom", "timed out", "exit code 1"])
+    {
+        app.update(&worker, t, "fail", json!({"failReason": reason}))
+            .await
+            .ok();
+    }
+    let failed = json_of(
+        &app,
+        &["tasks", "--state", "failed", "--reason", "EXIT CODE"],
+    );
+    assert_eq!(failed.as_array().unwrap().len(), 2, "{failed}");
+    let found = json_of(
+        &app,
+        &[
+            "tasks",
+            "--state",
+            "failed",
+            "--data",
+            "email=*@x.org",
+            "--data",
+            "order.id=42",
+        ],
+    );
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["data"]["email"], evan);
+    let by_key = stdout(&interq(
+        &app,
+        &["tasks", "--state", "failed", "--task-key", "order-42"],
+    ));
+    assert!(by_key.contains("order-42"), "{by_key}");
+    fails(
+        &interq(&app, &["tasks", "--state", "failed", "--data", "email"]),
+        1,
+        "field=pattern",
+    );
+    fails(
+        &interq(&app, &["tasks", "--since", "next tuesday"]),
+        1,
+        "`since`",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_is_tried_against_the_interests_from_the_api_and_the_command_line() {
+    let app = spawn_app().await;
+    app.put_interest("emails", json!({"to": "@x\\.org$"}))
+        .await
+        .ok();
+    app.put_interest("audit", json!("*")).await.ok();
+    app.put_interest("lost", json!("unrouted")).await.ok();
+    let tried = app
+        .send(
+            Method::POST,
+            "/interest/try",
+            Some(json!({"data": {"to": "a@x.org"}})),
+        )
+        .await
+        .ok();
+    let mut queues: Vec<Value> = tried["queues"].as_array().unwrap().clone();
+    queues.sort_by_key(|r| r["queue"].as_str().unwrap().to_owned());
+    assert_eq!(
+        queues,
+        [
+            json!({"queue": "audit", "fields": [], "unrouted": false}),
+            json!({"queue": "emails", "fields": [{"field": "to", "pattern": "@x\\.org$", "value": "a@x.org"}], "unrouted": false}),
+        ]
+    );
+    assert_eq!(
+        app.status("").await["counters"]["published"],
+        0,
+        "nothing published"
+    );
+    let out = stdout(&interq(
+        &app,
+        &["interests", "--try", r#"{"to": "a@x.org"}"#],
+    ));
+    assert!(
+        out.contains("emails") && out.contains("to = a@x.org (matches @x\\.org$)"),
+        "{out}"
+    );
+    assert!(out.contains("every task"), "{out}");
+    let one = json_of(
+        &app,
+        &["interests", "emails", "--try", r#"{"to": "b@y.org"}"#],
+    );
+    assert_eq!(one, json!({"queues": []}));
+    app.put_interest("audit", json!({"kind": "^audit$"}))
+        .await
+        .ok();
+    let lost = stdout(&interq(
+        &app,
+        &["interests", "--try", r#"{"to": "b@y.org"}"#],
+    ));
+    assert!(lost.contains("lost") && lost.contains("unrouted"), "{lost}");
+
+    let tried = |body: Value| app.send(Method::POST, "/interest/try", Some(body));
+    tried(json!({}))
+        .await
+        .error(400, "missing_field", Some("data"));
+    tried(json!({"data": [1]}))
+        .await
+        .error(400, "invalid_field", Some("data"));
+    tried(json!({"data": {}, "queue": "x"}))
+        .await
+        .error(400, "unknown_field", Some("queue"));
+    fails(
+        &interq(&app, &["interests", "--try", "{"]),
+        2,
+        "--try is not JSON",
+    );
+}
+
+fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)]).unwrap()[1..].to_owned()
+}

@@ -24,6 +24,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("PUT", "/worker", "worker"),
     ("DELETE", "/worker", "worker"),
     ("PUT", "/interest", "admin"),
+    ("POST", "/interest/try", "admin"),
     ("DELETE", "/interest", "admin"),
     ("PUT", "/queue", "admin"),
     ("DELETE", "/queue", "admin"),

@@ -1,41 +1,129 @@
-//! Listings of copies by state, walked a piece at a time.
+//! Listings of copies by state, filtered and walked a piece at a time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
 
 use super::log::Log;
 use super::meta::Meta;
-use super::state::Mark;
+use std::ops::Bound::{Excluded, Unbounded};
+
+use super::state::{Mark, State};
 use super::Engine;
-use crate::model::{Page, QueueName, TaskState};
+use crate::model::{Page, QueueName, Task, TaskFilter, TaskState};
+use crate::store::StoreError;
 
 /// Index entries walked per hold of the lock: about 2.5 ms (on the
 /// development VM), so that a deep page of a million copies never holds up
 /// the claims and publishes that need the lock.
 const PIECE: usize = 65_536;
 
+/// Copies whose payloads are read at once when a filter looks into `data`:
+/// one read of the log's payloads per this many candidates.
+const DATA_CHUNK: usize = 512;
+
 impl<L: Log> Engine<L> {
-    /// A page of copies in `state` (of `queue`, when given), in the order
-    /// the state keeps them. A page costs its offset plus its length.
-    pub(super) async fn list_metas(
+    /// A page of the copies in `state` (of `queue`, when given) that pass
+    /// `filter`: unfiltered, in the order the state keeps them, a page
+    /// costing its offset plus its length; filtered, in publish order, a
+    /// page costing the copies stepped through until it fills (all of them
+    /// at worst), and a filter on `data` a payload read for each copy that
+    /// passes the rest. By a key, only that key's copies are looked at.
+    pub(super) async fn list_filtered(
         &self,
         queue: Option<&QueueName>,
         state: TaskState,
+        filter: &TaskFilter,
         page: Page,
-    ) -> Vec<Meta> {
-        let mut skip = page.offset;
-        let mut metas: Vec<Meta> = Vec::with_capacity(page.limit.min(1000));
+    ) -> Result<Vec<Task>, StoreError> {
+        if let Some(key) = &filter.key {
+            // The key index holds few copies per key: no walk at all.
+            let mut metas: Vec<Meta> = {
+                let st = self.lock();
+                st.with_key(key)
+                    .iter()
+                    .filter_map(|id| st.tasks.get(id))
+                    .filter(|m| m.state == state && queue.is_none_or(|q| &m.queue == q))
+                    .filter(|m| passes(filter, m))
+                    .cloned()
+                    .collect()
+            };
+            metas.sort_by_key(|m| m.task_id);
+            if !filter.reads_data() {
+                let metas = metas.into_iter().skip(page.offset).take(page.limit);
+                return self.with_payloads(metas.collect(), true).await;
+            }
+            let (tasks, _) = self
+                .data_passing(metas, filter, &mut page.offset.clone(), page.limit)
+                .await?;
+            return Ok(tasks);
+        }
         let mut mark = Mark::Start;
-        while mark != Mark::Done && metas.len() < page.limit {
-            if mark != Mark::Start {
+        if !filter.reads_data() {
+            let metas = self
+                .walk_metas(
+                    queue,
+                    state,
+                    filter,
+                    &mut page.offset.clone(),
+                    page.limit,
+                    &mut mark,
+                )
+                .await;
+            return self.with_payloads(metas, true).await;
+        }
+        let mut skip = page.offset;
+        let mut tasks = Vec::with_capacity(page.limit.min(1000));
+        while mark != Mark::Done && tasks.len() < page.limit {
+            let candidates = self
+                .walk_metas(queue, state, filter, &mut 0, DATA_CHUNK, &mut mark)
+                .await;
+            let (found, _) = self
+                .data_passing(candidates, filter, &mut skip, page.limit - tasks.len())
+                .await?;
+            tasks.extend(found);
+            // A backend may read payloads without a wait (the embedded one
+            // reads its file on this thread): the other requests this
+            // thread serves go between chunks.
+            tokio::task::yield_now().await;
+        }
+        Ok(tasks)
+    }
+
+    /// Up to `want` copies that pass the filter's in-memory conditions,
+    /// after skipping `skip` of them, walking on from `mark` a piece at a
+    /// time and leaving `mark` where it stopped.
+    async fn walk_metas(
+        &self,
+        queue: Option<&QueueName>,
+        state: TaskState,
+        filter: &TaskFilter,
+        skip: &mut usize,
+        want: usize,
+        mark: &mut Mark,
+    ) -> Vec<Meta> {
+        let mut metas: Vec<Meta> = Vec::with_capacity(want.min(1000));
+        let unfiltered = filter.is_empty();
+        let mut first = true;
+        while *mark != Mark::Done && metas.len() < want {
+            if !first {
                 // A pause, not a yield: std's mutex is not fair, and a thread
                 // waiting for it would lose the race to an immediate re-lock
                 // every time.
                 tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
+            first = false;
             let st = self.lock();
+            if !unfiltered {
+                *mark = search_piece(&st, queue, state, filter, skip, want, mark, &mut metas);
+                continue;
+            }
+            let wanted = want - metas.len();
             let mut ids = Vec::new();
-            let wanted = page.limit - metas.len();
-            mark = st.walk(queue, state, &mark, PIECE, |id| {
-                if skip > 0 {
-                    skip -= 1;
+            *mark = st.walk(queue, state, mark, PIECE, |id| {
+                if *skip > 0 {
+                    *skip -= 1;
                     return true;
                 }
                 ids.push(id);
@@ -45,4 +133,105 @@ impl<L: Log> Engine<L> {
         }
         metas
     }
+
+    /// The copies among `metas` whose data passes, with their payloads and
+    /// histories: up to `want`, after skipping `skip` of them. Also says how
+    /// many were read.
+    async fn data_passing(
+        &self,
+        metas: Vec<Meta>,
+        filter: &TaskFilter,
+        skip: &mut usize,
+        want: usize,
+    ) -> Result<(Vec<Task>, usize), StoreError> {
+        let read = metas.len();
+        let data = self.payloads_of(&metas).await?;
+        let mut tasks = Vec::new();
+        for m in metas {
+            if tasks.len() == want {
+                break;
+            }
+            let Some(d) = data.get(m.publish_id().as_bytes()) else {
+                continue;
+            };
+            if !filter.data_passes(d) {
+                continue;
+            }
+            if *skip > 0 {
+                *skip -= 1;
+                continue;
+            }
+            tasks.push(m.to_task(Arc::clone(d), true));
+        }
+        Ok((tasks, read))
+    }
+
+    /// The payloads of these copies' publishes, decoded, by publish.
+    pub(super) async fn payloads_of(
+        &self,
+        metas: &[Meta],
+    ) -> Result<HashMap<[u8; 16], Arc<Map<String, Value>>>, StoreError> {
+        let mut data = HashMap::new();
+        if metas.is_empty() {
+            return Ok(data);
+        }
+        for (k, bytes) in self.log.payloads(&super::publishes_of(metas)).await? {
+            match super::ops::decode_json(&bytes) {
+                Ok(d) => {
+                    data.insert(k, Arc::new(d));
+                }
+                Err(e) => {
+                    tracing::error!(publish = %crate::model::TaskId::from_bytes(k), error = %e, "a stored payload is corrupt")
+                }
+            }
+        }
+        Ok(data)
+    }
+}
+
+/// One piece of a search: the copies themselves, in id (publish) order,
+/// rather than a state's index, since a filter reads each copy's record
+/// anyway and a step through the copies costs a fifth of a look-up.
+#[allow(clippy::too_many_arguments)]
+fn search_piece(
+    st: &State,
+    queue: Option<&QueueName>,
+    state: TaskState,
+    filter: &TaskFilter,
+    skip: &mut usize,
+    want: usize,
+    mark: &Mark,
+    metas: &mut Vec<Meta>,
+) -> Mark {
+    let after = match mark {
+        Mark::Copy(id) => Excluded(*id),
+        _ => Unbounded,
+    };
+    for (visited, (id, m)) in st.tasks.range((after, Unbounded)).enumerate() {
+        if m.state == state && queue.is_none_or(|q| &m.queue == q) && passes(filter, m) {
+            if *skip > 0 {
+                *skip -= 1;
+            } else {
+                metas.push(m.clone());
+                if metas.len() == want {
+                    return Mark::Copy(*id);
+                }
+            }
+        }
+        if visited + 1 >= PIECE {
+            return Mark::Copy(*id);
+        }
+    }
+    Mark::Done
+}
+
+/// The filter's conditions that a copy's record answers without its data.
+fn passes(filter: &TaskFilter, m: &Meta) -> bool {
+    filter.time_passes(m.created_at)
+        && filter
+            .publisher
+            .as_deref()
+            .is_none_or(|p| &*m.publisher == p)
+        && filter.key.as_deref().is_none_or(|k| m.key() == Some(k))
+        && filter.reason_passes(m.extra.as_ref().and_then(|e| e.fail_reason.as_deref()))
 }

@@ -46,8 +46,8 @@ use self::state::State;
 use super::{Enqueued, ReportKind, Store, StoreError, StoreStats, Tick, WorkerReport};
 use crate::model::{
     AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, Page,
-    QueueCounts, QueueFilter, QueueName, QueueSettings, RetryTarget, ScheduleRecord, Task, TaskId,
-    TaskLog, TaskSelector, TaskState, WorkerId, WorkerRecord,
+    QueueCounts, QueueFilter, QueueName, QueueSettings, RetryTarget, ScheduleRecord, Task,
+    TaskFilter, TaskId, TaskLog, TaskSelector, TaskState, WorkerId, WorkerRecord,
 };
 
 /// The state machine over a log. Cheap to share behind an `Arc`.
@@ -225,18 +225,7 @@ impl<L: Log> Engine<L> {
         if metas.is_empty() {
             return Ok(Vec::new());
         }
-        let raw = self.log.payloads(&publishes_of(&metas)).await?;
-        let mut data: HashMap<[u8; 16], Arc<Map<String, Value>>> = HashMap::new();
-        for (k, bytes) in raw {
-            match ops::decode_json(&bytes) {
-                Ok(d) => {
-                    data.insert(k, Arc::new(d));
-                }
-                Err(e) => {
-                    tracing::error!(publish = %TaskId::from_bytes(k), error = %e, "a stored payload is corrupt")
-                }
-            }
-        }
+        let data = self.payloads_of(&metas).await?;
         Ok(metas
             .into_iter()
             .filter_map(|m| {
@@ -507,11 +496,11 @@ impl<L: Log> Store for Engine<L> {
         &self,
         queue: Option<&QueueName>,
         state: TaskState,
+        filter: &TaskFilter,
         page: Page,
     ) -> Result<Vec<Task>, StoreError> {
         self.sync().await?;
-        let metas = self.list_metas(queue, state, page).await;
-        self.with_payloads(metas, true).await
+        self.list_filtered(queue, state, filter, page).await
     }
 
     async fn running_of(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError> {

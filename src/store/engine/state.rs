@@ -81,6 +81,8 @@ pub(super) enum Mark {
     Timed(Millis, TaskId),
     /// The position of the next entry of a per-queue list.
     At(usize),
+    /// The last copy a search stepped through (see `listing`).
+    Copy(TaskId),
     Done,
 }
 
@@ -364,7 +366,7 @@ impl State {
     /// look-up) of the index that keeps copies in
     /// `state`, after `from`, passing each copy of `queue` (when given) to
     /// `take`, which says whether to go on. Returns where it stopped
-    /// (`Mark::Done` at the end, or when `take` said stop), so that a long
+    /// (`Mark::Done` at the end; after the entry `take` refused), so that a long
     /// listing is walked a piece at a time, letting go of the lock between
     /// pieces.
     pub fn walk(
@@ -384,8 +386,10 @@ impl State {
         let mut visited = 0;
         // Visits one entry; `Some` when the walk must stop there.
         let mut visit = |id: TaskId, trusted: bool, here: &dyn Fn() -> Mark| -> Option<Mark> {
+            // Stopped by `take`: the mark after this entry, from which a
+            // further walk goes on.
             if (trusted || mine(&id)) && !take(id) {
-                return Some(Mark::Done);
+                return Some(here());
             }
             // A look-up costs about four times a step through an index.
             visited += if trusted { 1 } else { 4 };

@@ -24,7 +24,7 @@ pub use interq::model::{
     fingerprint, AuditEntry, Counters, Lane, LockKind, Millis, Priority, QueueName, QueueSettings,
     RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId, WorkerRecord,
 };
-pub use interq::model::{CancelTarget, Page, RetryTarget, TaskSelector};
+pub use interq::model::{CancelTarget, FieldMatch, Page, RetryTarget, TaskFilter, TaskSelector};
 pub use interq::store::{Enqueued, Outcome, Store, StoreError};
 
 /// How many completed copies a harness's stores keep.
@@ -205,6 +205,8 @@ macro_rules! conformance_tests {
             every_state_survives_a_reopen,
             listings_page_through_each_state_in_its_order,
             deep_pages_list_in_the_same_order,
+            listings_filter_by_key_publisher_reason_time_and_data,
+            a_filter_pages_through_more_than_a_walk_and_a_read_hold,
             failed_copies_are_retried_one_or_all,
             a_failed_copy_is_retried_with_new_data_as_a_new_copy,
             a_scheduled_copy_runs_now_when_asked,

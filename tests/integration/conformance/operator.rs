@@ -125,7 +125,9 @@ pub async fn failed_copies_are_retried_one_or_all(h: &mut dyn Harness) -> R {
     let one = into_failed(&*s, copy("a", 0, 0), "boom").await?;
     let two = into_failed(&*s, copy("a", 0, 10), "bang").await?;
     let three = into_failed(&*s, copy("b", 0, 20), "bust").await?;
-    let listed = s.list_tasks(None, TaskState::Failed, page(0, 10)).await?;
+    let listed = s
+        .list_tasks(None, TaskState::Failed, &TaskFilter::default(), page(0, 10))
+        .await?;
     assert_eq!(ids(&listed), [one, two, three]);
     let now = T0.plus_secs(60);
     assert_eq!(s.retry_failed(RetryTarget::Task(one), now).await?, [one]);

@@ -103,6 +103,7 @@ pub async fn failures_back_off_then_land_in_the_failed_set(h: &mut dyn Harness) 
         .list_tasks(
             Some(&q("a")),
             TaskState::Failed,
+            &TaskFilter::default(),
             Page {
                 offset: 0,
                 limit: 10,
