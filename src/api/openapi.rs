@@ -687,6 +687,10 @@ pub fn status_answer(_: &Settings) -> Value {
                 {"type": "integer", "minimum": 0, "description": "with no parameter: how many"},
             ]},
             "failedQueue": tasks,
+            "failedReasons": {"type": "array", "items": {"type": "object", "required": ["reason", "count"], "properties": {
+                "reason": {"type": "string", "description": "the first line of a failure reason (empty: none given)"},
+                "count": count,
+            }}},
             "task": {"oneOf": [
                 {"$ref": "#/components/schemas/Task"},
                 {"type": "object", "required": ["publishId", "copies"], "description": "a publish's id: every copy it made", "properties": {

@@ -409,6 +409,12 @@ const STATUS: &[Param] = &[
         "the failed set (of one queue, when named)",
     ),
     p(
+        "failedReasons",
+        s::text,
+        false,
+        "the failed copies' distinct reasons (first lines), with counts, most first (of one queue, when named)",
+    ),
+    p(
         "task",
         s::uuid,
         false,

@@ -16,6 +16,7 @@ const FIELDS: &[&str] = &[
     "interests",
     "workers",
     "failedQueue",
+    "failedReasons",
     "task",
     "key",
     "schedules",
@@ -77,12 +78,7 @@ pub async fn show(call: Call, body: Body) -> Answer {
         );
     }
     if p.flag("failedQueue") {
-        let queue = match p.string("failedQueue")?.as_deref() {
-            None | Some("" | "true" | "1") => None,
-            Some(name) => {
-                Some(QueueName::parse(name).map_err(|e| ApiError::invalid("failedQueue", e))?)
-            }
-        };
+        let queue = optional_queue(&p, "failedQueue")?;
         let page = Page {
             offset: p.integer("offset", 0, u32::MAX as u64)?.unwrap_or(0) as usize,
             limit: p.integer("limit", 1, 1000)?.unwrap_or(100) as usize,
@@ -91,6 +87,16 @@ pub async fn show(call: Call, body: Body) -> Answer {
             "failedQueue".into(),
             json!(broker.failed(queue.as_ref(), page).await?),
         );
+    }
+    if p.flag("failedReasons") {
+        let queue = optional_queue(&p, "failedReasons")?;
+        let reasons: Vec<Value> = broker
+            .failed_reasons(queue.as_ref())
+            .await?
+            .into_iter()
+            .map(|(reason, count)| json!({"reason": reason, "count": count}))
+            .collect();
+        out.insert("failedReasons".into(), Value::Array(reasons));
     }
     if let Some(key) = super::task::parse_key(&p, "key")? {
         out.insert("key".into(), json!(broker.tasks_with_key(&key).await?));
@@ -114,6 +120,16 @@ pub async fn show(call: Call, body: Body) -> Answer {
         out.insert("counters".into(), json!(broker.counters().await?));
     }
     json(&out)
+}
+
+/// A parameter that is a flag alone, or names one queue.
+fn optional_queue(p: &Params, field: &str) -> Result<Option<QueueName>, ApiError> {
+    match p.string(field)?.as_deref() {
+        None | Some("" | "true" | "1") => Ok(None),
+        Some(name) => Ok(Some(
+            QueueName::parse(name).map_err(|e| ApiError::invalid(field, e))?,
+        )),
+    }
 }
 
 /// `workerQueue=ID`: that worker's own queue length; `workerQueue` alone:

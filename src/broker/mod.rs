@@ -1173,6 +1173,11 @@ impl Broker {
             .await?)
     }
 
+    /// The failed copies' distinct reasons (first lines), most common first.
+    pub async fn failed_reasons(&self, queue: Option<&QueueName>) -> Result<Vec<(String, u64)>> {
+        Ok(self.store.failed_reasons(queue).await?)
+    }
+
     /// A copy by its id, or every copy of a publish by the publish's id, each
     /// with `routedBy`: the field and pattern of its queue's interests that
     /// take it (as the interests are now).

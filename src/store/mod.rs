@@ -117,6 +117,9 @@ pub enum Outcome {
 /// How many audit entries a store keeps; older ones are dropped.
 pub const AUDIT_KEPT: usize = 10_000;
 
+/// Most distinct failure reasons `failed_reasons` lists.
+pub const REASONS_LISTED: usize = 100;
+
 /// What a change of the clock did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tick {
@@ -285,6 +288,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         filter: &TaskFilter,
         page: Page,
     ) -> Result<Vec<Task>, StoreError>;
+
+    /// The distinct failure reasons of the failed copies (of `queue`, when
+    /// given), each as its first line, with how many copies have it, most
+    /// first; at most `REASONS_LISTED` of them.
+    async fn failed_reasons(
+        &self,
+        queue: Option<&QueueName>,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// The ids of the copies a worker is running.
     async fn running_of(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError>;

@@ -862,6 +862,9 @@ struct FailedPage {
     back: String,
     search: Search,
     hidden: Vec<(&'static str, String)>,
+    /// Each distinct reason: its text, count, the search for it, and
+    /// whether it is the search shown.
+    reasons: Vec<(String, u64, String, bool)>,
 }
 
 async fn total_of(
@@ -907,8 +910,24 @@ pub async fn failed(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> 
         None => "/admin/failed?".into(),
     } + &search.query();
     let now = state.broker.now();
+    let within = match &queue {
+        Some(q) => format!("queue={}&", url_encode(q.as_str())),
+        None => String::new(),
+    };
+    let reasons = state
+        .broker
+        .failed_reasons(queue.as_ref())
+        .await?
+        .into_iter()
+        .map(|(reason, n)| {
+            let href = format!("/admin/failed?{within}reason={}", url_encode(&reason));
+            let current = search.reason == reason;
+            (reason, n, href, current)
+        })
+        .collect();
     render(FailedPage {
         chrome: Chrome::new(&req, "Failed tasks", "failed"),
+        reasons,
         back: format!("{base}page={page}"),
         pager: Pager::new(&base, page, total, tasks.len()),
         rows: tasks.iter().map(|t| TaskRow::of(t, now)).collect(),

@@ -1370,12 +1370,49 @@ async fn task_lists_are_searched_and_their_links_keep_the_search() {
         .html()
         .to_owned();
     assert_eq!(rows(&failed), 1);
-    assert!(failed.contains("SMTP refused") && !failed.contains("timed out"));
+    let table = &failed[failed.find("<tbody>").expect("a table")..];
+    assert!(table.contains("SMTP refused") && !table.contains("timed out"));
     assert!(failed.contains("clear the search to use them"));
     assert!(!failed.contains("/admin/failed/retry-all"));
     let all = site.get("/admin/failed").await.html().to_owned();
     assert_eq!(rows(&all), 2);
     assert!(all.contains("/admin/failed/retry-all"));
+
+    // Failed grouped by reason, each group a search.
+    failed_task(&app, "mail", json!({"id": 3}), "SMTP refused\n  at line 3").await;
+    let grouped = site.get("/admin/failed").await.html().to_owned();
+    let smtp = grouped.find(
+        r#"href="/admin/failed?reason=SMTP+refused">SMTP refused</a> <span class="count">2</span>"#,
+    );
+    let timed = grouped.find(
+        r#"href="/admin/failed?reason=timed+out">timed out</a> <span class="count">1</span>"#,
+    );
+    assert!(smtp.is_some() && timed.is_some(), "{grouped}");
+    assert!(smtp < timed, "most first");
+    let of_mail = site.get("/admin/failed?queue=mail").await.html().to_owned();
+    assert!(
+        of_mail.contains(r#"href="/admin/failed?queue=mail&#38;reason=SMTP+refused""#),
+        "{of_mail}"
+    );
+    let chosen = site
+        .get("/admin/failed?reason=SMTP+refused")
+        .await
+        .html()
+        .to_owned();
+    assert_eq!(rows(&chosen), 2);
+    assert!(chosen.contains(r#"aria-current="true">SMTP refused"#));
+    let api = app.status("failedReasons").await;
+    assert_eq!(
+        api["failedReasons"],
+        json!([{"reason": "SMTP refused", "count": 2}, {"reason": "timed out", "count": 1}])
+    );
+    assert_eq!(
+        app.status("failedReasons=bulk").await["failedReasons"],
+        json!([])
+    );
+    app.send(Method::GET, "/status?failedReasons=a%20b", None)
+        .await
+        .error(400, "invalid_field", Some("failedReasons"));
     let scheduled = site
         .get("/admin/scheduled?since=2000-01-01")
         .await

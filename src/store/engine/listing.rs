@@ -189,6 +189,52 @@ impl<L: Log> Engine<L> {
     }
 }
 
+impl<L: Log> Engine<L> {
+    /// See `Store::failed_reasons`: the failed index walked a piece at a
+    /// time, as a listing is.
+    pub(super) async fn reasons_of_failed(&self, queue: Option<&QueueName>) -> Vec<(String, u64)> {
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        let mut mark = Mark::Start;
+        let mut first = true;
+        while mark != Mark::Done {
+            if !first {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            first = false;
+            let st = self.lock();
+            mark = st.walk(queue, TaskState::Failed, &mark, PIECE / 4, |id| {
+                if let Some(m) = st.tasks.get(&id) {
+                    let reason = m.extra.as_ref().and_then(|e| e.fail_reason.as_deref());
+                    let label = reason_label(reason.unwrap_or(""));
+                    match counts.get_mut(label) {
+                        Some(n) => *n += 1,
+                        None => {
+                            counts.insert(label.to_owned(), 1);
+                        }
+                    }
+                }
+                true
+            });
+        }
+        let mut reasons: Vec<(String, u64)> = counts.into_iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        reasons.truncate(crate::store::REASONS_LISTED);
+        reasons
+    }
+}
+
+/// A reason as failures are grouped by it: its first line, up to 200 bytes
+/// (whole characters), so that reasons differing only in a trace group
+/// together.
+fn reason_label(reason: &str) -> &str {
+    let line = reason.lines().next().unwrap_or("").trim();
+    let mut end = line.len().min(200);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    &line[..end]
+}
+
 /// One piece of a search: the copies themselves, in id (publish) order,
 /// rather than a state's index, since a filter reads each copy's record
 /// anyway and a step through the copies costs a fifth of a look-up.

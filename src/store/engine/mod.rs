@@ -503,6 +503,14 @@ impl<L: Log> Store for Engine<L> {
         self.list_filtered(queue, state, filter, page).await
     }
 
+    async fn failed_reasons(
+        &self,
+        queue: Option<&QueueName>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.sync().await?;
+        Ok(self.reasons_of_failed(queue).await)
+    }
+
     async fn running_of(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError> {
         self.sync().await?;
         Ok(self

@@ -271,3 +271,24 @@ pub async fn a_filter_pages_through_more_than_a_walk_and_a_read_hold(h: &mut dyn
     assert_eq!(last.len(), 7, "the last ten, past three skipped");
     Ok(())
 }
+
+pub async fn failed_copies_are_grouped_by_the_first_line_of_their_reason(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    assert!(s.failed_reasons(None).await?.is_empty());
+    into_failed(&*s, copy("a", 0, 0), "exit code 3\nTraceback: one").await?;
+    into_failed(&*s, copy("a", 0, 10), "exit code 3\nTraceback: two").await?;
+    into_failed(&*s, copy("b", 0, 20), "exit code 3").await?;
+    into_failed(&*s, copy("b", 0, 30), "timed out").await?;
+    let all = s.failed_reasons(None).await?;
+    assert_eq!(
+        all,
+        [("exit code 3".to_owned(), 3), ("timed out".to_owned(), 1)]
+    );
+    let of_b = s.failed_reasons(Some(&q("b"))).await?;
+    assert_eq!(
+        of_b,
+        [("exit code 3".to_owned(), 1), ("timed out".to_owned(), 1)],
+        "equal counts in the reason's order"
+    );
+    Ok(())
+}

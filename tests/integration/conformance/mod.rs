@@ -207,6 +207,7 @@ macro_rules! conformance_tests {
             deep_pages_list_in_the_same_order,
             listings_filter_by_key_publisher_reason_time_and_data,
             a_filter_pages_through_more_than_a_walk_and_a_read_hold,
+            failed_copies_are_grouped_by_the_first_line_of_their_reason,
             failed_copies_are_retried_one_or_all,
             a_failed_copy_is_retried_with_new_data_as_a_new_copy,
             a_scheduled_copy_runs_now_when_asked,
