@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
 
-use crate::client::{Client, ClientError, ClientOptions, Publish, TaskQuery};
+use crate::client::{Client, ClientError, ClientOptions, Publish, TaskQuery, TaskSearch};
 use crate::model::{Millis, TaskId};
 
 /// Where the commands go, and how they answer.
@@ -62,26 +62,8 @@ pub enum Op {
         limit: usize,
         #[arg(long, default_value_t = 0)]
         offset: usize,
-        /// Only copies published with this key.
-        #[arg(long = "task-key")]
-        task_key: Option<String>,
-        /// Only copies from this publisher.
-        #[arg(long)]
-        publisher: Option<String>,
-        /// Only copies whose failure reason holds this text (any case).
-        #[arg(long)]
-        reason: Option<String>,
-        /// Only copies published at or after: Unix seconds or a UTC date
-        /// and time (2026-12-03T05:30).
-        #[arg(long)]
-        since: Option<String>,
-        /// Only copies published before.
-        #[arg(long)]
-        until: Option<String>,
-        /// `field=pattern` on the task's data (a dotted path, `*` for any
-        /// run); repeat for several, all of which must hold.
-        #[arg(long)]
-        data: Vec<String>,
+        #[command(flatten)]
+        search: SearchArgs,
         #[command(flatten)]
         target: Target,
     },
@@ -129,13 +111,15 @@ pub enum Op {
         target: Target,
     },
     /// Fresh attempts for failed copies: one, a queue's (`--queue`), or all
-    /// (`--all`).
+    /// (`--all`); with a search, only those that match it.
     Retry {
         id: Option<String>,
         #[arg(long, conflicts_with = "id")]
         queue: Option<String>,
         #[arg(long, conflicts_with_all = ["id", "queue"])]
         all: bool,
+        #[command(flatten)]
+        search: SearchArgs,
         #[command(flatten)]
         target: Target,
     },
@@ -174,6 +158,55 @@ pub enum Op {
         #[command(flatten)]
         target: Target,
     },
+}
+
+/// A search over task lists; every filter given must hold.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SearchArgs {
+    /// Only copies published with this key.
+    #[arg(long = "task-key")]
+    task_key: Option<String>,
+    /// Only copies from this publisher.
+    #[arg(long)]
+    publisher: Option<String>,
+    /// Only copies whose failure reason holds this text (any case).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only copies published at or after: Unix seconds or a UTC date and
+    /// time (2026-12-03T05:30).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only copies published before.
+    #[arg(long)]
+    until: Option<String>,
+    /// `field=pattern` on the task's data (a dotted path, `*` for any run);
+    /// repeat for several.
+    #[arg(long)]
+    data: Vec<String>,
+}
+
+impl SearchArgs {
+    fn is_empty(&self) -> bool {
+        self.task_key.is_none()
+            && self.publisher.is_none()
+            && self.reason.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+            && self.data.is_empty()
+    }
+}
+
+impl From<SearchArgs> for TaskSearch {
+    fn from(a: SearchArgs) -> Self {
+        TaskSearch {
+            key: a.task_key,
+            publisher: a.publisher,
+            reason: a.reason,
+            since: a.since,
+            until: a.until,
+            data: a.data,
+        }
+    }
 }
 
 /// What a command's exit code means.
@@ -271,12 +304,7 @@ pub async fn run(op: Op) -> Result<String, Failure> {
             queue,
             limit,
             offset,
-            task_key,
-            publisher,
-            reason,
-            since,
-            until,
-            data,
+            search,
             ..
         } => {
             let query = TaskQuery {
@@ -284,12 +312,7 @@ pub async fn run(op: Op) -> Result<String, Failure> {
                 queue,
                 offset,
                 limit,
-                key: task_key,
-                publisher,
-                reason,
-                since,
-                until,
-                data,
+                search: search.into(),
             };
             let tasks = client.list_tasks(&query).await?;
             (json!(tasks), show_tasks)
@@ -337,14 +360,30 @@ pub async fn run(op: Op) -> Result<String, Failure> {
             }
             (client.call("publish", &args).await?, show_published)
         }
-        Op::Retry { id, queue, all, .. } => {
+        Op::Retry {
+            id,
+            queue,
+            all,
+            search,
+            ..
+        } => {
             let id = id.as_deref().map(task_id).transpose()?;
             if id.is_none() && queue.is_none() && !all {
                 return Err(usage(
                     "give a task id, --queue Q, or --all (every failed task)",
                 ));
             }
-            let retried = client.retry(id, queue.as_deref()).await?;
+            if id.is_some() && !search.is_empty() {
+                return Err(usage("a search retries by --queue or --all, not one task"));
+            }
+            let retried = match search.is_empty() {
+                true => client.retry(id, queue.as_deref()).await?,
+                false => {
+                    client
+                        .retry_matching(queue.as_deref(), &search.into())
+                        .await?
+                }
+            };
             (json!({"retried": retried}), show_retried)
         }
         Op::Cancel { id, task_key, .. } => {

@@ -299,6 +299,24 @@ impl Client {
             .map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// `POST /retry` with a search: fresh attempts for the failed copies of
+    /// `queue` (or of every queue) that match it. Returns the ids retried.
+    pub async fn retry_matching(
+        &self,
+        queue: Option<&str>,
+        search: &TaskSearch,
+    ) -> Result<Vec<TaskId>> {
+        let mut args =
+            serde_json::to_value(search).map_err(|e| ClientError::Decode(e.to_string()))?;
+        match queue {
+            Some(q) => args["queue"] = json!(q),
+            None => args["all"] = json!(true),
+        }
+        let answer: Value = self.op("retry", &args).await?;
+        serde_json::from_value(answer["retried"].clone())
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
     /// `PUT /queue`: changes a queue's settings (`{"paused": true}`,
     /// `{"maxRunning": 5}`); absent fields keep their value.
     pub async fn set_queue(&self, queue: &str, settings: Map<String, Value>) -> Result<Value> {
@@ -629,7 +647,7 @@ impl SseParser {
 }
 
 /// The body of a successful answer; an error answer as its code and message.
-/// What `list_tasks` asks for: a state, and the filters `GET /tasks` takes.
+/// What `list_tasks` asks for: a state, a page, and a search.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TaskQuery {
     /// ready, scheduled, running, failed, completed, cancelled or expired.
@@ -638,6 +656,14 @@ pub struct TaskQuery {
     pub queue: Option<String>,
     pub offset: usize,
     pub limit: usize,
+    #[serde(flatten)]
+    pub search: TaskSearch,
+}
+
+/// The filters `GET /tasks` and `POST /retry` take; all that are given must
+/// hold.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TaskSearch {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

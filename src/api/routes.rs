@@ -385,6 +385,12 @@ const RETRY: &[Param] = &[
     p("taskId", s::uuid, false, "one failed copy"),
     p("queue", s::queue, false, "every failed copy of a queue"),
     p("all", s::boolean, false, "true: every failed copy"),
+    p("key", s::key, false, "with `queue` or `all`: only copies with this key"),
+    p("publisher", s::text, false, "with `queue` or `all`: only copies from this publisher"),
+    p("reason", s::text, false, "with `queue` or `all`: only copies whose failure reason holds this text"),
+    p("since", s::unix_time, false, "with `queue` or `all`: only copies published at or after"),
+    p("until", s::unix_time, false, "with `queue` or `all`: only copies published before"),
+    p("data", s::text, false, "with `queue` or `all`: only copies whose data matches (`field=pattern`, as for `GET /tasks`)"),
 ];
 const STATUS: &[Param] = &[
     p("queue", s::queue, false, "one queue's counts"),

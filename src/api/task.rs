@@ -412,6 +412,7 @@ pub async fn cancel(call: Call, body: Body) -> Answer {
         TaskSelector::Queue(q) => format!("tasks of {q}"),
         TaskSelector::Task(id) => id.to_string(),
         TaskSelector::Failed(_) => "failed tasks".into(),
+        TaskSelector::FailedAmong(ids) => format!("{} failed tasks", ids.len()),
     };
     let deleted = state.broker.delete_tasks(selector).await?;
     let detail = Some(format!("{deleted} task(s)"));

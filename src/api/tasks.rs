@@ -38,18 +38,9 @@ fn parse_state(s: &str) -> Option<TaskState> {
 /// `GET /tasks`: a page of copies in one state, of one queue or all.
 pub async fn list(call: Call, body: Body) -> Answer {
     let p = body.params()?;
-    p.only(&[
-        "state",
-        "queue",
-        "offset",
-        "limit",
-        "key",
-        "publisher",
-        "reason",
-        "since",
-        "until",
-        "data",
-    ])?;
+    let mut allowed = vec!["state", "queue", "offset", "limit"];
+    allowed.extend(FILTERS);
+    p.only(&allowed)?;
     let state = p.required("state", p.string("state")?)?;
     let state = parse_state(&state)
         .ok_or_else(|| p.invalid("state", format!("must be one of {}", STATES.join(", "))))?;
@@ -151,11 +142,18 @@ fn data_of(p: &Params) -> Result<Vec<FieldMatch>, ApiError> {
         .map_err(|e| bad(e.0))
 }
 
+/// Parameters of a search, beside a listing's or a bulk action's own.
+const FILTERS: [&str; 6] = ["key", "publisher", "reason", "since", "until", "data"];
+
 /// `POST /retry`: failed copies get a fresh set of attempts: one (`taskId`),
-/// a queue's (`queue`), or all of them (`all: true`).
+/// a queue's (`queue`), or all of them (`all: true`); with a search, only
+/// those of the queue's (or all) that match it, a thousand a step.
 pub async fn retry(call: Call, body: Body) -> Answer {
     let p = body.params()?;
-    p.only(&["taskId", "queue", "all"])?;
+    let mut allowed = vec!["taskId", "queue", "all"];
+    allowed.extend(FILTERS);
+    p.only(&allowed)?;
+    let filter = filter_of(&p)?;
     let id = p.task_id("taskId")?;
     let queue = p.queue("queue")?;
     let all = p.boolean("all")?.unwrap_or(false);
@@ -166,6 +164,23 @@ pub async fn retry(call: Call, body: Body) -> Answer {
         ));
     }
     may_use(&call, queue.as_ref())?;
+    if !filter.is_empty() {
+        if id.is_some() {
+            return Err(p.invalid(
+                "taskId",
+                "a search retries by `queue` or `all`, not one copy",
+            ));
+        }
+        if queue.is_none() && !all {
+            return Err(ApiError::missing("queue` (or `all"));
+        }
+        let retried = call
+            .state
+            .broker
+            .retry_matching(queue.as_ref(), &filter, &call.role())
+            .await?;
+        return json(&json!({"retried": retried}));
+    }
     let target = match (id, queue, all) {
         (Some(id), None, false) => RetryTarget::Task(id),
         (None, Some(q), false) => RetryTarget::Failed(Some(q)),

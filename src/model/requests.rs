@@ -15,6 +15,9 @@ pub enum TaskSelector {
     Task(TaskId),
     /// Every failed copy (of one queue, when given).
     Failed(Option<QueueName>),
+    /// Those of these copies that are failed (a step of a removal by
+    /// search).
+    FailedAmong(Vec<TaskId>),
 }
 
 /// Which failed copies a retry puts back.
@@ -24,6 +27,9 @@ pub enum RetryTarget {
     Task(TaskId),
     /// Every failed copy (of one queue, when given).
     Failed(Option<QueueName>),
+    /// Those of these copies that are still failed (a step of a retry by
+    /// search).
+    FailedAmong(Vec<TaskId>),
 }
 
 /// What `DELETE /task` stops.

@@ -944,13 +944,32 @@ fn queue_field(form: &Form) -> Result<Option<QueueName>, PageError> {
         .transpose()
 }
 
+/// The search a bulk form carries in hidden fields, as the list showed it.
+fn form_search(body: &[u8]) -> Result<Search, PageError> {
+    let q: SearchQuery = serde_urlencoded::from_bytes(body)
+        .map_err(|e| bad("form", format!("not a form submission: {e}")))?;
+    Search::read(&q).map_err(PageError)
+}
+
 pub async fn retry_all(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
     let form = Form::read(&req, &body)?;
     let queue = queue_field(&form)?;
-    let retried = state
-        .broker
-        .retry(RetryTarget::Failed(queue), &caller_role(&req))
-        .await?;
+    let search = form_search(&body)?;
+    let actor = caller_role(&req);
+    let retried = match search.is_active() {
+        true => {
+            state
+                .broker
+                .retry_matching(queue.as_ref(), &search.filter, &actor)
+                .await?
+        }
+        false => {
+            state
+                .broker
+                .retry(RetryTarget::Failed(queue), &actor)
+                .await?
+        }
+    };
     Ok(see_other(
         form.back("/admin/failed"),
         &format!("{} failed task(s) will run again", retried.len()),
@@ -960,10 +979,17 @@ pub async fn retry_all(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
 pub async fn remove_all(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
     let form = Form::read(&req, &body)?;
     let queue = queue_field(&form)?;
-    let n = state
-        .broker
-        .remove_failed(queue, &caller_role(&req))
-        .await?;
+    let search = form_search(&body)?;
+    let actor = caller_role(&req);
+    let n = match search.is_active() {
+        true => {
+            state
+                .broker
+                .remove_matching(queue.as_ref(), &search.filter, &actor)
+                .await?
+        }
+        false => state.broker.remove_failed(queue, &actor).await?,
+    };
     Ok(see_other(
         form.back("/admin/failed"),
         &format!("Removed {n} failed task(s)"),

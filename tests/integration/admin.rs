@@ -1372,8 +1372,10 @@ async fn task_lists_are_searched_and_their_links_keep_the_search() {
     assert_eq!(rows(&failed), 1);
     let table = &failed[failed.find("<tbody>").expect("a table")..];
     assert!(table.contains("SMTP refused") && !table.contains("timed out"));
-    assert!(failed.contains("clear the search to use them"));
-    assert!(!failed.contains("/admin/failed/retry-all"));
+    assert!(
+        failed.contains("Retry all matching")
+            && failed.contains(r#"<input type="hidden" name="reason" value="smtp">"#)
+    );
     let all = site.get("/admin/failed").await.html().to_owned();
     assert_eq!(rows(&all), 2);
     assert!(all.contains("/admin/failed/retry-all"));
@@ -1413,6 +1415,47 @@ async fn task_lists_are_searched_and_their_links_keep_the_search() {
     app.send(Method::GET, "/status?failedReasons=a%20b", None)
         .await
         .error(400, "invalid_field", Some("failedReasons"));
+
+    // Bulk actions act on what the search matches, and only that.
+    let to = site
+        .post(
+            "/admin/failed/retry-all",
+            &[("reason", "smtp"), ("data", "id=1")],
+        )
+        .await
+        .redirect();
+    assert!(to.ends_with("done=1 failed task(s) will run again"), "{to}");
+    let to = site
+        .post(
+            "/admin/failed/remove-all",
+            &[("queue", "mail"), ("reason", "SMTP")],
+        )
+        .await
+        .redirect();
+    assert!(to.ends_with("done=Removed 1 failed task(s)"), "{to}");
+    assert_eq!(
+        app.queue("mail").await["failed"],
+        1,
+        "the timed out one stays"
+    );
+    site.post("/admin/failed/retry-all", &[("since", "soon")])
+        .await
+        .error(400, "since");
+    assert_eq!(
+        app.queue("mail").await["failed"],
+        1,
+        "a bad search changes nothing"
+    );
+    assert_eq!(
+        audit_actions(&mut site).await[..2],
+        ["open remove_failed", "open retry"]
+    );
+    let audit = site.get("/admin/audit").await.html().to_owned();
+    assert!(
+        audit.contains("failed of every queue matching reason~smtp, id=1")
+            && audit.contains("failed of mail matching reason~SMTP"),
+        "{audit}"
+    );
     let scheduled = site
         .get("/admin/scheduled?since=2000-01-01")
         .await

@@ -614,6 +614,50 @@ async fn task_lists_search_by_key_publisher_reason_time_and_data() {
         1,
         "`since`",
     );
+
+    // Retry what a search matches, from the API and the command line.
+    let retry = |body: Value| app.send(Method::POST, "/retry", Some(body));
+    retry(json!({"reason": "exit"}))
+        .await
+        .error(400, "missing_field", Some("queue"));
+    retry(json!({"taskId": "01a2383c-426f-77df-87f5-82d4b2be0000", "reason": "exit"}))
+        .await
+        .error(400, "invalid_field", Some("taskId"));
+    retry(json!({"all": true, "data": "nope"}))
+        .await
+        .error(400, "invalid_field", Some("data"));
+    assert_eq!(app.queue("q").await["failed"], 3, "refusals change nothing");
+    let retried = retry(json!({"queue": "q", "reason": "timed out"}))
+        .await
+        .ok();
+    assert_eq!(retried["retried"].as_array().unwrap().len(), 1);
+    assert_eq!(app.queue("q").await["failed"], 2);
+    let out = json_of(
+        &app,
+        &[
+            "retry",
+            "--all",
+            "--reason",
+            "exit code",
+            "--data",
+            "email=evan*",
+        ],
+    );
+    assert_eq!(out["retried"].as_array().map(Vec::len), Some(1), "{out}");
+    assert_eq!(app.queue("q").await["failed"], 1);
+    fails(
+        &interq(
+            &app,
+            &[
+                "retry",
+                "01a2383c-426f-77df-87f5-82d4b2be0000",
+                "--reason",
+                "x",
+            ],
+        ),
+        2,
+        "not one task",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -688,4 +732,46 @@ async fn a_task_is_tried_against_the_interests_from_the_api_and_the_command_line
 
 fn urlencode(s: &str) -> String {
     serde_urlencoded::to_string([("", s)]).unwrap()[1..].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_by_search_takes_every_match_a_step_at_a_time() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let worker = app.register(&["q"]).await;
+    // More matches than one step of a bulk action (1,000).
+    let n = 2_500;
+    for start in (0..n).step_by(500) {
+        let batch: Vec<Value> = (start..start + 500)
+            .map(|i| json!({"data": {"i": i, "even": i % 2 == 0}, "maxAttempts": 1}))
+            .collect();
+        app.send(Method::PUT, "/task", Some(Value::Array(batch)))
+            .await
+            .ok();
+        let claimed = app.claim_n(&worker, 500).await;
+        let reports: Vec<Value> = claimed
+            .iter()
+            .map(|t| json!({"workerId": worker, "taskId": t["taskId"], "state": "fail", "failReason": "boom"}))
+            .collect();
+        app.send(Method::POST, "/task", Some(Value::Array(reports)))
+            .await
+            .ok();
+    }
+    assert_eq!(app.queue("q").await["failed"], n);
+    let retried = app
+        .send(
+            Method::POST,
+            "/retry",
+            Some(json!({"queue": "q", "data": "even=true"})),
+        )
+        .await
+        .ok();
+    let ids = retried["retried"].as_array().unwrap();
+    assert_eq!(ids.len(), 1_250);
+    let mut unique: Vec<&str> = ids.iter().map(|v| v.as_str().unwrap()).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), 1_250, "none twice");
+    assert_eq!(app.queue("q").await["failed"], 1_250);
+    assert_eq!(app.queue("q").await["ready"], 1_250);
 }

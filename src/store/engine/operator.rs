@@ -70,6 +70,7 @@ impl State {
                 self.failed.get(q).into_iter().flatten().copied().collect()
             }
             TaskSelector::Failed(None) => self.failed_by_age.iter().map(|k| k.1).collect(),
+            TaskSelector::FailedAmong(ids) => self.still_failed(ids),
             TaskSelector::Queue(_) | TaskSelector::Worker(_) => self
                 .tasks
                 .values()
@@ -105,6 +106,7 @@ impl State {
                 self.failed.get(q).into_iter().flatten().copied().collect()
             }
             RetryTarget::Failed(None) => self.failed_by_age.iter().map(|k| k.1).collect(),
+            RetryTarget::FailedAmong(ids) => self.still_failed(ids),
         };
         for &id in &ids {
             let m = self.update(id, |t| {
@@ -124,6 +126,18 @@ impl State {
             }
         }
         Ok(ids)
+    }
+
+    /// Those of `ids` that are failed now.
+    fn still_failed(&self, ids: &[TaskId]) -> Vec<TaskId> {
+        ids.iter()
+            .copied()
+            .filter(|id| {
+                self.tasks
+                    .get(id)
+                    .is_some_and(|t| t.state == TaskState::Failed)
+            })
+            .collect()
     }
 
     /// `WrongState` unless copy `id` is failed.
