@@ -66,9 +66,13 @@ impl State {
     pub fn delete_tasks(&mut self, selector: &TaskSelector, ops: &mut Vec<Op>) -> u64 {
         let ids: Vec<TaskId> = match selector {
             TaskSelector::Task(id) => self.tasks.get(id).map(|t| t.task_id).into_iter().collect(),
-            TaskSelector::Failed(Some(q)) => {
-                self.failed.get(q).into_iter().flatten().copied().collect()
-            }
+            TaskSelector::Failed(Some(q)) => self
+                .failed
+                .get(q)
+                .into_iter()
+                .flatten()
+                .map(|k| k.1)
+                .collect(),
             TaskSelector::Failed(None) => self.failed_by_age.iter().map(|k| k.1).collect(),
             TaskSelector::FailedAmong(ids) => self.still_failed(ids),
             TaskSelector::Queue(_) | TaskSelector::Worker(_) => self
@@ -102,9 +106,13 @@ impl State {
                 self.check_failed(*id, "retried")?;
                 vec![*id]
             }
-            RetryTarget::Failed(Some(q)) => {
-                self.failed.get(q).into_iter().flatten().copied().collect()
-            }
+            RetryTarget::Failed(Some(q)) => self
+                .failed
+                .get(q)
+                .into_iter()
+                .flatten()
+                .map(|k| k.1)
+                .collect(),
             RetryTarget::Failed(None) => self.failed_by_age.iter().map(|k| k.1).collect(),
             RetryTarget::FailedAmong(ids) => self.still_failed(ids),
         };

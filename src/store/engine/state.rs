@@ -50,18 +50,19 @@ impl Default for Retention {
     }
 }
 
-fn forget(lists: &mut HashMap<QueueName, VecDeque<TaskId>>, queue: &QueueName, id: TaskId) {
+fn forget(lists: &mut HashMap<QueueName, Ended>, queue: &QueueName, key: (Millis, TaskId)) {
     if let Some(list) = lists.get_mut(queue) {
-        if list.front() == Some(&id) {
-            list.pop_front();
-        } else {
-            list.retain(|x| *x != id);
-        }
+        list.remove(&key);
         if list.is_empty() {
             lists.remove(queue);
         }
     }
 }
+
+/// Ended copies by when they ended, oldest first: a copy leaves its queue's
+/// set in a step of the tree, however long the set (a retry of a hundred
+/// thousand failed copies took a scan of the list per copy).
+pub(super) type Ended = BTreeSet<(Millis, TaskId)>;
 
 /// Ready copies of a lane in claim order: priority (high first), then the time
 /// they became runnable, then id (creation order).
@@ -79,8 +80,6 @@ pub(super) enum Mark {
     Ready(Lane, ReadyKey),
     /// The last entry visited in an index ordered by time.
     Timed(Millis, TaskId),
-    /// The position of the next entry of a per-queue list.
-    At(usize),
     /// The last copy a search stepped through (see `listing`).
     Copy(TaskId),
     Done,
@@ -105,9 +104,9 @@ pub(super) struct State {
     pub counts: BTreeMap<QueueName, QueueCounts>,
     /// Finished (completed, cancelled, expired) copies of each queue, oldest
     /// first, trimmed to `retention.finished_per_queue`.
-    pub finished: HashMap<QueueName, VecDeque<TaskId>>,
+    pub finished: HashMap<QueueName, Ended>,
     /// Failed copies of each queue, oldest first.
-    pub failed: HashMap<QueueName, VecDeque<TaskId>>,
+    pub failed: HashMap<QueueName, Ended>,
     /// Finished and failed copies by the time they ended, for the age sweep.
     pub finished_by_age: BTreeSet<(Millis, TaskId)>,
     pub failed_by_age: BTreeSet<(Millis, TaskId)>,
@@ -270,7 +269,7 @@ impl State {
                 self.finished
                     .entry(t.queue.clone())
                     .or_default()
-                    .push_back(t.task_id);
+                    .insert((t.finished_at().unwrap_or_default(), t.task_id));
                 self.finished_by_age
                     .insert((t.finished_at().unwrap_or_default(), t.task_id));
                 self.touched.push(t.queue.clone());
@@ -280,7 +279,7 @@ impl State {
                 self.failed
                     .entry(t.queue.clone())
                     .or_default()
-                    .push_back(t.task_id);
+                    .insert((t.finished_at().unwrap_or_default(), t.task_id));
                 self.failed_by_age
                     .insert((t.finished_at().unwrap_or_default(), t.task_id));
                 self.touched.push(t.queue.clone());
@@ -341,12 +340,20 @@ impl State {
                 }
             }
             TaskState::Completed | TaskState::Cancelled | TaskState::Expired => {
-                forget(&mut self.finished, &t.queue, t.task_id);
+                forget(
+                    &mut self.finished,
+                    &t.queue,
+                    (t.finished_at().unwrap_or_default(), t.task_id),
+                );
                 self.finished_by_age
                     .remove(&(t.finished_at().unwrap_or_default(), t.task_id));
             }
             TaskState::Failed => {
-                forget(&mut self.failed, &t.queue, t.task_id);
+                forget(
+                    &mut self.failed,
+                    &t.queue,
+                    (t.finished_at().unwrap_or_default(), t.task_id),
+                );
                 self.failed_by_age
                     .remove(&(t.finished_at().unwrap_or_default(), t.task_id));
             }
@@ -407,18 +414,6 @@ impl State {
             }
             Mark::Done
         };
-        let listed = |list: Option<&VecDeque<TaskId>>, visit: &mut Visit<'_>| -> Mark {
-            let start = match from {
-                Mark::At(i) => *i,
-                _ => 0,
-            };
-            for (i, &id) in list.into_iter().flatten().enumerate().skip(start) {
-                if let Some(stop) = visit(id, false, &|| Mark::At(i + 1)) {
-                    return stop;
-                }
-            }
-            Mark::Done
-        };
         match state {
             TaskState::Ready => {
                 // A queue's own lane first, then the workers' own lanes
@@ -454,11 +449,17 @@ impl State {
             TaskState::Scheduled => timed(&self.scheduled, &mut visit),
             TaskState::Running => timed(&self.leases, &mut visit),
             TaskState::Failed => match queue {
-                Some(q) => listed(self.failed.get(q), &mut visit),
+                Some(q) => self
+                    .failed
+                    .get(q)
+                    .map_or(Mark::Done, |set| timed(set, &mut visit)),
                 None => timed(&self.failed_by_age, &mut visit),
             },
             TaskState::Completed | TaskState::Cancelled | TaskState::Expired => match queue {
-                Some(q) => listed(self.finished.get(q), &mut visit),
+                Some(q) => self
+                    .finished
+                    .get(q)
+                    .map_or(Mark::Done, |set| timed(set, &mut visit)),
                 None => timed(&self.finished_by_age, &mut visit),
             },
         }
@@ -527,7 +528,8 @@ impl State {
                 (&self.failed, self.retention.failed_per_queue),
             ] {
                 if let Some(list) = lists.get(&queue) {
-                    out.extend(list.iter().take(list.len().saturating_sub(keep)).copied());
+                    let over = list.len().saturating_sub(keep);
+                    out.extend(list.iter().take(over).map(|&(_, id)| id));
                 }
             }
         }
