@@ -268,6 +268,27 @@ async fn an_operator_watches_retries_and_routes_in_a_real_browser() {
         .await;
     assert_eq!(b.js("return window.notReloaded === true;").await, true);
 
+    // The theme toggle: dark on a click, kept across pages, light again.
+    let background = "return getComputedStyle(document.body).backgroundColor;";
+    assert_eq!(b.js(background).await, "rgb(255, 255, 255)");
+    b.click("header button.theme").await;
+    assert_eq!(
+        b.js("return document.documentElement.dataset.theme;").await,
+        "dark"
+    );
+    assert_eq!(b.js(background).await, "rgb(17, 22, 28)");
+    b.check_page("overview, dark").await;
+    b.screenshot("overview-dark").await;
+    b.goto(&app, "/admin/queues").await;
+    assert_eq!(
+        b.js(background).await,
+        "rgb(17, 22, 28)",
+        "the choice is kept"
+    );
+    assert_eq!(b.text("header button.theme").await, "Light");
+    b.click("header button.theme").await;
+    assert_eq!(b.js(background).await, "rgb(255, 255, 255)");
+
     // The failed task is retried from the failed page.
     b.goto(&app, "/admin/failed").await;
     assert!(b.text("tbody").await.contains("smtp refused"));

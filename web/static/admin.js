@@ -1,7 +1,52 @@
 // The management site's only script: confirmations for destructive forms,
-// the overview's live refresh, and a running task's log as it grows. Every
-// page works without it.
+// the overview's live refresh, a running task's log as it grows, and the
+// light/dark toggle. Every page works without it.
 "use strict";
+
+// The theme: the system's unless the toggle chose one, remembered in this
+// browser. The toggle exists only where the script runs.
+const THEME_KEY = "interq-theme";
+
+function applyTheme(theme) {
+  if (theme === "light" || theme === "dark") {
+    document.documentElement.dataset.theme = theme;
+  } else {
+    delete document.documentElement.dataset.theme;
+  }
+}
+
+function currentTheme() {
+  const chosen = document.documentElement.dataset.theme;
+  if (chosen) {
+    return chosen;
+  }
+  return window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+}
+
+applyTheme(localStorage.getItem(THEME_KEY));
+
+document.addEventListener("DOMContentLoaded", () => {
+  const header = document.querySelector("header");
+  if (!header) {
+    return;
+  }
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "theme";
+  const label = () => {
+    const dark = currentTheme() === "dark";
+    button.textContent = dark ? "Light" : "Dark";
+    button.setAttribute("aria-label", dark ? "Switch to the light theme" : "Switch to the dark theme");
+  };
+  button.addEventListener("click", () => {
+    const next = currentTheme() === "dark" ? "light" : "dark";
+    localStorage.setItem(THEME_KEY, next);
+    applyTheme(next);
+    label();
+  });
+  label();
+  header.appendChild(button);
+});
 
 document.addEventListener("submit", (event) => {
   const message = event.target.getAttribute("data-confirm");
