@@ -81,6 +81,15 @@ impl TaskId {
         Self(Uuid::from_bytes(bytes))
     }
 
+    /// When its publish was made, as its id says (a time-ordered UUID);
+    /// `None` for an id interq did not make.
+    pub fn published_at(self) -> Option<crate::model::Millis> {
+        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+        Some(crate::model::Millis(
+            secs * 1000 + u64::from(nanos / 1_000_000),
+        ))
+    }
+
     /// The id of copy `index` of this publish.
     pub fn copy(self, index: u16) -> Self {
         debug_assert!((index as usize) < MAX_COPIES);

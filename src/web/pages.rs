@@ -678,6 +678,40 @@ struct TaskPage {
     log_live: bool,
 }
 
+/// The 404 for a task the store does not hold: when its id says it was
+/// published, whether it was swept for its age, and how long copies are
+/// kept, so that an old link explains itself.
+fn not_kept(state: &AppState, id: TaskId) -> PageError {
+    let t = &state.settings.tasks;
+    let now = state.broker.now();
+    let kept = format!(
+        "finished copies are kept {} and failed ones {} (at most {} and {} per queue), and removals and deleted queues take theirs at once",
+        view::duration(t.keep_finished_secs),
+        view::duration(t.keep_failed_secs),
+        t.history,
+        t.failed_per_queue
+    );
+    let message = match id.published_at() {
+        Some(at) => {
+            // A clock behind the id's (another node's, a test's) reads as
+            // published just now.
+            let age_secs = now.since(at.min(now)) / 1000;
+            let swept = if age_secs > t.keep_failed_secs.max(t.keep_finished_secs) {
+                "; it is older than any copy is kept, so it was swept"
+            } else {
+                ""
+            };
+            format!(
+                "`taskId`: task {id} is no longer kept: it was published {} ({}){swept}. Copies end and go: {kept}",
+                view::time(at),
+                view::relative(at.min(now), now)
+            )
+        }
+        None => format!("`taskId`: no task has the id {id}: interq did not make it"),
+    };
+    PageError(ApiError::not_found("unknown_task", message))
+}
+
 pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res {
     let id = task_id(&path)?;
     let broker = &state.broker;
@@ -690,7 +724,7 @@ pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res
                     .insert_header((header::LOCATION, format!("/admin/tasks/{}", first.task_id)))
                     .finish())
             }
-            _ => return Err(BrokerError::UnknownTask(id).into()),
+            _ => return Err(not_kept(&state, id)),
         },
         Err(e) => return Err(e.into()),
     };

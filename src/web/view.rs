@@ -21,17 +21,21 @@ pub fn relative(at: Millis, now: Millis) -> String {
     } else {
         (now.0 - at.0, false)
     };
-    let secs = span / 1000;
-    let text = match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m", secs / 60),
-        3600..86_400 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
-    };
+    let text = duration(span / 1000);
     if future {
         format!("in {text}")
     } else {
         format!("{text} ago")
+    }
+}
+
+/// A length of time, roughly: `45s`, `3m`, `7d`.
+pub fn duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86_400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
     }
 }
 

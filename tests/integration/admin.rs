@@ -944,6 +944,55 @@ async fn a_task_page_shows_history_and_a_publish_id_leads_to_its_first_copy() {
 }
 
 #[tokio::test]
+async fn a_task_no_longer_kept_says_when_it_was_published_and_why_it_went() {
+    let app = spawn_app().await;
+    let mut site = Site::new(&app);
+    app.put_interest("q", json!("*")).await.ok();
+    let published = app.publish(json!({"data": {"n": 1}})).await.ok();
+    let copy = published["copies"][0]["taskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    site.post(&format!("/admin/tasks/{copy}/remove"), &[])
+        .await
+        .redirect();
+    let gone = site.get(&format!("/admin/tasks/{copy}")).await;
+    gone.error(404, "taskId");
+    let html = &gone.body;
+    assert!(
+        html.contains("is no longer kept: it was published"),
+        "{html}"
+    );
+    assert!(
+        html.contains("s ago)") && !html.contains("so it was swept"),
+        "{html}"
+    );
+    assert!(
+        html.contains("finished copies are kept 7d and failed ones 30d"),
+        "{html}"
+    );
+    // An id from a year ago: older than anything is kept.
+    let year_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(365 * 86_400);
+    let secs = year_ago
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let old = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, 0));
+    let html = site.get(&format!("/admin/tasks/{old}")).await;
+    html.error(404, "taskId");
+    assert!(html.body.contains("so it was swept"), "{}", html.body);
+    // An id interq did not make (no time in it).
+    let foreign = uuid::Uuid::new_v4();
+    let html = site.get(&format!("/admin/tasks/{foreign}")).await;
+    html.error(404, "taskId");
+    assert!(
+        html.body.contains("interq did not make it"),
+        "{}",
+        html.body
+    );
+}
+
+#[tokio::test]
 async fn the_site_asks_for_admin_credentials_when_keys_are_set() {
     let (admin, admin_hash) = new_key();
     let (publisher, publisher_hash) = new_key();
