@@ -19,8 +19,8 @@ use crate::broker::admin::{Preview, Reach, Sample};
 use crate::broker::BrokerError;
 use crate::model::{CancelTarget, Page, RetryTarget};
 use crate::model::{
-    Counters, LockKind, Millis, QueueCounts, QueueName, Task, TaskId, TaskState, WorkerId,
-    WorkerState,
+    Counters, LockKind, Millis, QueueCounts, QueueName, QueueSettings, Task, TaskId, TaskState,
+    WorkerId, WorkerState,
 };
 
 type Data = web::Data<AppState>;
@@ -333,6 +333,8 @@ struct QueueLine {
     running: u64,
     failed: u64,
     paused: bool,
+    /// Its limits in words (`at most 5 running, 10/s`); empty without.
+    limits: String,
     interests: String,
 }
 
@@ -353,6 +355,7 @@ async fn overview_data(state: &AppState) -> Result<Overview, PageError> {
     let broker = &state.broker;
     let c = broker.counters().await?;
     let queues = broker.queues().await?;
+    let settings = broker.all_queue_settings().await?;
     let workers = broker.workers().await?;
     let by_state = |s: WorkerState| workers.iter().filter(|w| w.state == s).count();
     Ok(Overview {
@@ -369,7 +372,7 @@ async fn overview_data(state: &AppState) -> Result<Overview, PageError> {
         queues: queues
             .iter()
             .take(OVERVIEW_QUEUES)
-            .map(|(q, c)| line(q, c, false, String::new()))
+            .map(|(q, c)| line(q, c, settings.get(q), String::new()))
             .collect(),
         workers: vec![
             ("IDLE", by_state(WorkerState::Idle)),
@@ -380,14 +383,27 @@ async fn overview_data(state: &AppState) -> Result<Overview, PageError> {
     })
 }
 
-fn line(q: &QueueName, c: &QueueCounts, paused: bool, interests: String) -> QueueLine {
+fn line(
+    q: &QueueName,
+    c: &QueueCounts,
+    settings: Option<&QueueSettings>,
+    interests: String,
+) -> QueueLine {
+    let mut limits = Vec::new();
+    if let Some(n) = settings.and_then(|s| s.max_running) {
+        limits.push(format!("at most {n} running"));
+    }
+    if let Some(r) = settings.and_then(|s| s.rate_limit) {
+        limits.push(format!("{r}/s"));
+    }
     QueueLine {
         name: q.to_string(),
         ready: c.ready,
         scheduled: c.scheduled,
         running: c.running,
         failed: c.failed,
-        paused,
+        paused: settings.is_some_and(|s| s.paused),
+        limits: limits.join(", "),
         interests,
     }
 }
@@ -460,13 +476,12 @@ pub async fn queues(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> 
         .skip((page - 1) * QUEUES_PER_PAGE)
         .take(QUEUES_PER_PAGE)
         .map(|(name, counts)| {
-            let paused = settings.get(name).is_some_and(|s| s.paused);
             let shown = state
                 .broker
                 .interests_of(name)
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "none: it receives no new tasks".into());
-            line(name, counts, paused, shown)
+            line(name, counts, settings.get(name), shown)
         })
         .collect();
     let pager = Pager::sized(

@@ -1521,3 +1521,54 @@ async fn task_lists_are_searched_and_their_links_keep_the_search() {
         site.get(path).await.error(400, field);
     }
 }
+
+#[tokio::test]
+async fn the_overview_and_the_queues_page_mark_paused_and_limited_queues() {
+    let app = spawn_app().await;
+    let mut site = Site::new(&app);
+    for q in ["plain", "held", "slow"] {
+        app.put_interest(q, json!("*")).await.ok();
+    }
+    app.publish(json!({"data": {"n": 1}})).await.ok();
+    app.send(
+        Method::PUT,
+        "/queue",
+        Some(json!({"queue": "held", "paused": true})),
+    )
+    .await
+    .ok();
+    app.send(
+        Method::PUT,
+        "/queue",
+        Some(json!({"queue": "slow", "maxRunning": 5, "rateLimit": 2.5})),
+    )
+    .await
+    .ok();
+    for page in ["/admin", "/admin/queues"] {
+        let html = site.get(page).await.html().to_owned();
+        let row = |name: &str| {
+            let at = html.find(&format!(">{name}</a>")).expect("the queue's row");
+            html[at..at + html[at..].find("</td>").unwrap()].to_owned()
+        };
+        assert!(
+            row("held").contains(r#"<span class="badge">paused</span>"#),
+            "{page}: {html}"
+        );
+        assert!(
+            row("slow").contains("at most 5 running, 2.5/s"),
+            "{page}: {html}"
+        );
+        assert!(!row("plain").contains("badge"), "{page}: {html}");
+    }
+    let live = site.get("/admin/overview.json").await;
+    let o: Value = serde_json::from_str(&live.body).unwrap();
+    let slow = o["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "slow")
+        .unwrap()
+        .clone();
+    assert_eq!(slow["limits"], "at most 5 running, 2.5/s");
+    assert_eq!(slow["paused"], false);
+}

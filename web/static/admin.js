@@ -69,6 +69,15 @@ function queueRow(q) {
   link.href = "/admin/queues/" + encodeURIComponent(q.name);
   link.textContent = q.name;
   name.appendChild(link);
+  // The same marks as the page's own rows.
+  for (const [shown, text, cls] of [[q.paused, "paused", "badge"], [q.limits, q.limits, "badge limit"]]) {
+    if (shown) {
+      const badge = document.createElement("span");
+      badge.className = cls;
+      badge.textContent = text;
+      name.append(" ", badge);
+    }
+  }
   tr.appendChild(name);
   for (const n of [q.ready, q.scheduled, q.running, q.failed]) {
     const td = document.createElement("td");
