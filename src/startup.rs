@@ -28,6 +28,34 @@ pub struct Application {
     tick: Duration,
     /// The pipelined protocol, when `line.listen` is set.
     line: Option<crate::line::LineServer>,
+    /// Installed when built, before anyone is told it serves: a SIGTERM
+    /// that follows "interq is serving" at once is a graceful stop, not
+    /// the default death.
+    signals: Signals,
+}
+
+/// SIGTERM and SIGINT, caught from the moment this exists.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The first SIGTERM or SIGINT.
+    async fn first(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 impl std::fmt::Debug for Application {
@@ -163,6 +191,7 @@ impl Application {
         .disable_signals()
         .shutdown_timeout(shutdown_timeout)
         .run();
+        let signals = Signals::install().context("installing the SIGTERM and SIGINT handlers")?;
         Ok(Self {
             port,
             server,
@@ -170,6 +199,7 @@ impl Application {
             store,
             tick,
             line,
+            signals,
         })
     }
 
@@ -199,10 +229,11 @@ impl Application {
     /// requests in flight finish, answers long polls, flushes the store.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.handle();
+        let caught = self.signals;
         let signals = tokio::spawn({
             let handle = handle.clone();
             async move {
-                shutdown_signal().await;
+                caught.first().await;
                 tracing::info!("shutdown signal received");
                 handle.stop().await;
             }
@@ -351,25 +382,5 @@ async fn tick_loop(broker: Arc<Broker>, every: Duration) {
                 }
             },
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }
