@@ -54,10 +54,9 @@ impl<L: Log> Engine<L> {
                 let metas = metas.into_iter().skip(page.offset).take(page.limit);
                 return self.with_payloads(metas.collect(), true).await;
             }
-            let (tasks, _) = self
+            return self
                 .data_passing(metas, filter, &mut page.offset.clone(), page.limit)
-                .await?;
-            return Ok(tasks);
+                .await;
         }
         let mut mark = Mark::Start;
         if !filter.reads_data() {
@@ -79,7 +78,7 @@ impl<L: Log> Engine<L> {
             let candidates = self
                 .walk_metas(queue, state, filter, &mut 0, DATA_CHUNK, &mut mark)
                 .await;
-            let (found, _) = self
+            let found = self
                 .data_passing(candidates, filter, &mut skip, page.limit - tasks.len())
                 .await?;
             tasks.extend(found);
@@ -135,16 +134,14 @@ impl<L: Log> Engine<L> {
     }
 
     /// The copies among `metas` whose data passes, with their payloads and
-    /// histories: up to `want`, after skipping `skip` of them. Also says how
-    /// many were read.
+    /// histories: up to `want`, after skipping `skip` of them.
     async fn data_passing(
         &self,
         metas: Vec<Meta>,
         filter: &TaskFilter,
         skip: &mut usize,
         want: usize,
-    ) -> Result<(Vec<Task>, usize), StoreError> {
-        let read = metas.len();
+    ) -> Result<Vec<Task>, StoreError> {
         let data = self.payloads_of(&metas).await?;
         let mut tasks = Vec::new();
         for m in metas {
@@ -163,7 +160,7 @@ impl<L: Log> Engine<L> {
             }
             tasks.push(m.to_task(Arc::clone(d), true));
         }
-        Ok((tasks, read))
+        Ok(tasks)
     }
 
     /// The payloads of these copies' publishes, decoded, by publish.

@@ -6,8 +6,8 @@ use super::meta::EventKind;
 use super::ops::{put_copy, Op};
 use super::state::State;
 use crate::model::{
-    CancelTarget, Cancellation, HeldLock, LockKind, Millis, QueueFilter, RetryTarget, TaskId,
-    TaskSelector, TaskState,
+    CancelTarget, Cancellation, HeldLock, LockKind, Millis, QueueFilter, QueueName, RetryTarget,
+    TaskId, TaskSelector, TaskState,
 };
 use crate::store::StoreError;
 
@@ -66,14 +66,7 @@ impl State {
     pub fn delete_tasks(&mut self, selector: &TaskSelector, ops: &mut Vec<Op>) -> u64 {
         let ids: Vec<TaskId> = match selector {
             TaskSelector::Task(id) => self.tasks.get(id).map(|t| t.task_id).into_iter().collect(),
-            TaskSelector::Failed(Some(q)) => self
-                .failed
-                .get(q)
-                .into_iter()
-                .flatten()
-                .map(|k| k.1)
-                .collect(),
-            TaskSelector::Failed(None) => self.failed_by_age.iter().map(|k| k.1).collect(),
+            TaskSelector::Failed(queue) => self.failed_of(queue.as_ref()),
             TaskSelector::FailedAmong(ids) => self.still_failed(ids),
             TaskSelector::Queue(_) | TaskSelector::Worker(_) => self
                 .tasks
@@ -106,14 +99,7 @@ impl State {
                 self.check_failed(*id, "retried")?;
                 vec![*id]
             }
-            RetryTarget::Failed(Some(q)) => self
-                .failed
-                .get(q)
-                .into_iter()
-                .flatten()
-                .map(|k| k.1)
-                .collect(),
-            RetryTarget::Failed(None) => self.failed_by_age.iter().map(|k| k.1).collect(),
+            RetryTarget::Failed(queue) => self.failed_of(queue.as_ref()),
             RetryTarget::FailedAmong(ids) => self.still_failed(ids),
         };
         for &id in &ids {
@@ -134,6 +120,20 @@ impl State {
             }
         }
         Ok(ids)
+    }
+
+    /// Every failed copy (of `queue`, when given), oldest first.
+    fn failed_of(&self, queue: Option<&QueueName>) -> Vec<TaskId> {
+        match queue {
+            Some(q) => self
+                .failed
+                .get(q)
+                .into_iter()
+                .flatten()
+                .map(|k| k.1)
+                .collect(),
+            None => self.failed_by_age.iter().map(|k| k.1).collect(),
+        }
     }
 
     /// Those of `ids` that are failed now.
