@@ -5,7 +5,7 @@ use regex::{Regex, RegexBuilder};
 use crate::operators::Pattern;
 use serde_json::{Map, Value};
 
-use crate::operators::{parse_operator, Condition, MAX_ALTERNATIVES};
+use crate::operators::{parse_operator, Capture, Condition, MAX_ALTERNATIVES};
 use crate::path::{FieldPath, PathError};
 
 /// Bounds on what one queue may register, so that one request cannot make the
@@ -254,30 +254,30 @@ impl Interests {
         }
     }
 
-    /// Whether a match may set the copy's key: some pattern has a capture
-    /// named `key`.
-    pub fn sets_key(&self) -> bool {
+    /// Whether a match may give the copy `capture`: some pattern has a
+    /// capture of that name.
+    pub fn sets(&self, capture: Capture) -> bool {
         self.fields().any(|f| {
             f.alternatives
                 .iter()
-                .any(|a| matches!(&a.condition, Condition::Regex(p) if p.is_keyed()))
+                .any(|a| matches!(&a.condition, Condition::Regex(p) if p.has(capture)))
         })
     }
 
-    /// The copy's key these interests capture from the task: the `key`
-    /// capture of the first pattern, in field order, that matches with it.
-    pub fn key_from(&self, data: &Map<String, Value>) -> Option<String> {
+    /// The text of `capture` these interests take from the task: from the
+    /// first pattern, in field order, that matches with it.
+    pub fn capture_from(&self, capture: Capture, data: &Map<String, Value>) -> Option<String> {
         self.fields().find_map(|f| {
             let value = f.path.resolve(data)?;
             f.alternatives.iter().find_map(|a| match &a.condition {
-                Condition::Regex(p) if p.is_keyed() => {
-                    let mut key = None;
+                Condition::Regex(p) if p.has(capture) => {
+                    let mut found = None;
                     crate::path::for_each_text(value, |text| {
-                        if key.is_none() {
-                            key = p.key_in(text);
+                        if found.is_none() {
+                            found = p.capture_in(capture, text);
                         }
                     });
-                    key
+                    found
                 }
                 _ => None,
             })
@@ -503,13 +503,6 @@ fn parse_alternative(
             message: other.to_string(),
         },
     })?;
-    if compiled.capture_names().any(|n| n == Some("group")) {
-        return Err(InterestError::InvalidRegex {
-            queue: queue.to_owned(),
-            field: field.to_owned(),
-            message: "a capture named `group` is kept for fairness groups, which this version does not have; name it otherwise".into(),
-        });
-    }
     let cost = match crate::classify::literal_form(pattern) {
         Some(form) => form.literals.len(),
         None if !crate::complexity::pattern_well_behaved(pattern) => {
@@ -663,24 +656,38 @@ mod tests {
         let to = |v: Value| v.as_object().unwrap().clone();
         let keyed =
             parse(json!({"b": "^x$", "tenant": ["^(?P<key>[a-z]+)-[0-9]+$", "^vip$"]})).unwrap();
-        assert!(keyed.sets_key());
+        assert!(keyed.sets(Capture::Key));
+        assert!(!keyed.sets(Capture::Group));
+        let key = |v: Value| keyed.capture_from(Capture::Key, &to(v));
+        assert_eq!(key(json!({"tenant": "acme-42"})).as_deref(), Some("acme"));
         assert_eq!(
-            keyed.key_from(&to(json!({"tenant": "acme-42"}))).as_deref(),
+            key(json!({"tenant": ["x", "globex-7"]})).as_deref(),
+            Some("globex")
+        );
+        assert_eq!(key(json!({"tenant": "vip"})), None);
+        assert_eq!(key(json!({"b": "x"})), None);
+        let plain = parse(json!({"tenant": "^(?P<who>[a-z]+)-"})).unwrap();
+        assert!(!plain.sets(Capture::Key));
+    }
+
+    #[test]
+    fn a_capture_named_group_gives_the_copy_its_group() {
+        let to = |v: Value| v.as_object().unwrap().clone();
+        let both = parse(json!({"tenant": "^(?P<group>[a-z]+)-(?P<key>[0-9]+)$"})).unwrap();
+        assert!(both.sets(Capture::Group) && both.sets(Capture::Key));
+        let task = to(json!({"tenant": "acme-42"}));
+        assert_eq!(
+            both.capture_from(Capture::Group, &task).as_deref(),
             Some("acme")
         );
         assert_eq!(
-            keyed
-                .key_from(&to(json!({"tenant": ["x", "globex-7"]})))
-                .as_deref(),
-            Some("globex")
+            both.capture_from(Capture::Key, &task).as_deref(),
+            Some("42")
         );
-        assert_eq!(keyed.key_from(&to(json!({"tenant": "vip"}))), None);
-        assert_eq!(keyed.key_from(&to(json!({"b": "x"}))), None);
-        let plain = parse(json!({"tenant": "^(?P<who>[a-z]+)-"})).unwrap();
-        assert!(!plain.sets_key());
-        let err = parse(json!({"tenant": "^(?P<group>[a-z]+)"})).unwrap_err();
-        assert_eq!(err.field(), Some("tenant"));
-        assert!(err.to_string().contains("fairness groups"), "{err}");
+        assert_eq!(
+            both.capture_from(Capture::Group, &to(json!({"tenant": "acme"}))),
+            None
+        );
     }
 
     #[test]

@@ -62,9 +62,9 @@
 //!   nested in an array's elements, and missing fields never match.
 //! - A pattern with a capture named `key`, `"^(?P<key>[a-z]+)-[0-9]+$"`,
 //!   gives the copy it routes the captured text as its key (the first such
-//!   pattern that matches, in field order; see [`Interests::key_from`]), so
-//!   that a queue keeps one task per tenant under the singular rules. A
-//!   capture named `group` is refused: it is kept for fairness groups.
+//!   pattern that matches, in field order; see [`Interests::capture_from`]),
+//!   so that a queue keeps one task per tenant under the singular rules. A
+//!   capture named `group` gives it its fairness group the same way.
 //! - Registering a queue's interests replaces all its previous interests.
 //! - A task that no queue matches goes nowhere; the service discards it.
 //!
@@ -136,5 +136,6 @@ pub use interests::{
     route_plainly, Alternative, FieldInterest, InterestError, Interests, Limits, UNROUTED,
 };
 pub use matcher::{BuildError, Explanation, FieldHit, Matcher};
+pub use operators::Capture;
 pub use path::{FieldPath, PathError};
 pub use router::{Router, Sizes};

@@ -47,32 +47,58 @@ pub enum Condition {
 pub struct Pattern {
     source: Box<str>,
     compiled: OnceLock<Regex>,
-    /// It has a capture named `key`, which sets a copy's key.
-    keyed: bool,
+    /// The captures it has that give a copy something (`Capture`s, a bit
+    /// each).
+    captures: u8,
 }
 
-/// The capture group whose text becomes a copy's key.
-pub const KEY_CAPTURE: &str = "key";
+/// A capture whose text a match gives the copy it routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capture {
+    /// `(?P<key>…)`: the copy's key.
+    Key,
+    /// `(?P<group>…)`: the copy's fairness group.
+    Group,
+}
+
+impl Capture {
+    pub const ALL: [Capture; 2] = [Capture::Key, Capture::Group];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Group => "group",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
 
 impl Pattern {
     /// A pattern that `compile` accepted, as `compiled`.
     pub(crate) fn checked(source: &str, compiled: &Regex) -> Self {
+        let captures = Capture::ALL
+            .into_iter()
+            .filter(|c| compiled.capture_names().any(|n| n == Some(c.name())))
+            .fold(0, |bits, c| bits | c.bit());
         Self {
             source: source.into(),
             compiled: OnceLock::new(),
-            keyed: compiled.capture_names().any(|n| n == Some(KEY_CAPTURE)),
+            captures,
         }
     }
 
-    /// Whether a match sets the copy's key (`(?P<key>…)`).
-    pub fn is_keyed(&self) -> bool {
-        self.keyed
+    /// Whether a match gives the copy `capture`.
+    pub fn has(&self, capture: Capture) -> bool {
+        self.captures & capture.bit() != 0
     }
 
-    /// The text of the `key` capture where the pattern matches `text`.
-    pub fn key_in(&self, text: &str) -> Option<String> {
+    /// The text of `capture` where the pattern matches `text`.
+    pub fn capture_in(&self, capture: Capture, text: &str) -> Option<String> {
         let captures = self.regex().captures(text)?;
-        captures.name(KEY_CAPTURE).map(|m| m.as_str().to_owned())
+        captures.name(capture.name()).map(|m| m.as_str().to_owned())
     }
 
     fn regex(&self) -> &Regex {

@@ -147,7 +147,8 @@ impl From<BrokerError> for ApiError {
                 "unknown_schedule",
                 format!("`name`: no schedule is called `{name}`"),
             ),
-            BrokerError::InvalidSchedule { field, message } => Self::invalid(field, message),
+            BrokerError::InvalidSchedule { field, message }
+            | BrokerError::InvalidSetting { field, message } => Self::invalid(field, message),
             BrokerError::UnknownQueue(q) => Self::not_found(
                 "unknown_queue",
                 format!("`queue`: queue `{q}` does not exist"),

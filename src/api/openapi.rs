@@ -639,13 +639,60 @@ pub fn interest_deleted_answer(_: &Settings) -> Value {
     json!({"type": "object", "required": ["queue"], "properties": {"queue": {"type": "string"}, "deleted": {"type": "boolean"}, "deletedTasks": {"type": "integer", "minimum": 0}}})
 }
 
+/// A queue's settings, as `PUT /queue` and `GET /status?queue=` answer them.
+fn settings_schema() -> Value {
+    let limits = json!({
+        "maxRunning": {"type": "integer", "minimum": 1},
+        "rateLimit": {"type": "number", "exclusiveMinimum": 0},
+    });
+    let mut group = limits.clone();
+    group["weight"] = json!({"type": "integer", "minimum": 1, "maximum": 1000});
+    let mut all = limits;
+    for (k, v) in [
+        ("paused", json!({"type": "boolean"})),
+        ("groupMaxRunning", json!({"type": "integer", "minimum": 1})),
+        (
+            "groupRateLimit",
+            json!({"type": "number", "exclusiveMinimum": 0}),
+        ),
+        ("strictPriority", json!({"type": "boolean"})),
+        (
+            "groups",
+            json!({"type": "object", "description": "single groups' own limits and weights", "additionalProperties": {"type": "object", "properties": group}}),
+        ),
+    ] {
+        all[k] = v;
+    }
+    json!({"type": "object", "properties": all})
+}
+
 pub fn queue_settings_answer(_: &Settings) -> Value {
     json!({"type": "object", "required": ["queue", "settings"], "properties": {
         "queue": {"type": "string"},
-        "settings": {"type": "object", "properties": {
-            "maxRunning": {"type": "integer"}, "rateLimit": {"type": "number"}, "paused": {"type": "boolean"},
-        }},
+        "settings": settings_schema(),
     }})
+}
+
+pub fn group_max_running(_: &Settings) -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": 1_000_000, "nullable": true})
+}
+
+pub fn group_rate_limit(_: &Settings) -> Value {
+    json!({"type": "number", "exclusiveMinimum": 0, "maximum": 1e6, "nullable": true})
+}
+
+pub fn group_overrides(_: &Settings) -> Value {
+    json!({"type": "object", "description": "group name -> its own settings, or null to remove them", "additionalProperties": {
+        "type": "object", "nullable": true, "properties": {
+            "maxRunning": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+            "rateLimit": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e6},
+            "weight": {"type": "integer", "minimum": 1, "maximum": 1000},
+        },
+    }})
+}
+
+pub fn group(_: &Settings) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": crate::model::MAX_GROUP_BYTES})
 }
 
 pub fn queue_deleted_answer(s: &Settings) -> Value {
@@ -674,10 +721,17 @@ pub fn status_answer(_: &Settings) -> Value {
         "description": "one key per parameter asked; with none, queues, workers (a count) and counters",
         "properties": {
             "queue": {"$ref": "#/components/schemas/QueueCounts"},
-            "settings": {"type": "object", "description": "the queue's settings, when any differs from the default", "properties": {
-                "maxRunning": {"type": "integer", "minimum": 1, "nullable": true},
-                "rateLimit": {"type": "number", "nullable": true},
-                "paused": {"type": "boolean"},
+            "settings": settings_schema(),
+            "groups": {"type": "object", "required": ["queue", "total", "groups"], "properties": {
+                "queue": {"type": "string"},
+                "total": count,
+                "groups": {"type": "array", "items": {"type": "object", "required": ["group", "ready", "running"], "properties": {
+                    "group": {"type": "string"},
+                    "ready": count,
+                    "running": count,
+                    "held": {"type": "string", "enum": ["maxRunning", "rateLimit"]},
+                    "heldUntil": {"type": "number"},
+                }}},
             }},
             "queues": {"type": "array", "items": {"$ref": "#/components/schemas/QueueCounts"}},
             "workerQueue": {"type": "object", "description": "copies waiting in each worker's own queue", "additionalProperties": count},

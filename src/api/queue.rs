@@ -4,7 +4,9 @@ use serde_json::json;
 
 use super::call::{json, Answer, Call};
 use super::error::ApiError;
-use super::params::Body;
+use super::params::{Body, Params};
+use crate::broker::{SettingsChange, MAX_GROUP_OVERRIDES};
+use crate::model::{is_valid_group, GroupSettings, MAX_GROUP_BYTES};
 
 /// `DELETE /queue`: removes a queue's interests and every task in it.
 pub async fn delete(call: Call, body: Body) -> Answer {
@@ -19,39 +21,109 @@ pub async fn delete(call: Call, body: Body) -> Answer {
 }
 
 /// `PUT /queue`: sets a queue's limits: `maxRunning` (copies running at once
-/// across all workers), `rateLimit` (claims per second), `paused`. An absent
-/// field keeps its value; `null` clears it.
+/// across all workers), `rateLimit` (claims per second), `paused`, and its
+/// fairness groups': `groupMaxRunning`, `groupRateLimit`, `strictPriority`
+/// and `groups` (single groups' own limits and weights). An absent field
+/// keeps its value; `null` clears it.
 pub async fn update(call: Call, body: Body) -> Answer {
     let p = body.params()?;
-    p.only(&["queue", "maxRunning", "rateLimit", "paused"])?;
+    p.only(&[
+        "queue",
+        "maxRunning",
+        "rateLimit",
+        "paused",
+        "groupMaxRunning",
+        "groupRateLimit",
+        "strictPriority",
+        "groups",
+    ])?;
     let queue = p.required("queue", p.queue("queue")?)?;
-    let max_running = if p.is_null("maxRunning") {
-        Some(None)
-    } else {
-        p.integer("maxRunning", 1, 1_000_000)?
-            .map(|n| Some(n as u32))
+    let change = SettingsChange {
+        max_running: clearable(&p, "maxRunning", max_running)?,
+        rate_limit: clearable(&p, "rateLimit", rate_limit)?,
+        paused: p.boolean("paused")?,
+        group_max_running: clearable(&p, "groupMaxRunning", max_running)?,
+        group_rate_limit: clearable(&p, "groupRateLimit", rate_limit)?,
+        strict_priority: p.boolean("strictPriority")?,
+        groups: group_settings(&p)?,
     };
-    let rate_limit = if p.is_null("rateLimit") {
-        Some(None)
-    } else {
-        match p.number("rateLimit")? {
-            Some(r) if r > 0.0 && r <= 1e6 => Some(Some(r)),
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    "rateLimit",
-                    "must be claims per second, above 0 and at most 1e6",
-                ))
-            }
-            None => None,
-        }
-    };
-    let paused = p.boolean("paused")?;
     let settings = call
         .state
         .broker
-        .update_queue_settings(&queue, max_running, rate_limit, paused)
+        .update_queue_settings(&queue, change)
         .await?;
     let detail = serde_json::to_string(&settings).ok();
     call.audit("queue_settings", queue.as_str(), detail).await?;
     json(&json!({"queue": queue, "settings": settings}))
+}
+
+/// A setting that `null` clears: `Some(None)`; absent: `None`.
+fn clearable<T>(
+    p: &Params,
+    field: &str,
+    parse: fn(&Params, &str) -> Result<Option<T>, ApiError>,
+) -> Result<Option<Option<T>>, ApiError> {
+    if p.is_null(field) {
+        return Ok(Some(None));
+    }
+    Ok(parse(p, field)?.map(Some))
+}
+
+fn max_running(p: &Params, field: &str) -> Result<Option<u32>, ApiError> {
+    Ok(p.integer(field, 1, 1_000_000)?.map(|n| n as u32))
+}
+
+fn rate_limit(p: &Params, field: &str) -> Result<Option<f64>, ApiError> {
+    match p.number(field)? {
+        Some(r) if r > 0.0 && r <= 1e6 => Ok(Some(r)),
+        Some(_) => Err(p.invalid(field, "must be claims per second, above 0 and at most 1e6")),
+        None => Ok(None),
+    }
+}
+
+/// `groups`: an object from group names to their own settings
+/// (`maxRunning`, `rateLimit`, `weight`), or `null` to remove a group's.
+fn group_settings(p: &Params) -> Result<Vec<(String, Option<GroupSettings>)>, ApiError> {
+    let Some(groups) = p.object("groups")? else {
+        return Ok(Vec::new());
+    };
+    if groups.len() > MAX_GROUP_OVERRIDES {
+        return Err(p.invalid(
+            "groups",
+            format!("at most {MAX_GROUP_OVERRIDES} groups in one change"),
+        ));
+    }
+    let own = p.nested("groups")?.expect("an object, read above");
+    let mut out = Vec::with_capacity(groups.len());
+    for (name, value) in groups {
+        if !is_valid_group(&name) {
+            return Err(p.invalid(
+                "groups",
+                format!("`{name}` is not a group name: 1 to {MAX_GROUP_BYTES} bytes without control characters"),
+            ));
+        }
+        if value.is_null() {
+            out.push((name, None));
+            continue;
+        }
+        let g = own
+            .nested(&name)
+            .map_err(|_| {
+                own.invalid(
+                    &name,
+                    "must be an object of maxRunning, rateLimit and weight, or null",
+                )
+            })?
+            .expect("not null, checked above");
+        g.only(&["maxRunning", "rateLimit", "weight"])?;
+        out.push((
+            name,
+            Some(GroupSettings {
+                max_running: max_running(&g, "maxRunning")?,
+                rate_limit: rate_limit(&g, "rateLimit")?,
+                weight: g.integer("weight", 1, 1000)?.map(|n| n as u32),
+            }),
+        ));
+    }
+    Ok(out)
 }

@@ -143,6 +143,7 @@ const PUBLISH: &[Param] = &[
     p("maxAttempts", s::max_attempts, false, "attempts before the failed set"),
     p("ttr", s::ttr, false, "seconds a claim may run before its lease runs out"),
     p("key", s::key, false, "the caller's name for the task (1-256 bytes): find it, stop it; the singular rules compare it"),
+    p("group", s::group, false, "its fairness group (1-128 bytes, a tenant or customer): claims in a queue take turns between groups, and a queue may limit each group"),
     p("expireAt", s::unix_time, false, "unix seconds after which a copy not yet claimed is dropped (expired); not with `ttl`"),
     p("ttl", s::ttl, false, "seconds from now after which a copy not yet claimed is dropped; not with `expireAt`"),
     p("requireRoute", s::boolean, false, "refuse the publish (422 `unrouted`, nothing stored) when no queue's interests want the task"),
@@ -247,6 +248,30 @@ const QUEUE_SETTINGS: &[Param] = &[
         s::boolean,
         false,
         "a paused queue takes tasks and hands none out",
+    ),
+    p(
+        "groupMaxRunning",
+        s::group_max_running,
+        false,
+        "most copies of one fairness group running at once (1: each group in order); null clears",
+    ),
+    p(
+        "groupRateLimit",
+        s::group_rate_limit,
+        false,
+        "most claims per second of one group, across nodes; null clears",
+    ),
+    p(
+        "strictPriority",
+        s::boolean,
+        false,
+        "claims take the highest priority among the groups' next copies first (default: groups take turns whatever their priorities)",
+    ),
+    p(
+        "groups",
+        s::group_overrides,
+        false,
+        "single groups' own maxRunning, rateLimit and weight (turns per turn of a weight-1 group); null removes a group's",
     ),
 ];
 const SCHEDULE: &[Param] = &[
@@ -427,6 +452,12 @@ const STATUS: &[Param] = &[
         "one copy, or every copy of a publish",
     ),
     p("key", s::key, false, "every copy published with this key"),
+    p(
+        "groups",
+        s::queue,
+        false,
+        "a queue's fairness groups with ready or running copies, the most ready first (`limit` of them, 100 by default)",
+    ),
     p("schedules", s::flag, false, "every named schedule"),
     p(
         "counters",
@@ -436,7 +467,7 @@ const STATUS: &[Param] = &[
     ),
     p("store", s::flag, false, "commit statistics of the store"),
     p("offset", s::offset, false, "for `failedQueue`"),
-    p("limit", s::page_limit, false, "for `failedQueue`"),
+    p("limit", s::page_limit, false, "for `failedQueue` and `groups`"),
 ];
 
 /// The API, in the order it is documented: built once, read on every

@@ -19,6 +19,7 @@ const FIELDS: &[&str] = &[
     "failedReasons",
     "task",
     "key",
+    "groups",
     "schedules",
     "counters",
     "store",
@@ -100,6 +101,10 @@ pub async fn show(call: Call, body: Body) -> Answer {
     }
     if let Some(key) = super::task::parse_key(&p, "key")? {
         out.insert("key".into(), json!(broker.tasks_with_key(&key).await?));
+    }
+    if let Some(queue) = p.queue("groups")? {
+        let top = p.integer("limit", 1, 1000)?.unwrap_or(100) as usize;
+        out.insert("groups".into(), json!(broker.groups(&queue, top).await?));
     }
     if let Some(id) = p.task_id("task")? {
         out.insert("task".into(), broker.find_task(id).await?);

@@ -23,6 +23,7 @@ const PUBLISH_FIELDS: &[&str] = &[
     "maxAttempts",
     "ttr",
     "key",
+    "group",
     "expireAt",
     "ttl",
     "requireRoute",
@@ -42,6 +43,23 @@ pub fn parse_key(p: &Params, field: &str) -> Result<Option<String>, ApiError> {
         ));
     }
     Ok(Some(key))
+}
+
+/// A fairness group: 1 to 128 bytes, no control characters.
+pub fn parse_group(p: &Params, field: &str) -> Result<Option<String>, ApiError> {
+    let Some(group) = p.string(field)? else {
+        return Ok(None);
+    };
+    if !crate::model::is_valid_group(&group) {
+        return Err(p.invalid(
+            field,
+            format!(
+                "a group is 1 to {} bytes without control characters",
+                crate::model::MAX_GROUP_BYTES
+            ),
+        ));
+    }
+    Ok(Some(group))
 }
 
 /// `PUT /task`: one task, or a JSON array of tasks published in one commit.
@@ -160,6 +178,7 @@ pub(super) fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask,
         expire_at,
         ttl_ms,
         key: parse_key(&p, "key")?,
+        group: parse_group(&p, "group")?,
         require_route: p.boolean("requireRoute")?.unwrap_or(false),
     })
 }

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod clock;
 mod logs;
 pub mod schedule;
+mod settings;
 mod wakers;
 
 use std::collections::BTreeMap;
@@ -19,19 +20,20 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
-use interest::{InterestError, Interests, Router};
+use interest::{Capture, InterestError, Interests, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, Notify};
 
 use self::clock::Clock;
 use self::schedule::{Spec, Timing};
+pub use self::settings::{SettingsChange, MAX_GROUP_OVERRIDES};
 use self::wakers::Wakers;
 use crate::metrics::{Metrics, QueueEvent};
 pub use crate::model::NewTask;
 use crate::model::{
     identity, CancelTarget, Cancellation, CopyRef, Counters, Lane, Millis, Page, Published,
-    QueueCounts, QueueFilter, QueueName, QueueSettings, RetryPolicy, ScheduleRecord, Scope, Task,
+    QueueCounts, QueueFilter, QueueGroups, QueueName, RetryPolicy, ScheduleRecord, Scope, Task,
     TaskFilter, TaskId, TaskSelector, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
 };
 use crate::store::{Enqueued, Outcome, ReportKind, Store, StoreError, WorkerReport};
@@ -91,6 +93,11 @@ pub enum BrokerError {
     UnknownSchedule(String),
     #[error("`{field}`: {message}")]
     InvalidSchedule {
+        field: &'static str,
+        message: String,
+    },
+    #[error("`{field}`: {message}")]
+    InvalidSetting {
         field: &'static str,
         message: String,
     },
@@ -350,17 +357,22 @@ impl Broker {
                 .iter()
                 .map(|&i| QueueName::from_shared(Arc::clone(routes.name(i))))
                 .collect();
-            // Keys that queues' interests capture (`(?P<key>…)`), which
-            // replace the publisher's for those queues' copies; one that
-            // is no valid key (empty, too long) leaves the publisher's.
-            let captured: Vec<(&str, String)> = indices
-                .iter()
-                .filter(|&&i| routes.interests_at(i).sets_key())
-                .filter_map(|&i| {
-                    let key = routes.interests_at(i).key_from(&new.data)?;
-                    crate::model::is_valid_key(&key).then(|| (&**routes.name(i), key))
-                })
-                .collect();
+            // Keys and groups that queues' interests capture
+            // (`(?P<key>…)`, `(?P<group>…)`), which replace the publisher's
+            // for those queues' copies; one that is not valid (empty, too
+            // long) leaves the publisher's.
+            let captured = |capture: Capture, valid: fn(&str) -> bool| -> Vec<(&str, String)> {
+                indices
+                    .iter()
+                    .filter(|&&i| routes.interests_at(i).sets(capture))
+                    .filter_map(|&i| {
+                        let text = routes.interests_at(i).capture_from(capture, &new.data)?;
+                        valid(&text).then(|| (&**routes.name(i), text))
+                    })
+                    .collect()
+            };
+            let keys = captured(Capture::Key, crate::model::is_valid_key);
+            let groups = captured(Capture::Group, crate::model::is_valid_group);
             // Only the singular rules compare tasks; others skip the hash.
             let singular = new.singularly_enqueue || new.singularly_run;
             let fp = if singular {
@@ -381,11 +393,14 @@ impl Broker {
                 let id = publish_id.copy(index as u16);
                 let mut copy =
                     self.make_copy(&new, &data, id, publish_id, queue, worker_queue, &fp, now);
-                if let Some((_, key)) = captured.iter().find(|(q, _)| *q == copy.queue.as_str()) {
+                if let Some((_, key)) = keys.iter().find(|(q, _)| *q == copy.queue.as_str()) {
                     if singular {
                         copy.fingerprint = identity(Some(key), &data);
                     }
                     copy.key = Some(key.clone());
+                }
+                if let Some((_, g)) = groups.iter().find(|(q, _)| *q == copy.queue.as_str()) {
+                    copy.group = Some(g.clone());
                 }
                 copies.push(copy);
             }
@@ -509,6 +524,7 @@ impl Broker {
             progress: None,
             output: None,
             key: new.key.clone(),
+            group: new.group.clone(),
             cancelled: false,
             history: Vec::new(),
             fingerprint: fp.to_owned(),
@@ -1057,45 +1073,6 @@ impl Broker {
         Ok(removed)
     }
 
-    /// Changes a queue's limits; `None` leaves a setting as it is, `Some(None)`
-    /// clears it. Workers waiting on the queue are woken (it may have been
-    /// resumed).
-    pub async fn update_queue_settings(
-        &self,
-        queue: &QueueName,
-        max_running: Option<Option<u32>>,
-        rate_limit: Option<Option<f64>>,
-        paused: Option<bool>,
-    ) -> Result<QueueSettings> {
-        let mut settings = self.queue_settings(queue).await?;
-        if let Some(m) = max_running {
-            settings.max_running = m;
-        }
-        if let Some(r) = rate_limit {
-            settings.rate_limit = r;
-        }
-        if let Some(p) = paused {
-            settings.paused = p;
-        }
-        self.store.put_queue_settings(queue, settings).await?;
-        self.wakers.wake(&Lane::Queue(queue.clone()));
-        Ok(settings)
-    }
-
-    /// A queue's limits (the defaults: none).
-    pub async fn queue_settings(&self, queue: &QueueName) -> Result<QueueSettings> {
-        Ok(self
-            .all_queue_settings()
-            .await?
-            .remove(queue)
-            .unwrap_or_default())
-    }
-
-    /// The limits of every queue that has some.
-    pub async fn all_queue_settings(&self) -> Result<BTreeMap<QueueName, QueueSettings>> {
-        Ok(self.store.queue_settings().await?.into_iter().collect())
-    }
-
     /// One queue's interests, in their JSON form.
     pub fn interests_of(&self, queue: &QueueName) -> Option<Value> {
         self.routes
@@ -1171,6 +1148,11 @@ impl Broker {
             .store
             .list_tasks(queue, TaskState::Failed, &TaskFilter::default(), page)
             .await?)
+    }
+
+    /// A queue's fairness groups, the most ready first.
+    pub async fn groups(&self, queue: &QueueName, top: usize) -> Result<QueueGroups> {
+        Ok(self.store.groups(queue, top).await?)
     }
 
     /// The failed copies' distinct reasons (first lines), most common first.

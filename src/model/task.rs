@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -187,6 +188,10 @@ pub struct Task {
     /// The caller's own name for the task (`build-1234`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// The fairness group it belongs to (a tenant, a customer): claims in
+    /// its queue rotate between groups, and a queue may limit each group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// A cancellation was asked for: the worker should stop it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,
@@ -210,8 +215,6 @@ impl Task {
     }
 }
 
-/// The identity the singular rules compare: the task's key when it has one,
-/// else its whole `data`.
 /// Longest task key, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;
 
@@ -220,6 +223,16 @@ pub fn is_valid_key(key: &str) -> bool {
     !key.is_empty() && key.len() <= MAX_KEY_BYTES && !key.chars().any(char::is_control)
 }
 
+/// Longest fairness group name, in bytes.
+pub const MAX_GROUP_BYTES: usize = 128;
+
+/// A group name is 1 to `MAX_GROUP_BYTES` bytes without control characters.
+pub fn is_valid_group(group: &str) -> bool {
+    !group.is_empty() && group.len() <= MAX_GROUP_BYTES && !group.chars().any(char::is_control)
+}
+
+/// The identity the singular rules compare: the task's key when it has one,
+/// else its whole `data`.
 pub fn identity(key: Option<&str>, data: &Map<String, Value>) -> String {
     match key {
         Some(k) => {
@@ -500,7 +513,7 @@ pub struct CopyRef {
 }
 
 /// Limits on how a queue's copies are handed out.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueSettings {
     /// Most copies of the queue running at once, across all workers.
@@ -513,6 +526,83 @@ pub struct QueueSettings {
     /// A paused queue takes tasks and hands none out.
     #[serde(default)]
     pub paused: bool,
+    /// Most copies of one group running at once (1: each group in order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_max_running: Option<u32>,
+    /// Most claims per second of one group (a bucket as `rate_limit`'s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_rate_limit: Option<f64>,
+    /// Claims go to the highest priority among the groups' next copies,
+    /// rotating only between groups at that priority; without it groups
+    /// take turns whatever their priorities (priority orders each group).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict_priority: bool,
+    /// Settings of single groups, over the queue's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, GroupSettings>,
+}
+
+/// A queue's fairness groups as status shows them: the ones with the most
+/// ready copies, and how many groups have ready or running copies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueGroups {
+    pub queue: QueueName,
+    pub total: usize,
+    pub groups: Vec<GroupCount>,
+}
+
+/// One fairness group of a queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupCount {
+    pub group: String,
+    pub ready: u64,
+    pub running: u64,
+    /// Why its ready copies are not handed out now: `maxRunning` (as many
+    /// run as the queue allows a group) or `rateLimit` (it had its claims
+    /// per second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+    /// With `rateLimit`: when it may be claimed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_until: Option<Millis>,
+}
+
+/// One group's own limits and weight in its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
+    /// Turns it takes per turn of a group of weight 1 (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+}
+
+impl QueueSettings {
+    /// Most copies of `group` running at once, if limited.
+    pub fn max_running_of(&self, group: &str) -> Option<u32> {
+        self.groups
+            .get(group)
+            .and_then(|g| g.max_running)
+            .or(self.group_max_running)
+    }
+
+    /// Most claims per second of `group`, if limited.
+    pub fn rate_limit_of(&self, group: &str) -> Option<f64> {
+        self.groups
+            .get(group)
+            .and_then(|g| g.rate_limit)
+            .or(self.group_rate_limit)
+    }
+
+    /// The weight of `group`'s turns.
+    pub fn weight_of(&self, group: &str) -> u32 {
+        self.groups.get(group).and_then(|g| g.weight).unwrap_or(1)
+    }
 }
 
 impl QueueSettings {
@@ -540,6 +630,10 @@ pub struct NewTask {
     pub ttl_ms: Option<u64>,
     /// The caller's name for the task; the singular rules compare it.
     pub key: Option<String>,
+    /// The fairness group of its copies (a queue's `group` capture may
+    /// give its copies another).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Refuse the publish (nothing stored) when no queue's interests want
     /// the task, rather than discard it or leave it to an `unrouted` queue.
     #[serde(skip_serializing_if = "std::ops::Not::not")]

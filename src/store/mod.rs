@@ -21,8 +21,9 @@ use serde_json::Value;
 
 use crate::model::{
     AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, Page,
-    QueueCounts, QueueFilter, QueueName, QueueSettings, RetryPolicy, RetryTarget, ScheduleRecord,
-    Task, TaskFilter, TaskId, TaskLog, TaskSelector, TaskState, WorkerId, WorkerRecord,
+    QueueCounts, QueueFilter, QueueGroups, QueueName, QueueSettings, RetryPolicy, RetryTarget,
+    ScheduleRecord, Task, TaskFilter, TaskId, TaskLog, TaskSelector, TaskState, WorkerId,
+    WorkerRecord,
 };
 
 /// What went wrong in a store.
@@ -296,6 +297,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         queue: Option<&QueueName>,
     ) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// The fairness groups of `queue` with ready or running copies: the
+    /// `top` with the most ready copies, and how many there are.
+    async fn groups(&self, queue: &QueueName, top: usize) -> Result<QueueGroups, StoreError>;
 
     /// The ids of the copies a worker is running.
     async fn running_of(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError>;

@@ -655,7 +655,13 @@ pub async fn queue_action(
                 other => return Err(bad("paused", format!("is true or false, not `{other}`"))),
             };
             broker
-                .update_queue_settings(&name, None, None, Some(paused))
+                .update_queue_settings(
+                    &name,
+                    crate::broker::SettingsChange {
+                        paused: Some(paused),
+                        ..Default::default()
+                    },
+                )
                 .await?;
             let (action, done) = if paused {
                 ("pause", "Paused")

@@ -13,6 +13,7 @@ mod conformance;
 mod durability;
 mod executor;
 mod faults;
+mod groups;
 mod hardening;
 mod helpers;
 mod lifecycle;

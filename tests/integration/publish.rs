@@ -780,8 +780,4 @@ async fn a_capture_named_key_keys_that_queues_copies_for_the_singular_rules() {
         .ok();
     let mine = app.status("key=mine").await["key"].clone();
     assert_eq!(mine.as_array().unwrap().len(), 2, "{mine}");
-    // `group` is kept for fairness groups.
-    app.put_interest("later", json!({"tenant": "^(?P<group>[a-z]+)"}))
-        .await
-        .error(400, "invalid_interest", Some("interests.tenant"));
 }

@@ -23,6 +23,15 @@ type Claimed = (Meta, Meta);
 /// A payload as read for a claim: the task's data, or why it cannot be.
 type Decoded = Result<Arc<Map<String, Value>>, String>;
 
+/// What one claim has taken so far, against what it may take.
+#[derive(Default)]
+struct Gate {
+    /// The singular run locks of the copies taken.
+    locks: Vec<(QueueName, [u8; 16])>,
+    /// What each queue may still hand out in this claim.
+    remaining: HashMap<QueueName, usize>,
+}
+
 impl<L: Log> Engine<L> {
     /// Claims up to `count` copies and joins them with their payloads. When
     /// payloads cannot be read, the claims are undone and nothing is handed
@@ -149,21 +158,26 @@ impl State {
     /// The copies a claim takes, in order.
     fn pick(&mut self, lanes: &[Lane], now: Millis, count: usize) -> Vec<TaskId> {
         let mut picked: Vec<TaskId> = Vec::new();
-        let mut picked_locks: Vec<(QueueName, [u8; 16])> = Vec::new();
-        // What each queue may still hand out in this claim.
-        let mut remaining: HashMap<QueueName, usize> = HashMap::new();
+        let mut gate = Gate::default();
         for lane in lanes {
             if picked.len() >= count {
                 break;
             }
             if let Lane::Queue(q) = lane {
                 // A paused or full queue is skipped whole, not scanned.
-                let allowed = *remaining
+                let allowed = *gate
+                    .remaining
                     .entry(q.clone())
                     .or_insert_with(|| self.allowance(q, now));
                 if allowed == 0 {
                     continue;
                 }
+            }
+            if self.fair.rotations.contains_key(lane) {
+                self.pick_rotating(lane, now, count, &mut picked, &mut |st, id| {
+                    st.admit(lane, id, now, &mut gate)
+                });
+                continue;
             }
             let mut cursor: Option<ReadyKey> = None;
             while picked.len() < count {
@@ -180,34 +194,42 @@ impl State {
                     break;
                 };
                 cursor = Some(key);
-                let id = key.2;
-                let t = &self.tasks[&id];
-                // Past its time: the next tick expires it.
-                if t.expire_at().is_some_and(|at| at <= now) {
-                    continue;
+                match self.admit(lane, key.2, now, &mut gate) {
+                    Some(true) => picked.push(key.2),
+                    Some(false) => break,
+                    None => {}
                 }
-                let run_key = t.singularly_run.then(|| (t.queue.clone(), t.fingerprint));
-                if let Some(k) = &run_key {
-                    if self.run_locked(t) || picked_locks.contains(k) {
-                        continue;
-                    }
-                }
-                let queue = t.queue.clone();
-                let allowed = remaining
-                    .entry(queue.clone())
-                    .or_insert_with(|| self.allowance(&queue, now));
-                if *allowed == 0 {
-                    if matches!(lane, Lane::Queue(_)) {
-                        break;
-                    }
-                    continue;
-                }
-                *allowed -= 1;
-                picked_locks.extend(run_key);
-                picked.push(id);
             }
         }
         picked
+    }
+
+    /// Whether a claim takes the ready copy `id` of `lane`: `Some(true)` it
+    /// does (counted against its queue's allowance), `None` it skips it,
+    /// `Some(false)` the lane has nothing more to give.
+    fn admit(&mut self, lane: &Lane, id: TaskId, now: Millis, gate: &mut Gate) -> Option<bool> {
+        let t = &self.tasks[&id];
+        // Past its time: the next tick expires it.
+        if t.expire_at().is_some_and(|at| at <= now) {
+            return None;
+        }
+        let run_key = t.singularly_run.then(|| (t.queue.clone(), t.fingerprint));
+        if let Some(k) = &run_key {
+            if self.run_locked(t) || gate.locks.contains(k) {
+                return None;
+            }
+        }
+        let queue = t.queue.clone();
+        let allowed = gate
+            .remaining
+            .entry(queue.clone())
+            .or_insert_with(|| self.allowance(&queue, now));
+        if *allowed == 0 {
+            return matches!(lane, Lane::Queue(_)).then_some(false);
+        }
+        *allowed -= 1;
+        gate.locks.extend(run_key);
+        Some(true)
     }
 
     /// Undoes claims whose answer could not be built: each copy still

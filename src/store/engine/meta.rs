@@ -35,6 +35,10 @@ pub(super) struct Meta {
     pub cancel_requested: bool,
     /// What most waiting copies do not have, kept out of line.
     pub extra: Option<Box<Extra>>,
+    /// Its fairness group. Stored after the record (see `ops::put_copy`):
+    /// records written before groups existed end where this begins.
+    #[serde(skip)]
+    pub group: Option<Arc<str>>,
 }
 
 /// The rarely-set parts of a copy.
@@ -204,6 +208,7 @@ impl Meta {
             lease_until: t.lease_until,
             cancel_requested: t.cancelled && t.state != TaskState::Cancelled,
             extra: (extra != Extra::default()).then(|| Box::new(extra)),
+            group: t.group.as_deref().map(Arc::from),
         }
     }
 
@@ -241,6 +246,7 @@ impl Meta {
             progress: json(&extra.progress),
             output: json(&extra.output),
             key: extra.key.clone(),
+            group: self.group.as_deref().map(str::to_owned),
             history: if with_history {
                 extra.history.iter().cloned().map(Into::into).collect()
             } else {
@@ -276,6 +282,7 @@ impl Meta {
             }),
             queue: self.queue.clone(),
             publisher: Arc::clone(&self.publisher),
+            group: self.group.clone(),
             ..*self
         }
     }
@@ -360,6 +367,7 @@ impl Meta {
             progress: None,
             output: None,
             key: None,
+            group: None,
             cancelled: false,
             history: Vec::new(),
         };
@@ -405,6 +413,7 @@ mod tests {
             progress: Some(json!(40)),
             output: Some(json!({"o": [1]})),
             key: Some("build-7".into()),
+            group: Some("tenant-3".into()),
             cancelled: true,
             history: vec![crate::model::TaskEvent {
                 at: Millis(7),
@@ -414,9 +423,22 @@ mod tests {
             }],
         };
         let meta = Meta::from_task(&task, task.publisher.as_str().into());
-        let bytes = postcard::to_stdvec(&meta).unwrap();
-        let back: Meta = postcard::from_bytes(&bytes).unwrap();
-        assert_eq!(back.to_task(data, true), task);
+        let super::super::ops::Op::PutCopy(_, bytes) = super::super::ops::put_copy(&meta) else {
+            unreachable!("put_copy makes a PutCopy")
+        };
+        let back = super::super::ops::decode_copy(&bytes).unwrap();
+        assert_eq!(back.to_task(data.clone(), true), task);
+        // A record written before groups existed has no group after it.
+        let old = postcard::to_stdvec(&meta).unwrap();
+        let back = super::super::ops::decode_copy(&old).unwrap();
+        assert_eq!(back.group, None);
+        assert_eq!(
+            back.to_task(data, true),
+            Task {
+                group: None,
+                ..task.clone()
+            }
+        );
         let plain = Meta::from_task(
             &Task {
                 started_at: None,
@@ -425,6 +447,7 @@ mod tests {
                 progress: None,
                 output: None,
                 key: None,
+                group: None,
                 history: Vec::new(),
                 ..task
             },

@@ -19,6 +19,7 @@
 
 mod claim;
 mod enqueue;
+mod fair;
 mod fence;
 mod listing;
 pub mod log;
@@ -46,8 +47,8 @@ use self::state::State;
 use super::{Enqueued, ReportKind, Store, StoreError, StoreStats, Tick, WorkerReport};
 use crate::model::{
     AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, Page,
-    QueueCounts, QueueFilter, QueueName, QueueSettings, RetryTarget, ScheduleRecord, Task,
-    TaskFilter, TaskId, TaskLog, TaskSelector, TaskState, WorkerId, WorkerRecord,
+    QueueCounts, QueueFilter, QueueGroups, QueueName, QueueSettings, RetryTarget, ScheduleRecord,
+    Task, TaskFilter, TaskId, TaskLog, TaskSelector, TaskState, WorkerId, WorkerRecord,
 };
 
 /// The state machine over a log. Cheap to share behind an `Arc`.
@@ -281,6 +282,8 @@ async fn load<L: Log>(log: &L, retention: Retention) -> Result<State, StoreError
     for m in finished {
         st.insert(m);
     }
+    // The log may hold a queue's limits after the copies claimed under them.
+    st.recount_claims(None);
     if let Some(c) = counters {
         st.counters = c;
         st.counters_committed = c;
@@ -511,6 +514,11 @@ impl<L: Log> Store for Engine<L> {
         Ok(self.reasons_of_failed(queue).await)
     }
 
+    async fn groups(&self, queue: &QueueName, top: usize) -> Result<QueueGroups, StoreError> {
+        self.sync().await?;
+        Ok(self.lock().groups_of(queue, top))
+    }
+
     async fn running_of(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError> {
         self.sync().await?;
         Ok(self
@@ -579,7 +587,7 @@ impl<L: Log> Store for Engine<L> {
             .lock()
             .queue_settings
             .iter()
-            .map(|(q, s)| (q.clone(), *s))
+            .map(|(q, s)| (q.clone(), s.clone()))
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(all)

@@ -75,11 +75,16 @@ pub struct Batch {
     pub counters: Counters,
 }
 
+/// A copy's record: the `Meta` (postcard), then its group when it has one.
+/// Fields added later go after the record rather than into it, so that
+/// records written before them read as they were (postcard does not
+/// describe itself: a field added inside would misread every older record).
 pub(super) fn put_copy(m: &Meta) -> Op {
-    Op::PutCopy(
-        *m.task_id.as_bytes(),
-        postcard::to_stdvec(m).expect("a copy encodes"),
-    )
+    let mut bytes = postcard::to_stdvec(m).expect("a copy encodes");
+    if let Some(group) = &m.group {
+        bytes = postcard::to_extend(&**group, bytes).expect("a group encodes");
+    }
+    Op::PutCopy(*m.task_id.as_bytes(), bytes)
 }
 
 pub(super) fn interests_op(queue: &QueueName, interests: &serde_json::Value) -> Op {
@@ -111,7 +116,13 @@ pub(super) fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Resul
 }
 
 pub(super) fn decode_copy(bytes: &[u8]) -> Result<Meta, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("a copy's record: {e}")))
+    let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("a copy's record: {e}"));
+    let (mut meta, rest): (Meta, &[u8]) = postcard::take_from_bytes(bytes).map_err(corrupt)?;
+    if !rest.is_empty() {
+        let (group, _): (&str, &[u8]) = postcard::take_from_bytes(rest).map_err(corrupt)?;
+        meta.group = Some(group.into());
+    }
+    Ok(meta)
 }
 
 fn queue_of(name: &str) -> Result<QueueName, StoreError> {
@@ -146,12 +157,14 @@ pub(super) fn apply(st: &mut State, op: &Op) -> Result<(), StoreError> {
         Op::PutQueueSettings(name, bytes) => {
             let queue = queue_of(name)?;
             st.buckets.remove(&queue);
-            st.queue_settings.insert(queue, decode_json(bytes)?);
+            st.queue_settings.insert(queue.clone(), decode_json(bytes)?);
+            st.groups_reset(&queue);
         }
         Op::DeleteQueueSettings(name) => {
             let queue = queue_of(name)?;
             st.buckets.remove(&queue);
             st.queue_settings.remove(&queue);
+            st.groups_reset(&queue);
         }
         Op::PutSchedule(_, bytes) => {
             let schedule: ScheduleRecord = decode_json(bytes)?;

@@ -130,6 +130,8 @@ pub(super) struct State {
     pub audit: VecDeque<(u64, crate::model::AuditEntry)>,
     /// Copies with a log, and where it stands (its pages are in the log).
     pub outputs: HashMap<TaskId, super::output::Head>,
+    /// The rotations and running counts of fairness groups.
+    pub(super) fair: super::fair::Fairness,
     /// One shared allocation per distinct queue name and publisher.
     queue_names: HashSet<QueueName>,
     publishers: HashSet<Arc<str>>,
@@ -148,6 +150,9 @@ impl State {
     pub fn insert(&mut self, mut meta: Meta) {
         meta.queue = self.intern_queue(&meta.queue);
         meta.publisher = self.intern_publisher(&meta.publisher);
+        if let Some(g) = &meta.group {
+            meta.group = Some(self.fair.intern(g));
+        }
         self.index(&meta);
         if let Some(key) = meta.key() {
             self.by_key
@@ -226,6 +231,7 @@ impl State {
             self.publishers.retain(|p| Arc::strong_count(p) > 1);
             self.publishers_kept = self.publishers.len();
         }
+        self.fair.prune();
     }
 
     /// The shared copy of a publisher's name.
@@ -243,11 +249,10 @@ impl State {
         match t.state {
             TaskState::Ready => {
                 counts.ready += 1;
-                self.ready.entry(t.lane()).or_default().insert((
-                    Reverse(t.priority),
-                    t.run_at,
-                    t.task_id,
-                ));
+                let lane = t.lane();
+                let key = (Reverse(t.priority), t.run_at, t.task_id);
+                self.ready.entry(lane.clone()).or_default().insert(key);
+                self.rotate_in(&lane, t.group.as_ref(), key);
             }
             TaskState::Scheduled => {
                 counts.scheduled += 1;
@@ -263,6 +268,9 @@ impl State {
                 if t.singularly_run {
                     self.run_locks
                         .insert((t.queue.clone(), t.fingerprint), t.task_id);
+                }
+                if let Some(g) = &t.group {
+                    self.group_running(&t.queue, g, true);
                 }
             }
             TaskState::Completed | TaskState::Cancelled | TaskState::Expired => {
@@ -288,6 +296,9 @@ impl State {
         if let (true, Some(at)) = (t.state.is_waiting(), t.expire_at()) {
             self.expiries.insert((at, t.task_id));
         }
+        if let (Some(g), Some(at)) = (&t.group, t.extra.as_ref().and_then(|e| e.started_at)) {
+            self.group_claimed(&t.queue, g, at, t.task_id);
+        }
         if t.state.is_waiting() && t.singularly_enqueue {
             self.enqueue_locks
                 .insert((t.lane(), t.fingerprint), t.task_id);
@@ -311,11 +322,14 @@ impl State {
         match t.state {
             TaskState::Ready => {
                 let lane = t.lane();
+                let key = (Reverse(t.priority), t.run_at, t.task_id);
                 if let Some(set) = self.ready.get_mut(&lane) {
-                    set.remove(&(Reverse(t.priority), t.run_at, t.task_id));
-                    if set.is_empty() {
+                    set.remove(&key);
+                    let emptied = set.is_empty();
+                    if emptied {
                         self.ready.remove(&lane);
                     }
+                    self.rotate_out(&lane, t.group.as_ref(), &key, emptied);
                 }
             }
             TaskState::Scheduled => {
@@ -337,6 +351,9 @@ impl State {
                     if self.run_locks.get(&key) == Some(&t.task_id) {
                         self.run_locks.remove(&key);
                     }
+                }
+                if let Some(g) = &t.group {
+                    self.group_running(&t.queue, g, false);
                 }
             }
             TaskState::Completed | TaskState::Cancelled | TaskState::Expired => {
@@ -487,18 +504,20 @@ impl State {
     /// How many more copies of `queue` may be claimed now: unbounded without
     /// limits, none while paused. Refills the queue's token bucket.
     pub fn allowance(&mut self, queue: &QueueName, now: Millis) -> usize {
-        let Some(settings) = self.queue_settings.get(queue).copied() else {
+        let Some(settings) = self.queue_settings.get(queue) else {
             return usize::MAX;
         };
-        if settings.paused {
+        let (paused, max_running, rate_limit) =
+            (settings.paused, settings.max_running, settings.rate_limit);
+        if paused {
             return 0;
         }
         let mut allowed = usize::MAX;
-        if let Some(max) = settings.max_running {
+        if let Some(max) = max_running {
             let running = self.counts.get(queue).map_or(0, |c| c.running);
             allowed = allowed.min((max as u64).saturating_sub(running) as usize);
         }
-        if let Some(rate) = settings.rate_limit {
+        if let Some(rate) = rate_limit {
             let burst = rate.max(1.0);
             let (tokens, last) = self.buckets.entry(queue.clone()).or_insert((burst, now));
             *tokens = (*tokens + rate * now.since(*last) as f64 / 1000.0).min(burst);

@@ -73,7 +73,7 @@ pub async fn claims_obey_queue_limits_which_persist(h: &mut dyn Harness) -> R {
         paused: true,
         ..QueueSettings::default()
     };
-    s.put_queue_settings(&q("a"), paused).await?;
+    s.put_queue_settings(&q("a"), paused.clone()).await?;
     assert!(
         s.claim(w, &lanes(&["a"]), T0, 10).await?.is_empty(),
         "paused"

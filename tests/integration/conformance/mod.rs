@@ -7,6 +7,7 @@
 //! return the same store's data as a new process would see it.
 
 mod claims;
+mod groups;
 mod listings;
 mod logs;
 mod operator;
@@ -79,6 +80,7 @@ pub fn copy(queue: &str, priority: i16, at_ms: u64) -> Task {
         progress: None,
         output: None,
         key: None,
+        group: None,
         cancelled: false,
         history: Vec::new(),
     }
@@ -155,6 +157,7 @@ fn page(offset: usize, limit: usize) -> Page {
 }
 
 pub use claims::*;
+pub use groups::*;
 pub use listings::*;
 pub use logs::*;
 pub use operator::*;
@@ -197,6 +200,12 @@ macro_rules! conformance_tests {
             waiting_copies_expire_unclaimed,
             replace_keeps_the_newest_waiting_twin,
             claims_obey_queue_limits_which_persist,
+            claims_take_turns_between_groups,
+            weights_share_turns_and_a_claim_of_many_takes_turns_too,
+            strict_priority_goes_across_groups,
+            a_group_limit_holds_running_copies_and_frees_on_finish,
+            a_group_limit_of_one_runs_each_group_in_order,
+            a_group_rate_limit_counts_claims_in_a_window,
             a_copy_keeps_the_history_of_what_happened_to_it,
             retention_keeps_failed_longer_than_finished_and_counts_per_queue,
             a_cancelled_lease_ends_cancelled_and_a_late_completion_counts,
