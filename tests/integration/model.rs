@@ -1,7 +1,9 @@
 //! The embedded store against a plain model of the task state machine, on
-//! random sequences of publishes, claims, completions, failures and time.
+//! random sequences of publishes, claims, completions, failures and time,
+//! with copies in fairness groups (turns, and at most `GROUP_MAX_RUNNING` of
+//! a group running).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::conformance::copy;
 use interq::model::{Millis, QueueName, RetryPolicy, Task, TaskId, TaskState, WorkerId};
@@ -16,19 +18,33 @@ const RETRY: RetryPolicy = RetryPolicy {
 };
 const TTR: u32 = 10;
 const MAX_ATTEMPTS: u32 = 3;
+const GROUP_MAX_RUNNING: usize = 2;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Publish { priority: i16, delay: u64 },
-    Claim { count: usize },
-    Complete { pick: usize },
-    Fail { pick: usize },
-    Wait { secs: u64 },
+    Publish {
+        priority: i16,
+        delay: u64,
+        group: Option<u8>,
+    },
+    Claim {
+        count: usize,
+    },
+    Complete {
+        pick: usize,
+    },
+    Fail {
+        pick: usize,
+    },
+    Wait {
+        secs: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (-2i16..=2, prop_oneof![Just(0u64), 1u64..5]).prop_map(|(priority, delay)| Op::Publish { priority, delay }),
+        3 => (-2i16..=2, prop_oneof![Just(0u64), 1u64..5], prop_oneof![Just(None), (0u8..3).prop_map(Some)])
+            .prop_map(|(priority, delay, group)| Op::Publish { priority, delay, group }),
         3 => (1usize..4).prop_map(|count| Op::Claim { count }),
         2 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
         2 => any::<usize>().prop_map(|pick| Op::Fail { pick }),
@@ -44,24 +60,109 @@ struct Copy {
     run_at: Millis,
     attempt: u32,
     lease_until: Option<Millis>,
+    /// Its group; the ungrouped take turns as "" where groups take turns.
+    group: Option<String>,
+}
+
+/// The turns of a queue with groups (docs/fairness.md): each group with
+/// ready copies has a pass; the lowest (then the name) goes next, and a
+/// turn adds one. A group joins at the pass of the last served. Kept from
+/// the first grouped ready copy until no copy is ready.
+#[derive(Debug, Default)]
+struct Turns {
+    passes: BTreeMap<String, u64>,
+    clock: u64,
 }
 
 /// The state machine of docs/state-machine.md, written plainly.
 #[derive(Debug, Default)]
 struct Model {
     copies: BTreeMap<TaskId, Copy>,
+    turns: Option<Turns>,
 }
 
 impl Model {
-    fn claim(&mut self, now: Millis, count: usize) -> Vec<TaskId> {
-        let mut ready: Vec<(std::cmp::Reverse<i16>, Millis, TaskId)> = self
+    fn ready_of(&self) -> Vec<(std::cmp::Reverse<i16>, Millis, TaskId)> {
+        let mut ready: Vec<_> = self
             .copies
             .iter()
             .filter(|(_, c)| c.state == TaskState::Ready)
             .map(|(id, c)| (std::cmp::Reverse(c.priority), c.run_at, *id))
             .collect();
         ready.sort();
-        let picked: Vec<TaskId> = ready.into_iter().take(count).map(|(_, _, id)| id).collect();
+        ready
+    }
+
+    /// After each step: turns begin with a grouped ready copy and end when
+    /// none is ready; groups join and leave with their ready copies.
+    fn settle(&mut self) {
+        let ready: Vec<&Copy> = self
+            .copies
+            .values()
+            .filter(|c| c.state == TaskState::Ready)
+            .collect();
+        if ready.is_empty() {
+            self.turns = None;
+            return;
+        }
+        if self.turns.is_none() && ready.iter().any(|c| c.group.is_some()) {
+            self.turns = Some(Turns::default());
+        }
+        let Some(turns) = &mut self.turns else {
+            return;
+        };
+        let groups: std::collections::BTreeSet<String> = ready
+            .iter()
+            .map(|c| c.group.clone().unwrap_or_default())
+            .collect();
+        turns.passes.retain(|g, _| groups.contains(g));
+        for g in groups {
+            turns.passes.entry(g).or_insert(turns.clock);
+        }
+    }
+
+    fn claim(&mut self, now: Millis, count: usize) -> Vec<TaskId> {
+        let ready = self.ready_of();
+        let picked: Vec<TaskId> = match &mut self.turns {
+            None => ready.into_iter().take(count).map(|(_, _, id)| id).collect(),
+            Some(turns) => {
+                let mut running: HashMap<String, usize> = HashMap::new();
+                for c in self.copies.values() {
+                    if let (TaskState::Running, Some(g)) = (c.state, &c.group) {
+                        *running.entry(g.clone()).or_default() += 1;
+                    }
+                }
+                let group_of = |id: &TaskId| self.copies[id].group.clone().unwrap_or_default();
+                let mut picked = Vec::new();
+                while picked.len() < count {
+                    let next = turns
+                        .passes
+                        .iter()
+                        .filter(|(g, _)| {
+                            g.is_empty()
+                                || running.get(*g).copied().unwrap_or(0) < GROUP_MAX_RUNNING
+                        })
+                        .filter_map(|(g, pass)| {
+                            let first = ready
+                                .iter()
+                                .map(|k| k.2)
+                                .find(|id| !picked.contains(id) && group_of(id) == *g)?;
+                            Some((*pass, g.clone(), first))
+                        })
+                        .min();
+                    let Some((pass, g, id)) = next else {
+                        break;
+                    };
+                    picked.push(id);
+                    if !g.is_empty() {
+                        *running.entry(g.clone()).or_default() += 1;
+                    }
+                    turns.clock = turns.clock.max(pass);
+                    turns.passes.insert(g, pass + 1);
+                }
+                picked
+            }
+        };
         for id in &picked {
             let c = self.copies.get_mut(id).unwrap();
             c.state = TaskState::Running;
@@ -109,8 +210,9 @@ impl Model {
 }
 
 /// A copy in `q`, published at `now` to run `delay` seconds later.
-fn new_copy(priority: i16, now: Millis, delay: u64) -> Task {
+fn new_copy(priority: i16, now: Millis, delay: u64, group: Option<u8>) -> Task {
     let mut t = copy("q", priority, 0);
+    t.group = group.map(|g| format!("g{g}"));
     t.created_at = now;
     t.run_at = now.plus_secs(delay);
     t.state = if delay > 0 {
@@ -129,13 +231,23 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let store = EmbeddedStore::open_dir(dir.path(), 10_000).await.unwrap();
     let mut model = Model::default();
     let worker = WorkerId::new();
-    let lanes = [interq::model::Lane::Queue(QueueName::parse("q").unwrap())];
+    let queue = QueueName::parse("q").unwrap();
+    let lanes = [interq::model::Lane::Queue(queue.clone())];
+    let limits = interq::model::QueueSettings {
+        group_max_running: Some(GROUP_MAX_RUNNING as u32),
+        ..Default::default()
+    };
+    store.put_queue_settings(&queue, limits).await.unwrap();
     let mut now = Millis(1_800_000_000_000);
     let mut completed = 0u64;
     for op in ops {
         match op {
-            Op::Publish { priority, delay } => {
-                let t = new_copy(priority, now, delay);
+            Op::Publish {
+                priority,
+                delay,
+                group,
+            } => {
+                let t = new_copy(priority, now, delay, group);
                 model.copies.insert(
                     t.task_id,
                     Copy {
@@ -144,6 +256,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         run_at: t.run_at,
                         attempt: 0,
                         lease_until: None,
+                        group: t.group.clone(),
                     },
                 );
                 store
@@ -201,6 +314,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 store.tick(now).await.unwrap();
             }
         }
+        model.settle();
         // After every step, every copy is where the model says.
         for (id, c) in &model.copies {
             let t = store.task(*id).await.unwrap().expect("kept");
