@@ -369,7 +369,25 @@ impl Client {
 
     /// `register`, with a name for people (shown in status).
     pub async fn register_named(&self, queues: &[&str], name: Option<&str>) -> Result<WorkerId> {
+        self.register_weighted(queues, &[], name).await
+    }
+
+    /// `register_named`, with one weight per queue (none: strict order).
+    pub async fn register_weighted(
+        &self,
+        queues: &[&str],
+        weights: &[u32],
+        name: Option<&str>,
+    ) -> Result<WorkerId> {
         let mut body = json!({"queues": queues});
+        if !weights.is_empty() {
+            let by_queue: serde_json::Map<String, Value> = queues
+                .iter()
+                .zip(weights)
+                .map(|(q, w)| ((*q).to_owned(), json!(w)))
+                .collect();
+            body["weights"] = Value::Object(by_queue);
+        }
         if let Some(n) = name {
             body["name"] = Value::from(n);
         }

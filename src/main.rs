@@ -122,6 +122,11 @@ enum Command {
         /// A queue to take tasks from; repeat it, in priority order.
         #[arg(long = "queue", required = true)]
         queues: Vec<String>,
+        /// QUEUE=N: weigh the queues instead of taking them in strict
+        /// order (each claim first tries a queue chosen in proportion to
+        /// the weights; a queue not named weighs 1). Repeatable.
+        #[arg(long = "weight", value_name = "QUEUE=N")]
+        weights: Vec<String>,
         /// Commands to run at once.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         concurrency: u16,
@@ -268,6 +273,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker {
             url,
             queues,
+            weights,
             concurrency,
             timeout,
             grace,
@@ -286,9 +292,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Duration::try_from_secs_f64(s)
                     .map_err(|_| anyhow::anyhow!("--{what} must be a number of seconds, 0 or more"))
             };
+            let weights = queue_weights(&queues, &weights)?;
             let opts = WorkerOptions {
                 url,
                 queues,
+                weights,
                 concurrency: concurrency as usize,
                 timeout: timeout.map(|t| seconds(t, "timeout")).transpose()?,
                 grace: seconds(grace, "grace")?,
@@ -323,4 +331,29 @@ async fn stop_signal() {
             std::process::exit(130);
         }
     });
+}
+
+/// `--weight QUEUE=N` flags as one weight per queue (empty without any).
+fn queue_weights(queues: &[String], given: &[String]) -> anyhow::Result<Vec<u32>> {
+    if given.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut weights = vec![1u32; queues.len()];
+    for g in given {
+        let (queue, n) = g
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--weight takes QUEUE=N, not `{g}`"))?;
+        let i = queues
+            .iter()
+            .position(|q| q == queue)
+            .ok_or_else(|| anyhow::anyhow!("--weight names `{queue}`, which no --queue does"))?;
+        weights[i] = n
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                anyhow::anyhow!("--weight {queue}: a weight is a whole number 1 to 1000")
+            })?;
+    }
+    Ok(weights)
 }

@@ -180,6 +180,7 @@ fn components() -> Value {
                 "workerId": {"type": "string", "format": "uuid"},
                 "name": {"type": "string"},
                 "queues": {"type": "array", "items": {"type": "string"}},
+                "weights": {"type": "array", "items": {"type": "integer", "minimum": 1}, "description": "each queue's weight, in `queues`' order, when weighted"},
                 "state": {"type": "string", "enum": ["IDLE", "PROCESSING", "STALE"]},
                 "running": {"type": "array", "items": {"type": "string", "format": "uuid"}},
                 "registeredAt": {"type": "number"},
@@ -610,7 +611,12 @@ pub fn registered_answer(_: &Settings) -> Value {
         "workerId": {"type": "string", "format": "uuid"},
         "name": {"type": "string"},
         "queues": {"type": "array", "items": {"type": "string"}},
+        "weights": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
     }})
+}
+
+pub fn worker_weights(_: &Settings) -> Value {
+    json!({"type": "object", "description": "queue -> weight", "additionalProperties": {"type": "integer", "minimum": 1, "maximum": 1000}})
 }
 
 pub fn deleted_workers_answer(_: &Settings) -> Value {

@@ -332,6 +332,12 @@ const REGISTER: &[Param] = &[
         "queue names, in the order to take from them",
     ),
     p(
+        "weights",
+        s::worker_weights,
+        false,
+        "queue -> weight 1-1000 (1 if left out): each claim first tries a queue chosen in proportion, so that later queues are never starved; without, the order is strict",
+    ),
+    p(
         "name",
         s::worker_name,
         false,

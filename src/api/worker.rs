@@ -5,7 +5,8 @@ use serde_json::json;
 
 use super::call::{json, Answer, Call};
 use super::error::ApiError;
-use super::params::Body;
+use super::params::{Body, Params};
+use crate::model::QueueName;
 
 /// Most queues one worker may take from.
 const MAX_QUEUES: usize = 100;
@@ -13,7 +14,7 @@ const MAX_QUEUES: usize = 100;
 /// `PUT /worker`: registers a worker on queues in priority order.
 pub async fn register(call: Call, body: Body) -> Answer {
     let p = body.params()?;
-    p.only(&["queues", "name"])?;
+    p.only(&["queues", "weights", "name"])?;
     // Without a name, where it called from is the best the server knows.
     let name = match p.string("name")? {
         Some(n) if !n.is_empty() && n.len() <= 128 && !n.chars().any(char::is_control) => n,
@@ -50,13 +51,24 @@ pub async fn register(call: Call, body: Body) -> Answer {
             )));
         }
     }
+    let weights = weights(&p, &queues)?;
     let owner = call.caller.as_ref().map(|c| c.key.clone());
     let record = call
         .state
         .broker
-        .register_worker(queues, name, owner)
+        .register_worker(queues, weights, name, owner)
         .await?;
-    json(&json!({"workerId": record.worker_id, "name": record.name, "queues": record.queues}))
+    let mut answer =
+        json!({"workerId": record.worker_id, "name": record.name, "queues": record.queues});
+    if !record.weights.is_empty() {
+        answer["weights"] = json!(record
+            .queues
+            .iter()
+            .zip(&record.weights)
+            .map(|(q, w)| (q.to_string(), json!(w)))
+            .collect::<serde_json::Map<String, serde_json::Value>>());
+    }
+    json(&answer)
 }
 
 /// `DELETE /worker`: removes one worker, or every worker of a queue. Their
@@ -88,4 +100,27 @@ pub async fn deregister(call: Call, body: Body) -> Answer {
         }
     };
     json(&json!({"deleted": deleted}))
+}
+
+/// `weights`: an object from the worker's queues to whole numbers 1 to
+/// 1000; a queue left out weighs 1. Returned in `queues`' order (empty
+/// without weights).
+fn weights(p: &Params, queues: &[QueueName]) -> Result<Vec<u32>, ApiError> {
+    let Some(given) = p.object("weights")? else {
+        return Ok(Vec::new());
+    };
+    if let Some(other) = given
+        .keys()
+        .find(|k| !queues.iter().any(|q| q.as_str() == *k))
+    {
+        return Err(p.invalid(
+            "weights",
+            format!("names `{other}`, which is not one of the worker's queues"),
+        ));
+    }
+    let own = p.nested("weights")?.expect("an object, read above");
+    queues
+        .iter()
+        .map(|q| Ok(own.integer(q.as_str(), 1, 1000)?.unwrap_or(1) as u32))
+        .collect()
 }

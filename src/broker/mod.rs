@@ -179,6 +179,9 @@ pub struct WorkerView {
     pub worker_id: WorkerId,
     pub name: String,
     pub queues: Vec<QueueName>,
+    /// Each queue's weight, in `queues`' order, when they are weighted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<u32>,
     pub state: WorkerState,
     pub running: Vec<TaskId>,
     pub registered_at: Millis,
@@ -196,6 +199,43 @@ struct LiveWorker {
     /// workers when they go idle: with a shared store, a worker polling
     /// another node is not idle just because this one never hears of it.
     seen_here: AtomicBool,
+    /// With weighted queues: each queue's standing in the smooth weighted
+    /// round robin that picks the queue a claim tries first.
+    turns: std::sync::Mutex<Vec<i64>>,
+}
+
+impl LiveWorker {
+    fn new(record: WorkerRecord, last_seen: Millis) -> Self {
+        Self {
+            turns: std::sync::Mutex::new(vec![0; record.weights.len()]),
+            record,
+            last_seen: AtomicU64::new(last_seen.0),
+            seen_here: AtomicBool::new(true),
+        }
+    }
+
+    /// The queue a claim tries first, when the worker's queues are
+    /// weighted: each turn every queue gains its weight, and the one
+    /// standing highest is chosen and loses the total. Over any run of
+    /// turns each queue is chosen in proportion to its weight, evenly
+    /// spread (not all of one queue's turns together).
+    fn first_queue(&self) -> Option<usize> {
+        let weights = &self.record.weights;
+        if weights.len() != self.record.queues.len() || weights.is_empty() {
+            return None;
+        }
+        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
+        let mut best = 0;
+        for (i, w) in weights.iter().enumerate() {
+            turns[i] += i64::from(*w);
+            if turns[i] > turns[best] {
+                best = i;
+            }
+        }
+        turns[best] -= total;
+        Some(best)
+    }
 }
 
 /// The queue service's behaviour, shared by every request handler.
@@ -240,14 +280,7 @@ impl Broker {
         for record in store.workers().await? {
             // Nobody knows when a worker was last heard of before a restart;
             // count from now, so that it has its full idle time to come back.
-            workers.insert(
-                record.worker_id,
-                LiveWorker {
-                    record,
-                    last_seen: AtomicU64::new(now.0),
-                    seen_here: AtomicBool::new(true),
-                },
-            );
+            workers.insert(record.worker_id, LiveWorker::new(record, now));
         }
         Ok(Arc::new(Self {
             store,
@@ -672,7 +705,18 @@ impl Broker {
             .ok_or(BrokerError::UnknownWorker(worker))?;
         let mut lanes = Vec::with_capacity(w.record.queues.len() + 1);
         lanes.push(Lane::Worker(worker));
-        lanes.extend(w.record.queues.iter().cloned().map(Lane::Queue));
+        let first = w.first_queue();
+        if let Some(i) = first {
+            lanes.push(Lane::Queue(w.record.queues[i].clone()));
+        }
+        lanes.extend(
+            w.record
+                .queues
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != first)
+                .map(|(_, q)| Lane::Queue(q.clone())),
+        );
         Ok(lanes)
     }
 
@@ -826,9 +870,12 @@ impl Broker {
 
     /// Registers a worker; `owner` names the key that registered it, which
     /// alone may then claim and report for it (admins aside).
+    /// Registers a worker on `queues` in order, or with `weights` (one per
+    /// queue) in proportion to them.
     pub async fn register_worker(
         &self,
         queues: Vec<QueueName>,
+        weights: Vec<u32>,
         name: String,
         owner: Option<String>,
     ) -> Result<WorkerRecord> {
@@ -836,17 +883,14 @@ impl Broker {
             worker_id: WorkerId::new(),
             name,
             queues,
+            weights,
             registered_at: self.clock.now(),
             owner,
         };
         self.store.put_worker(&record).await?;
         self.workers.insert(
             record.worker_id,
-            LiveWorker {
-                record: record.clone(),
-                last_seen: AtomicU64::new(record.registered_at.0),
-                seen_here: AtomicBool::new(true),
-            },
+            LiveWorker::new(record.clone(), record.registered_at),
         );
         Ok(record)
     }
@@ -920,6 +964,7 @@ impl Broker {
                 worker_id: record.worker_id,
                 name: record.name,
                 queues: record.queues,
+                weights: record.weights,
                 state,
                 running,
                 registered_at: record.registered_at,
@@ -1305,9 +1350,8 @@ impl Broker {
                 self.workers.insert(
                     record.worker_id,
                     LiveWorker {
-                        record,
-                        last_seen: AtomicU64::new(now.0),
                         seen_here: AtomicBool::new(false),
+                        ..LiveWorker::new(record, now)
                     },
                 );
             }

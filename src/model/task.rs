@@ -360,6 +360,11 @@ pub struct WorkerRecord {
     pub name: String,
     /// Queues in the order the worker takes from them.
     pub queues: Vec<QueueName>,
+    /// With weights (one per queue, in `queues`' order), each claim first
+    /// tries a queue chosen in proportion to them, so that the later
+    /// queues are never starved; without, the order is strict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<u32>,
     pub registered_at: Millis,
     /// The key that registered it (its label, or a name derived from its
     /// hash), when auth is on: only that key (or an admin) may claim and

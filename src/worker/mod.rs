@@ -34,6 +34,8 @@ use crate::model::{Task, WorkerId};
 pub struct WorkerOptions {
     pub url: String,
     pub queues: Vec<String>,
+    /// One weight per queue, or none for strict order.
+    pub weights: Vec<u32>,
     /// Commands run at once.
     pub concurrency: usize,
     /// Hard limit per command; the task's `ttr` when absent.
@@ -73,6 +75,7 @@ impl Default for WorkerOptions {
         Self {
             url: "http://127.0.0.1:7700".into(),
             queues: Vec::new(),
+            weights: Vec::new(),
             concurrency: 1,
             timeout: None,
             grace: Duration::from_secs(30),
@@ -229,7 +232,10 @@ async fn register(
     let queues: Vec<&str> = opts.queues.iter().map(String::as_str).collect();
     let mut backoff = Duration::from_millis(200);
     loop {
-        let e = match client.register_named(&queues, Some(name)).await {
+        let e = match client
+            .register_weighted(&queues, &opts.weights, Some(name))
+            .await
+        {
             Ok(worker) => return Ok(Some(worker)),
             Err(e) => e,
         };

@@ -278,3 +278,89 @@ async fn a_group_limit_holds_at_every_moment_under_load() {
     }
     assert_eq!(busiest, 2, "the limit was reached, so it was tested");
 }
+
+#[tokio::test]
+async fn a_worker_with_weighted_queues_takes_from_each_in_proportion() {
+    let app = spawn_app().await;
+    for q in ["critical", "default", "low"] {
+        app.put_interest(q, json!({"q": format!("^{q}$")}))
+            .await
+            .ok();
+        let batch: Vec<Value> = (0..60).map(|i| json!({"data": {"q": q, "i": i}})).collect();
+        app.publish(Value::Array(batch)).await.ok();
+    }
+    let registered = app
+        .send(
+            Method::PUT,
+            "/worker",
+            Some(json!({"queues": ["critical", "default", "low"], "weights": {"critical": 6, "default": 3}})),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        registered["weights"],
+        json!({"critical": 6, "default": 3, "low": 1}),
+        "a queue left out weighs 1"
+    );
+    let w = registered["workerId"].as_str().unwrap().to_owned();
+    let mut taken: HashMap<String, usize> = HashMap::new();
+    let mut first_ten = Vec::new();
+    for i in 0..50 {
+        let t = app.claim(&w).await;
+        let q = t["queue"].as_str().unwrap().to_owned();
+        if i < 10 {
+            first_ten.push(q.clone());
+        }
+        *taken.entry(q).or_default() += 1;
+    }
+    assert_eq!(
+        (taken["critical"], taken["default"], taken["low"]),
+        (30, 15, 5),
+        "6:3:1"
+    );
+    // Spread out, not one queue's turns all together.
+    assert!(
+        first_ten
+            .windows(4)
+            .all(|w| w.iter().any(|q| q != "critical")),
+        "{first_ten:?}"
+    );
+    // An emptied queue's turns go to the others: every claim gets a task
+    // while any queue has one (130 remain; critical's 30 go first).
+    let mut rest: HashMap<String, usize> = HashMap::new();
+    for _ in 0..130 {
+        let t = app.claim(&w).await;
+        *rest
+            .entry(t["queue"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        (rest["critical"], rest["default"], rest["low"]),
+        (30, 45, 55)
+    );
+    assert!(app.claim(&w).await.is_null());
+    let workers = app.status("workers").await["workers"].clone();
+    let me = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["workerId"] == w.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(me["weights"], json!([6, 3, 1]));
+    for (weights, field) in [
+        (json!({"other": 2}), "weights"),
+        (json!({"critical": 0}), "weights.critical"),
+        (json!({"critical": 1001}), "weights.critical"),
+        (json!({"critical": "six"}), "weights.critical"),
+        (json!([6, 3]), "weights"),
+    ] {
+        app.send(
+            Method::PUT,
+            "/worker",
+            Some(json!({"queues": ["critical", "default"], "weights": weights})),
+        )
+        .await
+        .error(400, "invalid_field", Some(field));
+    }
+}

@@ -757,3 +757,34 @@ async fn a_running_commands_output_reaches_its_log_as_it_comes_and_across_a_rest
     assert!(text.ends_with("two\nthree\n"), "{text}");
     assert_eq!(task["output"], "one\ntwo\nthree\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weights_register_the_worker_weighted_and_bad_ones_refuse_to_start() {
+    let app = spawn_app().await;
+    let _worker = WorkerProcess::start(&app, &["--queue", "low", "--weight", "q=4"], &["true"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let weights = loop {
+        let workers = app.status("workers").await["workers"].clone();
+        if let Some(w) = workers.as_array().unwrap().first() {
+            break w["weights"].clone();
+        }
+        assert!(Instant::now() < deadline, "the worker registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(weights, json!([4, 1]), "q weighs 4, low 1");
+    for (flag, says) in [
+        ("q", "QUEUE=N"),
+        ("other=2", "no --queue"),
+        ("q=0", "1 to 1000"),
+    ] {
+        let out = Command::new(interq_binary())
+            .args([
+                "worker", "--url", &app.base, "--queue", "q", "--weight", flag, "--", "true",
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{flag}: {err}");
+    }
+}

@@ -52,6 +52,7 @@ pub async fn interests_workers_and_counters_are_kept(h: &mut dyn Harness) -> R {
         worker_id: WorkerId::new(),
         name: "host:1".into(),
         queues: vec![q("a"), q("b")],
+        weights: vec![3, 1],
         registered_at: T0,
         owner: Some("mailer".into()),
     };
