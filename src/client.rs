@@ -97,6 +97,9 @@ pub struct Publish {
     /// The caller's name for the task, to find or stop it by.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Its fairness group (a tenant, a customer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl Publish {
@@ -114,6 +117,11 @@ impl Publish {
 
     pub fn publisher(mut self, publisher: impl Into<String>) -> Self {
         self.publisher = Some(publisher.into());
+        self
+    }
+
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
         self
     }
 

@@ -257,12 +257,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 filter: "warn".into(),
                 ..Default::default()
             });
-            let report = interq::bench::run(BenchOptions {
+            let options = BenchOptions {
                 progress: !json,
                 client: access.options()?,
                 ..options
-            })
-            .await?;
+            };
+            if options.scenario == interq::bench::Scenario::NoisyNeighbour {
+                let report = interq::bench::noisy::run(options).await?;
+                match json {
+                    true => println!("{}", serde_json::to_string_pretty(&report)?),
+                    false => print!("{}", report.human()),
+                }
+                return Ok(());
+            }
+            let report = interq::bench::run(options).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

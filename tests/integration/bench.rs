@@ -180,3 +180,34 @@ async fn bench_workers_may_write_a_log_for_each_task() {
             .starts_with("building step 42: ok\n"));
     }
 }
+
+#[test]
+fn bench_measures_quiet_groups_alone_and_behind_a_backlog() {
+    let r = bench(&[
+        "--scenario",
+        "noisy-neighbour",
+        "-W",
+        "2",
+        "--backlog",
+        "3000",
+        "--quiet-groups",
+        "4",
+        "--seconds",
+        "1",
+    ]);
+    // Four groups at one task a second for a second, in each phase: every
+    // quiet copy was claimed, none of the noisy group's in the first.
+    for phase in ["alone", "withBacklog"] {
+        assert_eq!(r[phase]["quietClaimed"], 4, "{phase}: {r}");
+        assert!(r[phase]["quiet"]["p99Ms"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(r["alone"]["noisyClaimed"], 0);
+    let noisy = r["withBacklog"]["noisyClaimed"].as_u64().unwrap();
+    // A claim cut short by the end of the run is neither counted nor ready.
+    let left = r["backlogLeft"].as_u64().unwrap();
+    assert!(
+        noisy > 0 && noisy + left <= 3000 && noisy + left >= 3000 - 2,
+        "{r}"
+    );
+    assert!(r["p99Ratio"].as_f64().unwrap() > 0.0);
+}

@@ -186,20 +186,25 @@ impl Rotation {
             .cloned()
     }
 
-    /// A group's ready copies after `after`, in claim order.
-    fn ready_after(&self, group: &Arc<str>, after: Option<ReadyKey>) -> Vec<ReadyKey> {
-        let Some(turn) = self.groups.get(group) else {
-            return Vec::new();
-        };
+    /// A group's first ready copy after `after`, in claim order.
+    fn ready_after(&self, group: &Arc<str>, after: Option<ReadyKey>) -> Option<ReadyKey> {
+        let turn = self.groups.get(group)?;
         match after {
-            None => turn.ready.iter().take(64).copied().collect(),
+            None => turn.ready.first().copied(),
             Some(k) => turn
                 .ready
                 .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
-                .take(64)
-                .copied()
-                .collect(),
+                .next()
+                .copied(),
         }
+    }
+
+    /// Empties the rotation, keeping what its maps had allocated.
+    fn clear(&mut self) {
+        self.groups.clear();
+        self.order.clear();
+        self.until.clear();
+        self.clock = 0;
     }
 
     fn set_strict(&mut self, strict: bool) {
@@ -252,6 +257,11 @@ impl Claims {
 #[derive(Debug, Default)]
 pub(super) struct Fairness {
     pub rotations: HashMap<Lane, Rotation>,
+    /// The last rotation emptied, kept for the next lane to have groups: a
+    /// lane whose workers keep up empties and fills again all the time,
+    /// and growing a rotation's maps anew each time cost a tenth of the
+    /// claim path's time with many groups.
+    spare: Option<Rotation>,
     /// Copies of each group running, by queue and group.
     pub running: HashMap<(QueueName, Arc<str>), u32>,
     /// The lanes where a group is held by its running limit.
@@ -291,10 +301,8 @@ impl State {
         if !self.fair.rotations.contains_key(lane) {
             // The lane's first group: the copies already waiting take turns
             // as the ungrouped.
-            let mut rotation = Rotation {
-                strict: self.strict_in(lane),
-                ..Rotation::default()
-            };
+            let mut rotation = self.fair.spare.take().unwrap_or_default();
+            rotation.strict = self.strict_in(lane);
             let ungrouped: Arc<str> = UNGROUPED.into();
             if let Some(ready) = self.ready.get(lane) {
                 for k in ready.iter().filter(|k| **k != key) {
@@ -319,7 +327,10 @@ impl State {
         emptied: bool,
     ) {
         if emptied {
-            self.fair.rotations.remove(lane);
+            if let Some(mut rotation) = self.fair.rotations.remove(lane) {
+                rotation.clear();
+                self.fair.spare = Some(rotation);
+            }
             return;
         }
         if let Some(rotation) = self.fair.rotations.get_mut(lane) {
@@ -487,41 +498,38 @@ impl State {
                 return;
             };
             let mut found = None;
-            'scan: loop {
-                let after = cursors.get(&group).copied();
-                let batch = self.fair.rotations[lane].ready_after(&group, after);
-                if batch.is_empty() {
-                    break;
-                }
-                for key in batch {
-                    let id = key.2;
-                    if !group.is_empty() {
-                        let queue = self.tasks[&id].queue.clone();
-                        if let Err(why) = self.group_allows(&queue, &group, now, &taken) {
-                            let rotation = self.fair.rotations.get_mut(lane).expect("a rotation");
-                            rotation.hold(&group, why);
-                            if why == Held::Running {
-                                let lanes = self
-                                    .fair
-                                    .held_running
-                                    .entry((queue, Arc::clone(&group)))
-                                    .or_default();
-                                if !lanes.contains(lane) {
-                                    lanes.push(lane.clone());
-                                }
+            while let Some(key) =
+                self.fair.rotations[lane].ready_after(&group, cursors.get(&group).copied())
+            {
+                let id = key.2;
+                let queue = &self.tasks[&id].queue;
+                // Only a queue with settings limits its groups.
+                if !group.is_empty() && self.queue_settings.contains_key(queue) {
+                    let queue = queue.clone();
+                    if let Err(why) = self.group_allows(&queue, &group, now, &taken) {
+                        let rotation = self.fair.rotations.get_mut(lane).expect("a rotation");
+                        rotation.hold(&group, why);
+                        if why == Held::Running {
+                            let lanes = self
+                                .fair
+                                .held_running
+                                .entry((queue, Arc::clone(&group)))
+                                .or_default();
+                            if !lanes.contains(lane) {
+                                lanes.push(lane.clone());
                             }
-                            break 'scan;
                         }
+                        break;
                     }
-                    cursors.insert(Arc::clone(&group), key);
-                    match take(self, id) {
-                        Some(true) => {
-                            found = Some(id);
-                            break 'scan;
-                        }
-                        Some(false) => return,
-                        None => {}
+                }
+                cursors.insert(Arc::clone(&group), key);
+                match take(self, id) {
+                    Some(true) => {
+                        found = Some(id);
+                        break;
                     }
+                    Some(false) => return,
+                    None => {}
                 }
             }
             let Some(id) = found else {

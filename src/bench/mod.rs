@@ -25,6 +25,8 @@ use crate::client::{Client, Publish};
 use crate::config::Settings;
 use crate::startup::Application;
 
+pub mod noisy;
+
 /// What to run; also `interq bench`'s flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
@@ -84,6 +86,25 @@ pub struct BenchOptions {
     /// to publishes.
     #[arg(long, default_value_t = 0.0)]
     pub interest_changes: f64,
+    /// Fairness groups the tasks are spread over (`t0`..), round robin
+    /// (0: none): what turns between groups cost the claim path.
+    #[arg(long, default_value_t = 0)]
+    pub groups: usize,
+    /// What to measure: `throughput` (the load above), or
+    /// `noisy-neighbour`: quiet groups' publish-to-claim latency, first
+    /// alone, then behind one group's backlog of `--backlog` copies.
+    #[arg(long, value_enum, default_value_t = Scenario::Throughput)]
+    pub scenario: Scenario,
+    /// noisy-neighbour: copies of the noisy group ready before the second
+    /// phase.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub backlog: usize,
+    /// noisy-neighbour: quiet groups, each publishing one task a second.
+    #[arg(long, default_value_t = 100)]
+    pub quiet_groups: usize,
+    /// noisy-neighbour: seconds each phase lasts.
+    #[arg(long, default_value_t = 30.0)]
+    pub seconds: f64,
     /// Show a progress bar.
     #[arg(skip)]
     pub progress: bool,
@@ -93,6 +114,14 @@ pub struct BenchOptions {
     /// Key and trusted certificates for `url`.
     #[arg(skip)]
     pub client: crate::client::ClientOptions,
+}
+
+/// What `interq bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    Throughput,
+    NoisyNeighbour,
 }
 
 /// The bench clients' transport.
@@ -122,6 +151,11 @@ impl Default for BenchOptions {
             log_bytes: 0,
             rate: None,
             interest_changes: 0.0,
+            groups: 0,
+            scenario: Scenario::Throughput,
+            backlog: 1_000_000,
+            quiet_groups: 100,
+            seconds: 30.0,
             progress: true,
             probe_disk: false,
             client: crate::client::ClientOptions::default(),
@@ -164,6 +198,8 @@ pub struct Report {
     pub size: usize,
     pub queues: usize,
     pub fanout: usize,
+    /// Fairness groups the tasks were spread over (0: none).
+    pub groups: usize,
     pub publish_batch: usize,
     pub claim_batch: usize,
     pub wait: f64,
@@ -262,6 +298,78 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
+/// An interq this process started for a run.
+struct Served {
+    handle: crate::startup::ShutdownHandle,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Removed when the run ends, unless `--data-dir` named it.
+    _dir: Option<TempDir>,
+}
+
+impl Served {
+    async fn stop(self) -> anyhow::Result<()> {
+        self.handle.stop().await;
+        self.running.await?
+    }
+}
+
+/// The interq to drive: `--url`'s, or one started here (and the data
+/// disk's speed, when asked).
+async fn serve(opts: &BenchOptions) -> anyhow::Result<(String, Option<Served>, Option<DiskProbe>)> {
+    if let Some(u) = &opts.url {
+        let line = u.starts_with("interq://") || u.starts_with("interqs://");
+        match opts.protocol {
+            Some(Protocol::Line) if !line => anyhow::bail!(
+                "--protocol line: give the line protocol's address, --url interq://host:port"
+            ),
+            Some(Protocol::Http) if line => {
+                anyhow::bail!("--protocol http: give an http:// or https:// --url")
+            }
+            _ => return Ok((u.clone(), None, None)),
+        }
+    }
+    let mut tempdir = None;
+    let dir = match &opts.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            let t = tempfile_dir()?;
+            let p = t.clone();
+            tempdir = Some(TempDir(t));
+            p
+        }
+    };
+    let disk = match opts.probe_disk {
+        true => Some(probe_disk(&dir, 1.0).context("probing the data disk")?),
+        false => None,
+    };
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir,
+        ..Settings::default()
+    };
+    settings.limits.max_batch = settings.limits.max_batch.max(opts.publish_batch);
+    settings.limits.max_claim_count = settings.limits.max_claim_count.max(opts.claim_batch);
+    let line = opts.protocol == Some(Protocol::Line);
+    if line {
+        settings.line.listen = Some("127.0.0.1:0".into());
+    }
+    let app = Application::build(settings)
+        .await
+        .context("starting interq")?;
+    let url = match app.line_port() {
+        Some(port) if line => format!("interq://127.0.0.1:{port}"),
+        _ => format!("http://127.0.0.1:{}", app.port()),
+    };
+    let handle = app.handle();
+    let running = tokio::spawn(app.run_until_stopped());
+    let served = Served {
+        handle,
+        running,
+        _dir: tempdir,
+    };
+    Ok((url, Some(served), disk))
+}
+
 /// Runs the benchmark.
 pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
     anyhow::ensure!(
@@ -276,59 +384,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         opts.publish_batch >= 1 && opts.claim_batch >= 1,
         "batches hold at least 1"
     );
-    let mut _tempdir = None;
-    let mut server = None;
-    let mut disk = None;
-    let url = match &opts.url {
-        Some(u) => {
-            let line = u.starts_with("interq://") || u.starts_with("interqs://");
-            match opts.protocol {
-                Some(Protocol::Line) if !line => anyhow::bail!(
-                    "--protocol line: give the line protocol's address, --url interq://host:port"
-                ),
-                Some(Protocol::Http) if line => {
-                    anyhow::bail!("--protocol http: give an http:// or https:// --url")
-                }
-                _ => u.clone(),
-            }
-        }
-        None => {
-            let dir = match &opts.data_dir {
-                Some(d) => d.clone(),
-                None => {
-                    let t = tempfile_dir()?;
-                    let p = t.clone();
-                    _tempdir = Some(TempDir(t));
-                    p
-                }
-            };
-            if opts.probe_disk {
-                disk = Some(probe_disk(&dir, 1.0).context("probing the data disk")?);
-            }
-            let mut settings = Settings {
-                listen: "127.0.0.1:0".into(),
-                data_dir: dir,
-                ..Settings::default()
-            };
-            settings.limits.max_batch = settings.limits.max_batch.max(opts.publish_batch);
-            settings.limits.max_claim_count = settings.limits.max_claim_count.max(opts.claim_batch);
-            let line = opts.protocol == Some(Protocol::Line);
-            if line {
-                settings.line.listen = Some("127.0.0.1:0".into());
-            }
-            let app = Application::build(settings)
-                .await
-                .context("starting interq")?;
-            let url = match app.line_port() {
-                Some(port) if line => format!("interq://127.0.0.1:{port}"),
-                _ => format!("http://127.0.0.1:{}", app.port()),
-            };
-            let handle = app.handle();
-            let running = tokio::spawn(app.run_until_stopped());
-            server = Some((handle, running));
-            url
-        }
-    };
+    let (url, server, disk) = serve(&opts).await?;
     let client = Client::with_options(&url, opts.client.clone())?;
 
     // Queues in groups of `fanout`; group g takes tasks whose route is `g<g>`.
@@ -475,7 +531,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
             pad.clone(),
         );
         let count_workers = opts.workers > 0;
-        let (batch, count, tasks) = (opts.publish_batch, opts.publishers, opts.tasks);
+        let (batch, count, tasks, fair) =
+            (opts.publish_batch, opts.publishers, opts.tasks, opts.groups);
         publishers.spawn(async move {
             let mut h = histogram();
             let mine: Vec<usize> = (p..tasks).step_by(count).collect();
@@ -492,8 +549,12 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
                 let items: Vec<Publish> = chunk
                     .iter()
                     .map(|&i| {
-                        Publish::new(json!({"route": format!("g{}", i % groups), "seq": i, "t": t, "pad": pad}))
-                            .publisher("bench")
+                        let p = Publish::new(json!({"route": format!("g{}", i % groups), "seq": i, "t": t, "pad": pad}))
+                            .publisher("bench");
+                        match fair {
+                            0 => p,
+                            n => p.group(format!("t{}", i % n)),
+                        }
                     })
                     .collect();
                 let t0 = Instant::now();
@@ -608,6 +669,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         size: opts.size,
         queues: opts.queues,
         fanout: opts.fanout,
+        groups: opts.groups,
         publish_batch: opts.publish_batch,
         claim_batch: opts.claim_batch,
         wait: opts.wait,
@@ -638,9 +700,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         rss_mib: resident_mib(),
         disk,
     };
-    if let Some((handle, running)) = server {
-        handle.stop().await;
-        running.await??;
+    if let Some(server) = server {
+        server.stop().await?;
     }
     Ok(report)
 }
@@ -657,7 +718,8 @@ impl Report {
             "interq bench: {} tasks of ~{} B, {} publishers (batch {}), {} workers (batch {}, wait {} s), {} queues, fan-out {}{}{}",
             self.tasks, self.size, self.publishers, self.publish_batch, self.workers, self.claim_batch, self.wait,
             self.queues, self.fanout,
-            self.rate.map(|r| format!(", rate {r} tasks/s")).unwrap_or_default(),
+            self.rate.map(|r| format!(", rate {r} tasks/s")).unwrap_or_default()
+                + &match self.groups { 0 => String::new(), n => format!(", {n} groups") },
             if self.log_bytes > 0 { format!(", a {} B log per task", self.log_bytes) } else { String::new() }
         ) + &if self.interest_changes > 0.0 { format!(", {} interest changes/s", self.interest_changes) } else { String::new() });
         line(&mut out, format!("publish:        {:>12.0} tasks/s   {:>12.0} routed copies/s   ({:.2} s, {} errors)",
