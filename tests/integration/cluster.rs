@@ -311,6 +311,70 @@ async fn a_singular_run_lock_holds_across_nodes() {
     assert_ne!(second["taskId"], first["taskId"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_limits_hold_across_nodes() {
+    let Some((nodes, _dirs)) = start_nodes("the group-limit test", 2) else {
+        return;
+    };
+    let apis: Vec<Api> = nodes.iter().map(ChildServer::api).collect();
+    apis[0].put_interest("tenants", json!("*")).await.ok();
+    known_everywhere(&apis, "tenants").await;
+    apis[0]
+        .send(
+            Method::PUT,
+            "/queue",
+            Some(json!({"queue": "tenants", "groupMaxRunning": 1, "groups": {"slow": {"rateLimit": 0.5}}})),
+        )
+        .await
+        .ok();
+    let batch: Vec<serde_json::Value> = (0..4)
+        .flat_map(|i| {
+            [
+                json!({"data": {"i": i}, "group": "acme"}),
+                json!({"data": {"i": i}, "group": "slow"}),
+            ]
+        })
+        .collect();
+    apis[1].publish(serde_json::Value::Array(batch)).await.ok();
+    let w0 = apis[0].register(&["tenants"]).await;
+    let w1 = apis[1].register(&["tenants"]).await;
+    let first = apis[0].claim_n(&w0, 10).await;
+    assert_eq!(first.len(), 2, "one of each group: {first:?}");
+    // Node 1 sees both groups at their limits: one running, and slow's one
+    // claim in two seconds made.
+    let nothing = apis[1]
+        .send(
+            Method::GET,
+            &format!("/task?workerId={w1}&count=10&wait=1"),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(nothing, json!([]), "held on the other node too");
+    for t in &first {
+        apis[0].update(&w0, t, "complete", json!({})).await.ok();
+    }
+    let next = apis[1]
+        .send(
+            Method::GET,
+            &format!("/task?workerId={w1}&count=10&wait=3"),
+            None,
+        )
+        .await
+        .ok();
+    let groups: Vec<&str> = next
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        groups,
+        ["acme"],
+        "slow waits out its rate on node 1 as well"
+    );
+}
+
 #[tokio::test]
 async fn a_wrong_bucket_or_password_fails_within_the_timeout() {
     use interq::store::couchbase::CouchbaseStore;

@@ -235,14 +235,16 @@ impl Rotation {
 #[derive(Debug, Default)]
 pub(super) struct Claims(BTreeSet<(Millis, TaskId)>);
 
-/// A rate as a window and how many claims it allows: a second, or for
-/// rates under one a second, the time one claim takes.
+/// A rate as a window and how many claims it allows in it: as many as a
+/// second's worth (at least one, the burst a queue's `rateLimit` also
+/// allows), in the time they take at that rate, so that a rate with a
+/// fraction (2.5 a second: 2 in 800 ms) holds within a rounded millisecond.
 fn window(rate: f64) -> (u64, usize) {
-    if rate >= 1.0 {
-        (1000, rate.floor() as usize)
-    } else {
-        ((1000.0 / rate).ceil() as u64, 1)
-    }
+    let allowed = rate.floor().max(1.0);
+    (
+        ((1000.0 * allowed / rate).round() as u64).max(1),
+        allowed as usize,
+    )
 }
 
 impl Claims {

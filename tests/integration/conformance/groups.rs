@@ -257,3 +257,47 @@ pub async fn a_group_rate_limit_counts_claims_in_a_window(h: &mut dyn Harness) -
     );
     Ok(())
 }
+
+pub async fn a_group_rate_limit_holds_over_a_minute_of_claims(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let copies: Vec<Task> = (0..2000)
+        .flat_map(|i| [grouped("a", Some("x"), 0, i), grouped("a", Some("y"), 0, i)])
+        .collect();
+    s.enqueue(copies, Counters::default()).await?;
+    let mut own = BTreeMap::new();
+    own.insert(
+        "y".to_owned(),
+        GroupSettings {
+            rate_limit: Some(2.5),
+            ..GroupSettings::default()
+        },
+    );
+    s.put_queue_settings(
+        &q("a"),
+        settings(|s| {
+            s.group_rate_limit = Some(10.0);
+            s.groups = own;
+        }),
+    )
+    .await?;
+    // Claims every 7 ms for a minute, each taking all it may; every copy
+    // completed at once, so only the rate holds them back.
+    let w = WorkerId::new();
+    let (mut x, mut y) = (0u64, 0u64);
+    let mut at = 0;
+    while at < 60_000 {
+        let now = T0.plus_millis(at);
+        for t in s.claim(w, &lanes(&["a"]), now, 50).await? {
+            match t.group.as_deref() {
+                Some("x") => x += 1,
+                _ => y += 1,
+            }
+            s.finish(t.task_id, w, now, complete()).await?;
+        }
+        at += 7;
+    }
+    // 10 a second over 60 s, and y's own 2.5, each within 1%.
+    assert!((594..=606).contains(&x), "x: {x}");
+    assert!((148..=152).contains(&y), "y: {y}");
+    Ok(())
+}

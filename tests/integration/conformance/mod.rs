@@ -206,6 +206,7 @@ macro_rules! conformance_tests {
             a_group_limit_holds_running_copies_and_frees_on_finish,
             a_group_limit_of_one_runs_each_group_in_order,
             a_group_rate_limit_counts_claims_in_a_window,
+            a_group_rate_limit_holds_over_a_minute_of_claims,
             a_copy_keeps_the_history_of_what_happened_to_it,
             retention_keeps_failed_longer_than_finished_and_counts_per_queue,
             a_cancelled_lease_ends_cancelled_and_a_late_completion_counts,
