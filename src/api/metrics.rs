@@ -44,6 +44,22 @@ pub async fn show_metrics(state: web::Data<AppState>) -> Result<HttpResponse, Ap
         value: workers.iter().filter(|w| w.state == s).count() as f64,
     })
     .collect();
+    let groups = broker.group_summary().await?;
+    let group_samples = |pick: usize, reason: Option<&str>| -> Vec<Sample> {
+        groups
+            .iter()
+            .map(|(q, counts)| {
+                let mut labels = vec![("queue", q.to_string())];
+                labels.extend(reason.map(|r| ("reason", r.to_owned())));
+                Sample {
+                    labels,
+                    value: counts[pick] as f64,
+                }
+            })
+            .collect()
+    };
+    let mut held = group_samples(1, Some("maxRunning"));
+    held.extend(group_samples(2, Some("rateLimit")));
     let gauges = [
         (
             "interq_ready",
@@ -64,6 +80,16 @@ pub async fn show_metrics(state: web::Data<AppState>) -> Result<HttpResponse, Ap
             "interq_failed",
             "Copies in the failed set.",
             per_queue(|c| c.failed),
+        ),
+        (
+            "interq_groups",
+            "Fairness groups with ready or running copies, by queue.",
+            group_samples(0, None),
+        ),
+        (
+            "interq_groups_held",
+            "Groups whose ready copies a group limit holds back, by queue and limit.",
+            held,
         ),
         ("interq_workers", "Registered workers by state.", by_state),
         (

@@ -1195,6 +1195,12 @@ impl Broker {
             .await?)
     }
 
+    /// Per queue with fairness groups: groups, held by `maxRunning`, held
+    /// by `rateLimit`.
+    pub async fn group_summary(&self) -> Result<Vec<(QueueName, [u64; 3])>> {
+        Ok(self.store.group_summary().await?)
+    }
+
     /// A queue's fairness groups, the most ready first.
     pub async fn groups(&self, queue: &QueueName, top: usize) -> Result<QueueGroups> {
         Ok(self.store.groups(queue, top).await?)

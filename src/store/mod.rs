@@ -302,6 +302,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `top` with the most ready copies, and how many there are.
     async fn groups(&self, queue: &QueueName, top: usize) -> Result<QueueGroups, StoreError>;
 
+    /// Per queue with fairness groups: how many groups have ready or
+    /// running copies, and how many are held by `maxRunning` and by
+    /// `rateLimit`.
+    async fn group_summary(&self) -> Result<Vec<(QueueName, [u64; 3])>, StoreError>;
+
     /// The ids of the copies a worker is running.
     async fn running_of(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError>;
 

@@ -183,6 +183,22 @@ async fn status_lists_a_queues_groups_and_which_are_held() {
     app.send(Method::GET, "/status?groups=no%20such", None)
         .await
         .error(400, "invalid_field", Some("groups"));
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "interq_groups{queue=\"q\"} 3",
+        "interq_groups_held{queue=\"q\",reason=\"maxRunning\"} 2",
+        "interq_groups_held{queue=\"q\",reason=\"rateLimit\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 }
 
 /// Workers claim and complete as fast as they can while copies of many

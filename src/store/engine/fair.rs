@@ -556,9 +556,8 @@ impl State {
         }
     }
 
-    /// The groups of `queue` with ready copies or running ones: the `top`
-    /// with the most ready copies, and how many there are.
-    pub(super) fn groups_of(&self, queue: &QueueName, top: usize) -> QueueGroups {
+    /// Every group of `queue` with ready or running copies, unordered.
+    fn group_counts(&self, queue: &QueueName) -> HashMap<Arc<str>, GroupCount> {
         let mut views: HashMap<Arc<str>, GroupCount> = HashMap::new();
         let blank = |g: &Arc<str>| GroupCount {
             group: g.to_string(),
@@ -590,6 +589,44 @@ impl State {
                 view.held_until = None;
             }
         }
+        views
+    }
+
+    /// Per queue with groups: how many, and how many are held by
+    /// `maxRunning` and by `rateLimit`.
+    pub(super) fn group_summary(&self) -> Vec<(QueueName, [u64; 3])> {
+        let mut queues: Vec<QueueName> = self
+            .fair
+            .rotations
+            .keys()
+            .filter_map(|l| match l {
+                Lane::Queue(q) => Some(q.clone()),
+                Lane::Worker(_) => None,
+            })
+            .chain(self.fair.running.keys().map(|(q, _)| q.clone()))
+            .collect();
+        queues.sort();
+        queues.dedup();
+        queues
+            .into_iter()
+            .map(|q| {
+                let counts = self.group_counts(&q);
+                let held = |why: &str| {
+                    counts
+                        .values()
+                        .filter(|g| g.held.as_deref() == Some(why))
+                        .count() as u64
+                };
+                let summary = [counts.len() as u64, held("maxRunning"), held("rateLimit")];
+                (q, summary)
+            })
+            .collect()
+    }
+
+    /// The groups of `queue` with ready copies or running ones: the `top`
+    /// with the most ready copies, and how many there are.
+    pub(super) fn groups_of(&self, queue: &QueueName, top: usize) -> QueueGroups {
+        let views = self.group_counts(queue);
         let total = views.len();
         let mut groups: Vec<GroupCount> = views.into_values().collect();
         groups.sort_by(|a, b| {

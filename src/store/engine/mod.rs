@@ -519,6 +519,11 @@ impl<L: Log> Store for Engine<L> {
         Ok(self.lock().groups_of(queue, top))
     }
 
+    async fn group_summary(&self) -> Result<Vec<(QueueName, [u64; 3])>, StoreError> {
+        self.sync().await?;
+        Ok(self.lock().group_summary())
+    }
+
     async fn running_of(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError> {
         self.sync().await?;
         Ok(self
