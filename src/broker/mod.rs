@@ -1216,7 +1216,11 @@ impl Broker {
     /// take it (as the interests are now).
     pub async fn find_task(&self, id: TaskId) -> Result<Value> {
         if let Some(t) = self.store.task(id).await? {
-            return Ok(self.task_view(&t));
+            let mut view = self.task_view(&t);
+            if let Some(why) = self.held_by(id).await? {
+                view["heldBy"] = Value::from(why);
+            }
+            return Ok(view);
         }
         // A copy's id that names no copy is unknown, even when its publish
         // exists: only a publish's own id lists the copies.
@@ -1229,6 +1233,11 @@ impl Broker {
         }
         let copies: Vec<Value> = copies.iter().map(|t| self.task_view(t)).collect();
         Ok(serde_json::json!({"publishId": id, "copies": copies}))
+    }
+
+    /// Why a ready copy is not handed out now, when a rule holds it.
+    pub async fn held_by(&self, id: TaskId) -> Result<Option<String>> {
+        Ok(self.store.held_by(id, self.clock.now()).await?)
     }
 
     fn task_view(&self, t: &Task) -> Value {

@@ -307,6 +307,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `rateLimit`.
     async fn group_summary(&self) -> Result<Vec<(QueueName, [u64; 3])>, StoreError>;
 
+    /// Why a ready copy is not handed out at `now`, when a rule holds it
+    /// (its queue paused or at a limit, a running twin, its group at a
+    /// limit).
+    async fn held_by(&self, id: TaskId, now: Millis) -> Result<Option<String>, StoreError>;
+
     /// The ids of the copies a worker is running.
     async fn running_of(&self, worker: WorkerId) -> Result<Vec<TaskId>, StoreError>;
 

@@ -537,6 +537,11 @@ struct QueuePage {
     url_name: String,
     paused: bool,
     interests: Option<String>,
+    /// Its fairness groups: the most ready, how many in all, and its
+    /// group settings in words.
+    groups: Vec<GroupRow>,
+    groups_total: usize,
+    group_rules: Vec<String>,
     tabs: Vec<(&'static str, Option<u64>, bool)>,
     state: &'static str,
     rows: Vec<TaskRow>,
@@ -562,7 +567,10 @@ pub async fn queue(
     let broker = &state.broker;
     let counts = broker.queue_counts(&name).await?;
     let interests = broker.interests_of(&name).as_ref().map(view::pretty);
-    let paused = broker.queue_settings(&name).await?.paused;
+    let settings = broker.queue_settings(&name).await?;
+    let paused = settings.paused;
+    let groups = broker.groups(&name, GROUPS_SHOWN).await?;
+    let group_rules = view::group_rules(&settings);
     let tasks = broker
         .list_tasks(
             Some(&name),
@@ -602,7 +610,37 @@ pub async fn queue(
         url_name,
         paused,
         interests,
+        groups_total: groups.total,
+        groups: groups
+            .groups
+            .iter()
+            .map(|g| GroupRow {
+                name: g.group.clone(),
+                ready: g.ready,
+                running: g.running,
+                held: match (g.held.as_deref(), g.held_until) {
+                    (Some("rateLimit"), Some(at)) => {
+                        format!("rate limit, until {}", view::relative(at, now))
+                    }
+                    (Some("maxRunning"), _) => "running limit".into(),
+                    _ => String::new(),
+                },
+            })
+            .collect(),
+        group_rules,
     })
+}
+
+/// Groups a queue's page lists, the most ready first.
+const GROUPS_SHOWN: usize = 20;
+
+/// One fairness group on a queue's page.
+struct GroupRow {
+    name: String,
+    ready: u64,
+    running: u64,
+    /// Why its ready copies wait, or empty.
+    held: String,
 }
 
 /// `POST /admin/queues/{queue}/{action}`: clear, delete (with the name
@@ -750,13 +788,15 @@ pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res
         Err(e) => return Err(e.into()),
     };
     let now = broker.now();
+    let held = broker.held_by(t.task_id).await?;
     let opt_time = |m: Option<Millis>| m.map(view::time).unwrap_or_else(|| "—".into());
-    let fields = vec![
+    let mut fields = vec![
         ("Task id", t.task_id.to_string()),
         ("Publish id", t.publish_id.to_string()),
         ("Queue", t.queue.to_string()),
         ("State", t.state.as_str().to_owned()),
         ("Key", t.key.clone().unwrap_or_else(|| "—".into())),
+        ("Group", t.group.clone().unwrap_or_else(|| "—".into())),
         ("Priority", t.priority.0.to_string()),
         ("Attempts", format!("{} of {}", t.attempt, t.max_attempts)),
         ("Publisher", t.publisher.clone()),
@@ -793,6 +833,10 @@ pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res
             },
         ),
     ];
+    if let Some(why) = held {
+        // Next to the state: why a ready copy is not claimed.
+        fields.insert(4, ("Held back", why));
+    }
     let history = t
         .history
         .iter()

@@ -133,6 +133,34 @@ impl Pager {
     }
 }
 
+/// A queue's group settings in words, one line each (none without any).
+pub fn group_rules(s: &crate::model::QueueSettings) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(n) = s.group_max_running {
+        out.push(format!("at most {n} running per group"));
+    }
+    if let Some(r) = s.group_rate_limit {
+        out.push(format!("at most {r} claims a second per group"));
+    }
+    if s.strict_priority {
+        out.push("priority first across groups".into());
+    }
+    for (g, own) in &s.groups {
+        let mut parts = Vec::new();
+        if let Some(n) = own.max_running {
+            parts.push(format!("{n} running"));
+        }
+        if let Some(r) = own.rate_limit {
+            parts.push(format!("{r} claims a second"));
+        }
+        if let Some(w) = own.weight {
+            parts.push(format!("weight {w}"));
+        }
+        out.push(format!("{g}: {}", parts.join(", ")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -434,6 +434,53 @@ async fn an_operator_watches_retries_and_routes_in_a_real_browser() {
         assert!(audit.contains(action), "{action} in the audit log: {audit}");
     }
 
+    // A queue with fairness groups shows them, and a held copy says why.
+    app.put_interest("tenants", json!({"tenant": "^(?P<group>[a-z]+)$"}))
+        .await
+        .ok();
+    app.send(
+        reqwest::Method::PUT,
+        "/queue",
+        Some(json!({"queue": "tenants", "groupMaxRunning": 1})),
+    )
+    .await
+    .ok();
+    let mut held = String::new();
+    for (tenant, n) in [("acme", 3), ("globex", 1)] {
+        for i in 0..n {
+            let p = app.publish_data(json!({"tenant": tenant, "i": i})).await;
+            let copy = p["copies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["queue"] == "tenants")
+                .unwrap()["taskId"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            if tenant == "acme" && i == 1 {
+                held = copy;
+            }
+        }
+    }
+    let w = app.register(&["tenants"]).await;
+    assert_eq!(app.claim_n(&w, 10).await.len(), 2, "one per group");
+    b.goto(&app, "/admin/queues/tenants").await;
+    let first = b.text("#groups tbody tr:first-child").await;
+    assert_eq!(
+        first, "acme 2 1 running limit",
+        "the most ready first, held"
+    );
+    assert!(b.text("main").await.contains("at most 1 running per group"));
+    b.check_page("queue with groups").await;
+    b.screenshot("queue-groups").await;
+    b.goto(&app, &format!("/admin/tasks/{held}")).await;
+    let page = b.text("main").await;
+    assert!(
+        page.contains("its group acme has 1 running, the most its queue allows the group (1)"),
+        "{page}"
+    );
+
     // A phone's width.
     b.client.set_window_size(390, 844).await.expect("resize");
     for (path, name) in [

@@ -556,6 +556,61 @@ impl State {
         }
     }
 
+    /// Why a ready copy is not handed out now, when a rule holds it: its
+    /// queue paused or at a limit, a running twin, or its group at a limit.
+    /// `None` for a copy that is not ready, or that the next claim of a
+    /// worker on its queue may take.
+    pub(super) fn held_by(&self, id: TaskId, now: Millis) -> Option<String> {
+        let t = self.tasks.get(&id)?;
+        if t.state != crate::model::TaskState::Ready {
+            return None;
+        }
+        let settings = self.queue_settings.get(&t.queue);
+        if let Some(s) = settings {
+            if s.paused {
+                return Some("its queue is paused".into());
+            }
+            let running = self.counts.get(&t.queue).map_or(0, |c| c.running);
+            if let Some(max) = s.max_running.filter(|&m| running >= u64::from(m)) {
+                return Some(format!(
+                    "its queue has {running} running, its maxRunning of {max}"
+                ));
+            }
+            if let (Some(rate), Some((tokens, last))) = (s.rate_limit, self.buckets.get(&t.queue)) {
+                let refilled = tokens + rate * now.since(*last) as f64 / 1000.0;
+                if refilled < 1.0 {
+                    return Some(format!(
+                        "its queue had its rateLimit of {rate} claims a second"
+                    ));
+                }
+            }
+        }
+        if self.run_locked(t) {
+            return Some("an identical task runs in its queue (singularlyRun)".into());
+        }
+        let (Some(g), Some(s)) = (&t.group, settings) else {
+            return None;
+        };
+        let key = (t.queue.clone(), Arc::clone(g));
+        let running = self.fair.running.get(&key).copied().unwrap_or(0);
+        if let Some(max) = s.max_running_of(g).filter(|&m| running >= m) {
+            return Some(format!(
+                "its group {g} has {running} running, the most its queue allows the group ({max})"
+            ));
+        }
+        if let Some(rate) = s.rate_limit_of(g) {
+            let (span, allowed) = window(rate);
+            let since = Millis((now.0 + 1).saturating_sub(span));
+            let made = self.fair.claims.get(&key).map_or(0, |c| {
+                c.0.iter().rev().take_while(|(at, _)| *at >= since).count()
+            });
+            if made >= allowed {
+                return Some(format!("its group {g} had its {rate} claims a second"));
+            }
+        }
+        None
+    }
+
     /// Every group of `queue` with ready or running copies, unordered.
     fn group_counts(&self, queue: &QueueName) -> HashMap<Arc<str>, GroupCount> {
         let mut views: HashMap<Arc<str>, GroupCount> = HashMap::new();

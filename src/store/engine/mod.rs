@@ -519,6 +519,11 @@ impl<L: Log> Store for Engine<L> {
         Ok(self.lock().groups_of(queue, top))
     }
 
+    async fn held_by(&self, id: TaskId, now: Millis) -> Result<Option<String>, StoreError> {
+        self.sync().await?;
+        Ok(self.lock().held_by(id, now))
+    }
+
     async fn group_summary(&self) -> Result<Vec<(QueueName, [u64; 3])>, StoreError> {
         self.sync().await?;
         Ok(self.lock().group_summary())
