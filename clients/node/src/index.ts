@@ -45,6 +45,8 @@ export interface TaskRecord {
   maxAttempts: number;
   ttr: number;
   cancelled?: boolean;
+  key?: string;
+  group?: string;
   failReason?: string;
   [field: string]: unknown;
 }
@@ -67,8 +69,35 @@ export interface PublishOptions {
   maxAttempts?: number;
   ttr?: number;
   key?: string;
+  /** Its fairness group (a tenant, a customer). */
+  group?: string;
   expireAt?: number;
   ttl?: number;
+}
+
+/** A fairness group's settings of its own in its queue. */
+export interface GroupSettings {
+  maxRunning?: number;
+  rateLimit?: number;
+  weight?: number;
+}
+
+/** The settings of `PUT /queue`, in the API's spelling; `null` clears one. */
+export interface QueueSettings {
+  maxRunning?: number | null;
+  rateLimit?: number | null;
+  paused?: boolean;
+  groupMaxRunning?: number | null;
+  groupRateLimit?: number | null;
+  strictPriority?: boolean;
+  groups?: Record<string, GroupSettings | null>;
+}
+
+/** A queue's fairness groups as `GET /status?groups=` answers them. */
+export interface QueueGroups {
+  queue: string;
+  total: number;
+  groups: { group: string; ready: number; running: number; held?: "maxRunning" | "rateLimit"; heldUntil?: number }[];
 }
 
 /** A claimed copy, as a handler gets it. */
@@ -166,9 +195,28 @@ export class Client {
     return this.call("GET", "/status", undefined, query);
   }
 
-  async register(queues: string[], name?: string): Promise<string> {
-    const answer = await this.call<{ workerId: string }>("PUT", "/worker", name ? { queues, name } : { queues });
+  /** Registers a worker on `queues` in order, or with `weights` (queue ->
+   * 1..1000) in proportion to them. */
+  async register(queues: string[], name?: string, weights?: Record<string, number>): Promise<string> {
+    const body: Record<string, unknown> = { queues };
+    if (name) body.name = name;
+    if (weights) body.weights = weights;
+    const answer = await this.call<{ workerId: string }>("PUT", "/worker", body);
     return answer.workerId;
+  }
+
+  /** Sets a queue's settings; answers them as they now are. */
+  async setQueue(queue: string, settings: QueueSettings): Promise<QueueSettings> {
+    const answer = await this.call<{ settings: QueueSettings }>("PUT", "/queue", { queue, ...settings });
+    return answer.settings;
+  }
+
+  /** A queue's fairness groups, the most ready first. */
+  async groups(queue: string, limit?: number): Promise<QueueGroups> {
+    const query: Record<string, string | number> = { groups: queue };
+    if (limit !== undefined) query.limit = limit;
+    const answer = await this.call<{ groups: QueueGroups }>("GET", "/status", undefined, query);
+    return answer.groups;
   }
 
   async deregister(workerId: string): Promise<void> {

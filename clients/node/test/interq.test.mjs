@@ -93,6 +93,24 @@ test("publish, claim, heartbeat, complete and fail", () =>
     assert.deepEqual(await iq.claim(worker, { wait: 0 }), []);
   }));
 
+test("groups take turns and a group limit holds", () =>
+  withServer(async (iq) => {
+    await iq.setInterests("tenants", "*");
+    const settings = await iq.setQueue("tenants", { groupMaxRunning: 1 });
+    assert.equal(settings.groupMaxRunning, 1);
+    await iq.publishBatch([0, 1, 2, 3, 4].map((n) => ({ data: { n }, group: "big" })));
+    await iq.publish({ n: 9 }, { group: "small" });
+    const worker = await iq.register(["tenants"], "node", { tenants: 2 });
+    const tasks = await iq.claim(worker, { count: 10 });
+    assert.deepEqual(tasks.map((t) => t.group).sort(), ["big", "small"]);
+    const groups = await iq.groups("tenants");
+    assert.equal(groups.total, 2);
+    assert.equal(groups.groups[0].group, "big");
+    assert.equal(groups.groups[0].held, "maxRunning");
+    await assert.rejects(iq.setQueue("tenants", { groupMaxRunning: 0 }), { code: "invalid_field" });
+    assert.equal((await iq.setQueue("tenants", { groupMaxRunning: null })).groupMaxRunning, undefined);
+  }));
+
 test("refusals reject with the API's code", () =>
   withServer(async (iq) => {
     await assert.rejects(iq.publish({ a: 1 }, { priority: "soon" }), (e) => {

@@ -140,10 +140,32 @@ class Client:
 
     # Working.
 
-    def register(self, queues: Sequence[str], name: Optional[str] = None) -> str:
+    def set_queue(self, queue: str, **settings: Any) -> Dict[str, Any]:
+        """Sets a queue's settings in their API spelling (`maxRunning=5`,
+        `groupMaxRunning=1`, `groups={"vip": {"weight": 3}}`; `None`
+        clears one). Answers the queue's settings as they now are."""
+        return self._call("PUT", "/queue", {"queue": queue, **settings})["settings"]
+
+    def groups(self, queue: str, limit: Optional[int] = None) -> Dict[str, Any]:
+        """A queue's fairness groups, the most ready first."""
+        query: Dict[str, Any] = {"groups": queue}
+        if limit is not None:
+            query["limit"] = limit
+        return self._call("GET", "/status", query=query)["groups"]
+
+    def register(
+        self,
+        queues: Sequence[str],
+        name: Optional[str] = None,
+        weights: Optional[Dict[str, int]] = None,
+    ) -> str:
+        """Registers a worker on `queues` in order, or with `weights`
+        (queue -> 1..1000) in proportion to them."""
         body: Dict[str, Any] = {"queues": list(queues)}
         if name:
             body["name"] = name
+        if weights:
+            body["weights"] = dict(weights)
         return self._call("PUT", "/worker", body)["workerId"]
 
     def deregister(self, worker_id: str) -> None:

@@ -79,6 +79,24 @@ class ClientTest(unittest.TestCase):
     def task_state(self, task_id: str) -> str:
         return self.iq.status(task=task_id)["task"]["state"]
 
+    def test_groups_take_turns_and_a_group_limit_holds(self):
+        self.iq.set_interests("tenants", "*")
+        settings = self.iq.set_queue("tenants", groupMaxRunning=1)
+        self.assertEqual(settings["groupMaxRunning"], 1)
+        self.iq.publish_batch([{"data": {"n": i}, "group": "big"} for i in range(5)])
+        self.iq.publish({"n": 9}, group="small")
+        worker = self.iq.register(["tenants"], weights={"tenants": 2})
+        tasks = self.iq.claim(worker, count=10)
+        self.assertEqual(sorted(t.raw["group"] for t in tasks), ["big", "small"])
+        groups = self.iq.groups("tenants")
+        self.assertEqual(groups["total"], 2)
+        self.assertEqual(groups["groups"][0]["group"], "big")
+        self.assertEqual(groups["groups"][0]["held"], "maxRunning")
+        with self.assertRaises(InterqError) as bad:
+            self.iq.set_queue("tenants", groupMaxRunning=0)
+        self.assertEqual((bad.exception.status, bad.exception.code), (400, "invalid_field"))
+        self.assertEqual(self.iq.set_queue("tenants", groupMaxRunning=None).get("groupMaxRunning"), None)
+
     def test_publish_claim_complete(self):
         self.iq.set_interests("emails", {"to": r"@x\.com$"})
         one = self.iq.publish({"to": "a@x.com"}, priority="high", key="k1")
