@@ -97,6 +97,9 @@ pub enum Op {
         /// Your name for the task, to find or stop it by.
         #[arg(long = "task-key")]
         task_key: Option<String>,
+        /// Its fairness group (a tenant, a customer).
+        #[arg(long)]
+        group: Option<String>,
         /// Unix seconds before which it does not run.
         #[arg(long)]
         run_at: Option<f64>,
@@ -340,6 +343,7 @@ pub async fn run(op: Op) -> Result<String, Failure> {
             data,
             priority,
             task_key,
+            group,
             run_at,
             max_attempts,
             ttr,
@@ -349,6 +353,7 @@ pub async fn run(op: Op) -> Result<String, Failure> {
             let data = read_data(data)?;
             let mut task = Publish::new(data);
             task.key = task_key;
+            task.group = group;
             task.run_at = run_at;
             task.max_attempts = max_attempts;
             task.ttr = ttr;

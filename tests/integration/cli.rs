@@ -174,6 +174,16 @@ async fn every_operator_command_answers_for_people_and_for_scripts() {
     let schedules = json_of(&app, &["schedules"]);
     assert_eq!(schedules[0]["name"], "nightly");
     assert!(stdout(&interq(&app, &["schedules"])).contains("nightly"));
+    // A publish's group.
+    let grouped = json_of(
+        &app,
+        &["publish", r#"{"to": "g@x.com"}"#, "--group", "tenant-1"],
+    );
+    let copy = grouped["copies"][0]["taskId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.status(&format!("task={copy}")).await["task"]["group"],
+        "tenant-1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
