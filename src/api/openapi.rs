@@ -649,7 +649,7 @@ pub fn interest_deleted_answer(_: &Settings) -> Value {
 fn settings_schema() -> Value {
     let limits = json!({
         "maxRunning": {"type": "integer", "minimum": 1},
-        "rateLimit": {"type": "number", "exclusiveMinimum": 0},
+        "rateLimit": {"type": "number", "exclusiveMinimum": true, "minimum": 0},
     });
     let mut group = limits.clone();
     group["weight"] = json!({"type": "integer", "minimum": 1, "maximum": 1000});
@@ -659,7 +659,7 @@ fn settings_schema() -> Value {
         ("groupMaxRunning", json!({"type": "integer", "minimum": 1})),
         (
             "groupRateLimit",
-            json!({"type": "number", "exclusiveMinimum": 0}),
+            json!({"type": "number", "exclusiveMinimum": true, "minimum": 0}),
         ),
         ("strictPriority", json!({"type": "boolean"})),
         (
@@ -684,14 +684,14 @@ pub fn group_max_running(_: &Settings) -> Value {
 }
 
 pub fn group_rate_limit(_: &Settings) -> Value {
-    json!({"type": "number", "exclusiveMinimum": 0, "maximum": 1e6, "nullable": true})
+    json!({"type": "number", "exclusiveMinimum": true, "minimum": 0, "maximum": 1e6, "nullable": true})
 }
 
 pub fn group_overrides(_: &Settings) -> Value {
     json!({"type": "object", "description": "group name -> its own settings, or null to remove them", "additionalProperties": {
         "type": "object", "nullable": true, "properties": {
             "maxRunning": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
-            "rateLimit": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e6},
+            "rateLimit": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "maximum": 1e6},
             "weight": {"type": "integer", "minimum": 1, "maximum": 1000},
         },
     }})

@@ -218,15 +218,7 @@ async fn status_lists_a_queues_groups_and_which_are_held() {
     app.send(Method::GET, "/status?groups=no%20such", None)
         .await
         .error(400, "invalid_field", Some("groups"));
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for line in [
         "interq_groups{queue=\"q\"} 3",
         "interq_groups_held{queue=\"q\",reason=\"maxRunning\"} 2",

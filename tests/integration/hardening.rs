@@ -69,15 +69,7 @@ async fn settings_come_from_interq_toml_never_a_file_named_interq() {
 
 /// A gauge's value in `/metrics`.
 async fn gauge(app: &crate::helpers::Api, name: &str) -> f64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .unwrap_or_else(|| panic!("no {name} in {text}"))

@@ -245,6 +245,18 @@ impl Api {
             .ok()
     }
 
+    /// `GET /metrics`, as text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Moves the manual clock and applies what is due.
     pub async fn advance(&self, secs: f64) {
         self.send(

@@ -316,15 +316,7 @@ async fn metrics_count_by_queue_and_gauge_the_present() {
     let t2 = app.claim(&worker).await;
     app.update(&worker, &t2, "fail", json!({})).await.ok();
 
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
 
     for line in [
         "interq_queue_routed_total{queue=\"audit\"} 3",

@@ -352,15 +352,7 @@ async fn unclaimed_tasks_expire_and_are_counted() {
     );
     let worker = app.register(&["q"]).await;
     assert_eq!(app.claim(&worker).await["data"]["n"], 2);
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("interq_events_total{event=\"expired\"} 1"),
         "{metrics}"
@@ -631,15 +623,7 @@ async fn a_rule_takes_a_task_only_when_all_its_fields_match() {
 
 /// One metric's value from `/metrics`.
 async fn metric(app: &crate::helpers::Api, name: &str) -> f64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     interq::bench::metric(&text, name).unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
