@@ -11,7 +11,7 @@
 //!
 //! A lane has a rotation from its first grouped ready copy until it has no
 //! ready copy; while it has one, its ungrouped copies take turns as one more
-//! group (`UNGROUPED`). Lanes without groups are claimed as before, at no
+//! group (named `""`: a group name is never empty). Lanes without groups are claimed as before, at no
 //! cost. A group held back by a limit leaves the order until it may be
 //! served again, so that claims never walk the groups that cannot have one.
 //!
@@ -23,12 +23,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use super::state::{ReadyKey, State};
+use super::state::{Names, ReadyKey, State};
 use crate::model::{GroupCount, Lane, Millis, Priority, QueueGroups, QueueName, TaskId};
-
-/// The name the ungrouped copies of a lane with groups take turns under
-/// (no group is named so: a group name is never empty).
-pub(super) const UNGROUPED: &str = "";
 
 /// What a turn of weight 1 adds to a pass: divisible by every weight up to
 /// 16 and by many above, so that weights share turns exactly.
@@ -49,6 +45,16 @@ struct Turn {
     ready: BTreeSet<ReadyKey>,
     pass: u64,
     held: Option<Held>,
+}
+
+impl Turn {
+    /// When a rate limit lets it be served again, if one holds it.
+    fn until(&self) -> Option<Millis> {
+        match self.held {
+            Some(Held::Until(at)) => Some(at),
+            _ => None,
+        }
+    }
 }
 
 type OrderKey = (Reverse<Priority>, u64, Arc<str>);
@@ -91,17 +97,11 @@ impl Rotation {
         });
         let before = self.key(name, &self.groups[name]);
         let turn = self.groups.get_mut(name).expect("inserted above");
-        let was_until = match turn.held {
-            Some(Held::Until(at)) => Some(at),
-            _ => None,
-        };
+        let was_until = turn.until();
         let out = change(turn);
         let turn = &self.groups[name];
         let after = self.key(name, turn);
-        let now_until = match turn.held {
-            Some(Held::Until(at)) => Some(at),
-            _ => None,
-        };
+        let now_until = turn.until();
         let empty = turn.ready.is_empty();
         if before != after {
             if let Some(k) = before {
@@ -221,7 +221,7 @@ impl Rotation {
         self.order.extend(keys);
     }
 
-    /// The groups with ready copies (`UNGROUPED` left out).
+    /// The groups with ready copies (the ungrouped left out).
     pub fn groups(&self) -> impl Iterator<Item = (&Arc<str>, usize, Option<Held>)> {
         self.groups
             .iter()
@@ -271,24 +271,21 @@ pub(super) struct Fairness {
     /// Recent claims of groups whose queue limits their rate.
     claims: HashMap<(QueueName, Arc<str>), Claims>,
     /// Group names, one allocation each.
-    names: HashSet<Arc<str>>,
-    names_kept: usize,
+    names: Names,
+    /// The name the ungrouped take turns under (`""`: no group is named
+    /// so), allocated once.
+    ungrouped: Arc<str>,
 }
 
 impl Fairness {
     pub fn intern(&mut self, group: &Arc<str>) -> Arc<str> {
-        if let Some(shared) = self.names.get(group) {
-            return Arc::clone(shared);
-        }
-        self.names.insert(Arc::clone(group));
-        Arc::clone(group)
+        self.names.share_arc(group)
     }
 
-    /// Forgets group names nothing holds, once they have doubled.
+    /// Forgets group names nothing holds, once they have doubled, and the
+    /// claim windows emptied meanwhile.
     pub fn prune(&mut self) {
-        if self.names.len() > 2 * self.names_kept.max(1024) {
-            self.names.retain(|g| Arc::strong_count(g) > 1);
-            self.names_kept = self.names.len();
+        if self.names.prune() {
             self.claims.retain(|_, c| !c.0.is_empty());
         }
     }
@@ -305,7 +302,7 @@ impl State {
             // as the ungrouped.
             let mut rotation = self.fair.spare.take().unwrap_or_default();
             rotation.strict = self.strict_in(lane);
-            let ungrouped: Arc<str> = UNGROUPED.into();
+            let ungrouped = Arc::clone(&self.fair.ungrouped);
             if let Some(ready) = self.ready.get(lane) {
                 for k in ready.iter().filter(|k| **k != key) {
                     rotation.insert(&ungrouped, *k);
@@ -316,7 +313,7 @@ impl State {
         let rotation = self.fair.rotations.get_mut(lane).expect("made above");
         match group {
             Some(g) => rotation.insert(g, key),
-            None => rotation.insert(&UNGROUPED.into(), key),
+            None => rotation.insert(&self.fair.ungrouped, key),
         }
     }
 
@@ -338,7 +335,7 @@ impl State {
         if let Some(rotation) = self.fair.rotations.get_mut(lane) {
             match group {
                 Some(g) => rotation.remove(g, key),
-                None => rotation.remove(&UNGROUPED.into(), key),
+                None => rotation.remove(&self.fair.ungrouped, key),
             }
         }
     }
@@ -399,15 +396,23 @@ impl State {
             Some(q) => self.fair.claims.retain(|(cq, _), _| cq != q),
             None => self.fair.claims.clear(),
         }
-        let limited = |st: &State, q: &QueueName| {
-            st.queue_settings.get(q).is_some_and(|s| {
+        let limited: HashSet<&QueueName> = self
+            .queue_settings
+            .iter()
+            .filter(|(q, _)| queue.is_none_or(|want| *q == want))
+            .filter(|(_, s)| {
                 s.group_rate_limit.is_some() || s.groups.values().any(|g| g.rate_limit.is_some())
             })
-        };
+            .map(|(q, _)| q)
+            .collect();
+        // Most stores limit no group's rate: nothing to walk at start-up.
+        if limited.is_empty() {
+            return;
+        }
         let claims: Vec<(QueueName, Arc<str>, Millis, TaskId)> = self
             .tasks
             .values()
-            .filter(|m| queue.is_none_or(|q| &m.queue == q) && limited(self, &m.queue))
+            .filter(|m| limited.contains(&m.queue))
             .filter_map(|m| {
                 let g = m.group.as_ref()?;
                 let at = m.extra.as_ref()?.started_at?;
@@ -577,8 +582,7 @@ impl State {
                 ));
             }
             if let (Some(rate), Some((tokens, last))) = (s.rate_limit, self.buckets.get(&t.queue)) {
-                let refilled = tokens + rate * now.since(*last) as f64 / 1000.0;
-                if refilled < 1.0 {
+                if super::state::refilled(*tokens, *last, rate, now) < 1.0 {
                     return Some(format!(
                         "its queue had its rateLimit of {rate} claims a second"
                     ));

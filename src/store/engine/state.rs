@@ -134,9 +134,53 @@ pub(super) struct State {
     pub(super) fair: super::fair::Fairness,
     /// One shared allocation per distinct queue name and publisher.
     queue_names: HashSet<QueueName>,
-    publishers: HashSet<Arc<str>>,
-    /// How many publisher names were kept after the last pruning.
-    publishers_kept: usize,
+    publishers: Names,
+}
+
+/// Names many copies share (publishers, groups), one allocation each.
+#[derive(Debug, Default)]
+pub(super) struct Names {
+    set: HashSet<Arc<str>>,
+    /// How many were kept after the last pruning.
+    kept: usize,
+}
+
+impl Names {
+    /// The shared copy of `name`.
+    pub fn share(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.set.get(name) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = name.into();
+        self.set.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// `share`, keeping `name`'s own allocation when it is new.
+    pub fn share_arc(&mut self, name: &Arc<str>) -> Arc<str> {
+        if let Some(shared) = self.set.get(name) {
+            return Arc::clone(shared);
+        }
+        self.set.insert(Arc::clone(name));
+        Arc::clone(name)
+    }
+
+    /// Forgets the names nothing else holds, once their number has doubled
+    /// since the last time: a publisher that names itself anew in every
+    /// publish must not grow the state for ever. Whether it pruned.
+    pub fn prune(&mut self) -> bool {
+        if self.set.len() <= 2 * self.kept.max(1024) {
+            return false;
+        }
+        self.set.retain(|n| Arc::strong_count(n) > 1);
+        self.kept = self.set.len();
+        true
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
 }
 
 impl State {
@@ -149,7 +193,7 @@ impl State {
 
     pub fn insert(&mut self, mut meta: Meta) {
         meta.queue = self.intern_queue(&meta.queue);
-        meta.publisher = self.intern_publisher(&meta.publisher);
+        meta.publisher = self.publishers.share_arc(&meta.publisher);
         if let Some(g) = &meta.group {
             meta.group = Some(self.fair.intern(g));
         }
@@ -215,33 +259,16 @@ impl State {
         q.clone()
     }
 
-    fn intern_publisher(&mut self, p: &Arc<str>) -> Arc<str> {
-        if let Some(shared) = self.publishers.get(p) {
-            return Arc::clone(shared);
-        }
-        self.publishers.insert(Arc::clone(p));
-        Arc::clone(p)
-    }
-
-    /// Forgets the names of publishers no copy names any more, once their
-    /// number has doubled since the last time: a publisher that names itself
-    /// anew in every publish must not grow the state for ever.
+    /// Forgets the names of publishers and groups no copy names any more
+    /// (see `Names::prune`).
     pub fn prune_names(&mut self) {
-        if self.publishers.len() > 2 * self.publishers_kept.max(1024) {
-            self.publishers.retain(|p| Arc::strong_count(p) > 1);
-            self.publishers_kept = self.publishers.len();
-        }
+        self.publishers.prune();
         self.fair.prune();
     }
 
     /// The shared copy of a publisher's name.
     pub fn publisher(&mut self, name: &str) -> Arc<str> {
-        if let Some(shared) = self.publishers.get(name) {
-            return Arc::clone(shared);
-        }
-        let shared: Arc<str> = name.into();
-        self.publishers.insert(Arc::clone(&shared));
-        shared
+        self.publishers.share(name)
     }
 
     fn index(&mut self, t: &Meta) {
@@ -520,7 +547,7 @@ impl State {
         if let Some(rate) = rate_limit {
             let burst = rate.max(1.0);
             let (tokens, last) = self.buckets.entry(queue.clone()).or_insert((burst, now));
-            *tokens = (*tokens + rate * now.since(*last) as f64 / 1000.0).min(burst);
+            *tokens = refilled(*tokens, *last, rate, now).min(burst);
             *last = now;
             allowed = allowed.min(tokens.floor() as usize);
         }
@@ -579,6 +606,12 @@ impl State {
         );
         out
     }
+}
+
+/// A queue's claim tokens at `now`, from `tokens` at `last` (before the
+/// bucket's cap).
+pub(super) fn refilled(tokens: f64, last: Millis, rate: f64, now: Millis) -> f64 {
+    tokens + rate * now.since(last) as f64 / 1000.0
 }
 
 #[cfg(test)]
