@@ -251,6 +251,7 @@ impl Application {
         ticker.abort();
         compactor.abort();
         self.store.flush().await.context("flushing the store")?;
+        self.store.close();
         tracing::info!("stopped");
         served.context("serving HTTP")
     }

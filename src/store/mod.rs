@@ -415,6 +415,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Makes everything done so far durable (called at shutdown).
     async fn flush(&self) -> Result<(), StoreError>;
 
+    /// At shutdown, after `flush`: leaves the store's files whole and
+    /// closed, as the next start expects them; changes after it fail.
+    fn close(&self);
+
     fn stats(&self) -> StoreStats;
 
     /// For a store other nodes change too: how often a node should look

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -385,6 +387,37 @@ fn damage_payloads(path: &Path) {
         *b = 0xFF;
     }
     std::fs::write(path, bytes).unwrap();
+}
+
+/// A terminated server closes its file itself, not only when its last
+/// handle happens to be dropped on the way out: a file left open needs
+/// repair at the next start, which then reads (and checks) all of it, and
+/// refused a store whose unread payloads were damaged even when told not to
+/// check.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminated_server_leaves_its_file_closed_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..5 {
+        let server = ChildServer::start(dir.path());
+        let api = server.api();
+        api.put_interest("q", json!("*")).await.ok();
+        let tasks: Vec<Value> = (0..100).map(|i| json!({"data": {"n": i}})).collect();
+        api.publish(json!(tasks)).await.ok();
+        let worker = api.register(&["q"]).await;
+        api.claim(&worker).await;
+        assert!(server.terminate().success());
+        let repaired = Arc::new(AtomicBool::new(false));
+        let seen = Arc::clone(&repaired);
+        let db = redb::Database::builder()
+            .set_repair_callback(move |_| seen.store(true, Ordering::SeqCst))
+            .open(data_file(dir.path()))
+            .expect("the file opens");
+        drop(db);
+        assert!(
+            !repaired.load(Ordering::SeqCst),
+            "round {round}: the file was left open and needed repair"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -109,7 +109,7 @@ pub struct EmbeddedLog {
     path: PathBuf,
     options: OpenOptions,
     journal: Arc<Journal>,
-    threads: Vec<JoinHandle<()>>,
+    threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// The log's records not in the file, when they could not be folded
     /// into it at start (a full disk): the state is read from both.
     replayed: std::sync::Mutex<Vec<Batch>>,
@@ -184,7 +184,7 @@ impl EmbeddedLog {
             path,
             options,
             journal,
-            threads,
+            threads: std::sync::Mutex::new(threads),
             replayed: std::sync::Mutex::new(replayed),
         })
     }
@@ -201,7 +201,11 @@ impl EmbeddedLog {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .ok_or_else(|| StoreError::Unavailable("the database is being reopened".into()))
+            .ok_or_else(|| {
+                StoreError::Unavailable(
+                    "the database is closed (shutting down) or being reopened".into(),
+                )
+            })
     }
 
     /// Records by key, newest first: the log's changes in memory (the
@@ -271,9 +275,31 @@ impl EmbeddedLog {
 
 impl Drop for EmbeddedLog {
     fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+impl EmbeddedLog {
+    /// Stops the threads, folds what is left into the file and closes it
+    /// (once: later calls find nothing to do).
+    fn shut(&self) {
+        self.close_journal();
+        // The last handle on the database: dropping it closes the file
+        // cleanly, so the next start need not check it for repair.
+        let db = self
+            .journal
+            .db
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(db);
+    }
+
+    fn close_journal(&self) {
         self.journal.close();
         self.journal.close_checkpoints();
-        for t in self.threads.drain(..) {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
             let _ = t.join();
         }
         // What is left in memory goes into the file now, so that the next
@@ -530,6 +556,10 @@ fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
 
 impl Log for EmbeddedLog {
     type Turn = Ticket;
+
+    fn close(&self) {
+        self.shut();
+    }
 
     async fn begin(&self, _applied: u64) -> Result<(Ticket, News), StoreError> {
         match self.journal.broken() {

@@ -100,6 +100,11 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
 
     fn stats(&self) -> StoreStats;
 
+    /// Closes what the log holds open, at shutdown, rather than whenever its
+    /// last handle happens to be dropped (which an exiting process may never
+    /// reach); changes after it fail.
+    fn close(&self) {}
+
     /// For a log other nodes write too: how often a node should look for
     /// their changes that no local event announces.
     fn poll_interval(&self) -> Option<Duration> {

@@ -758,6 +758,10 @@ impl<L: Log> Store for Engine<L> {
         .await
     }
 
+    fn close(&self) {
+        self.log.close();
+    }
+
     fn poll_interval(&self) -> Option<std::time::Duration> {
         self.log.poll_interval()
     }
