@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{interq_binary, spawn_app, spawn_app_with};
+use crate::helpers::{interq_binary, run_page, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_key_finds_every_copy_in_every_queue_and_state() {
@@ -328,77 +328,10 @@ async fn interq_worker_stops_a_cancelled_command() {
     let _ = worker.wait();
 }
 
-/// The `sh` blocks of a Markdown page, in order.
-fn shell_blocks(markdown: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in markdown.lines() {
-        match (&mut current, line.trim_end()) {
-            (None, "```sh") => current = Some(String::new()),
-            (Some(block), "```") => {
-                blocks.push(std::mem::take(block));
-                current = None;
-            }
-            (Some(block), l) => {
-                block.push_str(l);
-                block.push('\n');
-            }
-            (None, _) => {}
-        }
-    }
-    blocks
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_executor_page_runs_as_written() {
     let app = spawn_app().await;
-    let page =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/executor.md")).unwrap();
-    let blocks = shell_blocks(&page);
-    assert_eq!(blocks.len(), 6, "the page's examples");
-    // One shell for the page, as a reader would paste it; each block's output
-    // is kept apart.
-    let mut script = String::from("set -eu\n");
-    for (i, b) in blocks.iter().enumerate() {
-        script.push_str(&format!("echo '=== block {i}'\n"));
-        for line in b.lines() {
-            script.push_str(line);
-            // curl prints no newline after a JSON answer.
-            script.push_str(if line.starts_with("curl") {
-                "\necho\n"
-            } else {
-                "\n"
-            });
-        }
-    }
-    let base = app.base.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .env("INTERQ", base)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "the page failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let outputs: Vec<Vec<Value>> = stdout
-        .split("=== block ")
-        .skip(1)
-        .map(|b| {
-            b.lines()
-                .skip(1)
-                .filter(|l| !l.trim().is_empty())
-                .map(|l| serde_json::from_str(l).unwrap_or(Value::Null))
-                .collect()
-        })
-        .collect();
+    let outputs = run_page("docs/executor.md", &app.base, 6).await;
     // Start twice: one waiting build.
     assert_eq!(outputs[1][1]["copies"][0]["existing"], true);
     // Status by key.

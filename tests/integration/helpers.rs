@@ -637,3 +637,77 @@ impl TestCert {
         .unwrap()
     }
 }
+
+/// Runs the `sh` blocks of a Markdown page of the repository (`path`), in
+/// order and in one shell as a reader would paste them, against a server at
+/// `base` (as `$INTERQ`); asserts it has `expected` blocks and that they
+/// all succeed. Returns the JSON lines each block printed.
+pub async fn run_page(path: &str, base: &str, expected: usize) -> Vec<Vec<Value>> {
+    let page = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .expect("the page");
+    let blocks = shell_blocks(&page);
+    assert_eq!(blocks.len(), expected, "the examples of {path}");
+    // Each block's output is kept apart.
+    let mut script = String::from("set -eu\n");
+    for (i, b) in blocks.iter().enumerate() {
+        script.push_str(&format!("echo '=== block {i}'\n"));
+        for line in b.lines() {
+            script.push_str(line);
+            // curl prints no newline after a JSON answer.
+            script.push_str(if line.trim_start().starts_with("curl") {
+                "\necho\n"
+            } else {
+                "\n"
+            });
+        }
+    }
+    let base = base.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .env("INTERQ", base)
+            .output()
+            .expect("sh runs")
+    })
+    .await
+    .expect("the page's shell");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{path} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .split("=== block ")
+        .skip(1)
+        .map(|b| {
+            b.lines()
+                .skip(1)
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| serde_json::from_str(l).unwrap_or(Value::Null))
+                .collect()
+        })
+        .collect()
+}
+
+/// The `sh` blocks of a Markdown page, in order.
+fn shell_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```sh") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), l) => {
+                block.push_str(l);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
