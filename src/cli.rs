@@ -100,6 +100,10 @@ pub enum Op {
         /// Its fairness group (a tenant, a customer).
         #[arg(long)]
         group: Option<String>,
+        /// A copy that completes with an object as its output has the
+        /// output published on as a task (docs/workflows.md).
+        #[arg(long)]
+        publish_output: bool,
         /// Unix seconds before which it does not run.
         #[arg(long)]
         run_at: Option<f64>,
@@ -344,6 +348,7 @@ pub async fn run(op: Op) -> Result<String, Failure> {
             priority,
             task_key,
             group,
+            publish_output,
             run_at,
             max_attempts,
             ttr,
@@ -354,6 +359,7 @@ pub async fn run(op: Op) -> Result<String, Failure> {
             let mut task = Publish::new(data);
             task.key = task_key;
             task.group = group;
+            task.publish_output = publish_output;
             task.run_at = run_at;
             task.max_attempts = max_attempts;
             task.ttr = ttr;

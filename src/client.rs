@@ -100,6 +100,10 @@ pub struct Publish {
     /// Its fairness group (a tenant, a customer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// A copy that completes with an object as its output has the output
+    /// published on as a task.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub publish_output: bool,
 }
 
 impl Publish {

@@ -272,6 +272,10 @@ pub struct TaskSettings {
     /// Least time between two appends to one task's log, in ms (sooner is
     /// answered 429: a worker sends what came meanwhile with its next).
     pub log_every_ms: u64,
+    /// Most steps of outputs published on as tasks (`publishOutput`) from a
+    /// client's publish; a copy whose output would go deeper fails, which
+    /// ends a loop of queues feeding each other.
+    pub max_output_depth: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -358,6 +362,7 @@ impl Default for TaskSettings {
             tick_ms: 100,
             log_kept_bytes: 1 << 20,
             log_every_ms: 200,
+            max_output_depth: 32,
         }
     }
 }
@@ -454,6 +459,10 @@ impl Settings {
             "tasks.retry_jitter must be from 0 to 1",
         )?;
         check(t.tick_ms > 0, "tasks.tick_ms must be at least 1")?;
+        check(
+            (1..=10_000).contains(&t.max_output_depth),
+            "tasks.max_output_depth must be from 1 to 10000",
+        )?;
         check(
             t.log_kept_bytes <= 1 << 30,
             "tasks.log_kept_bytes must be at most 1073741824",
@@ -593,6 +602,7 @@ impl Settings {
             },
             log_every_ms: self.tasks.log_every_ms,
             log_kept_bytes: self.tasks.log_kept_bytes,
+            max_output_depth: self.tasks.max_output_depth,
         }
     }
 }

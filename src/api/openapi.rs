@@ -262,6 +262,20 @@ fn task_schema(with_data: bool) -> Value {
         "fingerprint": {"type": "string"},
         "routedBy": {},
     });
+    // Apart: one literal this long passes json!'s recursion limit.
+    let workflow = json!({
+        "group": {"type": "string"},
+        "heldBy": {"type": "string"},
+        "parent": {"type": "string", "format": "uuid", "description": "the copy whose output this task is"},
+        "depth": {"type": "integer", "minimum": 1, "description": "outputs between it and a client's publish"},
+        "publishOutput": {"type": "boolean"},
+        "children": {"type": "array", "description": "the copies its output became", "items": {"type": "object", "required": ["taskId", "queue", "state"], "properties": {
+            "taskId": uuid, "queue": {"type": "string"}, "state": {"type": "string"},
+        }}},
+    });
+    if let (Some(all), Value::Object(more)) = (properties.as_object_mut(), workflow) {
+        all.extend(more);
+    }
     if with_data {
         properties["data"] = json!({"type": "object"});
     }
@@ -662,6 +676,7 @@ fn settings_schema() -> Value {
             json!({"type": "number", "exclusiveMinimum": true, "minimum": 0}),
         ),
         ("strictPriority", json!({"type": "boolean"})),
+        ("publishOutput", json!({"type": "boolean"})),
         (
             "groups",
             json!({"type": "object", "description": "single groups' own limits and weights", "additionalProperties": {"type": "object", "properties": group}}),

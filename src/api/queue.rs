@@ -23,8 +23,9 @@ pub async fn delete(call: Call, body: Body) -> Answer {
 /// `PUT /queue`: sets a queue's limits: `maxRunning` (copies running at once
 /// across all workers), `rateLimit` (claims per second), `paused`, and its
 /// fairness groups': `groupMaxRunning`, `groupRateLimit`, `strictPriority`
-/// and `groups` (single groups' own limits and weights). An absent field
-/// keeps its value; `null` clears it.
+/// and `groups` (single groups' own limits and weights); and
+/// `publishOutput` (completed copies' outputs go on as tasks). An absent
+/// field keeps its value; `null` clears it.
 pub async fn update(call: Call, body: Body) -> Answer {
     let p = body.params()?;
     p.only(&[
@@ -36,6 +37,7 @@ pub async fn update(call: Call, body: Body) -> Answer {
         "groupRateLimit",
         "strictPriority",
         "groups",
+        "publishOutput",
     ])?;
     let queue = p.required("queue", p.queue("queue")?)?;
     let change = SettingsChange {
@@ -46,6 +48,7 @@ pub async fn update(call: Call, body: Body) -> Answer {
         group_rate_limit: clearable(&p, "groupRateLimit", rate_limit)?,
         strict_priority: p.boolean("strictPriority")?,
         groups: group_settings(&p)?,
+        publish_output: p.boolean("publishOutput")?,
     };
     let settings = call
         .state

@@ -147,6 +147,7 @@ const PUBLISH: &[Param] = &[
     p("expireAt", s::unix_time, false, "unix seconds after which a copy not yet claimed is dropped (expired); not with `ttl`"),
     p("ttl", s::ttl, false, "seconds from now after which a copy not yet claimed is dropped; not with `expireAt`"),
     p("requireRoute", s::boolean, false, "refuse the publish (422 `unrouted`, nothing stored) when no queue's interests want the task"),
+    p("publishOutput", s::boolean, false, "a copy that completes with an object as its output has the output published as a new task (its `parent` the copy), which does the same, up to `tasks.max_output_depth` steps"),
 ];
 const CLAIM: &[Param] = &[
     p("workerId", s::uuid, true, "the claiming worker"),
@@ -272,6 +273,12 @@ const QUEUE_SETTINGS: &[Param] = &[
         s::group_overrides,
         false,
         "single groups' own maxRunning, rateLimit and weight (turns per turn of a weight-1 group); null removes a group's",
+    ),
+    p(
+        "publishOutput",
+        s::boolean,
+        false,
+        "a copy that completes here with an object as its output has the output published as a new task (its `parent` the copy)",
     ),
 ];
 const SCHEDULE: &[Param] = &[

@@ -27,6 +27,7 @@ const PUBLISH_FIELDS: &[&str] = &[
     "expireAt",
     "ttl",
     "requireRoute",
+    "publishOutput",
 ];
 
 pub use crate::model::MAX_KEY_BYTES;
@@ -180,6 +181,9 @@ pub(super) fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask,
         key: parse_key(&p, "key")?,
         group: parse_group(&p, "group")?,
         require_route: p.boolean("requireRoute")?.unwrap_or(false),
+        publish_output: p.boolean("publishOutput")?.unwrap_or(false),
+        parent: None,
+        depth: 0,
     })
 }
 

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod clock;
+mod copies;
 mod logs;
 pub mod schedule;
 mod settings;
@@ -20,21 +21,22 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
-use interest::{Capture, InterestError, Interests, Router};
+use interest::{InterestError, Interests, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::{Mutex, Notify};
 
 use self::clock::Clock;
+pub use self::copies::{Defaults, OutputRouter};
 use self::schedule::{Spec, Timing};
 pub use self::settings::{SettingsChange, MAX_GROUP_OVERRIDES};
 use self::wakers::Wakers;
 use crate::metrics::{Metrics, QueueEvent};
 pub use crate::model::NewTask;
 use crate::model::{
-    identity, CancelTarget, Cancellation, CopyRef, Counters, Lane, Millis, Page, Published,
-    QueueCounts, QueueFilter, QueueGroups, QueueName, RetryPolicy, ScheduleRecord, Scope, Task,
-    TaskFilter, TaskId, TaskSelector, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
+    CancelTarget, Cancellation, CopyRef, Counters, Lane, Millis, Page, Published, QueueCounts,
+    QueueFilter, QueueGroups, QueueName, RetryPolicy, ScheduleRecord, Scope, Task, TaskFilter,
+    TaskId, TaskSelector, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
 };
 use crate::store::{Enqueued, Outcome, ReportKind, Store, StoreError, WorkerReport};
 
@@ -57,6 +59,8 @@ pub struct BrokerSettings {
     /// when `log_kept_bytes` is 0.
     pub log_every_ms: u64,
     pub log_kept_bytes: u64,
+    /// Deepest a task made from outputs may be (`tasks.max_output_depth`).
+    pub max_output_depth: u32,
 }
 
 impl Default for BrokerSettings {
@@ -74,6 +78,7 @@ impl Default for BrokerSettings {
             interest_limits: interest::Limits::default(),
             log_every_ms: 200,
             log_kept_bytes: 1 << 20,
+            max_output_depth: 32,
         }
     }
 }
@@ -390,29 +395,6 @@ impl Broker {
                 .iter()
                 .map(|&i| QueueName::from_shared(Arc::clone(routes.name(i))))
                 .collect();
-            // Keys and groups that queues' interests capture
-            // (`(?P<key>…)`, `(?P<group>…)`), which replace the publisher's
-            // for those queues' copies; one that is not valid (empty, too
-            // long) leaves the publisher's.
-            let captured = |capture: Capture, valid: fn(&str) -> bool| -> Vec<(&str, String)> {
-                indices
-                    .iter()
-                    .filter(|&&i| routes.interests_at(i).sets(capture))
-                    .filter_map(|&i| {
-                        let text = routes.interests_at(i).capture_from(capture, &new.data)?;
-                        valid(&text).then(|| (&**routes.name(i), text))
-                    })
-                    .collect()
-            };
-            let keys = captured(Capture::Key, crate::model::is_valid_key);
-            let groups = captured(Capture::Group, crate::model::is_valid_group);
-            // Only the singular rules compare tasks; others skip the hash.
-            let singular = new.singularly_enqueue || new.singularly_run;
-            let fp = if singular {
-                identity(new.key.as_deref(), &new.data)
-            } else {
-                String::new()
-            };
             let targets: Vec<(QueueName, Option<WorkerId>)> = match new.scope {
                 Scope::Any => queues.into_iter().map(|q| (q, None)).collect(),
                 Scope::All => self.workers_on(&queues),
@@ -422,21 +404,16 @@ impl Broker {
             }
             let data = Arc::new(std::mem::take(&mut new.data));
             accepted.push(Arc::clone(&data));
-            for (index, (queue, worker_queue)) in targets.into_iter().enumerate() {
-                let id = publish_id.copy(index as u16);
-                let mut copy =
-                    self.make_copy(&new, &data, id, publish_id, queue, worker_queue, &fp, now);
-                if let Some((_, key)) = keys.iter().find(|(q, _)| *q == copy.queue.as_str()) {
-                    if singular {
-                        copy.fingerprint = identity(Some(key), &data);
-                    }
-                    copy.key = Some(key.clone());
-                }
-                if let Some((_, g)) = groups.iter().find(|(q, _)| *q == copy.queue.as_str()) {
-                    copy.group = Some(g.clone());
-                }
-                copies.push(copy);
-            }
+            copies.extend(copies::copies_of(
+                &routes,
+                &indices,
+                &new,
+                &data,
+                publish_id,
+                targets,
+                self.defaults(),
+                now,
+            ));
             if copies.len() == start {
                 discarded += 1;
                 tracing::info!(
@@ -511,57 +488,20 @@ impl Broker {
             .collect())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn make_copy(
-        &self,
-        new: &NewTask,
-        data: &Arc<Map<String, Value>>,
-        task_id: TaskId,
-        publish_id: TaskId,
-        queue: QueueName,
-        worker_queue: Option<WorkerId>,
-        fp: &str,
-        now: Millis,
-    ) -> Task {
-        let run_at = new.run_at.unwrap_or(now).max(now);
-        Task {
-            task_id,
-            publish_id,
-            queue,
-            worker_queue,
-            data: Arc::clone(data),
-            publisher: new.publisher.clone(),
-            priority: new.priority,
-            scope: new.scope,
-            singularly_enqueue: new.singularly_enqueue,
-            replace_waiting: new.replace_waiting && new.singularly_enqueue,
-            singularly_run: new.singularly_run,
-            state: if run_at > now {
-                TaskState::Scheduled
-            } else {
-                TaskState::Ready
-            },
-            attempt: 0,
-            max_attempts: new
-                .max_attempts
-                .unwrap_or(self.settings.default_max_attempts),
-            ttr: new.ttr.unwrap_or(self.settings.default_ttr_secs),
-            created_at: now,
-            run_at,
-            expire_at: new.expire_at.or(new.ttl_ms.map(|ms| now.plus_millis(ms))),
-            worker_id: None,
-            lease_until: None,
-            started_at: None,
-            finished_at: None,
-            fail_reason: None,
-            progress: None,
-            output: None,
-            key: new.key.clone(),
-            group: new.group.clone(),
-            cancelled: false,
-            history: Vec::new(),
-            fingerprint: fp.to_owned(),
+    fn defaults(&self) -> Defaults {
+        Defaults {
+            max_attempts: self.settings.default_max_attempts,
+            ttr_secs: self.settings.default_ttr_secs,
         }
+    }
+
+    /// Turns completed copies' outputs into tasks, routed as they are now.
+    fn output_router(&self) -> OutputRouter {
+        OutputRouter::new(
+            self.routes.load_full(),
+            self.defaults(),
+            self.settings.max_output_depth,
+        )
     }
 
     /// `scope: all`: every worker registered on an interested queue, once,
@@ -777,7 +717,9 @@ impl Broker {
             .iter()
             .map(|r| matches!(r.what, ReportKind::Heartbeat(_)))
             .collect();
-        let mut stored = self.store.report(asked, now).await?.into_iter();
+        let reported = self.store.report(asked, now, &self.output_router()).await?;
+        self.spawned(&reported.spawned);
+        let mut stored = reported.answers.into_iter();
         let mut facts = kinds.into_iter().zip(failing);
         for slot in answers.iter_mut().filter(|a| a.is_none()) {
             let (heartbeat, failing) = facts.next().unwrap_or_default();
@@ -791,6 +733,25 @@ impl Broker {
             }));
         }
         Ok(answers.into_iter().flatten().collect())
+    }
+
+    /// What follows the copies completed copies' outputs became: waking
+    /// their lanes' waiters, metrics.
+    fn spawned(&self, copies: &[Task]) {
+        if copies.is_empty() {
+            return;
+        }
+        let lanes = copies
+            .iter()
+            .filter(|t| t.state == TaskState::Ready)
+            .map(Task::lane)
+            .collect();
+        for lane in dedup(lanes) {
+            self.wakers.wake(&lane);
+        }
+        for t in copies {
+            self.metrics.add(QueueEvent::Routed, &t.queue, 1);
+        }
     }
 
     /// What follows a copy's end: waking waiters, metrics.
@@ -1220,6 +1181,13 @@ impl Broker {
             if let Some(why) = self.held_by(id).await? {
                 view["heldBy"] = Value::from(why);
             }
+            let children = self.children(id).await?;
+            if !children.is_empty() {
+                view["children"] = children
+                    .iter()
+                    .map(|c| serde_json::json!({"taskId": c.task_id, "queue": c.queue, "state": c.state}))
+                    .collect();
+            }
             return Ok(view);
         }
         // A copy's id that names no copy is unknown, even when its publish
@@ -1233,6 +1201,11 @@ impl Broker {
         }
         let copies: Vec<Value> = copies.iter().map(|t| self.task_view(t)).collect();
         Ok(serde_json::json!({"publishId": id, "copies": copies}))
+    }
+
+    /// The copies made from a copy's output, that are still kept.
+    pub async fn children(&self, id: TaskId) -> Result<Vec<Task>> {
+        Ok(self.store.children(id).await?)
     }
 
     /// Why a ready copy is not handed out now, when a rule holds it.

@@ -19,6 +19,7 @@ pub struct SettingsChange {
     pub group_max_running: Option<Option<u32>>,
     pub group_rate_limit: Option<Option<f64>>,
     pub strict_priority: Option<bool>,
+    pub publish_output: Option<bool>,
     /// Groups' own settings, each replacing what that group had; `None`
     /// removes a group's.
     pub groups: Vec<(String, Option<GroupSettings>)>,
@@ -43,6 +44,9 @@ impl SettingsChange {
         }
         if let Some(s) = self.strict_priority {
             settings.strict_priority = s;
+        }
+        if let Some(p) = self.publish_output {
+            settings.publish_output = p;
         }
         let mut groups: BTreeMap<String, GroupSettings> = std::mem::take(&mut settings.groups);
         for (name, own) in self.groups {

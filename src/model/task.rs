@@ -195,6 +195,17 @@ pub struct Task {
     /// A cancellation was asked for: the worker should stop it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,
+    /// For a task made from a completed copy's output: that copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<TaskId>,
+    /// How many outputs lead to it from a client's publish (0: published by
+    /// a client).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth: u32,
+    /// Completed with an object as its output, the output is published as a
+    /// new task (whose copies carry this on).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish_output: bool,
     /// What happened to this copy after it was published, oldest first (the
     /// last 32 events).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -545,6 +556,10 @@ pub struct QueueSettings {
     /// Settings of single groups, over the queue's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, GroupSettings>,
+    /// Every copy that completes here with an object as its output has the
+    /// output published as a new task (as a publish's `publishOutput`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish_output: bool,
 }
 
 /// A queue's fairness groups as status shows them: the ones with the most
@@ -643,6 +658,18 @@ pub struct NewTask {
     /// the task, rather than discard it or leave it to an `unrouted` queue.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub require_route: bool,
+    /// Its copies' outputs are published on as tasks (see `Task`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub publish_output: bool,
+    /// Set only for a task made from a completed copy's output.
+    #[serde(skip)]
+    pub parent: Option<TaskId>,
+    #[serde(skip)]
+    pub depth: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// When a schedule fires.

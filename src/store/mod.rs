@@ -20,10 +20,10 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::model::{
-    AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, Page,
-    QueueCounts, QueueFilter, QueueGroups, QueueName, QueueSettings, RetryPolicy, RetryTarget,
-    ScheduleRecord, Task, TaskFilter, TaskId, TaskLog, TaskSelector, TaskState, WorkerId,
-    WorkerRecord,
+    AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, NewTask,
+    Page, QueueCounts, QueueFilter, QueueGroups, QueueName, QueueSettings, RetryPolicy,
+    RetryTarget, ScheduleRecord, Task, TaskFilter, TaskId, TaskLog, TaskSelector, TaskState,
+    WorkerId, WorkerRecord,
 };
 
 /// What went wrong in a store.
@@ -115,6 +115,42 @@ pub enum Outcome {
     },
 }
 
+/// Turns a completed copy's output into the copies of a new publish,
+/// routed through the interests as any publish is. A store calls it inside
+/// the change that completes the copy, so that the copy's end and the new
+/// copies are durable together or not at all.
+pub trait Outputs: Send + Sync {
+    /// The copies of `task` (a publish whose `parent` is the completed
+    /// copy), of a new publish; none when no queue wants it.
+    fn copies(&self, task: NewTask, now: Millis) -> Vec<Task>;
+    /// Deepest a task made from outputs may be; a copy whose output would
+    /// be deeper fails instead.
+    fn max_depth(&self) -> u32;
+}
+
+/// Outputs that no queue wants: each is counted as a discarded publish.
+#[derive(Debug, Clone, Copy)]
+pub struct NoOutputs;
+
+impl Outputs for NoOutputs {
+    fn copies(&self, _: NewTask, _: Millis) -> Vec<Task> {
+        Vec::new()
+    }
+
+    fn max_depth(&self) -> u32 {
+        u32::MAX
+    }
+}
+
+/// The answer to workers' reports.
+#[derive(Debug, Default)]
+pub struct Reported {
+    /// One per report, in order.
+    pub answers: Vec<Result<Task, StoreError>>,
+    /// The copies completed copies' outputs became (without payload).
+    pub spawned: Vec<Task>,
+}
+
 /// How many audit entries a store keeps; older ones are dropped.
 pub const AUDIT_KEPT: usize = 10_000;
 
@@ -183,12 +219,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Workers' reports on the copies they hold, in order, in one durable
     /// step; each answered on its own (a report from the wrong worker fails
-    /// alone). The copies come back without payload or history.
+    /// alone). The copies come back without payload or history. A copy
+    /// that completes with an object as output and publishes its output
+    /// (its own `publish_output` or its queue's) has it made a task by
+    /// `outputs`, in the same step.
     async fn report(
         &self,
         reports: Vec<WorkerReport>,
         now: Millis,
-    ) -> Result<Vec<Result<Task, StoreError>>, StoreError>;
+        outputs: &dyn Outputs,
+    ) -> Result<Reported, StoreError>;
 
     /// Ends `worker`'s claim of a running copy.
     async fn finish(
@@ -203,7 +243,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
             worker,
             what: ReportKind::Finish(outcome),
         };
-        one(self.report(vec![report], now).await?)
+        one(self.report(vec![report], now, &NoOutputs).await?.answers)
     }
 
     /// A running copy's worker says it is alive: its lease runs `ttr`
@@ -220,7 +260,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
             worker,
             what: ReportKind::Heartbeat(progress),
         };
-        one(self.report(vec![report], now).await?)
+        one(self.report(vec![report], now, &NoOutputs).await?.answers)
     }
 
     /// Moves scheduled copies whose time has come to ready, copies whose
@@ -263,6 +303,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every copy published with `key`, still kept, in any state.
     async fn tasks_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError>;
+
+    /// The copies made from `parent`'s output (`publishOutput`), kept ones
+    /// only, in id order.
+    async fn children(&self, parent: TaskId) -> Result<Vec<Task>, StoreError>;
 
     /// Cancels: waiting copies become `cancelled`, running ones are flagged
     /// (a report then ends them `cancelled`, a completion `completed`, an

@@ -396,6 +396,9 @@ fn line(
     if let Some(r) = settings.and_then(|s| s.rate_limit) {
         limits.push(format!("{r}/s"));
     }
+    if settings.is_some_and(|s| s.publish_output) {
+        limits.push("outputs go on as tasks".to_owned());
+    }
     QueueLine {
         name: q.to_string(),
         ready: c.ready,
@@ -728,6 +731,10 @@ struct TaskPage {
     progress: Option<String>,
     history: Vec<(String, String, String, String)>,
     lineage: Vec<TaskRow>,
+    /// The copy whose output it was (its id, and its state when kept).
+    parent: Option<(String, String)>,
+    /// The copies its own output became.
+    children: Vec<TaskRow>,
     routed_by: Vec<(String, String, String)>,
     back: String,
     /// What is kept of its log, and where a follower goes on from.
@@ -855,6 +862,20 @@ pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res
         .iter()
         .map(|c| TaskRow::of(c, now))
         .collect();
+    let parent = match t.parent {
+        Some(p) => Some(match broker.task(p).await {
+            Ok(parent) => (p.to_string(), parent.state.as_str().to_owned()),
+            Err(BrokerError::UnknownTask(_)) => (p.to_string(), "no longer kept".to_owned()),
+            Err(e) => return Err(e.into()),
+        }),
+        None => None,
+    };
+    let children = broker
+        .children(id)
+        .await?
+        .iter()
+        .map(|c| TaskRow::of(c, now))
+        .collect();
     let routed_by = broker
         .try_task(&t.data)
         .into_iter()
@@ -876,6 +897,8 @@ pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res
         fields,
         history,
         lineage,
+        parent,
+        children,
         routed_by,
         t,
     })

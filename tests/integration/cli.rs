@@ -184,6 +184,16 @@ async fn every_operator_command_answers_for_people_and_for_scripts() {
         app.status(&format!("task={copy}")).await["task"]["group"],
         "tenant-1"
     );
+    // A publish whose outputs go on (docs/workflows.md).
+    let flowing = json_of(
+        &app,
+        &["publish", r#"{"to": "f@x.com"}"#, "--publish-output"],
+    );
+    let copy = flowing["copies"][0]["taskId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.status(&format!("task={copy}")).await["task"]["publishOutput"],
+        true
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

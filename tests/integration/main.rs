@@ -27,3 +27,4 @@ mod schedules;
 mod status;
 mod storage;
 mod worker;
+mod workflows;

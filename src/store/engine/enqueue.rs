@@ -16,6 +16,19 @@ pub(super) struct Staged {
     copies: Vec<Meta>,
 }
 
+impl Staged {
+    /// Takes in another enqueue's copies, after its own.
+    pub fn absorb(&mut self, other: Staged) {
+        self.answers.extend(other.answers);
+        self.copies.extend(other.copies);
+    }
+
+    /// The staged copies, as a report's answer shows them.
+    pub fn copies(&self) -> impl Iterator<Item = &Meta> {
+        self.copies.iter()
+    }
+}
+
 impl State {
     /// Stages new copies (`ready` or `scheduled`). A copy with
     /// `singularly_enqueue` whose twin waits in its lane is not made: the

@@ -39,6 +39,29 @@ pub(super) struct Meta {
     /// records written before groups existed end where this begins.
     #[serde(skip)]
     pub group: Option<Arc<str>>,
+    /// Its place in a workflow, when it has one; stored after the group.
+    #[serde(skip)]
+    pub flow: Option<Box<Flow>>,
+}
+
+/// Where a copy stands in a workflow: what made it, and whether its output
+/// goes on as a task.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Flow {
+    pub parent: Option<TaskId>,
+    pub depth: u32,
+    pub publish_output: bool,
+}
+
+impl Flow {
+    fn of(t: &Task) -> Option<Box<Self>> {
+        let flow = Self {
+            parent: t.parent,
+            depth: t.depth,
+            publish_output: t.publish_output,
+        };
+        (flow != Self::default()).then(|| Box::new(flow))
+    }
 }
 
 /// The rarely-set parts of a copy.
@@ -209,6 +232,7 @@ impl Meta {
             cancel_requested: t.cancelled && t.state != TaskState::Cancelled,
             extra: (extra != Extra::default()).then(|| Box::new(extra)),
             group: t.group.as_deref().map(Arc::from),
+            flow: Flow::of(t),
         }
     }
 
@@ -253,6 +277,9 @@ impl Meta {
                 Vec::new()
             },
             cancelled: self.cancel_requested || self.state == TaskState::Cancelled,
+            parent: self.flow.as_ref().and_then(|f| f.parent),
+            depth: self.flow.as_ref().map_or(0, |f| f.depth),
+            publish_output: self.flow.as_ref().is_some_and(|f| f.publish_output),
             // Only copies under a singular rule have one; the others' bytes
             // are zero, which is not a hash worth showing.
             fingerprint: if self.fingerprint == [0; 16] {
@@ -283,6 +310,7 @@ impl Meta {
             queue: self.queue.clone(),
             publisher: Arc::clone(&self.publisher),
             group: self.group.clone(),
+            flow: self.flow.clone(),
             ..*self
         }
     }
@@ -369,6 +397,9 @@ impl Meta {
             key: None,
             group: None,
             cancelled: false,
+            parent: None,
+            depth: 0,
+            publish_output: false,
             history: Vec::new(),
         };
         Meta::from_task(&task, "test".into())
@@ -415,6 +446,9 @@ mod tests {
             key: Some("build-7".into()),
             group: Some("tenant-3".into()),
             cancelled: true,
+            parent: Some(TaskId::new_publish().copy(2)),
+            depth: 3,
+            publish_output: true,
             history: vec![crate::model::TaskEvent {
                 at: Millis(7),
                 event: "claimed".into(),
@@ -422,13 +456,33 @@ mod tests {
                 detail: None,
             }],
         };
-        let meta = Meta::from_task(&task, task.publisher.as_str().into());
-        let super::super::ops::Op::PutCopy(_, bytes) = super::super::ops::put_copy(&meta) else {
-            unreachable!("put_copy makes a PutCopy")
+        let trip = |task: &Task| {
+            let meta = Meta::from_task(task, task.publisher.as_str().into());
+            let super::super::ops::Op::PutCopy(_, bytes) = super::super::ops::put_copy(&meta)
+            else {
+                unreachable!("put_copy makes a PutCopy")
+            };
+            super::super::ops::decode_copy(&bytes)
+                .unwrap()
+                .to_task(data.clone(), true)
         };
-        let back = super::super::ops::decode_copy(&bytes).unwrap();
-        assert_eq!(back.to_task(data.clone(), true), task);
-        // A record written before groups existed has no group after it.
+        assert_eq!(trip(&task), task);
+        // A workflow place without a group, and a group without one.
+        let ungrouped = Task {
+            group: None,
+            ..task.clone()
+        };
+        assert_eq!(trip(&ungrouped), ungrouped);
+        let unflowed = Task {
+            parent: None,
+            depth: 0,
+            publish_output: false,
+            ..task.clone()
+        };
+        assert_eq!(trip(&unflowed), unflowed);
+        // A record written before groups existed has no group after it, nor
+        // a workflow place.
+        let meta = Meta::from_task(&task, task.publisher.as_str().into());
         let old = postcard::to_stdvec(&meta).unwrap();
         let back = super::super::ops::decode_copy(&old).unwrap();
         assert_eq!(back.group, None);
@@ -436,6 +490,9 @@ mod tests {
             back.to_task(data, true),
             Task {
                 group: None,
+                parent: None,
+                depth: 0,
+                publish_output: false,
                 ..task.clone()
             }
         );

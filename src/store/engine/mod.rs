@@ -38,13 +38,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+use self::enqueue::Staged;
 use self::fence::Fence;
 pub use self::log::{Log, News, Payloads};
 use self::meta::Meta;
 pub use self::ops::{Batch, Op};
 pub use self::state::Retention;
 use self::state::State;
-use super::{Enqueued, ReportKind, Store, StoreError, StoreStats, Tick, WorkerReport};
+use super::{
+    Enqueued, Outputs, ReportKind, Reported, Store, StoreError, StoreStats, Tick, WorkerReport,
+};
 use crate::model::{
     AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, Page,
     QueueCounts, QueueFilter, QueueGroups, QueueName, QueueSettings, RetryTarget, ScheduleRecord,
@@ -324,26 +327,45 @@ impl<L: Log> Store for Engine<L> {
         &self,
         reports: Vec<WorkerReport>,
         now: Millis,
-    ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
-        let answers = self
-            .change(|st, ops| {
-                Ok(reports
-                    .into_iter()
-                    .map(|r| match r.what {
-                        ReportKind::Finish(outcome) => {
-                            st.finish(r.task, r.worker, now, outcome, ops)
-                        }
-                        ReportKind::Heartbeat(progress) => {
-                            st.heartbeat(r.task, r.worker, now, progress, ops)
-                        }
-                    })
-                    .collect::<Vec<_>>())
-            })
+        outputs: &dyn Outputs,
+    ) -> Result<Reported, StoreError> {
+        let (answers, spawned) = self
+            .change_then(
+                |st, ops| {
+                    let mut spawned = Staged::default();
+                    let answers = reports
+                        .into_iter()
+                        .map(|r| match r.what {
+                            ReportKind::Finish(outcome) => st.finish(
+                                r.task,
+                                r.worker,
+                                now,
+                                outcome,
+                                outputs,
+                                &mut spawned,
+                                ops,
+                            ),
+                            ReportKind::Heartbeat(progress) => {
+                                st.heartbeat(r.task, r.worker, now, progress, ops)
+                            }
+                        })
+                        .collect::<Vec<_>>();
+                    Ok((answers, spawned))
+                },
+                |st, (answers, spawned)| {
+                    let made: Vec<Task> = spawned.copies().map(Meta::for_report).collect();
+                    st.reveal(spawned);
+                    (answers, made)
+                },
+            )
             .await?;
-        Ok(answers
-            .into_iter()
-            .map(|a| a.map(|m| m.for_report()))
-            .collect())
+        Ok(Reported {
+            answers: answers
+                .into_iter()
+                .map(|a| a.map(|m| m.for_report()))
+                .collect(),
+            spawned,
+        })
     }
 
     async fn tick(&self, now: Millis) -> Result<Tick, StoreError> {
@@ -483,6 +505,19 @@ impl<L: Log> Store for Engine<L> {
                 .collect()
         };
         self.with_payloads(metas, true).await
+    }
+
+    async fn children(&self, parent: TaskId) -> Result<Vec<Task>, StoreError> {
+        self.sync().await?;
+        let metas: Vec<Meta> = {
+            let st = self.lock();
+            let mut ids = st.children.get(&parent).cloned().unwrap_or_default();
+            ids.sort();
+            ids.iter()
+                .filter_map(|id| st.tasks.get(id).cloned())
+                .collect()
+        };
+        self.with_payloads(metas, false).await
     }
 
     async fn cancel(

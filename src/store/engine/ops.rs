@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::meta::Meta;
+use super::meta::{Flow, Meta};
 use super::state::State;
 use crate::model::{
     AuditEntry, Counters, QueueName, QueueSettings, ScheduleRecord, TaskId, WorkerId, WorkerRecord,
@@ -75,14 +75,19 @@ pub struct Batch {
     pub counters: Counters,
 }
 
-/// A copy's record: the `Meta` (postcard), then its group when it has one.
+/// A copy's record: the `Meta` (postcard), then its group when it has one
+/// or a workflow place (empty for none), then that place when it has one.
 /// Fields added later go after the record rather than into it, so that
 /// records written before them read as they were (postcard does not
 /// describe itself: a field added inside would misread every older record).
 pub(super) fn put_copy(m: &Meta) -> Op {
     let mut bytes = postcard::to_stdvec(m).expect("a copy encodes");
-    if let Some(group) = &m.group {
-        bytes = postcard::to_extend(&**group, bytes).expect("a group encodes");
+    if m.group.is_some() || m.flow.is_some() {
+        let group = m.group.as_deref().unwrap_or("");
+        bytes = postcard::to_extend(group, bytes).expect("a group encodes");
+    }
+    if let Some(flow) = &m.flow {
+        bytes = postcard::to_extend(&**flow, bytes).expect("a workflow place encodes");
     }
     Op::PutCopy(*m.task_id.as_bytes(), bytes)
 }
@@ -118,9 +123,16 @@ pub(super) fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Resul
 pub(super) fn decode_copy(bytes: &[u8]) -> Result<Meta, StoreError> {
     let corrupt = |e: postcard::Error| StoreError::Corrupt(format!("a copy's record: {e}"));
     let (mut meta, rest): (Meta, &[u8]) = postcard::take_from_bytes(bytes).map_err(corrupt)?;
-    if !rest.is_empty() {
-        let (group, _): (&str, &[u8]) = postcard::take_from_bytes(rest).map_err(corrupt)?;
+    if rest.is_empty() {
+        return Ok(meta);
+    }
+    let (group, rest): (&str, &[u8]) = postcard::take_from_bytes(rest).map_err(corrupt)?;
+    if !group.is_empty() {
         meta.group = Some(group.into());
+    }
+    if !rest.is_empty() {
+        let (flow, _): (Flow, &[u8]) = postcard::take_from_bytes(rest).map_err(corrupt)?;
+        meta.flow = Some(Box::new(flow));
     }
     Ok(meta)
 }

@@ -114,6 +114,8 @@ pub(super) struct State {
     pub(super) touched: Vec<QueueName>,
     /// Copies published with a key, by key.
     pub by_key: HashMap<Box<str>, Vec<TaskId>>,
+    /// Copies made from a copy's output, by that copy.
+    pub children: HashMap<TaskId, Vec<TaskId>>,
     pub retention: Retention,
     pub interests: BTreeMap<QueueName, Value>,
     pub workers: BTreeMap<WorkerId, WorkerRecord>,
@@ -204,6 +206,9 @@ impl State {
                 .or_default()
                 .push(meta.task_id);
         }
+        if let Some(parent) = meta.flow.as_ref().and_then(|f| f.parent) {
+            self.children.entry(parent).or_default().push(meta.task_id);
+        }
         self.tasks.insert(meta.task_id, meta);
     }
 
@@ -215,6 +220,14 @@ impl State {
                 ids.retain(|i| *i != id);
                 if ids.is_empty() {
                     self.by_key.remove(key);
+                }
+            }
+        }
+        if let Some(parent) = meta.flow.as_ref().and_then(|f| f.parent) {
+            if let Some(ids) = self.children.get_mut(&parent) {
+                ids.retain(|i| *i != id);
+                if ids.is_empty() {
+                    self.children.remove(&parent);
                 }
             }
         }

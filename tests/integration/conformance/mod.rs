@@ -15,6 +15,7 @@ mod records;
 mod reports;
 mod singular;
 mod time;
+mod workflows;
 
 pub use std::sync::Arc;
 
@@ -26,7 +27,9 @@ pub use interq::model::{
     RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId, WorkerRecord,
 };
 pub use interq::model::{CancelTarget, FieldMatch, Page, RetryTarget, TaskFilter, TaskSelector};
-pub use interq::store::{Enqueued, Outcome, Store, StoreError};
+pub use interq::store::{
+    Enqueued, NoOutputs, Outcome, ReportKind, Store, StoreError, WorkerReport,
+};
 
 /// How many completed copies a harness's stores keep.
 pub const HISTORY: usize = 3;
@@ -82,6 +85,9 @@ pub fn copy(queue: &str, priority: i16, at_ms: u64) -> Task {
         key: None,
         group: None,
         cancelled: false,
+        parent: None,
+        depth: 0,
+        publish_output: false,
         history: Vec::new(),
     }
 }
@@ -165,6 +171,7 @@ pub use records::*;
 pub use reports::*;
 pub use singular::*;
 pub use time::*;
+pub use workflows::*;
 
 /// Expands to one `#[tokio::test]` per conformance case, each with a fresh
 /// harness from `$harness` (an expression).
@@ -227,6 +234,8 @@ macro_rules! conformance_tests {
             only_the_lease_holder_appends_to_a_running_copys_log,
             a_long_log_keeps_its_last_bytes,
             a_log_goes_with_its_copy,
+            an_output_becomes_a_publish_in_the_step_that_completes_its_copy,
+            a_queue_publishes_its_outputs_and_the_depth_limit_ends_a_loop,
         );
     };
     (@cases $harness:tt; $($case:ident,)*) => {

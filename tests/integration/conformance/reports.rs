@@ -176,7 +176,6 @@ pub async fn a_cancelled_lease_ends_cancelled_and_a_late_completion_counts(
 }
 
 pub async fn a_batch_of_reports_is_one_step_each_answered_alone(h: &mut dyn Harness) -> R {
-    use interq::store::{ReportKind, WorkerReport};
     let s = h.open().await;
     let tasks: Vec<Task> = (0..3).map(|i| copy("a", 0, i)).collect();
     let ids: Vec<TaskId> = tasks.iter().map(|t| t.task_id).collect();
@@ -210,8 +209,10 @@ pub async fn a_batch_of_reports_is_one_step_each_answered_alone(h: &mut dyn Harn
                 },
             ],
             now,
+            &NoOutputs,
         )
-        .await?;
+        .await?
+        .answers;
     assert_eq!(answers.len(), 4);
     assert_eq!(answers[0].as_ref().unwrap().state, TaskState::Completed);
     assert!(matches!(answers[1], Err(StoreError::NotLeaseHolder { .. })));

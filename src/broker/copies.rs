@@ -1,0 +1,192 @@
+//! Making a publish's copies once routing has chosen their queues: what a
+//! client's publish and a completed copy's output (`publishOutput`) share.
+
+use std::sync::Arc;
+
+use interest::{Capture, Router};
+use serde_json::{Map, Value};
+
+use crate::model::{
+    identity, Millis, NewTask, QueueName, Task, TaskId, TaskState, WorkerId, MAX_COPIES,
+};
+use crate::store::Outputs;
+
+/// What a copy takes from the settings when its publish does not say.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    pub max_attempts: u32,
+    pub ttr_secs: u32,
+}
+
+/// The copies of one publish, one per target, in order. Each takes the key
+/// and group its queue's interests capture from the data (`(?P<key>…)`,
+/// `(?P<group>…)`) in place of the publisher's; a capture that is not valid
+/// (empty, too long) leaves the publisher's. `indices` are the routed
+/// queues the captures are read from.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn copies_of(
+    routes: &Router,
+    indices: &[usize],
+    new: &NewTask,
+    data: &Arc<Map<String, Value>>,
+    publish_id: TaskId,
+    targets: Vec<(QueueName, Option<WorkerId>)>,
+    defaults: Defaults,
+    now: Millis,
+) -> Vec<Task> {
+    let captured = |capture: Capture, valid: fn(&str) -> bool| -> Vec<(&str, String)> {
+        indices
+            .iter()
+            .filter(|&&i| routes.interests_at(i).sets(capture))
+            .filter_map(|&i| {
+                let text = routes.interests_at(i).capture_from(capture, data)?;
+                valid(&text).then(|| (&**routes.name(i), text))
+            })
+            .collect()
+    };
+    let keys = captured(Capture::Key, crate::model::is_valid_key);
+    let groups = captured(Capture::Group, crate::model::is_valid_group);
+    // Only the singular rules compare tasks; others skip the hash.
+    let singular = new.singularly_enqueue || new.singularly_run;
+    let fp = if singular {
+        identity(new.key.as_deref(), data)
+    } else {
+        String::new()
+    };
+    let mut copies = Vec::with_capacity(targets.len());
+    for (index, (queue, worker_queue)) in targets.into_iter().enumerate() {
+        let id = publish_id.copy(index as u16);
+        let mut copy = make_copy(new, data, id, queue, worker_queue, &fp, defaults, now);
+        if let Some((_, key)) = keys.iter().find(|(q, _)| *q == copy.queue.as_str()) {
+            if singular {
+                copy.fingerprint = identity(Some(key), data);
+            }
+            copy.key = Some(key.clone());
+        }
+        if let Some((_, g)) = groups.iter().find(|(q, _)| *q == copy.queue.as_str()) {
+            copy.group = Some(g.clone());
+        }
+        copies.push(copy);
+    }
+    copies
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_copy(
+    new: &NewTask,
+    data: &Arc<Map<String, Value>>,
+    task_id: TaskId,
+    queue: QueueName,
+    worker_queue: Option<WorkerId>,
+    fp: &str,
+    defaults: Defaults,
+    now: Millis,
+) -> Task {
+    let run_at = new.run_at.unwrap_or(now).max(now);
+    Task {
+        task_id,
+        publish_id: task_id.publish(),
+        queue,
+        worker_queue,
+        data: Arc::clone(data),
+        publisher: new.publisher.clone(),
+        priority: new.priority,
+        scope: new.scope,
+        singularly_enqueue: new.singularly_enqueue,
+        replace_waiting: new.replace_waiting && new.singularly_enqueue,
+        singularly_run: new.singularly_run,
+        state: if run_at > now {
+            TaskState::Scheduled
+        } else {
+            TaskState::Ready
+        },
+        attempt: 0,
+        max_attempts: new.max_attempts.unwrap_or(defaults.max_attempts),
+        ttr: new.ttr.unwrap_or(defaults.ttr_secs),
+        created_at: now,
+        run_at,
+        expire_at: new.expire_at.or(new.ttl_ms.map(|ms| now.plus_millis(ms))),
+        worker_id: None,
+        lease_until: None,
+        started_at: None,
+        finished_at: None,
+        fail_reason: None,
+        progress: None,
+        output: None,
+        key: new.key.clone(),
+        group: new.group.clone(),
+        cancelled: false,
+        parent: new.parent,
+        depth: new.depth,
+        publish_output: new.publish_output,
+        history: Vec::new(),
+        fingerprint: fp.to_owned(),
+    }
+}
+
+/// Routes completed copies' outputs through the interests as the router
+/// stood when the reports came in (see `Store::report`).
+pub struct OutputRouter {
+    routes: Arc<Router>,
+    defaults: Defaults,
+    max_depth: u32,
+}
+
+impl std::fmt::Debug for OutputRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputRouter")
+            .field("defaults", &self.defaults)
+            .field("max_depth", &self.max_depth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutputRouter {
+    pub fn new(routes: Arc<Router>, defaults: Defaults, max_depth: u32) -> Self {
+        Self {
+            routes,
+            defaults,
+            max_depth,
+        }
+    }
+}
+
+impl Outputs for OutputRouter {
+    fn copies(&self, mut task: NewTask, now: Millis) -> Vec<Task> {
+        let indices = self.routes.route_indices(&task.data);
+        let mut targets: Vec<(QueueName, Option<WorkerId>)> = indices
+            .iter()
+            .map(|&i| {
+                (
+                    QueueName::from_shared(Arc::clone(self.routes.name(i))),
+                    None,
+                )
+            })
+            .collect();
+        if targets.len() > MAX_COPIES {
+            // A client's publish would be refused; an output has nobody to
+            // hear it, so it goes to the first queues and says so.
+            tracing::warn!(
+                target: "interq::tasks",
+                parent = ?task.parent, wanted = targets.len(), kept = MAX_COPIES,
+                "an output reached more queues than one publish may; the rest get no copy"
+            );
+            targets.truncate(MAX_COPIES);
+        }
+        let data = Arc::new(std::mem::take(&mut task.data));
+        copies_of(
+            &self.routes,
+            &indices,
+            &task,
+            &data,
+            TaskId::new_publish(),
+            targets,
+            self.defaults,
+            now,
+        )
+    }
+
+    fn max_depth(&self) -> u32 {
+        self.max_depth
+    }
+}

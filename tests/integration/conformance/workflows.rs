@@ -1,0 +1,179 @@
+//! Workflows: a completed copy's output made a new publish in the same
+//! step as the copy's end, with its parent and depth kept; the depth limit.
+
+use interest::{Interests, Limits, Router};
+use interq::broker::{Defaults, OutputRouter};
+use interq::store::Outputs;
+
+use super::*;
+
+/// Routes outputs through these interests, as the broker would.
+fn router(queues: &[(&str, serde_json::Value)], max_depth: u32) -> OutputRouter {
+    let parsed = queues.iter().map(|(name, value)| {
+        let interests = Interests::parse(name, value, &Limits::default()).expect("interests");
+        (Arc::<str>::from(*name), interests)
+    });
+    let routes = Router::build(parsed.collect::<Vec<_>>()).expect("a router");
+    OutputRouter::new(
+        Arc::new(routes),
+        Defaults {
+            max_attempts: 3,
+            ttr_secs: 30,
+        },
+        max_depth,
+    )
+}
+
+fn completing(task: TaskId, worker: WorkerId, output: serde_json::Value) -> WorkerReport {
+    WorkerReport {
+        task,
+        worker,
+        what: ReportKind::Finish(Outcome::Complete {
+            re_enqueue: false,
+            output: Some(output),
+        }),
+    }
+}
+
+/// Claims `t` (enqueued first) and completes it with `output`.
+async fn run(
+    s: &dyn Store,
+    t: Task,
+    output: serde_json::Value,
+    outputs: &dyn Outputs,
+) -> Result<interq::store::Reported, StoreError> {
+    let queue = t.queue.to_string();
+    let id = t.task_id;
+    s.enqueue(vec![t], Counters::default()).await?;
+    let w = WorkerId::new();
+    let got = s.claim(w, &lanes(&[&queue]), T0.plus_secs(1), 1).await?;
+    assert_eq!(ids(&got), [id]);
+    s.report(vec![completing(id, w, output)], T0.plus_secs(2), outputs)
+        .await
+}
+
+pub async fn an_output_becomes_a_publish_in_the_step_that_completes_its_copy(
+    h: &mut dyn Harness,
+) -> R {
+    let s = h.open().await;
+    let outputs = router(
+        &[
+            ("one", json!({"stage": "^one$"})),
+            ("two", json!({"stage": "^two$"})),
+            ("also", json!({"stage": "^two$", "urgent": "yes"})),
+        ],
+        8,
+    );
+    let mut t = copy("one", 5, 0);
+    t.publish_output = true;
+    let parent = t.task_id;
+    let reported = run(&*s, t, json!({"stage": "two", "n": 7}), &outputs).await?;
+    assert_eq!(reported.answers.len(), 1);
+    assert_eq!(
+        reported.answers[0].as_ref().map(|t| t.state).ok(),
+        Some(TaskState::Completed)
+    );
+    let mut made: Vec<(String, Option<TaskId>, u32)> = reported
+        .spawned
+        .iter()
+        .map(|c| (c.queue.to_string(), c.parent, c.depth))
+        .collect();
+    made.sort();
+    assert_eq!(
+        made,
+        [
+            ("also".to_owned(), Some(parent), 1),
+            ("two".to_owned(), Some(parent), 1)
+        ]
+    );
+    let counters = s.counters().await?;
+    // The parent's copy was enqueued uncounted as a publish; the output
+    // counts as one publish of two routed copies.
+    assert_eq!(
+        (counters.published, counters.routed, counters.completed),
+        (1, 3, 1),
+    );
+    // What a new process sees: the copies, ready, with their payload, their
+    // parent and what they carry on; the parent names them.
+    let s = h.reopen(s).await;
+    let children = s.children(parent).await?;
+    assert_eq!(children.len(), 2);
+    for c in &children {
+        assert_eq!(c.state, TaskState::Ready);
+        assert_eq!(c.parent, Some(parent));
+        assert_eq!(c.depth, 1);
+        assert!(c.publish_output, "a publish's option goes on");
+        assert_eq!(c.priority, Priority(5));
+        assert_eq!(
+            *c.data,
+            *json!({"stage": "two", "n": 7}).as_object().unwrap()
+        );
+    }
+    assert_eq!(s.lane_len(&Lane::Queue(q("two"))).await?, 1);
+    let w = WorkerId::new();
+    let got = s.claim(w, &lanes(&["two"]), T0.plus_secs(3), 1).await?;
+    assert_eq!(got[0].parent, Some(parent));
+    Ok(())
+}
+
+pub async fn a_queue_publishes_its_outputs_and_the_depth_limit_ends_a_loop(
+    h: &mut dyn Harness,
+) -> R {
+    let s = h.open().await;
+    let outputs = router(&[("loop", json!({"n": ".*"}))], 2);
+    s.put_queue_settings(
+        &q("loop"),
+        QueueSettings {
+            publish_output: true,
+            ..QueueSettings::default()
+        },
+    )
+    .await?;
+    let first = run(&*s, copy("loop", 0, 0), json!({"n": "1"}), &outputs).await?;
+    assert_eq!(first.spawned.len(), 1);
+    assert!(
+        !first.spawned[0].publish_output,
+        "a queue's setting is its own"
+    );
+    let w = WorkerId::new();
+    let mut depths = Vec::new();
+    let mut last = None;
+    for at in 3..6 {
+        let now = T0.plus_secs(at);
+        let Some(t) = s.claim(w, &lanes(&["loop"]), now, 1).await?.pop() else {
+            break;
+        };
+        depths.push(t.depth);
+        let reported = s
+            .report(
+                vec![completing(t.task_id, w, json!({"n": "x"}))],
+                now,
+                &outputs,
+            )
+            .await?;
+        last = reported.answers.into_iter().next().transpose()?;
+    }
+    assert_eq!(depths, [1, 2], "the copy at depth 2 made nothing deeper");
+    let last = last.expect("a last answer");
+    assert_eq!(
+        last.state,
+        TaskState::Failed,
+        "for good, though attempts remain"
+    );
+    assert!(last.attempt < last.max_attempts);
+    let reason = last.fail_reason.unwrap_or_default();
+    assert!(reason.contains("past the limit of 2"), "{reason}");
+    assert_eq!(s.lane_len(&Lane::Queue(q("loop"))).await?, 0);
+    assert!(s.children(last.task_id).await?.is_empty());
+    // An output that is not an object, and one no queue wants.
+    let plain = run(&*s, copy("loop", 0, 9), json!("text"), &outputs).await?;
+    assert!(plain.spawned.is_empty());
+    let before = s.counters().await?;
+    let nobody = router(&[], 2);
+    let unwanted = run(&*s, copy("loop", 0, 10), json!({"n": "1"}), &nobody).await?;
+    assert!(unwanted.spawned.is_empty());
+    let after = s.counters().await?;
+    assert_eq!(after.published, before.published + 1);
+    assert_eq!(after.discarded, before.discarded + 1);
+    Ok(())
+}
