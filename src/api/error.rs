@@ -109,6 +109,15 @@ impl ApiError {
         )
     }
 
+    /// `unrouted` for item `index` of the array `field` (`tasks` of a batch).
+    pub fn unrouted_in(field: &str, index: usize) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unrouted",
+            format!("`{field}[{index}].requireRoute`: no queue's interests want this task; nothing was stored"),
+        )
+    }
+
     /// A publish with `requireRoute` that no queue's interests want; `item`:
     /// its place in a batch.
     pub fn unrouted(item: Option<usize>) -> Self {
@@ -146,6 +155,15 @@ impl From<BrokerError> for ApiError {
             BrokerError::UnknownSchedule(name) => Self::not_found(
                 "unknown_schedule",
                 format!("`name`: no schedule is called `{name}`"),
+            ),
+            BrokerError::UnknownBatch(id) => Self::not_found(
+                "unknown_batch",
+                format!("`batch`: no batch is called `{id}` (or it ended long enough ago to be swept)"),
+            ),
+            BrokerError::BatchClosed(id) => Self::new(
+                S::CONFLICT,
+                "batch_closed",
+                format!("`batch`: batch `{id}` is closed: it takes no more tasks (open one with `more: true` to add to it later)"),
             ),
             BrokerError::InvalidSchedule { field, message }
             | BrokerError::InvalidSetting { field, message } => Self::invalid(field, message),
@@ -220,6 +238,7 @@ impl From<BrokerError> for ApiError {
                     | StoreError::NotRunning { .. }
                     | StoreError::NotLeaseHolder { .. }
                     | StoreError::Throttled { .. }
+                    | StoreError::BatchClosed(_)
                     | StoreError::WrongState { .. } => Self::new(
                         S::INTERNAL_SERVER_ERROR,
                         "store_error",

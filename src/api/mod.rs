@@ -4,6 +4,7 @@
 //! describes them (`GET /openapi.json`).
 
 pub mod admission;
+mod batch;
 pub mod call;
 pub mod error;
 mod guard;

@@ -783,8 +783,61 @@ pub fn status_answer(_: &Settings) -> Value {
             }}},
             "counters": {"type": "object", "required": ["published", "routed", "completed", "failed"], "additionalProperties": count},
             "store": {"type": "object", "required": ["commits", "writes"], "properties": {"commits": count, "writes": count}},
+            "batch": batch_view(),
         },
     })
+}
+
+fn batch_view() -> Value {
+    let count = json!({"type": "integer", "minimum": 0});
+    let totals: serde_json::Map<String, Value> = [
+        "scheduled",
+        "ready",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+        "expired",
+        "removed",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), count.clone()))
+    .collect();
+    json!({"type": "object", "required": ["id", "createdAt", "totals", "copies", "ended"], "properties": {
+        "id": {"type": "string"},
+        "createdAt": {"type": "number", "minimum": 0},
+        "totals": {"type": "object", "properties": totals},
+        "copies": count,
+        "ended": {"type": "boolean"},
+        "openForMore": {"type": "boolean"},
+        "onComplete": {"type": "object"},
+        "endedAt": {"type": "number", "minimum": 0},
+        "callback": {"type": "string", "format": "uuid", "description": "the publish the callback became"},
+    }})
+}
+
+pub fn batch_id(_: &Settings) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": crate::model::MAX_BATCH_ID_BYTES, "pattern": "^[\\x20-\\x7e]+$"})
+}
+
+pub fn batch_tasks(s: &Settings) -> Value {
+    json!({"type": "array", "maxItems": s.limits.max_batch, "items": publish_object(s)})
+}
+
+pub fn batch_callback(s: &Settings) -> Value {
+    let mut task = publish_object(s);
+    if let Some(props) = task["properties"].as_object_mut() {
+        props.remove("requireRoute");
+        props.insert("scope".into(), json!({"type": "string", "enum": ["any"]}));
+    }
+    task
+}
+
+pub fn batch_answer(s: &Settings) -> Value {
+    json!({"type": "object", "required": ["batch", "published"], "properties": {
+        "batch": batch_id(s),
+        "published": {"type": "array", "items": {"$ref": "#/components/schemas/Published"}},
+    }})
 }
 
 pub fn metrics_answer(_: &Settings) -> Value {

@@ -171,6 +171,30 @@ impl Params {
         }))
     }
 
+    /// The parameters of each object in the array parameter `field`
+    /// (`tasks` of a batch); errors name their fields as `field[i].name`.
+    pub fn items(&self, field: &str) -> Result<Option<Vec<Self>>, ApiError> {
+        let Some(value) = self.json(field)? else {
+            return Ok(None);
+        };
+        let Value::Array(items) = value else {
+            return Err(self.invalid(field, "must be an array of tasks"));
+        };
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::Object(fields) => Ok(Self {
+                    fields,
+                    from_query: HashSet::new(),
+                    prefix: format!("{}{field}[{i}].", self.prefix),
+                }),
+                _ => Err(self.invalid(&format!("{field}[{i}]"), "must be a JSON object")),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
     /// The parameters of item `index` of a batch.
     pub fn item(index: usize, value: Value) -> Result<Self, ApiError> {
         match value {

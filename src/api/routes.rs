@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::call::OpFn;
 use super::params::Body;
 use super::{
-    health, interest, logs, metrics, queue, schedule, status, task, tasks, testing, worker,
+    batch, health, interest, logs, metrics, queue, schedule, status, task, tasks, testing, worker,
 };
 use crate::auth::Role;
 use crate::config::Settings;
@@ -148,6 +148,12 @@ const PUBLISH: &[Param] = &[
     p("ttl", s::ttl, false, "seconds from now after which a copy not yet claimed is dropped; not with `expireAt`"),
     p("requireRoute", s::boolean, false, "refuse the publish (422 `unrouted`, nothing stored) when no queue's interests want the task"),
     p("publishOutput", s::boolean, false, "a copy that completes with an object as its output has the output published as a new task (its `parent` the copy), which does the same, up to `tasks.max_output_depth` steps"),
+];
+const BATCH: &[Param] = &[
+    p("tasks", s::batch_tasks, true, "the tasks (each as PUT /task takes it), published in one commit; an empty list closes a batch opened with `more`"),
+    p("batch", s::batch_id, false, "its id (1-128 bytes); one is made when none is given; a batch still open for more takes more tasks under it"),
+    p("onComplete", s::batch_callback, false, "a task (as PUT /task takes it) published once, when every copy of the batch has ended, with the batch's totals in its data's `batch`"),
+    p("more", s::boolean, false, "more tasks will join it (a later PUT /batch of the same id): it does not end before one comes without `more`"),
 ];
 const CLAIM: &[Param] = &[
     p("workerId", s::uuid, true, "the claiming worker"),
@@ -465,6 +471,7 @@ const STATUS: &[Param] = &[
         "one copy, or every copy of a publish",
     ),
     p("key", s::key, false, "every copy published with this key"),
+    p("batch", s::batch_id, false, "a batch: its totals, whether it ended, its callback"),
     p(
         "groups",
         s::queue,
@@ -506,6 +513,21 @@ fn table() -> Vec<Endpoint> {
             serve: Serve::Op {
                 name: "publish",
                 run: |c, b| Box::pin(task::publish(c, b)),
+            },
+        },
+        Endpoint {
+            method: "PUT",
+            path: "/batch",
+            access: PUBLISHER,
+            summary: "Publish tasks as one batch: counted together, with a callback task once every copy has ended",
+            params: BATCH,
+            batch: None,
+            body: None,
+            answer: s::batch_answer,
+            testing_only: false,
+            serve: Serve::Op {
+                name: "publishBatch",
+                run: |c, b| Box::pin(batch::publish(c, b)),
             },
         },
         Endpoint {

@@ -19,6 +19,7 @@ const FIELDS: &[&str] = &[
     "failedReasons",
     "task",
     "key",
+    "batch",
     "groups",
     "schedules",
     "counters",
@@ -101,6 +102,12 @@ pub async fn show(call: Call, body: Body) -> Answer {
     }
     if let Some(key) = super::task::parse_key(&p, "key")? {
         out.insert("key".into(), json!(broker.tasks_with_key(&key).await?));
+    }
+    if let Some(id) = p.string("batch")? {
+        out.insert(
+            "batch".into(),
+            super::batch::view(&broker.batch(&id).await?),
+        );
     }
     if let Some(queue) = p.queue("groups")? {
         let top = p.integer("limit", 1, 1000)?.unwrap_or(100) as usize;

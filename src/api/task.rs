@@ -184,6 +184,7 @@ pub(super) fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask,
         publish_output: p.boolean("publishOutput")?.unwrap_or(false),
         parent: None,
         depth: 0,
+        batch: None,
     })
 }
 
@@ -367,7 +368,7 @@ fn parse_update(p: &Params, state: &AppState) -> Result<Update, ApiError> {
     Ok((worker, task, report, re_enqueue))
 }
 
-fn check_batch_size(len: usize, state: &AppState) -> Result<(), ApiError> {
+pub(super) fn check_batch_size(len: usize, state: &AppState) -> Result<(), ApiError> {
     let max = state.settings.limits.max_batch;
     if len == 0 {
         return Err(ApiError::invalid(

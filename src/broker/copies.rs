@@ -119,6 +119,7 @@ fn make_copy(
         parent: new.parent,
         depth: new.depth,
         publish_output: new.publish_output,
+        batch: new.batch.clone(),
         history: Vec::new(),
         fingerprint: fp.to_owned(),
     }
@@ -151,36 +152,42 @@ impl OutputRouter {
     }
 }
 
+/// The copies of a task interq publishes itself (an output, a batch's
+/// callback), one per queue that wants it (`scope: any`).
+pub(super) fn copies_routed(
+    routes: &Router,
+    mut task: NewTask,
+    publish_id: TaskId,
+    defaults: Defaults,
+    now: Millis,
+) -> Vec<Task> {
+    let indices = routes.route_indices(&task.data);
+    let mut targets: Vec<(QueueName, Option<WorkerId>)> = indices
+        .iter()
+        .map(|&i| (QueueName::from_shared(Arc::clone(routes.name(i))), None))
+        .collect();
+    if targets.len() > MAX_COPIES {
+        // A client's publish would be refused; this one has nobody to hear
+        // it, so it goes to the first queues and says so.
+        tracing::warn!(
+            target: "interq::tasks",
+            publish = %publish_id, wanted = targets.len(), kept = MAX_COPIES,
+            "a task interq published reached more queues than one publish may; the rest get no copy"
+        );
+        targets.truncate(MAX_COPIES);
+    }
+    let data = Arc::new(std::mem::take(&mut task.data));
+    copies_of(
+        routes, &indices, &task, &data, publish_id, targets, defaults, now,
+    )
+}
+
 impl Outputs for OutputRouter {
-    fn copies(&self, mut task: NewTask, now: Millis) -> Vec<Task> {
-        let indices = self.routes.route_indices(&task.data);
-        let mut targets: Vec<(QueueName, Option<WorkerId>)> = indices
-            .iter()
-            .map(|&i| {
-                (
-                    QueueName::from_shared(Arc::clone(self.routes.name(i))),
-                    None,
-                )
-            })
-            .collect();
-        if targets.len() > MAX_COPIES {
-            // A client's publish would be refused; an output has nobody to
-            // hear it, so it goes to the first queues and says so.
-            tracing::warn!(
-                target: "interq::tasks",
-                parent = ?task.parent, wanted = targets.len(), kept = MAX_COPIES,
-                "an output reached more queues than one publish may; the rest get no copy"
-            );
-            targets.truncate(MAX_COPIES);
-        }
-        let data = Arc::new(std::mem::take(&mut task.data));
-        copies_of(
+    fn copies(&self, task: NewTask, now: Millis) -> Vec<Task> {
+        copies_routed(
             &self.routes,
-            &indices,
-            &task,
-            &data,
+            task,
             TaskId::new_publish(),
-            targets,
             self.defaults,
             now,
         )

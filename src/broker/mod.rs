@@ -7,6 +7,7 @@
 //! durable state in a `Store`.
 
 pub mod admin;
+mod batches;
 pub mod clock;
 mod copies;
 mod logs;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{Mutex, Notify};
 
+pub use self::batches::NewBatch;
 use self::clock::Clock;
 pub use self::copies::{Defaults, OutputRouter};
 use self::schedule::{Spec, Timing};
@@ -39,6 +41,16 @@ use crate::model::{
     TaskId, TaskSelector, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
 };
 use crate::store::{Enqueued, Outcome, ReportKind, Store, StoreError, WorkerReport};
+
+/// Who publishes, which decides where the copies go in the store.
+enum Via<'a> {
+    Client,
+    /// A schedule's firing: its new state, stored in the same commit as the
+    /// copies.
+    Schedule(&'a ScheduleRecord),
+    /// A batch: opened (or added to) in the same commit as its copies.
+    Batch(Box<crate::model::BatchRecord>),
+}
 
 /// Bytes of text routing may scan (summed over the regex sets it passes
 /// through) before a publish is routed on the blocking pool instead.
@@ -96,6 +108,10 @@ pub enum BrokerError {
     UnknownKey(String),
     #[error("no schedule is called `{0}`")]
     UnknownSchedule(String),
+    #[error("no batch is called `{0}`")]
+    UnknownBatch(String),
+    #[error("batch `{0}` is closed: it takes no more tasks")]
+    BatchClosed(String),
     #[error("`{field}`: {message}")]
     InvalidSchedule {
         field: &'static str,
@@ -152,6 +168,7 @@ impl From<StoreError> for BrokerError {
                 action,
             },
             StoreError::Throttled { retry_after_ms } => Self::Throttled { retry_after_ms },
+            StoreError::BatchClosed(id) => Self::BatchClosed(id),
             other @ (StoreError::Unavailable(_) | StoreError::Full(_) | StoreError::Corrupt(_)) => {
                 Self::Store(other)
             }
@@ -321,7 +338,7 @@ impl Broker {
 
     /// Routes and stores a batch of tasks in one durable step.
     pub async fn publish(&self, tasks: Vec<NewTask>) -> Result<Vec<Published>> {
-        self.publish_via(tasks, None, None).await
+        self.publish_via(tasks, Via::Client, None).await
     }
 
     /// `publish` for a publisher limited to some queues: its tasks reach
@@ -332,17 +349,21 @@ impl Broker {
         tasks: Vec<NewTask>,
         within: Option<&QueueFilter>,
     ) -> Result<Vec<Published>> {
-        self.publish_via(tasks, None, within).await
+        self.publish_via(tasks, Via::Client, within).await
     }
 
-    /// `publish`; for a schedule's firing, `fired` is the schedule's new
-    /// state, stored in the same commit as the copies.
+    /// `publish`, for a client, a schedule or a batch (see `Via`).
     async fn publish_via(
         &self,
-        tasks: Vec<NewTask>,
-        fired: Option<&ScheduleRecord>,
+        mut tasks: Vec<NewTask>,
+        via: Via<'_>,
         within: Option<&QueueFilter>,
     ) -> Result<Vec<Published>> {
+        if let Via::Batch(b) = &via {
+            for t in &mut tasks {
+                t.batch = Some(b.id.clone());
+            }
+        }
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(BrokerError::ShuttingDown);
         }
@@ -377,7 +398,7 @@ impl Broker {
         let mut accepted = Vec::with_capacity(tasks.len());
         for (index, (mut new, indices)) in tasks.into_iter().zip(routed).enumerate() {
             // A schedule's firing has nobody to refuse: it publishes as any.
-            if new.require_route && fired.is_none() {
+            if new.require_route && !matches!(via, Via::Schedule(_)) {
                 let wanted = indices.iter().any(|&i| {
                     !routes.is_unrouted(i) && within.is_none_or(|w| w.allows(routes.name(i)))
                 });
@@ -440,9 +461,10 @@ impl Broker {
             discarded,
             ..Counters::default()
         };
-        let results = match fired {
-            Some(schedule) => self.store.fire_schedule(schedule, copies, counted).await?,
-            None => self.store.enqueue(copies, counted).await?,
+        let results = match via {
+            Via::Schedule(schedule) => self.store.fire_schedule(schedule, copies, counted).await?,
+            Via::Batch(batch) => self.store.open_batch(*batch, copies, counted).await?,
+            Via::Client => self.store.enqueue(copies, counted).await?,
         };
         self.observed.published(accepted);
         for lane in dedup(ready_lanes) {
@@ -591,7 +613,8 @@ impl Broker {
                 ..s
             };
             tracing::info!(schedule = %fired.name, due = %due, "schedule fired");
-            self.publish_via(vec![task], Some(&fired), None).await?;
+            self.publish_via(vec![task], Via::Schedule(&fired), None)
+                .await?;
         }
         Ok(())
     }
@@ -719,6 +742,10 @@ impl Broker {
             .collect();
         let reported = self.store.report(asked, now, &self.output_router()).await?;
         self.spawned(&reported.spawned);
+        let batched = reported
+            .answers
+            .iter()
+            .any(|a| a.as_ref().is_ok_and(|t| t.batch.is_some()));
         let mut stored = reported.answers.into_iter();
         let mut facts = kinds.into_iter().zip(failing);
         for slot in answers.iter_mut().filter(|a| a.is_none()) {
@@ -731,6 +758,13 @@ impl Broker {
                     self.reported(t, failing, now);
                 }
             }));
+        }
+        // The copy that ended a batch publishes its callback now rather
+        // than at the next tick; a failure here is the tick's to retry.
+        if batched {
+            if let Err(e) = self.fire_due_batches().await {
+                tracing::warn!(error = %e, "a batch's callback waits for the next tick");
+            }
         }
         Ok(answers.into_iter().flatten().collect())
     }
@@ -1254,6 +1288,7 @@ impl Broker {
         }
         if !self.shutting_down.load(Ordering::SeqCst) {
             self.fire_due(now).await?;
+            self.fire_due_batches().await?;
         }
         self.sample_counters(now).await?;
         // Rate-limited queues earn tokens as time passes: let their waiting

@@ -6,6 +6,7 @@
 //! HTTP, storage engines or the clock.
 
 mod access;
+mod batch;
 mod filter;
 mod ids;
 mod requests;
@@ -13,6 +14,7 @@ mod task;
 mod time;
 
 pub use access::{QueueFilter, QueuePatternError};
+pub use batch::{is_valid_batch_id, BatchRecord, BatchTotals, MAX_BATCH_ID_BYTES};
 pub use filter::{parse_time, FieldMatch, FieldMatchError, TaskFilter, MAX_FIELD_MATCH_BYTES};
 pub use ids::{
     IdError, QueueName, QueueNameError, TaskId, WorkerId, MAX_COPIES, MAX_QUEUE_NAME_LEN,

@@ -206,6 +206,9 @@ pub struct Task {
     /// new task (whose copies carry this on).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub publish_output: bool,
+    /// The batch it was published in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
     /// What happened to this copy after it was published, oldest first (the
     /// last 32 events).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -666,6 +669,9 @@ pub struct NewTask {
     pub parent: Option<TaskId>,
     #[serde(skip)]
     pub depth: u32,
+    /// Set only for a task published in a batch (`PUT /batch`).
+    #[serde(skip)]
+    pub batch: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -20,10 +20,10 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::model::{
-    AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, NewTask,
-    Page, QueueCounts, QueueFilter, QueueGroups, QueueName, QueueSettings, RetryPolicy,
-    RetryTarget, ScheduleRecord, Task, TaskFilter, TaskId, TaskLog, TaskSelector, TaskState,
-    WorkerId, WorkerRecord,
+    AuditEntry, BatchRecord, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind,
+    Millis, NewTask, Page, QueueCounts, QueueFilter, QueueGroups, QueueName, QueueSettings,
+    RetryPolicy, RetryTarget, ScheduleRecord, Task, TaskFilter, TaskId, TaskLog, TaskSelector,
+    TaskState, WorkerId, WorkerRecord,
 };
 
 /// What went wrong in a store.
@@ -46,6 +46,9 @@ pub enum StoreError {
     /// The same caller asked again sooner than it may.
     #[error("too soon; retry in {retry_after_ms} ms")]
     Throttled { retry_after_ms: u64 },
+    /// The batch takes no more tasks.
+    #[error("batch {0} is closed: it takes no more tasks")]
+    BatchClosed(String),
     /// The copy is not in a state the operation applies to.
     #[error("task {task} is {state}; only {wanted} tasks can be {action}")]
     WrongState {
@@ -303,6 +306,31 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every copy published with `key`, still kept, in any state.
     async fn tasks_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError>;
+
+    /// Opens batch `record.id` with `tasks` (each naming it), or adds them
+    /// to it while it is open for more, in one durable step; refused
+    /// (`BatchClosed`) once it is closed. `counters` as for `enqueue`.
+    async fn open_batch(
+        &self,
+        record: BatchRecord,
+        tasks: Vec<Task>,
+        counters: Counters,
+    ) -> Result<Vec<Enqueued>, StoreError>;
+
+    async fn batch(&self, id: &str) -> Result<Option<BatchRecord>, StoreError>;
+
+    /// Batches whose copies have all ended and whose callback is owed.
+    async fn due_batches(&self) -> Result<Vec<BatchRecord>, StoreError>;
+
+    /// Publishes batch `id`'s callback as `tasks` (the copies of publish
+    /// `publish`; none when no queue wants it), if it is still owed: once,
+    /// whoever else tries. `None` when it was not owed.
+    async fn fire_batch(
+        &self,
+        id: &str,
+        publish: TaskId,
+        tasks: Vec<Task>,
+    ) -> Result<Option<Vec<Enqueued>>, StoreError>;
 
     /// The copies made from `parent`'s output (`publishOutput`), kept ones
     /// only, in id order.

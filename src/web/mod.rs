@@ -6,6 +6,7 @@
 //! route table as admin). Forms that change state POST with a CSRF token
 //! (`csrf`), checked against a same-site cookie; see [`csrf`].
 
+mod batches;
 pub mod csrf;
 mod pages;
 mod search;
@@ -38,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::post().to(pages::queue_action),
             )
             .route("/tasks/{id}", web::get().to(pages::task))
+            .route("/batches/{id}", web::get().to(batches::batch))
             .route("/tasks/{id}/{action}", web::post().to(pages::task_action))
             .route("/workers", web::get().to(pages::workers))
             .route("/workers/{id}/remove", web::post().to(pages::remove_worker))

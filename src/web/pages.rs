@@ -23,7 +23,7 @@ use crate::model::{
     WorkerId, WorkerState,
 };
 
-type Data = web::Data<AppState>;
+pub(super) type Data = web::Data<AppState>;
 
 // ----- plumbing -------------------------------------------------------------
 
@@ -75,25 +75,29 @@ fn bad(field: &str, why: impl std::fmt::Display) -> PageError {
     PageError(ApiError::invalid(field, why))
 }
 
-type Res = Result<HttpResponse, PageError>;
+pub(super) type Res = Result<HttpResponse, PageError>;
 
 /// What every page shows around its content.
 #[derive(Debug, Clone)]
-struct Chrome {
-    title: String,
+pub(super) struct Chrome {
+    pub(super) title: String,
     /// The navigation entry to mark as current.
-    active: &'static str,
-    csrf: String,
+    pub(super) active: &'static str,
+    pub(super) csrf: String,
     /// The outcome of the action that led here.
-    flash: Option<String>,
-    role: String,
+    pub(super) flash: Option<String>,
+    pub(super) role: String,
     /// Whether keys are configured: said plainly in the top bar.
-    auth_on: bool,
+    pub(super) auth_on: bool,
 }
 
 /// One entry of the site's navigation.
 #[derive(Debug, Clone, Copy)]
-struct NavItem(&'static str, &'static str, &'static str);
+pub(super) struct NavItem(
+    pub(super) &'static str,
+    pub(super) &'static str,
+    pub(super) &'static str,
+);
 
 const NAV: [NavItem; 9] = [
     NavItem("overview", "/admin", "Overview"),
@@ -108,11 +112,11 @@ const NAV: [NavItem; 9] = [
 ];
 
 impl Chrome {
-    fn nav(&self) -> &'static [NavItem] {
+    pub(super) fn nav(&self) -> &'static [NavItem] {
         &NAV
     }
 
-    fn new(req: &HttpRequest, title: impl Into<String>, active: &'static str) -> Self {
+    pub(super) fn new(req: &HttpRequest, title: impl Into<String>, active: &'static str) -> Self {
         let flash = web::Query::<BTreeMap<String, String>>::from_query(req.query_string())
             .ok()
             .and_then(|q| q.get("done").cloned())
@@ -143,7 +147,7 @@ impl Chrome {
     }
 }
 
-fn render(page: impl Template) -> Res {
+pub(super) fn render(page: impl Template) -> Res {
     let body = page
         .render()
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "render", e.to_string()))?;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod bad_input;
+mod batches;
 mod bench;
 mod browser;
 mod cli;

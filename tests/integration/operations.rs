@@ -16,6 +16,7 @@ use crate::helpers::{interq_binary, spawn_app, spawn_app_with, ChildServer, Load
 /// read from the route table, so that the table is checked against it.
 const ROUTES: &[(&str, &str, &str)] = &[
     ("PUT", "/task", "publisher"),
+    ("PUT", "/batch", "publisher"),
     ("GET", "/task", "worker"),
     ("POST", "/task", "worker"),
     ("DELETE", "/task", "publisher"),

@@ -294,7 +294,8 @@ async fn a_bad_publish_output_is_refused_naming_the_field() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_workflows_page_runs_as_written() {
     let app = spawn_app().await;
-    let out = run_page("docs/workflows.md", &app.base, 5).await;
+    let out = run_page("docs/workflows.md", &app.base, 6).await;
+    assert_eq!(out[1][0]["batch"], "order-42");
     // The charge's status names what its output became.
     let charge = &out[2][1]["task"];
     assert_eq!(charge["state"], "completed");
@@ -306,15 +307,26 @@ async fn the_workflows_page_runs_as_written() {
         .collect();
     children.sort();
     assert_eq!(children, ["email", "ship"]);
-    // Each next step was made from the charge, with its result as data.
+    // Each next step was made from the charge, with its result as data, in
+    // the order's batch.
     let steps: Vec<&Value> = out[3].iter().filter(|v| v.get("data").is_some()).collect();
     assert_eq!(steps.len(), 2, "{:?}", out[3]);
     for s in steps {
         assert_eq!(s["parent"], charge["taskId"]);
         assert_eq!(s["data"], json!({"charged": "yes", "order": 42}));
+        assert_eq!(s["batch"], "order-42");
     }
-    let counters = &out[4][0]["counters"];
-    assert_eq!(counters["published"], 2);
+    // Once both were done, the summary came, with the batch's totals.
+    let summary = &out[4][0];
+    assert_eq!(summary["queue"], "summary");
+    assert_eq!(summary["data"]["summary"], "order 42");
+    assert_eq!(summary["data"]["batch"]["copies"], 3);
+    assert_eq!(summary["data"]["batch"]["totals"]["completed"], 3);
+    let batch = &out[4][1]["batch"];
+    assert_eq!(batch["ended"], true);
+    assert_eq!(batch["callback"], summary["publishId"]);
+    let counters = &out[5][0]["counters"];
+    assert_eq!(counters["published"], 3);
     assert_eq!(counters["completed"], 3);
     assert_eq!(counters["discarded"], 0);
 }

@@ -23,8 +23,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 pub use self::journal::Checkpoints;
 use self::journal::{classify, Journal};
 use self::tables::{
-    Coalesced, AUDIT, COPIES, COUNTERS_KEY, INTERESTS, META, OUTPUT, OUTPUT_HEADS, PAYLOADS,
-    QUEUE_SETTINGS, SCHEDULES, WAL_SEQ_KEY, WORKERS,
+    Coalesced, AUDIT, BATCHES, COPIES, COUNTERS_KEY, INTERESTS, META, OUTPUT, OUTPUT_HEADS,
+    PAYLOADS, QUEUE_SETTINGS, SCHEDULES, WAL_SEQ_KEY, WORKERS,
 };
 use self::wal::Wal;
 use super::engine::{Batch, Engine, Log, News, Op, Payloads, Retention};
@@ -42,7 +42,10 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 /// the file holds it). A file of format 1 is format 2 with an empty log.
 /// 3: format 2 and the copies' logs (`output`, `output_heads`), which the log
 /// may carry records of; a file of format 2 is format 3 without logs.
-pub const FORMAT_VERSION: u64 = 3;
+/// 4: format 3, batches (`batches`), and copies' records that may end with
+/// their place in a workflow (see `engine::ops::put_copy`), which an older
+/// build would misread; a file of format 3 is format 4 without either.
+pub const FORMAT_VERSION: u64 = 4;
 /// The directory of the write-ahead log, inside the data directory.
 pub const WAL_DIR: &str = "wal";
 const FORMAT_KEY: &str = "format";
@@ -537,7 +540,7 @@ fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
                 for t in [COPIES, PAYLOADS, WORKERS] {
                     txn.open_table(t).map_err(|e| err(e.into()))?;
                 }
-                for t in [INTERESTS, QUEUE_SETTINGS, SCHEDULES] {
+                for t in [INTERESTS, QUEUE_SETTINGS, SCHEDULES, BATCHES] {
                     txn.open_table(t).map_err(|e| err(e.into()))?;
                 }
                 txn.open_table(AUDIT).map_err(|e| err(e.into()))?;
@@ -755,6 +758,18 @@ fn read_all(
     {
         let (k, v) = row.map_err(|e| err(e.into()))?;
         ops.push(Op::PutSchedule(k.value().to_owned(), v.value().to_vec()));
+    }
+    for row in txn
+        .open_table(BATCHES)
+        .map_err(|e| err(e.into()))?
+        .iter()
+        .map_err(|e| err(e.into()))?
+    {
+        let (k, v) = row.map_err(|e| err(e.into()))?;
+        ops.push(Op::PutBatch(k.value().to_owned(), v.value().to_vec()));
+        if ops.len() >= LOAD_BATCH {
+            flush(&mut ops, apply)?;
+        }
     }
     for row in txn
         .open_table(AUDIT)

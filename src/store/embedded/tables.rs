@@ -26,6 +26,8 @@ pub(super) const QUEUE_SETTINGS: TableDefinition<&str, &[u8]> =
 pub(super) const OUTPUT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("output");
 /// Copy id -> its log's first page kept and length (big-endian u32, u64).
 pub(super) const OUTPUT_HEADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("output_heads");
+/// Batch id -> the batch and its totals (JSON).
+pub(super) const BATCHES: TableDefinition<&str, &[u8]> = TableDefinition::new("batches");
 /// Sequence number -> one operator action (JSON).
 pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
@@ -45,6 +47,7 @@ pub(super) enum Table {
     Audit,
     Output,
     OutputHeads,
+    Batches,
 }
 
 /// A record's place: its table and key.
@@ -91,6 +94,8 @@ impl Coalesced {
                     ((Table::OutputHeads, boxed(&k)), Some(v))
                 }
                 Op::DropOutput(k) => ((Table::OutputHeads, boxed(&k)), None),
+                Op::PutBatch(k, v) => ((Table::Batches, boxed(k.as_bytes())), Some(v)),
+                Op::DeleteBatch(k) => ((Table::Batches, boxed(k.as_bytes())), None),
                 Op::Sync => continue,
             };
             let size = key.1.len() + value.as_ref().map_or(0, Vec::len) + 48;
@@ -155,6 +160,7 @@ pub(super) fn checkpoint(db: &Database, changes: &Coalesced) -> Result<(), redb:
         let mut audit = txn.open_table(AUDIT)?;
         let mut output = txn.open_table(OUTPUT)?;
         let mut heads = txn.open_table(OUTPUT_HEADS)?;
+        let mut batches = txn.open_table(BATCHES)?;
         let mut meta = txn.open_table(META)?;
         let text = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
         // In key order: ids are time-ordered, so sorted writes walk each
@@ -186,6 +192,10 @@ pub(super) fn checkpoint(db: &Database, changes: &Coalesced) -> Result<(), redb:
                 (Table::Output, None) => drop(output.remove(&key[..])?),
                 (Table::OutputHeads, Some(v)) => drop(heads.insert(&key[..], v.as_slice())?),
                 (Table::OutputHeads, None) => drop(heads.remove(&key[..])?),
+                (Table::Batches, Some(v)) => {
+                    drop(batches.insert(text(key).as_str(), v.as_slice())?)
+                }
+                (Table::Batches, None) => drop(batches.remove(text(key).as_str())?),
                 (Table::Audit, value) => {
                     let seq = u64::from_be_bytes(key[..].try_into().unwrap_or_default());
                     match value {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::batch::Follow;
 use super::log::Log;
 use super::meta::{EventKind, Meta};
 use super::ops::{decode_json, put_copy, Op};
@@ -243,6 +244,10 @@ impl State {
             });
             if ours {
                 self.remove(old.task_id);
+                if let Some(batch) = old.batch() {
+                    let undone = Follow::Moved(TaskState::Running, old.state);
+                    self.batch_follows(batch, undone, None);
+                }
                 self.insert(old.clone());
                 ops.push(put_copy(old));
             }

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use super::batch::Follow;
 use super::meta::{EventKind, Meta};
 use super::ops::{put_copy, Op};
 use super::state::State;
@@ -86,6 +87,9 @@ impl State {
                 ));
             }
             ops.push(put_copy(&meta));
+            if let Some(batch) = meta.batch() {
+                self.batch_follows(batch, Follow::Entered(meta.state), None);
+            }
             staged.answers.push(match replaced {
                 Some(old) => Enqueued::Replaced {
                     created: meta.task_id,

@@ -51,6 +51,7 @@ pub(super) struct Flow {
     pub parent: Option<TaskId>,
     pub depth: u32,
     pub publish_output: bool,
+    pub batch: Option<String>,
 }
 
 impl Flow {
@@ -59,6 +60,7 @@ impl Flow {
             parent: t.parent,
             depth: t.depth,
             publish_output: t.publish_output,
+            batch: t.batch.clone(),
         };
         (flow != Self::default()).then(|| Box::new(flow))
     }
@@ -280,6 +282,7 @@ impl Meta {
             parent: self.flow.as_ref().and_then(|f| f.parent),
             depth: self.flow.as_ref().map_or(0, |f| f.depth),
             publish_output: self.flow.as_ref().is_some_and(|f| f.publish_output),
+            batch: self.flow.as_ref().and_then(|f| f.batch.clone()),
             // Only copies under a singular rule have one; the others' bytes
             // are zero, which is not a hash worth showing.
             fingerprint: if self.fingerprint == [0; 16] {
@@ -317,6 +320,11 @@ impl Meta {
 
     pub fn publish_id(&self) -> TaskId {
         self.task_id.publish()
+    }
+
+    /// The batch it was published in.
+    pub fn batch(&self) -> Option<&str> {
+        self.flow.as_ref().and_then(|f| f.batch.as_deref())
     }
 
     pub fn lane(&self) -> Lane {
@@ -400,6 +408,7 @@ impl Meta {
             parent: None,
             depth: 0,
             publish_output: false,
+            batch: None,
             history: Vec::new(),
         };
         Meta::from_task(&task, "test".into())
@@ -449,6 +458,7 @@ mod tests {
             parent: Some(TaskId::new_publish().copy(2)),
             depth: 3,
             publish_output: true,
+            batch: Some("nightly".into()),
             history: vec![crate::model::TaskEvent {
                 at: Millis(7),
                 event: "claimed".into(),
@@ -477,6 +487,7 @@ mod tests {
             parent: None,
             depth: 0,
             publish_output: false,
+            batch: None,
             ..task.clone()
         };
         assert_eq!(trip(&unflowed), unflowed);
@@ -493,6 +504,7 @@ mod tests {
                 parent: None,
                 depth: 0,
                 publish_output: false,
+                batch: None,
                 ..task.clone()
             }
         );

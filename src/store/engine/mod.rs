@@ -17,6 +17,7 @@
 //! A transition validates before it mutates: one that returns an error has
 //! changed nothing.
 
+mod batch;
 mod claim;
 mod enqueue;
 mod fair;
@@ -49,9 +50,10 @@ use super::{
     Enqueued, Outputs, ReportKind, Reported, Store, StoreError, StoreStats, Tick, WorkerReport,
 };
 use crate::model::{
-    AuditEntry, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind, Millis, Page,
-    QueueCounts, QueueFilter, QueueGroups, QueueName, QueueSettings, RetryTarget, ScheduleRecord,
-    Task, TaskFilter, TaskId, TaskLog, TaskSelector, TaskState, WorkerId, WorkerRecord,
+    AuditEntry, BatchRecord, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind,
+    Millis, Page, QueueCounts, QueueFilter, QueueGroups, QueueName, QueueSettings, RetryTarget,
+    ScheduleRecord, Task, TaskFilter, TaskId, TaskLog, TaskSelector, TaskState, WorkerId,
+    WorkerRecord,
 };
 
 /// The state machine over a log. Cheap to share behind an `Arc`.
@@ -144,6 +146,7 @@ impl<L: Log> Engine<L> {
                     });
             match computed {
                 Ok(r) => {
+                    st.flush_batches(&mut ops);
                     if !ops.is_empty() || st.counters != st.counters_committed {
                         if ops.is_empty() {
                             ops.push(Op::Sync);
@@ -682,6 +685,46 @@ impl<L: Log> Store for Engine<L> {
                 Ok(staged)
             },
             State::reveal,
+        )
+        .await
+    }
+
+    async fn open_batch(
+        &self,
+        record: BatchRecord,
+        tasks: Vec<Task>,
+        counters: Counters,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        self.change_then(
+            |st, ops| {
+                let staged = st.open_batch(record, tasks, ops)?;
+                st.counters.add(&counters);
+                Ok(staged)
+            },
+            State::reveal,
+        )
+        .await
+    }
+
+    async fn batch(&self, id: &str) -> Result<Option<BatchRecord>, StoreError> {
+        self.sync().await?;
+        Ok(self.lock().batches.records.get(id).cloned())
+    }
+
+    async fn due_batches(&self) -> Result<Vec<BatchRecord>, StoreError> {
+        self.sync().await?;
+        Ok(self.lock().batches.due().cloned().collect())
+    }
+
+    async fn fire_batch(
+        &self,
+        id: &str,
+        publish: TaskId,
+        tasks: Vec<Task>,
+    ) -> Result<Option<Vec<Enqueued>>, StoreError> {
+        self.change_then(
+            |st, ops| st.fire_batch(id, tasks, publish, ops),
+            |st, staged| staged.map(|s| st.reveal(s)),
         )
         .await
     }

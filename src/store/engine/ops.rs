@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::meta::{Flow, Meta};
 use super::state::State;
 use crate::model::{
-    AuditEntry, Counters, QueueName, QueueSettings, ScheduleRecord, TaskId, WorkerId, WorkerRecord,
+    AuditEntry, BatchRecord, Counters, QueueName, QueueSettings, ScheduleRecord, TaskId, WorkerId,
+    WorkerRecord,
 };
 use crate::store::{StoreError, AUDIT_KEPT};
 
@@ -39,6 +40,9 @@ pub enum Op {
     OutputHead([u8; 16], u32, u64),
     /// A removed copy's log is gone.
     DropOutput([u8; 16]),
+    /// A batch by its id (JSON).
+    PutBatch(String, Vec<u8>),
+    DeleteBatch(String),
 }
 
 impl Op {
@@ -50,10 +54,14 @@ impl Op {
             | Op::PutWorker(_, v)
             | Op::PutAudit(_, v)
             | Op::PutOutput(_, _, v) => v.len(),
-            Op::PutInterests(k, v) | Op::PutQueueSettings(k, v) | Op::PutSchedule(k, v) => {
-                k.len() + v.len()
-            }
-            Op::DeleteInterests(k) | Op::DeleteQueueSettings(k) | Op::DeleteSchedule(k) => k.len(),
+            Op::PutInterests(k, v)
+            | Op::PutQueueSettings(k, v)
+            | Op::PutSchedule(k, v)
+            | Op::PutBatch(k, v) => k.len() + v.len(),
+            Op::DeleteInterests(k)
+            | Op::DeleteQueueSettings(k)
+            | Op::DeleteSchedule(k)
+            | Op::DeleteBatch(k) => k.len(),
             Op::DeleteCopy(_)
             | Op::DeletePayload(_)
             | Op::DeleteWorker(_)
@@ -106,6 +114,10 @@ pub(super) fn settings_op(queue: &QueueName, settings: &QueueSettings) -> Op {
 
 pub(super) fn schedule_op(s: &ScheduleRecord) -> Op {
     Op::PutSchedule(s.name.clone(), json(s))
+}
+
+pub(super) fn batch_op(b: &BatchRecord) -> Op {
+    Op::PutBatch(b.id.clone(), json(b))
 }
 
 pub(super) fn audit_op(seq: u64, entry: &AuditEntry) -> Op {
@@ -200,6 +212,8 @@ pub(super) fn apply(st: &mut State, op: &Op) -> Result<(), StoreError> {
         Op::DropOutput(k) => {
             st.outputs.remove(&TaskId::from_bytes(*k));
         }
+        Op::PutBatch(_, bytes) => st.batches.put(decode_json(bytes)?),
+        Op::DeleteBatch(id) => st.batches.remove(id),
         // Payloads and log pages are read where they are stored, never held
         // in the state.
         Op::PutPayload(..)
@@ -218,6 +232,7 @@ pub(super) fn snapshot(st: &State) -> Batch {
     ops.extend(st.workers.values().map(worker_op));
     ops.extend(st.queue_settings.iter().map(|(q, s)| settings_op(q, s)));
     ops.extend(st.schedules.values().map(schedule_op));
+    ops.extend(st.batches.records.values().map(batch_op));
     ops.extend(st.audit.iter().map(|(seq, e)| audit_op(*seq, e)));
     ops.extend(
         st.outputs

@@ -192,6 +192,8 @@ impl State {
             publish_output: own,
             parent: Some(t.task_id),
             depth: t.flow.as_ref().map_or(0, |f| f.depth) + 1,
+            // Its batch, which then ends only when the output's copies do.
+            batch: t.batch().map(str::to_owned),
             ..NewTask::default()
         })
     }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::batch::Follow;
 use super::meta::Meta;
 use crate::model::{
     Counters, Lane, Millis, Priority, QueueCounts, QueueName, QueueSettings, TaskId, TaskState,
@@ -134,6 +135,8 @@ pub(super) struct State {
     pub outputs: HashMap<TaskId, super::output::Head>,
     /// The rotations and running counts of fairness groups.
     pub(super) fair: super::fair::Fairness,
+    /// Batches, with their totals.
+    pub(super) batches: super::batch::Batches,
     /// One shared allocation per distinct queue name and publisher.
     queue_names: HashSet<QueueName>,
     publishers: Names,
@@ -246,8 +249,15 @@ impl State {
     pub fn update(&mut self, id: TaskId, change: impl FnOnce(&mut Meta)) -> Option<&Meta> {
         let mut meta = self.tasks.remove(&id)?;
         self.unindex(&meta);
+        let was = meta.state;
         change(&mut meta);
         self.index(&meta);
+        if was != meta.state {
+            if let Some(batch) = meta.batch() {
+                let (batch, to, at) = (batch.to_owned(), meta.state, meta.finished_at());
+                self.batch_follows(&batch, Follow::Moved(was, to), at);
+            }
+        }
         self.tasks.insert(id, meta);
         self.tasks.get(&id)
     }

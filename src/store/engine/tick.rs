@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use super::batch::Follow;
 use super::meta::EventKind;
 use super::ops::{put_copy, Op};
 use super::state::State;
@@ -78,6 +79,7 @@ impl State {
         }
         self.trim_history(ops);
         self.remove_copies(&aged, ops);
+        self.sweep_batches(now, ops);
         self.prune_names();
         woken.sort();
         woken.dedup();
@@ -168,6 +170,9 @@ impl State {
         let mut publishes = HashSet::new();
         for id in ids {
             if let Some(m) = self.remove(*id) {
+                if let Some(batch) = m.batch() {
+                    self.batch_follows(batch, Follow::Removed(m.state), None);
+                }
                 publishes.insert(m.publish_id());
                 ops.push(Op::DeleteCopy(*id.as_bytes()));
                 self.drop_log(*id, ops);

@@ -23,8 +23,9 @@ pub use async_trait::async_trait;
 pub use serde_json::json;
 
 pub use interq::model::{
-    fingerprint, AuditEntry, Counters, Lane, LockKind, Millis, Priority, QueueName, QueueSettings,
-    RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId, WorkerRecord,
+    fingerprint, AuditEntry, BatchRecord, BatchTotals, Counters, Lane, LockKind, Millis, NewTask,
+    Priority, QueueName, QueueSettings, RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId,
+    WorkerRecord,
 };
 pub use interq::model::{CancelTarget, FieldMatch, Page, RetryTarget, TaskFilter, TaskSelector};
 pub use interq::store::{
@@ -88,6 +89,7 @@ pub fn copy(queue: &str, priority: i16, at_ms: u64) -> Task {
         parent: None,
         depth: 0,
         publish_output: false,
+        batch: None,
         history: Vec::new(),
     }
 }
@@ -236,6 +238,8 @@ macro_rules! conformance_tests {
             a_log_goes_with_its_copy,
             an_output_becomes_a_publish_in_the_step_that_completes_its_copy,
             a_queue_publishes_its_outputs_and_the_depth_limit_ends_a_loop,
+            a_batch_counts_its_copies_through_every_end_and_owes_one_callback,
+            a_batch_open_for_more_ends_only_once_closed,
         );
     };
     (@cases $harness:tt; $($case:ident,)*) => {

@@ -177,3 +177,182 @@ pub async fn a_queue_publishes_its_outputs_and_the_depth_limit_ends_a_loop(
     assert_eq!(after.discarded, before.discarded + 1);
     Ok(())
 }
+
+fn batch_of(id: &str, more: bool) -> BatchRecord {
+    BatchRecord {
+        id: id.into(),
+        created_at: T0,
+        totals: BatchTotals::default(),
+        open_for_more: more,
+        on_complete: Some(NewTask {
+            data: json!({"done": id}).as_object().unwrap().clone(),
+            ..NewTask::default()
+        }),
+        ended_at: None,
+        callback: None,
+    }
+}
+
+fn in_batch(queue: &str, at_ms: u64, batch: &str) -> Task {
+    Task {
+        batch: Some(batch.into()),
+        ..copy(queue, 0, at_ms)
+    }
+}
+
+pub async fn a_batch_counts_its_copies_through_every_end_and_owes_one_callback(
+    h: &mut dyn Harness,
+) -> R {
+    let s = h.open().await;
+    let tasks: Vec<Task> = (0..5).map(|i| in_batch("b", i, "nightly")).collect();
+    let ids = ids(&tasks);
+    s.open_batch(batch_of("nightly", false), tasks, Counters::default())
+        .await?;
+    let b = s.batch("nightly").await?.expect("the batch");
+    assert_eq!((b.totals.ready, b.totals.copies()), (5, 5));
+    assert!(!b.has_ended() && s.due_batches().await?.is_empty());
+    // One completes, one fails for good, one is cancelled while waiting,
+    // one is removed, one expires its lease on its last attempt.
+    let w = WorkerId::new();
+    let now = T0.plus_secs(1);
+    let claimed = s.claim(w, &lanes(&["b"]), now, 5).await?;
+    assert_eq!(claimed.len(), 5);
+    assert_eq!(s.batch("nightly").await?.unwrap().totals.running, 5);
+    s.finish(ids[0], w, now, complete()).await?;
+    s.finish(
+        ids[1],
+        w,
+        now,
+        Outcome::Fail {
+            reason: Some("no".into()),
+            re_enqueue: false,
+            retry: NO_JITTER,
+        },
+    )
+    .await?;
+    // Put back, so that it can be cancelled while waiting.
+    s.finish(
+        ids[2],
+        w,
+        now,
+        Outcome::Complete {
+            re_enqueue: true,
+            output: None,
+        },
+    )
+    .await?;
+    s.cancel(CancelTarget::Task(ids[2]), now, None).await?;
+    s.delete_tasks(TaskSelector::Task(ids[3])).await?;
+    let b = s.batch("nightly").await?.unwrap();
+    assert_eq!(
+        (
+            b.totals.completed,
+            b.totals.cancelled,
+            b.totals.removed,
+            b.totals.running
+        ),
+        (1, 1, 1, 1),
+        "{b:?}"
+    );
+    // The failure retries later: the copy is scheduled, still open.
+    assert_eq!(b.totals.scheduled, 1);
+    let b = s.batch("nightly").await?.unwrap();
+    assert!(!b.has_ended());
+    // The last running copy's lease runs out on its last attempt (ttr 30 s,
+    // 3 attempts: run it twice more).
+    let mut at = now;
+    for _ in 0..3 {
+        at = at.plus_secs(3_600);
+        s.tick(at).await?;
+        s.claim(w, &lanes(&["b"]), at, 5).await?;
+    }
+    at = at.plus_secs(3_600);
+    s.tick(at).await?;
+    let b = s.batch("nightly").await?.unwrap();
+    assert_eq!(b.totals.open(), 0, "{b:?}");
+    assert_eq!(b.totals.copies(), 5, "every copy counted once: {b:?}");
+    assert!(b.has_ended() && b.callback_due());
+    assert_eq!(
+        s.due_batches()
+            .await?
+            .iter()
+            .map(|b| b.id.as_str())
+            .collect::<Vec<_>>(),
+        ["nightly"]
+    );
+    // What is owed survives a restart.
+    let s = h.reopen(s).await;
+    assert_eq!(s.due_batches().await?.len(), 1);
+    // The callback, once: a second firing (another node, a later tick)
+    // publishes nothing.
+    let publish = TaskId::new_publish();
+    let callback = Task {
+        task_id: publish.copy(0),
+        publish_id: publish,
+        ..copy("done", 0, 0)
+    };
+    let fired = s
+        .fire_batch("nightly", publish, vec![callback.clone()])
+        .await?;
+    assert_eq!(fired.map(|e| e.len()), Some(1));
+    let again = TaskId::new_publish();
+    let twice = Task {
+        task_id: again.copy(0),
+        publish_id: again,
+        ..callback
+    };
+    assert!(s.fire_batch("nightly", again, vec![twice]).await?.is_none());
+    assert_eq!(s.lane_len(&Lane::Queue(q("done"))).await?, 1);
+    let s = h.reopen(s).await;
+    let b = s.batch("nightly").await?.unwrap();
+    assert_eq!(b.callback, Some(publish));
+    assert!(s.due_batches().await?.is_empty());
+    Ok(())
+}
+
+pub async fn a_batch_open_for_more_ends_only_once_closed(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let first = in_batch("b", 0, "growing");
+    let id = first.task_id;
+    s.open_batch(batch_of("growing", true), vec![first], Counters::default())
+        .await?;
+    let w = WorkerId::new();
+    s.claim(w, &lanes(&["b"]), T0.plus_secs(1), 1).await?;
+    s.finish(id, w, T0.plus_secs(1), complete()).await?;
+    // Every copy so far ended, but more may come: nothing is owed.
+    assert!(s.due_batches().await?.is_empty());
+    let more = in_batch("b", 2, "growing");
+    s.open_batch(batch_of("growing", false), vec![more], Counters::default())
+        .await?;
+    let b = s.batch("growing").await?.unwrap();
+    assert_eq!(
+        (b.totals.completed, b.totals.ready, b.open_for_more),
+        (1, 1, false)
+    );
+    // Closed: it takes no more.
+    let late = s
+        .open_batch(
+            batch_of("growing", false),
+            vec![in_batch("b", 3, "growing")],
+            Counters::default(),
+        )
+        .await;
+    assert!(matches!(late, Err(StoreError::BatchClosed(_))), "{late:?}");
+    assert_eq!(
+        s.lane_len(&Lane::Queue(q("b"))).await?,
+        1,
+        "the refused copy was not made"
+    );
+    // A batch that makes no copy ends at once.
+    s.open_batch(batch_of("empty", false), Vec::new(), Counters::default())
+        .await?;
+    assert_eq!(
+        s.due_batches()
+            .await?
+            .iter()
+            .map(|b| b.id.as_str())
+            .collect::<Vec<_>>(),
+        ["empty"]
+    );
+    Ok(())
+}
