@@ -48,6 +48,12 @@ pub async fn publish(call: Call, body: Body) -> Answer {
                     "a batch's callback goes once to each interested queue: `any`",
                 ));
             }
+            if !task.depends_on.is_empty() {
+                return Err(p.invalid(
+                    "onComplete.dependsOn",
+                    "the callback is published when the batch ends: it waits for nothing else",
+                ));
+            }
             if task.require_route {
                 return Err(p.invalid(
                     "onComplete.requireRoute",

@@ -160,6 +160,7 @@ impl From<BrokerError> for ApiError {
                 "unknown_batch",
                 format!("`batch`: no batch is called `{id}` (or it ended long enough ago to be swept)"),
             ),
+            BrokerError::UnknownDependency(why) => Self::invalid("dependsOn", why),
             BrokerError::BatchClosed(id) => Self::new(
                 S::CONFLICT,
                 "batch_closed",
@@ -239,6 +240,7 @@ impl From<BrokerError> for ApiError {
                     | StoreError::NotLeaseHolder { .. }
                     | StoreError::Throttled { .. }
                     | StoreError::BatchClosed(_)
+                    | StoreError::UnknownDependency(_)
                     | StoreError::WrongState { .. } => Self::new(
                         S::INTERNAL_SERVER_ERROR,
                         "store_error",

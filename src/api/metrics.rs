@@ -82,6 +82,11 @@ pub async fn show_metrics(state: web::Data<AppState>) -> Result<HttpResponse, Ap
             per_queue(|c| c.failed),
         ),
         (
+            "interq_blocked",
+            "Copies waiting for their dependencies.",
+            per_queue(|c| c.blocked),
+        ),
+        (
             "interq_groups",
             "Fairness groups with ready or running copies, by queue.",
             group_samples(0, None),

@@ -171,6 +171,7 @@ fn components() -> Value {
                 "scheduled": {"type": "integer", "minimum": 0},
                 "running": {"type": "integer", "minimum": 0},
                 "failed": {"type": "integer", "minimum": 0},
+                "blocked": {"type": "integer", "minimum": 0, "description": "waiting for their dependencies"},
             },
         },
         "Worker": {
@@ -245,7 +246,7 @@ fn task_schema(with_data: bool) -> Value {
         "singularlyEnqueue": {"type": "boolean"},
         "replaceWaiting": {"type": "boolean"},
         "singularlyRun": {"type": "boolean"},
-        "state": {"type": "string", "enum": ["scheduled", "ready", "running", "completed", "failed", "cancelled", "expired"]},
+        "state": {"type": "string", "enum": ["scheduled", "ready", "running", "completed", "failed", "cancelled", "expired", "blocked"]},
         "attempt": {"type": "integer", "minimum": 0},
         "maxAttempts": {"type": "integer", "minimum": 1},
         "ttr": {"type": "integer", "minimum": 1},
@@ -269,6 +270,12 @@ fn task_schema(with_data: bool) -> Value {
         "parent": {"type": "string", "format": "uuid", "description": "the copy whose output this task is"},
         "depth": {"type": "integer", "minimum": 1, "description": "outputs between it and a client's publish"},
         "publishOutput": {"type": "boolean"},
+        "batch": {"type": "string"},
+        "dependsOn": {"type": "array", "items": {}, "description": "the copies it waits for"},
+        "runIfDependencyFailed": {"type": "boolean"},
+        "dependants": {"type": "array", "description": "the kept copies that wait for it", "items": {"type": "object", "required": ["taskId", "queue", "state"], "properties": {
+            "taskId": uuid, "queue": {"type": "string"}, "state": {"type": "string"},
+        }}},
         "children": {"type": "array", "description": "the copies its output became", "items": {"type": "object", "required": ["taskId", "queue", "state"], "properties": {
             "taskId": uuid, "queue": {"type": "string"}, "state": {"type": "string"},
         }}},
@@ -314,6 +321,10 @@ pub fn queue(_: &Settings) -> Value {
 }
 
 pub fn key(_: &Settings) -> Value {
+    key_schema()
+}
+
+fn key_schema() -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[\\x20-\\x7e]+$"})
 }
 
@@ -593,7 +604,7 @@ pub fn task_log_answer(_: &Settings) -> Value {
     json!({"type": "object", "required": ["taskId", "queue", "state", "start", "offset", "next", "total", "text"], "properties": {
         "taskId": {"type": "string", "format": "uuid"},
         "queue": {"type": "string"},
-        "state": {"type": "string", "enum": ["scheduled", "ready", "running", "completed", "failed", "cancelled", "expired"]},
+        "state": {"type": "string", "enum": ["scheduled", "ready", "running", "completed", "failed", "cancelled", "expired", "blocked"]},
         "start": {"type": "integer", "minimum": 0, "description": "offset of the first byte still kept"},
         "offset": {"type": "integer", "minimum": 0, "description": "where `text` begins"},
         "next": {"type": "integer", "minimum": 0, "description": "where `text` ends: the offset to read on from"},
@@ -814,6 +825,17 @@ fn batch_view() -> Value {
         "endedAt": {"type": "number", "minimum": 0},
         "callback": {"type": "string", "format": "uuid", "description": "the publish the callback became"},
     }})
+}
+
+pub fn dependencies(_: &Settings) -> Value {
+    json!({"type": "array", "minItems": 1, "maxItems": crate::model::MAX_DEPENDENCIES, "items": {"oneOf": [
+        {"type": "string", "format": "uuid"},
+        {"type": "object", "required": ["key"], "additionalProperties": false, "properties": {"key": key_schema()}},
+    ]}})
+}
+
+pub fn dependency_failed(_: &Settings) -> Value {
+    json!({"type": "string", "enum": ["cancel", "run"]})
 }
 
 pub fn batch_id(_: &Settings) -> Value {

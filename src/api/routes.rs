@@ -148,6 +148,8 @@ const PUBLISH: &[Param] = &[
     p("ttl", s::ttl, false, "seconds from now after which a copy not yet claimed is dropped; not with `expireAt`"),
     p("requireRoute", s::boolean, false, "refuse the publish (422 `unrouted`, nothing stored) when no queue's interests want the task"),
     p("publishOutput", s::boolean, false, "a copy that completes with an object as its output has the output published as a new task (its `parent` the copy), which does the same, up to `tasks.max_output_depth` steps"),
+    p("dependsOn", s::dependencies, false, "task ids, publish ids or {\"key\": K}: the copies wait `blocked` until every one has completed"),
+    p("dependencyFailed", s::dependency_failed, false, "`cancel` (default): a dependency that fails for good, is cancelled or expires cancels the task; `run`: it counts as met"),
 ];
 const BATCH: &[Param] = &[
     p("tasks", s::batch_tasks, true, "the tasks (each as PUT /task takes it), published in one commit; an empty list closes a batch opened with `more`"),

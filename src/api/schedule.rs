@@ -59,6 +59,12 @@ pub async fn set(call: Call, body: Body) -> Answer {
             "a scheduled task takes no `requireRoute`: nobody would hear the refusal",
         ));
     }
+    if !task.depends_on.is_empty() {
+        return Err(ApiError::invalid(
+            "task.dependsOn",
+            "a scheduled task takes no `dependsOn`: each firing would wait on the same tasks",
+        ));
+    }
     if task.run_at.is_some() || task.expire_at.is_some() {
         return Err(ApiError::invalid(
             "task",

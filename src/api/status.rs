@@ -50,7 +50,7 @@ pub async fn show(call: Call, body: Body) -> Answer {
         }
         out.insert(
             "queue".into(),
-            json!({"name": queue, "ready": c.ready, "scheduled": c.scheduled, "running": c.running, "failed": c.failed}),
+            json!({"name": queue, "ready": c.ready, "scheduled": c.scheduled, "running": c.running, "failed": c.failed, "blocked": c.blocked}),
         );
     }
     if p.flag("queues") || !asked {
@@ -58,7 +58,7 @@ pub async fn show(call: Call, body: Body) -> Answer {
             .queues()
             .await?
             .into_iter()
-            .map(|(q, c)| json!({"name": q, "ready": c.ready, "scheduled": c.scheduled, "running": c.running, "failed": c.failed}))
+            .map(|(q, c)| json!({"name": q, "ready": c.ready, "scheduled": c.scheduled, "running": c.running, "failed": c.failed, "blocked": c.blocked}))
             .collect();
         out.insert("queues".into(), Value::Array(queues));
     }

@@ -10,7 +10,7 @@ use super::params::{Body, Params};
 use super::AppState;
 use crate::broker::{BrokerError, NewTask, Report};
 use crate::model::{CancelTarget, Cancellation, TaskSelector};
-use crate::model::{Millis, Priority, Scope, TaskId, WorkerId};
+use crate::model::{Dependency, Millis, Priority, Scope, TaskId, WorkerId, MAX_DEPENDENCIES};
 
 const PUBLISH_FIELDS: &[&str] = &[
     "publisher",
@@ -28,6 +28,8 @@ const PUBLISH_FIELDS: &[&str] = &[
     "ttl",
     "requireRoute",
     "publishOutput",
+    "dependsOn",
+    "dependencyFailed",
 ];
 
 pub use crate::model::MAX_KEY_BYTES;
@@ -61,6 +63,48 @@ pub fn parse_group(p: &Params, field: &str) -> Result<Option<String>, ApiError> 
         ));
     }
     Ok(Some(group))
+}
+
+/// `dependsOn`: task ids (a copy's, or a publish's for all its copies) and
+/// `{"key": K}` for every copy with a key.
+fn parse_dependencies(p: &Params) -> Result<Vec<Dependency>, ApiError> {
+    let Some(value) = p.json("dependsOn")? else {
+        return Ok(Vec::new());
+    };
+    let Value::Array(items) = value else {
+        return Err(p.invalid(
+            "dependsOn",
+            "must be an array of task ids and {\"key\": …} objects",
+        ));
+    };
+    if items.is_empty() || items.len() > MAX_DEPENDENCIES {
+        return Err(p.invalid(
+            "dependsOn",
+            format!("names 1 to {MAX_DEPENDENCIES} tasks, not {}", items.len()),
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::String(s) => s.parse::<TaskId>().map(Dependency::Task).map_err(|_| {
+                p.invalid(
+                    &format!("dependsOn[{i}]"),
+                    format!("`{s}` is not a task id"),
+                )
+            }),
+            Value::Object(o) if o.len() == 1 => match o.get("key") {
+                Some(Value::String(k)) if crate::model::is_valid_key(k) => {
+                    Ok(Dependency::Key { key: k.clone() })
+                }
+                _ => Err(p.invalid(
+                    &format!("dependsOn[{i}].key"),
+                    format!("a key is 1 to {MAX_KEY_BYTES} bytes without control characters"),
+                )),
+            },
+            _ => Err(p.invalid(&format!("dependsOn[{i}]"), "is a task id or {\"key\": …}")),
+        })
+        .collect()
 }
 
 /// `PUT /task`: one task, or a JSON array of tasks published in one commit.
@@ -185,6 +229,17 @@ pub(super) fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask,
         parent: None,
         depth: 0,
         batch: None,
+        depends_on: parse_dependencies(&p)?,
+        run_if_dependency_failed: match p.string("dependencyFailed")?.as_deref() {
+            None | Some("cancel") => false,
+            Some("run") => true,
+            Some(other) => {
+                return Err(p.invalid(
+                    "dependencyFailed",
+                    format!("is `cancel` (the default) or `run`, not `{other}`"),
+                ))
+            }
+        },
     })
 }
 

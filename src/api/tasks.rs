@@ -14,6 +14,7 @@ use crate::model::{
 /// States a list may ask for, as the API spells them.
 pub const STATES: &[&str] = &[
     "ready",
+    "blocked",
     "scheduled",
     "running",
     "failed",
@@ -31,6 +32,7 @@ fn parse_state(s: &str) -> Option<TaskState> {
         "completed" => TaskState::Completed,
         "cancelled" => TaskState::Cancelled,
         "expired" => TaskState::Expired,
+        "blocked" => TaskState::Blocked,
         _ => return None,
     })
 }

@@ -120,6 +120,8 @@ fn make_copy(
         depth: new.depth,
         publish_output: new.publish_output,
         batch: new.batch.clone(),
+        depends_on: new.depends_on.clone(),
+        run_if_dependency_failed: new.run_if_dependency_failed,
         history: Vec::new(),
         fingerprint: fp.to_owned(),
     }

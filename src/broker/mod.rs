@@ -112,6 +112,8 @@ pub enum BrokerError {
     UnknownBatch(String),
     #[error("batch `{0}` is closed: it takes no more tasks")]
     BatchClosed(String),
+    #[error("`dependsOn`: {0}")]
+    UnknownDependency(String),
     #[error("`{field}`: {message}")]
     InvalidSchedule {
         field: &'static str,
@@ -169,6 +171,7 @@ impl From<StoreError> for BrokerError {
             },
             StoreError::Throttled { retry_after_ms } => Self::Throttled { retry_after_ms },
             StoreError::BatchClosed(id) => Self::BatchClosed(id),
+            StoreError::UnknownDependency(why) => Self::UnknownDependency(why),
             other @ (StoreError::Unavailable(_) | StoreError::Full(_) | StoreError::Corrupt(_)) => {
                 Self::Store(other)
             }
@@ -742,6 +745,9 @@ impl Broker {
             .collect();
         let reported = self.store.report(asked, now, &self.output_router()).await?;
         self.spawned(&reported.spawned);
+        for lane in &reported.woken {
+            self.wakers.wake(lane);
+        }
         let batched = reported
             .answers
             .iter()
@@ -1215,12 +1221,18 @@ impl Broker {
             if let Some(why) = self.held_by(id).await? {
                 view["heldBy"] = Value::from(why);
             }
+            let brief = |ts: &[Task]| -> Value {
+                ts.iter()
+                    .map(|c| serde_json::json!({"taskId": c.task_id, "queue": c.queue, "state": c.state}))
+                    .collect()
+            };
             let children = self.children(id).await?;
             if !children.is_empty() {
-                view["children"] = children
-                    .iter()
-                    .map(|c| serde_json::json!({"taskId": c.task_id, "queue": c.queue, "state": c.state}))
-                    .collect();
+                view["children"] = brief(&children);
+            }
+            let dependants = self.dependants(id).await?;
+            if !dependants.is_empty() {
+                view["dependants"] = brief(&dependants);
             }
             return Ok(view);
         }
@@ -1235,6 +1247,11 @@ impl Broker {
         }
         let copies: Vec<Value> = copies.iter().map(|t| self.task_view(t)).collect();
         Ok(serde_json::json!({"publishId": id, "copies": copies}))
+    }
+
+    /// The kept copies that wait (or waited) for a copy.
+    pub async fn dependants(&self, id: TaskId) -> Result<Vec<Task>> {
+        Ok(self.store.dependants(id).await?)
     }
 
     /// The copies made from a copy's output, that are still kept.

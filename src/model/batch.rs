@@ -19,6 +19,8 @@ pub fn is_valid_batch_id(id: &str) -> bool {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchTotals {
+    #[serde(default)]
+    pub blocked: u64,
     pub scheduled: u64,
     pub ready: u64,
     pub running: u64,
@@ -33,6 +35,7 @@ pub struct BatchTotals {
 impl BatchTotals {
     fn slot(&mut self, state: TaskState) -> &mut u64 {
         match state {
+            TaskState::Blocked => &mut self.blocked,
             TaskState::Scheduled => &mut self.scheduled,
             TaskState::Ready => &mut self.ready,
             TaskState::Running => &mut self.running,
@@ -64,7 +67,7 @@ impl BatchTotals {
 
     /// Copies not yet ended.
     pub fn open(&self) -> u64 {
-        self.scheduled + self.ready + self.running
+        self.blocked + self.scheduled + self.ready + self.running
     }
 
     pub fn copies(&self) -> u64 {

@@ -21,9 +21,10 @@ pub use ids::{
 };
 pub use requests::{CancelTarget, Cancellation, Page, RetryTarget, TaskSelector};
 pub use task::{
-    fingerprint, identity, is_valid_group, is_valid_key, AuditEntry, CopyRef, Counters, GroupCount,
-    GroupSettings, HeldLock, Lane, LockKind, NewTask, Priority, PriorityError, Published,
-    QueueCounts, QueueGroups, QueueSettings, RetryPolicy, ScheduleRecord, Scope, Spec, Task,
-    TaskEvent, TaskLog, TaskState, WorkerRecord, WorkerState, MAX_GROUP_BYTES, MAX_KEY_BYTES,
+    fingerprint, identity, is_valid_group, is_valid_key, AuditEntry, CopyRef, Counters, Dependency,
+    GroupCount, GroupSettings, HeldLock, Lane, LockKind, NewTask, Priority, PriorityError,
+    Published, QueueCounts, QueueGroups, QueueSettings, RetryPolicy, ScheduleRecord, Scope, Spec,
+    Task, TaskEvent, TaskLog, TaskState, WorkerRecord, WorkerState, MAX_DEPENDENCIES,
+    MAX_GROUP_BYTES, MAX_KEY_BYTES,
 };
 pub use time::Millis;

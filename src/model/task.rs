@@ -33,6 +33,9 @@ pub enum TaskState {
     Cancelled,
     /// Not claimed before its `expireAt`.
     Expired,
+    // New states go last: postcard stores the variant's index.
+    /// Waiting for the tasks it depends on (`dependsOn`) to complete.
+    Blocked,
 }
 
 impl TaskState {
@@ -45,12 +48,14 @@ impl TaskState {
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
             Self::Expired => "expired",
+            Self::Blocked => "blocked",
         }
     }
 
-    /// Waiting to run: what `singularlyEnqueue` compares against.
+    /// Waiting to run: what `singularlyEnqueue` compares against, what a
+    /// cancellation ends at once, what `expireAt` drops.
     pub fn is_waiting(self) -> bool {
-        matches!(self, Self::Scheduled | Self::Ready)
+        matches!(self, Self::Scheduled | Self::Ready | Self::Blocked)
     }
 
     /// Done for good, kept only in the bounded recent history.
@@ -209,6 +214,14 @@ pub struct Task {
     /// The batch it was published in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<String>,
+    /// What it waits for: as published, task ids or keys; as stored, the
+    /// copies they named then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Dependency>,
+    /// When a dependency fails for good, is cancelled or expires: run
+    /// anyway (`true`), or be cancelled (the default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub run_if_dependency_failed: bool,
     /// What happened to this copy after it was published, oldest first (the
     /// last 32 events).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -299,6 +312,9 @@ pub struct QueueCounts {
     pub scheduled: u64,
     pub running: u64,
     pub failed: u64,
+    /// Waiting for their dependencies.
+    #[serde(default)]
+    pub blocked: u64,
 }
 
 /// Totals since the store was created.
@@ -672,7 +688,25 @@ pub struct NewTask {
     /// Set only for a task published in a batch (`PUT /batch`).
     #[serde(skip)]
     pub batch: Option<String>,
+    /// Tasks that must complete before its copies may run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Dependency>,
+    /// See `Task::run_if_dependency_failed`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub run_if_dependency_failed: bool,
 }
+
+/// A task another waits for: a copy or a publish (every copy of it) by id,
+/// or every copy with a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Dependency {
+    Task(TaskId),
+    Key { key: String },
+}
+
+/// Most dependencies one task may name.
+pub const MAX_DEPENDENCIES: usize = 10_000;
 
 fn is_zero(n: &u32) -> bool {
     *n == 0

@@ -46,6 +46,9 @@ pub enum StoreError {
     /// The same caller asked again sooner than it may.
     #[error("too soon; retry in {retry_after_ms} ms")]
     Throttled { retry_after_ms: u64 },
+    /// A publish's `dependsOn` names no task the store keeps.
+    #[error("a dependency names nothing: {0}")]
+    UnknownDependency(String),
     /// The batch takes no more tasks.
     #[error("batch {0} is closed: it takes no more tasks")]
     BatchClosed(String),
@@ -152,6 +155,8 @@ pub struct Reported {
     pub answers: Vec<Result<Task, StoreError>>,
     /// The copies completed copies' outputs became (without payload).
     pub spawned: Vec<Task>,
+    /// Lanes that copies waiting for the reported ones were released into.
+    pub woken: Vec<Lane>,
 }
 
 /// How many audit entries a store keeps; older ones are dropped.
@@ -331,6 +336,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         publish: TaskId,
         tasks: Vec<Task>,
     ) -> Result<Option<Vec<Enqueued>>, StoreError>;
+
+    /// The kept copies that named `id` among their dependencies, in id
+    /// order.
+    async fn dependants(&self, id: TaskId) -> Result<Vec<Task>, StoreError>;
 
     /// The copies made from `parent`'s output (`publishOutput`), kept ones
     /// only, in id order.

@@ -506,8 +506,9 @@ pub async fn queues(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> 
 }
 
 /// The states a queue page lists, with whether the store counts them.
-const LISTED: [TaskState; 5] = [
+const LISTED: [TaskState; 6] = [
     TaskState::Ready,
+    TaskState::Blocked,
     TaskState::Scheduled,
     TaskState::Running,
     TaskState::Failed,
@@ -520,7 +521,7 @@ fn parse_state(raw: Option<&str>) -> Result<TaskState, PageError> {
         Some(s) => LISTED.into_iter().find(|l| l.as_str() == s).ok_or_else(|| {
             bad(
                 "state",
-                "is one of ready, scheduled, running, failed, completed",
+                "is one of ready, blocked, scheduled, running, failed, completed",
             )
         }),
     }
@@ -532,6 +533,7 @@ fn count_of(c: &QueueCounts, s: TaskState) -> Option<u64> {
         TaskState::Scheduled => Some(c.scheduled),
         TaskState::Running => Some(c.running),
         TaskState::Failed => Some(c.failed),
+        TaskState::Blocked => Some(c.blocked),
         _ => None,
     }
 }
@@ -739,6 +741,12 @@ struct TaskPage {
     parent: Option<(String, String)>,
     /// The copies its own output became.
     children: Vec<TaskRow>,
+    /// What it waits (or waited) for, and what waits for it: the first
+    /// `SHOWN_DEPENDENCIES` of each, and how many in all.
+    waits_for: Vec<TaskRow>,
+    waits_for_total: usize,
+    dependants: Vec<TaskRow>,
+    dependants_total: usize,
     routed_by: Vec<(String, String, String)>,
     back: String,
     /// What is kept of its log, and where a follower goes on from.
@@ -747,6 +755,9 @@ struct TaskPage {
     /// Whether the log may still grow: the page then follows it.
     log_live: bool,
 }
+
+/// Dependencies and dependants a task's page lists.
+const SHOWN_DEPENDENCIES: usize = 50;
 
 /// The 404 for a task the store does not hold: when its id says it was
 /// published, whether it was swept for its age, and how long copies are
@@ -880,6 +891,24 @@ pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res
         .iter()
         .map(|c| TaskRow::of(c, now))
         .collect();
+    let mut waits_for = Vec::new();
+    for d in t.depends_on.iter().take(SHOWN_DEPENDENCIES) {
+        if let crate::model::Dependency::Task(dep) = d {
+            match broker.task(*dep).await {
+                Ok(dep) => waits_for.push(TaskRow::of(&dep, now)),
+                // Completed and swept.
+                Err(BrokerError::UnknownTask(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let all_dependants = broker.dependants(id).await?;
+    let dependants_total = all_dependants.len();
+    let dependants = all_dependants
+        .iter()
+        .take(SHOWN_DEPENDENCIES)
+        .map(|c| TaskRow::of(c, now))
+        .collect();
     let routed_by = broker
         .try_task(&t.data)
         .into_iter()
@@ -903,6 +932,10 @@ pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res
         lineage,
         parent,
         children,
+        waits_for,
+        waits_for_total: t.depends_on.len(),
+        dependants,
+        dependants_total,
         routed_by,
         t,
     })

@@ -74,7 +74,7 @@ async fn stopping_a_waiting_task_cancels_it_for_good() {
     let status = app.status("queue=q&counters&failedQueue").await;
     assert_eq!(
         status["queue"],
-        json!({"name": "q", "ready": 0, "scheduled": 0, "running": 0, "failed": 0})
+        json!({"name": "q", "ready": 0, "scheduled": 0, "running": 0, "failed": 0, "blocked": 0})
     );
     assert_eq!(status["counters"]["cancelled"], 2);
     assert_eq!(status["failedQueue"], json!([]));

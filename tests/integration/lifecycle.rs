@@ -39,7 +39,7 @@ async fn the_readme_walk_through_works() {
     let status = app.status("queue=points&counters").await;
     assert_eq!(
         status["queue"],
-        json!({"name": "points", "ready": 1, "scheduled": 0, "running": 0, "failed": 0})
+        json!({"name": "points", "ready": 1, "scheduled": 0, "running": 0, "failed": 0, "blocked": 0})
     );
     assert_eq!(status["counters"]["completed"], 1);
     assert_eq!(status["counters"]["routed"], 2);

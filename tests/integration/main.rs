@@ -11,6 +11,7 @@ mod client;
 #[cfg(feature = "couchbase")]
 mod cluster;
 mod conformance;
+mod dependencies;
 mod durability;
 mod executor;
 mod faults;

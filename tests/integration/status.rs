@@ -25,13 +25,13 @@ async fn status_answers_each_parameter_under_its_own_key() {
 
     assert_eq!(
         s["queue"],
-        json!({"name": "mail", "ready": 2, "scheduled": 0, "running": 0, "failed": 0})
+        json!({"name": "mail", "ready": 2, "scheduled": 0, "running": 0, "failed": 0, "blocked": 0})
     );
     assert_eq!(
         s["queues"],
         json!([
-            {"name": "all", "ready": 1, "scheduled": 0, "running": 0, "failed": 0},
-            {"name": "mail", "ready": 2, "scheduled": 0, "running": 0, "failed": 0},
+            {"name": "all", "ready": 1, "scheduled": 0, "running": 0, "failed": 0, "blocked": 0},
+            {"name": "mail", "ready": 2, "scheduled": 0, "running": 0, "failed": 0, "blocked": 0},
         ])
     );
     assert_eq!(s["workerQueue"], json!({"workerId": worker, "ready": 1}));

@@ -41,6 +41,17 @@ impl State {
                 t.task_id, t.publish_id
             )));
         }
+        // Every dependency is resolved before anything changes: one that
+        // names nothing refuses the whole enqueue.
+        let mut tasks = tasks;
+        for t in &mut tasks {
+            self.start_dependent(t)?;
+        }
+        let doomed = tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Cancelled)
+            .count();
+        self.counters.cancelled += doomed as u64;
         ops.reserve(tasks.len() + 1);
         let mut staged = Staged {
             answers: Vec::with_capacity(tasks.len()),

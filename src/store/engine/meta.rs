@@ -52,6 +52,9 @@ pub(super) struct Flow {
     pub depth: u32,
     pub publish_output: bool,
     pub batch: Option<String>,
+    /// The copies it waits for (resolved when it was published).
+    pub depends_on: Vec<TaskId>,
+    pub run_if_dependency_failed: bool,
 }
 
 impl Flow {
@@ -61,6 +64,15 @@ impl Flow {
             depth: t.depth,
             publish_output: t.publish_output,
             batch: t.batch.clone(),
+            depends_on: t
+                .depends_on
+                .iter()
+                .filter_map(|d| match d {
+                    crate::model::Dependency::Task(id) => Some(*id),
+                    crate::model::Dependency::Key { .. } => None,
+                })
+                .collect(),
+            run_if_dependency_failed: t.run_if_dependency_failed,
         };
         (flow != Self::default()).then(|| Box::new(flow))
     }
@@ -114,10 +126,12 @@ pub(super) enum EventKind {
     RunNow,
     /// An operator released the singular lock this copy held.
     LockBroken,
+    /// What it waited for completed: it may run.
+    Unblocked,
 }
 
 impl EventKind {
-    const ALL: [EventKind; 15] = [
+    const ALL: [EventKind; 16] = [
         Self::Claimed,
         Self::Progress,
         Self::Completed,
@@ -133,6 +147,7 @@ impl EventKind {
         Self::Edited,
         Self::RunNow,
         Self::LockBroken,
+        Self::Unblocked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -152,6 +167,7 @@ impl EventKind {
             Self::Edited => "edited",
             Self::RunNow => "run_now",
             Self::LockBroken => "lock_broken",
+            Self::Unblocked => "unblocked",
         }
     }
 
@@ -283,6 +299,16 @@ impl Meta {
             depth: self.flow.as_ref().map_or(0, |f| f.depth),
             publish_output: self.flow.as_ref().is_some_and(|f| f.publish_output),
             batch: self.flow.as_ref().and_then(|f| f.batch.clone()),
+            depends_on: self.flow.as_ref().map_or_else(Vec::new, |f| {
+                f.depends_on
+                    .iter()
+                    .map(|&id| crate::model::Dependency::Task(id))
+                    .collect()
+            }),
+            run_if_dependency_failed: self
+                .flow
+                .as_ref()
+                .is_some_and(|f| f.run_if_dependency_failed),
             // Only copies under a singular rule have one; the others' bytes
             // are zero, which is not a hash worth showing.
             fingerprint: if self.fingerprint == [0; 16] {
@@ -320,6 +346,11 @@ impl Meta {
 
     pub fn publish_id(&self) -> TaskId {
         self.task_id.publish()
+    }
+
+    /// The copies it waits for.
+    pub fn depends_on(&self) -> &[TaskId] {
+        self.flow.as_ref().map_or(&[], |f| &f.depends_on)
     }
 
     /// The batch it was published in.
@@ -409,6 +440,8 @@ impl Meta {
             depth: 0,
             publish_output: false,
             batch: None,
+            depends_on: Vec::new(),
+            run_if_dependency_failed: false,
             history: Vec::new(),
         };
         Meta::from_task(&task, "test".into())
@@ -459,6 +492,10 @@ mod tests {
             depth: 3,
             publish_output: true,
             batch: Some("nightly".into()),
+            depends_on: vec![crate::model::Dependency::Task(
+                TaskId::new_publish().copy(1),
+            )],
+            run_if_dependency_failed: true,
             history: vec![crate::model::TaskEvent {
                 at: Millis(7),
                 event: "claimed".into(),
@@ -488,6 +525,8 @@ mod tests {
             depth: 0,
             publish_output: false,
             batch: None,
+            depends_on: Vec::new(),
+            run_if_dependency_failed: false,
             ..task.clone()
         };
         assert_eq!(trip(&unflowed), unflowed);
@@ -505,6 +544,8 @@ mod tests {
                 depth: 0,
                 publish_output: false,
                 batch: None,
+                depends_on: Vec::new(),
+                run_if_dependency_failed: false,
                 ..task.clone()
             }
         );

@@ -19,6 +19,7 @@
 
 mod batch;
 mod claim;
+mod deps;
 mod enqueue;
 mod fair;
 mod fence;
@@ -146,6 +147,7 @@ impl<L: Log> Engine<L> {
                     });
             match computed {
                 Ok(r) => {
+                    st.settle_dependencies(&mut ops);
                     st.flush_batches(&mut ops);
                     if !ops.is_empty() || st.counters != st.counters_committed {
                         if ops.is_empty() {
@@ -288,8 +290,10 @@ async fn load<L: Log>(log: &L, retention: Retention) -> Result<State, StoreError
     for m in finished {
         st.insert(m);
     }
-    // The log may hold a queue's limits after the copies claimed under them.
+    // The log may hold a queue's limits after the copies claimed under them,
+    // and a copy before what it waits for.
     st.recount_claims(None);
+    st.relink_dependencies();
     if let Some(c) = counters {
         st.counters = c;
         st.counters_committed = c;
@@ -332,7 +336,7 @@ impl<L: Log> Store for Engine<L> {
         now: Millis,
         outputs: &dyn Outputs,
     ) -> Result<Reported, StoreError> {
-        let (answers, spawned) = self
+        let (answers, spawned, woken) = self
             .change_then(
                 |st, ops| {
                     let mut spawned = Staged::default();
@@ -358,7 +362,7 @@ impl<L: Log> Store for Engine<L> {
                 |st, (answers, spawned)| {
                     let made: Vec<Task> = spawned.copies().map(Meta::for_report).collect();
                     st.reveal(spawned);
-                    (answers, made)
+                    (answers, made, std::mem::take(&mut st.released))
                 },
             )
             .await?;
@@ -368,6 +372,7 @@ impl<L: Log> Store for Engine<L> {
                 .map(|a| a.map(|m| m.for_report()))
                 .collect(),
             spawned,
+            woken,
         })
     }
 
@@ -380,7 +385,16 @@ impl<L: Log> Store for Engine<L> {
                 return Ok(Tick::default());
             }
         }
-        self.change(|st, ops| Ok(st.tick(now, ops))).await
+        self.change_then(
+            |st, ops| Ok(st.tick(now, ops)),
+            |st, mut tick| {
+                tick.woken.append(&mut st.released);
+                tick.woken.sort();
+                tick.woken.dedup();
+                tick
+            },
+        )
+        .await
     }
 
     async fn release_worker(&self, worker: WorkerId, now: Millis) -> Result<Tick, StoreError> {
@@ -508,6 +522,18 @@ impl<L: Log> Store for Engine<L> {
                 .collect()
         };
         self.with_payloads(metas, true).await
+    }
+
+    async fn dependants(&self, id: TaskId) -> Result<Vec<Task>, StoreError> {
+        self.sync().await?;
+        let metas: Vec<Meta> = {
+            let st = self.lock();
+            st.dependants_of(id)
+                .iter()
+                .filter_map(|d| st.tasks.get(d).cloned())
+                .collect()
+        };
+        self.with_payloads(metas, false).await
     }
 
     async fn children(&self, parent: TaskId) -> Result<Vec<Task>, StoreError> {

@@ -33,7 +33,7 @@ impl State {
         for id in ids {
             let t = &self.tasks[&id];
             let m = match t.state {
-                TaskState::Ready | TaskState::Scheduled => {
+                TaskState::Ready | TaskState::Scheduled | TaskState::Blocked => {
                     self.counters.cancelled += 1;
                     outcome.cancelled.push(id);
                     self.update(id, |t| {

@@ -156,13 +156,23 @@ fn queue_of(name: &str) -> Result<QueueName, StoreError> {
 /// Applies one stored record to the state, as the change that wrote it did.
 pub(super) fn apply(st: &mut State, op: &Op) -> Result<(), StoreError> {
     match op {
+        // Another node's change: what waits for a copy that ended there
+        // counts it here too (that node released or cancelled it in the
+        // same change, whose records follow).
         Op::PutCopy(_, bytes) => {
             let m = decode_copy(bytes)?;
-            st.remove(m.task_id);
+            let was = st.remove(m.task_id).map(|old| old.state);
+            let (id, now, at) = (m.task_id, m.state, m.finished_at());
             st.insert(m);
+            if was.is_some_and(|s| !s.has_ended()) && now.has_ended() {
+                st.dependency_ended(id, Some(now), at);
+            }
         }
         Op::DeleteCopy(k) => {
-            st.remove(TaskId::from_bytes(*k));
+            let id = TaskId::from_bytes(*k);
+            if st.remove(id).is_some_and(|old| !old.state.has_ended()) {
+                st.dependency_ended(id, None, None);
+            }
         }
         Op::PutInterests(name, bytes) => {
             st.interests.insert(queue_of(name)?, decode_json(bytes)?);

@@ -93,6 +93,8 @@ pub(super) struct State {
     pub tasks: BTreeMap<TaskId, Meta>,
     pub ready: HashMap<Lane, BTreeSet<ReadyKey>>,
     pub scheduled: BTreeSet<(Millis, TaskId)>,
+    /// Copies waiting for their dependencies, by when they were made.
+    pub blocked: BTreeSet<(Millis, TaskId)>,
     pub leases: BTreeSet<(Millis, TaskId)>,
     /// Waiting copies that expire, by `expire_at`.
     pub expiries: BTreeSet<(Millis, TaskId)>,
@@ -137,6 +139,19 @@ pub(super) struct State {
     pub(super) fair: super::fair::Fairness,
     /// Batches, with their totals.
     pub(super) batches: super::batch::Batches,
+    /// Blocked copies by what they wait for (until it ends).
+    pub(super) dependants: HashMap<TaskId, Vec<TaskId>>,
+    /// What each blocked copy still waits for.
+    pub(super) unmet: HashMap<TaskId, u32>,
+    /// Every kept copy that names a copy among its dependencies.
+    pub(super) waited_by: HashMap<TaskId, Vec<TaskId>>,
+    /// Blocked copies freed, and doomed (with why), when their change
+    /// settles.
+    pub(super) to_release: Vec<(TaskId, Option<Millis>)>,
+    pub(super) to_cancel: Vec<(TaskId, String, Option<Millis>)>,
+    /// Lanes released copies became ready in, for the next report's or
+    /// tick's answer to wake.
+    pub(super) released: Vec<Lane>,
     /// One shared allocation per distinct queue name and publisher.
     queue_names: HashSet<QueueName>,
     publishers: Names,
@@ -212,6 +227,9 @@ impl State {
         if let Some(parent) = meta.flow.as_ref().and_then(|f| f.parent) {
             self.children.entry(parent).or_default().push(meta.task_id);
         }
+        if meta.flow.is_some() {
+            self.link_dependencies(&meta);
+        }
         self.tasks.insert(meta.task_id, meta);
     }
 
@@ -225,6 +243,9 @@ impl State {
                     self.by_key.remove(key);
                 }
             }
+        }
+        if meta.flow.is_some() {
+            self.unlink_dependencies(&meta);
         }
         if let Some(parent) = meta.flow.as_ref().and_then(|f| f.parent) {
             if let Some(ids) = self.children.get_mut(&parent) {
@@ -256,6 +277,12 @@ impl State {
             if let Some(batch) = meta.batch() {
                 let (batch, to, at) = (batch.to_owned(), meta.state, meta.finished_at());
                 self.batch_follows(&batch, Follow::Moved(was, to), at);
+            }
+            if was == TaskState::Blocked {
+                self.unmet.remove(&id);
+            }
+            if !was.has_ended() && meta.state.has_ended() {
+                self.dependency_ended(id, Some(meta.state), meta.finished_at());
             }
         }
         self.tasks.insert(id, meta);
@@ -307,6 +334,10 @@ impl State {
             TaskState::Scheduled => {
                 counts.scheduled += 1;
                 self.scheduled.insert((t.run_at, t.task_id));
+            }
+            TaskState::Blocked => {
+                counts.blocked += 1;
+                self.blocked.insert((t.created_at, t.task_id));
             }
             TaskState::Running => {
                 counts.running += 1;
@@ -360,6 +391,7 @@ impl State {
             let n = match t.state {
                 TaskState::Ready => &mut counts.ready,
                 TaskState::Scheduled => &mut counts.scheduled,
+                TaskState::Blocked => &mut counts.blocked,
                 TaskState::Running => &mut counts.running,
                 TaskState::Failed => &mut counts.failed,
                 TaskState::Completed | TaskState::Cancelled | TaskState::Expired => &mut 0,
@@ -384,6 +416,9 @@ impl State {
             }
             TaskState::Scheduled => {
                 self.scheduled.remove(&(t.run_at, t.task_id));
+            }
+            TaskState::Blocked => {
+                self.blocked.remove(&(t.created_at, t.task_id));
             }
             TaskState::Running => {
                 self.leases
@@ -514,6 +549,7 @@ impl State {
                 Mark::Done
             }
             TaskState::Scheduled => timed(&self.scheduled, &mut visit),
+            TaskState::Blocked => timed(&self.blocked, &mut visit),
             TaskState::Running => timed(&self.leases, &mut visit),
             TaskState::Failed => match queue {
                 Some(q) => self

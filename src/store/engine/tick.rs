@@ -173,6 +173,9 @@ impl State {
                 if let Some(batch) = m.batch() {
                     self.batch_follows(batch, Follow::Removed(m.state), None);
                 }
+                if !m.state.has_ended() {
+                    self.dependency_ended(*id, None, None);
+                }
                 publishes.insert(m.publish_id());
                 ops.push(Op::DeleteCopy(*id.as_bytes()));
                 self.drop_log(*id, ops);

@@ -23,9 +23,9 @@ pub use async_trait::async_trait;
 pub use serde_json::json;
 
 pub use interq::model::{
-    fingerprint, AuditEntry, BatchRecord, BatchTotals, Counters, Lane, LockKind, Millis, NewTask,
-    Priority, QueueName, QueueSettings, RetryPolicy, Scope, Task, TaskId, TaskState, WorkerId,
-    WorkerRecord,
+    fingerprint, AuditEntry, BatchRecord, BatchTotals, Counters, Dependency, Lane, LockKind,
+    Millis, NewTask, Priority, QueueName, QueueSettings, RetryPolicy, Scope, Task, TaskId,
+    TaskState, WorkerId, WorkerRecord,
 };
 pub use interq::model::{CancelTarget, FieldMatch, Page, RetryTarget, TaskFilter, TaskSelector};
 pub use interq::store::{
@@ -90,6 +90,8 @@ pub fn copy(queue: &str, priority: i16, at_ms: u64) -> Task {
         depth: 0,
         publish_output: false,
         batch: None,
+        depends_on: Vec::new(),
+        run_if_dependency_failed: false,
         history: Vec::new(),
     }
 }
@@ -240,6 +242,7 @@ macro_rules! conformance_tests {
             a_queue_publishes_its_outputs_and_the_depth_limit_ends_a_loop,
             a_batch_counts_its_copies_through_every_end_and_owes_one_callback,
             a_batch_open_for_more_ends_only_once_closed,
+            dependants_wait_are_released_or_cancelled_and_relinked_after_a_reopen,
         );
     };
     (@cases $harness:tt; $($case:ident,)*) => {

@@ -356,3 +356,86 @@ pub async fn a_batch_open_for_more_ends_only_once_closed(h: &mut dyn Harness) ->
     );
     Ok(())
 }
+
+fn depending(queue: &str, at_ms: u64, on: &[TaskId], run_anyway: bool) -> Task {
+    Task {
+        depends_on: on.iter().map(|&id| Dependency::Task(id)).collect(),
+        run_if_dependency_failed: run_anyway,
+        ..copy(queue, 0, at_ms)
+    }
+}
+
+pub async fn dependants_wait_are_released_or_cancelled_and_relinked_after_a_reopen(
+    h: &mut dyn Harness,
+) -> R {
+    let s = h.open().await;
+    let (a, b) = (copy("a", 0, 0), copy("a", 0, 1));
+    let (a_id, b_id) = (a.task_id, b.task_id);
+    s.enqueue(vec![a, b], Counters::default()).await?;
+    let both = depending("c", 2, &[a_id, b_id], false);
+    let after_b = depending("c", 3, &[b_id], false);
+    let anyway = depending("c", 4, &[b_id], true);
+    let ids = ids(&[both.clone(), after_b.clone(), anyway.clone()]);
+    s.enqueue(vec![both, after_b, anyway], Counters::default())
+        .await?;
+    for id in &ids {
+        assert_eq!(s.task(*id).await?.unwrap().state, TaskState::Blocked);
+    }
+    assert!(s
+        .claim(WorkerId::new(), &lanes(&["c"]), T0, 3)
+        .await?
+        .is_empty());
+    let unknown = s
+        .enqueue(
+            vec![depending("c", 5, &[TaskId::new_publish()], false)],
+            Counters::default(),
+        )
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::UnknownDependency(_))),
+        "{unknown:?}"
+    );
+    // What they wait for is read back whole after a restart.
+    let s = h.reopen(s).await;
+    let w = WorkerId::new();
+    let now = T0.plus_secs(1);
+    s.claim(w, &lanes(&["a"]), now, 2).await?;
+    s.finish(a_id, w, now, complete()).await?;
+    assert_eq!(s.task(ids[0]).await?.unwrap().state, TaskState::Blocked);
+    // b fails for good (its last attempt runs out): the one that waits for
+    // both, and the one after b, are cancelled; the one that runs anyway is
+    // released.
+    let mut at = now;
+    for _ in 0..3 {
+        at = at.plus_secs(3_600);
+        s.tick(at).await?;
+        s.claim(w, &lanes(&["a"]), at, 1).await?;
+    }
+    s.tick(at.plus_secs(3_600)).await?;
+    assert_eq!(s.task(b_id).await?.unwrap().state, TaskState::Failed);
+    let states: Vec<TaskState> = {
+        let mut v = Vec::new();
+        for id in &ids {
+            v.push(s.task(*id).await?.unwrap().state);
+        }
+        v
+    };
+    assert_eq!(
+        states,
+        [TaskState::Cancelled, TaskState::Cancelled, TaskState::Ready]
+    );
+    let s = h.reopen(s).await;
+    assert_eq!(s.lane_len(&Lane::Queue(q("c"))).await?, 1);
+    assert_eq!(ids_of(&s.dependants(b_id).await?), {
+        let mut v = ids[..].to_vec();
+        v.sort();
+        v
+    });
+    Ok(())
+}
+
+fn ids_of(tasks: &[Task]) -> Vec<TaskId> {
+    let mut v = ids(tasks);
+    v.sort();
+    v
+}
