@@ -46,6 +46,10 @@ async fn a_task_waits_in_blocked_until_every_dependency_completes() {
     let t = state(&app, &c_id).await;
     assert_eq!(t["state"], "blocked");
     assert_eq!(
+        t["heldBy"], "it waits for 2 of its 2 dependencies to complete",
+        "{t}"
+    );
+    assert_eq!(
         t["dependsOn"],
         json!([copy_of(&a), copy_of(&b)]),
         "the copies they named"

@@ -562,11 +562,19 @@ impl State {
     }
 
     /// Why a ready copy is not handed out now, when a rule holds it: its
-    /// queue paused or at a limit, a running twin, or its group at a limit.
+    /// queue paused or at a limit, a running twin, or its group at a limit;
+    /// for a blocked copy, what it still waits for.
     /// `None` for a copy that is not ready, or that the next claim of a
     /// worker on its queue may take.
     pub(super) fn held_by(&self, id: TaskId, now: Millis) -> Option<String> {
         let t = self.tasks.get(&id)?;
+        if t.state == crate::model::TaskState::Blocked {
+            let n = self.unmet.get(&id).copied().unwrap_or(0);
+            return Some(format!(
+                "it waits for {n} of its {} dependencies to complete",
+                t.depends_on().len()
+            ));
+        }
         if t.state != crate::model::TaskState::Ready {
             return None;
         }
