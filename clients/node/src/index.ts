@@ -48,6 +48,12 @@ export interface TaskRecord {
   key?: string;
   group?: string;
   failReason?: string;
+  /** The copy whose output this task is (`publishOutput`). */
+  parent?: string;
+  depth?: number;
+  batch?: string;
+  /** The copies it waits for. */
+  dependsOn?: string[];
   [field: string]: unknown;
 }
 
@@ -73,6 +79,39 @@ export interface PublishOptions {
   group?: string;
   expireAt?: number;
   ttl?: number;
+  /** A completed copy's object output is published on as a task. */
+  publishOutput?: boolean;
+  /** Task ids, publish ids or `{ key }`: its copies wait until all completed. */
+  dependsOn?: (string | { key: string })[];
+  /** What a dependency that fails for good does: cancel (default) or run. */
+  dependencyFailed?: "cancel" | "run";
+}
+
+/** A batch's totals, by the state its copies are in or ended in. */
+export interface BatchTotals {
+  blocked: number;
+  scheduled: number;
+  ready: number;
+  running: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+  expired: number;
+  removed: number;
+}
+
+/** A batch as `GET /status?batch=` shows it. */
+export interface Batch {
+  id: string;
+  createdAt: number;
+  totals: BatchTotals;
+  copies: number;
+  ended: boolean;
+  openForMore?: boolean;
+  endedAt?: number;
+  onComplete?: Record<string, unknown>;
+  /** The publish its callback became. */
+  callback?: string;
 }
 
 /** A fairness group's settings of its own in its queue. */
@@ -178,6 +217,22 @@ export class Client {
   /** `[{data, ...options}, ...]` in one durable commit. */
   publishBatch(tasks: ({ data: Record<string, unknown> } & PublishOptions)[]): Promise<Published[]> {
     return this.call("PUT", "/task", tasks);
+  }
+
+  /** `PUT /batch`: `tasks` published in one commit as one batch (`batch`
+   * names it; one is made otherwise), `onComplete` published once every
+   * copy has ended, `more` to add to it later. */
+  async openBatch(
+    tasks: ({ data: Record<string, unknown> } & PublishOptions)[],
+    opts: { batch?: string; onComplete?: { data: Record<string, unknown> } & PublishOptions; more?: boolean } = {},
+  ): Promise<{ batch: string; published: Published[] }> {
+    return this.call("PUT", "/batch", { tasks, ...opts });
+  }
+
+  /** A batch's totals, whether it ended, and its callback. */
+  async batch(id: string): Promise<Batch> {
+    const answer = await this.call<{ batch: Batch }>("GET", "/status", undefined, { batch: id });
+    return answer.batch;
   }
 
   cancel(target: { taskId: string } | { key: string }): Promise<Record<string, unknown>> {

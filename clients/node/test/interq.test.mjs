@@ -111,6 +111,36 @@ test("groups take turns and a group limit holds", () =>
     assert.equal((await iq.setQueue("tenants", { groupMaxRunning: null })).groupMaxRunning, undefined);
   }));
 
+test("a batch's pipeline ends in its callback, and a dependant waits", () =>
+  withServer(async (iq) => {
+    await iq.setInterests("a", { step: "^a$" });
+    await iq.setInterests("b", { step: "^b$" });
+    await iq.setInterests("summary", { summary: "." });
+    const opened = await iq.openBatch([{ data: { step: "a" }, publishOutput: true }], {
+      batch: "node-1",
+      onComplete: { data: { summary: "done" } },
+    });
+    assert.equal(opened.batch, "node-1");
+    const worker = await iq.register(["a", "b", "summary"], "node");
+    const [a] = await iq.claim(worker);
+    await iq.complete(worker, a.taskId, { step: "b" });
+    const [b] = await iq.claim(worker);
+    assert.equal(b.parent, a.taskId);
+    assert.equal((await iq.batch("node-1")).ended, false);
+    await iq.complete(worker, b.taskId);
+    const batch = await iq.batch("node-1");
+    assert.equal(batch.ended, true);
+    assert.equal(batch.totals.completed, 2);
+    const [summary] = await iq.claim(worker);
+    assert.equal(summary.data.batch.copies, 2);
+    // A task that waits for another.
+    const first = await iq.publish({ step: "a" });
+    const then = await iq.publish({ step: "b" }, { dependsOn: [first.taskId] });
+    const waiting = (await iq.status({ task: then.copies[0].taskId })).task;
+    assert.equal(waiting.state, "blocked");
+    await assert.rejects(iq.openBatch([{ data: { step: "a" } }], { batch: "node-1" }), { code: "batch_closed" });
+  }));
+
 test("refusals reject with the API's code", () =>
   withServer(async (iq) => {
     await assert.rejects(iq.publish({ a: 1 }, { priority: "soon" }), (e) => {

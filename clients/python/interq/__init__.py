@@ -126,6 +126,30 @@ class Client:
         """Publishes `[{"data": {...}, ...}, ...]` in one durable commit."""
         return self._call("PUT", "/task", list(tasks))
 
+    def open_batch(
+        self,
+        tasks: Sequence[Dict[str, Any]],
+        batch: Optional[str] = None,
+        on_complete: Optional[Dict[str, Any]] = None,
+        more: bool = False,
+    ) -> Dict[str, Any]:
+        """`PUT /batch`: `tasks` published in one commit as one batch (named
+        `batch`, or one is made), `on_complete` (a task) published once every
+        copy has ended, `more=True` to add to it later. Answers
+        `{"batch": id, "published": [...]}`."""
+        body: Dict[str, Any] = {"tasks": list(tasks)}
+        if batch is not None:
+            body["batch"] = batch
+        if on_complete is not None:
+            body["onComplete"] = on_complete
+        if more:
+            body["more"] = True
+        return self._call("PUT", "/batch", body)
+
+    def batch(self, batch_id: str) -> Dict[str, Any]:
+        """A batch's totals, whether it ended, and its callback."""
+        return self._call("GET", "/status", query={"batch": batch_id})["batch"]
+
     def cancel(self, task_id: Optional[str] = None, key: Optional[str] = None) -> Dict[str, Any]:
         return self._call("DELETE", "/task", {"taskId": task_id} if task_id else {"key": key})
 

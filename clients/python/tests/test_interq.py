@@ -120,6 +120,36 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(self.iq.claim(worker, wait=0), [])
         self.assertEqual(self.iq.status(queue="emails")["queue"]["scheduled"], 1)
 
+    def test_a_batchs_pipeline_ends_in_its_callback_and_a_dependant_waits(self):
+        self.iq.set_interests("a", {"step": "^a$"})
+        self.iq.set_interests("b", {"step": "^b$"})
+        self.iq.set_interests("summary", {"summary": "."})
+        opened = self.iq.open_batch(
+            [{"data": {"step": "a"}, "publishOutput": True}],
+            batch="py-1",
+            on_complete={"data": {"summary": "done"}},
+        )
+        self.assertEqual(opened["batch"], "py-1")
+        worker = self.iq.register(["a", "b", "summary"], name="py")
+        (a,) = self.iq.claim(worker, count=1)
+        self.iq.complete(worker, a.task_id, {"step": "b"})
+        (b,) = self.iq.claim(worker, count=1)
+        self.assertEqual(b.raw["parent"], a.task_id)
+        self.assertFalse(self.iq.batch("py-1")["ended"])
+        self.iq.complete(worker, b.task_id)
+        batch = self.iq.batch("py-1")
+        self.assertTrue(batch["ended"])
+        self.assertEqual(batch["totals"]["completed"], 2)
+        (summary,) = self.iq.claim(worker, count=1)
+        self.assertEqual(summary.data["batch"]["copies"], 2)
+        first = self.iq.publish({"step": "a"})
+        then = self.iq.publish({"step": "b"}, dependsOn=[first["taskId"]])
+        waiting = self.iq.status(task=then["copies"][0]["taskId"])["task"]
+        self.assertEqual(waiting["state"], "blocked")
+        with self.assertRaises(InterqError) as closed:
+            self.iq.open_batch([{"data": {"step": "a"}}], batch="py-1")
+        self.assertEqual((closed.exception.status, closed.exception.code), (409, "batch_closed"))
+
     def test_refusals_raise_with_the_apis_code(self):
         with self.assertRaises(InterqError) as e:
             self.iq.publish({"a": 1}, priority="soon")
