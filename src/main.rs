@@ -262,6 +262,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 client: access.options()?,
                 ..options
             };
+            if options.scenario == interq::bench::Scenario::Batch {
+                let report = interq::bench::batch::run(options).await?;
+                match json {
+                    true => println!("{}", serde_json::to_string_pretty(&report)?),
+                    false => print!("{}", report.human()),
+                }
+                return Ok(());
+            }
             if options.scenario == interq::bench::Scenario::NoisyNeighbour {
                 let report = interq::bench::noisy::run(options).await?;
                 match json {

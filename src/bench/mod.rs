@@ -25,6 +25,7 @@ use crate::client::{Client, Publish};
 use crate::config::Settings;
 use crate::startup::Application;
 
+pub mod batch;
 pub mod noisy;
 
 /// What to run; also `interq bench`'s flags.
@@ -90,9 +91,11 @@ pub struct BenchOptions {
     /// (0: none): what turns between groups cost the claim path.
     #[arg(long, default_value_t = 0)]
     pub groups: usize,
-    /// What to measure: `throughput` (the load above), or
+    /// What to measure: `throughput` (the load above);
     /// `noisy-neighbour`: quiet groups' publish-to-claim latency, first
-    /// alone, then behind one group's backlog of `--backlog` copies.
+    /// alone, then behind one group's backlog of `--backlog` copies; or
+    /// `batch`: one `PUT /batch` batch of `--tasks` copies drained by
+    /// `--workers`, and how soon its callback follows its last copy.
     #[arg(long, value_enum, default_value_t = Scenario::Throughput)]
     pub scenario: Scenario,
     /// noisy-neighbour: copies of the noisy group ready before the second
@@ -122,6 +125,9 @@ pub struct BenchOptions {
 pub enum Scenario {
     Throughput,
     NoisyNeighbour,
+    /// One batch of `--tasks` copies: how soon after its last copy ended its
+    /// callback is claimed.
+    Batch,
 }
 
 /// The bench clients' transport.

@@ -211,3 +211,22 @@ fn bench_measures_quiet_groups_alone_and_behind_a_backlog() {
     );
     assert!(r["p99Ratio"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn bench_drains_one_batch_and_claims_its_callback() {
+    let r = bench(&[
+        "--scenario",
+        "batch",
+        "-N",
+        "2500",
+        "-W",
+        "2",
+        "--claim-batch",
+        "100",
+    ]);
+    assert_eq!(r["tasks"], 2500);
+    assert_eq!(r["completed"], 2500, "{r}");
+    assert_eq!(r["ended"], true);
+    assert!(r["drainPerSec"].as_f64().unwrap() > 0.0);
+    assert!(r["callbackAfterLastReportMs"].as_f64().unwrap() >= 0.0);
+}
