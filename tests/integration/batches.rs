@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, Api, ChildServer, TestApp};
+use crate::helpers::{completing_worker, spawn_app, Api, ChildServer, TestApp};
 
 async fn put_batch(api: &Api, body: Value) -> Value {
     api.send(Method::PUT, "/batch", Some(body)).await.ok()
@@ -211,33 +211,9 @@ async fn kill_9_while_batches_end_loses_and_doubles_no_callback() {
     // part of the way through.
     let worker = api.register(&["work"]).await;
     let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut runs = Vec::new();
-    for _ in 0..4 {
-        let (api, worker, done) = (api.clone(), worker.clone(), done.clone());
-        runs.push(tokio::spawn(async move {
-            // Plain requests: the kill ends them with an error, which ends
-            // this worker.
-            let claim = format!("{}/task?workerId={worker}&count=5", api.base);
-            let report = format!("{}/task", api.base);
-            loop {
-                let Ok(answer) = api.client.get(&claim).send().await else {
-                    return;
-                };
-                let Ok(Value::Array(tasks)) = answer.json::<Value>().await else {
-                    return;
-                };
-                for t in tasks {
-                    let body =
-                        json!({"workerId": worker, "taskId": t["taskId"], "state": "complete"});
-                    match api.client.post(&report).json(&body).send().await {
-                        Ok(r) if r.status() == 200 => {}
-                        _ => return,
-                    }
-                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                }
-            }
-        }));
-    }
+    let runs: Vec<_> = (0..4)
+        .map(|_| completing_worker(&api, &worker, 5, done.clone()))
+        .collect();
     while done.load(std::sync::atomic::Ordering::SeqCst) < BATCHES * EACH / 2 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, Api, ChildServer, TestApp};
+use crate::helpers::{completing_worker, spawn_app, Api, ChildServer, TestApp};
 
 async fn publish(api: &Api, body: Value) -> Value {
     api.publish(body).await.ok()
@@ -274,32 +274,7 @@ async fn kill_9_while_dependencies_complete_loses_and_doubles_nothing() {
     }
     let worker = api.register(&["first"]).await;
     let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let run = {
-        let (api, worker, done) = (api.clone(), worker.clone(), done.clone());
-        tokio::spawn(async move {
-            let claim = format!("{}/task?workerId={worker}&count=10", api.base);
-            let report = format!("{}/task", api.base);
-            loop {
-                let Ok(answer) = api.client.get(&claim).send().await else {
-                    return;
-                };
-                let Ok(Value::Array(tasks)) = answer.json::<Value>().await else {
-                    return;
-                };
-                let reports: Vec<Value> = tasks
-                    .iter()
-                    .map(
-                        |t| json!({"workerId": worker, "taskId": t["taskId"], "state": "complete"}),
-                    )
-                    .collect();
-                match api.client.post(&report).json(&reports).send().await {
-                    Ok(r) if r.status() == 200 => {}
-                    _ => return,
-                }
-                done.fetch_add(reports.len(), std::sync::atomic::Ordering::SeqCst);
-            }
-        })
-    };
+    let run = completing_worker(&api, &worker, 10, done.clone());
     while done.load(std::sync::atomic::Ordering::SeqCst) < PAIRS / 2 {
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }

@@ -711,3 +711,36 @@ fn shell_blocks(markdown: &str) -> Vec<String> {
     }
     blocks
 }
+
+/// A worker that claims `count` copies at a time and completes them in one
+/// report, over plain requests, until the server stops answering (a kill
+/// ends it without a panic); `done` counts the copies it completed.
+pub fn completing_worker(
+    api: &Api,
+    worker: &str,
+    count: usize,
+    done: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
+    let (api, worker) = (api.clone(), worker.to_owned());
+    tokio::spawn(async move {
+        let claim = format!("{}/task?workerId={worker}&count={count}", api.base);
+        let report = format!("{}/task", api.base);
+        loop {
+            let Ok(answer) = api.client.get(&claim).send().await else {
+                return;
+            };
+            let Ok(Value::Array(tasks)) = answer.json::<Value>().await else {
+                return;
+            };
+            let reports: Vec<Value> = tasks
+                .iter()
+                .map(|t| json!({"workerId": worker, "taskId": t["taskId"], "state": "complete"}))
+                .collect();
+            match api.client.post(&report).json(&reports).send().await {
+                Ok(r) if r.status() == 200 => {}
+                _ => return,
+            }
+            done.fetch_add(reports.len(), std::sync::atomic::Ordering::SeqCst);
+        }
+    })
+}

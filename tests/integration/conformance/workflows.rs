@@ -35,6 +35,19 @@ fn completing(task: TaskId, worker: WorkerId, output: serde_json::Value) -> Work
     }
 }
 
+/// Lets the leases of `queue`'s copies run out from `now` until their last
+/// attempt (3) has: each claimed again after its lease ends, then failed.
+async fn run_out_of_attempts(s: &dyn Store, w: WorkerId, queue: &str, now: Millis) -> R {
+    let mut at = now;
+    for _ in 0..3 {
+        at = at.plus_secs(3_600);
+        s.tick(at).await?;
+        s.claim(w, &lanes(&[queue]), at, 5).await?;
+    }
+    s.tick(at.plus_secs(3_600)).await?;
+    Ok(())
+}
+
 /// Claims `t` (enqueued first) and completes it with `output`.
 async fn run(
     s: &dyn Store,
@@ -260,14 +273,7 @@ pub async fn a_batch_counts_its_copies_through_every_end_and_owes_one_callback(
     assert!(!b.has_ended());
     // The last running copy's lease runs out on its last attempt (ttr 30 s,
     // 3 attempts: run it twice more).
-    let mut at = now;
-    for _ in 0..3 {
-        at = at.plus_secs(3_600);
-        s.tick(at).await?;
-        s.claim(w, &lanes(&["b"]), at, 5).await?;
-    }
-    at = at.plus_secs(3_600);
-    s.tick(at).await?;
+    run_out_of_attempts(&*s, w, "b", now).await?;
     let b = s.batch("nightly").await?.unwrap();
     assert_eq!(b.totals.open(), 0, "{b:?}");
     assert_eq!(b.totals.copies(), 5, "every copy counted once: {b:?}");
@@ -405,13 +411,7 @@ pub async fn dependants_wait_are_released_or_cancelled_and_relinked_after_a_reop
     // b fails for good (its last attempt runs out): the one that waits for
     // both, and the one after b, are cancelled; the one that runs anyway is
     // released.
-    let mut at = now;
-    for _ in 0..3 {
-        at = at.plus_secs(3_600);
-        s.tick(at).await?;
-        s.claim(w, &lanes(&["a"]), at, 1).await?;
-    }
-    s.tick(at.plus_secs(3_600)).await?;
+    run_out_of_attempts(&*s, w, "a", now).await?;
     assert_eq!(s.task(b_id).await?.unwrap().state, TaskState::Failed);
     let states: Vec<TaskState> = {
         let mut v = Vec::new();
