@@ -27,6 +27,7 @@ pub async fn batch(req: HttpRequest, state: Data, path: web::Path<String>) -> Re
     let now = state.broker.now();
     let t = b.totals;
     let totals = vec![
+        ("blocked", t.blocked),
         ("scheduled", t.scheduled),
         ("ready", t.ready),
         ("running", t.running),

@@ -481,6 +481,70 @@ async fn an_operator_watches_retries_and_routes_in_a_real_browser() {
         "{page}"
     );
 
+    // A workflow: an order's batch, its charge's output gone on to
+    // shipping, and a task that waits for the shipment.
+    app.put_interest("charge", json!({"order": "^o-"}))
+        .await
+        .ok();
+    app.put_interest("ship", json!({"charged": "^yes$"}))
+        .await
+        .ok();
+    app.send(
+        reqwest::Method::PUT,
+        "/batch",
+        Some(
+            json!({"batch": "order-7", "tasks": [{"data": {"order": "o-7"}, "publishOutput": true}],
+                    "onComplete": {"data": {"summary": "order-7"}}}),
+        ),
+    )
+    .await
+    .ok();
+    let w = app.register(&["charge"]).await;
+    let charge = app.claim(&w).await;
+    app.update(
+        &w,
+        &charge,
+        "complete",
+        json!({"output": {"charged": "yes"}}),
+    )
+    .await
+    .ok();
+    let ship = app
+        .status(&format!("task={}", charge["taskId"].as_str().unwrap()))
+        .await["task"]["children"][0]["taskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let after = app
+        .publish(json!({"data": {"note": "after shipping"}, "dependsOn": [ship]}))
+        .await
+        .ok();
+    let after = after["copies"][0]["taskId"].as_str().unwrap().to_owned();
+    b.goto(&app, &format!("/admin/tasks/{ship}")).await;
+    let page = b.text("main").await;
+    assert!(page.contains("Made from the output of"), "{page}");
+    assert!(page.contains("In batch order-7"), "{page}");
+    assert!(page.contains("Wait for it (1)"), "{page}");
+    b.check_page("task in a workflow").await;
+    b.screenshot("task-workflow").await;
+    b.click("a[href='/admin/batches/order-7']").await;
+    // The `audit` queue takes every task: the order's copy there, and the
+    // output's two (shipping and audit) wait.
+    b.wait_for_text("td[data-state=ready]", "3").await;
+    assert_eq!(b.text("td[data-state=completed]").await, "1");
+    b.check_page("batch").await;
+    b.screenshot("batch").await;
+    b.goto(&app, &format!("/admin/tasks/{after}")).await;
+    let page = b.text("main").await;
+    assert!(
+        page.contains("Waits for (1; cancelled if one fails)"),
+        "{page}"
+    );
+    assert!(
+        page.contains("it waits for 1 of its 1 dependencies"),
+        "{page}"
+    );
+
     // A phone's width.
     b.client.set_window_size(390, 844).await.expect("resize");
     for (path, name) in [
