@@ -51,6 +51,22 @@ pub enum Op {
         #[command(flatten)]
         target: Target,
     },
+    /// A queue's fairness groups with ready or running copies, the most
+    /// ready first, and which a limit holds back.
+    Groups {
+        queue: String,
+        /// How many to list.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// A batch's totals, whether it ended, and its callback.
+    Batch {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// A page of copies in one state, of one queue or all.
     Tasks {
         /// ready, scheduled, running, failed, completed, cancelled, expired.
@@ -176,6 +192,9 @@ pub struct SearchArgs {
     /// Only copies from this publisher.
     #[arg(long)]
     publisher: Option<String>,
+    /// Only copies of this fairness group.
+    #[arg(long)]
+    group: Option<String>,
     /// Only copies whose failure reason holds this text (any case).
     #[arg(long)]
     reason: Option<String>,
@@ -196,6 +215,7 @@ impl SearchArgs {
     fn is_empty(&self) -> bool {
         self.task_key.is_none()
             && self.publisher.is_none()
+            && self.group.is_none()
             && self.reason.is_none()
             && self.since.is_none()
             && self.until.is_none()
@@ -208,6 +228,7 @@ impl From<SearchArgs> for TaskSearch {
         TaskSearch {
             key: a.task_key,
             publisher: a.publisher,
+            group: a.group,
             reason: a.reason,
             since: a.since,
             until: a.until,
@@ -267,6 +288,8 @@ pub async fn run(op: Op) -> Result<String, Failure> {
         | Op::Queues { target }
         | Op::Workers { target }
         | Op::Schedules { target }
+        | Op::Groups { target, .. }
+        | Op::Batch { target, .. }
         | Op::Tasks { target, .. }
         | Op::Task { target, .. }
         | Op::Log { target, .. }
@@ -305,6 +328,17 @@ pub async fn run(op: Op) -> Result<String, Failure> {
         Op::Schedules { .. } => (
             client.status(&[("schedules", "")]).await?["schedules"].take(),
             show_schedules,
+        ),
+        Op::Groups { queue, limit, .. } => (
+            client
+                .status(&[("groups", queue.as_str()), ("limit", &limit.to_string())])
+                .await?["groups"]
+                .take(),
+            show_groups,
+        ),
+        Op::Batch { id, .. } => (
+            client.status(&[("batch", id.as_str())]).await?["batch"].take(),
+            show_batch,
         ),
         Op::Tasks {
             state,
@@ -647,6 +681,63 @@ fn show_schedules(v: &Value) -> String {
         })
         .collect();
     table(&["NAME", "SPEC", "NEXT RUN", "LAST RUN"], &rows)
+}
+
+fn show_groups(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            vec![
+                text(&g["group"]),
+                text(&g["ready"]),
+                text(&g["running"]),
+                g.get("held").map_or_else(|| "-".into(), text),
+            ]
+        })
+        .collect();
+    format!(
+        "{}{} groups with ready or running copies\n",
+        table(&["GROUP", "READY", "RUNNING", "HELD BY"], &rows),
+        text(&v["total"])
+    )
+}
+
+fn show_batch(v: &Value) -> String {
+    let state = if v["ended"] == Value::Bool(true) {
+        "ended"
+    } else if v["openForMore"] == Value::Bool(true) {
+        "open for more tasks"
+    } else {
+        "running"
+    };
+    let totals = &v["totals"];
+    let rows: Vec<Vec<String>> = [
+        "blocked",
+        "scheduled",
+        "ready",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+        "expired",
+        "removed",
+    ]
+    .iter()
+    .map(|s| vec![(*s).to_owned(), text(&totals[*s])])
+    .collect();
+    let callback = match (&v["callback"], v.get("onComplete")) {
+        (Value::String(p), _) => format!("callback: published as {p}\n"),
+        (_, Some(_)) => "callback: published when the batch ends\n".to_owned(),
+        _ => String::new(),
+    };
+    format!(
+        "batch {} ({state}), {} copies\n{}{callback}",
+        text(&v["id"]),
+        text(&v["copies"]),
+        table(&["STATE", "COPIES"], &rows)
+    )
 }
 
 fn show_tasks(v: &Value) -> String {

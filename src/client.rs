@@ -698,6 +698,9 @@ pub struct TaskSearch {
     pub key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub publisher: Option<String>,
+    /// Its fairness group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Text in the failure reason, in any case.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

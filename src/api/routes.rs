@@ -402,6 +402,7 @@ const TASK_LIST: &[Param] = &[
         false,
         "only copies from this publisher",
     ),
+    p("group", s::group, false, "only copies of this fairness group"),
     p(
         "reason",
         s::text,
@@ -433,6 +434,7 @@ const RETRY: &[Param] = &[
     p("all", s::boolean, false, "true: every failed copy"),
     p("key", s::key, false, "with `queue` or `all`: only copies with this key"),
     p("publisher", s::text, false, "with `queue` or `all`: only copies from this publisher"),
+    p("group", s::group, false, "with `queue` or `all`: only copies of this fairness group"),
     p("reason", s::text, false, "with `queue` or `all`: only copies whose failure reason holds this text"),
     p("since", s::unix_time, false, "with `queue` or `all`: only copies published at or after"),
     p("until", s::unix_time, false, "with `queue` or `all`: only copies published before"),

@@ -64,7 +64,7 @@ pub async fn list(call: Call, body: Body) -> Answer {
 /// Longest text a `publisher` or `reason` search takes.
 const MAX_SEARCH_BYTES: usize = 256;
 
-/// The search parameters of a listing: `key`, `publisher`, `reason` (text
+/// The search parameters of a listing: `key`, `publisher`, `group`, `reason` (text
 /// in the failure reason, any case), `since` and `until` (publish times) and
 /// `data` (`field=pattern`, or an object of fields and patterns, or a list
 /// of `field=pattern`).
@@ -80,6 +80,7 @@ fn filter_of(p: &Params) -> Result<TaskFilter, ApiError> {
     let filter = TaskFilter {
         key: p.string("key")?,
         publisher: text("publisher")?,
+        group: p.string("group")?,
         reason: text("reason")?,
         since: time_of(p, "since")?,
         until: time_of(p, "until")?,
@@ -145,7 +146,15 @@ fn data_of(p: &Params) -> Result<Vec<FieldMatch>, ApiError> {
 }
 
 /// Parameters of a search, beside a listing's or a bulk action's own.
-const FILTERS: [&str; 6] = ["key", "publisher", "reason", "since", "until", "data"];
+const FILTERS: [&str; 7] = [
+    "key",
+    "publisher",
+    "group",
+    "reason",
+    "since",
+    "until",
+    "data",
+];
 
 /// `POST /retry`: failed copies get a fresh set of attempts: one (`taskId`),
 /// a queue's (`queue`), or all of them (`all: true`); with a search, only

@@ -535,6 +535,9 @@ fn bulk_target(queue: Option<&QueueName>, filter: &TaskFilter) -> String {
     if let Some(k) = &filter.key {
         parts.push(format!("key={k}"));
     }
+    if let Some(g) = &filter.group {
+        parts.push(format!("group={g}"));
+    }
     if let Some(p) = &filter.publisher {
         parts.push(format!("publisher={p}"));
     }

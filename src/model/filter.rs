@@ -16,6 +16,8 @@ pub struct TaskFilter {
     pub key: Option<String>,
     /// Published by exactly this publisher.
     pub publisher: Option<String>,
+    /// In exactly this fairness group.
+    pub group: Option<String>,
     /// Its failure reason holds this text, in any case.
     pub reason: Option<String>,
     /// Published at or after.
@@ -64,6 +66,17 @@ impl TaskFilter {
                 return Err((
                     "key",
                     format!("must be 1 to {MAX_KEY_BYTES} bytes without control characters"),
+                ));
+            }
+        }
+        if let Some(group) = &self.group {
+            if !super::is_valid_group(group) {
+                return Err((
+                    "group",
+                    format!(
+                        "must be 1 to {} bytes without control characters",
+                        super::MAX_GROUP_BYTES
+                    ),
                 ));
             }
         }

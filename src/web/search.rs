@@ -15,6 +15,8 @@ pub struct SearchQuery {
     #[serde(default)]
     publisher: Option<String>,
     #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
     reason: Option<String>,
     #[serde(default)]
     since: Option<String>,
@@ -30,6 +32,7 @@ pub struct SearchQuery {
 pub struct Search {
     pub key: String,
     pub publisher: String,
+    pub group: String,
     pub reason: String,
     pub since: String,
     pub until: String,
@@ -44,6 +47,7 @@ impl Search {
         let mut s = Search {
             key: field(&q.key),
             publisher: field(&q.publisher),
+            group: field(&q.group),
             reason: field(&q.reason),
             since: field(&q.since),
             until: field(&q.until),
@@ -59,6 +63,7 @@ impl Search {
         let mut filter = TaskFilter {
             key: some(&s.key),
             publisher: some(&s.publisher),
+            group: some(&s.group),
             reason: some(&s.reason),
             since: time("since", &s.since)?,
             until: time("until", &s.until)?,
@@ -85,6 +90,7 @@ impl Search {
         let pairs = [
             ("key", &self.key),
             ("publisher", &self.publisher),
+            ("group", &self.group),
             ("reason", &self.reason),
             ("since", &self.since),
             ("until", &self.until),

@@ -795,3 +795,75 @@ async fn a_retry_by_search_takes_every_match_a_step_at_a_time() {
     assert_eq!(app.queue("q").await["failed"], 1_250);
     assert_eq!(app.queue("q").await["ready"], 1_250);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_batches_and_a_search_by_group_from_the_command_line() {
+    let app = spawn_app().await;
+    app.put_interest("tenants", json!("*")).await.ok();
+    app.send(
+        reqwest::Method::PUT,
+        "/queue",
+        Some(json!({"queue": "tenants", "groupMaxRunning": 1})),
+    )
+    .await
+    .ok();
+    for (g, n) in [("acme", 3), ("globex", 1)] {
+        for i in 0..n {
+            app.publish(json!({"data": {"i": i}, "group": g}))
+                .await
+                .ok();
+        }
+    }
+    let w = app.register(&["tenants"]).await;
+    app.claim_n(&w, 10).await;
+    let groups = stdout(&interq(&app, &["groups", "tenants"]));
+    let acme = groups
+        .lines()
+        .find(|l| l.starts_with("acme"))
+        .expect("acme's line");
+    assert!(
+        acme.split_whitespace().collect::<Vec<_>>() == ["acme", "2", "1", "maxRunning"],
+        "{groups}"
+    );
+    assert!(
+        groups.contains("2 groups with ready or running copies"),
+        "{groups}"
+    );
+    assert_eq!(
+        json_of(&app, &["groups", "tenants", "--limit", "1"])["groups"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // A search by group, from the API and the command line.
+    let listed = json_of(&app, &["tasks", "--queue", "tenants", "--group", "acme"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["group"] == "acme"));
+    app.send(reqwest::Method::GET, "/tasks?state=ready&group=", None)
+        .await
+        .error(400, "invalid_field", Some("group"));
+    // A batch.
+    app.send(
+        reqwest::Method::PUT,
+        "/batch",
+        Some(json!({"batch": "nightly", "tasks": [{"data": {"x": 1}}], "onComplete": {"data": {"done": 1}}})),
+    )
+    .await
+    .ok();
+    let batch = stdout(&interq(&app, &["batch", "nightly"]));
+    assert!(
+        batch.starts_with("batch nightly (running), 1 copies"),
+        "{batch}"
+    );
+    assert!(
+        batch.contains("callback: published when the batch ends"),
+        "{batch}"
+    );
+    assert_eq!(json_of(&app, &["batch", "nightly"])["totals"]["ready"], 1);
+    fails(&interq(&app, &["batch", "nope"]), 1, "no batch is called");
+}

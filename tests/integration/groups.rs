@@ -408,3 +408,47 @@ async fn a_worker_with_weighted_queues_takes_from_each_in_proportion() {
         .error(400, "invalid_field", Some(field));
     }
 }
+
+#[tokio::test]
+async fn task_lists_are_searched_by_group_in_the_api_and_the_console() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let acme = app
+        .publish(json!({"data": {"n": 1}, "group": "acme"}))
+        .await
+        .ok();
+    let globex = app
+        .publish(json!({"data": {"n": 2}, "group": "globex"}))
+        .await
+        .ok();
+    let (acme, globex) = (
+        acme["copies"][0]["taskId"].as_str().unwrap().to_owned(),
+        globex["copies"][0]["taskId"].as_str().unwrap().to_owned(),
+    );
+    let listed = app
+        .send(Method::GET, "/tasks?state=ready&queue=q&group=acme", None)
+        .await
+        .ok();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["taskId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [acme.as_str()]);
+    app.send(
+        Method::GET,
+        &format!("/tasks?state=ready&group={}", "g".repeat(129)),
+        None,
+    )
+    .await
+    .error(400, "invalid_field", Some("group"));
+    let mut site = crate::admin::Site::new(&app);
+    let page = site.get("/admin/queues/q?state=ready&group=acme").await;
+    let html = page.html();
+    assert!(html.contains(&acme) && !html.contains(&globex), "{html}");
+    assert!(
+        html.contains(r#"name="group" value="acme""#),
+        "the form keeps it"
+    );
+}

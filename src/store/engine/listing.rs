@@ -276,5 +276,9 @@ fn passes(filter: &TaskFilter, m: &Meta) -> bool {
             .as_deref()
             .is_none_or(|p| &*m.publisher == p)
         && filter.key.as_deref().is_none_or(|k| m.key() == Some(k))
+        && filter
+            .group
+            .as_deref()
+            .is_none_or(|g| m.group.as_deref() == Some(g))
         && filter.reason_passes(m.extra.as_ref().and_then(|e| e.fail_reason.as_deref()))
 }
