@@ -26,6 +26,7 @@ mod model;
 mod operations;
 mod publish;
 mod schedules;
+mod simulation;
 mod status;
 mod storage;
 mod worker;
