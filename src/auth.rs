@@ -24,16 +24,20 @@ pub enum Role {
     Worker,
     /// Everything: interests, queues, status, metrics, the management site.
     Admin,
+    /// Sees what an admin sees (status, task lists and logs, metrics, the
+    /// management site's pages) and changes nothing.
+    Viewer,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Publisher, Role::Worker, Role::Admin];
+    pub const ALL: [Role; 4] = [Role::Publisher, Role::Worker, Role::Admin, Role::Viewer];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Publisher => "publisher",
             Role::Worker => "worker",
             Role::Admin => "admin",
+            Role::Viewer => "viewer",
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct AuthSettings {
     pub admin: Vec<String>,
     pub publisher: Vec<String>,
     pub worker: Vec<String>,
+    /// Keys that see everything an admin sees and change nothing.
+    pub viewer: Vec<String>,
     /// Keys with more to say than a role: a label, and the queues they may
     /// use (`[[auth.keys]]`).
     pub keys: Vec<KeyConfig>,
@@ -78,7 +80,7 @@ impl std::fmt::Debug for KeyConfig {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
-    /// `admin`, `publisher` or `worker`; or several in `roles`.
+    /// `admin`, `publisher`, `worker` or `viewer`; or several in `roles`.
     #[serde(default)]
     pub role: Option<crate::auth::Role>,
     #[serde(default)]
@@ -426,7 +428,8 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("auth.admin")
                 .with_list_parse_key("auth.publisher")
-                .with_list_parse_key("auth.worker"),
+                .with_list_parse_key("auth.worker")
+                .with_list_parse_key("auth.viewer"),
         );
         for (key, value) in overrides {
             builder = builder.set_override(*key, value.as_str())?;
@@ -528,6 +531,7 @@ impl Settings {
             (Role::Admin, &self.auth.admin),
             (Role::Publisher, &self.auth.publisher),
             (Role::Worker, &self.auth.worker),
+            (Role::Viewer, &self.auth.viewer),
         ] {
             for (i, h) in hashes.iter().enumerate() {
                 let hash = KeyHash::parse(h)

@@ -194,7 +194,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "admin" => interq::auth::Role::Admin,
                 "publisher" => interq::auth::Role::Publisher,
                 "worker" => interq::auth::Role::Worker,
-                other => anyhow::bail!("--role is admin, publisher or worker, not `{other}`"),
+                "viewer" => interq::auth::Role::Viewer,
+                other => {
+                    anyhow::bail!("--role is admin, publisher, worker or viewer, not `{other}`")
+                }
             };
             let (key, hash) = interq::auth::new_key();
             println!("key:  {key}");

@@ -77,7 +77,7 @@ pub async fn check_access(
             granted = caller;
             if roles.is_empty() {
                 Some(unauthorized("the key is not valid"))
-            } else if !access.allows(&roles) {
+            } else if !access.allows(&roles, req.method().as_str()) {
                 let what = format!("{} {}", req.method(), req.path());
                 Some(ApiError::forbidden(&roles, &what).error_response())
             } else {

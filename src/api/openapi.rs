@@ -61,7 +61,13 @@ fn operation(e: &Endpoint, settings: &Settings) -> Value {
     match e.access {
         Access::Open => op["security"] = json!([]),
         Access::Roles(roles) => {
-            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).chain(["admin"]).collect();
+            let viewer = (roles.is_empty() && e.method == "GET").then_some("viewer");
+            let names: Vec<&str> = roles
+                .iter()
+                .map(|r| r.as_str())
+                .chain(["admin"])
+                .chain(viewer)
+                .collect();
             op["description"] = Value::String(format!("Roles: {}.", names.join(", ")));
         }
     }

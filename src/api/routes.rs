@@ -24,12 +24,18 @@ pub enum Access {
 }
 
 impl Access {
-    pub fn allows(self, roles: &[Role]) -> bool {
+    /// Whether a key with `roles` may call a route with this access by
+    /// `method`. A viewer may read what only admins may: a `GET` of an
+    /// admin route (no such route changes anything; a worker's claim is a
+    /// worker's route, not an admin's).
+    pub fn allows(self, roles: &[Role], method: &str) -> bool {
         match self {
             Access::Open => true,
-            Access::Roles(allowed) => roles
-                .iter()
-                .any(|r| *r == Role::Admin || allowed.contains(r)),
+            Access::Roles(allowed) => roles.iter().any(|r| {
+                *r == Role::Admin
+                    || allowed.contains(r)
+                    || (*r == Role::Viewer && allowed.is_empty() && method == "GET")
+            }),
         }
     }
 }

@@ -515,7 +515,7 @@ impl Conn<'_> {
         let Some((name, run)) = endpoint.op() else {
             return Err((id, unknown_op(&op, self.shared.testing)));
         };
-        if let Err(e) = self.authorize(endpoint.access, name) {
+        if let Err(e) = self.authorize(endpoint.access, endpoint.method, name) {
             return Err((id, e));
         }
         let body = match Body::from_args(args) {
@@ -593,7 +593,7 @@ impl Conn<'_> {
         }
     }
 
-    fn authorize(&self, access: Access, op: &str) -> Result<(), ApiError> {
+    fn authorize(&self, access: Access, method: &str, op: &str) -> Result<(), ApiError> {
         if !self.shared.state.keys.enabled() {
             return Ok(());
         }
@@ -603,7 +603,7 @@ impl Conn<'_> {
                 "unauthorized",
                 "this operation needs a key: send {\"op\": \"auth\", \"args\": {\"key\": \"<key>\"}} first",
             )),
-            Some(c) if !access.allows(&c.roles) => Err(ApiError::forbidden(&c.roles, op)),
+            Some(c) if !access.allows(&c.roles, method) => Err(ApiError::forbidden(&c.roles, op)),
             Some(_) => Ok(()),
         }
     }

@@ -366,7 +366,9 @@ async fn keys_and_roles_hold_over_the_line_protocol() {
     let (publisher, publisher_hash) = new_key();
     let (worker, worker_hash) = new_key();
     let (mailer, mailer_hash) = new_key();
+    let (viewer, viewer_hash) = new_key();
     let (_app, url) = line_app(|s| {
+        s.auth.viewer = vec![viewer_hash.to_string()];
         s.auth.admin = vec![admin_hash.to_string()];
         s.auth.publisher = vec![publisher_hash.to_string()];
         s.auth.worker = vec![worker_hash.to_string()];
@@ -402,6 +404,21 @@ async fn keys_and_roles_hold_over_the_line_protocol() {
         "forbidden",
     )
     .await;
+
+    // A viewer reads what an admin reads, and changes nothing.
+    let who = l.ok("auth", json!({"key": viewer})).await;
+    assert_eq!(who["roles"], json!(["viewer"]));
+    l.ok("status", json!({"counters": true})).await;
+    l.ok("listTasks", json!({"state": "ready"})).await;
+    l.error(
+        "setInterests",
+        json!({"queue": "q", "interests": "*"}),
+        403,
+        "forbidden",
+    )
+    .await;
+    l.error("publish", json!({"data": {}}), 403, "forbidden")
+        .await;
 
     l.ok("auth", json!({"key": admin})).await;
     l.ok("setInterests", json!({"queue": "emails", "interests": "*"}))

@@ -44,16 +44,19 @@ struct Keys {
     admin: String,
     publisher: String,
     worker: String,
+    viewer: String,
 }
 
 async fn protected_app() -> (crate::helpers::TestApp, Keys) {
     let (admin, admin_hash) = new_key();
     let (publisher, publisher_hash) = new_key();
     let (worker, worker_hash) = new_key();
+    let (viewer, viewer_hash) = new_key();
     let app = spawn_app_with(|s| {
         s.auth.admin = vec![admin_hash.to_string()];
         s.auth.publisher = vec![publisher_hash.to_string()];
         s.auth.worker = vec![worker_hash.to_string()];
+        s.auth.viewer = vec![viewer_hash.to_string()];
     })
     .await;
     (
@@ -62,6 +65,7 @@ async fn protected_app() -> (crate::helpers::TestApp, Keys) {
             admin,
             publisher,
             worker,
+            viewer,
         },
     )
 }
@@ -90,6 +94,7 @@ async fn every_route_checks_the_key_and_its_role() {
         ("admin", &keys.admin),
         ("publisher", &keys.publisher),
         ("worker", &keys.worker),
+        ("viewer", &keys.viewer),
     ];
     for &(method, path, who) in ROUTES {
         let none = call(&app.client, &app.base, method, path, None).await;
@@ -124,7 +129,9 @@ async fn every_route_checks_the_key_and_its_role() {
                 Some(format!("Bearer {key}")),
             )
             .await;
-            if role == "admin" || role == who {
+            // A viewer reads what an admin may: the admin routes' GETs.
+            let reads = role == "viewer" && who == "admin" && method == "GET";
+            if role == "admin" || role == who || reads {
                 assert!(
                     status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
                     "{method} {path} as {role}: {status}"
@@ -150,6 +157,45 @@ async fn every_route_checks_the_key_and_its_role() {
         .await,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn a_viewer_sees_the_site_and_the_line_protocol_but_changes_nothing() {
+    let (app, keys) = protected_app().await;
+    let as_viewer = Some(format!("Bearer {}", keys.viewer));
+    for path in ["/admin", "/admin/queues", "/admin/failed", "/admin/audit"] {
+        let status = call(&app.client, &app.base, "GET", path, as_viewer.clone()).await;
+        assert_eq!(status, StatusCode::OK, "GET {path} as viewer");
+    }
+    let status = call(
+        &app.client,
+        &app.base,
+        "POST",
+        "/admin/failed/retry-all",
+        as_viewer.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an action as viewer");
+    // The worker's claim is a GET, but not an admin's read.
+    let status = call(
+        &app.client,
+        &app.base,
+        "GET",
+        "/task?workerId=01a23bb1-4cbc-74e1-ab77-9d59061b0000",
+        as_viewer,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a claim as viewer");
+    // The document says who may call each route.
+    let doc = app.send(Method::GET, "/openapi.json", None).await.ok();
+    let status_op = doc["paths"]["/status"]["get"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(status_op.contains("viewer"), "{status_op}");
+    let publish_op = doc["paths"]["/task"]["put"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(!publish_op.contains("viewer"), "{publish_op}");
 }
 
 #[tokio::test]
