@@ -89,6 +89,8 @@ pub(super) struct Chrome {
     pub(super) role: String,
     /// Whether keys are configured: said plainly in the top bar.
     pub(super) auth_on: bool,
+    /// A viewer's key: the page shows no actions (which would be refused).
+    pub(super) read_only: bool,
 }
 
 /// One entry of the site's navigation.
@@ -132,6 +134,8 @@ impl Chrome {
             flash,
             role: caller_role(req),
             auth_on: req.app_data::<Data>().is_some_and(|s| s.keys.enabled()),
+            read_only: crate::api::caller(req)
+                .is_some_and(|c| !c.roles.contains(&crate::auth::Role::Admin)),
         }
     }
 
@@ -143,6 +147,7 @@ impl Chrome {
             flash: None,
             role: String::new(),
             auth_on: false,
+            read_only: false,
         }
     }
 }

@@ -176,6 +176,26 @@ async fn a_viewer_sees_the_site_and_the_line_protocol_but_changes_nothing() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "an action as viewer");
+    // Its pages show no actions (the site's stylesheet hides its forms),
+    // and say so; an admin's show them.
+    let page = |key: String| {
+        let (client, url) = (app.client.clone(), format!("{}/admin/failed", app.base));
+        async move {
+            let res = client
+                .get(url)
+                .header("Authorization", format!("Bearer {key}"))
+                .send()
+                .await
+                .unwrap();
+            res.text().await.unwrap()
+        }
+    };
+    let seen = page(keys.viewer.clone()).await;
+    assert!(
+        seen.contains(r#"<body class="read-only">"#) && seen.contains(", read only"),
+        "{seen}"
+    );
+    assert!(!page(keys.admin.clone()).await.contains("read-only"));
     // The worker's claim is a GET, but not an admin's read.
     let status = call(
         &app.client,
