@@ -712,21 +712,13 @@ fn show_batch(v: &Value) -> String {
     } else {
         "running"
     };
-    let totals = &v["totals"];
-    let rows: Vec<Vec<String>> = [
-        "blocked",
-        "scheduled",
-        "ready",
-        "running",
-        "completed",
-        "failed",
-        "cancelled",
-        "expired",
-        "removed",
-    ]
-    .iter()
-    .map(|s| vec![(*s).to_owned(), text(&totals[*s])])
-    .collect();
+    let totals: crate::model::BatchTotals =
+        serde_json::from_value(v["totals"].clone()).unwrap_or_default();
+    let rows: Vec<Vec<String>> = totals
+        .by_state()
+        .iter()
+        .map(|(s, n)| vec![(*s).to_owned(), n.to_string()])
+        .collect();
     let callback = match (&v["callback"], v.get("onComplete")) {
         (Value::String(p), _) => format!("callback: published as {p}\n"),
         (_, Some(_)) => "callback: published when the batch ends\n".to_owned(),

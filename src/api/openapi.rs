@@ -807,19 +807,11 @@ pub fn status_answer(_: &Settings) -> Value {
 
 fn batch_view() -> Value {
     let count = json!({"type": "integer", "minimum": 0});
-    let totals: serde_json::Map<String, Value> = [
-        "scheduled",
-        "ready",
-        "running",
-        "completed",
-        "failed",
-        "cancelled",
-        "expired",
-        "removed",
-    ]
-    .iter()
-    .map(|k| (k.to_string(), count.clone()))
-    .collect();
+    let totals: serde_json::Map<String, Value> = crate::model::BatchTotals::default()
+        .by_state()
+        .iter()
+        .map(|(k, _)| (k.to_string(), count.clone()))
+        .collect();
     json!({"type": "object", "required": ["id", "createdAt", "totals", "copies", "ended"], "properties": {
         "id": {"type": "string"},
         "createdAt": {"type": "number", "minimum": 0},

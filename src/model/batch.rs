@@ -65,6 +65,21 @@ impl BatchTotals {
         self.removed += 1;
     }
 
+    /// Each state's count, in the order copies move through them.
+    pub fn by_state(&self) -> [(&'static str, u64); 9] {
+        [
+            ("blocked", self.blocked),
+            ("scheduled", self.scheduled),
+            ("ready", self.ready),
+            ("running", self.running),
+            ("completed", self.completed),
+            ("failed", self.failed),
+            ("cancelled", self.cancelled),
+            ("expired", self.expired),
+            ("removed", self.removed),
+        ]
+    }
+
     /// Copies not yet ended.
     pub fn open(&self) -> u64 {
         self.blocked + self.scheduled + self.ready + self.running

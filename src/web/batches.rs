@@ -25,18 +25,7 @@ pub async fn batch(req: HttpRequest, state: Data, path: web::Path<String>) -> Re
     let id = path.into_inner();
     let b = state.broker.batch(&id).await?;
     let now = state.broker.now();
-    let t = b.totals;
-    let totals = vec![
-        ("blocked", t.blocked),
-        ("scheduled", t.scheduled),
-        ("ready", t.ready),
-        ("running", t.running),
-        ("completed", t.completed),
-        ("failed", t.failed),
-        ("cancelled", t.cancelled),
-        ("expired", t.expired),
-        ("removed", t.removed),
-    ];
+    let totals = b.totals.by_state().to_vec();
     render(BatchPage {
         chrome: Chrome::new(&req, format!("Batch {id}"), ""),
         totals,

@@ -514,37 +514,29 @@ impl<L: Log> Store for Engine<L> {
 
     async fn tasks_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError> {
         self.sync().await?;
-        let metas: Vec<Meta> = {
+        let metas = {
             let st = self.lock();
-            st.with_key(key)
-                .iter()
-                .filter_map(|id| st.tasks.get(id).cloned())
-                .collect()
+            st.kept(&st.with_key(key))
         };
         self.with_payloads(metas, true).await
     }
 
     async fn dependants(&self, id: TaskId) -> Result<Vec<Task>, StoreError> {
         self.sync().await?;
-        let metas: Vec<Meta> = {
+        let metas = {
             let st = self.lock();
-            st.dependants_of(id)
-                .iter()
-                .filter_map(|d| st.tasks.get(d).cloned())
-                .collect()
+            st.kept(&st.dependants_of(id))
         };
         self.with_payloads(metas, false).await
     }
 
     async fn children(&self, parent: TaskId) -> Result<Vec<Task>, StoreError> {
         self.sync().await?;
-        let metas: Vec<Meta> = {
+        let metas = {
             let st = self.lock();
             let mut ids = st.children.get(&parent).cloned().unwrap_or_default();
             ids.sort();
-            ids.iter()
-                .filter_map(|id| st.tasks.get(id).cloned())
-                .collect()
+            st.kept(&ids)
         };
         self.with_payloads(metas, false).await
     }

@@ -258,6 +258,13 @@ impl State {
         Some(meta)
     }
 
+    /// The records of those of `ids` still kept, in `ids`' order.
+    pub fn kept(&self, ids: &[TaskId]) -> Vec<Meta> {
+        ids.iter()
+            .filter_map(|id| self.tasks.get(id).cloned())
+            .collect()
+    }
+
     /// The copies published with `key`, in id order.
     pub fn with_key(&self, key: &str) -> Vec<TaskId> {
         let mut ids = self.by_key.get(key).cloned().unwrap_or_default();
