@@ -457,6 +457,47 @@ pub fn retry_answer(_: &Settings) -> Value {
     }})
 }
 
+pub fn bulk_action(_: &Settings) -> Value {
+    json!({"type": "string", "enum": crate::model::BulkAction::NAMES})
+}
+
+pub fn task_ids(_: &Settings) -> Value {
+    json!({"type": "array", "minItems": 1, "maxItems": super::tasks::MAX_SELECTED,
+        "items": {"type": "string", "format": "uuid"}})
+}
+
+pub fn act_body(s: &Settings) -> Value {
+    let search = [
+        "state",
+        "key",
+        "publisher",
+        "group",
+        "reason",
+        "since",
+        "until",
+        "data",
+    ];
+    let with = |first: &'static str| -> Vec<&'static str> {
+        std::iter::once(first).chain(search).collect()
+    };
+    let (queue, all) = (with("queue"), with("all"));
+    exactly_one(
+        endpoint("POST", "/tasks"),
+        s,
+        &["action", "to"],
+        &[&["taskIds"], &queue, &all],
+    )
+}
+
+pub fn act_answer(_: &Settings) -> Value {
+    json!({"type": "object", "required": ["action", "done", "requested", "skipped"], "properties": {
+        "action": {"type": "string", "enum": crate::model::BulkAction::NAMES},
+        "done": {"type": "integer", "description": "copies retried, cancelled, made ready, moved or removed"},
+        "requested": {"type": "integer", "description": "running copies asked to stop (cancel)"},
+        "skipped": {"type": "integer", "description": "copies the action does not take (unknown, or in another state)"},
+    }})
+}
+
 pub fn task_list_answer(_: &Settings) -> Value {
     json!({"type": "array", "items": {"$ref": "#/components/schemas/Task"}})
 }

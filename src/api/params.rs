@@ -361,17 +361,8 @@ impl Params {
     /// A list of queue names: a JSON array of strings, or in the query string
     /// a JSON array or names separated by commas.
     pub fn queues(&self, field: &str) -> Result<Option<Vec<QueueName>>, ApiError> {
-        let items: Vec<Value> = match self.get(field) {
-            None => return Ok(None),
-            Some(Value::Array(items)) => items.clone(),
-            Some(Value::String(s)) if self.is_text(field) => match serde_json::from_str(s) {
-                Ok(Value::Array(items)) => items,
-                _ => s
-                    .split(',')
-                    .map(|q| Value::String(q.trim().to_owned()))
-                    .collect(),
-            },
-            Some(_) => return Err(self.invalid(field, "must be an array of queue names")),
+        let Some(items) = self.list(field, "queue names")? else {
+            return Ok(None);
         };
         items
             .iter()
@@ -384,5 +375,44 @@ impl Params {
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
+    }
+
+    /// A list of task ids (at most `max`), given as `queues` takes names.
+    pub fn task_ids(&self, field: &str, max: usize) -> Result<Option<Vec<TaskId>>, ApiError> {
+        let Some(items) = self.list(field, "task ids")? else {
+            return Ok(None);
+        };
+        if items.is_empty() || items.len() > max {
+            return Err(self.invalid(field, format!("must hold 1 to {max} task ids")));
+        }
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let at = || format!("{field}[{i}]");
+                match v {
+                    Value::String(s) => s.parse().map_err(|e| self.invalid(&at(), e)),
+                    _ => Err(self.invalid(&at(), "must be a task id (a string)")),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// A list's items: a JSON array, or in the query string a JSON array or
+    /// items separated by commas.
+    fn list(&self, field: &str, what: &str) -> Result<Option<Vec<Value>>, ApiError> {
+        Ok(Some(match self.get(field) {
+            None => return Ok(None),
+            Some(Value::Array(items)) => items.clone(),
+            Some(Value::String(s)) if self.is_text(field) => match serde_json::from_str(s) {
+                Ok(Value::Array(items)) => items,
+                _ => s
+                    .split(',')
+                    .map(|q| Value::String(q.trim().to_owned()))
+                    .collect(),
+            },
+            Some(_) => return Err(self.invalid(field, format!("must be an array of {what}"))),
+        }))
     }
 }

@@ -446,6 +446,21 @@ const RETRY: &[Param] = &[
     p("until", s::unix_time, false, "with `queue` or `all`: only copies published before"),
     p("data", s::text, false, "with `queue` or `all`: only copies whose data matches (`field=pattern`, as for `GET /tasks`)"),
 ];
+const ACT: &[Param] = &[
+    p("action", s::bulk_action, true, "retry (failed copies), cancel (waiting and running ones), runNow (scheduled ones), move (waiting and failed ones, to `to`), remove (any)"),
+    p("to", s::queue, false, "with `move`: the queue the copies move to, each as a new publish of one copy; the originals end `cancelled`, naming it"),
+    p("taskIds", s::task_ids, false, "the copies selected"),
+    p("queue", s::queue, false, "every copy of a queue in `state` that matches the search"),
+    p("all", s::boolean, false, "true: every copy in `state` that matches the search"),
+    p("state", s::list_state, false, "with `queue` or `all`: the state of the copies taken (retry: failed, runNow: scheduled by default)"),
+    p("key", s::key, false, "with `queue` or `all`: only copies with this key"),
+    p("publisher", s::text, false, "with `queue` or `all`: only copies from this publisher"),
+    p("group", s::group, false, "with `queue` or `all`: only copies of this fairness group"),
+    p("reason", s::text, false, "with `queue` or `all`: only copies whose failure reason holds this text"),
+    p("since", s::unix_time, false, "with `queue` or `all`: only copies published at or after"),
+    p("until", s::unix_time, false, "with `queue` or `all`: only copies published before (and always only those published before the call)"),
+    p("data", s::text, false, "with `queue` or `all`: only copies whose data matches (`field=pattern`, as for `GET /tasks`)"),
+];
 const STATUS: &[Param] = &[
     p("queue", s::queue, false, "one queue's counts"),
     p("queues", s::flag, false, "every queue and its counts"),
@@ -794,6 +809,21 @@ fn table() -> Vec<Endpoint> {
             serve: Serve::Op {
                 name: "retry",
                 run: |c, b| Box::pin(tasks::retry(c, b)),
+            },
+        },
+        Endpoint {
+            method: "POST",
+            path: "/tasks",
+            access: ADMIN,
+            summary: "Act on many copies: retry, cancel, run now, move or remove a selection, or every copy in a state that matches a search, a thousand a step",
+            params: ACT,
+            batch: None,
+            body: Some(s::act_body),
+            answer: s::act_answer,
+            testing_only: false,
+            serve: Serve::Op {
+                name: "actOnTasks",
+                run: |c, b| Box::pin(tasks::act(c, b)),
             },
         },
         Endpoint {

@@ -7,8 +7,8 @@ use super::call::{json, Answer, Call};
 use super::error::ApiError;
 use super::params::{Body, Params};
 use crate::model::{
-    parse_time, FieldMatch, FieldMatchError, Millis, Page, QueueName, RetryTarget, TaskFilter,
-    TaskState,
+    parse_time, BulkAction, FieldMatch, FieldMatchError, Millis, Page, QueueName, RetryTarget,
+    Selection, TaskFilter, TaskState,
 };
 
 /// States a list may ask for, as the API spells them.
@@ -23,20 +23,6 @@ pub const STATES: &[&str] = &[
     "expired",
 ];
 
-fn parse_state(s: &str) -> Option<TaskState> {
-    Some(match s {
-        "ready" => TaskState::Ready,
-        "scheduled" => TaskState::Scheduled,
-        "running" => TaskState::Running,
-        "failed" => TaskState::Failed,
-        "completed" => TaskState::Completed,
-        "cancelled" => TaskState::Cancelled,
-        "expired" => TaskState::Expired,
-        "blocked" => TaskState::Blocked,
-        _ => return None,
-    })
-}
-
 /// `GET /tasks`: a page of copies in one state, of one queue or all.
 pub async fn list(call: Call, body: Body) -> Answer {
     let p = body.params()?;
@@ -44,7 +30,7 @@ pub async fn list(call: Call, body: Body) -> Answer {
     allowed.extend(FILTERS);
     p.only(&allowed)?;
     let state = p.required("state", p.string("state")?)?;
-    let state = parse_state(&state)
+    let state = TaskState::parse(&state)
         .ok_or_else(|| p.invalid("state", format!("must be one of {}", STATES.join(", "))))?;
     let queue = p.queue("queue")?;
     may_use(&call, queue.as_ref())?;
@@ -201,6 +187,104 @@ pub async fn retry(call: Call, body: Body) -> Answer {
     };
     let retried = call.state.broker.retry(target, &call.role()).await?;
     json(&json!({"retried": retried}))
+}
+
+/// Ids a bulk action takes in one call.
+pub const MAX_SELECTED: usize = 1000;
+
+/// `POST /tasks`: a bulk action (`action`: retry, cancel, runNow, move with
+/// `to`, remove) on a selection (`taskIds`) or on every copy in `state` of a
+/// `queue` (or `all: true`) that matches a search.
+pub async fn act(call: Call, body: Body) -> Answer {
+    let p = body.params()?;
+    let mut allowed = vec!["action", "to", "taskIds", "state", "queue", "all"];
+    allowed.extend(FILTERS);
+    p.only(&allowed)?;
+    let name = p.required("action", p.string("action")?)?;
+    let to = p.queue("to")?;
+    let action =
+        BulkAction::parse(&name, to.clone()).map_err(|(field, why)| p.invalid(field, why))?;
+    if let Some(to) = &to {
+        may_use(&call, Some(to))?;
+    }
+    let ids = p.task_ids("taskIds", MAX_SELECTED)?;
+    let queue = p.queue("queue")?;
+    let all = p.boolean("all")?.unwrap_or(false);
+    let filter = filter_of(&p)?;
+    let state = p
+        .string("state")?
+        .map(|s| {
+            TaskState::parse(&s)
+                .ok_or_else(|| p.invalid("state", format!("must be one of {}", STATES.join(", "))))
+        })
+        .transpose()?;
+    let selection = match (ids, queue, all) {
+        (Some(ids), None, false) => {
+            if let Some(field) = ["state"]
+                .into_iter()
+                .chain(FILTERS)
+                .find(|f| p.get(f).is_some())
+            {
+                return Err(p.invalid(field, "a selection by `taskIds` takes no search"));
+            }
+            Selection::Ids(ids)
+        }
+        (None, Some(q), false) => matching(&p, &call, &action, state, Some(q), filter)?,
+        (None, None, true) => matching(&p, &call, &action, state, None, filter)?,
+        (None, None, false) => return Err(ApiError::missing("taskIds` (or `queue`, or `all")),
+        _ => return Err(p.invalid("taskIds", "give one of `taskIds`, `queue` and `all: true`")),
+    };
+    let acted = call
+        .state
+        .broker
+        .act_on(
+            selection,
+            action.clone(),
+            call.within().as_ref(),
+            &call.role(),
+        )
+        .await?;
+    json(&json!({
+        "action": action.name(),
+        "done": acted.done.len(),
+        "requested": acted.requested.len(),
+        "skipped": acted.skipped,
+    }))
+}
+
+/// A bulk action's search: copies in `state` (retry's default failed,
+/// runNow's scheduled) of `queue`, or of every queue.
+fn matching(
+    p: &Params,
+    call: &Call,
+    action: &BulkAction,
+    state: Option<TaskState>,
+    queue: Option<QueueName>,
+    filter: TaskFilter,
+) -> Result<Selection, ApiError> {
+    if call.within().is_some() && queue.is_none() {
+        return Err(ApiError::queue_not_allowed(
+            "`queue`: a key limited to some queues acts by `queue`",
+        ));
+    }
+    may_use(call, queue.as_ref())?;
+    let state = match (state, action) {
+        (Some(s), _) => s,
+        (None, BulkAction::Retry) => TaskState::Failed,
+        (None, BulkAction::RunNow) => TaskState::Scheduled,
+        (None, _) => return Err(ApiError::missing("state")),
+    };
+    if !action.takes(state) {
+        return Err(p.invalid(
+            "state",
+            format!("`{}` takes {} copies", action.name(), action.states()),
+        ));
+    }
+    Ok(Selection::Matching {
+        state,
+        queue,
+        filter,
+    })
 }
 
 /// A key limited to some queues names one of them.

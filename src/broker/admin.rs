@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::{Broker, BrokerError, Result};
 use crate::model::{
-    identity, AuditEntry, Counters, HeldLock, LockKind, Millis, Page, QueueName, RetryTarget, Task,
+    AuditEntry, Counters, HeldLock, LockKind, Millis, Page, QueueName, RetryTarget, Task,
     TaskFilter, TaskId, TaskSelector, TaskState,
 };
 
@@ -229,33 +229,7 @@ impl Broker {
     ) -> Result<TaskId> {
         let old = self.task(id).await?;
         let now = self.clock.now();
-        let publish = TaskId::new_publish();
-        let data = Arc::new(data);
-        let replacement = Task {
-            task_id: publish.copy(0),
-            publish_id: publish,
-            fingerprint: if old.singularly_enqueue || old.singularly_run {
-                identity(old.key.as_deref(), &data)
-            } else {
-                String::new()
-            },
-            data: Arc::clone(&data),
-            state: TaskState::Ready,
-            attempt: 0,
-            created_at: now,
-            run_at: now,
-            expire_at: None,
-            worker_id: None,
-            lease_until: None,
-            started_at: None,
-            finished_at: None,
-            fail_reason: None,
-            progress: None,
-            output: None,
-            cancelled: false,
-            history: Vec::new(),
-            ..old
-        };
+        let replacement = super::bulk::fresh_copy(old, Arc::new(data), now);
         let lane = replacement.lane();
         let new_id = self.store.retry_edited(id, replacement, now).await?;
         self.wakers.wake(&lane);
@@ -285,90 +259,6 @@ impl Broker {
         }
         self.audit_event(actor, "remove", &id.to_string(), None)
             .await
-    }
-
-    /// Retries the failed copies (of `queue`, when given) that pass
-    /// `filter`, a step of up to `BULK_STEP` copies a change, so that a
-    /// large selection never holds the store for long.
-    pub async fn retry_matching(
-        &self,
-        queue: Option<&QueueName>,
-        filter: &TaskFilter,
-        actor: &str,
-    ) -> Result<Vec<TaskId>> {
-        let mut retried = Vec::new();
-        loop {
-            let step = self.failed_matching(queue, filter).await?;
-            if step.is_empty() {
-                break;
-            }
-            let now = self.clock.now();
-            let done = self
-                .store
-                .retry_failed(RetryTarget::FailedAmong(step), now)
-                .await?;
-            self.wakers.wake_all();
-            if done.is_empty() {
-                break;
-            }
-            retried.extend(done);
-        }
-        let what = bulk_target(queue, filter);
-        let detail = format!("{} task(s)", retried.len());
-        self.audit_event(actor, "retry", &what, Some(detail))
-            .await?;
-        Ok(retried)
-    }
-
-    /// Removes the failed copies (of `queue`, when given) that pass
-    /// `filter`, in steps as `retry_matching` does.
-    pub async fn remove_matching(
-        &self,
-        queue: Option<&QueueName>,
-        filter: &TaskFilter,
-        actor: &str,
-    ) -> Result<u64> {
-        let mut removed = 0;
-        loop {
-            let step = self.failed_matching(queue, filter).await?;
-            if step.is_empty() {
-                break;
-            }
-            let n = self
-                .store
-                .delete_tasks(TaskSelector::FailedAmong(step))
-                .await?;
-            if n == 0 {
-                break;
-            }
-            removed += n;
-        }
-        let what = bulk_target(queue, filter);
-        self.audit_event(
-            actor,
-            "remove_failed",
-            &what,
-            Some(format!("{removed} task(s)")),
-        )
-        .await?;
-        Ok(removed)
-    }
-
-    /// The next step of a bulk action: the first failed copies that match.
-    async fn failed_matching(
-        &self,
-        queue: Option<&QueueName>,
-        filter: &TaskFilter,
-    ) -> Result<Vec<TaskId>> {
-        let page = Page {
-            offset: 0,
-            limit: BULK_STEP,
-        };
-        let tasks = self
-            .store
-            .list_tasks(queue, TaskState::Failed, filter, page)
-            .await?;
-        Ok(tasks.iter().map(|t| t.task_id).collect())
     }
 
     /// Removes every failed copy (of `queue`, when given).
@@ -524,35 +414,4 @@ impl Broker {
             examples: matching.into_iter().take(5).cloned().collect(),
         })
     }
-}
-
-/// Copies a step of a bulk action changes at once.
-pub const BULK_STEP: usize = 1000;
-
-/// How the audit log names a bulk action's copies.
-fn bulk_target(queue: Option<&QueueName>, filter: &TaskFilter) -> String {
-    let mut parts = Vec::new();
-    if let Some(k) = &filter.key {
-        parts.push(format!("key={k}"));
-    }
-    if let Some(g) = &filter.group {
-        parts.push(format!("group={g}"));
-    }
-    if let Some(p) = &filter.publisher {
-        parts.push(format!("publisher={p}"));
-    }
-    if let Some(r) = &filter.reason {
-        parts.push(format!("reason~{r}"));
-    }
-    if let Some(t) = filter.since {
-        parts.push(format!("since={}", t.as_secs_f64()));
-    }
-    if let Some(t) = filter.until {
-        parts.push(format!("until={}", t.as_secs_f64()));
-    }
-    for m in &filter.data {
-        parts.push(format!("{}={}", m.field(), m.pattern()));
-    }
-    let of = queue.map_or("every queue".to_owned(), |q| q.to_string());
-    format!("failed of {of} matching {}", parts.join(", "))
 }

@@ -8,6 +8,7 @@
 
 pub mod admin;
 mod batches;
+mod bulk;
 pub mod clock;
 mod copies;
 mod logs;

@@ -19,7 +19,10 @@ pub use filter::{parse_time, FieldMatch, FieldMatchError, TaskFilter, MAX_FIELD_
 pub use ids::{
     IdError, QueueName, QueueNameError, TaskId, WorkerId, MAX_COPIES, MAX_QUEUE_NAME_LEN,
 };
-pub use requests::{CancelTarget, Cancellation, Page, RetryTarget, TaskSelector};
+pub use requests::{
+    Acted, BulkAction, BulkStep, CancelTarget, Cancellation, Page, RetryTarget, Selection,
+    TaskSelector,
+};
 pub use task::{
     fingerprint, identity, is_valid_group, is_valid_key, AuditEntry, CopyRef, Counters, Dependency,
     GroupCount, GroupSettings, HeldLock, Lane, LockKind, NewTask, Priority, PriorityError,

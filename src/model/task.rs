@@ -39,6 +39,23 @@ pub enum TaskState {
 }
 
 impl TaskState {
+    /// Every state, in the order lists show them.
+    pub const ALL: [TaskState; 8] = [
+        Self::Ready,
+        Self::Blocked,
+        Self::Scheduled,
+        Self::Running,
+        Self::Failed,
+        Self::Completed,
+        Self::Cancelled,
+        Self::Expired,
+    ];
+
+    /// The state the API spells `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Scheduled => "scheduled",

@@ -20,10 +20,10 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::model::{
-    AuditEntry, BatchRecord, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind,
-    Millis, NewTask, Page, QueueCounts, QueueFilter, QueueGroups, QueueName, QueueSettings,
-    RetryPolicy, RetryTarget, ScheduleRecord, Task, TaskFilter, TaskId, TaskLog, TaskSelector,
-    TaskState, WorkerId, WorkerRecord,
+    Acted, AuditEntry, BatchRecord, BulkStep, CancelTarget, Cancellation, Counters, HeldLock, Lane,
+    LockKind, Millis, NewTask, Page, QueueCounts, QueueFilter, QueueGroups, QueueName,
+    QueueSettings, RetryPolicy, RetryTarget, ScheduleRecord, Task, TaskFilter, TaskId, TaskLog,
+    TaskSelector, TaskState, WorkerId, WorkerRecord,
 };
 
 /// What went wrong in a store.
@@ -473,6 +473,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Makes a scheduled copy ready now.
     async fn run_now(&self, id: TaskId, now: Millis) -> Result<Task, StoreError>;
+
+    /// One step of a bulk action, in one durable change: the copies the
+    /// action takes are changed, the rest skipped; only copies in queues
+    /// `within` allows are taken, when given. `listed` is the state the
+    /// step's copies were listed in, to count `Acted::stayed`. A move's
+    /// replacements are enqueued as `enqueue` does.
+    async fn act(
+        &self,
+        step: BulkStep,
+        listed: Option<TaskState>,
+        now: Millis,
+        within: Option<&QueueFilter>,
+    ) -> Result<Acted, StoreError>;
 
     /// The singular locks held now, by queue.
     async fn locks(&self) -> Result<Vec<HeldLock>, StoreError>;

@@ -1497,7 +1497,7 @@ async fn task_lists_are_searched_and_their_links_keep_the_search() {
     );
     assert_eq!(
         audit_actions(&mut site).await[..2],
-        ["open remove_failed", "open retry"]
+        ["open remove", "open retry"]
     );
     let audit = site.get("/admin/audit").await.html().to_owned();
     assert!(

@@ -6,6 +6,7 @@ mod bad_input;
 mod batches;
 mod bench;
 mod browser;
+mod bulk;
 mod cli;
 mod client;
 #[cfg(feature = "couchbase")]

@@ -34,6 +34,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/status", "admin"),
     ("GET", "/tasks", "admin"),
     ("POST", "/retry", "admin"),
+    ("POST", "/tasks", "admin"),
     ("GET", "/metrics", "admin"),
     ("GET", "/healthz", "open"),
     ("GET", "/readyz", "open"),

@@ -24,6 +24,11 @@ impl Staged {
         self.copies.extend(other.copies);
     }
 
+    /// What each task enqueued became, in their order.
+    pub fn answers(&self) -> &[Enqueued] {
+        &self.answers
+    }
+
     /// The staged copies, as a report's answer shows them.
     pub fn copies(&self) -> impl Iterator<Item = &Meta> {
         self.copies.iter()

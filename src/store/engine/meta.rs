@@ -128,10 +128,12 @@ pub(super) enum EventKind {
     LockBroken,
     /// What it waited for completed: it may run.
     Unblocked,
+    /// An operator moved it to another queue, as a new copy.
+    Moved,
 }
 
 impl EventKind {
-    const ALL: [EventKind; 16] = [
+    const ALL: [EventKind; 17] = [
         Self::Claimed,
         Self::Progress,
         Self::Completed,
@@ -148,6 +150,7 @@ impl EventKind {
         Self::RunNow,
         Self::LockBroken,
         Self::Unblocked,
+        Self::Moved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -168,6 +171,7 @@ impl EventKind {
             Self::RunNow => "run_now",
             Self::LockBroken => "lock_broken",
             Self::Unblocked => "unblocked",
+            Self::Moved => "moved",
         }
     }
 

@@ -51,10 +51,10 @@ use super::{
     Enqueued, Outputs, ReportKind, Reported, Store, StoreError, StoreStats, Tick, WorkerReport,
 };
 use crate::model::{
-    AuditEntry, BatchRecord, CancelTarget, Cancellation, Counters, HeldLock, Lane, LockKind,
-    Millis, Page, QueueCounts, QueueFilter, QueueGroups, QueueName, QueueSettings, RetryTarget,
-    ScheduleRecord, Task, TaskFilter, TaskId, TaskLog, TaskSelector, TaskState, WorkerId,
-    WorkerRecord,
+    Acted, AuditEntry, BatchRecord, BulkStep, CancelTarget, Cancellation, Counters, HeldLock, Lane,
+    LockKind, Millis, Page, QueueCounts, QueueFilter, QueueGroups, QueueName, QueueSettings,
+    RetryTarget, ScheduleRecord, Task, TaskFilter, TaskId, TaskLog, TaskSelector, TaskState,
+    WorkerId, WorkerRecord,
 };
 
 /// The state machine over a log. Cheap to share behind an `Arc`.
@@ -805,6 +805,30 @@ impl<L: Log> Store for Engine<L> {
             .await?
             .pop()
             .ok_or(StoreError::UnknownTask(id))
+    }
+
+    async fn act(
+        &self,
+        step: BulkStep,
+        listed: Option<TaskState>,
+        now: Millis,
+        within: Option<&QueueFilter>,
+    ) -> Result<Acted, StoreError> {
+        let ids = step.ids.clone();
+        self.change_then(
+            |st, ops| st.act(step, now, within, ops),
+            |st, (mut acted, staged): (Acted, Staged)| {
+                st.reveal(staged);
+                if let Some(listed) = listed {
+                    acted.stayed = ids
+                        .iter()
+                        .filter(|id| st.tasks.get(id).is_some_and(|m| m.state == listed))
+                        .count();
+                }
+                acted
+            },
+        )
+        .await
     }
 
     async fn locks(&self) -> Result<Vec<HeldLock>, StoreError> {

@@ -2,12 +2,13 @@
 //! remove in bulk, retry failed ones, run scheduled ones now, and list or
 //! break the singular locks.
 
-use super::meta::EventKind;
+use super::enqueue::Staged;
+use super::meta::{EventKind, Meta};
 use super::ops::{put_copy, Op};
 use super::state::State;
 use crate::model::{
-    CancelTarget, Cancellation, HeldLock, LockKind, Millis, QueueFilter, QueueName, RetryTarget,
-    TaskId, TaskSelector, TaskState,
+    Acted, BulkAction, BulkStep, CancelTarget, Cancellation, HeldLock, LockKind, Millis,
+    QueueFilter, QueueName, RetryTarget, Task, TaskId, TaskSelector, TaskState,
 };
 use crate::store::StoreError;
 
@@ -29,6 +30,12 @@ impl State {
         if let Some(within) = within {
             ids.retain(|id| within.allows(self.tasks[id].queue.as_str()));
         }
+        self.cancel_ids(ids, now, ops)
+    }
+
+    /// Cancels these copies (each known): waiting ones at once, running ones
+    /// by a flag for their workers; the rest are untouched.
+    fn cancel_ids(&mut self, ids: Vec<TaskId>, now: Millis, ops: &mut Vec<Op>) -> Cancellation {
         let mut outcome = Cancellation::default();
         for id in ids {
             let t = &self.tasks[&id];
@@ -102,7 +109,13 @@ impl State {
             RetryTarget::Failed(queue) => self.failed_of(queue.as_ref()),
             RetryTarget::FailedAmong(ids) => self.still_failed(ids),
         };
-        for &id in &ids {
+        self.retry_ids(&ids, now, ops);
+        Ok(ids)
+    }
+
+    /// Makes these failed copies ready now, with fresh attempts.
+    fn retry_ids(&mut self, ids: &[TaskId], now: Millis, ops: &mut Vec<Op>) {
+        for &id in ids {
             let m = self.update(id, |t| {
                 t.state = TaskState::Ready;
                 t.attempt = 0;
@@ -119,7 +132,6 @@ impl State {
                 ops.push(put_copy(m));
             }
         }
-        Ok(ids)
     }
 
     /// Every failed copy (of `queue`, when given), oldest first.
@@ -172,9 +184,22 @@ impl State {
         ops: &mut Vec<Op>,
     ) {
         let reason = format!("retried with new data as {replacement}");
-        if let Some(m) = self.update(failed, |t| {
+        self.end_replaced(failed, EventKind::Edited, reason, now, ops);
+    }
+
+    /// Ends a copy an operator replaced with a new one: `cancelled`, with
+    /// `reason` naming the replacement.
+    fn end_replaced(
+        &mut self,
+        id: TaskId,
+        kind: EventKind,
+        reason: String,
+        now: Millis,
+        ops: &mut Vec<Op>,
+    ) {
+        if let Some(m) = self.update(id, |t| {
             t.state = TaskState::Cancelled;
-            t.event(now, EventKind::Edited, None, Some(reason.clone()));
+            t.event(now, kind, None, Some(reason.clone()));
             let extra = t.extra_mut();
             extra.finished_at = Some(now);
             extra.fail_reason = Some(reason);
@@ -199,6 +224,11 @@ impl State {
                 action: "run now",
             });
         }
+        Ok(self.ready_now(id, now, ops).clone())
+    }
+
+    /// Makes a scheduled copy (known) ready now.
+    fn ready_now(&mut self, id: TaskId, now: Millis, ops: &mut Vec<Op>) -> &Meta {
         let m = self
             .update(id, |t| {
                 t.state = TaskState::Ready;
@@ -207,7 +237,78 @@ impl State {
             })
             .expect("the copy exists");
         ops.push(put_copy(m));
-        Ok(m.clone())
+        m
+    }
+
+    /// One step of a bulk action. Copies that are unknown, outside
+    /// `within`, or in a state the action does not take are skipped (a move
+    /// also skips a copy already in the queue it moves to). A move's
+    /// replacements are staged: they become visible once durable.
+    pub fn act(
+        &mut self,
+        step: BulkStep,
+        now: Millis,
+        within: Option<&QueueFilter>,
+        ops: &mut Vec<Op>,
+    ) -> Result<(Acted, Staged), StoreError> {
+        let total = step.ids.len();
+        let taken = |st: &State, id: &TaskId| {
+            st.tasks.get(id).is_some_and(|m| {
+                step.action.takes(m.state) && within.is_none_or(|w| w.allows(m.queue.as_str()))
+            })
+        };
+        let mut acted = Acted::default();
+        let mut staged = Staged::default();
+        match &step.action {
+            BulkAction::Move(to) => {
+                let (olds, news): (Vec<TaskId>, Vec<Task>) = step
+                    .ids
+                    .iter()
+                    .copied()
+                    .zip(step.replacements.iter().cloned())
+                    .filter(|(id, _)| taken(self, id) && self.tasks[id].queue != *to)
+                    .unzip();
+                staged = self.enqueue(news, ops)?;
+                for (old, answer) in olds.iter().zip(staged.answers()) {
+                    let reason = format!("moved to {to} as {}", answer.task_id());
+                    self.end_replaced(*old, EventKind::Moved, reason, now, ops);
+                }
+                acted.done = olds;
+                self.trim_history(ops);
+            }
+            action => {
+                let ids: Vec<TaskId> = step
+                    .ids
+                    .iter()
+                    .copied()
+                    .filter(|id| taken(self, id))
+                    .collect();
+                acted.done = match action {
+                    BulkAction::Retry => {
+                        self.retry_ids(&ids, now, ops);
+                        ids
+                    }
+                    BulkAction::Remove => {
+                        self.remove_copies(&ids, ops);
+                        ids
+                    }
+                    BulkAction::RunNow => {
+                        for &id in &ids {
+                            self.ready_now(id, now, ops);
+                        }
+                        ids
+                    }
+                    BulkAction::Cancel => {
+                        let c = self.cancel_ids(ids, now, ops);
+                        acted.requested = c.requested;
+                        c.cancelled
+                    }
+                    BulkAction::Move(_) => unreachable!("moves are handled above"),
+                };
+            }
+        }
+        acted.skipped = (total - acted.done.len() - acted.requested.len()) as u64;
+        Ok((acted, staged))
     }
 
     /// The singular locks held now, by queue.
