@@ -19,7 +19,7 @@ pub mod routes;
 mod schedule;
 mod status;
 mod task;
-mod tasks;
+pub mod tasks;
 mod testing;
 mod worker;
 

@@ -123,8 +123,17 @@ impl BulkAction {
             BulkAction::Remove => true,
             BulkAction::Cancel => matches!(state, Ready | Scheduled | Blocked | Running),
             BulkAction::RunNow => state == Scheduled,
-            BulkAction::Move(_) => matches!(state, Ready | Scheduled | Failed),
+            BulkAction::Move(_) => Self::moves(state),
         }
+    }
+
+    /// Whether a move takes a copy in `state`: a waiting or failed one (a
+    /// running one is its worker's; a blocked one waits on others).
+    pub fn moves(state: TaskState) -> bool {
+        matches!(
+            state,
+            TaskState::Ready | TaskState::Scheduled | TaskState::Failed
+        )
     }
 
     /// The states it takes, for an error message.

@@ -7,6 +7,7 @@
 //! (`csrf`), checked against a same-site cookie; see [`csrf`].
 
 mod batches;
+mod bulk;
 pub mod csrf;
 mod pages;
 mod search;
@@ -38,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/queues/{queue}/{action}",
                 web::post().to(pages::queue_action),
             )
+            .route("/bulk", web::post().to(bulk::act))
             .route("/tasks/{id}", web::get().to(pages::task))
             .route("/batches/{id}", web::get().to(batches::batch))
             .route("/tasks/{id}/{action}", web::post().to(pages::task_action))

@@ -10,6 +10,7 @@ use askama::Template;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::bulk::BulkBar;
 use super::csrf;
 use super::search::{Search, SearchQuery};
 use super::view::{self, Pager, TaskRow, PAGE_SIZE};
@@ -29,7 +30,7 @@ pub(super) type Data = web::Data<AppState>;
 
 /// An error shown as a page: the same status and message the API gives.
 #[derive(Debug)]
-pub struct PageError(ApiError);
+pub struct PageError(pub(super) ApiError);
 
 impl std::fmt::Display for PageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,7 +72,7 @@ impl ResponseError for PageError {
     }
 }
 
-fn bad(field: &str, why: impl std::fmt::Display) -> PageError {
+pub(super) fn bad(field: &str, why: impl std::fmt::Display) -> PageError {
     PageError(ApiError::invalid(field, why))
 }
 
@@ -163,7 +164,7 @@ pub(super) fn render(page: impl Template) -> Res {
 }
 
 /// After an action: go to `to`, saying what was done.
-fn see_other(to: &str, done: &str) -> HttpResponse {
+pub(super) fn see_other(to: &str, done: &str) -> HttpResponse {
     let sep = if to.contains('?') { '&' } else { '?' };
     let done: String = url_encode(done);
     HttpResponse::SeeOther()
@@ -178,10 +179,10 @@ fn url_encode(s: &str) -> String {
 }
 
 /// A submitted form, once its CSRF token is checked.
-struct Form(Vec<(String, String)>);
+pub(super) struct Form(Vec<(String, String)>);
 
 impl Form {
-    fn read(req: &HttpRequest, body: &[u8]) -> Result<Self, PageError> {
+    pub(super) fn read(req: &HttpRequest, body: &[u8]) -> Result<Self, PageError> {
         let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
             .map_err(|e| bad("form", format!("not a form submission: {e}")))?;
         let form = Self(fields);
@@ -195,28 +196,36 @@ impl Form {
         Ok(form)
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
-    fn required(&self, name: &str) -> Result<&str, PageError> {
+    /// Every value of a repeated field, in order.
+    pub(super) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(super) fn required(&self, name: &str) -> Result<&str, PageError> {
         self.get(name)
             .filter(|v| !v.trim().is_empty())
             .ok_or_else(|| PageError(ApiError::missing(name)))
     }
 
     /// Where to go after the action: a page of the site, or `default`.
-    fn back<'a>(&'a self, default: &'a str) -> &'a str {
+    pub(super) fn back<'a>(&'a self, default: &'a str) -> &'a str {
         self.get("back")
             .filter(|b| b.starts_with("/admin") && !b.contains("//") && !b.contains('\\'))
             .unwrap_or(default)
     }
 }
 
-fn task_id(raw: &str) -> Result<TaskId, PageError> {
+pub(super) fn task_id(raw: &str) -> Result<TaskId, PageError> {
     raw.parse()
         .map_err(|e| bad("taskId", format!("`{raw}` is not a task id: {e}")))
 }
@@ -566,6 +575,7 @@ struct QueuePage {
     search_query: String,
     search_action: String,
     hidden: Vec<(&'static str, String)>,
+    bulk: BulkBar,
 }
 
 pub async fn queue(
@@ -606,9 +616,11 @@ pub async fn queue(
     // A search's matches are not counted: the pager goes on while pages
     // come back full.
     let total = count_of(&counts, listing).filter(|_| !search.is_active());
+    let back = format!("{base}page={page}");
     render(QueuePage {
+        bulk: BulkBar::new(listing, Some(&name), total, &back),
         chrome: Chrome::new(&req, format!("Queue {name}"), "queues"),
-        back: format!("{base}page={page}"),
+        back: back.clone(),
         pager: Pager::new(&base, page, total, tasks.len()),
         hidden: vec![("state", listing.as_str().to_owned())],
         search_action: format!("/admin/queues/{url_name}"),
@@ -1029,6 +1041,7 @@ struct FailedPage {
     /// Each distinct reason: its text, count, the search for it, and
     /// whether it is the search shown.
     reasons: Vec<(String, u64, String, bool)>,
+    bulk: BulkBar,
 }
 
 async fn total_of(
@@ -1089,10 +1102,12 @@ pub async fn failed(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> 
             (reason, n, href, current)
         })
         .collect();
+    let back = format!("{base}page={page}");
     render(FailedPage {
         chrome: Chrome::new(&req, "Failed tasks", "failed"),
+        bulk: BulkBar::new(TaskState::Failed, queue.as_ref(), total, &back),
         reasons,
-        back: format!("{base}page={page}"),
+        back: back.clone(),
         pager: Pager::new(&base, page, total, tasks.len()),
         rows: tasks.iter().map(|t| TaskRow::of(t, now)).collect(),
         hidden: queue.iter().map(|q| ("queue", q.to_string())).collect(),
@@ -1101,7 +1116,7 @@ pub async fn failed(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> 
     })
 }
 
-fn queue_field(form: &Form) -> Result<Option<QueueName>, PageError> {
+pub(super) fn queue_field(form: &Form) -> Result<Option<QueueName>, PageError> {
     form.get("queue")
         .filter(|q| !q.is_empty())
         .map(queue_name)
@@ -1109,7 +1124,7 @@ fn queue_field(form: &Form) -> Result<Option<QueueName>, PageError> {
 }
 
 /// The search a bulk form carries in hidden fields, as the list showed it.
-fn form_search(body: &[u8]) -> Result<Search, PageError> {
+pub(super) fn form_search(body: &[u8]) -> Result<Search, PageError> {
     let q: SearchQuery = serde_urlencoded::from_bytes(body)
         .map_err(|e| bad("form", format!("not a form submission: {e}")))?;
     Search::read(&q).map_err(PageError)
@@ -1169,6 +1184,7 @@ struct ScheduledPage {
     back: String,
     search: Search,
     hidden: Vec<(&'static str, String)>,
+    bulk: BulkBar,
 }
 
 pub async fn scheduled(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
@@ -1192,9 +1208,11 @@ pub async fn scheduled(req: HttpRequest, state: Data, q: web::Query<ListQuery>) 
     };
     let now = state.broker.now();
     let base = format!("/admin/scheduled?{}", search.query());
+    let back = format!("{base}page={page}");
     render(ScheduledPage {
         chrome: Chrome::new(&req, "Scheduled tasks", "scheduled"),
-        back: format!("{base}page={page}"),
+        bulk: BulkBar::new(TaskState::Scheduled, None, total, &back),
+        back: back.clone(),
         pager: Pager::new(&base, page, total, tasks.len()),
         search,
         hidden: Vec::new(),

@@ -557,3 +557,74 @@ async fn an_operator_watches_retries_and_routes_in_a_real_browser() {
     }
     b.client.clone().close().await.expect("close the session");
 }
+
+#[tokio::test]
+async fn an_operator_selects_rows_and_acts_on_them_in_a_real_browser() {
+    let app = spawn_app().await;
+    app.put_interest("email", json!({"kind": "^email$"}))
+        .await
+        .ok();
+    let mut failed = Vec::new();
+    for i in 0..4 {
+        failed.push(fail_one(&app, "email", json!({"kind": "email", "n": i})).await);
+    }
+    let b = Browser::start().await;
+    b.goto(&app, "/admin/failed").await;
+    b.check_page("failed, selection").await;
+    assert_eq!(
+        b.js("return document.querySelector('form.bulk button[value=retry]').disabled;")
+            .await,
+        true,
+        "nothing selected, nothing to act on"
+    );
+    // A click on the first row's box, a shift-click on the third's: the
+    // rows between are ticked too.
+    let boxes = "input[type=checkbox][form=bulk]";
+    b.js(&format!(
+        "const boxes = document.querySelectorAll('{boxes}');\
+         boxes[0].click();\
+         boxes[2].dispatchEvent(new MouseEvent('click', {{bubbles: true, cancelable: true, shiftKey: true}}));\
+         return null;"
+    ))
+    .await;
+    b.wait_for_text("[data-bulk-count]", "3 selected").await;
+    let ticked = b
+        .js(&format!(
+            "return [...document.querySelectorAll('{boxes}')].filter(b => b.checked).map(b => b.value);"
+        ))
+        .await;
+    b.screenshot("failed-selected").await;
+    b.click("form.bulk button[value=retry]").await;
+    b.client.accept_alert().await.expect("a confirmation");
+    assert_eq!(b.text(".flash").await, "3 task(s) will run again");
+    for id in ticked.as_array().expect("the ticked ids") {
+        let t = app.status(&format!("task={}", id.as_str().unwrap())).await;
+        assert_eq!(t["task"]["state"], "ready", "{id}");
+    }
+    assert_eq!(app.queue("email").await["failed"], 1);
+
+    // Every task of the list, whatever is ticked: asked first, dismissed,
+    // nothing changes; accepted, the last one goes.
+    b.click("[data-bulk-all]").await;
+    b.wait_for_text("[data-bulk-count]", "Every task in the list")
+        .await;
+    b.click("form.bulk button[value=remove]").await;
+    b.client.dismiss_alert().await.expect("a confirmation");
+    assert_eq!(app.queue("email").await["failed"], 1);
+    b.click("form.bulk button[value=remove]").await;
+    b.client.accept_alert().await.expect("a confirmation");
+    assert_eq!(b.text(".flash").await, "Removed 1 task(s)");
+    assert_eq!(app.queue("email").await["failed"], 0);
+    assert_eq!(app.queue("email").await["ready"], 3);
+
+    // On a queue's ready list, the ticked rows move to another queue.
+    b.goto(&app, "/admin/queues/email?state=ready").await;
+    b.click("[data-select-page]").await;
+    b.wait_for_text("[data-bulk-count]", "3 selected").await;
+    b.fill("form.bulk input[name=to]", "email.retry").await;
+    b.click("form.bulk button[value=move]").await;
+    b.client.accept_alert().await.expect("a confirmation");
+    assert_eq!(b.text(".flash").await, "Moved 3 task(s) to email.retry");
+    assert_eq!(app.queue("email.retry").await["ready"], 3);
+    b.check_page("queue, after a move").await;
+}

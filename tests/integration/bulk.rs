@@ -439,3 +439,146 @@ async fn a_key_limited_to_queues_acts_only_within_them() {
         .error(403, "queue_not_allowed", Some("queue"));
     assert_eq!(task(&admin, &bill).await["state"], "ready");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_site_acts_on_ticked_rows_or_on_every_match() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(publish(&app, json!({"data": {"n": n, "even": n % 2 == 0}})).await);
+    }
+    let mut site = crate::admin::Site::new(&app);
+    let html = site
+        .get("/admin/queues/q?state=ready")
+        .await
+        .html()
+        .to_owned();
+    assert!(
+        html.contains(r#"<form id="bulk" method="post" action="/admin/bulk""#)
+            && html.contains(r#"value="cancel""#)
+            && html.contains(r#"name="to""#)
+            && !html.contains(r#"value="retry""#),
+        "a ready list offers cancel, move and remove: {html}"
+    );
+    assert_eq!(html.matches(r#"form="bulk""#).count(), 5, "a box per row");
+    assert!(html.contains("every task in this list (5)"));
+    let back = "/admin/queues/q?state=ready&page=1";
+    let to = site
+        .post(
+            "/admin/bulk",
+            &[
+                ("action", "cancel"),
+                ("id", &ids[0]),
+                ("id", &ids[1]),
+                ("state", "ready"),
+                ("queue", "q"),
+                ("to", ""),
+                ("back", back),
+            ],
+        )
+        .await
+        .redirect();
+    assert_eq!(to, format!("{back}&done=Cancelled 2 task(s)"));
+    assert_eq!(task(&app, &ids[1]).await["state"], "cancelled");
+    // Every match of the list's search, ticked boxes or not.
+    let to = site
+        .post(
+            "/admin/bulk",
+            &[
+                ("action", "move"),
+                ("to", "evens"),
+                ("scope", "matching"),
+                ("state", "ready"),
+                ("queue", "q"),
+                ("data", "even=true"),
+                ("id", &ids[3]),
+                ("back", back),
+            ],
+        )
+        .await
+        .redirect();
+    assert_eq!(to, format!("{back}&done=Moved 2 task(s) to evens"));
+    assert_eq!(app.queue("evens").await["ready"], 2);
+    assert_eq!(app.queue("q").await["ready"], 1, "only the odd one stays");
+    let to = site
+        .post(
+            "/admin/bulk",
+            &[("action", "remove"), ("id", &ids[0]), ("id", &ids[3])],
+        )
+        .await
+        .redirect();
+    assert!(to.ends_with("done=Removed 2 task(s)"), "{to}");
+    let to = site
+        .post("/admin/bulk", &[("action", "retry"), ("id", &ids[2])])
+        .await
+        .redirect();
+    assert!(
+        to.ends_with("done=0 task(s) will run again; 1 skipped (not failed)"),
+        "{to}"
+    );
+
+    // Bad forms are refused by field and change nothing.
+    let keep = publish(&app, json!({"data": {"n": 5}})).await;
+    type Form<'a> = &'a [(&'a str, &'a str)];
+    let bad: [(Form, u16, &str); 8] = [
+        (&[("action", "cancel")], 400, "id"),
+        (&[("action", "cancel"), ("id", "nope")], 400, "taskId"),
+        (&[("action", "explode"), ("id", &keep)], 400, "action"),
+        (&[("action", "move"), ("id", &keep), ("to", "")], 400, "to"),
+        (
+            &[("action", "move"), ("id", &keep), ("to", "no way!")],
+            400,
+            "to",
+        ),
+        (
+            &[
+                ("action", "retry"),
+                ("scope", "matching"),
+                ("state", "ready"),
+            ],
+            400,
+            "action",
+        ),
+        (
+            &[
+                ("action", "cancel"),
+                ("scope", "matching"),
+                ("state", "done"),
+            ],
+            400,
+            "state",
+        ),
+        (
+            &[("action", "cancel"), ("scope", "some"), ("id", &keep)],
+            400,
+            "scope",
+        ),
+    ];
+    for (form, status, field) in bad {
+        site.post("/admin/bulk", form).await.error(status, field);
+    }
+    let refused = site
+        .post_raw("/admin/bulk", &[("action", "remove"), ("id", &keep)])
+        .await;
+    assert_eq!(refused.status.as_u16(), 403, "no CSRF token");
+    assert_eq!(task(&app, &keep).await["state"], "ready");
+
+    // The failed and scheduled lists offer their own actions.
+    app.send(
+        Method::POST,
+        "/tasks",
+        Some(json!({"action": "remove", "queue": "q", "state": "ready"})),
+    )
+    .await
+    .ok();
+    publish(&app, json!({"data": {"n": 6}, "maxAttempts": 1})).await;
+    publish(&app, json!({"data": {"n": 7}, "runAt": 4_000_000_000u64})).await;
+    let w = app.register(&["q"]).await;
+    let claimed = app.claim(&w).await;
+    app.update(&w, &claimed, "fail", json!({})).await.ok();
+    let failed = site.get("/admin/failed").await.html().to_owned();
+    assert!(failed.contains(r#"value="retry""#) && !failed.contains(r#"value="runNow""#));
+    let scheduled = site.get("/admin/scheduled").await.html().to_owned();
+    assert!(scheduled.contains(r#"value="runNow""#) && !scheduled.contains(r#"value="retry""#));
+}

@@ -1,6 +1,7 @@
 // The management site's only script: confirmations for destructive forms,
-// the overview's live refresh, a running task's log as it grows, and the
-// light/dark toggle. Every page works without it.
+// selecting rows (a page at once, shift-click ranges), the overview's live
+// refresh, a running task's log as it grows, and the light/dark toggle.
+// Every page works without it.
 "use strict";
 
 // The theme: the system's unless the toggle chose one, remembered in this
@@ -49,11 +50,75 @@ document.addEventListener("DOMContentLoaded", () => {
 });
 
 document.addEventListener("submit", (event) => {
-  const message = event.target.getAttribute("data-confirm");
+  const message = event.target.hasAttribute("data-bulk")
+    ? bulkQuestion(event.target, event.submitter)
+    : event.target.getAttribute("data-confirm");
   if (message && !window.confirm(message)) {
     event.preventDefault();
   }
 });
+
+// A list's selection: the boxes of its rows belong to the bar's form.
+const bulk = document.querySelector("form[data-bulk]");
+const rowBoxes = () => Array.from(document.querySelectorAll('input[type="checkbox"][form="bulk"]'));
+
+function bulkQuestion(form, submitter) {
+  const verb = submitter ? submitter.textContent.trim() : "Act on";
+  const all = form.querySelector("[data-bulk-all]");
+  const to = submitter && submitter.value === "move" ? ` to ${form.querySelector('[name="to"]').value.trim()}` : "";
+  if (all && all.checked) {
+    return `${verb} ${all.parentElement.textContent.trim()}${to}?`;
+  }
+  const n = rowBoxes().filter((b) => b.checked).length;
+  return `${verb} ${n} selected task(s)${to}?`;
+}
+
+function showSelection() {
+  const boxes = rowBoxes();
+  const n = boxes.filter((b) => b.checked).length;
+  const all = bulk.querySelector("[data-bulk-all]");
+  const count = bulk.querySelector("[data-bulk-count]");
+  count.textContent = all.checked ? "Every task in the list" : n ? `${n} selected` : "Tick tasks to act on them";
+  const page = document.querySelector("[data-select-page]");
+  if (page) {
+    page.checked = n > 0 && n === boxes.length;
+    page.indeterminate = n > 0 && n < boxes.length;
+  }
+  for (const button of bulk.querySelectorAll("button")) {
+    button.disabled = !all.checked && n === 0;
+  }
+}
+
+if (bulk) {
+  let last = null;
+  document.addEventListener("click", (event) => {
+    const box = event.target;
+    if (!(box instanceof HTMLInputElement) || box.getAttribute("form") !== "bulk") {
+      return;
+    }
+    // Shift-click ticks (or clears) every row from the last one clicked.
+    const boxes = rowBoxes();
+    if (event.shiftKey && last !== null && boxes.includes(last)) {
+      const [a, b] = [boxes.indexOf(last), boxes.indexOf(box)].sort((x, y) => x - y);
+      for (const other of boxes.slice(a, b + 1)) {
+        other.checked = box.checked;
+      }
+    }
+    last = box;
+    showSelection();
+  });
+  const page = document.querySelector("[data-select-page]");
+  if (page) {
+    page.addEventListener("change", () => {
+      for (const box of rowBoxes()) {
+        box.checked = page.checked;
+      }
+      showSelection();
+    });
+  }
+  bulk.querySelector("[data-bulk-all]").addEventListener("change", showSelection);
+  showSelection();
+}
 
 function setText(selector, value) {
   const el = document.querySelector(selector);
