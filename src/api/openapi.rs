@@ -608,12 +608,32 @@ pub fn worker_delete_body(s: &Settings) -> Value {
 /// `PUT /schedule`: a name, a task, and exactly one of cron (with its
 /// time zone), every and at.
 pub fn schedule_body(s: &Settings) -> Value {
-    exactly_one(
+    let mut body = exactly_one(
         endpoint("PUT", "/schedule"),
         s,
-        &["name", "task"],
+        &["name", "task", "paused"],
         &[&["cron", "timezone"], &["every"], &["at"]],
-    )
+    );
+    // Each spec's variant needs its task; pausing or resuming needs neither.
+    let variants = body["oneOf"].as_array_mut().expect("variants");
+    for v in variants.iter_mut() {
+        v["required"]
+            .as_array_mut()
+            .expect("required")
+            .push(json!("task"));
+    }
+    let mut pause = object_of(
+        &endpoint("PUT", "/schedule")
+            .params
+            .iter()
+            .filter(|p| p.name == "name" || p.name == "paused")
+            .copied()
+            .collect::<Vec<_>>(),
+        s,
+    );
+    pause["required"] = json!(["name", "paused"]);
+    variants.push(pause);
+    body
 }
 
 // ----- answers ---------------------------------------------------------------
@@ -784,6 +804,7 @@ pub fn schedule_answer(_: &Settings) -> Value {
         "spec": {"type": "object"},
         "nextRun": {"type": "number", "nullable": true},
         "lastRun": {"type": "number", "nullable": true},
+        "paused": {"type": "boolean"},
         "task": {"type": "object"},
     }})
 }

@@ -319,8 +319,14 @@ const SCHEDULE: &[Param] = &[
     p(
         "task",
         s::scheduled_task,
-        true,
-        "the parameters of PUT /task (no runAt or expireAt; ttl allowed)",
+        false,
+        "the parameters of PUT /task (no runAt or expireAt; ttl allowed); required but to pause or resume",
+    ),
+    p(
+        "paused",
+        s::boolean,
+        false,
+        "with a spec and task: create it paused; alone with name: pause (true) or resume (false) the schedule as it is, from its next due time after now",
     ),
 ];
 const SCHEDULE_NAME: &[Param] = &[p("name", s::queue, true, "the schedule")];

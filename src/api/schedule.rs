@@ -4,9 +4,10 @@ use serde_json::{json, Value};
 
 use super::call::{json, Answer, Call};
 use super::error::ApiError;
-use super::params::Body;
+use super::params::{Body, Params};
 use super::task::parse_new_task;
-use crate::model::{Millis, ScheduleRecord, Spec};
+use super::AppState;
+use crate::model::{Millis, NewTask, ScheduleRecord, Spec};
 
 /// How a schedule is shown: its timing, next and last due times, and task.
 pub fn view(s: &ScheduleRecord) -> Value {
@@ -15,18 +16,48 @@ pub fn view(s: &ScheduleRecord) -> Value {
         "spec": s.spec,
         "nextRun": s.next_run,
         "lastRun": s.last_run,
-        "task": s.task,
+        "paused": s.paused,
+        "task": super::task::publish_params(&s.task),
     })
 }
 
 /// `PUT /schedule`: creates or replaces the schedule `name`, which publishes
 /// `task` (the parameters of `PUT /task`) by `cron` (with `timezone`), `every`
-/// so many seconds, or once `at` a time.
+/// so many seconds, or once `at` a time; `paused` creates it paused. With
+/// only `name` and `paused`, pauses or resumes the schedule as it is.
 pub async fn set(call: Call, body: Body) -> Answer {
     let p = body.params()?;
     let state = &call.state;
-    p.only(&["name", "cron", "timezone", "every", "at", "task"])?;
+    p.only(&["name", "cron", "timezone", "every", "at", "task", "paused"])?;
     let name = p.required("name", p.string("name")?)?;
+    let paused = p.boolean("paused")?;
+    let replaced = SPEC_FIELDS.iter().any(|f| p.get(f).is_some());
+    if let (Some(paused), false) = (paused, replaced) {
+        let record = state.broker.pause_schedule(&name, paused).await?;
+        let action = if paused {
+            "pause_schedule"
+        } else {
+            "resume_schedule"
+        };
+        call.audit(action, &record.name, None).await?;
+        return json(&view(&record));
+    }
+    let (spec, task) = parse(&p, state)?;
+    let record = state
+        .broker
+        .set_schedule(name, spec, task, paused.unwrap_or(false))
+        .await?;
+    let detail = serde_json::to_string(&record.spec).ok();
+    call.audit("set_schedule", &record.name, detail).await?;
+    json(&view(&record))
+}
+
+/// The fields that say what a schedule is, beside its name.
+const SPEC_FIELDS: [&str; 5] = ["cron", "timezone", "every", "at", "task"];
+
+/// A schedule's timing and task, checked: for `PUT /schedule` and the
+/// management site's edit form alike.
+pub fn parse(p: &Params, state: &AppState) -> Result<(Spec, NewTask), ApiError> {
     let spec = match (
         p.string("cron")?,
         p.integer("every", 1, 10 * 365 * 86_400)?,
@@ -71,10 +102,7 @@ pub async fn set(call: Call, body: Body) -> Answer {
             "a scheduled task takes no `runAt` or `expireAt` (the schedule says when; use `ttl`)",
         ));
     }
-    let record = state.broker.set_schedule(name, spec, task).await?;
-    let detail = serde_json::to_string(&record.spec).ok();
-    call.audit("set_schedule", &record.name, detail).await?;
-    json(&view(&record))
+    Ok((spec, task))
 }
 
 /// `DELETE /schedule`: stops a schedule.

@@ -141,6 +141,66 @@ pub async fn publish(call: Call, body: Body) -> Answer {
     }
 }
 
+/// A task to publish as `PUT /task`'s parameters: what `parse_new_task`
+/// reads back into the same task (a schedule's task is shown, and edited,
+/// this way).
+pub fn publish_params(t: &NewTask) -> Value {
+    let mut p = serde_json::Map::new();
+    p.insert("publisher".into(), json!(t.publisher));
+    p.insert("data".into(), Value::Object(t.data.clone()));
+    let mut put = |name: &str, value: Value| {
+        p.insert(name.into(), value);
+    };
+    if let Some(at) = t.run_at {
+        put("runAt", json!(at.as_secs_f64()));
+    }
+    if t.scope == Scope::All {
+        put("scope", json!("all"));
+    }
+    match (t.singularly_enqueue, t.replace_waiting) {
+        (true, true) => put("singularlyEnqueue", json!("replace")),
+        (true, false) => put("singularlyEnqueue", json!(true)),
+        _ => {}
+    }
+    if t.singularly_run {
+        put("singularlyRun", json!(true));
+    }
+    if t.priority != Priority::default() {
+        put("priority", json!(t.priority.0));
+    }
+    if let Some(n) = t.max_attempts {
+        put("maxAttempts", json!(n));
+    }
+    if let Some(n) = t.ttr {
+        put("ttr", json!(n));
+    }
+    if let Some(at) = t.expire_at {
+        put("expireAt", json!(at.as_secs_f64()));
+    }
+    if let Some(ms) = t.ttl_ms {
+        put("ttl", json!(ms as f64 / 1000.0));
+    }
+    if let Some(k) = &t.key {
+        put("key", json!(k));
+    }
+    if let Some(g) = &t.group {
+        put("group", json!(g));
+    }
+    if t.require_route {
+        put("requireRoute", json!(true));
+    }
+    if t.publish_output {
+        put("publishOutput", json!(true));
+    }
+    if !t.depends_on.is_empty() {
+        put("dependsOn", json!(t.depends_on));
+    }
+    if t.run_if_dependency_failed {
+        put("dependencyFailed", json!("run"));
+    }
+    Value::Object(p)
+}
+
 pub(super) fn parse_new_task(mut p: Params, state: &AppState) -> Result<NewTask, ApiError> {
     p.only(PUBLISH_FIELDS)?;
     let limits = &state.settings.limits;

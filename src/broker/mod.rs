@@ -556,6 +556,7 @@ impl Broker {
         name: String,
         spec: Spec,
         task: NewTask,
+        paused: bool,
     ) -> Result<ScheduleRecord> {
         QueueName::parse(&name).map_err(|e| BrokerError::InvalidSchedule {
             field: "name",
@@ -578,8 +579,36 @@ impl Broker {
             anchor: now,
             next_run,
             last_run: None,
+            paused,
         };
         self.store.put_schedule(&record).await?;
+        Ok(record)
+    }
+
+    /// Pauses a schedule, or resumes it from its next due time after now.
+    pub async fn pause_schedule(&self, name: &str, paused: bool) -> Result<ScheduleRecord> {
+        let mut record = self
+            .store
+            .schedules()
+            .await?
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| BrokerError::UnknownSchedule(name.to_owned()))?;
+        if record.paused != paused {
+            record.paused = paused;
+            if !paused {
+                let now = self.clock.now();
+                record.next_run = match (&record.spec, Timing::new(&record.name, &record.spec)) {
+                    // A one-off keeps its time: missed while paused, it fires
+                    // at the next tick.
+                    (Spec::At { at }, _) if record.last_run.is_none() => Some(*at),
+                    (Spec::At { .. }, _) => None,
+                    (_, Ok(timing)) => timing.next_after(now, record.anchor),
+                    (_, Err(_)) => None,
+                };
+            }
+            self.store.put_schedule(&record).await?;
+        }
         Ok(record)
     }
 

@@ -756,6 +756,10 @@ pub struct ScheduleRecord {
     pub next_run: Option<Millis>,
     /// The due time it last fired for.
     pub last_run: Option<Millis>,
+    /// Paused: it does not fire until resumed (then from its next due time
+    /// after the resume: what it missed is not made up).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 /// Part of a copy's log: what its command wrote, as its worker sent it.

@@ -10,6 +10,7 @@ mod batches;
 mod bulk;
 pub mod csrf;
 mod pages;
+mod schedules;
 mod search;
 mod view;
 
@@ -49,10 +50,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/failed/retry-all", web::post().to(pages::retry_all))
             .route("/failed/remove-all", web::post().to(pages::remove_all))
             .route("/scheduled", web::get().to(pages::scheduled))
-            .route("/schedules", web::get().to(pages::schedules))
+            .route("/schedules", web::get().to(schedules::schedules))
             .route(
                 "/schedules/{name}/{action}",
-                web::post().to(pages::schedule_action),
+                web::post().to(schedules::schedule_action),
             )
             .route("/interests", web::get().to(pages::interests))
             .route("/interests", web::post().to(pages::save_interests))

@@ -172,7 +172,7 @@ pub(super) fn see_other(to: &str, done: &str) -> HttpResponse {
         .finish()
 }
 
-fn url_encode(s: &str) -> String {
+pub(super) fn url_encode(s: &str) -> String {
     serde_urlencoded::to_string([("", s)])
         .map(|e| e.trim_start_matches('=').to_owned())
         .unwrap_or_default()
@@ -234,7 +234,7 @@ fn queue_name(raw: &str) -> Result<QueueName, PageError> {
     QueueName::parse(raw).map_err(|e| bad("queue", e))
 }
 
-fn json_object(field: &str, raw: &str) -> Result<Map<String, Value>, PageError> {
+pub(super) fn json_object(field: &str, raw: &str) -> Result<Map<String, Value>, PageError> {
     match serde_json::from_str::<Value>(raw) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(bad(
@@ -1221,94 +1221,6 @@ pub async fn scheduled(req: HttpRequest, state: Data, q: web::Query<ListQuery>) 
             .map(|t| (TaskRow::of(t, now), view::relative(t.run_at, now)))
             .collect(),
     })
-}
-
-// ----- schedules ------------------------------------------------------------
-
-#[derive(Template)]
-#[template(path = "schedules.html")]
-struct SchedulesPage {
-    chrome: Chrome,
-    rows: Vec<ScheduleLine>,
-}
-
-struct ScheduleLine {
-    name: String,
-    /// For the action URLs.
-    path: String,
-    spec: String,
-    timezone: String,
-    next: String,
-    last: String,
-    publishes: String,
-}
-
-fn spec_text(spec: &crate::model::Spec) -> (String, String) {
-    use crate::model::Spec;
-    match spec {
-        Spec::Cron { expr, timezone } => (format!("cron {expr}"), timezone.clone()),
-        Spec::Every { secs } => (format!("every {secs} s"), "-".into()),
-        Spec::At { at } => (format!("once at {}", view::time(*at)), "UTC".into()),
-    }
-}
-
-pub async fn schedules(req: HttpRequest, state: Data) -> Res {
-    let now = state.broker.now();
-    let mut schedules = state.broker.schedules().await?;
-    schedules.sort_by(|a, b| a.name.cmp(&b.name));
-    let rows = schedules
-        .iter()
-        .map(|s| {
-            let (spec, timezone) = spec_text(&s.spec);
-            let when = |at: Option<Millis>, none: &str| {
-                at.map_or_else(
-                    || none.to_owned(),
-                    |at| format!("{} ({})", view::time(at), view::relative(at, now)),
-                )
-            };
-            ScheduleLine {
-                path: url_encode(&s.name),
-                name: s.name.clone(),
-                spec,
-                timezone,
-                next: when(s.next_run, "never again"),
-                last: when(s.last_run, "not yet"),
-                publishes: view::preview(&s.task.data),
-            }
-        })
-        .collect();
-    render(SchedulesPage {
-        chrome: Chrome::new(&req, "Schedules", "schedules"),
-        rows,
-    })
-}
-
-pub async fn schedule_action(
-    req: HttpRequest,
-    state: Data,
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
-) -> Res {
-    let form = Form::read(&req, &body)?;
-    let (name, action) = path.into_inner();
-    let who = caller_role(&req);
-    match action.as_str() {
-        "run-now" => {
-            let id = state.broker.run_schedule_now(&name, &who).await?;
-            Ok(see_other(
-                form.back("/admin/schedules"),
-                &format!("Schedule {name} published task {id} now; its next run is unchanged"),
-            ))
-        }
-        "delete" => {
-            state.broker.remove_schedule(&name, &who).await?;
-            Ok(see_other(
-                form.back("/admin/schedules"),
-                &format!("Deleted schedule {name}"),
-            ))
-        }
-        _ => not_found(req).await,
-    }
 }
 
 // ----- workers --------------------------------------------------------------

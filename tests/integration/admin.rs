@@ -1572,3 +1572,108 @@ async fn the_overview_and_the_queues_page_mark_paused_and_limited_queues() {
     assert_eq!(slow["limits"], "at most 5 running, 2.5/s");
     assert_eq!(slow["paused"], false);
 }
+
+#[tokio::test]
+async fn a_schedule_is_paused_resumed_and_edited_from_its_page() {
+    let app = spawn_app().await;
+    app.put_interest("reports", json!("*")).await.ok();
+    app.send(
+        Method::PUT,
+        "/schedule",
+        Some(json!({"name": "often", "every": 600, "task": {"data": {"kind": "report"}, "priority": "high"}})),
+    )
+    .await
+    .ok();
+    let mut site = Site::new(&app);
+    let page = site.get("/admin/schedules").await.html().to_owned();
+    assert!(
+        page.contains(r#"aria-label="Pause schedule often""#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<input name="every" value="600""#),
+        "the edit form holds it: {page}"
+    );
+    let to = site
+        .post("/admin/schedules/often/pause", &[])
+        .await
+        .redirect();
+    assert!(to.ends_with("done=Paused schedule often"), "{to}");
+    let page = site.get("/admin/schedules").await.html().to_owned();
+    assert!(
+        page.contains(r#"<span class="badge">paused</span>"#) && page.contains(">paused</td>"),
+        "{page}"
+    );
+    app.advance(1200.0).await;
+    assert_eq!(
+        app.queue("reports").await["ready"],
+        0,
+        "a paused schedule does not fire"
+    );
+    let to = site
+        .post("/admin/schedules/often/resume", &[])
+        .await
+        .redirect();
+    assert!(
+        to.contains("done=Resumed schedule often; its next run is"),
+        "{to}"
+    );
+
+    // The edit form's task as it was shown is accepted back as it is.
+    let task = app.status("schedules").await["schedules"][0]["task"].clone();
+    let shown = serde_json::to_string_pretty(&task).unwrap();
+    let to = site
+        .post(
+            "/admin/schedules/often/edit",
+            &[
+                ("cron", "*/5 * * * *"),
+                ("timezone", "Europe/Paris"),
+                ("every", ""),
+                ("at", ""),
+                ("task", &shown),
+            ],
+        )
+        .await
+        .redirect();
+    assert!(to.ends_with("done=Saved schedule often"), "{to}");
+    let s = app.status("schedules").await["schedules"][0].clone();
+    assert_eq!(
+        s["spec"],
+        json!({"cron": {"expr": "*/5 * * * *", "timezone": "Europe/Paris"}})
+    );
+    assert_eq!(s["task"], task, "the task came back unchanged");
+
+    // Bad edits are refused by field and change nothing.
+    for (form, field) in [
+        (vec![("every", "soon"), ("task", r#"{"data": {}}"#)], "every"),
+        (
+            vec![("every", "60"), ("cron", "* * * * *"), ("task", r#"{"data": {}}"#)],
+            "cron",
+        ),
+        (vec![("cron", "not cron"), ("task", r#"{"data": {}}"#)], "cron"),
+        (vec![("at", "someday"), ("task", r#"{"data": {}}"#)], "at"),
+        (vec![("every", "60"), ("task", "[1]")], "task"),
+        (
+            vec![("every", "60"), ("task", r#"{"data": {}, "runAt": 5}"#)],
+            "task",
+        ),
+        (vec![("every", "60")], "task"),
+    ] {
+        site.post("/admin/schedules/often/edit", &form)
+            .await
+            .error(400, field);
+    }
+    site.post("/admin/schedules/nope/pause", &[])
+        .await
+        .error(404, "nope");
+    assert_eq!(app.status("schedules").await["schedules"][0], s);
+    let audit = audit_actions(&mut site).await;
+    assert_eq!(
+        audit[..3],
+        [
+            "open edit_schedule",
+            "open resume_schedule",
+            "open pause_schedule"
+        ]
+    );
+}

@@ -228,3 +228,82 @@ async fn bad_schedules_are_refused() {
         .error(404, "unknown_schedule", Some("name"));
     assert_eq!(app.status("schedules").await["schedules"], json!([]));
 }
+
+#[tokio::test]
+async fn a_paused_schedule_does_not_fire_and_resumes_from_its_next_due_time() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    schedule(
+        &app,
+        json!({"name": "tick", "every": 60, "task": {"data": {"n": 1}}}),
+    )
+    .await;
+    app.advance(60.0).await;
+    assert_eq!(ready(&app, "q").await, 1);
+    let paused = schedule(&app, json!({"name": "tick", "paused": true})).await;
+    assert_eq!(paused["paused"], true);
+    app.advance(600.0).await;
+    assert_eq!(ready(&app, "q").await, 1, "paused: no firing, none made up");
+    let listed = app.status("schedules").await["schedules"][0].clone();
+    assert_eq!(
+        (listed["name"].as_str(), listed["paused"].as_bool()),
+        (Some("tick"), Some(true))
+    );
+    let resumed = schedule(&app, json!({"name": "tick", "paused": false})).await;
+    let at = now(&app).await;
+    let next = resumed["nextRun"].as_f64().unwrap();
+    assert!(
+        next > at && next <= at + 60.0,
+        "next due after the resume: {resumed}"
+    );
+    app.advance(60.0).await;
+    assert_eq!(ready(&app, "q").await, 2);
+
+    // Created paused: it waits for a resume; a one-off missed while paused
+    // fires at the next tick after it.
+    let at = now(&app).await + 10.0;
+    schedule(
+        &app,
+        json!({"name": "once", "at": at, "paused": true, "task": {"data": {"n": 2}}}),
+    )
+    .await;
+    app.advance(30.0).await;
+    assert_eq!(ready(&app, "q").await, 2);
+    schedule(&app, json!({"name": "once", "paused": false})).await;
+    app.advance(1.0).await;
+    assert_eq!(ready(&app, "q").await, 3);
+
+    // Bad pauses change nothing.
+    app.send(
+        Method::PUT,
+        "/schedule",
+        Some(json!({"name": "nope", "paused": true})),
+    )
+    .await
+    .error(404, "unknown_schedule", None);
+    app.send(
+        Method::PUT,
+        "/schedule",
+        Some(json!({"name": "tick", "paused": "yes"})),
+    )
+    .await
+    .error(400, "invalid_field", Some("paused"));
+    app.send(
+        Method::PUT,
+        "/schedule",
+        Some(json!({"name": "tick", "every": 5, "paused": true})),
+    )
+    .await
+    .error(400, "missing_field", Some("task"));
+    let listed = app.status("schedules").await["schedules"].clone();
+    let tick = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "tick")
+        .unwrap();
+    assert_eq!(
+        (tick["paused"].as_bool(), &tick["spec"]),
+        (Some(false), &json!({"every": {"secs": 60}}))
+    );
+}

@@ -682,7 +682,7 @@ impl<L: Log> Store for Engine<L> {
             .lock()
             .schedules
             .values()
-            .filter(|s| s.next_run.is_some_and(|at| at <= now))
+            .filter(|s| !s.paused && s.next_run.is_some_and(|at| at <= now))
             .cloned()
             .collect())
     }
@@ -696,6 +696,11 @@ impl<L: Log> Store for Engine<L> {
         let fired = ops::schedule_op(schedule);
         self.change_then(
             |st, ops| {
+                // Paused or removed since it was read as due: it does not
+                // fire (nor come back).
+                if st.schedules.get(&schedule.name).is_none_or(|s| s.paused) {
+                    return Ok(Staged::default());
+                }
                 let staged = st.enqueue(tasks, ops)?;
                 ops::apply(st, &fired)?;
                 ops.push(fired);
