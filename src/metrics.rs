@@ -5,8 +5,10 @@
 //! records events; gauges (queue lengths, workers by state) are read from the
 //! broker when `/metrics` is scraped.
 
+use std::collections::VecDeque;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use dashmap::DashMap;
 
@@ -123,6 +125,21 @@ pub struct Metrics {
     pub wait_time: Histogram,
     /// Seconds from a claim to its completion or failure.
     pub run_time: Histogram,
+    /// Each queue's last `WAITS_KEPT` waits before a claim (milliseconds),
+    /// for its page: this node's claims only.
+    recent_waits: DashMap<QueueName, Mutex<VecDeque<u64>>>,
+}
+
+/// Waits remembered per queue.
+pub const WAITS_KEPT: usize = 1000;
+
+/// How long a queue's last claimed copies waited ready, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waits {
+    pub claims: usize,
+    pub median: u64,
+    pub p95: u64,
+    pub max: u64,
 }
 
 impl Default for Metrics {
@@ -132,6 +149,7 @@ impl Default for Metrics {
             publish_latency: Histogram::new(LATENCY),
             wait_time: Histogram::new(DURATION),
             run_time: Histogram::new(DURATION),
+            recent_waits: DashMap::new(),
         }
     }
 }
@@ -153,6 +171,49 @@ impl Metrics {
             .entry((event, queue.clone()))
             .or_insert_with(|| AtomicU64::new(0))
             .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records how long claimed copies waited, by queue. A claim's copies
+    /// are mostly of one queue: its window is locked once for a run of them.
+    pub fn record_waits<'a>(&self, waits: impl IntoIterator<Item = (&'a QueueName, u64)>) {
+        let mut waits = waits.into_iter().peekable();
+        while let Some((queue, ms)) = waits.next() {
+            let window = self
+                .recent_waits
+                .entry(queue.clone())
+                .or_insert_with(|| Mutex::new(VecDeque::with_capacity(WAITS_KEPT)));
+            let mut w = window.lock().unwrap_or_else(|e| e.into_inner());
+            let mut push = |ms| {
+                if w.len() == WAITS_KEPT {
+                    w.pop_front();
+                }
+                w.push_back(ms);
+            };
+            push(ms);
+            while let Some((_, ms)) = waits.next_if(|(q, _)| *q == queue) {
+                push(ms);
+            }
+        }
+    }
+
+    /// How long `queue`'s last claimed copies waited (none claimed yet:
+    /// `None`).
+    pub fn waits(&self, queue: &QueueName) -> Option<Waits> {
+        let window = self.recent_waits.get(queue)?;
+        let mut w: Vec<u64> = window
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        w.sort_unstable();
+        let at = |q: f64| w[((w.len() - 1) as f64 * q).round() as usize];
+        (!w.is_empty()).then(|| Waits {
+            claims: w.len(),
+            median: at(0.5),
+            p95: at(0.95),
+            max: w[w.len() - 1],
+        })
     }
 
     /// The Prometheus text for everything recorded, plus `gauges` and
@@ -231,6 +292,30 @@ fn escape(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queue_keeps_its_last_waits() {
+        let m = Metrics::default();
+        let (a, b) = (
+            QueueName::parse("a").unwrap(),
+            QueueName::parse("b").unwrap(),
+        );
+        assert_eq!(m.waits(&a), None);
+        let many: Vec<(&QueueName, u64)> = (0..WAITS_KEPT as u64 + 10).map(|ms| (&a, ms)).collect();
+        m.record_waits(many.into_iter().chain([(&b, 7), (&a, 5_000)]));
+        let w = m.waits(&a).unwrap();
+        assert_eq!((w.claims, w.max), (WAITS_KEPT, 5_000), "the oldest went");
+        assert_eq!(w.median, 511, "of 11..=1009 and 5,000");
+        assert_eq!(
+            m.waits(&b),
+            Some(Waits {
+                claims: 1,
+                median: 7,
+                p95: 7,
+                max: 7
+            })
+        );
+    }
 
     #[test]
     fn renders_counters_gauges_and_histograms() {

@@ -14,7 +14,7 @@ mod logs;
 mod metrics;
 mod openapi;
 pub(crate) mod params;
-mod queue;
+pub mod queue;
 pub mod routes;
 pub mod schedule;
 mod status;

@@ -40,16 +40,7 @@ pub async fn update(call: Call, body: Body) -> Answer {
         "publishOutput",
     ])?;
     let queue = p.required("queue", p.queue("queue")?)?;
-    let change = SettingsChange {
-        max_running: clearable(&p, "maxRunning", max_running)?,
-        rate_limit: clearable(&p, "rateLimit", rate_limit)?,
-        paused: p.boolean("paused")?,
-        group_max_running: clearable(&p, "groupMaxRunning", max_running)?,
-        group_rate_limit: clearable(&p, "groupRateLimit", rate_limit)?,
-        strict_priority: p.boolean("strictPriority")?,
-        groups: group_settings(&p)?,
-        publish_output: p.boolean("publishOutput")?,
-    };
+    let change = parse_change(&p)?;
     let settings = call
         .state
         .broker
@@ -58,6 +49,21 @@ pub async fn update(call: Call, body: Body) -> Answer {
     let detail = serde_json::to_string(&settings).ok();
     call.audit("queue_settings", queue.as_str(), detail).await?;
     json(&json!({"queue": queue, "settings": settings}))
+}
+
+/// The limits a change sets, as `PUT /queue` and the management site's
+/// limits form give them.
+pub fn parse_change(p: &Params) -> Result<SettingsChange, ApiError> {
+    Ok(SettingsChange {
+        max_running: clearable(p, "maxRunning", max_running)?,
+        rate_limit: clearable(p, "rateLimit", rate_limit)?,
+        paused: p.boolean("paused")?,
+        group_max_running: clearable(p, "groupMaxRunning", max_running)?,
+        group_rate_limit: clearable(p, "groupRateLimit", rate_limit)?,
+        strict_priority: p.boolean("strictPriority")?,
+        groups: group_settings(p)?,
+        publish_output: p.boolean("publishOutput")?,
+    })
 }
 
 /// A setting that `null` clears: `Some(None)`; absent: `None`.

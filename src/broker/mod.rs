@@ -674,6 +674,8 @@ impl Broker {
                     .wait_time
                     .observe(now.since(t.run_at) as f64 / 1000.0);
             }
+            self.metrics
+                .record_waits(claimed.iter().map(|t| (&t.queue, now.since(t.run_at))));
             self.touch(worker);
             if !claimed.is_empty() || wait.is_zero() || self.shutting_down.load(Ordering::SeqCst) {
                 return Ok(claimed);
@@ -967,6 +969,16 @@ impl Broker {
             }
         }
         Ok(ids)
+    }
+
+    /// When `queue`'s longest-waiting ready copy became ready.
+    pub async fn oldest_ready(&self, queue: &QueueName) -> Result<Option<Millis>> {
+        Ok(self.store.oldest_ready(queue).await?)
+    }
+
+    /// How long `queue`'s last copies claimed on this node waited ready.
+    pub fn queue_waits(&self, queue: &QueueName) -> Option<crate::metrics::Waits> {
+        self.metrics.waits(queue)
     }
 
     pub async fn workers(&self) -> Result<Vec<WorkerView>> {

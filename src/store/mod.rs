@@ -399,6 +399,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Counts by state of every queue that holds a copy.
     async fn queue_counts(&self) -> Result<Vec<(QueueName, QueueCounts)>, StoreError>;
 
+    /// When the longest-waiting ready copy of `queue` became ready.
+    async fn oldest_ready(&self, queue: &QueueName) -> Result<Option<Millis>, StoreError>;
+
     /// Ready copies waiting in a lane.
     async fn lane_len(&self, lane: &Lane) -> Result<u64, StoreError>;
 

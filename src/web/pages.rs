@@ -15,6 +15,7 @@ use super::csrf;
 use super::search::{Search, SearchQuery};
 use super::view::{self, Pager, TaskRow, PAGE_SIZE};
 use crate::api::error::ApiError;
+use crate::api::params::Body;
 use crate::api::{caller_role, AppState};
 use crate::broker::admin::{Preview, Reach, Sample};
 use crate::broker::BrokerError;
@@ -576,6 +577,45 @@ struct QueuePage {
     search_action: String,
     hidden: Vec<(&'static str, String)>,
     bulk: BulkBar,
+    /// The limits form's fields as they stand.
+    limits: LimitFields,
+    /// Workers registered on it: id, name, state.
+    workers: Vec<(String, String, &'static str)>,
+    /// How long its longest-waiting ready copy has waited.
+    oldest: Option<String>,
+    /// How long its last claimed copies waited, on this node.
+    waits: Option<String>,
+}
+
+/// A queue's limits as its form shows them (empty: none).
+struct LimitFields {
+    max_running: String,
+    rate_limit: String,
+    group_max_running: String,
+    group_rate_limit: String,
+    strict_priority: bool,
+}
+
+impl LimitFields {
+    fn of(s: &QueueSettings) -> Self {
+        let text = |v: Option<String>| v.unwrap_or_default();
+        Self {
+            max_running: text(s.max_running.map(|n| n.to_string())),
+            rate_limit: text(s.rate_limit.map(|r| r.to_string())),
+            group_max_running: text(s.group_max_running.map(|n| n.to_string())),
+            group_rate_limit: text(s.group_rate_limit.map(|r| r.to_string())),
+            strict_priority: s.strict_priority,
+        }
+    }
+}
+
+/// Milliseconds for people: `850 ms`, `2.4 s`, `3m`.
+fn millis_text(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms} ms"),
+        1000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => view::duration(ms / 1000),
+    }
 }
 
 pub async fn queue(
@@ -617,7 +657,37 @@ pub async fn queue(
     // come back full.
     let total = count_of(&counts, listing).filter(|_| !search.is_active());
     let back = format!("{base}page={page}");
+    let workers = broker.workers().await?;
+    let names = view::worker_names(&workers);
+    let oldest = match counts.ready {
+        0 => None,
+        _ => broker
+            .oldest_ready(&name)
+            .await?
+            .map(|at| view::duration(now.since(at) / 1000)),
+    };
+    let waits = broker.queue_waits(&name).map(|w| {
+        format!(
+            "median {}, 95th percentile {}, longest {}, over the last {} claims on this node",
+            millis_text(w.median),
+            millis_text(w.p95),
+            millis_text(w.max),
+            w.claims
+        )
+    });
     render(QueuePage {
+        limits: LimitFields::of(&settings),
+        workers: workers
+            .iter()
+            .filter(|w| w.queues.contains(&name))
+            .map(|w| {
+                let id = w.worker_id.to_string();
+                let shown = names.get(&id).cloned().unwrap_or_default();
+                (id, shown, worker_state(w.state))
+            })
+            .collect(),
+        oldest,
+        waits,
         bulk: BulkBar::new(listing, Some(&name), total, &back),
         chrome: Chrome::new(&req, format!("Queue {name}"), "queues"),
         back: back.clone(),
@@ -626,7 +696,10 @@ pub async fn queue(
         search_action: format!("/admin/queues/{url_name}"),
         search,
         search_query,
-        rows: tasks.iter().map(|t| TaskRow::of(t, now)).collect(),
+        rows: tasks
+            .iter()
+            .map(|t| TaskRow::of(t, now).named(&names))
+            .collect(),
         tabs: LISTED
             .iter()
             .map(|s| (s.as_str(), count_of(&counts, *s), *s == listing))
@@ -669,8 +742,35 @@ struct GroupRow {
     held: String,
 }
 
+/// The limits form as `PUT /queue` parameters: each number field, empty
+/// for none (`null`), and the strict priority box.
+fn limit_params(form: &Form) -> Result<Map<String, Value>, PageError> {
+    let mut p = Map::new();
+    for field in [
+        "maxRunning",
+        "rateLimit",
+        "groupMaxRunning",
+        "groupRateLimit",
+    ] {
+        let text = form.get(field).map(str::trim).unwrap_or("");
+        let value = match text {
+            "" => Value::Null,
+            t => match serde_json::from_str::<Value>(t) {
+                Ok(n @ Value::Number(_)) => n,
+                _ => return Err(bad(field, format!("is a number, not `{t}`"))),
+            },
+        };
+        p.insert(field.into(), value);
+    }
+    p.insert(
+        "strictPriority".into(),
+        Value::Bool(form.get("strictPriority").is_some()),
+    );
+    Ok(p)
+}
+
 /// `POST /admin/queues/{queue}/{action}`: clear, delete (with the name
-/// typed in `confirm`), pause (`paused`: true or false).
+/// typed in `confirm`), pause (`paused`: true or false), limits.
 pub async fn queue_action(
     req: HttpRequest,
     state: Data,
@@ -710,6 +810,19 @@ pub async fn queue_action(
             Ok(see_other(
                 "/admin/queues",
                 &format!("Deleted queue {name} and {n} task(s)"),
+            ))
+        }
+        "limits" => {
+            let params = Body::from_args(Some(Value::Object(limit_params(&form)?)))?.params()?;
+            let change = crate::api::queue::parse_change(&params)?;
+            let settings = broker.update_queue_settings(&name, change).await?;
+            let detail = serde_json::to_string(&settings).ok();
+            broker
+                .audit_event(&who, "queue_settings", name.as_str(), detail)
+                .await?;
+            Ok(see_other(
+                form.back(&own_page),
+                &format!("Saved the limits of {name}"),
             ))
         }
         "pause" => {
@@ -1242,6 +1355,14 @@ struct WorkerLine {
     registered: String,
 }
 
+fn worker_state(s: WorkerState) -> &'static str {
+    match s {
+        WorkerState::Idle => "IDLE",
+        WorkerState::Processing => "PROCESSING",
+        WorkerState::Stale => "STALE",
+    }
+}
+
 pub async fn workers(req: HttpRequest, state: Data) -> Res {
     let now = state.broker.now();
     let workers = state
@@ -1258,11 +1379,7 @@ pub async fn workers(req: HttpRequest, state: Data) -> Res {
                 .map(|q| q.as_str())
                 .collect::<Vec<_>>()
                 .join(" → "),
-            state: match w.state {
-                WorkerState::Idle => "IDLE",
-                WorkerState::Processing => "PROCESSING",
-                WorkerState::Stale => "STALE",
-            },
+            state: worker_state(w.state),
             running: w.running.iter().map(|t| t.to_string()).collect(),
             last_seen: view::relative(w.last_seen, now),
             registered: view::time(w.registered_at),

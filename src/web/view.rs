@@ -1,5 +1,7 @@
 //! What the templates show, already formatted: times, previews, pagers.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use crate::model::{Millis, Task};
@@ -68,6 +70,10 @@ pub struct TaskRow {
     pub when: String,
     pub reason: String,
     pub preview: String,
+    /// A running copy's worker: its id, and its name for people.
+    pub worker_id: String,
+    pub worker: String,
+    pub started: String,
 }
 
 impl TaskRow {
@@ -83,8 +89,38 @@ impl TaskRow {
             when: t.finished_at.map(time).unwrap_or_default(),
             reason: t.fail_reason.clone().unwrap_or_default(),
             preview: preview(&t.data),
+            worker_id: t.worker_id.map(|w| w.to_string()).unwrap_or_default(),
+            worker: String::new(),
+            started: t.started_at.map(time).unwrap_or_default(),
         }
     }
+
+    /// Names the copy's worker, from the registered workers' names.
+    pub fn named(mut self, names: &HashMap<String, String>) -> Self {
+        if let Some(name) = names.get(&self.worker_id) {
+            self.worker = name.clone();
+        } else if !self.worker_id.is_empty() {
+            // A worker that is gone is known only by its id.
+            self.worker = self.worker_id.chars().take(8).collect();
+        }
+        self
+    }
+}
+
+/// Each registered worker's id and the name it goes by: its own, or a
+/// short id when it gave none.
+pub fn worker_names(workers: &[crate::broker::WorkerView]) -> HashMap<String, String> {
+    workers
+        .iter()
+        .map(|w| {
+            let id = w.worker_id.to_string();
+            let name = match w.name.is_empty() {
+                true => id.chars().take(8).collect(),
+                false => w.name.clone(),
+            };
+            (id, name)
+        })
+        .collect()
 }
 
 /// Where a list is, and links to its neighbours.

@@ -1645,12 +1645,22 @@ async fn a_schedule_is_paused_resumed_and_edited_from_its_page() {
 
     // Bad edits are refused by field and change nothing.
     for (form, field) in [
-        (vec![("every", "soon"), ("task", r#"{"data": {}}"#)], "every"),
         (
-            vec![("every", "60"), ("cron", "* * * * *"), ("task", r#"{"data": {}}"#)],
+            vec![("every", "soon"), ("task", r#"{"data": {}}"#)],
+            "every",
+        ),
+        (
+            vec![
+                ("every", "60"),
+                ("cron", "* * * * *"),
+                ("task", r#"{"data": {}}"#),
+            ],
             "cron",
         ),
-        (vec![("cron", "not cron"), ("task", r#"{"data": {}}"#)], "cron"),
+        (
+            vec![("cron", "not cron"), ("task", r#"{"data": {}}"#)],
+            "cron",
+        ),
         (vec![("at", "someday"), ("task", r#"{"data": {}}"#)], "at"),
         (vec![("every", "60"), ("task", "[1]")], "task"),
         (
@@ -1675,5 +1685,113 @@ async fn a_schedule_is_paused_resumed_and_edited_from_its_page() {
             "open resume_schedule",
             "open pause_schedule"
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_queue_page_edits_its_limits_and_shows_what_waits_and_who_takes_it() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    // The oldest ready copy is not the next claimed: a low priority one
+    // published first waits behind newer high priority ones.
+    app.publish(json!({"data": {"n": 1}, "priority": "low"}))
+        .await
+        .ok();
+    app.advance(120.0).await;
+    app.publish(json!({"data": {"n": 2}, "priority": "high"}))
+        .await
+        .ok();
+    app.publish(json!({"data": {"n": 3}})).await.ok();
+    let w = app
+        .send(
+            Method::PUT,
+            "/worker",
+            Some(json!({"queues": ["q"], "name": "mailer-1"})),
+        )
+        .await
+        .ok()["workerId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut site = Site::new(&app);
+    let page = site.get("/admin/queues/q").await.html().to_owned();
+    for text in [
+        "<dd>waiting 2m</dd>",
+        "nothing claimed here yet",
+        &format!(r#"<a href="/admin/workers#worker-{w}">mailer-1</a> <span class="state IDLE">"#),
+    ] {
+        assert!(page.contains(text), "{text} in {page}");
+    }
+    app.claim(&w).await;
+    app.advance(30.0).await;
+    app.claim(&w).await;
+    let page = site.get("/admin/queues/q").await.html().to_owned();
+    assert!(
+        page.contains("median 30.0 s, 95th percentile 30.0 s, longest 30.0 s, over the last 2 claims on this node"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<dd>waiting 2m</dd>"),
+        "the low one still waits: {page}"
+    );
+    let running = site
+        .get("/admin/queues/q?state=running")
+        .await
+        .html()
+        .to_owned();
+    assert!(
+        running.contains(&format!(
+            r#"<td><a href="/admin/workers#worker-{w}">mailer-1</a></td>"#
+        )) && running.contains("<th scope=\"col\">Started</th>"),
+        "the running tab names the worker: {running}"
+    );
+    let workers = site.get("/admin/workers").await.html().to_owned();
+    assert!(workers.contains(&format!(r#"<tr id="worker-{w}">"#)));
+
+    // Limits: saved from the form, shown back, cleared by emptying them.
+    let limits = |max: &'static str, rate: &'static str| {
+        vec![
+            ("maxRunning", max),
+            ("rateLimit", rate),
+            ("groupMaxRunning", ""),
+            ("groupRateLimit", ""),
+        ]
+    };
+    let to = site
+        .post("/admin/queues/q/limits", &limits("2", "2.5"))
+        .await
+        .redirect();
+    assert!(to.ends_with("done=Saved the limits of q"), "{to}");
+    let settings = app.status("queue=q").await["settings"].clone();
+    assert_eq!(
+        settings,
+        json!({"maxRunning": 2, "rateLimit": 2.5, "paused": false})
+    );
+    let page = site.get("/admin/queues/q").await.html().to_owned();
+    assert!(
+        page.contains(r#"name="maxRunning" value="2""#)
+            && page.contains(r#"name="rateLimit" value="2.5""#)
+    );
+    for (form, field) in [
+        (limits("many", ""), "maxRunning"),
+        (limits("0", ""), "maxRunning"),
+        (limits("2", "-1"), "rateLimit"),
+        (limits("1.5", ""), "maxRunning"),
+    ] {
+        site.post("/admin/queues/q/limits", &form)
+            .await
+            .error(400, field);
+    }
+    assert_eq!(
+        app.status("queue=q").await["settings"],
+        settings,
+        "refused forms change nothing"
+    );
+    site.post("/admin/queues/q/limits", &limits("", ""))
+        .await
+        .redirect();
+    assert!(
+        app.status("queue=q").await.get("settings").is_none(),
+        "cleared"
     );
 }

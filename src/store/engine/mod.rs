@@ -605,6 +605,11 @@ impl<L: Log> Store for Engine<L> {
             .collect())
     }
 
+    async fn oldest_ready(&self, queue: &QueueName) -> Result<Option<Millis>, StoreError> {
+        self.sync().await?;
+        Ok(self.lock().oldest_ready(queue))
+    }
+
     async fn lane_len(&self, lane: &Lane) -> Result<u64, StoreError> {
         self.sync().await?;
         Ok(self.lock().ready.get(lane).map_or(0, |s| s.len() as u64))

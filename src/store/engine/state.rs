@@ -233,6 +233,28 @@ impl State {
         self.tasks.insert(meta.task_id, meta);
     }
 
+    /// When the longest-waiting ready copy of `queue` became ready (its
+    /// `run_at`): the first of each priority in its lane, so a seek per
+    /// priority present rather than a walk of the lane.
+    pub fn oldest_ready(&self, queue: &QueueName) -> Option<Millis> {
+        let lane = self.ready.get(&Lane::Queue(queue.clone()))?;
+        let mut oldest: Option<Millis> = None;
+        let mut next = lane.first();
+        while let Some(&(Reverse(priority), run_at, _)) = next {
+            oldest = Some(oldest.map_or(run_at, |o| o.min(run_at)));
+            let Some(lower) = priority.0.checked_sub(1) else {
+                break;
+            };
+            let from = (
+                Reverse(Priority(lower)),
+                Millis(0),
+                TaskId::from_bytes([0; 16]),
+            );
+            next = lane.range(from..).next();
+        }
+        oldest
+    }
+
     pub fn remove(&mut self, id: TaskId) -> Option<Meta> {
         let meta = self.tasks.remove(&id)?;
         self.unindex(&meta);
