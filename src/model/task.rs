@@ -468,6 +468,10 @@ pub struct HeldLock {
     pub worker_id: Option<WorkerId>,
     /// What twins are compared by: the task's key, or its data's hash.
     pub identity: String,
+    /// The holder's key, when it was published with one (what people call
+    /// it by).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// What a worker is doing, as status shows it.

@@ -940,6 +940,7 @@ pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res
         Err(e) => return Err(e.into()),
     };
     let now = broker.now();
+    let names = view::worker_names(&broker.workers().await?);
     let held = broker.held_by(t.task_id).await?;
     let opt_time = |m: Option<Millis>| m.map(view::time).unwrap_or_else(|| "—".into());
     let mut fields = vec![
@@ -964,9 +965,16 @@ pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res
         ("Expires", opt_time(t.expire_at)),
         (
             "Worker",
-            t.worker_id
-                .map(|w| w.to_string())
-                .unwrap_or_else(|| "—".into()),
+            t.worker_id.map_or_else(
+                || "—".into(),
+                |w| {
+                    let id = w.to_string();
+                    match names.get(&id) {
+                        Some(name) => format!("{name} ({id})"),
+                        None => format!("{id} (no longer registered)"),
+                    }
+                },
+            ),
         ),
         ("Lease until", opt_time(t.lease_until)),
         ("Started", opt_time(t.started_at)),
@@ -996,7 +1004,12 @@ pub async fn task(req: HttpRequest, state: Data, path: web::Path<String>) -> Res
             (
                 view::time(e.at),
                 e.event.clone(),
-                e.worker_id.map(|w| w.to_string()).unwrap_or_default(),
+                e.worker_id
+                    .map(|w| {
+                        let id = w.to_string();
+                        names.get(&id).cloned().unwrap_or(id)
+                    })
+                    .unwrap_or_default(),
                 e.detail.clone().unwrap_or_default(),
             )
         })
@@ -1611,23 +1624,42 @@ pub async fn try_task(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
 #[template(path = "locks.html")]
 struct LocksPage {
     chrome: Chrome,
-    locks: Vec<(&'static str, String, String, String, String)>,
+    locks: Vec<LockLine>,
+}
+
+struct LockLine {
+    kind: &'static str,
+    queue: String,
+    task: String,
+    /// The holder as people know it: its key, or its id.
+    shown: String,
+    worker: String,
+    worker_name: String,
+    identity: String,
 }
 
 pub async fn locks(req: HttpRequest, state: Data) -> Res {
+    let names = view::worker_names(&state.broker.workers().await?);
     let locks = state
         .broker
         .locks()
         .await?
         .into_iter()
         .map(|l| {
-            (
-                l.kind.as_str(),
-                l.queue.to_string(),
-                l.task_id.to_string(),
-                l.worker_id.map(|w| w.to_string()).unwrap_or_default(),
-                l.identity,
-            )
+            let worker = l.worker_id.map(|w| w.to_string()).unwrap_or_default();
+            LockLine {
+                kind: l.kind.as_str(),
+                queue: l.queue.to_string(),
+                task: l.task_id.to_string(),
+                // People know a task by its key; without one, by its id.
+                shown: l.key.unwrap_or_else(|| l.task_id.to_string()),
+                worker_name: names
+                    .get(&worker)
+                    .cloned()
+                    .unwrap_or_else(|| worker.clone()),
+                worker,
+                identity: l.identity,
+            }
         })
         .collect();
     render(LocksPage {
@@ -1660,8 +1692,29 @@ pub async fn break_lock(req: HttpRequest, state: Data, body: web::Bytes) -> Res 
 #[template(path = "audit.html")]
 struct AuditPage {
     chrome: Chrome,
-    entries: Vec<(String, String, String, String, String)>,
+    /// Time, role, action, target, where the target is seen, detail.
+    entries: Vec<(String, String, String, String, Option<String>, String)>,
     pager: Pager,
+}
+
+/// Where an audit entry's target is seen, when it has a page: a task, a
+/// queue, the schedules.
+fn audit_link(action: &str, target: &str) -> Option<String> {
+    if action == "remove_worker" {
+        return None;
+    }
+    if let Ok(id) = target.parse::<TaskId>() {
+        return Some(format!("/admin/tasks/{id}"));
+    }
+    match action {
+        "set_interests" | "remove_interests" | "queue_settings" | "pause" | "resume"
+        | "clear_queue" => QueueName::parse(target)
+            .ok()
+            .map(|q| format!("/admin/queues/{}", url_encode(q.as_str()))),
+        "set_schedule" | "edit_schedule" | "pause_schedule" | "resume_schedule"
+        | "run_schedule" => Some("/admin/schedules".into()),
+        _ => None,
+    }
 }
 
 pub async fn audit(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
@@ -1679,11 +1732,13 @@ pub async fn audit(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> R
         entries: entries
             .into_iter()
             .map(|e| {
+                let link = audit_link(&e.action, &e.target);
                 (
                     view::time(e.at),
                     e.role,
                     e.action,
                     e.target,
+                    link,
                     e.detail.unwrap_or_default(),
                 )
             })

@@ -819,6 +819,23 @@ async fn singular_locks_are_shown_and_broken() {
         audit_actions(&mut site).await,
         ["open break_lock", "open set_interests"]
     );
+    // A lock is named by its holder's key, its worker by name.
+    let keyed = app
+        .publish(json!({"data": {"app": "api"}, "key": "deploy-api", "singularlyEnqueue": true}))
+        .await
+        .ok()["copies"][0]["taskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let html = site.get("/admin/locks").await.html().to_owned();
+    assert!(
+        html.contains(&format!(
+            r#"<a href="/admin/tasks/{keyed}"><code>deploy-api</code></a>"#
+        )) && html.contains(&format!(
+            r#"<a href="/admin/workers#worker-{other}">127.0.0.1:"#
+        )),
+        "{html}"
+    );
 }
 
 #[tokio::test]
@@ -1686,6 +1703,11 @@ async fn a_schedule_is_paused_resumed_and_edited_from_its_page() {
             "open pause_schedule"
         ]
     );
+    let audit = site.get("/admin/audit").await.html().to_owned();
+    assert!(
+        audit.contains(r#"<a href="/admin/schedules"><code>often</code></a>"#),
+        "{audit}"
+    );
 }
 
 #[tokio::test]
@@ -1793,5 +1815,12 @@ async fn a_queue_page_edits_its_limits_and_shows_what_waits_and_who_takes_it() {
     assert!(
         app.status("queue=q").await.get("settings").is_none(),
         "cleared"
+    );
+    let audit = site.get("/admin/audit").await.html().to_owned();
+    assert!(
+        audit.contains(
+            r#"<td>queue_settings</td><td><a href="/admin/queues/q"><code>q</code></a></td>"#
+        ),
+        "an entry links its target: {audit}"
     );
 }

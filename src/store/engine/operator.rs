@@ -325,15 +325,18 @@ impl State {
                     task_id: *id,
                     worker_id: None,
                     identity: hex(fp),
+                    key: m.key().map(str::to_owned),
                 })
             })
             .chain(self.run_locks.iter().filter_map(|((queue, fp), id)| {
+                let m = self.tasks.get(id)?;
                 Some(HeldLock {
                     kind: LockKind::Run,
                     queue: queue.clone(),
                     task_id: *id,
-                    worker_id: self.tasks.get(id)?.worker_id,
+                    worker_id: m.worker_id,
                     identity: hex(fp),
+                    key: m.key().map(str::to_owned),
                 })
             }))
             .collect();
