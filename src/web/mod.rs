@@ -9,6 +9,7 @@
 mod batches;
 mod bulk;
 pub mod csrf;
+mod live;
 mod pages;
 mod schedules;
 mod search;
@@ -33,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("", web::get().to(pages::overview))
             .route("/", web::get().to(pages::overview))
             .route("/overview.json", web::get().to(pages::overview_json))
+            .route("/live", web::get().to(live::live))
             .route("/static/{file}", web::get().to(pages::asset))
             .route("/queues", web::get().to(pages::queues))
             .route("/queues/{queue}", web::get().to(pages::queue))

@@ -1824,3 +1824,38 @@ async fn a_queue_page_edits_its_limits_and_shows_what_waits_and_who_takes_it() {
         "an entry links its target: {audit}"
     );
 }
+
+async fn next_piece(res: &mut reqwest::Response) -> String {
+    let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), res.chunk())
+        .await
+        .expect("a piece within 10 s")
+        .expect("the stream reads")
+        .expect("the stream goes on");
+    String::from_utf8(chunk.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn the_live_stream_says_when_the_lists_change() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let mut res = reqwest::get(format!("{}/admin/live", app.base))
+        .await
+        .expect("the stream answers");
+    assert_eq!(
+        res.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    assert!(
+        next_piece(&mut res).await.contains(": live"),
+        "connected at once"
+    );
+    app.publish_data(json!({"n": 1})).await;
+    assert_eq!(next_piece(&mut res).await, "event: change\ndata: {}\n\n");
+    let w = app.register(&["q"]).await;
+    app.claim(&w).await;
+    assert_eq!(
+        next_piece(&mut res).await,
+        "event: change\ndata: {}\n\n",
+        "a claim changes the lists too"
+    );
+}

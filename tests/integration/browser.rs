@@ -159,6 +159,28 @@ impl Browser {
         }
     }
 
+    /// Waits until `css`'s attribute `name` is `want`.
+    async fn wait_for_attribute(&self, css: &str, name: &str, want: &str) {
+        let script = format!("return document.querySelector('{css}').getAttribute('{name}');");
+        self.wait_for_script(&script, json!(want)).await;
+    }
+
+    /// Waits until `script` returns `want`.
+    async fn wait_for_script(&self, script: &str, want: Value) {
+        let started = Instant::now();
+        loop {
+            let got = self.js(script).await;
+            if got == want {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "`{script}` stayed {got}, wanted {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     async fn screenshot(&self, name: &str) {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
         std::fs::create_dir_all(&dir).expect("the screenshot directory");
@@ -627,4 +649,36 @@ async fn an_operator_selects_rows_and_acts_on_them_in_a_real_browser() {
     assert_eq!(b.text(".flash").await, "Moved 3 task(s) to email.retry");
     assert_eq!(app.queue("email.retry").await["ready"], 3);
     b.check_page("queue, after a move").await;
+
+    // The list follows new tasks without a reload, but not under a
+    // selection, nor while the tab is hidden.
+    b.goto(&app, "/admin/queues/email?state=ready").await;
+    b.wait_for_attribute("body", "data-live", "on").await;
+    b.js("window.notReloaded = true; return null;").await;
+    let rows = "return document.querySelectorAll('[data-live-part=list] tbody tr').length;";
+    app.publish_data(json!({"kind": "email", "n": 10})).await;
+    b.wait_for_script(rows, json!(1)).await;
+    b.click("input[type=checkbox][form=bulk]").await;
+    app.publish_data(json!({"kind": "email", "n": 11})).await;
+    b.wait_for_attribute("body", "data-live", "held").await;
+    assert_eq!(b.js(rows).await, 1, "a ticked row stays where it is");
+    b.click("input[type=checkbox][form=bulk]").await;
+    b.wait_for_script(rows, json!(2)).await;
+    b.js(
+        "Object.defineProperty(document, 'hidden', {value: true, configurable: true});\
+          document.dispatchEvent(new Event('visibilitychange')); return null;",
+    )
+    .await;
+    b.wait_for_attribute("body", "data-live", "paused").await;
+    app.publish_data(json!({"kind": "email", "n": 12})).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(b.js(rows).await, 2, "nothing comes while the tab is hidden");
+    b.js(
+        "Object.defineProperty(document, 'hidden', {value: false, configurable: true});\
+          document.dispatchEvent(new Event('visibilitychange')); return null;",
+    )
+    .await;
+    b.wait_for_script(rows, json!(3)).await;
+    assert_eq!(b.js("return window.notReloaded === true;").await, true);
+    b.screenshot("queue-live").await;
 }

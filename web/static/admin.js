@@ -58,8 +58,10 @@ document.addEventListener("submit", (event) => {
   }
 });
 
-// A list's selection: the boxes of its rows belong to the bar's form.
-const bulk = document.querySelector("form[data-bulk]");
+// A list's selection: the boxes of its rows belong to the bar's form. The
+// list may be replaced under the page (live lists), so everything is found
+// when needed and events are caught at the document.
+const bulkForm = () => document.querySelector("form[data-bulk]");
 const rowBoxes = () => Array.from(document.querySelectorAll('input[type="checkbox"][form="bulk"]'));
 
 function bulkQuestion(form, submitter) {
@@ -74,6 +76,10 @@ function bulkQuestion(form, submitter) {
 }
 
 function showSelection() {
+  const bulk = bulkForm();
+  if (!bulk) {
+    return;
+  }
   const boxes = rowBoxes();
   const n = boxes.filter((b) => b.checked).length;
   const all = bulk.querySelector("[data-bulk-all]");
@@ -89,35 +95,120 @@ function showSelection() {
   }
 }
 
-if (bulk) {
-  let last = null;
-  document.addEventListener("click", (event) => {
-    const box = event.target;
-    if (!(box instanceof HTMLInputElement) || box.getAttribute("form") !== "bulk") {
+let lastTicked = null;
+document.addEventListener("click", (event) => {
+  const box = event.target;
+  if (!(box instanceof HTMLInputElement) || box.getAttribute("form") !== "bulk") {
+    return;
+  }
+  // Shift-click ticks (or clears) every row from the last one clicked.
+  const boxes = rowBoxes();
+  if (event.shiftKey && lastTicked !== null && boxes.includes(lastTicked)) {
+    const [a, b] = [boxes.indexOf(lastTicked), boxes.indexOf(box)].sort((x, y) => x - y);
+    for (const other of boxes.slice(a, b + 1)) {
+      other.checked = box.checked;
+    }
+  }
+  lastTicked = box;
+  showSelection();
+});
+document.addEventListener("change", (event) => {
+  const target = event.target;
+  if (target.matches && target.matches("[data-select-page]")) {
+    for (const box of rowBoxes()) {
+      box.checked = target.checked;
+    }
+  }
+  if (target.matches && target.matches("[data-select-page], [data-bulk-all]")) {
+    showSelection();
+  }
+});
+showSelection();
+
+// Live lists: the parts of a page marked data-live-part are fetched again
+// when the server says something changed, while the tab is visible and
+// nobody is selecting rows, typing in a field or editing in an open panel.
+// The stream is closed while the tab is hidden.
+const LIVE_EVERY_MS = 2000;
+if (document.querySelector("[data-live-part]") && window.EventSource) {
+  let stream = null;
+  let pending = false;
+  let busy = false;
+  let last = 0;
+  const say = (s) => document.body.setAttribute("data-live", s);
+  const occupied = () => {
+    const active = document.activeElement;
+    return rowBoxes().some((b) => b.checked)
+      || document.querySelector("[data-bulk-all]:checked") !== null
+      || (active !== null && active.matches("input:not([type=checkbox]), textarea, select"))
+      || document.querySelector("main details[open]") !== null;
+  };
+  const reload = async () => {
+    if (busy || document.hidden) {
+      pending = true;
       return;
     }
-    // Shift-click ticks (or clears) every row from the last one clicked.
-    const boxes = rowBoxes();
-    if (event.shiftKey && last !== null && boxes.includes(last)) {
-      const [a, b] = [boxes.indexOf(last), boxes.indexOf(box)].sort((x, y) => x - y);
-      for (const other of boxes.slice(a, b + 1)) {
-        other.checked = box.checked;
-      }
+    if (occupied()) {
+      pending = true;
+      say("held");
+      return;
     }
-    last = box;
-    showSelection();
-  });
-  const page = document.querySelector("[data-select-page]");
-  if (page) {
-    page.addEventListener("change", () => {
-      for (const box of rowBoxes()) {
-        box.checked = page.checked;
+    const wait = last + LIVE_EVERY_MS - Date.now();
+    if (wait > 0) {
+      busy = true;
+      setTimeout(() => { busy = false; reload(); }, wait);
+      return;
+    }
+    busy = true;
+    pending = false;
+    last = Date.now();
+    try {
+      const res = await fetch(location.href, { headers: { Accept: "text/html" }, cache: "no-store" });
+      if (res.ok) {
+        const fresh = new DOMParser().parseFromString(await res.text(), "text/html");
+        for (const part of document.querySelectorAll("[data-live-part]")) {
+          const next = fresh.querySelector(`[data-live-part="${part.dataset.livePart}"]`);
+          if (next) {
+            part.replaceWith(document.importNode(next, true));
+          }
+        }
+        document.body.setAttribute("data-refreshed", Date.now());
+        showSelection();
       }
-      showSelection();
-    });
-  }
-  bulk.querySelector("[data-bulk-all]").addEventListener("change", showSelection);
-  showSelection();
+    } catch (_) {
+      pending = true;
+    } finally {
+      busy = false;
+      say("on");
+    }
+  };
+  const open = () => {
+    stream = new EventSource("/admin/live");
+    stream.addEventListener("open", () => say("on"));
+    stream.addEventListener("change", reload);
+  };
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) {
+      if (stream) {
+        stream.close();
+        stream = null;
+      }
+      say("paused");
+    } else if (!stream) {
+      // What changed while it was hidden was not said: look once.
+      open();
+      reload();
+    }
+  });
+  // A selection cleared, a field left: what was held back comes in.
+  const resume = () => {
+    if (pending) {
+      setTimeout(reload, 0);
+    }
+  };
+  document.addEventListener("change", resume);
+  document.addEventListener("focusout", resume);
+  open();
 }
 
 function setText(selector, value) {
