@@ -9,6 +9,8 @@
 mod batches;
 mod bulk;
 pub mod csrf;
+mod interest_form;
+mod interests;
 mod live;
 mod pages;
 mod schedules;
@@ -57,12 +59,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/schedules/{name}/{action}",
                 web::post().to(schedules::schedule_action),
             )
-            .route("/interests", web::get().to(pages::interests))
-            .route("/interests", web::post().to(pages::save_interests))
-            .route("/interests/try", web::post().to(pages::try_task))
+            .route("/interests", web::get().to(interests::interests))
+            .route("/interests", web::post().to(interests::save_interests))
+            .route("/interests/try", web::post().to(interests::try_task))
             .route(
                 "/interests/{queue}/remove",
-                web::post().to(pages::remove_interests),
+                web::post().to(interests::remove_interests),
             )
             .route("/locks", web::get().to(pages::locks))
             .route("/locks/break", web::post().to(pages::break_lock))

@@ -17,7 +17,7 @@ use super::view::{self, Pager, TaskRow, PAGE_SIZE};
 use crate::api::error::ApiError;
 use crate::api::params::Body;
 use crate::api::{caller_role, AppState};
-use crate::broker::admin::{Preview, Reach, Sample};
+use crate::broker::admin::Sample;
 use crate::broker::BrokerError;
 use crate::model::{CancelTarget, Page, RetryTarget};
 use crate::model::{
@@ -257,10 +257,13 @@ pub struct ListQuery {
     #[serde(default)]
     queue: Option<String>,
     #[serde(default)]
-    edit: Option<String>,
+    pub(super) edit: Option<String>,
+    /// `json`: edit interests as JSON, not as rows.
+    #[serde(default, rename = "as")]
+    pub(super) view_as: Option<String>,
     /// Part of a queue's name, to list only those.
     #[serde(default)]
-    find: Option<String>,
+    pub(super) find: Option<String>,
     #[serde(flatten)]
     search: SearchQuery,
 }
@@ -271,7 +274,7 @@ impl ListQuery {
         Search::read(&self.search).map_err(PageError)
     }
 
-    fn page(&self) -> Result<usize, PageError> {
+    pub(super) fn page(&self) -> Result<usize, PageError> {
         match self.page.as_deref().map(str::trim) {
             None | Some("") => Ok(1),
             Some(raw) => match raw.parse::<usize>() {
@@ -1423,199 +1426,6 @@ pub async fn remove_worker(
         form.back("/admin/workers"),
         &format!("Removed worker {id}; its running tasks went back to their queues"),
     ))
-}
-
-// ----- interests ------------------------------------------------------------
-
-#[derive(Template)]
-#[template(path = "interests.html")]
-struct InterestsPage {
-    chrome: Chrome,
-    queues: Vec<(String, String, String)>,
-    /// The name filter, and how many queues it leaves.
-    find: String,
-    found: usize,
-    pager: Pager,
-    /// The add/edit form's contents.
-    edit_queue: String,
-    edit_interests: String,
-    sample_task: String,
-    reach: Option<Vec<Reach>>,
-    preview: Option<Preview>,
-    preview_examples: Vec<String>,
-}
-
-/// Recent publishes a candidate interest is tried against.
-const PREVIEW_TASKS: usize = 1000;
-/// Queues listed on one page of the interests page.
-const INTERESTS_PER_PAGE: usize = 100;
-
-/// Which queues the interests page lists: a page of those whose names
-/// contain `find`.
-#[derive(Debug, Clone, Default)]
-struct Listing {
-    find: String,
-    page: usize,
-}
-
-impl Listing {
-    fn of(q: &ListQuery) -> Result<Self, PageError> {
-        Ok(Self {
-            find: q.find.as_deref().unwrap_or("").trim().to_owned(),
-            page: q.page()?,
-        })
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn interests_page(
-    req: &HttpRequest,
-    state: &AppState,
-    listing: Listing,
-    edit_queue: String,
-    edit_interests: String,
-    sample_task: String,
-    reach: Option<Vec<Reach>>,
-    preview: Option<Preview>,
-) -> Res {
-    let (page, found) = state.broker.interests_page(
-        &listing.find,
-        (listing.page.max(1) - 1) * INTERESTS_PER_PAGE,
-        INTERESTS_PER_PAGE,
-    );
-    let queues: Vec<(String, String, String)> = page
-        .into_iter()
-        .map(|(q, v)| (q.to_string(), url_encode(q.as_str()), view::pretty(&v)))
-        .collect();
-    let base = if listing.find.is_empty() {
-        "/admin/interests?".to_owned()
-    } else {
-        format!("/admin/interests?find={}&", url_encode(&listing.find))
-    };
-    let pager = Pager::sized(
-        &base,
-        listing.page,
-        INTERESTS_PER_PAGE,
-        Some(found as u64),
-        queues.len(),
-    );
-    let preview_examples = preview
-        .as_ref()
-        .map(|p| p.examples.iter().map(|d| view::preview(d)).collect())
-        .unwrap_or_default();
-    render(InterestsPage {
-        chrome: Chrome::new(req, "Interests", "interests"),
-        queues,
-        find: listing.find,
-        found,
-        pager,
-        edit_queue,
-        edit_interests,
-        sample_task,
-        reach,
-        preview,
-        preview_examples,
-    })
-}
-
-pub async fn interests(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
-    let (edit_queue, edit_interests) = match q.edit.as_deref() {
-        Some(name) => {
-            let queue = queue_name(name)?;
-            let current = state.broker.interests_of(&queue);
-            let current = current.ok_or(BrokerError::UnknownQueue(queue))?;
-            (name.to_owned(), view::pretty(&current))
-        }
-        None => (String::new(), String::new()),
-    };
-    interests_page(
-        &req,
-        &state,
-        Listing::of(&q)?,
-        edit_queue,
-        edit_interests,
-        String::new(),
-        None,
-        None,
-    )
-    .await
-}
-
-/// Saves a queue's interests, or (with `preview`) tries them against the
-/// recent publishes without saving.
-pub async fn save_interests(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
-    let form = Form::read(&req, &body)?;
-    let queue = queue_name(form.required("queue")?.trim())?;
-    let raw = form.required("interests")?;
-    let value: Value = serde_json::from_str(raw)
-        .map_err(|e| bad("interests", format!("is not valid JSON: {e}")))?;
-    if form.get("preview").is_some() {
-        let preview = state
-            .broker
-            .preview_interests(&queue, &value, PREVIEW_TASKS)?;
-        return interests_page(
-            &req,
-            &state,
-            Listing::default(),
-            queue.to_string(),
-            raw.to_owned(),
-            String::new(),
-            None,
-            Some(preview),
-        )
-        .await;
-    }
-    let saved = state.broker.set_interests(queue.clone(), &value).await?;
-    state
-        .broker
-        .audit_event(
-            &caller_role(&req),
-            "set_interests",
-            queue.as_str(),
-            Some(saved.to_string()),
-        )
-        .await?;
-    Ok(see_other(
-        "/admin/interests",
-        &format!("Saved the interests of {queue}"),
-    ))
-}
-
-pub async fn remove_interests(
-    req: HttpRequest,
-    state: Data,
-    path: web::Path<String>,
-    body: web::Bytes,
-) -> Res {
-    Form::read(&req, &body)?;
-    let queue = queue_name(&path)?;
-    state.broker.delete_interests(&queue).await?;
-    state
-        .broker
-        .audit_event(&caller_role(&req), "remove_interests", queue.as_str(), None)
-        .await?;
-    Ok(see_other(
-        "/admin/interests",
-        &format!("Removed the interests of {queue}: it receives no new tasks"),
-    ))
-}
-
-pub async fn try_task(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
-    let form = Form::read(&req, &body)?;
-    let raw = form.required("task")?;
-    let data = json_object("task", raw)?;
-    let reach = state.broker.try_task(&data);
-    interests_page(
-        &req,
-        &state,
-        Listing::default(),
-        String::new(),
-        String::new(),
-        raw.to_owned(),
-        Some(reach),
-        None,
-    )
-    .await
 }
 
 // ----- locks and audit ------------------------------------------------------

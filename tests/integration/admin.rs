@@ -683,7 +683,17 @@ async fn interests_are_added_edited_tried_and_removed() {
         .html()
         .to_owned();
     assert!(edit.contains(r#"name="queue" value="email""#));
-    assert!(edit.contains("&#34;kind&#34;: &#34;^email$&#34;"));
+    assert!(
+        edit.contains(r#"<input name="field" value="kind""#)
+            && edit.contains(r#"<input name="value" value="^email$""#),
+        "a field and its regex, as written: {edit}"
+    );
+    let as_json = site
+        .get("/admin/interests?edit=email&as=json")
+        .await
+        .html()
+        .to_owned();
+    assert!(as_json.contains("&#34;kind&#34;: &#34;^email$&#34;"));
     site.get("/admin/interests?edit=nobody")
         .await
         .error(404, "queue");
@@ -1857,5 +1867,128 @@ async fn the_live_stream_says_when_the_lists_change() {
         next_piece(&mut res).await,
         "event: change\ndata: {}\n\n",
         "a claim changes the lists too"
+    );
+}
+
+#[tokio::test]
+async fn interests_are_edited_as_fields_and_patterns_and_a_bad_one_is_shown_in_its_row() {
+    let app = spawn_app().await;
+    let mut site = Site::new(&app);
+    let page = site.get("/admin/interests").await.html().to_owned();
+    assert_eq!(
+        page.matches(r#"<input name="field""#).count(),
+        3,
+        "blank rows"
+    );
+    let rows = |rows: &[(&'static str, &'static str, &'static str)]| {
+        let mut form = vec![("queue", "logs"), ("mode", "fields"), ("takes", "fields")];
+        for (field, op, value) in rows {
+            form.extend([("field", *field), ("op", *op), ("value", *value)]);
+        }
+        form.extend([("field", ""), ("op", "regex"), ("value", "")]);
+        form
+    };
+    // A regex as written, backslashes and all; operators beside it.
+    let to = site
+        .post(
+            "/admin/interests",
+            &rows(&[
+                ("path", "regex", r"^C:\\temp\\.+\.log$"),
+                ("size", "numeric", ">= 10 < 20"),
+                ("host", "suffix", ".example.com"),
+            ]),
+        )
+        .await
+        .redirect();
+    assert!(to.ends_with("done=Saved the interests of logs"), "{to}");
+    let saved = app.status("interests").await["interests"]["logs"].clone();
+    assert_eq!(
+        saved,
+        json!({"path": r"^C:\\temp\\.+\.log$", "size": {"numeric": [">=", 10.0, "<", 20.0]}, "host": {"suffix": ".example.com"}})
+    );
+    let routed = app
+        .send(
+            Method::POST,
+            "/interest/try",
+            Some(json!({"data": {"path": r"C:\temp\a.log"}})),
+        )
+        .await
+        .ok();
+    assert_eq!(routed["queues"][0]["queue"], "logs", "{routed}");
+    let edit = site
+        .get("/admin/interests?edit=logs")
+        .await
+        .html()
+        .to_owned();
+    assert!(
+        edit.contains(r#"value="^C:\\temp\\.+\.log$""#),
+        "shown as written: {edit}"
+    );
+    assert!(edit.contains(r#"<option value="numeric" selected>"#));
+
+    // A bad regex: the form comes back with the input kept and the reason
+    // next to its row; nothing is saved.
+    let refused = site
+        .post(
+            "/admin/interests",
+            &rows(&[
+                ("path", "regex", r"^C:\\temp\\.+\.log$"),
+                ("size", "regex", "([0-9]+"),
+            ]),
+        )
+        .await;
+    assert_eq!(refused.status.as_u16(), 400);
+    let html = refused.body;
+    assert!(
+        html.contains(r#"<input name="value" value="([0-9]+""#)
+            && html.contains(r#"<tr class="refused">"#)
+            && html.contains(r#"id="row-error-2" role="alert">queue `logs`: field `size`: invalid regular expression"#),
+        "{html}"
+    );
+    assert_eq!(app.status("interests").await["interests"]["logs"], saved);
+    for (bad, row) in [
+        (rows(&[("size", "numeric", ">= ten")]), 1),
+        (rows(&[("a", "regex", "x"), ("a", "regex", "y")]), 2),
+        (rows(&[("", "regex", "x")]), 1),
+    ] {
+        let page = site.post("/admin/interests", &bad).await;
+        assert_eq!(page.status.as_u16(), 400);
+        assert!(
+            page.body.contains(&format!(r#"id="row-error-{row}""#)),
+            "{}",
+            page.body
+        );
+    }
+    let empty = site.post("/admin/interests", &rows(&[])).await;
+    assert!(empty.status.as_u16() == 400 && empty.body.contains("give at least one field"));
+    // Every task, and what no other queue takes, need no rows.
+    for (takes, want) in [("every", json!("*")), ("unrouted", json!("unrouted"))] {
+        site.post(
+            "/admin/interests",
+            &[
+                ("queue", "all"),
+                ("mode", "fields"),
+                ("takes", takes),
+                ("field", ""),
+                ("op", "regex"),
+                ("value", ""),
+            ],
+        )
+        .await
+        .redirect();
+        assert_eq!(app.status("interests").await["interests"]["all"], want);
+    }
+    // What rows cannot say is edited as JSON.
+    app.put_interest("rules", json!([{"a": "x", "b": "y"}, {"c": "z"}]))
+        .await
+        .ok();
+    let edit = site
+        .get("/admin/interests?edit=rules")
+        .await
+        .html()
+        .to_owned();
+    assert!(
+        edit.contains(r#"<textarea id="interests" name="interests""#)
+            && !edit.contains(r#"name="mode""#)
     );
 }

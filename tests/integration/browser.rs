@@ -375,7 +375,13 @@ async fn an_operator_watches_retries_and_routes_in_a_real_browser() {
             .as_deref(),
         Some("email")
     );
-    b.fill("#interests", r#"{"kind": "^(email|mail)$"}"#).await;
+    // The interest is a row: the field, and its regex as written.
+    assert_eq!(
+        b.js("return document.querySelector('input[name=field]').value;")
+            .await,
+        "kind"
+    );
+    b.fill("input[name=value]", "^(email|mail)$").await;
     b.click("button[name=save]").await;
     assert_eq!(b.text(".flash").await, "Saved the interests of email");
     b.fill("#task", r#"{"kind": "mail", "to": "x@example.com"}"#)
@@ -391,7 +397,8 @@ async fn an_operator_watches_retries_and_routes_in_a_real_browser() {
     b.screenshot("interests-try").await;
     // A candidate interest, tried against the recent publishes unsaved.
     b.fill("#queue", "reports").await;
-    b.fill("#interests", r#"{"kind": "^report$"}"#).await;
+    b.fill("input[name=field]", "kind").await;
+    b.fill("input[name=value]", "^report$").await;
     b.click("button[name=preview]").await;
     let preview = b.text("#preview-result").await;
     assert!(
