@@ -21,10 +21,9 @@ pub const RECENT_KEPT: usize = 1000;
 pub const RECENT_BYTES: usize = 16 << 20;
 /// A task larger than this is not remembered at all.
 pub const RECENT_ONE_BYTES: usize = 64 << 10;
-/// How often the totals are sampled for the throughput chart.
+/// How often the totals are sampled for the throughput chart: samples are
+/// taken at the multiples of this, so that every node takes the same ones.
 pub const SAMPLE_EVERY_MS: u64 = 5_000;
-/// Samples kept: six minutes at one per five seconds.
-pub const SAMPLES_KEPT: usize = 73;
 
 /// The totals at one moment.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,12 +32,13 @@ pub struct Sample {
     pub counters: Counters,
 }
 
-/// In-memory views the site shows: recent publishes and the totals over
-/// time. Per node, and empty after a restart.
+/// In-memory views the site shows: the recent publishes (per node, and
+/// empty after a restart), and when this node last sampled the totals (the
+/// samples are in the store).
 #[derive(Debug, Default)]
 pub(crate) struct Observed {
     recent: std::sync::Mutex<Recent>,
-    samples: std::sync::Mutex<VecDeque<Sample>>,
+    sampled: std::sync::Mutex<Option<Millis>>,
 }
 
 /// The last publishes, each with its estimated size, within both bounds.
@@ -81,20 +81,15 @@ impl Observed {
         (recent.tasks.len(), recent.bytes)
     }
 
-    /// Whether a sample is due at `now`.
-    pub(crate) fn sample_due(&self, now: Millis) -> bool {
-        let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        samples
-            .back()
-            .is_none_or(|s| now.since(s.at) >= SAMPLE_EVERY_MS)
+    /// The sampling time due at `now`, unless this node took it already.
+    fn sample_due(&self, now: Millis) -> Option<Millis> {
+        let at = Millis(now.0 - now.0 % SAMPLE_EVERY_MS);
+        let sampled = self.sampled.lock().unwrap_or_else(|e| e.into_inner());
+        (*sampled != Some(at)).then_some(at)
     }
 
-    pub(crate) fn sample(&self, sample: Sample) {
-        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        samples.push_back(sample);
-        if samples.len() > SAMPLES_KEPT {
-            samples.pop_front();
-        }
+    fn sampled(&self, at: Millis) {
+        *self.sampled.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
     }
 }
 
@@ -333,14 +328,15 @@ impl Broker {
         Ok(self.store.audit(page).await?)
     }
 
-    /// Totals sampled every few seconds, oldest first (this node's view).
-    pub fn samples(&self) -> Vec<Sample> {
-        let samples = self
-            .observed
-            .samples
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        samples.iter().copied().collect()
+    /// The totals sampled since `since`, oldest first: the cluster's (they
+    /// are in the store), every 5 s for the last hour and every minute for
+    /// the last day.
+    pub async fn samples(&self, since: Millis) -> Result<Vec<Sample>> {
+        let samples = self.store.samples(since).await?;
+        Ok(samples
+            .into_iter()
+            .map(|(at, counters)| Sample { at, counters })
+            .collect())
     }
 
     /// The publishes remembered for the interest preview: how many, and
@@ -349,13 +345,21 @@ impl Broker {
         self.observed.recent_size()
     }
 
-    /// Samples the totals when one is due.
-    pub(crate) async fn sample_counters(&self, now: Millis) -> Result<()> {
-        if self.observed.sample_due(now) {
-            let counters = self.store.counters().await?;
-            self.observed.sample(Sample { at: now, counters });
+    /// Samples the totals into the store when a sampling time has come. A
+    /// sample that cannot be stored (a full disk) is skipped: the chart has
+    /// a gap, and the tick goes on.
+    pub(crate) async fn sample_counters(&self, now: Millis) {
+        let Some(at) = self.observed.sample_due(now) else {
+            return;
+        };
+        self.observed.sampled(at);
+        let stored = match self.store.counters().await {
+            Ok(counters) => self.store.put_sample(at, counters).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            tracing::debug!(error = %e, "the throughput chart's sample was not stored");
         }
-        Ok(())
     }
 
     /// Which queues `data` would reach now, and by which field and pattern.

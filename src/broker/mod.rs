@@ -1349,7 +1349,7 @@ impl Broker {
             self.fire_due(now).await?;
             self.fire_due_batches().await?;
         }
-        self.sample_counters(now).await?;
+        self.sample_counters(now).await;
         // Rate-limited queues earn tokens as time passes: let their waiting
         // workers try again.
         for (queue, settings) in self.store.queue_settings().await? {

@@ -502,6 +502,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now: Millis,
     ) -> Result<bool, StoreError>;
 
+    /// Stores the totals sampled at `at` for the throughput chart, once
+    /// per time whichever node samples it; older samples are thinned out
+    /// (every one for an hour, one a minute for a day).
+    async fn put_sample(&self, at: Millis, counters: Counters) -> Result<bool, StoreError>;
+
+    /// The stored samples since `since`, oldest first.
+    async fn samples(&self, since: Millis) -> Result<Vec<(Millis, Counters)>, StoreError>;
+
     /// Appends to the audit log, durably; only the last [`AUDIT_KEPT`]
     /// entries are kept.
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;

@@ -287,29 +287,81 @@ impl ListQuery {
 
 // ----- overview -------------------------------------------------------------
 
-/// Rates per second between samples, as SVG polyline points.
+/// Rates per second between samples, as SVG polyline points over time, with
+/// what the axes say.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 struct Chart {
     published: String,
     completed: String,
     failed: String,
+    /// The top of the y axis, and its middle (tasks per second).
     peak: u64,
-    minutes: u64,
+    half: String,
+    /// The x axis: its start, middle and end (UTC times).
+    from: String,
+    mid: String,
+    to: String,
+    /// `hour` or `day`.
+    span: &'static str,
 }
 
 const CHART_W: f64 = 600.0;
 const CHART_H: f64 = 120.0;
 
-fn chart(samples: &[Sample]) -> Chart {
-    if samples.len() < 2 {
-        return Chart::default();
+/// How much the throughput chart shows: the last hour (every sample) or
+/// the last day (one a minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Span {
+    Hour,
+    Day,
+}
+
+impl Span {
+    fn of(raw: Option<&str>) -> Result<Self, PageError> {
+        match raw {
+            None | Some("") | Some("hour") => Ok(Span::Hour),
+            Some("day") => Ok(Span::Day),
+            Some(other) => Err(bad("chart", format!("is hour or day, not `{other}`"))),
+        }
     }
-    let rate = |pick: fn(&Counters) -> u64| -> Vec<f64> {
+
+    fn millis(self) -> u64 {
+        match self {
+            Span::Hour => 3_600_000,
+            Span::Day => 86_400_000,
+        }
+    }
+}
+
+fn chart(samples: &[Sample], span: Span, now: Millis) -> Chart {
+    let samples: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.at <= now && (span == Span::Hour || s.at.0 % 60_000 == 0))
+        .collect();
+    let start = Millis(now.0.saturating_sub(span.millis()));
+    let clock = |at: Millis| view::time(at).get(11..16).unwrap_or("").to_owned();
+    let mut out = Chart {
+        from: clock(start),
+        mid: clock(Millis(start.0 + span.millis() / 2)),
+        to: format!("{} UTC", clock(now)),
+        span: match span {
+            Span::Hour => "hour",
+            Span::Day => "day",
+        },
+        ..Chart::default()
+    };
+    if samples.len() < 2 {
+        out.peak = 1;
+        out.half = "0.5".into();
+        return out;
+    }
+    let rate = |pick: fn(&Counters) -> u64| -> Vec<(Millis, f64)> {
         samples
             .windows(2)
             .map(|w| {
                 let secs = (w[1].at.since(w[0].at) as f64 / 1000.0).max(0.001);
-                pick(&w[1].counters).saturating_sub(pick(&w[0].counters)) as f64 / secs
+                let n = pick(&w[1].counters).saturating_sub(pick(&w[0].counters));
+                (w[1].at, n as f64 / secs)
             })
             .collect()
     };
@@ -321,30 +373,28 @@ fn chart(samples: &[Sample]) -> Chart {
     let peak = series
         .iter()
         .flatten()
-        .fold(0.0f64, |a, &b| a.max(b))
-        .max(1.0);
-    let points = |values: &[f64]| -> String {
-        let n = values.len().max(2) - 1;
+        .fold(0.0f64, |a, &(_, b)| a.max(b))
+        .max(1.0)
+        .ceil();
+    // Placed by time, so that a gap (a node down, a sample not stored)
+    // shows as one.
+    let points = |values: &[(Millis, f64)]| -> String {
         values
             .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let x = i as f64 / n as f64 * CHART_W;
-                let y = CHART_H - v / peak * (CHART_H - 10.0);
+            .map(|(at, v)| {
+                let x = at.since(start) as f64 / span.millis() as f64 * CHART_W;
+                let y = CHART_H - v / peak * CHART_H;
                 format!("{x:.1},{y:.1}")
             })
             .collect::<Vec<_>>()
             .join(" ")
     };
-    Chart {
-        published: points(&series[0]),
-        completed: points(&series[1]),
-        failed: points(&series[2]),
-        peak: peak.ceil() as u64,
-        minutes: samples
-            .last()
-            .map_or(0, |l| l.at.since(samples[0].at) / 60_000),
-    }
+    out.published = points(&series[0]);
+    out.completed = points(&series[1]);
+    out.failed = points(&series[2]);
+    out.peak = peak as u64;
+    out.half = format!("{}", peak / 2.0);
+    out
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -373,8 +423,12 @@ struct Overview {
 /// Queues shown on the overview; the queues page has them all.
 const OVERVIEW_QUEUES: usize = 25;
 
-async fn overview_data(state: &AppState) -> Result<Overview, PageError> {
+async fn overview_data(state: &AppState, span: Span) -> Result<Overview, PageError> {
     let broker = &state.broker;
+    let now = broker.now();
+    let samples = broker
+        .samples(Millis(now.0.saturating_sub(span.millis())))
+        .await?;
     let c = broker.counters().await?;
     let queues = broker.queues().await?;
     let settings = broker.all_queue_settings().await?;
@@ -389,7 +443,7 @@ async fn overview_data(state: &AppState) -> Result<Overview, PageError> {
             ("failed", "Failed", c.failed),
             ("retried", "Retried", c.retried),
         ],
-        chart: chart(&broker.samples()),
+        chart: chart(&samples, span, now),
         queue_count: queues.len(),
         queues: queues
             .iter()
@@ -440,8 +494,15 @@ struct OverviewPage {
     o: Overview,
 }
 
-pub async fn overview(req: HttpRequest, state: Data) -> Res {
-    let o = overview_data(&state).await?;
+/// The overview's query: how much of the chart to show.
+#[derive(Debug, Default, Deserialize)]
+pub struct OverviewQuery {
+    #[serde(default)]
+    chart: Option<String>,
+}
+
+pub async fn overview(req: HttpRequest, state: Data, q: web::Query<OverviewQuery>) -> Res {
+    let o = overview_data(&state, Span::of(q.chart.as_deref())?).await?;
     render(OverviewPage {
         chrome: Chrome::new(&req, "Overview", "overview"),
         o,
@@ -449,8 +510,8 @@ pub async fn overview(req: HttpRequest, state: Data) -> Res {
 }
 
 /// The overview's numbers, for its live refresh.
-pub async fn overview_json(state: Data) -> Res {
-    let o = overview_data(&state).await?;
+pub async fn overview_json(state: Data, q: web::Query<OverviewQuery>) -> Res {
+    let o = overview_data(&state, Span::of(q.chart.as_deref())?).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(o))
@@ -1572,16 +1633,24 @@ mod tests {
     }
 
     #[test]
-    fn the_chart_plots_rates_between_samples() {
-        let c = chart(&[
-            sample(0, 0, 0),
-            sample(5_000, 500, 0),
-            sample(10_000, 500, 250),
-        ]);
+    fn the_chart_plots_rates_between_samples_by_time() {
+        let h = 3_600_000;
+        let samples = [
+            sample(h, 0, 0),
+            sample(h + 1_800_000, 180_000, 0),
+            sample(2 * h, 180_000, 90_000),
+            // Not yet: a node with a clock ahead sampled it.
+            sample(2 * h + 5_000, 999_999, 0),
+        ];
+        let c = chart(&samples, Span::Hour, Millis(2 * h));
         // 100/s then 0/s published; 0/s then 50/s completed; peak 100.
-        assert_eq!(c.published, "0.0,10.0 600.0,120.0");
-        assert_eq!(c.completed, "0.0,120.0 600.0,65.0");
-        assert_eq!(c.peak, 100);
-        assert_eq!(chart(&[sample(0, 1, 1)]).published, "");
+        assert_eq!(c.published, "300.0,0.0 600.0,120.0");
+        assert_eq!(c.completed, "300.0,120.0 600.0,60.0");
+        assert_eq!((c.peak, c.half.as_str()), (100, "50"));
+        assert_eq!((c.from.as_str(), c.mid.as_str(), c.to.as_str()), ("01:00", "01:30", "02:00 UTC"));
+        // A day shows the samples on the minute.
+        let day = chart(&samples, Span::Day, Millis(2 * h));
+        assert_eq!(day.published.split(' ').count(), 2);
+        assert_eq!(chart(&[sample(0, 1, 1)], Span::Hour, Millis(h)).published, "");
     }
 }

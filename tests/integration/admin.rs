@@ -312,10 +312,87 @@ async fn the_overview_counts_and_refreshes_from_its_json() {
         "one rate per pair of samples: {completed}"
     );
     // 4 publishes in the first 5 s, 1 completion in the next: 0.8/s and
-    // 0.2/s, drawn against a floor of 1/s.
-    assert_eq!(completed, "0.0,120.0 600.0,98.0", "{live}");
-    assert_eq!(live["chart"]["published"], "0.0,32.0 600.0,120.0");
+    // 0.2/s, drawn against a floor of 1/s, at the end of the hour shown.
+    assert_eq!(heights(completed), [120.0, 96.0], "{live}");
+    assert_eq!(
+        heights(live["chart"]["published"].as_str().unwrap()),
+        [24.0, 120.0]
+    );
+    assert!(completed
+        .split(' ')
+        .all(|p| p.split(',').next().unwrap().parse::<f64>().unwrap() > 595.0));
+    assert_eq!(
+        (
+            live["chart"]["span"].as_str(),
+            live["chart"]["peak"].as_u64()
+        ),
+        (Some("hour"), Some(1))
+    );
     let _ = worker;
+}
+
+/// The heights of a chart line's points.
+fn heights(points: &str) -> Vec<f64> {
+    points
+        .split(' ')
+        .map(|p| p.split(',').nth(1).unwrap().parse().unwrap())
+        .collect()
+}
+
+async fn overview_chart(site: &mut Site, query: &str) -> Value {
+    let body = site
+        .get(&format!("/admin/overview.json{query}"))
+        .await
+        .html()
+        .to_owned();
+    serde_json::from_str::<Value>(&body).unwrap()["chart"].clone()
+}
+
+#[tokio::test]
+async fn the_throughput_chart_is_the_stores_and_outlives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = crate::helpers::spawn_app_in(dir, |_| {}).await;
+    app.put_interest("q", json!("*")).await.ok();
+    // Ten minutes of a publish every 5 s.
+    for _ in 0..120 {
+        app.publish_data(json!({"n": 1})).await;
+        app.advance(5.0).await;
+    }
+    let mut site = Site::new(&app);
+    let before = overview_chart(&mut site, "").await;
+    let points = before["published"].as_str().unwrap().split(' ').count();
+    assert!((118..=120).contains(&points), "a rate per 5 s: {points}");
+    assert!(
+        heights(before["published"].as_str().unwrap())
+            .iter()
+            .skip(1)
+            .all(|h| *h == 96.0),
+        "0.2/s"
+    );
+    let dir = app.stop().await;
+    let app = crate::helpers::spawn_app_in(dir, |_| {}).await;
+    let mut site = Site::new(&app);
+    // This clock starts again at the wall's time: bring it back to where
+    // the first one stopped.
+    app.advance(600.0).await;
+    let after = overview_chart(&mut site, "").await;
+    let kept = heights(after["published"].as_str().unwrap());
+    assert!(
+        kept.len() >= points,
+        "the samples came back from the store: {after}"
+    );
+    assert!(kept[1..points - 1].iter().all(|h| *h == 96.0), "{after}");
+    // The last day shows one sample a minute.
+    let day = overview_chart(&mut site, "?chart=day").await;
+    let minutes = day["published"].as_str().unwrap().split(' ').count();
+    assert!((9..=10).contains(&minutes), "{day}");
+    assert_eq!(day["span"], "day");
+    let page = site.get("/admin?chart=day").await.html().to_owned();
+    assert!(
+        page.contains("over the last day")
+            && page.contains(r#"<a href="/admin">The last hour</a>"#)
+    );
+    site.get("/admin?chart=week").await.error(400, "chart");
 }
 
 #[tokio::test]

@@ -261,8 +261,13 @@ async function refresh(url) {
       line.setAttribute("points", o.chart[series]);
     }
   }
-  setText('[data-chart="peak"]', o.chart.peak);
-  setText('[data-chart="minutes"]', o.chart.minutes);
+  for (const key of ["peak", "half", "from", "mid", "to"]) {
+    for (const el of document.querySelectorAll(`[data-chart="${key}"]`)) {
+      if (el.textContent !== String(o.chart[key])) {
+        el.textContent = o.chart[key];
+      }
+    }
+  }
   const body = document.querySelector("[data-live-queues]");
   if (body) {
     body.replaceChildren(...o.queues.map(queueRow));

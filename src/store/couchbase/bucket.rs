@@ -48,8 +48,9 @@ impl Engine<CouchbaseLog> {
 /// The format of the snapshot pointer and what it points to; checked when a
 /// node starts. 2: entries and snapshots may hold copies' log heads, and
 /// `output::` documents their pages. 3: they may hold batches, and copies'
-/// records that end with their place in a workflow.
-pub const FORMAT_VERSION: u64 = 3;
+/// records that end with their place in a workflow. 4: they may hold the
+/// throughput chart's samples.
+pub const FORMAT_VERSION: u64 = 4;
 
 /// Where the latest snapshot is.
 #[derive(Debug, Serialize, Deserialize)]

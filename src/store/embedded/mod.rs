@@ -24,7 +24,7 @@ pub use self::journal::Checkpoints;
 use self::journal::{classify, Journal};
 use self::tables::{
     Coalesced, AUDIT, BATCHES, COPIES, COUNTERS_KEY, INTERESTS, META, OUTPUT, OUTPUT_HEADS,
-    PAYLOADS, QUEUE_SETTINGS, SCHEDULES, WAL_SEQ_KEY, WORKERS,
+    PAYLOADS, QUEUE_SETTINGS, SAMPLES, SCHEDULES, WAL_SEQ_KEY, WORKERS,
 };
 use self::wal::Wal;
 use super::engine::{Batch, Engine, Log, News, Op, Payloads, Retention};
@@ -45,7 +45,9 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 /// 4: format 3, batches (`batches`), and copies' records that may end with
 /// their place in a workflow (see `engine::ops::put_copy`), which an older
 /// build would misread; a file of format 3 is format 4 without either.
-pub const FORMAT_VERSION: u64 = 4;
+/// 5: format 4 and the throughput chart's samples (`samples`), which the log
+/// may carry records of; a file of format 4 is format 5 without samples.
+pub const FORMAT_VERSION: u64 = 5;
 /// The directory of the write-ahead log, inside the data directory.
 pub const WAL_DIR: &str = "wal";
 const FORMAT_KEY: &str = "format";
@@ -543,7 +545,9 @@ fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
                 for t in [INTERESTS, QUEUE_SETTINGS, SCHEDULES, BATCHES] {
                     txn.open_table(t).map_err(|e| err(e.into()))?;
                 }
-                txn.open_table(AUDIT).map_err(|e| err(e.into()))?;
+                for t in [AUDIT, SAMPLES] {
+                    txn.open_table(t).map_err(|e| err(e.into()))?;
+                }
                 for t in [OUTPUT, OUTPUT_HEADS] {
                     txn.open_table(t).map_err(|e| err(e.into()))?;
                 }
@@ -779,6 +783,15 @@ fn read_all(
     {
         let (k, v) = row.map_err(|e| err(e.into()))?;
         ops.push(Op::PutAudit(k.value(), v.value().to_vec()));
+    }
+    for row in txn
+        .open_table(SAMPLES)
+        .map_err(|e| err(e.into()))?
+        .iter()
+        .map_err(|e| err(e.into()))?
+    {
+        let (k, v) = row.map_err(|e| err(e.into()))?;
+        ops.push(Op::PutSample(k.value(), v.value().to_vec()));
     }
     for row in txn
         .open_table(OUTPUT_HEADS)

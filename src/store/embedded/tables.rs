@@ -30,6 +30,8 @@ pub(super) const OUTPUT_HEADS: TableDefinition<&[u8], &[u8]> = TableDefinition::
 pub(super) const BATCHES: TableDefinition<&str, &[u8]> = TableDefinition::new("batches");
 /// Sequence number -> one operator action (JSON).
 pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// The throughput chart's samples, by time (ms).
+pub(super) const SAMPLES: TableDefinition<u64, &[u8]> = TableDefinition::new("samples");
 
 pub(super) const COUNTERS_KEY: &str = "counters";
 /// The last write-ahead log entry the tables hold.
@@ -48,6 +50,7 @@ pub(super) enum Table {
     Output,
     OutputHeads,
     Batches,
+    Samples,
 }
 
 /// A record's place: its table and key.
@@ -96,6 +99,8 @@ impl Coalesced {
                 Op::DropOutput(k) => ((Table::OutputHeads, boxed(&k)), None),
                 Op::PutBatch(k, v) => ((Table::Batches, boxed(k.as_bytes())), Some(v)),
                 Op::DeleteBatch(k) => ((Table::Batches, boxed(k.as_bytes())), None),
+                Op::PutSample(k, v) => ((Table::Samples, boxed(&k.to_be_bytes())), Some(v)),
+                Op::DeleteSample(k) => ((Table::Samples, boxed(&k.to_be_bytes())), None),
                 Op::Sync => continue,
             };
             let size = key.1.len() + value.as_ref().map_or(0, Vec::len) + 48;
@@ -161,6 +166,7 @@ pub(super) fn checkpoint(db: &Database, changes: &Coalesced) -> Result<(), redb:
         let mut output = txn.open_table(OUTPUT)?;
         let mut heads = txn.open_table(OUTPUT_HEADS)?;
         let mut batches = txn.open_table(BATCHES)?;
+        let mut samples = txn.open_table(SAMPLES)?;
         let mut meta = txn.open_table(META)?;
         let text = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
         // In key order: ids are time-ordered, so sorted writes walk each
@@ -196,11 +202,16 @@ pub(super) fn checkpoint(db: &Database, changes: &Coalesced) -> Result<(), redb:
                     drop(batches.insert(text(key).as_str(), v.as_slice())?)
                 }
                 (Table::Batches, None) => drop(batches.remove(text(key).as_str())?),
-                (Table::Audit, value) => {
-                    let seq = u64::from_be_bytes(key[..].try_into().unwrap_or_default());
+                (Table::Audit | Table::Samples, value) => {
+                    let n = u64::from_be_bytes(key[..].try_into().unwrap_or_default());
+                    let t = if *table == Table::Audit {
+                        &mut audit
+                    } else {
+                        &mut samples
+                    };
                     match value {
-                        Some(v) => drop(audit.insert(seq, v.as_slice())?),
-                        None => drop(audit.remove(seq)?),
+                        Some(v) => drop(t.insert(n, v.as_slice())?),
+                        None => drop(t.remove(n)?),
                     }
                 }
             }

@@ -856,6 +856,25 @@ impl<L: Log> Store for Engine<L> {
             .await
     }
 
+    async fn put_sample(&self, at: Millis, counters: Counters) -> Result<bool, StoreError> {
+        // Another node's sample for the same time is as good: skip the turn.
+        if self.lock().samples.contains_key(&at.0) {
+            return Ok(false);
+        }
+        self.change(|st, ops| Ok(st.put_sample(at.0, counters, ops)))
+            .await
+    }
+
+    async fn samples(&self, since: Millis) -> Result<Vec<(Millis, Counters)>, StoreError> {
+        self.sync().await?;
+        Ok(self
+            .lock()
+            .samples
+            .range(since.0..)
+            .map(|(at, c)| (Millis(*at), *c))
+            .collect())
+    }
+
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         self.change(|st, ops| {
             st.append_audit(entry, ops);

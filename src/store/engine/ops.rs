@@ -43,6 +43,9 @@ pub enum Op {
     /// A batch by its id (JSON).
     PutBatch(String, Vec<u8>),
     DeleteBatch(String),
+    /// The totals at a time (ms), for the throughput chart (JSON).
+    PutSample(u64, Vec<u8>),
+    DeleteSample(u64),
 }
 
 impl Op {
@@ -53,6 +56,7 @@ impl Op {
             | Op::PutPayload(_, v)
             | Op::PutWorker(_, v)
             | Op::PutAudit(_, v)
+            | Op::PutSample(_, v)
             | Op::PutOutput(_, _, v) => v.len(),
             Op::PutInterests(k, v)
             | Op::PutQueueSettings(k, v)
@@ -66,6 +70,7 @@ impl Op {
             | Op::DeletePayload(_)
             | Op::DeleteWorker(_)
             | Op::DeleteAudit(_)
+            | Op::DeleteSample(_)
             | Op::DeleteOutput(..)
             | Op::OutputHead(..)
             | Op::DropOutput(_)
@@ -118,6 +123,10 @@ pub(super) fn schedule_op(s: &ScheduleRecord) -> Op {
 
 pub(super) fn batch_op(b: &BatchRecord) -> Op {
     Op::PutBatch(b.id.clone(), json(b))
+}
+
+pub(super) fn sample_op(at: u64, counters: &crate::model::Counters) -> Op {
+    Op::PutSample(at, json(counters))
 }
 
 pub(super) fn audit_op(seq: u64, entry: &AuditEntry) -> Op {
@@ -224,6 +233,12 @@ pub(super) fn apply(st: &mut State, op: &Op) -> Result<(), StoreError> {
         }
         Op::PutBatch(_, bytes) => st.batches.put(decode_json(bytes)?),
         Op::DeleteBatch(id) => st.batches.remove(id),
+        Op::PutSample(at, bytes) => {
+            st.samples.insert(*at, decode_json(bytes)?);
+        }
+        Op::DeleteSample(at) => {
+            st.samples.remove(at);
+        }
         // Payloads and log pages are read where they are stored, never held
         // in the state.
         Op::PutPayload(..)
@@ -244,6 +259,7 @@ pub(super) fn snapshot(st: &State) -> Batch {
     ops.extend(st.schedules.values().map(schedule_op));
     ops.extend(st.batches.records.values().map(batch_op));
     ops.extend(st.audit.iter().map(|(seq, e)| audit_op(*seq, e)));
+    ops.extend(st.samples.iter().map(|(at, c)| sample_op(*at, c)));
     ops.extend(
         st.outputs
             .iter()

@@ -133,6 +133,9 @@ pub(super) struct State {
     pub buckets: HashMap<QueueName, (f64, Millis)>,
     /// The audit log's last entries, oldest first, by sequence number.
     pub audit: VecDeque<(u64, crate::model::AuditEntry)>,
+    /// The totals sampled for the throughput chart, by time (see
+    /// `records::SAMPLES_FINE_MS`).
+    pub samples: BTreeMap<u64, crate::model::Counters>,
     /// Copies with a log, and where it stands (its pages are in the log).
     pub outputs: HashMap<TaskId, super::output::Head>,
     /// The rotations and running counts of fairness groups.

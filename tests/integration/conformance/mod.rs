@@ -235,6 +235,7 @@ macro_rules! conformance_tests {
             singular_locks_are_listed_and_can_be_broken,
             removes_one_copy_or_the_failed_set,
             the_audit_log_is_kept_newest_first,
+            samples_are_kept_once_per_time_and_thinned_with_age,
             only_the_lease_holder_appends_to_a_running_copys_log,
             a_long_log_keeps_its_last_bytes,
             a_log_goes_with_its_copy,

@@ -184,3 +184,48 @@ pub async fn the_audit_log_is_kept_newest_first(h: &mut dyn Harness) -> R {
     assert_eq!(newest[0].detail.as_deref(), Some("last"));
     Ok(())
 }
+
+pub async fn samples_are_kept_once_per_time_and_thinned_with_age(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let totals = |n: u64| Counters {
+        published: n,
+        ..Counters::default()
+    };
+    // A day and a half of samples, every 5 s for its last two hours and
+    // every 30 s before (a node that sampled less often).
+    let start = Millis(T0.0 - T0.0 % 60_000);
+    let end = start.plus_secs(36 * 3600);
+    let mut at = start;
+    while at <= end {
+        assert!(s.put_sample(at, totals(at.since(start) / 1000)).await?);
+        let step = if end.since(at) <= 2 * 3600 * 1000 {
+            5
+        } else {
+            30
+        };
+        at = at.plus_secs(step);
+    }
+    // Another node sampled the same time: it is kept once, as first stored.
+    assert!(!s.put_sample(end, totals(0)).await?);
+    let s = h.reopen(s).await;
+    let kept = s.samples(Millis(0)).await?;
+    let last = kept.last().expect("samples");
+    assert_eq!((last.0, last.1.published), (end, 36 * 3600));
+    let hour_ago = Millis(end.0 - 3_600_000);
+    let day_ago = Millis(end.0 - 86_400_000);
+    assert!(kept.iter().all(|(t, _)| *t >= day_ago), "a day at most");
+    assert_eq!(
+        kept.iter().filter(|(t, _)| *t >= hour_ago).count(),
+        721,
+        "every 5 s for an hour"
+    );
+    assert!(
+        kept.iter()
+            .filter(|(t, _)| *t < hour_ago)
+            .all(|(t, _)| t.0 % 60_000 == 0),
+        "one a minute before"
+    );
+    assert_eq!(kept.iter().filter(|(t, _)| *t < hour_ago).count(), 23 * 60);
+    assert_eq!(s.samples(hour_ago).await?.len(), 721);
+    Ok(())
+}
