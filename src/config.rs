@@ -278,6 +278,11 @@ pub struct TaskSettings {
     /// client's publish; a copy whose output would go deeper fails, which
     /// ends a loop of queues feeding each other.
     pub max_output_depth: u32,
+    /// Seconds the publish log keeps a client's publish, for an interest
+    /// set with `replay` to copy in; 0 keeps no log.
+    pub replay_keep_secs: u64,
+    /// Most bytes (about) the publish log holds; the oldest go first.
+    pub replay_max_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -365,6 +370,8 @@ impl Default for TaskSettings {
             log_kept_bytes: 1 << 20,
             log_every_ms: 200,
             max_output_depth: 32,
+            replay_keep_secs: 600,
+            replay_max_bytes: 64 << 20,
         }
     }
 }
@@ -469,6 +476,10 @@ impl Settings {
         check(
             t.log_kept_bytes <= 1 << 30,
             "tasks.log_kept_bytes must be at most 1073741824",
+        )?;
+        check(
+            t.replay_keep_secs <= 7 * 86_400 && t.replay_max_bytes <= 16 << 30,
+            "tasks.replay_keep_secs must be at most 604800 and tasks.replay_max_bytes at most 17179869184",
         )?;
         check(
             self.limits.max_batch > 0 && self.limits.max_claim_count > 0,
@@ -583,6 +594,8 @@ impl Settings {
             failed_ms: t.keep_failed_secs.saturating_mul(1000),
             sweep_batch: t.sweep_batch.max(1),
             log_kept_bytes: t.log_kept_bytes,
+            replay_keep_ms: t.replay_keep_secs.saturating_mul(1000),
+            replay_max_bytes: t.replay_max_bytes,
         }
     }
 
@@ -607,6 +620,7 @@ impl Settings {
             log_every_ms: self.tasks.log_every_ms,
             log_kept_bytes: self.tasks.log_kept_bytes,
             max_output_depth: self.tasks.max_output_depth,
+            replay_keep_ms: self.tasks.replay_keep_secs.saturating_mul(1000),
         }
     }
 }

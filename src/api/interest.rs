@@ -14,19 +14,29 @@ pub async fn set(call: Call, body: Body) -> Answer {
     match body {
         Body::Params(p) => {
             let (queue, interests) = parse_interest(&p)?;
+            let replay = replay_of(&p, &call)?;
             let normalized = state
                 .broker
                 .set_interests(queue.clone(), &interests)
                 .await?;
             let detail = Some(normalized.to_string());
             call.audit("set_interests", queue.as_str(), detail).await?;
-            json(&json!({"queue": queue, "interests": normalized}))
+            let mut answer = json!({"queue": queue, "interests": normalized});
+            if let Some(secs) = replay {
+                answer["replayed"] = json!(state.broker.replay(&queue, secs).await?);
+            }
+            json(&answer)
         }
         Body::Batch(items) => {
+            let mut replays = Vec::new();
             let updates = items
                 .into_iter()
                 .enumerate()
-                .map(|(i, item)| parse_interest(&Params::item(i, item)?))
+                .map(|(i, item)| {
+                    let p = Params::item(i, item)?;
+                    replays.push(replay_of(&p, &call)?);
+                    parse_interest(&p)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let queues: Vec<_> = updates.iter().map(|(q, _)| q.clone()).collect();
             let normalized = state.broker.set_many_interests(updates).await?;
@@ -40,18 +50,33 @@ pub async fn set(call: Call, body: Body) -> Answer {
             };
             let target = format!("{} queues", queues.len());
             call.audit("set_interests", &target, Some(detail)).await?;
-            let answer: Vec<_> = queues
-                .into_iter()
-                .zip(normalized)
-                .map(|(queue, interests)| json!({"queue": queue, "interests": interests}))
-                .collect();
+            let mut answer = Vec::with_capacity(queues.len());
+            for ((queue, interests), replay) in queues.into_iter().zip(normalized).zip(replays) {
+                let mut one = json!({"queue": queue, "interests": interests});
+                if let Some(secs) = replay {
+                    one["replayed"] = json!(state.broker.replay(&queue, secs).await?);
+                }
+                answer.push(one);
+            }
             json(&answer)
         }
     }
 }
 
+/// `replay`: the publish log's last so many seconds to copy in.
+fn replay_of(p: &Params, call: &Call) -> Result<Option<u64>, ApiError> {
+    let keep = call.state.settings.tasks.replay_keep_secs;
+    if p.get("replay").is_some() && keep == 0 {
+        return Err(p.invalid(
+            "replay",
+            "the publish log is off here (tasks.replay_keep_secs is 0)",
+        ));
+    }
+    p.integer("replay", 1, keep.max(1))
+}
+
 fn parse_interest(p: &Params) -> Result<(crate::model::QueueName, serde_json::Value), ApiError> {
-    p.only(&["queue", "interests"])?;
+    p.only(&["queue", "interests", "replay"])?;
     let queue = p.required("queue", p.queue("queue")?)?;
     let interests = p.required("interests", p.json("interests")?)?;
     Ok((queue, interests))

@@ -717,8 +717,12 @@ pub fn deleted_workers_answer(_: &Settings) -> Value {
     }})
 }
 
+pub fn replay_secs(s: &Settings) -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": s.tasks.replay_keep_secs.max(1)})
+}
+
 pub fn interest_answer(_: &Settings) -> Value {
-    let one = json!({"type": "object", "required": ["queue", "interests"], "properties": {"queue": {"type": "string"}, "interests": {}}});
+    let one = json!({"type": "object", "required": ["queue", "interests"], "properties": {"queue": {"type": "string"}, "interests": {}, "replayed": {"type": "integer"}}});
     json!({"oneOf": [one, {"type": "array", "items": one}]})
 }
 

@@ -379,6 +379,12 @@ const INTEREST: &[Param] = &[
         true,
         "\"*\" or an object of field path to regular expression",
     ),
+    p(
+        "replay",
+        s::replay_secs,
+        false,
+        "seconds: copy in the publishes of that long ago to now (up to tasks.replay_keep_secs) that these interests want and that have no copy in the queue yet; the answer says how many in `replayed`",
+    ),
 ];
 const TRY_TASK: &[Param] = &[p(
     "data",

@@ -71,6 +71,43 @@ pub(super) fn copies_of(
     copies
 }
 
+/// A logged publish's copy for `queue`, replayed into it: as `copies_of`
+/// makes it, with the key and group that queue's interests capture.
+pub(super) fn replayed_copy(
+    interests: &interest::Interests,
+    new: &NewTask,
+    data: &Arc<Map<String, Value>>,
+    task_id: TaskId,
+    queue: QueueName,
+    defaults: Defaults,
+    now: Millis,
+) -> Task {
+    let singular = new.singularly_enqueue || new.singularly_run;
+    let key = interests
+        .sets(Capture::Key)
+        .then(|| interests.capture_from(Capture::Key, data))
+        .flatten()
+        .filter(|k| crate::model::is_valid_key(k));
+    let fp = match (singular, &key) {
+        (false, _) => String::new(),
+        (true, Some(k)) => identity(Some(k), data),
+        (true, None) => identity(new.key.as_deref(), data),
+    };
+    let mut copy = make_copy(new, data, task_id, queue, None, &fp, defaults, now);
+    if let Some(k) = key {
+        copy.key = Some(k);
+    }
+    if let Some(g) = interests
+        .sets(Capture::Group)
+        .then(|| interests.capture_from(Capture::Group, data))
+        .flatten()
+        .filter(|g| crate::model::is_valid_group(g))
+    {
+        copy.group = Some(g);
+    }
+    copy
+}
+
 #[allow(clippy::too_many_arguments)]
 fn make_copy(
     new: &NewTask,

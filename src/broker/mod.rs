@@ -12,6 +12,7 @@ mod bulk;
 pub mod clock;
 mod copies;
 mod logs;
+mod replay;
 pub mod schedule;
 mod settings;
 mod wakers;
@@ -37,9 +38,9 @@ use self::wakers::Wakers;
 use crate::metrics::{Metrics, QueueEvent};
 pub use crate::model::NewTask;
 use crate::model::{
-    CancelTarget, Cancellation, CopyRef, Counters, Lane, Millis, Page, Published, QueueCounts,
-    QueueFilter, QueueGroups, QueueName, RetryPolicy, ScheduleRecord, Scope, Task, TaskFilter,
-    TaskId, TaskSelector, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
+    CancelTarget, Cancellation, CopyRef, Counters, Lane, Millis, Page, PublishRecord, Published,
+    QueueCounts, QueueFilter, QueueGroups, QueueName, RetryPolicy, ScheduleRecord, Scope, Task,
+    TaskFilter, TaskId, TaskSelector, TaskState, WorkerId, WorkerRecord, WorkerState, MAX_COPIES,
 };
 use crate::store::{Enqueued, Outcome, ReportKind, Store, StoreError, WorkerReport};
 
@@ -74,6 +75,8 @@ pub struct BrokerSettings {
     pub log_kept_bytes: u64,
     /// Deepest a task made from outputs may be (`tasks.max_output_depth`).
     pub max_output_depth: u32,
+    /// How long the publish log keeps a client's publish (0: no log).
+    pub replay_keep_ms: u64,
 }
 
 impl Default for BrokerSettings {
@@ -92,6 +95,7 @@ impl Default for BrokerSettings {
             log_every_ms: 200,
             log_kept_bytes: 1 << 20,
             max_output_depth: 32,
+            replay_keep_ms: 600_000,
         }
     }
 }
@@ -400,6 +404,9 @@ impl Broker {
         let mut spans = Vec::with_capacity(tasks.len());
         let mut discarded = 0;
         let mut accepted = Vec::with_capacity(tasks.len());
+        // A client's publishes go into the publish log, for replays.
+        let logging = matches!(via, Via::Client) && self.settings.replay_keep_ms > 0;
+        let mut log = Vec::new();
         for (index, (mut new, indices)) in tasks.into_iter().zip(routed).enumerate() {
             // A schedule's firing has nobody to refuse: it publishes as any.
             if new.require_route && !matches!(via, Via::Schedule(_)) {
@@ -447,6 +454,25 @@ impl Broker {
                     "publish reached no queue: no interest matched; discarded"
                 );
             }
+            // What waits on other tasks, or copies itself per worker, is not
+            // replayed.
+            if logging && new.scope == Scope::Any && new.depends_on.is_empty() {
+                let made = &copies[start..];
+                let payload = made
+                    .is_empty()
+                    .then(|| serde_json::to_vec(&*data).expect("json encodes"));
+                log.push((
+                    PublishRecord {
+                        publish_id,
+                        at: now,
+                        task: new.clone(),
+                        queues: made.iter().map(|t| t.queue.clone()).collect(),
+                        copies: made.len() as u16,
+                        bytes: 0,
+                    },
+                    payload,
+                ));
+            }
             spans.push((publish_id, start..copies.len()));
         }
         let published = spans.len() as u64;
@@ -468,6 +494,9 @@ impl Broker {
         let results = match via {
             Via::Schedule(schedule) => self.store.fire_schedule(schedule, copies, counted).await?,
             Via::Batch(batch) => self.store.open_batch(*batch, copies, counted).await?,
+            Via::Client if !log.is_empty() => {
+                self.store.enqueue_logged(copies, counted, log, now).await?
+            }
             Via::Client => self.store.enqueue(copies, counted).await?,
         };
         self.observed.published(accepted);

@@ -9,6 +9,7 @@ mod access;
 mod batch;
 mod filter;
 mod ids;
+mod recent;
 mod requests;
 mod task;
 mod time;
@@ -19,6 +20,7 @@ pub use filter::{parse_time, FieldMatch, FieldMatchError, TaskFilter, MAX_FIELD_
 pub use ids::{
     IdError, QueueName, QueueNameError, TaskId, WorkerId, MAX_COPIES, MAX_QUEUE_NAME_LEN,
 };
+pub use recent::PublishRecord;
 pub use requests::{
     Acted, BulkAction, BulkStep, CancelTarget, Cancellation, Page, RetryTarget, Selection,
     TaskSelector,

@@ -16,14 +16,16 @@ pub mod couchbase;
 pub mod embedded;
 pub mod engine;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::model::{
     Acted, AuditEntry, BatchRecord, BulkStep, CancelTarget, Cancellation, Counters, HeldLock, Lane,
-    LockKind, Millis, NewTask, Page, QueueCounts, QueueFilter, QueueGroups, QueueName,
-    QueueSettings, RetryPolicy, RetryTarget, ScheduleRecord, Task, TaskFilter, TaskId, TaskLog,
-    TaskSelector, TaskState, WorkerId, WorkerRecord,
+    LockKind, Millis, NewTask, Page, PublishRecord, QueueCounts, QueueFilter, QueueGroups,
+    QueueName, QueueSettings, RetryPolicy, RetryTarget, ScheduleRecord, Task, TaskFilter, TaskId,
+    TaskLog, TaskSelector, TaskState, WorkerId, WorkerRecord,
 };
 
 /// What went wrong in a store.
@@ -210,6 +212,35 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         tasks: Vec<Task>,
         counters: Counters,
+    ) -> Result<Vec<Enqueued>, StoreError>;
+
+    /// `enqueue` for a client's publishes, logging each in the publish log
+    /// (`log`: its record, and its payload when it reached no queue, which
+    /// `tasks` then does not carry) in the same durable step.
+    async fn enqueue_logged(
+        &self,
+        tasks: Vec<Task>,
+        counters: Counters,
+        log: Vec<(PublishRecord, Option<Vec<u8>>)>,
+        now: Millis,
+    ) -> Result<Vec<Enqueued>, StoreError>;
+
+    /// A page of the publish log: up to `limit` publishes made at or after
+    /// `since` (and after publish `after`), oldest first, with their data.
+    async fn recent_publishes(
+        &self,
+        since: Millis,
+        after: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<(PublishRecord, Arc<Map<String, Value>>)>, StoreError>;
+
+    /// Copies logged publishes into `queue` (see `State::replay_into`):
+    /// each `(publish, copy)` whose publish is still logged and has no copy
+    /// in `queue` yet, in one durable step. Returns the copies made.
+    async fn replay(
+        &self,
+        queue: &QueueName,
+        copies: Vec<(TaskId, Task)>,
     ) -> Result<Vec<Enqueued>, StoreError>;
 
     /// Claims up to `count` ready copies for `worker`, from `lanes` in order

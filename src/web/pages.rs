@@ -1647,10 +1647,16 @@ mod tests {
         assert_eq!(c.published, "300.0,0.0 600.0,120.0");
         assert_eq!(c.completed, "300.0,120.0 600.0,60.0");
         assert_eq!((c.peak, c.half.as_str()), (100, "50"));
-        assert_eq!((c.from.as_str(), c.mid.as_str(), c.to.as_str()), ("01:00", "01:30", "02:00 UTC"));
+        assert_eq!(
+            (c.from.as_str(), c.mid.as_str(), c.to.as_str()),
+            ("01:00", "01:30", "02:00 UTC")
+        );
         // A day shows the samples on the minute.
         let day = chart(&samples, Span::Day, Millis(2 * h));
         assert_eq!(day.published.split(' ').count(), 2);
-        assert_eq!(chart(&[sample(0, 1, 1)], Span::Hour, Millis(h)).published, "");
+        assert_eq!(
+            chart(&[sample(0, 1, 1)], Span::Hour, Millis(h)).published,
+            ""
+        );
     }
 }

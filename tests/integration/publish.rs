@@ -765,3 +765,121 @@ async fn a_capture_named_key_keys_that_queues_copies_for_the_singular_rules() {
     let mine = app.status("key=mine").await["key"].clone();
     assert_eq!(mine.as_array().unwrap().len(), 2, "{mine}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_interest_replays_recent_publishes_once_each_even_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = crate::helpers::spawn_app_in(dir, |_| {}).await;
+    app.put_interest("orders", json!({"kind": "^order$"}))
+        .await
+        .ok();
+    let publish = |task: serde_json::Value| {
+        let app = &app;
+        async move {
+            app.publish(task).await.ok()["taskId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let first = publish(json!({"data": {"kind": "order", "n": 1}})).await;
+    publish(json!({"data": {"kind": "refund", "n": 2}})).await;
+    publish(json!({"data": {"kind": "order", "n": 3}, "key": "k3", "priority": "high"})).await;
+    let set = |queue: &'static str, interests: serde_json::Value, replay: serde_json::Value| {
+        let app = &app;
+        async move {
+            app.send(
+                Method::PUT,
+                "/interest",
+                Some(json!({"queue": queue, "interests": interests, "replay": replay})),
+            )
+            .await
+        }
+    };
+    // Everything of the last ten minutes, the discarded refund too.
+    let answer = set("audit", json!("*"), json!(600)).await.ok();
+    assert_eq!(answer["replayed"], 3, "{answer}");
+    assert_eq!(app.queue("audit").await["ready"], 3);
+    let w = app.register(&["audit"]).await;
+    let copies = app.claim_n(&w, 10).await;
+    let third = copies.iter().find(|t| t["data"]["n"] == 3).unwrap();
+    assert_eq!(
+        (third["key"].as_str(), third["priority"].as_i64()),
+        (Some("k3"), Some(10)),
+        "as published"
+    );
+    let one = copies.iter().find(|t| t["data"]["n"] == 1).unwrap();
+    assert_eq!(one["publishId"], first, "a copy of the same publish");
+    // Never twice into one queue: not again, nor after its copies ended.
+    for t in &copies {
+        app.update(&w, t, "complete", json!({})).await.ok();
+    }
+    assert_eq!(
+        set("audit", json!("*"), json!(600)).await.ok()["replayed"],
+        0
+    );
+    // A queue gets only what it has no copy of: orders had both orders.
+    assert_eq!(
+        set("orders", json!("*"), json!(600)).await.ok()["replayed"],
+        1
+    );
+    let app = {
+        let dir = app.stop().await;
+        crate::helpers::spawn_app_in(dir, |_| {}).await
+    };
+    let set = |queue: &'static str, interests: serde_json::Value, replay: serde_json::Value| {
+        let app = &app;
+        async move {
+            app.send(
+                Method::PUT,
+                "/interest",
+                Some(json!({"queue": queue, "interests": interests, "replay": replay})),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        set("audit", json!("*"), json!(600)).await.ok()["replayed"],
+        0,
+        "the log came back"
+    );
+    let refunds = set("refunds", json!({"kind": "^refund$"}), json!(600))
+        .await
+        .ok();
+    assert_eq!(
+        refunds["replayed"], 1,
+        "a discarded publish's data is kept for the log"
+    );
+    // A window: only what is younger than it.
+    app.advance(100.0).await;
+    app.publish(json!({"data": {"kind": "late"}})).await.ok();
+    assert_eq!(
+        set("recent", json!("*"), json!(50)).await.ok()["replayed"],
+        1
+    );
+    // Past the log's age, nothing is left to replay.
+    app.advance(700.0).await;
+    assert_eq!(
+        set("latest", json!("*"), json!(600)).await.ok()["replayed"],
+        0
+    );
+    // Bad replays are refused by name, and set nothing.
+    for bad in [json!(0), json!(601), json!("soon"), json!(1.5)] {
+        set("never", json!("*"), bad)
+            .await
+            .error(400, "invalid_field", Some("replay"));
+    }
+    assert!(app.status("interests").await["interests"]
+        .get("never")
+        .is_none());
+    let off = crate::helpers::spawn_app_with(|s| s.tasks.replay_keep_secs = 0).await;
+    let refused = off
+        .send(
+            Method::PUT,
+            "/interest",
+            Some(json!({"queue": "q", "interests": "*", "replay": 60})),
+        )
+        .await
+        .error(400, "invalid_field", Some("replay"));
+    assert!(refused.contains("publish log is off"), "{refused}");
+}

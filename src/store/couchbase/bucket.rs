@@ -49,7 +49,7 @@ impl Engine<CouchbaseLog> {
 /// node starts. 2: entries and snapshots may hold copies' log heads, and
 /// `output::` documents their pages. 3: they may hold batches, and copies'
 /// records that end with their place in a workflow. 4: they may hold the
-/// throughput chart's samples.
+/// throughput chart's samples and the publish log.
 pub const FORMAT_VERSION: u64 = 4;
 
 /// Where the latest snapshot is.

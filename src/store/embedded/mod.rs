@@ -24,7 +24,7 @@ pub use self::journal::Checkpoints;
 use self::journal::{classify, Journal};
 use self::tables::{
     Coalesced, AUDIT, BATCHES, COPIES, COUNTERS_KEY, INTERESTS, META, OUTPUT, OUTPUT_HEADS,
-    PAYLOADS, QUEUE_SETTINGS, SAMPLES, SCHEDULES, WAL_SEQ_KEY, WORKERS,
+    PAYLOADS, QUEUE_SETTINGS, RECENT, SAMPLES, SCHEDULES, WAL_SEQ_KEY, WORKERS,
 };
 use self::wal::Wal;
 use super::engine::{Batch, Engine, Log, News, Op, Payloads, Retention};
@@ -45,8 +45,9 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 /// 4: format 3, batches (`batches`), and copies' records that may end with
 /// their place in a workflow (see `engine::ops::put_copy`), which an older
 /// build would misread; a file of format 3 is format 4 without either.
-/// 5: format 4 and the throughput chart's samples (`samples`), which the log
-/// may carry records of; a file of format 4 is format 5 without samples.
+/// 5: format 4, the throughput chart's samples (`samples`) and the publish
+/// log (`recent`), which the log may carry records of; a file of format 4 is
+/// format 5 without either.
 pub const FORMAT_VERSION: u64 = 5;
 /// The directory of the write-ahead log, inside the data directory.
 pub const WAL_DIR: &str = "wal";
@@ -548,7 +549,7 @@ fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
                 for t in [AUDIT, SAMPLES] {
                     txn.open_table(t).map_err(|e| err(e.into()))?;
                 }
-                for t in [OUTPUT, OUTPUT_HEADS] {
+                for t in [OUTPUT, OUTPUT_HEADS, RECENT] {
                     txn.open_table(t).map_err(|e| err(e.into()))?;
                 }
                 let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
@@ -792,6 +793,19 @@ fn read_all(
     {
         let (k, v) = row.map_err(|e| err(e.into()))?;
         ops.push(Op::PutSample(k.value(), v.value().to_vec()));
+    }
+    for row in txn
+        .open_table(RECENT)
+        .map_err(|e| err(e.into()))?
+        .iter()
+        .map_err(|e| err(e.into()))?
+    {
+        let (k, v) = row.map_err(|e| err(e.into()))?;
+        let key = k.value().try_into().unwrap_or_default();
+        ops.push(Op::PutRecent(key, v.value().to_vec()));
+        if ops.len() >= LOAD_BATCH {
+            flush(&mut ops, apply)?;
+        }
     }
     for row in txn
         .open_table(OUTPUT_HEADS)

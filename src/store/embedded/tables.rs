@@ -30,6 +30,8 @@ pub(super) const OUTPUT_HEADS: TableDefinition<&[u8], &[u8]> = TableDefinition::
 pub(super) const BATCHES: TableDefinition<&str, &[u8]> = TableDefinition::new("batches");
 /// Sequence number -> one operator action (JSON).
 pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// The publish log, by publish id.
+pub(super) const RECENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("recent");
 /// The throughput chart's samples, by time (ms).
 pub(super) const SAMPLES: TableDefinition<u64, &[u8]> = TableDefinition::new("samples");
 
@@ -51,6 +53,7 @@ pub(super) enum Table {
     OutputHeads,
     Batches,
     Samples,
+    Recent,
 }
 
 /// A record's place: its table and key.
@@ -101,6 +104,8 @@ impl Coalesced {
                 Op::DeleteBatch(k) => ((Table::Batches, boxed(k.as_bytes())), None),
                 Op::PutSample(k, v) => ((Table::Samples, boxed(&k.to_be_bytes())), Some(v)),
                 Op::DeleteSample(k) => ((Table::Samples, boxed(&k.to_be_bytes())), None),
+                Op::PutRecent(k, v) => ((Table::Recent, boxed(&k)), Some(v)),
+                Op::DeleteRecent(k) => ((Table::Recent, boxed(&k)), None),
                 Op::Sync => continue,
             };
             let size = key.1.len() + value.as_ref().map_or(0, Vec::len) + 48;
@@ -167,6 +172,7 @@ pub(super) fn checkpoint(db: &Database, changes: &Coalesced) -> Result<(), redb:
         let mut heads = txn.open_table(OUTPUT_HEADS)?;
         let mut batches = txn.open_table(BATCHES)?;
         let mut samples = txn.open_table(SAMPLES)?;
+        let mut recent = txn.open_table(RECENT)?;
         let mut meta = txn.open_table(META)?;
         let text = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
         // In key order: ids are time-ordered, so sorted writes walk each
@@ -176,6 +182,8 @@ pub(super) fn checkpoint(db: &Database, changes: &Coalesced) -> Result<(), redb:
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for ((table, key), value) in entries {
             match (table, value) {
+                (Table::Recent, Some(v)) => drop(recent.insert(&key[..], v.as_slice())?),
+                (Table::Recent, None) => drop(recent.remove(&key[..])?),
                 (Table::Copies, Some(v)) => drop(copies.insert(&key[..], v.as_slice())?),
                 (Table::Copies, None) => drop(copies.remove(&key[..])?),
                 (Table::Payloads, Some(v)) => drop(payloads.insert(&key[..], v.as_slice())?),

@@ -29,6 +29,7 @@ mod meta;
 mod operator;
 pub mod ops;
 pub mod output;
+mod recent;
 mod records;
 mod report;
 mod state;
@@ -52,9 +53,9 @@ use super::{
 };
 use crate::model::{
     Acted, AuditEntry, BatchRecord, BulkStep, CancelTarget, Cancellation, Counters, HeldLock, Lane,
-    LockKind, Millis, Page, QueueCounts, QueueFilter, QueueGroups, QueueName, QueueSettings,
-    RetryTarget, ScheduleRecord, Task, TaskFilter, TaskId, TaskLog, TaskSelector, TaskState,
-    WorkerId, WorkerRecord,
+    LockKind, Millis, Page, PublishRecord, QueueCounts, QueueFilter, QueueGroups, QueueName,
+    QueueSettings, RetryTarget, ScheduleRecord, Task, TaskFilter, TaskId, TaskLog, TaskSelector,
+    TaskState, WorkerId, WorkerRecord,
 };
 
 /// The state machine over a log. Cheap to share behind an `Arc`.
@@ -318,6 +319,59 @@ impl<L: Log> Store for Engine<L> {
             State::reveal,
         )
         .await
+    }
+
+    async fn enqueue_logged(
+        &self,
+        tasks: Vec<Task>,
+        counters: Counters,
+        log: Vec<(PublishRecord, Option<Vec<u8>>)>,
+        now: Millis,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        self.change_then(
+            |st, ops| {
+                let staged = st.enqueue(tasks, ops)?;
+                st.log_publishes(log, now, ops);
+                st.counters.add(&counters);
+                Ok(staged)
+            },
+            State::reveal,
+        )
+        .await
+    }
+
+    async fn recent_publishes(
+        &self,
+        since: Millis,
+        after: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<(PublishRecord, Arc<Map<String, Value>>)>, StoreError> {
+        self.sync().await?;
+        let records = self.lock().recent_page(since, after, limit);
+        let keys: Vec<[u8; 16]> = records.iter().map(|r| *r.publish_id.as_bytes()).collect();
+        let mut data: HashMap<[u8; 16], Arc<Map<String, Value>>> = HashMap::new();
+        for (k, bytes) in self.log.payloads(&keys).await? {
+            if let Ok(d) = ops::decode_json(&bytes) {
+                data.insert(k, Arc::new(d));
+            }
+        }
+        // A publish whose payload is unreadable cannot be replayed.
+        Ok(records
+            .into_iter()
+            .filter_map(|r| {
+                let d = data.get(r.publish_id.as_bytes())?.clone();
+                Some((r, d))
+            })
+            .collect())
+    }
+
+    async fn replay(
+        &self,
+        queue: &QueueName,
+        copies: Vec<(TaskId, Task)>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        self.change_then(|st, ops| st.replay_into(queue, copies, ops), State::reveal)
+            .await
     }
 
     async fn claim(

@@ -46,6 +46,9 @@ pub enum Op {
     /// The totals at a time (ms), for the throughput chart (JSON).
     PutSample(u64, Vec<u8>),
     DeleteSample(u64),
+    /// A publish in the publish log, by its id (JSON).
+    PutRecent([u8; 16], Vec<u8>),
+    DeleteRecent([u8; 16]),
 }
 
 impl Op {
@@ -57,6 +60,7 @@ impl Op {
             | Op::PutWorker(_, v)
             | Op::PutAudit(_, v)
             | Op::PutSample(_, v)
+            | Op::PutRecent(_, v)
             | Op::PutOutput(_, _, v) => v.len(),
             Op::PutInterests(k, v)
             | Op::PutQueueSettings(k, v)
@@ -71,6 +75,7 @@ impl Op {
             | Op::DeleteWorker(_)
             | Op::DeleteAudit(_)
             | Op::DeleteSample(_)
+            | Op::DeleteRecent(_)
             | Op::DeleteOutput(..)
             | Op::OutputHead(..)
             | Op::DropOutput(_)
@@ -123,6 +128,10 @@ pub(super) fn schedule_op(s: &ScheduleRecord) -> Op {
 
 pub(super) fn batch_op(b: &BatchRecord) -> Op {
     Op::PutBatch(b.id.clone(), json(b))
+}
+
+pub(super) fn put_recent(r: &crate::model::PublishRecord) -> Op {
+    Op::PutRecent(*r.publish_id.as_bytes(), json(r))
 }
 
 pub(super) fn sample_op(at: u64, counters: &crate::model::Counters) -> Op {
@@ -239,6 +248,8 @@ pub(super) fn apply(st: &mut State, op: &Op) -> Result<(), StoreError> {
         Op::DeleteSample(at) => {
             st.samples.remove(at);
         }
+        Op::PutRecent(_, bytes) => st.recent.put(decode_json(bytes)?),
+        Op::DeleteRecent(id) => st.recent.remove(&TaskId::from_bytes(*id)),
         // Payloads and log pages are read where they are stored, never held
         // in the state.
         Op::PutPayload(..)
@@ -260,6 +271,7 @@ pub(super) fn snapshot(st: &State) -> Batch {
     ops.extend(st.batches.records.values().map(batch_op));
     ops.extend(st.audit.iter().map(|(seq, e)| audit_op(*seq, e)));
     ops.extend(st.samples.iter().map(|(at, c)| sample_op(*at, c)));
+    ops.extend(st.recent.records.values().map(put_recent));
     ops.extend(
         st.outputs
             .iter()

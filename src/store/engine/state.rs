@@ -36,6 +36,10 @@ pub struct Retention {
     /// The last bytes of each copy's log kept (whole pages of
     /// `output::PAGE`, at least one).
     pub log_kept_bytes: u64,
+    /// How long the publish log keeps a publish (0: no log), and about how
+    /// many bytes it may hold.
+    pub replay_keep_ms: u64,
+    pub replay_max_bytes: u64,
 }
 
 impl Default for Retention {
@@ -47,6 +51,8 @@ impl Default for Retention {
             failed_ms: 30 * 86_400_000,
             sweep_batch: 1000,
             log_kept_bytes: 1 << 20,
+            replay_keep_ms: 600_000,
+            replay_max_bytes: 64 << 20,
         }
     }
 }
@@ -136,6 +142,9 @@ pub(super) struct State {
     /// The totals sampled for the throughput chart, by time (see
     /// `records::SAMPLES_FINE_MS`).
     pub samples: BTreeMap<u64, crate::model::Counters>,
+    /// The publish log: recent client publishes, oldest first (ids are
+    /// time-ordered), for replays into new interests.
+    pub recent: super::recent::Recent,
     /// Copies with a log, and where it stands (its pages are in the log).
     pub outputs: HashMap<TaskId, super::output::Head>,
     /// The rotations and running counts of fairness groups.
@@ -325,6 +334,12 @@ impl State {
     pub fn publish_has_copies(&self, publish_id: TaskId) -> bool {
         let (lo, hi) = publish_id.copy_range();
         self.tasks.range(lo..=hi).next().is_some()
+    }
+
+    /// Whether a publish's payload is still needed: by a copy, or by the
+    /// publish log.
+    pub fn payload_needed(&self, publish_id: TaskId) -> bool {
+        self.publish_has_copies(publish_id) || self.recent.records.contains_key(&publish_id)
     }
 
     /// The copies of one publish, in copy order.

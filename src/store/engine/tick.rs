@@ -80,6 +80,7 @@ impl State {
         self.trim_history(ops);
         self.remove_copies(&aged, ops);
         self.sweep_batches(now, ops);
+        self.trim_recent(now, ops);
         self.prune_names();
         woken.sort();
         woken.dedup();
@@ -182,7 +183,7 @@ impl State {
             }
         }
         for p in publishes {
-            if !self.publish_has_copies(p) {
+            if !self.payload_needed(p) {
                 ops.push(Op::DeletePayload(*p.as_bytes()));
             }
         }

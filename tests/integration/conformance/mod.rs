@@ -24,8 +24,8 @@ pub use serde_json::json;
 
 pub use interq::model::{
     fingerprint, AuditEntry, BatchRecord, BatchTotals, Counters, Dependency, Lane, LockKind,
-    Millis, NewTask, Priority, QueueName, QueueSettings, RetryPolicy, Scope, Task, TaskId,
-    TaskState, WorkerId, WorkerRecord,
+    Millis, NewTask, Priority, PublishRecord, QueueName, QueueSettings, RetryPolicy, Scope, Task,
+    TaskId, TaskState, WorkerId, WorkerRecord,
 };
 pub use interq::model::{CancelTarget, FieldMatch, Page, RetryTarget, TaskFilter, TaskSelector};
 pub use interq::store::{
@@ -236,6 +236,7 @@ macro_rules! conformance_tests {
             removes_one_copy_or_the_failed_set,
             the_audit_log_is_kept_newest_first,
             samples_are_kept_once_per_time_and_thinned_with_age,
+            the_publish_log_replays_each_publish_once_into_a_queue,
             only_the_lease_holder_appends_to_a_running_copys_log,
             a_long_log_keeps_its_last_bytes,
             a_log_goes_with_its_copy,

@@ -229,3 +229,72 @@ pub async fn samples_are_kept_once_per_time_and_thinned_with_age(h: &mut dyn Har
     assert_eq!(s.samples(hour_ago).await?.len(), 721);
     Ok(())
 }
+
+pub async fn the_publish_log_replays_each_publish_once_into_a_queue(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let record = |t: &Task, queues: &[&str]| PublishRecord {
+        publish_id: t.publish_id,
+        at: t.created_at,
+        task: NewTask {
+            publisher: "conformance".into(),
+            ..NewTask::default()
+        },
+        queues: queues.iter().map(|n| q(n)).collect(),
+        copies: queues.len() as u16,
+        bytes: 0,
+    };
+    let routed = copy("a", 0, 0);
+    let discarded = copy("nowhere", 0, 1);
+    let payload = serde_json::to_vec(&*discarded.data).unwrap();
+    let log = vec![
+        (record(&routed, &["a"]), None),
+        (record(&discarded, &[]), Some(payload)),
+    ];
+    s.enqueue_logged(vec![routed.clone()], Counters::default(), log, T0)
+        .await?;
+    let s = h.reopen(s).await;
+    let logged = s.recent_publishes(T0, None, 10).await?;
+    assert_eq!(logged.len(), 2);
+    assert_eq!(
+        *logged[1].1, *discarded.data,
+        "a discarded publish keeps its data"
+    );
+    // Replays into b: each publish once, by its next copy index.
+    let replayed = |t: &Task, index: u16| {
+        let mut c = t.clone();
+        c.task_id = t.publish_id.copy(index);
+        c.queue = q("b");
+        c
+    };
+    let copies = vec![
+        (routed.publish_id, replayed(&routed, 1)),
+        (discarded.publish_id, replayed(&discarded, 0)),
+    ];
+    assert_eq!(s.replay(&q("b"), copies.clone()).await?.len(), 2);
+    assert_eq!(s.replay(&q("b"), copies).await?.len(), 0, "never twice");
+    let s = h.reopen(s).await;
+    let logged = s.recent_publishes(T0, None, 10).await?;
+    assert_eq!(logged[0].0.queues, [q("a"), q("b")]);
+    assert_eq!(logged[1].0.copies, 1);
+    assert_eq!(
+        s.queue_counts()
+            .await?
+            .iter()
+            .find(|(n, _)| *n == q("b"))
+            .map(|(_, c)| c.ready),
+        Some(2)
+    );
+    // Past the log's age it is gone; copies keep their own payloads.
+    s.tick(T0.plus_secs(3600)).await?;
+    assert!(s.recent_publishes(Millis(0), None, 10).await?.is_empty());
+    let b = s
+        .list_tasks(
+            Some(&q("b")),
+            TaskState::Ready,
+            &TaskFilter::default(),
+            page(0, 10),
+        )
+        .await?;
+    assert_eq!(b.len(), 2, "the replayed copies are read with their data");
+    Ok(())
+}
