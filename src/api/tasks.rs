@@ -132,7 +132,7 @@ fn data_of(p: &Params) -> Result<Vec<FieldMatch>, ApiError> {
 }
 
 /// Parameters of a search, beside a listing's or a bulk action's own.
-const FILTERS: [&str; 7] = [
+pub const FILTERS: [&str; 7] = [
     "key",
     "publisher",
     "group",

@@ -216,150 +216,111 @@ async fn bad_bulk_actions_are_refused_by_field_and_change_nothing() {
     let app = spawn_app().await;
     app.put_interest("q", json!("*")).await.ok();
     let id = publish(&app, json!({"data": {"n": 1}})).await;
-    let refused = |body: Value, status: u16, code: &'static str, field: &'static str| {
-        let app = &app;
-        async move {
-            app.send(Method::POST, "/tasks", Some(body))
-                .await
-                .error(status, code, Some(field));
-        }
-    };
-    refused(json!({"taskIds": [id]}), 400, "missing_field", "action").await;
-    refused(
-        json!({"action": "explode", "taskIds": [id]}),
-        400,
-        "invalid_field",
-        "action",
-    )
-    .await;
-    refused(
-        json!({"action": "move", "taskIds": [id]}),
-        400,
-        "invalid_field",
-        "to",
-    )
-    .await;
-    refused(
-        json!({"action": "retry", "to": "x", "taskIds": [id]}),
-        400,
-        "invalid_field",
-        "to",
-    )
-    .await;
-    refused(
-        json!({"action": "move", "to": "no way!", "taskIds": [id]}),
-        400,
-        "invalid_field",
-        "to",
-    )
-    .await;
-    refused(
-        json!({"action": "cancel", "taskIds": []}),
-        400,
-        "invalid_field",
-        "taskIds",
-    )
-    .await;
-    refused(
-        json!({"action": "cancel", "taskIds": [id, "nope"]}),
-        400,
-        "invalid_field",
-        "taskIds[1]",
-    )
-    .await;
-    refused(
-        json!({"action": "cancel", "taskIds": id}),
-        400,
-        "invalid_field",
-        "taskIds",
-    )
-    .await;
     let many: Vec<String> = (0..1001).map(|_| id.clone()).collect();
-    refused(
-        json!({"action": "cancel", "taskIds": many}),
-        400,
-        "invalid_field",
-        "taskIds",
-    )
-    .await;
-    refused(
-        json!({"action": "cancel", "taskIds": [id], "state": "ready"}),
-        400,
-        "invalid_field",
-        "state",
-    )
-    .await;
-    refused(
-        json!({"action": "cancel", "taskIds": [id], "queue": "q"}),
-        400,
-        "invalid_field",
-        "taskIds",
-    )
-    .await;
-    refused(
-        json!({"action": "cancel", "queue": "q", "all": true, "state": "ready"}),
-        400,
-        "invalid_field",
-        "taskIds",
-    )
-    .await;
-    refused(json!({"action": "cancel"}), 400, "missing_field", "taskIds").await;
-    refused(
-        json!({"action": "cancel", "queue": "q"}),
-        400,
-        "missing_field",
-        "state",
-    )
-    .await;
-    refused(
-        json!({"action": "cancel", "queue": "q", "state": "done"}),
-        400,
-        "invalid_field",
-        "state",
-    )
-    .await;
-    refused(
-        json!({"action": "retry", "queue": "q", "state": "ready"}),
-        400,
-        "invalid_field",
-        "state",
-    )
-    .await;
-    refused(
-        json!({"action": "runNow", "all": true, "state": "failed"}),
-        400,
-        "invalid_field",
-        "state",
-    )
-    .await;
-    refused(
-        json!({"action": "move", "to": "x", "queue": "q", "state": "running"}),
-        400,
-        "invalid_field",
-        "state",
-    )
-    .await;
-    refused(
-        json!({"action": "cancel", "queue": "q", "state": "ready", "data": "n"}),
-        400,
-        "invalid_field",
-        "data",
-    )
-    .await;
-    refused(
-        json!({"action": "cancel", "queue": "q", "state": "ready", "since": "soon"}),
-        400,
-        "invalid_field",
-        "since",
-    )
-    .await;
-    refused(
-        json!({"action": "cancel", "taskIds": [id], "colour": 1}),
-        400,
-        "unknown_field",
-        "colour",
-    )
-    .await;
+    let refusals = [
+        (json!({"taskIds": [id]}), "missing_field", "action"),
+        (
+            json!({"action": "explode", "taskIds": [id]}),
+            "invalid_field",
+            "action",
+        ),
+        (
+            json!({"action": "move", "taskIds": [id]}),
+            "invalid_field",
+            "to",
+        ),
+        (
+            json!({"action": "retry", "to": "x", "taskIds": [id]}),
+            "invalid_field",
+            "to",
+        ),
+        (
+            json!({"action": "move", "to": "no way!", "taskIds": [id]}),
+            "invalid_field",
+            "to",
+        ),
+        (
+            json!({"action": "cancel", "taskIds": []}),
+            "invalid_field",
+            "taskIds",
+        ),
+        (
+            json!({"action": "cancel", "taskIds": [id, "nope"]}),
+            "invalid_field",
+            "taskIds[1]",
+        ),
+        (
+            json!({"action": "cancel", "taskIds": id}),
+            "invalid_field",
+            "taskIds",
+        ),
+        (
+            json!({"action": "cancel", "taskIds": many}),
+            "invalid_field",
+            "taskIds",
+        ),
+        (
+            json!({"action": "cancel", "taskIds": [id], "state": "ready"}),
+            "invalid_field",
+            "state",
+        ),
+        (
+            json!({"action": "cancel", "taskIds": [id], "queue": "q"}),
+            "invalid_field",
+            "taskIds",
+        ),
+        (
+            json!({"action": "cancel", "queue": "q", "all": true, "state": "ready"}),
+            "invalid_field",
+            "taskIds",
+        ),
+        (json!({"action": "cancel"}), "missing_field", "taskIds"),
+        (
+            json!({"action": "cancel", "queue": "q"}),
+            "missing_field",
+            "state",
+        ),
+        (
+            json!({"action": "cancel", "queue": "q", "state": "done"}),
+            "invalid_field",
+            "state",
+        ),
+        (
+            json!({"action": "retry", "queue": "q", "state": "ready"}),
+            "invalid_field",
+            "state",
+        ),
+        (
+            json!({"action": "runNow", "all": true, "state": "failed"}),
+            "invalid_field",
+            "state",
+        ),
+        (
+            json!({"action": "move", "to": "x", "queue": "q", "state": "running"}),
+            "invalid_field",
+            "state",
+        ),
+        (
+            json!({"action": "cancel", "queue": "q", "state": "ready", "data": "n"}),
+            "invalid_field",
+            "data",
+        ),
+        (
+            json!({"action": "cancel", "queue": "q", "state": "ready", "since": "soon"}),
+            "invalid_field",
+            "since",
+        ),
+        (
+            json!({"action": "cancel", "taskIds": [id], "colour": 1}),
+            "unknown_field",
+            "colour",
+        ),
+    ];
+    for (body, code, field) in refusals {
+        app.send(Method::POST, "/tasks", Some(body))
+            .await
+            .error(400, code, Some(field));
+    }
     assert_eq!(task(&app, &id).await["state"], "ready", "nothing changed");
     assert_eq!(app.queue("q").await["ready"], 1);
 }

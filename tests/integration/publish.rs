@@ -766,6 +766,21 @@ async fn a_capture_named_key_keys_that_queues_copies_for_the_singular_rules() {
     assert_eq!(mine.as_array().unwrap().len(), 2, "{mine}");
 }
 
+/// `PUT /interest` with `replay`.
+async fn set_replaying(
+    app: &crate::helpers::TestApp,
+    queue: &str,
+    interests: serde_json::Value,
+    replay: serde_json::Value,
+) -> crate::helpers::Answer {
+    app.send(
+        Method::PUT,
+        "/interest",
+        Some(json!({"queue": queue, "interests": interests, "replay": replay})),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_interest_replays_recent_publishes_once_each_even_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -785,19 +800,10 @@ async fn a_new_interest_replays_recent_publishes_once_each_even_across_a_restart
     let first = publish(json!({"data": {"kind": "order", "n": 1}})).await;
     publish(json!({"data": {"kind": "refund", "n": 2}})).await;
     publish(json!({"data": {"kind": "order", "n": 3}, "key": "k3", "priority": "high"})).await;
-    let set = |queue: &'static str, interests: serde_json::Value, replay: serde_json::Value| {
-        let app = &app;
-        async move {
-            app.send(
-                Method::PUT,
-                "/interest",
-                Some(json!({"queue": queue, "interests": interests, "replay": replay})),
-            )
-            .await
-        }
-    };
     // Everything of the last ten minutes, the discarded refund too.
-    let answer = set("audit", json!("*"), json!(600)).await.ok();
+    let answer = set_replaying(&app, "audit", json!("*"), json!(600))
+        .await
+        .ok();
     assert_eq!(answer["replayed"], 3, "{answer}");
     assert_eq!(app.queue("audit").await["ready"], 3);
     let w = app.register(&["audit"]).await;
@@ -815,35 +821,30 @@ async fn a_new_interest_replays_recent_publishes_once_each_even_across_a_restart
         app.update(&w, t, "complete", json!({})).await.ok();
     }
     assert_eq!(
-        set("audit", json!("*"), json!(600)).await.ok()["replayed"],
+        set_replaying(&app, "audit", json!("*"), json!(600))
+            .await
+            .ok()["replayed"],
         0
     );
     // A queue gets only what it has no copy of: orders had both orders.
     assert_eq!(
-        set("orders", json!("*"), json!(600)).await.ok()["replayed"],
+        set_replaying(&app, "orders", json!("*"), json!(600))
+            .await
+            .ok()["replayed"],
         1
     );
     let app = {
         let dir = app.stop().await;
         crate::helpers::spawn_app_in(dir, |_| {}).await
     };
-    let set = |queue: &'static str, interests: serde_json::Value, replay: serde_json::Value| {
-        let app = &app;
-        async move {
-            app.send(
-                Method::PUT,
-                "/interest",
-                Some(json!({"queue": queue, "interests": interests, "replay": replay})),
-            )
-            .await
-        }
-    };
     assert_eq!(
-        set("audit", json!("*"), json!(600)).await.ok()["replayed"],
+        set_replaying(&app, "audit", json!("*"), json!(600))
+            .await
+            .ok()["replayed"],
         0,
         "the log came back"
     );
-    let refunds = set("refunds", json!({"kind": "^refund$"}), json!(600))
+    let refunds = set_replaying(&app, "refunds", json!({"kind": "^refund$"}), json!(600))
         .await
         .ok();
     assert_eq!(
@@ -854,20 +855,26 @@ async fn a_new_interest_replays_recent_publishes_once_each_even_across_a_restart
     app.advance(100.0).await;
     app.publish(json!({"data": {"kind": "late"}})).await.ok();
     assert_eq!(
-        set("recent", json!("*"), json!(50)).await.ok()["replayed"],
+        set_replaying(&app, "recent", json!("*"), json!(50))
+            .await
+            .ok()["replayed"],
         1
     );
     // Past the log's age, nothing is left to replay.
     app.advance(700.0).await;
     assert_eq!(
-        set("latest", json!("*"), json!(600)).await.ok()["replayed"],
+        set_replaying(&app, "latest", json!("*"), json!(600))
+            .await
+            .ok()["replayed"],
         0
     );
     // Bad replays are refused by name, and set nothing.
     for bad in [json!(0), json!(601), json!("soon"), json!(1.5)] {
-        set("never", json!("*"), bad)
-            .await
-            .error(400, "invalid_field", Some("replay"));
+        set_replaying(&app, "never", json!("*"), bad).await.error(
+            400,
+            "invalid_field",
+            Some("replay"),
+        );
     }
     assert!(app.status("interests").await["interests"]
         .get("never")
