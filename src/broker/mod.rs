@@ -286,6 +286,9 @@ pub struct Broker {
     wakers: Wakers,
     metrics: Arc<Metrics>,
     shutting_down: AtomicBool,
+    /// One more than the store's interests version last taken in by
+    /// `follow_store` (0: none yet).
+    interests_followed: AtomicU64,
     shutdown: Notify,
     observed: admin::Observed,
     /// Bumped when a log grew or a copy ended here: wakes log followers.
@@ -324,6 +327,7 @@ impl Broker {
             wakers: Wakers::default(),
             metrics: Arc::new(Metrics::default()),
             shutting_down: AtomicBool::new(false),
+            interests_followed: AtomicU64::new(0),
             shutdown: Notify::new(),
             observed: admin::Observed::default(),
             log_news: tokio::sync::watch::Sender::new(0),
@@ -1082,9 +1086,9 @@ impl Broker {
             .map(|(q, i)| (Arc::clone(q.shared()), Some(i)))
             .collect();
         let router = self.changed_router(changes).await?;
-        for (queue, value) in &normalized {
-            self.store.put_interests(queue, value).await?;
-        }
+        // One durable step for the batch: a thousand queues set at once
+        // were a thousand commits.
+        self.store.put_many_interests(&normalized).await?;
         self.install(router);
         Ok(normalized.into_iter().map(|(_, v)| v).collect())
     }
@@ -1422,6 +1426,12 @@ impl Broker {
     /// registrations they changed. Called at every tick, so an interest set
     /// on one node routes on all within a tick or two.
     async fn follow_store(&self) -> Result<()> {
+        // Comparing every queue's interests costs a walk of them all: only
+        // when the store says some changed.
+        let version = self.store.interests_version().await?;
+        if self.interests_followed.load(Ordering::SeqCst) == version + 1 {
+            return self.follow_workers().await;
+        }
         let stored: BTreeMap<QueueName, Value> =
             self.store.interests().await?.into_iter().collect();
         let turn = self.interest_changes.lock().await;
@@ -1448,6 +1458,8 @@ impl Broker {
             tracing::info!(changed, "took in interests changed on another node");
         }
         drop(turn);
+        // Stored as one more than the version, so that 0 means not yet.
+        self.interests_followed.store(version + 1, Ordering::SeqCst);
         self.follow_workers().await
     }
 

@@ -439,11 +439,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Replaces a queue's interests (their JSON form, already validated).
     async fn put_interests(&self, queue: &QueueName, interests: &Value) -> Result<(), StoreError>;
 
+    /// Replaces several queues' interests in one durable step: all or none.
+    async fn put_many_interests(&self, all: &[(QueueName, Value)]) -> Result<(), StoreError>;
+
     /// Removes a queue's interests; false when it had none.
     async fn delete_interests(&self, queue: &QueueName) -> Result<bool, StoreError>;
 
     /// Every queue's interests.
     async fn interests(&self) -> Result<Vec<(QueueName, Value)>, StoreError>;
+
+    /// A number that moves on whenever any queue's interests change (here
+    /// or on another node), read after catching up with the store: equal
+    /// numbers mean nothing changed in between.
+    async fn interests_version(&self) -> Result<u64, StoreError>;
 
     /// Sets a queue's limits (the default removes them); `claim` obeys them.
     async fn put_queue_settings(

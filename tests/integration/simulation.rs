@@ -485,3 +485,67 @@ fn many_seeds_of_three_nodes_keep_limits_leases_batches_and_dependencies() {
         runtime.block_on(simulate(seed, 300));
     }
 }
+
+/// Brokers over the shared log, as nodes over one Couchbase bucket: what
+/// one sets, the others take in at their next tick.
+#[tokio::test]
+async fn brokers_take_in_the_interests_another_node_set() {
+    use interq::broker::clock::ManualClock;
+    use interq::broker::{Broker, BrokerSettings};
+    let log = SimLog {
+        shared: Arc::default(),
+        turn: Arc::new(tokio::sync::Mutex::new(())),
+    };
+    let mut brokers = Vec::new();
+    for _ in 0..2 {
+        let store: Arc<dyn Store> = Arc::new(
+            Engine::open(log.clone(), Retention::default())
+                .await
+                .unwrap(),
+        );
+        let clock = Arc::new(ManualClock::new());
+        brokers.push(
+            Broker::start(store, clock, BrokerSettings::default())
+                .await
+                .unwrap(),
+        );
+    }
+    let (a, b) = (&brokers[0], &brokers[1]);
+    let routes = |broker: &Broker, data: serde_json::Value| {
+        let data = data.as_object().unwrap().clone();
+        broker
+            .try_task(&data)
+            .into_iter()
+            .map(|r| r.queue)
+            .collect::<Vec<_>>()
+    };
+    a.set_interests(queue(), &json!({"kind": "^email$"}))
+        .await
+        .unwrap();
+    assert!(
+        routes(b, json!({"kind": "email"})).is_empty(),
+        "not before its tick"
+    );
+    b.tick().await.unwrap();
+    assert_eq!(routes(b, json!({"kind": "email"})), ["q"]);
+    // A tick with nothing changed skips the comparison; later changes are
+    // still taken in: several at once, then a removal.
+    b.tick().await.unwrap();
+    let other = QueueName::parse("sms").unwrap();
+    a.set_many_interests(vec![
+        (queue(), json!({"kind": "^mail$"})),
+        (other.clone(), json!("*")),
+    ])
+    .await
+    .unwrap();
+    b.tick().await.unwrap();
+    assert_eq!(routes(b, json!({"kind": "mail"})), ["q", "sms"]);
+    a.delete_interests(&other).await.unwrap();
+    b.tick().await.unwrap();
+    assert_eq!(routes(b, json!({"kind": "mail"})), ["q"]);
+    assert_eq!(
+        routes(a, json!({"kind": "mail"})),
+        ["q"],
+        "the setter's own router"
+    );
+}

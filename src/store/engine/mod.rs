@@ -675,6 +675,18 @@ impl<L: Log> Store for Engine<L> {
         Ok(())
     }
 
+    async fn put_many_interests(&self, all: &[(QueueName, Value)]) -> Result<(), StoreError> {
+        self.change(|st, ops| {
+            for (queue, interests) in all {
+                let op = ops::interests_op(queue, interests);
+                ops::apply(st, &op)?;
+                ops.push(op);
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn delete_interests(&self, queue: &QueueName) -> Result<bool, StoreError> {
         self.record(Op::DeleteInterests(queue.to_string()), |st| {
             st.interests.contains_key(queue)
@@ -690,6 +702,11 @@ impl<L: Log> Store for Engine<L> {
             .iter()
             .map(|(q, v)| (q.clone(), v.clone()))
             .collect())
+    }
+
+    async fn interests_version(&self) -> Result<u64, StoreError> {
+        self.sync().await?;
+        Ok(self.lock().interests_version)
     }
 
     async fn put_queue_settings(

@@ -194,9 +194,11 @@ pub(super) fn apply(st: &mut State, op: &Op) -> Result<(), StoreError> {
         }
         Op::PutInterests(name, bytes) => {
             st.interests.insert(queue_of(name)?, decode_json(bytes)?);
+            st.interests_version += 1;
         }
         Op::DeleteInterests(name) => {
             st.interests.remove(&queue_of(name)?);
+            st.interests_version += 1;
         }
         Op::PutWorker(_, bytes) => {
             let w: WorkerRecord = decode_json(bytes)?;

@@ -127,6 +127,9 @@ pub(super) struct State {
     pub children: HashMap<TaskId, Vec<TaskId>>,
     pub retention: Retention,
     pub interests: BTreeMap<QueueName, Value>,
+    /// Moves on at every change of `interests`, whoever made it: a node
+    /// following the store compares interests only when it moved.
+    pub interests_version: u64,
     pub workers: BTreeMap<WorkerId, WorkerRecord>,
     pub counters: Counters,
     /// The totals as the last staged change carried them.

@@ -82,8 +82,17 @@ pub async fn interests_workers_and_counters_are_kept(h: &mut dyn Harness) -> R {
         },
     )
     .await?;
+    // Several at once, in one step: a replaced one and new ones.
+    let many = [
+        (q("a"), json!({"h": "z"})),
+        (q("c"), json!("*")),
+        (q("d"), json!({"i": {"prefix": "v"}})),
+    ];
+    s.put_many_interests(&many).await?;
     let s = h.reopen(s).await;
-    assert_eq!(s.interests().await?, [(q("a"), json!("*"))]);
+    let mut kept = s.interests().await?;
+    kept.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(kept, many);
     assert_eq!(s.workers().await?, [w]);
     let c = s.counters().await?;
     assert_eq!((c.discarded, c.published, c.routed), (2, 5, 1));
