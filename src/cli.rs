@@ -146,6 +146,30 @@ pub enum Op {
         #[command(flatten)]
         target: Target,
     },
+    /// Acts on many copies at once (`POST /tasks`): the ids given, or every
+    /// copy in `--state` of `--queue` (or `--all`) that matches the search,
+    /// a thousand a step.
+    Act {
+        /// retry, cancel, run-now, move (with --to) or remove.
+        action: String,
+        /// Copies to act on (up to 1,000).
+        ids: Vec<String>,
+        /// With move: the queue the copies go to.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, conflicts_with = "ids")]
+        queue: Option<String>,
+        #[arg(long, conflicts_with_all = ["ids", "queue"])]
+        all: bool,
+        /// The state of the copies a search takes (retry: failed, run-now:
+        /// scheduled by default).
+        #[arg(long)]
+        state: Option<String>,
+        #[command(flatten)]
+        search: SearchArgs,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Stops a copy (or every copy of a publish), or every copy with a key.
     Cancel {
         id: Option<String>,
@@ -295,6 +319,7 @@ pub async fn run(op: Op) -> Result<String, Failure> {
         | Op::Log { target, .. }
         | Op::Publish { target, .. }
         | Op::Retry { target, .. }
+        | Op::Act { target, .. }
         | Op::Cancel { target, .. }
         | Op::Pause { target, .. }
         | Op::Resume { target, .. }
@@ -430,6 +455,43 @@ pub async fn run(op: Op) -> Result<String, Failure> {
                 }
             };
             (json!({"retried": retried}), show_retried)
+        }
+        Op::Act {
+            action,
+            ids,
+            to,
+            queue,
+            all,
+            state,
+            search,
+            ..
+        } => {
+            if ids.is_empty() && queue.is_none() && !all {
+                return Err(usage("give task ids, --queue Q, or --all"));
+            }
+            if !ids.is_empty() && (state.is_some() || !search.is_empty()) {
+                return Err(usage("task ids take no --state or search"));
+            }
+            let mut args =
+                serde_json::to_value(TaskSearch::from(search)).expect("a search encodes");
+            args["action"] = json!(if action == "run-now" {
+                "runNow"
+            } else {
+                action.as_str()
+            });
+            if !ids.is_empty() {
+                args["taskIds"] = json!(ids);
+            }
+            let fields = [("to", to), ("queue", queue), ("state", state)];
+            for (field, value) in fields {
+                if let Some(v) = value {
+                    args[field] = json!(v);
+                }
+            }
+            if all {
+                args["all"] = json!(true);
+            }
+            (client.call("actOnTasks", &args).await?, show_acted)
         }
         Op::Cancel { id, task_key, .. } => {
             let answer = match (id, task_key) {
@@ -847,6 +909,18 @@ fn show_published(v: &Value) -> String {
 fn show_retried(v: &Value) -> String {
     let n = v["retried"].as_array().map_or(0, Vec::len);
     format!("retried {n} task(s)\n")
+}
+
+fn show_acted(v: &Value) -> String {
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    let mut out = format!("{}: {} task(s)", text(&v["action"]), n("done"));
+    if n("requested") > 0 {
+        out += &format!(", {} running asked to stop", n("requested"));
+    }
+    if n("skipped") > 0 {
+        out += &format!(", {} skipped", n("skipped"));
+    }
+    out + "\n"
 }
 
 fn show_cancelled(v: &Value) -> String {

@@ -867,3 +867,60 @@ async fn groups_batches_and_a_search_by_group_from_the_command_line() {
     assert_eq!(json_of(&app, &["batch", "nightly"])["totals"]["ready"], 1);
     fails(&interq(&app, &["batch", "nope"]), 1, "no batch is called");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_actions_from_the_command_line() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let p = app
+            .publish(json!({"data": {"n": n, "even": n % 2 == 0}}))
+            .await
+            .ok();
+        ids.push(p["copies"][0]["taskId"].as_str().unwrap().to_owned());
+    }
+    let out = stdout(&interq(&app, &["act", "cancel", &ids[0], &ids[1]]));
+    assert_eq!(out, "cancel: 2 task(s)\n");
+    let moved = json_of(
+        &app,
+        &[
+            "act",
+            "move",
+            "--to",
+            "evens",
+            "--queue",
+            "q",
+            "--state",
+            "ready",
+            "--data",
+            "even=true",
+        ],
+    );
+    assert_eq!(
+        (moved["done"].as_u64(), moved["skipped"].as_u64()),
+        (Some(1), Some(0)),
+        "{moved}"
+    );
+    assert_eq!(app.queue("evens").await["ready"], 1);
+    let out = stdout(&interq(
+        &app,
+        &["act", "remove", "--all", "--state", "ready"],
+    ));
+    assert_eq!(out, "remove: 2 task(s)\n");
+    let out = stdout(&interq(&app, &["act", "retry", &ids[0]]));
+    assert_eq!(out, "retry: 0 task(s), 1 skipped\n");
+    fails(&interq(&app, &["act", "cancel"]), 2, "--queue");
+    fails(
+        &interq(&app, &["act", "cancel", &ids[0], "--state", "ready"]),
+        2,
+        "--state",
+    );
+    fails(&interq(&app, &["act", "explode", &ids[0]]), 1, "action");
+    fails(&interq(&app, &["act", "move", &ids[0]]), 1, "`to`");
+    fails(
+        &interq(&app, &["act", "cancel", "--queue", "q"]),
+        1,
+        "state",
+    );
+}
