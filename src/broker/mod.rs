@@ -1004,6 +1004,12 @@ impl Broker {
         Ok(ids)
     }
 
+    /// Moves on with every durable change to the store (see
+    /// `Store::version`).
+    pub async fn store_version(&self) -> Result<u64> {
+        Ok(self.store.version().await?)
+    }
+
     /// When `queue`'s longest-waiting ready copy became ready.
     pub async fn oldest_ready(&self, queue: &QueueName) -> Result<Option<Millis>> {
         Ok(self.store.oldest_ready(queue).await?)

@@ -448,6 +448,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Every queue's interests.
     async fn interests(&self) -> Result<Vec<(QueueName, Value)>, StoreError>;
 
+    /// A number that moves on with every change the store makes durable,
+    /// here or on another node (read after catching up): equal numbers mean
+    /// nothing changed in between.
+    async fn version(&self) -> Result<u64, StoreError>;
+
     /// A number that moves on whenever any queue's interests change (here
     /// or on another node), read after catching up with the store: equal
     /// numbers mean nothing changed in between.

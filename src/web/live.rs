@@ -1,10 +1,9 @@
 //! Live lists: `GET /admin/live`, a stream of server-sent events that says
-//! when anything a list shows may have changed (the totals, or any queue's
-//! counts), so that an open page fetches itself again. The script decides
+//! when anything a list shows may have changed (the store made a change
+//! durable, or a worker came or went), so that an open page fetches itself
+//! again. The script decides
 //! when (not while the tab is hidden, not under a person's selection).
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -56,19 +55,16 @@ impl Watch {
     }
 }
 
-/// What the lists show, in one number: the totals and every queue's counts.
+/// Whether anything the lists show may have changed, in one number: the
+/// store's version, which moves with every durable change (a claim, a
+/// report, a worker's registration), and the number of workers this node
+/// knows. Comparing it costs the same at ten queues and at a hundred
+/// thousand.
 async fn digest(state: &Data) -> Result<u64, crate::broker::BrokerError> {
     let broker = &state.broker;
-    let counters = broker.counters().await?;
-    let queues = broker.queues().await?;
-    let mut h = DefaultHasher::new();
-    format!("{counters:?}").hash(&mut h);
-    for (q, c) in &queues {
-        q.as_str().hash(&mut h);
-        [c.ready, c.scheduled, c.running, c.failed, c.blocked].hash(&mut h);
-    }
-    broker.workers().await?.len().hash(&mut h);
-    Ok(h.finish())
+    let version = broker.store_version().await?;
+    let workers = broker.workers().await?.len() as u64;
+    Ok(version.wrapping_mul(1_000_003) ^ workers)
 }
 
 pub async fn live(state: Data) -> HttpResponse {

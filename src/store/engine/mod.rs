@@ -704,6 +704,11 @@ impl<L: Log> Store for Engine<L> {
             .collect())
     }
 
+    async fn version(&self) -> Result<u64, StoreError> {
+        self.sync().await?;
+        Ok(self.lock().applied)
+    }
+
     async fn interests_version(&self) -> Result<u64, StoreError> {
         self.sync().await?;
         Ok(self.lock().interests_version)
