@@ -467,18 +467,11 @@ pub fn task_ids(_: &Settings) -> Value {
 }
 
 pub fn act_body(s: &Settings) -> Value {
-    let search = [
-        "state",
-        "key",
-        "publisher",
-        "group",
-        "reason",
-        "since",
-        "until",
-        "data",
-    ];
     let with = |first: &'static str| -> Vec<&'static str> {
-        std::iter::once(first).chain(search).collect()
+        [first, "state"]
+            .into_iter()
+            .chain(super::tasks::FILTERS)
+            .collect()
     };
     let (queue, all) = (with("queue"), with("all"));
     exactly_one(

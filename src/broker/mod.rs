@@ -1020,6 +1020,11 @@ impl Broker {
         self.metrics.waits(queue)
     }
 
+    /// How many workers this node knows, without building their views.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
     pub async fn workers(&self) -> Result<Vec<WorkerView>> {
         let now = self.clock.now();
         let mut out = Vec::with_capacity(self.workers.len());

@@ -63,7 +63,7 @@ impl Watch {
 async fn digest(state: &Data) -> Result<u64, crate::broker::BrokerError> {
     let broker = &state.broker;
     let version = broker.store_version().await?;
-    let workers = broker.workers().await?.len() as u64;
+    let workers = broker.worker_count() as u64;
     Ok(version.wrapping_mul(1_000_003) ^ workers)
 }
 

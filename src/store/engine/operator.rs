@@ -257,9 +257,16 @@ impl State {
                 step.action.takes(m.state) && within.is_none_or(|w| w.allows(m.queue.as_str()))
             })
         };
+        let kept = |st: &State| -> Vec<TaskId> {
+            step.ids
+                .iter()
+                .copied()
+                .filter(|id| taken(st, id))
+                .collect()
+        };
         let mut acted = Acted::default();
         let mut staged = Staged::default();
-        match &step.action {
+        acted.done = match &step.action {
             BulkAction::Move(to) => {
                 let (olds, news): (Vec<TaskId>, Vec<Task>) = step
                     .ids
@@ -273,40 +280,32 @@ impl State {
                     let reason = format!("moved to {to} as {}", answer.task_id());
                     self.end_replaced(*old, EventKind::Moved, reason, now, ops);
                 }
-                acted.done = olds;
                 self.trim_history(ops);
+                olds
             }
-            action => {
-                let ids: Vec<TaskId> = step
-                    .ids
-                    .iter()
-                    .copied()
-                    .filter(|id| taken(self, id))
-                    .collect();
-                acted.done = match action {
-                    BulkAction::Retry => {
-                        self.retry_ids(&ids, now, ops);
-                        ids
-                    }
-                    BulkAction::Remove => {
-                        self.remove_copies(&ids, ops);
-                        ids
-                    }
-                    BulkAction::RunNow => {
-                        for &id in &ids {
-                            self.ready_now(id, now, ops);
-                        }
-                        ids
-                    }
-                    BulkAction::Cancel => {
-                        let c = self.cancel_ids(ids, now, ops);
-                        acted.requested = c.requested;
-                        c.cancelled
-                    }
-                    BulkAction::Move(_) => unreachable!("moves are handled above"),
-                };
+            BulkAction::Retry => {
+                let ids = kept(self);
+                self.retry_ids(&ids, now, ops);
+                ids
             }
-        }
+            BulkAction::Remove => {
+                let ids = kept(self);
+                self.remove_copies(&ids, ops);
+                ids
+            }
+            BulkAction::RunNow => {
+                let ids = kept(self);
+                for &id in &ids {
+                    self.ready_now(id, now, ops);
+                }
+                ids
+            }
+            BulkAction::Cancel => {
+                let c = self.cancel_ids(kept(self), now, ops);
+                acted.requested = c.requested;
+                c.cancelled
+            }
+        };
         acted.skipped = (total - acted.done.len() - acted.requested.len()) as u64;
         Ok((acted, staged))
     }
