@@ -753,6 +753,10 @@ fn settings_schema() -> Value {
         ("strictPriority", json!({"type": "boolean"})),
         ("publishOutput", json!({"type": "boolean"})),
         (
+            "searchFields",
+            json!({"type": "array", "maxItems": crate::model::MAX_SEARCH_FIELDS, "items": {"type": "string"}, "description": "dotted fields of data that copies published from now on keep in memory, so that a search on them reads no payloads"}),
+        ),
+        (
             "groups",
             json!({"type": "object", "description": "single groups' own limits and weights", "additionalProperties": {"type": "object", "properties": group}}),
         ),

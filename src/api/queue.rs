@@ -1,6 +1,6 @@
 //! `/queue`: removing a whole queue.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::call::{json, Answer, Call};
 use super::error::ApiError;
@@ -38,6 +38,7 @@ pub async fn update(call: Call, body: Body) -> Answer {
         "strictPriority",
         "groups",
         "publishOutput",
+        "searchFields",
     ])?;
     let queue = p.required("queue", p.queue("queue")?)?;
     let change = parse_change(&p)?;
@@ -63,7 +64,38 @@ pub fn parse_change(p: &Params) -> Result<SettingsChange, ApiError> {
         strict_priority: p.boolean("strictPriority")?,
         groups: group_settings(p)?,
         publish_output: p.boolean("publishOutput")?,
+        search_fields: search_fields(p)?,
     })
+}
+
+/// `searchFields`: a list of dotted paths into `data` (`null` or `[]`:
+/// none).
+fn search_fields(p: &Params) -> Result<Option<Vec<String>>, ApiError> {
+    if p.is_null("searchFields") {
+        return Ok(Some(Vec::new()));
+    }
+    let Some(value) = p.json("searchFields")? else {
+        return Ok(None);
+    };
+    let fields: Vec<String> = match value {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                other => Err(p.invalid("searchFields", format!("holds field names, not {other}"))),
+            })
+            .collect::<Result<_, _>>()?,
+        // A form sends them with commas between.
+        Value::String(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        _ => return Err(p.invalid("searchFields", "is a list of fields of `data`")),
+    };
+    crate::model::check_search_fields(&fields).map_err(|why| p.invalid("searchFields", why))?;
+    Ok(Some(fields))
 }
 
 /// A setting that `null` clears: `Some(None)`; absent: `None`.

@@ -20,6 +20,9 @@ pub struct SettingsChange {
     pub group_rate_limit: Option<Option<f64>>,
     pub strict_priority: Option<bool>,
     pub publish_output: Option<bool>,
+    /// The fields copies published from now on keep for searches (empty:
+    /// none).
+    pub search_fields: Option<Vec<String>>,
     /// Groups' own settings, each replacing what that group had; `None`
     /// removes a group's.
     pub groups: Vec<(String, Option<GroupSettings>)>,
@@ -47,6 +50,15 @@ impl SettingsChange {
         }
         if let Some(p) = self.publish_output {
             settings.publish_output = p;
+        }
+        if let Some(fields) = self.search_fields {
+            crate::model::check_search_fields(&fields).map_err(|message| {
+                BrokerError::InvalidSetting {
+                    field: "searchFields",
+                    message,
+                }
+            })?;
+            settings.search_fields = fields;
         }
         let mut groups: BTreeMap<String, GroupSettings> = std::mem::take(&mut settings.groups);
         for (name, own) in self.groups {

@@ -151,20 +151,108 @@ impl FieldMatch {
     /// Strings match as they are, numbers and booleans as their JSON text;
     /// a missing field, null, an object or an array never matches.
     pub fn passes(&self, data: &Map<String, Value>) -> bool {
-        let mut here = data;
-        let (last, parents) = self.path.split_last().expect("a path has a name");
-        for name in parents {
-            match here.get(name) {
-                Some(Value::Object(inner)) => here = inner,
-                _ => return false,
-            }
+        scalar_text(data, self.path.iter().map(String::as_str))
+            .is_some_and(|text| self.pattern.matches(&text))
+    }
+
+    /// What a copy's search fields (see `search_fields_of`) say of this
+    /// condition: whether it passes, or `None` when its field is not among
+    /// them (the payload must be read).
+    pub fn answer<P: AsRef<str>, V: AsRef<str>>(&self, fields: &[(P, Option<V>)]) -> Option<bool> {
+        let (_, text) = fields
+            .iter()
+            .find(|(path, _)| dotted_eq(path.as_ref(), &self.path))?;
+        Some(
+            text.as_ref()
+                .is_some_and(|t| self.pattern.matches(t.as_ref())),
+        )
+    }
+}
+
+/// Whether `dotted` is the path `names` joined by dots.
+fn dotted_eq(dotted: &str, names: &[String]) -> bool {
+    let mut rest = dotted;
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            let Some(r) = rest.strip_prefix('.') else {
+                return false;
+            };
+            rest = r;
         }
-        match here.get(last) {
-            Some(Value::String(s)) => self.pattern.matches(s),
-            Some(v @ (Value::Number(_) | Value::Bool(_))) => self.pattern.matches(&v.to_string()),
-            _ => false,
+        let Some(r) = rest.strip_prefix(name.as_str()) else {
+            return false;
+        };
+        rest = r;
+    }
+    rest.is_empty()
+}
+
+/// The text a condition matches at a dotted path: a string as it is, a
+/// number or a boolean as its JSON text; nothing for a missing field, null,
+/// an object or an array.
+fn scalar_text<'d, 'p>(
+    data: &'d Map<String, Value>,
+    mut path: impl Iterator<Item = &'p str>,
+) -> Option<std::borrow::Cow<'d, str>> {
+    let mut here = data;
+    let mut name = path.next()?;
+    for next in path {
+        match here.get(name) {
+            Some(Value::Object(inner)) => here = inner,
+            _ => return None,
+        }
+        name = next;
+    }
+    match here.get(name)? {
+        Value::String(s) => Some(std::borrow::Cow::Borrowed(s)),
+        v @ (Value::Number(_) | Value::Bool(_)) => Some(std::borrow::Cow::Owned(v.to_string())),
+        _ => None,
+    }
+}
+
+/// Most fields of `data` a queue keeps for searches.
+pub const MAX_SEARCH_FIELDS: usize = 8;
+
+/// Longest value kept for a search field: a longer one is left out of the
+/// copy's fields, and a search on it reads the payload.
+pub const MAX_SEARCH_VALUE_BYTES: usize = 256;
+
+/// A queue's search fields as a copy keeps them: each dotted path with the
+/// text a condition matches there (`None`: nothing can match). A value longer
+/// than `MAX_SEARCH_VALUE_BYTES` is left out.
+pub fn search_fields_of(
+    data: &Map<String, Value>,
+    fields: &[String],
+) -> Vec<(Box<str>, Option<Box<str>>)> {
+    fields
+        .iter()
+        .filter_map(|field| {
+            let text = scalar_text(data, field.split('.'));
+            match text {
+                Some(t) if t.len() > MAX_SEARCH_VALUE_BYTES => None,
+                t => Some((field.as_str().into(), t.map(|t| t.into()))),
+            }
+        })
+        .collect()
+}
+
+/// Checks a queue's search fields: at most `MAX_SEARCH_FIELDS` distinct
+/// dotted paths, each as a search condition takes it.
+pub fn check_search_fields(fields: &[String]) -> Result<(), String> {
+    if fields.len() > MAX_SEARCH_FIELDS {
+        return Err(format!("at most {MAX_SEARCH_FIELDS} fields"));
+    }
+    for (i, field) in fields.iter().enumerate() {
+        if field.len() > 200 || field.split('.').any(str::is_empty) {
+            return Err(format!(
+                "`{field}` is not a field: names separated by dots, none empty, at most 200 bytes"
+            ));
+        }
+        if fields[..i].contains(field) {
+            return Err(format!("`{field}` is given twice"));
         }
     }
+    Ok(())
 }
 
 /// Text with `*` standing for any run of characters; everything else is
@@ -172,35 +260,37 @@ impl FieldMatch {
 #[derive(Debug, Clone, PartialEq)]
 struct Glob {
     text: String,
+    /// The text between stars, split once: a search matches it against
+    /// every copy it steps through.
+    parts: Vec<String>,
 }
 
 impl Glob {
     fn new(text: &str) -> Self {
         Self {
             text: text.to_owned(),
+            parts: text.split('*').map(str::to_owned).collect(),
         }
     }
 
     fn matches(&self, value: &str) -> bool {
-        let mut parts = self.text.split('*');
-        let first = parts.next().unwrap_or("");
-        let Some(mut rest) = value.strip_prefix(first) else {
+        let (first, parts) = self.parts.split_first().expect("split gives one part");
+        let Some(mut rest) = value.strip_prefix(first.as_str()) else {
             return false;
         };
-        let parts: Vec<&str> = parts.collect();
         let Some((last, middle)) = parts.split_last() else {
             // No star: the whole value.
             return rest.is_empty();
         };
         for part in middle {
-            match rest.find(part) {
+            match rest.find(part.as_str()) {
                 Some(at) => rest = &rest[at + part.len()..],
                 None => return false,
             }
         }
         // The first match of each middle part leaves the most room for the
         // rest, so the greedy walk finds a match when there is one.
-        rest.len() >= last.len() && rest.ends_with(last)
+        rest.len() >= last.len() && rest.ends_with(last.as_str())
     }
 }
 
@@ -291,6 +381,59 @@ mod tests {
         assert!(!pass("n=*"), "null never matches");
         assert!(!pass("missing=*"));
         assert!(!pass("email.inner=*"), "a path through a string");
+    }
+
+    #[test]
+    fn search_fields_answer_a_condition_as_the_payload_would() {
+        let d = data(json!({"order": {"id": 42, "paid": true}, "email": "evan@x",
+            "tags": ["a"], "n": null, "long": "x".repeat(MAX_SEARCH_VALUE_BYTES + 1)}));
+        let paths = [
+            "order.id",
+            "order.paid",
+            "email",
+            "tags",
+            "n",
+            "missing",
+            "long",
+            "email.inner",
+        ];
+        let fields = search_fields_of(&d, &paths.map(String::from));
+        assert!(
+            !fields.iter().any(|(p, _)| &**p == "long"),
+            "a long value is left out"
+        );
+        for cond in [
+            "order.id=42",
+            "order.id=4*",
+            "order.id=5",
+            "order.paid=true",
+            "email=evan*",
+            "email=*@y",
+            "tags=*",
+            "n=*",
+            "missing=*",
+            "email.inner=*",
+        ] {
+            let c = FieldMatch::parse(cond).unwrap();
+            assert_eq!(c.answer(&fields), Some(c.passes(&d)), "{cond}");
+        }
+        for cond in ["long=x*", "order=*", "other=1", "order.id.x=1", "orde=*"] {
+            assert_eq!(
+                FieldMatch::parse(cond).unwrap().answer(&fields),
+                None,
+                "{cond}"
+            );
+        }
+        assert!(check_search_fields(&["a".into(), "b.c".into()]).is_ok());
+        assert!(check_search_fields(&["a".into(), "a".into()])
+            .unwrap_err()
+            .contains("twice"));
+        assert!(check_search_fields(&["a..b".into()])
+            .unwrap_err()
+            .contains("none empty"));
+        assert!(check_search_fields(&vec!["x".to_owned(); 9])
+            .unwrap_err()
+            .contains("at most"));
     }
 
     #[test]

@@ -16,7 +16,10 @@ mod time;
 
 pub use access::{QueueFilter, QueuePatternError};
 pub use batch::{is_valid_batch_id, BatchRecord, BatchTotals, MAX_BATCH_ID_BYTES};
-pub use filter::{parse_time, FieldMatch, FieldMatchError, TaskFilter, MAX_FIELD_MATCH_BYTES};
+pub use filter::{
+    check_search_fields, parse_time, search_fields_of, FieldMatch, FieldMatchError, TaskFilter,
+    MAX_FIELD_MATCH_BYTES, MAX_SEARCH_FIELDS,
+};
 pub use ids::{
     IdError, QueueName, QueueNameError, TaskId, WorkerId, MAX_COPIES, MAX_QUEUE_NAME_LEN,
 };

@@ -600,6 +600,10 @@ pub struct QueueSettings {
     /// output published as a new task (as a publish's `publishOutput`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub publish_output: bool,
+    /// Fields of `data` each copy published here keeps in memory, so that a
+    /// search on them reads no payloads (see `filter::search_fields_of`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search_fields: Vec<String>,
 }
 
 /// A queue's fairness groups as status shows them: the ones with the most

@@ -658,6 +658,8 @@ struct LimitFields {
     group_max_running: String,
     group_rate_limit: String,
     strict_priority: bool,
+    /// The search fields, with commas between.
+    search_fields: String,
 }
 
 impl LimitFields {
@@ -669,6 +671,7 @@ impl LimitFields {
             group_max_running: text(s.group_max_running.map(|n| n.to_string())),
             group_rate_limit: text(s.group_rate_limit.map(|r| r.to_string())),
             strict_priority: s.strict_priority,
+            search_fields: s.search_fields.join(", "),
         }
     }
 }
@@ -830,6 +833,9 @@ fn limit_params(form: &Form) -> Result<Map<String, Value>, PageError> {
         "strictPriority".into(),
         Value::Bool(form.get("strictPriority").is_some()),
     );
+    // Comma-separated text, which `PUT /queue` takes as a list.
+    let fields = form.get("searchFields").map(str::trim).unwrap_or("");
+    p.insert("searchFields".into(), Value::String(fields.to_owned()));
     Ok(p)
 }
 

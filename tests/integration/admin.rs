@@ -1858,34 +1858,43 @@ async fn a_queue_page_edits_its_limits_and_shows_what_waits_and_who_takes_it() {
     assert!(workers.contains(&format!(r#"<tr id="worker-{w}">"#)));
 
     // Limits: saved from the form, shown back, cleared by emptying them.
-    let limits = |max: &'static str, rate: &'static str| {
+    let fields = |max: &'static str, rate: &'static str, search: &'static str| {
         vec![
             ("maxRunning", max),
             ("rateLimit", rate),
             ("groupMaxRunning", ""),
             ("groupRateLimit", ""),
+            ("searchFields", search),
         ]
     };
+    let limits = |max, rate| fields(max, rate, "");
     let to = site
-        .post("/admin/queues/q/limits", &limits("2", "2.5"))
+        .post(
+            "/admin/queues/q/limits",
+            &fields("2", "2.5", "email, order.id"),
+        )
         .await
         .redirect();
     assert!(to.ends_with("done=Saved the limits of q"), "{to}");
     let settings = app.status("queue=q").await["settings"].clone();
     assert_eq!(
         settings,
-        json!({"maxRunning": 2, "rateLimit": 2.5, "paused": false})
+        json!({"maxRunning": 2, "rateLimit": 2.5, "paused": false,
+            "searchFields": ["email", "order.id"]})
     );
     let page = site.get("/admin/queues/q").await.html().to_owned();
     assert!(
         page.contains(r#"name="maxRunning" value="2""#)
             && page.contains(r#"name="rateLimit" value="2.5""#)
+            && page.contains(r#"name="searchFields" value="email, order.id""#)
     );
     for (form, field) in [
         (limits("many", ""), "maxRunning"),
         (limits("0", ""), "maxRunning"),
         (limits("2", "-1"), "rateLimit"),
         (limits("1.5", ""), "maxRunning"),
+        (fields("2", "", "a..b"), "searchFields"),
+        (fields("2", "", "a, a"), "searchFields"),
     ] {
         site.post("/admin/queues/q/limits", &form)
             .await

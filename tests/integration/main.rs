@@ -27,6 +27,7 @@ mod model;
 mod operations;
 mod publish;
 mod schedules;
+mod search;
 mod simulation;
 mod status;
 mod storage;

@@ -65,7 +65,16 @@ impl State {
         let mut payloads = HashSet::new();
         for t in tasks {
             let publisher = self.publisher(&t.publisher);
-            let meta = Meta::from_task(&t, publisher);
+            let mut meta = Meta::from_task(&t, publisher);
+            if let Some(fields) = self
+                .queue_settings
+                .get(&t.queue)
+                .map(|s| &s.search_fields)
+                .filter(|f| !f.is_empty())
+            {
+                let values = crate::model::search_fields_of(&t.data, fields);
+                meta.search = Some(Box::new(super::meta::SearchFields(values)));
+            }
             let mut replaced = None;
             if meta.singularly_enqueue {
                 let key = (meta.lane(), meta.fingerprint);

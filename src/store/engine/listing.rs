@@ -281,4 +281,7 @@ fn passes(filter: &TaskFilter, m: &Meta) -> bool {
             .as_deref()
             .is_none_or(|g| m.group.as_deref() == Some(g))
         && filter.reason_passes(m.extra.as_ref().and_then(|e| e.fail_reason.as_deref()))
+        && m.search
+            .as_ref()
+            .is_none_or(|s| filter.data.iter().all(|c| c.answer(&s.0) != Some(false)))
 }

@@ -42,7 +42,16 @@ pub(super) struct Meta {
     /// Its place in a workflow, when it has one; stored after the group.
     #[serde(skip)]
     pub flow: Option<Box<Flow>>,
+    /// Its queue's search fields as it was published; stored after the
+    /// workflow place.
+    #[serde(skip)]
+    pub search: Option<Box<SearchFields>>,
 }
+
+/// The values of a queue's search fields in a copy's data (see
+/// `model::search_fields_of`), so that a search on them reads no payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct SearchFields(pub Vec<(Box<str>, Option<Box<str>>)>);
 
 /// Where a copy stands in a workflow: what made it, and whether its output
 /// goes on as a task.
@@ -255,6 +264,7 @@ impl Meta {
             extra: (extra != Extra::default()).then(|| Box::new(extra)),
             group: t.group.as_deref().map(Arc::from),
             flow: Flow::of(t),
+            search: None,
         }
     }
 
@@ -344,6 +354,7 @@ impl Meta {
             publisher: Arc::clone(&self.publisher),
             group: self.group.clone(),
             flow: self.flow.clone(),
+            search: None,
             ..*self
         }
     }
@@ -534,6 +545,29 @@ mod tests {
             ..task.clone()
         };
         assert_eq!(trip(&unflowed), unflowed);
+        // Search fields after every combination of a group and a place.
+        let fields = SearchFields(vec![
+            ("email".into(), Some("evan@x".into())),
+            ("n".into(), None),
+        ]);
+        for t in [
+            &task,
+            &ungrouped,
+            &unflowed,
+            &Task {
+                group: None,
+                ..unflowed.clone()
+            },
+        ] {
+            let mut meta = Meta::from_task(t, t.publisher.as_str().into());
+            meta.search = Some(Box::new(fields.clone()));
+            let super::super::ops::Op::PutCopy(_, bytes) = super::super::ops::put_copy(&meta)
+            else {
+                unreachable!("put_copy makes a PutCopy")
+            };
+            let back = super::super::ops::decode_copy(&bytes).unwrap();
+            assert_eq!(back, meta);
+        }
         // A record written before groups existed has no group after it, nor
         // a workflow place.
         let meta = Meta::from_task(&task, task.publisher.as_str().into());

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::meta::{Flow, Meta};
+use super::meta::{Flow, Meta, SearchFields};
 use super::state::State;
 use crate::model::{
     AuditEntry, BatchRecord, Counters, QueueName, QueueSettings, ScheduleRecord, TaskId, WorkerId,
@@ -94,18 +94,24 @@ pub struct Batch {
 }
 
 /// A copy's record: the `Meta` (postcard), then its group when it has one
-/// or a workflow place (empty for none), then that place when it has one.
+/// or anything after (empty for none), then its workflow place when it has
+/// one or search fields (the empty place for none), then its search fields.
 /// Fields added later go after the record rather than into it, so that
 /// records written before them read as they were (postcard does not
 /// describe itself: a field added inside would misread every older record).
 pub(super) fn put_copy(m: &Meta) -> Op {
     let mut bytes = postcard::to_stdvec(m).expect("a copy encodes");
-    if m.group.is_some() || m.flow.is_some() {
+    if m.group.is_some() || m.flow.is_some() || m.search.is_some() {
         let group = m.group.as_deref().unwrap_or("");
         bytes = postcard::to_extend(group, bytes).expect("a group encodes");
     }
-    if let Some(flow) = &m.flow {
-        bytes = postcard::to_extend(&**flow, bytes).expect("a workflow place encodes");
+    if m.flow.is_some() || m.search.is_some() {
+        let none = Flow::default();
+        let flow = m.flow.as_deref().unwrap_or(&none);
+        bytes = postcard::to_extend(flow, bytes).expect("a workflow place encodes");
+    }
+    if let Some(search) = &m.search {
+        bytes = postcard::to_extend(&**search, bytes).expect("search fields encode");
     }
     Op::PutCopy(*m.task_id.as_bytes(), bytes)
 }
@@ -160,9 +166,17 @@ pub(super) fn decode_copy(bytes: &[u8]) -> Result<Meta, StoreError> {
     if !group.is_empty() {
         meta.group = Some(group.into());
     }
-    if !rest.is_empty() {
-        let (flow, _): (Flow, &[u8]) = postcard::take_from_bytes(rest).map_err(corrupt)?;
+    if rest.is_empty() {
+        return Ok(meta);
+    }
+    let (flow, rest): (Flow, &[u8]) = postcard::take_from_bytes(rest).map_err(corrupt)?;
+    if flow != Flow::default() {
         meta.flow = Some(Box::new(flow));
+    }
+    if !rest.is_empty() {
+        let (fields, _): (SearchFields, &[u8]) =
+            postcard::take_from_bytes(rest).map_err(corrupt)?;
+        meta.search = Some(Box::new(fields));
     }
     Ok(meta)
 }

@@ -1,0 +1,201 @@
+//! Search fields: a queue that keeps fields of its copies' data in memory
+//! answers searches on them as a search that reads every payload does.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, spawn_app_in, TestApp};
+
+/// The ids a search lists, in its order.
+async fn found(app: &TestApp, query: &str) -> Vec<String> {
+    let listed = app
+        .send(
+            Method::GET,
+            &format!("/tasks?state=ready&queue=q&limit=1000&{query}"),
+            None,
+        )
+        .await
+        .ok();
+    listed
+        .as_array()
+        .unwrap_or_else(|| panic!("{query}: {listed}"))
+        .iter()
+        .map(|t| t["data"]["n"].to_string())
+        .collect()
+}
+
+/// Whether a copy's data passes a search, as the test reads it.
+type Keep = Box<dyn Fn(&Value) -> bool>;
+
+/// The `n` of every published copy whose data passes `keep`.
+fn expected(published: &[Value], keep: impl Fn(&Value) -> bool) -> Vec<String> {
+    published
+        .iter()
+        .filter(|d| keep(d))
+        .map(|d| d["n"].to_string())
+        .collect()
+}
+
+fn data_of(n: u64) -> Value {
+    let mut d = json!({"n": n, "email": format!("user-{n}@x.org"), "order": {"id": n % 7}});
+    match n % 5 {
+        // Missing, not a scalar, too long to keep: each still searched right.
+        0 => {
+            d.as_object_mut().unwrap().remove("email");
+        }
+        1 => d["order"] = json!([n]),
+        2 => d["email"] = json!(format!("user-{n}@x.org{}", "-".repeat(300))),
+        _ => {}
+    }
+    d
+}
+
+#[tokio::test]
+async fn a_search_on_search_fields_finds_what_reading_every_payload_finds() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    let mut published = Vec::new();
+    // Copies published before the queue kept any field.
+    for n in 0..40 {
+        published.push(data_of(n));
+        app.publish_data(data_of(n)).await;
+    }
+    let set = app
+        .send(
+            Method::PUT,
+            "/queue",
+            Some(json!({"queue": "q", "searchFields": ["email", "order.id", "plan"]})),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        set["settings"]["searchFields"],
+        json!(["email", "order.id", "plan"])
+    );
+    for n in 40..100 {
+        published.push(data_of(n));
+        app.publish_data(data_of(n)).await;
+    }
+    let email = |d: &Value| d["email"].as_str().map(str::to_owned);
+    let searches: Vec<(&str, Keep)> = vec![
+        (
+            "data=email=user-1*",
+            Box::new(move |d| email(d).is_some_and(|e| e.starts_with("user-1"))),
+        ),
+        (
+            "data=email=*@x.org",
+            Box::new(move |d| email(d).is_some_and(|e| e.ends_with("@x.org"))),
+        ),
+        (
+            "data=email=user-7*-",
+            Box::new(move |d| {
+                email(d).is_some_and(|e| e.starts_with("user-7") && e.ends_with('-'))
+            }),
+        ),
+        ("data=order.id=3", Box::new(|d| d["order"]["id"] == 3)),
+        (
+            "data=order.id=*",
+            Box::new(|d| d["order"]["id"].is_number()),
+        ),
+        ("data=plan=*", Box::new(|_| false)),
+        // One condition on a kept field and one on a field that is not.
+        (
+            "data=%5B%22order.id%3D2%22%2C%22n%3D*3%22%5D",
+            Box::new(|d| d["order"]["id"] == 2 && d["n"].to_string().ends_with('3')),
+        ),
+    ];
+    for (query, keep) in &searches {
+        assert_eq!(
+            found(&app, query).await,
+            expected(&published, keep),
+            "{query}"
+        );
+    }
+
+    // The fields are kept in each copy's record: a restart answers the same.
+    let dir = app.stop().await;
+    let app = spawn_app_in(dir, |_| {}).await;
+    for (query, keep) in &searches {
+        assert_eq!(
+            found(&app, query).await,
+            expected(&published, keep),
+            "{query} after a restart"
+        );
+    }
+
+    // Dropping the fields changes what copies published later keep, not
+    // what any search finds.
+    app.send(
+        Method::PUT,
+        "/queue",
+        Some(json!({"queue": "q", "searchFields": null})),
+    )
+    .await
+    .ok();
+    assert_eq!(
+        app.status("queue=q").await["settings"].get("searchFields"),
+        None
+    );
+    for n in 100..110 {
+        published.push(data_of(n));
+        app.publish_data(data_of(n)).await;
+    }
+    for (query, keep) in &searches {
+        assert_eq!(
+            found(&app, query).await,
+            expected(&published, keep),
+            "{query} after dropping"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_search_fields_are_refused_by_field_and_change_nothing() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    app.send(
+        Method::PUT,
+        "/queue",
+        Some(json!({"queue": "q", "searchFields": ["email"]})),
+    )
+    .await
+    .ok();
+    let nine: Vec<String> = (0..9).map(|i| format!("f{i}")).collect();
+    for bad in [
+        json!(nine),
+        json!(["a..b"]),
+        json!(["a", "a"]),
+        json!(["ok", 3]),
+        json!({"email": true}),
+        json!(7),
+        json!(["x".repeat(201)]),
+    ] {
+        let why = app
+            .send(
+                Method::PUT,
+                "/queue",
+                Some(json!({"queue": "q", "searchFields": bad})),
+            )
+            .await
+            .error(400, "invalid_field", Some("searchFields"));
+        assert!(!why.is_empty(), "{bad}");
+        assert_eq!(
+            app.status("queue=q").await["settings"]["searchFields"],
+            json!(["email"]),
+            "{bad} changed nothing"
+        );
+    }
+    // A form's comma-separated text is a list.
+    let set = app
+        .send(
+            Method::PUT,
+            "/queue?queue=q&searchFields=email,%20order.id",
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(
+        set["settings"]["searchFields"],
+        json!(["email", "order.id"])
+    );
+}
