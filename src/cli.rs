@@ -233,6 +233,10 @@ pub struct SearchArgs {
     /// repeat for several.
     #[arg(long)]
     data: Vec<String>,
+    /// Only copies published after this task id: the last id of a page
+    /// lists the next one, at the cost of the first.
+    #[arg(long)]
+    after: Option<String>,
 }
 
 impl SearchArgs {
@@ -244,6 +248,7 @@ impl SearchArgs {
             && self.since.is_none()
             && self.until.is_none()
             && self.data.is_empty()
+            && self.after.is_none()
     }
 }
 
@@ -257,6 +262,7 @@ impl From<SearchArgs> for TaskSearch {
             since: a.since,
             until: a.until,
             data: a.data,
+            after: a.after,
         }
     }
 }

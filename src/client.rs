@@ -712,6 +712,9 @@ pub struct TaskSearch {
     /// `field=pattern` conditions on `data`, all of which must hold.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub data: Vec<String>,
+    /// Published after this copy: the last id of a page, for the next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
 }
 
 /// A GET's parameters as query text: strings as they are, anything else as

@@ -445,6 +445,12 @@ const TASK_LIST: &[Param] = &[
         false,
         "only copies whose data field matches: `field=pattern`, a dotted path and text with `*` for any run (in a JSON body also an object of fields and patterns, or a list)",
     ),
+    p(
+        "after",
+        s::uuid,
+        false,
+        "only copies published after this one: the last id of a page is the next page's cursor, which costs what the first does (the list is then in publish order)",
+    ),
 ];
 const RETRY: &[Param] = &[
     p("taskId", s::uuid, false, "one failed copy"),
@@ -457,6 +463,7 @@ const RETRY: &[Param] = &[
     p("since", s::unix_time, false, "with `queue` or `all`: only copies published at or after"),
     p("until", s::unix_time, false, "with `queue` or `all`: only copies published before"),
     p("data", s::text, false, "with `queue` or `all`: only copies whose data matches (`field=pattern`, as for `GET /tasks`)"),
+    p("after", s::uuid, false, "with `queue` or `all`: only copies published after this one"),
 ];
 const ACT: &[Param] = &[
     p("action", s::bulk_action, true, "retry (failed copies), cancel (waiting and running ones), runNow (scheduled ones), move (waiting and failed ones, to `to`), remove (any)"),
@@ -472,6 +479,7 @@ const ACT: &[Param] = &[
     p("since", s::unix_time, false, "with `queue` or `all`: only copies published at or after"),
     p("until", s::unix_time, false, "with `queue` or `all`: only copies published before (and always only those published before the call)"),
     p("data", s::text, false, "with `queue` or `all`: only copies whose data matches (`field=pattern`, as for `GET /tasks`)"),
+    p("after", s::uuid, false, "with `queue` or `all`: only copies published after this one"),
 ];
 const STATUS: &[Param] = &[
     p("queue", s::queue, false, "one queue's counts"),

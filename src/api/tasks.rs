@@ -71,6 +71,7 @@ fn filter_of(p: &Params) -> Result<TaskFilter, ApiError> {
         since: time_of(p, "since")?,
         until: time_of(p, "until")?,
         data: data_of(p)?,
+        after: p.task_id("after")?,
     };
     filter
         .check()
@@ -132,7 +133,7 @@ fn data_of(p: &Params) -> Result<Vec<FieldMatch>, ApiError> {
 }
 
 /// Parameters of a search, beside a listing's or a bulk action's own.
-pub const FILTERS: [&str; 7] = [
+pub const FILTERS: [&str; 8] = [
     "key",
     "publisher",
     "group",
@@ -140,6 +141,7 @@ pub const FILTERS: [&str; 7] = [
     "since",
     "until",
     "data",
+    "after",
 ];
 
 /// `POST /retry`: failed copies get a fresh set of attempts: one (`taskId`),

@@ -26,6 +26,9 @@ pub struct TaskFilter {
     pub until: Option<Millis>,
     /// Fields of its data, each matching its pattern.
     pub data: Vec<FieldMatch>,
+    /// Published after this copy (ids are in publish order): the cursor of
+    /// the next page, the last id of the one before.
+    pub after: Option<super::TaskId>,
 }
 
 impl TaskFilter {

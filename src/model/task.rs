@@ -472,6 +472,9 @@ pub struct HeldLock {
     /// it by).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// For a run lock: its twins waiting for it to end.
+    #[serde(default)]
+    pub waiting: u32,
 }
 
 /// What a worker is doing, as status shows it.

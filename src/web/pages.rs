@@ -1513,6 +1513,8 @@ struct LockLine {
     worker: String,
     worker_name: String,
     identity: String,
+    /// Twins waiting for it (run locks).
+    waiting: u32,
 }
 
 pub async fn locks(req: HttpRequest, state: Data) -> Res {
@@ -1536,6 +1538,7 @@ pub async fn locks(req: HttpRequest, state: Data) -> Res {
                     .unwrap_or_else(|| worker.clone()),
                 worker,
                 identity: l.identity,
+                waiting: l.waiting,
             }
         })
         .collect();

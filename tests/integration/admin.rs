@@ -858,7 +858,7 @@ async fn interests_are_added_edited_tried_and_removed() {
 async fn singular_locks_are_shown_and_broken() {
     let app = spawn_app().await;
     app.put_interest("deploy", json!("*")).await.ok();
-    for _ in 0..2 {
+    for _ in 0..3 {
         app.publish(json!({"data": {"app": "web"}, "singularlyRun": true}))
             .await
             .ok();
@@ -872,6 +872,10 @@ async fn singular_locks_are_shown_and_broken() {
     let html = site.get("/admin/locks").await.html().to_owned();
     assert_eq!(rows(&html), 1);
     assert!(html.contains(&holder) && html.contains(&worker));
+    assert!(
+        html.contains("</code></td><td>2</td>"),
+        "the two twins are counted: {html}"
+    );
     site.post(
         "/admin/locks/break",
         &[("taskId", &holder), ("kind", "sideways")],
@@ -894,6 +898,10 @@ async fn singular_locks_are_shown_and_broken() {
     // Now the twin holds the lock.
     let html = site.get("/admin/locks").await.html().to_owned();
     assert!(html.contains(twin[0]["taskId"].as_str().unwrap()) && !html.contains(&holder));
+    assert!(
+        html.contains("</code></td><td>1</td>"),
+        "one twin is left waiting: {html}"
+    );
     let again = site
         .post(
             "/admin/locks/break",

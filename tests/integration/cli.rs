@@ -619,6 +619,29 @@ async fn task_lists_search_by_key_publisher_reason_time_and_data() {
     );
     assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
     assert_eq!(found[0]["data"]["email"], evan);
+    // Paging by a cursor: the copies published after the one named.
+    let after = json_of(
+        &app,
+        &[
+            "tasks",
+            "--state",
+            "failed",
+            "--after",
+            found[0]["taskId"].as_str().unwrap(),
+        ],
+    );
+    let emails: Vec<&Value> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["data"]["email"])
+        .collect();
+    assert_eq!(emails, [&eve, &bob], "{after}");
+    fails(
+        &interq(&app, &["tasks", "--state", "failed", "--after", "page-2"]),
+        1,
+        "`after`",
+    );
     let by_key = stdout(&interq(
         &app,
         &["tasks", "--state", "failed", "--task-key", "order-42"],

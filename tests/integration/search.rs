@@ -199,3 +199,70 @@ async fn bad_search_fields_are_refused_by_field_and_change_nothing() {
         json!(["email", "order.id"])
     );
 }
+
+#[tokio::test]
+async fn pages_follow_a_cursor_whatever_happens_to_the_copy_it_names() {
+    let app = spawn_app().await;
+    app.put_interest("q", json!("*")).await.ok();
+    for n in 0..250 {
+        app.publish_data(json!({"n": n, "odd": n % 2 == 1})).await;
+    }
+    let page = |after: String, extra: &'static str| {
+        let app = &app;
+        async move {
+            let listed = app
+                .send(
+                    Method::GET,
+                    &format!("/tasks?state=ready&queue=q&limit=100&after={after}{extra}"),
+                    None,
+                )
+                .await
+                .ok();
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    (
+                        t["taskId"].as_str().unwrap().to_owned(),
+                        t["data"]["n"].as_u64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let start = "00000000-0000-0000-0000-000000000000".to_owned();
+    let first = page(start.clone(), "").await;
+    assert_eq!(
+        first.iter().map(|t| t.1).collect::<Vec<_>>(),
+        (0..100).collect::<Vec<_>>()
+    );
+    // The copy the cursor names is claimed (it leaves the list) before the
+    // next page is asked for: the page goes on after it all the same.
+    let worker = app.register(&["q"]).await;
+    let claimed = app.claim_n(&worker, 100).await;
+    assert_eq!(claimed.len(), 100);
+    let mut seen = Vec::new();
+    let mut after = first.last().unwrap().0.clone();
+    loop {
+        let next = page(after.clone(), "").await;
+        seen.extend(next.iter().map(|t| t.1));
+        match next.last() {
+            Some(last) if next.len() == 100 => after = last.0.clone(),
+            _ => break,
+        }
+    }
+    assert_eq!(seen, (100..250).collect::<Vec<_>>());
+    // With a search, the cursor goes on through its matches.
+    let odd = page(start, "&data=odd=true").await;
+    assert_eq!(odd.first().map(|t| t.1), Some(101));
+    let more = page(odd.last().unwrap().0.clone(), "&data=odd=true").await;
+    assert_eq!(more.len(), 75 - odd.len());
+    assert!(more
+        .iter()
+        .all(|t| t.1 % 2 == 1 && t.1 > odd.last().unwrap().1));
+
+    app.send(Method::GET, "/tasks?state=ready&after=nope", None)
+        .await
+        .error(400, "invalid_field", Some("after"));
+}

@@ -248,7 +248,7 @@ fn search_piece(
 ) -> Mark {
     let after = match mark {
         Mark::Copy(id) => Excluded(*id),
-        _ => Unbounded,
+        _ => filter.after.map_or(Unbounded, Excluded),
     };
     for (visited, (id, m)) in st.tasks.range((after, Unbounded)).enumerate() {
         if m.state == state && queue.is_none_or(|q| &m.queue == q) && passes(filter, m) {
@@ -270,7 +270,8 @@ fn search_piece(
 
 /// The filter's conditions that a copy's record answers without its data.
 fn passes(filter: &TaskFilter, m: &Meta) -> bool {
-    filter.time_passes(m.created_at)
+    filter.after.is_none_or(|a| m.task_id > a)
+        && filter.time_passes(m.created_at)
         && filter
             .publisher
             .as_deref()

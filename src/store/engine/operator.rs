@@ -325,6 +325,8 @@ impl State {
                     worker_id: None,
                     identity: hex(fp),
                     key: m.key().map(str::to_owned),
+                    // Its twins fold into it rather than wait.
+                    waiting: 0,
                 })
             })
             .chain(self.run_locks.iter().filter_map(|((queue, fp), id)| {
@@ -336,6 +338,11 @@ impl State {
                     worker_id: m.worker_id,
                     identity: hex(fp),
                     key: m.key().map(str::to_owned),
+                    waiting: self
+                        .run_twins
+                        .get(&(queue.clone(), *fp))
+                        .copied()
+                        .unwrap_or(0),
                 })
             }))
             .collect();

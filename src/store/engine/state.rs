@@ -109,6 +109,9 @@ pub(super) struct State {
     pub enqueue_locks: HashMap<(Lane, [u8; 16]), TaskId>,
     /// `singularlyRun` copies running, by queue and fingerprint.
     pub run_locks: HashMap<(QueueName, [u8; 16]), TaskId>,
+    /// `singularlyRun` copies waiting, counted by queue and fingerprint: the
+    /// twins a run lock holds back.
+    pub run_twins: HashMap<(QueueName, [u8; 16]), u32>,
     pub running_by: HashMap<WorkerId, BTreeSet<TaskId>>,
     pub counts: BTreeMap<QueueName, QueueCounts>,
     /// Finished (completed, cancelled, expired) copies of each queue, oldest
@@ -434,6 +437,12 @@ impl State {
             self.enqueue_locks
                 .insert((t.lane(), t.fingerprint), t.task_id);
         }
+        if t.state.is_waiting() && t.singularly_run {
+            *self
+                .run_twins
+                .entry((t.queue.clone(), t.fingerprint))
+                .or_default() += 1;
+        }
     }
 
     fn unindex(&mut self, t: &Meta) {
@@ -512,6 +521,15 @@ impl State {
         }
         if let (true, Some(at)) = (t.state.is_waiting(), t.expire_at()) {
             self.expiries.remove(&(at, t.task_id));
+        }
+        if t.state.is_waiting() && t.singularly_run {
+            let key = (t.queue.clone(), t.fingerprint);
+            if let Some(n) = self.run_twins.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.run_twins.remove(&key);
+                }
+            }
         }
         if t.state.is_waiting() && t.singularly_enqueue {
             let key = (t.lane(), t.fingerprint);
