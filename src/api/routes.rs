@@ -524,6 +524,7 @@ const STATUS: &[Param] = &[
         "a queue's fairness groups with ready or running copies, the most ready first (`limit` of them, 100 by default)",
     ),
     p("schedules", s::flag, false, "every named schedule"),
+    p("locks", s::flag, false, "the singular locks held now: kind (enqueue or run), queue, the holder's taskId, key and workerId, identity, and for a run lock the twins waiting"),
     p(
         "counters",
         s::flag,

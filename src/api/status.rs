@@ -22,6 +22,7 @@ const FIELDS: &[&str] = &[
     "batch",
     "groups",
     "schedules",
+    "locks",
     "counters",
     "store",
     "offset",
@@ -124,6 +125,17 @@ pub async fn show(call: Call, body: Body) -> Answer {
             .map(super::schedule::view)
             .collect();
         out.insert("schedules".into(), Value::Array(all));
+    }
+    if p.flag("locks") {
+        // A key limited to some queues sees only their locks.
+        let within = call.within();
+        let locks: Vec<_> = broker
+            .locks()
+            .await?
+            .into_iter()
+            .filter(|l| within.as_ref().is_none_or(|w| w.allows(l.queue.as_str())))
+            .collect();
+        out.insert("locks".into(), json!(locks));
     }
     if p.flag("store") {
         out.insert("store".into(), json!(broker.store().stats()));

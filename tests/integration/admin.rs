@@ -876,6 +876,17 @@ async fn singular_locks_are_shown_and_broken() {
         html.contains("</code></td><td>2</td>"),
         "the two twins are counted: {html}"
     );
+    let locks = app.status("locks").await["locks"].clone();
+    assert_eq!(
+        (
+            &locks[0]["kind"],
+            &locks[0]["taskId"],
+            &locks[0]["workerId"],
+            &locks[0]["waiting"]
+        ),
+        (&json!("run"), &json!(holder), &json!(worker), &json!(2)),
+        "{locks}"
+    );
     site.post(
         "/admin/locks/break",
         &[("taskId", &holder), ("kind", "sideways")],
