@@ -264,11 +264,47 @@ pub struct ListQuery {
     /// Part of a queue's name, to list only those.
     #[serde(default)]
     pub(super) find: Option<String>,
+    /// A searched list's cursor: the last copy of the page before.
+    #[serde(default)]
+    after: Option<String>,
     #[serde(flatten)]
     search: SearchQuery,
 }
 
 impl ListQuery {
+    /// The filter and page a list shows. A searched list's next page comes
+    /// with the cursor of the page before (`after`), so that a deep page
+    /// costs what the first does; a page asked for by number alone (a link
+    /// typed or kept) is counted up to instead.
+    fn listing(
+        &self,
+        search: &Search,
+        page: usize,
+    ) -> Result<(crate::model::TaskFilter, Page), PageError> {
+        let mut filter = search.filter.clone();
+        let cursor = match self.after.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => Some(
+                raw.parse::<TaskId>()
+                    .map_err(|e| bad("after", format!("`{raw}` is not a task id: {e}")))?,
+            ),
+        };
+        let offset = match cursor {
+            Some(id) if search.is_active() => {
+                filter.after = Some(id);
+                0
+            }
+            _ => Pager::offset(page),
+        };
+        Ok((
+            filter,
+            Page {
+                offset,
+                limit: PAGE_SIZE,
+            },
+        ))
+    }
+
     /// The 1-based page asked for.
     fn search(&self) -> Result<Search, PageError> {
         Search::read(&self.search).map_err(PageError)
@@ -702,16 +738,9 @@ pub async fn queue(
     let paused = settings.paused;
     let groups = broker.groups(&name, GROUPS_SHOWN).await?;
     let group_rules = view::group_rules(&settings);
+    let (filter, shown) = q.listing(&search, page)?;
     let tasks = broker
-        .list_tasks(
-            Some(&name),
-            listing,
-            &search.filter,
-            Page {
-                offset: Pager::offset(page),
-                limit: PAGE_SIZE,
-            },
-        )
+        .list_tasks(Some(&name), listing, &filter, shown)
         .await?;
     let now = broker.now();
     let url_name = url_encode(name.as_str());
@@ -758,7 +787,8 @@ pub async fn queue(
         bulk: BulkBar::new(listing, Some(&name), total, &back),
         chrome: Chrome::new(&req, format!("Queue {name}"), "queues"),
         back: back.clone(),
-        pager: Pager::new(&base, page, total, tasks.len()),
+        pager: Pager::new(&base, page, total, tasks.len())
+            .with_cursor(search.is_active(), tasks.last().map(|t| t.task_id)),
         hidden: vec![("state", listing.as_str().to_owned())],
         search_action: format!("/admin/queues/{url_name}"),
         search,
@@ -1256,6 +1286,7 @@ async fn total_of(
 pub async fn failed(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
     let page = q.page()?;
     let search = q.search()?;
+    let (filter, shown) = q.listing(&search, page)?;
     let queue = q
         .queue
         .as_deref()
@@ -1264,15 +1295,7 @@ pub async fn failed(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> 
         .transpose()?;
     let tasks = state
         .broker
-        .list_tasks(
-            queue.as_ref(),
-            TaskState::Failed,
-            &search.filter,
-            Page {
-                offset: Pager::offset(page),
-                limit: PAGE_SIZE,
-            },
-        )
+        .list_tasks(queue.as_ref(), TaskState::Failed, &filter, shown)
         .await?;
     let total = match search.is_active() {
         true => None,
@@ -1304,7 +1327,8 @@ pub async fn failed(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> 
         bulk: BulkBar::new(TaskState::Failed, queue.as_ref(), total, &back),
         reasons,
         back: back.clone(),
-        pager: Pager::new(&base, page, total, tasks.len()),
+        pager: Pager::new(&base, page, total, tasks.len())
+            .with_cursor(search.is_active(), tasks.last().map(|t| t.task_id)),
         rows: tasks.iter().map(|t| TaskRow::of(t, now)).collect(),
         hidden: queue.iter().map(|q| ("queue", q.to_string())).collect(),
         queue: queue.map(|q| q.to_string()),
@@ -1386,17 +1410,10 @@ struct ScheduledPage {
 pub async fn scheduled(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> Res {
     let page = q.page()?;
     let search = q.search()?;
+    let (filter, shown) = q.listing(&search, page)?;
     let tasks = state
         .broker
-        .list_tasks(
-            None,
-            TaskState::Scheduled,
-            &search.filter,
-            Page {
-                offset: Pager::offset(page),
-                limit: PAGE_SIZE,
-            },
-        )
+        .list_tasks(None, TaskState::Scheduled, &filter, shown)
         .await?;
     let total = match search.is_active() {
         true => None,
@@ -1409,7 +1426,8 @@ pub async fn scheduled(req: HttpRequest, state: Data, q: web::Query<ListQuery>) 
         chrome: Chrome::new(&req, "Scheduled tasks", "scheduled"),
         bulk: BulkBar::new(TaskState::Scheduled, None, total, &back),
         back: back.clone(),
-        pager: Pager::new(&base, page, total, tasks.len()),
+        pager: Pager::new(&base, page, total, tasks.len())
+            .with_cursor(search.is_active(), tasks.last().map(|t| t.task_id)),
         search,
         hidden: Vec::new(),
         rows: tasks

@@ -164,6 +164,15 @@ impl Pager {
         }
     }
 
+    /// A searched list's next page carries the cursor of this one, its last
+    /// copy (see `ListQuery::listing`).
+    pub fn with_cursor(mut self, searched: bool, last: Option<crate::model::TaskId>) -> Self {
+        if let (true, Some(next), Some(id)) = (searched, self.next.as_mut(), last) {
+            next.push_str(&format!("&after={id}"));
+        }
+        self
+    }
+
     pub fn offset(page: usize) -> usize {
         (page.max(1) - 1) * PAGE_SIZE
     }

@@ -1496,12 +1496,35 @@ async fn task_lists_are_searched_and_their_links_keep_the_search() {
         !found.contains("in all"),
         "matches are not counted: {found}"
     );
-    assert!(
-        found.contains(
-            r#"href="/admin/queues/bulk?state=ready&#38;data=email%3D*%40x.org&#38;page=2""#
-        ),
-        "the next page keeps the search"
-    );
+    // The next page keeps the search, and goes on after this page's last
+    // copy rather than counting up to its offset.
+    let next_link =
+        r#"href="/admin/queues/bulk?state=ready&#38;data=email%3D*%40x.org&#38;page=2&#38;after="#;
+    let at = found
+        .find(next_link)
+        .unwrap_or_else(|| panic!("the next page keeps the search: {found}"))
+        + next_link.len();
+    let cursor = &found[at..at + found[at..].find('"').unwrap()];
+    let listed = app
+        .send(
+            Method::GET,
+            "/tasks?state=ready&queue=bulk&data=email%3D*%40x.org&limit=50",
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(cursor, listed[49]["taskId"].as_str().unwrap());
+    let by_cursor = site
+        .get(&format!(
+            "/admin/queues/bulk?state=ready&data=email%3D*%40x.org&page=2&after={cursor}"
+        ))
+        .await
+        .html()
+        .to_owned();
+    assert_eq!(rows(&by_cursor), 10);
+    site.get("/admin/queues/bulk?state=ready&data=email%3D*%40x.org&page=2&after=last")
+        .await
+        .error(400, "after");
     assert!(
         found.contains(r#"name="data" value="email=*@x.org""#),
         "the form shows it"
