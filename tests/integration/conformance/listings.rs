@@ -231,6 +231,87 @@ pub async fn listings_filter_by_key_publisher_reason_time_and_data(h: &mut dyn H
     Ok(())
 }
 
+/// A queue's search fields answer `data` conditions as the payloads do,
+/// for copies published before and after they were named and after a
+/// reopen; a cursor (`after`) goes on from the copy it names.
+pub async fn search_fields_answer_as_payloads_do_and_a_cursor_goes_on(h: &mut dyn Harness) -> R {
+    let mut s = h.open().await;
+    let made = |n: u64| {
+        let email = if n % 3 == 0 {
+            json!(null)
+        } else {
+            json!(format!("user-{n}@x.org"))
+        };
+        with_data(
+            copy("a", 0, n),
+            json!({"n": n, "email": email, "order": {"id": n % 4}}),
+        )
+    };
+    let mut all = Vec::new();
+    let before: Vec<Task> = (0..10).map(made).collect();
+    all.extend(before.iter().map(|t| t.task_id));
+    s.enqueue(before, Counters::default()).await?;
+    s.put_queue_settings(
+        &q("a"),
+        interq::model::QueueSettings {
+            search_fields: vec!["email".into(), "order.id".into()],
+            ..Default::default()
+        },
+    )
+    .await?;
+    let after: Vec<Task> = (10..20).map(made).collect();
+    all.extend(after.iter().map(|t| t.task_id));
+    s.enqueue(after, Counters::default()).await?;
+    // The ids each search should find, by n.
+    let want = |keep: &dyn Fn(u64) -> bool| -> Vec<TaskId> {
+        (0..20u64)
+            .filter(|&n| keep(n))
+            .map(|n| all[n as usize])
+            .collect()
+    };
+    let searches: [(&[&str], &dyn Fn(u64) -> bool); 4] = [
+        (&["email=user-1*"], &|n| {
+            n % 3 != 0 && n.to_string().starts_with('1')
+        }),
+        (&["order.id=2"], &|n| n % 4 == 2),
+        (&["email=*", "order.id=1"], &|n| n % 3 != 0 && n % 4 == 1),
+        (&["n=1*"], &|n| n.to_string().starts_with('1')),
+    ];
+    for round in 0..2 {
+        for (conditions, keep) in &searches {
+            let found = s
+                .list_tasks(
+                    Some(&q("a")),
+                    TaskState::Ready,
+                    &data_filter(conditions),
+                    page(0, 50),
+                )
+                .await?;
+            assert_eq!(ids(&found), want(*keep), "{conditions:?}, round {round}");
+        }
+        s = h.reopen(s).await;
+    }
+    // A cursor: the copies after one, and after one that is gone.
+    let cursor = TaskFilter {
+        after: Some(all[14]),
+        ..TaskFilter::default()
+    };
+    let next = s
+        .list_tasks(Some(&q("a")), TaskState::Ready, &cursor, page(0, 3))
+        .await?;
+    assert_eq!(ids(&next), all[15..18]);
+    s.delete_tasks(TaskSelector::Task(all[15])).await?;
+    let cursor = TaskFilter {
+        after: Some(all[15]),
+        ..data_filter(&["order.id=*"])
+    };
+    let next = s
+        .list_tasks(Some(&q("a")), TaskState::Ready, &cursor, page(0, 50))
+        .await?;
+    assert_eq!(ids(&next), all[16..20]);
+    Ok(())
+}
+
 pub async fn a_filter_pages_through_more_than_a_walk_and_a_read_hold(h: &mut dyn Harness) -> R {
     let s = h.open().await;
     // Enough copies that a filtered walk stops and goes on several times

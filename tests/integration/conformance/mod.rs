@@ -227,6 +227,7 @@ macro_rules! conformance_tests {
             listings_page_through_each_state_in_its_order,
             deep_pages_list_in_the_same_order,
             listings_filter_by_key_publisher_reason_time_and_data,
+            search_fields_answer_as_payloads_do_and_a_cursor_goes_on,
             a_filter_pages_through_more_than_a_walk_and_a_read_hold,
             failed_copies_are_grouped_by_the_first_line_of_their_reason,
             failed_copies_are_retried_one_or_all,
