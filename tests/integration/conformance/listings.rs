@@ -237,7 +237,7 @@ pub async fn listings_filter_by_key_publisher_reason_time_and_data(h: &mut dyn H
 pub async fn search_fields_answer_as_payloads_do_and_a_cursor_goes_on(h: &mut dyn Harness) -> R {
     let mut s = h.open().await;
     let made = |n: u64| {
-        let email = if n % 3 == 0 {
+        let email = if n.is_multiple_of(3) {
             json!(null)
         } else {
             json!(format!("user-{n}@x.org"))
@@ -269,12 +269,15 @@ pub async fn search_fields_answer_as_payloads_do_and_a_cursor_goes_on(h: &mut dy
             .map(|n| all[n as usize])
             .collect()
     };
-    let searches: [(&[&str], &dyn Fn(u64) -> bool); 4] = [
+    type Search<'a> = (&'a [&'a str], &'a dyn Fn(u64) -> bool);
+    let searches: [Search; 4] = [
         (&["email=user-1*"], &|n| {
-            n % 3 != 0 && n.to_string().starts_with('1')
+            !n.is_multiple_of(3) && n.to_string().starts_with('1')
         }),
         (&["order.id=2"], &|n| n % 4 == 2),
-        (&["email=*", "order.id=1"], &|n| n % 3 != 0 && n % 4 == 1),
+        (&["email=*", "order.id=1"], &|n| {
+            !n.is_multiple_of(3) && n % 4 == 1
+        }),
         (&["n=1*"], &|n| n.to_string().starts_with('1')),
     ];
     for round in 0..2 {
