@@ -48,6 +48,20 @@ pub(crate) struct LiteralForm {
 /// The literal form of a pattern, or `None` when only a regex engine can
 /// answer it exactly.
 pub(crate) fn literal_form(pattern: &str) -> Option<LiteralForm> {
+    form_of(pattern, false)
+}
+
+/// The literal form of a pattern as it answers ASCII text, its letters
+/// lower-cased, when it has case-insensitive letters (`(?i)`) and no
+/// case-sensitive ones: an ASCII text matches the pattern exactly when its
+/// lower-cased bytes match this form. Only ASCII text: Unicode folding also
+/// takes `K` (U+212A) for `k` and `ſ` (U+017F) for `s`, which lower-casing
+/// does not, so other text is left to the regex.
+pub(crate) fn folded_form(pattern: &str) -> Option<LiteralForm> {
+    form_of(pattern, true)
+}
+
+fn form_of(pattern: &str, fold: bool) -> Option<LiteralForm> {
     let hir = regex_syntax::parse(pattern).ok()?;
     let mut items: Vec<&Hir> = match strip_captures(&hir).kind() {
         HirKind::Concat(items) => items.iter().collect(),
@@ -89,7 +103,7 @@ pub(crate) fn literal_form(pattern: &str) -> Option<LiteralForm> {
     };
     let mut literals = vec![Vec::new()];
     for item in items {
-        literals = concat(literals, &literal_set(item)?)?;
+        literals = concat(literals, &literal_set(item, fold)?)?;
     }
     literals.sort();
     literals.dedup();
@@ -147,11 +161,42 @@ fn dot_star(hir: &Hir) -> Option<Dots> {
     }
 }
 
-/// The finite set of strings `hir` matches, when it is small.
-fn literal_set(hir: &Hir) -> Option<Vec<Vec<u8>>> {
+/// The finite set of strings `hir` matches, when it is small; folded (see
+/// `folded_form`), the set of lower-cased ASCII strings it matches.
+fn literal_set(hir: &Hir, fold: bool) -> Option<Vec<Vec<u8>>> {
     match hir.kind() {
         HirKind::Empty => Some(vec![Vec::new()]),
+        // A letter written as such is case-sensitive: lower-casing the text
+        // would take what it refuses.
+        HirKind::Literal(lit) if fold => lit
+            .0
+            .iter()
+            .all(|b| b.is_ascii() && !b.is_ascii_alphabetic())
+            .then(|| vec![lit.0.to_vec()]),
         HirKind::Literal(lit) => Some(vec![lit.0.to_vec()]),
+        HirKind::Class(Class::Unicode(class)) if fold => {
+            let ascii: Vec<u8> = class
+                .ranges()
+                .iter()
+                .filter(|r| r.start().is_ascii())
+                .flat_map(|r| r.start() as u8..=(r.end().min('\x7f') as u8))
+                .collect();
+            // Every letter with its other case, or lower-casing would take
+            // a case the class refuses.
+            let closed = ascii.iter().all(|b| {
+                !b.is_ascii_alphabetic()
+                    || ascii.contains(&b.to_ascii_lowercase())
+                        && ascii.contains(&b.to_ascii_uppercase())
+            });
+            if !closed {
+                return None;
+            }
+            let mut lowered: Vec<u8> = ascii.iter().map(u8::to_ascii_lowercase).collect();
+            lowered.sort_unstable();
+            lowered.dedup();
+            (!lowered.is_empty() && lowered.len() <= MAX_CLASS_CHARS)
+                .then(|| lowered.into_iter().map(|b| vec![b]).collect())
+        }
         HirKind::Class(Class::Unicode(class)) => {
             let count: u32 = class
                 .ranges()
@@ -169,18 +214,18 @@ fn literal_set(hir: &Hir) -> Option<Vec<Vec<u8>>> {
             }
             Some(out)
         }
-        HirKind::Capture(c) => literal_set(&c.sub),
+        HirKind::Capture(c) => literal_set(&c.sub, fold),
         HirKind::Concat(items) => {
             let mut acc = vec![Vec::new()];
             for item in items {
-                acc = concat(acc, &literal_set(item)?)?;
+                acc = concat(acc, &literal_set(item, fold)?)?;
             }
             Some(acc)
         }
         HirKind::Alternation(alts) => {
             let mut out = Vec::new();
             for alt in alts {
-                out.extend(literal_set(alt)?);
+                out.extend(literal_set(alt, fold)?);
                 if out.len() > MAX_LITERALS {
                     return None;
                 }
@@ -259,6 +304,58 @@ mod tests {
             form("^[ab]c"),
             Some((lits(&["ac", "bc"]), S::AtStart, E::Any))
         );
+    }
+
+    fn folded(p: &str) -> Option<(Vec<String>, StartRule, EndRule)> {
+        folded_form(p).map(|f| {
+            (
+                f.literals
+                    .into_iter()
+                    .map(|l| String::from_utf8(l).unwrap())
+                    .collect(),
+                f.start,
+                f.end,
+            )
+        })
+    }
+
+    #[test]
+    fn case_insensitive_letters_fold_to_lower_case_for_ascii_text() {
+        use EndRule as E;
+        use StartRule as S;
+        assert_eq!(literal_form("(?i)^pro-YEARLY-(usd|eur)$"), None);
+        assert_eq!(
+            folded("(?i)^pro-YEARLY-(usd|eur)$"),
+            Some((
+                lits(&["pro-yearly-eur", "pro-yearly-usd"]),
+                S::AtStart,
+                E::AtEnd
+            ))
+        );
+        // `k` and `s` fold to two non-ASCII letters as well: still one.
+        assert_eq!(folded("(?i)ks"), Some((lits(&["ks"]), S::Any, E::Any)));
+        assert_eq!(
+            folded("(?i)^[a-b]9"),
+            Some((lits(&["a9", "b9"]), S::AtStart, E::Any))
+        );
+        // Both cases written out are a case-insensitive letter too.
+        assert_eq!(folded("[pP]x?"), None);
+        assert_eq!(
+            folded("^[pP][Qq]$"),
+            Some((lits(&["pq"]), S::AtStart, E::AtEnd))
+        );
+        // A letter of one case is case-sensitive: no folded form.
+        for p in [
+            "(?i:a)B",
+            "(?i)a(?-i:[B])",
+            "(?i)a(?-i)b",
+            "(?i)k(?-i:S)",
+            "[pQ]",
+            "(?i)a+",
+            "(?i)é",
+        ] {
+            assert_eq!(folded(p), None, "{p}");
+        }
     }
 
     #[test]

@@ -7,15 +7,15 @@
 //! (literals anywhere in the value) or regex sets. Identical conditions are
 //! stored once, with every target that asked for them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use aho_corasick::{AhoCorasick, MatchKind};
 use regex::{RegexSet, RegexSetBuilder};
 use serde_json::Value;
 
-use crate::classify::{literal_form, EndRule, StartRule};
+use crate::classify::{folded_form, literal_form};
 use crate::hits::Hits;
+use crate::literals::{push_once, Hashed, Literals, LiteralsBuilder};
 use crate::matcher::BuildError;
 use crate::operators::{Cmp, Condition};
 use crate::path::{for_each_text, FieldPath};
@@ -28,29 +28,17 @@ const SET_SIZE_LIMIT: usize = 1 << 30;
 /// hundreds of patterns; memory here is cheap next to that.
 const SET_DFA_LIMIT: usize = 64 << 20;
 
-/// Seeded per process, so that nobody can choose keys that collide.
-type Hashed<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
 /// All conditions that look at one field path.
 #[derive(Debug)]
 pub(crate) struct FieldIndex {
     pub path: FieldPath,
-    /// `^lit$`: the whole text, to its targets.
-    exact: Hashed<Box<[u8]>, Vec<u32>>,
-    /// `^lit` and `prefix`.
-    prefixes: Affixes,
-    /// `lit$` and `suffix`.
-    suffixes: Affixes,
-    /// Every other non-empty literal: one automaton over all of them.
-    literals: Option<AhoCorasick>,
-    /// For each automaton pattern: which targets it stands for, under which
-    /// rules.
-    literal_hits: Vec<Vec<LiteralHit>>,
-    /// Patterns whose literal is the empty string (`.*`, `^$`).
-    empty_hits: Vec<LiteralHit>,
+    /// Patterns with a literal form, and prefixes and suffixes.
+    literals: Literals,
+    /// Patterns with only a case-insensitive literal form.
+    folded: Option<Box<Folded>>,
     /// Distinct patterns without a literal form, in groups whose DFA stays
     /// within bounds (see `complexity`), each pattern with its targets.
-    regexes: Vec<(RegexSet, Vec<Vec<u32>>)>,
+    regexes: RegexGroups,
     /// `equalsIgnoreCase`: the lower-cased value to its targets.
     ignore_case: Hashed<String, Vec<u32>>,
     /// `exists: true` and `exists: false`.
@@ -66,11 +54,35 @@ pub(crate) struct FieldIndex {
     reads_text: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct LiteralHit {
-    target: u32,
-    start: StartRule,
-    end: EndRule,
+/// Regex sets, each pattern with its targets.
+type RegexGroups = Vec<(RegexSet, Vec<Vec<u32>>)>;
+
+/// Case-insensitive patterns (`(?i)^pro-yearly-(usd|eur)$`): ASCII text is
+/// lower-cased once and looked up as literals are; other text goes to
+/// their regexes, since Unicode folding takes more than lower-casing does
+/// (see `classify::folded_form`).
+#[derive(Debug)]
+struct Folded {
+    literals: Literals,
+    regexes: RegexGroups,
+}
+
+impl Folded {
+    fn mark(&self, text: &str, hits: &mut Hits) {
+        if text.is_ascii() {
+            self.literals.mark(&text.to_ascii_lowercase(), hits);
+        } else {
+            mark_regexes(&self.regexes, text, hits);
+        }
+    }
+}
+
+fn mark_regexes(groups: &RegexGroups, text: &str, hits: &mut Hits) {
+    for (set_, targets) in groups {
+        for i in set_.matches(text).iter() {
+            hits.set_all(&targets[i]);
+        }
+    }
 }
 
 impl FieldIndex {
@@ -90,40 +102,11 @@ impl FieldIndex {
     }
 
     fn mark_text(&self, text: &str, hits: &mut Hits) {
-        let bytes = text.as_bytes();
-        if let Some(targets) = self.exact.get(bytes) {
-            hits.set_all(targets);
+        self.literals.mark(text, hits);
+        if let Some(folded) = &self.folded {
+            folded.mark(text, hits);
         }
-        self.prefixes
-            .each(bytes, |len| &bytes[..len], |t| hits.set_all(t));
-        self.suffixes.each(
-            bytes,
-            |len| &bytes[bytes.len() - len..],
-            |t| hits.set_all(t),
-        );
-        if let Some(ac) = &self.literals {
-            let lines = Lines::of(text);
-            for m in ac.find_overlapping_iter(text) {
-                for h in &self.literal_hits[m.pattern().as_usize()] {
-                    if !hits.is_set(h.target) && lines.allows(h, m.start(), m.end()) {
-                        hits.set(h.target);
-                    }
-                }
-            }
-        }
-        if !self.empty_hits.is_empty() {
-            let lines = Lines::of(text);
-            for h in &self.empty_hits {
-                if !hits.is_set(h.target) && lines.allows_empty(h) {
-                    hits.set(h.target);
-                }
-            }
-        }
-        for (set_, targets) in &self.regexes {
-            for i in set_.matches(text).iter() {
-                hits.set_all(&targets[i]);
-            }
-        }
+        mark_regexes(&self.regexes, text, hits);
         if !self.ignore_case.is_empty() {
             if let Some(targets) = self.ignore_case.get(&text.to_lowercase()) {
                 hits.set_all(targets);
@@ -137,20 +120,15 @@ impl FieldIndex {
     /// structure: the bytes regex sets scan, once per set, and the bytes
     /// hashed for prefixes and suffixes.
     pub fn scan_cost(&self, value: &Value) -> usize {
-        let per_byte = self.regexes.len();
-        let affixes = self.prefixes.lengths.len() + self.suffixes.lengths.len();
-        if per_byte == 0 && affixes == 0 {
+        // A folded pattern's regexes scan only non-ASCII text: counted as
+        // if they scanned every text.
+        let per_byte = self.regexes.len() + self.folded.as_ref().map_or(0, |f| f.regexes.len());
+        if per_byte == 0 && self.literals.affix_lengths() == 0 {
             return 0;
         }
         let mut cost = 0usize;
         for_each_text(value, |text| {
-            let hashed: usize = self
-                .prefixes
-                .lengths
-                .iter()
-                .chain(&self.suffixes.lengths)
-                .map(|&l| l.min(text.len()))
-                .sum();
+            let hashed = self.literals.affix_bytes(text.len());
             cost = cost
                 .saturating_add(text.len().saturating_mul(per_byte))
                 .saturating_add(hashed / 8);
@@ -159,7 +137,7 @@ impl FieldIndex {
     }
 
     pub fn regex_groups(&self) -> usize {
-        self.regexes.len()
+        self.regexes.len() + self.folded.as_ref().map_or(0, |f| f.regexes.len())
     }
 }
 
@@ -184,91 +162,6 @@ fn for_each_number(value: &Value, mut f: impl FnMut(f64, bool)) {
     match value {
         Value::Array(items) => items.iter().for_each(&mut one),
         other => one(other),
-    }
-}
-
-/// Prefixes (or suffixes) by their text, with the lengths that occur: a value
-/// is looked up once per distinct length, however many queues.
-#[derive(Debug, Default)]
-struct Affixes {
-    by_text: Hashed<Box<[u8]>, Vec<u32>>,
-    /// Ascending.
-    lengths: Vec<usize>,
-}
-
-impl Affixes {
-    fn insert(&mut self, text: Vec<u8>, target: u32) {
-        self.by_text
-            .entry(text.into_boxed_slice())
-            .or_default()
-            .push(target);
-    }
-
-    fn finish(&mut self) {
-        let mut lengths: Vec<usize> = self.by_text.keys().map(|k| k.len()).collect();
-        lengths.sort_unstable();
-        lengths.dedup();
-        self.lengths = lengths;
-        self.by_text.shrink_to_fit();
-    }
-
-    fn each<'t>(&self, text: &'t [u8], cut: impl Fn(usize) -> &'t [u8], mut f: impl FnMut(&[u32])) {
-        for &len in &self.lengths {
-            if len > text.len() {
-                break;
-            }
-            if let Some(targets) = self.by_text.get(cut(len)) {
-                f(targets);
-            }
-        }
-    }
-}
-
-/// Where a value's first and last newlines are, which `^.*lit` and `lit.*$`
-/// must not cross.
-struct Lines {
-    len: usize,
-    first_newline: Option<usize>,
-    last_newline: Option<usize>,
-}
-
-impl Lines {
-    fn of(text: &str) -> Self {
-        let first_newline = text.find('\n');
-        Self {
-            len: text.len(),
-            first_newline,
-            last_newline: first_newline.and_then(|_| text.rfind('\n')),
-        }
-    }
-
-    fn start_range(&self, rule: StartRule) -> (usize, usize) {
-        match rule {
-            StartRule::Any => (0, self.len),
-            StartRule::AtStart => (0, 0),
-            StartRule::FirstLine => (0, self.first_newline.unwrap_or(self.len)),
-        }
-    }
-
-    fn end_range(&self, rule: EndRule) -> (usize, usize) {
-        match rule {
-            EndRule::Any => (0, self.len),
-            EndRule::AtEnd => (self.len, self.len),
-            EndRule::LastLine => (self.last_newline.map_or(0, |n| n + 1), self.len),
-        }
-    }
-
-    fn allows(&self, hit: &LiteralHit, start: usize, end: usize) -> bool {
-        let (s_lo, s_hi) = self.start_range(hit.start);
-        let (e_lo, e_hi) = self.end_range(hit.end);
-        (s_lo..=s_hi).contains(&start) && (e_lo..=e_hi).contains(&end)
-    }
-
-    /// An empty literal matches at one position that both rules allow.
-    fn allows_empty(&self, hit: &LiteralHit) -> bool {
-        let (s_lo, s_hi) = self.start_range(hit.start);
-        let (e_lo, e_hi) = self.end_range(hit.end);
-        s_lo.max(e_lo) <= s_hi.min(e_hi)
     }
 }
 
@@ -484,13 +377,12 @@ impl Networks {
 /// Collects one field's conditions, then compiles them.
 #[derive(Default)]
 pub(crate) struct FieldBuilder {
-    exact: Hashed<Box<[u8]>, Vec<u32>>,
-    prefixes: Affixes,
-    suffixes: Affixes,
-    literals: BTreeMap<Vec<u8>, Vec<LiteralHit>>,
-    empty_hits: Vec<LiteralHit>,
-    /// Distinct sources, to their targets.
+    literals: LiteralsBuilder,
+    folded: LiteralsBuilder,
+    /// Distinct sources, to their targets: those without a literal form,
+    /// and those with only a folded one.
     regexes: BTreeMap<String, Vec<u32>>,
+    folded_regexes: BTreeMap<String, Vec<u32>>,
     ignore_case: Hashed<String, Vec<u32>>,
     present: Vec<u32>,
     absent: Vec<u32>,
@@ -506,10 +398,10 @@ impl FieldBuilder {
         match condition {
             Condition::Regex(r) => self.add_regex(target, r.as_str()),
             Condition::Prefix(p) if !p.is_empty() => {
-                self.prefixes.insert(p.clone().into_bytes(), target)
+                self.literals.add_prefix(p.clone().into_bytes(), target)
             }
             Condition::Suffix(s) if !s.is_empty() => {
-                self.suffixes.insert(s.clone().into_bytes(), target)
+                self.literals.add_suffix(s.clone().into_bytes(), target)
             }
             // Every text starts and ends with "".
             Condition::Prefix(_) | Condition::Suffix(_) => self.add_regex(target, ""),
@@ -533,26 +425,16 @@ impl FieldBuilder {
     }
 
     fn add_regex(&mut self, target: u32, pattern: &str) {
-        let Some(form) = literal_form(pattern) else {
-            push_once(self.regexes.entry(pattern.to_owned()).or_default(), target);
-            return;
-        };
-        for literal in form.literals {
-            let hit = LiteralHit {
+        if let Some(form) = literal_form(pattern) {
+            self.literals.add_form(form, target);
+        } else if let Some(form) = folded_form(pattern) {
+            self.folded.add_form(form, target);
+            push_once(
+                self.folded_regexes.entry(pattern.to_owned()).or_default(),
                 target,
-                start: form.start,
-                end: form.end,
-            };
-            match (literal.is_empty(), form.start, form.end) {
-                (true, _, _) => self.empty_hits.push(hit),
-                (false, StartRule::AtStart, EndRule::AtEnd) => push_once(
-                    self.exact.entry(literal.into_boxed_slice()).or_default(),
-                    target,
-                ),
-                (false, StartRule::AtStart, EndRule::Any) => self.prefixes.insert(literal, target),
-                (false, StartRule::Any, EndRule::AtEnd) => self.suffixes.insert(literal, target),
-                (false, _, _) => self.literals.entry(literal).or_default().push(hit),
-            }
+            );
+        } else {
+            push_once(self.regexes.entry(pattern.to_owned()).or_default(), target);
         }
     }
 
@@ -561,42 +443,20 @@ impl FieldBuilder {
             field: path.as_str().to_owned(),
             message,
         };
-        let (patterns, literal_hits): (Vec<Vec<u8>>, Vec<Vec<LiteralHit>>) =
-            self.literals.into_iter().unzip();
-        let literals = if patterns.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::Standard)
-                    .build(&patterns)
-                    .map_err(|e| error(e.to_string()))?,
-            )
-        };
-        let (sources, regex_targets): (Vec<String>, Vec<Vec<u32>>) =
-            self.regexes.into_iter().unzip();
-        let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
-        let regexes = crate::complexity::groups(&sources)
-            .into_iter()
-            .map(|range| {
-                let set_ = RegexSetBuilder::new(&sources[range.clone()])
-                    .size_limit(SET_SIZE_LIMIT)
-                    .dfa_size_limit(SET_DFA_LIMIT)
-                    .build()
-                    .map_err(|e| error(e.to_string()))?;
-                Ok((set_, regex_targets[range].to_vec()))
+        let literals = self.literals.build().map_err(error)?;
+        let regexes = regex_groups(self.regexes).map_err(error)?;
+        let folded_regexes = regex_groups(self.folded_regexes).map_err(error)?;
+        let folded = self.folded.build().map_err(error)?;
+        let folded = (!folded_regexes.is_empty()).then(|| {
+            Box::new(Folded {
+                literals: folded,
+                regexes: folded_regexes,
             })
-            .collect::<Result<Vec<_>, BuildError>>()?;
-        self.exact.shrink_to_fit();
-        self.prefixes.finish();
-        self.suffixes.finish();
+        });
         self.numbers.finish();
         self.numbers_or_strings.finish();
-        let reads_text = !self.exact.is_empty()
-            || !self.prefixes.lengths.is_empty()
-            || !self.suffixes.lengths.is_empty()
-            || literals.is_some()
-            || !self.empty_hits.is_empty()
+        let reads_text = !literals.is_empty()
+            || folded.is_some()
             || !regexes.is_empty()
             || !self.ignore_case.is_empty()
             || !self.anything_but.targets.is_empty()
@@ -604,12 +464,8 @@ impl FieldBuilder {
             || !self.networks.v6.is_empty();
         Ok(FieldIndex {
             path,
-            exact: self.exact,
-            prefixes: self.prefixes,
-            suffixes: self.suffixes,
             literals,
-            literal_hits,
-            empty_hits: self.empty_hits,
+            folded,
             regexes,
             ignore_case: self.ignore_case,
             present: self.present,
@@ -623,12 +479,22 @@ impl FieldBuilder {
     }
 }
 
-/// A target asks for the same condition once when its alternatives name it
-/// twice in a row; a repeat further apart only marks it twice.
-fn push_once(targets: &mut Vec<u32>, target: u32) {
-    if targets.last() != Some(&target) {
-        targets.push(target);
-    }
+/// Distinct sources with their targets, compiled in groups whose DFA stays
+/// within bounds.
+fn regex_groups(sources: BTreeMap<String, Vec<u32>>) -> Result<RegexGroups, String> {
+    let (sources, targets): (Vec<String>, Vec<Vec<u32>>) = sources.into_iter().unzip();
+    let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+    crate::complexity::groups(&sources)
+        .into_iter()
+        .map(|range| {
+            let set_ = RegexSetBuilder::new(&sources[range.clone()])
+                .size_limit(SET_SIZE_LIMIT)
+                .dfa_size_limit(SET_DFA_LIMIT)
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok((set_, targets[range].to_vec()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

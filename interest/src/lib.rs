@@ -127,6 +127,7 @@ mod complexity;
 mod hits;
 mod index;
 mod interests;
+mod literals;
 mod matcher;
 pub mod operators;
 mod path;

@@ -20,6 +20,12 @@ fn pattern() -> impl Strategy<Value = String> {
         Just(r"\n".to_owned()),
         Just(r"\b".to_owned()),
         Just("(?i)A".to_owned()),
+        // Case-insensitive letters, whose folding takes `K` (U+212A) for
+        // `k` and `ſ` (U+017F) for `s`; a case-sensitive one beside them.
+        Just("(?i)ks".to_owned()),
+        Just("(?i:b)A".to_owned()),
+        Just("(?i)[a-b]".to_owned()),
+        Just("[kK]".to_owned()),
         Just("".to_owned()),
     ];
     (
@@ -30,6 +36,33 @@ fn pattern() -> impl Strategy<Value = String> {
         .prop_map(|(s, atoms, e)| {
             format!(
                 "{}{}{}",
+                if s { "^" } else { "" },
+                atoms.concat(),
+                if e { "$" } else { "" }
+            )
+        })
+}
+
+/// A case-insensitive pattern, perhaps with a case-sensitive letter, over
+/// the folding letters.
+fn folding_pattern() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        2 => Just("ks".to_owned()),
+        2 => Just("sk".to_owned()),
+        2 => Just("(?-i:S)".to_owned()),
+        1 => Just("[ak]".to_owned()),
+        1 => Just("(kk|a)".to_owned()),
+        1 => Just("-".to_owned()),
+        1 => Just(".*".to_owned()),
+    ];
+    (
+        any::<bool>(),
+        prop::collection::vec(atom, 2..5),
+        any::<bool>(),
+    )
+        .prop_map(|(s, atoms, e)| {
+            format!(
+                "(?i){}{}{}",
                 if s { "^" } else { "" },
                 atoms.concat(),
                 if e { "$" } else { "" }
@@ -78,6 +111,7 @@ fn value() -> impl Strategy<Value = Value> {
     prop_oneof![
         "[ab\n1]{0,6}".prop_map(Value::from),
         "[ab1]{0,2}".prop_map(Value::from),
+        "[aAbBkKsS\u{212A}\u{17F}]{0,4}".prop_map(Value::from),
         Just(Value::from("10.1.2.3")),
         Just(Value::from(" 7")),
         (0u32..30).prop_map(Value::from),
@@ -200,6 +234,30 @@ proptest! {
         }
     }
 
+    /// Case-insensitive patterns over the letters whose Unicode folding
+    /// takes more than lower-casing (`k`: `K`, `s`: `ſ`), on texts of them.
+    #[test]
+    fn case_insensitive_patterns_route_like_the_plain_loop(
+        patterns in prop::collection::vec(folding_pattern(), 1..6),
+        texts in prop::collection::vec("[kKsS\u{212A}\u{17F}a\n-]{0,8}", 1..12),
+    ) {
+        let queues: Vec<(String, Interests)> = patterns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let name = format!("q{i}");
+                Interests::parse(&name, &serde_json::json!({ "f": p }), &Limits::default())
+                    .ok()
+                    .map(|x| (name, x))
+            })
+            .collect();
+        let matcher = Matcher::build(queues.clone()).unwrap();
+        for text in texts {
+            let task: Map<String, Value> = [("f".to_owned(), Value::from(text))].into_iter().collect();
+            prop_assert_eq!(matcher.route(&task), interest::route_plainly(&queues, &task));
+        }
+    }
+
     #[test]
     fn random_bytes_never_panic(pattern in prop::collection::vec(any::<u8>(), 0..40),
                                 field in prop::collection::vec(any::<u8>(), 0..10),
@@ -216,6 +274,64 @@ proptest! {
             }
             let _ = matcher.route(&Map::new());
         }
+    }
+}
+
+/// Every text of up to five of the folding letters, against
+/// case-insensitive patterns with case-sensitive letters among them.
+#[test]
+fn folding_letters_route_like_the_plain_loop_on_every_short_text() {
+    // Long enough (more than 64 spellings) to have no plain literal form.
+    let patterns = [
+        "(?i)ksks(?-i:S)",
+        "(?i)^ksks$",
+        "(?i)skks",
+        "(?i)^(kssk|aaaaaaa)",
+        "(?i)^.*ssss",
+        "(?i)(?-i:K)ssss",
+        "(?i)kssk$",
+        "(?i)^[ak]sss",
+        "(?i)ss(?-i:s)ss",
+    ];
+    let queues: Vec<(String, Interests)> = patterns
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let name = format!("q{i}");
+            let parsed =
+                Interests::parse(&name, &serde_json::json!({ "f": p }), &Limits::default());
+            (name, parsed.unwrap())
+        })
+        .collect();
+    let matcher = Matcher::build(queues.clone()).unwrap();
+    let letters = ['k', 'K', 's', 'S', 'a', '\u{212A}', '\u{17F}'];
+    let mut texts = vec![String::new()];
+    for _ in 0..5 {
+        let longer: Vec<String> = texts
+            .iter()
+            .flat_map(|t| letters.iter().map(move |c| format!("{t}{c}")))
+            .collect();
+        texts.extend(longer);
+    }
+    texts.sort();
+    texts.dedup();
+    let mut routed = vec![0usize; patterns.len()];
+    for text in &texts {
+        let task: Map<String, Value> = [("f".to_owned(), Value::from(text.as_str()))]
+            .into_iter()
+            .collect();
+        let expected = interest::route_plainly(&queues, &task);
+        for queue in &expected {
+            routed[queue[1..].parse::<usize>().unwrap()] += 1;
+        }
+        assert_eq!(matcher.route(&task), expected, "{text:?}");
+    }
+    // Each pattern must take some texts and leave others, or it tests nothing.
+    for (pattern, count) in patterns.iter().zip(&routed) {
+        assert!(
+            *count > 0 && *count < texts.len(),
+            "{pattern} routed {count}"
+        );
     }
 }
 
