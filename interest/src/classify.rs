@@ -4,16 +4,22 @@
 //! end, perhaps padded with `.*` (`^user\.`, `@example\.com$`, `^(eu|us)-west$`,
 //! `.*evan.*`). Such a pattern matches exactly when one of its literals occurs
 //! at a position that satisfies its anchors, and one Aho-Corasick scan over a
-//! field's value finds every literal of every queue at once. Anything else
-//! (repetitions, big classes, word boundaries, multi-line mode) goes to a
-//! regex set.
+//! field's value finds every literal of every queue at once. Small classes
+//! and short bounded repetitions expand into their literals (`[0-9]{2}` is a
+//! hundred). Anything else (unbounded repetitions, big classes, word
+//! boundaries, multi-line mode) goes to a regex set.
 
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
-/// A pattern's literal bytes may not expand past this many alternatives.
-const MAX_LITERALS: usize = 64;
+/// A pattern's literal bytes may not expand past this many alternatives:
+/// enough for two digits (`[0-9]{2}`), and a bound on what one pattern's
+/// literals cost in the tables (about 100 bytes each).
+const MAX_LITERALS: usize = 128;
 /// A class is expanded into its characters only when it is this small.
 const MAX_CLASS_CHARS: usize = 16;
+/// A bounded repetition is expanded only up to this many times, so that a
+/// single literal repeated (`a{5000}`) does not become a long one.
+const MAX_REPEAT: u32 = 16;
 
 /// Where a literal's match may start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,9 +238,32 @@ fn literal_set(hir: &Hir, fold: bool) -> Option<Vec<Vec<u8>>> {
             }
             Some(out)
         }
-        // Byte classes, repetitions and assertions inside a pattern are left to
-        // the regex engine: their exact literal expansion is rarely small.
-        HirKind::Class(Class::Bytes(_)) | HirKind::Repetition(_) | HirKind::Look(_) => None,
+        // `[0-9]{2}`, `x?`, `(ab){1,3}`: every count from min to max.
+        HirKind::Repetition(rep) => {
+            let max = rep.max.filter(|&m| m <= MAX_REPEAT)?;
+            let one = literal_set(&rep.sub, fold)?;
+            let mut power = vec![Vec::new()];
+            let mut out = Vec::new();
+            for count in 0..=max {
+                if count >= rep.min {
+                    out.extend(power.iter().cloned());
+                    if out.len() > MAX_LITERALS {
+                        return None;
+                    }
+                }
+                if count < max {
+                    power = concat(power, &one)?;
+                    power.sort_unstable();
+                    power.dedup();
+                }
+            }
+            out.sort_unstable();
+            out.dedup();
+            Some(out)
+        }
+        // Byte classes and assertions inside a pattern are left to the regex
+        // engine.
+        HirKind::Class(Class::Bytes(_)) | HirKind::Look(_) => None,
     }
 }
 
@@ -304,6 +333,37 @@ mod tests {
             form("^[ab]c"),
             Some((lits(&["ac", "bc"]), S::AtStart, E::Any))
         );
+    }
+
+    #[test]
+    fn bounded_repetitions_expand_into_every_count() {
+        use EndRule as E;
+        use StartRule as S;
+        let (two_digits, start, end) = form("^web-[0-9]{2}07$").unwrap();
+        assert_eq!((two_digits.len(), start, end), (100, S::AtStart, E::AtEnd));
+        assert_eq!(two_digits[0], "web-0007");
+        assert_eq!(two_digits[99], "web-9907");
+        assert_eq!(
+            form("^ax?$"),
+            Some((lits(&["a", "ax"]), S::AtStart, E::AtEnd))
+        );
+        assert_eq!(
+            form("(ab){1,3}c"),
+            Some((lits(&["abababc", "ababc", "abc"]), S::Any, E::Any))
+        );
+        // Overlapping alternatives repeat into one literal each.
+        assert_eq!(
+            form("^(a|aa){2}$"),
+            Some((lits(&["aa", "aaa", "aaaa"]), S::AtStart, E::AtEnd))
+        );
+        assert_eq!(
+            folded("(?i)^ID-[0-9]{1,2}$").map(|(l, _, _)| l.len()),
+            Some(110)
+        );
+        // Past the bounds: a regex.
+        for p in ["[0-9]{3}", "a{17}", "[0-9]{0,3}", "a{2,}", "(?i)[a-z]{2}"] {
+            assert_eq!(form(p).or_else(|| folded(p)), None, "{p}");
+        }
     }
 
     fn folded(p: &str) -> Option<(Vec<String>, StartRule, EndRule)> {

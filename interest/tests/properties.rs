@@ -26,6 +26,11 @@ fn pattern() -> impl Strategy<Value = String> {
         Just("(?i:b)A".to_owned()),
         Just("(?i)[a-b]".to_owned()),
         Just("[kK]".to_owned()),
+        // Bounded repetitions, expanded into literals when small.
+        Just("[ab]{2}".to_owned()),
+        Just("(ab|a){0,2}".to_owned()),
+        Just("b?".to_owned()),
+        Just("(?i)k{1,2}".to_owned()),
         Just("".to_owned()),
     ];
     (
@@ -52,6 +57,8 @@ fn folding_pattern() -> impl Strategy<Value = String> {
         2 => Just("(?-i:S)".to_owned()),
         1 => Just("[ak]".to_owned()),
         1 => Just("(kk|a)".to_owned()),
+        1 => Just("[ks]{1,2}".to_owned()),
+        1 => Just("k?".to_owned()),
         1 => Just("-".to_owned()),
         1 => Just(".*".to_owned()),
     ];
