@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::classify::{folded_form, literal_form};
 use crate::hits::Hits;
-use crate::literals::{push_once, Hashed, Literals, LiteralsBuilder};
+use crate::literals::{compact, push_once, Hashed, Literals, LiteralsBuilder, Targets};
 use crate::matcher::BuildError;
 use crate::operators::{Cmp, Condition};
 use crate::path::{for_each_text, FieldPath};
@@ -40,7 +40,7 @@ pub(crate) struct FieldIndex {
     /// within bounds (see `complexity`), each pattern with its targets.
     regexes: RegexGroups,
     /// `equalsIgnoreCase`: the lower-cased value to its targets.
-    ignore_case: Hashed<String, Vec<u32>>,
+    ignore_case: Hashed<String, Targets>,
     /// `exists: true` and `exists: false`.
     pub present: Vec<u32>,
     pub absent: Vec<u32>,
@@ -109,7 +109,7 @@ impl FieldIndex {
         mark_regexes(&self.regexes, text, hits);
         if !self.ignore_case.is_empty() {
             if let Some(targets) = self.ignore_case.get(&text.to_lowercase()) {
-                hits.set_all(targets);
+                hits.set_all(targets.as_slice());
             }
         }
         self.anything_but.mark(text, hits);
@@ -467,7 +467,7 @@ impl FieldBuilder {
             literals,
             folded,
             regexes,
-            ignore_case: self.ignore_case,
+            ignore_case: compact(self.ignore_case),
             present: self.present,
             absent: self.absent,
             numbers: self.numbers,
