@@ -5,6 +5,7 @@
 //! Chromium and chromedriver come from Debian (`scripts/test.sh` installs
 //! them). Without them these tests fail, saying so; they never skip.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,8 +39,11 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// Chromium is chromedriver's child: killing chromedriver alone left its
+    /// browsers running after the suite, so the whole process group goes.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let group = nix::unistd::Pid::from_raw(self.driver.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.driver.wait();
     }
 }
@@ -60,6 +64,7 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("start chromedriver");
         let url = format!("http://127.0.0.1:{port}");
