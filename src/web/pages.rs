@@ -1526,7 +1526,8 @@ struct LockLine {
     kind: &'static str,
     queue: String,
     task: String,
-    /// The holder as people know it: its key, or its id.
+    /// The holder as people know it: its key, else the start of its data,
+    /// else its id.
     shown: String,
     worker: String,
     worker_name: String,
@@ -1535,21 +1536,38 @@ struct LockLine {
     waiting: u32,
 }
 
+/// Keyless holders whose data the Locks page reads to show them by it; the
+/// rest are shown by id, so that a page of many locks reads no more.
+const LOCK_PREVIEWS: usize = 100;
+
 pub async fn locks(req: HttpRequest, state: Data) -> Res {
     let names = view::worker_names(&state.broker.workers().await?);
-    let locks = state
-        .broker
-        .locks()
-        .await?
+    let mut previews = 0;
+    let mut locks = Vec::new();
+    for l in state.broker.locks().await? {
+        // People know a task by its key; without one, by what it carries.
+        let shown = match l.key.clone() {
+            Some(key) => key,
+            None if previews < LOCK_PREVIEWS => {
+                previews += 1;
+                match state.broker.task(l.task_id).await {
+                    Ok(task) => view::preview(&task.data),
+                    Err(_) => l.task_id.to_string(),
+                }
+            }
+            None => l.task_id.to_string(),
+        };
+        locks.push((l, shown));
+    }
+    let locks = locks
         .into_iter()
-        .map(|l| {
+        .map(|(l, shown)| {
             let worker = l.worker_id.map(|w| w.to_string()).unwrap_or_default();
             LockLine {
                 kind: l.kind.as_str(),
                 queue: l.queue.to_string(),
                 task: l.task_id.to_string(),
-                // People know a task by its key; without one, by its id.
-                shown: l.key.unwrap_or_else(|| l.task_id.to_string()),
+                shown,
                 worker_name: names
                     .get(&worker)
                     .cloned()

@@ -873,6 +873,12 @@ async fn singular_locks_are_shown_and_broken() {
     assert_eq!(rows(&html), 1);
     assert!(html.contains(&holder) && html.contains(&worker));
     assert!(
+        html.contains(&format!(
+            "<a href=\"/admin/tasks/{holder}\"><code>{{&#34;app&#34;:&#34;web&#34;}}</code></a>"
+        )),
+        "a keyless holder is shown by its data: {html}"
+    );
+    assert!(
         html.contains("</code></td><td>2</td>"),
         "the two twins are counted: {html}"
     );
