@@ -286,8 +286,10 @@ fn concat(prefixes: Vec<Vec<u8>>, suffixes: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> 
 mod tests {
     use super::*;
 
-    fn form(p: &str) -> Option<(Vec<String>, StartRule, EndRule)> {
-        literal_form(p).map(|f| {
+    type Shown = Option<(Vec<String>, StartRule, EndRule)>;
+
+    fn shown(form: Option<LiteralForm>) -> Shown {
+        form.map(|f| {
             (
                 f.literals
                     .into_iter()
@@ -297,6 +299,14 @@ mod tests {
                 f.end,
             )
         })
+    }
+
+    fn form(p: &str) -> Shown {
+        shown(literal_form(p))
+    }
+
+    fn folded(p: &str) -> Shown {
+        shown(folded_form(p))
     }
 
     fn lits(l: &[&str]) -> Vec<String> {
@@ -364,19 +374,6 @@ mod tests {
         for p in ["[0-9]{3}", "a{17}", "[0-9]{0,3}", "a{2,}", "(?i)[a-z]{2}"] {
             assert_eq!(form(p).or_else(|| folded(p)), None, "{p}");
         }
-    }
-
-    fn folded(p: &str) -> Option<(Vec<String>, StartRule, EndRule)> {
-        folded_form(p).map(|f| {
-            (
-                f.literals
-                    .into_iter()
-                    .map(|l| String::from_utf8(l).unwrap())
-                    .collect(),
-                f.start,
-                f.end,
-            )
-        })
     }
 
     #[test]
