@@ -54,24 +54,43 @@ pub(crate) struct LiteralForm {
 /// The literal form of a pattern, or `None` when only a regex engine can
 /// answer it exactly.
 pub(crate) fn literal_form(pattern: &str) -> Option<LiteralForm> {
-    form_of(pattern, false)
+    form_of(&regex_syntax::parse(pattern).ok()?, false)
 }
 
-/// The literal form of a pattern as it answers ASCII text, its letters
-/// lower-cased, when it has case-insensitive letters (`(?i)`) and no
-/// case-sensitive ones: an ASCII text matches the pattern exactly when its
-/// lower-cased bytes match this form. Only ASCII text: Unicode folding also
-/// takes `K` (U+212A) for `k` and `ſ` (U+017F) for `s`, which lower-casing
-/// does not, so other text is left to the regex.
-pub(crate) fn folded_form(pattern: &str) -> Option<LiteralForm> {
-    form_of(pattern, true)
+/// How a field's index answers a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// By its literals.
+    Literal(LiteralForm),
+    /// By these literals for ASCII text, lower-cased; by the regex for
+    /// other text. A pattern has this form when it has case-insensitive
+    /// letters (`(?i)`) and no case-sensitive ones: an ASCII text matches
+    /// it exactly when its lower-cased bytes match the literals. Only ASCII
+    /// text: Unicode folding also takes `K` (U+212A) for `k` and `ſ`
+    /// (U+017F) for `s`, which lower-casing does not.
+    Folded(LiteralForm),
+    /// By the regex alone.
+    Regex,
 }
 
-fn form_of(pattern: &str, fold: bool) -> Option<LiteralForm> {
-    let hir = regex_syntax::parse(pattern).ok()?;
-    let mut items: Vec<&Hir> = match strip_captures(&hir).kind() {
+/// The pattern's form, parsing it once.
+pub(crate) fn classify(pattern: &str) -> Form {
+    let Ok(hir) = regex_syntax::parse(pattern) else {
+        return Form::Regex;
+    };
+    if let Some(form) = form_of(&hir, false) {
+        Form::Literal(form)
+    } else if let Some(form) = form_of(&hir, true) {
+        Form::Folded(form)
+    } else {
+        Form::Regex
+    }
+}
+
+fn form_of(hir: &Hir, fold: bool) -> Option<LiteralForm> {
+    let mut items: Vec<&Hir> = match strip_captures(hir).kind() {
         HirKind::Concat(items) => items.iter().collect(),
-        _ => vec![strip_captures(&hir)],
+        _ => vec![strip_captures(hir)],
     };
     let anchored_start = matches!(
         items.first().map(|h| h.kind()),
@@ -168,7 +187,7 @@ fn dot_star(hir: &Hir) -> Option<Dots> {
 }
 
 /// The finite set of strings `hir` matches, when it is small; folded (see
-/// `folded_form`), the set of lower-cased ASCII strings it matches.
+/// `Form::Folded`), the set of lower-cased ASCII strings it matches.
 fn literal_set(hir: &Hir, fold: bool) -> Option<Vec<Vec<u8>>> {
     match hir.kind() {
         HirKind::Empty => Some(vec![Vec::new()]),
@@ -306,7 +325,7 @@ mod tests {
     }
 
     fn folded(p: &str) -> Shown {
-        shown(folded_form(p))
+        shown(form_of(&regex_syntax::parse(p).unwrap(), true))
     }
 
     fn lits(l: &[&str]) -> Vec<String> {

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use regex::{RegexSet, RegexSetBuilder};
 use serde_json::Value;
 
-use crate::classify::{folded_form, literal_form};
+use crate::classify::{classify, Form};
 use crate::hits::Hits;
 use crate::literals::{compact, push_once, Hashed, Literals, LiteralsBuilder, Targets};
 use crate::matcher::BuildError;
@@ -60,7 +60,7 @@ type RegexGroups = Vec<(RegexSet, Vec<Vec<u32>>)>;
 /// Case-insensitive patterns (`(?i)^pro-yearly-(usd|eur)$`): ASCII text is
 /// lower-cased once and looked up as literals are; other text goes to
 /// their regexes, since Unicode folding takes more than lower-casing does
-/// (see `classify::folded_form`).
+/// (see `classify::Form::Folded`).
 #[derive(Debug)]
 struct Folded {
     literals: Literals,
@@ -69,10 +69,13 @@ struct Folded {
 
 impl Folded {
     fn mark(&self, text: &str, hits: &mut Hits) {
-        if text.is_ascii() {
+        if !text.is_ascii() {
+            mark_regexes(&self.regexes, text, hits);
+        } else if text.bytes().any(|b| b.is_ascii_uppercase()) {
             self.literals.mark(&text.to_ascii_lowercase(), hits);
         } else {
-            mark_regexes(&self.regexes, text, hits);
+            // Already lower-case: no copy.
+            self.literals.mark(text, hits);
         }
     }
 }
@@ -425,16 +428,16 @@ impl FieldBuilder {
     }
 
     fn add_regex(&mut self, target: u32, pattern: &str) {
-        if let Some(form) = literal_form(pattern) {
-            self.literals.add_form(form, target);
-        } else if let Some(form) = folded_form(pattern) {
-            self.folded.add_form(form, target);
-            push_once(
-                self.folded_regexes.entry(pattern.to_owned()).or_default(),
-                target,
-            );
-        } else {
-            push_once(self.regexes.entry(pattern.to_owned()).or_default(), target);
+        match classify(pattern) {
+            Form::Literal(form) => self.literals.add_form(form, target),
+            Form::Folded(form) => {
+                self.folded.add_form(form, target);
+                push_once(
+                    self.folded_regexes.entry(pattern.to_owned()).or_default(),
+                    target,
+                );
+            }
+            Form::Regex => push_once(self.regexes.entry(pattern.to_owned()).or_default(), target),
         }
     }
 

@@ -33,14 +33,23 @@ fn pattern() -> impl Strategy<Value = String> {
         Just("(?i)k{1,2}".to_owned()),
         Just("".to_owned()),
     ];
+    anchored("", atom, 1..4)
+}
+
+/// `flags`, then some of `atoms` in a row, perhaps anchored at either end.
+fn anchored(
+    flags: &'static str,
+    atom: impl Strategy<Value = String>,
+    count: std::ops::Range<usize>,
+) -> impl Strategy<Value = String> {
     (
         any::<bool>(),
-        prop::collection::vec(atom, 1..4),
+        prop::collection::vec(atom, count),
         any::<bool>(),
     )
-        .prop_map(|(s, atoms, e)| {
+        .prop_map(move |(s, atoms, e)| {
             format!(
-                "{}{}{}",
+                "{flags}{}{}{}",
                 if s { "^" } else { "" },
                 atoms.concat(),
                 if e { "$" } else { "" }
@@ -62,19 +71,7 @@ fn folding_pattern() -> impl Strategy<Value = String> {
         1 => Just("-".to_owned()),
         1 => Just(".*".to_owned()),
     ];
-    (
-        any::<bool>(),
-        prop::collection::vec(atom, 2..5),
-        any::<bool>(),
-    )
-        .prop_map(|(s, atoms, e)| {
-            format!(
-                "(?i){}{}{}",
-                if s { "^" } else { "" },
-                atoms.concat(),
-                if e { "$" } else { "" }
-            )
-        })
+    anchored("(?i)", atom, 2..5)
 }
 
 /// One alternative of a field: a regex, or an operator over the same small

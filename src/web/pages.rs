@@ -2,7 +2,7 @@
 //! change state through it (which keeps the audit log) and answer with a
 //! redirect (303) to the page to look at next, carrying a short message.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
@@ -1542,32 +1542,34 @@ const LOCK_PREVIEWS: usize = 100;
 
 pub async fn locks(req: HttpRequest, state: Data) -> Res {
     let names = view::worker_names(&state.broker.workers().await?);
-    let mut previews = 0;
-    let mut locks = Vec::new();
-    for l in state.broker.locks().await? {
-        // People know a task by its key; without one, by what it carries.
-        let shown = match l.key.clone() {
-            Some(key) => key,
-            None if previews < LOCK_PREVIEWS => {
-                previews += 1;
-                match state.broker.task(l.task_id).await {
-                    Ok(task) => view::preview(&task.data),
-                    Err(_) => l.task_id.to_string(),
-                }
-            }
-            None => l.task_id.to_string(),
-        };
-        locks.push((l, shown));
-    }
-    let locks = locks
+    let held = state.broker.locks().await?;
+    // People know a task by its key; without one, by what it carries: the
+    // data of the first keyless holders, read together.
+    let keyless: Vec<TaskId> = held
+        .iter()
+        .filter(|l| l.key.is_none())
+        .map(|l| l.task_id)
+        .take(LOCK_PREVIEWS)
+        .collect();
+    let read =
+        futures_util::future::join_all(keyless.iter().map(|&id| state.broker.task(id))).await;
+    let previews: HashMap<TaskId, String> = keyless
         .into_iter()
-        .map(|(l, shown)| {
+        .zip(read)
+        .filter_map(|(id, task)| Some((id, view::preview(&task.ok()?.data))))
+        .collect();
+    let locks = held
+        .into_iter()
+        .map(|l| {
             let worker = l.worker_id.map(|w| w.to_string()).unwrap_or_default();
             LockLine {
                 kind: l.kind.as_str(),
                 queue: l.queue.to_string(),
                 task: l.task_id.to_string(),
-                shown,
+                shown: l
+                    .key
+                    .or_else(|| previews.get(&l.task_id).cloned())
+                    .unwrap_or_else(|| l.task_id.to_string()),
                 worker_name: names
                     .get(&worker)
                     .cloned()
