@@ -254,10 +254,14 @@ pub struct TaskSettings {
     pub retry_max_secs: f64,
     /// Fraction of a backoff drawn at random either way.
     pub retry_jitter: f64,
-    /// Finished (completed, cancelled, expired) copies kept per queue. Each
-    /// keeps its payload on disk: a long history costs throughput (see
-    /// docs/performance.md).
+    /// Finished (completed, cancelled, expired) copies kept in memory per
+    /// queue; older ones go to the archive (embedded store) or away.
     pub history: usize,
+    /// Seconds the embedded store's archive keeps a finished copy after it
+    /// left memory; 0: no archive (finished copies are deleted).
+    pub archive_secs: u64,
+    /// The newest archived copies of each queue kept however old.
+    pub archive_at_least: usize,
     /// Failed copies kept per queue.
     pub failed_per_queue: usize,
     /// Seconds a finished copy is kept before the sweep removes it.
@@ -362,6 +366,8 @@ impl Default for TaskSettings {
             retry_max_secs: 3600.0,
             retry_jitter: 0.2,
             history: 100,
+            archive_secs: 3600,
+            archive_at_least: 10_000,
             failed_per_queue: 100_000,
             keep_finished_secs: 7 * 86_400,
             keep_failed_secs: 30 * 86_400,
@@ -596,6 +602,15 @@ impl Settings {
             log_kept_bytes: t.log_kept_bytes,
             replay_keep_ms: t.replay_keep_secs.saturating_mul(1000),
             replay_max_bytes: t.replay_max_bytes,
+            archive: false,
+        }
+    }
+
+    /// How long the embedded store's archive keeps finished copies.
+    pub fn archive(&self) -> crate::store::embedded::ArchiveRules {
+        crate::store::embedded::ArchiveRules {
+            keep_ms: self.tasks.archive_secs.saturating_mul(1000),
+            at_least: self.tasks.archive_at_least,
         }
     }
 

@@ -83,6 +83,7 @@ impl Application {
                             every: Duration::from_millis(settings.store.checkpoint_every_ms),
                             segment_bytes: settings.store.wal_segment_bytes,
                         },
+                        archive: settings.archive(),
                         ..OpenOptions::default()
                     },
                 )

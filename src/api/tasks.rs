@@ -26,7 +26,7 @@ pub const STATES: &[&str] = &[
 /// `GET /tasks`: a page of copies in one state, of one queue or all.
 pub async fn list(call: Call, body: Body) -> Answer {
     let p = body.params()?;
-    let mut allowed = vec!["state", "queue", "offset", "limit"];
+    let mut allowed = vec!["state", "queue", "offset", "limit", "archived", "before"];
     allowed.extend(FILTERS);
     p.only(&allowed)?;
     let state = p.required("state", p.string("state")?)?;
@@ -39,11 +39,59 @@ pub async fn list(call: Call, body: Body) -> Answer {
         limit: p.integer("limit", 1, 1000)?.unwrap_or(100) as usize,
     };
     let filter = filter_of(&p)?;
+    if p.boolean("archived")?.unwrap_or(false) {
+        return archived(&call, &p, queue, state, &filter, page).await;
+    }
+    if p.task_id("before")?.is_some() {
+        return Err(p.invalid(
+            "before",
+            "is a cursor of the archive: only with archived=true",
+        ));
+    }
     let tasks = call
         .state
         .broker
         .list_tasks(queue.as_ref(), state, &filter, page)
         .await?;
+    json(&tasks)
+}
+
+/// `GET /tasks?archived=true`: a page of a queue's archive, newest first,
+/// from the copy after `before` (the last of the previous page).
+async fn archived(
+    call: &Call,
+    p: &Params,
+    queue: Option<QueueName>,
+    state: TaskState,
+    filter: &TaskFilter,
+    page: Page,
+) -> Answer {
+    let queue = p.required("queue", queue)?;
+    if !state.is_finished() {
+        return Err(p.invalid(
+            "state",
+            "the archive holds finished copies: completed, cancelled or expired",
+        ));
+    }
+    if page.offset != 0 {
+        return Err(p.invalid("offset", "the archive is paged by before, not offset"));
+    }
+    if filter.after.is_some() {
+        return Err(p.invalid("after", "the archive is paged by before, not after"));
+    }
+    let before = p.task_id("before")?;
+    let tasks = call
+        .state
+        .broker
+        .list_archived(&queue, state, filter, before, page.limit)
+        .await
+        .map_err(|e| match e {
+            crate::broker::BrokerError::UnknownTask(id) => p.invalid(
+                "before",
+                format!("{id} is not in the archive (swept, or never archived)"),
+            ),
+            other => other.into(),
+        })?;
     json(&tasks)
 }
 

@@ -160,6 +160,22 @@ impl Broker {
         Ok(self.store.list_tasks(queue, state, filter, page).await?)
     }
 
+    /// A page of a queue's archived copies, newest first (see
+    /// `Store::list_archived`).
+    pub async fn list_archived(
+        &self,
+        queue: &QueueName,
+        state: TaskState,
+        filter: &TaskFilter,
+        before: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<Task>> {
+        Ok(self
+            .store
+            .list_archived(queue, state, filter, before, limit)
+            .await?)
+    }
+
     /// One copy, with its history.
     pub async fn task(&self, id: TaskId) -> Result<Task> {
         self.store

@@ -28,6 +28,9 @@ use crate::model::{
     TaskLog, TaskSelector, TaskState, WorkerId, WorkerRecord,
 };
 
+/// Most archived copies one `list_archived` looks at.
+pub const ARCHIVE_SCAN: usize = 100_000;
+
 /// What went wrong in a store.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -400,6 +403,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         state: TaskState,
         filter: &TaskFilter,
         page: Page,
+    ) -> Result<Vec<Task>, StoreError>;
+
+    /// A queue's archived copies in `state` that pass `filter` (not its
+    /// `after`), newest first: up to `limit`, from the one after `before`
+    /// (an archived copy: `UnknownTask` when it is not) or the newest.
+    /// Looks at no more than `ARCHIVE_SCAN` archived copies of any state:
+    /// a page of a search may come back short before the archive's end.
+    /// Empty for a store without an archive.
+    async fn list_archived(
+        &self,
+        queue: &QueueName,
+        state: TaskState,
+        filter: &TaskFilter,
+        before: Option<TaskId>,
+        limit: usize,
     ) -> Result<Vec<Task>, StoreError>;
 
     /// The distinct failure reasons of the failed copies (of `queue`, when

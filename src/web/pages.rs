@@ -267,6 +267,12 @@ pub struct ListQuery {
     /// A searched list's cursor: the last copy of the page before.
     #[serde(default)]
     after: Option<String>,
+    /// A finished tab lists the queue's archive instead of its history in
+    /// memory (`1`), from the copy after `before`.
+    #[serde(default)]
+    archived: Option<String>,
+    #[serde(default)]
+    before: Option<String>,
     #[serde(flatten)]
     search: SearchQuery,
 }
@@ -685,6 +691,10 @@ struct QueuePage {
     oldest: Option<String>,
     /// How long its last claimed copies waited, on this node.
     waits: Option<String>,
+    /// A finished tab's link to the older copies, in the archive.
+    archive_link: Option<String>,
+    /// The rows are the archive's, newest first.
+    in_archive: bool,
 }
 
 /// A queue's limits as its form shows them (empty: none).
@@ -739,9 +749,23 @@ pub async fn queue(
     let groups = broker.groups(&name, GROUPS_SHOWN).await?;
     let group_rules = view::group_rules(&settings);
     let (filter, shown) = q.listing(&search, page)?;
-    let tasks = broker
-        .list_tasks(Some(&name), listing, &filter, shown)
-        .await?;
+    let in_archive = listing.is_finished() && q.archived.as_deref().is_some_and(|a| a != "0");
+    let tasks = if in_archive {
+        let before = match q.before.as_deref() {
+            None | Some("") => None,
+            Some(id) => Some(
+                id.parse()
+                    .map_err(|_| bad("before", "is the id of a task in the archive"))?,
+            ),
+        };
+        broker
+            .list_archived(&name, listing, &filter, before, view::PAGE_SIZE)
+            .await?
+    } else {
+        broker
+            .list_tasks(Some(&name), listing, &filter, shown)
+            .await?
+    };
     let now = broker.now();
     let url_name = url_encode(name.as_str());
     let search_query = search.query();
@@ -752,6 +776,29 @@ pub async fn queue(
     // A search's matches are not counted: the pager goes on while pages
     // come back full.
     let total = count_of(&counts, listing).filter(|_| !search.is_active());
+    let archive_link = (listing.is_finished() && !in_archive).then(|| format!("{base}archived=1"));
+    let pager = if in_archive {
+        Pager {
+            page: 1,
+            pages: None,
+            total: None,
+            prev: q.before.is_some().then(|| format!("{base}archived=1")),
+            next: (tasks.len() == view::PAGE_SIZE)
+                .then(|| {
+                    tasks
+                        .last()
+                        .map(|t| format!("{base}archived=1&before={}", t.task_id))
+                })
+                .flatten(),
+        }
+    } else {
+        Pager::new(&base, page, total, tasks.len())
+            .with_cursor(search.is_active(), tasks.last().map(|t| t.task_id))
+    };
+    let mut hidden = vec![("state", listing.as_str().to_owned())];
+    if in_archive {
+        hidden.push(("archived", "1".to_owned()));
+    }
     let back = format!("{base}page={page}");
     let workers = broker.workers().await?;
     let names = view::worker_names(&workers);
@@ -787,9 +834,10 @@ pub async fn queue(
         bulk: BulkBar::new(listing, Some(&name), total, &back),
         chrome: Chrome::new(&req, format!("Queue {name}"), "queues"),
         back: back.clone(),
-        pager: Pager::new(&base, page, total, tasks.len())
-            .with_cursor(search.is_active(), tasks.last().map(|t| t.task_id)),
-        hidden: vec![("state", listing.as_str().to_owned())],
+        pager,
+        hidden,
+        archive_link,
+        in_archive,
         search_action: format!("/admin/queues/{url_name}"),
         search,
         search_query,

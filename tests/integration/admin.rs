@@ -2126,3 +2126,43 @@ async fn interests_are_edited_as_fields_and_patterns_and_a_bad_one_is_shown_in_i
             && !edit.contains(r#"name="mode""#)
     );
 }
+
+#[tokio::test]
+async fn a_finished_tab_leads_to_the_archive_which_pages_newest_first() {
+    let app = spawn_app_with(|s| s.tasks.history = 5).await;
+    app.put_interest("old", json!("*")).await.ok();
+    let worker = app.register(&["old"]).await;
+    for n in 0..60 {
+        app.publish_data(json!({"n": n})).await;
+        let task = app.claim(&worker).await;
+        app.update(&worker, &task, "complete", json!({})).await.ok();
+    }
+    let mut site = Site::new(&app);
+    let recent = site
+        .get("/admin/queues/old?state=completed")
+        .await
+        .html()
+        .to_owned();
+    assert_eq!(rows(&recent), 5);
+    assert!(recent.contains("Older copies, in the archive"), "{recent}");
+    let first = site
+        .get("/admin/queues/old?state=completed&archived=1")
+        .await
+        .html()
+        .to_owned();
+    // 55 archived, 50 a page, the newest (54) first.
+    assert_eq!(rows(&first), 50);
+    assert!(first.contains("{&#34;n&#34;:54}") && !first.contains("{&#34;n&#34;:4}"));
+    let next = first
+        .split("href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|h| h.contains("before="))
+        .expect("a link to the older page")
+        .replace("&#38;", "&");
+    let second = site.get(&next).await.html().to_owned();
+    assert_eq!(rows(&second), 5);
+    assert!(second.contains("{&#34;n&#34;:0}") && !second.contains("rel=\"next\""));
+    site.get("/admin/queues/old?state=completed&archived=1&before=nope")
+        .await
+        .error(400, "before");
+}

@@ -2,6 +2,7 @@
 //! port over real HTTP, and the storage conformance suite.
 
 mod admin;
+mod archive;
 mod bad_input;
 mod batches;
 mod bench;

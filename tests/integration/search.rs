@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_in, TestApp};
+use crate::helpers::{spawn_app, spawn_app_in, spawn_app_with, TestApp};
 
 /// The ids a search lists, in its order.
 async fn found(app: &TestApp, query: &str) -> Vec<String> {
@@ -265,4 +265,67 @@ async fn pages_follow_a_cursor_whatever_happens_to_the_copy_it_names() {
     app.send(Method::GET, "/tasks?state=ready&after=nope", None)
         .await
         .error(400, "invalid_field", Some("after"));
+}
+
+#[tokio::test]
+async fn the_archive_is_listed_newest_first_by_cursor_and_bad_queries_are_refused() {
+    let app = spawn_app_with(|s| s.tasks.history = 2).await;
+    app.put_interest("q", json!("*")).await.ok();
+    let worker = app.register(&["q"]).await;
+    let mut done = Vec::new();
+    for n in 0..6 {
+        app.publish_data(json!({"n": n})).await;
+        let task = app.claim(&worker).await;
+        app.update(&worker, &task, "complete", json!({})).await.ok();
+        done.push(task["taskId"].as_str().expect("an id").to_owned());
+    }
+    let ids = |listed: Value| -> Vec<String> {
+        listed
+            .as_array()
+            .unwrap_or_else(|| panic!("{listed}"))
+            .iter()
+            .map(|t| t["taskId"].as_str().expect("an id").to_owned())
+            .collect()
+    };
+    let page = |query: String| {
+        let app = &app;
+        async move {
+            app.send(Method::GET, &format!("/tasks?{query}"), None)
+                .await
+        }
+    };
+    let base = "state=completed&queue=q&archived=true";
+    let first = ids(page(format!("{base}&limit=2")).await.ok());
+    assert_eq!(first, [done[3].clone(), done[2].clone()]);
+    let rest = ids(page(format!("{base}&before={}", first[1])).await.ok());
+    assert_eq!(rest, [done[1].clone(), done[0].clone()]);
+    let n1 = ids(page(format!("{base}&data=n%3D1")).await.ok());
+    assert_eq!(n1, [done[1].clone()]);
+    // An archived copy's page is found by its id.
+    let oldest = app.status(&format!("task={}", done[0])).await;
+    assert_eq!(oldest["task"]["state"], "completed", "{oldest}");
+    assert_eq!(oldest["task"]["data"]["n"], 0);
+    for (query, field) in [
+        ("state=completed&archived=true".to_owned(), "queue!"),
+        ("state=ready&queue=q&archived=true".to_owned(), "state"),
+        (format!("{base}&offset=2"), "offset"),
+        (format!("{base}&after={}", done[0]), "after"),
+        (format!("{base}&before={}", done[5]), "before"),
+        (format!("{base}&before=nonsense"), "before"),
+        (
+            format!("state=completed&queue=q&before={}", done[0]),
+            "before",
+        ),
+        (
+            "state=completed&queue=q&archived=perhaps".to_owned(),
+            "archived",
+        ),
+    ] {
+        let (code, field) = match field.strip_suffix('!') {
+            Some(f) => ("missing_field", f),
+            None => ("invalid_field", field),
+        };
+        let why = page(query.clone()).await.error(400, code, Some(field));
+        assert!(!why.is_empty(), "{query}");
+    }
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use redb::Database;
 use tokio::sync::watch;
 
+use super::archive::{ArchiveRules, SweepPlan};
 use super::tables::{self, Coalesced};
 use super::wal::Wal;
 use crate::model::Counters;
@@ -105,6 +106,11 @@ pub(super) struct Journal {
     checkpoint: Mutex<CheckpointState>,
     checkpoint_wake: Condvar,
     pub(super) checkpoints: Checkpoints,
+    pub(super) archive: ArchiveRules,
+    /// When each queue's archive is next swept (by the checkpoint thread).
+    sweeps: Mutex<SweepPlan>,
+    /// The service's time (ms) as its last tick told it; 0 before.
+    pub(super) clock: AtomicU64,
     pub(super) commits: AtomicU64,
     pub(super) writes: AtomicU64,
     pub(super) folds: AtomicU64,
@@ -121,6 +127,7 @@ impl Journal {
         broken: Option<StoreError>,
         active: Coalesced,
         checkpoints: Checkpoints,
+        archive: ArchiveRules,
     ) -> Self {
         Self {
             pending: Mutex::new(Pending::default()),
@@ -136,6 +143,17 @@ impl Journal {
             checkpoint: Mutex::new(CheckpointState::default()),
             checkpoint_wake: Condvar::new(),
             checkpoints,
+            archive: ArchiveRules {
+                // Not archiving: what an earlier run archived goes whole.
+                at_least: if archive.keep_ms == 0 {
+                    0
+                } else {
+                    archive.at_least
+                },
+                ..archive
+            },
+            sweeps: Mutex::new(SweepPlan::default()),
+            clock: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             folds: AtomicU64::new(0),
@@ -410,7 +428,15 @@ pub(super) fn run_checkpoints(journal: &Journal) {
 /// Writes one cut into the file, then deletes the log it came from.
 fn fold(journal: &Journal, db: &Database, changes: &Coalesced) -> Result<(), StoreError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        tables::checkpoint(db, changes)
+        let rules = journal.archive;
+        let now = match journal.clock.load(Ordering::Relaxed) {
+            0 => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            told => told,
+        };
+        let mut plan = lock(&journal.sweeps);
+        tables::checkpoint(db, changes, Some((rules, &mut plan, now)))
     }))
     .unwrap_or_else(|_| Err(redb::Error::Corrupted("a checkpoint panicked".into())))
     .map_err(|e| classify("writing a checkpoint", e))?;

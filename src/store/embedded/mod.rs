@@ -9,6 +9,7 @@
 //! one is upgraded in place. On opening, what the log holds beyond the
 //! file's last checkpoint is folded into it before anything is served.
 
+mod archive;
 mod journal;
 mod tables;
 mod wal;
@@ -20,13 +21,16 @@ use std::thread::JoinHandle;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
+pub use self::archive::ArchiveRules;
 pub use self::journal::Checkpoints;
 use self::journal::{classify, Journal};
 use self::tables::{
-    Coalesced, AUDIT, BATCHES, COPIES, COUNTERS_KEY, INTERESTS, META, OUTPUT, OUTPUT_HEADS,
-    PAYLOADS, QUEUE_SETTINGS, RECENT, SAMPLES, SCHEDULES, WAL_SEQ_KEY, WORKERS,
+    Coalesced, Table, ARCHIVE, ARCHIVE_IDS, AUDIT, BATCHES, COPIES, COUNTERS_KEY, INTERESTS, META,
+    OUTPUT, OUTPUT_HEADS, PAYLOADS, QUEUE_SETTINGS, RECENT, SAMPLES, SCHEDULES, WAL_SEQ_KEY,
+    WORKERS,
 };
 use self::wal::Wal;
+use super::engine::log::ArchivePlace;
 use super::engine::{Batch, Engine, Log, News, Op, Payloads, Retention};
 use super::{StoreError, StoreStats};
 
@@ -48,7 +52,10 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 /// 5: format 4, the throughput chart's samples (`samples`) and the publish
 /// log (`recent`), which the log may carry records of; a file of format 4 is
 /// format 5 without either.
-pub const FORMAT_VERSION: u64 = 5;
+/// 6: format 5 and the archive (`archive`, `archive_ids`), which the log may
+/// carry records of (`Op::ArchiveCopy`); a file of format 5 is format 6 with
+/// an empty archive.
+pub const FORMAT_VERSION: u64 = 6;
 /// The directory of the write-ahead log, inside the data directory.
 pub const WAL_DIR: &str = "wal";
 const FORMAT_KEY: &str = "format";
@@ -74,6 +81,8 @@ pub struct OpenOptions {
     pub start_fresh: bool,
     /// When the log is folded into the file.
     pub checkpoints: Checkpoints,
+    /// How long finished copies out of the state are kept in the file.
+    pub archive: ArchiveRules,
 }
 
 impl Default for OpenOptions {
@@ -83,6 +92,7 @@ impl Default for OpenOptions {
             check: true,
             start_fresh: false,
             checkpoints: Checkpoints::default(),
+            archive: ArchiveRules::default(),
         }
     }
 }
@@ -150,6 +160,7 @@ impl EmbeddedLog {
                     None,
                     Coalesced::default(),
                     options.checkpoints,
+                    options.archive,
                 ),
                 Vec::new(),
             ),
@@ -168,7 +179,14 @@ impl EmbeddedLog {
                 )?;
                 let (replayed, unfolded) = read_log(&db, &dir)?;
                 (
-                    Journal::new(db, None, Some(e), unfolded, options.checkpoints),
+                    Journal::new(
+                        db,
+                        None,
+                        Some(e),
+                        unfolded,
+                        options.checkpoints,
+                        options.archive,
+                    ),
                     replayed,
                 )
             }
@@ -335,7 +353,7 @@ impl EmbeddedLog {
         }
         if let Some(db) = self.journal.current_db() {
             let folded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                tables::checkpoint(&db, &left)
+                tables::checkpoint(&db, &left, None)
             }));
             match folded {
                 Ok(Ok(())) => {
@@ -362,8 +380,19 @@ impl EmbeddedLog {
 /// Folds `later` (a newer cut) over `into`.
 fn merge(into: &mut Coalesced, later: &Coalesced) {
     for (k, v) in &later.entries {
+        // A payload the newer cut let go of that the older archived a copy
+        // of stays (the file would otherwise never get it).
+        if let (tables::Table::Payloads, None) = (k.0, v) {
+            if <[u8; 16]>::try_from(&k.1[..]).is_ok_and(|p| into.archived_publishes.contains(&p)) {
+                continue;
+            }
+        }
         into.entries.insert(k.clone(), v.clone());
     }
+    into.archived_queues
+        .extend(later.archived_queues.iter().cloned());
+    into.archived_publishes
+        .extend(later.archived_publishes.iter().copied());
     if later.counters.is_some() {
         into.counters = later.counters;
     }
@@ -391,7 +420,7 @@ fn fold_log(db: &Database, dir: &Path, segment_bytes: u64) -> Result<Wal, StoreE
             to = folded.last_seq,
             "folding the log into the file"
         );
-        tables::checkpoint(db, &folded).map_err(|e| classify("folding the log", e))?;
+        tables::checkpoint(db, &folded, None).map_err(|e| classify("folding the log", e))?;
         wal.rotate()?;
         wal.delete_through(folded.last_seq)?;
     }
@@ -549,7 +578,7 @@ fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
                 for t in [AUDIT, SAMPLES] {
                     txn.open_table(t).map_err(|e| err(e.into()))?;
                 }
-                for t in [OUTPUT, OUTPUT_HEADS, RECENT] {
+                for t in [OUTPUT, OUTPUT_HEADS, RECENT, ARCHIVE, ARCHIVE_IDS] {
                     txn.open_table(t).map_err(|e| err(e.into()))?;
                 }
                 let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
@@ -602,6 +631,92 @@ impl Log for EmbeddedLog {
             "payloads",
         )?;
         Ok(found.into_iter().collect())
+    }
+
+    fn archives(&self) -> bool {
+        self.options.archive.keep_ms > 0
+    }
+
+    fn tell_time(&self, now: crate::model::Millis) {
+        self.journal.clock.store(now.0, Ordering::Relaxed);
+    }
+
+    async fn archived(&self, copy: [u8; 16]) -> Result<Option<Vec<u8>>, StoreError> {
+        let one = |table: Table, def, key: &[u8], what| {
+            self.read_through([()], |c, _| c.held(table, key), def, |_| key.into(), what)
+                .map(|mut found| found.pop().map(|(_, v)| v))
+        };
+        let Some(place) = one(Table::ArchiveIds, ARCHIVE_IDS, &copy, "the archive")? else {
+            return Ok(None);
+        };
+        one(Table::Archive, ARCHIVE, &place, "the archive")
+    }
+
+    async fn archive_page(
+        &self,
+        queue: &str,
+        before: Option<ArchivePlace>,
+        limit: usize,
+    ) -> Result<Vec<(ArchivePlace, Vec<u8>)>, StoreError> {
+        let range = archive::range(queue, before);
+        // The copies archived since the last checkpoint, then the file's.
+        let mut found: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = {
+            let active = self
+                .journal
+                .unfolded
+                .active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let folding = self
+                .journal
+                .unfolded
+                .folding
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            let mut held: Vec<_> = active
+                .archived_in(&range)
+                .chain(folding.iter().flat_map(|f| f.archived_in(&range)))
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect();
+            held.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            held.truncate(limit);
+            held.into_iter().collect()
+        };
+        let db = self.db()?;
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let txn = db.begin_read()?;
+            let table = match txn.open_table(ARCHIVE) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                Err(e) => return Err(redb::Error::from(e)),
+            };
+            for row in table
+                .range(&range.start[..]..&range.end[..])?
+                .rev()
+                .take(limit)
+            {
+                let (k, v) = row?;
+                found
+                    .entry(k.value().to_vec())
+                    .or_insert_with(|| v.value().to_vec());
+            }
+            Ok::<_, redb::Error>(())
+        }));
+        match read {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(classify("reading the archive", e)),
+            Err(_) => {
+                return Err(StoreError::Corrupt(
+                    "the database panicked while reading the archive".into(),
+                ))
+            }
+        }
+        Ok(found
+            .into_iter()
+            .rev()
+            .take(limit)
+            .filter_map(|(k, v)| Some((archive::place_of(&k)?, v)))
+            .collect())
     }
 
     async fn output_pages(

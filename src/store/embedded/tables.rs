@@ -3,10 +3,11 @@
 //! that a copy made ready, claimed, completed and trimmed between two
 //! checkpoints costs the file nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use redb::{Database, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 
+use super::archive::{self, ArchiveRules, SweepPlan};
 use crate::model::Counters;
 use crate::store::engine::Op;
 
@@ -34,6 +35,11 @@ pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audi
 pub(super) const RECENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("recent");
 /// The throughput chart's samples, by time (ms).
 pub(super) const SAMPLES: TableDefinition<u64, &[u8]> = TableDefinition::new("samples");
+/// Finished copies out of the state, by queue, finish time and id (see
+/// `archive::key`) -> the copy's record (as `COPIES`').
+pub(super) const ARCHIVE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("archive");
+/// Archived copy id -> its key in `ARCHIVE`.
+pub(super) const ARCHIVE_IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("archive_ids");
 
 pub(super) const COUNTERS_KEY: &str = "counters";
 /// The last write-ahead log entry the tables hold.
@@ -54,6 +60,8 @@ pub(super) enum Table {
     Batches,
     Samples,
     Recent,
+    Archive,
+    ArchiveIds,
 }
 
 /// A record's place: its table and key.
@@ -69,6 +77,11 @@ pub(super) struct Coalesced {
     pub last_seq: u64,
     /// About the bytes held.
     pub bytes: usize,
+    /// Queues that copies were archived into.
+    pub archived_queues: HashSet<String>,
+    /// Publishes that copies were archived from (by the publish id's
+    /// bytes): their payloads stay even when the state lets go of them.
+    pub archived_publishes: HashSet<[u8; 16]>,
 }
 
 impl Coalesced {
@@ -79,6 +92,9 @@ impl Coalesced {
                 Op::PutCopy(k, v) => ((Table::Copies, boxed(&k)), Some(v)),
                 Op::DeleteCopy(k) => ((Table::Copies, boxed(&k)), None),
                 Op::PutPayload(k, v) => ((Table::Payloads, boxed(&k)), Some(v)),
+                // The archive may hold a copy of the publish: the file keeps
+                // the payload then (see `checkpoint`).
+                Op::DeletePayload(k) if self.archived_publishes.contains(&k) => continue,
                 Op::DeletePayload(k) => ((Table::Payloads, boxed(&k)), None),
                 Op::PutInterests(k, v) => ((Table::Interests, boxed(k.as_bytes())), Some(v)),
                 Op::DeleteInterests(k) => ((Table::Interests, boxed(k.as_bytes())), None),
@@ -106,8 +122,23 @@ impl Coalesced {
                 Op::DeleteSample(k) => ((Table::Samples, boxed(&k.to_be_bytes())), None),
                 Op::PutRecent(k, v) => ((Table::Recent, boxed(&k)), Some(v)),
                 Op::DeleteRecent(k) => ((Table::Recent, boxed(&k)), None),
+                Op::ArchiveCopy(k, queue, at, record) => {
+                    let place = super::archive::key(&queue, (at, k));
+                    self.archived_queues.insert(queue);
+                    self.archived_publishes
+                        .insert(super::archive::publish_of(k));
+                    self.put((Table::Copies, boxed(&k)), None);
+                    self.put((Table::ArchiveIds, boxed(&k)), Some(place.to_vec()));
+                    ((Table::Archive, place), Some(record))
+                }
                 Op::Sync => continue,
             };
+            self.put(key, value);
+        }
+    }
+
+    fn put(&mut self, key: Key, value: Option<Vec<u8>>) {
+        {
             let size = key.1.len() + value.as_ref().map_or(0, Vec::len) + 48;
             if let Some(old) = self.entries.insert(key, value) {
                 self.bytes = self.bytes.saturating_sub(old.map_or(0, |v| v.len()));
@@ -116,12 +147,34 @@ impl Coalesced {
         }
     }
 
-    /// A payload's bytes, if this holds its last write: `Some(None)` when
-    /// that write removed it.
+    /// A payload's bytes, if this holds its last write. A removal reads
+    /// through to the file: the file keeps a payload that an archived copy
+    /// needs (`checkpoint`), and a copy in the state never needs a removed
+    /// one.
     pub fn payload(&self, publish: &[u8; 16]) -> Option<Option<&[u8]>> {
+        match self.entries.get(&(Table::Payloads, boxed(publish))) {
+            Some(Some(v)) => Some(Some(v)),
+            _ => None,
+        }
+    }
+
+    /// A record of `table` (`Some(None)`: removed), if this holds its last
+    /// write.
+    pub fn held(&self, table: Table, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.entries.get(&(table, boxed(key))).map(|v| v.as_deref())
+    }
+
+    /// The archived records of this that `range` holds, by key.
+    pub fn archived_in<'c>(
+        &'c self,
+        range: &'c std::ops::Range<Vec<u8>>,
+    ) -> impl Iterator<Item = (&'c [u8], &'c [u8])> + 'c {
         self.entries
-            .get(&(Table::Payloads, boxed(publish)))
-            .map(|v| v.as_deref())
+            .iter()
+            .filter_map(move |((t, k), v)| match (t, v) {
+                (Table::Archive, Some(v)) if range.contains(&k.to_vec()) => Some((&k[..], &v[..])),
+                _ => None,
+            })
     }
 
     /// A log page's bytes, if this holds its last write (as `payload`).
@@ -157,7 +210,12 @@ pub(super) fn decode_head(bytes: &[u8]) -> Option<(u32, u64)> {
 
 /// Writes what `changes` holds into the file in one transaction, with the
 /// log entry it reaches, durably.
-pub(super) fn checkpoint(db: &Database, changes: &Coalesced) -> Result<(), redb::Error> {
+/// With `sweep`, also sweeps the archive by its rules at a time (ms).
+pub(super) fn checkpoint(
+    db: &Database,
+    changes: &Coalesced,
+    sweep: Option<(ArchiveRules, &mut SweepPlan, u64)>,
+) -> Result<(), redb::Error> {
     // Durable (redb's default): the log entries it covers are deleted next.
     let txn = db.begin_write()?;
     {
@@ -174,6 +232,9 @@ pub(super) fn checkpoint(db: &Database, changes: &Coalesced) -> Result<(), redb:
         let mut samples = txn.open_table(SAMPLES)?;
         let mut recent = txn.open_table(RECENT)?;
         let mut meta = txn.open_table(META)?;
+        let mut archive = txn.open_table(ARCHIVE)?;
+        let mut archive_ids = txn.open_table(ARCHIVE_IDS)?;
+        let mut let_go = Vec::new();
         let text = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
         // In key order: ids are time-ordered, so sorted writes walk each
         // tree's pages once, left to right, where the map's order jumps
@@ -187,7 +248,12 @@ pub(super) fn checkpoint(db: &Database, changes: &Coalesced) -> Result<(), redb:
                 (Table::Copies, Some(v)) => drop(copies.insert(&key[..], v.as_slice())?),
                 (Table::Copies, None) => drop(copies.remove(&key[..])?),
                 (Table::Payloads, Some(v)) => drop(payloads.insert(&key[..], v.as_slice())?),
-                (Table::Payloads, None) => drop(payloads.remove(&key[..])?),
+                // After the archive's writes, which may need it.
+                (Table::Payloads, None) => let_go.push(key),
+                (Table::Archive, Some(v)) => drop(archive.insert(&key[..], v.as_slice())?),
+                (Table::ArchiveIds, Some(v)) => drop(archive_ids.insert(&key[..], v.as_slice())?),
+                (Table::Archive, None) => drop(archive.remove(&key[..])?),
+                (Table::ArchiveIds, None) => drop(archive_ids.remove(&key[..])?),
                 (Table::Workers, Some(v)) => drop(workers.insert(&key[..], v.as_slice())?),
                 (Table::Workers, None) => drop(workers.remove(&key[..])?),
                 (Table::Interests, Some(v)) => {
@@ -223,6 +289,32 @@ pub(super) fn checkpoint(db: &Database, changes: &Coalesced) -> Result<(), redb:
                     }
                 }
             }
+        }
+        let mut t = archive::Tables {
+            archive: &mut archive,
+            ids: &mut archive_ids,
+            copies: &mut copies,
+            payloads: &mut payloads,
+            recent: &mut recent,
+        };
+        for key in let_go {
+            // An archived copy keeps its publish's payload: the archive's
+            // sweep lets go of it with the last of them.
+            let archived = match <[u8; 16]>::try_from(&key[..]) {
+                Ok(p) => {
+                    let range = archive::copies_of(p);
+                    let (lo, hi) = (range.start(), range.end());
+                    t.ids.range(&lo[..]..=&hi[..])?.next().is_some()
+                }
+                Err(_) => false,
+            };
+            if !archived {
+                t.payloads.remove(&key[..])?;
+            }
+        }
+        if let Some((rules, plan, now)) = sweep {
+            plan.archived(&changes.archived_queues, now);
+            archive::sweep(&mut t, rules, plan, now)?;
         }
         if let Some(c) = &changes.counters {
             let encoded = serde_json::to_vec(c).unwrap_or_default();

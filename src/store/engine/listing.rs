@@ -11,7 +11,7 @@ use std::ops::Bound::{Excluded, Unbounded};
 
 use super::state::{Mark, State};
 use super::Engine;
-use crate::model::{Page, QueueName, Task, TaskFilter, TaskState};
+use crate::model::{Page, QueueName, Task, TaskFilter, TaskId, TaskState};
 use crate::store::StoreError;
 
 /// Index entries walked per hold of the lock: about 2.5 ms (on the
@@ -187,6 +187,72 @@ impl<L: Log> Engine<L> {
 }
 
 impl<L: Log> Engine<L> {
+    /// An archived copy, when the log has it.
+    pub(super) async fn archived_meta(&self, id: TaskId) -> Result<Option<Meta>, StoreError> {
+        match self.log.archived(*id.as_bytes()).await? {
+            Some(record) => Ok(Some(super::ops::decode_copy(&record)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// See `Store::list_archived`: the archive read newest first, a chunk
+    /// at a time, each chunk's payloads read together.
+    pub(super) async fn archive_listing(
+        &self,
+        queue: &QueueName,
+        state: TaskState,
+        filter: &TaskFilter,
+        before: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        if !self.retention.archive || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut from = match before {
+            None => None,
+            Some(id) => {
+                let m = self
+                    .archived_meta(id)
+                    .await?
+                    .ok_or(StoreError::UnknownTask(id))?;
+                Some(archive_place(&m))
+            }
+        };
+        let filter = TaskFilter {
+            after: None,
+            ..filter.clone()
+        };
+        let mut tasks = Vec::new();
+        let mut looked = 0;
+        while tasks.len() < limit && looked < crate::store::ARCHIVE_SCAN {
+            let records = self
+                .log
+                .archive_page(queue.as_str(), from, DATA_CHUNK)
+                .await?;
+            let Some(&(last, _)) = records.last() else {
+                break;
+            };
+            looked += records.len();
+            from = Some(last);
+            let mut metas = Vec::with_capacity(records.len());
+            for (_, record) in &records {
+                let m = super::ops::decode_copy(record)?;
+                if m.state == state && passes(&filter, &m) {
+                    metas.push(m);
+                }
+            }
+            let found = self
+                .data_passing(metas, &filter, &mut 0, limit - tasks.len())
+                .await?;
+            tasks.extend(found);
+            if records.len() < DATA_CHUNK {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(tasks)
+    }
+
     /// See `Store::failed_reasons`: the failed index walked a piece at a
     /// time, as a listing is.
     pub(super) async fn reasons_of_failed(&self, queue: Option<&QueueName>) -> Vec<(String, u64)> {
@@ -266,6 +332,12 @@ fn search_piece(
         }
     }
     Mark::Done
+}
+
+/// An archived copy's place in its queue's archive.
+fn archive_place(m: &Meta) -> super::log::ArchivePlace {
+    let at = m.finished_at().unwrap_or(m.created_at).0;
+    (at, *m.task_id.as_bytes())
 }
 
 /// The filter's conditions that a copy's record answers without its data.

@@ -17,6 +17,10 @@ pub type Payloads = HashMap<[u8; 16], Vec<u8>>;
 /// Entries other nodes committed, with their numbers, oldest first.
 pub type News = Vec<(u64, Batch)>;
 
+/// An archived copy's place in its queue's archive: when it finished (ms)
+/// and its id. A queue's archive is in this order.
+pub type ArchivePlace = (u64, [u8; 16]);
+
 /// Where the engine's changes are made durable.
 ///
 /// A change goes `begin` -> `stage` (under the engine's state lock, so that
@@ -104,6 +108,37 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
     /// last handle happens to be dropped (which an exiting process may never
     /// reach); changes after it fail.
     fn close(&self) {}
+
+    /// Whether finished copies that leave the state are kept in an archive
+    /// (`Op::ArchiveCopy`), which the log sweeps by its own rules and which
+    /// keeps the payloads its copies need past the state's `DeletePayload`.
+    /// A log that does not archive is never given `ArchiveCopy`.
+    fn archives(&self) -> bool {
+        false
+    }
+
+    /// The time by the service's clock, at every tick: what the archive's
+    /// sweep measures ages by.
+    fn tell_time(&self, _now: crate::model::Millis) {}
+
+    /// An archived copy's record (as `PutCopy` carries it).
+    fn archived(
+        &self,
+        _copy: [u8; 16],
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send {
+        async { Ok(None) }
+    }
+
+    /// Up to `limit` of a queue's archived records, newest first, with
+    /// their places: those before `before` when it is given.
+    fn archive_page(
+        &self,
+        _queue: &str,
+        _before: Option<ArchivePlace>,
+        _limit: usize,
+    ) -> impl Future<Output = Result<Vec<(ArchivePlace, Vec<u8>)>, StoreError>> + Send {
+        async { Ok(Vec::new()) }
+    }
 
     /// For a log other nodes write too: how often a node should look for
     /// their changes that no local event announces.

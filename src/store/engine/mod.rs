@@ -70,6 +70,10 @@ pub struct Engine<L: Log> {
 impl<L: Log> Engine<L> {
     /// Builds the state from everything `log` holds.
     pub async fn open(log: L, retention: Retention) -> Result<Self, StoreError> {
+        let retention = Retention {
+            archive: log.archives(),
+            ..retention
+        };
         let state = load(&log, retention).await?;
         Ok(Self {
             state: Mutex::new(state),
@@ -274,7 +278,7 @@ async fn load<L: Log>(log: &L, retention: Retention) -> Result<State, StoreError
                             st.insert(m);
                         }
                     }
-                    Op::DeleteCopy(k) => {
+                    Op::DeleteCopy(k) | Op::ArchiveCopy(k, ..) => {
                         let id = TaskId::from_bytes(*k);
                         st.remove(id);
                         finished.remove(&id);
@@ -431,6 +435,7 @@ impl<L: Log> Store for Engine<L> {
     }
 
     async fn tick(&self, now: Millis) -> Result<Tick, StoreError> {
+        self.log.tell_time(now);
         if self.log.poll_interval().is_some() {
             // Every node ticks often: make a change (take the cluster lock)
             // only when something is due.
@@ -553,7 +558,10 @@ impl<L: Log> Store for Engine<L> {
 
     async fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
         self.sync().await?;
-        let meta = self.lock().tasks.get(&id).cloned();
+        let mut meta = self.lock().tasks.get(&id).cloned();
+        if meta.is_none() && self.retention.archive {
+            meta = self.archived_meta(id).await?;
+        }
         Ok(self
             .with_payloads(meta.into_iter().collect(), true)
             .await?
@@ -614,6 +622,18 @@ impl<L: Log> Store for Engine<L> {
     ) -> Result<Vec<Task>, StoreError> {
         self.sync().await?;
         self.list_filtered(queue, state, filter, page).await
+    }
+
+    async fn list_archived(
+        &self,
+        queue: &QueueName,
+        state: TaskState,
+        filter: &TaskFilter,
+        before: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        self.archive_listing(queue, state, filter, before, limit)
+            .await
     }
 
     async fn failed_reasons(

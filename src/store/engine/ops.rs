@@ -49,6 +49,10 @@ pub enum Op {
     /// A publish in the publish log, by its id (JSON).
     PutRecent([u8; 16], Vec<u8>),
     DeleteRecent([u8; 16]),
+    /// A finished copy leaves the state for the log's archive: its record
+    /// (as `PutCopy`'s), its queue and when it finished (ms). Only a log
+    /// that `archives` is given these.
+    ArchiveCopy([u8; 16], String, u64, Vec<u8>),
 }
 
 impl Op {
@@ -62,6 +66,7 @@ impl Op {
             | Op::PutSample(_, v)
             | Op::PutRecent(_, v)
             | Op::PutOutput(_, _, v) => v.len(),
+            Op::ArchiveCopy(_, q, _, v) => q.len() + 8 + v.len(),
             Op::PutInterests(k, v)
             | Op::PutQueueSettings(k, v)
             | Op::PutSchedule(k, v)
@@ -200,7 +205,7 @@ pub(super) fn apply(st: &mut State, op: &Op) -> Result<(), StoreError> {
                 st.dependency_ended(id, Some(now), at);
             }
         }
-        Op::DeleteCopy(k) => {
+        Op::DeleteCopy(k) | Op::ArchiveCopy(k, ..) => {
             let id = TaskId::from_bytes(*k);
             if st.remove(id).is_some_and(|old| !old.state.has_ended()) {
                 st.dependency_ended(id, None, None);

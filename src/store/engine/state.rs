@@ -40,6 +40,9 @@ pub struct Retention {
     /// many bytes it may hold.
     pub replay_keep_ms: u64,
     pub replay_max_bytes: u64,
+    /// Finished copies leaving the state go to the log's archive (set from
+    /// `Log::archives` when the engine opens).
+    pub archive: bool,
 }
 
 impl Default for Retention {
@@ -53,6 +56,7 @@ impl Default for Retention {
             log_kept_bytes: 1 << 20,
             replay_keep_ms: 600_000,
             replay_max_bytes: 64 << 20,
+            archive: false,
         }
     }
 }

@@ -78,7 +78,7 @@ impl State {
             woken.extend(self.end_lease(id, now, LeaseEnd::Expired, ops, &mut lease_ends));
         }
         self.trim_history(ops);
-        self.remove_copies(&aged, ops);
+        self.retire_copies(&aged, ops);
         self.sweep_batches(now, ops);
         self.trim_recent(now, ops);
         self.prune_names();
@@ -163,11 +163,31 @@ impl State {
     /// Removes finished and failed copies past their queue's count limits.
     pub fn trim_history(&mut self, ops: &mut Vec<Op>) {
         let old = self.over_history();
-        self.remove_copies(&old, ops);
+        self.retire_copies(&old, ops);
+    }
+
+    /// Copies leaving the state by the retention rules: finished ones go to
+    /// the log's archive when it keeps one, the others are removed.
+    pub fn retire_copies(&mut self, ids: &[TaskId], ops: &mut Vec<Op>) {
+        if !self.retention.archive {
+            return self.remove_copies(ids, ops);
+        }
+        let (finished, rest): (Vec<TaskId>, Vec<TaskId>) = ids
+            .iter()
+            .partition(|id| self.tasks.get(id).is_some_and(|m| m.state.is_finished()));
+        self.drop_copies(&finished, true, ops);
+        self.drop_copies(&rest, false, ops);
     }
 
     /// Removes copies, and the payloads no remaining copy needs.
     pub fn remove_copies(&mut self, ids: &[TaskId], ops: &mut Vec<Op>) {
+        self.drop_copies(ids, false, ops);
+    }
+
+    /// Takes copies out of the state, into the archive or for good. A
+    /// payload no copy in the state needs is let go of all the same: the
+    /// archive keeps what its copies need (`Log::archives`).
+    fn drop_copies(&mut self, ids: &[TaskId], archive: bool, ops: &mut Vec<Op>) {
         let mut publishes = HashSet::new();
         for id in ids {
             if let Some(m) = self.remove(*id) {
@@ -178,7 +198,13 @@ impl State {
                     self.dependency_ended(*id, None, None);
                 }
                 publishes.insert(m.publish_id());
-                ops.push(Op::DeleteCopy(*id.as_bytes()));
+                ops.push(match (archive, put_copy(&m)) {
+                    (true, Op::PutCopy(k, record)) => {
+                        let at = m.finished_at().unwrap_or(m.created_at).0;
+                        Op::ArchiveCopy(k, m.queue.to_string(), at, record)
+                    }
+                    _ => Op::DeleteCopy(*id.as_bytes()),
+                });
                 self.drop_log(*id, ops);
             }
         }

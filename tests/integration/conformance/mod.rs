@@ -44,9 +44,9 @@ pub trait Harness: Send + Sync {
     async fn reopen(&mut self, store: Arc<dyn Store>) -> Arc<dyn Store>;
 }
 
-const T0: Millis = Millis(1_800_000_000_000);
+pub const T0: Millis = Millis(1_800_000_000_000);
 
-fn q(name: &str) -> QueueName {
+pub fn q(name: &str) -> QueueName {
     QueueName::parse(name).expect("a valid queue name")
 }
 
@@ -106,7 +106,7 @@ fn twin(t: &Task) -> Task {
     }
 }
 
-fn lanes(names: &[&str]) -> Vec<Lane> {
+pub fn lanes(names: &[&str]) -> Vec<Lane> {
     names.iter().map(|n| Lane::Queue(q(n))).collect()
 }
 
@@ -124,7 +124,7 @@ fn fail() -> Outcome {
     }
 }
 
-fn complete() -> Outcome {
+pub fn complete() -> Outcome {
     Outcome::Complete {
         re_enqueue: false,
         output: None,

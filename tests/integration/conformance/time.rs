@@ -13,14 +13,53 @@ pub async fn completed_history_is_bounded(h: &mut dyn Harness) -> R {
         s.finish(*id, w, T0.plus_secs(2 + i as u64), complete())
             .await?;
     }
-    assert!(s.task(ids[0]).await?.is_none());
-    assert!(s.task(ids[1]).await?.is_none());
+    assert_eq!(completed_in(&*s, "a").await?, ids[2..].to_vec());
+    // Past the history: gone, or in the archive of a store that keeps one,
+    // newest first.
+    let archived: Vec<TaskId> = s
+        .list_archived(
+            &q("a"),
+            TaskState::Completed,
+            &TaskFilter::default(),
+            None,
+            10,
+        )
+        .await?
+        .iter()
+        .map(|t| t.task_id)
+        .collect();
+    assert!(
+        archived.is_empty() || archived == [ids[1], ids[0]],
+        "{archived:?}"
+    );
+    for id in &ids[..2] {
+        let found = s.task(*id).await?.map(|t| t.state);
+        let expected = (!archived.is_empty()).then_some(TaskState::Completed);
+        assert_eq!(found, expected);
+    }
     assert_eq!(
         s.task(ids[2]).await?.map(|t| t.state),
         Some(TaskState::Completed)
     );
     assert_eq!(s.counters().await?.completed, ids.len() as u64);
     Ok(())
+}
+
+/// The completed copies a queue keeps in the state, oldest first.
+async fn completed_in(s: &dyn Store, queue: &str) -> Result<Vec<TaskId>, StoreError> {
+    let page = Page {
+        offset: 0,
+        limit: 1000,
+    };
+    let listed = s
+        .list_tasks(
+            Some(&q(queue)),
+            TaskState::Completed,
+            &TaskFilter::default(),
+            page,
+        )
+        .await?;
+    Ok(listed.iter().map(|t| t.task_id).collect())
 }
 
 pub async fn scheduled_copies_become_ready_when_due(h: &mut dyn Harness) -> R {
@@ -163,13 +202,22 @@ pub async fn retention_keeps_failed_longer_than_finished_and_counts_per_queue(
     }
     s.claim(w, &lanes(&["f"]), T0, 1).await?;
     s.finish(doomed_id, w, T0, fail()).await?;
-    // HISTORY per queue: the oldest of each of the two queues went.
-    assert!(s.task(ids[0]).await?.is_none() && s.task(ids[1]).await?.is_none());
-    assert!(s.task(ids[2]).await?.is_some() && s.task(ids[3]).await?.is_some());
+    // HISTORY per queue: the oldest of each of the two queues went (to
+    // the archive, in a store that keeps one).
+    let kept = completed_in(&*s, "a").await?;
+    assert!(
+        !kept.contains(&ids[0]) && kept.contains(&ids[2]),
+        "{kept:?}"
+    );
+    let kept = completed_in(&*s, "b").await?;
+    assert!(
+        !kept.contains(&ids[1]) && kept.contains(&ids[3]),
+        "{kept:?}"
+    );
     s.tick(T0.plus_secs(8 * 86_400)).await?;
     assert!(
-        s.task(ids[2]).await?.is_none(),
-        "finished copies go after 7 days"
+        completed_in(&*s, "a").await?.is_empty(),
+        "finished copies leave the state after 7 days"
     );
     assert_eq!(
         s.task(doomed_id).await?.map(|t| t.state),

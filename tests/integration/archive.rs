@@ -1,0 +1,240 @@
+//! The embedded store's archive: finished copies past the in-memory history
+//! kept in the file, read newest first, across restarts, and swept by age
+//! keeping the newest of each queue.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use interq::store::embedded::{ArchiveRules, Checkpoints, EmbeddedStore, OpenOptions};
+use interq::store::engine::Retention;
+
+use crate::conformance::{complete, copy, lanes, q, T0};
+use crate::conformance::{Arc, Counters, Page, Store, Task, TaskFilter, TaskId, TaskState};
+use crate::conformance::{StoreError, WorkerId};
+
+/// Copies a queue keeps in memory in these tests.
+const HOT: usize = 3;
+
+async fn open(dir: &Path, archive: ArchiveRules) -> Arc<dyn Store> {
+    open_checkpointing(dir, archive, Duration::from_millis(1)).await
+}
+
+async fn open_checkpointing(dir: &Path, archive: ArchiveRules, every: Duration) -> Arc<dyn Store> {
+    let retention = Retention {
+        finished_per_queue: HOT,
+        ..Retention::default()
+    };
+    let options = OpenOptions {
+        archive,
+        // Checkpoints (and with them sweeps) at almost every change, by
+        // default.
+        checkpoints: Checkpoints {
+            every,
+            ..Checkpoints::default()
+        },
+        ..OpenOptions::default()
+    };
+    Arc::new(
+        EmbeddedStore::open_with(dir, retention, options)
+            .await
+            .expect("open the embedded store"),
+    )
+}
+
+/// Enqueues `n` copies in `queue` and completes them one by one, the `i`th
+/// at `T0 + i` s; their ids in that order.
+async fn complete_many(s: &dyn Store, queue: &str, n: u64) -> Result<Vec<TaskId>, StoreError> {
+    let copies: Vec<Task> = (0..n).map(|i| copy(queue, 0, i)).collect();
+    let ids: Vec<TaskId> = copies.iter().map(|t| t.task_id).collect();
+    s.enqueue(copies, Counters::default()).await?;
+    let w = WorkerId::new();
+    for (i, id) in ids.iter().enumerate() {
+        s.claim(w, &lanes(&[queue]), T0, 1).await?;
+        s.finish(*id, w, T0.plus_secs(1 + i as u64), complete())
+            .await?;
+    }
+    Ok(ids)
+}
+
+async fn archived(
+    s: &dyn Store,
+    queue: &str,
+    filter: &TaskFilter,
+    before: Option<TaskId>,
+    limit: usize,
+) -> Result<Vec<TaskId>, StoreError> {
+    let tasks = s
+        .list_archived(&q(queue), TaskState::Completed, filter, before, limit)
+        .await?;
+    Ok(tasks.iter().map(|t| t.task_id).collect())
+}
+
+fn rev(ids: &[TaskId]) -> Vec<TaskId> {
+    ids.iter().rev().copied().collect()
+}
+
+#[tokio::test]
+async fn finished_copies_past_the_history_are_archived_with_their_data_across_restarts(
+) -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    // No checkpoint until the end: each copy's payload is written, let go of
+    // by the state and kept for the archive within one cut of the log.
+    let rarely = Duration::from_secs(3600);
+    let mut s = open_checkpointing(dir.path(), ArchiveRules::default(), rarely).await;
+    let ids = complete_many(&*s, "a", 10).await?;
+    let none = TaskFilter::default();
+    for round in 0..2 {
+        let hot = s
+            .list_tasks(
+                Some(&q("a")),
+                TaskState::Completed,
+                &none,
+                Page {
+                    offset: 0,
+                    limit: 100,
+                },
+            )
+            .await?;
+        let hot: Vec<TaskId> = hot.iter().map(|t| t.task_id).collect();
+        assert_eq!(hot, ids[7..].to_vec(), "round {round}: in memory");
+        assert_eq!(archived(&*s, "a", &none, None, 100).await?, rev(&ids[..7]));
+        // Paged by the last copy of the page before.
+        assert_eq!(archived(&*s, "a", &none, None, 3).await?, rev(&ids[4..7]));
+        assert_eq!(
+            archived(&*s, "a", &none, Some(ids[4]), 3).await?,
+            rev(&ids[1..4])
+        );
+        assert_eq!(archived(&*s, "a", &none, Some(ids[1]), 3).await?, [ids[0]]);
+        assert_eq!(
+            s.list_archived(&q("a"), TaskState::Completed, &none, Some(ids[8]), 3)
+                .await
+                .err()
+                .map(|e| e.to_string()),
+            Some(StoreError::UnknownTask(ids[8]).to_string()),
+            "a copy still in memory is no cursor in the archive"
+        );
+        // Found by id, with its data and its history.
+        let first = s.task(ids[0]).await?.expect("archived");
+        assert_eq!(first.state, TaskState::Completed);
+        assert_eq!(first.data.get("n"), Some(&serde_json::json!(0)));
+        assert!(!first.history.is_empty());
+        // A search looks into the archived data too.
+        let by_data = TaskFilter {
+            data: vec![interq::model::FieldMatch::parse("n=5").expect("a field match")],
+            ..TaskFilter::default()
+        };
+        assert_eq!(archived(&*s, "a", &by_data, None, 10).await?, [ids[5]]);
+        let other_state = s
+            .list_archived(&q("a"), TaskState::Cancelled, &none, None, 10)
+            .await?;
+        assert!(other_state.is_empty());
+        assert!(archived(&*s, "b", &none, None, 10).await?.is_empty());
+        // The same after a restart, as a new process reads the file.
+        drop(s);
+        s = open_checkpointing(dir.path(), ArchiveRules::default(), rarely).await;
+    }
+    Ok(())
+}
+
+/// Makes small changes (each one a checkpoint, with its sweep) until the
+/// queue's archive holds `want` copies, for at most 10 s.
+async fn sweep_until(s: &dyn Store, queue: &str, want: usize) -> Result<Vec<TaskId>, StoreError> {
+    let start = Instant::now();
+    loop {
+        let now = archived(s, queue, &TaskFilter::default(), None, 1000).await?;
+        if now.len() == want || start.elapsed() > Duration::from_secs(10) {
+            return Ok(now);
+        }
+        s.enqueue(vec![copy("nudge", 0, 0)], Counters::default())
+            .await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_archive_sweeps_copies_past_their_age_keeping_the_newest_of_each_queue(
+) -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let rules = ArchiveRules {
+        keep_ms: 60_000,
+        at_least: 2,
+    };
+    let s = open(dir.path(), rules).await;
+    // A publish with a copy in `a` and one in `b`: `a`'s is archived and
+    // swept while `b`'s still waits, which needs the payload they share.
+    let mut shared = copy("a", 0, 0);
+    let mut sibling = shared.clone();
+    sibling.queue = q("b");
+    sibling.task_id = shared.publish_id.copy(1);
+    shared.created_at = T0;
+    s.enqueue(vec![shared.clone(), sibling.clone()], Counters::default())
+        .await?;
+    let w = WorkerId::new();
+    s.claim(w, &lanes(&["a"]), T0, 1).await?;
+    s.finish(shared.task_id, w, T0, complete()).await?;
+    let ids = complete_many(&*s, "a", 8).await?;
+    // 9 completed in `a`, 3 in memory: 6 archived, all young.
+    s.tick(T0.plus_secs(30)).await?;
+    let young = sweep_until(&*s, "a", 6).await?;
+    assert_eq!(young.len(), 6, "nothing is old enough yet: {young:?}");
+    // A minute past the newest: all old, the newest 2 stay.
+    s.tick(T0.plus_secs(120)).await?;
+    let left = sweep_until(&*s, "a", 2).await?;
+    assert_eq!(left, rev(&ids[3..5]), "the newest two archived copies stay");
+    assert!(s.task(ids[0]).await?.is_none(), "swept for good");
+    assert!(s.task(shared.task_id).await?.is_none());
+    let kept = s.task(sibling.task_id).await?.expect("waiting in b");
+    assert_eq!(kept.state, TaskState::Ready);
+    assert_eq!(
+        *kept.data, *shared.data,
+        "the payload stays for the copy in b"
+    );
+    // The sweep's work stays done after a restart.
+    drop(s);
+    let s = open(dir.path(), rules).await;
+    assert_eq!(
+        archived(&*s, "a", &TaskFilter::default(), None, 100).await?,
+        rev(&ids[3..5])
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_an_archive_finished_copies_past_the_history_are_deleted() -> Result<(), StoreError>
+{
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let off = ArchiveRules {
+        keep_ms: 0,
+        ..ArchiveRules::default()
+    };
+    let s = open(dir.path(), off).await;
+    let ids = complete_many(&*s, "a", 5).await?;
+    assert!(s.task(ids[0]).await?.is_none());
+    assert!(archived(&*s, "a", &TaskFilter::default(), None, 10)
+        .await?
+        .is_empty());
+    // What an earlier run archived goes once the archive is turned off.
+    drop(s);
+    let s = open(dir.path(), ArchiveRules::default()).await;
+    let more = complete_many(&*s, "a", 5).await?;
+    // The 3 in memory from before and 2 of the new go (the first run's
+    // first 2 were deleted).
+    let now = archived(&*s, "a", &TaskFilter::default(), None, 10).await?;
+    assert_eq!(now.len(), 5, "{now:?}");
+    assert!(now.contains(&more[0]) && now.contains(&ids[2]) && !now.contains(&ids[0]));
+    drop(s);
+    let s = open(dir.path(), off).await;
+    for _ in 0..10 {
+        // Changes, so that checkpoints (with their sweeps) run.
+        s.enqueue(vec![copy("nudge", 0, 0)], Counters::default())
+            .await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(s);
+    let s = open(dir.path(), ArchiveRules::default()).await;
+    assert!(s.task(more[0]).await?.is_none());
+    assert!(archived(&*s, "a", &TaskFilter::default(), None, 10)
+        .await?
+        .is_empty());
+    Ok(())
+}
