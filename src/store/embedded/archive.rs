@@ -119,9 +119,16 @@ pub(super) struct Tables<'a, 't> {
 pub(super) fn payload_needed(t: &Tables<'_, '_>, publish: [u8; 16]) -> Result<bool, redb::Error> {
     let range = copies_of(publish);
     let (lo, hi) = (range.start(), range.end());
-    Ok(t.ids.range(&lo[..]..=&hi[..])?.next().is_some()
+    Ok(holds_copy_of(t, publish)?
         || t.copies.range(&lo[..]..=&hi[..])?.next().is_some()
         || t.recent.get(&publish[..])?.is_some())
+}
+
+/// Whether the archive holds a copy of the publish `publish`.
+pub(super) fn holds_copy_of(t: &Tables<'_, '_>, publish: [u8; 16]) -> Result<bool, redb::Error> {
+    let range = copies_of(publish);
+    let (lo, hi) = (range.start(), range.end());
+    Ok(t.ids.range(&lo[..]..=&hi[..])?.next().is_some())
 }
 
 /// Sweeps the copies past `rules` at `now` from the queues due, at most

@@ -232,6 +232,24 @@ impl EmbeddedLog {
             })
     }
 
+    /// `f` over the changes in memory, not yet in the file: the active cut,
+    /// and the one a checkpoint is writing when there is one.
+    fn with_unfolded<T>(&self, f: impl FnOnce(&Coalesced, Option<&Coalesced>) -> T) -> T {
+        let active = self
+            .journal
+            .unfolded
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let folding = self
+            .journal
+            .unfolded
+            .folding
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        f(&active, folding.as_deref())
+    }
+
     /// Records by key, newest first: the log's changes in memory (the
     /// active batch, then the one a checkpoint is writing), then the file.
     /// A change is visible once durable, so its records are in the log and
@@ -247,27 +265,15 @@ impl EmbeddedLog {
     ) -> Result<Vec<(K, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         let mut rest = Vec::new();
-        {
-            let active = self
-                .journal
-                .unfolded
-                .active
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let folding = self
-                .journal
-                .unfolded
-                .folding
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
+        self.with_unfolded(|active, folding| {
             for k in keys {
-                match held(&active, &k).or_else(|| folding.as_ref().and_then(|f| held(f, &k))) {
+                match held(active, &k).or_else(|| folding.and_then(|f| held(f, &k))) {
                     Some(Some(bytes)) => out.push((k, bytes.to_vec())),
                     Some(None) => {}
                     None => rest.push(k),
                 }
             }
-        }
+        });
         if rest.is_empty() {
             return Ok(out);
         }
@@ -660,28 +666,17 @@ impl Log for EmbeddedLog {
     ) -> Result<Vec<(ArchivePlace, Vec<u8>)>, StoreError> {
         let range = archive::range(queue, before);
         // The copies archived since the last checkpoint, then the file's.
-        let mut found: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = {
-            let active = self
-                .journal
-                .unfolded
-                .active
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let folding = self
-                .journal
-                .unfolded
-                .folding
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
-            let mut held: Vec<_> = active
-                .archived_in(&range)
-                .chain(folding.iter().flat_map(|f| f.archived_in(&range)))
-                .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .collect();
-            held.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-            held.truncate(limit);
-            held.into_iter().collect()
-        };
+        let mut found: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+            self.with_unfolded(|active, folding| {
+                let mut held: Vec<_> = active
+                    .archived_in(&range)
+                    .chain(folding.into_iter().flat_map(|f| f.archived_in(&range)))
+                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .collect();
+                held.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+                held.truncate(limit);
+                held.into_iter().collect()
+            });
         let db = self.db()?;
         let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let txn = db.begin_read()?;

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, TableDefinition};
 
 use super::archive::{self, ArchiveRules, SweepPlan};
 use crate::model::Counters;
@@ -172,7 +172,9 @@ impl Coalesced {
         self.entries
             .iter()
             .filter_map(move |((t, k), v)| match (t, v) {
-                (Table::Archive, Some(v)) if range.contains(&k.to_vec()) => Some((&k[..], &v[..])),
+                (Table::Archive, Some(v)) if range.start[..] <= k[..] && k[..] < range.end[..] => {
+                    Some((&k[..], &v[..]))
+                }
                 _ => None,
             })
     }
@@ -301,11 +303,7 @@ pub(super) fn checkpoint(
             // An archived copy keeps its publish's payload: the archive's
             // sweep lets go of it with the last of them.
             let archived = match <[u8; 16]>::try_from(&key[..]) {
-                Ok(p) => {
-                    let range = archive::copies_of(p);
-                    let (lo, hi) = (range.start(), range.end());
-                    t.ids.range(&lo[..]..=&hi[..])?.next().is_some()
-                }
+                Ok(p) => archive::holds_copy_of(&t, p)?,
                 Err(_) => false,
             };
             if !archived {

@@ -215,7 +215,7 @@ impl<L: Log> Engine<L> {
                     .archived_meta(id)
                     .await?
                     .ok_or(StoreError::UnknownTask(id))?;
-                Some(archive_place(&m))
+                Some(m.archive_place())
             }
         };
         let filter = TaskFilter {
@@ -332,12 +332,6 @@ fn search_piece(
         }
     }
     Mark::Done
-}
-
-/// An archived copy's place in its queue's archive.
-fn archive_place(m: &Meta) -> super::log::ArchivePlace {
-    let at = m.finished_at().unwrap_or(m.created_at).0;
-    (at, *m.task_id.as_bytes())
 }
 
 /// The filter's conditions that a copy's record answers without its data.

@@ -409,6 +409,12 @@ impl Meta {
         self.extra.as_ref().and_then(|e| e.finished_at)
     }
 
+    /// Its place in its queue's archive: when it finished, and its id.
+    pub fn archive_place(&self) -> super::log::ArchivePlace {
+        let at = self.finished_at().unwrap_or(self.created_at).0;
+        (at, *self.task_id.as_bytes())
+    }
+
     pub fn expire_at(&self) -> Option<Millis> {
         self.extra.as_ref().and_then(|e| e.expire_at)
     }

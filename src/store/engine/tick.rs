@@ -200,7 +200,7 @@ impl State {
                 publishes.insert(m.publish_id());
                 ops.push(match (archive, put_copy(&m)) {
                     (true, Op::PutCopy(k, record)) => {
-                        let at = m.finished_at().unwrap_or(m.created_at).0;
+                        let (at, _) = m.archive_place();
                         Op::ArchiveCopy(k, m.queue.to_string(), at, record)
                     }
                     _ => Op::DeleteCopy(*id.as_bytes()),
