@@ -44,13 +44,23 @@ async fn open_checkpointing(dir: &Path, archive: ArchiveRules, every: Duration) 
 /// Enqueues `n` copies in `queue` and completes them one by one, the `i`th
 /// at `T0 + i` s; their ids in that order.
 async fn complete_many(s: &dyn Store, queue: &str, n: u64) -> Result<Vec<TaskId>, StoreError> {
+    complete_many_from(s, queue, n, 0).await
+}
+
+/// As `complete_many`, finishing them from `from` seconds past `T0`.
+async fn complete_many_from(
+    s: &dyn Store,
+    queue: &str,
+    n: u64,
+    from: u64,
+) -> Result<Vec<TaskId>, StoreError> {
     let copies: Vec<Task> = (0..n).map(|i| copy(queue, 0, i)).collect();
     let ids: Vec<TaskId> = copies.iter().map(|t| t.task_id).collect();
     s.enqueue(copies, Counters::default()).await?;
     let w = WorkerId::new();
     for (i, id) in ids.iter().enumerate() {
         s.claim(w, &lanes(&[queue]), T0, 1).await?;
-        s.finish(*id, w, T0.plus_secs(1 + i as u64), complete())
+        s.finish(*id, w, T0.plus_secs(from + 1 + i as u64), complete())
             .await?;
     }
     Ok(ids)
@@ -236,5 +246,40 @@ async fn without_an_archive_finished_copies_past_the_history_are_deleted() -> Re
     assert!(archived(&*s, "a", &TaskFilter::default(), None, 10)
         .await?
         .is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn copies_archived_out_of_finish_order_list_in_finish_order() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let s = open(dir.path(), ArchiveRules::default()).await;
+    // The later finishes first, then copies that finished before them:
+    // they fall among what the file holds.
+    let late = complete_many_from(&*s, "a", 70, 1000).await?;
+    sweep_until(&*s, "a", 67).await?;
+    let early = complete_many_from(&*s, "a", 70, 0).await?;
+    let all = sweep_until(&*s, "a", 137).await?;
+    // Newest finish first: every late one before every early one, each in
+    // reverse order of finishing.
+    let order: Vec<(bool, usize)> = all
+        .iter()
+        .map(|id| match late.iter().position(|l| l == id) {
+            Some(i) => (true, i),
+            None => (
+                false,
+                early.iter().position(|e| e == id).expect("one of them"),
+            ),
+        })
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(order, sorted, "newest finish first");
+    // Each is found by id, and pages by cursor meet without a gap.
+    for id in [late[0], late[66], early[0], early[66]] {
+        assert!(s.task(id).await?.is_some(), "{id} is found");
+    }
+    let first = archived(&*s, "a", &TaskFilter::default(), None, 50).await?;
+    let second = archived(&*s, "a", &TaskFilter::default(), first.last().copied(), 200).await?;
+    assert_eq!([first, second].concat(), all);
     Ok(())
 }
