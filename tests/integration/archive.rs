@@ -283,3 +283,40 @@ async fn copies_archived_out_of_finish_order_list_in_finish_order() -> Result<()
     assert_eq!([first, second].concat(), all);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_publish_whose_copies_were_archived_still_lists_them() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut s = open(dir.path(), ArchiveRules::default()).await;
+    // A fan-out to `a` and `b`, both completed, then pushed out of memory
+    // by later copies of each queue.
+    let first = copy("a", 0, 0);
+    let mut sibling = first.clone();
+    sibling.queue = q("b");
+    sibling.task_id = first.publish_id.copy(1);
+    s.enqueue(vec![first.clone(), sibling.clone()], Counters::default())
+        .await?;
+    let w = WorkerId::new();
+    for (queue, id) in [("a", first.task_id), ("b", sibling.task_id)] {
+        s.claim(w, &lanes(&[queue]), T0, 1).await?;
+        s.finish(id, w, T0, complete()).await?;
+        complete_many_from(&*s, queue, HOT as u64, 10).await?;
+    }
+    for _ in 0..2 {
+        let copies = s.tasks_of_publish(first.publish_id).await?;
+        let ids: Vec<TaskId> = copies.iter().map(|t| t.task_id).collect();
+        assert_eq!(
+            ids,
+            [first.task_id, sibling.task_id],
+            "both, from the archive"
+        );
+        assert!(copies.iter().all(|t| t.state == TaskState::Completed));
+        assert_eq!(*copies[1].data, *first.data, "with their data");
+        // The same once a restart has them only in the file.
+        drop(s);
+        s = open(dir.path(), ArchiveRules::default()).await;
+    }
+    // A publish id that never existed still lists nothing.
+    assert!(s.tasks_of_publish(TaskId::new_publish()).await?.is_empty());
+    Ok(())
+}

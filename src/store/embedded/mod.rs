@@ -250,6 +250,25 @@ impl EmbeddedLog {
         f(&active, folding.as_deref())
     }
 
+    /// `read` over a read transaction of the file, its failures (and
+    /// panics) as the store's.
+    fn read_file<T>(
+        &self,
+        what: &str,
+        read: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        let db = self.db()?;
+        let done =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&db.begin_read()?)));
+        match done {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(classify(&format!("reading {what}"), e)),
+            Err(_) => Err(StoreError::Corrupt(format!(
+                "the database panicked while reading {what}"
+            ))),
+        }
+    }
+
     /// Records by key, newest first: the log's changes in memory (the
     /// active batch, then the one a checkpoint is writing), then the file.
     /// A change is visible once durable, so its records are in the log and
@@ -277,29 +296,18 @@ impl EmbeddedLog {
         if rest.is_empty() {
             return Ok(out);
         }
-        let db = self.db()?;
-        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let txn = db.begin_read()?;
-            let table = match txn.open_table(table) {
-                Ok(t) => t,
-                // A file from before the table existed.
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-                Err(e) => return Err(redb::Error::from(e)),
-            };
-            for k in rest {
-                if let Some(v) = table.get(&key_of(&k)[..])? {
-                    out.push((k, v.value().to_vec()));
+        self.read_file(what, |txn| {
+            // A file from before the table existed has none of them.
+            if let Some(table) = open_if(txn, table)? {
+                for k in rest {
+                    if let Some(v) = table.get(&key_of(&k)[..])? {
+                        out.push((k, v.value().to_vec()));
+                    }
                 }
             }
-            Ok::<_, redb::Error>(())
-        }));
-        match read {
-            Ok(Ok(())) => Ok(out),
-            Ok(Err(e)) => Err(classify(&format!("reading {what}"), e)),
-            Err(_) => Err(StoreError::Corrupt(format!(
-                "the database panicked while reading {what}"
-            ))),
-        }
+            Ok(())
+        })?;
+        Ok(out)
     }
 }
 
@@ -380,6 +388,21 @@ impl EmbeddedLog {
                 }
             }
         }
+    }
+}
+
+type ByteTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// A table of the file, if it has it (a file from before it existed may
+/// not).
+fn open_if(
+    txn: &redb::ReadTransaction,
+    table: redb::TableDefinition<&'static [u8], &'static [u8]>,
+) -> Result<Option<ByteTable>, redb::Error> {
+    match txn.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -658,6 +681,41 @@ impl Log for EmbeddedLog {
         one(Table::Archive, ARCHIVE, &place, "the archive")
     }
 
+    async fn archived_of_publish(&self, publish: [u8; 16]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let (lo, hi) = crate::model::TaskId::from_bytes(publish).copy_range();
+        let (lo, hi) = (*lo.as_bytes(), *hi.as_bytes());
+        // Their places: those archived since the last checkpoint, then the
+        // file's (a copy is archived once).
+        let mut places: std::collections::BTreeMap<[u8; 16], Vec<u8>> =
+            self.with_unfolded(|active, folding| {
+                std::iter::once(active)
+                    .chain(folding)
+                    .flat_map(|cut| cut.archived_ids_in(lo..=hi))
+                    .map(|(id, place)| (id, place.to_vec()))
+                    .collect()
+            });
+        self.read_file("the archive", |txn| {
+            let Some(ids) = open_if(txn, ARCHIVE_IDS)? else {
+                return Ok(());
+            };
+            for row in ids.range(&lo[..]..=&hi[..])? {
+                let (k, v) = row?;
+                if let Ok(id) = <[u8; 16]>::try_from(k.value()) {
+                    places.entry(id).or_insert_with(|| v.value().to_vec());
+                }
+            }
+            Ok(())
+        })?;
+        let found = self.read_through(
+            places.values(),
+            |c, k| c.held(Table::Archive, k),
+            ARCHIVE,
+            |k| k.as_slice().into(),
+            "the archive",
+        )?;
+        Ok(found.into_iter().map(|(_, record)| record).collect())
+    }
+
     async fn archive_page(
         &self,
         queue: &str,
@@ -677,13 +735,9 @@ impl Log for EmbeddedLog {
                 held.truncate(limit);
                 held.into_iter().collect()
             });
-        let db = self.db()?;
-        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let txn = db.begin_read()?;
-            let table = match txn.open_table(ARCHIVE) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-                Err(e) => return Err(redb::Error::from(e)),
+        self.read_file("the archive", |txn| {
+            let Some(table) = open_if(txn, ARCHIVE)? else {
+                return Ok(());
             };
             for row in table
                 .range(&range.start[..]..&range.end[..])?
@@ -695,17 +749,8 @@ impl Log for EmbeddedLog {
                     .entry(k.value().to_vec())
                     .or_insert_with(|| v.value().to_vec());
             }
-            Ok::<_, redb::Error>(())
-        }));
-        match read {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(classify("reading the archive", e)),
-            Err(_) => {
-                return Err(StoreError::Corrupt(
-                    "the database panicked while reading the archive".into(),
-                ))
-            }
-        }
+            Ok(())
+        })?;
         Ok(found
             .into_iter()
             .rev()

@@ -179,6 +179,22 @@ impl Coalesced {
             })
     }
 
+    /// The archived copies of this whose ids `ids` holds, with their places.
+    pub fn archived_ids_in(
+        &self,
+        ids: std::ops::RangeInclusive<[u8; 16]>,
+    ) -> impl Iterator<Item = ([u8; 16], &[u8])> + '_ {
+        self.entries
+            .iter()
+            .filter_map(move |((t, k), v)| match (t, v) {
+                (Table::ArchiveIds, Some(place)) => {
+                    let id = <[u8; 16]>::try_from(&k[..]).ok()?;
+                    ids.contains(&id).then_some((id, &place[..]))
+                }
+                _ => None,
+            })
+    }
+
     /// A log page's bytes, if this holds its last write (as `payload`).
     pub fn output_page(&self, copy: &[u8; 16], page: u32) -> Option<Option<&[u8]>> {
         self.entries

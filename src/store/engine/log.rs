@@ -129,6 +129,14 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
         async { Ok(None) }
     }
 
+    /// The archived records of a publish's copies, in id order.
+    fn archived_of_publish(
+        &self,
+        _publish: [u8; 16],
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>, StoreError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
     /// Up to `limit` of a queue's archived records, newest first, with
     /// their places: those before `before` when it is given.
     fn archive_page(

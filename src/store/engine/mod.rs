@@ -570,7 +570,18 @@ impl<L: Log> Store for Engine<L> {
 
     async fn tasks_of_publish(&self, publish_id: TaskId) -> Result<Vec<Task>, StoreError> {
         self.sync().await?;
-        let metas: Vec<Meta> = self.lock().copies_of(publish_id).cloned().collect();
+        let mut metas: Vec<Meta> = self.lock().copies_of(publish_id).cloned().collect();
+        if self.retention.archive {
+            // A copy is in the state or the archive, never both for long:
+            // the state's is the newer.
+            for record in self.log.archived_of_publish(*publish_id.as_bytes()).await? {
+                let m = ops::decode_copy(&record)?;
+                if !metas.iter().any(|kept| kept.task_id == m.task_id) {
+                    metas.push(m);
+                }
+            }
+            metas.sort_by_key(|m| m.task_id);
+        }
         self.with_payloads(metas, true).await
     }
 
