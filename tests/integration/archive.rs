@@ -320,3 +320,36 @@ async fn a_publish_whose_copies_were_archived_still_lists_them() -> Result<(), S
     assert!(s.tasks_of_publish(TaskId::new_publish()).await?.is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_copy_archived_after_a_checkpoint_has_its_record_before_and_after_the_next(
+) -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let rarely = Duration::from_secs(3600);
+    let s = open_checkpointing(dir.path(), ArchiveRules::default(), rarely).await;
+    // Finished, and in the file by the checkpoint at close, still in memory.
+    let old = complete_many(&*s, "a", HOT as u64).await?;
+    drop(s);
+    // Pushed out of memory where no checkpoint runs: the log says only
+    // "archived" (the record is the file's), and it is read so.
+    let s = open_checkpointing(dir.path(), ArchiveRules::default(), rarely).await;
+    let new = complete_many_from(&*s, "a", HOT as u64, 100).await?;
+    let want: Vec<TaskId> = old.iter().rev().copied().collect();
+    let none = TaskFilter::default();
+    assert_eq!(archived(&*s, "a", &none, None, 10).await?, want);
+    let first = s.task(old[0]).await?.expect("archived");
+    assert_eq!(first.state, TaskState::Completed);
+    assert_eq!(*first.data, *copy("a", 0, 0).data);
+    assert_eq!(s.tasks_of_publish(old[1].publish()).await?.len(), 1);
+    // The checkpoint at close moves it into the archive's table.
+    drop(s);
+    let s = open_checkpointing(dir.path(), ArchiveRules::default(), rarely).await;
+    assert_eq!(archived(&*s, "a", &none, None, 10).await?, want);
+    let first = s.task(old[0]).await?.expect("archived");
+    assert_eq!(*first.data, *copy("a", 0, 0).data);
+    assert_eq!(
+        s.task(new[0]).await?.map(|t| t.state),
+        Some(TaskState::Completed)
+    );
+    Ok(())
+}

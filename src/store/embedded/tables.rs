@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use redb::{Database, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 
 use super::archive::{self, ArchiveRules, SweepPlan};
 use crate::model::Counters;
@@ -122,12 +122,20 @@ impl Coalesced {
                 Op::DeleteSample(k) => ((Table::Samples, boxed(&k.to_be_bytes())), None),
                 Op::PutRecent(k, v) => ((Table::Recent, boxed(&k)), Some(v)),
                 Op::DeleteRecent(k) => ((Table::Recent, boxed(&k)), None),
-                Op::ArchiveCopy(k, queue, at, record) => {
+                Op::ArchiveCopy(k, queue, at, mut record) => {
                     let place = super::archive::key(&queue, (at, k));
                     self.archived_queues.insert(queue);
                     self.archived_publishes
                         .insert(super::archive::publish_of(k));
-                    self.put((Table::Copies, boxed(&k)), None);
+                    let copy = (Table::Copies, boxed(&k));
+                    if record.is_empty() {
+                        // The copy's last write, if this holds it; else it
+                        // stays empty, for the file's (see `checkpoint`).
+                        if let Some(Some(held)) = self.entries.get_mut(&copy) {
+                            record = std::mem::take(held);
+                        }
+                    }
+                    self.put(copy, None);
                     self.put((Table::ArchiveIds, boxed(&k)), Some(place.to_vec()));
                     ((Table::Archive, place), Some(record))
                 }
@@ -253,6 +261,18 @@ pub(super) fn checkpoint(
         let mut archive = txn.open_table(ARCHIVE)?;
         let mut archive_ids = txn.open_table(ARCHIVE_IDS)?;
         let mut let_go = Vec::new();
+        // Copies archived without their records (`Op::ArchiveCopy`) that
+        // this does not hold: the file's, read before their removal below.
+        let mut from_file = HashMap::new();
+        for ((table, key), value) in &changes.entries {
+            if let (Table::Archive, Some(v)) = (table, value) {
+                if let (true, Some((_, id))) = (v.is_empty(), archive::place_of(key)) {
+                    if let Some(record) = copies.get(&id[..])? {
+                        from_file.insert(key.clone(), record.value().to_vec());
+                    }
+                }
+            }
+        }
         let text = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
         // In key order: ids are time-ordered, so sorted writes walk each
         // tree's pages once, left to right, where the map's order jumps
@@ -268,7 +288,11 @@ pub(super) fn checkpoint(
                 (Table::Payloads, Some(v)) => drop(payloads.insert(&key[..], v.as_slice())?),
                 // After the archive's writes, which may need it.
                 (Table::Payloads, None) => let_go.push(key),
-                (Table::Archive, Some(v)) => drop(archive.insert(&key[..], v.as_slice())?),
+                (Table::Archive, Some(v)) => match from_file.get(key).unwrap_or(v) {
+                    // Nowhere to be found: left out (its id finds nothing).
+                    r if r.is_empty() => {}
+                    r => drop(archive.insert(&key[..], r.as_slice())?),
+                },
                 (Table::ArchiveIds, Some(v)) => drop(archive_ids.insert(&key[..], v.as_slice())?),
                 (Table::Archive, None) => drop(archive.remove(&key[..])?),
                 (Table::ArchiveIds, None) => drop(archive_ids.remove(&key[..])?),

@@ -50,8 +50,9 @@ pub enum Op {
     PutRecent([u8; 16], Vec<u8>),
     DeleteRecent([u8; 16]),
     /// A finished copy leaves the state for the log's archive: its record
-    /// (as `PutCopy`'s), its queue and when it finished (ms). Only a log
-    /// that `archives` is given these.
+    /// (as `PutCopy`'s; empty: the one the log holds, written by the last
+    /// `PutCopy` of the copy), its queue and when it finished (ms). Only a
+    /// log that `archives` is given these.
     ArchiveCopy([u8; 16], String, u64, Vec<u8>),
 }
 

@@ -198,12 +198,14 @@ impl State {
                     self.dependency_ended(*id, None, None);
                 }
                 publishes.insert(m.publish_id());
-                ops.push(match (archive, put_copy(&m)) {
-                    (true, Op::PutCopy(k, record)) => {
+                // The log holds the copy's record already (it wrote it when
+                // the copy finished): an empty one says to take that.
+                ops.push(match archive {
+                    true => {
                         let (at, _) = m.archive_place();
-                        Op::ArchiveCopy(k, m.queue.to_string(), at, record)
+                        Op::ArchiveCopy(*id.as_bytes(), m.queue.to_string(), at, Vec::new())
                     }
-                    _ => Op::DeleteCopy(*id.as_bytes()),
+                    false => Op::DeleteCopy(*id.as_bytes()),
                 });
                 self.drop_log(*id, ops);
             }
