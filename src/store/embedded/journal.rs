@@ -22,7 +22,7 @@ use redb::Database;
 use tokio::sync::watch;
 
 use super::archive::{ArchiveRules, SweepPlan};
-use super::tables::{self, Coalesced};
+use super::tables::{self, Coalesced, Table};
 use super::wal::Wal;
 use crate::model::Counters;
 use crate::store::engine::{Batch, Op};
@@ -339,7 +339,21 @@ fn append(journal: &Journal, ops: Vec<Op>, counters: Counters) -> Result<(), Sto
         }))
         .unwrap_or_else(|_| Err(StoreError::Corrupt("writing the log panicked".into())))?;
         let mut active = lock(&journal.unfolded.active);
-        active.add(batch.ops);
+        // Archived copies' records from the cut being written, else the
+        // file (which has them once that cut is written, before it goes).
+        let folding = journal
+            .unfolded
+            .folding
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let db = journal.current_db();
+        active.add(batch.ops, |k| {
+            match folding.as_deref().and_then(|f| f.held(Table::Copies, k)) {
+                Some(held) => held.map(<[u8]>::to_vec),
+                None => db.as_deref().and_then(|db| tables::file_copy(db, k)),
+            }
+        });
+        drop(folding);
         active.counters = Some(counters);
         active.last_seq = seq;
     }

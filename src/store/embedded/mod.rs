@@ -269,36 +269,6 @@ impl EmbeddedLog {
         }
     }
 
-    /// Fills in the archived records (by their keys in `ARCHIVE`) that the
-    /// changes in memory hold empty: their copies' records are the file's,
-    /// in `COPIES`, until the checkpoint that moves them into `ARCHIVE`
-    /// (which may have run since they were read). Those found in neither
-    /// stay empty.
-    fn fill_archived(&self, records: &mut [(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
-        if records.iter().all(|(_, r)| !r.is_empty()) {
-            return Ok(());
-        }
-        self.read_file("the archive", |txn| {
-            let (copies, archived) = (open_if(txn, COPIES)?, open_if(txn, ARCHIVE)?);
-            for (place, record) in records.iter_mut().filter(|(_, r)| r.is_empty()) {
-                let Some((_, id)) = archive::place_of(place) else {
-                    continue;
-                };
-                let mut held = match &copies {
-                    Some(c) => c.get(&id[..])?,
-                    None => None,
-                };
-                if let (None, Some(a)) = (&held, &archived) {
-                    held = a.get(&place[..])?;
-                }
-                if let Some(v) = held {
-                    *record = v.value().to_vec();
-                }
-            }
-            Ok(())
-        })
-    }
-
     /// Records by key, newest first: the log's changes in memory (the
     /// active batch, then the one a checkpoint is writing), then the file.
     /// A change is visible once durable, so its records are in the log and
@@ -438,19 +408,6 @@ fn open_if(
 
 /// Folds `later` (a newer cut) over `into`.
 fn merge(into: &mut Coalesced, later: &Coalesced) {
-    // A copy the newer cut archived without its record (`Op::ArchiveCopy`)
-    // has it here, if not in the file: before the newer cut's removal of
-    // the copy replaces it.
-    let mut records = Vec::new();
-    for (k, v) in &later.entries {
-        if let ((tables::Table::Archive, place), Some(v)) = (k, v) {
-            let held = archive::place_of(place)
-                .and_then(|(_, id)| into.held(tables::Table::Copies, &id).flatten());
-            if let (true, Some(record)) = (v.is_empty(), held) {
-                records.push((k.clone(), record.to_vec()));
-            }
-        }
-    }
     for (k, v) in &later.entries {
         // A payload the newer cut let go of that the older archived a copy
         // of stays (the file would otherwise never get it).
@@ -460,9 +417,6 @@ fn merge(into: &mut Coalesced, later: &Coalesced) {
             }
         }
         into.entries.insert(k.clone(), v.clone());
-    }
-    for (k, record) in records {
-        into.entries.insert(k, Some(record));
     }
     into.archived_queues
         .extend(later.archived_queues.iter().cloned());
@@ -484,7 +438,7 @@ fn fold_log(db: &Database, dir: &Path, segment_bytes: u64) -> Result<Wal, StoreE
         ..Coalesced::default()
     };
     let mut wal = Wal::open(dir, after, segment_bytes, |record| {
-        folded.add(record.batch.ops);
+        folded.add(record.batch.ops, |k| tables::file_copy(db, k));
         folded.counters = Some(record.batch.counters);
         folded.last_seq = record.last;
         Ok(())
@@ -512,7 +466,7 @@ fn read_log(db: &Database, dir: &Path) -> Result<(Vec<Batch>, Coalesced), StoreE
         ..Coalesced::default()
     };
     Wal::read(dir, after, |record| {
-        unfolded.add(record.batch.ops.clone());
+        unfolded.add(record.batch.ops.clone(), |k| tables::file_copy(db, k));
         unfolded.counters = Some(record.batch.counters);
         unfolded.last_seq = record.last;
         batches.push(record.batch);
@@ -724,13 +678,7 @@ impl Log for EmbeddedLog {
         let Some(place) = one(Table::ArchiveIds, ARCHIVE_IDS, &copy, "the archive")? else {
             return Ok(None);
         };
-        let Some(record) = one(Table::Archive, ARCHIVE, &place, "the archive")? else {
-            return Ok(None);
-        };
-        let mut found = [(place, record)];
-        self.fill_archived(&mut found)?;
-        let [(_, record)] = found;
-        Ok((!record.is_empty()).then_some(record))
+        one(Table::Archive, ARCHIVE, &place, "the archive")
     }
 
     async fn archived_of_publish(&self, publish: [u8; 16]) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -765,14 +713,7 @@ impl Log for EmbeddedLog {
             |k| k.as_slice().into(),
             "the archive",
         )?;
-        let mut found: Vec<(Vec<u8>, Vec<u8>)> =
-            found.into_iter().map(|(k, v)| (k.clone(), v)).collect();
-        self.fill_archived(&mut found)?;
-        Ok(found
-            .into_iter()
-            .map(|(_, record)| record)
-            .filter(|r| !r.is_empty())
-            .collect())
+        Ok(found.into_iter().map(|(_, record)| record).collect())
     }
 
     async fn archive_page(
@@ -810,11 +751,10 @@ impl Log for EmbeddedLog {
             }
             Ok(())
         })?;
-        let mut found: Vec<(Vec<u8>, Vec<u8>)> = found.into_iter().rev().take(limit).collect();
-        self.fill_archived(&mut found)?;
         Ok(found
             .into_iter()
-            .filter(|(_, v)| !v.is_empty())
+            .rev()
+            .take(limit)
             .filter_map(|(k, v)| Some((archive::place_of(&k)?, v)))
             .collect())
     }

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::archive::{self, ArchiveRules, SweepPlan};
 use crate::model::Counters;
@@ -85,8 +85,10 @@ pub(super) struct Coalesced {
 }
 
 impl Coalesced {
-    /// Folds one change's records in.
-    pub fn add(&mut self, ops: Vec<Op>) {
+    /// Folds one change's records in. A copy archived without its record
+    /// (`Op::ArchiveCopy`) takes the one this holds, else `elsewhere`'s (an
+    /// older cut's, or the file's); one found nowhere is not archived.
+    pub fn add(&mut self, ops: Vec<Op>, elsewhere: impl Fn(&[u8; 16]) -> Option<Vec<u8>>) {
         for op in ops {
             let (key, value) = match op {
                 Op::PutCopy(k, v) => ((Table::Copies, boxed(&k)), Some(v)),
@@ -129,13 +131,15 @@ impl Coalesced {
                         .insert(super::archive::publish_of(k));
                     let copy = (Table::Copies, boxed(&k));
                     if record.is_empty() {
-                        // The copy's last write, if this holds it; else it
-                        // stays empty, for the file's (see `checkpoint`).
-                        if let Some(Some(held)) = self.entries.get_mut(&copy) {
-                            record = std::mem::take(held);
-                        }
+                        record = match self.entries.get_mut(&copy) {
+                            Some(Some(held)) => std::mem::take(held),
+                            _ => elsewhere(&k).unwrap_or_default(),
+                        };
                     }
                     self.put(copy, None);
+                    if record.is_empty() {
+                        continue;
+                    }
                     self.put((Table::ArchiveIds, boxed(&k)), Some(place.to_vec()));
                     ((Table::Archive, place), Some(record))
                 }
@@ -261,18 +265,6 @@ pub(super) fn checkpoint(
         let mut archive = txn.open_table(ARCHIVE)?;
         let mut archive_ids = txn.open_table(ARCHIVE_IDS)?;
         let mut let_go = Vec::new();
-        // Copies archived without their records (`Op::ArchiveCopy`) that
-        // this does not hold: the file's, read before their removal below.
-        let mut from_file = HashMap::new();
-        for ((table, key), value) in &changes.entries {
-            if let (Table::Archive, Some(v)) = (table, value) {
-                if let (true, Some((_, id))) = (v.is_empty(), archive::place_of(key)) {
-                    if let Some(record) = copies.get(&id[..])? {
-                        from_file.insert(key.clone(), record.value().to_vec());
-                    }
-                }
-            }
-        }
         let text = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
         // In key order: ids are time-ordered, so sorted writes walk each
         // tree's pages once, left to right, where the map's order jumps
@@ -288,11 +280,7 @@ pub(super) fn checkpoint(
                 (Table::Payloads, Some(v)) => drop(payloads.insert(&key[..], v.as_slice())?),
                 // After the archive's writes, which may need it.
                 (Table::Payloads, None) => let_go.push(key),
-                (Table::Archive, Some(v)) => match from_file.get(key).unwrap_or(v) {
-                    // Nowhere to be found: left out (its id finds nothing).
-                    r if r.is_empty() => {}
-                    r => drop(archive.insert(&key[..], r.as_slice())?),
-                },
+                (Table::Archive, Some(v)) => drop(archive.insert(&key[..], v.as_slice())?),
                 (Table::ArchiveIds, Some(v)) => drop(archive_ids.insert(&key[..], v.as_slice())?),
                 (Table::Archive, None) => drop(archive.remove(&key[..])?),
                 (Table::ArchiveIds, None) => drop(archive_ids.remove(&key[..])?),
@@ -363,4 +351,30 @@ pub(super) fn checkpoint(
     }
     txn.commit()?;
     Ok(())
+}
+
+/// A copy's record in the file, for an archived copy that a cut does not
+/// hold (see `Coalesced::add`). A failed read finds nothing: the copy is
+/// then deleted rather than archived, and the failure logged.
+pub(super) fn file_copy(db: &Database, copy: &[u8; 16]) -> Option<Vec<u8>> {
+    let read = || -> Result<Option<Vec<u8>>, redb::Error> {
+        let txn = db.begin_read()?;
+        let copies = match txn.open_table(COPIES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(copies.get(&copy[..])?.map(|v| v.value().to_vec()))
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "an archived copy's record could not be read; it is not archived");
+            None
+        }
+        Err(_) => {
+            tracing::error!("reading an archived copy's record panicked; it is not archived");
+            None
+        }
+    }
 }

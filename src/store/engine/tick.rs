@@ -200,12 +200,11 @@ impl State {
                 publishes.insert(m.publish_id());
                 // The log holds the copy's record already (it wrote it when
                 // the copy finished): an empty one says to take that.
-                ops.push(match archive {
-                    true => {
-                        let (at, _) = m.archive_place();
-                        Op::ArchiveCopy(*id.as_bytes(), m.queue.to_string(), at, Vec::new())
-                    }
-                    false => Op::DeleteCopy(*id.as_bytes()),
+                ops.push(if archive {
+                    let (at, _) = m.archive_place();
+                    Op::ArchiveCopy(*id.as_bytes(), m.queue.to_string(), at, Vec::new())
+                } else {
+                    Op::DeleteCopy(*id.as_bytes())
                 });
                 self.drop_log(*id, ops);
             }
