@@ -473,7 +473,8 @@ pub fn act_body(s: &Settings) -> Value {
             .chain(super::tasks::FILTERS)
             .collect()
     };
-    let (queue, all) = (with("queue"), with("all"));
+    let (mut queue, all) = (with("queue"), with("all"));
+    queue.push("archived");
     exactly_one(
         endpoint("POST", "/tasks"),
         s,

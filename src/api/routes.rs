@@ -451,6 +451,18 @@ const TASK_LIST: &[Param] = &[
         false,
         "only copies published after this one: the last id of a page is the next page's cursor, which costs what the first does (the list is then in publish order)",
     ),
+    p(
+        "archived",
+        s::boolean,
+        false,
+        "true: the queue's archive of completed, cancelled or expired copies (embedded store), newest finish first; needs `queue`, takes `before`, not `offset` or `after`",
+    ),
+    p(
+        "before",
+        s::uuid,
+        false,
+        "with `archived`: only copies archived before this one (the last id of a page is the next page's cursor)",
+    ),
 ];
 const RETRY: &[Param] = &[
     p("taskId", s::uuid, false, "one failed copy"),
@@ -480,6 +492,7 @@ const ACT: &[Param] = &[
     p("until", s::unix_time, false, "with `queue` or `all`: only copies published before (and always only those published before the call)"),
     p("data", s::text, false, "with `queue` or `all`: only copies whose data matches (`field=pattern`, as for `GET /tasks`)"),
     p("after", s::uuid, false, "with `queue` or `all`: only copies published after this one"),
+    p("archived", s::boolean, false, "with `queue`, `action: remove` and a finished `state`: the copies of the queue's archive that match the search (archived copies selected by `taskIds` are found without it)"),
 ];
 const STATUS: &[Param] = &[
     p("queue", s::queue, false, "one queue's counts"),

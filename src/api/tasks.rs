@@ -247,7 +247,9 @@ pub const MAX_SELECTED: usize = 1000;
 /// `queue` (or `all: true`) that matches a search.
 pub async fn act(call: Call, body: Body) -> Answer {
     let p = body.params()?;
-    let mut allowed = vec!["action", "to", "taskIds", "state", "queue", "all"];
+    let mut allowed = vec![
+        "action", "to", "taskIds", "state", "queue", "all", "archived",
+    ];
     allowed.extend(FILTERS);
     p.only(&allowed)?;
     let name = p.required("action", p.string("action")?)?;
@@ -260,6 +262,7 @@ pub async fn act(call: Call, body: Body) -> Answer {
     let ids = p.task_ids("taskIds", MAX_SELECTED)?;
     let queue = p.queue("queue")?;
     let all = p.boolean("all")?.unwrap_or(false);
+    let archived = p.boolean("archived")?.unwrap_or(false);
     let filter = filter_of(&p)?;
     let state = p
         .string("state")?
@@ -270,7 +273,7 @@ pub async fn act(call: Call, body: Body) -> Answer {
         .transpose()?;
     let selection = match (ids, queue, all) {
         (Some(ids), None, false) => {
-            if let Some(field) = ["state"]
+            if let Some(field) = ["state", "archived"]
                 .into_iter()
                 .chain(FILTERS)
                 .find(|f| p.get(f).is_some())
@@ -278,6 +281,28 @@ pub async fn act(call: Call, body: Body) -> Answer {
                 return Err(p.invalid(field, "a selection by `taskIds` takes no search"));
             }
             Selection::Ids(ids)
+        }
+        (None, Some(q), false) if archived => {
+            match matching(&p, &call, &action, state, Some(q), filter)? {
+                Selection::Matching {
+                    state,
+                    queue: Some(queue),
+                    filter,
+                } if state.is_finished() => Selection::Archived {
+                    state,
+                    queue,
+                    filter,
+                },
+                _ => {
+                    return Err(p.invalid(
+                        "archived",
+                        "the archive holds completed, cancelled and expired copies",
+                    ))
+                }
+            }
+        }
+        (None, None, true) if archived => {
+            return Err(p.invalid("archived", "an archive is a queue's: give `queue`"))
         }
         (None, Some(q), false) => matching(&p, &call, &action, state, Some(q), filter)?,
         (None, None, true) => matching(&p, &call, &action, state, None, filter)?,

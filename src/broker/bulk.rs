@@ -38,6 +38,11 @@ impl Broker {
                 queue,
                 filter,
             } => bulk_target(*state, queue.as_ref(), filter),
+            Selection::Archived {
+                state,
+                queue,
+                filter,
+            } => format!("archived {}", bulk_target(*state, Some(queue), filter)),
         };
         match selection {
             Selection::Ids(ids) => {
@@ -87,6 +92,40 @@ impl Broker {
                     self.wake_after(&action);
                     offset += done.stayed;
                     acted.absorb(done);
+                }
+            }
+            Selection::Archived {
+                state,
+                queue,
+                filter,
+            } => {
+                // The archive is paged by the last copy listed, so each
+                // page's last copy is taken with the next page, once it is
+                // no longer needed to find it.
+                let mut cursor: Option<TaskId> = None;
+                loop {
+                    let listed = self
+                        .store
+                        .list_archived(&queue, state, &filter, cursor, BULK_STEP)
+                        .await;
+                    let listed = match listed {
+                        // The sweep took the cursor, and so everything older.
+                        Err(crate::store::StoreError::UnknownTask(_)) if cursor.is_some() => {
+                            Vec::new()
+                        }
+                        other => other?,
+                    };
+                    let mut ids: Vec<TaskId> = listed.iter().map(|t| t.task_id).collect();
+                    let next = ids.pop();
+                    ids.extend(cursor);
+                    if !ids.is_empty() {
+                        let step = self.step_of(&action, ids, None).await?;
+                        acted.absorb(self.store.act(step, None, self.clock.now(), within).await?);
+                    }
+                    match next {
+                        Some(id) => cursor = Some(id),
+                        None => break,
+                    }
                 }
             }
         }

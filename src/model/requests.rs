@@ -167,6 +167,13 @@ pub enum Selection {
         queue: Option<QueueName>,
         filter: super::TaskFilter,
     },
+    /// Every archived copy in `state` of `queue` that passes `filter` (the
+    /// archive's copies have finished: only a removal takes them).
+    Archived {
+        state: TaskState,
+        queue: QueueName,
+        filter: super::TaskFilter,
+    },
 }
 
 /// One step of a bulk action, as the store makes it: at most a thousand

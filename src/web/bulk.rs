@@ -19,6 +19,8 @@ pub(super) struct BulkBar {
     /// How many copies the list holds, when counted (a search is not).
     pub total: Option<u64>,
     pub back: String,
+    /// The list is a queue's archive ("every task" is every archived one).
+    pub archive: bool,
 }
 
 impl BulkBar {
@@ -46,7 +48,16 @@ impl BulkBar {
             can_move: BulkAction::moves(state),
             total,
             back: back.to_owned(),
+            archive: false,
         }
+    }
+
+    /// The bar of a queue's archive, which is not counted.
+    pub fn in_archive(mut self) -> Self {
+        self.hidden.push(("archived", "1".to_owned()));
+        self.total = None;
+        self.archive = true;
+        self
     }
 }
 
@@ -73,10 +84,20 @@ pub async fn act(req: HttpRequest, state: Data, body: web::Bytes) -> Res {
                     format!("`{}` takes {} tasks", action.name(), action.states()),
                 ));
             }
-            Selection::Matching {
-                state: listed,
-                queue: queue_field(&form)?,
-                filter: form_search(&body)?.filter,
+            let queue = queue_field(&form)?;
+            let filter = form_search(&body)?.filter;
+            match (form.get("archived"), queue) {
+                (Some("1"), Some(queue)) => Selection::Archived {
+                    state: listed,
+                    queue,
+                    filter,
+                },
+                (Some("1"), None) => return Err(bad("queue", "an archive is a queue's")),
+                (_, queue) => Selection::Matching {
+                    state: listed,
+                    queue,
+                    filter,
+                },
             }
         }
         Some("selected") | None => {

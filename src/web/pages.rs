@@ -831,7 +831,10 @@ pub async fn queue(
             .collect(),
         oldest,
         waits,
-        bulk: BulkBar::new(listing, Some(&name), total, &back),
+        bulk: match in_archive {
+            true => BulkBar::new(listing, Some(&name), None, &back).in_archive(),
+            false => BulkBar::new(listing, Some(&name), total, &back),
+        },
         chrome: Chrome::new(&req, format!("Queue {name}"), "queues"),
         back: back.clone(),
         pager,

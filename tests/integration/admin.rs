@@ -2165,4 +2165,63 @@ async fn a_finished_tab_leads_to_the_archive_which_pages_newest_first() {
     site.get("/admin/queues/old?state=completed&archived=1&before=nope")
         .await
         .error(400, "before");
+
+    // The archive's bar removes ticked rows, or every archived match.
+    assert!(
+        first.contains("every task in the archive")
+            && first.contains(r#"<input type="hidden" name="archived" value="1">"#)
+            && first.contains(r#"value="remove""#),
+        "{first}"
+    );
+    let back = "/admin/queues/old?state=completed&archived=1";
+    let matching = [
+        ("action", "remove"),
+        ("scope", "matching"),
+        ("state", "completed"),
+        ("queue", "old"),
+        ("archived", "1"),
+        ("data", "n=3*"),
+        ("back", back),
+    ];
+    let to = site.post("/admin/bulk", &matching).await.redirect();
+    assert!(
+        to.ends_with("done=Removed 11 task(s)"),
+        "n = 3 and 30-39: {to}"
+    );
+    let newest = first
+        .split("name=\"id\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a ticked row's id")
+        .to_owned();
+    let ticked = [("action", "remove"), ("id", &newest), ("back", back)];
+    let to = site.post("/admin/bulk", &ticked).await.redirect();
+    assert!(to.ends_with("done=Removed 1 task(s)"), "{to}");
+    let left = site.get(back).await.html().to_owned();
+    assert_eq!(rows(&left), 43);
+    assert!(!left.contains(&newest) && !left.contains("{&#34;n&#34;:31}"));
+    // And one from its own page.
+    let one = left
+        .split("name=\"id\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a row's id")
+        .to_owned();
+    let own = format!("/admin/tasks/{one}");
+    assert!(site.get(&own).await.html().contains("Remove"));
+    let to = site
+        .post(&format!("{own}/remove"), &[("back", back)])
+        .await
+        .redirect();
+    assert!(to.ends_with(&format!("done=Removed task {one}")), "{to}");
+    assert_eq!(rows(site.get(back).await.html()), 42);
+    let no_queue = [
+        ("action", "remove"),
+        ("scope", "matching"),
+        ("state", "completed"),
+        ("archived", "1"),
+    ];
+    site.post("/admin/bulk", &no_queue)
+        .await
+        .error(400, "queue");
 }

@@ -34,11 +34,16 @@ async fn open_checkpointing(dir: &Path, archive: ArchiveRules, every: Duration) 
         },
         ..OpenOptions::default()
     };
-    Arc::new(
+    let s: Arc<dyn Store> = Arc::new(
         EmbeddedStore::open_with(dir, retention, options)
             .await
             .expect("open the embedded store"),
-    )
+    );
+    // The sweep measures ages by the time the ticks tell it, and by the
+    // system's clock before the first: the tests' clock starts at `T0`,
+    // whatever the date.
+    s.tick(T0).await.expect("a tick");
+    s
 }
 
 /// Enqueues `n` copies in `queue` and completes them one by one, the `i`th
@@ -350,6 +355,170 @@ async fn a_copy_archived_after_a_checkpoint_has_its_record_before_and_after_the_
     assert_eq!(
         s.task(new[0]).await?.map(|t| t.state),
         Some(TaskState::Completed)
+    );
+    Ok(())
+}
+
+/// The keys of a table of the closed store's file that begin with `prefix`.
+fn file_keys(dir: &Path, table: &str, prefix: &[u8]) -> Vec<Vec<u8>> {
+    use redb::{ReadableDatabase, ReadableTable};
+    let db = redb::Database::open(dir.join("interq.redb")).expect("the file opens");
+    let txn = db.begin_read().expect("a read");
+    let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(table);
+    let t = txn.open_table(def).expect("the table");
+    let keys = t
+        .iter()
+        .expect("rows")
+        .map(|row| row.expect("a row").0.value().to_vec())
+        .filter(|k| k.starts_with(prefix))
+        .collect();
+    keys
+}
+
+/// Runs one copy in `queue` that writes `text` to its log, then completes
+/// it and `HOT` more, which push it into the archive; its id.
+async fn archive_one_with_a_log(
+    s: &dyn Store,
+    queue: &str,
+    text: &[u8],
+) -> Result<TaskId, StoreError> {
+    let t = copy(queue, 1, 0);
+    let id = t.task_id;
+    s.enqueue(vec![t], Counters::default()).await?;
+    let w = WorkerId::new();
+    s.claim(w, &lanes(&[queue]), T0, 1).await?;
+    // Two appends, so that the log spans more than one page.
+    let half = text.len() / 2;
+    s.append_log(id, w, text[..half].to_vec(), T0, 0).await?;
+    s.append_log(id, w, text[half..].to_vec(), T0, 0).await?;
+    s.finish(id, w, T0.plus_secs(1), complete()).await?;
+    complete_many_from(s, queue, HOT as u64, 1).await?;
+    Ok(id)
+}
+
+/// What the log of the copy `id` reads: all of `text`, and its tail.
+async fn assert_log(s: &dyn Store, id: TaskId, text: &[u8]) -> Result<(), StoreError> {
+    let log = s.task_log(id, None, 1 << 20).await?.expect("the log");
+    assert_eq!(log.state, TaskState::Completed);
+    assert_eq!(
+        (log.start, log.offset, log.total),
+        (0, 0, text.len() as u64)
+    );
+    assert!(log.text == text, "the whole log reads back");
+    let from = text.len() as u64 - 10;
+    let tail = s.task_log(id, Some(from), 100).await?.expect("the log");
+    assert_eq!(
+        (tail.offset, &tail.text[..]),
+        (from, &text[from as usize..])
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_archived_copy_keeps_its_log_until_the_sweep_takes_both() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let rules = ArchiveRules {
+        keep_ms: 60_000,
+        at_least: 0,
+    };
+    // Three pages of the log.
+    let text: Vec<u8> = (0..40_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let rarely = Duration::from_secs(3600);
+    let s = open_checkpointing(dir.path(), rules, rarely).await;
+    let id = archive_one_with_a_log(&*s, "a", &text).await?;
+    let none = TaskFilter::default();
+    assert!(archived(&*s, "a", &none, None, 10).await?.contains(&id));
+    // From the log's changes in memory, then (after the checkpoint at
+    // close) from the file.
+    assert_log(&*s, id, &text).await?;
+    drop(s);
+    let prefix: &[u8] = id.as_bytes();
+    assert_eq!(file_keys(dir.path(), "output", prefix).len(), 3);
+    assert_eq!(file_keys(dir.path(), "output_heads", prefix).len(), 1);
+    let s = open(dir.path(), rules).await;
+    assert_log(&*s, id, &text).await?;
+    // A minute past the newest: swept, and the log with it.
+    s.tick(T0.plus_secs(120)).await?;
+    assert!(sweep_until(&*s, "a", 0).await?.is_empty());
+    assert!(s.task(id).await?.is_none());
+    assert!(s.task_log(id, None, 100).await?.is_none());
+    drop(s);
+    assert!(file_keys(dir.path(), "output", prefix).is_empty());
+    assert!(file_keys(dir.path(), "output_heads", prefix).is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_archived_copy_is_removed_with_its_log_and_payload() -> Result<(), StoreError> {
+    use interq::model::{BulkAction, BulkStep, QueueFilter, TaskSelector};
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let rules = ArchiveRules::default();
+    let rarely = Duration::from_secs(3600);
+    // `early` reaches the file's archive (by the checkpoint at close);
+    // `late` is archived by a change that only memory and the log hold.
+    let s = open_checkpointing(dir.path(), rules, rarely).await;
+    let early = archive_one_with_a_log(&*s, "a", b"early output\n").await?;
+    drop(s);
+    let mut s = open_checkpointing(dir.path(), rules, rarely).await;
+    let late = archive_one_with_a_log(&*s, "a", b"late output\n").await?;
+    let other = archive_one_with_a_log(&*s, "b", b"b's output\n").await?;
+    let none = TaskFilter::default();
+    let hot = s
+        .list_tasks(
+            Some(&q("a")),
+            TaskState::Completed,
+            &none,
+            Page {
+                offset: 0,
+                limit: 1,
+            },
+        )
+        .await?[0]
+        .task_id;
+    assert_eq!(s.delete_tasks(TaskSelector::Task(early)).await?, 1);
+    assert_eq!(s.delete_tasks(TaskSelector::Task(early)).await?, 0, "gone");
+    // A step of a bulk removal: one archived copy, one in memory, one
+    // unknown, and one archived in a queue the caller may not use.
+    let only_a = QueueFilter::new(vec!["a".into()]).expect("a pattern");
+    let step = BulkStep {
+        action: BulkAction::Remove,
+        ids: vec![late, hot, TaskId::new_publish().copy(0), other],
+        replacements: Vec::new(),
+    };
+    let acted = s.act(step, None, T0, Some(&only_a)).await?;
+    assert_eq!(acted.done, [hot, late]);
+    assert_eq!(acted.skipped, 2);
+    // Nothing of them is left to read, now or after a restart.
+    for round in 0..2 {
+        let listed = archived(&*s, "a", &none, None, 100).await?;
+        for id in [early, late, hot] {
+            assert!(!listed.contains(&id), "round {round}");
+            assert!(s.task(id).await?.is_none(), "round {round}");
+            assert!(s.task_log(id, None, 100).await?.is_none(), "round {round}");
+        }
+        // Of 2 * (HOT + 1) completed, HOT in memory: HOT + 2 archived.
+        assert_eq!(listed.len(), HOT, "round {round}: the others stay");
+        let kept = s.task_log(other, None, 100).await?.expect("b's log");
+        assert_eq!(kept.text, b"b's output\n");
+        drop(s);
+        if round == 1 {
+            break;
+        }
+        s = open_checkpointing(dir.path(), rules, rarely).await;
+    }
+    for id in [early, late] {
+        for table in ["output", "output_heads", "archive_ids"] {
+            assert!(
+                file_keys(dir.path(), table, id.as_bytes()).is_empty(),
+                "{table}"
+            );
+        }
+        let publish = id.publish();
+        assert!(file_keys(dir.path(), "payloads", publish.as_bytes()).is_empty());
+    }
+    assert_eq!(
+        file_keys(dir.path(), "output_heads", other.as_bytes()).len(),
+        1
     );
     Ok(())
 }

@@ -139,3 +139,39 @@ async fn kill_9_under_load_loses_no_acknowledged_publish() {
     );
     assert!(counters["published"].as_u64().unwrap() >= acknowledged.len() as u64);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_keeps_archived_logs_and_removals_from_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("INTERQ_TASKS__HISTORY", "1"),
+        ("INTERQ_TASKS__LOG_EVERY_MS", "0"),
+    ];
+    let server = ChildServer::start_with_env(dir.path(), &env);
+    let api = server.api();
+    api.put_interest("q", json!("*")).await.ok();
+    let worker = api.register(&["q"]).await;
+    let done = crate::search::run_with_logs(&api, &worker, 0..4).await;
+    let removed = json!({"action": "remove", "taskIds": [done[1]]});
+    let acted = api.send(Method::POST, "/tasks", Some(removed)).await.ok();
+    assert_eq!(acted["done"], 1, "{acted}");
+    // No checkpoint at exit: the archive's changes come back from the log.
+    server.kill_9();
+    let server = ChildServer::start_with_env(dir.path(), &env);
+    let api = server.api();
+    for (i, id) in done.iter().enumerate() {
+        let answer = api
+            .send(Method::GET, &format!("/task/log?taskId={id}"), None)
+            .await;
+        if i == 1 {
+            answer.error(404, "unknown_task", None);
+        } else {
+            let log = answer.ok();
+            assert_eq!(log["text"], format!("output {i}\n"), "task {i}: {log}");
+        }
+    }
+    assert_eq!(
+        crate::search::listed(&api).await,
+        [done[2].clone(), done[0].clone()]
+    );
+}

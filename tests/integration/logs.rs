@@ -415,9 +415,11 @@ async fn keys_decide_who_appends_and_who_reads() {
 
 #[tokio::test]
 async fn a_log_outlives_a_restart_and_goes_with_its_copy() {
+    // Without the archive, which would keep the copy and its log.
     let app = spawn_app_with(|s| {
         s.tasks.log_every_ms = 0;
         s.tasks.history = 1;
+        s.tasks.archive_secs = 0;
     })
     .await;
     let (worker, first) = running(&app, "a").await;
@@ -426,6 +428,7 @@ async fn a_log_outlives_a_restart_and_goes_with_its_copy() {
     let app = spawn_app_in(dir, |s| {
         s.tasks.log_every_ms = 0;
         s.tasks.history = 1;
+        s.tasks.archive_secs = 0;
     })
     .await;
     assert_eq!(read(&app, &first, "").await.ok()["text"], "first\n");

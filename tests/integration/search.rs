@@ -329,3 +329,135 @@ async fn the_archive_is_listed_newest_first_by_cursor_and_bad_queries_are_refuse
         assert!(!why.is_empty(), "{query}");
     }
 }
+
+/// The ids `q`'s archive lists.
+pub(crate) async fn listed(app: &crate::helpers::Api) -> Vec<String> {
+    let page = app
+        .send(
+            Method::GET,
+            "/tasks?state=completed&queue=q&archived=true",
+            None,
+        )
+        .await
+        .ok();
+    page.as_array()
+        .expect("a list")
+        .iter()
+        .map(|t| t["taskId"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
+/// Runs one task a copy in `q` per `n`, each writing `output n` to its log
+/// before it completes; their ids, in order.
+pub(crate) async fn run_with_logs(
+    app: &crate::helpers::Api,
+    worker: &str,
+    n: std::ops::Range<u32>,
+) -> Vec<String> {
+    let mut done = Vec::new();
+    for n in n {
+        app.publish_data(json!({"n": n})).await;
+        let task = app.claim(worker).await;
+        let text = format!("output {n}\n");
+        app.send(
+            Method::POST,
+            "/task/log",
+            Some(json!({"workerId": worker, "taskId": task["taskId"], "text": text})),
+        )
+        .await
+        .ok();
+        app.update(worker, &task, "complete", json!({})).await.ok();
+        done.push(task["taskId"].as_str().expect("an id").to_owned());
+    }
+    done
+}
+
+#[tokio::test]
+async fn archived_copies_keep_their_logs_and_are_removed_by_id_or_by_search() {
+    let app = spawn_app_with(|s| {
+        s.tasks.history = 2;
+        s.tasks.log_every_ms = 0;
+    })
+    .await;
+    app.put_interest("q", json!("*")).await.ok();
+    let worker = app.register(&["q"]).await;
+    let done = run_with_logs(&app, &worker, 0..6).await;
+    assert_eq!(listed(&app).await, [3, 2, 1, 0].map(|i| done[i].clone()));
+    let log = app.task_log(&done[0]).await;
+    assert_eq!(
+        (log["text"].as_str(), log["state"].as_str()),
+        (Some("output 0\n"), Some("completed"))
+    );
+
+    // Bad requests change nothing.
+    let by_search = |extra: Value| {
+        let mut body =
+            json!({"action": "remove", "queue": "q", "state": "completed", "archived": true});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    for (body, field) in [
+        (by_search(json!({"state": "failed"})), "archived"),
+        (by_search(json!({"action": "retry"})), "state"),
+        (by_search(json!({"archived": "perhaps"})), "archived"),
+        (
+            json!({"action": "remove", "all": true, "state": "completed", "archived": true}),
+            "archived",
+        ),
+        (
+            json!({"action": "remove", "taskIds": [done[0]], "archived": true}),
+            "archived",
+        ),
+    ] {
+        let why = app
+            .send(Method::POST, "/tasks", Some(body.clone()))
+            .await
+            .error(400, "invalid_field", Some(field));
+        assert!(!why.is_empty(), "{body}");
+    }
+    assert_eq!(listed(&app).await.len(), 4);
+
+    // By id, as a selection, and by a search of the archive.
+    let one = json!({"action": "remove", "taskIds": [done[0]]});
+    let acted = app.send(Method::POST, "/tasks", Some(one)).await.ok();
+    assert_eq!(
+        (acted["done"].as_u64(), acted["skipped"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let acted = app
+        .send(
+            Method::POST,
+            "/tasks",
+            Some(by_search(json!({"data": "n=2"}))),
+        )
+        .await
+        .ok();
+    assert_eq!(acted["done"], 1, "{acted}");
+    assert_eq!(listed(&app).await, [3, 1].map(|i| done[i].clone()));
+    for gone in [&done[0], &done[2]] {
+        app.send(Method::GET, &format!("/status?task={gone}"), None)
+            .await
+            .error(404, "unknown_task", None);
+        app.send(Method::GET, &format!("/task/log?taskId={gone}"), None)
+            .await
+            .error(404, "unknown_task", None);
+    }
+    // Every archived copy of the queue, a page of the archive at a time.
+    let acted = app
+        .send(Method::POST, "/tasks", Some(by_search(json!({}))))
+        .await
+        .ok();
+    assert_eq!(acted["done"], 2, "{acted}");
+    assert!(listed(&app).await.is_empty());
+    let hot = app
+        .send(Method::GET, "/tasks?state=completed&queue=q", None)
+        .await
+        .ok();
+    assert_eq!(
+        hot.as_array().map(Vec::len),
+        Some(2),
+        "memory's copies stay"
+    );
+}

@@ -10,6 +10,7 @@ use redb::{ReadableTable, Table as RedbTable};
 
 use crate::model::TaskId;
 use crate::store::engine::log::ArchivePlace;
+use crate::store::engine::output::PAGE;
 
 /// Most archived copies one checkpoint sweeps: a backlog (after a long
 /// stop, or a lowered retention) is worked off over several.
@@ -112,6 +113,8 @@ pub(super) struct Tables<'a, 't> {
     pub copies: &'a mut Tree<'t>,
     pub payloads: &'a mut Tree<'t>,
     pub recent: &'a mut Tree<'t>,
+    pub output: &'a mut Tree<'t>,
+    pub heads: &'a mut Tree<'t>,
 }
 
 /// Whether anything the file holds still needs the payload of `publish`:
@@ -200,6 +203,7 @@ pub(super) fn sweep(
             t.archive.remove(&k[..])?;
             if let Some(id) = id {
                 t.ids.remove(&id[..])?;
+                drop_log(t, id)?;
                 publishes.insert(publish_of(id));
             }
         }
@@ -214,6 +218,17 @@ pub(super) fn sweep(
         }
     }
     Ok(swept)
+}
+
+/// Removes a swept copy's log, if it kept one.
+fn drop_log(t: &mut Tables<'_, '_>, id: [u8; 16]) -> Result<(), redb::Error> {
+    let head = t.heads.remove(&id[..])?.map(|v| v.value().to_vec());
+    if let Some((first, total)) = head.as_deref().and_then(super::tables::decode_head) {
+        for page in first..total.div_ceil(PAGE) as u32 {
+            t.output.remove(&super::tables::page_key(&id, page)[..])?;
+        }
+    }
+    Ok(())
 }
 
 /// The queues with archived copies.

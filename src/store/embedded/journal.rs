@@ -22,7 +22,7 @@ use redb::Database;
 use tokio::sync::watch;
 
 use super::archive::{ArchiveRules, SweepPlan};
-use super::tables::{self, Coalesced, Table};
+use super::tables::{self, Coalesced};
 use super::wal::Wal;
 use crate::model::Counters;
 use crate::store::engine::{Batch, Op};
@@ -347,10 +347,12 @@ fn append(journal: &Journal, ops: Vec<Op>, counters: Counters) -> Result<(), Sto
             .read()
             .unwrap_or_else(|e| e.into_inner());
         let db = journal.current_db();
-        active.add(batch.ops, |k| {
-            match folding.as_deref().and_then(|f| f.held(Table::Copies, k)) {
+        active.add(batch.ops, |table, k| {
+            match folding.as_deref().and_then(|f| f.held(table, k)) {
                 Some(held) => held.map(<[u8]>::to_vec),
-                None => db.as_deref().and_then(|db| tables::file_copy(db, k)),
+                None => db
+                    .as_deref()
+                    .and_then(|db| tables::file_record(db, table, k)),
             }
         });
         drop(folding);

@@ -55,7 +55,10 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 /// 6: format 5 and the archive (`archive`, `archive_ids`), which the log may
 /// carry records of (`Op::ArchiveCopy`); a file of format 5 is format 6 with
 /// an empty archive.
-pub const FORMAT_VERSION: u64 = 6;
+/// 7: format 6, archived copies' logs (left in `output` and `output_heads`
+/// when their copies are archived, swept with them), and `Op::DeleteArchived`
+/// in the log; a file of format 6 is format 7 with no archived logs.
+pub const FORMAT_VERSION: u64 = 7;
 /// The directory of the write-ahead log, inside the data directory.
 pub const WAL_DIR: &str = "wal";
 const FORMAT_KEY: &str = "format";
@@ -422,6 +425,8 @@ fn merge(into: &mut Coalesced, later: &Coalesced) {
         .extend(later.archived_queues.iter().cloned());
     into.archived_publishes
         .extend(later.archived_publishes.iter().copied());
+    into.unarchived_publishes
+        .extend(later.unarchived_publishes.iter().copied());
     if later.counters.is_some() {
         into.counters = later.counters;
     }
@@ -438,7 +443,7 @@ fn fold_log(db: &Database, dir: &Path, segment_bytes: u64) -> Result<Wal, StoreE
         ..Coalesced::default()
     };
     let mut wal = Wal::open(dir, after, segment_bytes, |record| {
-        folded.add(record.batch.ops, |k| tables::file_copy(db, k));
+        folded.add(record.batch.ops, |t, k| tables::file_record(db, t, k));
         folded.counters = Some(record.batch.counters);
         folded.last_seq = record.last;
         Ok(())
@@ -466,7 +471,9 @@ fn read_log(db: &Database, dir: &Path) -> Result<(Vec<Batch>, Coalesced), StoreE
         ..Coalesced::default()
     };
     Wal::read(dir, after, |record| {
-        unfolded.add(record.batch.ops.clone(), |k| tables::file_copy(db, k));
+        unfolded.add(record.batch.ops.clone(), |t, k| {
+            tables::file_record(db, t, k)
+        });
         unfolded.counters = Some(record.batch.counters);
         unfolded.last_seq = record.last;
         batches.push(record.batch);
@@ -681,6 +688,22 @@ impl Log for EmbeddedLog {
         one(Table::Archive, ARCHIVE, &place, "the archive")
     }
 
+    async fn archived_log(&self, copy: [u8; 16]) -> Result<Option<(u32, u64)>, StoreError> {
+        let found = self.read_through(
+            [()],
+            |c, _| c.held(Table::OutputHeads, &copy),
+            OUTPUT_HEADS,
+            |_| copy.into(),
+            "a log",
+        )?;
+        match found.first() {
+            None => Ok(None),
+            Some((_, v)) => tables::decode_head(v)
+                .map(Some)
+                .ok_or_else(|| StoreError::Corrupt("a log's head is not 12 bytes".into())),
+        }
+    }
+
     async fn archived_of_publish(&self, publish: [u8; 16]) -> Result<Vec<Vec<u8>>, StoreError> {
         let (lo, hi) = crate::model::TaskId::from_bytes(publish).copy_range();
         let (lo, hi) = (*lo.as_bytes(), *hi.as_bytes());
@@ -723,18 +746,19 @@ impl Log for EmbeddedLog {
         limit: usize,
     ) -> Result<Vec<(ArchivePlace, Vec<u8>)>, StoreError> {
         let range = archive::range(queue, before);
-        // The copies archived since the last checkpoint, then the file's.
-        let mut found: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+        // The copies archived or removed since the last checkpoint (the
+        // newer cut's word wins), then the file's.
+        let mut found: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
             self.with_unfolded(|active, folding| {
-                let mut held: Vec<_> = active
-                    .archived_in(&range)
-                    .chain(folding.into_iter().flat_map(|f| f.archived_in(&range)))
-                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .collect();
-                held.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-                held.truncate(limit);
-                held.into_iter().collect()
+                folding
+                    .into_iter()
+                    .chain(std::iter::once(active))
+                    .flat_map(|cut| cut.archived_in(&range))
+                    .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+                    .collect()
             });
+        // Rows the cuts removed take no place in the page.
+        let removed = found.values().filter(|v| v.is_none()).count();
         self.read_file("the archive", |txn| {
             let Some(table) = open_if(txn, ARCHIVE)? else {
                 return Ok(());
@@ -742,20 +766,20 @@ impl Log for EmbeddedLog {
             for row in table
                 .range(&range.start[..]..&range.end[..])?
                 .rev()
-                .take(limit)
+                .take(limit + removed)
             {
                 let (k, v) = row?;
                 found
                     .entry(k.value().to_vec())
-                    .or_insert_with(|| v.value().to_vec());
+                    .or_insert_with(|| Some(v.value().to_vec()));
             }
             Ok(())
         })?;
         Ok(found
             .into_iter()
             .rev()
+            .filter_map(|(k, v)| Some((archive::place_of(&k)?, v?)))
             .take(limit)
-            .filter_map(|(k, v)| Some((archive::place_of(&k)?, v)))
             .collect())
     }
 

@@ -9,7 +9,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::archive::{self, ArchiveRules, SweepPlan};
 use crate::model::Counters;
-use crate::store::engine::Op;
+use crate::store::engine::{output, Op};
 
 /// Copy id -> the copy without its payload (postcard).
 pub(super) const COPIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("copies");
@@ -82,13 +82,18 @@ pub(super) struct Coalesced {
     /// Publishes that copies were archived from (by the publish id's
     /// bytes): their payloads stay even when the state lets go of them.
     pub archived_publishes: HashSet<[u8; 16]>,
+    /// Publishes that archived copies were removed from: the checkpoint
+    /// lets go of their payloads when nothing else needs them.
+    pub unarchived_publishes: HashSet<[u8; 16]>,
 }
 
 impl Coalesced {
     /// Folds one change's records in. A copy archived without its record
     /// (`Op::ArchiveCopy`) takes the one this holds, else `elsewhere`'s (an
-    /// older cut's, or the file's); one found nowhere is not archived.
-    pub fn add(&mut self, ops: Vec<Op>, elsewhere: impl Fn(&[u8; 16]) -> Option<Vec<u8>>) {
+    /// older cut's, or the file's, by table and key); one found nowhere is
+    /// not archived. A removed archived copy (`Op::DeleteArchived`) is
+    /// found the same way, with its log.
+    pub fn add(&mut self, ops: Vec<Op>, elsewhere: impl Fn(Table, &[u8]) -> Option<Vec<u8>>) {
         for op in ops {
             let (key, value) = match op {
                 Op::PutCopy(k, v) => ((Table::Copies, boxed(&k)), Some(v)),
@@ -133,7 +138,7 @@ impl Coalesced {
                     if record.is_empty() {
                         record = match self.entries.get_mut(&copy) {
                             Some(Some(held)) => std::mem::take(held),
-                            _ => elsewhere(&k).unwrap_or_default(),
+                            _ => elsewhere(Table::Copies, &k).unwrap_or_default(),
                         };
                     }
                     self.put(copy, None);
@@ -143,9 +148,38 @@ impl Coalesced {
                     self.put((Table::ArchiveIds, boxed(&k)), Some(place.to_vec()));
                     ((Table::Archive, place), Some(record))
                 }
+                Op::DeleteArchived(k) => {
+                    let Some(place) = self.found(Table::ArchiveIds, &k, &elsewhere) else {
+                        continue;
+                    };
+                    let head = self.found(Table::OutputHeads, &k, &elsewhere);
+                    if let Some((first, total)) = head.as_deref().and_then(decode_head) {
+                        for page in first..total.div_ceil(output::PAGE) as u32 {
+                            self.put((Table::Output, page_key(&k, page)), None);
+                        }
+                    }
+                    self.put((Table::OutputHeads, boxed(&k)), None);
+                    self.put((Table::ArchiveIds, boxed(&k)), None);
+                    self.unarchived_publishes
+                        .insert(super::archive::publish_of(k));
+                    ((Table::Archive, place.into()), None)
+                }
                 Op::Sync => continue,
             };
             self.put(key, value);
+        }
+    }
+
+    /// A record's bytes from the last write this holds, else `elsewhere`.
+    fn found(
+        &self,
+        table: Table,
+        key: &[u8],
+        elsewhere: impl Fn(Table, &[u8]) -> Option<Vec<u8>>,
+    ) -> Option<Vec<u8>> {
+        match self.entries.get(&(table, boxed(key))) {
+            Some(held) => held.clone(),
+            None => elsewhere(table, key),
         }
     }
 
@@ -176,19 +210,18 @@ impl Coalesced {
         self.entries.get(&(table, boxed(key))).map(|v| v.as_deref())
     }
 
-    /// The archived records of this that `range` holds, by key.
+    /// The archive's records of this that `range` holds, by key (`None`:
+    /// removed).
     pub fn archived_in<'c>(
         &'c self,
         range: &'c std::ops::Range<Vec<u8>>,
-    ) -> impl Iterator<Item = (&'c [u8], &'c [u8])> + 'c {
-        self.entries
-            .iter()
-            .filter_map(move |((t, k), v)| match (t, v) {
-                (Table::Archive, Some(v)) if range.start[..] <= k[..] && k[..] < range.end[..] => {
-                    Some((&k[..], &v[..]))
-                }
-                _ => None,
-            })
+    ) -> impl Iterator<Item = (&'c [u8], Option<&'c [u8]>)> + 'c {
+        self.entries.iter().filter_map(move |((t, k), v)| match t {
+            Table::Archive if range.start[..] <= k[..] && k[..] < range.end[..] => {
+                Some((&k[..], v.as_deref()))
+            }
+            _ => None,
+        })
     }
 
     /// The archived copies of this whose ids `ids` holds, with their places.
@@ -326,6 +359,8 @@ pub(super) fn checkpoint(
             copies: &mut copies,
             payloads: &mut payloads,
             recent: &mut recent,
+            output: &mut output,
+            heads: &mut heads,
         };
         for key in let_go {
             // An archived copy keeps its publish's payload: the archive's
@@ -336,6 +371,11 @@ pub(super) fn checkpoint(
             };
             if !archived {
                 t.payloads.remove(&key[..])?;
+            }
+        }
+        for &p in &changes.unarchived_publishes {
+            if !archive::payload_needed(&t, p)? {
+                t.payloads.remove(&p[..])?;
             }
         }
         if let Some((rules, plan, now)) = sweep {
@@ -353,27 +393,34 @@ pub(super) fn checkpoint(
     Ok(())
 }
 
-/// A copy's record in the file, for an archived copy that a cut does not
-/// hold (see `Coalesced::add`). A failed read finds nothing: the copy is
-/// then deleted rather than archived, and the failure logged.
-pub(super) fn file_copy(db: &Database, copy: &[u8; 16]) -> Option<Vec<u8>> {
+/// A record in the file that a change to the archive needs and no cut
+/// holds (see `Coalesced::add`): an archived copy's record, a removed
+/// one's place or log. A failed read finds nothing, and is logged: the
+/// copy is then deleted rather than archived, or stays archived.
+pub(super) fn file_record(db: &Database, table: Table, key: &[u8]) -> Option<Vec<u8>> {
+    let def = match table {
+        Table::Copies => COPIES,
+        Table::ArchiveIds => ARCHIVE_IDS,
+        Table::OutputHeads => OUTPUT_HEADS,
+        _ => return None,
+    };
     let read = || -> Result<Option<Vec<u8>>, redb::Error> {
         let txn = db.begin_read()?;
-        let copies = match txn.open_table(COPIES) {
+        let t = match txn.open_table(def) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        Ok(copies.get(&copy[..])?.map(|v| v.value().to_vec()))
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
         Ok(Ok(found)) => found,
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "an archived copy's record could not be read; it is not archived");
+            tracing::error!(error = %e, ?table, "a record the archive needs could not be read");
             None
         }
         Err(_) => {
-            tracing::error!("reading an archived copy's record panicked; it is not archived");
+            tracing::error!(?table, "reading a record the archive needs panicked");
             None
         }
     }

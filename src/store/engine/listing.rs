@@ -11,7 +11,7 @@ use std::ops::Bound::{Excluded, Unbounded};
 
 use super::state::{Mark, State};
 use super::Engine;
-use crate::model::{Page, QueueName, Task, TaskFilter, TaskId, TaskState};
+use crate::model::{Page, QueueFilter, QueueName, Task, TaskFilter, TaskId, TaskState};
 use crate::store::StoreError;
 
 /// Index entries walked per hold of the lock: about 2.5 ms (on the
@@ -193,6 +193,34 @@ impl<L: Log> Engine<L> {
             Some(record) => Ok(Some(super::ops::decode_copy(&record)?)),
             None => Ok(None),
         }
+    }
+
+    /// Of `ids`, those the state does not hold and the archive does, in
+    /// queues `within` allows: what a removal takes from the archive.
+    pub(super) async fn archived_among(
+        &self,
+        ids: &[TaskId],
+        within: Option<&QueueFilter>,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        if !self.retention.archive {
+            return Ok(Vec::new());
+        }
+        let absent: Vec<TaskId> = {
+            let st = self.lock();
+            ids.iter()
+                .copied()
+                .filter(|id| !st.tasks.contains_key(id))
+                .collect()
+        };
+        let mut found = Vec::new();
+        for id in absent {
+            if let Some(m) = self.archived_meta(id).await? {
+                if within.is_none_or(|w| w.allows(m.queue.as_str())) {
+                    found.push(id);
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// See `Store::list_archived`: the archive read newest first, a chunk

@@ -129,6 +129,15 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
         async { Ok(None) }
     }
 
+    /// Where an archived copy's log stands (its first page kept and its
+    /// length), when it has one; its pages are read by `output_pages`.
+    fn archived_log(
+        &self,
+        _copy: [u8; 16],
+    ) -> impl Future<Output = Result<Option<(u32, u64)>, StoreError>> + Send {
+        async { Ok(None) }
+    }
+
     /// The archived records of a publish's copies, in id order.
     fn archived_of_publish(
         &self,

@@ -52,10 +52,10 @@ use super::{
     Enqueued, Outputs, ReportKind, Reported, Store, StoreError, StoreStats, Tick, WorkerReport,
 };
 use crate::model::{
-    Acted, AuditEntry, BatchRecord, BulkStep, CancelTarget, Cancellation, Counters, HeldLock, Lane,
-    LockKind, Millis, Page, PublishRecord, QueueCounts, QueueFilter, QueueGroups, QueueName,
-    QueueSettings, RetryTarget, ScheduleRecord, Task, TaskFilter, TaskId, TaskLog, TaskSelector,
-    TaskState, WorkerId, WorkerRecord,
+    Acted, AuditEntry, BatchRecord, BulkAction, BulkStep, CancelTarget, Cancellation, Counters,
+    HeldLock, Lane, LockKind, Millis, Page, PublishRecord, QueueCounts, QueueFilter, QueueGroups,
+    QueueName, QueueSettings, RetryTarget, ScheduleRecord, Task, TaskFilter, TaskId, TaskLog,
+    TaskSelector, TaskState, WorkerId, WorkerRecord,
 };
 
 /// The state machine over a log. Cheap to share behind an `Arc`.
@@ -263,6 +263,9 @@ fn publishes_of(metas: &[Meta]) -> Vec<[u8; 16]> {
 async fn load<L: Log>(log: &L, retention: Retention) -> Result<State, StoreError> {
     let mut st = State::new(retention);
     let mut finished: HashMap<TaskId, Meta> = HashMap::new();
+    // Logs' heads wait for the copies (finished ones come in last): the
+    // log also holds those of archived copies, which the state does not.
+    let mut heads: HashMap<TaskId, (u32, u64)> = HashMap::new();
     let mut counters = None;
     let last = log
         .load(&mut |batch: Batch| {
@@ -282,6 +285,13 @@ async fn load<L: Log>(log: &L, retention: Retention) -> Result<State, StoreError
                         let id = TaskId::from_bytes(*k);
                         st.remove(id);
                         finished.remove(&id);
+                        heads.remove(&id);
+                    }
+                    Op::OutputHead(k, first, total) => {
+                        heads.insert(TaskId::from_bytes(*k), (*first, *total));
+                    }
+                    Op::DropOutput(k) => {
+                        heads.remove(&TaskId::from_bytes(*k));
                     }
                     other => ops::apply(&mut st, other)?,
                 }
@@ -294,6 +304,12 @@ async fn load<L: Log>(log: &L, retention: Retention) -> Result<State, StoreError
     finished.sort_by_key(|m| (m.finished_at(), m.task_id));
     for m in finished {
         st.insert(m);
+    }
+    for (id, (first, total)) in heads {
+        if st.tasks.contains_key(&id) {
+            let head = st.outputs.entry(id).or_default();
+            (head.first, head.total) = (first, total);
+        }
     }
     // The log may hold a queue's limits after the copies claimed under them,
     // and a copy before what it waits for.
@@ -462,8 +478,16 @@ impl<L: Log> Store for Engine<L> {
     }
 
     async fn delete_tasks(&self, selector: TaskSelector) -> Result<u64, StoreError> {
-        self.change(|st, ops| Ok(st.delete_tasks(&selector, ops)))
-            .await
+        let archived = match &selector {
+            TaskSelector::Task(id) => self.archived_among(&[*id], None).await?,
+            _ => Vec::new(),
+        };
+        self.change(|st, ops| {
+            let n = st.delete_tasks(&selector, ops);
+            ops.extend(archived.iter().map(|id| Op::DeleteArchived(*id.as_bytes())));
+            Ok(n + archived.len() as u64)
+        })
+        .await
     }
 
     async fn append_log(
@@ -531,13 +555,30 @@ impl<L: Log> Store for Engine<L> {
         max: usize,
     ) -> Result<Option<TaskLog>, StoreError> {
         self.sync().await?;
-        let (state, queue, head) = {
+        let found = {
             let st = self.lock();
-            let Some(t) = st.tasks.get(&id) else {
-                return Ok(None);
-            };
-            let head = st.outputs.get(&id).copied().unwrap_or_default();
-            (t.state, t.queue.clone(), head)
+            st.tasks.get(&id).map(|t| {
+                let head = st.outputs.get(&id).copied().unwrap_or_default();
+                (t.state, t.queue.clone(), head)
+            })
+        };
+        let (state, queue, head) = match found {
+            Some(found) => found,
+            None if self.retention.archive => {
+                let Some(m) = self.archived_meta(id).await? else {
+                    return Ok(None);
+                };
+                let head = match self.log.archived_log(*id.as_bytes()).await? {
+                    Some((first, total)) => output::Head {
+                        first,
+                        total,
+                        ..Default::default()
+                    },
+                    None => output::Head::default(),
+                };
+                (m.state, m.queue, head)
+            }
+            None => return Ok(None),
         };
         let from = from.unwrap_or(0).clamp(head.start(), head.total);
         let until = from.saturating_add(max as u64).min(head.total);
@@ -932,8 +973,18 @@ impl<L: Log> Store for Engine<L> {
         within: Option<&QueueFilter>,
     ) -> Result<Acted, StoreError> {
         let ids = step.ids.clone();
+        let archived = match step.action {
+            BulkAction::Remove => self.archived_among(&step.ids, within).await?,
+            _ => Vec::new(),
+        };
         self.change_then(
-            |st, ops| st.act(step, now, within, ops),
+            |st, ops| {
+                let (mut acted, staged) = st.act(step, now, within, ops)?;
+                ops.extend(archived.iter().map(|id| Op::DeleteArchived(*id.as_bytes())));
+                acted.skipped -= archived.len() as u64;
+                acted.done.extend(archived);
+                Ok((acted, staged))
+            },
             |st, (mut acted, staged): (Acted, Staged)| {
                 st.reveal(staged);
                 if let Some(listed) = listed {

@@ -54,6 +54,9 @@ pub enum Op {
     /// `PutCopy` of the copy), its queue and when it finished (ms). Only a
     /// log that `archives` is given these.
     ArchiveCopy([u8; 16], String, u64, Vec<u8>),
+    /// An archived copy is removed, with its log (an operator's removal;
+    /// the archive's own sweep needs no record).
+    DeleteArchived([u8; 16]),
 }
 
 impl Op {
@@ -85,6 +88,7 @@ impl Op {
             | Op::DeleteOutput(..)
             | Op::OutputHead(..)
             | Op::DropOutput(_)
+            | Op::DeleteArchived(_)
             | Op::Sync => 0,
         }
     }
@@ -211,6 +215,9 @@ pub(super) fn apply(st: &mut State, op: &Op) -> Result<(), StoreError> {
             if st.remove(id).is_some_and(|old| !old.state.has_ended()) {
                 st.dependency_ended(id, None, None);
             }
+            // An archived copy's log goes with it, out of memory (a
+            // removed one's has its own `DropOutput`).
+            st.outputs.remove(&id);
         }
         Op::PutInterests(name, bytes) => {
             st.interests.insert(queue_of(name)?, decode_json(bytes)?);
@@ -278,6 +285,7 @@ pub(super) fn apply(st: &mut State, op: &Op) -> Result<(), StoreError> {
         | Op::DeletePayload(_)
         | Op::PutOutput(..)
         | Op::DeleteOutput(..)
+        | Op::DeleteArchived(_)
         | Op::Sync => {}
     }
     Ok(())

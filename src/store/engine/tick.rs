@@ -199,14 +199,17 @@ impl State {
                 }
                 publishes.insert(m.publish_id());
                 // The log holds the copy's record already (it wrote it when
-                // the copy finished): an empty one says to take that.
-                ops.push(if archive {
+                // the copy finished): an empty one says to take that. The
+                // archive keeps the copy's log where it is.
+                if archive {
                     let (at, _) = m.archive_place();
-                    Op::ArchiveCopy(*id.as_bytes(), m.queue.to_string(), at, Vec::new())
+                    let queue = m.queue.to_string();
+                    ops.push(Op::ArchiveCopy(*id.as_bytes(), queue, at, Vec::new()));
+                    self.outputs.remove(id);
                 } else {
-                    Op::DeleteCopy(*id.as_bytes())
-                });
-                self.drop_log(*id, ops);
+                    ops.push(Op::DeleteCopy(*id.as_bytes()));
+                    self.drop_log(*id, ops);
+                }
             }
         }
         for p in publishes {

@@ -135,20 +135,37 @@ pub async fn a_log_goes_with_its_copy(h: &mut dyn Harness) -> R {
         s.finish(id, w, T0.plus_secs(1 + i), complete()).await?;
         done.push(id);
     }
-    // The oldest copies went past the history, and their logs with them.
-    for id in &done[..2] {
-        assert!(s.task_log(*id, None, 1 << 20).await?.is_none());
-    }
+    // The oldest copies went past the history, and their logs with them
+    // (or, in a store that archives, into the archive with them).
+    past_the_history(&*s, &done[..2]).await?;
     let kept = s.task_log(done[4], None, 1 << 20).await?.unwrap();
     assert_eq!(kept.text, b"copy 4");
     let (id, _) = running(&*s, copy("b", 0, 9)).await?;
     s.delete_tasks(TaskSelector::Task(id)).await?;
     assert!(s.task_log(id, None, 1 << 20).await?.is_none());
     let s = h.reopen(s).await;
-    assert!(s.task_log(done[0], None, 1 << 20).await?.is_none());
+    past_the_history(&*s, &done[..2]).await?;
+    assert!(s.task_log(id, None, 1 << 20).await?.is_none());
     assert_eq!(
         s.task_log(done[4], None, 1 << 20).await?.unwrap().text,
         b"copy 4"
     );
+    Ok(())
+}
+
+/// Copies `i` of `ids` that wrote `copy i` left memory: each log is gone
+/// with its copy, or the archive has both.
+async fn past_the_history(s: &dyn Store, ids: &[TaskId]) -> R {
+    for (i, id) in ids.iter().enumerate() {
+        let log = s.task_log(*id, None, 1 << 20).await?;
+        match s.task(*id).await? {
+            None => assert!(log.is_none(), "copy {i}: the log outlived its copy"),
+            Some(archived) => {
+                assert_eq!(archived.state, TaskState::Completed);
+                let log = log.expect("an archived copy's log");
+                assert_eq!(log.text, format!("copy {i}").into_bytes());
+            }
+        }
+    }
     Ok(())
 }
