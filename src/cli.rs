@@ -78,6 +78,14 @@ pub enum Op {
         limit: usize,
         #[arg(long, default_value_t = 0)]
         offset: usize,
+        /// The queue's archive of finished copies past its recent history
+        /// (embedded store), newest first.
+        #[arg(long, requires = "queue", conflicts_with = "offset")]
+        archived: bool,
+        /// With --archived: the copies archived before this task id (the
+        /// last id of the page before).
+        #[arg(long, requires = "archived")]
+        before: Option<String>,
         #[command(flatten)]
         search: SearchArgs,
         #[command(flatten)]
@@ -165,6 +173,10 @@ pub enum Op {
         /// scheduled by default).
         #[arg(long)]
         state: Option<String>,
+        /// With remove, --queue and a finished --state: the queue's
+        /// archived copies that match.
+        #[arg(long, requires = "queue")]
+        archived: bool,
         #[command(flatten)]
         search: SearchArgs,
         #[command(flatten)]
@@ -376,6 +388,8 @@ pub async fn run(op: Op) -> Result<String, Failure> {
             queue,
             limit,
             offset,
+            archived,
+            before,
             search,
             ..
         } => {
@@ -384,6 +398,8 @@ pub async fn run(op: Op) -> Result<String, Failure> {
                 queue,
                 offset,
                 limit,
+                archived,
+                before,
                 search: search.into(),
             };
             let tasks = client.list_tasks(&query).await?;
@@ -469,6 +485,7 @@ pub async fn run(op: Op) -> Result<String, Failure> {
             queue,
             all,
             state,
+            archived,
             search,
             ..
         } => {
@@ -494,8 +511,10 @@ pub async fn run(op: Op) -> Result<String, Failure> {
                     args[field] = json!(v);
                 }
             }
-            if all {
-                args["all"] = json!(true);
+            for (field, on) in [("all", all), ("archived", archived)] {
+                if on {
+                    args[field] = json!(true);
+                }
             }
             (client.call("actOnTasks", &args).await?, show_acted)
         }

@@ -684,10 +684,23 @@ pub struct TaskQuery {
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
+    /// Copies skipped (not with `archived`).
+    #[serde(skip_serializing_if = "is_zero")]
     pub offset: usize,
     pub limit: usize,
+    /// The queue's archive (embedded store), newest first.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
+    /// With `archived`: the copies archived before this one (the last id of
+    /// the page before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
     #[serde(flatten)]
     pub search: TaskSearch,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The filters `GET /tasks` and `POST /retry` take; all that are given must

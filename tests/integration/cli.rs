@@ -947,3 +947,82 @@ async fn bulk_actions_from_the_command_line() {
         "state",
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_archive_is_listed_and_removed_from_from_the_command_line() {
+    let app = spawn_app_with(|s| s.tasks.history = 1).await;
+    app.put_interest("q", json!("*")).await.ok();
+    let worker = app.register(&["q"]).await;
+    let mut done = Vec::new();
+    for n in 0..5 {
+        app.publish_data(json!({"n": n})).await;
+        let task = app.claim(&worker).await;
+        app.update(&worker, &task, "complete", json!({})).await.ok();
+        done.push(task["taskId"].as_str().unwrap().to_owned());
+    }
+    let ids = |v: Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|t| t["taskId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let archive = [
+        "tasks",
+        "--queue",
+        "q",
+        "--state",
+        "completed",
+        "--archived",
+    ];
+    let page = |extra: &[&str]| {
+        let args: Vec<&str> = archive.iter().chain(extra).copied().collect();
+        ids(json_of(&app, &args))
+    };
+    // Newest first, 4 of 5 (one is in memory), paged by the last id.
+    let first = page(&["--limit", "2"]);
+    assert_eq!(first, [done[3].clone(), done[2].clone()]);
+    assert_eq!(
+        page(&["--before", &first[1]]),
+        [done[1].clone(), done[0].clone()]
+    );
+    let listed = stdout(&interq(&app, &archive));
+    assert!(
+        listed.contains(&done[0]) && !listed.contains(&done[4]),
+        "{listed}"
+    );
+    let remove = |state: &str, data: &[&str]| {
+        let args = [
+            "act",
+            "remove",
+            "--queue",
+            "q",
+            "--state",
+            state,
+            "--archived",
+        ];
+        interq(&app, &[&args[..], data].concat())
+    };
+    let removed = stdout(&remove("completed", &["--data", "n=1"]));
+    assert_eq!(removed, "remove: 1 task(s)\n");
+    assert_eq!(
+        page(&[]),
+        [done[3].clone(), done[2].clone(), done[0].clone()]
+    );
+    fails(
+        &interq(&app, &["tasks", "--state", "completed", "--archived"]),
+        2,
+        "--queue",
+    );
+    fails(
+        &interq(&app, &["tasks", "--queue", "q", "--before", &done[0]]),
+        2,
+        "--archived",
+    );
+    fails(
+        &interq(&app, &[&archive[..], &["--offset", "1"]].concat()),
+        2,
+        "--offset",
+    );
+    fails(&remove("failed", &[]), 1, "archived");
+}
