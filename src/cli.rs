@@ -79,7 +79,8 @@ pub enum Op {
         #[arg(long, default_value_t = 0)]
         offset: usize,
         /// The queue's archive of finished copies past its recent history
-        /// (embedded store), newest first.
+        /// (embedded store), newest first; --after ID gives the page newer
+        /// than ID.
         #[arg(long, requires = "queue", conflicts_with = "offset")]
         archived: bool,
         /// With --archived: the copies archived before this task id (the

@@ -455,13 +455,13 @@ const TASK_LIST: &[Param] = &[
         "archived",
         s::boolean,
         false,
-        "true: the queue's archive of completed, cancelled or expired copies (embedded store), newest finish first; needs `queue`, takes `before`, not `offset` or `after`",
+        "true: the queue's archive of completed, cancelled or expired copies (embedded store), newest finish first; needs `queue`; paged by `before` (the next page) or `after` (the page before), not `offset`",
     ),
     p(
         "before",
         s::uuid,
         false,
-        "with `archived`: only copies archived before this one (the last id of a page is the next page's cursor)",
+        "with `archived`: only copies archived before this one (the last id of a page is the next page's cursor; with `archived`, `after` is the first id of a page and gives the page before it)",
     ),
 ];
 const RETRY: &[Param] = &[

@@ -57,7 +57,8 @@ pub async fn list(call: Call, body: Body) -> Answer {
 }
 
 /// `GET /tasks?archived=true`: a page of a queue's archive, newest first,
-/// from the copy after `before` (the last of the previous page).
+/// from the copy after `before` (the last of the page shown), or the page
+/// newer than `after` (the first of the page shown).
 async fn archived(
     call: &Call,
     p: &Params,
@@ -74,12 +75,20 @@ async fn archived(
         ));
     }
     if page.offset != 0 {
-        return Err(p.invalid("offset", "the archive is paged by before, not offset"));
-    }
-    if filter.after.is_some() {
-        return Err(p.invalid("after", "the archive is paged by before, not after"));
+        return Err(p.invalid(
+            "offset",
+            "the archive is paged by before and after, not offset",
+        ));
     }
     let before = p.task_id("before")?;
+    if before.is_some() && filter.after.is_some() {
+        return Err(p.invalid("after", "give `before` or `after`, not both"));
+    }
+    let cursor = if filter.after.is_some() {
+        "after"
+    } else {
+        "before"
+    };
     let tasks = call
         .state
         .broker
@@ -87,7 +96,7 @@ async fn archived(
         .await
         .map_err(|e| match e {
             crate::broker::BrokerError::UnknownTask(id) => p.invalid(
-                "before",
+                cursor,
                 format!("{id} is not in the archive (swept, or never archived)"),
             ),
             other => other.into(),

@@ -405,9 +405,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         page: Page,
     ) -> Result<Vec<Task>, StoreError>;
 
-    /// A queue's archived copies in `state` that pass `filter` (not its
-    /// `after`), newest first: up to `limit`, from the one after `before`
-    /// (an archived copy: `UnknownTask` when it is not) or the newest.
+    /// A queue's archived copies in `state` that pass `filter`, newest
+    /// first: up to `limit`, from the one after `before` (an archived copy:
+    /// `UnknownTask` when it is not) or the newest; with the filter's
+    /// `after` (an archived copy, as `before`), the `limit` nearest that
+    /// finished after it instead: the page before a page.
     /// Looks at no more than `ARCHIVE_SCAN` archived copies of any state:
     /// a page of a search may come back short before the archive's end.
     /// Empty for a store without an archive.

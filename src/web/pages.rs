@@ -750,17 +750,40 @@ pub async fn queue(
     let group_rules = view::group_rules(&settings);
     let (filter, shown) = q.listing(&search, page)?;
     let in_archive = listing.is_finished() && q.archived.as_deref().is_some_and(|a| a != "0");
+    let cursor = |field: &'static str, given: Option<&str>| match given {
+        None | Some("") => Ok(None),
+        Some(id) => id
+            .parse::<TaskId>()
+            .map(Some)
+            .map_err(|_| bad(field, "is the id of a task in the archive")),
+    };
+    let (before, after) = match in_archive {
+        true => (
+            cursor("before", q.before.as_deref())?,
+            cursor("after", q.after.as_deref())?,
+        ),
+        false => (None, None),
+    };
+    // One more than a page of the archive says whether there is more
+    // beyond it, the way it was walked.
+    let mut beyond = false;
     let tasks = if in_archive {
-        let before = match q.before.as_deref() {
-            None | Some("") => None,
-            Some(id) => Some(
-                id.parse()
-                    .map_err(|_| bad("before", "is the id of a task in the archive"))?,
-            ),
+        let filter = crate::model::TaskFilter {
+            after,
+            ..filter.clone()
         };
-        broker
-            .list_archived(&name, listing, &filter, before, view::PAGE_SIZE)
-            .await?
+        let mut tasks = broker
+            .list_archived(&name, listing, &filter, before, view::PAGE_SIZE + 1)
+            .await?;
+        beyond = tasks.len() > view::PAGE_SIZE;
+        if beyond {
+            match after {
+                // The newest of the page before is one too far.
+                Some(_) => drop(tasks.remove(0)),
+                None => tasks.truncate(view::PAGE_SIZE),
+            }
+        }
+        tasks
     } else {
         broker
             .list_tasks(Some(&name), listing, &filter, shown)
@@ -778,18 +801,19 @@ pub async fn queue(
     let total = count_of(&counts, listing).filter(|_| !search.is_active());
     let archive_link = (listing.is_finished() && !in_archive).then(|| format!("{base}archived=1"));
     let pager = if in_archive {
+        // A page read newer than another has older ones after it, and one
+        // read older has newer ones before it.
+        let newer = before.is_some() || (after.is_some() && beyond);
+        let older = after.is_some() || (after.is_none() && beyond);
+        let link = |dir: &str, t: Option<&Task>| {
+            t.map(|t| format!("{base}archived=1&{dir}={}", t.task_id))
+        };
         Pager {
             page: 1,
             pages: None,
             total: None,
-            prev: q.before.is_some().then(|| format!("{base}archived=1")),
-            next: (tasks.len() == view::PAGE_SIZE)
-                .then(|| {
-                    tasks
-                        .last()
-                        .map(|t| format!("{base}archived=1&before={}", t.task_id))
-                })
-                .flatten(),
+            prev: newer.then(|| link("after", tasks.first())).flatten(),
+            next: older.then(|| link("before", tasks.last())).flatten(),
         }
     } else {
         Pager::new(&base, page, total, tasks.len())

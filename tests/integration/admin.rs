@@ -2153,15 +2153,24 @@ async fn a_finished_tab_leads_to_the_archive_which_pages_newest_first() {
     // 55 archived, 50 a page, the newest (54) first.
     assert_eq!(rows(&first), 50);
     assert!(first.contains("{&#34;n&#34;:54}") && !first.contains("{&#34;n&#34;:4}"));
-    let next = first
-        .split("href=\"")
-        .filter_map(|s| s.split('"').next())
-        .find(|h| h.contains("before="))
-        .expect("a link to the older page")
-        .replace("&#38;", "&");
+    // The first link whose address holds `part`, unescaped.
+    let link = |html: &str, part: &str| {
+        html.split("href=\"")
+            .filter_map(|s| s.split('"').next())
+            .find(|h| h.contains(part))
+            .unwrap_or_else(|| panic!("a link with {part}"))
+            .replace("&#38;", "&")
+    };
+    let next = link(&first, "before=");
     let second = site.get(&next).await.html().to_owned();
     assert_eq!(rows(&second), 5);
     assert!(second.contains("{&#34;n&#34;:0}") && !second.contains("rel=\"next\""));
+    // Back from the second page: the first again, which has no page before.
+    let prev = link(&second, "after=");
+    let again = site.get(&prev).await.html().to_owned();
+    assert_eq!(rows(&again), 50);
+    assert!(again.contains("{&#34;n&#34;:54}") && again.contains("{&#34;n&#34;:5}"));
+    assert!(!again.contains("rel=\"prev\"") && again.contains("rel=\"next\""));
     site.get("/admin/queues/old?state=completed&archived=1&before=nope")
         .await
         .error(400, "before");

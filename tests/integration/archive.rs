@@ -120,6 +120,19 @@ async fn finished_copies_past_the_history_are_archived_with_their_data_across_re
             rev(&ids[1..4])
         );
         assert_eq!(archived(&*s, "a", &none, Some(ids[1]), 3).await?, [ids[0]]);
+        // And back, by the first copy of a page: the nearest newer ones.
+        let newer = |than: TaskId| TaskFilter {
+            after: Some(than),
+            ..TaskFilter::default()
+        };
+        assert_eq!(
+            archived(&*s, "a", &newer(ids[1]), None, 3).await?,
+            rev(&ids[2..5])
+        );
+        assert_eq!(archived(&*s, "a", &newer(ids[5]), None, 3).await?, [ids[6]]);
+        assert!(archived(&*s, "a", &newer(ids[6]), None, 3)
+            .await?
+            .is_empty());
         assert_eq!(
             s.list_archived(&q("a"), TaskState::Completed, &none, Some(ids[8]), 3)
                 .await
@@ -491,6 +504,16 @@ async fn an_archived_copy_is_removed_with_its_log_and_payload() -> Result<(), St
     // Nothing of them is left to read, now or after a restart.
     for round in 0..2 {
         let listed = archived(&*s, "a", &none, None, 100).await?;
+        let oldest = *listed.last().expect("archived copies");
+        let newer = TaskFilter {
+            after: Some(oldest),
+            ..TaskFilter::default()
+        };
+        assert_eq!(
+            archived(&*s, "a", &newer, None, 100).await?,
+            listed[..listed.len() - 1],
+            "round {round}: removed copies take no place in a page, either way"
+        );
         for id in [early, late, hot] {
             assert!(!listed.contains(&id), "round {round}");
             assert!(s.task(id).await?.is_none(), "round {round}");

@@ -986,6 +986,11 @@ async fn the_archive_is_listed_and_removed_from_from_the_command_line() {
         page(&["--before", &first[1]]),
         [done[1].clone(), done[0].clone()]
     );
+    assert_eq!(
+        page(&["--after", &done[0], "--limit", "2"]),
+        [done[2].clone(), done[1].clone()],
+        "the page newer than the oldest"
+    );
     let listed = stdout(&interq(&app, &archive));
     assert!(
         listed.contains(&done[0]) && !listed.contains(&done[4]),

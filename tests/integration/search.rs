@@ -301,6 +301,11 @@ async fn the_archive_is_listed_newest_first_by_cursor_and_bad_queries_are_refuse
     assert_eq!(rest, [done[1].clone(), done[0].clone()]);
     let n1 = ids(page(format!("{base}&data=n%3D1")).await.ok());
     assert_eq!(n1, [done[1].clone()]);
+    // Back by the first id of a page: the nearest newer ones, newest first.
+    let back = ids(page(format!("{base}&limit=2&after={}", done[0])).await.ok());
+    assert_eq!(back, [done[2].clone(), done[1].clone()]);
+    let newest = ids(page(format!("{base}&after={}", done[2])).await.ok());
+    assert_eq!(newest, [done[3].clone()]);
     // An archived copy's page is found by its id.
     let oldest = app.status(&format!("task={}", done[0])).await;
     assert_eq!(oldest["task"]["state"], "completed", "{oldest}");
@@ -309,7 +314,11 @@ async fn the_archive_is_listed_newest_first_by_cursor_and_bad_queries_are_refuse
         ("state=completed&archived=true".to_owned(), "queue!"),
         ("state=ready&queue=q&archived=true".to_owned(), "state"),
         (format!("{base}&offset=2"), "offset"),
-        (format!("{base}&after={}", done[0]), "after"),
+        (format!("{base}&after={}", done[5]), "after"),
+        (
+            format!("{base}&after={}&before={}", done[0], done[3]),
+            "after",
+        ),
         (format!("{base}&before={}", done[5]), "before"),
         (format!("{base}&before=nonsense"), "before"),
         (

@@ -71,6 +71,16 @@ pub(super) fn range(queue: &str, before: Option<ArchivePlace>) -> std::ops::Rang
     start..end
 }
 
+/// The keys of a queue's archive after `after`.
+pub(super) fn range_after(queue: &str, after: ArchivePlace) -> std::ops::Range<Vec<u8>> {
+    // Keys of a queue are of one length: the next after a key is it and a 0.
+    let mut start = key(queue, after).to_vec();
+    start.push(0);
+    let mut end = queue.as_bytes().to_vec();
+    end.push(1);
+    start..end
+}
+
 /// The id of the publish a copy belongs to, as bytes.
 pub(super) fn publish_of(copy: [u8; 16]) -> [u8; 16] {
     *TaskId::from_bytes(copy).publish().as_bytes()

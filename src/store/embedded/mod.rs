@@ -30,7 +30,7 @@ use self::tables::{
     WORKERS,
 };
 use self::wal::Wal;
-use super::engine::log::ArchivePlace;
+use super::engine::log::{ArchivePlace, ArchiveWalk};
 use super::engine::{Batch, Engine, Log, News, Op, Payloads, Retention};
 use super::{StoreError, StoreStats};
 
@@ -742,10 +742,13 @@ impl Log for EmbeddedLog {
     async fn archive_page(
         &self,
         queue: &str,
-        before: Option<ArchivePlace>,
+        walk: ArchiveWalk,
         limit: usize,
     ) -> Result<Vec<(ArchivePlace, Vec<u8>)>, StoreError> {
-        let range = archive::range(queue, before);
+        let (range, newest_first) = match walk {
+            ArchiveWalk::Older(before) => (archive::range(queue, before), true),
+            ArchiveWalk::Newer(after) => (archive::range_after(queue, after), false),
+        };
         // The copies archived or removed since the last checkpoint (the
         // newer cut's word wins), then the file's.
         let mut found: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
@@ -763,11 +766,12 @@ impl Log for EmbeddedLog {
             let Some(table) = open_if(txn, ARCHIVE)? else {
                 return Ok(());
             };
-            for row in table
-                .range(&range.start[..]..&range.end[..])?
-                .rev()
-                .take(limit + removed)
-            {
+            let rows = table.range(&range.start[..]..&range.end[..])?;
+            let rows: Box<dyn Iterator<Item = _>> = match newest_first {
+                true => Box::new(rows.rev()),
+                false => Box::new(rows),
+            };
+            for row in rows.take(limit + removed) {
                 let (k, v) = row?;
                 found
                     .entry(k.value().to_vec())
@@ -775,9 +779,11 @@ impl Log for EmbeddedLog {
             }
             Ok(())
         })?;
+        let found: Box<dyn Iterator<Item = _>> = match newest_first {
+            true => Box::new(found.into_iter().rev()),
+            false => Box::new(found.into_iter()),
+        };
         Ok(found
-            .into_iter()
-            .rev()
             .filter_map(|(k, v)| Some((archive::place_of(&k)?, v?)))
             .take(limit)
             .collect())

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::log::Log;
+use super::log::{ArchiveWalk, Log};
 use super::meta::Meta;
 use std::ops::Bound::{Excluded, Unbounded};
 
@@ -236,15 +236,16 @@ impl<L: Log> Engine<L> {
         if !self.retention.archive || limit == 0 {
             return Ok(Vec::new());
         }
-        let mut from = match before {
-            None => None,
-            Some(id) => {
-                let m = self
-                    .archived_meta(id)
-                    .await?
-                    .ok_or(StoreError::UnknownTask(id))?;
-                Some(m.archive_place())
+        let place_of = |m: Option<Meta>, id| {
+            m.map(|m| m.archive_place())
+                .ok_or(StoreError::UnknownTask(id))
+        };
+        let mut walk = match (filter.after, before) {
+            (Some(id), _) => ArchiveWalk::Newer(place_of(self.archived_meta(id).await?, id)?),
+            (None, Some(id)) => {
+                ArchiveWalk::Older(Some(place_of(self.archived_meta(id).await?, id)?))
             }
+            (None, None) => ArchiveWalk::Older(None),
         };
         let filter = TaskFilter {
             after: None,
@@ -255,13 +256,16 @@ impl<L: Log> Engine<L> {
         while tasks.len() < limit && looked < crate::store::ARCHIVE_SCAN {
             let records = self
                 .log
-                .archive_page(queue.as_str(), from, DATA_CHUNK)
+                .archive_page(queue.as_str(), walk, DATA_CHUNK)
                 .await?;
             let Some(&(last, _)) = records.last() else {
                 break;
             };
             looked += records.len();
-            from = Some(last);
+            walk = match walk {
+                ArchiveWalk::Older(_) => ArchiveWalk::Older(Some(last)),
+                ArchiveWalk::Newer(_) => ArchiveWalk::Newer(last),
+            };
             let mut metas = Vec::with_capacity(records.len());
             for (_, record) in &records {
                 let m = super::ops::decode_copy(record)?;
@@ -277,6 +281,9 @@ impl<L: Log> Engine<L> {
                 break;
             }
             tokio::task::yield_now().await;
+        }
+        if let ArchiveWalk::Newer(_) = walk {
+            tasks.reverse();
         }
         Ok(tasks)
     }

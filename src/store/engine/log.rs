@@ -21,6 +21,16 @@ pub type News = Vec<(u64, Batch)>;
 /// and its id. A queue's archive is in this order.
 pub type ArchivePlace = (u64, [u8; 16]);
 
+/// Which way a page of an archive is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveWalk {
+    /// Newest first, from the one before this place (from the newest
+    /// without one).
+    Older(Option<ArchivePlace>),
+    /// Oldest first, from the one after this place.
+    Newer(ArchivePlace),
+}
+
 /// Where the engine's changes are made durable.
 ///
 /// A change goes `begin` -> `stage` (under the engine's state lock, so that
@@ -146,12 +156,12 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
         async { Ok(Vec::new()) }
     }
 
-    /// Up to `limit` of a queue's archived records, newest first, with
-    /// their places: those before `before` when it is given.
+    /// Up to `limit` of a queue's archived records with their places, read
+    /// as `walk` says.
     fn archive_page(
         &self,
         _queue: &str,
-        _before: Option<ArchivePlace>,
+        _walk: ArchiveWalk,
         _limit: usize,
     ) -> impl Future<Output = Result<Vec<(ArchivePlace, Vec<u8>)>, StoreError>> + Send {
         async { Ok(Vec::new()) }
