@@ -27,6 +27,7 @@ mod logs;
 mod model;
 mod operations;
 mod publish;
+mod retention;
 mod schedules;
 mod search;
 mod simulation;

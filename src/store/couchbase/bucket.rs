@@ -22,10 +22,10 @@ use couchbase::collection::Collection;
 use couchbase::error::ErrorKind;
 use couchbase::options::cluster_options::ClusterOptions;
 use couchbase::options::kv_options::{InsertOptions, RemoveOptions, ReplaceOptions, UpsertOptions};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use super::retention::{self, Docs, Written};
 use super::settings::CouchbaseSettings;
 use crate::store::engine::{Batch, Engine, Log, News, Payloads, Retention};
 use crate::store::{StoreError, StoreStats};
@@ -49,19 +49,10 @@ impl Engine<CouchbaseLog> {
 /// node starts. 2: entries and snapshots may hold copies' log heads, and
 /// `output::` documents their pages. 3: they may hold batches, and copies'
 /// records that end with their place in a workflow. 4: they may hold the
-/// throughput chart's samples and the publish log.
-pub const FORMAT_VERSION: u64 = 4;
-
-/// Where the latest snapshot is.
-#[derive(Debug, Serialize, Deserialize)]
-struct SnapshotPointer {
-    /// The log entry the snapshot includes, and all before it.
-    seq: u64,
-    chunks: u32,
-    /// Absent in pointers written before formats were numbered (format 1).
-    #[serde(default)]
-    format: Option<u64>,
-}
+/// throughput chart's samples and the publish log. 5: entries and snapshots
+/// are kept until a newer snapshot retires them (`retention`), which an
+/// older node would not do.
+pub const FORMAT_VERSION: u64 = 5;
 
 /// How long the cluster lock is held at most before another node may take
 /// it (a node that stalls longer finds its commit refused, and reloads).
@@ -75,8 +66,6 @@ const KEEP_AT_MOST: Duration = Duration::from_millis(200);
 const KEEP_CHANGES: u32 = 256;
 /// A kept lock no change of this node takes up is let go after this.
 const KEEP_IDLE: Duration = Duration::from_millis(20);
-/// Log entries are kept this long; snapshots are taken far more often.
-const LOG_KEPT: Duration = Duration::from_secs(7 * 86_400);
 /// A snapshot every this many entries (and at the first change after a
 /// start that found none), so that a starting node reads a bounded log.
 const SNAPSHOT_EVERY: u64 = 10_000;
@@ -111,6 +100,8 @@ struct Inner {
     turns: Arc<AsyncMutex<()>>,
     /// The entry of the last snapshot written or read.
     snapshot_seq: AtomicU64,
+    /// A retirement (`retention::retire`) is under way.
+    retiring: std::sync::atomic::AtomicBool,
     /// The cluster lock, kept between two of this node's changes.
     kept: std::sync::Mutex<Option<Kept>>,
     kept_generation: AtomicU64,
@@ -218,6 +209,7 @@ impl CouchbaseLog {
                 settings,
                 turns: Arc::new(AsyncMutex::new(())),
                 snapshot_seq: AtomicU64::new(0),
+                retiring: std::sync::atomic::AtomicBool::new(false),
                 kept: std::sync::Mutex::new(None),
                 kept_generation: AtomicU64::new(0),
                 waiting: AtomicUsize::new(0),
@@ -302,10 +294,13 @@ impl Inner {
         &self,
         name: &str,
         bytes: &[u8],
-        expiry: Duration,
+        expiry: Option<Duration>,
         durable: bool,
     ) -> Result<Option<u64>, StoreError> {
-        let mut options = InsertOptions::new().expiry(expiry);
+        let mut options = InsertOptions::new();
+        if let Some(e) = expiry {
+            options = options.expiry(e);
+        }
         if let (true, Some(level)) = (durable, self.settings.durability.level()) {
             options = options.durability_level(level);
         }
@@ -360,7 +355,7 @@ impl Inner {
             // The document also expires, a little after its lease, in case
             // every node is gone.
             let expiry = LOCK_LEASE + Duration::from_secs(5);
-            if let Some(cas) = self.insert("lock", &mine, expiry, false).await? {
+            if let Some(cas) = self.insert("lock", &mine, Some(expiry), false).await? {
                 return Ok(cas);
             }
             if let Some((held, cas)) = self.get("lock").await? {
@@ -406,14 +401,28 @@ impl Inner {
     /// Reads the entries after `after`, in order, until one is missing.
     async fn entries_after(&self, after: u64) -> Result<Vec<(u64, Batch)>, StoreError> {
         let mut out = Vec::new();
-        let mut seq = after + 1;
-        while let Some((bytes, _)) = self.get(&format!("log::{seq}")).await? {
+        for (seq, bytes) in retention::entries_after(self, after).await? {
             let entry: Batch = postcard::from_bytes(&bytes)
                 .map_err(|e| StoreError::Corrupt(format!("log entry {seq}: {e}")))?;
             out.push((seq, entry));
-            seq += 1;
         }
         Ok(out)
+    }
+
+    /// Retires what the snapshot as of `newest` covers, in the background
+    /// (after the turn that wrote it), one retirement at a time: one that
+    /// fails or is skipped is finished by the next.
+    fn retire_later(self: &Arc<Self>, replaced: Option<retention::SnapshotPointer>, newest: u64) {
+        if self.retiring.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let inner = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = retention::retire(&*inner, replaced, newest).await {
+                tracing::warn!(error = %e, newest, "retiring the log a snapshot covers failed; the next snapshot finishes it");
+            }
+            inner.retiring.store(false, Ordering::SeqCst);
+        });
     }
 
     /// Lets go of a kept lock that no change took up.
@@ -456,11 +465,7 @@ impl Inner {
             counters: batch.counters,
         };
         let bytes = postcard::to_stdvec(&entry).expect("an entry encodes");
-        if self
-            .insert(&format!("log::{seq}"), &bytes, LOG_KEPT, true)
-            .await?
-            .is_none()
-        {
+        if !retention::append(self, seq, &bytes).await? {
             return Err(StoreError::Unavailable(
                 "another node changed the store at the same moment; retry".into(),
             ));
@@ -604,9 +609,7 @@ impl Log for CouchbaseLog {
     ) -> Result<u64, StoreError> {
         let log = &self.inner;
         let mut seq = 0;
-        if let Some((bytes, _)) = log.get("snapshot").await? {
-            let pointer: SnapshotPointer =
-                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if let Some((pointer, _)) = retention::pointer(&**log).await? {
             let format = pointer.format.unwrap_or(1);
             if format > FORMAT_VERSION {
                 return Err(StoreError::Corrupt(format!(
@@ -614,7 +617,7 @@ impl Log for CouchbaseLog {
                 )));
             }
             for i in 0..pointer.chunks {
-                let name = format!("snapshot::{}::{i}", pointer.seq);
+                let name = retention::chunk_key(pointer.seq, i);
                 let (bytes, _) = log
                     .get(&name)
                     .await?
@@ -680,19 +683,20 @@ impl Log for CouchbaseLog {
             }
         }
         flush(&mut current);
-        for (i, chunk) in chunks.iter().enumerate() {
-            log.upsert(&format!("snapshot::{seq}::{i}"), chunk, Some(LOG_KEPT))
-                .await?;
+        match retention::write_snapshot(&**log, seq, &chunks, FORMAT_VERSION).await? {
+            Written::Latest { replaced } => {
+                tracing::info!(seq, chunks = chunks.len(), "wrote a snapshot");
+                log.retire_later(replaced, seq);
+            }
+            Written::Superseded => {
+                tracing::info!(
+                    seq,
+                    "another node's snapshot is as new; this one was not kept"
+                );
+            }
         }
-        let pointer = serde_json::to_vec(&SnapshotPointer {
-            seq,
-            chunks: chunks.len() as u32,
-            format: Some(FORMAT_VERSION),
-        })
-        .expect("json encodes");
-        log.upsert("snapshot", &pointer, None).await?;
+        // Either way a snapshot this new exists: the next is due from here.
         log.snapshot_seq.store(seq, Ordering::Relaxed);
-        tracing::info!(seq, chunks = chunks.len(), "wrote a snapshot");
         Ok(())
     }
 
@@ -705,6 +709,66 @@ impl Log for CouchbaseLog {
 
     fn poll_interval(&self) -> Option<Duration> {
         Some(POLL_INTERVAL)
+    }
+}
+
+/// The snapshot's documents and retirement, over the bucket's calls.
+impl Docs for Inner {
+    async fn get(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        Inner::get(self, name).await
+    }
+
+    async fn upsert(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        Inner::upsert(self, name, bytes, None).await
+    }
+
+    async fn insert(&self, name: &str, bytes: &[u8]) -> Result<bool, StoreError> {
+        Ok(Inner::insert(self, name, bytes, None, true)
+            .await?
+            .is_some())
+    }
+
+    async fn replace(&self, name: &str, bytes: &[u8], cas: u64) -> Result<bool, StoreError> {
+        let mut options = ReplaceOptions::new().cas(cas);
+        if let Some(level) = self.settings.durability.level() {
+            options = options.durability_level(level);
+        }
+        let call = self
+            .collection
+            .replace_raw(self.key(name), bytes, binary_flags(), options);
+        match self.bounded(name, call).await? {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::CasMismatch | ErrorKind::DocumentNotFound
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(name, e)),
+        }
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), StoreError> {
+        Inner::remove(self, name, None).await
+    }
+
+    async fn expire(&self, names: Vec<String>, after: Duration) -> Result<(), StoreError> {
+        use futures_util::{StreamExt, TryStreamExt};
+        futures_util::stream::iter(names)
+            .map(|name| async move {
+                let call = self.collection.touch(self.key(&name), after, None);
+                match self.bounded(&name, call).await? {
+                    Ok(_) => Ok(()),
+                    Err(e) if matches!(e.kind(), ErrorKind::DocumentNotFound) => Ok(()),
+                    Err(e) => Err(unavailable(&name, e)),
+                }
+            })
+            .buffered(GETS_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(drop)
     }
 }
 

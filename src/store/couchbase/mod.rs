@@ -5,6 +5,7 @@
 
 #[cfg(feature = "couchbase")]
 mod bucket;
+pub mod retention;
 mod settings;
 
 #[cfg(feature = "couchbase")]
