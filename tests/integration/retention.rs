@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use interq::store::couchbase::retention::{
-    self, chunk_key, entry_key, Docs, SnapshotPointer, Written, POINTER, RETIRED_KEPT,
+    self, chunk_key, entry_key, Docs, Head, SnapshotPointer, Written, POINTER, RETIRED_KEPT,
 };
 use interq::store::StoreError;
 
@@ -199,7 +199,6 @@ async fn a_start_reads_everything(m: &Model, head: u64, seed: u64, step: usize) 
     let read = retention::read_all(m)
         .await
         .unwrap_or_else(|e| panic!("seed {seed} step {step}: a start fails: {e}"));
-    m.world(|w| w.fail = fail);
     let from = match read.pointer {
         Some(p) => {
             assert_eq!(read.chunks.len(), p.chunks as usize);
@@ -216,6 +215,35 @@ async fn a_start_reads_everything(m: &Model, head: u64, seed: u64, step: usize) 
         seqs, want,
         "seed {seed} step {step}: the entries after the snapshot as of {from}"
     );
+    // A node that applied everything may write the next entry.
+    let at_head = retention::check_head(m, head).await;
+    assert_eq!(at_head.ok(), Some(Head::Current), "seed {seed} step {step}");
+    m.world(|w| w.fail = fail);
+}
+
+/// A node that applied up to `applied` and finds no entry after it: at the
+/// head it writes on; behind it, the entries it missed expired under a
+/// newer snapshot, and it reads that.
+async fn a_lagging_node_knows_it(m: &Model, applied: u64, head: u64, seed: u64) {
+    let fail = m.world(|w| std::mem::replace(&mut w.fail, 0.0));
+    if retention::entries_after(m, applied)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        let want = if applied == head {
+            Head::Current
+        } else {
+            Head::Behind
+        };
+        let got = retention::check_head(m, applied).await;
+        assert_eq!(
+            got.ok(),
+            Some(want),
+            "seed {seed}: applied {applied} of {head}"
+        );
+    }
+    m.world(|w| w.fail = fail);
 }
 
 /// A node's snapshot as of `seq` in `chunks` chunks, and its retirement.
@@ -245,7 +273,13 @@ async fn run(seed: u64) {
     });
     let every = rng.u64(3..30);
     let mut head = 0;
+    // The bucket as a backup at some step would restore it.
+    let backup_at = rng.usize(0..400);
+    let mut backup = None;
     for step in 0..400 {
+        if step == backup_at {
+            backup = Some(m.world(|w| w.docs.clone()));
+        }
         match rng.u32(0..100) {
             // Changes, a few at a time.
             0..=59 => {
@@ -296,7 +330,11 @@ async fn run(seed: u64) {
                 }
             }
             // Time: minutes, hours, or a quiet stretch of weeks.
-            85..=94 => m.world(|w| w.now += rng.u64(1..3_600_000)),
+            85..=92 => m.world(|w| w.now += rng.u64(1..3_600_000)),
+            93..=94 => {
+                let applied = rng.u64(0..=head);
+                a_lagging_node_knows_it(&m, applied, head, seed).await;
+            }
             _ => m.world(|w| w.now += rng.u64(8..40) * DAY_MS),
         }
         a_start_reads_everything(&m, head, seed, step).await;
@@ -323,6 +361,21 @@ async fn run(seed: u64) {
         alive, want,
         "seed {seed}: all that is kept is what a start needs"
     );
+    // Restored from the backup, or emptied, the bucket's log went back: a
+    // node that applied the head refuses to write after it.
+    for docs in [backup.expect("a backup"), HashMap::new()] {
+        let restored = Model::default();
+        let now = m.world(|w| w.now);
+        restored.world(|w| {
+            w.docs = docs;
+            w.now = now;
+        });
+        let refused = retention::check_head(&restored, head).await;
+        assert!(
+            matches!(refused, Err(StoreError::Corrupt(_))),
+            "seed {seed}: {refused:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -102,6 +102,8 @@ struct Inner {
     snapshot_seq: AtomicU64,
     /// A retirement (`retention::retire`) is under way.
     retiring: std::sync::atomic::AtomicBool,
+    /// This node found itself behind a snapshot: read the state back.
+    behind: std::sync::atomic::AtomicBool,
     /// The cluster lock, kept between two of this node's changes.
     kept: std::sync::Mutex<Option<Kept>>,
     kept_generation: AtomicU64,
@@ -210,6 +212,7 @@ impl CouchbaseLog {
                 turns: Arc::new(AsyncMutex::new(())),
                 snapshot_seq: AtomicU64::new(0),
                 retiring: std::sync::atomic::AtomicBool::new(false),
+                behind: std::sync::atomic::AtomicBool::new(false),
                 kept: std::sync::Mutex::new(None),
                 kept_generation: AtomicU64::new(0),
                 waiting: AtomicUsize::new(0),
@@ -409,6 +412,26 @@ impl Inner {
         Ok(out)
     }
 
+    /// The entries after `applied`, read under the lock before a change. With
+    /// none, the log must still reach `applied`: a change written after a
+    /// log that went back would absorb the loss (`retention::check_head`);
+    /// a node behind a retired stretch reads the snapshot instead.
+    async fn caught_up(&self, applied: u64) -> Result<News, StoreError> {
+        let news = self.entries_after(applied).await?;
+        if !news.is_empty() {
+            return Ok(news);
+        }
+        match retention::check_head(self, applied).await? {
+            retention::Head::Current => Ok(news),
+            retention::Head::Behind => {
+                self.behind.store(true, Ordering::SeqCst);
+                Err(StoreError::Unavailable(format!(
+                    "this node is behind a snapshot (it applied entry {applied}, and the entries after it have expired); it reads the snapshot"
+                )))
+            }
+        }
+    }
+
     /// Retires what the snapshot as of `newest` covers, in the background
     /// (after the turn that wrote it), one retirement at a time: one that
     /// fails or is skipped is finished by the next.
@@ -500,7 +523,7 @@ impl Log for CouchbaseLog {
             }
         };
         let news = if changes == 0 {
-            match log.entries_after(applied).await {
+            match log.caught_up(applied).await {
                 Ok(news) => news,
                 Err(e) => {
                     log.remove("lock", Some(lock_cas)).await?;
@@ -649,6 +672,10 @@ impl Log for CouchbaseLog {
             self.inner.remove("lock", Some(k.cas)).await?;
         }
         Ok(())
+    }
+
+    fn needs_reset(&self) -> bool {
+        self.inner.behind.swap(false, Ordering::SeqCst)
     }
 
     fn snapshot_due(&self, applied: u64) -> bool {

@@ -269,6 +269,36 @@ pub async fn retire(
     Ok(())
 }
 
+/// Where a node that applied entry `applied` stands, when the bucket has no
+/// entry after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// `applied` is the log's last entry: the next change is `applied + 1`.
+    Current,
+    /// A snapshot newer than `applied` exists and the entries between were
+    /// retired and have expired: the node must read the snapshot.
+    Behind,
+}
+
+/// Checks that the log did not go back behind `applied` (the bucket
+/// emptied, or restored from an older copy) before a node writes the entry
+/// after it, which would otherwise succeed and absorb the loss. Refused
+/// (`Corrupt`) when it did.
+pub async fn check_head(docs: &impl Docs, applied: u64) -> Result<Head, StoreError> {
+    if applied > 0 && docs.get(&entry_key(applied)).await?.is_some() {
+        return Ok(Head::Current);
+    }
+    match pointer(docs).await? {
+        None if applied == 0 => Ok(Head::Current),
+        Some((p, _)) if p.seq == applied => Ok(Head::Current),
+        Some((p, _)) if p.seq > applied => Ok(Head::Behind),
+        found => Err(StoreError::Corrupt(format!(
+            "the bucket's log ends before entry {applied}, which this node applied (latest snapshot: {}): it was emptied or restored from an older copy; this node refuses to write into it",
+            found.map_or("none".to_owned(), |(p, _)| format!("as of {}", p.seq))
+        ))),
+    }
+}
+
 /// What a starting node reads: the latest snapshot's pointer and chunks,
 /// then the entries after it, in order, until one is missing.
 pub async fn read_all(docs: &impl Docs) -> Result<Bucket, StoreError> {
