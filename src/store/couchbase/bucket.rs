@@ -102,6 +102,8 @@ struct Inner {
     snapshot_seq: AtomicU64,
     /// A retirement (`retention::retire`) is under way.
     retiring: std::sync::atomic::AtomicBool,
+    /// This node is writing a snapshot.
+    snapshotting: std::sync::atomic::AtomicBool,
     /// This node found itself behind a snapshot: read the state back.
     behind: std::sync::atomic::AtomicBool,
     /// The cluster lock, kept between two of this node's changes.
@@ -212,6 +214,7 @@ impl CouchbaseLog {
                 turns: Arc::new(AsyncMutex::new(())),
                 snapshot_seq: AtomicU64::new(0),
                 retiring: std::sync::atomic::AtomicBool::new(false),
+                snapshotting: std::sync::atomic::AtomicBool::new(false),
                 behind: std::sync::atomic::AtomicBool::new(false),
                 kept: std::sync::Mutex::new(None),
                 kept_generation: AtomicU64::new(0),
@@ -412,12 +415,26 @@ impl Inner {
         Ok(out)
     }
 
+    /// Whether a snapshot as of `applied` is due by what this node knows.
+    fn snapshot_due(&self, applied: u64) -> bool {
+        let last = self.snapshot_seq.load(Ordering::Relaxed);
+        applied > 0 && (last == 0 || applied >= last + SNAPSHOT_EVERY)
+    }
+
     /// The entries after `applied`, read under the lock before a change. With
     /// none, the log must still reach `applied`: a change written after a
     /// log that went back would absorb the loss (`retention::check_head`);
     /// a node behind a retired stretch reads the snapshot instead.
     async fn caught_up(&self, applied: u64) -> Result<News, StoreError> {
         let news = self.entries_after(applied).await?;
+        // Another node may have written a snapshot since this one last
+        // looked: one per interval for the cluster, not one per node.
+        let reached = news.last().map_or(applied, |(seq, _)| *seq);
+        if self.snapshot_due(reached) {
+            if let Ok(Some((p, _))) = retention::pointer(self).await {
+                self.snapshot_seq.fetch_max(p.seq, Ordering::SeqCst);
+            }
+        }
         if !news.is_empty() {
             return Ok(news);
         }
@@ -679,8 +696,7 @@ impl Log for CouchbaseLog {
     }
 
     fn snapshot_due(&self, applied: u64) -> bool {
-        let last = self.inner.snapshot_seq.load(Ordering::Relaxed);
-        applied > 0 && (last == 0 || applied >= last + SNAPSHOT_EVERY)
+        self.inner.snapshot_due(applied) && !self.inner.snapshotting.load(Ordering::SeqCst)
     }
 
     async fn write_snapshot(
@@ -710,20 +726,30 @@ impl Log for CouchbaseLog {
             }
         }
         flush(&mut current);
-        match retention::write_snapshot(&**log, seq, &chunks, FORMAT_VERSION).await? {
-            Written::Latest { replaced } => {
-                tracing::info!(seq, chunks = chunks.len(), "wrote a snapshot");
-                log.retire_later(replaced, seq);
-            }
-            Written::Superseded => {
-                tracing::info!(
-                    seq,
-                    "another node's snapshot is as new; this one was not kept"
-                );
-            }
+        // Written after the turn, not under the cluster's lock, which every
+        // other change waits for: the entries up to `seq` exist already, and
+        // the pointer only moves forward whoever finishes first.
+        if log.snapshotting.swap(true, Ordering::SeqCst) {
+            return Ok(());
         }
-        // Either way a snapshot this new exists: the next is due from here.
-        log.snapshot_seq.store(seq, Ordering::Relaxed);
+        let inner = Arc::clone(log);
+        tokio::spawn(async move {
+            match retention::write_snapshot(&*inner, seq, &chunks, FORMAT_VERSION).await {
+                Ok(Written::Latest { replaced }) => {
+                    tracing::info!(seq, chunks = chunks.len(), "wrote a snapshot");
+                    inner.snapshot_seq.fetch_max(seq, Ordering::SeqCst);
+                    inner.retire_later(replaced, seq);
+                }
+                Ok(Written::Superseded) => {
+                    tracing::info!(seq, "another node's snapshot is as new; this one was not kept");
+                    inner.snapshot_seq.fetch_max(seq, Ordering::SeqCst);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, seq, "writing a snapshot failed; the next change tries again");
+                }
+            }
+            inner.snapshotting.store(false, Ordering::SeqCst);
+        });
         Ok(())
     }
 
