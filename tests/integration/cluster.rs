@@ -416,7 +416,8 @@ async fn a_lock_left_by_a_dead_node_is_taken_over_after_its_lease() {
     let store = CouchbaseStore::open_couchbase(settings.clone(), Retention::default())
         .await
         .expect("open");
-    // A node that died 1.5 s into its 5 s lease left the lock behind.
+    // A node that died left the lock behind, which the bucket expires 2 s
+    // from now.
     let cluster = Cluster::connect(
         &settings.connection_string,
         ClusterOptions::new(
@@ -428,13 +429,11 @@ async fn a_lock_left_by_a_dead_node_is_taken_over_after_its_lease() {
     let collection = cluster.bucket(&settings.bucket).default_collection();
     // The first call opens the bucket, which takes a while.
     let _ = collection.get("warm-up", None).await;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let ghost = json!({"node": "ghost", "until": now_ms + 1500});
+    let ghost = json!({"node": "ghost"});
+    let expiring = couchbase::options::kv_options::UpsertOptions::new()
+        .expiry(Duration::from_secs(2));
     collection
-        .upsert(format!("{}lock", settings.key_prefix), ghost, None)
+        .upsert(format!("{}lock", settings.key_prefix), ghost, expiring)
         .await
         .expect("plant the lock");
     let started = Instant::now();
@@ -449,9 +448,10 @@ async fn a_lock_left_by_a_dead_node_is_taken_over_after_its_lease() {
         .await
         .expect("a change after the lease");
     let waited = started.elapsed();
+    // The bucket's expiry is to the second.
     assert!(
-        waited >= Duration::from_millis(1000) && waited < Duration::from_secs(5),
-        "waited {waited:?} for a lock with 1.5 s left"
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "waited {waited:?} for a lock expiring in 2 s"
     );
     assert_eq!(store.counters().await.unwrap().published, 1);
     eprintln!("a dead node's lock was taken over after {waited:?}");

@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use couchbase::authenticator::PasswordAuthenticator;
 use couchbase::cluster::Cluster;
@@ -22,7 +22,6 @@ use couchbase::collection::Collection;
 use couchbase::error::ErrorKind;
 use couchbase::options::cluster_options::ClusterOptions;
 use couchbase::options::kv_options::{InsertOptions, RemoveOptions, ReplaceOptions, UpsertOptions};
-use serde_json::Value;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::retention::{self, Docs, Written};
@@ -54,8 +53,9 @@ impl Engine<CouchbaseLog> {
 /// older node would not do.
 pub const FORMAT_VERSION: u64 = 5;
 
-/// How long the cluster lock is held at most before another node may take
-/// it (a node that stalls longer finds its commit refused, and reloads).
+/// How long the cluster lock is held at most before the bucket expires it
+/// and another node may take it (a node that stalls longer finds its commit
+/// refused, and reloads).
 const LOCK_LEASE: Duration = Duration::from_secs(5);
 /// A node keeps the cluster lock from one of its changes to the next while
 /// more of them wait (saving the round trips of letting go, taking it again
@@ -71,12 +71,6 @@ const KEEP_IDLE: Duration = Duration::from_millis(20);
 const SNAPSHOT_EVERY: u64 = 10_000;
 /// Bytes of one snapshot document (Couchbase's limit is 20 MiB).
 const CHUNK_BYTES: usize = 4 << 20;
-
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 fn binary_flags() -> u32 {
     couchbase::transcoding::raw_binary::encode(&[])
@@ -346,55 +340,19 @@ impl Inner {
         }
     }
 
-    /// Takes the cluster lock: a document naming this node, with a lease.
-    /// A lock whose lease ran out (its node died or stalled) is taken over
-    /// with CAS, so that two nodes cannot both take it.
+    /// Takes the cluster lock: a document naming this node that the bucket
+    /// expires after the lease. Ownership is decided by the bucket's clock
+    /// alone: a lock whose node died or stalled goes when the bucket expires
+    /// it, and `insert` lets one node at a time have it. (Comparing a lease
+    /// written in the document with this node's clock let a request built
+    /// before a pause of the bucket take over a lock already taken.)
     async fn take_lock(&self) -> Result<u64, StoreError> {
         let started = Instant::now();
         let mut pause = Duration::from_micros(200);
+        let mine = serde_json::to_vec(&serde_json::json!({"node": self.node})).expect("json encodes");
         loop {
-            let mine = serde_json::to_vec(&serde_json::json!({
-                "node": self.node,
-                "until": wall_ms() + LOCK_LEASE.as_millis() as u64,
-            }))
-            .expect("json encodes");
-            // The document also expires, a little after its lease, in case
-            // every node is gone.
-            let expiry = LOCK_LEASE + Duration::from_secs(5);
-            if let Some(cas) = self.insert("lock", &mine, Some(expiry), false).await? {
+            if let Some(cas) = self.insert("lock", &mine, Some(LOCK_LEASE), false).await? {
                 return Ok(cas);
-            }
-            if let Some((held, cas)) = self.get("lock").await? {
-                let until = serde_json::from_slice::<Value>(&held)
-                    .ok()
-                    .and_then(|v| v["until"].as_u64())
-                    .unwrap_or(0);
-                if until < wall_ms() {
-                    let options = ReplaceOptions::new().cas(cas).expiry(expiry);
-                    match self
-                        .bounded(
-                            "lock",
-                            self.collection.replace_raw(
-                                self.key("lock"),
-                                &mine,
-                                binary_flags(),
-                                options,
-                            ),
-                        )
-                        .await?
-                    {
-                        Ok(r) => {
-                            tracing::warn!("took over the cluster lock after its lease ran out");
-                            return Ok(r.cas());
-                        }
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                ErrorKind::CasMismatch | ErrorKind::DocumentNotFound
-                            ) => {}
-                        Err(e) => return Err(unavailable("lock", e)),
-                    }
-                }
             }
             if started.elapsed() > self.settings.timeout() {
                 return Err(unavailable("lock", "another node held it too long"));
