@@ -684,6 +684,17 @@ mod tests {
         let s = Settings::load(Some(&file), &[]).unwrap();
         assert_eq!(s.store.kind, StoreKind::Couchbase);
         assert_eq!(s.store.couchbase.bucket, "interq");
+        // Unless told otherwise, a commit survives a data node's failover.
+        assert_eq!(
+            s.store.couchbase.durability,
+            crate::store::couchbase::Durability::Majority
+        );
+        std::fs::write(&file, "[store]\nkind = \"couchbase\"\n[store.couchbase]\nconnection_string = \"couchbase://db\"\nusername = \"iq\"\ndurability = \"none\"\n").unwrap();
+        let s = Settings::load(Some(&file), &[]).unwrap();
+        assert_eq!(
+            s.store.couchbase.durability,
+            crate::store::couchbase::Durability::None
+        );
         assert!(!format!("{s:?}").contains("hunter2"));
         std::fs::write(&file, "[store]\nkind = \"cassandra\"\n").unwrap();
         assert!(Settings::load(Some(&file), &[]).is_err());

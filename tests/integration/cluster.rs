@@ -430,8 +430,8 @@ async fn a_lock_left_by_a_dead_node_is_taken_over_after_its_lease() {
     // The first call opens the bucket, which takes a while.
     let _ = collection.get("warm-up", None).await;
     let ghost = json!({"node": "ghost"});
-    let expiring = couchbase::options::kv_options::UpsertOptions::new()
-        .expiry(Duration::from_secs(2));
+    let expiring =
+        couchbase::options::kv_options::UpsertOptions::new().expiry(Duration::from_secs(2));
     collection
         .upsert(format!("{}lock", settings.key_prefix), ghost, expiring)
         .await

@@ -180,6 +180,18 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("couchbase: {what}: {e}"))
 }
 
+/// A durable write's failure, saying what to do when the bucket has fewer
+/// replicas available than the durability asks for.
+fn not_written(what: &str, e: couchbase::error::Error) -> StoreError {
+    if matches!(e.kind(), ErrorKind::DurabilityImpossible) {
+        return unavailable(
+            what,
+            format!("{e}: the bucket has fewer replicas available than store.couchbase.durability asks for (give it replicas on other nodes, or set the durability to \"none\" for a cluster of one node)"),
+        );
+    }
+    unavailable(what, e)
+}
+
 impl CouchbaseLog {
     pub async fn connect(settings: CouchbaseSettings) -> Result<Self, StoreError> {
         let options = ClusterOptions::new(
@@ -286,7 +298,7 @@ impl Inner {
         )
         .await?
         .map(|_| ())
-        .map_err(|e| unavailable(name, e))
+        .map_err(|e| not_written(name, e))
     }
 
     /// Creates a document; `None` when it already exists.
@@ -314,7 +326,7 @@ impl Inner {
         {
             Ok(r) => Ok(Some(r.cas())),
             Err(e) if matches!(e.kind(), ErrorKind::DocumentExists) => Ok(None),
-            Err(e) => Err(unavailable(name, e)),
+            Err(e) => Err(not_written(name, e)),
         }
     }
 
@@ -349,7 +361,8 @@ impl Inner {
     async fn take_lock(&self) -> Result<u64, StoreError> {
         let started = Instant::now();
         let mut pause = Duration::from_micros(200);
-        let mine = serde_json::to_vec(&serde_json::json!({"node": self.node})).expect("json encodes");
+        let mine =
+            serde_json::to_vec(&serde_json::json!({"node": self.node})).expect("json encodes");
         loop {
             if let Some(cas) = self.insert("lock", &mine, Some(LOCK_LEASE), false).await? {
                 return Ok(cas);
@@ -699,7 +712,10 @@ impl Log for CouchbaseLog {
                     inner.retire_later(replaced, seq);
                 }
                 Ok(Written::Superseded) => {
-                    tracing::info!(seq, "another node's snapshot is as new; this one was not kept");
+                    tracing::info!(
+                        seq,
+                        "another node's snapshot is as new; this one was not kept"
+                    );
                     inner.snapshot_seq.fetch_max(seq, Ordering::SeqCst);
                 }
                 Err(e) => {

@@ -38,7 +38,10 @@ impl Default for CouchbaseSettings {
             collection: "_default".into(),
             key_prefix: "interq::".into(),
             timeout_ms: 10_000,
-            durability: Durability::None,
+            // What survives the failover of a data node: an entry
+            // acknowledged once only the active node had it in memory dies
+            // with that node.
+            durability: Durability::Majority,
         }
     }
 }
@@ -52,10 +55,9 @@ impl CouchbaseSettings {
 /// Couchbase's durability levels, for the writes that commit a change:
 /// `none` (the active node has it in memory), `majority`,
 /// `majority_and_persist_active`, `persist_to_majority`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Durability {
-    #[default]
     None,
     Majority,
     MajorityAndPersistActive,
