@@ -545,3 +545,45 @@ async fn an_archived_copy_is_removed_with_its_log_and_payload() -> Result<(), St
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn removing_an_archived_copy_keeps_the_payload_its_sibling_needs() -> Result<(), StoreError> {
+    use interq::model::TaskSelector;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for every in [Duration::from_millis(1), Duration::from_secs(3600)] {
+        let s = open_checkpointing(dir.path(), ArchiveRules::default(), every).await;
+        // One publish, a copy in `a` (finished, then archived) and one in
+        // `b`, still waiting.
+        let mut first = copy("a", 0, 0);
+        let mut sibling = first.clone();
+        sibling.queue = q("b");
+        sibling.task_id = first.publish_id.copy(1);
+        first.created_at = T0;
+        s.enqueue(vec![first.clone(), sibling.clone()], Counters::default())
+            .await?;
+        let w = WorkerId::new();
+        s.claim(w, &lanes(&["a"]), T0, 1).await?;
+        s.finish(first.task_id, w, T0, complete()).await?;
+        complete_many(&*s, "a", HOT as u64).await?;
+        assert!(s.task(first.task_id).await?.is_some(), "archived");
+        assert_eq!(s.delete_tasks(TaskSelector::Task(first.task_id)).await?, 1);
+        for round in 0..2 {
+            let waiting = s.task(sibling.task_id).await?.expect("waiting in b");
+            assert_eq!(
+                *waiting.data, *first.data,
+                "round {round}: its payload stays"
+            );
+            assert!(s.task(first.task_id).await?.is_none());
+            if round == 0 {
+                s.tick(T0.plus_secs(1)).await?;
+            }
+        }
+        drop(s);
+        let s = open(dir.path(), ArchiveRules::default()).await;
+        let waiting = s.task(sibling.task_id).await?.expect("waiting in b");
+        assert_eq!(*waiting.data, *first.data, "after a restart too");
+        s.delete_tasks(TaskSelector::Task(sibling.task_id)).await?;
+        drop(s);
+    }
+    Ok(())
+}
