@@ -7,6 +7,7 @@ mod bad_input;
 mod batches;
 mod bench;
 mod browser;
+mod bucket_lock;
 mod bulk;
 mod cli;
 mod client;

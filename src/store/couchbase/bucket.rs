@@ -24,6 +24,7 @@ use couchbase::options::cluster_options::ClusterOptions;
 use couchbase::options::kv_options::{InsertOptions, RemoveOptions, ReplaceOptions, UpsertOptions};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use super::lock::{self, LockDocs};
 use super::retention::{self, Docs, Written};
 use super::settings::CouchbaseSettings;
 use crate::store::engine::{Batch, Engine, Log, News, Payloads, Retention};
@@ -53,10 +54,6 @@ impl Engine<CouchbaseLog> {
 /// older node would not do.
 pub const FORMAT_VERSION: u64 = 5;
 
-/// How long the cluster lock is held at most before the bucket expires it
-/// and another node may take it (a node that stalls longer finds its commit
-/// refused, and reloads).
-const LOCK_LEASE: Duration = Duration::from_secs(5);
 /// A node keeps the cluster lock from one of its changes to the next while
 /// more of them wait (saving the round trips of letting go, taking it again
 /// and catching up), but for no longer than this, so that other nodes get
@@ -98,6 +95,8 @@ struct Inner {
     retiring: std::sync::atomic::AtomicBool,
     /// This node is writing a snapshot.
     snapshotting: std::sync::atomic::AtomicBool,
+    /// This node let go of the lock at the end of a busy turn.
+    busy: std::sync::atomic::AtomicBool,
     /// This node found itself behind a snapshot: read the state back.
     behind: std::sync::atomic::AtomicBool,
     /// The cluster lock, kept between two of this node's changes.
@@ -222,6 +221,7 @@ impl CouchbaseLog {
                 retiring: std::sync::atomic::AtomicBool::new(false),
                 snapshotting: std::sync::atomic::AtomicBool::new(false),
                 behind: std::sync::atomic::AtomicBool::new(false),
+                busy: std::sync::atomic::AtomicBool::new(false),
                 kept: std::sync::Mutex::new(None),
                 kept_generation: AtomicU64::new(0),
                 waiting: AtomicUsize::new(0),
@@ -352,26 +352,13 @@ impl Inner {
         }
     }
 
-    /// Takes the cluster lock: a document naming this node that the bucket
-    /// expires after the lease. Ownership is decided by the bucket's clock
-    /// alone: a lock whose node died or stalled goes when the bucket expires
-    /// it, and `insert` lets one node at a time have it. (Comparing a lease
-    /// written in the document with this node's clock let a request built
-    /// before a pause of the bucket take over a lock already taken.)
+    /// Takes the cluster lock (see `lock`): after a busy turn of this node,
+    /// standing back first when another node has said it waits.
     async fn take_lock(&self) -> Result<u64, StoreError> {
-        let started = Instant::now();
-        let mut pause = Duration::from_micros(200);
-        let mine =
-            serde_json::to_vec(&serde_json::json!({"node": self.node})).expect("json encodes");
-        loop {
-            if let Some(cas) = self.insert("lock", &mine, Some(LOCK_LEASE), false).await? {
-                return Ok(cas);
-            }
-            if started.elapsed() > self.settings.timeout() {
-                return Err(unavailable("lock", "another node held it too long"));
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(20));
+        let timeout = self.settings.timeout();
+        match self.busy.swap(false, Ordering::SeqCst) {
+            true => lock::take_after_busy(self, &self.node, timeout).await,
+            false => lock::take(self, &self.node, timeout).await,
         }
     }
 
@@ -505,6 +492,8 @@ impl Log for CouchbaseLog {
             Some(k) if k.since.elapsed() < KEEP_AT_MOST => (k.cas, k.since, k.changes),
             other => {
                 if let Some(k) = other {
+                    // This node's changes kept coming for a whole turn.
+                    log.busy.store(true, Ordering::SeqCst);
                     log.remove("lock", Some(k.cas)).await?;
                 }
                 (log.take_lock().await?, Instant::now(), 0)
@@ -573,6 +562,10 @@ impl Log for CouchbaseLog {
                 for_later.let_go_of_kept(generation).await;
             });
         } else {
+            if result.is_ok() && log.waiting.load(Ordering::SeqCst) > 0 {
+                // Let go at the end of a busy turn, with changes waiting.
+                log.busy.store(true, Ordering::SeqCst);
+            }
             log.remove("lock", Some(turn.lock_cas)).await?;
         }
         result
@@ -736,6 +729,35 @@ impl Log for CouchbaseLog {
 
     fn poll_interval(&self) -> Option<Duration> {
         Some(POLL_INTERVAL)
+    }
+}
+
+/// The cluster lock, over the bucket's calls.
+impl LockDocs for Inner {
+    async fn insert_expiring(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expiry: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        Inner::insert(self, name, bytes, Some(expiry), false).await
+    }
+
+    async fn upsert_expiring(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expiry: Duration,
+    ) -> Result<(), StoreError> {
+        Inner::upsert(self, name, bytes, Some(expiry)).await
+    }
+
+    async fn read(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        Inner::get(self, name).await
+    }
+
+    async fn remove_version(&self, name: &str, cas: u64) -> Result<(), StoreError> {
+        Inner::remove(self, name, Some(cas)).await
     }
 }
 

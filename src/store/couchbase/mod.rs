@@ -5,6 +5,7 @@
 
 #[cfg(feature = "couchbase")]
 mod bucket;
+pub mod lock;
 pub mod retention;
 mod settings;
 
