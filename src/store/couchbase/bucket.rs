@@ -749,7 +749,15 @@ impl LockDocs for Inner {
         bytes: &[u8],
         expiry: Duration,
     ) -> Result<(), StoreError> {
-        Inner::upsert(self, name, bytes, Some(expiry)).await
+        // A hint that lasts a second: not worth waiting for replicas.
+        let options = UpsertOptions::new().expiry(expiry);
+        let call = self
+            .collection
+            .upsert_raw(self.key(name), bytes, binary_flags(), options);
+        self.bounded(name, call)
+            .await?
+            .map(drop)
+            .map_err(|e| unavailable(name, e))
     }
 
     async fn read(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
