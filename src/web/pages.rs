@@ -772,9 +772,26 @@ pub async fn queue(
             after,
             ..filter.clone()
         };
-        let mut tasks = broker
+        let listed = broker
             .list_archived(&name, listing, &filter, before, view::PAGE_SIZE + 1)
-            .await?;
+            .await;
+        let mut tasks = match listed {
+            // The page's cursor left the archive (swept, or removed) since
+            // the link was made: the archive's newest page, saying so.
+            Err(BrokerError::UnknownTask(_)) => {
+                let newest = format!(
+                    "/admin/queues/{}?state={}&{}archived=1",
+                    url_encode(name.as_str()),
+                    listing.as_str(),
+                    search.query()
+                );
+                return Ok(see_other(
+                    &newest,
+                    "The copies of that page have left the archive; this is its newest page",
+                ));
+            }
+            other => other?,
+        };
         beyond = tasks.len() > view::PAGE_SIZE;
         if beyond {
             match after {

@@ -2174,6 +2174,14 @@ async fn a_finished_tab_leads_to_the_archive_which_pages_newest_first() {
     site.get("/admin/queues/old?state=completed&archived=1&before=nope")
         .await
         .error(400, "before");
+    // A cursor no longer in the archive leads to its newest page.
+    let gone =
+        "/admin/queues/old?state=completed&archived=1&before=01a24d5a-2e84-7572-9d04-078b70120000";
+    let to = site.get(gone).await.redirect();
+    assert_eq!(
+        to,
+        "/admin/queues/old?state=completed&archived=1&done=The copies of that page have left the archive; this is its newest page"
+    );
 
     // The archive's bar removes ticked rows, or every archived match.
     assert!(
