@@ -388,7 +388,7 @@ impl Inner {
         // Another node may have written a snapshot since this one last
         // looked: one per interval for the cluster, not one per node.
         let reached = news.last().map_or(applied, |(seq, _)| *seq);
-        if self.snapshot_due(reached) {
+        if self.snapshot_due(reached) && !self.snapshotting.load(Ordering::SeqCst) {
             if let Ok(Some((p, _))) = retention::pointer(self).await {
                 self.snapshot_seq.fetch_max(p.seq, Ordering::SeqCst);
             }
