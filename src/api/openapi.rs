@@ -267,6 +267,7 @@ fn task_schema(with_data: bool) -> Value {
             "at": time, "event": {"type": "string"}, "workerId": uuid, "detail": {"type": "string"},
         }}},
         "fingerprint": {"type": "string"},
+        "archived": {"type": "boolean", "description": "read from the queue's archive (embedded store): finished, and out of memory"},
         "routedBy": {},
     });
     // Apart: one literal this long passes json!'s recursion limit.

@@ -161,6 +161,7 @@ fn make_copy(
         run_if_dependency_failed: new.run_if_dependency_failed,
         history: Vec::new(),
         fingerprint: fp.to_owned(),
+        archived: false,
     }
 }
 

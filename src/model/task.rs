@@ -247,6 +247,9 @@ pub struct Task {
     /// empty for tasks that use neither rule.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub fingerprint: String,
+    /// Read from the archive (embedded store): finished, and out of memory.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
 }
 
 impl Task {

@@ -2225,7 +2225,8 @@ async fn a_finished_tab_leads_to_the_archive_which_pages_newest_first() {
         .expect("a row's id")
         .to_owned();
     let own = format!("/admin/tasks/{one}");
-    assert!(site.get(&own).await.html().contains("Remove"));
+    let page = site.get(&own).await.html().to_owned();
+    assert!(page.contains("Remove") && page.contains(r#"<span class="badge">archived</span>"#));
     let to = site
         .post(&format!("{own}/remove"), &[("back", back)])
         .await

@@ -144,6 +144,9 @@ async fn finished_copies_past_the_history_are_archived_with_their_data_across_re
         // Found by id, with its data and its history.
         let first = s.task(ids[0]).await?.expect("archived");
         assert_eq!(first.state, TaskState::Completed);
+        assert!(first.archived, "says where it was read from");
+        let hot = s.task(ids[9]).await?.expect("in memory");
+        assert!(!hot.archived);
         assert_eq!(first.data.get("n"), Some(&serde_json::json!(0)));
         assert!(!first.history.is_empty());
         // A search looks into the archived data too.
@@ -328,7 +331,9 @@ async fn a_publish_whose_copies_were_archived_still_lists_them() -> Result<(), S
             [first.task_id, sibling.task_id],
             "both, from the archive"
         );
-        assert!(copies.iter().all(|t| t.state == TaskState::Completed));
+        assert!(copies
+            .iter()
+            .all(|t| t.state == TaskState::Completed && t.archived));
         assert_eq!(*copies[1].data, *first.data, "with their data");
         // The same once a restart has them only in the file.
         drop(s);

@@ -295,7 +295,16 @@ async fn the_archive_is_listed_newest_first_by_cursor_and_bad_queries_are_refuse
         }
     };
     let base = "state=completed&queue=q&archived=true";
-    let first = ids(page(format!("{base}&limit=2")).await.ok());
+    let listed = page(format!("{base}&limit=2")).await.ok();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["archived"] == true),
+        "{listed}"
+    );
+    let first = ids(listed);
     assert_eq!(first, [done[3].clone(), done[2].clone()]);
     let rest = ids(page(format!("{base}&before={}", first[1])).await.ok());
     assert_eq!(rest, [done[1].clone(), done[0].clone()]);
@@ -306,9 +315,12 @@ async fn the_archive_is_listed_newest_first_by_cursor_and_bad_queries_are_refuse
     assert_eq!(back, [done[2].clone(), done[1].clone()]);
     let newest = ids(page(format!("{base}&after={}", done[2])).await.ok());
     assert_eq!(newest, [done[3].clone()]);
-    // An archived copy's page is found by its id.
+    // An archived copy's page is found by its id, and says so.
     let oldest = app.status(&format!("task={}", done[0])).await;
     assert_eq!(oldest["task"]["state"], "completed", "{oldest}");
+    assert_eq!(oldest["task"]["archived"], true, "{oldest}");
+    let newest = app.status(&format!("task={}", done[5])).await;
+    assert!(newest["task"].get("archived").is_none(), "{newest}");
     assert_eq!(oldest["task"]["data"]["n"], 0);
     for (query, field) in [
         ("state=completed&archived=true".to_owned(), "queue!"),

@@ -219,6 +219,7 @@ fn task(n: u64, group: usize, batch: Option<&str>, deps: Vec<TaskId>, now: Milli
         depends_on: deps.into_iter().map(Dependency::Task).collect(),
         run_if_dependency_failed: false,
         history: Vec::new(),
+        archived: false,
     }
 }
 

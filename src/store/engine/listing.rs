@@ -285,6 +285,9 @@ impl<L: Log> Engine<L> {
         if let ArchiveWalk::Newer(_) = walk {
             tasks.reverse();
         }
+        for t in &mut tasks {
+            t.archived = true;
+        }
         Ok(tasks)
     }
 

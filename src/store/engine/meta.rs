@@ -333,6 +333,7 @@ impl Meta {
                     .map(|b| format!("{b:02x}"))
                     .collect()
             },
+            archived: false,
         }
     }
 
@@ -464,6 +465,7 @@ impl Meta {
             depends_on: Vec::new(),
             run_if_dependency_failed: false,
             history: Vec::new(),
+            archived: false,
         };
         Meta::from_task(&task, "test".into())
     }
@@ -523,6 +525,7 @@ mod tests {
                 worker_id: None,
                 detail: None,
             }],
+            archived: false,
         };
         let trip = |task: &Task| {
             let meta = Meta::from_task(task, task.publisher.as_str().into());

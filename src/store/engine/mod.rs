@@ -599,31 +599,44 @@ impl<L: Log> Store for Engine<L> {
 
     async fn task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
         self.sync().await?;
-        let mut meta = self.lock().tasks.get(&id).cloned();
-        if meta.is_none() && self.retention.archive {
-            meta = self.archived_meta(id).await?;
+        let held = self.lock().tasks.get(&id).cloned();
+        if let Some(meta) = held {
+            return Ok(self.with_payloads(vec![meta], true).await?.pop());
         }
-        Ok(self
-            .with_payloads(meta.into_iter().collect(), true)
-            .await?
-            .pop())
+        if !self.retention.archive {
+            return Ok(None);
+        }
+        let Some(meta) = self.archived_meta(id).await? else {
+            return Ok(None);
+        };
+        let mut found = self.with_payloads(vec![meta], true).await?;
+        Ok(found.pop().map(|t| Task {
+            archived: true,
+            ..t
+        }))
     }
 
     async fn tasks_of_publish(&self, publish_id: TaskId) -> Result<Vec<Task>, StoreError> {
         self.sync().await?;
         let mut metas: Vec<Meta> = self.lock().copies_of(publish_id).cloned().collect();
+        let in_memory: std::collections::HashSet<TaskId> =
+            metas.iter().map(|m| m.task_id).collect();
         if self.retention.archive {
             // A copy is in the state or the archive, never both for long:
             // the state's is the newer.
             for record in self.log.archived_of_publish(*publish_id.as_bytes()).await? {
                 let m = ops::decode_copy(&record)?;
-                if !metas.iter().any(|kept| kept.task_id == m.task_id) {
+                if !in_memory.contains(&m.task_id) {
                     metas.push(m);
                 }
             }
             metas.sort_by_key(|m| m.task_id);
         }
-        self.with_payloads(metas, true).await
+        let mut tasks = self.with_payloads(metas, true).await?;
+        for t in &mut tasks {
+            t.archived = !in_memory.contains(&t.task_id);
+        }
+        Ok(tasks)
     }
 
     async fn tasks_with_key(&self, key: &str) -> Result<Vec<Task>, StoreError> {

@@ -93,6 +93,7 @@ pub fn copy(queue: &str, priority: i16, at_ms: u64) -> Task {
         depends_on: Vec::new(),
         run_if_dependency_failed: false,
         history: Vec::new(),
+        archived: false,
     }
 }
 
