@@ -167,6 +167,21 @@ async fn finished_copies_past_the_history_are_archived_with_their_data_across_re
     Ok(())
 }
 
+/// One publish with a copy in `a`, completed, and one in `b`, waiting.
+async fn finished_in_a_waiting_in_b(s: &dyn Store) -> Result<(Task, Task), StoreError> {
+    let mut first = copy("a", 0, 0);
+    let mut sibling = first.clone();
+    sibling.queue = q("b");
+    sibling.task_id = first.publish_id.copy(1);
+    first.created_at = T0;
+    s.enqueue(vec![first.clone(), sibling.clone()], Counters::default())
+        .await?;
+    let w = WorkerId::new();
+    s.claim(w, &lanes(&["a"]), T0, 1).await?;
+    s.finish(first.task_id, w, T0, complete()).await?;
+    Ok((first, sibling))
+}
+
 /// Makes small changes (each one a checkpoint, with its sweep) until the
 /// queue's archive holds `want` copies, for at most 10 s.
 async fn sweep_until(s: &dyn Store, queue: &str, want: usize) -> Result<Vec<TaskId>, StoreError> {
@@ -191,18 +206,9 @@ async fn the_archive_sweeps_copies_past_their_age_keeping_the_newest_of_each_que
         at_least: 2,
     };
     let s = open(dir.path(), rules).await;
-    // A publish with a copy in `a` and one in `b`: `a`'s is archived and
-    // swept while `b`'s still waits, which needs the payload they share.
-    let mut shared = copy("a", 0, 0);
-    let mut sibling = shared.clone();
-    sibling.queue = q("b");
-    sibling.task_id = shared.publish_id.copy(1);
-    shared.created_at = T0;
-    s.enqueue(vec![shared.clone(), sibling.clone()], Counters::default())
-        .await?;
-    let w = WorkerId::new();
-    s.claim(w, &lanes(&["a"]), T0, 1).await?;
-    s.finish(shared.task_id, w, T0, complete()).await?;
+    // `a`'s copy is archived and swept while `b`'s still waits, which
+    // needs the payload they share.
+    let (shared, sibling) = finished_in_a_waiting_in_b(&*s).await?;
     let ids = complete_many(&*s, "a", 8).await?;
     // 9 completed in `a`, 3 in memory: 6 archived, all young.
     s.tick(T0.plus_secs(30)).await?;
@@ -557,18 +563,7 @@ async fn removing_an_archived_copy_keeps_the_payload_its_sibling_needs() -> Resu
     let dir = tempfile::tempdir().expect("a temporary directory");
     for every in [Duration::from_millis(1), Duration::from_secs(3600)] {
         let s = open_checkpointing(dir.path(), ArchiveRules::default(), every).await;
-        // One publish, a copy in `a` (finished, then archived) and one in
-        // `b`, still waiting.
-        let mut first = copy("a", 0, 0);
-        let mut sibling = first.clone();
-        sibling.queue = q("b");
-        sibling.task_id = first.publish_id.copy(1);
-        first.created_at = T0;
-        s.enqueue(vec![first.clone(), sibling.clone()], Counters::default())
-            .await?;
-        let w = WorkerId::new();
-        s.claim(w, &lanes(&["a"]), T0, 1).await?;
-        s.finish(first.task_id, w, T0, complete()).await?;
+        let (first, sibling) = finished_in_a_waiting_in_b(&*s).await?;
         complete_many(&*s, "a", HOT as u64).await?;
         assert!(s.task(first.task_id).await?.is_some(), "archived");
         assert_eq!(s.delete_tasks(TaskSelector::Task(first.task_id)).await?, 1);
