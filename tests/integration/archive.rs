@@ -84,6 +84,19 @@ async fn archived(
     Ok(tasks.iter().map(|t| t.task_id).collect())
 }
 
+/// The completed copies of `queue` still in memory, as listed.
+async fn in_memory(s: &dyn Store, queue: &str) -> Result<Vec<TaskId>, StoreError> {
+    let page = Page {
+        offset: 0,
+        limit: 100,
+    };
+    let none = TaskFilter::default();
+    let hot = s
+        .list_tasks(Some(&q(queue)), TaskState::Completed, &none, page)
+        .await?;
+    Ok(hot.iter().map(|t| t.task_id).collect())
+}
+
 fn rev(ids: &[TaskId]) -> Vec<TaskId> {
     ids.iter().rev().copied().collect()
 }
@@ -99,18 +112,7 @@ async fn finished_copies_past_the_history_are_archived_with_their_data_across_re
     let ids = complete_many(&*s, "a", 10).await?;
     let none = TaskFilter::default();
     for round in 0..2 {
-        let hot = s
-            .list_tasks(
-                Some(&q("a")),
-                TaskState::Completed,
-                &none,
-                Page {
-                    offset: 0,
-                    limit: 100,
-                },
-            )
-            .await?;
-        let hot: Vec<TaskId> = hot.iter().map(|t| t.task_id).collect();
+        let hot = in_memory(&*s, "a").await?;
         assert_eq!(hot, ids[7..].to_vec(), "round {round}: in memory");
         assert_eq!(archived(&*s, "a", &none, None, 100).await?, rev(&ids[..7]));
         // Paged by the last copy of the page before.
@@ -487,18 +489,7 @@ async fn an_archived_copy_is_removed_with_its_log_and_payload() -> Result<(), St
     let late = archive_one_with_a_log(&*s, "a", b"late output\n").await?;
     let other = archive_one_with_a_log(&*s, "b", b"b's output\n").await?;
     let none = TaskFilter::default();
-    let hot = s
-        .list_tasks(
-            Some(&q("a")),
-            TaskState::Completed,
-            &none,
-            Page {
-                offset: 0,
-                limit: 1,
-            },
-        )
-        .await?[0]
-        .task_id;
+    let hot = in_memory(&*s, "a").await?[0];
     assert_eq!(s.delete_tasks(TaskSelector::Task(early)).await?, 1);
     assert_eq!(s.delete_tasks(TaskSelector::Task(early)).await?, 0, "gone");
     // A step of a bulk removal: one archived copy, one in memory, one

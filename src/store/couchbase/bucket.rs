@@ -283,12 +283,13 @@ impl Inner {
         name: &str,
         bytes: &[u8],
         expiry: Option<Duration>,
+        durable: bool,
     ) -> Result<(), StoreError> {
         let mut options = UpsertOptions::new();
         if let Some(e) = expiry {
             options = options.expiry(e);
         }
-        if let Some(level) = self.settings.durability.level() {
+        if let (true, Some(level)) = (durable, self.settings.durability.level()) {
             options = options.durability_level(level);
         }
         self.bounded(
@@ -448,11 +449,11 @@ impl Inner {
         for op in batch.ops {
             match op {
                 crate::store::engine::Op::PutPayload(k, bytes) => {
-                    self.upsert(&payload_key(&k), &bytes, None).await?;
+                    self.upsert(&payload_key(&k), &bytes, None, true).await?;
                 }
                 crate::store::engine::Op::DeletePayload(k) => gone.push(payload_key(&k)),
                 crate::store::engine::Op::PutOutput(k, n, bytes) => {
-                    self.upsert(&page_key(&k, n), &bytes, None).await?;
+                    self.upsert(&page_key(&k, n), &bytes, None, true).await?;
                 }
                 crate::store::engine::Op::DeleteOutput(k, n) => gone.push(page_key(&k, n)),
                 other => logged.push(other),
@@ -750,14 +751,7 @@ impl LockDocs for Inner {
         expiry: Duration,
     ) -> Result<(), StoreError> {
         // A hint that lasts a second: not worth waiting for replicas.
-        let options = UpsertOptions::new().expiry(expiry);
-        let call = self
-            .collection
-            .upsert_raw(self.key(name), bytes, binary_flags(), options);
-        self.bounded(name, call)
-            .await?
-            .map(drop)
-            .map_err(|e| unavailable(name, e))
+        Inner::upsert(self, name, bytes, Some(expiry), false).await
     }
 
     async fn read(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
@@ -776,7 +770,7 @@ impl Docs for Inner {
     }
 
     async fn upsert(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        Inner::upsert(self, name, bytes, None).await
+        Inner::upsert(self, name, bytes, None, true).await
     }
 
     async fn insert(&self, name: &str, bytes: &[u8]) -> Result<bool, StoreError> {
