@@ -71,3 +71,46 @@ mod couchbase {
 
     crate::conformance_tests!(optional harness());
 }
+
+/// The same suite against the Couchbase log's own code (its lock, entries,
+/// snapshots and retention) over a bucket in memory with Couchbase's rules:
+/// what runs here in place of a cluster.
+mod shared_bucket {
+    use super::*;
+    use interq::store::couchbase::{CouchbaseSettings, MemoryBucket};
+    use interq::store::engine::{Engine, Retention};
+
+    pub struct SharedBucket {
+        bucket: Arc<MemoryBucket>,
+    }
+
+    #[async_trait]
+    impl Harness for SharedBucket {
+        async fn open(&mut self) -> Arc<dyn Store> {
+            let retention = Retention {
+                finished_per_queue: HISTORY,
+                ..Retention::default()
+            };
+            Arc::new(
+                Engine::open_shared(
+                    Arc::clone(&self.bucket),
+                    CouchbaseSettings::default(),
+                    retention,
+                )
+                .await
+                .expect("open a node over the bucket"),
+            )
+        }
+
+        async fn reopen(&mut self, store: Arc<dyn Store>) -> Arc<dyn Store> {
+            // A new node on the same bucket: what it knows comes from the
+            // bucket's documents alone.
+            drop(store);
+            self.open().await
+        }
+    }
+
+    crate::conformance_tests!(SharedBucket {
+        bucket: MemoryBucket::new(),
+    });
+}

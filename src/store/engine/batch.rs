@@ -154,6 +154,16 @@ impl State {
 
     /// Forgets ended batches that owe nothing, past the age finished copies
     /// are kept.
+    /// Whether `sweep_batches` has a batch to drop.
+    pub(super) fn batches_due(&self, now: Millis) -> bool {
+        let before = Millis(now.0.saturating_sub(self.retention.finished_ms));
+        self.batches
+            .ended
+            .iter()
+            .next()
+            .is_some_and(|(at, _)| *at < before)
+    }
+
     pub(super) fn sweep_batches(&mut self, now: Millis, ops: &mut Vec<Op>) {
         let before = Millis(now.0.saturating_sub(self.retention.finished_ms));
         let old: Vec<String> = self

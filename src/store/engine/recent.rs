@@ -68,6 +68,14 @@ impl State {
         self.trim_recent(now, ops);
     }
 
+    /// Whether `trim_recent` has a publish to drop.
+    pub fn recent_due(&self, now: Millis) -> bool {
+        let keep_from = Millis(now.0.saturating_sub(self.retention.replay_keep_ms));
+        self.recent.records.first_key_value().is_some_and(|(_, r)| {
+            r.at < keep_from || self.recent.bytes > self.retention.replay_max_bytes
+        })
+    }
+
     /// Drops publishes past the log's age or size, and their payloads when
     /// no copy needs them.
     pub fn trim_recent(&mut self, now: Millis, ops: &mut Vec<Op>) {

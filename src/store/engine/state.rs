@@ -649,6 +649,8 @@ impl State {
             || passed(&self.expiries)
             || !self.touched.is_empty()
             || !self.aged(now).is_empty()
+            || self.recent_due(now)
+            || self.batches_due(now)
     }
 
     /// Whether a running twin holds this copy's run lock.

@@ -16,32 +16,41 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use couchbase::authenticator::PasswordAuthenticator;
-use couchbase::cluster::Cluster;
-use couchbase::collection::Collection;
-use couchbase::error::ErrorKind;
-use couchbase::options::cluster_options::ClusterOptions;
-use couchbase::options::kv_options::{InsertOptions, RemoveOptions, ReplaceOptions, UpsertOptions};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use super::kv::Kv;
 use super::lock::{self, LockDocs};
 use super::retention::{self, Docs, Written};
 use super::settings::CouchbaseSettings;
-use crate::store::engine::{Batch, Engine, Log, News, Payloads, Retention};
+use crate::store::engine::{Batch, Engine, Log, News, Op, Payloads, Retention};
 use crate::store::{StoreError, StoreStats};
 
-/// The engine over a Couchbase log.
-pub type CouchbaseStore = Engine<CouchbaseLog>;
+/// The engine over a Couchbase bucket.
+#[cfg(feature = "couchbase")]
+pub type CouchbaseStore = Engine<CouchbaseLog<super::sdk::SdkBucket>>;
 
-impl Engine<CouchbaseLog> {
+#[cfg(feature = "couchbase")]
+impl Engine<CouchbaseLog<super::sdk::SdkBucket>> {
     /// Connects to the bucket and builds the state from the latest snapshot
     /// and the log after it.
     pub async fn open_couchbase(
         settings: CouchbaseSettings,
         retention: Retention,
     ) -> Result<Self, StoreError> {
-        let log = CouchbaseLog::connect(settings).await?;
-        Engine::open(log, retention).await
+        let bucket = super::sdk::SdkBucket::connect(settings.clone()).await?;
+        Engine::open(CouchbaseLog::over(bucket, settings), retention).await
+    }
+}
+
+impl<K: Kv> Engine<CouchbaseLog<K>> {
+    /// The engine over any bucket `kv` answers for, as one node of those
+    /// that share it.
+    pub async fn open_shared(
+        kv: K,
+        settings: CouchbaseSettings,
+        retention: Retention,
+    ) -> Result<Self, StoreError> {
+        Engine::open(CouchbaseLog::over(kv, settings), retention).await
     }
 }
 
@@ -69,22 +78,14 @@ const SNAPSHOT_EVERY: u64 = 10_000;
 /// Bytes of one snapshot document (Couchbase's limit is 20 MiB).
 const CHUNK_BYTES: usize = 4 << 20;
 
-fn binary_flags() -> u32 {
-    couchbase::transcoding::raw_binary::encode(&[])
-        .map(|(_, f)| f)
-        .unwrap_or(0)
-}
-
 /// The connection to the bucket, and this node's side of the cluster lock.
 #[derive(Debug)]
-pub struct CouchbaseLog {
-    inner: Arc<Inner>,
+pub struct CouchbaseLog<K: Kv> {
+    inner: Arc<Inner<K>>,
 }
 
-struct Inner {
-    // Kept alive: dropping the cluster closes its connections.
-    _cluster: Cluster,
-    collection: Collection,
+struct Inner<K: Kv> {
+    kv: K,
     settings: CouchbaseSettings,
     node: String,
     /// One change of this node at a time.
@@ -109,7 +110,7 @@ struct Inner {
     writes: AtomicU64,
 }
 
-impl std::fmt::Debug for Inner {
+impl<K: Kv> std::fmt::Debug for Inner<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CouchbaseLog")
             .field("settings", &self.settings)
@@ -118,20 +119,10 @@ impl std::fmt::Debug for Inner {
     }
 }
 
-/// An SDK call under a time limit: the call's own result, or the store's
-/// error when it did not answer in time.
-type Bounded<'a, T> = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = Result<couchbase::error::Result<T>, StoreError>>
-            + Send
-            + 'a,
-    >,
->;
-
 /// The right to change the state: this node's turn, and the cluster lock.
 /// A turn dropped without a commit (the change failed, say a report from a
 /// worker that does not hold the lease) still lets go of the lock.
-pub struct Turn {
+pub struct Turn<K: Kv> {
     _mine: OwnedMutexGuard<()>,
     lock_cas: u64,
     /// When the lock was taken, and how many changes it has served.
@@ -140,7 +131,7 @@ pub struct Turn {
     /// The entry this change writes.
     next: u64,
     staged: Option<Batch>,
-    log: Arc<Inner>,
+    log: Arc<Inner<K>>,
     released: bool,
 }
 
@@ -153,7 +144,7 @@ struct Kept {
     generation: u64,
 }
 
-impl Drop for Turn {
+impl<K: Kv> Drop for Turn<K> {
     fn drop(&mut self) {
         if self.released {
             return;
@@ -169,51 +160,18 @@ impl Drop for Turn {
     }
 }
 
-impl std::fmt::Debug for Turn {
+impl<K: Kv> std::fmt::Debug for Turn<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Turn").field("next", &self.next).finish()
     }
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("couchbase: {what}: {e}"))
-}
-
-/// A durable write's failure, saying what to do when the bucket has fewer
-/// replicas available than the durability asks for.
-fn not_written(what: &str, e: couchbase::error::Error) -> StoreError {
-    if matches!(e.kind(), ErrorKind::DurabilityImpossible) {
-        return unavailable(
-            what,
-            format!("{e}: the bucket has fewer replicas available than store.couchbase.durability asks for (give it replicas on other nodes, or set the durability to \"none\" for a cluster of one node)"),
-        );
-    }
-    unavailable(what, e)
-}
-
-impl CouchbaseLog {
-    pub async fn connect(settings: CouchbaseSettings) -> Result<Self, StoreError> {
-        let options = ClusterOptions::new(
-            PasswordAuthenticator::new(settings.username.clone(), settings.password.clone()).into(),
-        );
-        let connecting: std::pin::Pin<
-            Box<dyn std::future::Future<Output = couchbase::error::Result<Cluster>> + Send>,
-        > = Box::pin(Cluster::connect(
-            settings.connection_string.clone(),
-            options,
-        ));
-        let cluster = tokio::time::timeout(settings.timeout(), connecting)
-            .await
-            .map_err(|_| unavailable("connecting", "timed out"))?
-            .map_err(|e| unavailable("connecting", e))?;
-        let collection = cluster
-            .bucket(settings.bucket.clone())
-            .scope(settings.scope.clone())
-            .collection(settings.collection.clone());
-        Ok(Self {
+impl<K: Kv> CouchbaseLog<K> {
+    /// This node's log over the bucket `kv` answers for.
+    pub fn over(kv: K, settings: CouchbaseSettings) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                _cluster: cluster,
-                collection,
+                kv,
                 node: uuid::Uuid::new_v4().simple().to_string(),
                 settings,
                 turns: Arc::new(AsyncMutex::new(())),
@@ -228,129 +186,28 @@ impl CouchbaseLog {
                 commits: AtomicU64::new(0),
                 writes: AtomicU64::new(0),
             }),
-        })
+        }
     }
 }
 
-impl Inner {
-    fn key(&self, name: &str) -> String {
-        format!("{}{name}", self.settings.key_prefix)
-    }
-
-    /// `call`, bounded by the configured timeout, boxed: the SDK's futures
-    /// nest deeply, and unboxed they would make every future of the store
-    /// (and of its callers) too deep for the compiler to lay out.
-    fn bounded<'a, T: Send + 'a>(
-        &'a self,
-        what: &'a str,
-        call: impl std::future::Future<Output = couchbase::error::Result<T>> + Send + 'a,
-    ) -> Bounded<'a, T> {
-        let limit = self.settings.timeout();
-        Box::pin(async move {
-            tokio::time::timeout(limit, call)
-                .await
-                .map_err(|_| unavailable(what, format!("no answer within {limit:?}")))
-        })
-    }
-
-    /// A document's bytes and CAS, or `None` when it does not exist.
+impl<K: Kv> Inner<K> {
     /// Documents by name, in order, a few requests in flight at once rather
     /// than one round trip after another; absent ones are `None`.
     async fn get_many(&self, names: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         use futures_util::{StreamExt, TryStreamExt};
         futures_util::stream::iter(names)
-            .map(|name| async move { Ok(self.get(&name).await?.map(|(bytes, _)| bytes)) })
+            .map(|name| async move { Ok(self.kv.get(&name).await?.map(|(bytes, _)| bytes)) })
             .buffered(GETS_IN_FLIGHT)
             .try_collect()
             .await
     }
 
     async fn get(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
-        match self
-            .bounded(name, self.collection.get(self.key(name), None))
-            .await?
-        {
-            Ok(r) => Ok(Some((r.content_as_raw().0.to_vec(), r.cas()))),
-            Err(e) if matches!(e.kind(), ErrorKind::DocumentNotFound) => Ok(None),
-            Err(e) => Err(unavailable(name, e)),
-        }
-    }
-
-    /// Writes a document: payloads and snapshots, with the configured
-    /// durability.
-    async fn upsert(
-        &self,
-        name: &str,
-        bytes: &[u8],
-        expiry: Option<Duration>,
-        durable: bool,
-    ) -> Result<(), StoreError> {
-        let mut options = UpsertOptions::new();
-        if let Some(e) = expiry {
-            options = options.expiry(e);
-        }
-        if let (true, Some(level)) = (durable, self.settings.durability.level()) {
-            options = options.durability_level(level);
-        }
-        self.bounded(
-            name,
-            self.collection
-                .upsert_raw(self.key(name), bytes, binary_flags(), options),
-        )
-        .await?
-        .map(|_| ())
-        .map_err(|e| not_written(name, e))
-    }
-
-    /// Creates a document; `None` when it already exists.
-    async fn insert(
-        &self,
-        name: &str,
-        bytes: &[u8],
-        expiry: Option<Duration>,
-        durable: bool,
-    ) -> Result<Option<u64>, StoreError> {
-        let mut options = InsertOptions::new();
-        if let Some(e) = expiry {
-            options = options.expiry(e);
-        }
-        if let (true, Some(level)) = (durable, self.settings.durability.level()) {
-            options = options.durability_level(level);
-        }
-        match self
-            .bounded(
-                name,
-                self.collection
-                    .insert_raw(self.key(name), bytes, binary_flags(), options),
-            )
-            .await?
-        {
-            Ok(r) => Ok(Some(r.cas())),
-            Err(e) if matches!(e.kind(), ErrorKind::DocumentExists) => Ok(None),
-            Err(e) => Err(not_written(name, e)),
-        }
+        self.kv.get(name).await
     }
 
     async fn remove(&self, name: &str, cas: Option<u64>) -> Result<(), StoreError> {
-        let mut options = RemoveOptions::new();
-        if let Some(c) = cas {
-            options = options.cas(c);
-        }
-        match self
-            .bounded(name, self.collection.remove(self.key(name), options))
-            .await?
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::DocumentNotFound | ErrorKind::CasMismatch
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(unavailable(name, e)),
-        }
+        self.kv.remove(name, cas).await
     }
 
     /// Takes the cluster lock (see `lock`): after a busy turn of this node,
@@ -440,25 +297,29 @@ impl Inner {
         }
     }
 
-    /// Writes a change as entry `seq`: its payloads and log pages first (an
-    /// entry is only ever read after it exists, and then they do too), then
-    /// the entry itself, then removes the payloads and pages it dropped.
+    /// Writes a change as entry `seq`: its payloads and log pages first, a
+    /// few at a time (an entry is only ever read after it exists, and then
+    /// they do too), then the entry itself, then removes the payloads and
+    /// pages it dropped.
     async fn write(&self, seq: u64, batch: Batch) -> Result<(), StoreError> {
+        use futures_util::{StreamExt, TryStreamExt};
         let mut logged = Vec::with_capacity(batch.ops.len());
+        let mut side: Vec<(String, Vec<u8>)> = Vec::new();
         let mut gone = Vec::new();
         for op in batch.ops {
             match op {
-                crate::store::engine::Op::PutPayload(k, bytes) => {
-                    self.upsert(&payload_key(&k), &bytes, None, true).await?;
-                }
-                crate::store::engine::Op::DeletePayload(k) => gone.push(payload_key(&k)),
-                crate::store::engine::Op::PutOutput(k, n, bytes) => {
-                    self.upsert(&page_key(&k, n), &bytes, None, true).await?;
-                }
-                crate::store::engine::Op::DeleteOutput(k, n) => gone.push(page_key(&k, n)),
+                Op::PutPayload(k, bytes) => side.push((payload_key(&k), bytes)),
+                Op::DeletePayload(k) => gone.push(payload_key(&k)),
+                Op::PutOutput(k, n, bytes) => side.push((page_key(&k, n), bytes)),
+                Op::DeleteOutput(k, n) => gone.push(page_key(&k, n)),
                 other => logged.push(other),
             }
         }
+        futures_util::stream::iter(side)
+            .map(|(name, bytes)| async move { self.kv.upsert(&name, &bytes, None, true).await })
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
         let entry = Batch {
             ops: logged,
             counters: batch.counters,
@@ -472,17 +333,19 @@ impl Inner {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.writes
             .fetch_add(entry.ops.len() as u64, Ordering::Relaxed);
-        for k in gone {
-            self.remove(&k, None).await?;
-        }
+        futures_util::stream::iter(gone)
+            .map(|name| async move { self.kv.remove(&name, None).await })
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(())
     }
 }
 
-impl Log for CouchbaseLog {
-    type Turn = Turn;
+impl<K: Kv> Log for CouchbaseLog<K> {
+    type Turn = Turn<K>;
 
-    async fn begin(&self, applied: u64) -> Result<(Turn, News), StoreError> {
+    async fn begin(&self, applied: u64) -> Result<(Turn<K>, News), StoreError> {
         let log = &self.inner;
         log.waiting.fetch_add(1, Ordering::SeqCst);
         let mine = Arc::clone(&log.turns).lock_owned().await;
@@ -526,7 +389,7 @@ impl Log for CouchbaseLog {
         ))
     }
 
-    fn stage(&self, turn: &mut Turn, seq: u64, batch: Batch) {
+    fn stage(&self, turn: &mut Turn<K>, seq: u64, batch: Batch) {
         turn.next = seq;
         match &mut turn.staged {
             Some(staged) => {
@@ -537,7 +400,7 @@ impl Log for CouchbaseLog {
         }
     }
 
-    async fn commit(&self, mut turn: Turn) -> Result<(), StoreError> {
+    async fn commit(&self, mut turn: Turn<K>) -> Result<(), StoreError> {
         let log = Arc::clone(&self.inner);
         let result = match turn.staged.take() {
             Some(batch) => log.write(turn.next, batch).await,
@@ -572,7 +435,7 @@ impl Log for CouchbaseLog {
         result
     }
 
-    fn abandon(&self, turn: Turn) {
+    fn abandon(&self, turn: Turn<K>) {
         // Dropping it lets go of the cluster lock.
         drop(turn);
     }
@@ -666,7 +529,7 @@ impl Log for CouchbaseLog {
 
     async fn write_snapshot(
         &self,
-        _turn: &mut Turn,
+        _turn: &mut Turn<K>,
         seq: u64,
         snapshot: Batch,
     ) -> Result<(), StoreError> {
@@ -675,7 +538,7 @@ impl Log for CouchbaseLog {
         let mut current = Vec::new();
         let mut size = 0;
         let counters = snapshot.counters;
-        let mut flush = |current: &mut Vec<crate::store::engine::Op>| {
+        let mut flush = |current: &mut Vec<Op>| {
             let entry = Batch {
                 ops: std::mem::take(current),
                 counters,
@@ -734,14 +597,14 @@ impl Log for CouchbaseLog {
 }
 
 /// The cluster lock, over the bucket's calls.
-impl LockDocs for Inner {
+impl<K: Kv> LockDocs for Inner<K> {
     async fn insert_expiring(
         &self,
         name: &str,
         bytes: &[u8],
         expiry: Duration,
     ) -> Result<Option<u64>, StoreError> {
-        Inner::insert(self, name, bytes, Some(expiry), false).await
+        self.kv.insert(name, bytes, Some(expiry), false).await
     }
 
     async fn upsert_expiring(
@@ -751,71 +614,44 @@ impl LockDocs for Inner {
         expiry: Duration,
     ) -> Result<(), StoreError> {
         // A hint that lasts a second: not worth waiting for replicas.
-        Inner::upsert(self, name, bytes, Some(expiry), false).await
+        self.kv.upsert(name, bytes, Some(expiry), false).await
     }
 
     async fn read(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
-        Inner::get(self, name).await
+        self.kv.get(name).await
     }
 
     async fn remove_version(&self, name: &str, cas: u64) -> Result<(), StoreError> {
-        Inner::remove(self, name, Some(cas)).await
+        self.kv.remove(name, Some(cas)).await
     }
 }
 
 /// The snapshot's documents and retirement, over the bucket's calls.
-impl Docs for Inner {
+impl<K: Kv> Docs for Inner<K> {
     async fn get(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
-        Inner::get(self, name).await
+        self.kv.get(name).await
     }
 
     async fn upsert(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        Inner::upsert(self, name, bytes, None, true).await
+        self.kv.upsert(name, bytes, None, true).await
     }
 
     async fn insert(&self, name: &str, bytes: &[u8]) -> Result<bool, StoreError> {
-        Ok(Inner::insert(self, name, bytes, None, true)
-            .await?
-            .is_some())
+        Ok(self.kv.insert(name, bytes, None, true).await?.is_some())
     }
 
     async fn replace(&self, name: &str, bytes: &[u8], cas: u64) -> Result<bool, StoreError> {
-        let mut options = ReplaceOptions::new().cas(cas);
-        if let Some(level) = self.settings.durability.level() {
-            options = options.durability_level(level);
-        }
-        let call = self
-            .collection
-            .replace_raw(self.key(name), bytes, binary_flags(), options);
-        match self.bounded(name, call).await? {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::CasMismatch | ErrorKind::DocumentNotFound
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(name, e)),
-        }
+        self.kv.replace(name, bytes, cas).await
     }
 
     async fn remove(&self, name: &str) -> Result<(), StoreError> {
-        Inner::remove(self, name, None).await
+        self.kv.remove(name, None).await
     }
 
     async fn expire(&self, names: Vec<String>, after: Duration) -> Result<(), StoreError> {
         use futures_util::{StreamExt, TryStreamExt};
         futures_util::stream::iter(names)
-            .map(|name| async move {
-                let call = self.collection.touch(self.key(&name), after, None);
-                match self.bounded(&name, call).await? {
-                    Ok(_) => Ok(()),
-                    Err(e) if matches!(e.kind(), ErrorKind::DocumentNotFound) => Ok(()),
-                    Err(e) => Err(unavailable(&name, e)),
-                }
-            })
+            .map(|name| async move { self.kv.touch(&name, after).await })
             .buffered(GETS_IN_FLIGHT)
             .try_collect::<Vec<()>>()
             .await
@@ -830,6 +666,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Document reads one look-up of payloads or log pages keeps in flight.
 const GETS_IN_FLIGHT: usize = 16;
+/// Payloads and log pages one commit writes (or removes) at once.
+const WRITES_IN_FLIGHT: usize = 32;
 
 /// Page `n` of a copy's log.
 fn page_key(k: &[u8; 16], n: u32) -> String {

@@ -1,0 +1,65 @@
+//! The key-value calls the Couchbase log makes, as a trait: the bucket
+//! answers them through the SDK (`sdk`), and [`super::memory`] answers them
+//! in memory with the same rules (CAS, insert that fails on an existing
+//! document, expiry), so that the log's own protocol runs in CI: the storage
+//! conformance suite, several nodes in one process, and faults injected
+//! between any two calls.
+//!
+//! Names are the log's, without the configured key prefix.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::store::StoreError;
+
+pub trait Kv: Send + Sync + std::fmt::Debug + 'static {
+    /// A document's bytes and CAS; `None` when it does not exist.
+    fn get(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<(Vec<u8>, u64)>, StoreError>> + Send;
+
+    /// Creates a document, expiring after `expiry` if given: its CAS, or
+    /// `None` when it exists. `durable` asks for the configured durability.
+    fn insert(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expiry: Option<Duration>,
+        durable: bool,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Writes a document whether or not it exists.
+    fn upsert(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expiry: Option<Duration>,
+        durable: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Replaces the version `cas` of a document (durably); false when it
+    /// changed or went.
+    fn replace(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        cas: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes a document, only the version `cas` if given; one that is gone
+    /// or changed is no error.
+    fn remove(
+        &self,
+        name: &str,
+        cas: Option<u64>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Gives a document an expiry, `after` from now; one that is gone is no
+    /// error.
+    fn touch(
+        &self,
+        name: &str,
+        after: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -1,0 +1,260 @@
+//! A bucket in memory with Couchbase's key-value rules: every write gives a
+//! document a new CAS, `insert` fails on a document that exists, `replace`
+//! and `remove` may be bound to a CAS, and documents expire by tokio's clock
+//! (so a test on a paused clock can let a week pass). It stands in for the
+//! cluster where none can run: the storage conformance suite and the
+//! multi-node tests run the Couchbase log's own code over it, and it injects
+//! the faults a network and a database bring (a call refused before or after
+//! it took effect, an outage, a bucket restarted empty, a delay per call).
+//!
+//! Several logs over one `Arc<MemoryBucket>` are several nodes on one
+//! bucket.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::kv::Kv;
+use crate::store::StoreError;
+
+#[derive(Debug, Default)]
+pub struct MemoryBucket {
+    world: Mutex<World>,
+    /// Calls answered (or refused), of every kind.
+    calls: AtomicU64,
+    /// While set, every call fails as if the database did not answer.
+    down: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct World {
+    docs: HashMap<String, Doc>,
+    cas: u64,
+    /// Each call waits this long before it is answered.
+    delay: Duration,
+    faults: Option<Faults>,
+}
+
+#[derive(Debug)]
+struct Faults {
+    rng: fastrand::Rng,
+    /// The chance that a call fails: half of them before it takes effect,
+    /// half after (the reply was lost).
+    chance: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Doc {
+    bytes: Vec<u8>,
+    cas: u64,
+    expires: Option<Instant>,
+}
+
+/// Whether a call fails, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    Before,
+    After,
+}
+
+impl World {
+    fn fault(&mut self) -> Fault {
+        let Some(f) = self.faults.as_mut() else {
+            return Fault::None;
+        };
+        match (f.rng.f64() < f.chance, f.rng.bool()) {
+            (false, _) => Fault::None,
+            (true, true) => Fault::Before,
+            (true, false) => Fault::After,
+        }
+    }
+
+    fn live(&mut self, name: &str) -> Option<&mut Doc> {
+        let now = Instant::now();
+        if self.docs.get(name)?.expires.is_some_and(|at| at <= now) {
+            self.docs.remove(name);
+            return None;
+        }
+        self.docs.get_mut(name)
+    }
+
+    fn write(&mut self, name: &str, bytes: &[u8], expiry: Option<Duration>) -> u64 {
+        self.cas += 1;
+        let doc = Doc {
+            bytes: bytes.to_vec(),
+            cas: self.cas,
+            expires: expiry.map(|e| Instant::now() + e),
+        };
+        self.docs.insert(name.to_owned(), doc);
+        self.cas
+    }
+}
+
+fn refused(name: &str, fault: Fault) -> StoreError {
+    let when = match fault {
+        Fault::After => "its reply was lost",
+        _ => "it was refused",
+    };
+    StoreError::Unavailable(format!("bucket: {name}: {when} (an injected fault)"))
+}
+
+impl MemoryBucket {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes each call wait `delay` before it is answered, as a network
+    /// round trip would.
+    pub fn set_delay(&self, delay: Duration) {
+        self.world().delay = delay;
+    }
+
+    /// From now on a call fails with chance `chance`, by a generator seeded
+    /// with `seed` (a failing run replays from its seed); 0 stops it.
+    pub fn fail_calls(&self, seed: u64, chance: f64) {
+        self.world().faults = (chance > 0.0).then(|| Faults {
+            rng: fastrand::Rng::with_seed(seed),
+            chance,
+        });
+    }
+
+    /// While `down`, every call fails at once (a database that does not
+    /// answer, with the SDK's timeout already spent).
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Forgets every document, as a database restarted empty would.
+    pub fn wipe(&self) {
+        self.world().docs.clear();
+    }
+
+    /// Calls made so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The names of the documents that exist now, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut w = self.world();
+        let all: Vec<String> = w.docs.keys().cloned().collect();
+        let mut names: Vec<String> = all.into_iter().filter(|n| w.live(n).is_some()).collect();
+        names.sort();
+        names
+    }
+
+    /// One call: waits the delay, then runs `f` on the documents unless a
+    /// fault refuses it before; a fault after runs it and loses the reply.
+    async fn call<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut World) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let delay = self.world().delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(format!(
+                "bucket: {name}: no answer (the database is down)"
+            )));
+        }
+        let mut w = self.world();
+        let fault = w.fault();
+        if fault == Fault::Before {
+            return Err(refused(name, fault));
+        }
+        let answer = f(&mut w)?;
+        match fault {
+            Fault::After => Err(refused(name, fault)),
+            _ => Ok(answer),
+        }
+    }
+}
+
+impl Kv for Arc<MemoryBucket> {
+    async fn get(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        self.call(name, |w| Ok(w.live(name).map(|d| (d.bytes.clone(), d.cas))))
+            .await
+    }
+
+    async fn insert(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expiry: Option<Duration>,
+        _durable: bool,
+    ) -> Result<Option<u64>, StoreError> {
+        self.call(name, |w| {
+            Ok(match w.live(name) {
+                Some(_) => None,
+                None => Some(w.write(name, bytes, expiry)),
+            })
+        })
+        .await
+    }
+
+    async fn upsert(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expiry: Option<Duration>,
+        _durable: bool,
+    ) -> Result<(), StoreError> {
+        self.call(name, |w| {
+            w.write(name, bytes, expiry);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replace(&self, name: &str, bytes: &[u8], cas: u64) -> Result<bool, StoreError> {
+        self.call(name, |w| {
+            // Couchbase's replace keeps no expiry unless given one.
+            Ok(match w.live(name) {
+                Some(d) if d.cas == cas => {
+                    w.write(name, bytes, None);
+                    true
+                }
+                _ => false,
+            })
+        })
+        .await
+    }
+
+    async fn remove(&self, name: &str, cas: Option<u64>) -> Result<(), StoreError> {
+        self.call(name, |w| {
+            if let Some(d) = w.live(name) {
+                if cas.is_none_or(|c| c == d.cas) {
+                    w.docs.remove(name);
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn touch(&self, name: &str, after: Duration) -> Result<(), StoreError> {
+        self.call(name, |w| {
+            let cas = w.cas + 1;
+            if let Some(d) = w.live(name) {
+                d.expires = Some(Instant::now() + after);
+                d.cas = cas;
+            } else {
+                return Ok(());
+            }
+            w.cas = cas;
+            Ok(())
+        })
+        .await
+    }
+}
