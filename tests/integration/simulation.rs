@@ -9,9 +9,12 @@
 //!
 //! What it covers: the rules that must hold across nodes (a group's running
 //! limit, a lease, a batch's callback, a dependency's release) on the
-//! replication the engine does over any shared log. What it does not: the
-//! Couchbase log's own protocol (its lock, expiry and CAS), which runs only
-//! against a Couchbase-protocol server (`cluster.rs`).
+//! replication the engine does over any shared log; and, in a second run,
+//! the same over the Couchbase log's own protocol (its lock, entries,
+//! snapshot and head check) on a bucket in memory with Couchbase's rules,
+//! where any bucket call of a step may fail, before or after it took
+//! effect. What a real server adds (its timing, failover) runs only
+//! against one (`cluster.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,7 @@ use interq::model::{
     BatchRecord, BatchTotals, Counters, Dependency, GroupSettings, Lane, Millis, NewTask, Priority,
     QueueName, QueueSettings, Scope, Task, TaskId, TaskState, WorkerId,
 };
+use interq::store::couchbase::{CouchbaseLog, CouchbaseSettings, MemoryBucket};
 use interq::store::engine::{Batch, Engine, Log, News, Op, Payloads, Retention};
 use interq::store::{NoOutputs, Outcome, ReportKind, Store, StoreError, StoreStats, WorkerReport};
 use serde_json::json;
@@ -224,19 +228,69 @@ fn task(n: u64, group: usize, batch: Option<&str>, deps: Vec<TaskId>, now: Milli
 }
 
 /// One run of the simulation; panics with the seed on a broken invariant.
-async fn simulate(seed: u64, steps: usize) {
+/// What the nodes share, and how one step's fault is injected into it.
+trait Cluster {
+    type L: Log;
+    /// A node on it.
+    async fn node(&self, retention: Retention) -> Engine<Self::L>;
+    /// Plans one failure in the step to come.
+    fn fault(&self, rng: &mut fastrand::Rng);
+    /// Fails nothing more.
+    fn heal(&self);
+}
+
+impl Cluster for SimLog {
+    type L = SimLog;
+
+    async fn node(&self, retention: Retention) -> Engine<SimLog> {
+        Engine::open(self.clone(), retention).await.unwrap()
+    }
+
+    /// This step's first commit fails: its entry stored or not, and the
+    /// answer lost either way.
+    fn fault(&self, rng: &mut fastrand::Rng) {
+        self.shared.lock().unwrap().failing = Some((rng.bool(), 1));
+    }
+
+    fn heal(&self) {
+        self.shared.lock().unwrap().failing = None;
+    }
+}
+
+/// The Couchbase log's own code (lock, entries, snapshots) over a bucket in
+/// memory with Couchbase's rules.
+struct Bucket(Arc<MemoryBucket>);
+
+impl Cluster for Bucket {
+    type L = CouchbaseLog<Arc<MemoryBucket>>;
+
+    async fn node(&self, retention: Retention) -> Engine<Self::L> {
+        Engine::open_shared(Arc::clone(&self.0), CouchbaseSettings::default(), retention)
+            .await
+            .unwrap()
+    }
+
+    /// One of the step's next bucket calls fails, whichever it is (taking
+    /// the lock, reading entries, writing a payload or the entry, letting go
+    /// of the lock), having taken effect or not.
+    fn fault(&self, rng: &mut fastrand::Rng) {
+        self.0.fail_call(rng.u32(..8), rng.bool());
+    }
+
+    fn heal(&self) {
+        self.0.heal();
+    }
+}
+
+async fn simulate(cluster: &impl Cluster, seed: u64, steps: usize) {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let log = SimLog {
-        shared: Arc::default(),
-        turn: Arc::new(tokio::sync::Mutex::new(())),
-    };
     let retention = Retention {
         finished_per_queue: 1_000_000,
         ..Retention::default()
     };
     let mut nodes = Vec::new();
     for _ in 0..NODES {
-        nodes.push(Engine::open(log.clone(), retention).await.unwrap());
+        nodes.push(cluster.node(retention).await);
     }
     let limit = 1 + (seed % 2) as u32;
     let settings = QueueSettings {
@@ -269,10 +323,8 @@ async fn simulate(seed: u64, steps: usize) {
     for step in 0..steps {
         let at = rng.usize(..NODES);
         let node = &nodes[at];
-        // A fault in this step's first commit: its entry stored or not,
-        // and the answer lost either way.
         if rng.u32(..10) == 0 {
-            log.shared.lock().unwrap().failing = Some((rng.bool(), 1));
+            cluster.fault(&mut rng);
         }
         let ctx = format!("seed {seed}, step {step}, node {at}");
         match rng.u32(..100) {
@@ -386,7 +438,7 @@ async fn simulate(seed: u64, steps: usize) {
         // Every node makes a change with no fault pending: one that failed
         // reads the log back now. (A second failure before that would make
         // it wait a wall-clock pause, which a seed could not replay.)
-        log.shared.lock().unwrap().failing = None;
+        cluster.heal();
         for node in &nodes {
             node.flush()
                 .await
@@ -472,18 +524,40 @@ async fn simulate(seed: u64, steps: usize) {
     }
 }
 
-#[test]
-fn many_seeds_of_three_nodes_keep_limits_leases_batches_and_dependencies() {
-    let seeds: u64 = std::env::var("INTERQ_SIM_SEEDS")
+fn seeds() -> u64 {
+    std::env::var("INTERQ_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(100);
+        .unwrap_or(100)
+}
+
+#[test]
+fn many_seeds_of_three_nodes_keep_limits_leases_batches_and_dependencies() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    for seed in 0..seeds {
-        runtime.block_on(simulate(seed, 300));
+    for seed in 0..seeds() {
+        let log = SimLog {
+            shared: Arc::default(),
+            turn: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        runtime.block_on(simulate(&log, seed, 300));
+    }
+}
+
+/// The same, with the nodes on the Couchbase log over a bucket in memory,
+/// any of its calls failing. On tokio's paused clock: a lock whose letting
+/// go failed lapses after its 5 s lease without 5 s of waiting.
+#[test]
+fn many_seeds_of_three_nodes_on_one_bucket_keep_the_same_rules() {
+    for seed in 0..seeds() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(simulate(&Bucket(MemoryBucket::new()), seed, 300));
     }
 }
 

@@ -35,15 +35,9 @@ struct World {
     cas: u64,
     /// Each call waits this long before it is answered.
     delay: Duration,
-    faults: Option<Faults>,
-}
-
-#[derive(Debug)]
-struct Faults {
-    rng: fastrand::Rng,
-    /// The chance that a call fails: half of them before it takes effect,
-    /// half after (the reply was lost).
-    chance: f64,
+    /// A call to fail: after how many more, and whether it takes effect
+    /// first (its reply lost) or not.
+    planned: Option<(u32, bool)>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,13 +57,20 @@ enum Fault {
 
 impl World {
     fn fault(&mut self) -> Fault {
-        let Some(f) = self.faults.as_mut() else {
-            return Fault::None;
-        };
-        match (f.rng.f64() < f.chance, f.rng.bool()) {
-            (false, _) => Fault::None,
-            (true, true) => Fault::Before,
-            (true, false) => Fault::After,
+        match self.planned {
+            None => Fault::None,
+            Some((0, taken)) => {
+                self.planned = None;
+                if taken {
+                    Fault::After
+                } else {
+                    Fault::Before
+                }
+            }
+            Some((n, taken)) => {
+                self.planned = Some((n - 1, taken));
+                Fault::None
+            }
         }
     }
 
@@ -117,13 +118,15 @@ impl MemoryBucket {
         self.world().delay = delay;
     }
 
-    /// From now on a call fails with chance `chance`, by a generator seeded
-    /// with `seed` (a failing run replays from its seed); 0 stops it.
-    pub fn fail_calls(&self, seed: u64, chance: f64) {
-        self.world().faults = (chance > 0.0).then(|| Faults {
-            rng: fastrand::Rng::with_seed(seed),
-            chance,
-        });
+    /// Fails the call `after` calls from now (0: the next one): having
+    /// taken effect (`taken`, its reply lost) or not.
+    pub fn fail_call(&self, after: u32, taken: bool) {
+        self.world().planned = Some((after, taken));
+    }
+
+    /// Fails no planned call.
+    pub fn heal(&self) {
+        self.world().planned = None;
     }
 
     /// While `down`, every call fails at once (a database that does not
