@@ -18,6 +18,7 @@ mod dependencies;
 mod durability;
 mod executor;
 mod faults;
+mod group_commit;
 mod groups;
 mod hardening;
 mod helpers;

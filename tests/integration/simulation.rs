@@ -82,8 +82,9 @@ impl Log for SimLog {
         ))
     }
 
-    fn stage(&self, turn: &mut SimTurn, seq: u64, batch: Batch) {
-        turn.staged = Some((seq, batch));
+    fn stage(&self, turn: &mut SimTurn, applied: u64, batch: Batch) -> u64 {
+        turn.staged = Some((applied + 1, batch));
+        applied + 1
     }
 
     async fn commit(&self, turn: SimTurn) -> Result<(), StoreError> {
@@ -166,9 +167,9 @@ impl Log for SimLog {
 
 const NODES: usize = 3;
 const GROUPS: usize = 4;
-const T0: Millis = Millis(1_800_000_000_000);
+pub(crate) const T0: Millis = Millis(1_800_000_000_000);
 
-fn queue() -> QueueName {
+pub(crate) fn queue() -> QueueName {
     QueueName::parse("q").unwrap()
 }
 
@@ -183,7 +184,13 @@ fn publish_id(n: u64) -> TaskId {
     TaskId::from_bytes(bytes)
 }
 
-fn task(n: u64, group: usize, batch: Option<&str>, deps: Vec<TaskId>, now: Millis) -> Task {
+pub(crate) fn task(
+    n: u64,
+    group: usize,
+    batch: Option<&str>,
+    deps: Vec<TaskId>,
+    now: Millis,
+) -> Task {
     let publish = publish_id(n);
     let data = json!({"n": n}).as_object().unwrap().clone();
     Task {

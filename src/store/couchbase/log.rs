@@ -14,10 +14,11 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio::sync::{Mutex as AsyncMutex, Notify, OwnedMutexGuard};
 
+use super::group::{Done, Held, Pipeline};
 use super::kv::Kv;
 use super::lock::{self, LockDocs};
 use super::retention::{self, Docs, Written};
@@ -78,6 +79,11 @@ const SNAPSHOT_EVERY: u64 = 10_000;
 /// Bytes of one snapshot document (Couchbase's limit is 20 MiB).
 const CHUNK_BYTES: usize = 4 << 20;
 
+/// Whether a held lock may serve another change.
+fn young(held: &Held) -> bool {
+    held.since.elapsed() < KEEP_AT_MOST && held.changes < KEEP_CHANGES
+}
+
 /// The connection to the bucket, and this node's side of the cluster lock.
 #[derive(Debug)]
 pub struct CouchbaseLog<K: Kv> {
@@ -100,9 +106,11 @@ struct Inner<K: Kv> {
     busy: std::sync::atomic::AtomicBool,
     /// This node found itself behind a snapshot: read the state back.
     behind: std::sync::atomic::AtomicBool,
-    /// The cluster lock, kept between two of this node's changes.
-    kept: std::sync::Mutex<Option<Kept>>,
-    kept_generation: AtomicU64,
+    /// The cluster lock as this node holds it, and the entries it is
+    /// writing (`group`).
+    pipeline: std::sync::Mutex<Pipeline>,
+    /// Told when an entry's write ends, and when the flusher stops.
+    written: Notify,
     /// This node's changes waiting for their turn.
     waiting: AtomicUsize,
     /// Log entries written by this node, and the changes in them.
@@ -119,51 +127,62 @@ impl<K: Kv> std::fmt::Debug for Inner<K> {
     }
 }
 
-/// The right to change the state: this node's turn, and the cluster lock.
-/// A turn dropped without a commit (the change failed, say a report from a
-/// worker that does not hold the lease) still lets go of the lock.
+/// The right to change the state: this node's turn (one change computed at
+/// a time), under the cluster lock. A turn dropped without being staged
+/// (the change failed, say a report from a worker that does not hold the
+/// lease) lets go of the lock when nothing else needs it.
 pub struct Turn<K: Kv> {
-    _mine: OwnedMutexGuard<()>,
-    lock_cas: u64,
-    /// When the lock was taken, and how many changes it has served.
-    since: Instant,
-    changes: u32,
-    /// The entry this change writes.
-    next: u64,
-    staged: Option<Batch>,
+    mine: Option<OwnedMutexGuard<()>>,
+    /// How the entry this change joined is written, once staged.
+    done: Option<Arc<Done>>,
     log: Arc<Inner<K>>,
-    released: bool,
-}
-
-/// The cluster lock, held between two changes of this node.
-#[derive(Debug)]
-struct Kept {
-    cas: u64,
-    since: Instant,
-    changes: u32,
-    generation: u64,
 }
 
 impl<K: Kv> Drop for Turn<K> {
     fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        let (log, cas) = (Arc::clone(&self.log), self.lock_cas);
+        // Only the holder of the turn computes: clear the mark before the
+        // next change may set it.
+        self.log.pipeline().computing = false;
+        drop(self.mine.take());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = log.remove("lock", Some(cas)).await {
-                    tracing::warn!(error = %e, "could not let go of the cluster lock; it lapses by itself");
-                }
-            });
+            let log = Arc::clone(&self.log);
+            runtime.spawn(async move { log.settle().await });
         }
     }
 }
 
 impl<K: Kv> std::fmt::Debug for Turn<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Turn").field("next", &self.next).finish()
+        f.debug_struct("Turn")
+            .field("staged", &self.done.is_some())
+            .finish()
     }
+}
+
+/// Counts a change among those waiting for their turn while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What a change's `begin` does next.
+enum Next {
+    /// The lock is held and has room: compute.
+    Go,
+    /// The lock has served its while: let go of it, then take it again.
+    LetGo(Held),
+    /// Take the lock.
+    Take,
 }
 
 impl<K: Kv> CouchbaseLog<K> {
@@ -180,8 +199,8 @@ impl<K: Kv> CouchbaseLog<K> {
                 snapshotting: std::sync::atomic::AtomicBool::new(false),
                 behind: std::sync::atomic::AtomicBool::new(false),
                 busy: std::sync::atomic::AtomicBool::new(false),
-                kept: std::sync::Mutex::new(None),
-                kept_generation: AtomicU64::new(0),
+                pipeline: std::sync::Mutex::default(),
+                written: Notify::new(),
                 waiting: AtomicUsize::new(0),
                 commits: AtomicU64::new(0),
                 writes: AtomicU64::new(0),
@@ -281,20 +300,77 @@ impl<K: Kv> Inner<K> {
         });
     }
 
-    /// Lets go of a kept lock that no change took up.
-    async fn let_go_of_kept(&self, generation: u64) {
-        let kept = {
-            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-            match kept.as_ref() {
-                Some(k) if k.generation == generation => kept.take(),
-                _ => None,
+    fn pipeline(&self) -> std::sync::MutexGuard<'_, Pipeline> {
+        self.pipeline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lets go of the lock once nothing of this node needs it, unless a
+    /// change of this node waits for its turn: then it is kept for it, for a
+    /// short while.
+    async fn settle(self: &Arc<Self>) {
+        let waiting = self.waiting.load(Ordering::SeqCst) > 0;
+        let mut kept = None;
+        let gone = self.pipeline().let_go(|held| {
+            let keep = waiting && young(held);
+            if keep {
+                kept = Some(held.generation);
             }
-        };
-        if let Some(k) = kept {
-            if let Err(e) = self.remove("lock", Some(k.cas)).await {
-                tracing::warn!(error = %e, "could not let go of the cluster lock; it lapses by itself");
+            keep
+        });
+        if let Some(held) = gone {
+            if waiting {
+                // Let go at the end of a busy turn, with changes waiting.
+                self.busy.store(true, Ordering::SeqCst);
             }
+            self.let_go(held).await;
         }
+        if let Some(generation) = kept {
+            // The change that waited may have given up: let go soon anyway.
+            let inner = Arc::clone(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(KEEP_IDLE).await;
+                let gone = inner.pipeline().let_go_of(generation);
+                if let Some(held) = gone {
+                    inner.let_go(held).await;
+                }
+            });
+        }
+    }
+
+    async fn let_go(&self, held: Held) {
+        if let Err(e) = self.remove(lock::LOCK, Some(held.cas)).await {
+            tracing::warn!(error = %e, "could not let go of the cluster lock; it lapses by itself");
+        }
+    }
+
+    /// Until `ready` says so of the pipeline, waking at every write's end.
+    async fn wait_for<T>(&self, mut ready: impl FnMut(&mut Pipeline) -> Option<T>) -> T {
+        loop {
+            let written = self.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            if let Some(t) = ready(&mut self.pipeline()) {
+                return t;
+            }
+            written.await;
+        }
+    }
+
+    /// Writes the open entries one after another, in order, until none is
+    /// left; then lets go of the lock unless something takes it up.
+    async fn flush(self: Arc<Self>) {
+        loop {
+            let next = self.pipeline().next_to_write();
+            let Some(group) = next else { break };
+            let result = self.write(group.seq, group.batch).await;
+            if let Err(e) = &result {
+                self.pipeline().broken = Some(e.clone());
+            }
+            group.done.set(result);
+            self.written.notify_waiters();
+        }
+        self.settle().await;
+        self.written.notify_waiters();
     }
 
     /// Writes a change as entry `seq`: its payloads and log pages first, a
@@ -347,96 +423,102 @@ impl<K: Kv> Log for CouchbaseLog<K> {
 
     async fn begin(&self, applied: u64) -> Result<(Turn<K>, News), StoreError> {
         let log = &self.inner;
-        log.waiting.fetch_add(1, Ordering::SeqCst);
+        // Counted as waiting until it computes: the lock is kept for it.
+        let waiting = Waiting::new(&log.waiting);
         let mine = Arc::clone(&log.turns).lock_owned().await;
-        log.waiting.fetch_sub(1, Ordering::SeqCst);
-        let kept = log.kept.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let (lock_cas, since, changes) = match kept {
-            // Held since this node's last change: nobody else committed.
-            Some(k) if k.since.elapsed() < KEEP_AT_MOST => (k.cas, k.since, k.changes),
-            other => {
-                if let Some(k) = other {
+        let turn = |log: &Arc<Inner<K>>| Turn {
+            mine: Some(mine),
+            done: None,
+            log: Arc::clone(log),
+        };
+        loop {
+            let next = log.wait_for(|p| {
+                if let Some(why) = &p.broken {
+                    return Some(Err(why.clone()));
+                }
+                let drained = p.drained();
+                Some(Ok(match p.lock.as_ref().map(young) {
+                    // Held since this node's last change: nobody else
+                    // committed, whatever this node is still writing.
+                    Some(true) => {
+                        if p.full() {
+                            return None;
+                        }
+                        if let Some(held) = p.lock.as_mut() {
+                            held.changes += 1;
+                        }
+                        p.computing = true;
+                        Next::Go
+                    }
+                    // Let go only once what was computed under it is
+                    // written: the next hold reads the log from there.
+                    Some(false) if drained => Next::LetGo(p.lock.take().expect("held")),
+                    None if drained => Next::Take,
+                    _ => return None,
+                }))
+            });
+            match next.await? {
+                Next::Go => {
+                    drop(waiting);
+                    return Ok((turn(log), Vec::new()));
+                }
+                Next::LetGo(held) => {
                     // This node's changes kept coming for a whole turn.
                     log.busy.store(true, Ordering::SeqCst);
-                    log.remove("lock", Some(k.cas)).await?;
+                    log.remove(lock::LOCK, Some(held.cas)).await?;
                 }
-                (log.take_lock().await?, Instant::now(), 0)
-            }
-        };
-        let news = if changes == 0 {
-            match log.caught_up(applied).await {
-                Ok(news) => news,
-                Err(e) => {
-                    log.remove("lock", Some(lock_cas)).await?;
-                    return Err(e);
+                Next::Take => {
+                    drop(waiting);
+                    let cas = log.take_lock().await?;
+                    return match log.caught_up(applied).await {
+                        Ok(news) => {
+                            let mut p = log.pipeline();
+                            p.hold(cas);
+                            if let Some(held) = p.lock.as_mut() {
+                                held.changes = 1;
+                            }
+                            p.computing = true;
+                            drop(p);
+                            Ok((turn(log), news))
+                        }
+                        Err(e) => {
+                            log.remove(lock::LOCK, Some(cas)).await?;
+                            Err(e)
+                        }
+                    };
                 }
             }
-        } else {
-            Vec::new()
-        };
-        Ok((
-            Turn {
-                _mine: mine,
-                lock_cas,
-                since,
-                changes: changes + 1,
-                next: 0,
-                staged: None,
-                log: Arc::clone(log),
-                released: false,
-            },
-            news,
-        ))
+        }
     }
 
-    fn stage(&self, turn: &mut Turn<K>, seq: u64, batch: Batch) {
-        turn.next = seq;
-        match &mut turn.staged {
-            Some(staged) => {
-                staged.ops.extend(batch.ops);
-                staged.counters = batch.counters;
-            }
-            None => turn.staged = Some(batch),
+    fn stage(&self, turn: &mut Turn<K>, applied: u64, batch: Batch) -> u64 {
+        let (seq, done, start) = {
+            let mut p = self.inner.pipeline();
+            p.computing = false;
+            let (seq, done) = p.join(applied, batch);
+            let start = !p.flushing;
+            p.flushing = true;
+            (seq, done, start)
+        };
+        turn.done = Some(done);
+        if start {
+            tokio::spawn(Arc::clone(&self.inner).flush());
         }
+        seq
     }
 
     async fn commit(&self, mut turn: Turn<K>) -> Result<(), StoreError> {
-        let log = Arc::clone(&self.inner);
-        let result = match turn.staged.take() {
-            Some(batch) => log.write(turn.next, batch).await,
-            None => Ok(()),
+        let done = turn.done.take();
+        // The next change may be computed while this one is written.
+        drop(turn);
+        let Some(done) = done else {
+            return Ok(());
         };
-        turn.released = true;
-        let keep = result.is_ok()
-            && log.waiting.load(Ordering::SeqCst) > 0
-            && turn.since.elapsed() < KEEP_AT_MOST
-            && turn.changes < KEEP_CHANGES;
-        if keep {
-            let generation = log.kept_generation.fetch_add(1, Ordering::SeqCst) + 1;
-            *log.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(Kept {
-                cas: turn.lock_cas,
-                since: turn.since,
-                changes: turn.changes,
-                generation,
-            });
-            // The change that waited may have given up: let go soon anyway.
-            let for_later = Arc::clone(&log);
-            tokio::spawn(async move {
-                tokio::time::sleep(KEEP_IDLE).await;
-                for_later.let_go_of_kept(generation).await;
-            });
-        } else {
-            if result.is_ok() && log.waiting.load(Ordering::SeqCst) > 0 {
-                // Let go at the end of a busy turn, with changes waiting.
-                log.busy.store(true, Ordering::SeqCst);
-            }
-            log.remove("lock", Some(turn.lock_cas)).await?;
-        }
-        result
+        self.inner.wait_for(|_| done.result()).await
     }
 
     fn abandon(&self, turn: Turn<K>) {
-        // Dropping it lets go of the cluster lock.
+        // Dropping it lets go of the cluster lock, if nothing else needs it.
         drop(turn);
     }
 
@@ -507,14 +589,17 @@ impl<K: Kv> Log for CouchbaseLog<K> {
     }
 
     async fn reset(&self) -> Result<(), StoreError> {
-        let kept = self
-            .inner
-            .kept
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(k) = kept {
-            self.inner.remove("lock", Some(k.cas)).await?;
+        // No change runs now; an entry a dropped request left may still be
+        // written (or failed).
+        let log = &self.inner;
+        log.wait_for(|p| p.drained().then_some(())).await;
+        let held = {
+            let mut p = log.pipeline();
+            p.broken = None;
+            p.lock.take()
+        };
+        if let Some(held) = held {
+            log.remove(lock::LOCK, Some(held.cas)).await?;
         }
         Ok(())
     }
@@ -524,7 +609,12 @@ impl<K: Kv> Log for CouchbaseLog<K> {
     }
 
     fn snapshot_due(&self, applied: u64) -> bool {
-        self.inner.snapshot_due(applied) && !self.inner.snapshotting.load(Ordering::SeqCst)
+        // Only with nothing of this node's being joined or written: then the
+        // state as of `applied` is every entry up to it, all of them durable.
+        self.inner.snapshot_due(applied) && !self.inner.snapshotting.load(Ordering::SeqCst) && {
+            let p = self.inner.pipeline();
+            p.drained() && p.broken.is_none()
+        }
     }
 
     async fn write_snapshot(

@@ -23,8 +23,10 @@ use crate::store::StoreError;
 #[derive(Debug, Default)]
 pub struct MemoryBucket {
     world: Mutex<World>,
-    /// Calls answered (or refused), of every kind.
+    /// Calls made, of every kind.
     calls: AtomicU64,
+    /// Calls made, by the kind of document (its name up to `::`).
+    kinds: Mutex<HashMap<String, u64>>,
     /// While set, every call fails as if the database did not answer.
     down: AtomicBool,
 }
@@ -35,9 +37,18 @@ struct World {
     cas: u64,
     /// Each call waits this long before it is answered.
     delay: Duration,
-    /// A call to fail: after how many more, and whether it takes effect
-    /// first (its reply lost) or not.
-    planned: Option<(u32, bool)>,
+    planned: Option<Plan>,
+}
+
+/// A call to fail.
+#[derive(Debug)]
+struct Plan {
+    /// Only calls on documents whose names start with this count.
+    prefix: String,
+    /// After how many more of them.
+    after: u32,
+    /// Whether it takes effect first (its reply lost) or not.
+    taken: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -56,21 +67,23 @@ enum Fault {
 }
 
 impl World {
-    fn fault(&mut self) -> Fault {
-        match self.planned {
-            None => Fault::None,
-            Some((0, taken)) => {
-                self.planned = None;
-                if taken {
-                    Fault::After
-                } else {
-                    Fault::Before
-                }
-            }
-            Some((n, taken)) => {
-                self.planned = Some((n - 1, taken));
-                Fault::None
-            }
+    fn fault(&mut self, name: &str) -> Fault {
+        let Some(plan) = self.planned.as_mut() else {
+            return Fault::None;
+        };
+        if !name.starts_with(&plan.prefix) {
+            return Fault::None;
+        }
+        if plan.after > 0 {
+            plan.after -= 1;
+            return Fault::None;
+        }
+        let taken = plan.taken;
+        self.planned = None;
+        if taken {
+            Fault::After
+        } else {
+            Fault::Before
         }
     }
 
@@ -121,7 +134,17 @@ impl MemoryBucket {
     /// Fails the call `after` calls from now (0: the next one): having
     /// taken effect (`taken`, its reply lost) or not.
     pub fn fail_call(&self, after: u32, taken: bool) {
-        self.world().planned = Some((after, taken));
+        self.fail_call_to("", after, taken);
+    }
+
+    /// `fail_call`, counting only calls on documents whose names start
+    /// with `prefix` (`log::` for entries, `payload::`, `lock`).
+    pub fn fail_call_to(&self, prefix: &str, after: u32, taken: bool) {
+        self.world().planned = Some(Plan {
+            prefix: prefix.to_owned(),
+            after,
+            taken,
+        });
     }
 
     /// Fails no planned call.
@@ -145,6 +168,13 @@ impl MemoryBucket {
         self.calls.load(Ordering::Relaxed)
     }
 
+    /// Calls made so far on documents of one kind (`payload`, `log`,
+    /// `lock`: a name up to its first `::`).
+    pub fn calls_to(&self, kind: &str) -> u64 {
+        let kinds = self.kinds.lock().unwrap_or_else(|e| e.into_inner());
+        kinds.get(kind).copied().unwrap_or(0)
+    }
+
     /// The names of the documents that exist now, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut w = self.world();
@@ -162,6 +192,11 @@ impl MemoryBucket {
         f: impl FnOnce(&mut World) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        {
+            let kind = name.split("::").next().unwrap_or(name);
+            let mut kinds = self.kinds.lock().unwrap_or_else(|e| e.into_inner());
+            *kinds.entry(kind.to_owned()).or_default() += 1;
+        }
         let delay = self.world().delay;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -172,7 +207,7 @@ impl MemoryBucket {
             )));
         }
         let mut w = self.world();
-        let fault = w.fault();
+        let fault = w.fault(name);
         if fault == Fault::Before {
             return Err(refused(name, fault));
         }

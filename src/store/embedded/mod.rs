@@ -641,8 +641,9 @@ impl Log for EmbeddedLog {
         }
     }
 
-    fn stage(&self, turn: &mut Ticket, _seq: u64, batch: Batch) {
+    fn stage(&self, turn: &mut Ticket, applied: u64, batch: Batch) -> u64 {
         turn.0 = self.journal.push(batch);
+        applied + 1
     }
 
     async fn commit(&self, turn: Ticket) -> Result<(), StoreError> {

@@ -98,6 +98,11 @@ impl Fence {
     /// the next one.
     pub fn poison(&self, cause: &StoreError) {
         let mut retry = self.lock_retry();
+        if self.poisoned.load(Ordering::Acquire) {
+            // The same failure, met by another change of the same write (a
+            // group commit fails every change in it): not a second one.
+            return;
+        }
         if self.recovering.swap(true, Ordering::AcqRel) {
             retry.wait_longer();
         }

@@ -50,9 +50,12 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
         applied: u64,
     ) -> impl Future<Output = Result<(Self::Turn, News), StoreError>> + Send;
 
-    /// Queues the change's records as entry `seq` (the one after the last
-    /// the state holds). Called while the state is locked.
-    fn stage(&self, turn: &mut Self::Turn, seq: u64, batch: Batch);
+    /// Queues the change's records. `applied` is the last entry the state
+    /// holds; the answer is the entry the change goes in, which the state
+    /// then holds: `applied + 1`, or `applied` itself when the log groups
+    /// this change into an entry still open (several changes of one node
+    /// in one write). Called while the state is locked.
+    fn stage(&self, turn: &mut Self::Turn, applied: u64, batch: Batch) -> u64;
 
     /// Makes what was staged durable. Returns only once it is, or failed.
     fn commit(&self, turn: Self::Turn) -> impl Future<Output = Result<(), StoreError>> + Send;

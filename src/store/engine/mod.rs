@@ -160,10 +160,10 @@ impl<L: Log> Engine<L> {
                         }
                         // Under the log's turn the state holds every entry
                         // before this one, whoever wrote them.
-                        st.applied += 1;
                         st.counters_committed = st.counters;
                         let counters = st.counters;
-                        self.log
+                        st.applied = self
+                            .log
                             .stage(&mut turn, st.applied, Batch { ops, counters });
                     }
                     r

@@ -1,0 +1,255 @@
+//! Group commit on the Couchbase log (`store::couchbase::group`), over a
+//! bucket in memory whose every call takes a round trip's time (on tokio's
+//! paused clock, so that the tests wait for none of it): a node under load
+//! writes many changes per entry and answers each once its entry exists;
+//! an entry that fails fails those after it, and nothing acknowledged is
+//! lost; nodes on one bucket hand out every copy once.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use interq::model::{Counters, Lane, Page, TaskId, TaskState, WorkerId};
+use interq::store::couchbase::{CouchbaseLog, CouchbaseSettings, MemoryBucket};
+use interq::store::engine::{Engine, Retention};
+use interq::store::Store;
+
+use crate::simulation::{queue, task, T0};
+
+type Node = Engine<CouchbaseLog<Arc<MemoryBucket>>>;
+
+/// A round trip to the bucket.
+const TRIP: Duration = Duration::from_millis(1);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+async fn node(bucket: &Arc<MemoryBucket>) -> Node {
+    Engine::open_shared(
+        Arc::clone(bucket),
+        CouchbaseSettings::default(),
+        Retention::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Publishes `ns` on `node`, all at once: the ones it acknowledged.
+async fn publish(node: &Node, ns: std::ops::Range<u64>) -> Vec<TaskId> {
+    let answers = join_all(ns.map(|n| async move {
+        let t = task(n, 0, None, Vec::new(), T0);
+        let id = t.task_id;
+        node.enqueue(vec![t], Counters::default())
+            .await
+            .ok()
+            .map(|_| id)
+    }))
+    .await;
+    answers.into_iter().flatten().collect()
+}
+
+async fn ready(node: &Node) -> HashSet<TaskId> {
+    let page = Page {
+        offset: 0,
+        limit: 100_000,
+    };
+    node.list_tasks(Some(&queue()), TaskState::Ready, &Default::default(), page)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.task_id)
+        .collect()
+}
+
+#[test]
+fn a_node_under_load_writes_many_changes_per_entry() {
+    runtime().block_on(async {
+        let bucket = MemoryBucket::new();
+        bucket.set_delay(TRIP);
+        let a = node(&bucket).await;
+        let before = a.stats().commits;
+        let acked = publish(&a, 0..300).await;
+        assert_eq!(acked.len(), 300);
+        let entries = a.stats().commits - before;
+        assert!(
+            entries <= 30,
+            "300 publishes at once took {entries} entries"
+        );
+        // Another node reads every one back from the bucket alone.
+        let b = node(&bucket).await;
+        let expected: HashSet<TaskId> = acked.into_iter().collect();
+        assert_eq!(ready(&b).await, expected);
+        assert_eq!(ready(&a).await, expected);
+    });
+}
+
+#[test]
+fn one_at_a_time_each_change_is_its_own_entry() {
+    // The control for the figure above: with nothing waiting there is
+    // nothing to group, and each change still costs one entry.
+    runtime().block_on(async {
+        let bucket = MemoryBucket::new();
+        bucket.set_delay(TRIP);
+        let a = node(&bucket).await;
+        let before = a.stats().commits;
+        for n in 0..20 {
+            assert_eq!(publish(&a, n..n + 1).await.len(), 1);
+        }
+        assert_eq!(a.stats().commits - before, 20);
+    });
+}
+
+/// A publish is written alone while two more, computed on top of it, wait in
+/// the next entry; its payload's write fails before it took effect. All
+/// three fail: the next entry is never written after one that does not
+/// exist (a node reading the log would stop at the gap, and the two would
+/// be lost although acknowledged). The node then reads the log back and
+/// takes changes again.
+#[test]
+fn an_entry_that_fails_fails_the_entry_computed_on_it() {
+    runtime().block_on(async {
+        let bucket = MemoryBucket::new();
+        bucket.set_delay(TRIP);
+        let a = node(&bucket).await;
+        a.flush().await.unwrap();
+        bucket.fail_call_to("payload::", 0, false);
+        let entries = a.stats().commits;
+        let payloads = bucket.calls_to("payload");
+        let (first, then) = tokio::join!(publish(&a, 0..1), async {
+            // Once the first publish's entry is being written.
+            while bucket.calls_to("payload") == payloads {
+                tokio::time::sleep(TRIP / 10).await;
+            }
+            publish(&a, 1..3).await
+        });
+        assert_eq!((first.len(), then.len()), (0, 0), "none acknowledged");
+        assert_eq!(a.stats().commits, entries, "no entry written");
+        bucket.heal();
+        a.flush().await.unwrap();
+        assert!(ready(&a).await.is_empty());
+        let b = node(&bucket).await;
+        assert!(ready(&b).await.is_empty());
+        let acked = publish(&a, 3..6).await;
+        assert_eq!(acked.len(), 3);
+        b.flush().await.unwrap();
+        assert_eq!(ready(&b).await, acked.into_iter().collect());
+    });
+}
+
+/// Seeds of three nodes publishing at once, then claiming at once, one
+/// bucket call of each phase failing (before or after it took effect).
+/// Every acknowledged publish is on every node and on a node started
+/// afterwards; no copy is handed to two workers; every copy a worker was
+/// given is running under that worker.
+#[test]
+fn nodes_grouping_on_one_bucket_lose_nothing_acknowledged_and_hand_out_each_copy_once() {
+    let seeds: u64 = std::env::var("INTERQ_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    for seed in 0..seeds {
+        runtime().block_on(three_nodes(seed));
+    }
+}
+
+/// One call of the phase to come fails: any call, or one on an entry, a
+/// payload or the lock (calls on the lock outnumber the others many times,
+/// as waiting nodes poll it).
+fn plan_a_fault(bucket: &MemoryBucket, rng: &mut fastrand::Rng) {
+    let (prefix, within) =
+        [("", 600), ("log::", 60), ("payload::", 240), ("lock", 300)][rng.usize(..4)];
+    bucket.fail_call_to(prefix, rng.u32(..within), rng.bool());
+}
+
+async fn three_nodes(seed: u64) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let bucket = MemoryBucket::new();
+    bucket.set_delay(TRIP);
+    let nodes = [
+        node(&bucket).await,
+        node(&bucket).await,
+        node(&bucket).await,
+    ];
+    plan_a_fault(&bucket, &mut rng);
+    // On each node eight publishers, each publishing ten in a row, the
+    // first after a pause of its own: a load that keeps an entry open while
+    // the one before it is written.
+    let pauses: Vec<u64> = (0..24).map(|_| rng.u64(..3000)).collect();
+    let pauses = &pauses;
+    let acked: Vec<TaskId> = join_all(nodes.iter().enumerate().flat_map(|(i, n)| {
+        (0..8u64).map(move |p| async move {
+            let mut acked = Vec::new();
+            let pause = pauses[i * 8 + p as usize];
+            tokio::time::sleep(Duration::from_micros(pause)).await;
+            for k in 0..10 {
+                let first = i as u64 * 1000 + p * 10 + k;
+                acked.extend(publish(n, first..first + 1).await);
+            }
+            acked
+        })
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    bucket.heal();
+    for n in &nodes {
+        n.flush()
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: a node did not recover: {e}"));
+    }
+    let fresh = node(&bucket).await;
+    for (i, n) in nodes.iter().chain([&fresh]).enumerate() {
+        let known = ready(n).await;
+        for id in &acked {
+            assert!(known.contains(id), "seed {seed}: node {i} lost {id}");
+        }
+    }
+    // Claims from every node at once, five workers each, until none is left.
+    plan_a_fault(&bucket, &mut rng);
+    let lanes = [Lane::Queue(queue())];
+    let lanes = &lanes;
+    let given: Vec<(WorkerId, TaskId)> = join_all(nodes.iter().enumerate().flat_map(|(i, n)| {
+        (0..5u8).map(move |w| {
+            let worker = WorkerId::from_bytes([i as u8 * 10 + w + 1; 16]);
+            async move {
+                let mut got = Vec::new();
+                for _ in 0..40 {
+                    match n.claim(worker, lanes, T0, 3).await {
+                        Ok(ts) if ts.is_empty() => break,
+                        Ok(ts) => got.extend(ts.into_iter().map(|t| (worker, t.task_id))),
+                        Err(_) => {}
+                    }
+                }
+                got
+            }
+        })
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    bucket.heal();
+    let mut once = HashSet::new();
+    for (_, id) in &given {
+        assert!(once.insert(*id), "seed {seed}: {id} handed out twice");
+    }
+    let fresh = node(&bucket).await;
+    for (worker, id) in &given {
+        let t = fresh.task(*id).await.unwrap().unwrap();
+        assert_eq!(t.state, TaskState::Running, "seed {seed}: {id}");
+        assert_eq!(t.worker_id, Some(*worker), "seed {seed}: {id}");
+    }
+    for id in &acked {
+        assert!(
+            fresh.task(*id).await.unwrap().is_some(),
+            "seed {seed}: {id} lost"
+        );
+    }
+}
