@@ -12,6 +12,7 @@
 //! back). Until then no other node sees it, and a node that dies before it
 //! loses nothing that was acknowledged.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -359,47 +360,57 @@ impl<K: Kv> Inner<K> {
     /// Writes the open entries one after another, in order, until none is
     /// left; then lets go of the lock unless something takes it up.
     async fn flush(self: Arc<Self>) {
+        // The documents the entry before dropped, being removed meanwhile.
+        let mut removing: Option<(tokio::task::JoinHandle<()>, HashSet<String>)> = None;
         loop {
             let next = self.pipeline().next_to_write();
             let Some(group) = next else { break };
-            let result = self.write(group.seq, group.batch).await;
-            if let Err(e) = &result {
-                self.pipeline().broken = Some(e.clone());
+            let (side, entry, gone) = split(group.batch);
+            if let Some((_, names)) = &removing {
+                // A document written again after it was dropped (none is,
+                // today) must not be removed after it.
+                if side.iter().any(|(name, _)| names.contains(name)) {
+                    if let Some((removal, _)) = removing.take() {
+                        let _ = removal.await;
+                    }
+                }
+            }
+            let result = self.write(group.seq, side, entry).await;
+            match &result {
+                Ok(()) if !gone.is_empty() => {
+                    if let Some((removal, _)) = removing.take() {
+                        let _ = removal.await;
+                    }
+                    let names = gone.iter().cloned().collect();
+                    let inner = Arc::clone(&self);
+                    removing = Some((
+                        tokio::spawn(async move { inner.remove_all(gone).await }),
+                        names,
+                    ));
+                }
+                Ok(()) => {}
+                Err(e) => self.pipeline().broken = Some(e.clone()),
             }
             group.done.set(result);
             self.written.notify_waiters();
+        }
+        if let Some((removal, _)) = removing {
+            let _ = removal.await;
         }
         self.settle().await;
         self.written.notify_waiters();
     }
 
-    /// Writes a change as entry `seq`: its payloads and log pages first, a
-    /// few at a time (an entry is only ever read after it exists, and then
-    /// they do too), then the entry itself, then removes the payloads and
-    /// pages it dropped.
-    async fn write(&self, seq: u64, batch: Batch) -> Result<(), StoreError> {
+    /// Writes entry `seq`: the payloads and log pages it names first, many
+    /// at a time (an entry is only ever read after it exists, and then they
+    /// do too), then the entry itself.
+    async fn write(&self, seq: u64, side: Vec<Side>, entry: Batch) -> Result<(), StoreError> {
         use futures_util::{StreamExt, TryStreamExt};
-        let mut logged = Vec::with_capacity(batch.ops.len());
-        let mut side: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut gone = Vec::new();
-        for op in batch.ops {
-            match op {
-                Op::PutPayload(k, bytes) => side.push((payload_key(&k), bytes)),
-                Op::DeletePayload(k) => gone.push(payload_key(&k)),
-                Op::PutOutput(k, n, bytes) => side.push((page_key(&k, n), bytes)),
-                Op::DeleteOutput(k, n) => gone.push(page_key(&k, n)),
-                other => logged.push(other),
-            }
-        }
         futures_util::stream::iter(side)
             .map(|(name, bytes)| async move { self.kv.upsert(&name, &bytes, None, true).await })
             .buffer_unordered(WRITES_IN_FLIGHT)
             .try_collect::<Vec<()>>()
             .await?;
-        let entry = Batch {
-            ops: logged,
-            counters: batch.counters,
-        };
         let bytes = postcard::to_stdvec(&entry).expect("an entry encodes");
         if !retention::append(self, seq, &bytes).await? {
             return Err(StoreError::Unavailable(
@@ -409,13 +420,53 @@ impl<K: Kv> Inner<K> {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.writes
             .fetch_add(entry.ops.len() as u64, Ordering::Relaxed);
-        futures_util::stream::iter(gone)
-            .map(|name| async move { self.kv.remove(&name, None).await })
-            .buffer_unordered(WRITES_IN_FLIGHT)
-            .try_collect::<Vec<()>>()
-            .await?;
         Ok(())
     }
+
+    /// Removes the payloads and log pages an entry dropped: after the entry
+    /// exists, and after its changes were answered. One that stays (the
+    /// call failed, or the node died first) is only space: no entry names
+    /// it any more.
+    async fn remove_all(&self, names: Vec<String>) {
+        use futures_util::StreamExt;
+        let failed = futures_util::stream::iter(names)
+            .map(|name| async move { self.kv.remove(&name, None).await })
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .filter(|r| std::future::ready(r.is_err()))
+            .count()
+            .await;
+        if failed > 0 {
+            tracing::warn!(
+                failed,
+                "documents a log entry dropped could not be removed; they stay in the bucket"
+            );
+        }
+    }
+}
+
+/// A document written beside an entry: its name and bytes.
+type Side = (String, Vec<u8>);
+
+/// An entry's changes: the documents written beside it (payloads, log
+/// pages), the entry itself, and the documents it drops.
+fn split(batch: Batch) -> (Vec<Side>, Batch, Vec<String>) {
+    let mut logged = Vec::with_capacity(batch.ops.len());
+    let mut side = Vec::new();
+    let mut gone = Vec::new();
+    for op in batch.ops {
+        match op {
+            Op::PutPayload(k, bytes) => side.push((payload_key(&k), bytes)),
+            Op::DeletePayload(k) => gone.push(payload_key(&k)),
+            Op::PutOutput(k, n, bytes) => side.push((page_key(&k, n), bytes)),
+            Op::DeleteOutput(k, n) => gone.push(page_key(&k, n)),
+            other => logged.push(other),
+        }
+    }
+    let entry = Batch {
+        ops: logged,
+        counters: batch.counters,
+    };
+    (side, entry, gone)
 }
 
 impl<K: Kv> Log for CouchbaseLog<K> {
@@ -756,8 +807,9 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Document reads one look-up of payloads or log pages keeps in flight.
 const GETS_IN_FLIGHT: usize = 16;
-/// Payloads and log pages one commit writes (or removes) at once.
-const WRITES_IN_FLIGHT: usize = 32;
+/// Payloads and log pages one entry writes (or removes) at once: the SDK
+/// pipelines them over its connections.
+const WRITES_IN_FLIGHT: usize = 128;
 
 /// Page `n` of a copy's log.
 fn page_key(k: &[u8; 16], n: u32) -> String {
