@@ -253,3 +253,66 @@ async fn three_nodes(seed: u64) {
         );
     }
 }
+
+/// Appends to one copy's log, all at once on one node: each reads the page
+/// the log ends in, which the append before it may still be writing beside
+/// its entry. Every append lands, whole and once, and another node reads the
+/// same log from the bucket.
+#[test]
+fn appends_at_once_to_one_log_each_land_once() {
+    runtime().block_on(async {
+        let bucket = MemoryBucket::new();
+        bucket.set_delay(TRIP);
+        let a = node(&bucket).await;
+        let [id] = publish(&a, 0..1).await[..] else {
+            panic!("one publish")
+        };
+        let w = WorkerId::new();
+        let got = a.claim(w, &[Lane::Queue(queue())], T0, 1).await.unwrap();
+        assert_eq!(got.len(), 1);
+        let lines: Vec<String> = (0..12).map(|i| format!("line {i}\n")).collect();
+        let answers = join_all(
+            lines
+                .iter()
+                .map(|l| a.append_log(id, w, l.clone().into_bytes(), T0, 0)),
+        )
+        .await;
+        for answer in &answers {
+            assert!(answer.is_ok(), "an append failed: {answer:?}");
+        }
+        let b = node(&bucket).await;
+        for n in [&a, &b] {
+            let log = n.task_log(id, None, 1 << 20).await.unwrap().unwrap();
+            let text = String::from_utf8(log.text).unwrap();
+            let mut got: Vec<&str> = text.split_inclusive('\n').collect();
+            got.sort_unstable();
+            let mut want: Vec<&str> = lines.iter().map(String::as_str).collect();
+            want.sort_unstable();
+            assert_eq!(got, want);
+        }
+    });
+}
+
+/// A publish dropped by its caller while its entry is written (a client that
+/// hung up): the entry is written all the same, and the copy is offered on
+/// the node that wrote it, not only on the others.
+#[test]
+fn a_publish_dropped_while_its_entry_is_written_is_offered_on_its_node() {
+    runtime().block_on(async {
+        let bucket = MemoryBucket::new();
+        bucket.set_delay(TRIP);
+        let a = node(&bucket).await;
+        a.flush().await.unwrap();
+        let t = task(0, 0, None, Vec::new(), T0);
+        let id = t.task_id;
+        let dropped = tokio::time::timeout(TRIP / 2, a.enqueue(vec![t], Counters::default())).await;
+        assert!(dropped.is_err(), "the publish was still being written");
+        a.flush().await.unwrap();
+        let b = node(&bucket).await;
+        assert_eq!(ready(&b).await, HashSet::from([id]));
+        assert_eq!(ready(&a).await, HashSet::from([id]));
+        let w = WorkerId::new();
+        let got = a.claim(w, &[Lane::Queue(queue())], T0, 10).await.unwrap();
+        assert_eq!(got.iter().map(|t| t.task_id).collect::<Vec<_>>(), vec![id]);
+    });
+}

@@ -87,6 +87,10 @@ impl Log for SimLog {
         applied + 1
     }
 
+    fn durable(&self) -> u64 {
+        self.shared.lock().unwrap().entries.len() as u64
+    }
+
     async fn commit(&self, turn: SimTurn) -> Result<(), StoreError> {
         let mut shared = self.shared.lock().unwrap();
         let Some((seq, batch)) = turn.staged else {

@@ -12,7 +12,7 @@
 //! back). Until then no other node sees it, and a node that dies before it
 //! loses nothing that was acknowledged.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,8 +112,15 @@ struct Inner<K: Kv> {
     pipeline: std::sync::Mutex<Pipeline>,
     /// Told when an entry's write ends, and when the flusher stops.
     written: Notify,
+    /// The payloads and log pages of entries staged and not yet written,
+    /// by name, with the entry that writes them: a change computed on the
+    /// state holding them (the next append to a copy's log reads the page
+    /// the last one ended in) reads them from here.
+    unwritten: std::sync::Mutex<HashMap<String, (u64, Vec<u8>)>>,
     /// This node's changes waiting for their turn.
     waiting: AtomicUsize,
+    /// Every entry up to this one is in the bucket.
+    durable: AtomicU64,
     /// Log entries written by this node, and the changes in them.
     commits: AtomicU64,
     writes: AtomicU64,
@@ -202,7 +209,9 @@ impl<K: Kv> CouchbaseLog<K> {
                 busy: std::sync::atomic::AtomicBool::new(false),
                 pipeline: std::sync::Mutex::default(),
                 written: Notify::new(),
+                unwritten: std::sync::Mutex::default(),
                 waiting: AtomicUsize::new(0),
+                durable: AtomicU64::new(0),
                 commits: AtomicU64::new(0),
                 writes: AtomicU64::new(0),
             }),
@@ -213,13 +222,37 @@ impl<K: Kv> CouchbaseLog<K> {
 impl<K: Kv> Inner<K> {
     /// Documents by name, in order, a few requests in flight at once rather
     /// than one round trip after another; absent ones are `None`.
+    /// Those this node staged and has not written yet come from memory.
     async fn get_many(&self, names: Vec<String>) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         use futures_util::{StreamExt, TryStreamExt};
-        futures_util::stream::iter(names)
-            .map(|name| async move { Ok(self.kv.get(&name).await?.map(|(bytes, _)| bytes)) })
+        let staged: Vec<Option<Vec<u8>>> = {
+            let unwritten = self.unwritten();
+            names
+                .iter()
+                .map(|name| unwritten.get(name).map(|(_, bytes)| bytes.clone()))
+                .collect()
+        };
+        futures_util::stream::iter(names.into_iter().zip(staged))
+            .map(|(name, staged)| async move {
+                match staged {
+                    Some(bytes) => Ok(Some(bytes)),
+                    None => Ok(self.kv.get(&name).await?.map(|(bytes, _)| bytes)),
+                }
+            })
             .buffered(GETS_IN_FLIGHT)
             .try_collect()
             .await
+    }
+
+    fn unwritten(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Vec<u8>)>> {
+        self.unwritten.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Entry `seq`'s write ended (its documents are in the bucket, or it
+    /// failed and the state is read back from the bucket): what it staged
+    /// is read from there, unless a later entry writes it again.
+    fn written_up_to(&self, seq: u64) {
+        self.unwritten().retain(|_, (by, _)| *by > seq);
     }
 
     async fn get(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
@@ -305,28 +338,30 @@ impl<K: Kv> Inner<K> {
         self.pipeline.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Lets go of the lock once nothing of this node needs it, unless a
-    /// change of this node waits for its turn: then it is kept for it, for a
-    /// short while.
+    /// Once nothing of this node needs the lock, keeps it for a short while
+    /// (`KEEP_IDLE`) while it is young: a client that sends its next change
+    /// as soon as the last is answered finds the lock still held, and skips
+    /// taking it and catching up (three round trips) on every change.
     async fn settle(self: &Arc<Self>) {
         let waiting = self.waiting.load(Ordering::SeqCst) > 0;
         let mut kept = None;
         let gone = self.pipeline().let_go(|held| {
-            let keep = waiting && young(held);
+            let keep = young(held);
             if keep {
                 kept = Some(held.generation);
             }
             keep
         });
         if let Some(held) = gone {
-            if waiting {
-                // Let go at the end of a busy turn, with changes waiting.
+            if waiting || held.changes > 1 {
+                // Let go at the end of a busy turn: the next take lets a
+                // node that said it waits go first.
                 self.busy.store(true, Ordering::SeqCst);
             }
             self.let_go(held).await;
         }
         if let Some(generation) = kept {
-            // The change that waited may have given up: let go soon anyway.
+            // No change may come: let go soon anyway.
             let inner = Arc::clone(self);
             tokio::spawn(async move {
                 tokio::time::sleep(KEEP_IDLE).await;
@@ -376,6 +411,11 @@ impl<K: Kv> Inner<K> {
                 }
             }
             let result = self.write(group.seq, side, entry).await;
+            self.written_up_to(group.seq);
+            if result.is_ok() {
+                // Before its changes are answered: they show their copies.
+                self.durable.fetch_max(group.seq, Ordering::SeqCst);
+            }
             match &result {
                 Ok(()) if !gone.is_empty() => {
                     if let Some((removal, _)) = removing.take() {
@@ -451,15 +491,35 @@ type Side = (String, Vec<u8>);
 /// pages), the entry itself, and the documents it drops.
 fn split(batch: Batch) -> (Vec<Side>, Batch, Vec<String>) {
     let mut logged = Vec::with_capacity(batch.ops.len());
-    let mut side = Vec::new();
+    let mut side: Vec<Side> = Vec::new();
+    // A document two changes of one entry write (the page a log ends in,
+    // appended to twice) is written once, as the later left it: writes
+    // in flight together land in any order.
+    let mut at: HashMap<String, usize> = HashMap::new();
     let mut gone = Vec::new();
     for op in batch.ops {
-        match op {
-            Op::PutPayload(k, bytes) => side.push((payload_key(&k), bytes)),
-            Op::DeletePayload(k) => gone.push(payload_key(&k)),
-            Op::PutOutput(k, n, bytes) => side.push((page_key(&k, n), bytes)),
-            Op::DeleteOutput(k, n) => gone.push(page_key(&k, n)),
-            other => logged.push(other),
+        let (name, bytes) = match op {
+            Op::PutPayload(k, bytes) => (payload_key(&k), bytes),
+            Op::PutOutput(k, n, bytes) => (page_key(&k, n), bytes),
+            Op::DeletePayload(k) => {
+                gone.push(payload_key(&k));
+                continue;
+            }
+            Op::DeleteOutput(k, n) => {
+                gone.push(page_key(&k, n));
+                continue;
+            }
+            other => {
+                logged.push(other);
+                continue;
+            }
+        };
+        match at.get(&name) {
+            Some(&i) => side[i].1 = bytes,
+            None => {
+                at.insert(name.clone(), side.len());
+                side.push((name, bytes));
+            }
         }
     }
     let entry = Batch {
@@ -546,7 +606,23 @@ impl<K: Kv> Log for CouchbaseLog<K> {
         let (seq, done, start) = {
             let mut p = self.inner.pipeline();
             p.computing = false;
+            let staged: Vec<(String, Vec<u8>)> = batch
+                .ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::PutPayload(k, bytes) => Some((payload_key(k), bytes.clone())),
+                    Op::PutOutput(k, n, bytes) => Some((page_key(k, *n), bytes.clone())),
+                    _ => None,
+                })
+                .collect();
             let (seq, done) = p.join(applied, batch);
+            // Under the pipeline's lock: the flusher cannot have taken the
+            // entry, let alone written it, before these are noted.
+            let mut unwritten = self.inner.unwritten();
+            for (name, bytes) in staged {
+                unwritten.insert(name, (seq, bytes));
+            }
+            drop(unwritten);
             let start = !p.flushing;
             p.flushing = true;
             (seq, done, start)
@@ -574,6 +650,11 @@ impl<K: Kv> Log for CouchbaseLog<K> {
     }
 
     async fn news(&self, applied: u64) -> Result<News, StoreError> {
+        // While this node holds the lock no other node commits: its own
+        // entries are applied here already, so there is nothing to read.
+        if self.inner.pipeline().lock.as_ref().is_some_and(young) {
+            return Ok(Vec::new());
+        }
         self.inner.entries_after(applied).await
     }
 
@@ -636,7 +717,12 @@ impl<K: Kv> Log for CouchbaseLog<K> {
             apply(entry)?;
             seq = n;
         }
+        log.durable.store(seq, Ordering::SeqCst);
         Ok(seq)
+    }
+
+    fn durable(&self) -> u64 {
+        self.inner.durable.load(Ordering::SeqCst)
     }
 
     async fn reset(&self) -> Result<(), StoreError> {

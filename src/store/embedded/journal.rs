@@ -190,6 +190,13 @@ impl Journal {
         pending.seq
     }
 
+    /// Every batch up to this one is durable; `None` while a write that
+    /// failed keeps changes refused.
+    pub(super) fn durable_through(&self) -> Option<u64> {
+        let done = self.progress.borrow().done;
+        self.broken().is_none().then_some(done)
+    }
+
     /// Waits until batch `seq` is durable, or known lost.
     pub(super) async fn durable(&self, seq: u64) -> Result<(), StoreError> {
         let mut rx = self.progress.subscribe();

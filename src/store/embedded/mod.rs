@@ -132,6 +132,8 @@ pub struct EmbeddedLog {
     /// The log's records not in the file, when they could not be folded
     /// into it at start (a full disk): the state is read from both.
     replayed: std::sync::Mutex<Vec<Batch>>,
+    /// The engine's number of an entry less the journal's (`stage`).
+    numbering: std::sync::atomic::AtomicI64,
 }
 
 /// A change's place in the journal (0 until it stages something).
@@ -213,6 +215,7 @@ impl EmbeddedLog {
             journal,
             threads: std::sync::Mutex::new(threads),
             replayed: std::sync::Mutex::new(replayed),
+            numbering: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -643,7 +646,18 @@ impl Log for EmbeddedLog {
 
     fn stage(&self, turn: &mut Ticket, applied: u64, batch: Batch) -> u64 {
         turn.0 = self.journal.push(batch);
+        // The journal numbers its batches from its own start: one batch per
+        // entry, so the two numberings differ by a constant.
+        self.numbering
+            .store(applied as i64 + 1 - turn.0 as i64, Ordering::SeqCst);
         applied + 1
+    }
+
+    fn durable(&self) -> u64 {
+        match self.journal.durable_through() {
+            Some(done) => (done as i64 + self.numbering.load(Ordering::SeqCst)).max(0) as u64,
+            None => 0,
+        }
     }
 
     async fn commit(&self, turn: Ticket) -> Result<(), StoreError> {

@@ -6,15 +6,15 @@ use super::batch::Follow;
 use super::meta::{EventKind, Meta};
 use super::ops::{put_copy, Op};
 use super::state::State;
-use crate::model::{Task, TaskState};
+use crate::model::{Task, TaskId, TaskState};
 use crate::store::{Enqueued, StoreError};
 
-/// Copies staged by an enqueue, shown to claims and listings only once their
-/// change (and with it their payload) is durable.
+/// What an enqueue made: its answers, and the copies it staged (held by the
+/// state until their change, and with it their payload, is durable).
 #[derive(Debug, Default)]
 pub(super) struct Staged {
     answers: Vec<Enqueued>,
-    copies: Vec<Meta>,
+    copies: Vec<TaskId>,
 }
 
 impl Staged {
@@ -29,8 +29,8 @@ impl Staged {
         &self.answers
     }
 
-    /// The staged copies, as a report's answer shows them.
-    pub fn copies(&self) -> impl Iterator<Item = &Meta> {
+    /// The staged copies.
+    pub fn copies(&self) -> impl Iterator<Item = &TaskId> {
         self.copies.iter()
     }
 }
@@ -122,16 +122,42 @@ impl State {
                 },
                 None => Enqueued::Created(meta.task_id),
             });
-            staged.copies.push(meta);
+            staged.copies.push(meta.task_id);
+            self.staging.push(meta);
         }
         Ok(staged)
     }
 
-    /// Makes staged copies visible, once their change is durable.
+    /// An enqueue's answers, once its change is durable (the engine has
+    /// shown its copies by then).
     pub fn reveal(&mut self, staged: Staged) -> Vec<Enqueued> {
-        for meta in staged.copies {
-            self.insert(meta);
-        }
         staged.answers
+    }
+
+    /// The change just computed went into entry `seq` (or, with `None`,
+    /// into no entry at all): its new copies wait for it to be durable.
+    pub fn staged_in(&mut self, seq: Option<u64>) {
+        if self.staging.is_empty() {
+            return;
+        }
+        let copies = std::mem::take(&mut self.staging);
+        match seq {
+            Some(seq) => self.unrevealed.push_back((seq, copies)),
+            None => debug_assert!(false, "copies staged in no entry"),
+        }
+    }
+
+    /// Shows the copies of every entry up to `durable`.
+    pub fn reveal_through(&mut self, durable: u64) {
+        while self
+            .unrevealed
+            .front()
+            .is_some_and(|(seq, _)| *seq <= durable)
+        {
+            let (_, copies) = self.unrevealed.pop_front().expect("a front");
+            for meta in copies {
+                self.insert(meta);
+            }
+        }
     }
 }

@@ -57,6 +57,11 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
     /// in one write). Called while the state is locked.
     fn stage(&self, turn: &mut Self::Turn, applied: u64, batch: Batch) -> u64;
 
+    /// Every entry up to this one is durable, as far as this node knows
+    /// (entries of its own, numbered as `stage` answered; 0 while a failed
+    /// write waits for the state to be read back).
+    fn durable(&self) -> u64;
+
     /// Makes what was staged durable. Returns only once it is, or failed.
     fn commit(&self, turn: Self::Turn) -> impl Future<Output = Result<(), StoreError>> + Send;
 

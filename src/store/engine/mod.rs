@@ -127,9 +127,11 @@ impl<L: Log> Engine<L> {
             return Err(e);
         }
         let snapshot = {
-            let st = self.lock();
-            self.log
-                .snapshot_due(st.applied)
+            let mut st = self.lock();
+            st.reveal_through(self.log.durable());
+            // A snapshot holds every copy of the entries it covers: none may
+            // still wait to be shown.
+            (st.unrevealed.is_empty() && self.log.snapshot_due(st.applied))
                 .then(|| (st.applied, ops::snapshot(&st)))
         };
         if let Some((at, snapshot)) = snapshot {
@@ -165,10 +167,15 @@ impl<L: Log> Engine<L> {
                         st.applied = self
                             .log
                             .stage(&mut turn, st.applied, Batch { ops, counters });
+                        let seq = st.applied;
+                        st.staged_in(Some(seq));
+                    } else {
+                        st.staged_in(None);
                     }
                     r
                 }
                 Err(e) => {
+                    st.staging.clear();
                     drop(st);
                     self.log.abandon(turn);
                     return Err(e);
@@ -180,7 +187,9 @@ impl<L: Log> Engine<L> {
             return Err(e);
         }
         self.fence.succeeded();
-        Ok(after(&mut self.lock(), result))
+        let mut st = self.lock();
+        st.reveal_through(self.log.durable());
+        Ok(after(&mut st, result))
     }
 
     /// Applies entries other nodes committed, each once, in order.
@@ -211,6 +220,12 @@ impl<L: Log> Engine<L> {
 
     /// Before a read: with a shared log, applies what other nodes committed.
     async fn sync(&self) -> Result<(), StoreError> {
+        {
+            let mut st = self.lock();
+            if !st.unrevealed.is_empty() {
+                st.reveal_through(self.log.durable());
+            }
+        }
         if self.log.poll_interval().is_none() {
             return Ok(());
         }
@@ -431,13 +446,11 @@ impl<L: Log> Store for Engine<L> {
                             }
                         })
                         .collect::<Vec<_>>();
-                    Ok((answers, spawned))
+                    // This change's copies, before they wait for it.
+                    let made: Vec<Task> = st.staging.iter().map(Meta::for_report).collect();
+                    Ok((answers, made))
                 },
-                |st, (answers, spawned)| {
-                    let made: Vec<Task> = spawned.copies().map(Meta::for_report).collect();
-                    st.reveal(spawned);
-                    (answers, made, std::mem::take(&mut st.released))
-                },
+                |st, (answers, made)| (answers, made, std::mem::take(&mut st.released)),
             )
             .await?;
         Ok(Reported {

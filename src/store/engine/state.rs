@@ -101,6 +101,11 @@ pub(super) struct State {
     /// Ordered, so that the copies of one publish (which share an id prefix)
     /// are one range.
     pub tasks: BTreeMap<TaskId, Meta>,
+    /// New copies of the change being computed (`enqueue`), then of staged
+    /// entries not yet durable, by entry: shown only once durable
+    /// (`reveal_through`), whether or not their caller still waits.
+    pub staging: Vec<Meta>,
+    pub unrevealed: std::collections::VecDeque<(u64, Vec<Meta>)>,
     pub ready: HashMap<Lane, BTreeSet<ReadyKey>>,
     pub scheduled: BTreeSet<(Millis, TaskId)>,
     /// Copies waiting for their dependencies, by when they were made.

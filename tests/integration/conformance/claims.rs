@@ -126,3 +126,29 @@ pub async fn claims_obey_queue_limits_which_persist(h: &mut dyn Harness) -> R {
     );
     Ok(())
 }
+
+/// A publish whose caller stops waiting once its change is staged (a client
+/// that hung up, a timeout) still lands: its copy is offered to a claim on
+/// this store, and is in a store opened afterwards.
+pub async fn a_publish_whose_caller_stopped_waiting_is_still_offered(h: &mut dyn Harness) -> R {
+    let s = h.open().await;
+    let t = copy("a", 0, 1);
+    let id = t.task_id;
+    // Polled once: the change is computed and staged, then dropped while
+    // its write is under way (or already answered, on a store that writes
+    // at once).
+    let dropped =
+        tokio::time::timeout(Duration::ZERO, s.enqueue(vec![t], Counters::default())).await;
+    if let Ok(answer) = dropped {
+        answer?;
+    }
+    // Every change before this one is durable once it is.
+    s.flush().await?;
+    let w = WorkerId::new();
+    let got = s.claim(w, &lanes(&["a"]), T0.plus_secs(1), 10).await?;
+    assert_eq!(ids(&got), vec![id], "the copy is offered here");
+    let again = h.reopen(s).await;
+    let task = again.task(id).await?.expect("the copy is kept");
+    assert_eq!(task.state, TaskState::Running);
+    Ok(())
+}

@@ -18,6 +18,7 @@ mod time;
 mod workflows;
 
 pub use std::sync::Arc;
+pub use std::time::Duration;
 
 pub use async_trait::async_trait;
 pub use serde_json::json;
@@ -193,6 +194,7 @@ macro_rules! conformance_tests {
     (@all $harness:tt) => {
         $crate::conformance_tests!(@cases $harness;
             claims_by_priority_then_age,
+            a_publish_whose_caller_stopped_waiting_is_still_offered,
             claims_lanes_in_order_and_respects_count,
             a_claim_is_a_lease_that_counts_an_attempt,
             only_the_lease_holder_finishes_a_running_copy,
