@@ -30,6 +30,13 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A bucket whose every call takes a round trip.
+fn slow_bucket() -> Arc<MemoryBucket> {
+    let bucket = MemoryBucket::new();
+    bucket.set_delay(TRIP);
+    bucket
+}
+
 async fn node(bucket: &Arc<MemoryBucket>) -> Node {
     Engine::open_shared(
         Arc::clone(bucket),
@@ -70,8 +77,7 @@ async fn ready(node: &Node) -> HashSet<TaskId> {
 #[test]
 fn a_node_under_load_writes_many_changes_per_entry() {
     runtime().block_on(async {
-        let bucket = MemoryBucket::new();
-        bucket.set_delay(TRIP);
+        let bucket = slow_bucket();
         let a = node(&bucket).await;
         let before = a.stats().commits;
         let acked = publish(&a, 0..300).await;
@@ -94,8 +100,7 @@ fn one_at_a_time_each_change_is_its_own_entry() {
     // The control for the figure above: with nothing waiting there is
     // nothing to group, and each change still costs one entry.
     runtime().block_on(async {
-        let bucket = MemoryBucket::new();
-        bucket.set_delay(TRIP);
+        let bucket = slow_bucket();
         let a = node(&bucket).await;
         let before = a.stats().commits;
         for n in 0..20 {
@@ -114,8 +119,7 @@ fn one_at_a_time_each_change_is_its_own_entry() {
 #[test]
 fn an_entry_that_fails_fails_the_entry_computed_on_it() {
     runtime().block_on(async {
-        let bucket = MemoryBucket::new();
-        bucket.set_delay(TRIP);
+        let bucket = slow_bucket();
         let a = node(&bucket).await;
         a.flush().await.unwrap();
         bucket.fail_call_to("payload::", 0, false);
@@ -169,8 +173,7 @@ fn plan_a_fault(bucket: &MemoryBucket, rng: &mut fastrand::Rng) {
 
 async fn three_nodes(seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let bucket = MemoryBucket::new();
-    bucket.set_delay(TRIP);
+    let bucket = slow_bucket();
     let nodes = [
         node(&bucket).await,
         node(&bucket).await,
@@ -261,8 +264,7 @@ async fn three_nodes(seed: u64) {
 #[test]
 fn appends_at_once_to_one_log_each_land_once() {
     runtime().block_on(async {
-        let bucket = MemoryBucket::new();
-        bucket.set_delay(TRIP);
+        let bucket = slow_bucket();
         let a = node(&bucket).await;
         let [id] = publish(&a, 0..1).await[..] else {
             panic!("one publish")
@@ -299,8 +301,7 @@ fn appends_at_once_to_one_log_each_land_once() {
 #[test]
 fn a_publish_dropped_while_its_entry_is_written_is_offered_on_its_node() {
     runtime().block_on(async {
-        let bucket = MemoryBucket::new();
-        bucket.set_delay(TRIP);
+        let bucket = slow_bucket();
         let a = node(&bucket).await;
         a.flush().await.unwrap();
         let t = task(0, 0, None, Vec::new(), T0);

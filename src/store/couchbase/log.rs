@@ -487,6 +487,16 @@ impl<K: Kv> Inner<K> {
 /// A document written beside an entry: its name and bytes.
 type Side = (String, Vec<u8>);
 
+/// The document an op writes beside its entry (a payload, a log page): its
+/// name and bytes (`split` takes them apart by value, the same way).
+fn written_beside(op: &Op) -> Option<(String, &[u8])> {
+    match op {
+        Op::PutPayload(k, bytes) => Some((payload_key(k), bytes)),
+        Op::PutOutput(k, n, bytes) => Some((page_key(k, *n), bytes)),
+        _ => None,
+    }
+}
+
 /// An entry's changes: the documents written beside it (payloads, log
 /// pages), the entry itself, and the documents it drops.
 fn split(batch: Batch) -> (Vec<Side>, Batch, Vec<String>) {
@@ -609,11 +619,7 @@ impl<K: Kv> Log for CouchbaseLog<K> {
             let staged: Vec<(String, Vec<u8>)> = batch
                 .ops
                 .iter()
-                .filter_map(|op| match op {
-                    Op::PutPayload(k, bytes) => Some((payload_key(k), bytes.clone())),
-                    Op::PutOutput(k, n, bytes) => Some((page_key(k, *n), bytes.clone())),
-                    _ => None,
-                })
+                .filter_map(|op| written_beside(op).map(|(name, bytes)| (name, bytes.to_vec())))
                 .collect();
             let (seq, done) = p.join(applied, batch);
             // Under the pipeline's lock: the flusher cannot have taken the

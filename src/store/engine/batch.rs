@@ -143,7 +143,7 @@ impl State {
         };
         let staged = self.enqueue(tasks, ops)?;
         self.counters.published += 1;
-        if staged.copies().next().is_none() {
+        if staged.made_none() {
             self.counters.discarded += 1;
         }
         record.callback = Some(publish);

@@ -6,7 +6,7 @@ use super::batch::Follow;
 use super::meta::{EventKind, Meta};
 use super::ops::{put_copy, Op};
 use super::state::State;
-use crate::model::{Task, TaskId, TaskState};
+use crate::model::{Task, TaskState};
 use crate::store::{Enqueued, StoreError};
 
 /// What an enqueue made: its answers, and the copies it staged (held by the
@@ -14,14 +14,14 @@ use crate::store::{Enqueued, StoreError};
 #[derive(Debug, Default)]
 pub(super) struct Staged {
     answers: Vec<Enqueued>,
-    copies: Vec<TaskId>,
+    made: usize,
 }
 
 impl Staged {
     /// Takes in another enqueue's copies, after its own.
     pub fn absorb(&mut self, other: Staged) {
         self.answers.extend(other.answers);
-        self.copies.extend(other.copies);
+        self.made += other.made;
     }
 
     /// What each task enqueued became, in their order.
@@ -29,9 +29,9 @@ impl Staged {
         &self.answers
     }
 
-    /// The staged copies.
-    pub fn copies(&self) -> impl Iterator<Item = &TaskId> {
-        self.copies.iter()
+    /// Whether it made no copy.
+    pub fn made_none(&self) -> bool {
+        self.made == 0
     }
 }
 
@@ -60,7 +60,7 @@ impl State {
         ops.reserve(tasks.len() + 1);
         let mut staged = Staged {
             answers: Vec::with_capacity(tasks.len()),
-            copies: Vec::with_capacity(tasks.len()),
+            made: 0,
         };
         let mut payloads = HashSet::new();
         for t in tasks {
@@ -122,7 +122,7 @@ impl State {
                 },
                 None => Enqueued::Created(meta.task_id),
             });
-            staged.copies.push(meta.task_id);
+            staged.made += 1;
             self.staging.push(meta);
         }
         Ok(staged)
@@ -134,16 +134,12 @@ impl State {
         staged.answers
     }
 
-    /// The change just computed went into entry `seq` (or, with `None`,
-    /// into no entry at all): its new copies wait for it to be durable.
-    pub fn staged_in(&mut self, seq: Option<u64>) {
-        if self.staging.is_empty() {
-            return;
-        }
-        let copies = std::mem::take(&mut self.staging);
-        match seq {
-            Some(seq) => self.unrevealed.push_back((seq, copies)),
-            None => debug_assert!(false, "copies staged in no entry"),
+    /// The change just computed went into entry `seq`: its new copies wait
+    /// for it to be durable.
+    pub fn staged_in(&mut self, seq: u64) {
+        if !self.staging.is_empty() {
+            let copies = std::mem::take(&mut self.staging);
+            self.unrevealed.push_back((seq, copies));
         }
     }
 

@@ -168,10 +168,9 @@ impl<L: Log> Engine<L> {
                             .log
                             .stage(&mut turn, st.applied, Batch { ops, counters });
                         let seq = st.applied;
-                        st.staged_in(Some(seq));
-                    } else {
-                        st.staged_in(None);
+                        st.staged_in(seq);
                     }
+                    debug_assert!(st.staging.is_empty(), "copies staged in no entry");
                     r
                 }
                 Err(e) => {
