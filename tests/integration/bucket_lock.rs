@@ -73,6 +73,19 @@ impl LockDocs for Bucket {
         Ok(())
     }
 
+    async fn replace_expiring(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        cas: u64,
+        expiry: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(match self.live(name) {
+            Some((_, c)) if c == cas => Some(self.put(name, bytes, expiry)),
+            _ => None,
+        })
+    }
+
     async fn read(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
         Ok(self.live(name))
     }
@@ -149,4 +162,80 @@ async fn a_dead_nodes_lock_goes_when_the_bucket_expires_it() {
         bucket.insert_expiring(LOCK, b"x", LEASE).await.unwrap(),
         None
     );
+}
+
+/// A node whose changes never stop and that renews the lock every 200 ms
+/// rather than letting go, unless another node waits. Counts its renewals.
+fn renewing_node(
+    bucket: Arc<Bucket>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    renewals: Arc<std::sync::atomic::AtomicU32>,
+) {
+    tokio::spawn(async move {
+        let mut cas = lock::take(&*bucket, "busy", TIMEOUT).await.expect("a turn");
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            match lock::renew(&*bucket, "busy", cas).await.expect("renewed") {
+                Some(renewed) => {
+                    cas = renewed;
+                    renewals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                None => {
+                    bucket.release(cas);
+                    cas = lock::take_after_busy(&*bucket, "busy", TIMEOUT)
+                        .await
+                        .expect("a turn");
+                }
+            }
+        }
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_node_keeps_the_lock_past_its_lease_while_none_waits_and_not_once_one_does() {
+    let bucket = Arc::new(Bucket::default());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let renewals = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    renewing_node(
+        Arc::clone(&bucket),
+        Arc::clone(&stop),
+        Arc::clone(&renewals),
+    );
+    // Past two leases, the lock is still the busy node's: renewed, not
+    // lapsed, and never let go of.
+    tokio::time::sleep(LEASE * 2 + Duration::from_millis(100)).await;
+    assert!(renewals.load(std::sync::atomic::Ordering::SeqCst) >= 50);
+    assert_eq!(
+        bucket.insert_expiring(LOCK, b"x", LEASE).await.unwrap(),
+        None
+    );
+    // A node that waits has its turn after the busy node's next renewal
+    // (200 ms at most), not after a lease.
+    let started = Instant::now();
+    lock::take(&*bucket, "waiting", Duration::from_secs(3))
+        .await
+        .expect("a turn");
+    let waited = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(waited <= Duration::from_millis(300), "waited {waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lock_that_lapsed_and_was_taken_over_is_not_renewed() {
+    let bucket = Bucket::default();
+    let stale = lock::take(&bucket, "stalled", TIMEOUT)
+        .await
+        .expect("taken");
+    tokio::time::sleep(LEASE + Duration::from_millis(1)).await;
+    let other = lock::take(&bucket, "next", TIMEOUT)
+        .await
+        .expect("taken over");
+    // The stalled node's renewal is refused by the CAS, and leaves the new
+    // holder's lock as it was.
+    assert_eq!(lock::renew(&bucket, "stalled", stale).await.unwrap(), None);
+    assert_eq!(bucket.live(LOCK).map(|(_, cas)| cas), Some(other));
+    // Nor is a lapsed lock nobody took renewed: it is gone.
+    tokio::time::sleep(LEASE + Duration::from_millis(1)).await;
+    assert_eq!(lock::renew(&bucket, "next", other).await.unwrap(), None);
+    assert!(bucket.live(LOCK).is_none());
 }

@@ -11,12 +11,19 @@
 //! of it, and every change after, until the engine has read the state back
 //! (`reset`): so no entry is ever written after one that may not exist.
 //!
+//! A change's payloads do not wait for the flusher: they are written from
+//! the moment it is staged, while the entries before it are written, and
+//! the entry that names them is written once they are (a payload before
+//! its entry is harmless; one whose entry fails is only space).
+//!
 //! This is the node's state of its side of the cluster lock too: the lock
 //! is let go only once nothing is being computed, joined or written.
 
 use std::sync::{Arc, OnceLock};
 
 use tokio::time::Instant;
+
+use tokio::task::JoinHandle;
 
 use crate::store::engine::Batch;
 use crate::store::StoreError;
@@ -38,6 +45,8 @@ pub(super) struct Pipeline {
     pub flushing: bool,
     /// Why no entry may be written until the state has been read back.
     pub broken: Option<StoreError>,
+    /// A change is renewing the lock (changes wait for it meanwhile).
+    pub renewing: bool,
     /// Names each hold of the lock, so that a late timer letting go of an
     /// idle one does not let go of a newer one.
     generation: u64,
@@ -51,6 +60,11 @@ pub(super) struct Held {
     pub since: Instant,
     pub changes: u32,
     pub generation: u64,
+    /// Changes served over the whole hold, renewals and all.
+    pub served: u64,
+    /// It is not renewed again: it is let go once what was computed under
+    /// it is written (another node waits, or renewing it failed).
+    pub ending: bool,
 }
 
 /// An entry that changes join until the flusher takes it.
@@ -60,7 +74,13 @@ pub(super) struct Group {
     pub batch: Batch,
     pub bytes: usize,
     pub done: Arc<Done>,
+    /// The writes of its changes' payloads, under way since they were
+    /// staged.
+    pub writing: Vec<Writing>,
 }
+
+/// Documents being written ahead of the entry that names them.
+pub(super) type Writing = JoinHandle<Result<(), StoreError>>;
 
 /// How an entry's write ended, for the changes in it.
 #[derive(Debug, Default)]
@@ -85,6 +105,8 @@ impl Pipeline {
             since: Instant::now(),
             changes: 0,
             generation: self.generation,
+            served: 0,
+            ending: false,
         });
     }
 
@@ -94,9 +116,9 @@ impl Pipeline {
     }
 
     /// Whether the lock may be let go: no change is being computed, joined
-    /// or written.
+    /// or written, and it is not being renewed.
     pub fn idle(&self) -> bool {
-        !self.computing && self.drained()
+        !self.computing && !self.renewing && self.drained()
     }
 
     /// Whether the open entry takes no more changes until it is written.
@@ -104,16 +126,35 @@ impl Pipeline {
         self.open.as_ref().is_some_and(|g| g.bytes >= GROUP_BYTES)
     }
 
+    /// The entry a change staged on a state holding entry `applied` joins.
+    pub fn open_seq(&self, applied: u64) -> u64 {
+        match &self.open {
+            Some(g) if g.seq == applied => g.seq,
+            _ => applied + 1,
+        }
+    }
+
     /// A change staged on a state holding entry `applied`: it joins the
-    /// open entry (which is `applied` itself), or opens `applied + 1`.
-    /// Returns the entry it is in, and how that entry's write ends.
-    pub fn join(&mut self, applied: u64, batch: Batch) -> (u64, Arc<Done>) {
-        let bytes: usize = batch.ops.iter().map(|op| op.size()).sum();
+    /// open entry (which is `applied` itself), or opens `applied + 1`, with
+    /// the documents of `ahead` bytes it is writing already. Returns the
+    /// entry it is in, and how that entry's write ends.
+    pub fn join(
+        &mut self,
+        applied: u64,
+        batch: Batch,
+        ahead: Option<(usize, Writing)>,
+    ) -> (u64, Arc<Done>) {
+        let (ahead_bytes, writing) = match ahead {
+            Some((bytes, w)) => (bytes, Some(w)),
+            None => (0, None),
+        };
+        let bytes = ahead_bytes + batch.ops.iter().map(|op| op.size()).sum::<usize>();
         match &mut self.open {
             Some(g) if g.seq == applied => {
                 g.batch.ops.extend(batch.ops);
                 g.batch.counters = batch.counters;
                 g.bytes += bytes;
+                g.writing.extend(writing);
                 (g.seq, Arc::clone(&g.done))
             }
             open => {
@@ -126,6 +167,7 @@ impl Pipeline {
                     batch,
                     bytes,
                     done: Arc::clone(&done),
+                    writing: writing.into_iter().collect(),
                 });
                 (applied + 1, done)
             }
@@ -161,10 +203,13 @@ impl Pipeline {
         }
     }
 
-    /// The idle lock of hold `generation`, taken out to let go of.
-    pub fn let_go_of(&mut self, generation: u64) -> Option<Held> {
+    /// The idle lock of hold `generation`, taken out to let go of, if it
+    /// served no change since it had served `served`.
+    pub fn let_go_of(&mut self, generation: u64, served: u64) -> Option<Held> {
         match &self.lock {
-            Some(h) if h.generation == generation && self.idle() => self.lock.take(),
+            Some(h) if h.generation == generation && h.served == served && self.idle() => {
+                self.lock.take()
+            }
             _ => None,
         }
     }

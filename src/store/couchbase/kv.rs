@@ -38,14 +38,17 @@ pub trait Kv: Send + Sync + std::fmt::Debug + 'static {
         durable: bool,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Replaces the version `cas` of a document (durably); false when it
-    /// changed or went.
+    /// Replaces the version `cas` of a document, expiring after `expiry` if
+    /// given: its new CAS, or `None` when it changed or went. `durable` asks
+    /// for the configured durability.
     fn replace(
         &self,
         name: &str,
         bytes: &[u8],
         cas: u64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+        expiry: Option<Duration>,
+        durable: bool,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 
     /// Removes a document, only the version `cas` if given; one that is gone
     /// or changed is no error.

@@ -3,11 +3,13 @@
 //! for the nodes that wait for it.
 //!
 //! A node whose changes keep coming keeps the lock from one to the next,
-//! for a bounded while, then lets go; without more, it would take the lock
+//! for a bounded while, then renews it ([`renew`]) unless another node
+//! waits, in which case it lets go; without more, it would take the lock
 //! back at once, before a node that waits (and looks again every 20 ms at
 //! most) could, and starve it. So a node that has waited says so in a
-//! short-lived document, and a node letting go of a busy turn that finds it
-//! pauses for [`YIELD`] before taking the lock again.
+//! short-lived document, which stops the holder renewing, and a node
+//! letting go of a busy turn that finds it pauses for [`YIELD`] before
+//! taking the lock again.
 //!
 //! Written over [`LockDocs`], which the bucket implements with its calls and
 //! `tests/integration/retention.rs` with a model on tokio's paused clock.
@@ -56,6 +58,15 @@ pub trait LockDocs: Sync {
         bytes: &[u8],
         expiry: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Replaces the version `cas` of a document, to expire after `expiry`:
+    /// its new CAS, or `None` when it changed or went.
+    fn replace_expiring(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        cas: u64,
+        expiry: Duration,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
     /// A document's bytes and CAS, if it exists.
     fn read(
         &self,
@@ -126,6 +137,17 @@ pub async fn take_after_busy(
         tokio::time::sleep(YIELD).await;
     }
     take(docs, node, timeout).await
+}
+
+/// Keeps the lock `node` holds as version `cas` for another lease, unless
+/// another node has said it waits: its new CAS, or `None` when it is to be
+/// let go of (another waits) or is no longer `node`'s (it lapsed and
+/// another took it; the bucket's CAS says so, not a clock).
+pub async fn renew(docs: &impl LockDocs, node: &str, cas: u64) -> Result<Option<u64>, StoreError> {
+    if another_waits(docs, node).await {
+        return Ok(None);
+    }
+    docs.replace_expiring(LOCK, &naming(node), cas, LEASE).await
 }
 
 /// Whether a node other than `node` has said it waits for the lock.

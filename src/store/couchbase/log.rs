@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex as AsyncMutex, Notify, OwnedMutexGuard};
 
-use super::group::{Done, Held, Pipeline};
+use super::group::{Done, Held, Pipeline, Writing};
 use super::kv::Kv;
 use super::lock::{self, LockDocs};
 use super::retention::{self, Docs, Written};
@@ -117,6 +117,9 @@ struct Inner<K: Kv> {
     /// state holding them (the next append to a copy's log reads the page
     /// the last one ended in) reads them from here.
     unwritten: std::sync::Mutex<HashMap<String, (u64, Vec<u8>)>>,
+    /// The payloads entries staged here drop, by name, with the entry: one
+    /// written again meanwhile waits for its removal (`write_ahead`).
+    dropping: std::sync::Mutex<HashMap<String, u64>>,
     /// This node's changes waiting for their turn.
     waiting: AtomicUsize,
     /// Every entry up to this one is in the bucket.
@@ -187,7 +190,9 @@ impl Drop for Waiting<'_> {
 enum Next {
     /// The lock is held and has room: compute.
     Go,
-    /// The lock has served its while: let go of it, then take it again.
+    /// The lock has served its while: renew it, unless another node waits.
+    Renew(Held),
+    /// The lock is not renewed: let go of it, then take it again.
     LetGo(Held),
     /// Take the lock.
     Take,
@@ -210,6 +215,7 @@ impl<K: Kv> CouchbaseLog<K> {
                 pipeline: std::sync::Mutex::default(),
                 written: Notify::new(),
                 unwritten: std::sync::Mutex::default(),
+                dropping: std::sync::Mutex::default(),
                 waiting: AtomicUsize::new(0),
                 durable: AtomicU64::new(0),
                 commits: AtomicU64::new(0),
@@ -246,6 +252,56 @@ impl<K: Kv> Inner<K> {
 
     fn unwritten(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Vec<u8>)>> {
         self.unwritten.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn dropping(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.dropping.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts writing the payloads of a change staged into entry `seq`,
+    /// and takes them out of its batch: a payload is only ever read through
+    /// an entry that names it, so it may exist before the entry. One that
+    /// an entry before drops, and whose removal may not have run yet, is
+    /// left to the flusher, which writes it after that removal.
+    fn write_ahead(self: &Arc<Self>, seq: u64, batch: Batch) -> (Batch, Option<(usize, Writing)>) {
+        let mut dropping = self.dropping();
+        let mut ahead: Vec<Side> = Vec::new();
+        let mut ops = Vec::with_capacity(batch.ops.len());
+        for op in batch.ops {
+            match op {
+                Op::PutPayload(k, bytes) if !dropping.contains_key(&payload_key(&k)) => {
+                    ahead.push((payload_key(&k), bytes));
+                }
+                Op::DeletePayload(k) => {
+                    dropping.insert(payload_key(&k), seq);
+                    ops.push(op);
+                }
+                other => ops.push(other),
+            }
+        }
+        drop(dropping);
+        let batch = Batch {
+            ops,
+            counters: batch.counters,
+        };
+        if ahead.is_empty() {
+            return (batch, None);
+        }
+        let bytes = ahead.iter().map(|(n, b)| n.len() + b.len()).sum();
+        let inner = Arc::clone(self);
+        let writing = tokio::spawn(async move { inner.write_all(ahead).await });
+        (batch, Some((bytes, writing)))
+    }
+
+    /// Writes documents, many at a time.
+    async fn write_all(&self, docs: Vec<Side>) -> Result<(), StoreError> {
+        use futures_util::{StreamExt, TryStreamExt};
+        futures_util::stream::iter(docs)
+            .map(|(name, bytes)| async move { self.kv.upsert(&name, &bytes, None, true).await })
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(drop)
     }
 
     /// Entry `seq`'s write ended (its documents are in the bucket, or it
@@ -339,16 +395,18 @@ impl<K: Kv> Inner<K> {
     }
 
     /// Once nothing of this node needs the lock, keeps it for a short while
-    /// (`KEEP_IDLE`) while it is young: a client that sends its next change
+    /// (`KEEP_IDLE`) unless it is ending: a client that sends its next change
     /// as soon as the last is answered finds the lock still held, and skips
     /// taking it and catching up (three round trips) on every change.
     async fn settle(self: &Arc<Self>) {
         let waiting = self.waiting.load(Ordering::SeqCst) > 0;
         let mut kept = None;
         let gone = self.pipeline().let_go(|held| {
-            let keep = young(held);
+            // One that served its while is renewed by the next change,
+            // unless another node waits.
+            let keep = !held.ending;
             if keep {
-                kept = Some(held.generation);
+                kept = Some((held.generation, held.served));
             }
             keep
         });
@@ -360,12 +418,12 @@ impl<K: Kv> Inner<K> {
             }
             self.let_go(held).await;
         }
-        if let Some(generation) = kept {
+        if let Some((generation, served)) = kept {
             // No change may come: let go soon anyway.
             let inner = Arc::clone(self);
             tokio::spawn(async move {
                 tokio::time::sleep(KEEP_IDLE).await;
-                let gone = inner.pipeline().let_go_of(generation);
+                let gone = inner.pipeline().let_go_of(generation, served);
                 if let Some(held) = gone {
                     inner.let_go(held).await;
                 }
@@ -410,7 +468,10 @@ impl<K: Kv> Inner<K> {
                     }
                 }
             }
-            let result = self.write(group.seq, side, entry).await;
+            let result = match written_ahead(group.writing).await {
+                Ok(()) => self.write(group.seq, side, entry).await,
+                Err(e) => Err(e),
+            };
             self.written_up_to(group.seq);
             if result.is_ok() {
                 // Before its changes are answered: they show their copies.
@@ -423,13 +484,21 @@ impl<K: Kv> Inner<K> {
                     }
                     let names = gone.iter().cloned().collect();
                     let inner = Arc::clone(&self);
+                    let seq = group.seq;
                     removing = Some((
-                        tokio::spawn(async move { inner.remove_all(gone).await }),
+                        tokio::spawn(async move {
+                            inner.remove_all(gone).await;
+                            inner.dropping().retain(|_, by| *by > seq);
+                        }),
                         names,
                     ));
                 }
                 Ok(()) => {}
-                Err(e) => self.pipeline().broken = Some(e.clone()),
+                Err(e) => {
+                    // Nothing this entry or a later one drops is removed.
+                    self.dropping().retain(|_, by| *by < group.seq);
+                    self.pipeline().broken = Some(e.clone());
+                }
             }
             group.done.set(result);
             self.written.notify_waiters();
@@ -445,12 +514,7 @@ impl<K: Kv> Inner<K> {
     /// at a time (an entry is only ever read after it exists, and then they
     /// do too), then the entry itself.
     async fn write(&self, seq: u64, side: Vec<Side>, entry: Batch) -> Result<(), StoreError> {
-        use futures_util::{StreamExt, TryStreamExt};
-        futures_util::stream::iter(side)
-            .map(|(name, bytes)| async move { self.kv.upsert(&name, &bytes, None, true).await })
-            .buffer_unordered(WRITES_IN_FLIGHT)
-            .try_collect::<Vec<()>>()
-            .await?;
+        self.write_all(side).await?;
         let bytes = postcard::to_stdvec(&entry).expect("an entry encodes");
         if !retention::append(self, seq, &bytes).await? {
             return Err(StoreError::Unavailable(
@@ -486,6 +550,20 @@ impl<K: Kv> Inner<K> {
 
 /// A document written beside an entry: its name and bytes.
 type Side = (String, Vec<u8>);
+
+/// How the writes ahead of an entry ended: the first failure, if any.
+async fn written_ahead(writing: Vec<Writing>) -> Result<(), StoreError> {
+    let mut result = Ok(());
+    for w in writing {
+        let ended = w
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("writing payloads: {e}"))));
+        if result.is_ok() {
+            result = ended;
+        }
+    }
+    result
+}
 
 /// The document an op writes beside its entry (a payload, a log page): its
 /// name and bytes (`split` takes them apart by value, the same way).
@@ -558,22 +636,30 @@ impl<K: Kv> Log for CouchbaseLog<K> {
                     return Some(Err(why.clone()));
                 }
                 let drained = p.drained();
-                Some(Ok(match p.lock.as_ref().map(young) {
+                let held = p.lock;
+                Some(Ok(match held.map(|h| (young(&h), h.ending)) {
                     // Held since this node's last change: nobody else
                     // committed, whatever this node is still writing.
-                    Some(true) => {
+                    Some((true, _)) => {
                         if p.full() {
                             return None;
                         }
                         if let Some(held) = p.lock.as_mut() {
                             held.changes += 1;
+                            held.served += 1;
                         }
                         p.computing = true;
                         Next::Go
                     }
+                    // Renewed while what was computed under it is being
+                    // written: the lock is never let go of meanwhile.
+                    Some((false, false)) if !p.renewing => {
+                        p.renewing = true;
+                        Next::Renew(held.expect("held"))
+                    }
                     // Let go only once what was computed under it is
                     // written: the next hold reads the log from there.
-                    Some(false) if drained => Next::LetGo(p.lock.take().expect("held")),
+                    Some((false, true)) if drained => Next::LetGo(p.lock.take().expect("held")),
                     None if drained => Next::Take,
                     _ => return None,
                 }))
@@ -582,6 +668,28 @@ impl<K: Kv> Log for CouchbaseLog<K> {
                 Next::Go => {
                     drop(waiting);
                     return Ok((turn(log), Vec::new()));
+                }
+                Next::Renew(held) => {
+                    let since = tokio::time::Instant::now();
+                    let renewed = lock::renew(&**log, &log.node, held.cas).await;
+                    let mut p = log.pipeline();
+                    p.renewing = false;
+                    if let Some(h) = p.lock.as_mut().filter(|h| h.generation == held.generation) {
+                        match renewed {
+                            Ok(Some(cas)) => {
+                                h.cas = cas;
+                                h.since = since;
+                                h.changes = 0;
+                            }
+                            Ok(None) => h.ending = true,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not renew the cluster lock; it is let go of");
+                                h.ending = true;
+                            }
+                        }
+                    }
+                    drop(p);
+                    log.written.notify_waiters();
                 }
                 Next::LetGo(held) => {
                     // This node's changes kept coming for a whole turn.
@@ -597,6 +705,7 @@ impl<K: Kv> Log for CouchbaseLog<K> {
                             p.hold(cas);
                             if let Some(held) = p.lock.as_mut() {
                                 held.changes = 1;
+                                held.served = 1;
                             }
                             p.computing = true;
                             drop(p);
@@ -621,7 +730,8 @@ impl<K: Kv> Log for CouchbaseLog<K> {
                 .iter()
                 .filter_map(|op| written_beside(op).map(|(name, bytes)| (name, bytes.to_vec())))
                 .collect();
-            let (seq, done) = p.join(applied, batch);
+            let (batch, ahead) = self.inner.write_ahead(p.open_seq(applied), batch);
+            let (seq, done) = p.join(applied, batch, ahead);
             // Under the pipeline's lock: the flusher cannot have taken the
             // entry, let alone written it, before these are noted.
             let mut unwritten = self.inner.unwritten();
@@ -850,6 +960,16 @@ impl<K: Kv> LockDocs for Inner<K> {
         self.kv.upsert(name, bytes, Some(expiry), false).await
     }
 
+    async fn replace_expiring(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        cas: u64,
+        expiry: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        self.kv.replace(name, bytes, cas, Some(expiry), false).await
+    }
+
     async fn read(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
         self.kv.get(name).await
     }
@@ -874,7 +994,11 @@ impl<K: Kv> Docs for Inner<K> {
     }
 
     async fn replace(&self, name: &str, bytes: &[u8], cas: u64) -> Result<bool, StoreError> {
-        self.kv.replace(name, bytes, cas).await
+        Ok(self
+            .kv
+            .replace(name, bytes, cas, None, true)
+            .await?
+            .is_some())
     }
 
     async fn remove(&self, name: &str) -> Result<(), StoreError> {
@@ -901,7 +1025,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 const GETS_IN_FLIGHT: usize = 16;
 /// Payloads and log pages one entry writes (or removes) at once: the SDK
 /// pipelines them over its connections.
-const WRITES_IN_FLIGHT: usize = 128;
+const WRITES_IN_FLIGHT: usize = 512;
 
 /// Page `n` of a copy's log.
 fn page_key(k: &[u8; 16], n: u32) -> String {

@@ -255,15 +255,19 @@ impl Kv for Arc<MemoryBucket> {
         .await
     }
 
-    async fn replace(&self, name: &str, bytes: &[u8], cas: u64) -> Result<bool, StoreError> {
+    async fn replace(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        cas: u64,
+        expiry: Option<Duration>,
+        _durable: bool,
+    ) -> Result<Option<u64>, StoreError> {
         self.call(name, |w| {
             // Couchbase's replace keeps no expiry unless given one.
             Ok(match w.live(name) {
-                Some(d) if d.cas == cas => {
-                    w.write(name, bytes, None);
-                    true
-                }
-                _ => false,
+                Some(d) if d.cas == cas => Some(w.write(name, bytes, expiry)),
+                _ => None,
             })
         })
         .await

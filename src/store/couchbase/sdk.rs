@@ -173,23 +173,33 @@ impl Kv for SdkBucket {
             .map_err(|e| not_written(name, e))
     }
 
-    async fn replace(&self, name: &str, bytes: &[u8], cas: u64) -> Result<bool, StoreError> {
+    async fn replace(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        cas: u64,
+        expiry: Option<Duration>,
+        durable: bool,
+    ) -> Result<Option<u64>, StoreError> {
         let mut options = ReplaceOptions::new().cas(cas);
-        if let Some(level) = self.level(true) {
+        if let Some(e) = expiry {
+            options = options.expiry(e);
+        }
+        if let Some(level) = self.level(durable) {
             options = options.durability_level(level);
         }
         let call = self
             .collection
             .replace_raw(self.key(name), bytes, binary_flags(), options);
         match self.bounded(name, call).await? {
-            Ok(_) => Ok(true),
+            Ok(r) => Ok(Some(r.cas())),
             Err(e)
                 if matches!(
                     e.kind(),
                     ErrorKind::CasMismatch | ErrorKind::DocumentNotFound
                 ) =>
             {
-                Ok(false)
+                Ok(None)
             }
             Err(e) => Err(not_written(name, e)),
         }

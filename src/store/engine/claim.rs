@@ -13,7 +13,7 @@ use super::log::Log;
 use super::meta::{EventKind, Meta};
 use super::ops::{decode_json, put_copy, Op};
 use super::state::{ReadyKey, State};
-use super::Engine;
+use super::{publishes_of, Engine, Payloads};
 use crate::model::{Counters, Lane, Millis, QueueName, Task, TaskId, TaskState, WorkerId};
 use crate::store::StoreError;
 
@@ -57,22 +57,27 @@ impl<L: Log> Engine<L> {
                 return Ok(Vec::new());
             }
         }
-        let claimed: Vec<Claimed> = self
-            .change(|st, ops| Ok(st.claim(worker, lanes, now, count, ops)))
+        // The payloads are read while the claim is written: they are
+        // stored already (a copy is offered only once they are).
+        let (claimed, raw) = self
+            .change_during(
+                |st, ops| Ok(st.claim(worker, lanes, now, count, ops)),
+                |claimed: &Vec<Claimed>| {
+                    let publishes = publishes_of(claimed.iter().map(|(m, _)| m));
+                    async move {
+                        match publishes.is_empty() {
+                            true => Ok(Payloads::new()),
+                            false => self.log.payloads(&publishes).await,
+                        }
+                    }
+                },
+                |_, claimed, raw| (claimed, raw),
+            )
             .await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
-        let publishes: Vec<[u8; 16]> = {
-            let mut p: Vec<[u8; 16]> = claimed
-                .iter()
-                .map(|(m, _)| *m.publish_id().as_bytes())
-                .collect();
-            p.sort_unstable();
-            p.dedup();
-            p
-        };
-        let raw = match self.log.payloads(&publishes).await {
+        let raw = match raw {
             Ok(raw) => raw,
             Err(e) => {
                 tracing::error!(error = %e, worker = %worker, "a claim's payloads could not be read; the claim is undone");

@@ -36,6 +36,7 @@ mod state;
 mod tick;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -110,6 +111,19 @@ impl<L: Log> Engine<L> {
         f: impl FnOnce(&mut State, &mut Vec<Op>) -> Result<R, StoreError> + Send,
         after: impl FnOnce(&mut State, R) -> T + Send,
     ) -> Result<T, StoreError> {
+        self.change_during(f, |_| std::future::ready(()), |st, r, ()| after(st, r))
+            .await
+    }
+
+    /// `change_then`, reading meanwhile what `read` asks of the change's
+    /// result (what it reads must not depend on the change being durable):
+    /// the read's round trips overlap the change's write, not follow it.
+    async fn change_during<R: Send, D: Future + Send, T>(
+        &self,
+        f: impl FnOnce(&mut State, &mut Vec<Op>) -> Result<R, StoreError> + Send,
+        read: impl FnOnce(&R) -> D + Send,
+        after: impl FnOnce(&mut State, R, D::Output) -> T + Send,
+    ) -> Result<T, StoreError> {
         let _entered = self.fence.enter(|| self.reload()).await?;
         let applied = self.lock().applied;
         let (mut turn, news) = match self.log.begin(applied).await {
@@ -181,14 +195,15 @@ impl<L: Log> Engine<L> {
                 }
             }
         };
-        if let Err(e) = self.log.commit(turn).await {
+        let (committed, read) = tokio::join!(self.log.commit(turn), read(&result));
+        if let Err(e) = committed {
             self.fence.poison(&e);
             return Err(e);
         }
         self.fence.succeeded();
         let mut st = self.lock();
         st.reveal_through(self.log.durable());
-        Ok(after(&mut st, result))
+        Ok(after(&mut st, result, read))
     }
 
     /// Applies entries other nodes committed, each once, in order.
@@ -265,8 +280,11 @@ impl<L: Log> Engine<L> {
 }
 
 /// The distinct publishes of these copies, as the log keys their payloads.
-fn publishes_of(metas: &[Meta]) -> Vec<[u8; 16]> {
-    let mut publishes: Vec<[u8; 16]> = metas.iter().map(|m| *m.publish_id().as_bytes()).collect();
+fn publishes_of<'a>(metas: impl IntoIterator<Item = &'a Meta>) -> Vec<[u8; 16]> {
+    let mut publishes: Vec<[u8; 16]> = metas
+        .into_iter()
+        .map(|m| *m.publish_id().as_bytes())
+        .collect();
     publishes.sort_unstable();
     publishes.dedup();
     publishes
