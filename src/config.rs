@@ -535,6 +535,14 @@ impl Settings {
                 c.timeout_ms >= 100,
                 "store.couchbase.timeout_ms must be at least 100",
             )?;
+            check(
+                (1..=1024).contains(&c.partitions),
+                "store.couchbase.partitions must be between 1 and 1024",
+            )?;
+            check(
+                (3_000..=600_000).contains(&c.lease_ms),
+                "store.couchbase.lease_ms must be between 3000 and 600000 (a lease is trusted for three quarters of it less a second)",
+            )?;
         }
         self.keys()?;
         Ok(())
@@ -696,6 +704,19 @@ mod tests {
             crate::store::couchbase::Durability::None
         );
         assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(
+            (s.store.couchbase.partitions, s.store.couchbase.lease_ms),
+            (16, 6_000)
+        );
+        for (line, field) in [
+            ("partitions = 0", "store.couchbase.partitions"),
+            ("partitions = 5000", "store.couchbase.partitions"),
+            ("lease_ms = 500", "store.couchbase.lease_ms"),
+        ] {
+            std::fs::write(&file, format!("[store]\nkind = \"couchbase\"\n[store.couchbase]\nconnection_string = \"couchbase://db\"\nusername = \"iq\"\n{line}\n")).unwrap();
+            let err = Settings::load(Some(&file), &[]).unwrap_err().to_string();
+            assert!(err.contains(field), "{line}: {err}");
+        }
         std::fs::write(&file, "[store]\nkind = \"cassandra\"\n").unwrap();
         assert!(Settings::load(Some(&file), &[]).is_err());
     }

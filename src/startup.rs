@@ -252,6 +252,9 @@ impl Application {
         ticker.abort();
         compactor.abort();
         self.store.flush().await.context("flushing the store")?;
+        if let Err(e) = self.store.leave().await {
+            tracing::warn!(error = %e, "leaving the cluster failed; this node's partitions are taken over when their leases end");
+        }
         self.store.close();
         tracing::info!("stopped");
         served.context("serving HTTP")

@@ -60,7 +60,8 @@ pub async fn show_metrics(state: web::Data<AppState>) -> Result<HttpResponse, Ap
     };
     let mut held = group_samples(1, Some("maxRunning"));
     held.extend(group_samples(2, Some("rateLimit")));
-    let gauges = [
+    let stats = broker.store().stats();
+    let mut gauges = vec![
         (
             "interq_ready",
             "Copies ready to be claimed.",
@@ -123,6 +124,25 @@ pub async fn show_metrics(state: web::Data<AppState>) -> Result<HttpResponse, Ap
             one(crate::metrics::process::resident_bytes() as f64),
         ),
     ];
+    if let Some(cluster) = &stats.cluster {
+        gauges.extend([
+            (
+                "interq_cluster_members",
+                "Live nodes of the cluster, as this node saw them at its last round of leases.",
+                one(cluster.members.len() as f64),
+            ),
+            (
+                "interq_partitions_owned",
+                "Partitions this node holds a lease on.",
+                one(cluster.owned.len() as f64),
+            ),
+            (
+                "interq_partitions_unowned",
+                "Partitions no node held a lease on at this node's last round.",
+                one(cluster.unowned.len() as f64),
+            ),
+        ]);
+    }
     let counters = broker.counters().await?;
     let totals_json = serde_json::to_value(counters).unwrap_or_default();
     let events: Vec<Sample> = totals_json
@@ -136,7 +156,6 @@ pub async fn show_metrics(state: web::Data<AppState>) -> Result<HttpResponse, Ap
                 .collect()
         })
         .unwrap_or_default();
-    let stats = broker.store().stats();
     let totals = [
         (
             "interq_events_total",

@@ -194,13 +194,16 @@ pub struct LeaseEnded {
 }
 
 /// How hard the store works, since it opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoreStats {
     /// Durable commits (each one fsync).
     pub commits: u64,
     /// Records written or removed by those commits.
     pub writes: u64,
+    /// For a store several nodes share: the cluster as this node sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<couchbase::partitions::ClusterView>,
 }
 
 /// Durable queue state. See the module doc for the durability contract.
@@ -583,6 +586,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Makes everything done so far durable (called at shutdown).
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// At shutdown, after `flush`: gives up what this node holds for a
+    /// cluster (nothing for a store of one node).
+    async fn leave(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// At shutdown, after `flush`: leaves the store's files whole and
     /// closed, as the next start expects them; changes after it fail.

@@ -591,6 +591,7 @@ pub fn couchbase_settings(test: &str) -> Option<interq::store::couchbase::Couchb
             Ok("majority") => interq::store::couchbase::Durability::Majority,
             _ => interq::store::couchbase::Durability::None,
         },
+        ..Default::default()
     })
 }
 

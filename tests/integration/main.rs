@@ -28,6 +28,7 @@ mod line;
 mod logs;
 mod model;
 mod operations;
+mod partitions;
 mod publish;
 mod retention;
 mod schedules;

@@ -22,6 +22,7 @@ use tokio::sync::{Mutex as AsyncMutex, Notify, OwnedMutexGuard};
 use super::group::{Done, Held, Pipeline, Writing};
 use super::kv::Kv;
 use super::lock::{self, LockDocs};
+use super::partitions::{Ownership, TokioClock};
 use super::retention::{self, Docs, Written};
 use super::settings::CouchbaseSettings;
 use crate::store::engine::{Batch, Engine, Log, News, Op, Payloads, Retention};
@@ -40,7 +41,9 @@ impl Engine<CouchbaseLog<super::sdk::SdkBucket>> {
         retention: Retention,
     ) -> Result<Self, StoreError> {
         let bucket = super::sdk::SdkBucket::connect(settings.clone()).await?;
-        Engine::open(CouchbaseLog::over(bucket, settings), retention).await
+        let log = CouchbaseLog::over(bucket, settings);
+        log.join_cluster();
+        Engine::open(log, retention).await
     }
 }
 
@@ -127,6 +130,12 @@ struct Inner<K: Kv> {
     /// Log entries written by this node, and the changes in them.
     commits: AtomicU64,
     writes: AtomicU64,
+    /// The partitions this node holds leases on (`partitions`), once it
+    /// has joined them.
+    ownership: Ownership<TokioClock>,
+    joined: std::sync::atomic::AtomicBool,
+    /// Set at shutdown: the rounds of leases stop.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 impl<K: Kv> std::fmt::Debug for Inner<K> {
@@ -201,10 +210,14 @@ enum Next {
 impl<K: Kv> CouchbaseLog<K> {
     /// This node's log over the bucket `kv` answers for.
     pub fn over(kv: K, settings: CouchbaseSettings) -> Self {
+        let node = uuid::Uuid::new_v4().simple().to_string();
         Self {
             inner: Arc::new(Inner {
                 kv,
-                node: uuid::Uuid::new_v4().simple().to_string(),
+                ownership: Ownership::new(node.clone(), settings.leases(), TokioClock),
+                joined: std::sync::atomic::AtomicBool::new(false),
+                leaving: std::sync::atomic::AtomicBool::new(false),
+                node,
                 settings,
                 turns: Arc::new(AsyncMutex::new(())),
                 snapshot_seq: AtomicU64::new(0),
@@ -222,6 +235,49 @@ impl<K: Kv> CouchbaseLog<K> {
                 writes: AtomicU64::new(0),
             }),
         }
+    }
+}
+
+impl<K: Kv> CouchbaseLog<K> {
+    /// Takes part in the partitions' leases from now on: a round at once,
+    /// then every sixth of a lease, until the log leaves or is dropped.
+    pub fn join_cluster(&self) {
+        if self.inner.joined.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        tokio::spawn(hold_leases(Arc::downgrade(&self.inner)));
+    }
+}
+
+/// The rounds of a node's partition leases, while its log lives.
+async fn hold_leases<K: Kv>(log: std::sync::Weak<Inner<K>>) {
+    // A failing bucket fails every round the same way: say so when it
+    // starts and when it ends.
+    let mut failing: Option<u64> = None;
+    loop {
+        let Some(inner) = log.upgrade() else {
+            return;
+        };
+        if inner.leaving.load(Ordering::SeqCst) {
+            return;
+        }
+        match inner.ownership.round(&inner.kv).await {
+            Ok(()) => {
+                if let Some(n) = failing.take() {
+                    tracing::info!(failed_rounds = n, "partition leases are renewed again");
+                }
+            }
+            Err(e) => match &mut failing {
+                None => {
+                    tracing::warn!(error = %e, "a round of partition leases failed; leases not renewed run out");
+                    failing = Some(1);
+                }
+                Some(n) => *n += 1,
+            },
+        }
+        let every = inner.ownership.settings().round();
+        drop(inner);
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -931,7 +987,20 @@ impl<K: Kv> Log for CouchbaseLog<K> {
         StoreStats {
             commits: self.inner.commits.load(Ordering::Relaxed),
             writes: self.inner.writes.load(Ordering::Relaxed),
+            cluster: self
+                .inner
+                .joined
+                .load(Ordering::SeqCst)
+                .then(|| self.inner.ownership.cluster()),
         }
+    }
+
+    async fn leave(&self) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        if !inner.joined.load(Ordering::SeqCst) || inner.leaving.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        inner.ownership.leave(&inner.kv).await
     }
 
     fn poll_interval(&self) -> Option<Duration> {

@@ -11,6 +11,7 @@ pub mod kv;
 pub mod lock;
 mod log;
 pub mod memory;
+pub mod partitions;
 pub mod retention;
 #[cfg(feature = "couchbase")]
 mod sdk;

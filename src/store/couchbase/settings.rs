@@ -25,6 +25,12 @@ pub struct CouchbaseSettings {
     pub timeout_ms: u64,
     /// What a commit waits for (see `Durability`).
     pub durability: Durability,
+    /// How many partitions a bucket new to interq is given; one used before
+    /// keeps its own count (`docs/couchbase.md`, Partitions).
+    pub partitions: u32,
+    /// How long a node's lease on a partition lasts, in ms: a dead node's
+    /// partitions are taken over about this long after it died.
+    pub lease_ms: u64,
 }
 
 impl Default for CouchbaseSettings {
@@ -42,6 +48,8 @@ impl Default for CouchbaseSettings {
             // acknowledged once only the active node had it in memory dies
             // with that node.
             durability: Durability::Majority,
+            partitions: 16,
+            lease_ms: 6_000,
         }
     }
 }
@@ -49,6 +57,13 @@ impl Default for CouchbaseSettings {
 impl CouchbaseSettings {
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn leases(&self) -> super::partitions::LeaseSettings {
+        super::partitions::LeaseSettings {
+            partitions: self.partitions,
+            lease: Duration::from_millis(self.lease_ms),
+        }
     }
 }
 
@@ -89,6 +104,8 @@ impl std::fmt::Debug for CouchbaseSettings {
             .field("key_prefix", &self.key_prefix)
             .field("timeout_ms", &self.timeout_ms)
             .field("durability", &self.durability)
+            .field("partitions", &self.partitions)
+            .field("lease_ms", &self.lease_ms)
             .finish()
     }
 }

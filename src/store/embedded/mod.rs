@@ -892,6 +892,7 @@ impl Log for EmbeddedLog {
         StoreStats {
             commits: self.journal.commits.load(Ordering::Relaxed),
             writes: self.journal.writes.load(Ordering::Relaxed),
+            cluster: None,
         }
     }
 }

@@ -122,6 +122,12 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
 
     fn stats(&self) -> StoreStats;
 
+    /// At shutdown, before `close`: gives up what this node holds for the
+    /// cluster (its partitions' leases), so that other nodes take it at once.
+    fn leave(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+
     /// Closes what the log holds open, at shutdown, rather than whenever its
     /// last handle happens to be dropped (which an exiting process may never
     /// reach); changes after it fail.

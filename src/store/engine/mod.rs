@@ -1108,6 +1108,10 @@ impl<L: Log> Store for Engine<L> {
         .await
     }
 
+    async fn leave(&self) -> Result<(), StoreError> {
+        self.log.leave().await
+    }
+
     fn close(&self) {
         self.log.close();
     }

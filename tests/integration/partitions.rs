@@ -1,0 +1,481 @@
+//! Partition ownership over a bucket in memory: a deterministic simulation
+//! of several nodes taking, extending and giving up leases while the network
+//! refuses, loses and delays their calls, nodes stall, die and join, and
+//! their clocks run at different rates. After every few milliseconds of
+//! simulated time it checks that no partition is trusted by two nodes at
+//! once; once the faults stop, that every partition has one owner and the
+//! spread is even. Every run is reproducible from its seed
+//! (`INTERQ_SIM_SEEDS=N` runs seeds 0..N).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use interq::store::couchbase::kv::Kv;
+use interq::store::couchbase::partitions::{
+    lease_doc, member_doc, Clock, LeaseSettings, Ownership, MEMBERS,
+};
+use interq::store::couchbase::MemoryBucket;
+use interq::store::StoreError;
+use tokio::time::Instant;
+
+const SETTINGS: LeaseSettings = LeaseSettings {
+    partitions: 12,
+    lease: Duration::from_secs(6),
+};
+
+/// A node's clock, running `rate` times as fast as the bucket's.
+#[derive(Debug)]
+struct Skewed {
+    origin: Instant,
+    rate: f64,
+}
+
+impl Clock for Skewed {
+    fn now(&self) -> Instant {
+        self.origin + (Instant::now() - self.origin).mul_f64(self.rate)
+    }
+}
+
+/// The network between the nodes and the bucket: while `faulty`, a call may
+/// be refused, take effect with its reply lost, reach the bucket late, or be
+/// answered late. A call reaches the bucket even when the node that made it
+/// died meanwhile, as a request already sent would.
+#[derive(Debug)]
+struct Net {
+    bucket: Arc<MemoryBucket>,
+    rng: Mutex<fastrand::Rng>,
+    faulty: AtomicBool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fate {
+    Refused,
+    ReplyLost,
+    Late(Duration, Duration),
+}
+
+impl Net {
+    fn fate(&self) -> Fate {
+        let mut rng = self.rng.lock().unwrap();
+        let quick = Duration::from_micros(rng.u64(100..3_000));
+        if !self.faulty.load(Ordering::SeqCst) {
+            return Fate::Late(quick, Duration::ZERO);
+        }
+        match rng.u32(..100) {
+            0..=3 => Fate::Refused,
+            4..=7 => Fate::ReplyLost,
+            // Past a whole lease on the way there, or back.
+            8..=11 => Fate::Late(Duration::from_millis(rng.u64(0..8_000)), quick),
+            12..=15 => Fate::Late(quick, Duration::from_millis(rng.u64(0..8_000))),
+            _ => Fate::Late(quick, quick),
+        }
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        name: &str,
+        f: impl FnOnce(
+                Arc<MemoryBucket>,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send>,
+            > + Send
+            + 'static,
+    ) -> Result<T, StoreError> {
+        let fate = self.fate();
+        if let Fate::Refused = fate {
+            return Err(StoreError::Unavailable(format!("{name}: refused")));
+        }
+        let (there, back) = match fate {
+            Fate::Late(there, back) => (there, back),
+            _ => (Duration::from_micros(500), Duration::ZERO),
+        };
+        let bucket = Arc::clone(&self.bucket);
+        let sent = tokio::spawn(async move {
+            tokio::time::sleep(there).await;
+            f(bucket).await
+        });
+        let answer = sent.await.expect("the call's task ends");
+        tokio::time::sleep(back).await;
+        match fate {
+            Fate::ReplyLost => Err(StoreError::Unavailable(format!("{name}: reply lost"))),
+            _ => answer,
+        }
+    }
+}
+
+/// One node's link to the bucket.
+#[derive(Debug, Clone)]
+struct Link(Arc<Net>);
+
+impl Kv for Link {
+    async fn get(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        let n = name.to_owned();
+        self.0
+            .call(name, move |b| Box::pin(async move { b.get(&n).await }))
+            .await
+    }
+
+    async fn insert(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expiry: Option<Duration>,
+        durable: bool,
+    ) -> Result<Option<u64>, StoreError> {
+        let (n, bytes) = (name.to_owned(), bytes.to_vec());
+        self.0
+            .call(name, move |b| {
+                Box::pin(async move { b.insert(&n, &bytes, expiry, durable).await })
+            })
+            .await
+    }
+
+    async fn upsert(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expiry: Option<Duration>,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let (n, bytes) = (name.to_owned(), bytes.to_vec());
+        self.0
+            .call(name, move |b| {
+                Box::pin(async move { b.upsert(&n, &bytes, expiry, durable).await })
+            })
+            .await
+    }
+
+    async fn replace(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        cas: u64,
+        expiry: Option<Duration>,
+        durable: bool,
+    ) -> Result<Option<u64>, StoreError> {
+        let (n, bytes) = (name.to_owned(), bytes.to_vec());
+        self.0
+            .call(name, move |b| {
+                Box::pin(async move { b.replace(&n, &bytes, cas, expiry, durable).await })
+            })
+            .await
+    }
+
+    async fn remove(&self, name: &str, cas: Option<u64>) -> Result<(), StoreError> {
+        let n = name.to_owned();
+        self.0
+            .call(name, move |b| {
+                Box::pin(async move { b.remove(&n, cas).await })
+            })
+            .await
+    }
+
+    async fn touch(&self, name: &str, after: Duration) -> Result<(), StoreError> {
+        let n = name.to_owned();
+        self.0
+            .call(name, move |b| {
+                Box::pin(async move { b.touch(&n, after).await })
+            })
+            .await
+    }
+}
+
+/// A node: its side of ownership, and the task that runs its rounds.
+struct Node {
+    ownership: Arc<Ownership<Skewed>>,
+    rounds: tokio::task::JoinHandle<()>,
+}
+
+/// Starts node `id`: a round at once, then one every sixth of a lease (by
+/// the bucket's clock), with a stall now and then while the network is
+/// faulty.
+fn start(net: &Arc<Net>, id: usize, rate: f64) -> Node {
+    let ownership = Arc::new(Ownership::new(
+        format!("node-{id}"),
+        SETTINGS,
+        Skewed {
+            origin: Instant::now(),
+            rate,
+        },
+    ));
+    let rounds = tokio::spawn({
+        let ownership = Arc::clone(&ownership);
+        let link = Link(Arc::clone(net));
+        let net = Arc::clone(net);
+        async move {
+            loop {
+                let _ = ownership.round(&link).await;
+                let stall = {
+                    let mut rng = net.rng.lock().unwrap();
+                    (net.faulty.load(Ordering::SeqCst) && rng.u32(..30) == 0)
+                        .then(|| Duration::from_millis(rng.u64(0..12_000)))
+                };
+                tokio::time::sleep(SETTINGS.round() + stall.unwrap_or_default()).await;
+            }
+        }
+    });
+    Node { ownership, rounds }
+}
+
+/// No partition is trusted by two live nodes at once.
+fn check_one_owner(seed: u64, nodes: &BTreeMap<usize, Node>) {
+    let mut owner: BTreeMap<u32, usize> = BTreeMap::new();
+    for (id, node) in nodes {
+        for p in node.ownership.owned() {
+            if let Some(other) = owner.insert(p, *id) {
+                panic!("seed {seed}: partition {p} trusted by node-{other} and node-{id} at once");
+            }
+        }
+    }
+}
+
+/// Holder of each partition by the bucket's documents.
+async fn holders(bucket: &Arc<MemoryBucket>) -> BTreeMap<u32, String> {
+    let mut out = BTreeMap::new();
+    for p in 0..SETTINGS.partitions {
+        if let Some((bytes, _)) = bucket.get(&lease_doc(p)).await.unwrap() {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            out.insert(p, v["node"].as_str().unwrap().to_owned());
+        }
+    }
+    out
+}
+
+async fn simulate(seed: u64) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let net = Arc::new(Net {
+        bucket: MemoryBucket::new(),
+        rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0x9e37_79b9)),
+        faulty: AtomicBool::new(true),
+    });
+    let mut nodes: BTreeMap<usize, Node> = BTreeMap::new();
+    let mut next = 0;
+    for _ in 0..rng.usize(1..=4) {
+        nodes.insert(next, start(&net, next, rng.f64() * 0.2 + 0.9));
+        next += 1;
+    }
+    let check_every = Duration::from_millis(5);
+    // Under faults, nodes die, leave and join.
+    let faulty_for = Duration::from_secs(rng.u64(30..90));
+    let began = Instant::now();
+    while began.elapsed() < faulty_for {
+        tokio::time::sleep(check_every).await;
+        check_one_owner(seed, &nodes);
+        match rng.u32(..2_000) {
+            0 if nodes.len() > 1 => {
+                // Killed: its rounds stop; its leases end by themselves.
+                let id = *nodes.keys().nth(rng.usize(..nodes.len())).unwrap();
+                nodes.remove(&id).unwrap().rounds.abort();
+            }
+            1 if nodes.len() > 1 => {
+                let id = *nodes.keys().nth(rng.usize(..nodes.len())).unwrap();
+                let node = nodes.remove(&id).unwrap();
+                node.rounds.abort();
+                let _ = node.ownership.leave(&Link(Arc::clone(&net))).await;
+            }
+            2 if nodes.len() < 5 => {
+                nodes.insert(next, start(&net, next, rng.f64() * 0.2 + 0.9));
+                next += 1;
+            }
+            _ => {}
+        }
+    }
+    // Calm: every call answers at once; the late ones still land.
+    net.faulty.store(false, Ordering::SeqCst);
+    let calm = Instant::now();
+    while calm.elapsed() < SETTINGS.lease * 5 {
+        tokio::time::sleep(check_every).await;
+        check_one_owner(seed, &nodes);
+    }
+    // Each partition has one live owner, which the bucket names, and the
+    // spread is even.
+    let by_bucket = holders(&net.bucket).await;
+    let mut counts: BTreeMap<usize, usize> = nodes.keys().map(|id| (*id, 0)).collect();
+    for p in 0..SETTINGS.partitions {
+        let trusted: Vec<usize> = nodes
+            .iter()
+            .filter(|(_, n)| n.ownership.owns(p))
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(trusted.len(), 1, "seed {seed}: partition {p}: {trusted:?}");
+        assert_eq!(
+            by_bucket.get(&p),
+            Some(&format!("node-{}", trusted[0])),
+            "seed {seed}: partition {p}"
+        );
+        *counts.get_mut(&trusted[0]).unwrap() += 1;
+    }
+    let (low, high) = (
+        counts.values().min().unwrap(),
+        counts.values().max().unwrap(),
+    );
+    assert!(high - low <= 1, "seed {seed}: uneven spread {counts:?}");
+    // The members list names the live nodes only.
+    let (bytes, _) = net.bucket.get(MEMBERS).await.unwrap().unwrap();
+    let listed: BTreeSet<String> = serde_json::from_slice(&bytes).unwrap();
+    let live: BTreeSet<String> = nodes.keys().map(|id| format!("node-{id}")).collect();
+    assert_eq!(listed, live, "seed {seed}");
+    for node in nodes.into_values() {
+        node.rounds.abort();
+    }
+}
+
+fn seeds() -> u64 {
+    std::env::var("INTERQ_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100)
+}
+
+fn paused() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn many_seeds_never_have_two_nodes_trust_one_partition_and_settle_evenly() {
+    for seed in 0..seeds() {
+        paused().block_on(simulate(seed));
+    }
+}
+
+/// Rounds of `nodes` until each holds its share, on a network without
+/// faults: how long it took.
+async fn settle(nodes: &[Arc<Ownership<Skewed>>], shares: &[usize]) -> Duration {
+    let began = Instant::now();
+    loop {
+        let owned: Vec<usize> = nodes.iter().map(|n| n.owned().len()).collect();
+        let mut sorted = owned.clone();
+        sorted.sort();
+        if sorted == shares {
+            return began.elapsed();
+        }
+        assert!(began.elapsed() < Duration::from_secs(60), "{owned:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn calm_net() -> Arc<Net> {
+    Arc::new(Net {
+        bucket: MemoryBucket::new(),
+        rng: Mutex::new(fastrand::Rng::with_seed(7)),
+        faulty: AtomicBool::new(false),
+    })
+}
+
+/// A killed node's partitions are served again once its leases end (6 s)
+/// and a round of the others passes, and not before its trust ran out.
+#[tokio::test(start_paused = true)]
+async fn a_killed_nodes_partitions_are_taken_over_after_its_lease() {
+    let net = calm_net();
+    let nodes: Vec<Node> = (0..3).map(|id| start(&net, id, 1.0)).collect();
+    let all: Vec<_> = nodes.iter().map(|n| Arc::clone(&n.ownership)).collect();
+    settle(&all, &[4, 4, 4]).await;
+    let mut nodes = nodes;
+    let killed = nodes.pop().unwrap();
+    killed.rounds.abort();
+    let left: Vec<_> = nodes.iter().map(|n| Arc::clone(&n.ownership)).collect();
+    let took = settle(&left, &[6, 6]).await;
+    assert!(
+        took >= SETTINGS.trusted() && took <= SETTINGS.lease + SETTINGS.round() * 2,
+        "{took:?}"
+    );
+    assert!(killed.ownership.owned().is_empty());
+    let by_bucket = holders(&net.bucket).await;
+    assert!(by_bucket.values().all(|n| n != "node-2"), "{by_bucket:?}");
+}
+
+/// A node that leaves gives its partitions up at once: the others take
+/// them within two rounds, not a lease; its word that it lives is gone.
+#[tokio::test(start_paused = true)]
+async fn a_node_that_leaves_hands_its_partitions_over_within_rounds() {
+    let net = calm_net();
+    let mut nodes: Vec<Node> = (0..3).map(|id| start(&net, id, 1.0)).collect();
+    let all: Vec<_> = nodes.iter().map(|n| Arc::clone(&n.ownership)).collect();
+    settle(&all, &[4, 4, 4]).await;
+    let leaving = nodes.pop().unwrap();
+    leaving.rounds.abort();
+    leaving
+        .ownership
+        .leave(&Link(Arc::clone(&net)))
+        .await
+        .unwrap();
+    assert!(leaving.ownership.owned().is_empty());
+    let left: Vec<_> = nodes.iter().map(|n| Arc::clone(&n.ownership)).collect();
+    let took = settle(&left, &[6, 6]).await;
+    assert!(took <= SETTINGS.round() * 2, "{took:?}");
+    assert!(net
+        .bucket
+        .get(&member_doc("node-2"))
+        .await
+        .unwrap()
+        .is_none());
+    let (bytes, _) = net.bucket.get(MEMBERS).await.unwrap().unwrap();
+    let listed: Vec<String> = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(listed, ["node-0", "node-1"]);
+}
+
+/// A node joining a settled cluster gets its share from the others, who
+/// give up one partition a round, and the count the bucket was first used
+/// with holds for a node configured otherwise.
+#[tokio::test(start_paused = true)]
+async fn a_joining_node_gets_its_share_and_the_buckets_count_holds() {
+    let net = calm_net();
+    let nodes: Vec<Node> = (0..2).map(|id| start(&net, id, 1.0)).collect();
+    let mut all: Vec<_> = nodes.iter().map(|n| Arc::clone(&n.ownership)).collect();
+    settle(&all, &[6, 6]).await;
+    let other = Arc::new(Ownership::new(
+        "node-9",
+        LeaseSettings {
+            partitions: 64,
+            ..SETTINGS
+        },
+        Skewed {
+            origin: Instant::now(),
+            rate: 1.0,
+        },
+    ));
+    let link = Link(Arc::clone(&net));
+    let joiner = tokio::spawn({
+        let other = Arc::clone(&other);
+        async move {
+            loop {
+                other.round(&link).await.unwrap();
+                tokio::time::sleep(SETTINGS.round()).await;
+            }
+        }
+    });
+    all.push(Arc::clone(&other));
+    let took = settle(&all, &[4, 4, 4]).await;
+    assert!(took <= SETTINGS.round() * 12, "{took:?}");
+    let view = other.cluster();
+    assert_eq!(view.partitions, 12);
+    assert_eq!(view.members.len(), 3);
+    assert_eq!(view.owned.len(), 4);
+    assert!(view.unowned.is_empty(), "{view:?}");
+    joiner.abort();
+}
+
+/// A bucket whose lease documents another node holds, read while the
+/// bucket is down: the round fails and trust runs out by the clock alone.
+#[tokio::test(start_paused = true)]
+async fn trust_runs_out_while_the_bucket_does_not_answer() {
+    let net = calm_net();
+    let node = start(&net, 0, 1.0);
+    settle(&[Arc::clone(&node.ownership)], &[12]).await;
+    net.bucket.set_down(true);
+    let down = Instant::now();
+    while !node.ownership.owned().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lost = down.elapsed();
+    assert!(lost <= SETTINGS.trusted(), "{lost:?}");
+    net.bucket.set_down(false);
+    settle(&[Arc::clone(&node.ownership)], &[12]).await;
+    node.rounds.abort();
+}
