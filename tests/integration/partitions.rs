@@ -381,6 +381,7 @@ async fn a_killed_nodes_partitions_are_taken_over_after_its_lease() {
     killed.rounds.abort();
     let left: Vec<_> = nodes.iter().map(|n| Arc::clone(&n.ownership)).collect();
     let took = settle(&left, &[6, 6]).await;
+    eprintln!("a killed node's partitions were taken over after {took:?}");
     assert!(
         took >= SETTINGS.trusted() && took <= SETTINGS.lease + SETTINGS.round() * 2,
         "{took:?}"
@@ -408,6 +409,7 @@ async fn a_node_that_leaves_hands_its_partitions_over_within_rounds() {
     assert!(leaving.ownership.owned().is_empty());
     let left: Vec<_> = nodes.iter().map(|n| Arc::clone(&n.ownership)).collect();
     let took = settle(&left, &[6, 6]).await;
+    eprintln!("a leaving node's partitions were taken over after {took:?}");
     assert!(took <= SETTINGS.round() * 2, "{took:?}");
     assert!(net
         .bucket
@@ -452,6 +454,7 @@ async fn a_joining_node_gets_its_share_and_the_buckets_count_holds() {
     });
     all.push(Arc::clone(&other));
     let took = settle(&all, &[4, 4, 4]).await;
+    eprintln!("a joining node had its share after {took:?}");
     assert!(took <= SETTINGS.round() * 12, "{took:?}");
     let view = other.cluster();
     assert_eq!(view.partitions, 12);
@@ -474,8 +477,60 @@ async fn trust_runs_out_while_the_bucket_does_not_answer() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let lost = down.elapsed();
+    eprintln!("trust ran out {lost:?} after the bucket went down");
     assert!(lost <= SETTINGS.trusted(), "{lost:?}");
     net.bucket.set_down(false);
     settle(&[Arc::clone(&node.ownership)], &[12]).await;
     node.rounds.abort();
+}
+
+/// Nodes in service: their stores hold leases by themselves, show the
+/// cluster in their stats, and one that leaves at shutdown hands its
+/// partitions over at once.
+#[tokio::test(start_paused = true)]
+async fn stores_in_service_hold_leases_show_the_cluster_and_leave_at_shutdown() {
+    use interq::store::couchbase::CouchbaseSettings;
+    use interq::store::engine::{Engine, Retention};
+    use interq::store::Store;
+    let bucket = MemoryBucket::new();
+    let settings = CouchbaseSettings {
+        partitions: 8,
+        ..CouchbaseSettings::default()
+    };
+    let mut stores = Vec::new();
+    for _ in 0..2 {
+        stores.push(
+            Engine::join_shared(Arc::clone(&bucket), settings.clone(), Retention::default())
+                .await
+                .unwrap(),
+        );
+    }
+    let owned = |s: &dyn Store| s.stats().cluster.unwrap().owned.len();
+    let began = Instant::now();
+    while stores.iter().map(|s| owned(s)).collect::<Vec<_>>() != [4, 4] {
+        assert!(began.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // What a node shows of the others is what its last round read.
+    let view = loop {
+        let view = stores[0].stats().cluster.unwrap();
+        if view.members.iter().all(|m| m.partitions.len() == 4) {
+            break view;
+        }
+        assert!(began.elapsed() < Duration::from_secs(30), "{view:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!((view.partitions, view.lease_ms), (8, 6_000));
+    assert_eq!(view.members.len(), 2);
+    assert!(view.unowned.is_empty(), "{view:?}");
+    let leaving = stores.pop().unwrap();
+    leaving.flush().await.unwrap();
+    leaving.leave().await.unwrap();
+    leaving.close();
+    assert_eq!(owned(&leaving), 0);
+    let left = Instant::now();
+    while owned(&stores[0]) != 8 {
+        assert!(left.elapsed() < Duration::from_secs(3), "not handed over");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -57,6 +57,18 @@ impl<K: Kv> Engine<CouchbaseLog<K>> {
     ) -> Result<Self, StoreError> {
         Engine::open(CouchbaseLog::over(kv, settings), retention).await
     }
+
+    /// `open_shared`, for a node that takes part in the partitions' leases
+    /// as a node in service does.
+    pub async fn join_shared(
+        kv: K,
+        settings: CouchbaseSettings,
+        retention: Retention,
+    ) -> Result<Self, StoreError> {
+        let log = CouchbaseLog::over(kv, settings);
+        log.join_cluster();
+        Engine::open(log, retention).await
+    }
 }
 
 /// The format of the snapshot pointer and what it points to; checked when a
