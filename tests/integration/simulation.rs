@@ -635,3 +635,58 @@ async fn brokers_take_in_the_interests_another_node_set() {
         "the setter's own router"
     );
 }
+
+/// A queue's `rateLimit` is the cluster's: a copy claimed on one node takes
+/// its token on every node that applies the claim, so two nodes let 2/s
+/// through, not 2/s each.
+#[tokio::test]
+async fn a_queues_rate_limit_holds_across_nodes() {
+    use interq::model::{Lane, QueueSettings};
+    let bucket = MemoryBucket::new();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        nodes.push(
+            Engine::open_shared(
+                Arc::clone(&bucket),
+                CouchbaseSettings::default(),
+                Retention::default(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let limited = QueueSettings {
+        rate_limit: Some(2.0),
+        ..QueueSettings::default()
+    };
+    a.put_queue_settings(&queue(), limited).await.unwrap();
+    let tasks: Vec<Task> = (0..10).map(|n| task(n, 0, None, vec![], T0)).collect();
+    a.enqueue(tasks, Default::default()).await.unwrap();
+    let lanes = [Lane::Queue(queue())];
+    let (wa, wb) = (WorkerId::from_bytes([1; 16]), WorkerId::from_bytes([2; 16]));
+    // A full bucket of two, spent on node A.
+    assert_eq!(a.claim(wa, &lanes, T0, 10).await.unwrap().len(), 2);
+    assert!(
+        b.claim(wb, &lanes, T0.plus_millis(10), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "node B let A's two through again"
+    );
+    // Half a second later the rate has paid one token back, on either node,
+    // and only one.
+    let later = T0.plus_millis(510);
+    assert_eq!(b.claim(wb, &lanes, later, 10).await.unwrap().len(), 1);
+    assert!(a.claim(wa, &lanes, later, 10).await.unwrap().is_empty());
+    // Over the next two seconds, both nodes together: about the rate.
+    let mut claimed = 0;
+    for step in 1..=20 {
+        let now = later.plus_millis(step * 100);
+        for (node, w) in [(a, wa), (b, wb)] {
+            claimed += node.claim(w, &lanes, now, 10).await.unwrap().len();
+        }
+    }
+    eprintln!("{claimed} claims over two nodes in 2 s at 2/s");
+    assert!((3..=5).contains(&claimed), "{claimed} claims in 2 s at 2/s");
+}

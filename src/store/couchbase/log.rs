@@ -626,9 +626,7 @@ async fn written_ahead(writing: Vec<Writing>) -> Result<(), StoreError> {
         let ended = w
             .await
             .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("writing payloads: {e}"))));
-        if result.is_ok() {
-            result = ended;
-        }
+        result = result.and(ended);
     }
     result
 }

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::meta::{Flow, Meta, SearchFields};
 use super::state::State;
 use crate::model::{
-    AuditEntry, BatchRecord, Counters, QueueName, QueueSettings, ScheduleRecord, TaskId, WorkerId,
-    WorkerRecord,
+    AuditEntry, BatchRecord, Counters, QueueName, QueueSettings, ScheduleRecord, TaskId, TaskState,
+    WorkerId, WorkerRecord,
 };
 use crate::store::{StoreError, AUDIT_KEPT};
 
@@ -205,9 +205,17 @@ pub(super) fn apply(st: &mut State, op: &Op) -> Result<(), StoreError> {
             let m = decode_copy(bytes)?;
             let was = st.remove(m.task_id).map(|old| old.state);
             let (id, now, at) = (m.task_id, m.state, m.finished_at());
+            // Claimed there: it takes a token of its queue's rate here too,
+            // or each node would let the whole rate through.
+            let claimed = (now == TaskState::Running && was.is_some_and(|s| s != now))
+                .then(|| Some((m.queue.clone(), m.extra.as_ref()?.started_at?)))
+                .flatten();
             st.insert(m);
             if was.is_some_and(|s| !s.has_ended()) && now.has_ended() {
                 st.dependency_ended(id, Some(now), at);
+            }
+            if let Some((queue, at)) = claimed {
+                st.spend_claimed_elsewhere(&queue, at);
             }
         }
         Op::DeleteCopy(k) | Op::ArchiveCopy(k, ..) => {

@@ -692,6 +692,23 @@ impl State {
         allowed
     }
 
+    /// A copy of `queue` another node claimed at `at` (its record came
+    /// through the log): takes its token here too, refilling the bucket up
+    /// to `at` first. Tokens may go below zero: this node then lets none
+    /// through until the rate has paid them back.
+    pub fn spend_claimed_elsewhere(&mut self, queue: &QueueName, at: Millis) {
+        let Some(rate) = self.queue_settings.get(queue).and_then(|s| s.rate_limit) else {
+            return;
+        };
+        let burst = rate.max(1.0);
+        let (tokens, last) = self.buckets.entry(queue.clone()).or_insert((burst, at));
+        if at > *last {
+            *tokens = refilled(*tokens, *last, rate, at).min(burst);
+            *last = at;
+        }
+        *tokens -= 1.0;
+    }
+
     /// Takes `n` claim tokens from a rate-limited queue.
     pub fn spend(&mut self, queue: &QueueName, n: usize) {
         if let Some((tokens, _)) = self.buckets.get_mut(queue) {
