@@ -111,6 +111,12 @@ impl Application {
                 )
             }
         };
+        Self::build_over(settings, store).await
+    }
+
+    /// `build` over a store already open (the one `settings.store` names,
+    /// or, in tests, several nodes' stores over one bucket in memory).
+    pub async fn build_over(settings: Settings, store: Arc<dyn Store>) -> anyhow::Result<Self> {
         let manual_clock = settings
             .testing
             .manual_clock

@@ -460,6 +460,67 @@ struct Overview {
     queue_count: usize,
     workers: Vec<(&'static str, usize)>,
     worker_count: usize,
+    /// With a store several nodes share: the cluster as this node sees it.
+    cluster: Option<ClusterPanel>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct ClusterPanel {
+    partitions: u32,
+    lease_ms: u64,
+    nodes: Vec<ClusterNode>,
+    /// Partitions no node held at this node's last round, as ranges.
+    unowned: String,
+    unowned_count: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct ClusterNode {
+    node: String,
+    this: bool,
+    count: usize,
+    /// Its partitions as ranges: `0-3, 8`.
+    partitions: String,
+}
+
+impl ClusterPanel {
+    fn of(c: crate::store::couchbase::partitions::ClusterView) -> Self {
+        Self {
+            partitions: c.partitions,
+            lease_ms: c.lease_ms,
+            nodes: c
+                .members
+                .into_iter()
+                .map(|m| ClusterNode {
+                    this: m.node == c.node,
+                    count: m.partitions.len(),
+                    partitions: ranges(&m.partitions),
+                    node: m.node,
+                })
+                .collect(),
+            unowned: ranges(&c.unowned),
+            unowned_count: c.unowned.len(),
+        }
+    }
+}
+
+/// Sorted numbers as ranges: `[0, 1, 2, 3, 8]` is `0-3, 8`.
+fn ranges(ns: &[u32]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ns.len() {
+        let mut j = i;
+        while j + 1 < ns.len() && ns[j + 1] == ns[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            ns[i].to_string()
+        } else {
+            format!("{}-{}", ns[i], ns[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
 }
 
 /// Queues shown on the overview; the queues page has them all.
@@ -498,6 +559,7 @@ async fn overview_data(state: &AppState, span: Span) -> Result<Overview, PageErr
             ("STALE", by_state(WorkerState::Stale)),
         ],
         worker_count: workers.len(),
+        cluster: broker.store().stats().cluster.map(ClusterPanel::of),
     })
 }
 
@@ -1759,6 +1821,13 @@ pub async fn audit(req: HttpRequest, state: Data, q: web::Query<ListQuery>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partitions_read_as_ranges() {
+        assert_eq!(ranges(&[]), "");
+        assert_eq!(ranges(&[5]), "5");
+        assert_eq!(ranges(&[0, 1, 2, 3, 8, 10, 11]), "0-3, 8, 10-11");
+    }
 
     fn sample(at: u64, published: u64, completed: u64) -> Sample {
         Sample {

@@ -694,3 +694,46 @@ async fn an_operator_selects_rows_and_acts_on_them_in_a_real_browser() {
     assert_eq!(b.js("return window.notReloaded === true;").await, true);
     b.screenshot("queue-live").await;
 }
+
+/// Two nodes over one bucket (in memory): the overview shows the cluster,
+/// this node marked, each node's partitions; a store of one node shows no
+/// such section.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sees_the_cluster_on_the_overview_in_a_real_browser() {
+    use crate::helpers::{spawn_cluster, until_spread};
+    let bucket = interq::store::couchbase::MemoryBucket::new();
+    let apps = spawn_cluster(&bucket, 2, 8).await;
+    until_spread(&[&apps[0].api, &apps[1].api], &[4, 4]).await;
+    let this = apps[0].status("store").await["store"]["cluster"]["node"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = Browser::start().await;
+    b.goto(&apps[0], "/admin").await;
+    assert_eq!(b.text("#cluster-h").await, "Cluster");
+    let rows = b
+        .js("return [...document.querySelectorAll('[data-node]')].map(r => [r.dataset.node, r.cells[1].textContent, r.cells[0].textContent.includes('this node')]);")
+        .await;
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in rows {
+        assert_eq!(row[1], "4", "{row}");
+        assert_eq!(row[2], row[0] == this.as_str(), "{row}");
+    }
+    assert!(b
+        .text("#cluster-h + p")
+        .await
+        .starts_with("2 nodes share 8 partitions"));
+    b.check_page("overview of a cluster").await;
+    b.js("document.querySelector('#cluster-h').scrollIntoView(); return null;")
+        .await;
+    b.screenshot("overview-cluster").await;
+    let single = spawn_app().await;
+    b.goto(&single, "/admin").await;
+    b.find("#workers-h").await;
+    assert_eq!(
+        b.js("return document.querySelector('#cluster-h') === null;")
+            .await,
+        true
+    );
+}

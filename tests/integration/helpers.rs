@@ -83,6 +83,26 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Settin
     let mut settings = test_settings(dir.path());
     tweak(&mut settings);
     let app = Application::build(settings).await.expect("the app builds");
+    serve(app, dir)
+}
+
+/// A server over `store` (a node of a cluster whose bucket is in memory,
+/// say), with a data directory of its own for the rest.
+pub async fn spawn_app_over(
+    store: std::sync::Arc<dyn interq::store::Store>,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
+    init_logs();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut settings = test_settings(dir.path());
+    tweak(&mut settings);
+    let app = Application::build_over(settings, store)
+        .await
+        .expect("the app builds");
+    serve(app, dir)
+}
+
+fn serve(app: Application, dir: tempfile::TempDir) -> TestApp {
     let base = format!("http://127.0.0.1:{}", app.port());
     let line = app.line_port().map(|p| format!("interq://127.0.0.1:{p}"));
     let shutdown = app.handle();
@@ -744,4 +764,66 @@ pub fn completing_worker(
             done.fetch_add(reports.len(), std::sync::atomic::Ordering::SeqCst);
         }
     })
+}
+
+/// `n` servers in this process, each a node of one cluster over `bucket`
+/// (in memory) with `partitions` partitions, taking part in the leases as
+/// nodes in service do.
+pub async fn spawn_cluster(
+    bucket: &std::sync::Arc<interq::store::couchbase::MemoryBucket>,
+    n: usize,
+    partitions: u32,
+) -> Vec<TestApp> {
+    use interq::store::couchbase::CouchbaseSettings;
+    use interq::store::engine::{Engine, Retention};
+    let settings = CouchbaseSettings {
+        partitions,
+        ..CouchbaseSettings::default()
+    };
+    let mut apps = Vec::new();
+    for _ in 0..n {
+        let store = Engine::join_shared(
+            std::sync::Arc::clone(bucket),
+            settings.clone(),
+            Retention::default(),
+        )
+        .await
+        .expect("a node over the bucket");
+        apps.push(spawn_app_over(std::sync::Arc::new(store), |_| {}).await);
+    }
+    apps
+}
+
+/// Waits until the nodes own these many partitions each (sorted), as their
+/// `/status?store` says, and every node's view of the others agrees.
+pub async fn until_spread(apps: &[&Api], shares: &[usize]) {
+    let started = std::time::Instant::now();
+    loop {
+        let mut owned = Vec::new();
+        let mut agreed = true;
+        for api in apps {
+            let cluster = &api.status("store").await["store"]["cluster"];
+            owned.push(cluster["owned"].as_array().map_or(0, Vec::len));
+            let seen: Vec<usize> = cluster["members"]
+                .as_array()
+                .map(|ms| {
+                    ms.iter()
+                        .map(|m| m["partitions"].as_array().map_or(0, Vec::len))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut seen_sorted = seen.clone();
+            seen_sorted.sort();
+            agreed &= seen_sorted == shares;
+        }
+        owned.sort();
+        if owned == shares && agreed {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "partitions owned {owned:?}, wanted {shares:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -534,3 +534,64 @@ async fn stores_in_service_hold_leases_show_the_cluster_and_leave_at_shutdown() 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Two servers over one bucket, over real HTTP: each shows the cluster in
+/// `/status?store` and `/metrics`; a task published on one is claimed on
+/// the other; the one stopped gracefully hands its partitions over at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_bucket_show_the_cluster_and_hand_over_on_stop() {
+    use crate::helpers::{spawn_cluster, until_spread};
+    use serde_json::json;
+    let bucket = MemoryBucket::new();
+    let mut apps = spawn_cluster(&bucket, 2, 8).await;
+    let (a, b) = (&apps[0], &apps[1]);
+    until_spread(&[&a.api, &b.api], &[4, 4]).await;
+    let cluster = &a.status("store").await["store"]["cluster"];
+    assert_eq!(cluster["partitions"], 8);
+    assert_eq!(cluster["leaseMs"], 6_000);
+    assert_eq!(cluster["unowned"], json!([]));
+    assert_ne!(
+        cluster["node"],
+        b.status("store").await["store"]["cluster"]["node"]
+    );
+    let metrics = a.metrics().await;
+    for line in [
+        "interq_cluster_members 2",
+        "interq_partitions_owned 4",
+        "interq_partitions_unowned 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+    // One queue, served by both.
+    a.put_interest("jobs", json!({"kind": "^job$"})).await.ok();
+    b.advance(0.1).await;
+    let published = b.publish_data(json!({"kind": "job", "n": 1})).await;
+    assert_eq!(published["queues"], json!(["jobs"]));
+    let worker = a.register(&["jobs"]).await;
+    let claimed = a.claim(&worker).await;
+    assert_eq!(claimed["data"]["n"], 1, "{claimed}");
+    // Stopped, B leaves: A holds all eight within a round or two, far
+    // sooner than B's leases would have run out.
+    let stopped = std::time::Instant::now();
+    apps.pop().unwrap().stop().await;
+    let a = &apps[0];
+    until_spread(&[&a.api], &[8]).await;
+    let took = stopped.elapsed();
+    eprintln!("a stopped node's partitions were taken over after {took:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert!(a
+        .metrics()
+        .await
+        .lines()
+        .any(|l| l == "interq_cluster_members 1"));
+}
+
+/// A store of one node shows no cluster.
+#[tokio::test]
+async fn an_embedded_server_shows_no_cluster() {
+    let app = crate::helpers::spawn_app().await;
+    let store = &app.status("store").await["store"];
+    assert!(store["commits"].is_u64(), "{store}");
+    assert!(store.get("cluster").is_none(), "{store}");
+    assert!(!app.metrics().await.contains("interq_partitions_owned"));
+}
