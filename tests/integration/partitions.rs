@@ -595,3 +595,120 @@ async fn an_embedded_server_shows_no_cluster() {
     assert!(store.get("cluster").is_none(), "{store}");
     assert!(!app.metrics().await.contains("interq_partitions_owned"));
 }
+
+/// What one publisher saw of one request: when it was sent (since the
+/// start), how long its answer took, its status, and the ids acknowledged.
+type Seen = (Duration, Duration, u16, Vec<String>);
+
+/// A database outage of 5 s under load from two servers: every request is
+/// answered promptly (503 while the bucket does not answer), both nodes
+/// serve again by themselves afterwards, and every acknowledged publish is
+/// claimed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_gets_prompt_503s_and_the_nodes_recover_by_themselves() {
+    use crate::helpers::spawn_cluster;
+    use serde_json::json;
+    let bucket = MemoryBucket::new();
+    let apps = spawn_cluster(&bucket, 2, 4).await;
+    apps[0].put_interest("jobs", json!("*")).await.ok();
+    apps[1].advance(0.1).await;
+    let began = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let publishers: Vec<_> = (0..4)
+        .map(|c| {
+            let api = apps[c % 2].api.clone();
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let mut seen: Vec<Seen> = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let sent = Instant::now();
+                    let answer = api
+                        .client
+                        .put(format!("{}/task", api.base))
+                        .json(&json!({"data": {"c": c, "n": n}}))
+                        .timeout(Duration::from_secs(30))
+                        .send()
+                        .await
+                        .expect("an answer, never a hang");
+                    let status = answer.status().as_u16();
+                    let body: serde_json::Value = answer.json().await.expect("a JSON body");
+                    let ids = match body["taskId"].as_str() {
+                        Some(id) if status == 200 => vec![id.to_owned()],
+                        _ => Vec::new(),
+                    };
+                    seen.push((sent - began, sent.elapsed(), status, ids));
+                    n += 1;
+                    if status != 200 {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    bucket.set_down(true);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    bucket.set_down(false);
+    let up = began.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut seen: Vec<(usize, Seen)> = Vec::new();
+    for (c, p) in publishers.into_iter().enumerate() {
+        seen.extend(p.await.unwrap().into_iter().map(|s| (c, s)));
+    }
+    let slowest = seen.iter().map(|(_, s)| s.1).max().unwrap();
+    let statuses: BTreeSet<u16> = seen.iter().map(|(_, s)| s.2).collect();
+    let refused = seen.iter().filter(|(_, s)| s.2 == 503).count();
+    eprintln!(
+        "{} requests, {refused} answered 503, statuses {statuses:?}, the slowest answer {slowest:?}",
+        seen.len()
+    );
+    assert!(slowest < Duration::from_secs(3), "{slowest:?}");
+    assert!(refused > 0, "the outage was not noticed");
+    assert!(statuses.is_subset(&[200, 503].into()), "{statuses:?}");
+    // Both nodes serve again by themselves: each publisher's requests sent
+    // a second after the bucket came back are all acknowledged.
+    for c in 0..4 {
+        let first_ok = seen
+            .iter()
+            .filter(|(p, s)| *p == c && s.0 > up && s.2 == 200)
+            .map(|(_, s)| s.0 - up)
+            .min();
+        let last_refused = seen
+            .iter()
+            .filter(|(p, s)| *p == c && s.0 > up && s.2 != 200)
+            .map(|(_, s)| s.0 - up)
+            .max();
+        eprintln!("publisher {c} (node {}) served again {first_ok:?} after, last refused {last_refused:?} after", c % 2);
+        let after: Vec<u16> = seen
+            .iter()
+            .filter(|(p, s)| *p == c && s.0 > up + Duration::from_secs(1))
+            .map(|(_, s)| s.2)
+            .collect();
+        assert!(!after.is_empty(), "publisher {c} sent nothing after");
+        assert!(after.iter().all(|s| *s == 200), "publisher {c}: {after:?}");
+    }
+    // Every acknowledged publish is there once.
+    let acknowledged: BTreeSet<String> = seen.into_iter().flat_map(|(_, s)| s.3).collect();
+    let worker = apps[1].register(&["jobs"]).await;
+    let mut claimed: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let tasks = apps[1].claim_n(&worker, 500).await;
+        if tasks.is_empty() {
+            break;
+        }
+        for t in tasks {
+            let id = t["publishId"].as_str().unwrap().to_owned();
+            assert!(claimed.insert(id), "claimed twice");
+        }
+    }
+    let lost: Vec<_> = acknowledged.difference(&claimed).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged, {} lost",
+        acknowledged.len(),
+        lost.len()
+    );
+}

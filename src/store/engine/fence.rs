@@ -14,9 +14,15 @@ use tokio::sync::{RwLock, RwLockReadGuard};
 
 use crate::store::StoreError;
 
-/// The first pause after a failed read-back; it doubles up to `MAX_PAUSE`.
+/// The first pause after a failed read-back; it doubles up to `MAX_PAUSE`
+/// while read-backs succeed and the commits after them fail again (a disk
+/// still full: reading the state back each time costs), and up to
+/// `MAX_FAILED_PAUSE` while the read-backs themselves fail (a database that
+/// does not answer fails them at their first call, which costs little), so
+/// that a node serves again soon after its database does.
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
+const MAX_FAILED_PAUSE: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Default)]
 pub(super) struct Fence {
@@ -38,8 +44,8 @@ struct Retry {
 }
 
 impl Retry {
-    fn wait_longer(&mut self) {
-        self.pause = (self.pause * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
+    fn wait_longer(&mut self, most: Duration) {
+        self.pause = (self.pause * 2).clamp(FIRST_PAUSE, most);
         self.not_before = Some(Instant::now() + self.pause);
     }
 }
@@ -83,7 +89,7 @@ impl Fence {
                 }
                 Err(e) => {
                     let mut retry = self.lock_retry();
-                    retry.wait_longer();
+                    retry.wait_longer(MAX_FAILED_PAUSE);
                     retry.cause = Some(e.clone());
                     tracing::warn!(error = %e, retry_in_ms = retry.pause.as_millis() as u64, "the store cannot be read back yet");
                     return Err(e);
@@ -104,7 +110,7 @@ impl Fence {
             return;
         }
         if self.recovering.swap(true, Ordering::AcqRel) {
-            retry.wait_longer();
+            retry.wait_longer(MAX_PAUSE);
         }
         tracing::error!(error = %cause, retry_in_ms = retry.pause.as_millis() as u64, "a change could not be stored; changes are refused until the state is read back");
         retry.cause = Some(cause.clone());
