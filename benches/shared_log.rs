@@ -6,7 +6,9 @@
 //! the log costs per task shows without a cluster: tasks per second, log
 //! entries written, bucket calls per task.
 //!
-//! `cargo bench --bench shared_log -- [--tasks N] [--trips-ms 0,1,2]`
+//! `cargo bench --bench shared_log -- [--tasks N] [--trips-ms 0,1,2]
+//! [--nodes 1,3]`: with several nodes on one bucket, each has its own
+//! publishers and workers, and workers claim what any node published.
 //! (tokio's timer rounds a wait up to whole milliseconds, so a round trip
 //! is 0, 1, 2… ms here; a durable write to a Couchbase cluster on one
 //! network is about 1 ms).
@@ -32,31 +34,44 @@ struct Run {
     entries: u64,
 }
 
-async fn drive(store: Arc<dyn Store>, tasks: u64) -> Run {
-    let broker = Broker::start(store, Arc::new(SystemClock), BrokerSettings::default())
-        .await
-        .expect("a broker");
+async fn drive(stores: Vec<Arc<dyn Store>>, tasks: u64) -> Run {
+    let mut brokers = Vec::new();
+    for store in stores {
+        brokers.push(
+            Broker::start(store, Arc::new(SystemClock), BrokerSettings::default())
+                .await
+                .expect("a broker"),
+        );
+    }
     let queue = QueueName::parse("q").expect("a name");
-    broker
+    brokers[0]
         .set_interests(queue.clone(), &serde_json::json!("*"))
         .await
         .expect("interests");
     let mut workers = Vec::new();
-    for i in 0..WORKERS {
-        let record = broker
-            .register_worker(vec![queue.clone()], Vec::new(), format!("w{i}"), None)
-            .await
-            .expect("a worker");
-        workers.push(record.worker_id);
+    for broker in &brokers {
+        // The others take in the interests set on the first.
+        broker.tick().await.expect("a tick");
+        for i in 0..WORKERS {
+            let record = broker
+                .register_worker(vec![queue.clone()], Vec::new(), format!("w{i}"), None)
+                .await
+                .expect("a worker");
+            workers.push((Arc::clone(broker), record.worker_id));
+        }
     }
-    let entries = broker.store().stats().commits;
+    let commits = |brokers: &[Arc<Broker>]| -> u64 {
+        brokers.iter().map(|b| b.store().stats().commits).sum()
+    };
+    let entries = commits(&brokers);
     let completed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut jobs = Vec::new();
-    for p in 0..PUBLISHERS {
-        let broker = Arc::clone(&broker);
+    let publishers = PUBLISHERS * brokers.len() as u64;
+    for p in 0..publishers {
+        let broker = Arc::clone(&brokers[p as usize % brokers.len()]);
         jobs.push(tokio::spawn(async move {
-            let share = tasks / PUBLISHERS + u64::from(p < tasks % PUBLISHERS);
+            let share = tasks / publishers + u64::from(p < tasks % publishers);
             let mut sent = 0;
             while sent < share {
                 let n = (share - sent).min(BATCH as u64);
@@ -75,8 +90,8 @@ async fn drive(store: Arc<dyn Store>, tasks: u64) -> Run {
             }
         }));
     }
-    for worker in workers {
-        let (broker, completed) = (Arc::clone(&broker), Arc::clone(&completed));
+    for (broker, worker) in workers {
+        let completed = Arc::clone(&completed);
         jobs.push(tokio::spawn(async move {
             while completed.load(Ordering::SeqCst) < tasks {
                 let got = broker
@@ -102,7 +117,7 @@ async fn drive(store: Arc<dyn Store>, tasks: u64) -> Run {
     }
     Run {
         seconds: started.elapsed().as_secs_f64(),
-        entries: broker.store().stats().commits - entries,
+        entries: commits(&brokers) - entries,
     }
 }
 
@@ -122,44 +137,60 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let nodes: Vec<usize> = arg("--nodes")
+        .unwrap_or_else(|| "1".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     println!(
-        "{tasks} tasks, {PUBLISHERS} publishers and {WORKERS} workers, batches of {BATCH}, end to end"
+        "{tasks} tasks, {PUBLISHERS} publishers and {WORKERS} workers per node, batches of {BATCH}, end to end"
     );
-    println!("| Store | Round trip | Tasks/s | Log entries | Bucket calls per task |");
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| Store | Nodes | Round trip | Tasks/s | Log entries | Bucket calls per task | CPU ms per 1,000 tasks |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("a directory");
         let store = EmbeddedStore::open_dir(dir.path(), 10_000)
             .await
             .expect("the embedded store");
-        let run = drive(Arc::new(store), tasks).await;
+        let cpu = interq::metrics::process::cpu_seconds();
+        let run = drive(vec![Arc::new(store)], tasks).await;
         println!(
-            "| embedded | - | {:.0} | {} | - |",
+            "| embedded | 1 | - | {:.0} | {} | - | {:.0} |",
             tasks as f64 / run.seconds,
-            run.entries
+            run.entries,
+            (interq::metrics::process::cpu_seconds() - cpu) * 1e6 / tasks as f64
         );
         for trip in trips {
-            let bucket = MemoryBucket::new();
-            bucket.set_delay(Duration::from_millis(trip));
-            let store = Engine::open_shared(
-                Arc::clone(&bucket),
-                CouchbaseSettings::default(),
-                Retention::default(),
-            )
-            .await
-            .expect("a node");
-            let calls = bucket.calls();
-            let run = drive(Arc::new(store), tasks).await;
-            println!(
-                "| Couchbase log, bucket in memory | {trip} ms | {:.0} | {} | {:.2} |",
-                tasks as f64 / run.seconds,
-                run.entries,
-                (bucket.calls() - calls) as f64 / tasks as f64
-            );
+            for &n in &nodes {
+                let bucket = MemoryBucket::new();
+                bucket.set_delay(Duration::from_millis(trip));
+                let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+                for _ in 0..n {
+                    let store = Engine::open_shared(
+                        Arc::clone(&bucket),
+                        CouchbaseSettings::default(),
+                        Retention::default(),
+                    )
+                    .await
+                    .expect("a node");
+                    stores.push(Arc::new(store));
+                }
+                let calls = bucket.calls();
+                let cpu = interq::metrics::process::cpu_seconds();
+                let run = drive(stores, tasks).await;
+                println!(
+                    "| Couchbase log, bucket in memory | {n} | {trip} ms | {:.0} | {} | {:.2} | {:.0} |",
+                    tasks as f64 / run.seconds,
+                    run.entries,
+                    (bucket.calls() - calls) as f64 / tasks as f64,
+                    (interq::metrics::process::cpu_seconds() - cpu) * 1e6 / tasks as f64
+                );
+            }
         }
     });
 }
