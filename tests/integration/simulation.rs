@@ -690,3 +690,34 @@ async fn a_queues_rate_limit_holds_across_nodes() {
     eprintln!("{claimed} claims over two nodes in 2 s at 2/s");
     assert!((3..=5).contains(&claimed), "{claimed} claims in 2 s at 2/s");
 }
+
+/// A node catching up on entries another node wrote reads them in windows
+/// at once, not one round trip after another: 200 entries cost a handful of
+/// round trips (it cost 201 when each waited for the last).
+#[tokio::test(start_paused = true)]
+async fn a_node_catches_up_on_many_entries_in_a_few_round_trips() {
+    let bucket = MemoryBucket::new();
+    let open = || {
+        Engine::open_shared(
+            Arc::clone(&bucket),
+            CouchbaseSettings::default(),
+            Retention::default(),
+        )
+    };
+    let (a, b) = (open().await.unwrap(), open().await.unwrap());
+    b.counters().await.unwrap();
+    for n in 0..200 {
+        a.enqueue(vec![task(n, 0, None, vec![], T0)], Default::default())
+            .await
+            .unwrap();
+    }
+    let trip = std::time::Duration::from_millis(5);
+    bucket.set_delay(trip);
+    let started = tokio::time::Instant::now();
+    let counters = b.counters().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(counters, a.counters().await.unwrap());
+    let trips = took.as_millis() / trip.as_millis();
+    eprintln!("200 entries caught up on in {trips} round trips");
+    assert!(trips <= 10, "{trips} round trips");
+}

@@ -327,12 +327,30 @@ pub async fn entries_after(
 ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
     let mut out = Vec::new();
     let mut seq = after + 1;
-    while let Some((bytes, _)) = docs.get(&entry_key(seq)).await? {
-        out.push((seq, bytes));
-        seq += 1;
+    // The log's head is not known: one entry first (a node that is caught
+    // up, the usual case, pays one call), then ever wider windows read at
+    // once, so that a node catching up on K entries another wrote pays
+    // about K / 64 round trips rather than K. A reader stops at the first
+    // entry missing, as it always did: the entries after a gap are not
+    // applied.
+    let mut width = 1u64;
+    loop {
+        let names: Vec<String> = (seq..seq + width).map(entry_key).collect();
+        let window =
+            futures_util::future::try_join_all(names.iter().map(|name| docs.get(name))).await?;
+        for found in window {
+            let Some((bytes, _)) = found else {
+                return Ok(out);
+            };
+            out.push((seq, bytes));
+            seq += 1;
+        }
+        width = (width * 4).min(ENTRIES_AT_ONCE);
     }
-    Ok(out)
 }
+
+/// The widest window of entries read at once.
+const ENTRIES_AT_ONCE: u64 = 64;
 
 /// A bucket's log as a starting node reads it.
 #[derive(Debug, Default)]
