@@ -712,3 +712,46 @@ async fn a_database_outage_gets_prompt_503s_and_the_nodes_recover_by_themselves(
         lost.len()
     );
 }
+
+/// A node that leaves while one of its rounds is under way waits for it:
+/// the round cannot take or extend a lease after the leases were given up.
+#[tokio::test(start_paused = true)]
+async fn leaving_during_a_round_leaves_no_lease_behind() {
+    for head_start in [10, 50, 90, 130, 170] {
+        let net = calm_net();
+        let nodes: Vec<Node> = (0..2).map(|id| start(&net, id, 1.0)).collect();
+        let all: Vec<_> = nodes.iter().map(|n| Arc::clone(&n.ownership)).collect();
+        settle(&all, &[6, 6]).await;
+        for node in &nodes {
+            node.rounds.abort();
+        }
+        // Node 0 dies meanwhile: its leases lapse, so node 1's round would
+        // take them.
+        tokio::time::sleep(SETTINGS.lease).await;
+        net.bucket.set_delay(Duration::from_millis(20));
+        let leaving = Arc::clone(&nodes[1].ownership);
+        let round = tokio::spawn({
+            let (leaving, link) = (Arc::clone(&leaving), Link(Arc::clone(&net)));
+            async move { leaving.round(&link).await }
+        });
+        tokio::time::sleep(Duration::from_millis(head_start)).await;
+        leaving.leave(&Link(Arc::clone(&net))).await.unwrap();
+        round.await.unwrap().unwrap();
+        let by_bucket = holders(&net.bucket).await;
+        assert!(by_bucket.is_empty(), "{head_start} ms: {by_bucket:?}");
+        assert!(leaving.owned().is_empty());
+        let listed = net
+            .bucket
+            .get(MEMBERS)
+            .await
+            .unwrap()
+            .map(|(bytes, _)| serde_json::from_slice::<Vec<String>>(&bytes).unwrap());
+        assert!(
+            listed.iter().flatten().all(|m| m != "node-1"),
+            "{head_start} ms: {listed:?}"
+        );
+        // Rounds after leaving do nothing.
+        leaving.round(&Link(Arc::clone(&net))).await.unwrap();
+        assert!(holders(&net.bucket).await.is_empty());
+    }
+}

@@ -33,6 +33,7 @@
 //! others take its partitions at their next round.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -167,6 +168,12 @@ pub struct Ownership<C: Clock = TokioClock> {
     settings: LeaseSettings,
     clock: C,
     view: Mutex<View>,
+    /// One round, or the leaving, at a time: a round under way when the
+    /// node leaves could otherwise extend or take a lease after `leave`
+    /// gave them up.
+    one_at_a_time: tokio::sync::Mutex<()>,
+    /// Set by `leave`: rounds after it do nothing.
+    left: AtomicBool,
 }
 
 impl<C: Clock> Ownership<C> {
@@ -176,6 +183,8 @@ impl<C: Clock> Ownership<C> {
             settings,
             clock,
             view: Mutex::default(),
+            one_at_a_time: tokio::sync::Mutex::new(()),
+            left: AtomicBool::new(false),
         }
     }
 
@@ -346,6 +355,10 @@ impl<C: Clock> Ownership<C> {
     /// gives up partitions towards an even spread. A failed call ends the
     /// round; the leases it did not extend run out by themselves.
     pub async fn round(&self, kv: &impl Kv) -> Result<(), StoreError> {
+        let _alone = self.one_at_a_time.lock().await;
+        if self.left.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let count = self.count(kv).await?;
         kv.upsert(
             &member_doc(&self.node),
@@ -484,11 +497,13 @@ impl<C: Clock> Ownership<C> {
                 .await?
             {
                 let until = sent + self.settings.trusted();
-                let mut view = self.view();
-                view.held.insert(p, Held { cas, until });
-                view.taken += 1;
-                if let Some(h) = view.holders.get_mut(p as usize) {
-                    *h = Some(self.node.clone());
+                {
+                    let mut view = self.view();
+                    view.held.insert(p, Held { cas, until });
+                    view.taken += 1;
+                    if let Some(h) = view.holders.get_mut(p as usize) {
+                        *h = Some(self.node.clone());
+                    }
                 }
                 took += 1;
             }
@@ -518,6 +533,14 @@ impl<C: Clock> Ownership<C> {
     /// Gives up every lease and leaves the members, at shutdown, so that
     /// the others take the partitions at once rather than after the lease.
     pub async fn leave(&self, kv: &impl Kv) -> Result<(), StoreError> {
+        self.left.store(true, Ordering::SeqCst);
+        // A round stuck on a bucket that does not answer is not waited for
+        // past a lease: what it holds then runs out by itself.
+        let _alone = tokio::time::timeout(self.settings.lease, self.one_at_a_time.lock())
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable("a round of partition leases is still under way".into())
+            })?;
         let ours: Vec<u32> = self.view().held.keys().copied().collect();
         let mut result = Ok(());
         for p in ours {
