@@ -271,9 +271,11 @@ async fn simulate(seed: u64) {
             }
             1 if nodes.len() > 1 => {
                 let id = *nodes.keys().nth(rng.usize(..nodes.len())).unwrap();
+                // Leaves while its rounds go on, as a node at shutdown
+                // does; they stop once it has left.
                 let node = nodes.remove(&id).unwrap();
-                node.rounds.abort();
                 let _ = node.ownership.leave(&Link(Arc::clone(&net))).await;
+                node.rounds.abort();
             }
             2 if nodes.len() < 5 => {
                 nodes.insert(next, start(&net, next, rng.f64() * 0.2 + 0.9));
