@@ -774,6 +774,16 @@ pub async fn spawn_cluster(
     n: usize,
     partitions: u32,
 ) -> Vec<TestApp> {
+    spawn_cluster_with(bucket, n, partitions, |_| {}).await
+}
+
+/// `spawn_cluster`, with each node's settings tweaked.
+pub async fn spawn_cluster_with(
+    bucket: &std::sync::Arc<interq::store::couchbase::MemoryBucket>,
+    n: usize,
+    partitions: u32,
+    tweak: impl Fn(&mut Settings),
+) -> Vec<TestApp> {
     use interq::store::couchbase::CouchbaseSettings;
     use interq::store::engine::{Engine, Retention};
     let settings = CouchbaseSettings {
@@ -789,7 +799,7 @@ pub async fn spawn_cluster(
         )
         .await
         .expect("a node over the bucket");
-        apps.push(spawn_app_over(std::sync::Arc::new(store), |_| {}).await);
+        apps.push(spawn_app_over(std::sync::Arc::new(store), &tweak).await);
     }
     apps
 }

@@ -757,3 +757,39 @@ async fn leaving_during_a_round_leaves_no_lease_behind() {
         assert!(holders(&net.bucket).await.is_empty());
     }
 }
+
+/// Three servers on one bucket, on the real clock with the usual 100 ms
+/// tick: an interest set on one routes on the others within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interest_set_on_one_node_routes_on_the_others_within_a_second() {
+    use serde_json::json;
+    let bucket = MemoryBucket::new();
+    let apps = crate::helpers::spawn_cluster_with(&bucket, 3, 4, |s| {
+        s.testing.manual_clock = false;
+        s.tasks.tick_ms = 100;
+    })
+    .await;
+    apps[0]
+        .put_interest("mail", json!({"kind": "^mail$"}))
+        .await
+        .ok();
+    let set = std::time::Instant::now();
+    let mut routed = [None, None];
+    while routed.iter().any(Option::is_none) {
+        for (i, app) in apps[1..].iter().enumerate() {
+            if routed[i].is_none() {
+                let answer = app.publish_data(json!({"kind": "mail"})).await;
+                if answer["queues"] == json!(["mail"]) {
+                    routed[i] = Some(set.elapsed());
+                }
+            }
+        }
+        assert!(set.elapsed() < Duration::from_secs(5), "{routed:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("an interest set on node 0 routed on nodes 1 and 2 after {routed:?}");
+    assert!(
+        routed.iter().flatten().all(|t| *t < Duration::from_secs(1)),
+        "{routed:?}"
+    );
+}
