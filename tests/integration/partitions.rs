@@ -793,3 +793,53 @@ async fn an_interest_set_on_one_node_routes_on_the_others_within_a_second() {
         "{routed:?}"
     );
 }
+
+/// A third server joins two under load: it gets its share of partitions,
+/// and every publish acknowledged meanwhile is claimed once, on the new
+/// node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joining_under_load_gets_its_share_and_loses_nothing() {
+    use crate::helpers::{spawn_cluster, until_spread, Load};
+    use serde_json::json;
+    let bucket = MemoryBucket::new();
+    let mut apps = spawn_cluster(&bucket, 2, 8).await;
+    apps[0].put_interest("jobs", json!("*")).await.ok();
+    apps[1].advance(0.1).await;
+    let loads: Vec<Load> = apps.iter().map(|a| Load::start(&a.api, 3, true)).collect();
+    loads[0].until(200).await;
+    apps.extend(spawn_cluster(&bucket, 1, 8).await);
+    let joined = std::time::Instant::now();
+    until_spread(&[&apps[0].api, &apps[1].api, &apps[2].api], &[2, 3, 3]).await;
+    eprintln!(
+        "the joining node had its share after {:?}",
+        joined.elapsed()
+    );
+    loads[1].until(400).await;
+    let mut acknowledged: BTreeSet<String> = BTreeSet::new();
+    for load in loads {
+        acknowledged.extend(load.stop().await);
+    }
+    // The new node takes in the interests at its next tick.
+    apps[2].advance(0.1).await;
+    let worker = apps[2].register(&["jobs"]).await;
+    let mut claimed: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let tasks = apps[2].claim_n(&worker, 500).await;
+        if tasks.is_empty() {
+            break;
+        }
+        for t in tasks {
+            assert!(
+                claimed.insert(t["publishId"].as_str().unwrap().to_owned()),
+                "claimed twice"
+            );
+        }
+    }
+    eprintln!(
+        "{} acknowledged, {} claimed",
+        acknowledged.len(),
+        claimed.len()
+    );
+    assert!(acknowledged.len() >= 600, "{}", acknowledged.len());
+    assert_eq!(acknowledged, claimed);
+}
