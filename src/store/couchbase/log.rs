@@ -41,9 +41,7 @@ impl Engine<CouchbaseLog<super::sdk::SdkBucket>> {
         retention: Retention,
     ) -> Result<Self, StoreError> {
         let bucket = super::sdk::SdkBucket::connect(settings.clone()).await?;
-        let log = CouchbaseLog::over(bucket, settings);
-        log.join_cluster();
-        Engine::open(log, retention).await
+        Engine::join_shared(bucket, settings, retention).await
     }
 }
 
@@ -146,8 +144,6 @@ struct Inner<K: Kv> {
     /// has joined them.
     ownership: Ownership<TokioClock>,
     joined: std::sync::atomic::AtomicBool,
-    /// Set at shutdown: the rounds of leases stop.
-    leaving: std::sync::atomic::AtomicBool,
 }
 
 impl<K: Kv> std::fmt::Debug for Inner<K> {
@@ -228,7 +224,6 @@ impl<K: Kv> CouchbaseLog<K> {
                 kv,
                 ownership: Ownership::new(node.clone(), settings.leases(), TokioClock),
                 joined: std::sync::atomic::AtomicBool::new(false),
-                leaving: std::sync::atomic::AtomicBool::new(false),
                 node,
                 settings,
                 turns: Arc::new(AsyncMutex::new(())),
@@ -270,7 +265,7 @@ async fn hold_leases<K: Kv>(log: std::sync::Weak<Inner<K>>) {
         let Some(inner) = log.upgrade() else {
             return;
         };
-        if inner.leaving.load(Ordering::SeqCst) {
+        if inner.ownership.has_left() {
             return;
         }
         match inner.ownership.round(&inner.kv).await {
@@ -359,6 +354,32 @@ impl<K: Kv> Inner<K> {
         let inner = Arc::clone(self);
         let writing = tokio::spawn(async move { inner.write_all(ahead).await });
         (batch, Some((bytes, writing)))
+    }
+
+    /// Renews the lock `held` for another while, unless another node waits
+    /// or the CAS says it lapsed: then it is let go once its entries are
+    /// written. The changes waiting meanwhile are told either way.
+    async fn renew_lock(&self, held: Held) {
+        let since = tokio::time::Instant::now();
+        let renewed = lock::renew(self, &self.node, held.cas).await;
+        let mut p = self.pipeline();
+        p.renewing = false;
+        if let Some(h) = p.lock.as_mut().filter(|h| h.generation == held.generation) {
+            match renewed {
+                Ok(Some(cas)) => {
+                    h.cas = cas;
+                    h.since = since;
+                    h.changes = 0;
+                }
+                Ok(None) => h.ending = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not renew the cluster lock; it is let go of");
+                    h.ending = true;
+                }
+            }
+        }
+        drop(p);
+        self.written.notify_waiters();
     }
 
     /// Writes documents, many at a time.
@@ -735,28 +756,7 @@ impl<K: Kv> Log for CouchbaseLog<K> {
                     drop(waiting);
                     return Ok((turn(log), Vec::new()));
                 }
-                Next::Renew(held) => {
-                    let since = tokio::time::Instant::now();
-                    let renewed = lock::renew(&**log, &log.node, held.cas).await;
-                    let mut p = log.pipeline();
-                    p.renewing = false;
-                    if let Some(h) = p.lock.as_mut().filter(|h| h.generation == held.generation) {
-                        match renewed {
-                            Ok(Some(cas)) => {
-                                h.cas = cas;
-                                h.since = since;
-                                h.changes = 0;
-                            }
-                            Ok(None) => h.ending = true,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "could not renew the cluster lock; it is let go of");
-                                h.ending = true;
-                            }
-                        }
-                    }
-                    drop(p);
-                    log.written.notify_waiters();
-                }
+                Next::Renew(held) => log.renew_lock(held).await,
                 Next::LetGo(held) => {
                     // This node's changes kept coming for a whole turn.
                     log.busy.store(true, Ordering::SeqCst);
@@ -1007,7 +1007,7 @@ impl<K: Kv> Log for CouchbaseLog<K> {
 
     async fn leave(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
-        if !inner.joined.load(Ordering::SeqCst) || inner.leaving.swap(true, Ordering::SeqCst) {
+        if !inner.joined.load(Ordering::SeqCst) {
             return Ok(());
         }
         inner.ownership.leave(&inner.kv).await

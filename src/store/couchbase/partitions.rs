@@ -200,6 +200,11 @@ impl<C: Clock> Ownership<C> {
         self.view.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether `leave` was called: rounds do nothing from then on.
+    pub fn has_left(&self) -> bool {
+        self.left.load(Ordering::SeqCst)
+    }
+
     /// Whether this node may act as partition `p`'s owner now.
     pub fn owns(&self, p: u32) -> bool {
         let now = self.clock.now();
@@ -533,7 +538,9 @@ impl<C: Clock> Ownership<C> {
     /// Gives up every lease and leaves the members, at shutdown, so that
     /// the others take the partitions at once rather than after the lease.
     pub async fn leave(&self, kv: &impl Kv) -> Result<(), StoreError> {
-        self.left.store(true, Ordering::SeqCst);
+        if self.left.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
         // A round stuck on a bucket that does not answer is not waited for
         // past a lease: what it holds then runs out by itself.
         let _alone = tokio::time::timeout(self.settings.lease, self.one_at_a_time.lock())

@@ -207,9 +207,12 @@ pub(super) fn apply(st: &mut State, op: &Op) -> Result<(), StoreError> {
             let (id, now, at) = (m.task_id, m.state, m.finished_at());
             // Claimed there: it takes a token of its queue's rate here too,
             // or each node would let the whole rate through.
-            let claimed = (now == TaskState::Running && was.is_some_and(|s| s != now))
-                .then(|| Some((m.queue.clone(), m.extra.as_ref()?.started_at?)))
-                .flatten();
+            let claimed = match m.extra.as_ref().and_then(|e| e.started_at) {
+                Some(at) if now == TaskState::Running && was.is_some_and(|s| s != now) => {
+                    Some((m.queue.clone(), at))
+                }
+                _ => None,
+            };
             st.insert(m);
             if was.is_some_and(|s| !s.has_ended()) && now.has_ended() {
                 st.dependency_ended(id, Some(now), at);
