@@ -302,6 +302,7 @@ impl Broker {
         clock: Arc<dyn Clock>,
         settings: BrokerSettings,
     ) -> Result<Arc<Self>> {
+        store.follow_clock(Arc::clone(&clock));
         let mut registry = Vec::new();
         for (queue, value) in store.interests().await? {
             let parsed = Interests::parse(queue.as_str(), &value, &settings.interest_limits)?;

@@ -605,4 +605,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn poll_interval(&self) -> Option<std::time::Duration> {
         None
     }
+
+    /// The clock this node's broker reads. A store other nodes change too
+    /// ends the leases they granted by it (see `engine::State::lease_key`);
+    /// a store of one node needs none.
+    fn follow_clock(&self, _clock: Arc<dyn crate::broker::clock::Clock>) {}
 }

@@ -721,3 +721,108 @@ async fn a_node_catches_up_on_many_entries_in_a_few_round_trips() {
     eprintln!("200 entries caught up on in {trips} round trips");
     assert!(trips <= 10, "{trips} round trips");
 }
+
+/// A clock a test sets, one per node.
+#[derive(Debug)]
+struct NodeClock(std::sync::atomic::AtomicU64);
+
+impl NodeClock {
+    fn at(t: Millis) -> Arc<Self> {
+        Arc::new(Self(std::sync::atomic::AtomicU64::new(t.0)))
+    }
+
+    fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl interq::broker::clock::Clock for NodeClock {
+    fn now(&self) -> Millis {
+        Millis(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// A node whose clock runs ahead of the one that granted a lease does not
+/// end that lease early: it ends it a full `ttr` after it learnt of it at
+/// the soonest. Before, node B, a minute ahead, ended a 30 s lease at its
+/// first tick and handed the copy out again while its worker still ran it.
+#[tokio::test]
+async fn a_node_whose_clock_runs_ahead_does_not_end_another_nodes_lease_early() {
+    use interq::broker::clock::Clock;
+    use interq::model::Lane;
+    let bucket = MemoryBucket::new();
+    let open = || {
+        Engine::open_shared(
+            Arc::clone(&bucket),
+            CouchbaseSettings::default(),
+            Retention::default(),
+        )
+    };
+    let (a, b) = (open().await.unwrap(), open().await.unwrap());
+    let clock_a = NodeClock::at(T0);
+    let clock_b = NodeClock::at(T0.plus_secs(60));
+    a.follow_clock(clock_a.clone());
+    b.follow_clock(clock_b.clone());
+    a.enqueue(vec![task(1, 0, None, vec![], T0)], Default::default())
+        .await
+        .unwrap();
+    let lanes = [Lane::Queue(queue())];
+    let (wa, wb) = (WorkerId::from_bytes([1; 16]), WorkerId::from_bytes([2; 16]));
+    let claimed = a.claim(wa, &lanes, clock_a.now(), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let id = claimed[0].task_id;
+    // Node B, a minute ahead, ticks through the lease's 30 s and more.
+    for _ in 0..29 {
+        clock_a.advance(1_000);
+        clock_b.advance(1_000);
+        let tick = b.tick(clock_b.now()).await.unwrap();
+        assert!(
+            tick.lease_ends.is_empty(),
+            "node B ended node A's lease {} s into it",
+            clock_a.now().0.saturating_sub(T0.0) / 1000
+        );
+        assert!(b
+            .claim(wb, &lanes, clock_b.now(), 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    let copy = b.task(id).await.unwrap().unwrap();
+    assert_eq!(copy.state, TaskState::Running);
+    assert_eq!(copy.worker_id, Some(wa));
+    // Its worker went silent: the lease ends, on node B's clock too, a
+    // little after its 30 s.
+    clock_a.advance(2_000);
+    clock_b.advance(2_000);
+    let tick = b.tick(clock_b.now()).await.unwrap();
+    assert_eq!(tick.lease_ends.len(), 1, "the lease ended by node B");
+    // A node started since, learning of a lease from the bucket, gives it
+    // its full ttr from then too.
+    let claimed = a.claim(wa, &lanes, clock_a.now(), 10).await;
+    let claimed = match claimed {
+        Ok(c) if !c.is_empty() => c,
+        _ => {
+            // The retry waits out its backoff first.
+            clock_a.advance(120_000);
+            clock_b.advance(120_000);
+            a.claim(wa, &lanes, clock_a.now(), 10).await.unwrap()
+        }
+    };
+    assert_eq!(claimed.len(), 1, "the copy runs again once its lease ended");
+    let c = open().await.unwrap();
+    let clock_c = NodeClock::at(clock_b.now());
+    c.follow_clock(clock_c.clone());
+    clock_c.advance(1_000);
+    let tick = c.tick(clock_c.now()).await.unwrap();
+    assert!(
+        tick.lease_ends.is_empty(),
+        "a new node ended a running lease at once"
+    );
+    clock_c.advance(30_000);
+    let tick = c.tick(clock_c.now()).await.unwrap();
+    assert_eq!(
+        tick.lease_ends.len(),
+        1,
+        "the new node ends it after its ttr"
+    );
+}

@@ -66,6 +66,8 @@ pub struct Engine<L: Log> {
     log: L,
     retention: Retention,
     fence: Fence,
+    /// The broker's clock, for a shared log (`follow_clock`).
+    clock: std::sync::OnceLock<Arc<dyn crate::broker::clock::Clock>>,
 }
 
 impl<L: Log> Engine<L> {
@@ -81,6 +83,7 @@ impl<L: Log> Engine<L> {
             log,
             retention,
             fence: Fence::default(),
+            clock: std::sync::OnceLock::new(),
         })
     }
 
@@ -212,6 +215,29 @@ impl<L: Log> Engine<L> {
             return Ok(());
         }
         let mut st = self.lock();
+        st.lease_floor = self.clock.get().map(|clock| clock.now());
+        let applied = apply_entries(&mut st, news);
+        st.lease_floor = None;
+        applied
+    }
+
+    /// Reads the whole state back from the log, replacing the one in
+    /// memory. Runs with no change in progress (the fence sees to it).
+    async fn reload(&self) -> Result<(), StoreError> {
+        self.log.reset().await?;
+        let mut fresh = load(&self.log, self.retention).await?;
+        if let Some(clock) = self.clock.get() {
+            fresh.lengthen_leases_from(clock.now());
+        }
+        *self.lock() = fresh;
+        tracing::warn!("the store's state was read back from disk after a failed write");
+        Ok(())
+    }
+}
+
+/// Applies entries another node committed, each once, in order.
+fn apply_entries(st: &mut State, news: News) -> Result<(), StoreError> {
+    {
         for (seq, batch) in news {
             if seq <= st.applied {
                 continue;
@@ -223,7 +249,7 @@ impl<L: Log> Engine<L> {
                 )));
             }
             for op in &batch.ops {
-                ops::apply(&mut st, op)?;
+                ops::apply(st, op)?;
             }
             st.counters = batch.counters;
             st.counters_committed = batch.counters;
@@ -231,7 +257,9 @@ impl<L: Log> Engine<L> {
         }
         Ok(())
     }
+}
 
+impl<L: Log> Engine<L> {
     /// Before a read: with a shared log, applies what other nodes committed.
     async fn sync(&self) -> Result<(), StoreError> {
         {
@@ -246,16 +274,6 @@ impl<L: Log> Engine<L> {
         let applied = self.lock().applied;
         let news = self.log.news(applied).await?;
         self.apply_news(news)
-    }
-
-    /// Reads the whole state back from the log, replacing the one in
-    /// memory. Runs with no change in progress (the fence sees to it).
-    async fn reload(&self) -> Result<(), StoreError> {
-        self.log.reset().await?;
-        let fresh = load(&self.log, self.retention).await?;
-        *self.lock() = fresh;
-        tracing::warn!("the store's state was read back from disk after a failed write");
-        Ok(())
     }
 
     /// Joins copies with their payloads. A copy whose payload is gone was
@@ -1118,6 +1136,17 @@ impl<L: Log> Store for Engine<L> {
 
     fn poll_interval(&self) -> Option<std::time::Duration> {
         self.log.poll_interval()
+    }
+
+    fn follow_clock(&self, clock: Arc<dyn crate::broker::clock::Clock>) {
+        if self.log.poll_interval().is_none() {
+            return;
+        }
+        let at = clock.now();
+        if self.clock.set(clock).is_ok() {
+            // Loaded before there was a clock to read.
+            self.lock().lengthen_leases_from(at);
+        }
     }
 
     fn stats(&self) -> StoreStats {

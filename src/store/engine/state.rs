@@ -179,6 +179,13 @@ pub(super) struct State {
     /// Lanes released copies became ready in, for the next report's or
     /// tick's answer to wake.
     pub(super) released: Vec<Lane>,
+    /// Leases this node ends later than their record says (`lease_key`),
+    /// by copy: its key in `leases`.
+    pub(super) lease_keys: HashMap<TaskId, Millis>,
+    /// This node's time, while it applies what another node of a shared
+    /// log wrote: a lease in it ends no sooner than its full `ttr` from
+    /// here (`lease_key`).
+    pub(super) lease_floor: Option<Millis>,
     /// One shared allocation per distinct queue name and publisher.
     queue_names: HashSet<QueueName>,
     publishers: Names,
@@ -383,6 +390,38 @@ impl State {
         self.publishers.share(name)
     }
 
+    /// When this node ends a running copy's lease. A lease's end is a time
+    /// on the clock of the node that granted it, and another node's clock
+    /// may run ahead of that one's: judged by it, the lease would end early
+    /// and the copy run twice. So a node that learns of a lease from
+    /// another node's entry (or from the bucket, at start) ends it no
+    /// sooner than a full `ttr` after it learnt of it, which is after the
+    /// lease began whatever the clocks say; only later than written, never
+    /// sooner.
+    fn lease_key(&mut self, t: &Meta) -> Millis {
+        let written = t.lease_until.unwrap_or_default();
+        let ours = self.lease_floor.map(|now| now.plus_secs(t.ttr as u64));
+        match ours {
+            Some(ours) if ours > written => {
+                self.lease_keys.insert(t.task_id, ours);
+                ours
+            }
+            _ => written,
+        }
+    }
+
+    /// Ends every lease no sooner than a full `ttr` after `now`, for a
+    /// node that has just read the state from a shared log: it cannot
+    /// know when, by its own clock, those leases began.
+    pub fn lengthen_leases_from(&mut self, now: Millis) {
+        let running: Vec<TaskId> = self.leases.iter().map(|&(_, id)| id).collect();
+        self.lease_floor = Some(now);
+        for id in running {
+            self.update(id, |_| {});
+        }
+        self.lease_floor = None;
+    }
+
     fn index(&mut self, t: &Meta) {
         let counts = self.counts.entry(t.queue.clone()).or_default();
         match t.state {
@@ -403,8 +442,8 @@ impl State {
             }
             TaskState::Running => {
                 counts.running += 1;
-                self.leases
-                    .insert((t.lease_until.unwrap_or_default(), t.task_id));
+                let key = self.lease_key(t);
+                self.leases.insert((key, t.task_id));
                 if let Some(w) = t.worker_id {
                     self.running_by.entry(w).or_default().insert(t.task_id);
                 }
@@ -489,8 +528,11 @@ impl State {
                 self.blocked.remove(&(t.created_at, t.task_id));
             }
             TaskState::Running => {
-                self.leases
-                    .remove(&(t.lease_until.unwrap_or_default(), t.task_id));
+                let key = self
+                    .lease_keys
+                    .remove(&t.task_id)
+                    .unwrap_or(t.lease_until.unwrap_or_default());
+                self.leases.remove(&(key, t.task_id));
                 if let Some(w) = t.worker_id {
                     if let Some(set) = self.running_by.get_mut(&w) {
                         set.remove(&t.task_id);
