@@ -317,3 +317,143 @@ fn a_publish_dropped_while_its_entry_is_written_is_offered_on_its_node() {
         assert_eq!(got.iter().map(|t| t.task_id).collect::<Vec<_>>(), vec![id]);
     });
 }
+
+/// The last entry in the bucket.
+fn head(bucket: &MemoryBucket) -> u64 {
+    bucket
+        .names()
+        .iter()
+        .filter_map(|n| n.strip_prefix("log::")?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// A stray entry at `seq`: one a node wrote while the entry before it,
+/// written at the same time, failed. It names that entry, which is not the
+/// one the bucket holds there.
+async fn put_stray(bucket: &Arc<MemoryBucket>, seq: u64) {
+    use interq::store::couchbase::kv::Kv;
+    use interq::store::engine::{Batch, Op};
+    let stray = Batch {
+        ops: vec![
+            Op::Link { prev: 7, this: 9 },
+            Op::PutInterests("stray".into(), b"\"*\"".to_vec()),
+        ],
+        counters: Counters::default(),
+    };
+    let bytes = postcard::to_stdvec(&stray).unwrap();
+    let name = format!("log::{seq}");
+    assert!(bucket
+        .insert(&name, &bytes, None, true)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+async fn queues_of(node: &Node) -> Vec<String> {
+    let mut names: Vec<String> = node
+        .interests()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(q, _)| q.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A node writes its next entry while the last is in flight, so an entry
+/// may land after one that failed. Such a stray is never read, whether
+/// the gap before it is filled or not, and the node that next writes its
+/// place replaces it. (With every entry taken as the successor of the one
+/// before, as before entries named it, nodes B and C apply the stray.)
+#[test]
+fn an_entry_written_after_one_that_never_was_is_never_read() {
+    runtime().block_on(async {
+        let bucket = slow_bucket();
+        let a = node(&bucket).await;
+        let q = |name: &str| interq::model::QueueName::parse(name).unwrap();
+        a.put_interests(&q("one"), &serde_json::json!("*"))
+            .await
+            .unwrap();
+        a.flush().await.unwrap();
+        // Right after the head: the stray's predecessor was replaced since.
+        put_stray(&bucket, head(&bucket) + 1).await;
+        let b = node(&bucket).await;
+        assert_eq!(queues_of(&b).await, ["one"], "a new node read the stray");
+        a.put_interests(&q("two"), &serde_json::json!("*"))
+            .await
+            .unwrap();
+        a.flush().await.unwrap();
+        assert_eq!(queues_of(&b).await, ["one", "two"]);
+        // Two on: the entry before it was never written at all.
+        put_stray(&bucket, head(&bucket) + 2).await;
+        a.put_interests(&q("three"), &serde_json::json!("*"))
+            .await
+            .unwrap();
+        a.flush().await.unwrap();
+        assert_eq!(
+            queues_of(&b).await,
+            ["one", "three", "two"],
+            "node B read the stray once the gap before it was filled"
+        );
+        a.put_interests(&q("four"), &serde_json::json!("*"))
+            .await
+            .unwrap();
+        a.flush().await.unwrap();
+        let all = ["four", "one", "three", "two"];
+        assert_eq!(queues_of(&b).await, all);
+        let c = node(&bucket).await;
+        assert_eq!(
+            queues_of(&c).await,
+            all,
+            "a node started since read a stray"
+        );
+    });
+}
+
+/// Two entries in flight, the first refused, the second landing: the
+/// second is a stray. Neither is acknowledged, no node reads either, and
+/// the node, once it has read its state back, writes both places anew.
+#[test]
+fn an_entry_that_lands_after_one_that_failed_is_a_stray_nobody_reads() {
+    runtime().block_on(async {
+        let bucket = slow_bucket();
+        let a = node(&bucket).await;
+        assert_eq!(publish(&a, 0..1).await.len(), 1);
+        let first = head(&bucket) + 1;
+        bucket.fail_call_to(&format!("log::{first}"), 0, false);
+        let payloads = bucket.calls_to("payload");
+        let (failed, stray) = tokio::join!(publish(&a, 1..2), async {
+            // Once the first entry is being written.
+            while bucket.calls_to("payload") == payloads {
+                tokio::time::sleep(TRIP / 10).await;
+            }
+            publish(&a, 2..3).await
+        });
+        assert_eq!((failed.len(), stray.len()), (0, 0), "none acknowledged");
+        let names = bucket.names();
+        assert!(!names.contains(&format!("log::{first}")));
+        assert!(
+            names.contains(&format!("log::{}", first + 1)),
+            "the second entry landed (a stray), or this test tests nothing"
+        );
+        bucket.heal();
+        a.flush().await.unwrap();
+        let b = node(&bucket).await;
+        let before: HashSet<TaskId> = ready(&b).await;
+        assert_eq!(before.len(), 1, "node B read the stray: {before:?}");
+        // Node A writes the failed entry's place, then the stray's.
+        let acked = publish(&a, 3..4).await;
+        assert_eq!(acked.len(), 1);
+        assert!(bucket.names().contains(&format!("log::{first}")));
+        let acked = [acked, publish(&a, 4..5).await].concat();
+        assert_eq!(acked.len(), 2);
+        b.flush().await.unwrap();
+        let after = ready(&b).await;
+        assert_eq!(after.len(), 3, "node B: {after:?}");
+        assert!(acked.iter().all(|id| after.contains(id)));
+        let c = node(&bucket).await;
+        assert_eq!(ready(&c).await, after, "a node started since");
+    });
+}

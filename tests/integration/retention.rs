@@ -95,6 +95,7 @@ impl World {
             seq,
             chunks,
             format: Some(1),
+            link: None,
         };
         self.put(POINTER, &serde_json::to_vec(&p).unwrap());
     }
@@ -249,7 +250,7 @@ async fn a_lagging_node_knows_it(m: &Model, applied: u64, head: u64, seed: u64) 
 /// A node's snapshot as of `seq` in `chunks` chunks, and its retirement.
 async fn snapshot(m: &Model, seq: u64, chunks: u32) -> Result<Written, StoreError> {
     let bytes = vec![seq.to_le_bytes().to_vec(); chunks as usize];
-    let written = retention::write_snapshot(m, seq, &bytes, 1).await?;
+    let written = retention::write_snapshot(m, seq, None, &bytes, 1).await?;
     if let Written::Latest { replaced } = written {
         retention::retire(m, replaced, seq).await?;
     }
@@ -411,6 +412,7 @@ async fn a_bucket_written_before_retirement_is_retired_from_its_snapshot_on() {
                 seq: 5,
                 chunks: 1,
                 format: Some(1),
+                link: None,
             })
         }
     );

@@ -1,15 +1,17 @@
 //! Group commit on a shared log: the changes a node makes while its last
 //! entry is being written join its next entry, so that a node under load
-//! writes one entry per round trip to the bucket, not one per change.
+//! writes a few entries per round trip to the bucket, not one per change.
 //!
 //! A change is computed on the state that holds the changes before it,
 //! durable or not yet (as the embedded backend does), so it may be computed
 //! while the entry before it is written; it is answered once its own entry
-//! exists. Entries are written one at a time, in order, by one flusher task
-//! (never by a request, whose future a disconnecting client may drop). A
-//! write that fails fails the entry after it too, which was computed on top
-//! of it, and every change after, until the engine has read the state back
-//! (`reset`): so no entry is ever written after one that may not exist.
+//! exists. Entries are written by one flusher task (never by a request,
+//! whose future a disconnecting client may drop), two at once, and end in
+//! order. A write that fails fails the entries after it too, which were
+//! computed on top of it, and every change after, until the engine has read
+//! the state back (`reset`). One of them may land all the same: it names
+//! the entry before it, which does not exist, so nobody reads it
+//! (`chain`).
 //!
 //! A change's payloads do not wait for the flusher: they are written from
 //! the moment it is staged, while the entries before it are written, and
@@ -188,6 +190,20 @@ impl Pipeline {
                 (Some(g), Some(why)) => g.done.set(Err(why.clone())),
                 (Some(g), None) => return Some(g),
             }
+        }
+    }
+
+    /// The open entry, for the flusher to write while others are in
+    /// flight; `None` when there is none, or when it must not be written
+    /// (then it is failed here).
+    pub fn take_open(&mut self) -> Option<Group> {
+        let group = self.open.take()?;
+        match &self.broken {
+            Some(why) => {
+                group.done.set(Err(why.clone()));
+                None
+            }
+            None => Some(group),
         }
     }
 

@@ -12,13 +12,14 @@
 //! back). Until then no other node sees it, and a node that dies before it
 //! loses nothing that was acknowledged.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Mutex as AsyncMutex, Notify, OwnedMutexGuard};
 
+use super::chain::{self, Links};
 use super::group::{Done, Held, Pipeline, Writing};
 use super::kv::Kv;
 use super::lock::{self, LockDocs};
@@ -75,8 +76,9 @@ impl<K: Kv> Engine<CouchbaseLog<K>> {
 /// records that end with their place in a workflow. 4: they may hold the
 /// throughput chart's samples and the publish log. 5: entries and snapshots
 /// are kept until a newer snapshot retires them (`retention`), which an
-/// older node would not do.
-pub const FORMAT_VERSION: u64 = 5;
+/// older node would not do. 6: entries name the entry before them
+/// (`Op::Link`, `chain`), and the pointer names its entry's id.
+pub const FORMAT_VERSION: u64 = 6;
 
 /// A node keeps the cluster lock from one of its changes to the next while
 /// more of them wait (saving the round trips of letting go, taking it again
@@ -87,6 +89,11 @@ const KEEP_AT_MOST: Duration = Duration::from_millis(200);
 const KEEP_CHANGES: u32 = 256;
 /// A kept lock no change of this node takes up is let go after this.
 const KEEP_IDLE: Duration = Duration::from_millis(20);
+/// Entries a node writes at once: the next is written while the last is in
+/// flight (its changes computed on the state that holds the last), so a
+/// node is not held to one entry per round trip. `chain` keeps an entry
+/// written after one that failed from being read.
+const ENTRIES_IN_FLIGHT: usize = 2;
 /// A snapshot every this many entries (and at the first change after a
 /// start that found none), so that a starting node reads a bounded log.
 const SNAPSHOT_EVERY: u64 = 10_000;
@@ -125,6 +132,11 @@ struct Inner<K: Kv> {
     pipeline: std::sync::Mutex<Pipeline>,
     /// Told when an entry's write ends, and when the flusher stops.
     written: Notify,
+    /// Told when a change joins an entry, for the flusher to take it up
+    /// while the last is in flight.
+    staged: Notify,
+    /// The ids of the latest entries (`chain`).
+    links: std::sync::Mutex<Links>,
     /// The payloads and log pages of entries staged and not yet written,
     /// by name, with the entry that writes them: a change computed on the
     /// state holding them (the next append to a copy's log reads the page
@@ -234,6 +246,8 @@ impl<K: Kv> CouchbaseLog<K> {
                 busy: std::sync::atomic::AtomicBool::new(false),
                 pipeline: std::sync::Mutex::default(),
                 written: Notify::new(),
+                staged: Notify::new(),
+                links: std::sync::Mutex::default(),
                 unwritten: std::sync::Mutex::default(),
                 dropping: std::sync::Mutex::default(),
                 waiting: AtomicUsize::new(0),
@@ -315,6 +329,10 @@ impl<K: Kv> Inner<K> {
 
     fn unwritten(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Vec<u8>)>> {
         self.unwritten.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn links(&self) -> std::sync::MutexGuard<'_, Links> {
+        self.links.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn dropping(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
@@ -418,15 +436,74 @@ impl<K: Kv> Inner<K> {
         }
     }
 
-    /// Reads the entries after `after`, in order, until one is missing.
+    /// Reads the entries after `after`, in order, until one is missing or
+    /// does not follow the one before it (`chain`).
     async fn entries_after(&self, after: u64) -> Result<Vec<(u64, Batch)>, StoreError> {
         let mut out = Vec::new();
+        let mut before = self.links().of(after);
         for (seq, bytes) in retention::entries_after(self, after).await? {
-            let entry: Batch = postcard::from_bytes(&bytes)
+            let mut entry: Batch = postcard::from_bytes(&bytes)
                 .map_err(|e| StoreError::Corrupt(format!("log entry {seq}: {e}")))?;
+            let link = chain::take_link(&mut entry);
+            if !chain::follows(before, link) {
+                tracing::debug!(
+                    seq,
+                    "log entry {seq} was written after an entry that never was; the log ends before it"
+                );
+                break;
+            }
+            before = link.map(|(_, this)| this);
+            let mut links = self.links();
+            links.note(seq, before);
+            links.confirm(seq);
+            drop(links);
             out.push((seq, entry));
         }
         Ok(out)
+    }
+
+    /// Inserts entry `seq`, which follows the entry whose id is `prev`.
+    /// Where an entry exists already, it is replaced only when it does not
+    /// follow that entry and that entry is known to be in the bucket: it was
+    /// written after an entry that never was, and nobody reads it (`chain`).
+    /// Otherwise another node wrote `seq` first: false.
+    async fn append(&self, seq: u64, bytes: &[u8], prev: u64) -> Result<bool, StoreError> {
+        if retention::append(self, seq, bytes).await? {
+            return Ok(true);
+        }
+        if prev == 0 {
+            return Ok(false);
+        }
+        // The entry before this one may still be in flight: its fate
+        // decides whether the one in the way is a stray.
+        let before_written = self
+            .wait_for(|p| {
+                if p.broken.is_some() {
+                    Some(false)
+                } else if self.links().confirmed() + 1 >= seq {
+                    Some(true)
+                } else {
+                    None
+                }
+            })
+            .await;
+        if !before_written {
+            return Ok(false);
+        }
+        let name = retention::entry_key(seq);
+        let Some((found, cas)) = self.get(&name).await? else {
+            return Ok(false);
+        };
+        let theirs: Batch = postcard::from_bytes(&found)
+            .map_err(|e| StoreError::Corrupt(format!("log entry {seq}: {e}")))?;
+        if chain::follows(Some(prev), chain::link_of(&theirs)) {
+            return Ok(false);
+        }
+        tracing::info!(
+            seq,
+            "replacing a log entry written after an entry that never was"
+        );
+        Docs::replace(self, &name, bytes, cas).await
     }
 
     /// Whether a snapshot as of `applied` is due by what this node knows.
@@ -539,58 +616,64 @@ impl<K: Kv> Inner<K> {
         }
     }
 
-    /// Writes the open entries one after another, in order, until none is
-    /// left; then lets go of the lock unless something takes it up.
+    /// Writes the open entries in order, [`ENTRIES_IN_FLIGHT`] at once,
+    /// until none is left; then lets go of the lock unless something takes
+    /// it up. Entries end in order: one that failed fails those after it,
+    /// whether or not they landed (they are strays nobody reads, `chain`).
     async fn flush(self: Arc<Self>) {
-        // The documents the entry before dropped, being removed meanwhile.
-        let mut removing: Option<(tokio::task::JoinHandle<()>, HashSet<String>)> = None;
+        let mut removing: Option<Removing> = None;
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         loop {
-            let next = self.pipeline().next_to_write();
-            let Some(group) = next else { break };
-            let (side, entry, gone) = split(group.batch);
-            if let Some((_, names)) = &removing {
-                // A document written again after it was dropped (none is,
-                // today) must not be removed after it.
-                if side.iter().any(|(name, _)| names.contains(name)) {
-                    if let Some((removal, _)) = removing.take() {
-                        let _ = removal.await;
-                    }
+            let staged = self.staged.notified();
+            tokio::pin!(staged);
+            staged.as_mut().enable();
+            let next = if in_flight.is_empty() {
+                match self.pipeline().next_to_write() {
+                    Some(group) => Some(group),
+                    None => break,
                 }
-            }
-            let result = match written_ahead(group.writing).await {
-                Ok(()) => self.write(group.seq, side, entry).await,
-                Err(e) => Err(e),
+            } else if in_flight.len() < ENTRIES_IN_FLIGHT {
+                self.pipeline().take_open()
+            } else {
+                None
             };
-            self.written_up_to(group.seq);
-            if result.is_ok() {
-                // Before its changes are answered: they show their copies.
-                self.durable.fetch_max(group.seq, Ordering::SeqCst);
-            }
-            match &result {
-                Ok(()) if !gone.is_empty() => {
+            if let Some(group) = next {
+                let (side, entry, gone) = split(group.batch);
+                // A document written again after an entry before dropped
+                // it (none is, today) must not be removed after it.
+                let again = |names: &HashSet<String>| side.iter().any(|(n, _)| names.contains(n));
+                if in_flight.iter().any(|f| again(&f.gone)) {
+                    while let Some(mut f) = in_flight.pop_front() {
+                        let result = flatten((&mut f.writing).await);
+                        self.ended(f, result, &mut removing).await;
+                    }
+                }
+                if removing.as_ref().is_some_and(|(_, names)| again(names)) {
                     if let Some((removal, _)) = removing.take() {
                         let _ = removal.await;
                     }
-                    let names = gone.iter().cloned().collect();
-                    let inner = Arc::clone(&self);
-                    let seq = group.seq;
-                    removing = Some((
-                        tokio::spawn(async move {
-                            inner.remove_all(gone).await;
-                            inner.dropping().retain(|_, by| *by > seq);
-                        }),
-                        names,
-                    ));
                 }
-                Ok(()) => {}
-                Err(e) => {
-                    // Nothing this entry or a later one drops is removed.
-                    self.dropping().retain(|_, by| *by < group.seq);
-                    self.pipeline().broken = Some(e.clone());
-                }
+                in_flight.push_back(self.start(
+                    group.seq,
+                    group.done,
+                    group.writing,
+                    side,
+                    entry,
+                    gone,
+                ));
+                continue;
             }
-            group.done.set(result);
-            self.written.notify_waiters();
+            let room = in_flight.len() < ENTRIES_IN_FLIGHT;
+            let Some(front) = in_flight.front_mut() else {
+                continue;
+            };
+            let result = tokio::select! {
+                ended = &mut front.writing => flatten(ended),
+                _ = &mut staged, if room => continue,
+            };
+            if let Some(f) = in_flight.pop_front() {
+                self.ended(f, result, &mut removing).await;
+            }
         }
         if let Some((removal, _)) = removing {
             let _ = removal.await;
@@ -599,20 +682,102 @@ impl<K: Kv> Inner<K> {
         self.written.notify_waiters();
     }
 
+    /// Starts writing entry `seq`: its payloads (under way since staged),
+    /// the documents beside it, then the entry, linked to the one before.
+    fn start(
+        self: &Arc<Self>,
+        seq: u64,
+        done: Arc<Done>,
+        writing: Vec<Writing>,
+        side: Vec<Side>,
+        mut entry: Batch,
+        gone: Vec<String>,
+    ) -> InFlight {
+        let (prev, this) = self.links().link_new(seq);
+        entry.ops.insert(0, Op::Link { prev, this });
+        let changes = entry.ops.len() as u64 - 1;
+        let inner = Arc::clone(self);
+        let writing = tokio::spawn(async move {
+            written_ahead(writing).await?;
+            inner.write(seq, side, entry, prev).await
+        });
+        InFlight {
+            seq,
+            done,
+            changes,
+            gone: gone.into_iter().collect(),
+            writing,
+        }
+    }
+
+    /// Entry `f`'s write ended with `result` (failed, when one before it
+    /// did): its changes are answered.
+    async fn ended(
+        self: &Arc<Self>,
+        f: InFlight,
+        result: Result<(), StoreError>,
+        removing: &mut Option<Removing>,
+    ) {
+        let broken = self.pipeline().broken.clone();
+        let result = match broken {
+            Some(why) => Err(why),
+            None => result,
+        };
+        self.written_up_to(f.seq);
+        match &result {
+            Ok(()) => {
+                // Before its changes are answered: they show their copies.
+                self.durable.fetch_max(f.seq, Ordering::SeqCst);
+                self.links().confirm(f.seq);
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                self.writes.fetch_add(f.changes, Ordering::Relaxed);
+                if !f.gone.is_empty() {
+                    if let Some((removal, _)) = removing.take() {
+                        let _ = removal.await;
+                    }
+                    let names: Vec<String> = f.gone.iter().cloned().collect();
+                    let inner = Arc::clone(self);
+                    let seq = f.seq;
+                    *removing = Some((
+                        tokio::spawn(async move {
+                            inner.remove_all(names).await;
+                            inner.dropping().retain(|_, by| *by > seq);
+                        }),
+                        f.gone,
+                    ));
+                }
+            }
+            Err(e) => {
+                // Nothing this entry or a later one drops is removed.
+                self.dropping().retain(|_, by| *by < f.seq);
+                self.pipeline().broken = Some(e.clone());
+            }
+        }
+        f.done.set(result);
+        self.written.notify_waiters();
+    }
+
     /// Writes entry `seq`: the payloads and log pages it names first, many
     /// at a time (an entry is only ever read after it exists, and then they
     /// do too), then the entry itself.
-    async fn write(&self, seq: u64, side: Vec<Side>, entry: Batch) -> Result<(), StoreError> {
+    async fn write(
+        &self,
+        seq: u64,
+        side: Vec<Side>,
+        entry: Batch,
+        prev: u64,
+    ) -> Result<(), StoreError> {
         self.write_all(side).await?;
+        if let Some(why) = self.pipeline().broken.clone() {
+            // An entry before this one failed: this one would be a stray.
+            return Err(why);
+        }
         let bytes = postcard::to_stdvec(&entry).expect("an entry encodes");
-        if !retention::append(self, seq, &bytes).await? {
+        if !self.append(seq, &bytes, prev).await? {
             return Err(StoreError::Unavailable(
                 "another node changed the store at the same moment; retry".into(),
             ));
         }
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        self.writes
-            .fetch_add(entry.ops.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -639,6 +804,27 @@ impl<K: Kv> Inner<K> {
 
 /// A document written beside an entry: its name and bytes.
 type Side = (String, Vec<u8>);
+
+/// The removal of the documents an entry dropped, and their names.
+type Removing = (tokio::task::JoinHandle<()>, HashSet<String>);
+
+/// An entry being written.
+struct InFlight {
+    seq: u64,
+    done: Arc<Done>,
+    /// The changes in it, for the stats.
+    changes: u64,
+    /// The documents it drops, removed once it is written.
+    gone: HashSet<String>,
+    writing: tokio::task::JoinHandle<Result<(), StoreError>>,
+}
+
+/// A write task's end as the write's result.
+fn flatten(
+    ended: Result<Result<(), StoreError>, tokio::task::JoinError>,
+) -> Result<(), StoreError> {
+    ended.unwrap_or_else(|e| Err(StoreError::Unavailable(format!("writing a log entry: {e}"))))
+}
 
 /// How the writes ahead of an entry ended: the first failure, if any.
 async fn written_ahead(writing: Vec<Writing>) -> Result<(), StoreError> {
@@ -812,6 +998,8 @@ impl<K: Kv> Log for CouchbaseLog<K> {
         turn.done = Some(done);
         if start {
             tokio::spawn(Arc::clone(&self.inner).flush());
+        } else {
+            self.inner.staged.notify_waiters();
         }
         seq
     }
@@ -873,6 +1061,7 @@ impl<K: Kv> Log for CouchbaseLog<K> {
     ) -> Result<u64, StoreError> {
         let log = &self.inner;
         let mut seq = 0;
+        log.links().clear();
         if let Some((pointer, _)) = retention::pointer(&**log).await? {
             let format = pointer.format.unwrap_or(1);
             if format > FORMAT_VERSION {
@@ -891,6 +1080,7 @@ impl<K: Kv> Log for CouchbaseLog<K> {
                 apply(chunk)?;
             }
             seq = pointer.seq;
+            log.links().note(pointer.seq, pointer.link);
             log.snapshot_seq.store(pointer.seq, Ordering::Relaxed);
         } else {
             log.snapshot_seq.store(0, Ordering::Relaxed);
@@ -900,6 +1090,7 @@ impl<K: Kv> Log for CouchbaseLog<K> {
             seq = n;
         }
         log.durable.store(seq, Ordering::SeqCst);
+        log.links().confirm(seq);
         Ok(seq)
     }
 
@@ -970,8 +1161,9 @@ impl<K: Kv> Log for CouchbaseLog<K> {
             return Ok(());
         }
         let inner = Arc::clone(log);
+        let link = log.links().of(seq);
         tokio::spawn(async move {
-            match retention::write_snapshot(&*inner, seq, &chunks, FORMAT_VERSION).await {
+            match retention::write_snapshot(&*inner, seq, link, &chunks, FORMAT_VERSION).await {
                 Ok(Written::Latest { replaced }) => {
                     tracing::info!(seq, chunks = chunks.len(), "wrote a snapshot");
                     inner.snapshot_seq.fetch_max(seq, Ordering::SeqCst);

@@ -6,6 +6,7 @@
 //! are always known, so that a build without the SDK can say so when asked
 //! for it rather than refuse the settings file.
 
+mod chain;
 mod group;
 pub mod kv;
 pub mod lock;

@@ -50,6 +50,9 @@ pub struct SnapshotPointer {
     /// Absent in pointers written before formats were numbered (format 1).
     #[serde(default)]
     pub format: Option<u64>,
+    /// The id of entry `seq` (`chain`); absent before entries had ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<u64>,
 }
 
 /// The `retired` document.
@@ -164,6 +167,7 @@ pub async fn pointer(docs: &impl Docs) -> Result<Option<(SnapshotPointer, u64)>,
 pub async fn write_snapshot(
     docs: &impl Docs,
     seq: u64,
+    link: Option<u64>,
     chunks: &[Vec<u8>],
     format: u64,
 ) -> Result<Written, StoreError> {
@@ -184,6 +188,7 @@ pub async fn write_snapshot(
         seq,
         chunks: chunks.len() as u32,
         format: Some(format),
+        link,
     };
     let bytes = serde_json::to_vec(&mine).expect("json encodes");
     let written = match before {

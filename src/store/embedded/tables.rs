@@ -164,7 +164,7 @@ impl Coalesced {
                         .insert(super::archive::publish_of(k));
                     ((Table::Archive, place.into()), None)
                 }
-                Op::Sync => continue,
+                Op::Sync | Op::Link { .. } => continue,
             };
             self.put(key, value);
         }

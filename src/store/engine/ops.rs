@@ -57,6 +57,14 @@ pub enum Op {
     /// An archived copy is removed, with its log (an operator's removal;
     /// the archive's own sweep needs no record).
     DeleteArchived([u8; 16]),
+    /// A shared log's entry names the entry before it and itself (random
+    /// ids): an entry written after one that was never written is then not
+    /// read as the successor of whatever was written there since (see
+    /// `couchbase::log`). First in the entry; nothing to the state.
+    Link {
+        prev: u64,
+        this: u64,
+    },
 }
 
 impl Op {
@@ -89,7 +97,8 @@ impl Op {
             | Op::OutputHead(..)
             | Op::DropOutput(_)
             | Op::DeleteArchived(_)
-            | Op::Sync => 0,
+            | Op::Sync
+            | Op::Link { .. } => 0,
         }
     }
 }
@@ -297,7 +306,8 @@ pub(super) fn apply(st: &mut State, op: &Op) -> Result<(), StoreError> {
         | Op::PutOutput(..)
         | Op::DeleteOutput(..)
         | Op::DeleteArchived(_)
-        | Op::Sync => {}
+        | Op::Sync
+        | Op::Link { .. } => {}
     }
     Ok(())
 }
