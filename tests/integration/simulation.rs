@@ -645,15 +645,7 @@ async fn a_queues_rate_limit_holds_across_nodes() {
     let bucket = MemoryBucket::new();
     let mut nodes = Vec::new();
     for _ in 0..2 {
-        nodes.push(
-            Engine::open_shared(
-                Arc::clone(&bucket),
-                CouchbaseSettings::default(),
-                Retention::default(),
-            )
-            .await
-            .unwrap(),
-        );
+        nodes.push(on_bucket(&bucket).await.unwrap());
     }
     let (a, b) = (&nodes[0], &nodes[1]);
     let limited = QueueSettings {
@@ -697,13 +689,7 @@ async fn a_queues_rate_limit_holds_across_nodes() {
 #[tokio::test(start_paused = true)]
 async fn a_node_catches_up_on_many_entries_in_a_few_round_trips() {
     let bucket = MemoryBucket::new();
-    let open = || {
-        Engine::open_shared(
-            Arc::clone(&bucket),
-            CouchbaseSettings::default(),
-            Retention::default(),
-        )
-    };
+    let open = || on_bucket(&bucket);
     let (a, b) = (open().await.unwrap(), open().await.unwrap());
     b.counters().await.unwrap();
     for n in 0..200 {
@@ -720,6 +706,18 @@ async fn a_node_catches_up_on_many_entries_in_a_few_round_trips() {
     let trips = took.as_millis() / trip.as_millis();
     eprintln!("200 entries caught up on in {trips} round trips");
     assert!(trips <= 10, "{trips} round trips");
+}
+
+/// A node of the Couchbase log on `bucket`, with the default settings.
+async fn on_bucket(
+    bucket: &Arc<MemoryBucket>,
+) -> Result<Engine<CouchbaseLog<Arc<MemoryBucket>>>, StoreError> {
+    Engine::open_shared(
+        Arc::clone(bucket),
+        CouchbaseSettings::default(),
+        Retention::default(),
+    )
+    .await
 }
 
 /// A clock a test sets, one per node.
@@ -751,13 +749,7 @@ async fn a_node_whose_clock_runs_ahead_does_not_end_another_nodes_lease_early() 
     use interq::broker::clock::Clock;
     use interq::model::Lane;
     let bucket = MemoryBucket::new();
-    let open = || {
-        Engine::open_shared(
-            Arc::clone(&bucket),
-            CouchbaseSettings::default(),
-            Retention::default(),
-        )
-    };
+    let open = || on_bucket(&bucket);
     let (a, b) = (open().await.unwrap(), open().await.unwrap());
     let clock_a = NodeClock::at(T0);
     let clock_b = NodeClock::at(T0.plus_secs(60));
