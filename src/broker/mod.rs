@@ -224,11 +224,14 @@ pub struct WorkerView {
 #[derive(Debug)]
 struct LiveWorker {
     record: WorkerRecord,
+    /// When this node last heard from it, or learnt that another node had
+    /// (by this node's clock).
     last_seen: AtomicU64,
-    /// Registered with or heard from by this node. A node removes only such
-    /// workers when they go idle: with a shared store, a worker polling
-    /// another node is not idle just because this one never hears of it.
-    seen_here: AtomicBool,
+    /// With a shared store: when this node last told the others it heard
+    /// from it (`Broker::touch`), and the sighting in the stored record it
+    /// last took in (`follow_workers`; another node's clock).
+    told: AtomicU64,
+    noted: AtomicU64,
     /// With weighted queues: each queue's standing in the smooth weighted
     /// round robin that picks the queue a claim tries first.
     turns: std::sync::Mutex<Vec<i64>>,
@@ -238,9 +241,10 @@ impl LiveWorker {
     fn new(record: WorkerRecord, last_seen: Millis) -> Self {
         Self {
             turns: std::sync::Mutex::new(vec![0; record.weights.len()]),
+            told: AtomicU64::new(last_seen.0),
+            noted: AtomicU64::new(record.seen_at.map_or(0, |t| t.0)),
             record,
             last_seen: AtomicU64::new(last_seen.0),
-            seen_here: AtomicBool::new(true),
         }
     }
 
@@ -752,11 +756,45 @@ impl Broker {
         Ok(lanes)
     }
 
+    /// Notes that `worker` was heard from. With a store other nodes share,
+    /// tells them too, a few times per stale time at most (in the
+    /// background: a claim does not wait for it), so that a worker polling
+    /// one node shows as alive on all, and any node removes it once it has
+    /// gone silent everywhere.
     fn touch(&self, worker: WorkerId) {
-        if let Some(w) = self.workers.get(&worker) {
-            w.last_seen.store(self.clock.now().0, Ordering::Relaxed);
-            w.seen_here.store(true, Ordering::Relaxed);
+        let now = self.clock.now();
+        let Some(w) = self.workers.get(&worker) else {
+            return;
+        };
+        w.last_seen.store(now.0, Ordering::Relaxed);
+        if self.store.poll_interval().is_none() {
+            return;
         }
+        let told = w.told.load(Ordering::Relaxed);
+        if now.since(Millis(told)) < self.tell_every_ms() {
+            return;
+        }
+        if w.told
+            .compare_exchange(told, now.0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        drop(w);
+        let store = Arc::clone(&self.store);
+        tokio::spawn(async move {
+            if let Err(e) = store.worker_seen(worker, now).await {
+                tracing::debug!(%worker, error = %e, "could not tell the other nodes a worker was heard from");
+            }
+        });
+    }
+
+    /// How often a node tells the others it heard from a worker: a quarter
+    /// of the shortest time that decides about it, so that they learn of it
+    /// well within that time.
+    fn tell_every_ms(&self) -> u64 {
+        let s = &self.settings;
+        (s.worker_stale_after_ms.min(s.worker_idle_timeout_ms) / 4).max(100)
     }
 
     /// A worker reports the end of its claim on a copy.
@@ -953,6 +991,7 @@ impl Broker {
             weights,
             registered_at: self.clock.now(),
             owner,
+            seen_at: None,
         };
         self.store.put_worker(&record).await?;
         self.workers.insert(
@@ -1406,9 +1445,8 @@ impl Broker {
             .workers
             .iter()
             .filter(|w| {
-                w.seen_here.load(Ordering::Relaxed)
-                    && now.since(Millis(w.last_seen.load(Ordering::Relaxed)))
-                        > self.settings.worker_idle_timeout_ms
+                now.since(Millis(w.last_seen.load(Ordering::Relaxed)))
+                    > self.settings.worker_idle_timeout_ms
             })
             .map(|w| w.record.worker_id)
             .collect();
@@ -1481,14 +1519,19 @@ impl Broker {
         let known: std::collections::HashSet<WorkerId> =
             records.iter().map(|r| r.worker_id).collect();
         for record in records {
-            if !self.workers.contains_key(&record.worker_id) {
-                self.workers.insert(
-                    record.worker_id,
-                    LiveWorker {
-                        seen_here: AtomicBool::new(false),
-                        ..LiveWorker::new(record, now)
-                    },
-                );
+            match self.workers.get(&record.worker_id) {
+                Some(w) => {
+                    // Another node heard from it since: it was alive a
+                    // moment ago, whatever that node's clock says.
+                    let seen = record.seen_at.map_or(0, |t| t.0);
+                    if w.noted.swap(seen, Ordering::Relaxed) != seen {
+                        w.last_seen.fetch_max(now.0, Ordering::Relaxed);
+                    }
+                }
+                None => {
+                    self.workers
+                        .insert(record.worker_id, LiveWorker::new(record, now));
+                }
             }
         }
         // Removed on another node, unless registered here while the store

@@ -421,6 +421,11 @@ pub struct WorkerRecord {
     /// report for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// With a store several nodes share: when a node last told the others
+    /// it heard from the worker (by that node's clock), so that every node
+    /// knows it is alive, not only the one it talks to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_at: Option<Millis>,
 }
 
 /// One operator action that changed state, as the audit log keeps it.

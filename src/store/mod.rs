@@ -515,6 +515,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     async fn put_worker(&self, worker: &WorkerRecord) -> Result<(), StoreError>;
 
+    /// Notes in a worker's record that it was heard from at `at`; false
+    /// (and nothing written) when it is not registered.
+    async fn worker_seen(&self, worker: WorkerId, at: Millis) -> Result<bool, StoreError>;
+
     /// Removes a worker's registration; false when it was unknown.
     async fn delete_worker(&self, worker: WorkerId) -> Result<bool, StoreError>;
 

@@ -818,3 +818,65 @@ async fn a_node_whose_clock_runs_ahead_does_not_end_another_nodes_lease_early() 
         "the new node ends it after its ttr"
     );
 }
+
+/// A worker that polls node A shows as alive on node B too, and once it
+/// goes silent node B removes it, though it never heard from it itself.
+/// Before, node B showed it STALE while it worked, and never removed it
+/// (only a node that had heard from a worker removed it).
+#[tokio::test]
+async fn every_node_knows_a_worker_is_alive_and_removes_it_once_silent() {
+    use interq::broker::clock::ManualClock;
+    use interq::broker::{Broker, BrokerSettings};
+    use interq::model::WorkerState;
+    let bucket = MemoryBucket::new();
+    let clock = Arc::new(ManualClock::new());
+    let settings = BrokerSettings {
+        worker_stale_after_ms: 4_000,
+        worker_idle_timeout_ms: 8_000,
+        ..BrokerSettings::default()
+    };
+    let mut brokers = Vec::new();
+    for _ in 0..2 {
+        let store: Arc<dyn Store> = Arc::new(on_bucket(&bucket).await.unwrap());
+        brokers.push(
+            Broker::start(store, clock.clone(), settings.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    let (a, b) = (&brokers[0], &brokers[1]);
+    let worker = a
+        .register_worker(vec![queue()], Vec::new(), "w".into(), None)
+        .await
+        .unwrap()
+        .worker_id;
+    let state_on_b = || async {
+        b.workers()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|w| w.worker_id == worker)
+            .map(|w| w.state)
+    };
+    b.tick().await.unwrap();
+    assert_eq!(state_on_b().await, Some(WorkerState::Idle));
+    for second in 1..=12 {
+        clock.advance_ms(1_000);
+        a.claim(worker, 1, std::time::Duration::ZERO).await.unwrap();
+        // The sighting is written in the background.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        a.tick().await.unwrap();
+        b.tick().await.unwrap();
+        assert_eq!(
+            state_on_b().await,
+            Some(WorkerState::Idle),
+            "node B after {second} s of claims on node A"
+        );
+    }
+    // Silent from now on (node A is gone too): node B removes it.
+    for _ in 0..10 {
+        clock.advance_ms(1_000);
+        b.tick().await.unwrap();
+    }
+    assert_eq!(state_on_b().await, None, "node B kept a silent worker");
+}

@@ -971,6 +971,23 @@ impl<L: Log> Store for Engine<L> {
         Ok(())
     }
 
+    async fn worker_seen(&self, worker: WorkerId, at: Millis) -> Result<bool, StoreError> {
+        self.change(|st, out| {
+            let Some(record) = st.workers.get(&worker) else {
+                return Ok(false);
+            };
+            let seen = WorkerRecord {
+                seen_at: Some(at),
+                ..record.clone()
+            };
+            let op = ops::worker_op(&seen);
+            ops::apply(st, &op)?;
+            out.push(op);
+            Ok(true)
+        })
+        .await
+    }
+
     async fn delete_worker(&self, worker: WorkerId) -> Result<bool, StoreError> {
         self.record(Op::DeleteWorker(*worker.as_bytes()), |st| {
             st.workers.contains_key(&worker)

@@ -55,6 +55,7 @@ pub async fn interests_workers_and_counters_are_kept(h: &mut dyn Harness) -> R {
         weights: vec![3, 1],
         registered_at: T0,
         owner: Some("mailer".into()),
+        seen_at: None,
     };
     let gone = WorkerRecord {
         worker_id: WorkerId::new(),
@@ -64,6 +65,14 @@ pub async fn interests_workers_and_counters_are_kept(h: &mut dyn Harness) -> R {
     s.put_worker(&gone).await?;
     assert!(s.delete_worker(gone.worker_id).await?);
     assert!(!s.delete_worker(gone.worker_id).await?);
+    // A sighting is noted in a registered worker's record, and in no
+    // removed one's (it would come back).
+    assert!(s.worker_seen(w.worker_id, T0.plus_secs(5)).await?);
+    assert!(!s.worker_seen(gone.worker_id, T0.plus_secs(5)).await?);
+    let w = WorkerRecord {
+        seen_at: Some(T0.plus_secs(5)),
+        ..w
+    };
     // Publishes are counted in the same step as the copies they made.
     s.enqueue(
         Vec::new(),
