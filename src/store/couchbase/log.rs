@@ -639,15 +639,19 @@ impl<K: Kv> Inner<K> {
             };
             if let Some(group) = next {
                 let (side, entry, gone) = split(group.batch);
-                // A document written again after an entry before dropped
-                // it (none is, today) must not be removed after it.
+                // A document an entry in flight writes or drops (the page
+                // a copy's log ends in, appended to again) is written
+                // after that entry's writes: writes in flight together
+                // land in any order, and the older page could land last.
                 let again = |names: &HashSet<String>| side.iter().any(|(n, _)| names.contains(n));
-                if in_flight.iter().any(|f| again(&f.gone)) {
+                if in_flight.iter().any(|f| again(&f.gone) || again(&f.writes)) {
                     while let Some(mut f) = in_flight.pop_front() {
                         let result = flatten((&mut f.writing).await);
                         self.ended(f, result, &mut removing).await;
                     }
                 }
+                // Nor may one written again after an entry before dropped
+                // it (none is, today) be removed after it.
                 if removing.as_ref().is_some_and(|(_, names)| again(names)) {
                     if let Some((removal, _)) = removing.take() {
                         let _ = removal.await;
@@ -696,6 +700,7 @@ impl<K: Kv> Inner<K> {
         let (prev, this) = self.links().link_new(seq);
         entry.ops.insert(0, Op::Link { prev, this });
         let changes = entry.ops.len() as u64 - 1;
+        let writes = side.iter().map(|(name, _)| name.clone()).collect();
         let inner = Arc::clone(self);
         let writing = tokio::spawn(async move {
             written_ahead(writing).await?;
@@ -705,6 +710,7 @@ impl<K: Kv> Inner<K> {
             seq,
             done,
             changes,
+            writes,
             gone: gone.into_iter().collect(),
             writing,
         }
@@ -814,7 +820,9 @@ struct InFlight {
     done: Arc<Done>,
     /// The changes in it, for the stats.
     changes: u64,
-    /// The documents it drops, removed once it is written.
+    /// The documents written beside it, and those it drops (removed once
+    /// it is written).
+    writes: HashSet<String>,
     gone: HashSet<String>,
     writing: tokio::task::JoinHandle<Result<(), StoreError>>,
 }

@@ -35,8 +35,11 @@ pub struct MemoryBucket {
 struct World {
     docs: HashMap<String, Doc>,
     cas: u64,
-    /// Each call waits this long before it is answered.
+    /// Each call waits this long before it is answered...
     delay: Duration,
+    /// ...and up to this much longer, drawn from the generator: calls sent
+    /// one after another may land in another order, as over a network.
+    jitter: Option<(Duration, fastrand::Rng)>,
     planned: Option<Plan>,
 }
 
@@ -131,6 +134,12 @@ impl MemoryBucket {
         self.world().delay = delay;
     }
 
+    /// Makes each call wait up to `most` longer than the delay, drawn from
+    /// a generator seeded with `seed`.
+    pub fn set_jitter(&self, most: Duration, seed: u64) {
+        self.world().jitter = Some((most, fastrand::Rng::with_seed(seed)));
+    }
+
     /// Fails the call `after` calls from now (0: the next one): having
     /// taken effect (`taken`, its reply lost) or not.
     pub fn fail_call(&self, after: u32, taken: bool) {
@@ -197,7 +206,14 @@ impl MemoryBucket {
             let mut kinds = self.kinds.lock().unwrap_or_else(|e| e.into_inner());
             *kinds.entry(kind.to_owned()).or_default() += 1;
         }
-        let delay = self.world().delay;
+        let delay = {
+            let mut w = self.world();
+            let extra = match &mut w.jitter {
+                Some((most, rng)) => most.mul_f64(rng.f64()),
+                None => Duration::ZERO,
+            };
+            w.delay + extra
+        };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
