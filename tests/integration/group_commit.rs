@@ -301,7 +301,7 @@ async fn appends_at_once(bucket: Arc<MemoryBucket>) {
             assert!(answer.is_ok(), "an append failed: {answer:?}");
         }
         let b = node(&bucket).await;
-        for n in [&a, &b] {
+        for n in [a, &b] {
             let log = n.task_log(id, None, 1 << 20).await.unwrap().unwrap();
             let text = String::from_utf8(log.text).unwrap();
             let mut got: Vec<&str> = text.split_inclusive('\n').collect();
