@@ -147,7 +147,8 @@ fn an_entry_that_fails_fails_the_entry_computed_on_it() {
 }
 
 /// Seeds of three nodes publishing at once, then claiming at once, one
-/// bucket call of each phase failing (before or after it took effect).
+/// bucket call of each phase failing (before or after it took effect), over
+/// a bucket whose calls take 1-3 ms (so calls land in any order).
 /// Every acknowledged publish is on every node and on a node started
 /// afterwards; no copy is handed to two workers; every copy a worker was
 /// given is running under that worker.
@@ -174,6 +175,8 @@ fn plan_a_fault(bucket: &MemoryBucket, rng: &mut fastrand::Rng) {
 async fn three_nodes(seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let bucket = slow_bucket();
+    // Calls take 1-3 ms, so writes sent together land in any order.
+    bucket.set_jitter(2 * TRIP, seed);
     let nodes = [
         node(&bucket).await,
         node(&bucket).await,
