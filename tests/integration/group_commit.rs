@@ -165,10 +165,15 @@ fn nodes_grouping_on_one_bucket_lose_nothing_acknowledged_and_hand_out_each_copy
 
 /// One call of the phase to come fails: any call, or one on an entry, a
 /// payload or the lock (calls on the lock outnumber the others many times,
-/// as waiting nodes poll it).
+/// as waiting nodes poll it), or the write of an entry (which may leave the
+/// entry after it, in flight, a stray).
 fn plan_a_fault(bucket: &MemoryBucket, rng: &mut fastrand::Rng) {
-    let (prefix, within) =
-        [("", 600), ("log::", 60), ("payload::", 240), ("lock", 300)][rng.usize(..4)];
+    let which = rng.usize(..5);
+    if which == 4 {
+        bucket.fail_insert_to("log::", rng.u32(..20), rng.bool());
+        return;
+    }
+    let (prefix, within) = [("", 600), ("log::", 60), ("payload::", 240), ("lock", 300)][which];
     bucket.fail_call_to(prefix, rng.u32(..within), rng.bool());
 }
 

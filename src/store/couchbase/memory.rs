@@ -46,8 +46,10 @@ struct World {
 /// A call to fail.
 #[derive(Debug)]
 struct Plan {
-    /// Only calls on documents whose names start with this count.
+    /// Only calls on documents whose names start with this count...
     prefix: String,
+    /// ...and, when set, only `insert`s.
+    inserts: bool,
     /// After how many more of them.
     after: u32,
     /// Whether it takes effect first (its reply lost) or not.
@@ -70,11 +72,11 @@ enum Fault {
 }
 
 impl World {
-    fn fault(&mut self, name: &str) -> Fault {
+    fn fault(&mut self, name: &str, inserting: bool) -> Fault {
         let Some(plan) = self.planned.as_mut() else {
             return Fault::None;
         };
-        if !name.starts_with(&plan.prefix) {
+        if !name.starts_with(&plan.prefix) || (plan.inserts && !inserting) {
             return Fault::None;
         }
         if plan.after > 0 {
@@ -151,6 +153,18 @@ impl MemoryBucket {
     pub fn fail_call_to(&self, prefix: &str, after: u32, taken: bool) {
         self.world().planned = Some(Plan {
             prefix: prefix.to_owned(),
+            inserts: false,
+            after,
+            taken,
+        });
+    }
+
+    /// `fail_call_to`, counting only `insert`s (`log::`: the writes of
+    /// entries, not the reads).
+    pub fn fail_insert_to(&self, prefix: &str, after: u32, taken: bool) {
+        self.world().planned = Some(Plan {
+            prefix: prefix.to_owned(),
+            inserts: true,
             after,
             taken,
         });
@@ -200,6 +214,23 @@ impl MemoryBucket {
         name: &str,
         f: impl FnOnce(&mut World) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.call_as(name, false, f).await
+    }
+
+    async fn call_inserting<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut World) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.call_as(name, true, f).await
+    }
+
+    async fn call_as<T>(
+        &self,
+        name: &str,
+        inserting: bool,
+        f: impl FnOnce(&mut World) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         {
             let kind = name.split("::").next().unwrap_or(name);
@@ -223,7 +254,7 @@ impl MemoryBucket {
             )));
         }
         let mut w = self.world();
-        let fault = w.fault(name);
+        let fault = w.fault(name, inserting);
         if fault == Fault::Before {
             return Err(refused(name, fault));
         }
@@ -248,7 +279,7 @@ impl Kv for Arc<MemoryBucket> {
         expiry: Option<Duration>,
         _durable: bool,
     ) -> Result<Option<u64>, StoreError> {
-        self.call(name, |w| {
+        self.call_inserting(name, |w| {
             Ok(match w.live(name) {
                 Some(_) => None,
                 None => Some(w.write(name, bytes, expiry)),
