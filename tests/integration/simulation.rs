@@ -71,14 +71,17 @@ impl SimLog {
 impl Log for SimLog {
     type Turn = SimTurn;
 
-    async fn begin(&self, applied: u64) -> Result<(SimTurn, News), StoreError> {
+    async fn begin(
+        &self,
+        applied: &(dyn Fn() -> u64 + Sync),
+    ) -> Result<(SimTurn, News), StoreError> {
         let guard = Arc::clone(&self.turn).lock_owned().await;
         Ok((
             SimTurn {
                 _guard: guard,
                 staged: None,
             },
-            self.entries_after(applied),
+            self.entries_after(applied()),
         ))
     }
 

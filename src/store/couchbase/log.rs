@@ -901,7 +901,10 @@ fn split(batch: Batch) -> (Vec<Side>, Batch, Vec<String>) {
 impl<K: Kv> Log for CouchbaseLog<K> {
     type Turn = Turn<K>;
 
-    async fn begin(&self, applied: u64) -> Result<(Turn<K>, News), StoreError> {
+    async fn begin(
+        &self,
+        applied: &(dyn Fn() -> u64 + Sync),
+    ) -> Result<(Turn<K>, News), StoreError> {
         let log = &self.inner;
         // Counted as waiting until it computes: the lock is kept for it.
         let waiting = Waiting::new(&log.waiting);
@@ -959,7 +962,7 @@ impl<K: Kv> Log for CouchbaseLog<K> {
                 Next::Take => {
                     drop(waiting);
                     let cas = log.take_lock().await?;
-                    return match log.caught_up(applied).await {
+                    return match log.caught_up(applied()).await {
                         Ok(news) => {
                             let mut p = log.pipeline();
                             p.hold(cas);

@@ -637,7 +637,10 @@ impl Log for EmbeddedLog {
         self.shut();
     }
 
-    async fn begin(&self, _applied: u64) -> Result<(Ticket, News), StoreError> {
+    async fn begin(
+        &self,
+        _applied: &(dyn Fn() -> u64 + Sync),
+    ) -> Result<(Ticket, News), StoreError> {
         match self.journal.broken() {
             Some(cause) => Err(cause),
             None => Ok((Ticket(0), Vec::new())),

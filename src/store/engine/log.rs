@@ -42,12 +42,14 @@ pub trait Log: Send + Sync + std::fmt::Debug + 'static {
     /// The right to make one change, from `begin` to `commit` or `abandon`.
     type Turn: Send;
 
-    /// Waits until a change may be made. `applied` is the last entry the
-    /// state holds; the answer brings the entries other nodes committed
-    /// since, numbered, to be applied before the change is computed.
+    /// Waits until a change may be made. `applied` says the last entry the
+    /// state holds, asked once the wait is over (the state may have taken
+    /// in other nodes' entries meanwhile); the answer brings the entries
+    /// other nodes committed since, numbered, to be applied before the
+    /// change is computed.
     fn begin(
         &self,
-        applied: u64,
+        applied: &(dyn Fn() -> u64 + Sync),
     ) -> impl Future<Output = Result<(Self::Turn, News), StoreError>> + Send;
 
     /// Queues the change's records. `applied` is the last entry the state

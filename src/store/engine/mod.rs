@@ -59,6 +59,10 @@ use crate::model::{
     TaskSelector, TaskState, WorkerId, WorkerRecord,
 };
 
+/// How often a change waiting for its turn on a shared log applies what
+/// other nodes committed meanwhile (`follow_while_waiting`).
+const FOLLOW_WHILE_WAITING: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The state machine over a log. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Engine<L: Log> {
@@ -66,6 +70,8 @@ pub struct Engine<L: Log> {
     log: L,
     retention: Retention,
     fence: Fence,
+    /// A change is applying others' entries while it waits for its turn.
+    following: std::sync::atomic::AtomicBool,
     /// The broker's clock, for a shared log (`follow_clock`).
     clock: std::sync::OnceLock<Arc<dyn crate::broker::clock::Clock>>,
 }
@@ -84,6 +90,7 @@ impl<L: Log> Engine<L> {
             retention,
             fence: Fence::default(),
             clock: std::sync::OnceLock::new(),
+            following: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -128,8 +135,22 @@ impl<L: Log> Engine<L> {
         after: impl FnOnce(&mut State, R, D::Output) -> T + Send,
     ) -> Result<T, StoreError> {
         let _entered = self.fence.enter(|| self.reload()).await?;
-        let applied = self.lock().applied;
-        let (mut turn, news) = match self.log.begin(applied).await {
+        let applied = || self.lock().applied;
+        let begun = {
+            let begin = self.log.begin(&applied);
+            tokio::pin!(begin);
+            let shared = self.log.poll_interval().is_some();
+            loop {
+                tokio::select! {
+                    biased;
+                    begun = &mut begin => break begun,
+                    () = tokio::time::sleep(FOLLOW_WHILE_WAITING), if shared => {
+                        self.follow_while_waiting().await;
+                    }
+                }
+            }
+        };
+        let (mut turn, news) = match begun {
             Ok(begun) => begun,
             Err(e) => {
                 if self.log.needs_reset() {
@@ -260,6 +281,30 @@ fn apply_entries(st: &mut State, news: News) -> Result<(), StoreError> {
 }
 
 impl<L: Log> Engine<L> {
+    /// While a change waits for its turn on a shared log (another node
+    /// holds the lock), applies what the other nodes commit meanwhile, one
+    /// change per node at a time: the change then starts on a state that is
+    /// nearly current, rather than read and apply a whole turn's entries
+    /// while it holds the lock (100-160 entries, 40-120 ms, with three busy
+    /// nodes: half of every turn).
+    async fn follow_while_waiting(&self) {
+        if self
+            .following
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let _done = Done(&self.following);
+        // A failure here is the waiting change's to meet, in its turn.
+        let _ = self.sync().await;
+    }
+
     /// Before a read: with a shared log, applies what other nodes committed.
     async fn sync(&self) -> Result<(), StoreError> {
         {
