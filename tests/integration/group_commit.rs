@@ -47,6 +47,23 @@ async fn node(bucket: &Arc<MemoryBucket>) -> Node {
     .unwrap()
 }
 
+/// Publishes `first`, then `then` once `first`'s entry is being written
+/// (its payload write has begun): the ones acknowledged of each.
+async fn publish_while_writing(
+    bucket: &MemoryBucket,
+    node: &Node,
+    first: std::ops::Range<u64>,
+    then: std::ops::Range<u64>,
+) -> (Vec<TaskId>, Vec<TaskId>) {
+    let payloads = bucket.calls_to("payload");
+    tokio::join!(publish(node, first), async {
+        while bucket.calls_to("payload") == payloads {
+            tokio::time::sleep(TRIP / 10).await;
+        }
+        publish(node, then).await
+    })
+}
+
 /// Publishes `ns` on `node`, all at once: the ones it acknowledged.
 async fn publish(node: &Node, ns: std::ops::Range<u64>) -> Vec<TaskId> {
     let answers = join_all(ns.map(|n| async move {
@@ -124,14 +141,7 @@ fn an_entry_that_fails_fails_the_entry_computed_on_it() {
         a.flush().await.unwrap();
         bucket.fail_call_to("payload::", 0, false);
         let entries = a.stats().commits;
-        let payloads = bucket.calls_to("payload");
-        let (first, then) = tokio::join!(publish(&a, 0..1), async {
-            // Once the first publish's entry is being written.
-            while bucket.calls_to("payload") == payloads {
-                tokio::time::sleep(TRIP / 10).await;
-            }
-            publish(&a, 1..3).await
-        });
+        let (first, then) = publish_while_writing(&bucket, &a, 0..1, 1..3).await;
         assert_eq!((first.len(), then.len()), (0, 0), "none acknowledged");
         assert_eq!(a.stats().commits, entries, "no entry written");
         bucket.heal();
@@ -449,14 +459,7 @@ fn an_entry_that_lands_after_one_that_failed_is_a_stray_nobody_reads() {
         assert_eq!(publish(&a, 0..1).await.len(), 1);
         let first = head(&bucket) + 1;
         bucket.fail_call_to(&format!("log::{first}"), 0, false);
-        let payloads = bucket.calls_to("payload");
-        let (failed, stray) = tokio::join!(publish(&a, 1..2), async {
-            // Once the first entry is being written.
-            while bucket.calls_to("payload") == payloads {
-                tokio::time::sleep(TRIP / 10).await;
-            }
-            publish(&a, 2..3).await
-        });
+        let (failed, stray) = publish_while_writing(&bucket, &a, 1..2, 2..3).await;
         assert_eq!((failed.len(), stray.len()), (0, 0), "none acknowledged");
         let names = bucket.names();
         assert!(!names.contains(&format!("log::{first}")));

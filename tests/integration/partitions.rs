@@ -694,18 +694,7 @@ async fn a_database_outage_gets_prompt_503s_and_the_nodes_recover_by_themselves(
     }
     // Every acknowledged publish is there once.
     let acknowledged: BTreeSet<String> = seen.into_iter().flat_map(|(_, s)| s.3).collect();
-    let worker = apps[1].register(&["jobs"]).await;
-    let mut claimed: BTreeSet<String> = BTreeSet::new();
-    loop {
-        let tasks = apps[1].claim_n(&worker, 500).await;
-        if tasks.is_empty() {
-            break;
-        }
-        for t in tasks {
-            let id = t["publishId"].as_str().unwrap().to_owned();
-            assert!(claimed.insert(id), "claimed twice");
-        }
-    }
+    let claimed = claim_all_once(&apps[1], "jobs").await;
     let lost: Vec<_> = acknowledged.difference(&claimed).collect();
     assert!(
         lost.is_empty(),
@@ -713,6 +702,23 @@ async fn a_database_outage_gets_prompt_503s_and_the_nodes_recover_by_themselves(
         acknowledged.len(),
         lost.len()
     );
+}
+
+/// Claims every copy of `queue` through `app`, as a new worker: their
+/// publish ids, each claimed once.
+async fn claim_all_once(app: &crate::helpers::Api, queue: &str) -> BTreeSet<String> {
+    let worker = app.register(&[queue]).await;
+    let mut claimed = BTreeSet::new();
+    loop {
+        let tasks = app.claim_n(&worker, 500).await;
+        if tasks.is_empty() {
+            return claimed;
+        }
+        for t in tasks {
+            let id = t["publishId"].as_str().unwrap().to_owned();
+            assert!(claimed.insert(id), "claimed twice");
+        }
+    }
 }
 
 /// A node that leaves while one of its rounds is under way waits for it:
@@ -821,20 +827,7 @@ async fn a_node_joining_under_load_gets_its_share_and_loses_nothing() {
     }
     // The new node takes in the interests at its next tick.
     apps[2].advance(0.1).await;
-    let worker = apps[2].register(&["jobs"]).await;
-    let mut claimed: BTreeSet<String> = BTreeSet::new();
-    loop {
-        let tasks = apps[2].claim_n(&worker, 500).await;
-        if tasks.is_empty() {
-            break;
-        }
-        for t in tasks {
-            assert!(
-                claimed.insert(t["publishId"].as_str().unwrap().to_owned()),
-                "claimed twice"
-            );
-        }
-    }
+    let claimed = claim_all_once(&apps[2], "jobs").await;
     eprintln!(
         "{} acknowledged, {} claimed",
         acknowledged.len(),

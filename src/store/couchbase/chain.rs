@@ -75,13 +75,9 @@ impl Links {
 
 /// Takes an entry's link out of it: (the id it names before it, its own).
 pub(super) fn take_link(entry: &mut Batch) -> Option<(u64, u64)> {
-    match entry.ops.first() {
-        Some(&Op::Link { prev, this }) => {
-            entry.ops.remove(0);
-            Some((prev, this))
-        }
-        _ => None,
-    }
+    let link = link_of(entry)?;
+    entry.ops.remove(0);
+    Some(link)
 }
 
 /// An entry's link, read without taking it out.

@@ -207,25 +207,10 @@ impl MemoryBucket {
         names
     }
 
-    /// One call: waits the delay, then runs `f` on the documents unless a
-    /// fault refuses it before; a fault after runs it and loses the reply.
+    /// One call (an `insert` when `inserting`, for the faults planned on
+    /// inserts only): waits the delay, then runs `f` on the documents unless
+    /// a fault refuses it before; a fault after runs it and loses the reply.
     async fn call<T>(
-        &self,
-        name: &str,
-        f: impl FnOnce(&mut World) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        self.call_as(name, false, f).await
-    }
-
-    async fn call_inserting<T>(
-        &self,
-        name: &str,
-        f: impl FnOnce(&mut World) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        self.call_as(name, true, f).await
-    }
-
-    async fn call_as<T>(
         &self,
         name: &str,
         inserting: bool,
@@ -268,8 +253,10 @@ impl MemoryBucket {
 
 impl Kv for Arc<MemoryBucket> {
     async fn get(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
-        self.call(name, |w| Ok(w.live(name).map(|d| (d.bytes.clone(), d.cas))))
-            .await
+        self.call(name, false, |w| {
+            Ok(w.live(name).map(|d| (d.bytes.clone(), d.cas)))
+        })
+        .await
     }
 
     async fn insert(
@@ -279,7 +266,7 @@ impl Kv for Arc<MemoryBucket> {
         expiry: Option<Duration>,
         _durable: bool,
     ) -> Result<Option<u64>, StoreError> {
-        self.call_inserting(name, |w| {
+        self.call(name, true, |w| {
             Ok(match w.live(name) {
                 Some(_) => None,
                 None => Some(w.write(name, bytes, expiry)),
@@ -295,7 +282,7 @@ impl Kv for Arc<MemoryBucket> {
         expiry: Option<Duration>,
         _durable: bool,
     ) -> Result<(), StoreError> {
-        self.call(name, |w| {
+        self.call(name, false, |w| {
             w.write(name, bytes, expiry);
             Ok(())
         })
@@ -310,7 +297,7 @@ impl Kv for Arc<MemoryBucket> {
         expiry: Option<Duration>,
         _durable: bool,
     ) -> Result<Option<u64>, StoreError> {
-        self.call(name, |w| {
+        self.call(name, false, |w| {
             // Couchbase's replace keeps no expiry unless given one.
             Ok(match w.live(name) {
                 Some(d) if d.cas == cas => Some(w.write(name, bytes, expiry)),
@@ -321,7 +308,7 @@ impl Kv for Arc<MemoryBucket> {
     }
 
     async fn remove(&self, name: &str, cas: Option<u64>) -> Result<(), StoreError> {
-        self.call(name, |w| {
+        self.call(name, false, |w| {
             if let Some(d) = w.live(name) {
                 if cas.is_none_or(|c| c == d.cas) {
                     w.docs.remove(name);
@@ -333,7 +320,7 @@ impl Kv for Arc<MemoryBucket> {
     }
 
     async fn touch(&self, name: &str, after: Duration) -> Result<(), StoreError> {
-        self.call(name, |w| {
+        self.call(name, false, |w| {
             let cas = w.cas + 1;
             if let Some(d) = w.live(name) {
                 d.expires = Some(Instant::now() + after);

@@ -237,7 +237,7 @@ impl<L: Log> Engine<L> {
         }
         let mut st = self.lock();
         st.lease_floor = self.clock.get().map(|clock| clock.now());
-        let applied = apply_entries(&mut st, news);
+        let applied = ops::apply_entries(&mut st, news);
         st.lease_floor = None;
         applied
     }
@@ -254,33 +254,7 @@ impl<L: Log> Engine<L> {
         tracing::warn!("the store's state was read back from disk after a failed write");
         Ok(())
     }
-}
 
-/// Applies entries another node committed, each once, in order.
-fn apply_entries(st: &mut State, news: News) -> Result<(), StoreError> {
-    {
-        for (seq, batch) in news {
-            if seq <= st.applied {
-                continue;
-            }
-            if seq != st.applied + 1 {
-                return Err(StoreError::Corrupt(format!(
-                    "the log jumps from entry {} to {seq}",
-                    st.applied
-                )));
-            }
-            for op in &batch.ops {
-                ops::apply(st, op)?;
-            }
-            st.counters = batch.counters;
-            st.counters_committed = batch.counters;
-            st.applied = seq;
-        }
-        Ok(())
-    }
-}
-
-impl<L: Log> Engine<L> {
     /// While a change waits for its turn on a shared log (another node
     /// holds the lock), applies what the other nodes commit meanwhile, one
     /// change per node at a time: the change then starts on a state that is

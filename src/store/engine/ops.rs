@@ -312,6 +312,28 @@ pub(super) fn apply(st: &mut State, op: &Op) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Applies entries another node committed, each once, in order.
+pub(super) fn apply_entries(st: &mut State, news: super::log::News) -> Result<(), StoreError> {
+    for (seq, batch) in news {
+        if seq <= st.applied {
+            continue;
+        }
+        if seq != st.applied + 1 {
+            return Err(StoreError::Corrupt(format!(
+                "the log jumps from entry {} to {seq}",
+                st.applied
+            )));
+        }
+        for op in &batch.ops {
+            apply(st, op)?;
+        }
+        st.counters = batch.counters;
+        st.counters_committed = batch.counters;
+        st.applied = seq;
+    }
+    Ok(())
+}
+
 /// The whole state as records that rebuild it from nothing.
 pub(super) fn snapshot(st: &State) -> Batch {
     let mut ops: Vec<Op> = st.tasks.values().map(put_copy).collect();

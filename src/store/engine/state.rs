@@ -414,12 +414,19 @@ impl State {
     /// node that has just read the state from a shared log: it cannot
     /// know when, by its own clock, those leases began.
     pub fn lengthen_leases_from(&mut self, now: Millis) {
-        let running: Vec<TaskId> = self.leases.iter().map(|&(_, id)| id).collect();
-        self.lease_floor = Some(now);
-        for id in running {
-            self.update(id, |_| {});
+        let later: Vec<(Millis, TaskId, Millis)> = self
+            .leases
+            .iter()
+            .filter_map(|&(key, id)| {
+                let ours = now.plus_secs(self.tasks.get(&id)?.ttr as u64);
+                (ours > key).then_some((key, id, ours))
+            })
+            .collect();
+        for (key, id, ours) in later {
+            self.leases.remove(&(key, id));
+            self.leases.insert((ours, id));
+            self.lease_keys.insert(id, ours);
         }
-        self.lease_floor = None;
     }
 
     fn index(&mut self, t: &Meta) {
