@@ -9,6 +9,9 @@
 //! `cargo bench --bench shared_log -- [--tasks N] [--trips-ms 0,1,2]
 //! [--nodes 1,3]`: with several nodes on one bucket, each has its own
 //! publishers and workers, and workers claim what any node published.
+//! Each run is then made again over partition logs: each node holds one
+//! partition of as many as there are nodes and writes its log alone, its
+//! clients publishing and claiming on it (`CouchbaseLog::of_partition`).
 //! (tokio's timer rounds a wait up to whole milliseconds, so a round trip
 //! is 0, 1, 2… ms here; a durable write to a Couchbase cluster on one
 //! network is about 1 ms).
@@ -20,6 +23,8 @@ use std::time::{Duration, Instant};
 use interq::broker::clock::SystemClock;
 use interq::broker::{Broker, BrokerSettings, Report};
 use interq::model::{NewTask, QueueName};
+use interq::store::couchbase::kv::Scoped;
+use interq::store::couchbase::partitions::{LeaseSettings, Ownership, Tenures, TokioClock};
 use interq::store::couchbase::{CouchbaseSettings, MemoryBucket};
 use interq::store::embedded::EmbeddedStore;
 use interq::store::engine::{Engine, Retention};
@@ -44,14 +49,14 @@ async fn drive(stores: Vec<Arc<dyn Store>>, tasks: u64) -> Run {
         );
     }
     let queue = QueueName::parse("q").expect("a name");
-    brokers[0]
-        .set_interests(queue.clone(), &serde_json::json!("*"))
-        .await
-        .expect("interests");
     let mut workers = Vec::new();
     for broker in &brokers {
-        // The others take in the interests set on the first.
-        broker.tick().await.expect("a tick");
+        // Each partition's log has its own; on one shared log the others
+        // are the same change again.
+        broker
+            .set_interests(queue.clone(), &serde_json::json!("*"))
+            .await
+            .expect("interests");
         for i in 0..WORKERS {
             let record = broker
                 .register_worker(vec![queue.clone()], Vec::new(), format!("w{i}"), None)
@@ -180,17 +185,97 @@ fn main() {
                     .expect("a node");
                     stores.push(Arc::new(store));
                 }
-                let calls = bucket.calls();
-                let cpu = interq::metrics::process::cpu_seconds();
-                let run = drive(stores, tasks).await;
-                println!(
-                    "| Couchbase log, bucket in memory | {n} | {trip} ms | {:.0} | {} | {:.2} | {:.0} |",
-                    tasks as f64 / run.seconds,
-                    run.entries,
-                    (bucket.calls() - calls) as f64 / tasks as f64,
-                    (interq::metrics::process::cpu_seconds() - cpu) * 1e6 / tasks as f64
-                );
+                measure(
+                    "Couchbase log, bucket in memory",
+                    &bucket,
+                    stores,
+                    n,
+                    trip,
+                    tasks,
+                )
+                .await;
+                let (stores, rounds) = owners(&bucket, n).await;
+                measure(
+                    "partition logs, each node its own, no lock",
+                    &bucket,
+                    stores,
+                    n,
+                    trip,
+                    tasks,
+                )
+                .await;
+                for r in rounds {
+                    r.abort();
+                }
             }
         }
     });
+}
+
+async fn measure(
+    what: &str,
+    bucket: &Arc<MemoryBucket>,
+    stores: Vec<Arc<dyn Store>>,
+    n: usize,
+    trip: u64,
+    tasks: u64,
+) {
+    let calls = bucket.calls();
+    let cpu = interq::metrics::process::cpu_seconds();
+    let run = drive(stores, tasks).await;
+    println!(
+        "| {what} | {n} | {trip} ms | {:.0} | {} | {:.2} | {:.0} |",
+        tasks as f64 / run.seconds,
+        run.entries,
+        (bucket.calls() - calls) as f64 / tasks as f64,
+        (interq::metrics::process::cpu_seconds() - cpu) * 1e6 / tasks as f64
+    );
+}
+
+/// `n` nodes holding one partition each of `n` (leases in the bucket, as
+/// nodes in service hold them), each with its partition's engine, written
+/// by it alone; and the tasks renewing their leases.
+async fn owners(
+    bucket: &Arc<MemoryBucket>,
+    n: usize,
+) -> (Vec<Arc<dyn Store>>, Vec<tokio::task::JoinHandle<()>>) {
+    // A bucket of its own for the leases' count: the run's own bucket
+    // already names its partition count as the shared log's.
+    let settings = LeaseSettings {
+        partitions: n as u32,
+        lease: Duration::from_secs(6),
+    };
+    let prefix = format!("owned{n}::");
+    let kv = Arc::new(Scoped::new(Arc::new(Arc::clone(bucket)), prefix));
+    let mut nodes = Vec::new();
+    let mut rounds = Vec::new();
+    for i in 0..n {
+        let ownership = Arc::new(Ownership::new(format!("node-{i}"), settings, TokioClock));
+        let (o, kv) = (Arc::clone(&ownership), Arc::clone(&kv));
+        rounds.push(tokio::spawn(async move {
+            loop {
+                let _ = o.round(&*kv).await;
+                tokio::time::sleep(settings.round()).await;
+            }
+        }));
+        nodes.push(ownership);
+    }
+    while nodes.iter().any(|o| o.owned().len() != 1) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    for ownership in nodes {
+        let p = ownership.owned()[0];
+        let store = Engine::open_partition(
+            Arc::clone(&kv),
+            CouchbaseSettings::default(),
+            Retention::default(),
+            ownership as Arc<dyn Tenures>,
+            p,
+        )
+        .await
+        .expect("a partition's engine");
+        stores.push(Arc::new(store));
+    }
+    (stores, rounds)
 }

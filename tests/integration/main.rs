@@ -28,6 +28,7 @@ mod line;
 mod logs;
 mod model;
 mod operations;
+mod partition_logs;
 mod partitions;
 mod publish;
 mod retention;

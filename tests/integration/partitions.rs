@@ -20,14 +20,14 @@ use interq::store::couchbase::MemoryBucket;
 use interq::store::StoreError;
 use tokio::time::Instant;
 
-const SETTINGS: LeaseSettings = LeaseSettings {
+pub(crate) const SETTINGS: LeaseSettings = LeaseSettings {
     partitions: 12,
     lease: Duration::from_secs(6),
 };
 
 /// A node's clock, running `rate` times as fast as the bucket's.
 #[derive(Debug)]
-struct Skewed {
+pub(crate) struct Skewed {
     origin: Instant,
     rate: f64,
 }
@@ -43,10 +43,10 @@ impl Clock for Skewed {
 /// answered late. A call reaches the bucket even when the node that made it
 /// died meanwhile, as a request already sent would.
 #[derive(Debug)]
-struct Net {
-    bucket: Arc<MemoryBucket>,
-    rng: Mutex<fastrand::Rng>,
-    faulty: AtomicBool,
+pub(crate) struct Net {
+    pub bucket: Arc<MemoryBucket>,
+    pub rng: Mutex<fastrand::Rng>,
+    pub faulty: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -107,7 +107,7 @@ impl Net {
 
 /// One node's link to the bucket.
 #[derive(Debug, Clone)]
-struct Link(Arc<Net>);
+pub(crate) struct Link(pub Arc<Net>);
 
 impl Kv for Link {
     async fn get(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
@@ -183,15 +183,15 @@ impl Kv for Link {
 }
 
 /// A node: its side of ownership, and the task that runs its rounds.
-struct Node {
-    ownership: Arc<Ownership<Skewed>>,
-    rounds: tokio::task::JoinHandle<()>,
+pub(crate) struct Node {
+    pub ownership: Arc<Ownership<Skewed>>,
+    pub rounds: tokio::task::JoinHandle<()>,
 }
 
 /// Starts node `id`: a round at once, then one every sixth of a lease (by
 /// the bucket's clock), with a stall now and then while the network is
 /// faulty.
-fn start(net: &Arc<Net>, id: usize, rate: f64) -> Node {
+pub(crate) fn start(net: &Arc<Net>, id: usize, rate: f64) -> Node {
     let ownership = Arc::new(Ownership::new(
         format!("node-{id}"),
         SETTINGS,
@@ -324,7 +324,7 @@ async fn simulate(seed: u64) {
     }
 }
 
-fn seeds() -> u64 {
+pub(crate) fn seeds() -> u64 {
     std::env::var("INTERQ_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -348,7 +348,7 @@ fn many_seeds_never_have_two_nodes_trust_one_partition_and_settle_evenly() {
 
 /// Rounds of `nodes` until each holds its share, on a network without
 /// faults: how long it took.
-async fn settle(nodes: &[Arc<Ownership<Skewed>>], shares: &[usize]) -> Duration {
+pub(crate) async fn settle(nodes: &[Arc<Ownership<Skewed>>], shares: &[usize]) -> Duration {
     let began = Instant::now();
     loop {
         let owned: Vec<usize> = nodes.iter().map(|n| n.owned().len()).collect();
@@ -362,7 +362,7 @@ async fn settle(nodes: &[Arc<Ownership<Skewed>>], shares: &[usize]) -> Duration 
     }
 }
 
-fn calm_net() -> Arc<Net> {
+pub(crate) fn calm_net() -> Arc<Net> {
     Arc::new(Net {
         bucket: MemoryBucket::new(),
         rng: Mutex::new(fastrand::Rng::with_seed(7)),

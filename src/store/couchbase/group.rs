@@ -49,6 +49,9 @@ pub(super) struct Pipeline {
     pub broken: Option<StoreError>,
     /// A change is renewing the lock (changes wait for it meanwhile).
     pub renewing: bool,
+    /// A partition's log: the tenure of its owner this node caught up in
+    /// (no other node writes while it lasts).
+    pub tenure: Option<u64>,
     /// Names each hold of the lock, so that a late timer letting go of an
     /// idle one does not let go of a newer one.
     generation: u64,

@@ -66,3 +66,78 @@ pub trait Kv: Send + Sync + std::fmt::Debug + 'static {
         after: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// Where partition `p`'s own documents are: its log, snapshots, payloads
+/// and task-log pages, named as the cluster's log names its own.
+pub fn partition_space(p: u32) -> String {
+    format!("p{p}::")
+}
+
+/// The documents of `kv` whose names begin with `prefix`, under the names
+/// that follow it: a partition's log is the cluster log's code over them.
+#[derive(Debug)]
+pub struct Scoped<K: Kv> {
+    kv: std::sync::Arc<K>,
+    prefix: String,
+}
+
+impl<K: Kv> Scoped<K> {
+    pub fn new(kv: std::sync::Arc<K>, prefix: String) -> Self {
+        Self { kv, prefix }
+    }
+
+    fn name(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+}
+
+impl<K: Kv> Kv for Scoped<K> {
+    async fn get(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        self.kv.get(&self.name(name)).await
+    }
+
+    async fn insert(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expiry: Option<Duration>,
+        durable: bool,
+    ) -> Result<Option<u64>, StoreError> {
+        self.kv
+            .insert(&self.name(name), bytes, expiry, durable)
+            .await
+    }
+
+    async fn upsert(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expiry: Option<Duration>,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        self.kv
+            .upsert(&self.name(name), bytes, expiry, durable)
+            .await
+    }
+
+    async fn replace(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        cas: u64,
+        expiry: Option<Duration>,
+        durable: bool,
+    ) -> Result<Option<u64>, StoreError> {
+        self.kv
+            .replace(&self.name(name), bytes, cas, expiry, durable)
+            .await
+    }
+
+    async fn remove(&self, name: &str, cas: Option<u64>) -> Result<(), StoreError> {
+        self.kv.remove(&self.name(name), cas).await
+    }
+
+    async fn touch(&self, name: &str, after: Duration) -> Result<(), StoreError> {
+        self.kv.touch(&self.name(name), after).await
+    }
+}

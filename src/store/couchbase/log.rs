@@ -21,9 +21,9 @@ use tokio::sync::{Mutex as AsyncMutex, Notify, OwnedMutexGuard};
 
 use super::chain::{self, Links};
 use super::group::{Done, Held, Pipeline, Writing};
-use super::kv::Kv;
+use super::kv::{partition_space, Kv, Scoped};
 use super::lock::{self, LockDocs};
-use super::partitions::{Ownership, TokioClock};
+use super::partitions::{Ownership, Tenures, TokioClock};
 use super::retention::{self, Docs, Written};
 use super::settings::CouchbaseSettings;
 use crate::store::engine::{Batch, Engine, Log, News, Op, Payloads, Retention};
@@ -66,6 +66,22 @@ impl<K: Kv> Engine<CouchbaseLog<K>> {
     ) -> Result<Self, StoreError> {
         let log = CouchbaseLog::over(kv, settings);
         log.join_cluster();
+        Engine::open(log, retention).await
+    }
+}
+
+impl<K: Kv> Engine<CouchbaseLog<Scoped<K>>> {
+    /// Partition `partition`'s engine on the node `tenures` speaks for: its
+    /// state read from the partition's own log, which it changes only while
+    /// it owns the partition (`CouchbaseLog::of_partition`).
+    pub async fn open_partition(
+        kv: Arc<K>,
+        settings: CouchbaseSettings,
+        retention: Retention,
+        tenures: Arc<dyn Tenures>,
+        partition: u32,
+    ) -> Result<Self, StoreError> {
+        let log = CouchbaseLog::of_partition(kv, settings, tenures, partition);
         Engine::open(log, retention).await
     }
 }
@@ -156,6 +172,21 @@ struct Inner<K: Kv> {
     /// has joined them.
     ownership: Ownership<TokioClock>,
     joined: std::sync::atomic::AtomicBool,
+    /// Who may write this log.
+    writer: Writer,
+}
+
+/// Who writes a log.
+#[derive(Debug)]
+enum Writer {
+    /// Any node, under the cluster lock.
+    Lock,
+    /// Partition `partition`'s owner alone, with no lock: while its tenure
+    /// lasts, no other node writes (`partitions`).
+    Owner {
+        partition: u32,
+        tenures: Arc<dyn Tenures>,
+    },
 }
 
 impl<K: Kv> std::fmt::Debug for Inner<K> {
@@ -230,12 +261,17 @@ enum Next {
 impl<K: Kv> CouchbaseLog<K> {
     /// This node's log over the bucket `kv` answers for.
     pub fn over(kv: K, settings: CouchbaseSettings) -> Self {
+        Self::written_by(kv, settings, Writer::Lock)
+    }
+
+    fn written_by(kv: K, settings: CouchbaseSettings, writer: Writer) -> Self {
         let node = uuid::Uuid::new_v4().simple().to_string();
         Self {
             inner: Arc::new(Inner {
                 kv,
                 ownership: Ownership::new(node.clone(), settings.leases(), TokioClock),
                 joined: std::sync::atomic::AtomicBool::new(false),
+                writer,
                 node,
                 settings,
                 turns: Arc::new(AsyncMutex::new(())),
@@ -256,6 +292,26 @@ impl<K: Kv> CouchbaseLog<K> {
                 writes: AtomicU64::new(0),
             }),
         }
+    }
+}
+
+impl<K: Kv> CouchbaseLog<Scoped<K>> {
+    /// Partition `partition`'s own log in the bucket `kv` answers for (its
+    /// documents under `partition_space`), written only while `tenures`
+    /// says this node owns the partition; a change asked for otherwise is
+    /// refused. A change in a new tenure reads what the owners before
+    /// wrote first; within one, none is read, and no lock is taken.
+    pub fn of_partition(
+        kv: Arc<K>,
+        settings: CouchbaseSettings,
+        tenures: Arc<dyn Tenures>,
+        partition: u32,
+    ) -> Self {
+        Self::written_by(
+            Scoped::new(kv, partition_space(partition)),
+            settings,
+            Writer::Owner { partition, tenures },
+        )
     }
 }
 
@@ -597,6 +653,59 @@ impl<K: Kv> Inner<K> {
         }
     }
 
+    /// `begin` on a partition's log: its owner computes with no lock, and
+    /// reads what the owners before it wrote only in a new tenure, once its
+    /// own entries of the last are written.
+    async fn begin_owned(
+        self: &Arc<Self>,
+        partition: u32,
+        tenures: &dyn Tenures,
+        mine: OwnedMutexGuard<()>,
+        applied: &(dyn Fn() -> u64 + Sync),
+    ) -> Result<(Turn<K>, News), StoreError> {
+        let not_owner = || {
+            StoreError::Unavailable(format!(
+                "partition {partition} is not held by this node; its owner serves it"
+            ))
+        };
+        let turn = Turn {
+            mine: Some(mine),
+            done: None,
+            log: Arc::clone(self),
+        };
+        let fresh = self
+            .wait_for(|p| {
+                if let Some(why) = &p.broken {
+                    return Some(Err(why.clone()));
+                }
+                let Some(tenure) = tenures.tenure(partition) else {
+                    return Some(Err(not_owner()));
+                };
+                if p.tenure == Some(tenure) {
+                    if p.full() {
+                        return None;
+                    }
+                    p.computing = true;
+                    return Some(Ok(None));
+                }
+                p.drained().then_some(Ok(Some(tenure)))
+            })
+            .await?;
+        let Some(tenure) = fresh else {
+            return Ok((turn, Vec::new()));
+        };
+        let news = self.caught_up(applied()).await?;
+        // Another node may have taken the partition while this one read.
+        if tenures.tenure(partition) != Some(tenure) {
+            return Err(not_owner());
+        }
+        let mut p = self.pipeline();
+        p.tenure = Some(tenure);
+        p.computing = true;
+        drop(p);
+        Ok((turn, news))
+    }
+
     async fn let_go(&self, held: Held) {
         if let Err(e) = self.remove(lock::LOCK, Some(held.cas)).await {
             tracing::warn!(error = %e, "could not let go of the cluster lock; it lapses by itself");
@@ -906,6 +1015,10 @@ impl<K: Kv> Log for CouchbaseLog<K> {
         applied: &(dyn Fn() -> u64 + Sync),
     ) -> Result<(Turn<K>, News), StoreError> {
         let log = &self.inner;
+        if let Writer::Owner { partition, tenures } = &log.writer {
+            let mine = Arc::clone(&log.turns).lock_owned().await;
+            return log.begin_owned(*partition, &**tenures, mine, applied).await;
+        }
         // Counted as waiting until it computes: the lock is kept for it.
         let waiting = Waiting::new(&log.waiting);
         let mine = Arc::clone(&log.turns).lock_owned().await;
@@ -1031,6 +1144,13 @@ impl<K: Kv> Log for CouchbaseLog<K> {
     }
 
     async fn news(&self, applied: u64) -> Result<News, StoreError> {
+        if let Writer::Owner { partition, tenures } = &self.inner.writer {
+            // Its owner is the only writer: nothing to read.
+            let tenure = tenures.tenure(*partition);
+            if tenure.is_some() && self.inner.pipeline().tenure == tenure {
+                return Ok(Vec::new());
+            }
+        }
         // While this node holds the lock no other node commits: its own
         // entries are applied here already, so there is nothing to read.
         if self.inner.pipeline().lock.as_ref().is_some_and(young) {
@@ -1117,6 +1237,7 @@ impl<K: Kv> Log for CouchbaseLog<K> {
         let held = {
             let mut p = log.pipeline();
             p.broken = None;
+            p.tenure = None;
             p.lock.take()
         };
         if let Some(held) = held {

@@ -102,12 +102,13 @@ impl Clock for TokioClock {
     }
 }
 
-/// A lease this node holds: the CAS of its last write, and until when (by
-/// this node's clock) it counts on it.
+/// A lease this node holds: the CAS of its last write, until when (by this
+/// node's clock) it counts on it, and its tenure.
 #[derive(Debug, Clone, Copy)]
 struct Held {
     cas: u64,
     until: Instant,
+    tenure: u64,
 }
 
 #[derive(Debug, Default)]
@@ -124,6 +125,42 @@ struct View {
     /// Leases taken and given up by this node.
     taken: u64,
     given_up: u64,
+    /// The last tenure begun (`Ownership::tenure`).
+    tenures: u64,
+}
+
+impl View {
+    /// Counts on partition `p` until `until`: a lease it held already goes
+    /// on in the same tenure, one it did not begins a new one.
+    fn hold(&mut self, p: u32, cas: u64, until: Instant) {
+        let tenure = match self.held.get(&p) {
+            Some(h) => h.tenure,
+            None => {
+                self.tenures += 1;
+                self.tenures
+            }
+        };
+        self.held.insert(p, Held { cas, until, tenure });
+    }
+}
+
+/// Who may write a partition's log now (`CouchbaseLog::of_partition`).
+pub trait Tenures: Send + Sync + std::fmt::Debug + 'static {
+    /// While this node may act as partition `p`'s owner, the tenure it
+    /// does so in: the same number for as long as no other node can have
+    /// held the partition since, a new one once another could.
+    fn tenure(&self, p: u32) -> Option<u64>;
+}
+
+impl<C: Clock> Tenures for Ownership<C> {
+    fn tenure(&self, p: u32) -> Option<u64> {
+        let now = self.clock.now();
+        self.view()
+            .held
+            .get(&p)
+            .filter(|h| h.until > now)
+            .map(|h| h.tenure)
+    }
 }
 
 /// The cluster as one node sees it, for `/status` and `/metrics`.
@@ -404,7 +441,7 @@ impl<C: Clock> Ownership<C> {
             {
                 Ok(Some(cas)) => {
                     let until = sent + self.settings.trusted();
-                    self.view().held.insert(p, Held { cas, until });
+                    self.view().hold(p, cas, until);
                     holders.push(Some(self.node.clone()));
                 }
                 Ok(None) => {
@@ -504,7 +541,7 @@ impl<C: Clock> Ownership<C> {
                 let until = sent + self.settings.trusted();
                 {
                     let mut view = self.view();
-                    view.held.insert(p, Held { cas, until });
+                    view.hold(p, cas, until);
                     view.taken += 1;
                     if let Some(h) = view.holders.get_mut(p as usize) {
                         *h = Some(self.node.clone());
