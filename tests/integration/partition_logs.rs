@@ -17,13 +17,13 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use interq::model::{Counters, Lane, TaskId, TaskState, WorkerId};
 use interq::store::couchbase::kv::{Kv, Scoped};
-use interq::store::couchbase::partitions::Tenures;
+use interq::store::couchbase::partitions::{Ownership, Tenures};
 use interq::store::couchbase::{CouchbaseLog, CouchbaseSettings, MemoryBucket};
 use interq::store::engine::{Engine, Retention};
 use interq::store::{Store, StoreError};
 use tokio::time::Instant;
 
-use crate::partitions::{calm_net, seeds, settle, start, Link, Net, SETTINGS};
+use crate::partitions::{calm_net, seeds, settle, start, Link, Net, Skewed, SETTINGS};
 use crate::simulation::{queue, task, T0};
 
 type Part<K> = Engine<CouchbaseLog<Scoped<K>>>;
@@ -362,4 +362,206 @@ fn many_seeds_of_owners_changing_under_faults_lose_nothing_and_hand_out_nothing_
     for seed in 0..seeds() / 2 {
         paused().block_on(simulate(seed));
     }
+}
+
+/// Where a former owner's entry in flight lands, against the next owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lands {
+    /// Before the next owner takes the partition.
+    BeforeTakeover,
+    /// After the next owner read the log in, before its first change.
+    AfterOpen,
+    /// After the next owner's first change read the log, before it wrote.
+    BetweenReadAndWrite,
+    /// After the next owner's first entry.
+    AfterWrite,
+}
+
+/// The former owner's entry, held back until `open`; `landed` once it is
+/// in the bucket (or refused).
+#[derive(Debug)]
+struct Gate {
+    open: tokio::sync::watch::Sender<bool>,
+    landed: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gate {
+    async fn release(&self) {
+        self.open.send_replace(true);
+        self.landed.subscribe().wait_for(|l| *l).await.unwrap();
+    }
+}
+
+/// A node's link, with the gate: the former owner's holds its entries back
+/// once `holding`; the next owner's, when `armed`, releases the held entry
+/// just before its own first entry's insert.
+#[derive(Debug)]
+struct Gated {
+    link: Link,
+    gate: Arc<Gate>,
+    holding: std::sync::atomic::AtomicBool,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl Gated {
+    fn new(net: &Arc<Net>, gate: &Arc<Gate>) -> Arc<Self> {
+        Arc::new(Self {
+            link: Link(Arc::clone(net)),
+            gate: Arc::clone(gate),
+            holding: false.into(),
+            armed: false.into(),
+        })
+    }
+}
+
+impl Kv for Gated {
+    async fn get(&self, name: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        self.link.get(name).await
+    }
+
+    async fn insert(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expiry: Option<Duration>,
+        durable: bool,
+    ) -> Result<Option<u64>, StoreError> {
+        let entry = name.contains("log::");
+        if entry && self.armed.swap(false, Ordering::SeqCst) {
+            self.gate.release().await;
+        }
+        if !(entry && self.holding.load(Ordering::SeqCst)) {
+            return self.link.insert(name, bytes, expiry, durable).await;
+        }
+        let mut open = self.gate.open.subscribe();
+        open.wait_for(|o| *o).await.unwrap();
+        let landed = self.link.insert(name, bytes, expiry, durable).await;
+        self.gate.landed.send_replace(true);
+        landed
+    }
+
+    async fn upsert(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expiry: Option<Duration>,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        self.link.upsert(name, bytes, expiry, durable).await
+    }
+
+    async fn replace(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        cas: u64,
+        expiry: Option<Duration>,
+        durable: bool,
+    ) -> Result<Option<u64>, StoreError> {
+        self.link.replace(name, bytes, cas, expiry, durable).await
+    }
+
+    async fn remove(&self, name: &str, cas: Option<u64>) -> Result<(), StoreError> {
+        self.link.remove(name, cas).await
+    }
+
+    async fn touch(&self, name: &str, after: Duration) -> Result<(), StoreError> {
+        self.link.touch(name, after).await
+    }
+}
+
+/// An owner stalls with an entry in flight and loses its lease; the entry
+/// lands as `lands` says. What either node acknowledged is in the log,
+/// what neither did is not, and the next owner's state is the log's:
+/// whether the former owner's publish was acknowledged, and each of the
+/// next owner's five.
+async fn a_late_entry_of_a_former_owner(lands: Lands) -> (bool, Vec<bool>) {
+    let net = calm_net();
+    let mut nodes = vec![start(&net, 0, 1.0), start(&net, 1, 1.0)];
+    let all: Vec<_> = nodes.iter().map(|n| Arc::clone(&n.ownership)).collect();
+    settle(&all, &[6, 6]).await;
+    let p = nodes[1].ownership.owned()[0];
+    let gate = Arc::new(Gate {
+        open: tokio::sync::watch::channel(false).0,
+        landed: tokio::sync::watch::channel(false).0,
+    });
+    let (theirs, ours) = (Gated::new(&net, &gate), Gated::new(&net, &gate));
+    let former = open_on(&theirs, &nodes[1].ownership, p).await;
+    assert_eq!(publish(&former, 0..10).await.len(), 10);
+    theirs.holding.store(true, Ordering::SeqCst);
+    // It stalls: its rounds stop, its publish is on its way.
+    let stalled = nodes.pop().unwrap();
+    stalled.rounds.abort();
+    let in_flight = tokio::spawn(async move { !publish(&former, 10..11).await.is_empty() });
+    let next = Arc::clone(&nodes[0].ownership);
+    while stalled.ownership.tenure(p).is_some() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if lands == Lands::BeforeTakeover {
+        assert!(next.tenure(p).is_none());
+        gate.release().await;
+    }
+    while next.tenure(p).is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let on_next = open_on(&ours, &next, p).await;
+    match lands {
+        Lands::AfterOpen => gate.release().await,
+        Lands::BetweenReadAndWrite => ours.armed.store(true, Ordering::SeqCst),
+        _ => {}
+    }
+    let mut acked = Vec::new();
+    for n in 20..25 {
+        acked.push(!publish(&on_next, n..n + 1).await.is_empty());
+        if lands == Lands::AfterWrite && n == 20 {
+            gate.release().await;
+        }
+    }
+    let former_acked = in_flight.await.unwrap();
+    let link = Arc::new(Link(Arc::clone(&net)));
+    let reader = open(&link, Arc::new(NoOne), p).await.unwrap();
+    let ready = in_state(&reader, TaskState::Ready).await;
+    let number = |id: &TaskId| (0..30).find(|n| task(*n, 0, None, Vec::new(), T0).task_id == *id);
+    let mut found: Vec<u64> = ready.iter().filter_map(number).collect();
+    found.sort();
+    let mut expected: Vec<u64> = (0..10).collect();
+    if former_acked {
+        expected.push(10);
+    }
+    expected.extend((20..25).filter(|n| acked[(*n - 20) as usize]));
+    assert_eq!(
+        found, expected,
+        "{lands:?}: the former owner's publish acknowledged: {former_acked}; the next's: {acked:?}"
+    );
+    assert_eq!(
+        in_state(&on_next, TaskState::Ready).await,
+        ready,
+        "{lands:?}"
+    );
+    nodes[0].rounds.abort();
+    (former_acked, acked)
+}
+
+async fn open_on(kv: &Arc<Gated>, owner: &Arc<Ownership<Skewed>>, p: u32) -> Part<Gated> {
+    open(kv, Arc::clone(owner) as Arc<dyn Tenures>, p)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_former_owners_late_entry_is_either_read_by_the_next_owner_or_refused() {
+    for lands in [Lands::BeforeTakeover, Lands::AfterOpen] {
+        let (former, next) = a_late_entry_of_a_former_owner(lands).await;
+        assert!(
+            former && next.iter().all(|a| *a),
+            "{lands:?}: {former} {next:?}"
+        );
+    }
+    // The next owner's first entry finds the late one in its place: that
+    // change is refused, and the next owner reads its state back.
+    let (former, next) = a_late_entry_of_a_former_owner(Lands::BetweenReadAndWrite).await;
+    assert!(former, "the late entry landed first");
+    assert!(!next[0] && next[1..].iter().all(|a| *a), "{next:?}");
+    let (former, next) = a_late_entry_of_a_former_owner(Lands::AfterWrite).await;
+    assert!(!former && next.iter().all(|a| *a), "{former} {next:?}");
 }
