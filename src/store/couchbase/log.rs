@@ -11,6 +11,11 @@
 //! nodes can never both commit entry N; the one that loses reads its state
 //! back). Until then no other node sees it, and a node that dies before it
 //! loses nothing that was acknowledged.
+//!
+//! The same code is a partition's own log (`of_partition`): there the
+//! partition's lease stands in for the lock, so its owner writes with no
+//! lock and, within one tenure, reads nothing first; the `insert` still
+//! decides, so a former owner's late entry is never absorbed.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

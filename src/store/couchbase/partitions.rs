@@ -31,6 +31,10 @@
 //! ⌊P/N⌋; a node takes free partitions up to ⌊P/N⌋, or up to ⌈P/N⌉ when no
 //! node is below ⌊P/N⌋. A dead node's leases end by themselves, and the
 //! others take its partitions at their next round.
+//!
+//! A lease held without a break is one *tenure* (`Tenures`): a partition's
+//! own log is written by its owner with no lock, and read again only when
+//! a new tenure begins.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
