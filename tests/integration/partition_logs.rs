@@ -8,7 +8,6 @@
 //! partitions it owns; afterwards every acknowledged publish is in its
 //! partition's log and every acknowledged claim holds, none twice.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -17,6 +16,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use interq::model::{Counters, Lane, TaskId, TaskState, WorkerId};
 use interq::store::couchbase::kv::{Kv, Scoped};
+use interq::store::couchbase::owned::{partition_of, OwnedPartitions};
 use interq::store::couchbase::partitions::{Ownership, Tenures};
 use interq::store::couchbase::{CouchbaseLog, CouchbaseSettings, MemoryBucket};
 use interq::store::engine::{Engine, Retention};
@@ -215,33 +215,31 @@ struct Acked {
 }
 
 /// A node's work: every few tens of milliseconds, on each partition it
-/// owns (opening its engine when it begins to, dropping it when it stops),
-/// a publish or a claim, noting what was acknowledged.
+/// owns (`OwnedPartitions`: its engine read when it begins to own it,
+/// dropped once it stops), a publish or a claim, noting what was
+/// acknowledged.
 fn work(
     seed: u64,
     id: usize,
     link: Arc<Link>,
-    ownership: Arc<dyn Tenures>,
+    ownership: Arc<Ownership<Skewed>>,
     acked: Arc<Mutex<Acked>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut rng = fastrand::Rng::with_seed(seed ^ (id as u64) << 20);
         let worker = WorkerId::new();
-        let mut engines: BTreeMap<u32, Part<Link>> = BTreeMap::new();
+        let owned = OwnedPartitions::new(
+            link,
+            CouchbaseSettings::default(),
+            Retention::default(),
+            ownership,
+        );
         let mut n = (id as u64) << 32;
         loop {
             tokio::time::sleep(Duration::from_millis(rng.u64(10..100))).await;
             for p in 0..SETTINGS.partitions {
-                if ownership.tenure(p).is_none() {
-                    engines.remove(&p);
+                let Ok(engine) = owned.engine(p).await else {
                     continue;
-                }
-                let engine = match engines.entry(p) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(v) => match open(&link, Arc::clone(&ownership), p).await {
-                        Ok(e) => v.insert(e),
-                        Err(_) => continue,
-                    },
                 };
                 if rng.bool() {
                     n += 1;
@@ -290,7 +288,7 @@ async fn simulate(seed: u64) {
             seed,
             id,
             Arc::clone(&link),
-            Arc::clone(&node.ownership) as Arc<dyn Tenures>,
+            Arc::clone(&node.ownership),
             Arc::clone(&acked),
         );
         (node, worker)
@@ -564,4 +562,78 @@ async fn a_former_owners_late_entry_is_either_read_by_the_next_owner_or_refused(
     assert!(!next[0] && next[1..].iter().all(|a| *a), "{next:?}");
     let (former, next) = a_late_entry_of_a_former_owner(Lands::AfterWrite).await;
     assert!(!former && next.iter().all(|a| *a), "{former} {next:?}");
+}
+
+/// Every node, whatever built it, puts a queue in the same partition: the
+/// hash is pinned here (FNV-1a, worked out apart from the code). And queues
+/// spread about evenly.
+#[test]
+fn a_queue_is_in_the_same_partition_on_every_node_and_queues_spread_evenly() {
+    let q = |s: &str| interq::model::QueueName::parse(s).unwrap();
+    let pinned: Vec<u32> = ["a", "b", "c", "a.b.c"]
+        .iter()
+        .map(|s| partition_of(&q(s), 16))
+        .collect();
+    assert_eq!(pinned, PINNED);
+    assert_eq!(partition_of(&q("emails"), 1), 0);
+    let mut counts = [0u32; 16];
+    for i in 0..16_000 {
+        counts[partition_of(&q(&format!("queue-{i}")), 16) as usize] += 1;
+    }
+    let (low, high) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+    assert!(*low > 850 && *high < 1_150, "{counts:?}");
+}
+
+const PINNED: [u32; 4] = [12, 5, 2, 15];
+
+/// A node serves a queue when it owns the queue's partition, refuses it
+/// otherwise, and lets go of a partition's state once it no longer owns it;
+/// a killed owner's queue is served by the next with what it acknowledged.
+#[tokio::test(start_paused = true)]
+async fn a_node_serves_the_queues_of_its_partitions_and_only_those() {
+    let net = calm_net();
+    let mut nodes = vec![start(&net, 0, 1.0), start(&net, 1, 1.0)];
+    let all: Vec<_> = nodes.iter().map(|n| Arc::clone(&n.ownership)).collect();
+    settle(&all, &[6, 6]).await;
+    let p = partition_of(&queue(), SETTINGS.partitions);
+    // The owner of queue q's partition goes last, to be killed.
+    if nodes[0].ownership.tenure(p).is_some() {
+        nodes.swap(0, 1);
+    }
+    let link = Arc::new(Link(Arc::clone(&net)));
+    let serve = |o: &Arc<Ownership<Skewed>>| {
+        OwnedPartitions::new(
+            Arc::clone(&link),
+            CouchbaseSettings::default(),
+            Retention::default(),
+            Arc::clone(o),
+        )
+    };
+    let (other, owner) = (serve(&nodes[0].ownership), serve(&nodes[1].ownership));
+    let on_owner = owner.for_queue(&queue()).await.unwrap();
+    assert_eq!(publish(&on_owner, 0..20).await.len(), 20);
+    assert_eq!(owner.serving(), vec![p]);
+    let refused = other.for_queue(&queue()).await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Unavailable(m) if m.contains(&format!("partition {p} "))),
+        "{refused:?}"
+    );
+    assert!(
+        other.serving().is_empty(),
+        "a refused queue's state is not read"
+    );
+
+    let killed = nodes.pop().unwrap();
+    killed.rounds.abort();
+    drop(on_owner);
+    while nodes[0].ownership.tenure(p).is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let on_other = other.for_queue(&queue()).await.unwrap();
+    assert_eq!(in_state(&on_other, TaskState::Ready).await.len(), 20);
+    assert_eq!(other.serving(), vec![p]);
+    // The killed node's trust ran out first: it holds nothing.
+    assert!(owner.serving().is_empty());
+    assert!(owner.for_queue(&queue()).await.is_err());
+    nodes[0].rounds.abort();
 }

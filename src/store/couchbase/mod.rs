@@ -12,6 +12,7 @@ pub mod kv;
 pub mod lock;
 mod log;
 pub mod memory;
+pub mod owned;
 pub mod partitions;
 pub mod retention;
 #[cfg(feature = "couchbase")]

@@ -233,6 +233,11 @@ impl<C: Clock> Ownership<C> {
         &self.node
     }
 
+    /// The bucket's partition count, once a round has read it.
+    pub fn partitions(&self) -> Option<u32> {
+        self.view().count
+    }
+
     pub fn settings(&self) -> LeaseSettings {
         self.settings
     }
