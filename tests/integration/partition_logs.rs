@@ -20,7 +20,7 @@ use interq::store::couchbase::owned::{partition_of, OwnedPartitions};
 use interq::store::couchbase::partitions::{Ownership, Tenures};
 use interq::store::couchbase::{CouchbaseLog, CouchbaseSettings, MemoryBucket};
 use interq::store::engine::{Engine, Retention};
-use interq::store::{Store, StoreError};
+use interq::store::{Outcome, Store, StoreError};
 use tokio::time::Instant;
 
 use crate::partitions::{calm_net, seeds, settle, start, Link, Net, Skewed, SETTINGS};
@@ -210,21 +210,83 @@ async fn a_killed_owners_partition_is_served_by_the_next_owner_with_all_it_ackno
 #[derive(Debug, Default)]
 struct Acked {
     published: BTreeMap<u32, Vec<TaskId>>,
-    /// Each claimed copy, with its worker.
-    claimed: BTreeMap<u32, HashMap<TaskId, WorkerId>>,
+    /// Each copy's last acknowledged claim: its worker, and when (by the
+    /// bucket's clock) the claim was asked for.
+    claimed: HashMap<TaskId, (WorkerId, Instant)>,
+    /// Copies whose completion was acknowledged.
+    completed: HashMap<TaskId, WorkerId>,
+    /// Copies whose completion was sent: one may have taken effect with
+    /// its reply lost.
+    finishing: HashMap<TaskId, WorkerId>,
+}
+
+/// A task's lease: `task`'s `ttr`.
+const TTR: Duration = Duration::from_secs(30);
+/// The fastest node clock, against the bucket's.
+const FASTEST: f64 = 1.1;
+
+/// A node's clock for task times, `rate` times as fast as the bucket's,
+/// from `T0` at the simulation's start.
+#[derive(Debug)]
+struct TaskClock {
+    origin: Instant,
+    rate: f64,
+}
+
+impl interq::broker::clock::Clock for TaskClock {
+    fn now(&self) -> interq::model::Millis {
+        let ms = (Instant::now() - self.origin)
+            .mul_f64(self.rate)
+            .as_millis() as u64;
+        interq::model::Millis(T0.0 + ms)
+    }
+}
+
+impl Acked {
+    /// A claim of `copy` by `worker`, asked for at `asked`, was
+    /// acknowledged at `now`: no other claim's lease may still hold, and
+    /// no completed copy is handed out again.
+    fn claim(&mut self, seed: u64, copy: TaskId, worker: WorkerId, asked: Instant) {
+        if let Some(by) = self.completed.get(&copy) {
+            panic!("seed {seed}: copy {copy} handed to {worker} after {by} completed it");
+        }
+        if let Some((other, at)) = self.claimed.get(&copy) {
+            // Its lease ran `TTR` by some node's clock from after the claim
+            // was asked for: at least this long by the bucket's.
+            let held = TTR.div_f64(FASTEST);
+            assert!(
+                Instant::now() - *at >= held,
+                "seed {seed}: copy {copy} handed to {worker} {:?} after {other} claimed it",
+                Instant::now() - *at
+            );
+        }
+        self.claimed.insert(copy, (worker, asked));
+    }
+
+    fn complete(&mut self, seed: u64, copy: TaskId, worker: WorkerId) {
+        let last = self.claimed.get(&copy).map(|(w, _)| *w);
+        assert_eq!(
+            last,
+            Some(worker),
+            "seed {seed}: {worker} completed {copy}, last claimed by {last:?}"
+        );
+        self.completed.insert(copy, worker);
+    }
 }
 
 /// A node's work: every few tens of milliseconds, on each partition it
 /// owns (`OwnedPartitions`: its engine read when it begins to own it,
-/// dropped once it stops), a publish or a claim, noting what was
-/// acknowledged.
+/// dropped once it stops), a publish, a claim, a completion of a copy it
+/// holds or a tick, by its own clock, noting what was acknowledged.
 fn work(
     seed: u64,
     id: usize,
     link: Arc<Link>,
     ownership: Arc<Ownership<Skewed>>,
+    clock: Arc<TaskClock>,
     acked: Arc<Mutex<Acked>>,
 ) -> tokio::task::JoinHandle<()> {
+    use interq::broker::clock::Clock;
     tokio::spawn(async move {
         let mut rng = fastrand::Rng::with_seed(seed ^ (id as u64) << 20);
         let worker = WorkerId::new();
@@ -233,7 +295,9 @@ fn work(
             CouchbaseSettings::default(),
             Retention::default(),
             ownership,
+            Arc::clone(&clock) as Arc<dyn Clock>,
         );
+        let mut holding: Vec<TaskId> = Vec::new();
         let mut n = (id as u64) << 32;
         loop {
             tokio::time::sleep(Duration::from_millis(rng.u64(10..100))).await;
@@ -241,29 +305,42 @@ fn work(
                 let Ok(engine) = owned.engine(p).await else {
                     continue;
                 };
-                if rng.bool() {
-                    n += 1;
-                    let t = task(n, 0, None, Vec::new(), T0);
-                    let copy = t.task_id;
-                    if engine.enqueue(vec![t], Counters::default()).await.is_ok() {
-                        acked
-                            .lock()
-                            .unwrap()
-                            .published
-                            .entry(p)
-                            .or_default()
-                            .push(copy);
-                    }
-                } else if let Ok(got) = engine.claim(worker, &lane(), T0, rng.usize(1..4)).await {
-                    let mut acked = acked.lock().unwrap();
-                    let claimed = acked.claimed.entry(p).or_default();
-                    for t in got {
-                        if let Some(other) = claimed.insert(t.task_id, worker) {
-                            panic!(
-                                "seed {seed}: partition {p}: copy {} handed to {worker} while {other} held it",
-                                t.task_id
-                            );
+                let now = clock.now();
+                match rng.u32(..10) {
+                    0..=3 => {
+                        n += 1;
+                        let t = task(n, 0, None, Vec::new(), now);
+                        let copy = t.task_id;
+                        if engine.enqueue(vec![t], Counters::default()).await.is_ok() {
+                            let mut acked = acked.lock().unwrap();
+                            acked.published.entry(p).or_default().push(copy);
                         }
+                    }
+                    4..=6 => {
+                        let asked = Instant::now();
+                        if let Ok(got) = engine.claim(worker, &lane(), now, rng.usize(1..4)).await {
+                            let mut acked = acked.lock().unwrap();
+                            for t in got {
+                                acked.claim(seed, t.task_id, worker, asked);
+                                holding.push(t.task_id);
+                            }
+                        }
+                    }
+                    7..=8 if !holding.is_empty() => {
+                        let copy = holding.swap_remove(rng.usize(..holding.len()));
+                        let done = Outcome::Complete {
+                            re_enqueue: false,
+                            output: None,
+                        };
+                        // One this worker lost (its lease ended, or it is
+                        // another partition's) is refused.
+                        acked.lock().unwrap().finishing.insert(copy, worker);
+                        if engine.finish(copy, worker, now, done).await.is_ok() {
+                            acked.lock().unwrap().complete(seed, copy, worker);
+                        }
+                    }
+                    _ => {
+                        let _ = engine.tick(now).await;
                     }
                 }
             }
@@ -282,13 +359,17 @@ async fn simulate(seed: u64) {
     let acked = Arc::new(Mutex::new(Acked::default()));
     let mut nodes = BTreeMap::new();
     let mut next = 0;
+    let origin = Instant::now();
     let spawn = |id: usize, rng: &mut fastrand::Rng| {
-        let node = start(&net, id, rng.f64() * 0.2 + 0.9);
+        let rate = rng.f64() * 0.2 + 0.9;
+        let node = start(&net, id, rate);
+        let clock = Arc::new(TaskClock { origin, rate });
         let worker = work(
             seed,
             id,
             Arc::clone(&link),
             Arc::clone(&node.ownership),
+            clock,
             Arc::clone(&acked),
         );
         (node, worker)
@@ -328,23 +409,39 @@ async fn simulate(seed: u64) {
     let mut total = 0;
     for p in 0..SETTINGS.partitions {
         let reader = open(&link, Arc::new(NoOne), p).await.unwrap();
-        let ready = in_state(&reader, TaskState::Ready).await;
-        let running = in_state(&reader, TaskState::Running).await;
         for copy in acked.published.get(&p).into_iter().flatten() {
-            assert!(
-                ready.binary_search(copy).is_ok() || running.binary_search(copy).is_ok(),
-                "seed {seed}: partition {p}: acknowledged publish {copy} is lost"
-            );
+            let found = reader.task(*copy).await.unwrap();
+            let completed = |t: &interq::model::Task, worker: &WorkerId| {
+                t.state == TaskState::Completed && t.worker_id == Some(*worker)
+            };
+            // Finished copies past the queue's retention are swept.
+            match (acked.completed.get(copy), acked.finishing.get(copy)) {
+                (Some(worker), _) => assert!(
+                    found.as_ref().is_none_or(|t| completed(t, worker)),
+                    "seed {seed}: completed {copy}: {found:?}"
+                ),
+                // Its completion took effect, or it did not.
+                (None, Some(worker)) => assert!(
+                    found
+                        .as_ref()
+                        .is_none_or(|t| t.state != TaskState::Completed || completed(t, worker)),
+                    "seed {seed}: completing {copy}: {found:?}"
+                ),
+                (None, None) => {
+                    assert!(
+                    found.as_ref().is_some_and(|t| t.state != TaskState::Completed),
+                    "seed {seed}: partition {p}: acknowledged publish {copy} is lost: {found:?}"
+                )
+                }
+            }
             total += 1;
         }
-        for (copy, worker) in acked.claimed.get(&p).into_iter().flatten() {
-            let t = reader.task(*copy).await.unwrap();
-            let t = t.unwrap_or_else(|| panic!("seed {seed}: claimed {copy} is gone"));
-            assert_eq!(t.state, TaskState::Running, "seed {seed}: claimed {copy}");
-            assert_eq!(t.worker_id, Some(*worker), "seed {seed}: claimed {copy}");
-        }
     }
-    assert!(total > 0, "seed {seed}: nothing was acknowledged");
+    assert!(
+        total > 0 && !acked.completed.is_empty(),
+        "seed {seed}: {total} published, {} completed",
+        acked.completed.len()
+    );
 }
 
 fn paused() -> tokio::runtime::Runtime {
@@ -607,6 +704,7 @@ async fn a_node_serves_the_queues_of_its_partitions_and_only_those() {
             CouchbaseSettings::default(),
             Retention::default(),
             Arc::clone(o),
+            Arc::new(interq::broker::clock::SystemClock),
         )
     };
     let (other, owner) = (serve(&nodes[0].ownership), serve(&nodes[1].ownership));

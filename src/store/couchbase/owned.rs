@@ -13,7 +13,7 @@ use super::partitions::{Clock, Ownership, Tenures};
 use super::settings::CouchbaseSettings;
 use crate::model::QueueName;
 use crate::store::engine::{Engine, Retention};
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// A partition's engine on its owner.
 pub type PartitionEngine<K> = Engine<CouchbaseLog<Scoped<K>>>;
@@ -39,6 +39,9 @@ pub struct OwnedPartitions<K: Kv, C: Clock> {
     settings: CouchbaseSettings,
     retention: Retention,
     ownership: Arc<Ownership<C>>,
+    /// The node's clock for task times: an engine read from the bucket ends
+    /// the leases it found no sooner than a lease after it read them.
+    clock: Arc<dyn crate::broker::clock::Clock>,
     engines: Mutex<BTreeMap<u32, Arc<PartitionEngine<K>>>>,
     /// One partition read at a time: two requests arriving together for a
     /// partition just taken read it once.
@@ -51,12 +54,14 @@ impl<K: Kv, C: Clock> OwnedPartitions<K, C> {
         settings: CouchbaseSettings,
         retention: Retention,
         ownership: Arc<Ownership<C>>,
+        clock: Arc<dyn crate::broker::clock::Clock>,
     ) -> Self {
         Self {
             kv,
             settings,
             retention,
             ownership,
+            clock,
             engines: Mutex::default(),
             opening: tokio::sync::Mutex::new(()),
         }
@@ -105,6 +110,7 @@ impl<K: Kv, C: Clock> OwnedPartitions<K, C> {
             )
             .await?,
         );
+        engine.follow_clock(Arc::clone(&self.clock));
         self.engines().insert(p, Arc::clone(&engine));
         Ok(engine)
     }
