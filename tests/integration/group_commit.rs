@@ -65,7 +65,7 @@ async fn publish_while_writing(
 }
 
 /// Publishes `ns` on `node`, all at once: the ones it acknowledged.
-async fn publish(node: &Node, ns: std::ops::Range<u64>) -> Vec<TaskId> {
+pub(crate) async fn publish(node: &impl Store, ns: std::ops::Range<u64>) -> Vec<TaskId> {
     let answers = join_all(ns.map(|n| async move {
         let t = task(n, 0, None, Vec::new(), T0);
         let id = t.task_id;

@@ -13,7 +13,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use interq::model::{Counters, Lane, TaskId, TaskState, WorkerId};
 use interq::store::couchbase::kv::{Kv, Scoped};
 use interq::store::couchbase::owned::{partition_of, OwnedPartitions};
@@ -23,7 +22,8 @@ use interq::store::engine::{Engine, Retention};
 use interq::store::{Outcome, Store, StoreError};
 use tokio::time::Instant;
 
-use crate::partitions::{calm_net, seeds, settle, start, Link, Net, Skewed, SETTINGS};
+use crate::group_commit::publish;
+use crate::partitions::{calm_net, paused, seeds, settle, start, Link, Net, Skewed, SETTINGS};
 use crate::simulation::{queue, task, T0};
 
 type Part<K> = Engine<CouchbaseLog<Scoped<K>>>;
@@ -51,20 +51,6 @@ async fn open<K: Kv>(
         p,
     )
     .await
-}
-
-/// Publishes `ns` at once: the ones acknowledged.
-async fn publish<K: Kv>(node: &Part<K>, ns: std::ops::Range<u64>) -> Vec<TaskId> {
-    let answers = join_all(ns.map(|n| async move {
-        let t = task(n, 0, None, Vec::new(), T0);
-        let id = t.task_id;
-        node.enqueue(vec![t], Counters::default())
-            .await
-            .ok()
-            .map(|_| id)
-    }))
-    .await;
-    answers.into_iter().flatten().collect()
 }
 
 fn lane() -> Vec<Lane> {
@@ -444,14 +430,6 @@ async fn simulate(seed: u64) {
     );
 }
 
-fn paused() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn many_seeds_of_owners_changing_under_faults_lose_nothing_and_hand_out_nothing_twice() {
     for seed in 0..seeds() / 2 {
@@ -709,7 +687,7 @@ async fn a_node_serves_the_queues_of_its_partitions_and_only_those() {
     };
     let (other, owner) = (serve(&nodes[0].ownership), serve(&nodes[1].ownership));
     let on_owner = owner.for_queue(&queue()).await.unwrap();
-    assert_eq!(publish(&on_owner, 0..20).await.len(), 20);
+    assert_eq!(publish(&*on_owner, 0..20).await.len(), 20);
     assert_eq!(owner.serving(), vec![p]);
     let refused = other.for_queue(&queue()).await.unwrap_err();
     assert!(

@@ -331,7 +331,7 @@ pub(crate) fn seeds() -> u64 {
         .unwrap_or(100)
 }
 
-fn paused() -> tokio::runtime::Runtime {
+pub(crate) fn paused() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)

@@ -28,7 +28,7 @@ use super::chain::{self, Links};
 use super::group::{Done, Held, Pipeline, Writing};
 use super::kv::{partition_space, Kv, Scoped};
 use super::lock::{self, LockDocs};
-use super::partitions::{Ownership, Tenures, TokioClock};
+use super::partitions::{not_owner, Ownership, Tenures, TokioClock};
 use super::retention::{self, Docs, Written};
 use super::settings::CouchbaseSettings;
 use crate::store::engine::{Batch, Engine, Log, News, Op, Payloads, Retention};
@@ -668,11 +668,6 @@ impl<K: Kv> Inner<K> {
         mine: OwnedMutexGuard<()>,
         applied: &(dyn Fn() -> u64 + Sync),
     ) -> Result<(Turn<K>, News), StoreError> {
-        let not_owner = || {
-            StoreError::Unavailable(format!(
-                "partition {partition} is not held by this node; its owner serves it"
-            ))
-        };
         let turn = Turn {
             mine: Some(mine),
             done: None,
@@ -684,7 +679,7 @@ impl<K: Kv> Inner<K> {
                     return Some(Err(why.clone()));
                 }
                 let Some(tenure) = tenures.tenure(partition) else {
-                    return Some(Err(not_owner()));
+                    return Some(Err(not_owner(partition)));
                 };
                 if p.tenure == Some(tenure) {
                     if p.full() {
@@ -702,7 +697,7 @@ impl<K: Kv> Inner<K> {
         let news = self.caught_up(applied()).await?;
         // Another node may have taken the partition while this one read.
         if tenures.tenure(partition) != Some(tenure) {
-            return Err(not_owner());
+            return Err(not_owner(partition));
         }
         let mut p = self.pipeline();
         p.tenure = Some(tenure);

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use super::kv::{Kv, Scoped};
 use super::log::CouchbaseLog;
-use super::partitions::{Clock, Ownership, Tenures};
+use super::partitions::{not_owner, Clock, Ownership, Tenures};
 use super::settings::CouchbaseSettings;
 use crate::model::QueueName;
 use crate::store::engine::{Engine, Retention};
@@ -89,9 +89,7 @@ impl<K: Kv, C: Clock> OwnedPartitions<K, C> {
     pub async fn engine(&self, p: u32) -> Result<Arc<PartitionEngine<K>>, StoreError> {
         self.prune();
         if self.ownership.tenure(p).is_none() {
-            return Err(StoreError::Unavailable(format!(
-                "partition {p} is not held by this node; its owner serves it"
-            )));
+            return Err(not_owner(p));
         }
         if let Some(engine) = self.engines().get(&p) {
             return Ok(Arc::clone(engine));

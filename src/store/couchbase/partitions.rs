@@ -148,6 +148,14 @@ impl View {
     }
 }
 
+/// What a change or a request for partition `p` gets on a node that does
+/// not own it.
+pub fn not_owner(p: u32) -> StoreError {
+    StoreError::Unavailable(format!(
+        "partition {p} is not held by this node; its owner serves it"
+    ))
+}
+
 /// Who may write a partition's log now (`CouchbaseLog::of_partition`).
 pub trait Tenures: Send + Sync + std::fmt::Debug + 'static {
     /// While this node may act as partition `p`'s owner, the tenure it
